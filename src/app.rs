@@ -1,0 +1,21 @@
+//! What every request handler shares: the store and the server's settings.
+
+use std::sync::Arc;
+
+use crate::store::Store;
+
+pub struct App {
+    pub store: Arc<dyn Store>,
+    /// The FHIR base URL clients use, without a trailing slash (`http://127.0.0.1:8080/fhir`):
+    /// `Location`, `fullUrl` and paging links are built from it.
+    pub base_url: String,
+    /// The largest request body accepted, in bytes.
+    pub body_limit: usize,
+}
+
+impl App {
+    /// The absolute URL of a path below the FHIR base (`Patient/1` → `http://…/fhir/Patient/1`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base_url, path)
+    }
+}

@@ -1,0 +1,151 @@
+//! FHIR dates and instants as the server stores and compares them: milliseconds since the Unix
+//! epoch (UTC), and a partial date as the half-open range of instants it covers.
+
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+
+/// The current instant in ms, the resolution of `meta.lastUpdated`.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn to_utc(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// `meta.lastUpdated`: a FHIR instant with millisecond precision in UTC.
+pub fn format_instant(ms: i64) -> String {
+    to_utc(ms).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// An HTTP-date (RFC 9110) for `Last-Modified`.
+pub fn format_http_date(ms: i64) -> String {
+    to_utc(ms).format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// Parses an HTTP-date (`If-Modified-Since`) to ms.
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    DateTime::parse_from_rfc2822(s.trim()).ok().map(|d| d.timestamp_millis())
+}
+
+/// The half-open range `[lo, hi)` in ms covered by a FHIR date, dateTime or instant at its
+/// precision: `2024` is the whole year, `2024-03-01T10:00` the whole minute. A value without a
+/// time zone is taken as UTC.
+pub fn parse_range(value: &str) -> Result<(i64, i64), String> {
+    let bad = || format!("'{value}' is not a valid FHIR date, dateTime or instant");
+    let (date_part, time_part) = match value.split_once('T') {
+        Some((d, t)) => (d, Some(t)),
+        None => (value, None),
+    };
+    let fields: Vec<&str> = date_part.split('-').collect();
+    let num = |s: &str, len: usize| -> Result<u32, String> {
+        if s.len() == len && s.bytes().all(|b| b.is_ascii_digit()) {
+            s.parse().map_err(|_| bad())
+        } else {
+            Err(bad())
+        }
+    };
+    let year = num(fields.first().copied().unwrap_or(""), 4)? as i32;
+    let month = fields.get(1).map(|m| num(m, 2)).transpose()?;
+    let day = fields.get(2).map(|d| num(d, 2)).transpose()?;
+    if fields.len() > 3 || (time_part.is_some() && day.is_none()) {
+        return Err(bad());
+    }
+    let start_date = NaiveDate::from_ymd_opt(year, month.unwrap_or(1), day.unwrap_or(1))
+        .ok_or_else(bad)?;
+    let Some(time) = time_part else {
+        let end_date = match (month, day) {
+            (None, _) => NaiveDate::from_ymd_opt(year + 1, 1, 1),
+            (Some(m), None) if m == 12 => NaiveDate::from_ymd_opt(year + 1, 1, 1),
+            (Some(m), None) => NaiveDate::from_ymd_opt(year, m + 1, 1),
+            (Some(_), Some(_)) => start_date.succ_opt(),
+        }
+        .ok_or_else(bad)?;
+        let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis());
+        return Ok((ms(start_date).ok_or_else(bad)?, ms(end_date).ok_or_else(bad)?));
+    };
+    // Split off the zone: `Z`, `+hh:mm` or `-hh:mm`.
+    let (clock, offset) = if let Some(c) = time.strip_suffix('Z') {
+        (c, FixedOffset::east_opt(0))
+    } else if let Some(pos) = time.rfind(['+', '-']) {
+        let (c, zone) = time.split_at(pos);
+        let sign = if zone.starts_with('-') { -1 } else { 1 };
+        let (h, m) = zone[1..].split_once(':').ok_or_else(bad)?;
+        let secs = (num(h, 2)? * 3600 + num(m, 2)? * 60) as i32;
+        if num(h, 2)? > 14 || num(m, 2)? > 59 {
+            return Err(bad());
+        }
+        (c, FixedOffset::east_opt(sign * secs))
+    } else {
+        (time, FixedOffset::east_opt(0))
+    };
+    let offset = offset.ok_or_else(bad)?;
+    let (hms, fraction) = match clock.split_once('.') {
+        Some((hms, f)) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => (hms, Some(f)),
+        Some(_) => return Err(bad()),
+        None => (clock, None),
+    };
+    let parts: Vec<&str> = hms.split(':').collect();
+    let hour = num(parts.first().copied().unwrap_or(""), 2)?;
+    let minute = num(parts.get(1).copied().unwrap_or(""), 2)?;
+    let second = parts.get(2).map(|s| num(s, 2)).transpose()?;
+    if parts.len() > 3 || (fraction.is_some() && second.is_none()) {
+        return Err(bad());
+    }
+    let mut millis = 0i64;
+    let width = match (second, fraction) {
+        (None, _) => Duration::minutes(1),
+        (Some(_), None) => Duration::seconds(1),
+        (Some(_), Some(f)) => {
+            let digits: String = f.chars().take(3).collect();
+            millis = format!("{digits:0<3}").parse::<i64>().map_err(|_| bad())?;
+            Duration::milliseconds(10i64.pow(3u32.saturating_sub(f.len().min(3) as u32)))
+        }
+    };
+    let naive: NaiveDateTime =
+        start_date.and_hms_opt(hour, minute, second.unwrap_or(0)).ok_or_else(bad)?;
+    let local = offset.from_local_datetime(&naive).single().ok_or_else(bad)?;
+    let lo = local.timestamp_millis() + millis;
+    Ok((lo, lo + width.num_milliseconds()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(s: &str) -> (String, String) {
+        let (lo, hi) = parse_range(s).unwrap();
+        (format_instant(lo), format_instant(hi))
+    }
+
+    #[test]
+    fn a_year_covers_the_whole_year() {
+        assert_eq!(range("2024"), ("2024-01-01T00:00:00.000Z".into(), "2025-01-01T00:00:00.000Z".into()));
+    }
+
+    #[test]
+    fn december_ends_at_the_next_year() {
+        assert_eq!(range("2024-12").1, "2025-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_day_covers_24_hours() {
+        assert_eq!(range("2024-02-29"), ("2024-02-29T00:00:00.000Z".into(), "2024-03-01T00:00:00.000Z".into()));
+    }
+
+    #[test]
+    fn a_time_zone_shifts_to_utc() {
+        assert_eq!(range("2024-03-01T10:00:00+02:00").0, "2024-03-01T08:00:00.000Z");
+    }
+
+    #[test]
+    fn fractions_set_the_precision() {
+        assert_eq!(range("2024-03-01T10:00:00.5Z"), ("2024-03-01T10:00:00.500Z".into(), "2024-03-01T10:00:00.600Z".into()));
+    }
+
+    #[test]
+    fn malformed_dates_are_refused() {
+        for bad in ["", "20", "2024-13", "2024-02-30", "2024-01-01T25:00", "2024-01-01T10", "abc", "2024-01-01T10:00:00+2:00", "2024-01-01T10:00:00.Z"] {
+            assert!(parse_range(bad).is_err(), "{bad}");
+        }
+    }
+}

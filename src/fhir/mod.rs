@@ -1,0 +1,8 @@
+//! FHIR rules that do not depend on HTTP or storage: resource types, ids, instants, `meta`,
+//! and validation.
+
+pub mod datetime;
+pub mod id;
+pub mod meta;
+pub mod resource_types;
+pub mod validate;

@@ -1,0 +1,265 @@
+//! Validation of every resource the server is asked to store.
+//!
+//! Structure comes from a JSON Schema generated from the official R4 4.0.1 StructureDefinitions
+//! (`profiles/fhir-r4.schema.json`, made by `scripts/generate_definitions.py`): element names,
+//! types, cardinality, choice types, primitive regexes, `_element` siblings and required bindings
+//! to small code lists. Schemas are compiled once per resource type, on first use.
+//!
+//! A resource nested in another (`contained`, `Bundle.entry.resource`, `Parameters`) is only
+//! checked for a known `resourceType` by the outer schema and validated here against its own
+//! type's schema, which keeps each compiled schema small. On top of the schema come the rules a
+//! schema cannot say: contained resources (dom-2, dom-4 and local references) and the shape of
+//! literal references.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, OnceLock};
+
+use serde_json::Value;
+
+use crate::error::{FhirError, Issue};
+use crate::fhir::{id, resource_types};
+
+static SCHEMA: LazyLock<Value> = LazyLock::new(|| {
+    serde_json::from_str(include_str!("../../profiles/fhir-r4.schema.json"))
+        .expect("profiles/fhir-r4.schema.json is valid JSON")
+});
+
+static VALIDATORS: LazyLock<HashMap<&'static str, OnceLock<jsonschema::Validator>>> =
+    LazyLock::new(|| {
+        resource_types::all().iter().map(|t| (t.as_str(), OnceLock::new())).collect()
+    });
+
+/// At most this many issues are reported for one resource: enough to fix it, bounded for
+/// adversarial input.
+const MAX_ISSUES: usize = 50;
+
+fn validator(rtype: &str) -> Option<&'static jsonschema::Validator> {
+    let cell = VALIDATORS.get(rtype)?;
+    Some(cell.get_or_init(|| {
+        let mut schema = SCHEMA.clone();
+        schema["$ref"] = Value::String(format!("#/definitions/{rtype}"));
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft7)
+            .build(&schema)
+            .unwrap_or_else(|e| panic!("the generated schema of {rtype} does not compile: {e}"))
+    }))
+}
+
+/// Compiles the schemas of all resource types now rather than on first use.
+pub fn warm_up() {
+    for rtype in resource_types::all() {
+        validator(rtype);
+    }
+}
+
+/// Validates a resource the client sent for `expected_type`.
+pub fn validate(resource: &Value, expected_type: &str) -> Result<(), FhirError> {
+    let Some(object) = resource.as_object() else {
+        return Err(FhirError::invalid_at("structure", "The body must be a JSON object (a FHIR resource)", expected_type));
+    };
+    match object.get("resourceType") {
+        Some(Value::String(t)) if t == expected_type => {}
+        Some(Value::String(t)) => {
+            return Err(FhirError::invalid_at(
+                "invalid",
+                format!("The resource is a {t}, but the request is for {expected_type}"),
+                "resourceType",
+            ))
+        }
+        _ => {
+            return Err(FhirError::invalid_at(
+                "structure",
+                "The resource has no resourceType string",
+                "resourceType",
+            ))
+        }
+    }
+    let mut issues = Vec::new();
+    check_resource(resource, expected_type, expected_type, false, &mut issues);
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        issues.truncate(MAX_ISSUES);
+        Err(FhirError::Invalid(issues))
+    }
+}
+
+/// Schema, nested resources, contained rules and references of one resource at `path`.
+/// A contained resource's local references point into its container, which checks them.
+fn check_resource(resource: &Value, rtype: &str, path: &str, contained: bool, issues: &mut Vec<Issue>) {
+    let Some(schema) = validator(rtype) else {
+        issues.push(Issue::error("invalid", format!("Unknown resource type '{rtype}'")).at(path));
+        return;
+    };
+    for error in schema.iter_errors(resource).take(MAX_ISSUES) {
+        let at = expression(path, error.instance_path().as_str());
+        issues.push(Issue::error("structure", error.to_string()).at(at));
+    }
+    if issues.len() >= MAX_ISSUES {
+        return;
+    }
+    if !contained {
+        check_contained(resource, path, issues);
+    }
+    let mut nested = Vec::new();
+    find_nested(resource, path, true, &mut nested, issues);
+    for (child, child_path) in nested {
+        if let Some(Value::String(child_type)) = child.get("resourceType") {
+            let is_contained = child_path
+                .rsplit_once('.')
+                .is_some_and(|(_, last)| last.starts_with("contained["));
+            check_resource(child, child_type, &child_path, is_contained, issues);
+        }
+    }
+}
+
+/// Turns a JSON pointer (`/name/0/given`) into a FHIRPath-like location (`Patient.name[0].given`).
+fn expression(base: &str, pointer: &str) -> String {
+    let mut out = base.to_owned();
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if segment.bytes().all(|b| b.is_ascii_digit()) && !segment.is_empty() {
+            out.push('[');
+            out.push_str(&segment);
+            out.push(']');
+        } else {
+            out.push('.');
+            out.push_str(&segment);
+        }
+    }
+    out
+}
+
+/// Collects resources nested in `value` (not descending into them: each checks its own), and
+/// checks literal references on the way.
+fn find_nested<'a>(
+    value: &'a Value,
+    path: &str,
+    top: bool,
+    nested: &mut Vec<(&'a Value, String)>,
+    issues: &mut Vec<Issue>,
+) {
+    match value {
+        Value::Object(object) => {
+            if !top && object.contains_key("resourceType") {
+                nested.push((value, path.to_owned()));
+                return;
+            }
+            if let Some(Value::String(reference)) = object.get("reference") {
+                if let Err(message) = check_reference(reference) {
+                    issues.push(Issue::error("value", message).at(format!("{path}.reference")));
+                }
+            }
+            for (key, child) in object {
+                find_nested(child, &format!("{path}.{key}"), false, nested, issues);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                find_nested(item, &format!("{path}[{i}]"), false, nested, issues);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A literal reference is absolute (`scheme:…`), local (`#id`), or relative `Type/id` with an
+/// optional `/_history/vid`, where `Type` is a resource type and `id` a valid id.
+fn check_reference(reference: &str) -> Result<(), String> {
+    if reference.starts_with('#') || reference.contains(':') {
+        return Ok(());
+    }
+    let segments: Vec<&str> = reference.split('/').collect();
+    let ok = match segments.as_slice() {
+        [t, i] => resource_types::is_resource_type(t) && id::is_valid(i),
+        [t, i, "_history", v] => {
+            resource_types::is_resource_type(t) && id::is_valid(i) && id::is_valid(v)
+        }
+        // Conditional references (`Patient?identifier=…`) are resolved by transactions.
+        _ => reference.contains('?'),
+    };
+    if ok || (segments.len() == 1 && reference.contains('?')) {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{reference}' is not a valid reference: expected Type/id, Type/id/_history/vid, \
+             an absolute URL or #id of a contained resource"
+        ))
+    }
+}
+
+/// dom-2 (no nested `contained`), dom-4 (no `meta.versionId`/`lastUpdated`), contained
+/// resources have ids, and every local reference `#id` points at one of them.
+fn check_contained(resource: &Value, path: &str, issues: &mut Vec<Issue>) {
+    let contained = resource.get("contained").and_then(Value::as_array);
+    let mut ids = HashSet::new();
+    for (i, child) in contained.into_iter().flatten().enumerate() {
+        let at = format!("{path}.contained[{i}]");
+        if child.get("contained").is_some() {
+            issues.push(Issue::error("invariant", "dom-2: a contained resource SHALL NOT contain additional contained resources").at(&at));
+        }
+        let meta = child.get("meta");
+        if meta.and_then(|m| m.get("versionId")).is_some() || meta.and_then(|m| m.get("lastUpdated")).is_some() {
+            issues.push(Issue::error("invariant", "dom-4: a contained resource SHALL NOT have a meta.versionId or a meta.lastUpdated").at(&at));
+        }
+        match child.get("id").and_then(Value::as_str) {
+            Some(cid) => {
+                ids.insert(cid.to_owned());
+            }
+            None => issues.push(Issue::error("required", "A contained resource needs an id to be referenced by").at(format!("{at}.id"))),
+        }
+    }
+    let mut locals = Vec::new();
+    collect_local_references(resource, &mut locals);
+    for local in locals {
+        let target = &local[1..];
+        if !target.is_empty() && !ids.contains(target) {
+            issues.push(
+                Issue::error("invalid", format!("The local reference '{local}' points at no contained resource"))
+                    .at(path),
+            );
+        }
+    }
+}
+
+/// Local references (`#id`) in a resource and its contained resources, but not in other nested
+/// resources (Bundle entries and Parameters resolve their own).
+fn collect_local_references(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(object) => {
+            if let Some(Value::String(r)) = object.get("reference") {
+                if r.starts_with('#') {
+                    out.push(r.clone());
+                }
+            }
+            for (key, child) in object {
+                if key == "contained" || child.get("resourceType").is_none() {
+                    collect_local_references(child, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_local_references(item, out)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_pointers_become_element_paths() {
+        assert_eq!(expression("Patient", "/name/0/given"), "Patient.name[0].given");
+        assert_eq!(expression("Patient", ""), "Patient");
+    }
+
+    #[test]
+    fn references_must_be_well_formed() {
+        for ok in ["Patient/1", "Patient/1/_history/2", "http://x.org/fhir/Patient/1", "#p1", "urn:uuid:0d4b8d7c-0e1a-4f4b-9b8e-3f0e2a6c1a11", "Patient?identifier=a|b"] {
+            assert!(check_reference(ok).is_ok(), "{ok}");
+        }
+        for bad in ["Patient/", "Nothing/1", "Patient/a b", "Patient/1/2", "justtext"] {
+            assert!(check_reference(bad).is_err(), "{bad}");
+        }
+    }
+}

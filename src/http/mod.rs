@@ -1,0 +1,132 @@
+//! The HTTP layer: reads requests, negotiates formats, dispatches to interactions and writes
+//! responses. FHIR semantics live in `interaction`, storage in `store`.
+
+pub mod negotiate;
+pub mod request;
+pub mod response;
+mod route;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{any, get};
+use axum::Router;
+use http_body_util::{BodyExt, Limited};
+use percent_encoding::percent_decode_str;
+use serde_json::json;
+
+use crate::app::App;
+use crate::error::FhirError;
+use negotiate::{prefer_return, response_format, Format};
+use request::{parse_query, FhirRequest};
+use response::{error_response, json_response};
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/fhir", any(fhir))
+        .route("/fhir/", any(fhir))
+        .route("/fhir/{*rest}", any(fhir))
+        .fallback(not_found)
+        // The FHIR handler enforces its own limit so that it can answer with an OperationOutcome.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(log_request))
+        .with_state(app)
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => json_response(StatusCode::OK, Some(&json!({"status": "ok"})), Format::default()),
+        Err(e) => error_response(&FhirError::Unavailable(e.to_string()), Format::default()),
+    }
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let error = FhirError::NotFound(format!("Nothing here at {}: the FHIR base is /fhir", uri.path()));
+    error_response(&error, Format::default())
+}
+
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+async fn fhir(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let mut params = parse_query(uri.query().unwrap_or(""));
+    let take = |params: &mut Vec<(String, String)>, name: &str| {
+        let value = params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        params.retain(|(k, _)| k != name);
+        value
+    };
+    let format_param = take(&mut params, "_format");
+    let pretty_param = take(&mut params, "_pretty");
+    let format = match response_format(&headers, format_param.as_deref(), pretty_param.as_deref()) {
+        Ok(format) => format,
+        Err(e) => return error_response(&e, Format::default()),
+    };
+    let prefer = prefer_return(&headers);
+    let result = async {
+        let segments = path_segments(uri.path())?;
+        let body = read_body(body, &headers, app.body_limit).await?;
+        // HEAD is GET without a body (hyper drops the body).
+        let method = if method == Method::HEAD { Method::GET } else { method };
+        let request = FhirRequest { method, segments, params, headers, body };
+        route::dispatch(&app, &request).await
+    }
+    .await;
+    match result {
+        Ok(response) => response.render(format, prefer),
+        Err(error) => error_response(&error, format),
+    }
+}
+
+/// The decoded path segments below `/fhir`. A segment that decodes to text with `/` or
+/// invalid UTF-8 can never be a type, id or operation name.
+fn path_segments(path: &str) -> Result<Vec<String>, FhirError> {
+    let rest = path.strip_prefix("/fhir").unwrap_or(path);
+    rest.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let decoded = percent_decode_str(s)
+                .decode_utf8()
+                .map_err(|_| FhirError::invalid("The URL path is not valid UTF-8"))?;
+            if decoded.contains('/') {
+                return Err(FhirError::invalid(format!("'{decoded}' is not a valid type, id or operation name")));
+            }
+            Ok(decoded.into_owned())
+        })
+        .collect()
+}
+
+/// Reads the body up to `limit` bytes; larger bodies get 413 without being read to the end.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, FhirError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(FhirError::PayloadTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(FhirError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(FhirError::invalid(format!("The request body could not be read: {e}"))),
+    }
+}

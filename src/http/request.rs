@@ -1,0 +1,64 @@
+//! A FHIR request as interactions see it: method, decoded path segments, query parameters,
+//! headers and the (size-limited) body.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method};
+use serde_json::Value;
+
+use crate::error::{FhirError, Issue};
+use crate::http::negotiate::require_json_body;
+
+#[derive(Debug)]
+pub struct FhirRequest {
+    pub method: Method,
+    /// Path segments after the FHIR base, percent-decoded.
+    pub segments: Vec<String>,
+    /// Query parameters in order, without `_format` and `_pretty`.
+    pub params: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl FhirRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as a JSON value, refusing other media types and malformed JSON.
+    pub fn json_body(&self) -> Result<Value, FhirError> {
+        require_json_body(&self.headers)?;
+        parse_json(&self.body)
+    }
+
+    /// The value of a query parameter that may appear at most once.
+    pub fn single_param(&self, name: &str) -> Result<Option<&str>, FhirError> {
+        let mut values = self.params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(FhirError::invalid(format!("The parameter {name} may appear only once")));
+        }
+        Ok(first)
+    }
+}
+
+/// Parses a JSON body. serde_json refuses nesting deeper than 128 levels, which bounds the
+/// recursion of everything that walks a resource later.
+pub fn parse_json(body: &[u8]) -> Result<Value, FhirError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(FhirError::Invalid(vec![Issue::error(
+            "structure",
+            "The request body is empty; a resource was expected",
+        )]));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        FhirError::Invalid(vec![Issue::error(
+            "structure",
+            format!("The body is not valid JSON: {e}"),
+        )])
+    })
+}
+
+/// Splits a query string into decoded pairs (`+` is a space, as in HTML forms).
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+}

@@ -1,0 +1,97 @@
+//! What an interaction answers, and how it is written as an HTTP response.
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Response, StatusCode};
+use serde_json::Value;
+
+use crate::error::{information, FhirError};
+use crate::fhir::datetime::format_http_date;
+use crate::http::negotiate::{Format, Return};
+
+/// The answer of an interaction, before content negotiation and `Prefer` are applied.
+#[derive(Debug)]
+pub struct FhirResponse {
+    pub status: StatusCode,
+    pub body: Option<Value>,
+    /// `(versionId, lastUpdated ms)` of the resource concerned: `ETag` and `Last-Modified`.
+    pub version: Option<(i64, i64)>,
+    pub location: Option<String>,
+    /// Set on writes: the body may be replaced as `Prefer: return=…` asks, with this message
+    /// for `return=OperationOutcome`.
+    pub write_outcome: Option<String>,
+}
+
+impl FhirResponse {
+    pub fn new(status: StatusCode, body: Option<Value>) -> Self {
+        FhirResponse { status, body, version: None, location: None, write_outcome: None }
+    }
+
+    pub fn ok(body: Value) -> Self {
+        Self::new(StatusCode::OK, Some(body))
+    }
+
+    pub fn with_version(mut self, version: i64, last_updated: i64) -> Self {
+        self.version = Some((version, last_updated));
+        self
+    }
+
+    pub fn with_location(mut self, location: String) -> Self {
+        self.location = Some(location);
+        self
+    }
+
+    pub fn written(mut self, message: String) -> Self {
+        self.write_outcome = Some(message);
+        self
+    }
+
+    /// Renders the response as the client negotiated.
+    pub fn render(self, format: Format, prefer: Return) -> Response<Body> {
+        let body = match (&self.write_outcome, prefer) {
+            (Some(_), Return::Minimal) => None,
+            (Some(message), Return::OperationOutcome) => Some(information(message.clone())),
+            _ => self.body,
+        };
+        let mut response = json_response(self.status, body.as_ref(), format);
+        let headers = response.headers_mut();
+        if let Some((version, last_updated)) = self.version {
+            if let Ok(v) = HeaderValue::from_str(&format!("W/\"{version}\"")) {
+                headers.insert(header::ETAG, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&format_http_date(last_updated)) {
+                headers.insert(header::LAST_MODIFIED, v);
+            }
+        }
+        if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            headers.insert(header::LOCATION, location);
+        }
+        response
+    }
+}
+
+/// A JSON response, pretty-printed if asked; no body when `body` is `None`.
+pub fn json_response(status: StatusCode, body: Option<&Value>, format: Format) -> Response<Body> {
+    let mut builder = Response::builder().status(status);
+    let body = match body {
+        Some(value) => {
+            builder = builder.header(header::CONTENT_TYPE, format.content_type());
+            let bytes = if format.pretty {
+                serde_json::to_vec_pretty(value)
+            } else {
+                serde_json::to_vec(value)
+            };
+            Body::from(bytes.unwrap_or_default())
+        }
+        None => Body::empty(),
+    };
+    builder.body(body).unwrap_or_default()
+}
+
+/// The one place where errors become responses: an `OperationOutcome` with the error's status.
+pub fn error_response(error: &FhirError, format: Format) -> Response<Body> {
+    let mut response = json_response(error.status(), Some(&error.into_outcome()), format);
+    if let FhirError::MethodNotAllowed { allow, .. } = error {
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    response
+}

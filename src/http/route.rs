@@ -1,0 +1,67 @@
+//! Maps method and path below the FHIR base to an interaction (http page, "RESTful API").
+
+use axum::http::Method;
+
+use crate::app::App;
+use crate::error::FhirError;
+use crate::http::request::FhirRequest;
+use crate::http::response::FhirResponse;
+use crate::interaction::history::Scope;
+use crate::interaction::{capabilities, create, delete, history, read, search, update, vread};
+
+pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+    let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
+    let method = &request.method;
+    let not_allowed = |allow: &'static str| FhirError::MethodNotAllowed {
+        method: method.to_string(),
+        path: format!("/{}", segments.join("/")),
+        allow,
+    };
+    match segments.as_slice() {
+        [] => match *method {
+            Method::POST => Err(FhirError::NotSupported(
+                "batch and transaction Bundles are not supported yet".into(),
+            )),
+            _ => Err(not_allowed("POST")),
+        },
+        ["metadata"] => match *method {
+            Method::GET => capabilities::capabilities(app, request).await,
+            _ => Err(not_allowed("GET")),
+        },
+        ["_history"] => match *method {
+            Method::GET => history::history(app, request, Scope::System).await,
+            _ => Err(not_allowed("GET")),
+        },
+        [op, ..] if op.starts_with('$') => Err(FhirError::NotFound(format!("Unknown operation {op}"))),
+        [rtype] => match *method {
+            Method::GET => search::search(app, request, rtype).await,
+            Method::POST => create::create(app, request, rtype).await,
+            Method::PUT => update::conditional_update(app, request, rtype).await,
+            Method::DELETE => delete::conditional_delete(app, request, rtype).await,
+            _ => Err(not_allowed("GET, POST, PUT, DELETE")),
+        },
+        [rtype, "_search"] => match *method {
+            Method::POST => search::search(app, request, rtype).await,
+            _ => Err(not_allowed("POST")),
+        },
+        [rtype, "_history"] => match *method {
+            Method::GET => history::history(app, request, Scope::Type(rtype)).await,
+            _ => Err(not_allowed("GET")),
+        },
+        [rtype, id] if !id.starts_with('$') => match *method {
+            Method::GET => read::read(app, request, rtype, id).await,
+            Method::PUT => update::update(app, request, rtype, id).await,
+            Method::DELETE => delete::delete(app, request, rtype, id).await,
+            _ => Err(not_allowed("GET, PUT, DELETE")),
+        },
+        [rtype, id, "_history"] => match *method {
+            Method::GET => history::history(app, request, Scope::Instance(rtype, id)).await,
+            _ => Err(not_allowed("GET")),
+        },
+        [rtype, id, "_history", vid] => match *method {
+            Method::GET => vread::vread(app, rtype, id, vid).await,
+            _ => Err(not_allowed("GET")),
+        },
+        _ => Err(FhirError::NotFound(format!("No FHIR interaction at /{}", segments.join("/")))),
+    }
+}

@@ -1,0 +1,87 @@
+//! capabilities: `GET [base]/metadata`, a CapabilityStatement of what this server really does.
+//!
+//! Built from the same tables the server runs on (resource types, supported search parameter
+//! types), so it cannot claim what is not implemented.
+
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::error::FhirError;
+use crate::fhir::resource_types;
+use crate::http::request::FhirRequest;
+use crate::http::response::FhirResponse;
+use crate::search::definitions::{registry, ParamType};
+
+pub async fn capabilities(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+    match request.single_param("mode")? {
+        None | Some("full") => {}
+        Some("normative") => {}
+        Some(mode) => {
+            return Err(FhirError::invalid(format!(
+                "mode={mode} is not supported: this server has no terminology capabilities to report"
+            )))
+        }
+    }
+    Ok(FhirResponse::ok(statement(app)))
+}
+
+/// The search parameters of a type that `search::params` can evaluate.
+fn search_params(rtype: &str) -> Vec<Value> {
+    let mut params = vec![
+        json!({"name": "_id", "type": "token", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"}),
+        json!({"name": "_lastUpdated", "type": "date", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"}),
+    ];
+    let mut supported: Vec<_> = registry()
+        .params(rtype)
+        .filter(|p| p.code != "_id" && p.code != "_lastUpdated" && p.expression.is_some())
+        .filter(|p| matches!(p.kind, ParamType::Token | ParamType::Date))
+        .collect();
+    supported.sort_by(|a, b| a.code.cmp(&b.code));
+    for p in supported {
+        let kind = if p.kind == ParamType::Token { "token" } else { "date" };
+        params.push(json!({"name": p.code, "type": kind, "definition": p.url}));
+    }
+    params
+}
+
+/// The type-level interactions implemented for every resource type.
+const INTERACTIONS: [&str; 8] =
+    ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"];
+
+fn statement(app: &App) -> Value {
+    let resources: Vec<Value> = resource_types::all()
+        .iter()
+        .map(|rtype| {
+            let interactions: Vec<Value> = INTERACTIONS.iter().map(|code| json!({"code": code})).collect();
+            json!({
+                "type": rtype,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{rtype}"),
+                "interaction": interactions,
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": true,
+                "conditionalRead": "full-support",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "searchParam": search_params(rtype),
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": chrono::Utc::now().format("%Y-%m-%d").to_string(),
+        "publisher": "Signaal",
+        "kind": "instance",
+        "software": {"name": "Signaal", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "Signaal FHIR R4 server", "url": app.base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": "history-system"}],
+        }],
+    })
+}

@@ -1,0 +1,135 @@
+//! history: `GET [base]/[type]/[id]/_history`, `[base]/[type]/_history` and `[base]/_history`.
+//!
+//! A `history` Bundle, newest first, paged with keyset cursors on the global write order, so
+//! links stay correct while others write and no result set is kept on the server.
+
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::error::FhirError;
+use crate::fhir::datetime::{format_instant, parse_range};
+use crate::fhir::meta;
+use crate::http::request::FhirRequest;
+use crate::interaction::{check_id, check_type};
+use crate::http::response::FhirResponse;
+use crate::search::params::{CURSOR_AFTER, CURSOR_BEFORE, DEFAULT_COUNT, MAX_COUNT};
+use crate::store::{HistoryQuery, Method};
+
+/// Which history: the whole system, one type, or one resource.
+pub enum Scope<'a> {
+    System,
+    Type(&'a str),
+    Instance(&'a str, &'a str),
+}
+
+pub async fn history(app: &App, request: &FhirRequest, scope: Scope<'_>) -> Result<FhirResponse, FhirError> {
+    let mut query = HistoryQuery { count: DEFAULT_COUNT, ..Default::default() };
+    let path = match scope {
+        Scope::System => "_history".to_owned(),
+        Scope::Type(rtype) => {
+            check_type(rtype)?;
+            query.rtype = Some(rtype.to_owned());
+            format!("{rtype}/_history")
+        }
+        Scope::Instance(rtype, id) => {
+            check_type(rtype)?;
+            check_id(id)?;
+            query.rtype = Some(rtype.to_owned());
+            query.id = Some(id.to_owned());
+            format!("{rtype}/{id}/_history")
+        }
+    };
+    let mut kept = Vec::new();
+    for (name, value) in &request.params {
+        match name.as_str() {
+            "_count" => {
+                query.count = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n <= MAX_COUNT)
+                    .ok_or_else(|| FhirError::invalid(format!("_count must be a whole number from 0 to {MAX_COUNT}")))?
+            }
+            "_since" => query.since = Some(instant(name, value)?.0),
+            "_at" => query.at = Some(instant(name, value)?),
+            CURSOR_AFTER => query.after_seq = Some(cursor(value)?),
+            CURSOR_BEFORE => query.before_seq = Some(cursor(value)?),
+            other => return Err(FhirError::invalid(format!("History does not support the parameter '{other}'"))),
+        }
+        if name != CURSOR_AFTER && name != CURSOR_BEFORE {
+            kept.push((name.clone(), value.clone()));
+        }
+    }
+    if let Scope::Instance(rtype, id) = scope {
+        if app.store.read(rtype, id).await?.is_none() {
+            return Err(FhirError::NotFound(format!("{rtype}/{id} is not known")));
+        }
+    }
+    let mut rows = app.store.history(&query).await?;
+    let more = rows.len() > query.count;
+    rows.truncate(query.count);
+    let paging_back = query.after_seq.is_some();
+    if paging_back {
+        rows.reverse();
+    }
+    let link = |extra: Option<(&str, i64)>| {
+        let mut params: Vec<(String, String)> = kept.clone();
+        if let Some((name, seq)) = extra {
+            params.push((name.to_owned(), seq.to_string()));
+        }
+        let query: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let path = app.url(&path);
+        if query.is_empty() { path } else { format!("{path}?{query}") }
+    };
+    let mut links = vec![json!({"relation": "self", "url": link(None)})];
+    // Older versions exist beyond this page: when the store said so, or when paging back.
+    if let Some(last) = rows.last() {
+        if (more && !paging_back) || paging_back {
+            links.push(json!({"relation": "next", "url": link(Some((CURSOR_BEFORE, last.seq)))}));
+        }
+    }
+    if let Some(first) = rows.first() {
+        if query.before_seq.is_some() || (paging_back && more) {
+            links.push(json!({"relation": "previous", "url": link(Some((CURSOR_AFTER, first.seq)))}));
+        }
+    }
+    let entries: Vec<Value> = rows.iter().map(|row| entry(app, &row.version)).collect();
+    Ok(FhirResponse::ok(json!({
+        "resourceType": "Bundle",
+        "type": "history",
+        "link": links,
+        "entry": entries,
+    })))
+}
+
+fn instant(name: &str, value: &str) -> Result<(i64, i64), FhirError> {
+    parse_range(value).map_err(|e| FhirError::invalid(format!("{name}: {e}")))
+}
+
+fn cursor(value: &str) -> Result<i64, FhirError> {
+    value.parse().map_err(|_| FhirError::invalid("The paging cursor is not valid"))
+}
+
+/// A history entry: the version (absent for a deletion), and the request and response that
+/// made it (Bundle rules bdl-… for history).
+fn entry(app: &App, version: &crate::store::Version) -> Value {
+    let (rtype, id, v) = (&version.rtype, &version.id, version.version);
+    let (url, status) = match version.method {
+        Method::Post => (rtype.to_string(), "201 Created"),
+        Method::Put if v == 1 => (format!("{rtype}/{id}"), "201 Created"),
+        Method::Put => (format!("{rtype}/{id}"), "200 OK"),
+        Method::Delete => (format!("{rtype}/{id}"), "204 No Content"),
+    };
+    let mut entry = json!({
+        "fullUrl": app.url(&format!("{rtype}/{id}")),
+        "request": {"method": version.method.as_str(), "url": url},
+        "response": {
+            "status": status,
+            "etag": format!("W/\"{v}\""),
+            "lastModified": format_instant(version.last_updated),
+        },
+    });
+    if let Some(resource) = meta::stamp(version) {
+        entry["resource"] = resource;
+    }
+    entry
+}

@@ -1,0 +1,72 @@
+//! The RESTful interactions of the FHIR http page, one file each, plus what they share.
+
+pub mod capabilities;
+pub mod create;
+pub mod delete;
+pub mod history;
+pub mod read;
+pub mod search;
+pub mod update;
+pub mod version;
+pub mod vread;
+
+use std::future::Future;
+
+use crate::error::FhirError;
+use crate::fhir::{id, resource_types};
+use crate::http::request::FhirRequest;
+
+/// 404 for a type the server does not know (http page: unknown resource type).
+pub fn check_type(rtype: &str) -> Result<(), FhirError> {
+    if resource_types::is_resource_type(rtype) {
+        Ok(())
+    } else {
+        Err(FhirError::UnknownType(rtype.to_owned()))
+    }
+}
+
+/// 400 for an id that is not a FHIR id.
+pub fn check_id(rid: &str) -> Result<(), FhirError> {
+    if id::is_valid(rid) {
+        Ok(())
+    } else {
+        Err(FhirError::invalid(format!("'{rid}' is not a valid id: ids are 1 to 64 of A-Z a-z 0-9 - .")))
+    }
+}
+
+/// The version in an entity tag: `W/"3"` or `"3"`.
+pub fn parse_etag(value: &str) -> Option<i64> {
+    let value = value.trim();
+    let value = value.strip_prefix("W/").unwrap_or(value);
+    id::parse_version(value.strip_prefix('"')?.strip_suffix('"')?)
+}
+
+/// The version `If-Match` requires, if the header is present; 400 if it names no version.
+pub fn if_match(request: &FhirRequest) -> Result<Option<i64>, FhirError> {
+    match request.header("if-match") {
+        None => Ok(None),
+        Some(value) => parse_etag(value)
+            .map(Some)
+            .ok_or_else(|| FhirError::invalid(format!("If-Match '{value}' is not a version ETag such as W/\"1\""))),
+    }
+}
+
+/// How often a write is retried when a concurrent writer got to the same resource first.
+const ATTEMPTS: usize = 5;
+
+/// Runs a write, retrying it when the store reports a concurrent change (the loser of a race
+/// re-reads the current version and writes after the winner, so no version is lost).
+pub async fn retry<T, F, Fut>(mut attempt: F) -> Result<T, FhirError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, FhirError>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(FhirError::Conflict(_)) if tries < ATTEMPTS => continue,
+            result => return result,
+        }
+    }
+}

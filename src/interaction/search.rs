@@ -1,0 +1,95 @@
+//! search: `GET [base]/[type]?…` and `POST [base]/[type]/_search` (form body).
+//!
+//! A `searchset` Bundle in row-key order, paged with keyset cursors so that links stay correct
+//! while others write and no result set is kept on the server.
+
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::error::{FhirError, Issue};
+use crate::fhir::meta;
+use crate::http::negotiate::prefer_strict;
+use crate::http::request::{parse_query, FhirRequest};
+use crate::http::response::FhirResponse;
+use crate::interaction::check_type;
+use crate::search::params::{parse, Total, Unknown, CURSOR_AFTER, CURSOR_BEFORE};
+
+pub async fn search(app: &App, request: &FhirRequest, rtype: &str) -> Result<FhirResponse, FhirError> {
+    check_type(rtype)?;
+    let mut params = request.params.clone();
+    if request.method == axum::http::Method::POST {
+        // `_search` takes its parameters from a form body as well as the URL.
+        let content_type = request.header("content-type").unwrap_or("");
+        if !content_type.starts_with("application/x-www-form-urlencoded") {
+            return Err(FhirError::UnsupportedMediaType(
+                "POST _search takes an application/x-www-form-urlencoded body".into(),
+            ));
+        }
+        let body = std::str::from_utf8(&request.body).map_err(|_| FhirError::invalid("The form body is not UTF-8"))?;
+        params.extend(parse_query(body));
+    }
+    let unknown = if prefer_strict(&request.headers) { Unknown::Refuse } else { Unknown::Ignore };
+    let parsed = parse(rtype, &params, unknown)?;
+    let query = &parsed.query;
+    let mut hits = if query.count == 0 { Vec::new() } else { app.store.search(query).await? };
+    let more = hits.len() > query.count;
+    hits.truncate(query.count);
+    let paging_back = query.before_rid.is_some();
+    if paging_back {
+        hits.reverse();
+    }
+    let total = match parsed.total {
+        Total::Accurate => Some(app.store.count(query).await?),
+        Total::None => None,
+    };
+    let kept: Vec<(String, String)> =
+        params.iter().filter(|(k, _)| k != CURSOR_AFTER && k != CURSOR_BEFORE).cloned().collect();
+    let link = |extra: Option<(&str, i64)>| {
+        let mut pairs = kept.clone();
+        if let Some((name, rid)) = extra {
+            pairs.push((name.to_owned(), rid.to_string()));
+        }
+        let q: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        format!("{}?{q}", app.url(rtype))
+    };
+    let mut links = vec![json!({"relation": "self", "url": link(None)})];
+    if let Some(last) = hits.last() {
+        if more || paging_back {
+            links.push(json!({"relation": "next", "url": link(Some((CURSOR_AFTER, last.rid)))}));
+        }
+    }
+    if let Some(first) = hits.first() {
+        if query.after_rid.is_some() || (paging_back && more) {
+            links.push(json!({"relation": "previous", "url": link(Some((CURSOR_BEFORE, first.rid)))}));
+        }
+    }
+    let mut entries: Vec<Value> = hits
+        .iter()
+        .filter_map(|hit| {
+            let resource = meta::stamp(&hit.version)?;
+            Some(json!({
+                "fullUrl": app.url(&format!("{rtype}/{}", hit.version.id)),
+                "resource": resource,
+                "search": {"mode": "match"},
+            }))
+        })
+        .collect();
+    if !parsed.ignored.is_empty() {
+        let issues: Vec<Issue> = parsed
+            .ignored
+            .iter()
+            .map(|reason| Issue { severity: "warning", code: "not-supported", diagnostics: format!("Ignored {reason}"), expression: None })
+            .collect();
+        entries.push(json!({
+            "resource": crate::error::outcome(&issues),
+            "search": {"mode": "outcome"},
+        }));
+    }
+    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset"});
+    if let Some(total) = total {
+        bundle["total"] = json!(total);
+    }
+    bundle["link"] = json!(links);
+    bundle["entry"] = json!(entries);
+    Ok(FhirResponse::ok(bundle))
+}

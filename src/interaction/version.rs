@@ -1,0 +1,67 @@
+//! Writing a new version of a resource inside a store transaction: the step every write
+//! interaction ends with (create, update, delete, and their conditional forms).
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use crate::app::App;
+use crate::http::response::FhirResponse;
+
+use crate::error::FhirError;
+use crate::fhir::datetime::now_ms;
+use crate::fhir::meta;
+use crate::search::extract::{index_entries, patient_compartment};
+use crate::search::index::IndexEntries;
+use crate::store::{Current, Method, NewVersion, Tx, Version};
+
+/// Writes `resource` (already validated; `None` to delete) as the version after `current`.
+/// Sets `id`, strips server-owned `meta`, indexes it, and returns the stored version.
+pub async fn write(
+    tx: &mut dyn Tx,
+    rtype: &str,
+    id: &str,
+    current: Option<Current>,
+    method: Method,
+    resource: Option<Value>,
+) -> Result<Version, FhirError> {
+    let version = current.map_or(1, |c| c.version + 1);
+    // Never let lastUpdated go backwards within a resource, whatever the clock does.
+    let last_updated = now_ms().max(current.map_or(i64::MIN, |c| c.last_updated));
+    let (content, index, compartment) = match resource {
+        Some(mut resource) => {
+            meta::strip(&mut resource, id);
+            let index = index_entries(&resource, rtype);
+            let compartment = patient_compartment(rtype, id, &index);
+            let text = serde_json::to_string(&resource).map_err(|e| FhirError::Internal(e.to_string()))?;
+            (Some(text), index, compartment)
+        }
+        None => (None, IndexEntries::default(), None),
+    };
+    tx.write(
+        NewVersion {
+            rtype,
+            id,
+            version,
+            last_updated,
+            method,
+            content: content.as_deref(),
+            compartment: compartment.as_deref(),
+            index: &index,
+        },
+        current.map(|c| c.version),
+    )
+    .await?;
+    Ok(Version { rtype: rtype.to_owned(), id: id.to_owned(), version, last_updated, method, content })
+}
+
+/// A stored version as a response: the resource with its `meta`, `ETag` and `Last-Modified`.
+pub fn respond(version: &Version, status: StatusCode) -> Result<FhirResponse, FhirError> {
+    let body = meta::stamp(version)
+        .ok_or_else(|| FhirError::Internal(format!("stored {}/{} is not valid JSON", version.rtype, version.id)))?;
+    Ok(FhirResponse::new(status, Some(body)).with_version(version.version, version.last_updated))
+}
+
+/// The `Location` of a version: `[base]/[type]/[id]/_history/[vid]`.
+pub fn location(app: &App, version: &Version) -> String {
+    app.url(&format!("{}/{}/_history/{}", version.rtype, version.id, version.version))
+}

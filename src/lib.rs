@@ -1,0 +1,17 @@
+//! Signaal: a FHIR R4 (4.0.1) server.
+//!
+//! A request flows one way: `http` (parse, negotiate, route) → `interaction` (FHIR semantics,
+//! one module per interaction) → `store` (SQLite or PostgreSQL). `fhir` holds the rules of the
+//! specification that need neither HTTP nor storage; `search` the parameter definitions,
+//! index extraction and query model.
+
+pub mod app;
+pub mod client;
+pub mod error;
+pub mod fhir;
+pub mod fhirpath;
+pub mod http;
+pub mod interaction;
+pub mod search;
+pub mod server;
+pub mod store;

@@ -1,0 +1,87 @@
+//! The `signaal` command: `serve` runs the FHIR server.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use signaal::server::{self, Settings};
+
+#[derive(Parser)]
+#[command(name = "signaal", version, about = "Signaal, a FHIR R4 (4.0.1) server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the FHIR API at http://LISTEN/fhir.
+    Serve {
+        /// Address and port to listen on.
+        #[arg(long, env = "SIGNAAL_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// sqlite://PATH (created if missing) or postgres://USER@HOST:PORT/DB.
+        #[arg(long, env = "SIGNAAL_DATABASE_URL", default_value = "sqlite://signaal.db")]
+        database: String,
+        /// The public FHIR base URL, when clients reach the server through a proxy.
+        #[arg(long, env = "SIGNAAL_BASE_URL")]
+        base_url: Option<String>,
+        /// The largest request body accepted, in bytes.
+        #[arg(long, env = "SIGNAAL_BODY_LIMIT", default_value_t = 16 * 1024 * 1024)]
+        body_limit: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("SIGNAAL_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("signaal: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve { listen, database, base_url, body_limit } => {
+                let settings = Settings { listen, database_url: database, base_url, body_limit };
+                serve(settings).await
+            }
+        }
+    })
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    let (listener, app) = match server::start(&settings).await {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(base = app.base_url, database = %redact(&settings.database_url), "Signaal is ready");
+    match server::serve(listener, app, server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A database URL without its password, for the log.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

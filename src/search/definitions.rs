@@ -1,0 +1,109 @@
+//! The SearchParameters the server knows: the official R4 definitions
+//! (`conformance/search-parameters.json`, generated from the spec package), with their FHIRPath
+//! expressions parsed once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use serde::Deserialize;
+
+use crate::fhirpath::{self, Expression};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    Number,
+    Date,
+    String,
+    Token,
+    Reference,
+    Composite,
+    Quantity,
+    Uri,
+    Special,
+}
+
+#[derive(Debug, Deserialize)]
+struct Definition {
+    url: String,
+    code: String,
+    base: Vec<String>,
+    #[serde(rename = "type")]
+    kind: ParamType,
+    expression: Option<String>,
+    #[serde(default)]
+    target: Vec<String>,
+}
+
+/// A search parameter as it applies to one resource type.
+#[derive(Debug)]
+pub struct SearchParam {
+    pub url: String,
+    pub code: String,
+    pub kind: ParamType,
+    /// `None` for parameters without an expression (`_content`, `_query`) or whose expression
+    /// the evaluator cannot parse.
+    pub expression: Option<Arc<Expression>>,
+    pub target: Vec<String>,
+}
+
+/// Parameters by resource type, then by code. `Resource`/`DomainResource` parameters are
+/// listed under every type.
+pub struct Registry {
+    by_type: HashMap<String, HashMap<String, SearchParam>>,
+}
+
+static OFFICIAL: LazyLock<Registry> = LazyLock::new(|| {
+    let definitions: Vec<Definition> =
+        serde_json::from_str(include_str!("../../conformance/search-parameters.json"))
+            .expect("conformance/search-parameters.json is valid");
+    Registry::new(definitions)
+});
+
+impl Registry {
+    fn new(definitions: Vec<Definition>) -> Self {
+        let mut by_type: HashMap<String, HashMap<String, SearchParam>> = HashMap::new();
+        for def in definitions {
+            let expression = def.expression.as_deref().and_then(|src| match fhirpath::parse(src) {
+                Ok(expr) => Some(Arc::new(expr)),
+                Err(e) => {
+                    tracing::warn!(url = def.url, error = %e, "search parameter expression does not parse");
+                    None
+                }
+            });
+            let bases: Vec<String> = if def.base.iter().any(|b| b == "Resource" || b == "DomainResource") {
+                crate::fhir::resource_types::all().to_vec()
+            } else {
+                def.base.clone()
+            };
+            for base in bases {
+                let params = by_type.entry(base).or_default();
+                params.insert(
+                    def.code.clone(),
+                    SearchParam {
+                        url: def.url.clone(),
+                        code: def.code.clone(),
+                        kind: def.kind,
+                        expression: expression.clone(),
+                        target: def.target.clone(),
+                    },
+                );
+            }
+        }
+        Registry { by_type }
+    }
+
+    pub fn get(&self, rtype: &str, code: &str) -> Option<&SearchParam> {
+        self.by_type.get(rtype)?.get(code)
+    }
+
+    /// Every parameter of a resource type, in no particular order.
+    pub fn params(&self, rtype: &str) -> impl Iterator<Item = &SearchParam> {
+        self.by_type.get(rtype).into_iter().flat_map(|m| m.values())
+    }
+}
+
+/// The official R4 search parameters.
+pub fn registry() -> &'static Registry {
+    &OFFICIAL
+}

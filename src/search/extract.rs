@@ -1,0 +1,319 @@
+//! Computes a resource's index entries by evaluating each search parameter's FHIRPath
+//! expression and reading the values by parameter type (search page, "Search Parameter Types").
+//!
+//! FHIRPath gives back JSON nodes, sometimes without their FHIR type (only choice elements and
+//! resources carry one), so complex values are recognised by shape: a `coding` array is a
+//! CodeableConcept, `system`/`code` a Coding, `system`/`value` an Identifier, and so on.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use serde_json::Value;
+use unicode_normalization::UnicodeNormalization;
+
+use crate::fhir::datetime::parse_range;
+use crate::fhirpath::{Item, Node};
+use crate::search::definitions::{registry, ParamType, SearchParam};
+use crate::search::index::*;
+
+/// Computes every index entry of a resource of type `rtype`.
+pub fn index_entries(resource: &Value, rtype: &str) -> IndexEntries {
+    let mut entries = IndexEntries::default();
+    for param in registry().params(rtype) {
+        // `_id` and `_lastUpdated` are columns of the resource row.
+        if param.code == "_id" || param.code == "_lastUpdated" {
+            continue;
+        }
+        let Some(expression) = &param.expression else { continue };
+        let items = match expression.evaluate(resource) {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::debug!(param = param.code, error = %e, "search expression not evaluated");
+                continue;
+            }
+        };
+        for item in &items {
+            add(&mut entries, param, item);
+        }
+    }
+    entries
+}
+
+fn add(entries: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
+    let code = &param.code;
+    match param.kind {
+        ParamType::Token => tokens(item, &mut |system, value| {
+            entries.tokens.push(TokenEntry { param: code.clone(), system: clean(system), code: clean(value) });
+        }),
+        ParamType::String => strings(item, &mut |s| {
+            entries.strings.push(StringEntry { param: code.clone(), normalized: normalize(s), exact: strip_nul(s) });
+        }),
+        ParamType::Date => {
+            if let Some((lo, hi)) = date_range(item) {
+                entries.dates.push(DateEntry { param: code.clone(), lo, hi });
+            }
+        }
+        ParamType::Reference => {
+            if let Some(entry) = reference(item, code) {
+                entries.references.push(entry);
+            }
+        }
+        ParamType::Uri => {
+            if let Some(s) = text(item) {
+                entries.uris.push(UriEntry { param: code.clone(), value: strip_nul(s) });
+            }
+        }
+        ParamType::Number => {
+            if let Some((value, lo, hi)) = number(item) {
+                entries.numbers.push(NumberEntry { param: code.clone(), value, lo, hi });
+            }
+        }
+        ParamType::Quantity => {
+            if let Some(entry) = quantity(item, code) {
+                entries.quantities.push(entry);
+            }
+        }
+        // Composite parameters are matched from their components; special ones by code.
+        ParamType::Composite | ParamType::Special => {}
+    }
+}
+
+/// Text of a primitive node or a computed string-like value.
+fn text<'a>(item: &'a Item<'_>) -> Option<&'a str> {
+    match item {
+        Item::Node(node) => node.value.as_str(),
+        Item::String(s) | Item::Date(s) | Item::DateTime(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn tokens(item: &Item<'_>, add: &mut dyn FnMut(Option<&str>, Option<&str>)) {
+    let value = match item {
+        Item::Node(node) => node.value,
+        Item::Boolean(b) => return add(None, Some(if *b { "true" } else { "false" })),
+        Item::String(s) => return add(None, Some(s)),
+        _ => return,
+    };
+    match value {
+        Value::String(s) => add(None, Some(s)),
+        Value::Bool(b) => add(None, Some(if *b { "true" } else { "false" })),
+        Value::Object(o) => {
+            let str_of = |k: &str| o.get(k).and_then(Value::as_str);
+            if let Some(Value::Array(codings)) = o.get("coding") {
+                // CodeableConcept
+                for coding in codings {
+                    let system = coding.get("system").and_then(Value::as_str);
+                    let code = coding.get("code").and_then(Value::as_str);
+                    if system.is_some() || code.is_some() {
+                        add(system, code);
+                    }
+                }
+            } else if o.contains_key("code") {
+                // Coding
+                add(str_of("system"), str_of("code"));
+            } else if let Some(value) = str_of("value") {
+                // Identifier, ContactPoint
+                add(str_of("system"), Some(value));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// String values: a primitive, or the text parts of HumanName and Address.
+fn strings(item: &Item<'_>, add: &mut dyn FnMut(&str)) {
+    let value = match item {
+        Item::Node(node) => node.value,
+        Item::String(s) => return add(s),
+        _ => return,
+    };
+    match value {
+        Value::String(s) => add(s),
+        Value::Object(o) => {
+            for key in ["text", "family", "given", "prefix", "suffix", "line", "city", "district", "state", "postalCode", "country"] {
+                match o.get(key) {
+                    Some(Value::String(s)) => add(s),
+                    Some(Value::Array(parts)) => parts.iter().filter_map(Value::as_str).for_each(&mut *add),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Case- and accent-insensitive form of a string (search page: string matching).
+pub fn normalize(s: &str) -> String {
+    s.nfd().filter(|c| !unicode_normalization::char::is_combining_mark(*c)).flat_map(char::to_lowercase).filter(|c| *c != '\0').collect()
+}
+
+fn strip_nul(s: &str) -> String {
+    s.replace('\0', "")
+}
+
+fn clean(s: Option<&str>) -> Option<String> {
+    s.map(strip_nul)
+}
+
+/// The first and last instants a date, Period or Timing covers.
+fn date_range(item: &Item<'_>) -> Option<(i64, i64)> {
+    let value = match item {
+        Item::Node(node) => node.value,
+        Item::Date(s) | Item::DateTime(s) | Item::String(s) => return parse_range(s).ok(),
+        _ => return None,
+    };
+    match value {
+        Value::String(s) => parse_range(s).ok(),
+        Value::Object(o) => {
+            if o.contains_key("start") || o.contains_key("end") {
+                // Period: an open end is unbounded.
+                let lo = o.get("start").and_then(Value::as_str).and_then(|s| parse_range(s).ok()).map_or(i64::MIN, |r| r.0);
+                let hi = o.get("end").and_then(Value::as_str).and_then(|s| parse_range(s).ok()).map_or(i64::MAX, |r| r.1);
+                Some((lo, hi))
+            } else if let Some(Value::Array(events)) = o.get("event") {
+                // Timing: from the first to the last event.
+                let ranges: Vec<(i64, i64)> = events.iter().filter_map(Value::as_str).filter_map(|s| parse_range(s).ok()).collect();
+                Some((ranges.iter().map(|r| r.0).min()?, ranges.iter().map(|r| r.1).max()?))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+fn reference(item: &Item<'_>, code: &str) -> Option<ReferenceEntry> {
+    let value = match item {
+        Item::Node(node) => node.value,
+        Item::Resolved { reference, .. } => return split_reference(reference, code),
+        _ => return None,
+    };
+    match value {
+        // canonical / uri used as a reference
+        Value::String(s) => split_reference(s, code),
+        Value::Object(o) => split_reference(o.get("reference")?.as_str()?, code),
+        _ => None,
+    }
+}
+
+/// Splits a literal reference into type and id where it names one (`Patient/1`,
+/// `http://host/fhir/Patient/1/_history/2`); other URLs are kept whole.
+fn split_reference(reference: &str, code: &str) -> Option<ReferenceEntry> {
+    if reference.starts_with('#') {
+        return None;
+    }
+    let without_history = match reference.find("/_history/") {
+        Some(i) => &reference[..i],
+        None => reference,
+    };
+    let mut parts = without_history.rsplitn(3, '/');
+    let id = parts.next()?;
+    let rtype = parts.next();
+    let relative = !reference.contains(':');
+    let entry = |t: Option<&str>, i: Option<&str>, url: Option<&str>| ReferenceEntry {
+        param: code.to_owned(),
+        target_type: t.map(strip_nul),
+        target_id: i.map(strip_nul),
+        url: url.map(strip_nul),
+    };
+    match rtype {
+        Some(t) if crate::fhir::resource_types::is_resource_type(t) && crate::fhir::id::is_valid(id) => {
+            Some(entry(Some(t), Some(id), (!relative).then_some(reference)))
+        }
+        _ => Some(entry(None, None, Some(reference))),
+    }
+}
+
+/// A number and the range its precision implies (`1.5` stands for [1.45, 1.55)).
+fn number(item: &Item<'_>) -> Option<(f64, f64, f64)> {
+    let text = match item {
+        Item::Node(Node { value: Value::Number(n), .. }) => n.to_string(),
+        Item::Integer(i) => i.to_string(),
+        Item::Decimal(d) => d.to_string(),
+        _ => return None,
+    };
+    number_range(&text)
+}
+
+
+/// The value of a decimal text and its implicit range, half a unit of its last digit around it.
+pub fn number_range(text: &str) -> Option<(f64, f64, f64)> {
+    let value: f64 = text.parse().ok()?;
+    if !value.is_finite() {
+        return None;
+    }
+    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+    let exponent: i32 = text.split(['e', 'E']).nth(1).and_then(|e| e.parse().ok()).unwrap_or(0);
+    let decimals = mantissa.split_once('.').map_or(0, |(_, f)| f.len()) as i32;
+    let half = 0.5 * 10f64.powi(exponent - decimals);
+    Some((value, value - half, value + half))
+}
+
+static MONEY_SYSTEM: &str = "urn:iso:std:iso:4217";
+
+fn quantity(item: &Item<'_>, code: &str) -> Option<QuantityEntry> {
+    let Item::Node(node) = item else { return None };
+    let o = node.value.as_object()?;
+    let Value::Number(n) = o.get("value")? else { return None };
+    let (value, lo, hi) = number_range(&n.to_string())?;
+    let str_of = |k: &str| o.get(k).and_then(Value::as_str).map(strip_nul);
+    let (system, unit_code) = match str_of("currency") {
+        Some(currency) => (Some(MONEY_SYSTEM.to_owned()), Some(currency)),
+        None => (str_of("system"), str_of("code")),
+    };
+    Some(QuantityEntry { param: code.to_owned(), system, code: unit_code, unit: str_of("unit"), value, lo, hi })
+}
+
+/// The Patient compartment parameters of each resource type (official CompartmentDefinition).
+static PATIENT_COMPARTMENT: LazyLock<HashMap<String, Vec<String>>> = LazyLock::new(|| {
+    serde_json::from_str(include_str!("../../conformance/compartment-patient.json"))
+        .expect("conformance/compartment-patient.json is valid")
+});
+
+/// The id of the Patient whose compartment holds this resource, if any: the sharding key.
+pub fn patient_compartment(rtype: &str, id: &str, entries: &IndexEntries) -> Option<String> {
+    if rtype == "Patient" {
+        return Some(id.to_owned());
+    }
+    let params = PATIENT_COMPARTMENT.get(rtype)?;
+    params.iter().find_map(|param| {
+        entries.references.iter().find_map(|r| {
+            (&r.param == param && r.target_type.as_deref() == Some("Patient")).then(|| r.target_id.clone()).flatten()
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn identifiers_are_tokens() {
+        let patient = json!({"resourceType": "Patient", "id": "p", "identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "123456782"}]});
+        let entries = index_entries(&patient, "Patient");
+        assert!(entries.tokens.contains(&TokenEntry {
+            param: "identifier".into(),
+            system: Some("http://fhir.nl/fhir/NamingSystem/bsn".into()),
+            code: Some("123456782".into())
+        }));
+    }
+
+    #[test]
+    fn observations_belong_to_their_subjects_compartment() {
+        let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/p1"}});
+        let entries = index_entries(&obs, "Observation");
+        assert_eq!(patient_compartment("Observation", "o", &entries).as_deref(), Some("p1"));
+    }
+
+    #[test]
+    fn strings_are_case_and_accent_insensitive() {
+        assert_eq!(normalize("Zoë Ångström"), "zoe angstrom");
+    }
+
+    #[test]
+    fn numbers_carry_their_precision() {
+        assert_eq!(number_range("1.5"), Some((1.5, 1.45, 1.55)));
+        assert_eq!(number_range("100"), Some((100.0, 99.5, 100.5)));
+    }
+}

@@ -1,0 +1,78 @@
+//! Search index entries: the typed values a resource version is found by.
+//!
+//! They are computed from the resource on every write (see `extract.rs`) and stored by the store
+//! in typed tables, in the same transaction as the resource, so search never sees a resource
+//! without its index or an index without its resource.
+
+/// A token value (`code`, `Coding`, `CodeableConcept`, `Identifier`, `boolean`, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenEntry {
+    pub param: String,
+    pub system: Option<String>,
+    pub code: Option<String>,
+}
+
+/// A string value, `normalized` for case- and accent-insensitive matching.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StringEntry {
+    pub param: String,
+    pub normalized: String,
+    pub exact: String,
+}
+
+/// A date, dateTime, instant, Period or Timing as the half-open range `[lo, hi)` in ms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DateEntry {
+    pub param: String,
+    pub lo: i64,
+    pub hi: i64,
+}
+
+/// A reference to another resource (`target_type/target_id`) or a URL it could not split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferenceEntry {
+    pub param: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub url: Option<String>,
+}
+
+/// A uri, url or canonical value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UriEntry {
+    pub param: String,
+    pub value: String,
+}
+
+/// A number, kept with the range its precision implies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberEntry {
+    pub param: String,
+    pub value: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// A quantity as written (`system`, `code`, `unit`) and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantityEntry {
+    pub param: String,
+    pub system: Option<String>,
+    pub code: Option<String>,
+    pub unit: Option<String>,
+    pub value: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// Everything one resource version is indexed by.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexEntries {
+    pub tokens: Vec<TokenEntry>,
+    pub strings: Vec<StringEntry>,
+    pub dates: Vec<DateEntry>,
+    pub references: Vec<ReferenceEntry>,
+    pub uris: Vec<UriEntry>,
+    pub numbers: Vec<NumberEntry>,
+    pub quantities: Vec<QuantityEntry>,
+}

@@ -1,0 +1,80 @@
+//! Running the server: open the store, bind, serve until SIGTERM/SIGINT, drain, close.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::fhir::validate;
+use crate::store;
+
+/// What `signaal serve` needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    /// Public FHIR base URL; defaults to `http://{listen}/fhir`.
+    pub base_url: Option<String>,
+    pub body_limit: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Opens the store and binds the listener; the server is ready when this returns.
+pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), StartError> {
+    let store = store::open(&settings.database_url).await?;
+    let listen_error = |source| StartError::Listen { addr: settings.listen, source };
+    let listener = TcpListener::bind(settings.listen).await.map_err(listen_error)?;
+    let local = listener.local_addr().map_err(listen_error)?;
+    let base_url = settings
+        .base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}/fhir"))
+        .trim_end_matches('/')
+        .to_owned();
+    // Compile the validation schemas now rather than in the first requests.
+    tokio::task::spawn_blocking(validate::warm_up);
+    Ok((listener, Arc::new(App { store, base_url, body_limit: settings.body_limit })))
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the store.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = crate::http::router(app.clone());
+    let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    app.store.close().await;
+    result
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}

@@ -1,0 +1,193 @@
+//! Storage: one trait, one implementation per database.
+//!
+//! The store knows rows, versions, index entries and transactions; it knows nothing of FHIR's
+//! rules (which status code a conflict gets, what `If-Match` means). Interactions open a
+//! [`Tx`], lock the resource they write, decide, write a version and commit, so every check and
+//! its write happen atomically on both databases.
+//!
+//! Resource content is stored as the client's JSON text without `meta.versionId` and
+//! `meta.lastUpdated`; those live in columns and are stamped back on when read, so the version
+//! number can be decided inside the transaction without rewriting the body.
+
+use async_trait::async_trait;
+
+use crate::search::index::IndexEntries;
+use crate::search::query::SearchQuery;
+
+pub mod postgres;
+pub mod sql;
+pub mod sqlite;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A concurrent writer won (unique key or optimistic version check). Retrying may succeed.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Database(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict("a concurrent request wrote the same resource".into())
+            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                StoreError::Unavailable("the database is busy; try again".into())
+            }
+            _ => StoreError::Database(err.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Database(format!("migration failed: {err}"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// How a version came to be: the HTTP verb of the interaction that wrote it (`Bundle.entry.request.method`
+/// in a history bundle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "POST" => Method::Post,
+            "DELETE" => Method::Delete,
+            _ => Method::Put,
+        }
+    }
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub rtype: String,
+    pub id: String,
+    pub version: i64,
+    /// Milliseconds since the Unix epoch, UTC.
+    pub last_updated: i64,
+    pub method: Method,
+    /// JSON text without `meta.versionId`/`meta.lastUpdated`; `None` for a deletion.
+    pub content: Option<String>,
+}
+
+impl Version {
+    pub fn deleted(&self) -> bool {
+        self.content.is_none()
+    }
+}
+
+/// The current state of a resource as seen under the writer's lock.
+#[derive(Debug, Clone, Copy)]
+pub struct Current {
+    pub version: i64,
+    pub last_updated: i64,
+    pub deleted: bool,
+}
+
+/// A version to be written.
+pub struct NewVersion<'a> {
+    pub rtype: &'a str,
+    pub id: &'a str,
+    pub version: i64,
+    pub last_updated: i64,
+    pub method: Method,
+    pub content: Option<&'a str>,
+    /// The id of the Patient whose compartment holds the resource (sharding key), if any.
+    pub compartment: Option<&'a str>,
+    pub index: &'a IndexEntries,
+}
+
+/// What a history interaction asks for, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub rtype: Option<String>,
+    pub id: Option<String>,
+    /// Only versions written at or after this instant (ms).
+    pub since: Option<i64>,
+    /// Only versions that were current at some time within [start, end) (ms).
+    pub at: Option<(i64, i64)>,
+    /// Keyset cursor: only versions older than this sequence number.
+    pub before_seq: Option<i64>,
+    /// Keyset cursor for the previous page: only versions newer than this sequence number.
+    pub after_seq: Option<i64>,
+    pub count: usize,
+}
+
+/// A history row: the version and its position in the global write order.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    pub seq: i64,
+    pub version: Version,
+}
+
+/// A search hit: the current version and its row key (the keyset cursor of search paging).
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub rid: i64,
+    pub version: Version,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Opens a write transaction. Dropping it without `commit` rolls it back.
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
+    /// The newest version, including a deletion marker.
+    async fn read(&self, rtype: &str, id: &str) -> StoreResult<Option<Version>>;
+    async fn vread(&self, rtype: &str, id: &str, version: i64) -> StoreResult<Option<Version>>;
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<HistoryEntry>>;
+    async fn search(&self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>>;
+    async fn count(&self, query: &SearchQuery) -> StoreResult<u64>;
+    /// Checks that the database answers (for `/health`).
+    async fn ping(&self) -> StoreResult<()>;
+    /// Closes connections, waiting for in-flight work.
+    async fn close(&self);
+}
+
+#[async_trait]
+pub trait Tx: Send {
+    /// The current version of a resource, locked against other writers until commit.
+    async fn lock_current(&mut self, rtype: &str, id: &str) -> StoreResult<Option<Current>>;
+    /// Serialises transactions that use the same key until commit (conditional interactions
+    /// with the same criteria), so that racing conditional creates make exactly one resource.
+    async fn lock_key(&mut self, key: &str) -> StoreResult<()>;
+    /// Search inside the transaction (conditional interactions), seeing its own writes.
+    async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>>;
+    /// Writes a version. `previous` is the version it replaces (`None` for a new resource);
+    /// a concurrent change since `lock_current` yields `StoreError::Conflict`.
+    async fn write(&mut self, new: NewVersion<'_>, previous: Option<i64>) -> StoreResult<()>;
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// Opens the store named by a database URL (`sqlite://PATH` or `postgres://…`) and migrates it.
+pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(std::sync::Arc::new(postgres::PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::Database(format!(
+            "unsupported database URL '{url}': use sqlite://PATH or postgres://…"
+        )))
+    }
+}

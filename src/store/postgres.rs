@@ -1,0 +1,207 @@
+//! The production store: PostgreSQL.
+//!
+//! Writers lock the resource row they change (`SELECT … FOR UPDATE`) so concurrent updates queue
+//! instead of losing a version; conditional interactions take a transaction-scoped advisory lock
+//! on their criteria so racing conditional creates make exactly one resource.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{query::Query, Postgres, PgPool, Row, Transaction};
+
+use super::sql::{self, Bind, Dialect, Sql};
+use super::{
+    Current, HistoryEntry, HistoryQuery, Method, NewVersion, SearchHit, Store, StoreError,
+    StoreResult, Tx, Version,
+};
+use crate::search::query::SearchQuery;
+
+const DIALECT: Dialect = Dialect::Postgres;
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+fn bind_all<'q>(
+    mut query: Query<'q, Postgres, PgArguments>,
+    binds: &'q [Bind],
+) -> Query<'q, Postgres, PgArguments> {
+    for bind in binds {
+        query = match bind {
+            Bind::Text(s) => query.bind(s.as_str()),
+            Bind::OptText(s) => query.bind(s.as_deref()),
+            Bind::Int(i) => query.bind(*i),
+            Bind::Float(f) => query.bind(*f),
+            Bind::Bool(b) => query.bind(*b),
+        };
+    }
+    query
+}
+
+fn prepare(sql: &Sql) -> Query<'_, Postgres, PgArguments> {
+    bind_all(sqlx::query(&sql.text), &sql.binds)
+}
+
+/// Reads the columns of `sql::VERSION_COLUMNS` starting at `offset`.
+fn version_at(row: &PgRow, offset: usize) -> Result<Version, sqlx::Error> {
+    Ok(Version {
+        rtype: row.try_get(offset)?,
+        id: row.try_get(offset + 1)?,
+        version: row.try_get(offset + 2)?,
+        last_updated: row.try_get(offset + 3)?,
+        method: Method::parse(row.try_get::<&str, _>(offset + 4)?),
+        content: row.try_get(offset + 5)?,
+    })
+}
+
+fn hits(rows: Vec<PgRow>) -> StoreResult<Vec<SearchHit>> {
+    rows.iter()
+        .map(|row| Ok(SearchHit { rid: row.try_get(0)?, version: version_at(row, 1)? }))
+        .collect()
+}
+
+fn read_sql(rtype: &str, id: &str, version: Option<i64>) -> Sql {
+    let mut sql = Sql::new(DIALECT);
+    sql.push("SELECT ").push(sql::VERSION_COLUMNS).push(" FROM resource_version v WHERE v.rtype = ");
+    sql.text(rtype).push(" AND v.id = ").text(id);
+    match version {
+        Some(version) => sql.push(" AND v.version = ").int(version),
+        None => sql.push(" ORDER BY v.version DESC LIMIT 1"),
+    };
+    sql
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        let tx = self.pool.begin().await?;
+        Ok(Box::new(PostgresTx { tx }))
+    }
+
+    async fn read(&self, rtype: &str, id: &str) -> StoreResult<Option<Version>> {
+        let sql = read_sql(rtype, id, None);
+        let row = prepare(&sql).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| version_at(&r, 0)).transpose()?)
+    }
+
+    async fn vread(&self, rtype: &str, id: &str, version: i64) -> StoreResult<Option<Version>> {
+        let sql = read_sql(rtype, id, Some(version));
+        let row = prepare(&sql).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| version_at(&r, 0)).transpose()?)
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<HistoryEntry>> {
+        let sql = sql::history(DIALECT, query);
+        let rows = prepare(&sql).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| Ok(HistoryEntry { seq: row.try_get(0)?, version: version_at(row, 1)? }))
+            .collect()
+    }
+
+    async fn search(&self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
+        let sql = sql::search(DIALECT, query);
+        hits(prepare(&sql).fetch_all(&self.pool).await?)
+    }
+
+    async fn count(&self, query: &SearchQuery) -> StoreResult<u64> {
+        let sql = sql::count(DIALECT, query);
+        let n: i64 = prepare(&sql).fetch_one(&self.pool).await?.try_get(0)?;
+        Ok(n as u64)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+struct PostgresTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+#[async_trait]
+impl Tx for PostgresTx {
+    async fn lock_current(&mut self, rtype: &str, id: &str) -> StoreResult<Option<Current>> {
+        let row = sqlx::query(
+            "SELECT version, last_updated, deleted FROM resource WHERE rtype = $1 AND id = $2 \
+             FOR UPDATE",
+        )
+        .bind(rtype)
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row
+            .map(|r| -> Result<Current, sqlx::Error> {
+                Ok(Current {
+                    version: r.try_get(0)?,
+                    last_updated: r.try_get(1)?,
+                    deleted: r.try_get(2)?,
+                })
+            })
+            .transpose()?)
+    }
+
+    async fn lock_key(&mut self, key: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(key)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
+        let sql = sql::search(DIALECT, query);
+        hits(prepare(&sql).fetch_all(&mut *self.tx).await?)
+    }
+
+    async fn write(&mut self, new: NewVersion<'_>, previous: Option<i64>) -> StoreResult<()> {
+        let row_sql = match previous {
+            None => sql::insert_resource(DIALECT, &new),
+            Some(previous) => sql::update_resource(DIALECT, &new, previous),
+        };
+        let rid: i64 = match prepare(&row_sql).fetch_optional(&mut *self.tx).await? {
+            Some(row) => row.try_get(0)?,
+            None => {
+                return Err(StoreError::Conflict(format!(
+                    "{}/{} was changed by a concurrent request",
+                    new.rtype, new.id
+                )))
+            }
+        };
+        prepare(&sql::insert_version(DIALECT, &new)).execute(&mut *self.tx).await?;
+        if previous.is_some() {
+            for table in sql::INDEX_TABLES {
+                prepare(&sql::delete_index(DIALECT, table, rid)).execute(&mut *self.tx).await?;
+            }
+        }
+        for insert in sql::insert_index(DIALECT, rid, new.index) {
+            prepare(&insert).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,375 @@
+//! SQL text shared by both stores: the statements are the same on SQLite and PostgreSQL apart
+//! from placeholder syntax, so they are built once here with a [`Dialect`] and bound by each
+//! store with [`Bind`] values.
+
+use crate::search::query::{Predicate, Prefix, RangeTarget, SearchQuery, TokenSystem};
+use crate::search::index::IndexEntries;
+use crate::store::{HistoryQuery, NewVersion};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Text(String),
+    OptText(Option<String>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// SQL text with its bound values, placeholders numbered as the dialect wants.
+pub struct Sql {
+    dialect: Dialect,
+    pub text: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Sql {
+    pub fn new(dialect: Dialect) -> Self {
+        Sql { dialect, text: String::new(), binds: Vec::new() }
+    }
+
+    pub fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+
+    pub fn bind(&mut self, value: Bind) -> &mut Self {
+        self.binds.push(value);
+        match self.dialect {
+            Dialect::Sqlite => self.text.push('?'),
+            Dialect::Postgres => {
+                self.text.push('$');
+                self.text.push_str(&self.binds.len().to_string());
+            }
+        }
+        self
+    }
+
+    pub fn text(&mut self, value: &str) -> &mut Self {
+        self.bind(Bind::Text(value.to_owned()))
+    }
+
+    pub fn int(&mut self, value: i64) -> &mut Self {
+        self.bind(Bind::Int(value))
+    }
+
+    pub fn opt(&mut self, value: &Option<String>) -> &mut Self {
+        self.bind(Bind::OptText(value.clone()))
+    }
+
+    pub fn float(&mut self, value: f64) -> &mut Self {
+        self.bind(Bind::Float(value))
+    }
+}
+
+/// Columns of a version row, in the order `row_to_version` of each store reads them.
+pub const VERSION_COLUMNS: &str = "v.rtype, v.id, v.version, v.last_updated, v.method, v.content";
+
+/// The current version of every resource matching a search, in row-key order, one page.
+pub fn search(dialect: Dialect, query: &SearchQuery) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT r.rid, ").push(VERSION_COLUMNS).push(
+        " FROM resource r JOIN resource_version v \
+         ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version WHERE ",
+    );
+    push_where(&mut sql, query);
+    if let Some(before) = query.before_rid {
+        // The previous page: the `count` hits just before the cursor, read backwards.
+        sql.push(" AND r.rid < ").int(before);
+        sql.push(" ORDER BY r.rid DESC LIMIT ").int(query.count as i64 + 1);
+    } else {
+        if let Some(after) = query.after_rid {
+            sql.push(" AND r.rid > ").int(after);
+        }
+        sql.push(" ORDER BY r.rid LIMIT ").int(query.count as i64 + 1);
+    }
+    sql
+}
+
+/// The number of resources matching a search (ignoring paging).
+pub fn count(dialect: Dialect, query: &SearchQuery) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT COUNT(*) FROM resource r WHERE ");
+    push_where(&mut sql, query);
+    sql
+}
+
+fn push_where(sql: &mut Sql, query: &SearchQuery) {
+    sql.push("r.rtype = ").text(&query.rtype).push(" AND NOT r.deleted");
+    for any_of in &query.filters {
+        sql.push(" AND (");
+        for (i, predicate) in any_of.iter().enumerate() {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            push_predicate(sql, predicate);
+        }
+        if any_of.is_empty() {
+            sql.push("1 = 0");
+        }
+        sql.push(")");
+    }
+}
+
+fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
+    match predicate {
+        Predicate::Id(id) => {
+            sql.push("r.id = ").text(id);
+        }
+        Predicate::Range { target: RangeTarget::LastUpdated, prefix, lo, hi } => {
+            // A point in time is the range [t, t + 1 ms).
+            push_range(sql, "r.last_updated", "(r.last_updated + 1)", *prefix, *lo, *hi);
+        }
+        Predicate::Range { target: RangeTarget::Date(param), prefix, lo, hi } => {
+            sql.push("EXISTS (SELECT 1 FROM idx_date d WHERE d.rid = r.rid AND d.param = ")
+                .text(param)
+                .push(" AND ");
+            push_range(sql, "d.lo", "d.hi", *prefix, *lo, *hi);
+            sql.push(")");
+        }
+        Predicate::Token { param, system, code } => {
+            sql.push("EXISTS (SELECT 1 FROM idx_token t WHERE t.rid = r.rid AND t.param = ")
+                .text(param);
+            if let Some(code) = code {
+                sql.push(" AND t.code = ").text(code);
+            }
+            match system {
+                TokenSystem::Any => {}
+                TokenSystem::None => {
+                    sql.push(" AND t.system IS NULL");
+                }
+                TokenSystem::Is(system) => {
+                    sql.push(" AND t.system = ").text(system);
+                }
+            }
+            sql.push(")");
+        }
+    }
+}
+
+/// Compares a stored range `[rlo, rhi)` with the search range `[lo, hi)` as FHIR's prefixes
+/// define it (search page, "prefixes").
+fn push_range(sql: &mut Sql, rlo: &str, rhi: &str, prefix: Prefix, lo: i64, hi: i64) {
+    let contained = |sql: &mut Sql| {
+        sql.push("(").push(rlo).push(" >= ").int(lo).push(" AND ").push(rhi).push(" <= ").int(hi);
+        sql.push(")");
+    };
+    match prefix {
+        Prefix::Eq => contained(sql),
+        Prefix::Ne => {
+            sql.push("NOT ");
+            contained(sql);
+        }
+        Prefix::Gt => {
+            sql.push(rhi).push(" > ").int(hi);
+        }
+        Prefix::Lt => {
+            sql.push(rlo).push(" < ").int(lo);
+        }
+        Prefix::Ge => {
+            sql.push("(").push(rhi).push(" > ").int(hi).push(" OR ");
+            contained(sql);
+            sql.push(")");
+        }
+        Prefix::Le => {
+            sql.push("(").push(rlo).push(" < ").int(lo).push(" OR ");
+            contained(sql);
+            sql.push(")");
+        }
+        Prefix::Sa => {
+            sql.push(rlo).push(" >= ").int(hi);
+        }
+        Prefix::Eb => {
+            sql.push(rhi).push(" <= ").int(lo);
+        }
+        Prefix::Ap => {
+            // Approximately: overlaps the search range widened by 10% of its distance from now
+            // (the search page leaves the width to the server).
+            let now = chrono::Utc::now().timestamp_millis();
+            let margin = ((now - lo).abs() / 10).max(hi - lo);
+            sql.push("(").push(rlo).push(" < ").int(hi + margin).push(" AND ").push(rhi);
+            sql.push(" > ").int(lo - margin).push(")");
+        }
+    }
+}
+
+/// Versions for a history interaction, newest first (or oldest first when paging backwards).
+pub fn history(dialect: Dialect, query: &HistoryQuery) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT v.seq, ").push(VERSION_COLUMNS).push(" FROM resource_version v WHERE 1 = 1");
+    if let Some(rtype) = &query.rtype {
+        sql.push(" AND v.rtype = ").text(rtype);
+    }
+    if let Some(id) = &query.id {
+        sql.push(" AND v.id = ").text(id);
+    }
+    if let Some(since) = query.since {
+        sql.push(" AND v.last_updated >= ").int(since);
+    }
+    if let Some((start, end)) = query.at {
+        // Current at some time in [start, end): written before the end, and not replaced by a
+        // newer version before the start.
+        sql.push(" AND v.last_updated < ").int(end);
+        sql.push(
+            " AND NOT EXISTS (SELECT 1 FROM resource_version n WHERE n.rtype = v.rtype \
+             AND n.id = v.id AND n.version = v.version + 1 AND n.last_updated <= ",
+        )
+        .int(start)
+        .push(")");
+    }
+    if let Some(after) = query.after_seq {
+        sql.push(" AND v.seq > ").int(after).push(" ORDER BY v.seq ASC");
+    } else {
+        if let Some(before) = query.before_seq {
+            sql.push(" AND v.seq < ").int(before);
+        }
+        sql.push(" ORDER BY v.seq DESC");
+    }
+    sql.push(" LIMIT ").int(query.count as i64 + 1);
+    sql
+}
+
+/// Creates the row of a new resource, returning its row key; a unique violation means a
+/// concurrent writer created it first.
+pub fn insert_resource(dialect: Dialect, new: &NewVersion<'_>) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("INSERT INTO resource (rtype, id, version, last_updated, deleted, compartment) VALUES (")
+        .text(new.rtype)
+        .push(", ")
+        .text(new.id)
+        .push(", ")
+        .int(new.version)
+        .push(", ")
+        .int(new.last_updated)
+        .push(", ")
+        .bind(Bind::Bool(new.content.is_none()))
+        .push(", ")
+        .opt(&new.compartment.map(str::to_owned))
+        .push(") RETURNING rid");
+    sql
+}
+
+/// Moves a resource row to a new version if it is still at `previous` (optimistic check),
+/// returning its row key; no row means a concurrent writer got there first.
+pub fn update_resource(dialect: Dialect, new: &NewVersion<'_>, previous: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("UPDATE resource SET version = ")
+        .int(new.version)
+        .push(", last_updated = ")
+        .int(new.last_updated)
+        .push(", deleted = ")
+        .bind(Bind::Bool(new.content.is_none()))
+        .push(", compartment = ")
+        .opt(&new.compartment.map(str::to_owned))
+        .push(" WHERE rtype = ")
+        .text(new.rtype)
+        .push(" AND id = ")
+        .text(new.id)
+        .push(" AND version = ")
+        .int(previous)
+        .push(" RETURNING rid");
+    sql
+}
+
+pub fn insert_version(dialect: Dialect, new: &NewVersion<'_>) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push(
+        "INSERT INTO resource_version (rtype, id, version, last_updated, method, compartment, content) VALUES (",
+    )
+    .text(new.rtype)
+    .push(", ")
+    .text(new.id)
+    .push(", ")
+    .int(new.version)
+    .push(", ")
+    .int(new.last_updated)
+    .push(", ")
+    .text(new.method.as_str())
+    .push(", ")
+    .opt(&new.compartment.map(str::to_owned))
+    .push(", ")
+    .opt(&new.content.map(str::to_owned))
+    .push(")");
+    sql
+}
+
+/// The index tables, for clearing a resource's entries before writing new ones.
+pub const INDEX_TABLES: [&str; 7] =
+    ["idx_token", "idx_string", "idx_date", "idx_reference", "idx_uri", "idx_number", "idx_quantity"];
+
+pub fn delete_index(dialect: Dialect, table: &str, rid: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("DELETE FROM ").push(table).push(" WHERE rid = ").int(rid);
+    sql
+}
+
+/// Rows per multi-row INSERT: keeps the placeholder count far below both databases' limits.
+const ROWS_PER_INSERT: usize = 200;
+
+/// Multi-row INSERTs of a resource's index entries, one or more per non-empty table.
+pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<Sql> {
+    let mut out = Vec::new();
+    inserts(&mut out, dialect, "idx_token (rid, param, system, code)", &entries.tokens, |sql, e| {
+        sql.int(rid).push(", ").text(&e.param).push(", ").opt(&e.system).push(", ").opt(&e.code);
+    });
+    inserts(&mut out, dialect, "idx_string (rid, param, normalized, exact)", &entries.strings, |sql, e| {
+        sql.int(rid).push(", ").text(&e.param).push(", ").text(&e.normalized).push(", ").text(&e.exact);
+    });
+    inserts(&mut out, dialect, "idx_date (rid, param, lo, hi)", &entries.dates, |sql, e| {
+        sql.int(rid).push(", ").text(&e.param).push(", ").int(e.lo).push(", ").int(e.hi);
+    });
+    inserts(
+        &mut out,
+        dialect,
+        "idx_reference (rid, param, target_type, target_id, url)",
+        &entries.references,
+        |sql, e| {
+            sql.int(rid).push(", ").text(&e.param).push(", ").opt(&e.target_type).push(", ");
+            sql.opt(&e.target_id).push(", ").opt(&e.url);
+        },
+    );
+    inserts(&mut out, dialect, "idx_uri (rid, param, value)", &entries.uris, |sql, e| {
+        sql.int(rid).push(", ").text(&e.param).push(", ").text(&e.value);
+    });
+    inserts(&mut out, dialect, "idx_number (rid, param, value, lo, hi)", &entries.numbers, |sql, e| {
+        sql.int(rid).push(", ").text(&e.param).push(", ").float(e.value).push(", ");
+        sql.float(e.lo).push(", ").float(e.hi);
+    });
+    inserts(
+        &mut out,
+        dialect,
+        "idx_quantity (rid, param, system, code, unit, value, lo, hi)",
+        &entries.quantities,
+        |sql, e| {
+            sql.int(rid).push(", ").text(&e.param).push(", ").opt(&e.system).push(", ");
+            sql.opt(&e.code).push(", ").opt(&e.unit).push(", ").float(e.value).push(", ");
+            sql.float(e.lo).push(", ").float(e.hi);
+        },
+    );
+    out
+}
+
+fn inserts<T>(
+    out: &mut Vec<Sql>,
+    dialect: Dialect,
+    table_and_columns: &str,
+    rows: &[T],
+    mut values: impl FnMut(&mut Sql, &T),
+) {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut sql = Sql::new(dialect);
+        sql.push("INSERT INTO ").push(table_and_columns).push(" VALUES ");
+        for (i, row) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            values(&mut sql, row);
+            sql.push(")");
+        }
+        out.push(sql);
+    }
+}
