@@ -1,0 +1,163 @@
+//! Test harness: starts a real Signaal server on a loopback port over a fresh database, and
+//! talks to it with the project's HTTP client, as any FHIR client would.
+//!
+//! Every storage test runs on both stores through [`both_stores!`]. PostgreSQL comes from
+//! `SIGNAAL_TEST_POSTGRES_URL` (a superuser URL; `scripts/test.sh` starts a throwaway server
+//! and sets it); each test gets a database of its own. Without that variable the PostgreSQL
+//! variants are skipped with a note, unless `SIGNAAL_TEST_REQUIRE_POSTGRES=1`.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde_json::Value;
+use signaal::client::{Client, Reply};
+use signaal::server::{self, Settings};
+use sqlx::Connection;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+/// A running server; stopped (gracefully) when dropped.
+pub struct TestServer {
+    pub client: Client,
+    pub base: String,
+    pub database_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<TempDir>,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh database of the given kind, or `None` when that kind is not
+    /// available in this environment (PostgreSQL without `SIGNAAL_TEST_POSTGRES_URL`).
+    pub async fn start(kind: StoreKind) -> Option<TestServer> {
+        Self::start_with(kind, 16 * 1024 * 1024).await
+    }
+
+    pub async fn start_with(kind: StoreKind, body_limit: usize) -> Option<TestServer> {
+        let (database_url, dir) = fresh_database(kind).await?;
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+            database_url: database_url.clone(),
+            base_url: None,
+            body_limit,
+        };
+        let (listener, app) = server::start(&settings).await.expect("server starts");
+        let base = app.base_url.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server::serve(listener, app, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        Some(TestServer { client: Client::new(&base), base, database_url, stop: Some(stop), task: Some(task), _dir: dir })
+    }
+
+    /// Stops the server and waits until it has drained and closed the store.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!("signaal-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A database URL for a new, empty database of the given kind.
+pub async fn fresh_database(kind: StoreKind) -> Option<(String, Option<TempDir>)> {
+    match kind {
+        StoreKind::Sqlite => {
+            let dir = TempDir::new();
+            let url = format!("sqlite://{}", dir.0.join("signaal.db").display());
+            Some((url, Some(dir)))
+        }
+        StoreKind::Postgres => {
+            let admin = match std::env::var("SIGNAAL_TEST_POSTGRES_URL") {
+                Ok(url) if !url.is_empty() => url,
+                _ => {
+                    if std::env::var("SIGNAAL_TEST_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                        panic!("SIGNAAL_TEST_REQUIRE_POSTGRES=1 but SIGNAAL_TEST_POSTGRES_URL is not set");
+                    }
+                    eprintln!("skipping the PostgreSQL variant: SIGNAAL_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)");
+                    return None;
+                }
+            };
+            let name = format!("signaal_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+            let mut url = url::Url::parse(&admin).expect("SIGNAAL_TEST_POSTGRES_URL is a URL");
+            url.set_path(&format!("/{name}"));
+            Some((url.to_string(), None))
+        }
+    }
+}
+
+/// Defines a test that runs once per store: `mod name { fn sqlite(); fn postgres(); }`.
+#[macro_export]
+macro_rules! both_stores {
+    ($name:ident, |$server:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($server: $crate::common::TestServer) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let server = $crate::common::TestServer::start($crate::common::StoreKind::Sqlite).await.unwrap();
+                run(server).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(server) = $crate::common::TestServer::start($crate::common::StoreKind::Postgres).await {
+                    run(server).await;
+                }
+            }
+        }
+    };
+}
+
+/// Asserts a status and that error responses are OperationOutcomes.
+pub fn expect_status(reply: &Reply, status: u16) -> Value {
+    let body = reply.json();
+    assert_eq!(reply.status, status, "unexpected status; body: {}", String::from_utf8_lossy(&reply.body));
+    if status >= 400 {
+        assert_eq!(body["resourceType"], "OperationOutcome", "errors are OperationOutcomes: {body}");
+        assert!(body["issue"][0]["diagnostics"].as_str().is_some_and(|d| !d.is_empty()), "errors explain themselves: {body}");
+    }
+    body
+}
