@@ -36,8 +36,7 @@ const MAX_ISSUES: usize = 50;
 fn validator(rtype: &str) -> Option<&'static jsonschema::Validator> {
     let cell = VALIDATORS.get(rtype)?;
     Some(cell.get_or_init(|| {
-        let mut schema = SCHEMA.clone();
-        schema["$ref"] = Value::String(format!("#/definitions/{rtype}"));
+        let schema = schema_for(rtype);
         jsonschema::options()
             .with_draft(jsonschema::Draft::Draft7)
             .build(&schema)
@@ -45,11 +44,49 @@ fn validator(rtype: &str) -> Option<&'static jsonschema::Validator> {
     }))
 }
 
+/// The schema of one resource type: its definition and those it reaches through `$ref`, so
+/// each compiled validator holds only what it needs.
+fn schema_for(rtype: &str) -> Value {
+    let all = &SCHEMA["definitions"];
+    let mut reached = serde_json::Map::new();
+    let mut pending = vec![rtype.to_owned()];
+    while let Some(name) = pending.pop() {
+        if reached.contains_key(&name) {
+            continue;
+        }
+        let Some(definition) = all.get(&name) else { continue };
+        collect_refs(definition, &mut pending);
+        reached.insert(name, definition.clone());
+    }
+    serde_json::json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "$ref": format!("#/definitions/{rtype}"),
+        "definitions": reached,
+    })
+}
+
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(object) => {
+            if let Some(Value::String(r)) = object.get("$ref") {
+                if let Some(name) = r.strip_prefix("#/definitions/") {
+                    out.push(name.to_owned());
+                }
+            }
+            object.values().for_each(|v| collect_refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
 /// Compiles the schemas of all resource types now rather than on first use.
 pub fn warm_up() {
+    let started = std::time::Instant::now();
     for rtype in resource_types::all() {
         validator(rtype);
     }
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "validation schemas compiled");
 }
 
 /// Validates a resource the client sent for `expected_type`.
