@@ -44,8 +44,13 @@ pub struct Client {
 impl Client {
     /// A client for the server whose FHIR base is `base` (`http://127.0.0.1:8080/fhir`).
     pub fn new(base: &str) -> Self {
-        let pool = Pool::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http();
-        Client { pool, base: base.trim_end_matches('/').to_owned() }
+        let pool = Pool::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(64)
+            .build_http();
+        Client {
+            pool,
+            base: base.trim_end_matches('/').to_owned(),
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -67,9 +72,12 @@ impl Client {
         } else {
             format!("{}/{}", self.base, path.trim_start_matches('/'))
         };
-        let method = Method::from_bytes(method.as_bytes()).map_err(|e| ClientError::Request(e.to_string()))?;
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|e| ClientError::Request(e.to_string()))?;
         let mut builder = Request::builder().method(method).uri(&url);
-        let has_content_type = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        let has_content_type = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
         if body.is_some() && !has_content_type {
             builder = builder.header("content-type", "application/fhir+json");
         }
@@ -79,7 +87,11 @@ impl Client {
         let request = builder
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Request(e.to_string()))?;
-        let response = self.pool.request(request).await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let response = self
+            .pool
+            .request(request)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response
@@ -88,7 +100,11 @@ impl Client {
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?
             .to_bytes();
-        Ok(Reply { status, headers, body })
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply, ClientError> {
@@ -96,11 +112,13 @@ impl Client {
     }
 
     pub async fn post(&self, path: &str, resource: &Value) -> Result<Reply, ClientError> {
-        self.send("POST", path, &[], Some(resource.to_string().into_bytes())).await
+        self.send("POST", path, &[], Some(resource.to_string().into_bytes()))
+            .await
     }
 
     pub async fn put(&self, path: &str, resource: &Value) -> Result<Reply, ClientError> {
-        self.send("PUT", path, &[], Some(resource.to_string().into_bytes())).await
+        self.send("PUT", path, &[], Some(resource.to_string().into_bytes()))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> Result<Reply, ClientError> {

@@ -20,7 +20,12 @@ pub struct Issue {
 
 impl Issue {
     pub fn error(code: &'static str, diagnostics: impl Into<String>) -> Self {
-        Issue { severity: "error", code, diagnostics: diagnostics.into(), expression: None }
+        Issue {
+            severity: "error",
+            code,
+            diagnostics: diagnostics.into(),
+            expression: None,
+        }
     }
 
     pub fn at(mut self, expression: impl Into<String>) -> Self {
@@ -74,7 +79,11 @@ pub enum FhirError {
     #[error("{0}")]
     Gone(String),
     #[error("Method {method} is not allowed on {path}")]
-    MethodNotAllowed { method: String, path: String, allow: &'static str },
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: &'static str,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -95,7 +104,10 @@ pub enum FhirError {
 }
 
 fn first_diagnostics(issues: &[Issue]) -> String {
-    issues.first().map(|i| i.diagnostics.clone()).unwrap_or_default()
+    issues
+        .first()
+        .map(|i| i.diagnostics.clone())
+        .unwrap_or_default()
 }
 
 impl FhirError {
@@ -134,9 +146,7 @@ impl FhirError {
     /// The issues this error reports, with codes from http://hl7.org/fhir/issue-type.
     pub fn issues(&self) -> Vec<Issue> {
         let code = match self {
-            FhirError::Invalid(issues) | FhirError::Unprocessable(issues) => {
-                return issues.clone()
-            }
+            FhirError::Invalid(issues) | FhirError::Unprocessable(issues) => return issues.clone(),
             FhirError::UnknownType(_) => "not-supported",
             FhirError::NotFound(_) => "not-found",
             FhirError::Gone(_) => "deleted",
@@ -164,7 +174,9 @@ impl From<StoreError> for FhirError {
             StoreError::Unavailable(msg) => FhirError::Unavailable(msg),
             StoreError::Database(msg) => {
                 tracing::error!(error = %msg, "database error");
-                FhirError::Internal("the database reported an error; the request was not applied".into())
+                FhirError::Internal(
+                    "the database reported an error; the request was not applied".into(),
+                )
             }
         }
     }

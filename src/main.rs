@@ -23,7 +23,11 @@ enum Command {
         #[arg(long, env = "SIGNAAL_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// sqlite://PATH (created if missing) or postgres://USER@HOST:PORT/DB.
-        #[arg(long, env = "SIGNAAL_DATABASE_URL", default_value = "sqlite://signaal.db")]
+        #[arg(
+            long,
+            env = "SIGNAAL_DATABASE_URL",
+            default_value = "sqlite://signaal.db"
+        )]
         database: String,
         /// The public FHIR base URL, when clients reach the server through a proxy.
         #[arg(long, env = "SIGNAAL_BASE_URL")]
@@ -36,11 +40,16 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("SIGNAAL_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("SIGNAAL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("signaal: cannot start the runtime: {e}");
@@ -49,8 +58,18 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Serve { listen, database, base_url, body_limit } => {
-                let settings = Settings { listen, database_url: database, base_url, body_limit };
+            Command::Serve {
+                listen,
+                database,
+                base_url,
+                body_limit,
+            } => {
+                let settings = Settings {
+                    listen,
+                    database_url: database,
+                    base_url,
+                    body_limit,
+                };
                 serve(settings).await
             }
         }

@@ -24,14 +24,22 @@ pub enum StartError {
     #[error("cannot open the database: {0}")]
     Store(#[from] store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Opens the store and binds the listener; the server is ready when this returns.
 pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), StartError> {
     let store = store::open(&settings.database_url).await?;
-    let listen_error = |source| StartError::Listen { addr: settings.listen, source };
-    let listener = TcpListener::bind(settings.listen).await.map_err(listen_error)?;
+    let listen_error = |source| StartError::Listen {
+        addr: settings.listen,
+        source,
+    };
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(listen_error)?;
     let local = listener.local_addr().map_err(listen_error)?;
     let base_url = settings
         .base_url
@@ -41,7 +49,14 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         .to_owned();
     // Compile the validation schemas now rather than in the first requests.
     tokio::task::spawn_blocking(validate::warm_up);
-    Ok((listener, Arc::new(App { store, base_url, body_limit: settings.body_limit })))
+    Ok((
+        listener,
+        Arc::new(App {
+            store,
+            base_url,
+            body_limit: settings.body_limit,
+        }),
+    ))
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the store.
@@ -51,7 +66,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = crate::http::router(app.clone());
-    let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
     app.store.close().await;
     result
 }

@@ -24,7 +24,9 @@ pub fn format_http_date(ms: i64) -> String {
 
 /// Parses an HTTP-date (`If-Modified-Since`) to ms.
 pub fn parse_http_date(s: &str) -> Option<i64> {
-    DateTime::parse_from_rfc2822(s.trim()).ok().map(|d| d.timestamp_millis())
+    DateTime::parse_from_rfc2822(s.trim())
+        .ok()
+        .map(|d| d.timestamp_millis())
 }
 
 /// The half-open range `[lo, hi)` in ms covered by a FHIR date, dateTime or instant at its
@@ -50,8 +52,8 @@ pub fn parse_range(value: &str) -> Result<(i64, i64), String> {
     if fields.len() > 3 || (time_part.is_some() && day.is_none()) {
         return Err(bad());
     }
-    let start_date = NaiveDate::from_ymd_opt(year, month.unwrap_or(1), day.unwrap_or(1))
-        .ok_or_else(bad)?;
+    let start_date =
+        NaiveDate::from_ymd_opt(year, month.unwrap_or(1), day.unwrap_or(1)).ok_or_else(bad)?;
     let Some(time) = time_part else {
         let end_date = match (month, day) {
             (None, _) => NaiveDate::from_ymd_opt(year + 1, 1, 1),
@@ -60,8 +62,14 @@ pub fn parse_range(value: &str) -> Result<(i64, i64), String> {
             (Some(_), Some(_)) => start_date.succ_opt(),
         }
         .ok_or_else(bad)?;
-        let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis());
-        return Ok((ms(start_date).ok_or_else(bad)?, ms(end_date).ok_or_else(bad)?));
+        let ms = |d: NaiveDate| {
+            d.and_hms_opt(0, 0, 0)
+                .map(|t| t.and_utc().timestamp_millis())
+        };
+        return Ok((
+            ms(start_date).ok_or_else(bad)?,
+            ms(end_date).ok_or_else(bad)?,
+        ));
     };
     // Split off the zone: `Z`, `+hh:mm` or `-hh:mm`.
     let (clock, offset) = if let Some(c) = time.strip_suffix('Z') {
@@ -101,9 +109,13 @@ pub fn parse_range(value: &str) -> Result<(i64, i64), String> {
             Duration::milliseconds(10i64.pow(3u32.saturating_sub(f.len().min(3) as u32)))
         }
     };
-    let naive: NaiveDateTime =
-        start_date.and_hms_opt(hour, minute, second.unwrap_or(0)).ok_or_else(bad)?;
-    let local = offset.from_local_datetime(&naive).single().ok_or_else(bad)?;
+    let naive: NaiveDateTime = start_date
+        .and_hms_opt(hour, minute, second.unwrap_or(0))
+        .ok_or_else(bad)?;
+    let local = offset
+        .from_local_datetime(&naive)
+        .single()
+        .ok_or_else(bad)?;
     let lo = local.timestamp_millis() + millis;
     Ok((lo, lo + width.num_milliseconds()))
 }
@@ -119,7 +131,13 @@ mod tests {
 
     #[test]
     fn a_year_covers_the_whole_year() {
-        assert_eq!(range("2024"), ("2024-01-01T00:00:00.000Z".into(), "2025-01-01T00:00:00.000Z".into()));
+        assert_eq!(
+            range("2024"),
+            (
+                "2024-01-01T00:00:00.000Z".into(),
+                "2025-01-01T00:00:00.000Z".into()
+            )
+        );
     }
 
     #[test]
@@ -129,22 +147,47 @@ mod tests {
 
     #[test]
     fn a_day_covers_24_hours() {
-        assert_eq!(range("2024-02-29"), ("2024-02-29T00:00:00.000Z".into(), "2024-03-01T00:00:00.000Z".into()));
+        assert_eq!(
+            range("2024-02-29"),
+            (
+                "2024-02-29T00:00:00.000Z".into(),
+                "2024-03-01T00:00:00.000Z".into()
+            )
+        );
     }
 
     #[test]
     fn a_time_zone_shifts_to_utc() {
-        assert_eq!(range("2024-03-01T10:00:00+02:00").0, "2024-03-01T08:00:00.000Z");
+        assert_eq!(
+            range("2024-03-01T10:00:00+02:00").0,
+            "2024-03-01T08:00:00.000Z"
+        );
     }
 
     #[test]
     fn fractions_set_the_precision() {
-        assert_eq!(range("2024-03-01T10:00:00.5Z"), ("2024-03-01T10:00:00.500Z".into(), "2024-03-01T10:00:00.600Z".into()));
+        assert_eq!(
+            range("2024-03-01T10:00:00.5Z"),
+            (
+                "2024-03-01T10:00:00.500Z".into(),
+                "2024-03-01T10:00:00.600Z".into()
+            )
+        );
     }
 
     #[test]
     fn malformed_dates_are_refused() {
-        for bad in ["", "20", "2024-13", "2024-02-30", "2024-01-01T25:00", "2024-01-01T10", "abc", "2024-01-01T10:00:00+2:00", "2024-01-01T10:00:00.Z"] {
+        for bad in [
+            "",
+            "20",
+            "2024-13",
+            "2024-02-30",
+            "2024-01-01T25:00",
+            "2024-01-01T10",
+            "abc",
+            "2024-01-01T10:00:00+2:00",
+            "2024-01-01T10:00:00.Z",
+        ] {
             assert!(parse_range(bad).is_err(), "{bad}");
         }
     }

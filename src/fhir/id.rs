@@ -3,7 +3,9 @@
 /// Whether `id` is a valid FHIR logical id.
 pub fn is_valid(id: &str) -> bool {
     (1..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// A new server-assigned id: a random UUID, valid as a FHIR id and unguessable.

@@ -12,7 +12,9 @@ use crate::store::Version;
 /// Removes server-owned `meta` fields and sets `id`, keeping `resourceType`, `id`, `meta`
 /// first as FHIR's JSON examples do.
 pub fn strip(resource: &mut Value, id: &str) {
-    let Some(object) = resource.as_object_mut() else { return };
+    let Some(object) = resource.as_object_mut() else {
+        return;
+    };
     if let Some(Value::Object(meta)) = object.get_mut("meta") {
         meta.shift_remove("versionId");
         meta.shift_remove("lastUpdated");
@@ -29,11 +31,19 @@ pub fn stamp(version: &Version) -> Option<Value> {
     let text = version.content.as_deref()?;
     let mut resource: Value = serde_json::from_str(text).ok()?;
     let object = resource.as_object_mut()?;
-    let meta = object.entry("meta").or_insert_with(|| Value::Object(Map::new()));
+    let meta = object
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(meta) = meta {
         let rest = std::mem::take(meta);
-        meta.insert("versionId".into(), Value::String(version.version.to_string()));
-        meta.insert("lastUpdated".into(), Value::String(format_instant(version.last_updated)));
+        meta.insert(
+            "versionId".into(),
+            Value::String(version.version.to_string()),
+        );
+        meta.insert(
+            "lastUpdated".into(),
+            Value::String(format_instant(version.last_updated)),
+        );
         meta.extend(rest);
     }
     reorder(object);

@@ -26,7 +26,10 @@ static SCHEMA: LazyLock<Value> = LazyLock::new(|| {
 
 static VALIDATORS: LazyLock<HashMap<&'static str, OnceLock<jsonschema::Validator>>> =
     LazyLock::new(|| {
-        resource_types::all().iter().map(|t| (t.as_str(), OnceLock::new())).collect()
+        resource_types::all()
+            .iter()
+            .map(|t| (t.as_str(), OnceLock::new()))
+            .collect()
     });
 
 /// At most this many issues are reported for one resource: enough to fix it, bounded for
@@ -54,7 +57,9 @@ fn schema_for(rtype: &str) -> Value {
         if reached.contains_key(&name) {
             continue;
         }
-        let Some(definition) = all.get(&name) else { continue };
+        let Some(definition) = all.get(&name) else {
+            continue;
+        };
         collect_refs(definition, &mut pending);
         reached.insert(name, definition.clone());
     }
@@ -86,13 +91,20 @@ pub fn warm_up() {
     for rtype in resource_types::all() {
         validator(rtype);
     }
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "validation schemas compiled");
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "validation schemas compiled"
+    );
 }
 
 /// Validates a resource the client sent for `expected_type`.
 pub fn validate(resource: &Value, expected_type: &str) -> Result<(), FhirError> {
     let Some(object) = resource.as_object() else {
-        return Err(FhirError::invalid_at("structure", "The body must be a JSON object (a FHIR resource)", expected_type));
+        return Err(FhirError::invalid_at(
+            "structure",
+            "The body must be a JSON object (a FHIR resource)",
+            expected_type,
+        ));
     };
     match object.get("resourceType") {
         Some(Value::String(t)) if t == expected_type => {}
@@ -123,7 +135,13 @@ pub fn validate(resource: &Value, expected_type: &str) -> Result<(), FhirError> 
 
 /// Schema, nested resources, contained rules and references of one resource at `path`.
 /// A contained resource's local references point into its container, which checks them.
-fn check_resource(resource: &Value, rtype: &str, path: &str, contained: bool, issues: &mut Vec<Issue>) {
+fn check_resource(
+    resource: &Value,
+    rtype: &str,
+    path: &str,
+    contained: bool,
+    issues: &mut Vec<Issue>,
+) {
     let Some(schema) = validator(rtype) else {
         issues.push(Issue::error("invalid", format!("Unknown resource type '{rtype}'")).at(path));
         return;
@@ -233,17 +251,31 @@ fn check_contained(resource: &Value, path: &str, issues: &mut Vec<Issue>) {
     for (i, child) in contained.into_iter().flatten().enumerate() {
         let at = format!("{path}.contained[{i}]");
         if child.get("contained").is_some() {
-            issues.push(Issue::error("invariant", "dom-2: a contained resource SHALL NOT contain additional contained resources").at(&at));
+            issues.push(
+                Issue::error(
+                    "invariant",
+                    "dom-2: a contained resource SHALL NOT contain additional contained resources",
+                )
+                .at(&at),
+            );
         }
         let meta = child.get("meta");
-        if meta.and_then(|m| m.get("versionId")).is_some() || meta.and_then(|m| m.get("lastUpdated")).is_some() {
+        if meta.and_then(|m| m.get("versionId")).is_some()
+            || meta.and_then(|m| m.get("lastUpdated")).is_some()
+        {
             issues.push(Issue::error("invariant", "dom-4: a contained resource SHALL NOT have a meta.versionId or a meta.lastUpdated").at(&at));
         }
         match child.get("id").and_then(Value::as_str) {
             Some(cid) => {
                 ids.insert(cid.to_owned());
             }
-            None => issues.push(Issue::error("required", "A contained resource needs an id to be referenced by").at(format!("{at}.id"))),
+            None => issues.push(
+                Issue::error(
+                    "required",
+                    "A contained resource needs an id to be referenced by",
+                )
+                .at(format!("{at}.id")),
+            ),
         }
     }
     let mut locals = Vec::new();
@@ -252,8 +284,11 @@ fn check_contained(resource: &Value, path: &str, issues: &mut Vec<Issue>) {
         let target = &local[1..];
         if !target.is_empty() && !ids.contains(target) {
             issues.push(
-                Issue::error("invalid", format!("The local reference '{local}' points at no contained resource"))
-                    .at(path),
+                Issue::error(
+                    "invalid",
+                    format!("The local reference '{local}' points at no contained resource"),
+                )
+                .at(path),
             );
         }
     }
@@ -275,7 +310,9 @@ fn collect_local_references(value: &Value, out: &mut Vec<String>) {
                 }
             }
         }
-        Value::Array(items) => items.iter().for_each(|item| collect_local_references(item, out)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|item| collect_local_references(item, out)),
         _ => {}
     }
 }
@@ -286,16 +323,32 @@ mod tests {
 
     #[test]
     fn json_pointers_become_element_paths() {
-        assert_eq!(expression("Patient", "/name/0/given"), "Patient.name[0].given");
+        assert_eq!(
+            expression("Patient", "/name/0/given"),
+            "Patient.name[0].given"
+        );
         assert_eq!(expression("Patient", ""), "Patient");
     }
 
     #[test]
     fn references_must_be_well_formed() {
-        for ok in ["Patient/1", "Patient/1/_history/2", "http://x.org/fhir/Patient/1", "#p1", "urn:uuid:0d4b8d7c-0e1a-4f4b-9b8e-3f0e2a6c1a11", "Patient?identifier=a|b"] {
+        for ok in [
+            "Patient/1",
+            "Patient/1/_history/2",
+            "http://x.org/fhir/Patient/1",
+            "#p1",
+            "urn:uuid:0d4b8d7c-0e1a-4f4b-9b8e-3f0e2a6c1a11",
+            "Patient?identifier=a|b",
+        ] {
             assert!(check_reference(ok).is_ok(), "{ok}");
         }
-        for bad in ["Patient/", "Nothing/1", "Patient/a b", "Patient/1/2", "justtext"] {
+        for bad in [
+            "Patient/",
+            "Nothing/1",
+            "Patient/a b",
+            "Patient/1/2",
+            "justtext",
+        ] {
             assert!(check_reference(bad).is_err(), "{bad}");
         }
     }

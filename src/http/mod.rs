@@ -41,13 +41,20 @@ pub fn router(app: Arc<App>) -> Router {
 
 async fn health(State(app): State<Arc<App>>) -> Response {
     match app.store.ping().await {
-        Ok(()) => json_response(StatusCode::OK, Some(&json!({"status": "ok"})), Format::default()),
+        Ok(()) => json_response(
+            StatusCode::OK,
+            Some(&json!({"status": "ok"})),
+            Format::default(),
+        ),
         Err(e) => error_response(&FhirError::Unavailable(e.to_string()), Format::default()),
     }
 }
 
 async fn not_found(uri: Uri) -> Response {
-    let error = FhirError::NotFound(format!("Nothing here at {}: the FHIR base is /fhir", uri.path()));
+    let error = FhirError::NotFound(format!(
+        "Nothing here at {}: the FHIR base is /fhir",
+        uri.path()
+    ));
     error_response(&error, Format::default())
 }
 
@@ -66,10 +73,19 @@ async fn log_request(request: Request, next: Next) -> Response {
     response
 }
 
-async fn fhir(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+async fn fhir(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let mut params = parse_query(uri.query().unwrap_or(""));
     let take = |params: &mut Vec<(String, String)>, name: &str| {
-        let value = params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let value = params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone());
         params.retain(|(k, _)| k != name);
         value
     };
@@ -84,8 +100,18 @@ async fn fhir(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: He
         let segments = path_segments(uri.path())?;
         let body = read_body(body, &headers, app.body_limit).await?;
         // HEAD is GET without a body (hyper drops the body).
-        let method = if method == Method::HEAD { Method::GET } else { method };
-        let request = FhirRequest { method, segments, params, headers, body };
+        let method = if method == Method::HEAD {
+            Method::GET
+        } else {
+            method
+        };
+        let request = FhirRequest {
+            method,
+            segments,
+            params,
+            headers,
+            body,
+        };
         route::dispatch(&app, &request).await
     }
     .await;
@@ -106,7 +132,9 @@ fn path_segments(path: &str) -> Result<Vec<String>, FhirError> {
                 .decode_utf8()
                 .map_err(|_| FhirError::invalid("The URL path is not valid UTF-8"))?;
             if decoded.contains('/') {
-                return Err(FhirError::invalid(format!("'{decoded}' is not a valid type, id or operation name")));
+                return Err(FhirError::invalid(format!(
+                    "'{decoded}' is not a valid type, id or operation name"
+                )));
             }
             Ok(decoded.into_owned())
         })
@@ -124,9 +152,14 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(FhirError::PayloadTooLarge { limit })
         }
-        Err(e) => Err(FhirError::invalid(format!("The request body could not be read: {e}"))),
+        Err(e) => Err(FhirError::invalid(format!(
+            "The request body could not be read: {e}"
+        ))),
     }
 }

@@ -28,25 +28,44 @@ impl Format {
 
 impl Default for Format {
     fn default() -> Self {
-        Format { plain_json: false, pretty: false }
+        Format {
+            plain_json: false,
+            pretty: false,
+        }
     }
 }
 
 fn is_json_type(media: &str) -> bool {
-    matches!(media, "application/fhir+json" | "application/json" | "application/json+fhir" | "json")
+    matches!(
+        media,
+        "application/fhir+json" | "application/json" | "application/json+fhir" | "json"
+    )
 }
 
 /// The media type of a header value without parameters, lower-cased.
 fn media_type(value: &str) -> String {
-    value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Decides the response format from `_format`, `_pretty` and `Accept`.
-pub fn response_format(headers: &HeaderMap, format: Option<&str>, pretty: Option<&str>) -> Result<Format, FhirError> {
+pub fn response_format(
+    headers: &HeaderMap,
+    format: Option<&str>,
+    pretty: Option<&str>,
+) -> Result<Format, FhirError> {
     let pretty = match pretty {
         None | Some("false") => false,
         Some("true") => true,
-        Some(other) => return Err(FhirError::invalid(format!("_pretty must be true or false, not '{other}'"))),
+        Some(other) => {
+            return Err(FhirError::invalid(format!(
+                "_pretty must be true or false, not '{other}'"
+            )))
+        }
     };
     if let Some(format) = format {
         // `_format` overrides Accept (http page, "Content Types and encodings").
@@ -56,12 +75,20 @@ pub fn response_format(headers: &HeaderMap, format: Option<&str>, pretty: Option
                 "_format={format} is not supported: this server speaks JSON (application/fhir+json)"
             )));
         }
-        return Ok(Format { plain_json: media == "application/json", pretty });
+        return Ok(Format {
+            plain_json: media == "application/json",
+            pretty,
+        });
     }
     let Some(accept) = headers.get(header::ACCEPT) else {
-        return Ok(Format { plain_json: false, pretty });
+        return Ok(Format {
+            plain_json: false,
+            pretty,
+        });
     };
-    let accept = accept.to_str().map_err(|_| FhirError::invalid("The Accept header is not valid text"))?;
+    let accept = accept
+        .to_str()
+        .map_err(|_| FhirError::invalid("The Accept header is not valid text"))?;
     let mut plain_json = false;
     let mut fhir_json = false;
     for range in accept.split(',') {
@@ -74,7 +101,9 @@ pub fn response_format(headers: &HeaderMap, format: Option<&str>, pretty: Option
         }
         match media_type(range).as_str() {
             "application/json" => plain_json = true,
-            "application/fhir+json" | "application/json+fhir" | "*/*" | "application/*" => fhir_json = true,
+            "application/fhir+json" | "application/json+fhir" | "*/*" | "application/*" => {
+                fhir_json = true
+            }
             _ => {}
         }
     }
@@ -83,12 +112,17 @@ pub fn response_format(headers: &HeaderMap, format: Option<&str>, pretty: Option
             "None of the accepted types ({accept}) is supported: this server speaks application/fhir+json"
         )));
     }
-    Ok(Format { plain_json: plain_json && !fhir_json, pretty })
+    Ok(Format {
+        plain_json: plain_json && !fhir_json,
+        pretty,
+    })
 }
 
 /// Checks that a request body is JSON (a missing Content-Type is taken as JSON).
 pub fn require_json_body(headers: &HeaderMap) -> Result<(), FhirError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
     let media = media_type(value.to_str().unwrap_or(""));
     if is_json_type(&media) {
         Ok(())
@@ -125,6 +159,9 @@ pub fn prefer_return(headers: &HeaderMap) -> Return {
 /// Whether the client asked for strict handling of unknown search parameters.
 pub fn prefer_strict(headers: &HeaderMap) -> bool {
     headers.get_all("prefer").iter().any(|v| {
-        v.to_str().unwrap_or("").split([',', ';']).any(|p| p.trim().replace(' ', "") == "handling=strict")
+        v.to_str()
+            .unwrap_or("")
+            .split([',', ';'])
+            .any(|p| p.trim().replace(' ', "") == "handling=strict")
     })
 }

@@ -32,10 +32,16 @@ impl FhirRequest {
 
     /// The value of a query parameter that may appear at most once.
     pub fn single_param(&self, name: &str) -> Result<Option<&str>, FhirError> {
-        let mut values = self.params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let mut values = self
+            .params
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
         let first = values.next();
         if values.next().is_some() {
-            return Err(FhirError::invalid(format!("The parameter {name} may appear only once")));
+            return Err(FhirError::invalid(format!(
+                "The parameter {name} may appear only once"
+            )));
         }
         Ok(first)
     }
@@ -60,5 +66,7 @@ pub fn parse_json(body: &[u8]) -> Result<Value, FhirError> {
 
 /// Splits a query string into decoded pairs (`+` is a space, as in HTML forms).
 pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }

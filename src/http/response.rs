@@ -23,7 +23,13 @@ pub struct FhirResponse {
 
 impl FhirResponse {
     pub fn new(status: StatusCode, body: Option<Value>) -> Self {
-        FhirResponse { status, body, version: None, location: None, write_outcome: None }
+        FhirResponse {
+            status,
+            body,
+            version: None,
+            location: None,
+            write_outcome: None,
+        }
     }
 
     pub fn ok(body: Value) -> Self {
@@ -91,7 +97,9 @@ pub fn json_response(status: StatusCode, body: Option<&Value>, format: Format) -
 pub fn error_response(error: &FhirError, format: Format) -> Response<Body> {
     let mut response = json_response(error.status(), Some(&error.into_outcome()), format);
     if let FhirError::MethodNotAllowed { allow, .. } = error {
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
     }
     response
 }

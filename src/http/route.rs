@@ -32,7 +32,9 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             Method::GET => history::history(app, request, Scope::System).await,
             _ => Err(not_allowed("GET")),
         },
-        [op, ..] if op.starts_with('$') => Err(FhirError::NotFound(format!("Unknown operation {op}"))),
+        [op, ..] if op.starts_with('$') => {
+            Err(FhirError::NotFound(format!("Unknown operation {op}")))
+        }
         [rtype] => match *method {
             Method::GET => search::search(app, request, rtype).await,
             Method::POST => create::create(app, request, rtype).await,
@@ -62,6 +64,9 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             Method::GET => vread::vread(app, rtype, id, vid).await,
             _ => Err(not_allowed("GET")),
         },
-        _ => Err(FhirError::NotFound(format!("No FHIR interaction at /{}", segments.join("/")))),
+        _ => Err(FhirError::NotFound(format!(
+            "No FHIR interaction at /{}",
+            segments.join("/")
+        ))),
     }
 }

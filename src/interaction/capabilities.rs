@@ -16,11 +16,9 @@ pub async fn capabilities(app: &App, request: &FhirRequest) -> Result<FhirRespon
     match request.single_param("mode")? {
         None | Some("full") => {}
         Some("normative") => {}
-        Some(mode) => {
-            return Err(FhirError::invalid(format!(
-                "mode={mode} is not supported: this server has no terminology capabilities to report"
-            )))
-        }
+        Some(mode) => return Err(FhirError::invalid(format!(
+            "mode={mode} is not supported: this server has no terminology capabilities to report"
+        ))),
     }
     Ok(FhirResponse::ok(statement(app)))
 }
@@ -38,21 +36,36 @@ fn search_params(rtype: &str) -> Vec<Value> {
         .collect();
     supported.sort_by(|a, b| a.code.cmp(&b.code));
     for p in supported {
-        let kind = if p.kind == ParamType::Token { "token" } else { "date" };
+        let kind = if p.kind == ParamType::Token {
+            "token"
+        } else {
+            "date"
+        };
         params.push(json!({"name": p.code, "type": kind, "definition": p.url}));
     }
     params
 }
 
 /// The type-level interactions implemented for every resource type.
-const INTERACTIONS: [&str; 8] =
-    ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"];
+const INTERACTIONS: [&str; 8] = [
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+];
 
 fn statement(app: &App) -> Value {
     let resources: Vec<Value> = resource_types::all()
         .iter()
         .map(|rtype| {
-            let interactions: Vec<Value> = INTERACTIONS.iter().map(|code| json!({"code": code})).collect();
+            let interactions: Vec<Value> = INTERACTIONS
+                .iter()
+                .map(|code| json!({"code": code}))
+                .collect();
             json!({
                 "type": rtype,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{rtype}"),

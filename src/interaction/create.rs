@@ -11,14 +11,22 @@ use crate::interaction::{check_type, retry, version};
 use crate::search::params::{criteria, criteria_key};
 use crate::store::{Method, Version};
 
-pub async fn create(app: &App, request: &FhirRequest, rtype: &str) -> Result<FhirResponse, FhirError> {
+pub async fn create(
+    app: &App,
+    request: &FhirRequest,
+    rtype: &str,
+) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     let resource = request.json_body()?;
     validate(&resource, rtype)?;
     // The server assigns the id; one in the body is ignored (http page, create).
     let id = new_id();
     let condition = match request.header("if-none-exist") {
-        Some(value) => Some(parse_query(value.trim_start_matches(&format!("{rtype}?")).trim_start_matches('?'))),
+        Some(value) => Some(parse_query(
+            value
+                .trim_start_matches(&format!("{rtype}?"))
+                .trim_start_matches('?'),
+        )),
         None => None,
     };
     let outcome = retry(|| async {
@@ -47,8 +55,12 @@ pub async fn create(app: &App, request: &FhirRequest, rtype: &str) -> Result<Fhi
             .with_location(version::location(app, &written))
             .written(format!("Created {rtype}/{id} (version 1)"))),
         // Conditional create found the resource: nothing is written (http page: 200 OK).
-        Created::Existing(existing) => Ok(version::respond(&existing, StatusCode::OK)?
-            .written(format!("{rtype}/{} already matches If-None-Exist; nothing created", existing.id))),
+        Created::Existing(existing) => Ok(version::respond(&existing, StatusCode::OK)?.written(
+            format!(
+                "{rtype}/{} already matches If-None-Exist; nothing created",
+                existing.id
+            ),
+        )),
     }
 }
 

@@ -13,7 +13,12 @@ use crate::interaction::{check_id, check_type, if_match, retry, version};
 use crate::search::params::{criteria, criteria_key};
 use crate::store::{Method, Tx};
 
-pub async fn delete(app: &App, request: &FhirRequest, rtype: &str, id: &str) -> Result<FhirResponse, FhirError> {
+pub async fn delete(
+    app: &App,
+    request: &FhirRequest,
+    rtype: &str,
+    id: &str,
+) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     check_id(id)?;
     let expected = if_match(request)?;
@@ -29,7 +34,12 @@ pub async fn delete(app: &App, request: &FhirRequest, rtype: &str, id: &str) -> 
 
 /// Writes a deletion version if the resource exists and is not deleted yet; returns
 /// `(version, lastUpdated)` of the deletion, or `None` when there was nothing to delete.
-async fn remove(tx: &mut dyn Tx, rtype: &str, id: &str, expected: Option<i64>) -> Result<Option<(i64, i64)>, FhirError> {
+async fn remove(
+    tx: &mut dyn Tx,
+    rtype: &str,
+    id: &str,
+    expected: Option<i64>,
+) -> Result<Option<(i64, i64)>, FhirError> {
     let current = tx.lock_current(rtype, id).await?;
     if let Some(expected) = expected {
         if current.is_none_or(|c| c.version != expected || c.deleted) {
@@ -65,7 +75,11 @@ fn respond(rtype: &str, id: &str, deleted: Option<(i64, i64)>) -> FhirResponse {
 
 /// Conditional delete: no match changes nothing, one match is deleted, more than one is 412
 /// (the server supports deleting single matches only).
-pub async fn conditional_delete(app: &App, request: &FhirRequest, rtype: &str) -> Result<FhirResponse, FhirError> {
+pub async fn conditional_delete(
+    app: &App,
+    request: &FhirRequest,
+    rtype: &str,
+) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     let query = &criteria(rtype, &request.params)?;
     let key = &criteria_key(rtype, &request.params);
@@ -93,6 +107,7 @@ pub async fn conditional_delete(app: &App, request: &FhirRequest, rtype: &str) -
     .await?;
     Ok(match id {
         Some(id) => respond(rtype, &id, deleted),
-        None => FhirResponse::new(StatusCode::NO_CONTENT, None).written(format!("No {rtype} matched the criteria; nothing deleted")),
+        None => FhirResponse::new(StatusCode::NO_CONTENT, None)
+            .written(format!("No {rtype} matched the criteria; nothing deleted")),
     })
 }

@@ -10,8 +10,8 @@ use crate::error::FhirError;
 use crate::fhir::datetime::{format_instant, parse_range};
 use crate::fhir::meta;
 use crate::http::request::FhirRequest;
-use crate::interaction::{check_id, check_type};
 use crate::http::response::FhirResponse;
+use crate::interaction::{check_id, check_type};
 use crate::search::params::{CURSOR_AFTER, CURSOR_BEFORE, DEFAULT_COUNT, MAX_COUNT};
 use crate::store::{HistoryQuery, Method};
 
@@ -22,8 +22,15 @@ pub enum Scope<'a> {
     Instance(&'a str, &'a str),
 }
 
-pub async fn history(app: &App, request: &FhirRequest, scope: Scope<'_>) -> Result<FhirResponse, FhirError> {
-    let mut query = HistoryQuery { count: DEFAULT_COUNT, ..Default::default() };
+pub async fn history(
+    app: &App,
+    request: &FhirRequest,
+    scope: Scope<'_>,
+) -> Result<FhirResponse, FhirError> {
+    let mut query = HistoryQuery {
+        count: DEFAULT_COUNT,
+        ..Default::default()
+    };
     let path = match scope {
         Scope::System => "_history".to_owned(),
         Scope::Type(rtype) => {
@@ -47,13 +54,21 @@ pub async fn history(app: &App, request: &FhirRequest, scope: Scope<'_>) -> Resu
                     .parse::<usize>()
                     .ok()
                     .filter(|n| *n <= MAX_COUNT)
-                    .ok_or_else(|| FhirError::invalid(format!("_count must be a whole number from 0 to {MAX_COUNT}")))?
+                    .ok_or_else(|| {
+                        FhirError::invalid(format!(
+                            "_count must be a whole number from 0 to {MAX_COUNT}"
+                        ))
+                    })?
             }
             "_since" => query.since = Some(instant(name, value)?.0),
             "_at" => query.at = Some(instant(name, value)?),
             CURSOR_AFTER => query.after_seq = Some(cursor(value)?),
             CURSOR_BEFORE => query.before_seq = Some(cursor(value)?),
-            other => return Err(FhirError::invalid(format!("History does not support the parameter '{other}'"))),
+            other => {
+                return Err(FhirError::invalid(format!(
+                    "History does not support the parameter '{other}'"
+                )))
+            }
         }
         if name != CURSOR_AFTER && name != CURSOR_BEFORE {
             kept.push((name.clone(), value.clone()));
@@ -76,9 +91,15 @@ pub async fn history(app: &App, request: &FhirRequest, scope: Scope<'_>) -> Resu
         if let Some((name, seq)) = extra {
             params.push((name.to_owned(), seq.to_string()));
         }
-        let query: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
         let path = app.url(&path);
-        if query.is_empty() { path } else { format!("{path}?{query}") }
+        if query.is_empty() {
+            path
+        } else {
+            format!("{path}?{query}")
+        }
     };
     let mut links = vec![json!({"relation": "self", "url": link(None)})];
     // Older versions exist beyond this page: when the store said so, or when paging back.
@@ -89,7 +110,9 @@ pub async fn history(app: &App, request: &FhirRequest, scope: Scope<'_>) -> Resu
     }
     if let Some(first) = rows.first() {
         if query.before_seq.is_some() || (paging_back && more) {
-            links.push(json!({"relation": "previous", "url": link(Some((CURSOR_AFTER, first.seq)))}));
+            links.push(
+                json!({"relation": "previous", "url": link(Some((CURSOR_AFTER, first.seq)))}),
+            );
         }
     }
     let entries: Vec<Value> = rows.iter().map(|row| entry(app, &row.version)).collect();
@@ -106,7 +129,9 @@ fn instant(name: &str, value: &str) -> Result<(i64, i64), FhirError> {
 }
 
 fn cursor(value: &str) -> Result<i64, FhirError> {
-    value.parse().map_err(|_| FhirError::invalid("The paging cursor is not valid"))
+    value
+        .parse()
+        .map_err(|_| FhirError::invalid("The paging cursor is not valid"))
 }
 
 /// A history entry: the version (absent for a deletion), and the request and response that

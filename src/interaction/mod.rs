@@ -30,7 +30,9 @@ pub fn check_id(rid: &str) -> Result<(), FhirError> {
     if id::is_valid(rid) {
         Ok(())
     } else {
-        Err(FhirError::invalid(format!("'{rid}' is not a valid id: ids are 1 to 64 of A-Z a-z 0-9 - .")))
+        Err(FhirError::invalid(format!(
+            "'{rid}' is not a valid id: ids are 1 to 64 of A-Z a-z 0-9 - ."
+        )))
     }
 }
 
@@ -45,9 +47,11 @@ pub fn parse_etag(value: &str) -> Option<i64> {
 pub fn if_match(request: &FhirRequest) -> Result<Option<i64>, FhirError> {
     match request.header("if-match") {
         None => Ok(None),
-        Some(value) => parse_etag(value)
-            .map(Some)
-            .ok_or_else(|| FhirError::invalid(format!("If-Match '{value}' is not a version ETag such as W/\"1\""))),
+        Some(value) => parse_etag(value).map(Some).ok_or_else(|| {
+            FhirError::invalid(format!(
+                "If-Match '{value}' is not a version ETag such as W/\"1\""
+            ))
+        }),
     }
 }
 

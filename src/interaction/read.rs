@@ -9,7 +9,12 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::{check_id, check_type, parse_etag, version};
 
-pub async fn read(app: &App, request: &FhirRequest, rtype: &str, id: &str) -> Result<FhirResponse, FhirError> {
+pub async fn read(
+    app: &App,
+    request: &FhirRequest,
+    rtype: &str,
+    id: &str,
+) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     check_id(id)?;
     let Some(current) = app.store.read(rtype, id).await? else {
@@ -22,14 +27,16 @@ pub async fn read(app: &App, request: &FhirRequest, rtype: &str, id: &str) -> Re
             current.version
         )));
     }
-    let not_modified = request.header("if-none-match").and_then(parse_etag) == Some(current.version)
+    let not_modified = request.header("if-none-match").and_then(parse_etag)
+        == Some(current.version)
         || request
             .header("if-modified-since")
             .and_then(parse_http_date)
             // HTTP dates have whole seconds.
             .is_some_and(|since| current.last_updated / 1000 <= since / 1000);
     if not_modified {
-        return Ok(FhirResponse::new(StatusCode::NOT_MODIFIED, None).with_version(current.version, current.last_updated));
+        return Ok(FhirResponse::new(StatusCode::NOT_MODIFIED, None)
+            .with_version(current.version, current.last_updated));
     }
     version::respond(&current, StatusCode::OK)
 }

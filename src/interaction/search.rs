@@ -14,7 +14,11 @@ use crate::http::response::FhirResponse;
 use crate::interaction::check_type;
 use crate::search::params::{parse, Total, Unknown, CURSOR_AFTER, CURSOR_BEFORE};
 
-pub async fn search(app: &App, request: &FhirRequest, rtype: &str) -> Result<FhirResponse, FhirError> {
+pub async fn search(
+    app: &App,
+    request: &FhirRequest,
+    rtype: &str,
+) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     let mut params = request.params.clone();
     if request.method == axum::http::Method::POST {
@@ -25,13 +29,22 @@ pub async fn search(app: &App, request: &FhirRequest, rtype: &str) -> Result<Fhi
                 "POST _search takes an application/x-www-form-urlencoded body".into(),
             ));
         }
-        let body = std::str::from_utf8(&request.body).map_err(|_| FhirError::invalid("The form body is not UTF-8"))?;
+        let body = std::str::from_utf8(&request.body)
+            .map_err(|_| FhirError::invalid("The form body is not UTF-8"))?;
         params.extend(parse_query(body));
     }
-    let unknown = if prefer_strict(&request.headers) { Unknown::Refuse } else { Unknown::Ignore };
+    let unknown = if prefer_strict(&request.headers) {
+        Unknown::Refuse
+    } else {
+        Unknown::Ignore
+    };
     let parsed = parse(rtype, &params, unknown)?;
     let query = &parsed.query;
-    let mut hits = if query.count == 0 { Vec::new() } else { app.store.search(query).await? };
+    let mut hits = if query.count == 0 {
+        Vec::new()
+    } else {
+        app.store.search(query).await?
+    };
     let more = hits.len() > query.count;
     hits.truncate(query.count);
     let paging_back = query.before_rid.is_some();
@@ -42,14 +55,19 @@ pub async fn search(app: &App, request: &FhirRequest, rtype: &str) -> Result<Fhi
         Total::Accurate => Some(app.store.count(query).await?),
         Total::None => None,
     };
-    let kept: Vec<(String, String)> =
-        params.iter().filter(|(k, _)| k != CURSOR_AFTER && k != CURSOR_BEFORE).cloned().collect();
+    let kept: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != CURSOR_AFTER && k != CURSOR_BEFORE)
+        .cloned()
+        .collect();
     let link = |extra: Option<(&str, i64)>| {
         let mut pairs = kept.clone();
         if let Some((name, rid)) = extra {
             pairs.push((name.to_owned(), rid.to_string()));
         }
-        let q: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
         format!("{}?{q}", app.url(rtype))
     };
     let mut links = vec![json!({"relation": "self", "url": link(None)})];
@@ -60,7 +78,9 @@ pub async fn search(app: &App, request: &FhirRequest, rtype: &str) -> Result<Fhi
     }
     if let Some(first) = hits.first() {
         if query.after_rid.is_some() || (paging_back && more) {
-            links.push(json!({"relation": "previous", "url": link(Some((CURSOR_BEFORE, first.rid)))}));
+            links.push(
+                json!({"relation": "previous", "url": link(Some((CURSOR_BEFORE, first.rid)))}),
+            );
         }
     }
     let mut entries: Vec<Value> = hits
@@ -78,7 +98,12 @@ pub async fn search(app: &App, request: &FhirRequest, rtype: &str) -> Result<Fhi
         let issues: Vec<Issue> = parsed
             .ignored
             .iter()
-            .map(|reason| Issue { severity: "warning", code: "not-supported", diagnostics: format!("Ignored {reason}"), expression: None })
+            .map(|reason| Issue {
+                severity: "warning",
+                code: "not-supported",
+                diagnostics: format!("Ignored {reason}"),
+                expression: None,
+            })
             .collect();
         entries.push(json!({
             "resource": crate::error::outcome(&issues),

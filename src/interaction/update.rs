@@ -13,7 +13,12 @@ use crate::interaction::{check_id, check_type, if_match, retry, version};
 use crate::search::params::{criteria, criteria_key};
 use crate::store::{Method, Tx, Version};
 
-pub async fn update(app: &App, request: &FhirRequest, rtype: &str, id: &str) -> Result<FhirResponse, FhirError> {
+pub async fn update(
+    app: &App,
+    request: &FhirRequest,
+    rtype: &str,
+    id: &str,
+) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     check_id(id)?;
     let resource = request.json_body()?;
@@ -22,9 +27,19 @@ pub async fn update(app: &App, request: &FhirRequest, rtype: &str, id: &str) -> 
     match resource.get("id").and_then(Value::as_str) {
         Some(body_id) if body_id == id => {}
         Some(body_id) => {
-            return Err(FhirError::invalid_at("invalid", format!("The resource id '{body_id}' does not match the URL id '{id}'"), format!("{rtype}.id")))
+            return Err(FhirError::invalid_at(
+                "invalid",
+                format!("The resource id '{body_id}' does not match the URL id '{id}'"),
+                format!("{rtype}.id"),
+            ))
         }
-        None => return Err(FhirError::invalid_at("required", "An update needs the resource id in the body, matching the URL", format!("{rtype}.id"))),
+        None => {
+            return Err(FhirError::invalid_at(
+                "required",
+                "An update needs the resource id in the body, matching the URL",
+                format!("{rtype}.id"),
+            ))
+        }
     }
     let expected = if_match(request)?;
     let (written, created) = retry(|| async {
@@ -39,7 +54,13 @@ pub async fn update(app: &App, request: &FhirRequest, rtype: &str, id: &str) -> 
 
 /// Writes `resource` as the next version of `rtype/id`, checking `If-Match`. Returns the
 /// version and whether the resource was created (new, or re-created after deletion).
-async fn put(tx: &mut dyn Tx, rtype: &str, id: &str, expected: Option<i64>, resource: &Value) -> Result<(Version, bool), FhirError> {
+async fn put(
+    tx: &mut dyn Tx,
+    rtype: &str,
+    id: &str,
+    expected: Option<i64>,
+    resource: &Value,
+) -> Result<(Version, bool), FhirError> {
     let current = tx.lock_current(rtype, id).await?;
     if let Some(expected) = expected {
         match current {
@@ -55,7 +76,8 @@ async fn put(tx: &mut dyn Tx, rtype: &str, id: &str, expected: Option<i64>, reso
         }
     }
     let created = current.is_none_or(|c| c.deleted);
-    let written = version::write(tx, rtype, id, current, Method::Put, Some(resource.clone())).await?;
+    let written =
+        version::write(tx, rtype, id, current, Method::Put, Some(resource.clone())).await?;
     Ok((written, created))
 }
 
@@ -66,18 +88,26 @@ fn respond(app: &App, written: &Version, created: bool) -> Result<FhirResponse, 
             .with_location(version::location(app, written))
             .written(format!("Created {rtype}/{id} (version {v})")))
     } else {
-        Ok(version::respond(written, StatusCode::OK)?.written(format!("Updated {rtype}/{id} to version {v}")))
+        Ok(version::respond(written, StatusCode::OK)?
+            .written(format!("Updated {rtype}/{id} to version {v}")))
     }
 }
 
 /// Conditional update: no match creates (with the body's id if it has one), one match is
 /// updated, more than one is 412 (http page, conditional update).
-pub async fn conditional_update(app: &App, request: &FhirRequest, rtype: &str) -> Result<FhirResponse, FhirError> {
+pub async fn conditional_update(
+    app: &App,
+    request: &FhirRequest,
+    rtype: &str,
+) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     let query = criteria(rtype, &request.params)?;
     let resource = request.json_body()?;
     validate(&resource, rtype)?;
-    let body_id = resource.get("id").and_then(Value::as_str).map(str::to_owned);
+    let body_id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     if let Some(body_id) = &body_id {
         check_id(body_id)?;
     }

@@ -32,7 +32,8 @@ pub async fn write(
             meta::strip(&mut resource, id);
             let index = index_entries(&resource, rtype);
             let compartment = patient_compartment(rtype, id, &index);
-            let text = serde_json::to_string(&resource).map_err(|e| FhirError::Internal(e.to_string()))?;
+            let text =
+                serde_json::to_string(&resource).map_err(|e| FhirError::Internal(e.to_string()))?;
             (Some(text), index, compartment)
         }
         None => (None, IndexEntries::default(), None),
@@ -51,17 +52,31 @@ pub async fn write(
         current.map(|c| c.version),
     )
     .await?;
-    Ok(Version { rtype: rtype.to_owned(), id: id.to_owned(), version, last_updated, method, content })
+    Ok(Version {
+        rtype: rtype.to_owned(),
+        id: id.to_owned(),
+        version,
+        last_updated,
+        method,
+        content,
+    })
 }
 
 /// A stored version as a response: the resource with its `meta`, `ETag` and `Last-Modified`.
 pub fn respond(version: &Version, status: StatusCode) -> Result<FhirResponse, FhirError> {
-    let body = meta::stamp(version)
-        .ok_or_else(|| FhirError::Internal(format!("stored {}/{} is not valid JSON", version.rtype, version.id)))?;
+    let body = meta::stamp(version).ok_or_else(|| {
+        FhirError::Internal(format!(
+            "stored {}/{} is not valid JSON",
+            version.rtype, version.id
+        ))
+    })?;
     Ok(FhirResponse::new(status, Some(body)).with_version(version.version, version.last_updated))
 }
 
 /// The `Location` of a version: `[base]/[type]/[id]/_history/[vid]`.
 pub fn location(app: &App, version: &Version) -> String {
-    app.url(&format!("{}/{}/_history/{}", version.rtype, version.id, version.version))
+    app.url(&format!(
+        "{}/{}/_history/{}",
+        version.rtype, version.id, version.version
+    ))
 }

@@ -12,11 +12,17 @@ pub async fn vread(app: &App, rtype: &str, id: &str, vid: &str) -> Result<FhirRe
     check_type(rtype)?;
     check_id(id)?;
     let Some(number) = parse_version(vid) else {
-        return Err(FhirError::NotFound(format!("{rtype}/{id} has no version '{vid}'")));
+        return Err(FhirError::NotFound(format!(
+            "{rtype}/{id} has no version '{vid}'"
+        )));
     };
     match app.store.vread(rtype, id, number).await? {
-        None => Err(FhirError::NotFound(format!("{rtype}/{id} has no version {vid}"))),
-        Some(v) if v.deleted() => Err(FhirError::Gone(format!("Version {vid} of {rtype}/{id} is its deletion"))),
+        None => Err(FhirError::NotFound(format!(
+            "{rtype}/{id} has no version {vid}"
+        ))),
+        Some(v) if v.deleted() => Err(FhirError::Gone(format!(
+            "Version {vid} of {rtype}/{id} is its deletion"
+        ))),
         Some(v) => version::respond(&v, StatusCode::OK),
     }
 }

@@ -71,7 +71,11 @@ impl Registry {
                     None
                 }
             });
-            let bases: Vec<String> = if def.base.iter().any(|b| b == "Resource" || b == "DomainResource") {
+            let bases: Vec<String> = if def
+                .base
+                .iter()
+                .any(|b| b == "Resource" || b == "DomainResource")
+            {
                 crate::fhir::resource_types::all().to_vec()
             } else {
                 def.base.clone()

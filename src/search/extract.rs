@@ -24,7 +24,9 @@ pub fn index_entries(resource: &Value, rtype: &str) -> IndexEntries {
         if param.code == "_id" || param.code == "_lastUpdated" {
             continue;
         }
-        let Some(expression) = &param.expression else { continue };
+        let Some(expression) = &param.expression else {
+            continue;
+        };
         let items = match expression.evaluate(resource) {
             Ok(items) => items,
             Err(e) => {
@@ -43,14 +45,26 @@ fn add(entries: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
     let code = &param.code;
     match param.kind {
         ParamType::Token => tokens(item, &mut |system, value| {
-            entries.tokens.push(TokenEntry { param: code.clone(), system: clean(system), code: clean(value) });
+            entries.tokens.push(TokenEntry {
+                param: code.clone(),
+                system: clean(system),
+                code: clean(value),
+            });
         }),
         ParamType::String => strings(item, &mut |s| {
-            entries.strings.push(StringEntry { param: code.clone(), normalized: normalize(s), exact: strip_nul(s) });
+            entries.strings.push(StringEntry {
+                param: code.clone(),
+                normalized: normalize(s),
+                exact: strip_nul(s),
+            });
         }),
         ParamType::Date => {
             if let Some((lo, hi)) = date_range(item) {
-                entries.dates.push(DateEntry { param: code.clone(), lo, hi });
+                entries.dates.push(DateEntry {
+                    param: code.clone(),
+                    lo,
+                    hi,
+                });
             }
         }
         ParamType::Reference => {
@@ -60,12 +74,20 @@ fn add(entries: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
         }
         ParamType::Uri => {
             if let Some(s) = text(item) {
-                entries.uris.push(UriEntry { param: code.clone(), value: strip_nul(s) });
+                entries.uris.push(UriEntry {
+                    param: code.clone(),
+                    value: strip_nul(s),
+                });
             }
         }
         ParamType::Number => {
             if let Some((value, lo, hi)) = number(item) {
-                entries.numbers.push(NumberEntry { param: code.clone(), value, lo, hi });
+                entries.numbers.push(NumberEntry {
+                    param: code.clone(),
+                    value,
+                    lo,
+                    hi,
+                });
             }
         }
         ParamType::Quantity => {
@@ -130,10 +152,24 @@ fn strings(item: &Item<'_>, add: &mut dyn FnMut(&str)) {
     match value {
         Value::String(s) => add(s),
         Value::Object(o) => {
-            for key in ["text", "family", "given", "prefix", "suffix", "line", "city", "district", "state", "postalCode", "country"] {
+            for key in [
+                "text",
+                "family",
+                "given",
+                "prefix",
+                "suffix",
+                "line",
+                "city",
+                "district",
+                "state",
+                "postalCode",
+                "country",
+            ] {
                 match o.get(key) {
                     Some(Value::String(s)) => add(s),
-                    Some(Value::Array(parts)) => parts.iter().filter_map(Value::as_str).for_each(&mut *add),
+                    Some(Value::Array(parts)) => {
+                        parts.iter().filter_map(Value::as_str).for_each(&mut *add)
+                    }
                     _ => {}
                 }
             }
@@ -144,7 +180,11 @@ fn strings(item: &Item<'_>, add: &mut dyn FnMut(&str)) {
 
 /// Case- and accent-insensitive form of a string (search page: string matching).
 pub fn normalize(s: &str) -> String {
-    s.nfd().filter(|c| !unicode_normalization::char::is_combining_mark(*c)).flat_map(char::to_lowercase).filter(|c| *c != '\0').collect()
+    s.nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .filter(|c| *c != '\0')
+        .collect()
 }
 
 fn strip_nul(s: &str) -> String {
@@ -167,13 +207,28 @@ fn date_range(item: &Item<'_>) -> Option<(i64, i64)> {
         Value::Object(o) => {
             if o.contains_key("start") || o.contains_key("end") {
                 // Period: an open end is unbounded.
-                let lo = o.get("start").and_then(Value::as_str).and_then(|s| parse_range(s).ok()).map_or(i64::MIN, |r| r.0);
-                let hi = o.get("end").and_then(Value::as_str).and_then(|s| parse_range(s).ok()).map_or(i64::MAX, |r| r.1);
+                let lo = o
+                    .get("start")
+                    .and_then(Value::as_str)
+                    .and_then(|s| parse_range(s).ok())
+                    .map_or(i64::MIN, |r| r.0);
+                let hi = o
+                    .get("end")
+                    .and_then(Value::as_str)
+                    .and_then(|s| parse_range(s).ok())
+                    .map_or(i64::MAX, |r| r.1);
                 Some((lo, hi))
             } else if let Some(Value::Array(events)) = o.get("event") {
                 // Timing: from the first to the last event.
-                let ranges: Vec<(i64, i64)> = events.iter().filter_map(Value::as_str).filter_map(|s| parse_range(s).ok()).collect();
-                Some((ranges.iter().map(|r| r.0).min()?, ranges.iter().map(|r| r.1).max()?))
+                let ranges: Vec<(i64, i64)> = events
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|s| parse_range(s).ok())
+                    .collect();
+                Some((
+                    ranges.iter().map(|r| r.0).min()?,
+                    ranges.iter().map(|r| r.1).max()?,
+                ))
             } else {
                 None
             }
@@ -217,7 +272,10 @@ fn split_reference(reference: &str, code: &str) -> Option<ReferenceEntry> {
         url: url.map(strip_nul),
     };
     match rtype {
-        Some(t) if crate::fhir::resource_types::is_resource_type(t) && crate::fhir::id::is_valid(id) => {
+        Some(t)
+            if crate::fhir::resource_types::is_resource_type(t)
+                && crate::fhir::id::is_valid(id) =>
+        {
             Some(entry(Some(t), Some(id), (!relative).then_some(reference)))
         }
         _ => Some(entry(None, None, Some(reference))),
@@ -227,14 +285,16 @@ fn split_reference(reference: &str, code: &str) -> Option<ReferenceEntry> {
 /// A number and the range its precision implies (`1.5` stands for [1.45, 1.55)).
 fn number(item: &Item<'_>) -> Option<(f64, f64, f64)> {
     let text = match item {
-        Item::Node(Node { value: Value::Number(n), .. }) => n.to_string(),
+        Item::Node(Node {
+            value: Value::Number(n),
+            ..
+        }) => n.to_string(),
         Item::Integer(i) => i.to_string(),
         Item::Decimal(d) => d.to_string(),
         _ => return None,
     };
     number_range(&text)
 }
-
 
 /// The value of a decimal text and its implicit range, half a unit of its last digit around it.
 pub fn number_range(text: &str) -> Option<(f64, f64, f64)> {
@@ -243,7 +303,11 @@ pub fn number_range(text: &str) -> Option<(f64, f64, f64)> {
         return None;
     }
     let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
-    let exponent: i32 = text.split(['e', 'E']).nth(1).and_then(|e| e.parse().ok()).unwrap_or(0);
+    let exponent: i32 = text
+        .split(['e', 'E'])
+        .nth(1)
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
     let decimals = mantissa.split_once('.').map_or(0, |(_, f)| f.len()) as i32;
     let half = 0.5 * 10f64.powi(exponent - decimals);
     Some((value, value - half, value + half))
@@ -254,14 +318,24 @@ static MONEY_SYSTEM: &str = "urn:iso:std:iso:4217";
 fn quantity(item: &Item<'_>, code: &str) -> Option<QuantityEntry> {
     let Item::Node(node) = item else { return None };
     let o = node.value.as_object()?;
-    let Value::Number(n) = o.get("value")? else { return None };
+    let Value::Number(n) = o.get("value")? else {
+        return None;
+    };
     let (value, lo, hi) = number_range(&n.to_string())?;
     let str_of = |k: &str| o.get(k).and_then(Value::as_str).map(strip_nul);
     let (system, unit_code) = match str_of("currency") {
         Some(currency) => (Some(MONEY_SYSTEM.to_owned()), Some(currency)),
         None => (str_of("system"), str_of("code")),
     };
-    Some(QuantityEntry { param: code.to_owned(), system, code: unit_code, unit: str_of("unit"), value, lo, hi })
+    Some(QuantityEntry {
+        param: code.to_owned(),
+        system,
+        code: unit_code,
+        unit: str_of("unit"),
+        value,
+        lo,
+        hi,
+    })
 }
 
 /// The Patient compartment parameters of each resource type (official CompartmentDefinition).
@@ -278,7 +352,9 @@ pub fn patient_compartment(rtype: &str, id: &str, entries: &IndexEntries) -> Opt
     let params = PATIENT_COMPARTMENT.get(rtype)?;
     params.iter().find_map(|param| {
         entries.references.iter().find_map(|r| {
-            (&r.param == param && r.target_type.as_deref() == Some("Patient")).then(|| r.target_id.clone()).flatten()
+            (&r.param == param && r.target_type.as_deref() == Some("Patient"))
+                .then(|| r.target_id.clone())
+                .flatten()
         })
     })
 }
@@ -303,7 +379,10 @@ mod tests {
     fn observations_belong_to_their_subjects_compartment() {
         let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/p1"}});
         let entries = index_entries(&obs, "Observation");
-        assert_eq!(patient_compartment("Observation", "o", &entries).as_deref(), Some("p1"));
+        assert_eq!(
+            patient_compartment("Observation", "o", &entries).as_deref(),
+            Some("p1")
+        );
     }
 
     #[test]

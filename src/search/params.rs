@@ -45,8 +45,16 @@ pub struct Parsed {
 }
 
 /// Parses search parameters for resource type `rtype`.
-pub fn parse(rtype: &str, params: &[(String, String)], unknown: Unknown) -> Result<Parsed, FhirError> {
-    let mut query = SearchQuery { rtype: rtype.to_owned(), count: DEFAULT_COUNT, ..Default::default() };
+pub fn parse(
+    rtype: &str,
+    params: &[(String, String)],
+    unknown: Unknown,
+) -> Result<Parsed, FhirError> {
+    let mut query = SearchQuery {
+        rtype: rtype.to_owned(),
+        count: DEFAULT_COUNT,
+        ..Default::default()
+    };
     let mut ignored = Vec::new();
     let mut total = Total::Accurate;
     let mut values = 0usize;
@@ -61,11 +69,17 @@ pub fn parse(rtype: &str, params: &[(String, String)], unknown: Unknown) -> Resu
                     .parse::<usize>()
                     .ok()
                     .filter(|n| *n <= MAX_COUNT)
-                    .ok_or_else(|| FhirError::invalid(format!("_count must be a whole number from 0 to {MAX_COUNT}, not '{value}'")))?;
+                    .ok_or_else(|| {
+                        FhirError::invalid(format!(
+                            "_count must be a whole number from 0 to {MAX_COUNT}, not '{value}'"
+                        ))
+                    })?;
                 continue;
             }
             CURSOR_AFTER | CURSOR_BEFORE => {
-                let rid = value.parse::<i64>().map_err(|_| FhirError::invalid(format!("{code} is not a valid paging cursor")))?;
+                let rid = value.parse::<i64>().map_err(|_| {
+                    FhirError::invalid(format!("{code} is not a valid paging cursor"))
+                })?;
                 if code == CURSOR_AFTER {
                     query.after_rid = Some(rid);
                 } else {
@@ -77,7 +91,11 @@ pub fn parse(rtype: &str, params: &[(String, String)], unknown: Unknown) -> Resu
                 total = match value.as_str() {
                     "none" => Total::None,
                     "estimate" | "accurate" => Total::Accurate,
-                    other => return Err(FhirError::invalid(format!("_total must be none, estimate or accurate, not '{other}'"))),
+                    other => {
+                        return Err(FhirError::invalid(format!(
+                            "_total must be none, estimate or accurate, not '{other}'"
+                        )))
+                    }
                 };
                 continue;
             }
@@ -86,7 +104,9 @@ pub fn parse(rtype: &str, params: &[(String, String)], unknown: Unknown) -> Resu
         let alternatives = split_or(value);
         values += alternatives.len();
         if values > MAX_VALUES {
-            return Err(FhirError::invalid(format!("A search may combine at most {MAX_VALUES} values")));
+            return Err(FhirError::invalid(format!(
+                "A search may combine at most {MAX_VALUES} values"
+            )));
         }
         if let Some(modifier) = modifier {
             let reason = format!("{name}: the modifier ':{modifier}' is not supported");
@@ -106,7 +126,8 @@ pub fn parse(rtype: &str, params: &[(String, String)], unknown: Unknown) -> Resu
                     .map(|v| range(RangeTarget::Date(code.to_owned()), code, v))
                     .collect::<Result<Vec<_>, _>>()?,
                 Some(kind) => {
-                    let reason = format!("{code}: searching on {kind:?} parameters is not supported yet");
+                    let reason =
+                        format!("{code}: searching on {kind:?} parameters is not supported yet");
                     refuse_or_ignore(unknown, reason, &mut ignored)?;
                     continue;
                 }
@@ -119,12 +140,22 @@ pub fn parse(rtype: &str, params: &[(String, String)], unknown: Unknown) -> Resu
         };
         query.filters.push(any_of);
     }
-    Ok(Parsed { query, ignored, total })
+    Ok(Parsed {
+        query,
+        ignored,
+        total,
+    })
 }
 
-fn refuse_or_ignore(unknown: Unknown, reason: String, ignored: &mut Vec<String>) -> Result<(), FhirError> {
+fn refuse_or_ignore(
+    unknown: Unknown,
+    reason: String,
+    ignored: &mut Vec<String>,
+) -> Result<(), FhirError> {
     match unknown {
-        Unknown::Refuse => Err(FhirError::invalid(format!("Unsupported search parameter {reason}"))),
+        Unknown::Refuse => Err(FhirError::invalid(format!(
+            "Unsupported search parameter {reason}"
+        ))),
         Unknown::Ignore => {
             ignored.push(reason);
             Ok(())
@@ -170,23 +201,37 @@ fn token(param: &str, value: &str) -> Predicate {
         Some(0) => (TokenSystem::None, Some(unescape(&value[1..]))),
         Some(i) => {
             let code = &value[i + 1..];
-            (TokenSystem::Is(unescape(&value[..i])), (!code.is_empty()).then(|| unescape(code)))
+            (
+                TokenSystem::Is(unescape(&value[..i])),
+                (!code.is_empty()).then(|| unescape(code)),
+            )
         }
     };
-    Predicate::Token { param: param.to_owned(), system, code }
+    Predicate::Token {
+        param: param.to_owned(),
+        system,
+        code,
+    }
 }
 
 fn range(target: RangeTarget, code: &str, value: &str) -> Result<Predicate, FhirError> {
     let (prefix, date) = Prefix::split(value);
     let (lo, hi) = parse_range(date).map_err(|e| FhirError::invalid(format!("{code}: {e}")))?;
-    Ok(Predicate::Range { target, prefix, lo, hi })
+    Ok(Predicate::Range {
+        target,
+        prefix,
+        lo,
+        hi,
+    })
 }
 
 /// Parses the criteria of a conditional interaction (`If-None-Exist`, `PUT/DELETE Type?…`):
 /// every parameter must be understood, and at least one must be given.
 pub fn criteria(rtype: &str, params: &[(String, String)]) -> Result<SearchQuery, FhirError> {
     if params.is_empty() {
-        return Err(FhirError::invalid("A conditional interaction needs search criteria"));
+        return Err(FhirError::invalid(
+            "A conditional interaction needs search criteria",
+        ));
     }
     let mut parsed = parse(rtype, params, Unknown::Refuse)?;
     // Two hits are enough to tell "one" from "many".
@@ -209,16 +254,37 @@ mod tests {
 
     #[test]
     fn escaped_commas_do_not_split() {
-        assert_eq!(split_or(r"a\,b,c"), vec!["a,b".to_string(), "c".to_string()]);
+        assert_eq!(
+            split_or(r"a\,b,c"),
+            vec!["a,b".to_string(), "c".to_string()]
+        );
     }
 
     #[test]
     fn tokens_take_the_system_before_the_bar() {
         assert_eq!(
             token("identifier", "http://x|1"),
-            Predicate::Token { param: "identifier".into(), system: TokenSystem::Is("http://x".into()), code: Some("1".into()) }
+            Predicate::Token {
+                param: "identifier".into(),
+                system: TokenSystem::Is("http://x".into()),
+                code: Some("1".into())
+            }
         );
-        assert_eq!(token("code", "|1"), Predicate::Token { param: "code".into(), system: TokenSystem::None, code: Some("1".into()) });
-        assert_eq!(token("code", "http://x|"), Predicate::Token { param: "code".into(), system: TokenSystem::Is("http://x".into()), code: None });
+        assert_eq!(
+            token("code", "|1"),
+            Predicate::Token {
+                param: "code".into(),
+                system: TokenSystem::None,
+                code: Some("1".into())
+            }
+        );
+        assert_eq!(
+            token("code", "http://x|"),
+            Predicate::Token {
+                param: "code".into(),
+                system: TokenSystem::Is("http://x".into()),
+                code: None
+            }
+        );
     }
 }

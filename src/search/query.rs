@@ -74,7 +74,16 @@ pub enum Predicate {
     /// `_id`.
     Id(String),
     /// A comparison of the target's range with the half-open search range `[lo, hi)` (ms).
-    Range { target: RangeTarget, prefix: Prefix, lo: i64, hi: i64 },
+    Range {
+        target: RangeTarget,
+        prefix: Prefix,
+        lo: i64,
+        hi: i64,
+    },
     /// A token parameter; `code: None` matches any code of the system (`system|`).
-    Token { param: String, system: TokenSystem, code: Option<String> },
+    Token {
+        param: String,
+        system: TokenSystem,
+        code: Option<String>,
+    },
 }

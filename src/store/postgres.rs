@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{query::Query, Postgres, PgPool, Row, Transaction};
+use sqlx::{query::Query, PgPool, Postgres, Row, Transaction};
 
 use super::sql::{self, Bind, Dialect, Sql};
 use super::{
@@ -72,13 +72,20 @@ fn version_at(row: &PgRow, offset: usize) -> Result<Version, sqlx::Error> {
 
 fn hits(rows: Vec<PgRow>) -> StoreResult<Vec<SearchHit>> {
     rows.iter()
-        .map(|row| Ok(SearchHit { rid: row.try_get(0)?, version: version_at(row, 1)? }))
+        .map(|row| {
+            Ok(SearchHit {
+                rid: row.try_get(0)?,
+                version: version_at(row, 1)?,
+            })
+        })
         .collect()
 }
 
 fn read_sql(rtype: &str, id: &str, version: Option<i64>) -> Sql {
     let mut sql = Sql::new(DIALECT);
-    sql.push("SELECT ").push(sql::VERSION_COLUMNS).push(" FROM resource_version v WHERE v.rtype = ");
+    sql.push("SELECT ")
+        .push(sql::VERSION_COLUMNS)
+        .push(" FROM resource_version v WHERE v.rtype = ");
     sql.text(rtype).push(" AND v.id = ").text(id);
     match version {
         Some(version) => sql.push(" AND v.version = ").int(version),
@@ -110,7 +117,12 @@ impl Store for PostgresStore {
         let sql = sql::history(DIALECT, query);
         let rows = prepare(&sql).fetch_all(&self.pool).await?;
         rows.iter()
-            .map(|row| Ok(HistoryEntry { seq: row.try_get(0)?, version: version_at(row, 1)? }))
+            .map(|row| {
+                Ok(HistoryEntry {
+                    seq: row.try_get(0)?,
+                    version: version_at(row, 1)?,
+                })
+            })
             .collect()
     }
 
@@ -188,10 +200,14 @@ impl Tx for PostgresTx {
                 )))
             }
         };
-        prepare(&sql::insert_version(DIALECT, &new)).execute(&mut *self.tx).await?;
+        prepare(&sql::insert_version(DIALECT, &new))
+            .execute(&mut *self.tx)
+            .await?;
         if previous.is_some() {
             for table in sql::INDEX_TABLES {
-                prepare(&sql::delete_index(DIALECT, table, rid)).execute(&mut *self.tx).await?;
+                prepare(&sql::delete_index(DIALECT, table, rid))
+                    .execute(&mut *self.tx)
+                    .await?;
             }
         }
         for insert in sql::insert_index(DIALECT, rid, new.index) {

@@ -2,8 +2,8 @@
 //! from placeholder syntax, so they are built once here with a [`Dialect`] and bound by each
 //! store with [`Bind`] values.
 
-use crate::search::query::{Predicate, Prefix, RangeTarget, SearchQuery, TokenSystem};
 use crate::search::index::IndexEntries;
+use crate::search::query::{Predicate, Prefix, RangeTarget, SearchQuery, TokenSystem};
 use crate::store::{HistoryQuery, NewVersion};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,11 @@ pub struct Sql {
 
 impl Sql {
     pub fn new(dialect: Dialect) -> Self {
-        Sql { dialect, text: String::new(), binds: Vec::new() }
+        Sql {
+            dialect,
+            text: String::new(),
+            binds: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, s: &str) -> &mut Self {
@@ -82,12 +86,14 @@ pub fn search(dialect: Dialect, query: &SearchQuery) -> Sql {
     if let Some(before) = query.before_rid {
         // The previous page: the `count` hits just before the cursor, read backwards.
         sql.push(" AND r.rid < ").int(before);
-        sql.push(" ORDER BY r.rid DESC LIMIT ").int(query.count as i64 + 1);
+        sql.push(" ORDER BY r.rid DESC LIMIT ")
+            .int(query.count as i64 + 1);
     } else {
         if let Some(after) = query.after_rid {
             sql.push(" AND r.rid > ").int(after);
         }
-        sql.push(" ORDER BY r.rid LIMIT ").int(query.count as i64 + 1);
+        sql.push(" ORDER BY r.rid LIMIT ")
+            .int(query.count as i64 + 1);
     }
     sql
 }
@@ -101,7 +107,9 @@ pub fn count(dialect: Dialect, query: &SearchQuery) -> Sql {
 }
 
 fn push_where(sql: &mut Sql, query: &SearchQuery) {
-    sql.push("r.rtype = ").text(&query.rtype).push(" AND NOT r.deleted");
+    sql.push("r.rtype = ")
+        .text(&query.rtype)
+        .push(" AND NOT r.deleted");
     for any_of in &query.filters {
         sql.push(" AND (");
         for (i, predicate) in any_of.iter().enumerate() {
@@ -122,18 +130,39 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
         Predicate::Id(id) => {
             sql.push("r.id = ").text(id);
         }
-        Predicate::Range { target: RangeTarget::LastUpdated, prefix, lo, hi } => {
+        Predicate::Range {
+            target: RangeTarget::LastUpdated,
+            prefix,
+            lo,
+            hi,
+        } => {
             // A point in time is the range [t, t + 1 ms).
-            push_range(sql, "r.last_updated", "(r.last_updated + 1)", *prefix, *lo, *hi);
+            push_range(
+                sql,
+                "r.last_updated",
+                "(r.last_updated + 1)",
+                *prefix,
+                *lo,
+                *hi,
+            );
         }
-        Predicate::Range { target: RangeTarget::Date(param), prefix, lo, hi } => {
+        Predicate::Range {
+            target: RangeTarget::Date(param),
+            prefix,
+            lo,
+            hi,
+        } => {
             sql.push("EXISTS (SELECT 1 FROM idx_date d WHERE d.rid = r.rid AND d.param = ")
                 .text(param)
                 .push(" AND ");
             push_range(sql, "d.lo", "d.hi", *prefix, *lo, *hi);
             sql.push(")");
         }
-        Predicate::Token { param, system, code } => {
+        Predicate::Token {
+            param,
+            system,
+            code,
+        } => {
             sql.push("EXISTS (SELECT 1 FROM idx_token t WHERE t.rid = r.rid AND t.param = ")
                 .text(param);
             if let Some(code) = code {
@@ -157,7 +186,14 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
 /// define it (search page, "prefixes").
 fn push_range(sql: &mut Sql, rlo: &str, rhi: &str, prefix: Prefix, lo: i64, hi: i64) {
     let contained = |sql: &mut Sql| {
-        sql.push("(").push(rlo).push(" >= ").int(lo).push(" AND ").push(rhi).push(" <= ").int(hi);
+        sql.push("(")
+            .push(rlo)
+            .push(" >= ")
+            .int(lo)
+            .push(" AND ")
+            .push(rhi)
+            .push(" <= ")
+            .int(hi);
         sql.push(")");
     };
     match prefix {
@@ -193,7 +229,12 @@ fn push_range(sql: &mut Sql, rlo: &str, rhi: &str, prefix: Prefix, lo: i64, hi: 
             // (the search page leaves the width to the server).
             let now = chrono::Utc::now().timestamp_millis();
             let margin = ((now - lo).abs() / 10).max(hi - lo);
-            sql.push("(").push(rlo).push(" < ").int(hi + margin).push(" AND ").push(rhi);
+            sql.push("(")
+                .push(rlo)
+                .push(" < ")
+                .int(hi + margin)
+                .push(" AND ")
+                .push(rhi);
             sql.push(" > ").int(lo - margin).push(")");
         }
     }
@@ -202,7 +243,9 @@ fn push_range(sql: &mut Sql, rlo: &str, rhi: &str, prefix: Prefix, lo: i64, hi: 
 /// Versions for a history interaction, newest first (or oldest first when paging backwards).
 pub fn history(dialect: Dialect, query: &HistoryQuery) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("SELECT v.seq, ").push(VERSION_COLUMNS).push(" FROM resource_version v WHERE 1 = 1");
+    sql.push("SELECT v.seq, ")
+        .push(VERSION_COLUMNS)
+        .push(" FROM resource_version v WHERE 1 = 1");
     if let Some(rtype) = &query.rtype {
         sql.push(" AND v.rtype = ").text(rtype);
     }
@@ -224,7 +267,9 @@ pub fn history(dialect: Dialect, query: &HistoryQuery) -> Sql {
         .push(")");
     }
     if let Some(after) = query.after_seq {
-        sql.push(" AND v.seq > ").int(after).push(" ORDER BY v.seq ASC");
+        sql.push(" AND v.seq > ")
+            .int(after)
+            .push(" ORDER BY v.seq ASC");
     } else {
         if let Some(before) = query.before_seq {
             sql.push(" AND v.seq < ").int(before);
@@ -239,19 +284,21 @@ pub fn history(dialect: Dialect, query: &HistoryQuery) -> Sql {
 /// concurrent writer created it first.
 pub fn insert_resource(dialect: Dialect, new: &NewVersion<'_>) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("INSERT INTO resource (rtype, id, version, last_updated, deleted, compartment) VALUES (")
-        .text(new.rtype)
-        .push(", ")
-        .text(new.id)
-        .push(", ")
-        .int(new.version)
-        .push(", ")
-        .int(new.last_updated)
-        .push(", ")
-        .bind(Bind::Bool(new.content.is_none()))
-        .push(", ")
-        .opt(&new.compartment.map(str::to_owned))
-        .push(") RETURNING rid");
+    sql.push(
+        "INSERT INTO resource (rtype, id, version, last_updated, deleted, compartment) VALUES (",
+    )
+    .text(new.rtype)
+    .push(", ")
+    .text(new.id)
+    .push(", ")
+    .int(new.version)
+    .push(", ")
+    .int(new.last_updated)
+    .push(", ")
+    .bind(Bind::Bool(new.content.is_none()))
+    .push(", ")
+    .opt(&new.compartment.map(str::to_owned))
+    .push(") RETURNING rid");
     sql
 }
 
@@ -300,12 +347,22 @@ pub fn insert_version(dialect: Dialect, new: &NewVersion<'_>) -> Sql {
 }
 
 /// The index tables, for clearing a resource's entries before writing new ones.
-pub const INDEX_TABLES: [&str; 7] =
-    ["idx_token", "idx_string", "idx_date", "idx_reference", "idx_uri", "idx_number", "idx_quantity"];
+pub const INDEX_TABLES: [&str; 7] = [
+    "idx_token",
+    "idx_string",
+    "idx_date",
+    "idx_reference",
+    "idx_uri",
+    "idx_number",
+    "idx_quantity",
+];
 
 pub fn delete_index(dialect: Dialect, table: &str, rid: i64) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("DELETE FROM ").push(table).push(" WHERE rid = ").int(rid);
+    sql.push("DELETE FROM ")
+        .push(table)
+        .push(" WHERE rid = ")
+        .int(rid);
     sql
 }
 
@@ -315,40 +372,112 @@ const ROWS_PER_INSERT: usize = 200;
 /// Multi-row INSERTs of a resource's index entries, one or more per non-empty table.
 pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<Sql> {
     let mut out = Vec::new();
-    inserts(&mut out, dialect, "idx_token (rid, param, system, code)", &entries.tokens, |sql, e| {
-        sql.int(rid).push(", ").text(&e.param).push(", ").opt(&e.system).push(", ").opt(&e.code);
-    });
-    inserts(&mut out, dialect, "idx_string (rid, param, normalized, exact)", &entries.strings, |sql, e| {
-        sql.int(rid).push(", ").text(&e.param).push(", ").text(&e.normalized).push(", ").text(&e.exact);
-    });
-    inserts(&mut out, dialect, "idx_date (rid, param, lo, hi)", &entries.dates, |sql, e| {
-        sql.int(rid).push(", ").text(&e.param).push(", ").int(e.lo).push(", ").int(e.hi);
-    });
+    inserts(
+        &mut out,
+        dialect,
+        "idx_token (rid, param, system, code)",
+        &entries.tokens,
+        |sql, e| {
+            sql.int(rid)
+                .push(", ")
+                .text(&e.param)
+                .push(", ")
+                .opt(&e.system)
+                .push(", ")
+                .opt(&e.code);
+        },
+    );
+    inserts(
+        &mut out,
+        dialect,
+        "idx_string (rid, param, normalized, exact)",
+        &entries.strings,
+        |sql, e| {
+            sql.int(rid)
+                .push(", ")
+                .text(&e.param)
+                .push(", ")
+                .text(&e.normalized)
+                .push(", ")
+                .text(&e.exact);
+        },
+    );
+    inserts(
+        &mut out,
+        dialect,
+        "idx_date (rid, param, lo, hi)",
+        &entries.dates,
+        |sql, e| {
+            sql.int(rid)
+                .push(", ")
+                .text(&e.param)
+                .push(", ")
+                .int(e.lo)
+                .push(", ")
+                .int(e.hi);
+        },
+    );
     inserts(
         &mut out,
         dialect,
         "idx_reference (rid, param, target_type, target_id, url)",
         &entries.references,
         |sql, e| {
-            sql.int(rid).push(", ").text(&e.param).push(", ").opt(&e.target_type).push(", ");
+            sql.int(rid)
+                .push(", ")
+                .text(&e.param)
+                .push(", ")
+                .opt(&e.target_type)
+                .push(", ");
             sql.opt(&e.target_id).push(", ").opt(&e.url);
         },
     );
-    inserts(&mut out, dialect, "idx_uri (rid, param, value)", &entries.uris, |sql, e| {
-        sql.int(rid).push(", ").text(&e.param).push(", ").text(&e.value);
-    });
-    inserts(&mut out, dialect, "idx_number (rid, param, value, lo, hi)", &entries.numbers, |sql, e| {
-        sql.int(rid).push(", ").text(&e.param).push(", ").float(e.value).push(", ");
-        sql.float(e.lo).push(", ").float(e.hi);
-    });
+    inserts(
+        &mut out,
+        dialect,
+        "idx_uri (rid, param, value)",
+        &entries.uris,
+        |sql, e| {
+            sql.int(rid)
+                .push(", ")
+                .text(&e.param)
+                .push(", ")
+                .text(&e.value);
+        },
+    );
+    inserts(
+        &mut out,
+        dialect,
+        "idx_number (rid, param, value, lo, hi)",
+        &entries.numbers,
+        |sql, e| {
+            sql.int(rid)
+                .push(", ")
+                .text(&e.param)
+                .push(", ")
+                .float(e.value)
+                .push(", ");
+            sql.float(e.lo).push(", ").float(e.hi);
+        },
+    );
     inserts(
         &mut out,
         dialect,
         "idx_quantity (rid, param, system, code, unit, value, lo, hi)",
         &entries.quantities,
         |sql, e| {
-            sql.int(rid).push(", ").text(&e.param).push(", ").opt(&e.system).push(", ");
-            sql.opt(&e.code).push(", ").opt(&e.unit).push(", ").float(e.value).push(", ");
+            sql.int(rid)
+                .push(", ")
+                .text(&e.param)
+                .push(", ")
+                .opt(&e.system)
+                .push(", ");
+            sql.opt(&e.code)
+                .push(", ")
+                .opt(&e.unit)
+                .push(", ")
+                .float(e.value)
+                .push(", ");
             sql.float(e.lo).push(", ").float(e.hi);
         },
     );
@@ -364,7 +493,9 @@ fn inserts<T>(
 ) {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut sql = Sql::new(dialect);
-        sql.push("INSERT INTO ").push(table_and_columns).push(" VALUES ");
+        sql.push("INSERT INTO ")
+            .push(table_and_columns)
+            .push(" VALUES ");
         for (i, row) in chunk.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" });
             values(&mut sql, row);

@@ -95,13 +95,20 @@ fn version_at(row: &SqliteRow, offset: usize) -> Result<Version, sqlx::Error> {
 
 fn hits(rows: Vec<SqliteRow>) -> StoreResult<Vec<SearchHit>> {
     rows.iter()
-        .map(|row| Ok(SearchHit { rid: row.try_get(0)?, version: version_at(row, 1)? }))
+        .map(|row| {
+            Ok(SearchHit {
+                rid: row.try_get(0)?,
+                version: version_at(row, 1)?,
+            })
+        })
         .collect()
 }
 
 fn read_sql(rtype: &str, id: &str, version: Option<i64>) -> Sql {
     let mut sql = Sql::new(DIALECT);
-    sql.push("SELECT ").push(sql::VERSION_COLUMNS).push(" FROM resource_version v WHERE v.rtype = ");
+    sql.push("SELECT ")
+        .push(sql::VERSION_COLUMNS)
+        .push(" FROM resource_version v WHERE v.rtype = ");
     sql.text(rtype).push(" AND v.id = ").text(id);
     match version {
         Some(version) => sql.push(" AND v.version = ").int(version),
@@ -133,7 +140,12 @@ impl Store for SqliteStore {
         let sql = sql::history(DIALECT, query);
         let rows = prepare(&sql).fetch_all(&self.reader).await?;
         rows.iter()
-            .map(|row| Ok(HistoryEntry { seq: row.try_get(0)?, version: version_at(row, 1)? }))
+            .map(|row| {
+                Ok(HistoryEntry {
+                    seq: row.try_get(0)?,
+                    version: version_at(row, 1)?,
+                })
+            })
             .collect()
     }
 
@@ -209,10 +221,14 @@ impl Tx for SqliteTx {
                 )))
             }
         };
-        prepare(&sql::insert_version(DIALECT, &new)).execute(&mut *self.tx).await?;
+        prepare(&sql::insert_version(DIALECT, &new))
+            .execute(&mut *self.tx)
+            .await?;
         if previous.is_some() {
             for table in sql::INDEX_TABLES {
-                prepare(&sql::delete_index(DIALECT, table, rid)).execute(&mut *self.tx).await?;
+                prepare(&sql::delete_index(DIALECT, table, rid))
+                    .execute(&mut *self.tx)
+                    .await?;
             }
         }
         for insert in sql::insert_index(DIALECT, rid, new.index) {
