@@ -11,6 +11,7 @@ use crate::fhir::datetime::{format_instant, parse_range};
 use crate::fhir::meta;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
+use crate::interaction::paging::{self, Page};
 use crate::interaction::{check_id, check_type};
 use crate::search::params::{CURSOR_AFTER, CURSOR_BEFORE, DEFAULT_COUNT, MAX_COUNT};
 use crate::store::{HistoryQuery, Method};
@@ -86,35 +87,15 @@ pub async fn history(
     if paging_back {
         rows.reverse();
     }
-    let link = |extra: Option<(&str, i64)>| {
-        let mut params: Vec<(String, String)> = kept.clone();
-        if let Some((name, seq)) = extra {
-            params.push((name.to_owned(), seq.to_string()));
-        }
-        let query: String = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params)
-            .finish();
-        let path = app.url(&path);
-        if query.is_empty() {
-            path
-        } else {
-            format!("{path}?{query}")
-        }
+    let page = Page {
+        first: rows.first().map(|r| r.seq),
+        last: rows.last().map(|r| r.seq),
+        more,
+        backwards: paging_back,
+        forwards: query.before_seq.is_some(),
     };
-    let mut links = vec![json!({"relation": "self", "url": link(None)})];
-    // Older versions exist beyond this page: when the store said so, or when paging back.
-    if let Some(last) = rows.last() {
-        if (more && !paging_back) || paging_back {
-            links.push(json!({"relation": "next", "url": link(Some((CURSOR_BEFORE, last.seq)))}));
-        }
-    }
-    if let Some(first) = rows.first() {
-        if query.before_seq.is_some() || (paging_back && more) {
-            links.push(
-                json!({"relation": "previous", "url": link(Some((CURSOR_AFTER, first.seq)))}),
-            );
-        }
-    }
+    // Newest first: the next page holds older versions (smaller sequence numbers).
+    let links = paging::links(&app.url(&path), &kept, &page, CURSOR_BEFORE, CURSOR_AFTER);
     let entries: Vec<Value> = rows.iter().map(|row| entry(app, &row.version)).collect();
     Ok(FhirResponse::ok(json!({
         "resourceType": "Bundle",

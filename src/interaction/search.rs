@@ -12,6 +12,7 @@ use crate::http::negotiate::prefer_strict;
 use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
 use crate::interaction::check_type;
+use crate::interaction::paging::{self, Page};
 use crate::search::params::{parse, Total, Unknown, CURSOR_AFTER, CURSOR_BEFORE};
 
 pub async fn search(
@@ -60,29 +61,14 @@ pub async fn search(
         .filter(|(k, _)| k != CURSOR_AFTER && k != CURSOR_BEFORE)
         .cloned()
         .collect();
-    let link = |extra: Option<(&str, i64)>| {
-        let mut pairs = kept.clone();
-        if let Some((name, rid)) = extra {
-            pairs.push((name.to_owned(), rid.to_string()));
-        }
-        let q: String = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish();
-        format!("{}?{q}", app.url(rtype))
+    let page = Page {
+        first: hits.first().map(|h| h.rid),
+        last: hits.last().map(|h| h.rid),
+        more,
+        backwards: paging_back,
+        forwards: query.after_rid.is_some(),
     };
-    let mut links = vec![json!({"relation": "self", "url": link(None)})];
-    if let Some(last) = hits.last() {
-        if more || paging_back {
-            links.push(json!({"relation": "next", "url": link(Some((CURSOR_AFTER, last.rid)))}));
-        }
-    }
-    if let Some(first) = hits.first() {
-        if query.after_rid.is_some() || (paging_back && more) {
-            links.push(
-                json!({"relation": "previous", "url": link(Some((CURSOR_BEFORE, first.rid)))}),
-            );
-        }
-    }
+    let links = paging::links(&app.url(rtype), &kept, &page, CURSOR_AFTER, CURSOR_BEFORE);
     let mut entries: Vec<Value> = hits
         .iter()
         .filter_map(|hit| {
