@@ -32,7 +32,7 @@ pub async fn create(
     let outcome = retry(|| async {
         let mut tx = app.store.begin().await?;
         if let Some(params) = &condition {
-            let query = criteria(rtype, params)?;
+            let query = criteria(rtype, params, &app.base_url)?;
             tx.lock_key(&criteria_key(rtype, params)).await?;
             let hits = tx.search(&query).await?;
             match hits.len() {

@@ -81,7 +81,7 @@ pub async fn conditional_delete(
     rtype: &str,
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
-    let query = &criteria(rtype, &request.params)?;
+    let query = &criteria(rtype, &request.params, &app.base_url)?;
     let key = &criteria_key(rtype, &request.params);
     let expected = if_match(request)?;
     let (id, deleted) = retry(|| async move {

@@ -39,7 +39,7 @@ pub async fn search(
     } else {
         Unknown::Ignore
     };
-    let parsed = parse(rtype, &params, unknown)?;
+    let parsed = parse(rtype, &params, unknown, &app.base_url)?;
     let query = &parsed.query;
     let mut hits = if query.count == 0 {
         Vec::new()

@@ -101,7 +101,7 @@ pub async fn conditional_update(
     rtype: &str,
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
-    let query = criteria(rtype, &request.params)?;
+    let query = criteria(rtype, &request.params, &app.base_url)?;
     let resource = request.json_body()?;
     validate(&resource, rtype)?;
     let body_id = resource

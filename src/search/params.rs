@@ -8,8 +8,12 @@
 
 use crate::error::FhirError;
 use crate::fhir::datetime::parse_range;
+use crate::fhir::resource_types;
 use crate::search::definitions::{registry, ParamType};
-use crate::search::query::{Predicate, Prefix, RangeTarget, SearchQuery, TokenSystem};
+use crate::search::extract::number_range;
+use crate::search::query::{
+    IndexTable, Predicate, Prefix, RangeTarget, SearchQuery, StringMatch, TokenSystem, UriMatch,
+};
 
 pub const DEFAULT_COUNT: usize = 50;
 pub const MAX_COUNT: usize = 1000;
@@ -49,6 +53,7 @@ pub fn parse(
     rtype: &str,
     params: &[(String, String)],
     unknown: Unknown,
+    base: &str,
 ) -> Result<Parsed, FhirError> {
     let mut query = SearchQuery {
         rtype: rtype.to_owned(),
@@ -108,29 +113,11 @@ pub fn parse(
                 "A search may combine at most {MAX_VALUES} values"
             )));
         }
-        if let Some(modifier) = modifier {
-            let reason = format!("{name}: the modifier ':{modifier}' is not supported");
-            refuse_or_ignore(unknown, reason, &mut ignored)?;
-            continue;
-        }
-        let any_of = match code {
-            "_id" => alternatives.into_iter().map(Predicate::Id).collect(),
-            "_lastUpdated" => alternatives
-                .iter()
-                .map(|v| range(RangeTarget::LastUpdated, code, v))
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => match registry().get(rtype, code).map(|p| p.kind) {
-                Some(ParamType::Token) => alternatives.iter().map(|v| token(code, v)).collect(),
-                Some(ParamType::Date) => alternatives
-                    .iter()
-                    .map(|v| range(RangeTarget::Date(code.to_owned()), code, v))
-                    .collect::<Result<Vec<_>, _>>()?,
-                Some(kind) => {
-                    let reason =
-                        format!("{code}: searching on {kind:?} parameters is not supported yet");
-                    refuse_or_ignore(unknown, reason, &mut ignored)?;
-                    continue;
-                }
+        let kind = match code {
+            "_id" => Kind::Id,
+            "_lastUpdated" => Kind::LastUpdated,
+            _ => match registry().get(rtype, code) {
+                Some(param) => Kind::Param(param.kind),
                 None => {
                     let reason = format!("{code}: no such search parameter for {rtype}");
                     refuse_or_ignore(unknown, reason, &mut ignored)?;
@@ -138,12 +125,203 @@ pub fn parse(
                 }
             },
         };
-        query.filters.push(any_of);
+        match predicates(code, kind, modifier, &alternatives, base)? {
+            Some(Parsed1::AnyOf(any_of)) => query.filters.push(any_of),
+            Some(Parsed1::AllOf(all_of)) => {
+                query.filters.extend(all_of.into_iter().map(|p| vec![p]))
+            }
+            None => {
+                let reason = match modifier {
+                    Some(m) => {
+                        format!("{name}: the modifier ':{m}' is not supported for this parameter")
+                    }
+                    None => {
+                        format!("{code}: searching on this parameter type is not supported yet")
+                    }
+                };
+                refuse_or_ignore(unknown, reason, &mut ignored)?;
+            }
+        }
     }
     Ok(Parsed {
         query,
         ignored,
         total,
+    })
+}
+
+/// What a parameter name stands for.
+#[derive(Clone, Copy)]
+enum Kind {
+    Id,
+    LastUpdated,
+    Param(ParamType),
+}
+
+/// The predicates of one parameter: any of them (comma), or all of them (`:not` of a list).
+enum Parsed1 {
+    AnyOf(Vec<Predicate>),
+    AllOf(Vec<Predicate>),
+}
+
+/// The predicates for one parameter occurrence, or `None` when the combination of type and
+/// modifier is not supported.
+fn predicates(
+    code: &str,
+    kind: Kind,
+    modifier: Option<&str>,
+    values: &[String],
+    base: &str,
+) -> Result<Option<Parsed1>, FhirError> {
+    let param = code.to_owned();
+    let each =
+        |f: &dyn Fn(&str) -> Result<Predicate, FhirError>| -> Result<Option<Parsed1>, FhirError> {
+            Ok(Some(Parsed1::AnyOf(
+                values.iter().map(|v| f(v)).collect::<Result<_, _>>()?,
+            )))
+        };
+    if modifier == Some("missing") {
+        let table = match kind {
+            Kind::Param(ParamType::Token) => IndexTable::Token,
+            Kind::Param(ParamType::String) => IndexTable::String,
+            Kind::Param(ParamType::Date) => IndexTable::Date,
+            Kind::Param(ParamType::Reference) => IndexTable::Reference,
+            Kind::Param(ParamType::Uri) => IndexTable::Uri,
+            Kind::Param(ParamType::Number) => IndexTable::Number,
+            Kind::Param(ParamType::Quantity) => IndexTable::Quantity,
+            _ => return Ok(None),
+        };
+        return each(&|v| match v {
+            "true" => Ok(Predicate::Missing {
+                table,
+                param: param.clone(),
+                missing: true,
+            }),
+            "false" => Ok(Predicate::Missing {
+                table,
+                param: param.clone(),
+                missing: false,
+            }),
+            other => Err(FhirError::invalid(format!(
+                "{code}:missing must be true or false, not '{other}'"
+            ))),
+        });
+    }
+    match (kind, modifier) {
+        (Kind::Id, None) => each(&|v| Ok(Predicate::Id(v.to_owned()))),
+        (Kind::LastUpdated, None) => each(&|v| range(RangeTarget::LastUpdated, code, v)),
+        (Kind::Param(ParamType::Date), None) => {
+            each(&|v| range(RangeTarget::Date(param.clone()), code, v))
+        }
+        (Kind::Param(ParamType::Token), None) => each(&|v| Ok(token(code, v))),
+        (Kind::Param(ParamType::Token), Some("not")) => Ok(Some(Parsed1::AllOf(
+            values
+                .iter()
+                .map(|v| Predicate::Not(Box::new(token(code, v))))
+                .collect(),
+        ))),
+        (Kind::Param(ParamType::String), None | Some("exact") | Some("contains")) => {
+            let mode = match modifier {
+                Some("exact") => StringMatch::Exact,
+                Some("contains") => StringMatch::Contains,
+                _ => StringMatch::StartsWith,
+            };
+            each(&|v| {
+                Ok(Predicate::String {
+                    param: param.clone(),
+                    value: v.to_owned(),
+                    mode,
+                })
+            })
+        }
+        (Kind::Param(ParamType::Uri), None | Some("below") | Some("above")) => {
+            let mode = match modifier {
+                Some("below") => UriMatch::Below,
+                Some("above") => UriMatch::Above,
+                _ => UriMatch::Exact,
+            };
+            each(&|v| {
+                Ok(Predicate::Uri {
+                    param: param.clone(),
+                    value: v.to_owned(),
+                    mode,
+                })
+            })
+        }
+        (Kind::Param(ParamType::Reference), None) => each(&|v| Ok(reference(code, None, v, base))),
+        (Kind::Param(ParamType::Reference), Some(t)) if resource_types::is_resource_type(t) => {
+            each(&|v| Ok(reference(code, Some(t), v, base)))
+        }
+        (Kind::Param(ParamType::Number), None) => each(&|v| {
+            let (prefix, number) = Prefix::split(v);
+            let (value, lo, hi) = number_range(number)
+                .ok_or_else(|| FhirError::invalid(format!("{code}: '{number}' is not a number")))?;
+            Ok(Predicate::Number {
+                param: param.clone(),
+                prefix,
+                value,
+                lo,
+                hi,
+            })
+        }),
+        (Kind::Param(ParamType::Quantity), None) => each(&|v| quantity(code, v)),
+        _ => Ok(None),
+    }
+}
+
+/// `[type/]id`, an absolute URL (of this server: split into type and id), or `:Type` + id.
+fn reference(code: &str, modifier_type: Option<&str>, value: &str, base: &str) -> Predicate {
+    let local = value
+        .strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .unwrap_or(value);
+    let local = local.split("/_history/").next().unwrap_or(local);
+    let param = code.to_owned();
+    match local.split_once('/') {
+        Some((t, id)) if !local.contains(':') && resource_types::is_resource_type(t) => {
+            Predicate::Reference {
+                param,
+                target_type: Some(t.to_owned()),
+                target_id: Some(id.to_owned()),
+                url: None,
+            }
+        }
+        _ if local.contains(':') => Predicate::Reference {
+            param,
+            target_type: None,
+            target_id: None,
+            url: Some(value.to_owned()),
+        },
+        _ => Predicate::Reference {
+            param,
+            target_type: modifier_type.map(str::to_owned),
+            target_id: Some(local.to_owned()),
+            url: None,
+        },
+    }
+}
+
+/// `[prefix]number|system|code`, `[prefix]number||code` or `[prefix]number`.
+fn quantity(code: &str, value: &str) -> Result<Predicate, FhirError> {
+    let (prefix, rest) = Prefix::split(value);
+    let mut parts = rest.splitn(3, '|');
+    let number = parts.next().unwrap_or("");
+    let (value, lo, hi) = number_range(number)
+        .ok_or_else(|| FhirError::invalid(format!("{code}: '{number}' is not a number")))?;
+    let (system, unit) = match (parts.next(), parts.next()) {
+        (None, _) => (TokenSystem::Any, None),
+        (Some(unit), None) => (TokenSystem::Any, Some(unit)),
+        (Some(""), Some(unit)) => (TokenSystem::None, Some(unit)),
+        (Some(system), Some(unit)) => (TokenSystem::Is(system.to_owned()), Some(unit)),
+    };
+    Ok(Predicate::Quantity {
+        param: code.to_owned(),
+        prefix,
+        value,
+        lo,
+        hi,
+        system,
+        code: unit.filter(|u| !u.is_empty()).map(str::to_owned),
     })
 }
 
@@ -227,13 +405,17 @@ fn range(target: RangeTarget, code: &str, value: &str) -> Result<Predicate, Fhir
 
 /// Parses the criteria of a conditional interaction (`If-None-Exist`, `PUT/DELETE Type?…`):
 /// every parameter must be understood, and at least one must be given.
-pub fn criteria(rtype: &str, params: &[(String, String)]) -> Result<SearchQuery, FhirError> {
+pub fn criteria(
+    rtype: &str,
+    params: &[(String, String)],
+    base: &str,
+) -> Result<SearchQuery, FhirError> {
     if params.is_empty() {
         return Err(FhirError::invalid(
             "A conditional interaction needs search criteria",
         ));
     }
-    let mut parsed = parse(rtype, params, Unknown::Refuse)?;
+    let mut parsed = parse(rtype, params, Unknown::Refuse, base)?;
     // Two hits are enough to tell "one" from "many".
     parsed.query.count = 2;
     parsed.query.after_rid = None;

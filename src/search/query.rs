@@ -69,6 +69,39 @@ pub enum RangeTarget {
     Date(String),
 }
 
+/// How a string parameter matches (search page, string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringMatch {
+    /// Default: case- and accent-insensitive, starts with.
+    StartsWith,
+    /// `:contains`: case- and accent-insensitive, anywhere.
+    Contains,
+    /// `:exact`: the whole string, case and accents included.
+    Exact,
+}
+
+/// How a uri parameter matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UriMatch {
+    Exact,
+    /// `:below`: the stored uri starts with the value.
+    Below,
+    /// `:above`: the value starts with the stored uri.
+    Above,
+}
+
+/// The index table a parameter's values live in (for `:missing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexTable {
+    Token,
+    String,
+    Date,
+    Reference,
+    Uri,
+    Number,
+    Quantity,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Predicate {
     /// `_id`.
@@ -86,4 +119,47 @@ pub enum Predicate {
         system: TokenSystem,
         code: Option<String>,
     },
+    String {
+        param: String,
+        value: String,
+        mode: StringMatch,
+    },
+    /// A reference to `target_type/target_id` (type optional), or to an exact `url`.
+    Reference {
+        param: String,
+        target_type: Option<String>,
+        target_id: Option<String>,
+        url: Option<String>,
+    },
+    Uri {
+        param: String,
+        value: String,
+        mode: UriMatch,
+    },
+    /// A number compared with the search value `value` whose precision implies `[lo, hi)`.
+    Number {
+        param: String,
+        prefix: Prefix,
+        value: f64,
+        lo: f64,
+        hi: f64,
+    },
+    /// A quantity compared like a number, with the unit given as `system|code` or a code.
+    Quantity {
+        param: String,
+        prefix: Prefix,
+        value: f64,
+        lo: f64,
+        hi: f64,
+        system: TokenSystem,
+        code: Option<String>,
+    },
+    /// `:missing=true|false`: the parameter has no value, or has one.
+    Missing {
+        table: IndexTable,
+        param: String,
+        missing: bool,
+    },
+    /// `:not`: the resource has no value matching the inner predicate.
+    Not(Box<Predicate>),
 }

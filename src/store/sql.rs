@@ -3,7 +3,9 @@
 //! store with [`Bind`] values.
 
 use crate::search::index::IndexEntries;
-use crate::search::query::{Predicate, Prefix, RangeTarget, SearchQuery, TokenSystem};
+use crate::search::query::{
+    IndexTable, Predicate, Prefix, RangeTarget, SearchQuery, StringMatch, TokenSystem, UriMatch,
+};
 use crate::store::{HistoryQuery, NewVersion};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +181,183 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
             }
             sql.push(")");
         }
+        Predicate::String { param, value, mode } => {
+            sql.push("EXISTS (SELECT 1 FROM idx_string s WHERE s.rid = r.rid AND s.param = ")
+                .text(param);
+            match mode {
+                StringMatch::Exact => sql.push(" AND s.exact = ").text(value),
+                StringMatch::StartsWith => sql
+                    .push(" AND s.normalized LIKE ")
+                    .text(&like_prefix(value))
+                    .push(" ESCAPE '\\'"),
+                StringMatch::Contains => sql
+                    .push(" AND s.normalized LIKE ")
+                    .text(&format!("%{}", like_prefix(value)))
+                    .push(" ESCAPE '\\'"),
+            };
+            sql.push(")");
+        }
+        Predicate::Reference {
+            param,
+            target_type,
+            target_id,
+            url,
+        } => {
+            sql.push("EXISTS (SELECT 1 FROM idx_reference x WHERE x.rid = r.rid AND x.param = ")
+                .text(param);
+            if let Some(id) = target_id {
+                sql.push(" AND x.target_id = ").text(id);
+            }
+            if let Some(t) = target_type {
+                sql.push(" AND x.target_type = ").text(t);
+            }
+            if let Some(url) = url {
+                sql.push(" AND x.url = ").text(url);
+            }
+            sql.push(")");
+        }
+        Predicate::Uri { param, value, mode } => {
+            sql.push("EXISTS (SELECT 1 FROM idx_uri u WHERE u.rid = r.rid AND u.param = ")
+                .text(param);
+            match mode {
+                UriMatch::Exact => sql.push(" AND u.value = ").text(value),
+                UriMatch::Below => sql.push(" AND u.value LIKE ").text(&like_prefix_exact(value)).push(" ESCAPE '\\'"),
+                UriMatch::Above => sql.push(" AND ").text(value).push(" LIKE (REPLACE(REPLACE(REPLACE(u.value, '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%') ESCAPE '\\'"),
+            };
+            sql.push(")");
+        }
+        Predicate::Number {
+            param,
+            prefix,
+            value,
+            lo,
+            hi,
+        } => {
+            sql.push("EXISTS (SELECT 1 FROM idx_number n WHERE n.rid = r.rid AND n.param = ")
+                .text(param)
+                .push(" AND ");
+            push_number(sql, "n.value", *prefix, *value, *lo, *hi);
+            sql.push(")");
+        }
+        Predicate::Quantity {
+            param,
+            prefix,
+            value,
+            lo,
+            hi,
+            system,
+            code,
+        } => {
+            sql.push("EXISTS (SELECT 1 FROM idx_quantity q WHERE q.rid = r.rid AND q.param = ")
+                .text(param);
+            if let Some(code) = code {
+                // The unit may be given by its code or, without a system, by its human form.
+                match system {
+                    TokenSystem::Is(system) => sql
+                        .push(" AND q.system = ")
+                        .text(system)
+                        .push(" AND q.code = ")
+                        .text(code),
+                    TokenSystem::None | TokenSystem::Any => sql
+                        .push(" AND (q.code = ")
+                        .text(code)
+                        .push(" OR q.unit = ")
+                        .text(code)
+                        .push(")"),
+                };
+            }
+            sql.push(" AND ");
+            push_number(sql, "q.value", *prefix, *value, *lo, *hi);
+            sql.push(")");
+        }
+        Predicate::Missing {
+            table,
+            param,
+            missing,
+        } => {
+            sql.push(if *missing { "NOT EXISTS" } else { "EXISTS" });
+            sql.push(" (SELECT 1 FROM ")
+                .push(table_name(*table))
+                .push(" m WHERE m.rid = r.rid AND m.param = ")
+                .text(param)
+                .push(")");
+        }
+        Predicate::Not(inner) => {
+            sql.push("NOT (");
+            push_predicate(sql, inner);
+            sql.push(")");
+        }
     }
+}
+
+fn table_name(table: IndexTable) -> &'static str {
+    match table {
+        IndexTable::Token => "idx_token",
+        IndexTable::String => "idx_string",
+        IndexTable::Date => "idx_date",
+        IndexTable::Reference => "idx_reference",
+        IndexTable::Uri => "idx_uri",
+        IndexTable::Number => "idx_number",
+        IndexTable::Quantity => "idx_quantity",
+    }
+}
+
+/// A LIKE pattern for "starts with" on normalized text, with LIKE's wildcards escaped.
+fn like_prefix(value: &str) -> String {
+    like_prefix_exact(&crate::search::extract::normalize(value))
+}
+
+fn like_prefix_exact(value: &str) -> String {
+    let mut pattern = value
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    pattern.push('%');
+    pattern
+}
+
+/// Compares a stored number with a search number: `eq` when the value lies in the range the
+/// search value's precision implies, the other prefixes against the value itself.
+fn push_number(sql: &mut Sql, column: &str, prefix: Prefix, value: f64, lo: f64, hi: f64) {
+    match prefix {
+        Prefix::Eq => sql
+            .push("(")
+            .push(column)
+            .push(" >= ")
+            .float(lo)
+            .push(" AND ")
+            .push(column)
+            .push(" < ")
+            .float(hi)
+            .push(")"),
+        Prefix::Ne => sql
+            .push("NOT (")
+            .push(column)
+            .push(" >= ")
+            .float(lo)
+            .push(" AND ")
+            .push(column)
+            .push(" < ")
+            .float(hi)
+            .push(")"),
+        Prefix::Gt | Prefix::Sa => sql.push(column).push(" > ").float(value),
+        Prefix::Lt | Prefix::Eb => sql.push(column).push(" < ").float(value),
+        Prefix::Ge => sql.push(column).push(" >= ").float(value),
+        Prefix::Le => sql.push(column).push(" <= ").float(value),
+        Prefix::Ap => {
+            // Approximately: within 10% of the value (search page, prefix ap).
+            let margin = (value * 0.1).abs().max(hi - lo);
+            sql.push("(")
+                .push(column)
+                .push(" >= ")
+                .float(value - margin)
+                .push(" AND ")
+                .push(column)
+                .push(" <= ")
+                .float(value + margin)
+                .push(")")
+        }
+    };
 }
 
 /// Compares a stored range `[rlo, rhi)` with the search range `[lo, hi)` as FHIR's prefixes
