@@ -2,7 +2,7 @@
 # Run Signaal's whole test suite against a throwaway PostgreSQL server.
 #
 #   scripts/test.sh                 # everything
-#   scripts/test.sh search::        # extra args go to `cargo test` (e.g. a filter)
+#   scripts/test.sh --test search   # with arguments: just `cargo test --locked ARGS`
 #
 # What it does:
 #   1. finds PostgreSQL server binaries (initdb, pg_ctl), installing Debian's
@@ -321,8 +321,14 @@ if [[ "$dry_run" == 1 ]]; then
 fi
 
 status=0
-log "cargo test --locked --all-targets $*"
-run_child cargo test --locked --all-targets "$@" || status=$?
+if [[ $# -gt 0 ]]; then
+    # A selection (`--test interactions`, a filter): run just that.
+    log "cargo test --locked $*"
+    run_child cargo test --locked "$@" || status=$?
+    exit "$status"
+fi
+log "cargo test --locked --all-targets"
+run_child cargo test --locked --all-targets || status=$?
 if [[ $status -eq 0 ]] && has_lib_target; then
     log "cargo test --locked --doc"
     run_child cargo test --locked --doc || status=$?
