@@ -1,0 +1,225 @@
+//! FHIR search (search page), one behaviour per test, on both stores.
+
+mod common;
+
+use common::{expect_status, TestServer};
+use serde_json::{json, Value};
+
+/// Ids of the matches of a search, sorted.
+async fn ids(server: &TestServer, query: &str) -> Vec<String> {
+    let reply = server.client.get(query).await.unwrap();
+    let bundle = expect_status(&reply, 200);
+    let mut ids: Vec<String> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn put(server: &TestServer, resource: Value) {
+    let path = format!(
+        "{}/{}",
+        resource["resourceType"].as_str().unwrap(),
+        resource["id"].as_str().unwrap()
+    );
+    let reply = server.client.put(&path, &resource).await.unwrap();
+    assert!(
+        reply.status == 200 || reply.status == 201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+}
+
+fn weight(id: &str, patient: &str, value: Value, unit: &str, code: &str) -> Value {
+    json!({
+        "resourceType": "Observation", "id": id, "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectiveDateTime": "2024-03-01T10:00:00+01:00",
+        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": code}
+    })
+}
+
+async fn fixtures(server: &TestServer) {
+    put(server, json!({"resourceType": "Patient", "id": "zoe", "name": [{"family": "Ångström", "given": ["Zoë"]}], "birthDate": "1950-06-15", "gender": "female"})).await;
+    put(server, json!({"resourceType": "Patient", "id": "jan", "name": [{"family": "Jansen", "given": ["Jan"]}], "birthDate": "1960", "gender": "male"})).await;
+    put(server, json!({"resourceType": "Patient", "id": "anon"})).await;
+    put(server, weight("w1", "zoe", json!(72.5), "kg", "kg")).await;
+    put(server, weight("w2", "jan", json!(80), "kg", "kg")).await;
+    put(server, weight("w3", "jan", json!(81000), "g", "g")).await;
+}
+
+both_stores!(string_matches_start_ignoring_case_and_accents, |server| {
+    fixtures(&server).await;
+    assert_eq!(ids(&server, "Patient?name=angs").await, vec!["zoe"]);
+    assert_eq!(ids(&server, "Patient?family=JAN").await, vec!["jan"]);
+    assert!(ids(&server, "Patient?name=ström").await.is_empty());
+});
+
+both_stores!(string_contains_matches_anywhere, |server| {
+    fixtures(&server).await;
+    assert_eq!(
+        ids(&server, "Patient?name:contains=strom").await,
+        vec!["zoe"]
+    );
+});
+
+both_stores!(
+    string_exact_matches_the_whole_string_with_case_and_accents,
+    |server| {
+        fixtures(&server).await;
+        assert_eq!(
+            ids(&server, "Patient?family:exact=Ångström").await,
+            vec!["zoe"]
+        );
+        assert!(ids(&server, "Patient?family:exact=angstrom")
+            .await
+            .is_empty());
+        assert!(ids(&server, "Patient?family:exact=Ångstr").await.is_empty());
+    }
+);
+
+both_stores!(reference_matches_type_and_id_or_bare_id, |server| {
+    fixtures(&server).await;
+    assert_eq!(
+        ids(&server, "Observation?subject=Patient/jan").await,
+        vec!["w2", "w3"]
+    );
+    assert_eq!(
+        ids(&server, "Observation?subject=jan").await,
+        vec!["w2", "w3"]
+    );
+    assert_eq!(
+        ids(&server, "Observation?subject:Patient=zoe").await,
+        vec!["w1"]
+    );
+    assert_eq!(ids(&server, "Observation?patient=zoe").await, vec!["w1"]);
+    let absolute = format!("Observation?subject={}/Patient/zoe", server.base);
+    assert_eq!(ids(&server, &absolute).await, vec!["w1"]);
+});
+
+both_stores!(quantity_compares_values_with_prefixes_and_units, |server| {
+    fixtures(&server).await;
+    assert_eq!(
+        ids(
+            &server,
+            "Observation?value-quantity=gt75|http://unitsofmeasure.org|kg"
+        )
+        .await,
+        vec!["w2"]
+    );
+    assert_eq!(
+        ids(&server, "Observation?value-quantity=72.5||kg").await,
+        vec!["w1"]
+    );
+    assert_eq!(
+        ids(&server, "Observation?value-quantity=le80").await,
+        vec!["w1", "w2"]
+    );
+});
+
+both_stores!(
+    quantity_equality_uses_the_precision_of_the_search_value,
+    |server| {
+        fixtures(&server).await;
+        // 72 stands for [71.5, 72.5): 72.5 is outside; 73 stands for [72.5, 73.5): inside.
+        assert!(ids(&server, "Observation?value-quantity=72")
+            .await
+            .is_empty());
+        assert_eq!(
+            ids(&server, "Observation?value-quantity=73").await,
+            vec!["w1"]
+        );
+    }
+);
+
+both_stores!(date_without_time_covers_the_whole_day, |server| {
+    fixtures(&server).await;
+    assert_eq!(
+        ids(&server, "Patient?birthdate=1950-06-15").await,
+        vec!["zoe"]
+    );
+    assert_eq!(ids(&server, "Patient?birthdate=1950").await, vec!["zoe"]);
+    assert_eq!(ids(&server, "Patient?birthdate=lt1955").await, vec!["zoe"]);
+    // A year-precision birth date lies within 1960 but not within 1960-03.
+    assert_eq!(ids(&server, "Patient?birthdate=1960").await, vec!["jan"]);
+    assert!(ids(&server, "Patient?birthdate=1960-03").await.is_empty());
+});
+
+both_stores!(date_respects_time_zones, |server| {
+    fixtures(&server).await;
+    // 10:00+01:00 is 09:00Z.
+    assert_eq!(
+        ids(&server, "Observation?date=2024-03-01T09:00:00Z").await,
+        vec!["w1", "w2", "w3"]
+    );
+    assert!(ids(&server, "Observation?date=2024-03-01T10:00:00Z")
+        .await
+        .is_empty());
+});
+
+both_stores!(missing_finds_resources_without_a_value, |server| {
+    fixtures(&server).await;
+    assert_eq!(
+        ids(&server, "Patient?gender:missing=true").await,
+        vec!["anon"]
+    );
+    assert_eq!(
+        ids(&server, "Patient?gender:missing=false").await,
+        vec!["jan", "zoe"]
+    );
+});
+
+both_stores!(token_not_excludes_matches, |server| {
+    fixtures(&server).await;
+    assert_eq!(
+        ids(&server, "Patient?gender:not=male").await,
+        vec!["anon", "zoe"]
+    );
+});
+
+both_stores!(comma_is_or_and_repetition_is_and, |server| {
+    fixtures(&server).await;
+    assert_eq!(
+        ids(&server, "Patient?gender=male,female").await,
+        vec!["jan", "zoe"]
+    );
+    assert!(ids(&server, "Patient?gender=male&gender=female")
+        .await
+        .is_empty());
+});
+
+both_stores!(
+    an_unsupported_modifier_is_reported_not_ignored_silently,
+    |server| {
+        fixtures(&server).await;
+        let bundle = server
+            .client
+            .get("Patient?gender:below=x")
+            .await
+            .unwrap()
+            .json();
+        let outcome = bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["search"]["mode"] == "outcome")
+            .cloned();
+        assert!(outcome.is_some(), "{bundle}");
+        let strict = server
+            .client
+            .send(
+                "GET",
+                "Patient?gender:below=x",
+                &[("prefer", "handling=strict")],
+                None,
+            )
+            .await
+            .unwrap();
+        expect_status(&strict, 400);
+    }
+);
