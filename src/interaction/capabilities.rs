@@ -16,9 +16,11 @@ pub async fn capabilities(app: &App, request: &FhirRequest) -> Result<FhirRespon
     match request.single_param("mode")? {
         None | Some("full") => {}
         Some("normative") => {}
-        Some(mode) => return Err(FhirError::invalid(format!(
+        Some(mode) => {
+            return Err(FhirError::invalid(format!(
             "mode={mode} is not supported: this server has no terminology capabilities to report"
-        ))),
+        )))
+        }
     }
     Ok(FhirResponse::ok(statement(app)))
 }
@@ -32,15 +34,11 @@ fn search_params(rtype: &str) -> Vec<Value> {
     let mut supported: Vec<_> = registry()
         .params(rtype)
         .filter(|p| p.code != "_id" && p.code != "_lastUpdated" && p.expression.is_some())
-        .filter(|p| matches!(p.kind, ParamType::Token | ParamType::Date))
+        .filter(|p| !matches!(p.kind, ParamType::Composite | ParamType::Special))
         .collect();
     supported.sort_by(|a, b| a.code.cmp(&b.code));
     for p in supported {
-        let kind = if p.kind == ParamType::Token {
-            "token"
-        } else {
-            "date"
-        };
+        let kind = serde_json::to_value(p.kind).unwrap_or_default();
         params.push(json!({"name": p.code, "type": kind, "definition": p.url}));
     }
     params

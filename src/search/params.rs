@@ -117,6 +117,12 @@ pub fn parse(
             "_id" => Kind::Id,
             "_lastUpdated" => Kind::LastUpdated,
             _ => match registry().get(rtype, code) {
+                // `_text`, `_content`, `_filter`, `_query`: refusing is honest, ignoring is not.
+                Some(param) if param.expression.is_none() => {
+                    return Err(FhirError::invalid(format!(
+                        "The search parameter {code} is not supported by this server"
+                    )))
+                }
                 Some(param) => Kind::Param(param.kind),
                 None => {
                     let reason = format!("{code}: no such search parameter for {rtype}");
