@@ -157,7 +157,7 @@ fn check_resource(
         check_contained(resource, path, issues);
     }
     let mut nested = Vec::new();
-    find_nested(resource, path, true, &mut nested, issues);
+    find_nested(resource, path, None, &mut nested, issues);
     for (child, child_path) in nested {
         if let Some(Value::String(child_type)) = child.get("resourceType") {
             let is_contained = child_path
@@ -185,18 +185,31 @@ fn expression(base: &str, pointer: &str) -> String {
     out
 }
 
+/// The elements whose type is `Resource` in R4: `DomainResource.contained`,
+/// `Bundle.entry.resource`, `Bundle.entry.response.outcome` and `Parameters.parameter.resource`.
+/// Only there is an object with a `resourceType` a nested resource: elsewhere `resourceType`
+/// can be an ordinary element (`ExampleScenario.instance.resourceType` is a code), and such an
+/// object must not be validated as a resource of that type.
+const RESOURCE_ELEMENTS: [&str; 3] = ["contained", "resource", "outcome"];
+
+/// Whether `value`, the value (or an item of the value) of element `element`, is a resource.
+fn is_nested_resource(element: &str, value: &Value) -> bool {
+    RESOURCE_ELEMENTS.contains(&element) && value.get("resourceType").is_some()
+}
+
 /// Collects resources nested in `value` (not descending into them: each checks its own), and
-/// checks literal references on the way.
+/// checks literal references on the way. `element` is the name of the element `value` is (an
+/// item of), `None` for the resource being checked.
 fn find_nested<'a>(
     value: &'a Value,
     path: &str,
-    top: bool,
+    element: Option<&str>,
     nested: &mut Vec<(&'a Value, String)>,
     issues: &mut Vec<Issue>,
 ) {
     match value {
         Value::Object(object) => {
-            if !top && object.contains_key("resourceType") {
+            if element.is_some_and(|element| is_nested_resource(element, value)) {
                 nested.push((value, path.to_owned()));
                 return;
             }
@@ -206,12 +219,12 @@ fn find_nested<'a>(
                 }
             }
             for (key, child) in object {
-                find_nested(child, &format!("{path}.{key}"), false, nested, issues);
+                find_nested(child, &format!("{path}.{key}"), Some(key), nested, issues);
             }
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                find_nested(item, &format!("{path}[{i}]"), false, nested, issues);
+                find_nested(item, &format!("{path}[{i}]"), element, nested, issues);
             }
         }
         _ => {}
@@ -305,7 +318,7 @@ fn collect_local_references(value: &Value, out: &mut Vec<String>) {
                 }
             }
             for (key, child) in object {
-                if key == "contained" || child.get("resourceType").is_none() {
+                if key == "contained" || !is_nested_resource(key, child) {
                     collect_local_references(child, out);
                 }
             }
@@ -328,6 +341,23 @@ mod tests {
             "Patient.name[0].given"
         );
         assert_eq!(expression("Patient", ""), "Patient");
+    }
+
+    #[test]
+    fn only_resource_elements_hold_nested_resources() {
+        // ExampleScenario.instance has a `resourceType` code but is not a resource.
+        let scenario = serde_json::json!({
+            "resourceType": "ExampleScenario",
+            "status": "draft",
+            "instance": [{"resourceId": "p1", "resourceType": "Patient", "name": "A patient"}],
+        });
+        assert!(validate(&scenario, "ExampleScenario").is_ok());
+        let bundle = serde_json::json!({
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": {"resourceType": "Patient", "gender": "M"}}],
+        });
+        assert!(validate(&bundle, "Bundle").is_err());
     }
 
     #[test]
