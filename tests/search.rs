@@ -223,3 +223,17 @@ both_stores!(
         expect_status(&strict, 400);
     }
 );
+
+both_stores!(compartment_search_finds_the_patients_resources, |server| {
+    fixtures(&server).await;
+    assert_eq!(ids(&server, "Patient/jan/Observation").await, vec!["w2", "w3"]);
+    assert_eq!(ids(&server, "Patient/jan/Observation?value-quantity=80").await, vec!["w2"]);
+    assert_eq!(ids(&server, "Patient/zoe/Patient").await, vec!["zoe"]);
+    let bundle = server.client.get("Patient/jan/Observation").await.unwrap().json();
+    assert!(bundle["link"][0]["url"].as_str().unwrap().ends_with("/Patient/jan/Observation"), "{bundle}");
+});
+
+both_stores!(compartment_search_refuses_types_outside_the_compartment, |server| {
+    let reply = server.client.get("Patient/jan/Organization").await.unwrap();
+    expect_status(&reply, 400);
+});

@@ -56,6 +56,14 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             Method::DELETE => delete::delete(app, request, rtype, id).await,
             _ => Err(not_allowed("GET, PUT, DELETE")),
         },
+        [compartment, id, rtype] if *rtype != "_history" && !rtype.starts_with('$') => {
+            match *method {
+                Method::GET => {
+                    search::compartment_search(app, request, compartment, id, rtype).await
+                }
+                _ => Err(not_allowed("GET")),
+            }
+        }
         [rtype, id, "_history"] => match *method {
             Method::GET => history::history(app, request, Scope::Instance(rtype, id)).await,
             _ => Err(not_allowed("GET")),

@@ -11,14 +11,69 @@ use crate::fhir::meta;
 use crate::http::negotiate::prefer_strict;
 use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
-use crate::interaction::check_type;
 use crate::interaction::paging::{self, Page};
+use crate::interaction::{check_id, check_type};
+use crate::search::extract::patient_compartment_params;
 use crate::search::params::{parse, Total, Unknown, CURSOR_AFTER, CURSOR_BEFORE};
+use crate::search::query::Predicate;
 
 pub async fn search(
     app: &App,
     request: &FhirRequest,
     rtype: &str,
+) -> Result<FhirResponse, FhirError> {
+    search_in(app, request, rtype, None).await
+}
+
+/// Compartment search, `GET [base]/Patient/[id]/[type]?…`: the search, limited to the resources
+/// the official Patient CompartmentDefinition puts in that patient's compartment.
+pub async fn compartment_search(
+    app: &App,
+    request: &FhirRequest,
+    compartment: &str,
+    id: &str,
+    rtype: &str,
+) -> Result<FhirResponse, FhirError> {
+    if compartment != "Patient" {
+        check_type(compartment)?;
+        return Err(FhirError::invalid(format!(
+            "Compartment search is supported for the Patient compartment, not {compartment}"
+        )));
+    }
+    check_id(id)?;
+    check_type(rtype)?;
+    let mut any_of: Vec<Predicate> = patient_compartment_params(rtype)
+        .iter()
+        .map(|param| Predicate::Reference {
+            param: param.clone(),
+            target_type: Some("Patient".into()),
+            target_id: Some(id.to_owned()),
+            url: None,
+        })
+        .collect();
+    if rtype == "Patient" {
+        any_of.push(Predicate::Id(id.to_owned()));
+    }
+    if any_of.is_empty() {
+        return Err(FhirError::invalid(format!(
+            "{rtype} resources are not in the Patient compartment"
+        )));
+    }
+    search_in(
+        app,
+        request,
+        rtype,
+        Some((format!("Patient/{id}/{rtype}"), any_of)),
+    )
+    .await
+}
+
+/// A search, optionally within a compartment given as its path and its filter.
+async fn search_in(
+    app: &App,
+    request: &FhirRequest,
+    rtype: &str,
+    compartment: Option<(String, Vec<Predicate>)>,
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     let mut params = request.params.clone();
@@ -39,7 +94,14 @@ pub async fn search(
     } else {
         Unknown::Ignore
     };
-    let parsed = parse(rtype, &params, unknown, &app.base_url)?;
+    let mut parsed = parse(rtype, &params, unknown, &app.base_url)?;
+    let path = match compartment {
+        Some((path, filter)) => {
+            parsed.query.filters.push(filter);
+            path
+        }
+        None => rtype.to_owned(),
+    };
     let query = &parsed.query;
     let mut hits = if query.count == 0 {
         Vec::new()
@@ -68,7 +130,7 @@ pub async fn search(
         backwards: paging_back,
         forwards: query.after_rid.is_some(),
     };
-    let links = paging::links(&app.url(rtype), &kept, &page, CURSOR_AFTER, CURSOR_BEFORE);
+    let links = paging::links(&app.url(&path), &kept, &page, CURSOR_AFTER, CURSOR_BEFORE);
     let mut entries: Vec<Value> = hits
         .iter()
         .filter_map(|hit| {

@@ -344,13 +344,17 @@ static PATIENT_COMPARTMENT: LazyLock<HashMap<String, Vec<String>>> = LazyLock::n
         .expect("conformance/compartment-patient.json is valid")
 });
 
+/// The parameters that put a resource of type `rtype` in a Patient's compartment.
+pub fn patient_compartment_params(rtype: &str) -> &'static [String] {
+    PATIENT_COMPARTMENT.get(rtype).map_or(&[], Vec::as_slice)
+}
+
 /// The id of the Patient whose compartment holds this resource, if any: the sharding key.
 pub fn patient_compartment(rtype: &str, id: &str, entries: &IndexEntries) -> Option<String> {
     if rtype == "Patient" {
         return Some(id.to_owned());
     }
-    let params = PATIENT_COMPARTMENT.get(rtype)?;
-    params.iter().find_map(|param| {
+    patient_compartment_params(rtype).iter().find_map(|param| {
         entries.references.iter().find_map(|r| {
             (&r.param == param && r.target_type.as_deref() == Some("Patient"))
                 .then(|| r.target_id.clone())
