@@ -1,0 +1,261 @@
+//! Concurrent writers on both stores: versions are never lost, duplicated or skipped, `If-Match`
+//! lets exactly one of racing updates win, and racing conditional creates and update-as-creates
+//! make exactly one resource.
+//!
+//! Every race starts its clients together behind a barrier, each on its own connection.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::expect_status;
+use serde_json::{json, Value};
+use signaal::client::{Client, Reply};
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+/// Clients in each race.
+const N: usize = 20;
+
+fn patient(family: &str) -> Value {
+    json!({"resourceType": "Patient", "name": [{"family": family}], "gender": "female"})
+}
+
+/// Sends `N` requests at once: request `i` is `request(client, i)`. Returns the replies in
+/// the order of `i`.
+async fn race<F, Fut>(client: &Client, request: F) -> Vec<Reply>
+where
+    F: Fn(Client, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Reply> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(N));
+    let mut tasks = JoinSet::new();
+    for i in 0..N {
+        let (client, barrier, request) = (client.clone(), barrier.clone(), request.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            (i, request(client, i).await)
+        });
+    }
+    let mut replies: Vec<Option<Reply>> = (0..N).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        let (i, reply) = joined.expect("a racing request does not panic");
+        replies[i] = Some(reply);
+    }
+    replies.into_iter().map(Option::unwrap).collect()
+}
+
+/// The version ids of a resource's history, newest first, checked to agree with each entry's
+/// ETag.
+async fn history_versions(client: &Client, path: &str) -> Vec<i64> {
+    let reply = client
+        .get(&format!("{path}/_history?_count=100"))
+        .await
+        .unwrap();
+    let bundle = expect_status(&reply, 200);
+    assert!(
+        !bundle["link"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|l| l["relation"] == "next"),
+        "the history of {path} fits on one page"
+    );
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|entry| {
+            let etag = entry["response"]["etag"].as_str().expect("an etag");
+            let version: i64 = etag
+                .trim_start_matches("W/\"")
+                .trim_end_matches('"')
+                .parse()
+                .expect("a version etag");
+            assert_eq!(
+                entry["resource"]["meta"]["versionId"],
+                version.to_string(),
+                "history entry {entry}"
+            );
+            version
+        })
+        .collect()
+}
+
+fn version_of(body: &Value) -> i64 {
+    body["meta"]["versionId"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no meta.versionId in {body}"))
+}
+
+both_stores!(if_match_lets_exactly_one_racing_update_win, |server| {
+    let client = &server.client;
+    for round in 0..3 {
+        let created = client.post("Patient", &patient("Start")).await.unwrap();
+        let id = expect_status(&created, 201)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let path = format!("Patient/{id}");
+        let replies = {
+            let (path, id) = (path.clone(), id.clone());
+            race(client, move |client, i| {
+                let (path, id) = (path.clone(), id.clone());
+                async move {
+                    let mut body = patient(&format!("Round{round}Writer{i}"));
+                    body["id"] = json!(id);
+                    client
+                        .send(
+                            "PUT",
+                            &path,
+                            &[("if-match", "W/\"1\"")],
+                            Some(body.to_string().into_bytes()),
+                        )
+                        .await
+                        .unwrap()
+                }
+            })
+            .await
+        };
+        let winners: Vec<usize> = (0..N).filter(|i| replies[*i].status == 200).collect();
+        assert_eq!(winners.len(), 1, "round {round}: exactly one update wins");
+        for (i, reply) in replies.iter().enumerate() {
+            if i != winners[0] {
+                expect_status(reply, 412);
+            }
+        }
+        let winner = winners[0];
+        assert_eq!(version_of(&replies[winner].json()), 2);
+        assert_eq!(history_versions(client, &path).await, vec![2, 1]);
+        let current = expect_status(&client.get(&path).await.unwrap(), 200);
+        assert_eq!(
+            current["name"][0]["family"],
+            format!("Round{round}Writer{winner}"),
+            "the current version is the winner's"
+        );
+    }
+});
+
+both_stores!(racing_updates_make_contiguous_versions, |server| {
+    let client = &server.client;
+    let created = client.post("Patient", &patient("Start")).await.unwrap();
+    let id = expect_status(&created, 201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("Patient/{id}");
+    let replies = {
+        let (path, id) = (path.clone(), id.clone());
+        race(client, move |client, i| {
+            let (path, id) = (path.clone(), id.clone());
+            async move {
+                let mut body = patient(&format!("Writer{i}"));
+                body["id"] = json!(id);
+                client.put(&path, &body).await.unwrap()
+            }
+        })
+        .await
+    };
+    let mut versions: Vec<i64> = replies
+        .iter()
+        .map(|reply| version_of(&expect_status(reply, 200)))
+        .collect();
+    versions.sort();
+    assert_eq!(
+        versions,
+        (2..=N as i64 + 1).collect::<Vec<_>>(),
+        "each update got its own version"
+    );
+    let history = history_versions(client, &path).await;
+    assert_eq!(history, (1..=N as i64 + 1).rev().collect::<Vec<_>>());
+    // Each version holds what the update that got it sent.
+    for (i, reply) in replies.iter().enumerate() {
+        let v = version_of(&reply.json());
+        let old = client.get(&format!("{path}/_history/{v}")).await.unwrap();
+        assert_eq!(
+            expect_status(&old, 200)["name"][0]["family"],
+            format!("Writer{i}")
+        );
+    }
+});
+
+both_stores!(racing_conditional_creates_make_one_resource, |server| {
+    let client = &server.client;
+    let replies = race(client, |client, i| async move {
+        let body = json!({
+            "resourceType": "Patient",
+            "identifier": [{"system": "http://example.org/ids", "value": "42"}],
+            "name": [{"family": format!("Creator{i}")}],
+        });
+        client
+            .send(
+                "POST",
+                "Patient",
+                &[("if-none-exist", "identifier=http://example.org/ids|42")],
+                Some(body.to_string().into_bytes()),
+            )
+            .await
+            .unwrap()
+    })
+    .await;
+    let created: Vec<&Reply> = replies.iter().filter(|r| r.status == 201).collect();
+    assert_eq!(created.len(), 1, "exactly one conditional create creates");
+    let id = created[0].json()["id"].as_str().unwrap().to_owned();
+    for reply in &replies {
+        if reply.status != 201 {
+            let body = expect_status(reply, 200);
+            assert_eq!(body["id"], id, "the others find the one created");
+        }
+    }
+    let search = client
+        .get("Patient?identifier=http://example.org/ids%7C42")
+        .await
+        .unwrap();
+    let bundle = expect_status(&search, 200);
+    let ids: Vec<&str> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["resource"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![id.as_str()], "a search finds exactly one");
+    assert_eq!(
+        history_versions(client, &format!("Patient/{id}")).await,
+        vec![1]
+    );
+});
+
+both_stores!(racing_update_as_create_makes_one_resource, |server| {
+    let client = &server.client;
+    let id = format!("race-{}", uuid::Uuid::new_v4().simple());
+    let path = format!("Patient/{id}");
+    let replies = {
+        let (path, id) = (path.clone(), id.clone());
+        race(client, move |client, i| {
+            let (path, id) = (path.clone(), id.clone());
+            async move {
+                let mut body = patient(&format!("Writer{i}"));
+                body["id"] = json!(id);
+                client.put(&path, &body).await.unwrap()
+            }
+        })
+        .await
+    };
+    let created = replies.iter().filter(|r| r.status == 201).count();
+    assert_eq!(created, 1, "exactly one update-as-create creates");
+    let mut versions = Vec::new();
+    for reply in &replies {
+        let body = expect_status(reply, if reply.status == 201 { 201 } else { 200 });
+        versions.push(version_of(&body));
+        if reply.status == 201 {
+            assert_eq!(version_of(&body), 1, "the creating PUT made version 1");
+        }
+    }
+    versions.sort();
+    assert_eq!(versions, (1..=N as i64).collect::<Vec<_>>());
+    assert_eq!(
+        history_versions(client, &path).await,
+        (1..=N as i64).rev().collect::<Vec<_>>()
+    );
+});
