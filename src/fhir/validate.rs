@@ -147,8 +147,7 @@ fn check_resource(
         return;
     };
     for error in schema.iter_errors(resource).take(MAX_ISSUES) {
-        let at = expression(path, error.instance_path().as_str());
-        issues.push(Issue::error("structure", error.to_string()).at(at));
+        schema_issues(&error, path, issues);
     }
     if issues.len() >= MAX_ISSUES {
         return;
@@ -165,6 +164,76 @@ fn check_resource(
                 .is_some_and(|(_, last)| last.starts_with("contained["));
             check_resource(child, child_type, &child_path, is_contained, issues);
         }
+    }
+}
+
+/// The issues of one schema error, located at the element at fault. Two kinds of error are
+/// reported by the schema on the object that holds the element, so they are rephrased here to
+/// name the element itself: an unknown element (`additionalProperties`) and more than one
+/// choice of a `value[x]` (`oneOf` with several branches valid), whose default message would
+/// also echo the whole object back to the client.
+fn schema_issues(error: &jsonschema::ValidationError<'_>, path: &str, issues: &mut Vec<Issue>) {
+    let at = expression(path, error.instance_path().as_str());
+    match error.kind() {
+        jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+            for name in unexpected {
+                issues.push(
+                    Issue::error("structure", format!("Unknown element '{name}'"))
+                        .at(format!("{at}.{name}")),
+                );
+            }
+        }
+        jsonschema::error::ValidationErrorKind::OneOfMultipleValid { .. } => {
+            let present = choices_present(error.schema_path().as_str(), &**error.instance());
+            let message = if present.is_empty() {
+                "More than one choice of a choice element is present".to_owned()
+            } else {
+                format!(
+                    "Only one of these may be present, they are choices of one element: {}",
+                    present.join(", ")
+                )
+            };
+            let mut issue = Issue::error("structure", message);
+            issue.expression = Some(match present.first() {
+                Some(first) => format!("{at}.{first}"),
+                None => at,
+            });
+            issues.push(issue);
+        }
+        _ => issues.push(Issue::error("structure", error.to_string()).at(at)),
+    }
+}
+
+/// The element names of a choice (`oneOf` of `required` branches, at `schema_path` in the
+/// generated schema) that `instance` has, without the `_` of primitive extensions.
+fn choices_present(schema_path: &str, instance: &Value) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(branches) = SCHEMA.pointer(schema_path) {
+        collect_required(branches, &mut names);
+    }
+    let mut present: Vec<String> = names
+        .into_iter()
+        .filter(|n| instance.get(n).is_some())
+        .map(|n| n.trim_start_matches('_').to_owned())
+        .collect();
+    present.dedup();
+    present
+}
+
+fn collect_required(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(object) => {
+            if let Some(Value::Array(required)) = object.get("required") {
+                out.extend(required.iter().filter_map(Value::as_str).map(str::to_owned));
+            }
+            // The last branch ("none of them") repeats every name under `not`.
+            object
+                .iter()
+                .filter(|(k, _)| k.as_str() != "not")
+                .for_each(|(_, v)| collect_required(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_required(v, out)),
+        _ => {}
     }
 }
 
@@ -358,6 +427,34 @@ mod tests {
             "entry": [{"resource": {"resourceType": "Patient", "gender": "M"}}],
         });
         assert!(validate(&bundle, "Bundle").is_err());
+    }
+
+    fn expressions(resource: Value, rtype: &str) -> Vec<String> {
+        match validate(&resource, rtype) {
+            Err(FhirError::Invalid(issues)) => {
+                issues.into_iter().filter_map(|i| i.expression).collect()
+            }
+            other => panic!("expected 400 issues, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_elements_and_double_choices_name_the_element() {
+        assert_eq!(
+            expressions(
+                serde_json::json!({"resourceType": "Patient", "colour": "blue"}),
+                "Patient"
+            ),
+            ["Patient.colour"]
+        );
+        assert_eq!(
+            expressions(
+                serde_json::json!({"resourceType": "Observation", "status": "final",
+                    "code": {"text": "x"}, "valueString": "a", "_valueBoolean": {}}),
+                "Observation"
+            ),
+            ["Observation.valueString"]
+        );
     }
 
     #[test]
