@@ -226,14 +226,164 @@ both_stores!(
 
 both_stores!(compartment_search_finds_the_patients_resources, |server| {
     fixtures(&server).await;
-    assert_eq!(ids(&server, "Patient/jan/Observation").await, vec!["w2", "w3"]);
-    assert_eq!(ids(&server, "Patient/jan/Observation?value-quantity=80").await, vec!["w2"]);
+    assert_eq!(
+        ids(&server, "Patient/jan/Observation").await,
+        vec!["w2", "w3"]
+    );
+    assert_eq!(
+        ids(&server, "Patient/jan/Observation?value-quantity=80").await,
+        vec!["w2"]
+    );
     assert_eq!(ids(&server, "Patient/zoe/Patient").await, vec!["zoe"]);
-    let bundle = server.client.get("Patient/jan/Observation").await.unwrap().json();
-    assert!(bundle["link"][0]["url"].as_str().unwrap().ends_with("/Patient/jan/Observation"), "{bundle}");
+    let bundle = server
+        .client
+        .get("Patient/jan/Observation")
+        .await
+        .unwrap()
+        .json();
+    assert!(
+        bundle["link"][0]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/Patient/jan/Observation"),
+        "{bundle}"
+    );
 });
 
-both_stores!(compartment_search_refuses_types_outside_the_compartment, |server| {
-    let reply = server.client.get("Patient/jan/Organization").await.unwrap();
-    expect_status(&reply, 400);
+both_stores!(
+    compartment_search_refuses_types_outside_the_compartment,
+    |server| {
+        let reply = server.client.get("Patient/jan/Organization").await.unwrap();
+        expect_status(&reply, 400);
+    }
+);
+
+async fn care_plan_fixtures(server: &TestServer) {
+    fixtures(server).await;
+    put(
+        server,
+        json!({"resourceType": "Goal", "id": "walk", "lifecycleStatus": "active",
+        "description": {"text": "Walk 30 minutes a day"}, "subject": {"reference": "Patient/jan"}}),
+    )
+    .await;
+    put(
+        server,
+        json!({"resourceType": "CarePlan", "id": "cp", "status": "active", "intent": "plan",
+        "subject": {"reference": "Patient/jan"}, "goal": [{"reference": "Goal/walk"}]}),
+    )
+    .await;
+}
+
+/// `(resourceType/id, search.mode)` of every entry, sorted.
+async fn entries(server: &TestServer, query: &str) -> Vec<(String, String)> {
+    let bundle = expect_status(&server.client.get(query).await.unwrap(), 200);
+    let mut out: Vec<(String, String)> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] != "outcome")
+        .map(|e| {
+            let r = &e["resource"];
+            (
+                format!(
+                    "{}/{}",
+                    r["resourceType"].as_str().unwrap(),
+                    r["id"].as_str().unwrap()
+                ),
+                e["search"]["mode"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    (a.to_owned(), b.to_owned())
+}
+
+both_stores!(include_adds_the_referenced_resources, |server| {
+    care_plan_fixtures(&server).await;
+    assert_eq!(
+        entries(
+            &server,
+            "CarePlan?patient=jan&status=active&_include=CarePlan:goal"
+        )
+        .await,
+        vec![pair("CarePlan/cp", "match"), pair("Goal/walk", "include")]
+    );
+});
+
+both_stores!(
+    include_with_a_target_type_only_follows_that_type,
+    |server| {
+        care_plan_fixtures(&server).await;
+        assert_eq!(
+            entries(&server, "CarePlan?_include=CarePlan:subject:Group").await,
+            vec![pair("CarePlan/cp", "match")]
+        );
+        assert_eq!(
+            entries(&server, "CarePlan?_include=CarePlan:subject:Patient").await,
+            vec![pair("CarePlan/cp", "match"), pair("Patient/jan", "include")]
+        );
+    }
+);
+
+both_stores!(
+    revinclude_adds_the_resources_that_refer_to_the_matches,
+    |server| {
+        care_plan_fixtures(&server).await;
+        assert_eq!(
+            entries(&server, "Patient?_id=jan&_revinclude=Observation:subject").await,
+            vec![
+                pair("Observation/w2", "include"),
+                pair("Observation/w3", "include"),
+                pair("Patient/jan", "match")
+            ]
+        );
+    }
+);
+
+both_stores!(include_iterate_follows_included_resources, |server| {
+    care_plan_fixtures(&server).await;
+    assert_eq!(
+        entries(
+            &server,
+            "CarePlan?_id=cp&_include=CarePlan:goal&_include:iterate=Goal:subject"
+        )
+        .await,
+        vec![
+            pair("CarePlan/cp", "match"),
+            pair("Goal/walk", "include"),
+            pair("Patient/jan", "include")
+        ]
+    );
+    // Without :iterate, the Goal's subject is not followed.
+    assert_eq!(
+        entries(
+            &server,
+            "CarePlan?_id=cp&_include=CarePlan:goal&_include=Goal:subject"
+        )
+        .await,
+        vec![pair("CarePlan/cp", "match"), pair("Goal/walk", "include")]
+    );
+});
+
+both_stores!(include_of_an_unknown_parameter_is_refused, |server| {
+    expect_status(
+        &server
+            .client
+            .get("CarePlan?_include=CarePlan:nothing")
+            .await
+            .unwrap(),
+        400,
+    );
+    expect_status(
+        &server
+            .client
+            .get("CarePlan?_include=Nothing:goal")
+            .await
+            .unwrap(),
+        400,
+    );
 });

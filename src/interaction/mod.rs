@@ -4,6 +4,7 @@ pub mod capabilities;
 pub mod create;
 pub mod delete;
 pub mod history;
+pub mod include;
 pub mod paging;
 pub mod read;
 pub mod search;

@@ -11,11 +11,13 @@ use crate::fhir::meta;
 use crate::http::negotiate::prefer_strict;
 use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
+use crate::interaction::include;
 use crate::interaction::paging::{self, Page};
 use crate::interaction::{check_id, check_type};
 use crate::search::extract::patient_compartment_params;
 use crate::search::params::{parse, Total, Unknown, CURSOR_AFTER, CURSOR_BEFORE};
 use crate::search::query::Predicate;
+use crate::store::SearchHit;
 
 pub async fn search(
     app: &App,
@@ -131,25 +133,35 @@ async fn search_in(
         forwards: query.after_rid.is_some(),
     };
     let links = paging::links(&app.url(&path), &kept, &page, CURSOR_AFTER, CURSOR_BEFORE);
-    let mut entries: Vec<Value> = hits
+    let (included, truncated) = include::included(app, &parsed.includes, &hits).await?;
+    let entry = |hit: &SearchHit, mode: &str| {
+        let resource = meta::stamp(&hit.version)?;
+        Some(json!({
+            "fullUrl": app.url(&format!("{}/{}", hit.version.rtype, hit.version.id)),
+            "resource": resource,
+            "search": {"mode": mode},
+        }))
+    };
+    let mut entries: Vec<Value> = hits.iter().filter_map(|hit| entry(hit, "match")).collect();
+    entries.extend(included.iter().filter_map(|hit| entry(hit, "include")));
+    let mut warnings: Vec<String> = parsed
+        .ignored
         .iter()
-        .filter_map(|hit| {
-            let resource = meta::stamp(&hit.version)?;
-            Some(json!({
-                "fullUrl": app.url(&format!("{rtype}/{}", hit.version.id)),
-                "resource": resource,
-                "search": {"mode": "match"},
-            }))
-        })
+        .map(|reason| format!("Ignored {reason}"))
         .collect();
-    if !parsed.ignored.is_empty() {
-        let issues: Vec<Issue> = parsed
-            .ignored
-            .iter()
-            .map(|reason| Issue {
+    if truncated {
+        warnings.push(format!(
+            "Only the first {} included resources are on this page",
+            include::MAX_INCLUDED
+        ));
+    }
+    if !warnings.is_empty() {
+        let issues: Vec<Issue> = warnings
+            .into_iter()
+            .map(|diagnostics| Issue {
                 severity: "warning",
                 code: "not-supported",
-                diagnostics: format!("Ignored {reason}"),
+                diagnostics,
                 expression: None,
             })
             .collect();

@@ -46,6 +46,84 @@ pub struct Parsed {
     /// Parameters that were ignored, with the reason.
     pub ignored: Vec<String>,
     pub total: Total,
+    /// `_include` and `_revinclude`, in request order.
+    pub includes: Vec<Include>,
+}
+
+/// An `_include` (`rev: false`) or `_revinclude` (`rev: true`) of `source:param[:target]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Include {
+    pub rev: bool,
+    /// `:iterate` (R4; `:recurse` in earlier versions): also applies to included resources.
+    pub iterate: bool,
+    pub source: String,
+    /// `None` for `*`: every reference parameter of the source type.
+    pub param: Option<String>,
+    pub target: Option<String>,
+}
+
+/// Parses `Type:param[:target]` or `*` (http://hl7.org/fhir/R4/search.html#include).
+fn include(name: &str, value: &str, rtype: &str) -> Result<Include, FhirError> {
+    let (base, modifier) = name.split_once(':').unwrap_or((name, ""));
+    let iterate = match modifier {
+        "" => false,
+        "iterate" | "recurse" => true,
+        other => {
+            return Err(FhirError::invalid(format!(
+                "{base}:{other} is not a valid modifier"
+            )))
+        }
+    };
+    let rev = base == "_revinclude";
+    if value == "*" {
+        let source = if rev {
+            "*".to_owned()
+        } else {
+            rtype.to_owned()
+        };
+        return Ok(Include {
+            rev,
+            iterate,
+            source,
+            param: None,
+            target: None,
+        });
+    }
+    let mut parts = value.split(':');
+    let source = parts.next().unwrap_or("");
+    let param = parts.next().unwrap_or("");
+    let target = parts.next();
+    if !resource_types::is_resource_type(source) || parts.next().is_some() {
+        return Err(FhirError::invalid(format!(
+            "{base}={value}: expected Type:parameter[:targetType]"
+        )));
+    }
+    let param = if param == "*" {
+        None
+    } else {
+        match registry().get(source, param) {
+            Some(p) if p.kind == ParamType::Reference => Some(param.to_owned()),
+            _ => {
+                return Err(FhirError::invalid(format!(
+                    "{base}={value}: {source} has no reference search parameter '{param}'"
+                )))
+            }
+        }
+    };
+    if let Some(t) = target {
+        if !resource_types::is_resource_type(t) {
+            return Err(FhirError::invalid(format!(
+                "{base}={value}: '{t}' is not a resource type"
+            )));
+        }
+    }
+    Ok(Include {
+        rev,
+        iterate,
+        source: source.to_owned(),
+        param,
+        target: target.map(str::to_owned),
+    })
 }
 
 /// Parses search parameters for resource type `rtype`.
@@ -62,6 +140,7 @@ pub fn parse(
     };
     let mut ignored = Vec::new();
     let mut total = Total::Accurate;
+    let mut includes = Vec::new();
     let mut values = 0usize;
     for (name, value) in params {
         let (code, modifier) = match name.split_once(':') {
@@ -90,6 +169,10 @@ pub fn parse(
                 } else {
                     query.before_rid = Some(rid);
                 }
+                continue;
+            }
+            "_include" | "_revinclude" => {
+                includes.push(include(name, value, rtype)?);
                 continue;
             }
             "_total" => {
@@ -153,6 +236,7 @@ pub fn parse(
         query,
         ignored,
         total,
+        includes,
     })
 }
 

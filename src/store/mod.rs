@@ -158,6 +158,16 @@ pub trait Store: Send + Sync {
     async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<HistoryEntry>>;
     async fn search(&self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>>;
     async fn count(&self, query: &SearchQuery) -> StoreResult<u64>;
+    /// `(type, id)` of the resources that rows `rids` reference through `params` (every
+    /// reference parameter when `None`), optionally of one type only.
+    async fn include_targets(
+        &self,
+        rids: &[i64],
+        params: Option<&[String]>,
+        target_type: Option<&str>,
+    ) -> StoreResult<Vec<(String, String)>>;
+    /// The current versions of the resources `keys`, leaving out deleted and unknown ones.
+    async fn read_current(&self, keys: &[(String, String)]) -> StoreResult<Vec<SearchHit>>;
     /// Checks that the database answers (for `/health`).
     async fn ping(&self) -> StoreResult<()>;
     /// Closes connections, waiting for in-flight work.

@@ -682,3 +682,60 @@ fn inserts<T>(
         out.push(sql);
     }
 }
+
+/// The resources referenced from rows `rids` through reference parameters `params` (all when
+/// `None`), optionally only of one type: the targets of `_include`.
+pub fn include_targets(
+    dialect: Dialect,
+    rids: &[i64],
+    params: Option<&[String]>,
+    target_type: Option<&str>,
+) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x WHERE x.target_id IS NOT NULL AND x.target_type IS NOT NULL AND x.rid IN (");
+    for (i, rid) in rids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.int(*rid);
+    }
+    sql.push(")");
+    if let Some(params) = params {
+        sql.push(" AND x.param IN (");
+        for (i, param) in params.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.text(param);
+        }
+        sql.push(")");
+    }
+    if let Some(t) = target_type {
+        sql.push(" AND x.target_type = ").text(t);
+    }
+    sql
+}
+
+/// The current, not deleted versions of the resources `keys` (type, id).
+pub fn current_versions(dialect: Dialect, keys: &[(String, String)]) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT r.rid, ").push(VERSION_COLUMNS).push(
+        " FROM resource r JOIN resource_version v \
+         ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version WHERE NOT r.deleted AND (",
+    );
+    for (i, (rtype, id)) in keys.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(r.rtype = ")
+            .text(rtype)
+            .push(" AND r.id = ")
+            .text(id)
+            .push(")");
+    }
+    if keys.is_empty() {
+        sql.push("1 = 0");
+    }
+    sql.push(") ORDER BY r.rid");
+    sql
+}

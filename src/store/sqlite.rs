@@ -160,6 +160,30 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
+    async fn include_targets(
+        &self,
+        rids: &[i64],
+        params: Option<&[String]>,
+        target_type: Option<&str>,
+    ) -> StoreResult<Vec<(String, String)>> {
+        if rids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = sql::include_targets(DIALECT, rids, params, target_type);
+        let rows = prepare(&sql).fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    async fn read_current(&self, keys: &[(String, String)]) -> StoreResult<Vec<SearchHit>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = sql::current_versions(DIALECT, keys);
+        hits(prepare(&sql).fetch_all(&self.reader).await?)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
