@@ -1250,3 +1250,23 @@ both_stores!(
 both_stores!(metadata_mode_terminology_is_400, |server| {
     get(&server, "metadata?mode=terminology", 400).await;
 });
+
+both_stores!(
+    prefer_return_operation_outcome_on_delete_is_200_with_an_outcome,
+    |server| {
+        let id = create(&server, &patient()).await;
+        let reply = server
+            .client
+            .send(
+                "DELETE",
+                &format!("Patient/{id}"),
+                &[("Prefer", "return=OperationOutcome")],
+                None,
+            )
+            .await
+            .unwrap();
+        let body = expect_status(&reply, 200);
+        assert_eq!(body["resourceType"], "OperationOutcome");
+        get(&server, &format!("Patient/{id}"), 410).await;
+    }
+);

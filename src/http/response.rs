@@ -58,7 +58,13 @@ impl FhirResponse {
             (Some(message), Return::OperationOutcome) => Some(information(message.clone())),
             _ => self.body,
         };
-        let mut response = json_response(self.status, body.as_ref(), format);
+        // 204 cannot carry a body: a deletion answered with an outcome is 200 (http page, delete).
+        let status = if self.status == StatusCode::NO_CONTENT && body.is_some() {
+            StatusCode::OK
+        } else {
+            self.status
+        };
+        let mut response = json_response(status, body.as_ref(), format);
         let headers = response.headers_mut();
         if let Some((version, last_updated)) = self.version {
             if let Ok(v) = HeaderValue::from_str(&format!("W/\"{version}\"")) {
