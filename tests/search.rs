@@ -387,3 +387,107 @@ both_stores!(include_of_an_unknown_parameter_is_refused, |server| {
         400,
     );
 });
+
+/// Ids in the order the server returned them.
+async fn ordered_ids(server: &TestServer, query: &str) -> Vec<String> {
+    let bundle = expect_status(&server.client.get(query).await.unwrap(), 200);
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+both_stores!(
+    sort_orders_by_several_keys_ascending_and_descending,
+    |server| {
+        fixtures(&server).await;
+        assert_eq!(
+            ordered_ids(&server, "Patient?_sort=birthdate").await,
+            vec!["zoe", "jan", "anon"]
+        );
+        assert_eq!(
+            ordered_ids(&server, "Patient?_sort=-birthdate").await,
+            vec!["jan", "zoe", "anon"]
+        );
+        assert_eq!(
+            ordered_ids(&server, "Patient?_sort=family").await,
+            vec!["zoe", "jan", "anon"]
+        );
+        assert_eq!(
+            ordered_ids(&server, "Observation?_sort=subject,-value-quantity").await,
+            vec!["w3", "w2", "w1"]
+        );
+        assert_eq!(
+            ordered_ids(&server, "Patient?_sort=-_id").await,
+            vec!["zoe", "jan", "anon"]
+        );
+    }
+);
+
+both_stores!(sorted_pages_follow_next_and_previous_links, |server| {
+    for i in 0..7 {
+        put(&server, json!({"resourceType": "Patient", "id": format!("p{i}"), "birthDate": format!("19{}0", 9 - (i % 4))})).await;
+    }
+    put(&server, json!({"resourceType": "Patient", "id": "nobirth"})).await;
+    let everything = ordered_ids(&server, "Patient?_sort=-birthdate,_id&_count=100").await;
+    assert_eq!(everything.len(), 8);
+    assert_eq!(everything.last().unwrap(), "nobirth");
+    // Walk forwards in pages of 3, then back.
+    let mut seen = Vec::new();
+    let mut pages = Vec::new();
+    let mut url = "Patient?_sort=-birthdate,_id&_count=3".to_owned();
+    loop {
+        let bundle = expect_status(&server.client.get(&url).await.unwrap(), 200);
+        let ids: Vec<String> = bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        seen.extend(ids.clone());
+        pages.push((ids, bundle.clone()));
+        let next = bundle["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_owned());
+        match next {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, everything);
+    let (last_ids, last_bundle) = pages.last().unwrap();
+    let previous = last_bundle["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "previous")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let back = expect_status(&server.client.get(&previous).await.unwrap(), 200);
+    let back_ids: Vec<String> = back["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        back_ids,
+        pages[pages.len() - 2].0,
+        "previous of the last page {last_ids:?}"
+    );
+});
+
+both_stores!(sort_on_an_unknown_parameter_is_refused, |server| {
+    expect_status(
+        &server.client.get("Patient?_sort=nothing").await.unwrap(),
+        400,
+    );
+});

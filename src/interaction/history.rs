@@ -88,8 +88,8 @@ pub async fn history(
         rows.reverse();
     }
     let page = Page {
-        first: rows.first().map(|r| r.seq),
-        last: rows.last().map(|r| r.seq),
+        first: rows.first().map(|r| r.seq.to_string()),
+        last: rows.last().map(|r| r.seq.to_string()),
         more,
         backwards: paging_back,
         forwards: query.before_seq.is_some(),

@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 
 /// Where a page sits.
 pub struct Page {
-    /// Key of the first and last row on the page, in the order shown.
-    pub first: Option<i64>,
-    pub last: Option<i64>,
+    /// Cursors (opaque text) of the first and last row on the page, in the order shown.
+    pub first: Option<String>,
+    pub last: Option<String>,
     /// The store found rows beyond this page in the direction it read.
     pub more: bool,
     /// The page was read backwards (a `previous` link was followed).
@@ -28,11 +28,11 @@ pub fn links(
     next_param: &str,
     previous_param: &str,
 ) -> Vec<Value> {
-    let link = |cursor: Option<(&str, i64)>| {
+    let link = |cursor: Option<(&str, &str)>| {
         let mut serializer = url::form_urlencoded::Serializer::new(String::new());
         serializer.extend_pairs(params);
         if let Some((name, key)) = cursor {
-            serializer.append_pair(name, &key.to_string());
+            serializer.append_pair(name, key);
         }
         let query = serializer.finish();
         if query.is_empty() {
@@ -43,12 +43,13 @@ pub fn links(
     };
     let mut links = vec![json!({"relation": "self", "url": link(None)})];
     // Rows exist past the last one: the store said so, or we came from there going backwards.
-    if let Some(last) = page.last.filter(|_| page.more || page.backwards) {
+    if let Some(last) = page.last.as_deref().filter(|_| page.more || page.backwards) {
         links.push(json!({"relation": "next", "url": link(Some((next_param, last)))}));
     }
     // Rows exist before the first one: we came from there, or the store said so going backwards.
     if let Some(first) = page
         .first
+        .as_deref()
         .filter(|_| page.forwards || (page.backwards && page.more))
     {
         links.push(json!({"relation": "previous", "url": link(Some((previous_param, first)))}));

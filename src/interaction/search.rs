@@ -16,7 +16,7 @@ use crate::interaction::paging::{self, Page};
 use crate::interaction::{check_id, check_type};
 use crate::search::extract::patient_compartment_params;
 use crate::search::params::{parse, Total, Unknown, CURSOR_AFTER, CURSOR_BEFORE};
-use crate::search::query::Predicate;
+use crate::search::query::{Cursor, Predicate};
 use crate::store::SearchHit;
 
 pub async fn search(
@@ -112,7 +112,7 @@ async fn search_in(
     };
     let more = hits.len() > query.count;
     hits.truncate(query.count);
-    let paging_back = query.before_rid.is_some();
+    let paging_back = query.before.is_some();
     if paging_back {
         hits.reverse();
     }
@@ -126,11 +126,11 @@ async fn search_in(
         .cloned()
         .collect();
     let page = Page {
-        first: hits.first().map(|h| h.rid),
-        last: hits.last().map(|h| h.rid),
+        first: hits.first().map(cursor),
+        last: hits.last().map(cursor),
         more,
         backwards: paging_back,
-        forwards: query.after_rid.is_some(),
+        forwards: query.after.is_some(),
     };
     let links = paging::links(&app.url(&path), &kept, &page, CURSOR_AFTER, CURSOR_BEFORE);
     let (included, truncated) = include::included(app, &parsed.includes, &hits).await?;
@@ -177,4 +177,13 @@ async fn search_in(
     bundle["link"] = json!(links);
     bundle["entry"] = json!(entries);
     Ok(FhirResponse::ok(bundle))
+}
+
+/// The paging cursor of a hit: its sort key values and row key.
+fn cursor(hit: &SearchHit) -> String {
+    Cursor {
+        keys: hit.keys.clone(),
+        rid: hit.rid,
+    }
+    .encode()
 }

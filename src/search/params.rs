@@ -12,7 +12,8 @@ use crate::fhir::resource_types;
 use crate::search::definitions::{registry, ParamType};
 use crate::search::extract::number_range;
 use crate::search::query::{
-    IndexTable, Predicate, Prefix, RangeTarget, SearchQuery, StringMatch, TokenSystem, UriMatch,
+    Cursor, IndexTable, Predicate, Prefix, RangeTarget, SearchQuery, SortColumn, SortKey,
+    StringMatch, TokenSystem, UriMatch,
 };
 
 pub const DEFAULT_COUNT: usize = 50;
@@ -141,6 +142,7 @@ pub fn parse(
     let mut ignored = Vec::new();
     let mut total = Total::Accurate;
     let mut includes = Vec::new();
+    let mut cursor: Option<(bool, String)> = None;
     let mut values = 0usize;
     for (name, value) in params {
         let (code, modifier) = match name.split_once(':') {
@@ -161,14 +163,12 @@ pub fn parse(
                 continue;
             }
             CURSOR_AFTER | CURSOR_BEFORE => {
-                let rid = value.parse::<i64>().map_err(|_| {
-                    FhirError::invalid(format!("{code} is not a valid paging cursor"))
-                })?;
-                if code == CURSOR_AFTER {
-                    query.after_rid = Some(rid);
-                } else {
-                    query.before_rid = Some(rid);
-                }
+                // Decoded after the loop, once `_sort` is known.
+                cursor = Some((code == CURSOR_AFTER, value.clone()));
+                continue;
+            }
+            "_sort" => {
+                query.sort = sort_keys(rtype, value)?;
                 continue;
             }
             "_include" | "_revinclude" => {
@@ -232,12 +232,61 @@ pub fn parse(
             }
         }
     }
+    if let Some((after, text)) = cursor {
+        let decoded = Cursor::decode(&text, &query.sort)
+            .ok_or_else(|| FhirError::invalid("The paging cursor does not fit this search"))?;
+        if after {
+            query.after = Some(decoded);
+        } else {
+            query.before = Some(decoded);
+        }
+    }
     Ok(Parsed {
         query,
         ignored,
         total,
         includes,
     })
+}
+
+/// `_sort=a,-b`: sort keys in order, `-` for descending (search page, "Sorting").
+fn sort_keys(rtype: &str, value: &str) -> Result<Vec<SortKey>, FhirError> {
+    let mut keys = Vec::new();
+    for item in value.split(',') {
+        let (descending, code) = match item.strip_prefix('-') {
+            Some(code) => (true, code),
+            None => (false, item),
+        };
+        let column = match code {
+            "_id" => SortColumn::Id,
+            "_lastUpdated" => SortColumn::LastUpdated,
+            _ => {
+                let table = match registry().get(rtype, code).map(|p| p.kind) {
+                    Some(ParamType::Token) => IndexTable::Token,
+                    Some(ParamType::String) => IndexTable::String,
+                    Some(ParamType::Date) => IndexTable::Date,
+                    Some(ParamType::Reference) => IndexTable::Reference,
+                    Some(ParamType::Uri) => IndexTable::Uri,
+                    Some(ParamType::Number) => IndexTable::Number,
+                    Some(ParamType::Quantity) => IndexTable::Quantity,
+                    _ => {
+                        return Err(FhirError::invalid(format!(
+                            "_sort: '{code}' is not a sortable search parameter of {rtype}"
+                        )))
+                    }
+                };
+                SortColumn::Index {
+                    table,
+                    param: code.to_owned(),
+                }
+            }
+        };
+        keys.push(SortKey { column, descending });
+    }
+    if keys.len() > 8 {
+        return Err(FhirError::invalid("_sort takes at most 8 keys"));
+    }
+    Ok(keys)
 }
 
 /// What a parameter name stands for.
@@ -508,8 +557,9 @@ pub fn criteria(
     let mut parsed = parse(rtype, params, Unknown::Refuse, base)?;
     // Two hits are enough to tell "one" from "many".
     parsed.query.count = 2;
-    parsed.query.after_rid = None;
-    parsed.query.before_rid = None;
+    parsed.query.after = None;
+    parsed.query.before = None;
+    parsed.query.sort.clear();
     Ok(parsed.query)
 }
 

@@ -10,10 +10,12 @@ pub struct SearchQuery {
     pub filters: Vec<Vec<Predicate>>,
     /// Page size; the store returns at most `count + 1` hits so callers can tell if more exist.
     pub count: usize,
-    /// Keyset cursor of the next page: only hits after this row key.
-    pub after_rid: Option<i64>,
-    /// Keyset cursor of the previous page: only hits before this row key (returned in order).
-    pub before_rid: Option<i64>,
+    /// Sort keys in order (`_sort`); the row key breaks ties, and orders when there are none.
+    pub sort: Vec<SortKey>,
+    /// Keyset cursor of the next page: only hits after this one.
+    pub after: Option<Cursor>,
+    /// Keyset cursor of the previous page: only hits before this one (returned in order).
+    pub before: Option<Cursor>,
 }
 
 /// The comparison prefixes of FHIR search (`eq`, `ne`, `gt`, `lt`, `ge`, `le`, `sa`, `eb`, `ap`).
@@ -162,4 +164,115 @@ pub enum Predicate {
     },
     /// `:not`: the resource has no value matching the inner predicate.
     Not(Box<Predicate>),
+}
+
+/// What a sort key orders by.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortColumn {
+    Id,
+    LastUpdated,
+    /// A search parameter's indexed values: the smallest ascending, the largest descending.
+    Index {
+        table: IndexTable,
+        param: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey {
+    pub column: SortColumn,
+    pub descending: bool,
+}
+
+/// The SQL type of a sort key's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Text,
+    Int,
+    Float,
+}
+
+impl SortKey {
+    pub fn kind(&self) -> KeyKind {
+        match &self.column {
+            SortColumn::Id => KeyKind::Text,
+            SortColumn::LastUpdated => KeyKind::Int,
+            SortColumn::Index { table, .. } => match table {
+                IndexTable::Date => KeyKind::Int,
+                IndexTable::Number | IndexTable::Quantity => KeyKind::Float,
+                _ => KeyKind::Text,
+            },
+        }
+    }
+}
+
+/// A sort key's value on one hit (`Null` when the resource has no value: sorted last).
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyValue {
+    Null,
+    Text(String),
+    Int(i64),
+    Float(f64),
+}
+
+/// A position in a sorted result: the sort key values and row key of a hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cursor {
+    pub keys: Vec<KeyValue>,
+    pub rid: i64,
+}
+
+impl Cursor {
+    /// The opaque text of a paging link: a JSON array of the key values and the row key.
+    pub fn encode(&self) -> String {
+        if self.keys.is_empty() {
+            return self.rid.to_string();
+        }
+        let mut items: Vec<serde_json::Value> = self
+            .keys
+            .iter()
+            .map(|k| match k {
+                KeyValue::Null => serde_json::Value::Null,
+                KeyValue::Text(s) => serde_json::Value::String(s.clone()),
+                KeyValue::Int(i) => serde_json::Value::from(*i),
+                KeyValue::Float(f) => serde_json::Value::String(f.to_string()),
+            })
+            .collect();
+        items.push(serde_json::Value::from(self.rid));
+        serde_json::Value::Array(items).to_string()
+    }
+
+    /// Reads a cursor made by `encode` for the same sort keys.
+    pub fn decode(text: &str, sort: &[SortKey]) -> Option<Cursor> {
+        if sort.is_empty() {
+            if let Ok(rid) = text.parse() {
+                return Some(Cursor {
+                    keys: Vec::new(),
+                    rid,
+                });
+            }
+        }
+        let items: Vec<serde_json::Value> = serde_json::from_str(text).ok()?;
+        let (rid, keys) = items.split_last()?;
+        if keys.len() != sort.len() {
+            return None;
+        }
+        let keys = keys
+            .iter()
+            .zip(sort)
+            .map(|(value, key)| match (value, key.kind()) {
+                (serde_json::Value::Null, _) => Some(KeyValue::Null),
+                (serde_json::Value::String(s), KeyKind::Text) => Some(KeyValue::Text(s.clone())),
+                (serde_json::Value::String(s), KeyKind::Float) => {
+                    s.parse().ok().map(KeyValue::Float)
+                }
+                (v, KeyKind::Int) => v.as_i64().map(KeyValue::Int),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Cursor {
+            keys,
+            rid: rid.as_i64()?,
+        })
+    }
 }

@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 
 use crate::search::index::IndexEntries;
-use crate::search::query::SearchQuery;
+use crate::search::query::{KeyValue, SearchQuery};
 
 pub mod postgres;
 pub mod sql;
@@ -146,6 +146,8 @@ pub struct HistoryEntry {
 pub struct SearchHit {
     pub rid: i64,
     pub version: Version,
+    /// The hit's sort key values, for the cursor of the next or previous page.
+    pub keys: Vec<KeyValue>,
 }
 
 #[async_trait]

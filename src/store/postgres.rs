@@ -15,7 +15,7 @@ use super::{
     Current, HistoryEntry, HistoryQuery, Method, NewVersion, SearchHit, Store, StoreError,
     StoreResult, Tx, Version,
 };
-use crate::search::query::SearchQuery;
+use crate::search::query::{KeyKind, KeyValue, SearchQuery, SortKey};
 
 const DIALECT: Dialect = Dialect::Postgres;
 
@@ -70,12 +70,26 @@ fn version_at(row: &PgRow, offset: usize) -> Result<Version, sqlx::Error> {
     })
 }
 
-fn hits(rows: Vec<PgRow>) -> StoreResult<Vec<SearchHit>> {
+fn hits(rows: Vec<PgRow>, sort: &[SortKey]) -> StoreResult<Vec<SearchHit>> {
     rows.iter()
         .map(|row| {
+            let keys = sort
+                .iter()
+                .enumerate()
+                .map(|(i, key)| {
+                    let at = 7 + i;
+                    Ok(match key.kind() {
+                        KeyKind::Text => row.try_get::<Option<String>, _>(at)?.map(KeyValue::Text),
+                        KeyKind::Int => row.try_get::<Option<i64>, _>(at)?.map(KeyValue::Int),
+                        KeyKind::Float => row.try_get::<Option<f64>, _>(at)?.map(KeyValue::Float),
+                    }
+                    .unwrap_or(KeyValue::Null))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
             Ok(SearchHit {
                 rid: row.try_get(0)?,
                 version: version_at(row, 1)?,
+                keys,
             })
         })
         .collect()
@@ -128,7 +142,7 @@ impl Store for PostgresStore {
 
     async fn search(&self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
         let sql = sql::search(DIALECT, query);
-        hits(prepare(&sql).fetch_all(&self.pool).await?)
+        hits(prepare(&sql).fetch_all(&self.pool).await?, &query.sort)
     }
 
     async fn count(&self, query: &SearchQuery) -> StoreResult<u64> {
@@ -158,7 +172,7 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let sql = sql::current_versions(DIALECT, keys);
-        hits(prepare(&sql).fetch_all(&self.pool).await?)
+        hits(prepare(&sql).fetch_all(&self.pool).await?, &[])
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -207,7 +221,7 @@ impl Tx for PostgresTx {
 
     async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
         let sql = sql::search(DIALECT, query);
-        hits(prepare(&sql).fetch_all(&mut *self.tx).await?)
+        hits(prepare(&sql).fetch_all(&mut *self.tx).await?, &query.sort)
     }
 
     async fn write(&mut self, new: NewVersion<'_>, previous: Option<i64>) -> StoreResult<()> {

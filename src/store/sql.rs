@@ -4,7 +4,8 @@
 
 use crate::search::index::IndexEntries;
 use crate::search::query::{
-    IndexTable, Predicate, Prefix, RangeTarget, SearchQuery, StringMatch, TokenSystem, UriMatch,
+    Cursor, IndexTable, KeyValue, Predicate, Prefix, RangeTarget, SearchQuery, SortColumn, SortKey,
+    StringMatch, TokenSystem, UriMatch,
 };
 use crate::store::{HistoryQuery, NewVersion};
 
@@ -77,27 +78,131 @@ impl Sql {
 /// Columns of a version row, in the order `row_to_version` of each store reads them.
 pub const VERSION_COLUMNS: &str = "v.rtype, v.id, v.version, v.last_updated, v.method, v.content";
 
-/// The current version of every resource matching a search, in row-key order, one page.
+/// The current version of every resource matching a search, one page in sort order (row-key
+/// order when unsorted). The page starts after `query.after`, or ends before `query.before`
+/// (then read backwards). Columns: rid, `VERSION_COLUMNS`, then one per sort key.
 pub fn search(dialect: Dialect, query: &SearchQuery) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("SELECT r.rid, ").push(VERSION_COLUMNS).push(
+    sql.push("SELECT * FROM (SELECT r.rid, ")
+        .push(VERSION_COLUMNS);
+    for (i, key) in query.sort.iter().enumerate() {
+        sql.push(", ");
+        push_sort_value(&mut sql, key);
+        sql.push(&format!(" AS k{i}"));
+    }
+    sql.push(
         " FROM resource r JOIN resource_version v \
          ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version WHERE ",
     );
     push_where(&mut sql, query);
-    if let Some(before) = query.before_rid {
-        // The previous page: the `count` hits just before the cursor, read backwards.
-        sql.push(" AND r.rid < ").int(before);
-        sql.push(" ORDER BY r.rid DESC LIMIT ")
-            .int(query.count as i64 + 1);
-    } else {
-        if let Some(after) = query.after_rid {
-            sql.push(" AND r.rid > ").int(after);
-        }
-        sql.push(" ORDER BY r.rid LIMIT ")
-            .int(query.count as i64 + 1);
+    sql.push(") t");
+    let backwards = query.before.is_some();
+    if let Some(cursor) = query.before.as_ref().or(query.after.as_ref()) {
+        sql.push(" WHERE ");
+        push_keyset(&mut sql, &query.sort, cursor, backwards);
     }
+    sql.push(" ORDER BY ");
+    for (i, key) in query.sort.iter().enumerate() {
+        // Resources without a value sort last in either direction (read backwards: first).
+        let descending = key.descending != backwards;
+        let nulls = if backwards { "FIRST" } else { "LAST" };
+        sql.push(&format!(
+            "k{i} {} NULLS {nulls}, ",
+            if descending { "DESC" } else { "ASC" }
+        ));
+    }
+    sql.push(if backwards { "t.rid DESC" } else { "t.rid ASC" });
+    sql.push(" LIMIT ").int(query.count as i64 + 1);
     sql
+}
+
+/// The value a resource sorts by: its smallest indexed value ascending, largest descending.
+fn push_sort_value(sql: &mut Sql, key: &SortKey) {
+    match &key.column {
+        SortColumn::Id => {
+            sql.push("r.id");
+        }
+        SortColumn::LastUpdated => {
+            sql.push("r.last_updated");
+        }
+        SortColumn::Index { table, param } => {
+            let (column, extreme) = match (table, key.descending) {
+                (IndexTable::Token, d) => ("code", d),
+                (IndexTable::String, d) => ("normalized", d),
+                (IndexTable::Date, false) => ("lo", false),
+                (IndexTable::Date, true) => ("hi", true),
+                (IndexTable::Reference, d) => ("target_id", d),
+                (IndexTable::Uri, d) => ("value", d),
+                (IndexTable::Number | IndexTable::Quantity, d) => ("value", d),
+            };
+            let aggregate = if extreme { "MAX" } else { "MIN" };
+            sql.push(&format!(
+                "(SELECT {aggregate}(s.{column}) FROM {} s WHERE s.rid = r.rid AND s.param = ",
+                table_name(*table)
+            ))
+            .text(param)
+            .push(")");
+        }
+    }
+}
+
+fn push_key_value(sql: &mut Sql, value: &KeyValue) {
+    match value {
+        KeyValue::Null => sql.push("NULL"),
+        KeyValue::Text(s) => sql.text(s),
+        KeyValue::Int(i) => sql.int(*i),
+        KeyValue::Float(f) => sql.float(*f),
+    };
+}
+
+/// Rows strictly after (or, backwards, before) `cursor` in the order of `sort` then row key,
+/// with resources lacking a value sorted last: the keyset condition of the next page.
+fn push_keyset(sql: &mut Sql, sort: &[SortKey], cursor: &Cursor, backwards: bool) {
+    sql.push("(");
+    for i in 0..=sort.len() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(");
+        // Equal on every earlier key…
+        for (j, value) in cursor.keys.iter().take(i).enumerate() {
+            match value {
+                KeyValue::Null => sql.push(&format!("k{j} IS NULL AND ")),
+                v => {
+                    sql.push(&format!("k{j} = "));
+                    push_key_value(sql, v);
+                    sql.push(" AND ")
+                }
+            };
+        }
+        // …and past the cursor on this one (or on the row key, after all of them).
+        if i == sort.len() {
+            sql.push(if backwards { "t.rid < " } else { "t.rid > " })
+                .int(cursor.rid);
+        } else {
+            let less = sort[i].descending != backwards;
+            match (&cursor.keys[i], backwards) {
+                // Nothing sorts after a missing value but other missing values.
+                (KeyValue::Null, false) => {
+                    sql.push("1 = 0");
+                }
+                // Going backwards, every present value comes before a missing one.
+                (KeyValue::Null, true) => {
+                    sql.push(&format!("k{i} IS NOT NULL"));
+                }
+                (value, _) => {
+                    sql.push(&format!("(k{i} {} ", if less { "<" } else { ">" }));
+                    push_key_value(sql, value);
+                    if !backwards {
+                        sql.push(&format!(" OR k{i} IS NULL"));
+                    }
+                    sql.push(")");
+                }
+            }
+        }
+        sql.push(")");
+    }
+    sql.push(")");
 }
 
 /// The number of resources matching a search (ignoring paging).
