@@ -1,4 +1,4 @@
-//! The `signaal` command: `serve` runs the FHIR server.
+//! The `signaal` command: `serve` runs the FHIR server, `bench` measures a running one.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -36,6 +36,9 @@ enum Command {
         #[arg(long, env = "SIGNAAL_BODY_LIMIT", default_value_t = 16 * 1024 * 1024)]
         body_limit: usize,
     },
+    /// Measure a running server over loopback (create, read, update), and optionally the raw
+    /// insert rate of a store.
+    Bench(signaal::bench::Options),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
                 };
                 serve(settings).await
             }
+            Command::Bench(options) => signaal::bench::run(options).await,
         }
     })
 }

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Benchmark Signaal on SQLite and on PostgreSQL, the same way on both.
+#
+#   scripts/bench.sh
+#
+# What it does:
+#   1. builds the release binary (cargo build --release);
+#   2. starts a throwaway PostgreSQL exactly as scripts/test.sh does
+#      (scripts/lib/postgres.sh: temp dir, free port, fsync=off);
+#   3. for SQLite (a temp file) and then PostgreSQL: starts `signaal serve` on a
+#      free port on 127.0.0.1, runs `signaal bench` against it (create, read,
+#      update over HTTP, plus the raw store insert rate on a second, empty
+#      database of the same kind), and stops the server;
+#   4. prints the machine, the settings and both result tables.
+# Everything it started is stopped, and its temp dirs removed, on exit.
+#
+# Environment knobs:
+#   SIGNAAL_BENCH_CLIENTS=8   concurrent clients
+#   SIGNAAL_BENCH_SECONDS=20  seconds per phase (4 phases per store)
+#   SIGNAAL_PG_BINDIR=DIR     use the initdb/pg_ctl/postgres found in DIR.
+set -euo pipefail
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+clients="${SIGNAAL_BENCH_CLIENTS:-8}"
+seconds="${SIGNAAL_BENCH_SECONDS:-20}"
+[[ "$clients" =~ ^[0-9]+$ && "$seconds" =~ ^[0-9]+$ ]] ||
+    die "SIGNAAL_BENCH_CLIENTS and SIGNAAL_BENCH_SECONDS must be numbers"
+
+command -v cargo >/dev/null 2>&1 || die "cargo not found on PATH; install Rust first (https://rustup.rs)"
+
+# shellcheck source=scripts/lib/postgres.sh
+source "$repo_root/scripts/lib/postgres.sh"
+
+# ---------------------------------------------------------------------------
+# Stopping everything we start, whatever happens
+# ---------------------------------------------------------------------------
+
+work_dir=""
+server_pid=""
+child=""
+# shellcheck disable=SC2317  # only reached through the traps below
+stop_server() {
+    if [[ -n "$server_pid" ]]; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        local i
+        for i in $(seq 1 50); do
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -KILL "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=""
+    fi
+}
+# shellcheck disable=SC2317
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM HUP
+    if [[ -n "$child" ]]; then
+        kill -TERM "$child" 2>/dev/null || true
+        wait "$child" 2>/dev/null || true
+    fi
+    stop_server
+    pg_cleanup
+    if [[ -n "$work_dir" && -d "$work_dir" ]]; then
+        rm -rf -- "$work_dir"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+# bash runs no EXIT trap when killed by a signal: make signals a normal exit.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# Long commands run in the background and are waited for, so that a signal is
+# handled at once rather than after they finish.
+run_child() {
+    local rc=0
+    "$@" &
+    child=$!
+    wait "$child" || rc=$?
+    child=""
+    return "$rc"
+}
+
+# ---------------------------------------------------------------------------
+# 1. Build
+# ---------------------------------------------------------------------------
+
+log "cargo build --release"
+run_child cargo build --release
+bin="$repo_root/target/release/signaal"
+[[ -x "$bin" ]] || die "$bin was not built"
+
+# ---------------------------------------------------------------------------
+# 2. PostgreSQL
+# ---------------------------------------------------------------------------
+
+pg_find_or_install
+pg_init_user
+pg_create_cluster
+pg_start
+pg_url="postgres://postgres@127.0.0.1:$port"
+psql_bin="$pg_bindir/psql"
+[[ -x "$psql_bin" ]] || psql_bin="$(command -v psql)" || die "psql not found"
+# One database for the server, an empty one for the raw insert rate.
+"$psql_bin" -X -q -v ON_ERROR_STOP=1 "$pg_url/postgres" \
+    -c 'create database signaal_http' -c 'create database signaal_raw' </dev/null
+log "PostgreSQL $pg_version on 127.0.0.1:$port (fsync=off, synchronous_commit=off, full_page_writes=off)"
+
+work_dir="$(mktemp -d "${TMPDIR:-/tmp}/signaal-bench.XXXXXX")"
+
+# ---------------------------------------------------------------------------
+# 3. One run per store
+# ---------------------------------------------------------------------------
+
+results="$work_dir/results.txt"
+: >"$results"
+
+# bench LABEL SERVER_DATABASE_URL RAW_DATABASE_URL
+bench() {
+    local label="$1" database="$2" raw="$3" listen="" attempt
+    for attempt in 1 2 3; do
+        listen="127.0.0.1:$(free_port)"
+        "$bin" serve --listen "$listen" --database "$database" >"$work_dir/$label-server.log" 2>&1 &
+        server_pid=$!
+        local i
+        for i in $(seq 1 100); do
+            curl -fsS -o /dev/null "http://$listen/health" 2>/dev/null && break
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        curl -fsS -o /dev/null "http://$listen/health" 2>/dev/null && break
+        stop_server
+        if [[ $attempt -lt 3 ]] && grep -q 'in use' "$work_dir/$label-server.log"; then
+            log "port of $listen was taken, retrying with another one"
+            continue
+        fi
+        cat "$work_dir/$label-server.log" >&2
+        die "signaal serve on $label did not become ready (log above)"
+    done
+    log "$label: signaal serve on $listen; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    run_child "$bin" bench --url "http://$listen/fhir" --clients "$clients" --seconds "$seconds" \
+        --raw-database "$raw" --label "$label" >"$work_dir/$label.txt"
+    printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$work_dir/$label.txt"
+    tee -a "$results" <"$work_dir/$label.txt"
+    stop_server
+}
+
+bench sqlite "sqlite://$work_dir/http.db" "sqlite://$work_dir/raw.db"
+bench postgres "$pg_url/signaal_http" "$pg_url/signaal_raw"
+
+# ---------------------------------------------------------------------------
+# 4. Report
+# ---------------------------------------------------------------------------
+
+cat <<REPORT
+
+== Signaal benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')
+machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -h | awk '/^Mem:/ {print $2}') RAM
+build:   cargo build --release ($(rustc --version))
+stores:  SQLite WAL, synchronous=FULL (every commit fsyncs) on $(df -T "$work_dir" | awk 'NR==2 {print $2}');
+         PostgreSQL $pg_version, throwaway server with fsync=off, synchronous_commit=off, full_page_writes=off
+load:    $clients clients, $seconds s per phase, one keep-alive connection per client, over loopback;
+         the load generator runs on the same machine as the server (and the database)
+REPORT
+cat "$results"

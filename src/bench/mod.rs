@@ -1,0 +1,337 @@
+//! `signaal bench`: how fast is a running Signaal, and how much of that is the store?
+//!
+//! The command drives an already running server over loopback with N concurrent keep-alive
+//! clients through three phases (create, read, update of a blood pressure Observation), and
+//! optionally writes the same resources straight into a store (`--raw-database`), bypassing
+//! HTTP, JSON parsing and validation. Both paths index the resource the same way
+//! ([`crate::interaction::version::write`]), so the gap between the two create rates is what
+//! HTTP, parsing and validation cost.
+//!
+//! Everything is bounded: each phase stops after `--seconds` or `--requests`, every request
+//! has a timeout, and only loopback addresses are accepted, so the command cannot be turned
+//! into a load generator against someone else's server.
+
+mod load;
+mod phase;
+mod raw;
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub use phase::{Budget, Latency, PhaseReport};
+
+/// Options of `signaal bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// The FHIR base of the running server (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080/fhir")]
+    pub url: String,
+    /// Concurrent clients (each a task with its own keep-alive connection pool).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// How long each phase runs, in seconds [default: 10].
+    #[arg(long, conflicts_with = "requests")]
+    pub seconds: Option<u64>,
+    /// Run each phase for this many requests instead of a fixed time.
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Also measure the raw store insert rate on this database (sqlite://PATH or
+    /// postgres://…, loopback only). Resources are written into it: use a scratch database.
+    #[arg(long)]
+    pub raw_database: Option<String>,
+    /// Skip the HTTP phases (measure only the raw store insert rate).
+    #[arg(long, requires = "raw_database")]
+    pub raw_only: bool,
+    /// A name for this run in the report (e.g. the store behind the server).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Options {
+    fn budget(&self) -> Budget {
+        match self.requests {
+            Some(n) => Budget::Requests(n),
+            None => Budget::Time(Duration::from_secs(self.seconds.unwrap_or(10))),
+        }
+    }
+}
+
+/// Runs the benchmark and prints its report; a failure (unreachable server, most requests
+/// failing) is reported on stderr with a non-zero exit code.
+pub async fn run(options: Options) -> ExitCode {
+    match bench(&options).await {
+        Ok(reports) => {
+            if options.json {
+                println!("{:#}", report_json(&options, &reports));
+            } else {
+                print!("{}", report_table(&options, &reports));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("signaal bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
+    if options.clients == 0 || options.clients > 1024 {
+        return Err("--clients must be between 1 and 1024".into());
+    }
+    if options.seconds == Some(0) || options.requests == Some(0) {
+        return Err("a phase needs at least one second or one request".into());
+    }
+    let budget = options.budget();
+    let mut reports = Vec::new();
+    if !options.raw_only {
+        check_loopback_url(&options.url)?;
+        reports.extend(load::run(&options.url, options.clients, budget).await?);
+    }
+    if let Some(database) = &options.raw_database {
+        check_loopback_database(database)?;
+        reports.push(raw::run(database, options.clients, budget).await?);
+    }
+    Ok(reports)
+}
+
+/// A realistic write: a blood pressure panel (LOINC 85354-9) with systolic and diastolic
+/// components, as a home measuring device or a PGO app would send it. `n` varies the values,
+/// the time and the patient, so index entries differ from one resource to the next.
+pub fn blood_pressure(n: u64) -> Value {
+    let systolic = 100 + n % 60;
+    let diastolic = 60 + n % 35;
+    let minute = n % 60;
+    let hour = (n / 60) % 24;
+    let day = 1 + (n / 1440) % 28;
+    json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{
+            "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "vital-signs",
+                "display": "Vital Signs"
+            }]
+        }],
+        "code": {
+            "coding": [{
+                "system": "http://loinc.org",
+                "code": "85354-9",
+                "display": "Blood pressure panel with all children optional"
+            }],
+            "text": "Blood pressure"
+        },
+        "subject": { "reference": format!("Patient/bench-{}", n % 100) },
+        "effectiveDateTime": format!("2024-03-{day:02}T{hour:02}:{minute:02}:00+01:00"),
+        "device": { "display": "Home blood pressure monitor" },
+        "component": [
+            {
+                "code": {
+                    "coding": [{
+                        "system": "http://loinc.org",
+                        "code": "8480-6",
+                        "display": "Systolic blood pressure"
+                    }]
+                },
+                "valueQuantity": {
+                    "value": systolic,
+                    "unit": "mmHg",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "mm[Hg]"
+                }
+            },
+            {
+                "code": {
+                    "coding": [{
+                        "system": "http://loinc.org",
+                        "code": "8462-4",
+                        "display": "Diastolic blood pressure"
+                    }]
+                },
+                "valueQuantity": {
+                    "value": diastolic,
+                    "unit": "mmHg",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "mm[Hg]"
+                }
+            }
+        ]
+    })
+}
+
+/// Refuses any server but this machine's: the command is for measuring, not for loading
+/// other people's servers.
+fn check_loopback_url(base: &str) -> Result<(), String> {
+    let url = url::Url::parse(base).map_err(|e| format!("--url '{base}': {e}"))?;
+    if url.scheme() != "http" {
+        return Err(format!("--url '{base}': only http:// is supported"));
+    }
+    match url.host() {
+        Some(host) if is_loopback_host(&host) => Ok(()),
+        _ => Err(format!(
+            "--url '{base}': only loopback servers (127.0.0.1, ::1, localhost) can be benchmarked"
+        )),
+    }
+}
+
+fn check_loopback_database(database: &str) -> Result<(), String> {
+    if database.starts_with("sqlite:") {
+        return Ok(());
+    }
+    let url = url::Url::parse(database).map_err(|e| format!("--raw-database: {e}"))?;
+    match url.host() {
+        Some(host) if is_loopback_host(&host) => Ok(()),
+        _ => Err(
+            "--raw-database: only sqlite:// files and loopback PostgreSQL servers are accepted"
+                .into(),
+        ),
+    }
+}
+
+fn is_loopback_host(host: &url::Host<&str>) -> bool {
+    match host {
+        // postgres:// is not a "special" scheme to the URL parser, so its IP hosts arrive
+        // here as opaque names.
+        url::Host::Domain(name) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        url::Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),
+        url::Host::Ipv6(ip) => IpAddr::V6(*ip).is_loopback(),
+    }
+}
+
+fn describe_budget(options: &Options) -> String {
+    match options.budget() {
+        Budget::Time(d) => format!("{} s per phase", d.as_secs()),
+        Budget::Requests(n) => format!("{n} requests per phase"),
+    }
+}
+
+fn report_table(options: &Options, reports: &[PhaseReport]) -> String {
+    let mut out = String::new();
+    let label = options
+        .label
+        .as_deref()
+        .map(|l| format!("[{l}] "))
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "\n{label}signaal bench: {}, {} clients, {}\n",
+        if options.raw_only {
+            "raw store only".to_owned()
+        } else {
+            options.url.clone()
+        },
+        options.clients,
+        describe_budget(options)
+    ));
+    out.push_str(&format!(
+        "{:<20} {:>9} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8}\n",
+        "phase", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms"
+    ));
+    for r in reports {
+        let l = &r.latency;
+        out.push_str(&format!(
+            "{:<20} {:>9} {:>7} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
+            r.name,
+            r.requests,
+            r.errors,
+            r.throughput(),
+            ms(l.p50),
+            ms(l.p95),
+            ms(l.p99),
+            ms(l.max)
+        ));
+    }
+    let create = reports.iter().find(|r| r.name == load::CREATE);
+    let raw = reports.iter().find(|r| r.name == raw::INSERT);
+    if let (Some(create), Some(raw)) = (create, raw) {
+        if create.throughput() > 0.0 && raw.throughput() > 0.0 {
+            out.push_str(&format!(
+                "raw store inserts {:.1}x as fast as HTTP creates (mean latency {:.2} ms vs \
+                 {:.2} ms): the rest is HTTP, JSON parsing and validation\n",
+                raw.throughput() / create.throughput(),
+                ms(raw.latency.mean),
+                ms(create.latency.mean),
+            ));
+        }
+    }
+    out
+}
+
+fn report_json(options: &Options, reports: &[PhaseReport]) -> Value {
+    json!({
+        "label": options.label,
+        "url": if options.raw_only { None } else { Some(&options.url) },
+        "raw_database": options.raw_database.as_deref().map(redact),
+        "clients": options.clients,
+        "seconds": match options.budget() { Budget::Time(d) => Some(d.as_secs()), _ => None },
+        "requests": options.requests,
+        "phases": reports.iter().map(|r| json!({
+            "name": r.name,
+            "requests": r.requests,
+            "errors": r.errors,
+            "seconds": r.elapsed.as_secs_f64(),
+            "throughput": r.throughput(),
+            "latency_ms": {
+                "mean": ms(r.latency.mean),
+                "p50": ms(r.latency.p50),
+                "p95": ms(r.latency.p95),
+                "p99": ms(r.latency.p99),
+                "max": ms(r.latency.max),
+            },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+/// A database URL without its password, for the report.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_servers() {
+        assert!(check_loopback_url("http://127.0.0.1:8080/fhir").is_ok());
+        assert!(check_loopback_url("http://localhost:8080/fhir").is_ok());
+        assert!(check_loopback_url("http://[::1]:8080/fhir").is_ok());
+        assert!(check_loopback_url("http://10.0.0.1:8080/fhir").is_err());
+        assert!(check_loopback_url("http://example.org/fhir").is_err());
+        assert!(check_loopback_database("sqlite:///tmp/x.db").is_ok());
+        assert!(check_loopback_database("postgres://u@127.0.0.1:5432/db").is_ok());
+        assert!(check_loopback_database("postgres://u@[::1]:5432/db").is_ok());
+        assert!(check_loopback_database("postgres://u@localhost/db").is_ok());
+        assert!(check_loopback_database("postgres://u@db.example.org/db").is_err());
+        assert!(check_loopback_database("postgres://u@10.1.2.3/db").is_err());
+    }
+
+    #[test]
+    fn blood_pressure_is_valid() {
+        crate::fhir::validate::validate(&blood_pressure(12345), "Observation")
+            .expect("the benchmark resource is a valid Observation");
+    }
+}
