@@ -95,7 +95,9 @@ run_child() {
 
 log "cargo build --release"
 run_child cargo build --release
-bin="$repo_root/target/release/signaal"
+target_dir="${CARGO_TARGET_DIR:-target}"
+[[ "$target_dir" == /* ]] || target_dir="$repo_root/$target_dir"
+bin="$target_dir/release/signaal"
 [[ -x "$bin" ]] || die "$bin was not built"
 
 # ---------------------------------------------------------------------------
