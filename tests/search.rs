@@ -491,3 +491,99 @@ both_stores!(sort_on_an_unknown_parameter_is_refused, |server| {
         400,
     );
 });
+
+both_stores!(
+    chained_parameters_search_the_referenced_resource,
+    |server| {
+        fixtures(&server).await;
+        put(&server, json!({"resourceType": "Patient", "id": "bsn", "identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "123456782"}]})).await;
+        put(&server, weight("w4", "bsn", json!(90), "kg", "kg")).await;
+        assert_eq!(ids(&server, "Observation?subject:Patient.identifier=http://fhir.nl/fhir/NamingSystem/bsn|123456782").await, vec!["w4"]);
+        assert_eq!(
+            ids(&server, "Observation?subject.family=jans").await,
+            vec!["w2", "w3"]
+        );
+        assert_eq!(
+            ids(&server, "Observation?patient.gender=female").await,
+            vec!["w1"]
+        );
+    }
+);
+
+both_stores!(chains_can_go_several_levels_deep, |server| {
+    care_plan_fixtures(&server).await;
+    // CarePlan → Goal → Patient.
+    assert_eq!(
+        ids(&server, "CarePlan?goal:Goal.subject:Patient.family=Jansen").await,
+        vec!["cp"]
+    );
+    assert!(
+        ids(&server, "CarePlan?goal:Goal.subject:Patient.family=Other")
+            .await
+            .is_empty()
+    );
+});
+
+both_stores!(has_finds_resources_referenced_by_matching_ones, |server| {
+    fixtures(&server).await;
+    assert_eq!(
+        ids(
+            &server,
+            "Patient?_has:Observation:subject:value-quantity=gt75"
+        )
+        .await,
+        vec!["jan"]
+    );
+    assert_eq!(
+        ids(
+            &server,
+            "Patient?_has:Observation:subject:code=http://loinc.org|29463-7"
+        )
+        .await,
+        vec!["jan", "zoe"]
+    );
+});
+
+both_stores!(has_can_nest, |server| {
+    care_plan_fixtures(&server).await;
+    // Patients with a Goal that a CarePlan refers to.
+    assert_eq!(
+        ids(
+            &server,
+            "Patient?_has:Goal:subject:_has:CarePlan:goal:status=active"
+        )
+        .await,
+        vec!["jan"]
+    );
+});
+
+both_stores!(chains_to_nowhere_are_refused, |server| {
+    expect_status(
+        &server
+            .client
+            .get("Observation?subject.nothing=1")
+            .await
+            .unwrap(),
+        400,
+    );
+    expect_status(
+        &server
+            .client
+            .get("Observation?status.name=1")
+            .await
+            .unwrap(),
+        400,
+    );
+    expect_status(
+        &server
+            .client
+            .get("Patient?_has:Observation:nothing:code=1")
+            .await
+            .unwrap(),
+        400,
+    );
+    expect_status(
+        &server.client.get("Patient?_has:Observation").await.unwrap(),
+        400,
+    );
+});

@@ -145,10 +145,8 @@ pub fn parse(
     let mut cursor: Option<(bool, String)> = None;
     let mut values = 0usize;
     for (name, value) in params {
-        let (code, modifier) = match name.split_once(':') {
-            Some((c, m)) => (c, Some(m)),
-            None => (name.as_str(), None),
-        };
+        // Result parameters (`_count`, `_include:iterate`, …) by their name without modifier.
+        let code = name.split(':').next().unwrap_or(name);
         match code {
             "_count" => {
                 query.count = value
@@ -196,40 +194,9 @@ pub fn parse(
                 "A search may combine at most {MAX_VALUES} values"
             )));
         }
-        let kind = match code {
-            "_id" => Kind::Id,
-            "_lastUpdated" => Kind::LastUpdated,
-            _ => match registry().get(rtype, code) {
-                // `_text`, `_content`, `_filter`, `_query`: refusing is honest, ignoring is not.
-                Some(param) if param.expression.is_none() => {
-                    return Err(FhirError::invalid(format!(
-                        "The search parameter {code} is not supported by this server"
-                    )))
-                }
-                Some(param) => Kind::Param(param.kind),
-                None => {
-                    let reason = format!("{code}: no such search parameter for {rtype}");
-                    refuse_or_ignore(unknown, reason, &mut ignored)?;
-                    continue;
-                }
-            },
-        };
-        match predicates(code, kind, modifier, &alternatives, base)? {
-            Some(Parsed1::AnyOf(any_of)) => query.filters.push(any_of),
-            Some(Parsed1::AllOf(all_of)) => {
-                query.filters.extend(all_of.into_iter().map(|p| vec![p]))
-            }
-            None => {
-                let reason = match modifier {
-                    Some(m) => {
-                        format!("{name}: the modifier ':{m}' is not supported for this parameter")
-                    }
-                    None => {
-                        format!("{code}: searching on this parameter type is not supported yet")
-                    }
-                };
-                refuse_or_ignore(unknown, reason, &mut ignored)?;
-            }
+        match parameter(rtype, name, &alternatives, base, 0)? {
+            Ok(parsed) => query.filters.extend(parsed.into_filters()),
+            Err(reason) => refuse_or_ignore(unknown, reason, &mut ignored)?,
         }
     }
     if let Some((after, text)) = cursor {
@@ -289,6 +256,157 @@ fn sort_keys(rtype: &str, value: &str) -> Result<Vec<SortKey>, FhirError> {
     Ok(keys)
 }
 
+/// How deep chains and `_has` may nest.
+const MAX_CHAIN_DEPTH: usize = 4;
+
+/// The predicates of one parameter occurrence `name=values` on `rtype`: `Ok(Err(reason))` when
+/// the server does not support it (ignored or refused by the caller), `Err` when it is wrong.
+fn parameter(
+    rtype: &str,
+    name: &str,
+    values: &[String],
+    base: &str,
+    depth: usize,
+) -> Result<Result<Parsed1, String>, FhirError> {
+    if depth > MAX_CHAIN_DEPTH {
+        return Err(FhirError::invalid(format!(
+            "{name}: chains and _has nest at most {MAX_CHAIN_DEPTH} deep"
+        )));
+    }
+    if let Some(rest) = name.strip_prefix("_has:") {
+        return has(rtype, rest, values, base, depth).map(Ok);
+    }
+    if let Some((head, tail)) = name.split_once('.') {
+        return chain(rtype, head, tail, values, base, depth).map(Ok);
+    }
+    let (code, modifier) = match name.split_once(':') {
+        Some((c, m)) => (c, Some(m)),
+        None => (name, None),
+    };
+    let kind = match code {
+        "_id" => Kind::Id,
+        "_lastUpdated" => Kind::LastUpdated,
+        _ => match registry().get(rtype, code) {
+            // `_text`, `_content`, `_filter`, `_query`: refusing is honest, ignoring is not.
+            Some(param) if param.expression.is_none() => {
+                return Err(FhirError::invalid(format!(
+                    "The search parameter {code} is not supported by this server"
+                )))
+            }
+            Some(param) => Kind::Param(param.kind),
+            None => return Ok(Err(format!("{code}: no such search parameter for {rtype}"))),
+        },
+    };
+    Ok(match predicates(code, kind, modifier, values, base)? {
+        Some(parsed) => Ok(parsed),
+        None => Err(match modifier {
+            Some(m) => format!("{name}: the modifier ':{m}' is not supported for this parameter"),
+            None => format!("{code}: searching on this parameter type is not supported yet"),
+        }),
+    })
+}
+
+/// A chained parameter `ref[:Type].rest=values`: resources whose reference `ref` points at a
+/// resource (of `Type`, or any target type that has the parameter) matching `rest=values`.
+fn chain(
+    rtype: &str,
+    head: &str,
+    tail: &str,
+    values: &[String],
+    base: &str,
+    depth: usize,
+) -> Result<Parsed1, FhirError> {
+    let (code, type_modifier) = match head.split_once(':') {
+        Some((c, t)) => (c, Some(t)),
+        None => (head, None),
+    };
+    let param = registry()
+        .get(rtype, code)
+        .filter(|p| p.kind == ParamType::Reference)
+        .ok_or_else(|| {
+            FhirError::invalid(format!(
+                "{head}.{tail}: {rtype} has no reference parameter '{code}' to chain from"
+            ))
+        })?;
+    let targets: Vec<String> = match type_modifier {
+        Some(t) if resource_types::is_resource_type(t) => vec![t.to_owned()],
+        Some(t) => {
+            return Err(FhirError::invalid(format!(
+                "{head}.{tail}: '{t}' is not a resource type"
+            )))
+        }
+        None => param.target.clone(),
+    };
+    let tail_code = tail.split(['.', ':']).next().unwrap_or(tail);
+    let mut any_of = Vec::new();
+    for target in targets {
+        let known = tail_code == "_id"
+            || tail_code == "_lastUpdated"
+            || tail.starts_with("_has:")
+            || registry().get(&target, tail_code).is_some();
+        if !known {
+            continue;
+        }
+        match parameter(&target, tail, values, base, depth + 1)? {
+            Ok(inner) => any_of.push(Predicate::Chain {
+                param: code.to_owned(),
+                target_type: target,
+                filters: inner.into_filters(),
+            }),
+            Err(reason) => return Err(FhirError::invalid(format!("{head}.{tail}: {reason}"))),
+        }
+    }
+    if any_of.is_empty() {
+        return Err(FhirError::invalid(format!(
+            "{head}.{tail}: no target of {rtype}.{code} has a search parameter '{tail_code}'"
+        )));
+    }
+    Ok(Parsed1::AnyOf(any_of))
+}
+
+/// Reverse chaining `_has:Type:ref:rest=values`: resources referenced through `ref` by a resource
+/// of `Type` that matches `rest=values` (which may be another `_has`).
+fn has(
+    rtype: &str,
+    rest: &str,
+    values: &[String],
+    base: &str,
+    depth: usize,
+) -> Result<Parsed1, FhirError> {
+    let mut parts = rest.splitn(3, ':');
+    let (source, param, tail) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(s), Some(p), Some(t)) if !t.is_empty() => (s, p, t),
+        _ => {
+            return Err(FhirError::invalid(format!(
+                "_has:{rest}: expected _has:Type:reference:parameter"
+            )))
+        }
+    };
+    if !resource_types::is_resource_type(source) {
+        return Err(FhirError::invalid(format!(
+            "_has:{rest}: '{source}' is not a resource type"
+        )));
+    }
+    match registry().get(source, param) {
+        Some(p) if p.kind == ParamType::Reference => {}
+        _ => {
+            return Err(FhirError::invalid(format!(
+                "_has:{rest}: {source} has no reference parameter '{param}'"
+            )))
+        }
+    }
+    let inner = match parameter(source, tail, values, base, depth + 1)? {
+        Ok(inner) => Predicate::Has {
+            source_type: source.to_owned(),
+            param: param.to_owned(),
+            target_type: rtype.to_owned(),
+            filters: inner.into_filters(),
+        },
+        Err(reason) => return Err(FhirError::invalid(format!("_has:{rest}: {reason}"))),
+    };
+    Ok(Parsed1::AnyOf(vec![inner]))
+}
+
 /// What a parameter name stands for.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -301,6 +419,16 @@ enum Kind {
 enum Parsed1 {
     AnyOf(Vec<Predicate>),
     AllOf(Vec<Predicate>),
+}
+
+impl Parsed1 {
+    /// As query filters: an AND of ORs.
+    fn into_filters(self) -> Vec<Vec<Predicate>> {
+        match self {
+            Parsed1::AnyOf(any_of) => vec![any_of],
+            Parsed1::AllOf(all_of) => all_of.into_iter().map(|p| vec![p]).collect(),
+        }
+    }
 }
 
 /// The predicates for one parameter occurrence, or `None` when the combination of type and

@@ -164,6 +164,21 @@ pub enum Predicate {
     },
     /// `:not`: the resource has no value matching the inner predicate.
     Not(Box<Predicate>),
+    /// A chained parameter: the reference `param` points at a `target_type` resource that
+    /// matches every filter (an AND of ORs).
+    Chain {
+        param: String,
+        target_type: String,
+        filters: Vec<Vec<Predicate>>,
+    },
+    /// `_has`: a `source_type` resource that references this one (of `target_type`) through
+    /// `param` matches every filter.
+    Has {
+        source_type: String,
+        param: String,
+        target_type: String,
+        filters: Vec<Vec<Predicate>>,
+    },
 }
 
 /// What a sort key orders by.

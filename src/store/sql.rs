@@ -217,13 +217,18 @@ fn push_where(sql: &mut Sql, query: &SearchQuery) {
     sql.push("r.rtype = ")
         .text(&query.rtype)
         .push(" AND NOT r.deleted");
-    for any_of in &query.filters {
+    push_filters(sql, &query.filters, "r");
+}
+
+/// ` AND (p OR p …)` for every filter, on the resource row aliased `a`.
+fn push_filters(sql: &mut Sql, filters: &[Vec<Predicate>], a: &str) {
+    for any_of in filters {
         sql.push(" AND (");
         for (i, predicate) in any_of.iter().enumerate() {
             if i > 0 {
                 sql.push(" OR ");
             }
-            push_predicate(sql, predicate);
+            push_predicate(sql, predicate, a);
         }
         if any_of.is_empty() {
             sql.push("1 = 0");
@@ -232,10 +237,10 @@ fn push_where(sql: &mut Sql, query: &SearchQuery) {
     }
 }
 
-fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
+fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: &str) {
     match predicate {
         Predicate::Id(id) => {
-            sql.push("r.id = ").text(id);
+            sql.push(&format!("{a}.id = ")).text(id);
         }
         Predicate::Range {
             target: RangeTarget::LastUpdated,
@@ -246,8 +251,8 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
             // A point in time is the range [t, t + 1 ms).
             push_range(
                 sql,
-                "r.last_updated",
-                "(r.last_updated + 1)",
+                &format!("{a}.last_updated"),
+                &format!("({a}.last_updated + 1)"),
                 *prefix,
                 *lo,
                 *hi,
@@ -259,9 +264,11 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
             lo,
             hi,
         } => {
-            sql.push("EXISTS (SELECT 1 FROM idx_date d WHERE d.rid = r.rid AND d.param = ")
-                .text(param)
-                .push(" AND ");
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM idx_date d WHERE d.rid = {a}.rid AND d.param = "
+            ))
+            .text(param)
+            .push(" AND ");
             push_range(sql, "d.lo", "d.hi", *prefix, *lo, *hi);
             sql.push(")");
         }
@@ -270,8 +277,10 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
             system,
             code,
         } => {
-            sql.push("EXISTS (SELECT 1 FROM idx_token t WHERE t.rid = r.rid AND t.param = ")
-                .text(param);
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM idx_token t WHERE t.rid = {a}.rid AND t.param = "
+            ))
+            .text(param);
             if let Some(code) = code {
                 sql.push(" AND t.code = ").text(code);
             }
@@ -287,8 +296,10 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
             sql.push(")");
         }
         Predicate::String { param, value, mode } => {
-            sql.push("EXISTS (SELECT 1 FROM idx_string s WHERE s.rid = r.rid AND s.param = ")
-                .text(param);
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM idx_string s WHERE s.rid = {a}.rid AND s.param = "
+            ))
+            .text(param);
             match mode {
                 StringMatch::Exact => sql.push(" AND s.exact = ").text(value),
                 StringMatch::StartsWith => sql
@@ -308,8 +319,10 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
             target_id,
             url,
         } => {
-            sql.push("EXISTS (SELECT 1 FROM idx_reference x WHERE x.rid = r.rid AND x.param = ")
-                .text(param);
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM idx_reference x WHERE x.rid = {a}.rid AND x.param = "
+            ))
+            .text(param);
             if let Some(id) = target_id {
                 sql.push(" AND x.target_id = ").text(id);
             }
@@ -322,8 +335,10 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
             sql.push(")");
         }
         Predicate::Uri { param, value, mode } => {
-            sql.push("EXISTS (SELECT 1 FROM idx_uri u WHERE u.rid = r.rid AND u.param = ")
-                .text(param);
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM idx_uri u WHERE u.rid = {a}.rid AND u.param = "
+            ))
+            .text(param);
             match mode {
                 UriMatch::Exact => sql.push(" AND u.value = ").text(value),
                 UriMatch::Below => sql.push(" AND u.value LIKE ").text(&like_prefix_exact(value)).push(" ESCAPE '\\'"),
@@ -338,9 +353,11 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
             lo,
             hi,
         } => {
-            sql.push("EXISTS (SELECT 1 FROM idx_number n WHERE n.rid = r.rid AND n.param = ")
-                .text(param)
-                .push(" AND ");
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM idx_number n WHERE n.rid = {a}.rid AND n.param = "
+            ))
+            .text(param)
+            .push(" AND ");
             push_number(sql, "n.value", *prefix, *value, *lo, *hi);
             sql.push(")");
         }
@@ -353,8 +370,10 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
             system,
             code,
         } => {
-            sql.push("EXISTS (SELECT 1 FROM idx_quantity q WHERE q.rid = r.rid AND q.param = ")
-                .text(param);
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM idx_quantity q WHERE q.rid = {a}.rid AND q.param = "
+            ))
+            .text(param);
             if let Some(code) = code {
                 // The unit may be given by its code or, without a system, by its human form.
                 match system {
@@ -383,13 +402,48 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate) {
             sql.push(if *missing { "NOT EXISTS" } else { "EXISTS" });
             sql.push(" (SELECT 1 FROM ")
                 .push(table_name(*table))
-                .push(" m WHERE m.rid = r.rid AND m.param = ")
+                .push(&format!(" m WHERE m.rid = {a}.rid AND m.param = "))
                 .text(param)
                 .push(")");
         }
         Predicate::Not(inner) => {
             sql.push("NOT (");
-            push_predicate(sql, inner);
+            push_predicate(sql, inner, a);
+            sql.push(")");
+        }
+        Predicate::Chain {
+            param,
+            target_type,
+            filters,
+        } => {
+            let c = format!("{a}c");
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM idx_reference {c}x JOIN resource {c} ON {c}.rtype = {c}x.target_type \
+                 AND {c}.id = {c}x.target_id WHERE {c}x.rid = {a}.rid AND NOT {c}.deleted AND {c}x.param = "
+            ))
+            .text(param)
+            .push(&format!(" AND {c}.rtype = "))
+            .text(target_type);
+            push_filters(sql, filters, &c);
+            sql.push(")");
+        }
+        Predicate::Has {
+            source_type,
+            param,
+            target_type,
+            filters,
+        } => {
+            let h = format!("{a}h");
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM idx_reference {h}x JOIN resource {h} ON {h}.rid = {h}x.rid \
+                 WHERE {h}x.target_id = {a}.id AND NOT {h}.deleted AND {h}x.target_type = "
+            ))
+            .text(target_type)
+            .push(&format!(" AND {h}x.param = "))
+            .text(param)
+            .push(&format!(" AND {h}.rtype = "))
+            .text(source_type);
+            push_filters(sql, filters, &h);
             sql.push(")");
         }
     }
