@@ -587,3 +587,68 @@ both_stores!(chains_to_nowhere_are_refused, |server| {
         400,
     );
 });
+
+fn measurement(id: &str, patient: &str, code: &str, when: &str, value: f64) -> Value {
+    json!({
+        "resourceType": "Observation", "id": id, "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectiveDateTime": when,
+        "valueQuantity": {"value": value, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}
+    })
+}
+
+both_stores!(lastn_returns_the_latest_measurements_per_code, |server| {
+    put(&server, json!({"resourceType": "Patient", "id": "p"})).await;
+    put(&server, json!({"resourceType": "Patient", "id": "other"})).await;
+    put(
+        &server,
+        measurement("wt1", "p", "29463-7", "2024-01-01", 80.0),
+    )
+    .await;
+    put(
+        &server,
+        measurement("wt2", "p", "29463-7", "2024-01-03", 81.0),
+    )
+    .await;
+    put(
+        &server,
+        measurement("wt3", "p", "29463-7", "2024-01-02", 82.0),
+    )
+    .await;
+    put(
+        &server,
+        measurement("hr1", "p", "8867-4", "2024-01-01", 60.0),
+    )
+    .await;
+    put(
+        &server,
+        measurement("hr2", "other", "8867-4", "2024-02-01", 70.0),
+    )
+    .await;
+    assert_eq!(
+        ids(&server, "Observation/$lastn?patient=p").await,
+        vec!["hr1", "wt2"]
+    );
+    assert_eq!(
+        ordered_ids(
+            &server,
+            "Observation/$lastn?patient=p&max=2&code=http://loinc.org|29463-7"
+        )
+        .await,
+        vec!["wt2", "wt3"]
+    );
+    assert_eq!(
+        ids(
+            &server,
+            "Observation/$lastn?patient=p&category=vital-signs&max=3"
+        )
+        .await,
+        vec!["hr1", "wt1", "wt2", "wt3"]
+    );
+    expect_status(
+        &server.client.get("Observation/$lastn?max=0").await.unwrap(),
+        400,
+    );
+});

@@ -7,7 +7,9 @@ use crate::error::FhirError;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
-use crate::interaction::{capabilities, create, delete, history, read, search, update, vread};
+use crate::interaction::{
+    capabilities, create, delete, history, lastn, read, search, update, vread,
+};
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
@@ -48,6 +50,10 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         },
         [rtype, "_history"] => match *method {
             Method::GET => history::history(app, request, Scope::Type(rtype)).await,
+            _ => Err(not_allowed("GET")),
+        },
+        ["Observation", "$lastn"] => match *method {
+            Method::GET => lastn::lastn(app, request).await,
             _ => Err(not_allowed("GET")),
         },
         [rtype, id] if !id.starts_with('$') => match *method {

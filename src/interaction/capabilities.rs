@@ -64,7 +64,7 @@ fn statement(app: &App) -> Value {
                 .iter()
                 .map(|code| json!({"code": code}))
                 .collect();
-            json!({
+            let mut resource = json!({
                 "type": rtype,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{rtype}"),
                 "interaction": interactions,
@@ -76,7 +76,14 @@ fn statement(app: &App) -> Value {
                 "conditionalUpdate": true,
                 "conditionalDelete": "single",
                 "searchParam": search_params(rtype),
-            })
+            });
+            if rtype == "Observation" {
+                resource["operation"] = json!([{
+                    "name": "lastn",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
+                }]);
+            }
+            resource
         })
         .collect();
     json!({

@@ -5,6 +5,7 @@ pub mod create;
 pub mod delete;
 pub mod history;
 pub mod include;
+pub mod lastn;
 pub mod paging;
 pub mod read;
 pub mod search;

@@ -168,6 +168,13 @@ pub trait Store: Send + Sync {
         params: Option<&[String]>,
         target_type: Option<&str>,
     ) -> StoreResult<Vec<(String, String)>>;
+    /// `$lastn`: the `max` newest matches per code (see `sql::lastn`), at most `limit + 1`.
+    async fn lastn(
+        &self,
+        query: &SearchQuery,
+        max: usize,
+        limit: usize,
+    ) -> StoreResult<Vec<SearchHit>>;
     /// The current versions of the resources `keys`, leaving out deleted and unknown ones.
     async fn read_current(&self, keys: &[(String, String)]) -> StoreResult<Vec<SearchHit>>;
     /// Checks that the database answers (for `/health`).

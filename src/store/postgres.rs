@@ -167,6 +167,16 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn lastn(
+        &self,
+        query: &SearchQuery,
+        max: usize,
+        limit: usize,
+    ) -> StoreResult<Vec<SearchHit>> {
+        let sql = sql::lastn(DIALECT, query, max, limit);
+        hits(prepare(&sql).fetch_all(&self.pool).await?, &[])
+    }
+
     async fn read_current(&self, keys: &[(String, String)]) -> StoreResult<Vec<SearchHit>> {
         if keys.is_empty() {
             return Ok(Vec::new());

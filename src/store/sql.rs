@@ -898,3 +898,27 @@ pub fn current_versions(dialect: Dialect, keys: &[(String, String)]) -> Sql {
     sql.push(") ORDER BY r.rid");
     sql
 }
+
+/// `$lastn`: per distinct `code` (its smallest `system|code`), the `max` most recent matches by
+/// the `date` parameter, newest first within a code; at most `limit + 1` rows in all.
+pub fn lastn(dialect: Dialect, query: &SearchQuery, max: usize, limit: usize) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT * FROM (SELECT r.rid, ")
+        .push(VERSION_COLUMNS);
+    sql.push(
+        ", ROW_NUMBER() OVER (PARTITION BY (SELECT MIN(COALESCE(t.system, '') || '|' || t.code) \
+         FROM idx_token t WHERE t.rid = r.rid AND t.param = 'code') \
+         ORDER BY (SELECT MAX(d.hi) FROM idx_date d WHERE d.rid = r.rid AND d.param = 'date') \
+         DESC NULLS LAST, r.rid DESC) AS n, \
+         (SELECT MIN(COALESCE(t.system, '') || '|' || t.code) FROM idx_token t \
+         WHERE t.rid = r.rid AND t.param = 'code') AS grp \
+         FROM resource r JOIN resource_version v \
+         ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version WHERE ",
+    );
+    push_where(&mut sql, query);
+    sql.push(") t WHERE t.n <= ")
+        .int(max as i64)
+        .push(" ORDER BY t.grp, t.n LIMIT ")
+        .int(limit as i64 + 1);
+    sql
+}
