@@ -47,16 +47,17 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         .unwrap_or_else(|| format!("http://{local}/fhir"))
         .trim_end_matches('/')
         .to_owned();
-    // Compile the validation schemas now rather than in the first requests.
-    tokio::task::spawn_blocking(validate::warm_up);
-    Ok((
-        listener,
-        Arc::new(App {
-            store,
-            base_url,
-            body_limit: settings.body_limit,
-        }),
-    ))
+    let app = Arc::new(App {
+        store,
+        base_url,
+        body_limit: settings.body_limit,
+    });
+    // Compile the validation schemas now rather than in the first requests, but only while the
+    // server lives: the runtime waits for blocking tasks when it shuts down, so a warm-up still
+    // running would hold up a SIGTERM that comes early (by 20 s in a debug build).
+    let alive = Arc::downgrade(&app);
+    tokio::task::spawn_blocking(move || validate::warm_up(|| alive.strong_count() > 0));
+    Ok((listener, app))
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the store.

@@ -85,10 +85,15 @@ fn collect_refs(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// Compiles the schemas of all resource types now rather than on first use.
-pub fn warm_up() {
+/// Compiles the schemas of all resource types now rather than on first use, stopping early
+/// when `keep_going` says so (the server is shutting down).
+pub fn warm_up(keep_going: impl Fn() -> bool) {
     let started = std::time::Instant::now();
     for rtype in resource_types::all() {
+        if !keep_going() {
+            tracing::info!("validation warm-up stopped: the server is shutting down");
+            return;
+        }
         validator(rtype);
     }
     tracing::info!(
