@@ -652,3 +652,23 @@ both_stores!(lastn_returns_the_latest_measurements_per_code, |server| {
         400,
     );
 });
+
+both_stores!(
+    very_long_values_are_stored_and_found_by_their_start,
+    |server| {
+        let long = "x".repeat(10_000);
+        let patient = json!({"resourceType": "Patient", "id": "long", "name": [{"family": long}],
+        "identifier": [{"system": "http://example.org", "value": long}]});
+        let reply = server.client.put("Patient/long", &patient).await.unwrap();
+        expect_status(&reply, 201);
+        assert_eq!(ids(&server, "Patient?family=xxxx").await, vec!["long"]);
+        assert_eq!(
+            ids(
+                &server,
+                &format!("Patient?identifier=http://example.org|{long}")
+            )
+            .await,
+            vec!["long"]
+        );
+    }
+);

@@ -55,7 +55,7 @@ fn add(entries: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
             entries.strings.push(StringEntry {
                 param: code.clone(),
                 normalized: normalize(s),
-                exact: strip_nul(s),
+                exact: index_text(s),
             });
         }),
         ParamType::Date => {
@@ -76,7 +76,7 @@ fn add(entries: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
             if let Some(s) = text(item) {
                 entries.uris.push(UriEntry {
                     param: code.clone(),
-                    value: strip_nul(s),
+                    value: index_text(s),
                 });
             }
         }
@@ -180,19 +180,33 @@ fn strings(item: &Item<'_>, add: &mut dyn FnMut(&str)) {
 
 /// Case- and accent-insensitive form of a string (search page: string matching).
 pub fn normalize(s: &str) -> String {
-    s.nfd()
+    let folded: String = s
+        .nfd()
         .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
         .flat_map(char::to_lowercase)
-        .filter(|c| *c != '\0')
-        .collect()
+        .collect();
+    index_text(&folded)
 }
 
-fn strip_nul(s: &str) -> String {
-    s.replace('\0', "")
+/// The longest text kept in an index entry, in bytes. PostgreSQL refuses B-tree index entries
+/// over ~2,700 bytes; matching on the first kilobyte of a value loses next to nothing.
+pub const MAX_INDEXED_BYTES: usize = 1024;
+
+/// Index text: without NUL (PostgreSQL text cannot hold it) and at most `MAX_INDEXED_BYTES`.
+pub fn index_text(s: &str) -> String {
+    let mut text = s.replace('\0', "");
+    if text.len() > MAX_INDEXED_BYTES {
+        let mut end = MAX_INDEXED_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 fn clean(s: Option<&str>) -> Option<String> {
-    s.map(strip_nul)
+    s.map(index_text)
 }
 
 /// The first and last instants a date, Period or Timing covers.
@@ -267,9 +281,9 @@ fn split_reference(reference: &str, code: &str) -> Option<ReferenceEntry> {
     let relative = !reference.contains(':');
     let entry = |t: Option<&str>, i: Option<&str>, url: Option<&str>| ReferenceEntry {
         param: code.to_owned(),
-        target_type: t.map(strip_nul),
-        target_id: i.map(strip_nul),
-        url: url.map(strip_nul),
+        target_type: t.map(index_text),
+        target_id: i.map(index_text),
+        url: url.map(index_text),
     };
     match rtype {
         Some(t)
@@ -322,7 +336,7 @@ fn quantity(item: &Item<'_>, code: &str) -> Option<QuantityEntry> {
         return None;
     };
     let (value, lo, hi) = number_range(&n.to_string())?;
-    let str_of = |k: &str| o.get(k).and_then(Value::as_str).map(strip_nul);
+    let str_of = |k: &str| o.get(k).and_then(Value::as_str).map(index_text);
     let (system, unit_code) = match str_of("currency") {
         Some(currency) => (Some(MONEY_SYSTEM.to_owned()), Some(currency)),
         None => (str_of("system"), str_of("code")),

@@ -10,7 +10,7 @@ use crate::error::FhirError;
 use crate::fhir::datetime::parse_range;
 use crate::fhir::resource_types;
 use crate::search::definitions::{registry, ParamType};
-use crate::search::extract::number_range;
+use crate::search::extract::{index_text, number_range};
 use crate::search::query::{
     Cursor, IndexTable, Predicate, Prefix, RangeTarget, SearchQuery, SortColumn, SortKey,
     StringMatch, TokenSystem, UriMatch,
@@ -496,7 +496,7 @@ fn predicates(
             each(&|v| {
                 Ok(Predicate::String {
                     param: param.clone(),
-                    value: v.to_owned(),
+                    value: index_text(v),
                     mode,
                 })
             })
@@ -510,7 +510,7 @@ fn predicates(
             each(&|v| {
                 Ok(Predicate::Uri {
                     param: param.clone(),
-                    value: v.to_owned(),
+                    value: index_text(v),
                     mode,
                 })
             })
@@ -557,7 +557,7 @@ fn reference(code: &str, modifier_type: Option<&str>, value: &str, base: &str) -
             param,
             target_type: None,
             target_id: None,
-            url: Some(value.to_owned()),
+            url: Some(index_text(value)),
         },
         _ => Predicate::Reference {
             param,
@@ -640,7 +640,8 @@ fn token(param: &str, value: &str) -> Predicate {
             break;
         }
     }
-    let unescape = |s: &str| s.replace("\\|", "|");
+    // Compared with index text, which is cut at `MAX_INDEXED_BYTES`.
+    let unescape = |s: &str| index_text(&s.replace("\\|", "|"));
     let (system, code) = match split {
         None => (TokenSystem::Any, Some(unescape(value))),
         Some(0) => (TokenSystem::None, Some(unescape(&value[1..]))),
