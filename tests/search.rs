@@ -672,3 +672,53 @@ both_stores!(
         );
     }
 );
+
+both_stores!(summary_count_returns_only_the_total, |server| {
+    fixtures(&server).await;
+    let bundle = expect_status(
+        &server.client.get("Patient?_summary=count").await.unwrap(),
+        200,
+    );
+    assert_eq!(bundle["total"], 3);
+    assert!(
+        bundle["entry"].as_array().is_none_or(|e| e.is_empty()),
+        "{bundle}"
+    );
+});
+
+both_stores!(
+    summary_data_leaves_out_the_narrative_and_says_so,
+    |server| {
+        put(&server, json!({"resourceType": "Patient", "id": "t", "gender": "male",
+        "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Jan</div>"}})).await;
+        let bundle = expect_status(
+            &server.client.get("Patient?_summary=data").await.unwrap(),
+            200,
+        );
+        let resource = &bundle["entry"][0]["resource"];
+        assert!(resource.get("text").is_none());
+        assert_eq!(resource["gender"], "male");
+        assert_eq!(resource["meta"]["tag"][0]["code"], "SUBSETTED");
+    }
+);
+
+both_stores!(elements_returns_only_the_named_elements, |server| {
+    fixtures(&server).await;
+    let bundle = expect_status(
+        &server
+            .client
+            .get("Observation?_id=w1&_elements=subject,value")
+            .await
+            .unwrap(),
+        200,
+    );
+    let resource = &bundle["entry"][0]["resource"];
+    assert_eq!(resource["subject"]["reference"], "Patient/zoe");
+    assert_eq!(resource["valueQuantity"]["value"], json!(72.5));
+    assert!(
+        resource.get("code").is_none() && resource.get("status").is_none(),
+        "{resource}"
+    );
+    assert_eq!(resource["id"], "w1");
+    assert_eq!(resource["meta"]["tag"][0]["code"], "SUBSETTED");
+});

@@ -5,4 +5,5 @@ pub mod datetime;
 pub mod id;
 pub mod meta;
 pub mod resource_types;
+pub mod subset;
 pub mod validate;

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::error::{FhirError, Issue};
-use crate::fhir::meta;
+use crate::fhir::{meta, subset};
 use crate::http::negotiate::prefer_strict;
 use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
@@ -15,7 +15,7 @@ use crate::interaction::include;
 use crate::interaction::paging::{self, Page};
 use crate::interaction::{check_id, check_type};
 use crate::search::extract::patient_compartment_params;
-use crate::search::params::{parse, Total, Unknown, CURSOR_AFTER, CURSOR_BEFORE};
+use crate::search::params::{parse, Subset, Total, Unknown, CURSOR_AFTER, CURSOR_BEFORE};
 use crate::search::query::{Cursor, Predicate};
 use crate::store::SearchHit;
 
@@ -105,7 +105,7 @@ async fn search_in(
         None => rtype.to_owned(),
     };
     let query = &parsed.query;
-    let mut hits = if query.count == 0 {
+    let mut hits = if query.count == 0 || parsed.subset == Subset::Count {
         Vec::new()
     } else {
         app.store.search(query).await?
@@ -116,9 +116,10 @@ async fn search_in(
     if paging_back {
         hits.reverse();
     }
-    let total = match parsed.total {
-        Total::Accurate => Some(app.store.count(query).await?),
-        Total::None => None,
+    let total = if parsed.total == Total::Accurate || parsed.subset == Subset::Count {
+        Some(app.store.count(query).await?)
+    } else {
+        None
     };
     let kept: Vec<(String, String)> = params
         .iter()
@@ -142,7 +143,20 @@ async fn search_in(
             "search": {"mode": mode},
         }))
     };
-    let mut entries: Vec<Value> = hits.iter().filter_map(|hit| entry(hit, "match")).collect();
+    let subset = |mut e: Value| {
+        let resource = e["resource"].take();
+        e["resource"] = match &parsed.subset {
+            Subset::Data => subset::without_text(resource),
+            Subset::Elements(names) => subset::only_elements(resource, names),
+            Subset::Full | Subset::Count => resource,
+        };
+        e
+    };
+    let mut entries: Vec<Value> = hits
+        .iter()
+        .filter_map(|hit| entry(hit, "match"))
+        .map(subset)
+        .collect();
     entries.extend(included.iter().filter_map(|hit| entry(hit, "include")));
     let mut warnings: Vec<String> = parsed
         .ignored

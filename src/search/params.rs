@@ -49,6 +49,21 @@ pub struct Parsed {
     pub total: Total,
     /// `_include` and `_revinclude`, in request order.
     pub includes: Vec<Include>,
+    /// `_summary` and `_elements`: which parts of the matches to return.
+    pub subset: Subset,
+}
+
+/// `_summary` / `_elements` (search page, "Summary" and "Elements").
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Subset {
+    #[default]
+    Full,
+    /// `_summary=count`: the total only, no entries.
+    Count,
+    /// `_summary=data`: everything but the narrative.
+    Data,
+    /// `_elements=a,b`: only these top-level elements (and `id`, `meta`).
+    Elements(Vec<String>),
 }
 
 /// An `_include` (`rev: false`) or `_revinclude` (`rev: true`) of `source:param[:target]`.
@@ -142,6 +157,7 @@ pub fn parse(
     let mut ignored = Vec::new();
     let mut total = Total::Accurate;
     let mut includes = Vec::new();
+    let mut subset = Subset::Full;
     let mut cursor: Option<(bool, String)> = None;
     let mut values = 0usize;
     for (name, value) in params {
@@ -171,6 +187,36 @@ pub fn parse(
             }
             "_include" | "_revinclude" => {
                 includes.push(include(name, value, rtype)?);
+                continue;
+            }
+            "_summary" => {
+                subset = match value.as_str() {
+                    "false" => Subset::Full,
+                    "count" => Subset::Count,
+                    "data" => Subset::Data,
+                    other => {
+                        return Err(FhirError::invalid(format!(
+                            "_summary={other} is not supported: use count, data or false"
+                        )))
+                    }
+                };
+                continue;
+            }
+            "_elements" => {
+                let names: Vec<String> = value
+                    .split(',')
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                if names
+                    .iter()
+                    .any(|n| !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+                {
+                    return Err(FhirError::invalid(format!(
+                        "_elements={value}: expected element names separated by commas"
+                    )));
+                }
+                subset = Subset::Elements(names);
                 continue;
             }
             "_total" => {
@@ -213,6 +259,7 @@ pub fn parse(
         ignored,
         total,
         includes,
+        subset,
     })
 }
 
