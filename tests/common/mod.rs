@@ -57,7 +57,14 @@ impl TestServer {
             .await
             .expect("server runs");
         });
-        Some(TestServer { client: Client::new(&base), base, database_url, stop: Some(stop), task: Some(task), _dir: dir })
+        Some(TestServer {
+            client: Client::new(&base),
+            base,
+            database_url,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        })
     }
 
     /// Stops the server and waits until it has drained and closed the store.
@@ -116,8 +123,13 @@ pub async fn fresh_database(kind: StoreKind) -> Option<(String, Option<TempDir>)
                 }
             };
             let name = format!("signaal_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to the test PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
             let mut url = url::Url::parse(&admin).expect("SIGNAAL_TEST_POSTGRES_URL is a URL");
             url.set_path(&format!("/{name}"));
             Some((url.to_string(), None))
@@ -154,10 +166,23 @@ macro_rules! both_stores {
 /// Asserts a status and that error responses are OperationOutcomes.
 pub fn expect_status(reply: &Reply, status: u16) -> Value {
     let body = reply.json();
-    assert_eq!(reply.status, status, "unexpected status; body: {}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        status,
+        "unexpected status; body: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
     if status >= 400 {
-        assert_eq!(body["resourceType"], "OperationOutcome", "errors are OperationOutcomes: {body}");
-        assert!(body["issue"][0]["diagnostics"].as_str().is_some_and(|d| !d.is_empty()), "errors explain themselves: {body}");
+        assert_eq!(
+            body["resourceType"], "OperationOutcome",
+            "errors are OperationOutcomes: {body}"
+        );
+        assert!(
+            body["issue"][0]["diagnostics"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "errors explain themselves: {body}"
+        );
     }
     body
 }
