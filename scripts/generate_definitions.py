@@ -267,6 +267,22 @@ def backbone_name(path: str) -> str:
     return "_".join([root] + [capitalise(segment) for segment in rest])
 
 
+ANY_CHAR = "[\\s\\S]"
+
+
+def xsd_whitespace(regex: str) -> str:
+    """FHIR's regexes are XML Schema regexes, where `\\s` is only space, tab, CR and LF; in Rust
+    and ECMA-262 `\\s` is all Unicode white space, which would make `\\S` refuse a no-break
+    space (U+00A0). Rewrite the forms the R4 definitions use into explicit classes."""
+    # `[ \\r\\n\\t\\S]` (string, markdown): XML white space or not white space, i.e. any character.
+    regex = regex.replace("[ \\r\\n\\t\\S]", "\0ANY\0")
+    regex = regex.replace("[^\\s]", "[^ \\t\\n\\r]")
+    if re.search(r"\[[^\]]*\\[sS]", regex):
+        raise ValueError(f"regex uses \\s or \\S inside a class in an unexpected way: {regex}")
+    regex = regex.replace("\\S", "[^ \\t\\n\\r]").replace("\\s", "[ \\t\\n\\r]")
+    return regex.replace("\0ANY\0", ANY_CHAR)
+
+
 def rust_safe_anchored(regex: str) -> str:
     """Anchor a FHIR (whole-value) regex for JSON Schema's `pattern` (a search).
 
@@ -277,6 +293,7 @@ def rust_safe_anchored(regex: str) -> str:
     if re.search(r"\(\?[=!<]|\\[1-9]|\\k<", regex):
         raise ValueError(f"regex uses lookaround/backreference: {regex}")
     re.compile(regex)  # at least well-formed
+    regex = xsd_whitespace(regex)
     return "^(?:" + regex + ")$"
 
 
@@ -495,6 +512,10 @@ def search_parameters(package: Package) -> list[dict]:
     """Trimmed SearchParameters, sorted by code then url."""
     result = []
     for sp in package.of_type("SearchParameter"):
+        # The package also holds example SearchParameters (`example`, `example-extension`,
+        # `example-reference`): they illustrate the resource, they define nothing.
+        if sp.get("id", "").startswith("example"):
+            continue
         entry = {
             "url": sp["url"],
             "code": sp["code"],
