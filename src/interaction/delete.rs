@@ -9,7 +9,8 @@ use crate::app::App;
 use crate::error::FhirError;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
-use crate::interaction::{check_id, check_type, if_match, retry, version};
+use crate::interaction::version::{self, Outcome};
+use crate::interaction::{check_id, check_type, if_match, retry};
 use crate::search::params::{criteria, criteria_key};
 use crate::store::{Method, Tx};
 
@@ -22,24 +23,25 @@ pub async fn delete(
     check_type(rtype)?;
     check_id(id)?;
     let expected = if_match(request)?;
-    let deleted = retry(|| async move {
+    let outcome = retry(|| async move {
         let mut tx = app.store.begin().await?;
-        let deleted = remove(&mut *tx, rtype, id, expected).await?;
+        let outcome = delete_in(&mut *tx, rtype, id, expected).await?;
         tx.commit().await?;
-        Ok(deleted)
+        Ok(outcome)
     })
     .await?;
-    Ok(respond(rtype, id, deleted))
+    outcome.into_response()
 }
 
-/// Writes a deletion version if the resource exists and is not deleted yet; returns
-/// `(version, lastUpdated)` of the deletion, or `None` when there was nothing to delete.
-async fn remove(
+/// Writes a deletion version of `rtype/id` inside `tx` if it exists and is not deleted yet,
+/// checking `If-Match` (`expected`). 204 either way (http page: deleting what does not exist,
+/// or is deleted already, changes nothing).
+pub async fn delete_in(
     tx: &mut dyn Tx,
     rtype: &str,
     id: &str,
     expected: Option<i64>,
-) -> Result<Option<(i64, i64)>, FhirError> {
+) -> Result<Outcome, FhirError> {
     let current = tx.lock_current(rtype, id).await?;
     if let Some(expected) = expected {
         if current.is_none_or(|c| c.version != expected || c.deleted) {
@@ -51,26 +53,16 @@ async fn remove(
     match current {
         Some(c) if !c.deleted => {
             let written = version::write(tx, rtype, id, current, Method::Delete, None).await?;
-            Ok(Some((written.version, written.last_updated)))
+            let message = format!("Deleted {rtype}/{id} (version {})", written.version);
+            Ok(Outcome::of(written, StatusCode::NO_CONTENT, true, message))
         }
-        // Deleting what does not exist, or is deleted already, changes nothing (http page:
-        // 200 or 204 either way).
-        _ => Ok(None),
+        _ => Ok(Outcome::nothing(
+            StatusCode::NO_CONTENT,
+            rtype,
+            Some(id),
+            format!("{rtype}/{id} did not exist or was deleted already; nothing changed"),
+        )),
     }
-}
-
-/// 204 No Content; with `Prefer: return=OperationOutcome`, 200 and an outcome saying what
-/// happened.
-fn respond(rtype: &str, id: &str, deleted: Option<(i64, i64)>) -> FhirResponse {
-    let message = match deleted {
-        Some((v, _)) => format!("Deleted {rtype}/{id} (version {v})"),
-        None => format!("{rtype}/{id} did not exist or was deleted already; nothing changed"),
-    };
-    let mut response = FhirResponse::new(StatusCode::NO_CONTENT, None).written(message);
-    if let Some((v, last_updated)) = deleted {
-        response = response.with_version(v, last_updated);
-    }
-    response
 }
 
 /// Conditional delete: no match changes nothing, one match is deleted, more than one is 412
@@ -81,33 +73,44 @@ pub async fn conditional_delete(
     rtype: &str,
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
-    let query = &criteria(rtype, &request.params, &app.base_url)?;
-    let key = &criteria_key(rtype, &request.params);
+    // Refuse bad criteria before touching the store.
+    criteria(rtype, &request.params, &app.base_url)?;
     let expected = if_match(request)?;
-    let (id, deleted) = retry(|| async move {
+    let outcome = retry(|| async move {
         let mut tx = app.store.begin().await?;
-        tx.lock_key(key).await?;
-        let hits = tx.search(query).await?;
-        let result = match hits.as_slice() {
-            [] => (None, None),
-            [hit] => {
-                let id = hit.version.id.clone();
-                let deleted = remove(&mut *tx, rtype, &id, expected).await?;
-                (Some(id), deleted)
-            }
-            _ => {
-                return Err(FhirError::PreconditionFailed(format!(
-                    "The criteria match more than one {rtype}: this server deletes one resource at a time"
-                )))
-            }
-        };
+        let outcome =
+            conditional_delete_in(&mut *tx, app, rtype, &request.params, expected).await?;
         tx.commit().await?;
-        Ok(result)
+        Ok(outcome)
     })
     .await?;
-    Ok(match id {
-        Some(id) => respond(rtype, &id, deleted),
-        None => FhirResponse::new(StatusCode::NO_CONTENT, None)
-            .written(format!("No {rtype} matched the criteria; nothing deleted")),
-    })
+    outcome.into_response()
+}
+
+/// The conditional delete inside `tx`, under the criteria's lock.
+pub async fn conditional_delete_in(
+    tx: &mut dyn Tx,
+    app: &App,
+    rtype: &str,
+    params: &[(String, String)],
+    expected: Option<i64>,
+) -> Result<Outcome, FhirError> {
+    let query = criteria(rtype, params, &app.base_url)?;
+    tx.lock_key(&criteria_key(rtype, params)).await?;
+    let hits = tx.search(&query).await?;
+    match hits.as_slice() {
+        [] => Ok(Outcome::nothing(
+            StatusCode::NO_CONTENT,
+            rtype,
+            None,
+            format!("No {rtype} matched the criteria; nothing deleted"),
+        )),
+        [hit] => {
+            let id = hit.version.id.clone();
+            delete_in(tx, rtype, &id, expected).await
+        }
+        _ => Err(FhirError::PreconditionFailed(format!(
+            "The criteria match more than one {rtype}: this server deletes one resource at a time"
+        ))),
+    }
 }

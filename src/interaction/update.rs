@@ -9,9 +9,10 @@ use crate::error::FhirError;
 use crate::fhir::{id::new_id, validate::validate};
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
-use crate::interaction::{check_id, check_type, if_match, retry, version};
+use crate::interaction::version::{self, Outcome};
+use crate::interaction::{check_id, check_type, if_match, retry};
 use crate::search::params::{criteria, criteria_key};
-use crate::store::{Method, Tx, Version};
+use crate::store::{Method, Tx};
 
 pub async fn update(
     app: &App,
@@ -23,44 +24,46 @@ pub async fn update(
     check_id(id)?;
     let resource = request.json_body()?;
     validate(&resource, rtype)?;
-    // The body SHALL carry the same id as the URL (http page, update).
-    match resource.get("id").and_then(Value::as_str) {
-        Some(body_id) if body_id == id => {}
-        Some(body_id) => {
-            return Err(FhirError::invalid_at(
-                "invalid",
-                format!("The resource id '{body_id}' does not match the URL id '{id}'"),
-                format!("{rtype}.id"),
-            ))
-        }
-        None => {
-            return Err(FhirError::invalid_at(
-                "required",
-                "An update needs the resource id in the body, matching the URL",
-                format!("{rtype}.id"),
-            ))
-        }
-    }
+    check_body_id(&resource, rtype, id)?;
     let expected = if_match(request)?;
-    let (written, created) = retry(|| async {
+    let outcome = retry(|| async {
         let mut tx = app.store.begin().await?;
-        let result = put(&mut *tx, rtype, id, expected, &resource).await?;
+        let outcome = update_in(&mut *tx, app, rtype, id, &resource, expected).await?;
         tx.commit().await?;
-        Ok(result)
+        Ok(outcome)
     })
     .await?;
-    respond(app, &written, created)
+    outcome.into_response()
 }
 
-/// Writes `resource` as the next version of `rtype/id`, checking `If-Match`. Returns the
-/// version and whether the resource was created (new, or re-created after deletion).
-async fn put(
+/// The body SHALL carry the same id as the URL (http page, update).
+pub fn check_body_id(resource: &Value, rtype: &str, id: &str) -> Result<(), FhirError> {
+    match resource.get("id").and_then(Value::as_str) {
+        Some(body_id) if body_id == id => Ok(()),
+        Some(body_id) => Err(FhirError::invalid_at(
+            "invalid",
+            format!("The resource id '{body_id}' does not match the URL id '{id}'"),
+            format!("{rtype}.id"),
+        )),
+        None => Err(FhirError::invalid_at(
+            "required",
+            "An update needs the resource id in the body, matching the URL",
+            format!("{rtype}.id"),
+        )),
+    }
+}
+
+/// Writes `resource` (validated, with the right id) as the next version of `rtype/id` inside
+/// `tx`, checking `If-Match` (`expected`): 200, or 201 when it creates (new, or re-created
+/// after deletion).
+pub async fn update_in(
     tx: &mut dyn Tx,
+    app: &App,
     rtype: &str,
     id: &str,
-    expected: Option<i64>,
     resource: &Value,
-) -> Result<(Version, bool), FhirError> {
+    expected: Option<i64>,
+) -> Result<Outcome, FhirError> {
     let current = tx.lock_current(rtype, id).await?;
     if let Some(expected) = expected {
         match current {
@@ -78,19 +81,23 @@ async fn put(
     let created = current.is_none_or(|c| c.deleted);
     let written =
         version::write(tx, rtype, id, current, Method::Put, Some(resource.clone())).await?;
-    Ok((written, created))
-}
-
-fn respond(app: &App, written: &Version, created: bool) -> Result<FhirResponse, FhirError> {
-    let (rtype, id, v) = (&written.rtype, &written.id, written.version);
-    if created {
-        Ok(version::respond(written, StatusCode::CREATED)?
-            .with_location(version::location(app, written))
-            .written(format!("Created {rtype}/{id} (version {v})")))
+    let v = written.version;
+    Ok(if created {
+        Outcome::of(
+            written,
+            StatusCode::CREATED,
+            true,
+            format!("Created {rtype}/{id} (version {v})"),
+        )
+        .with_location(app)
     } else {
-        Ok(version::respond(written, StatusCode::OK)?
-            .written(format!("Updated {rtype}/{id} to version {v}")))
-    }
+        Outcome::of(
+            written,
+            StatusCode::OK,
+            true,
+            format!("Updated {rtype}/{id} to version {v}"),
+        )
+    })
 }
 
 /// Conditional update: no match creates (with the body's id if it has one), one match is
@@ -101,9 +108,36 @@ pub async fn conditional_update(
     rtype: &str,
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
-    let query = criteria(rtype, &request.params, &app.base_url)?;
+    // Refuse bad criteria before reading the body.
+    criteria(rtype, &request.params, &app.base_url)?;
     let resource = request.json_body()?;
     validate(&resource, rtype)?;
+    let body_id = body_id(&resource)?;
+    let expected = if_match(request)?;
+    let new_id = new_id();
+    let outcome = retry(|| async {
+        let mut tx = app.store.begin().await?;
+        let id = conditional_target(
+            &mut *tx,
+            app,
+            rtype,
+            &request.params,
+            body_id.as_deref(),
+            &new_id,
+        )
+        .await?;
+        let mut resource = resource.clone();
+        resource["id"] = Value::String(id.clone());
+        let outcome = update_in(&mut *tx, app, rtype, &id, &resource, expected).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    })
+    .await?;
+    outcome.into_response()
+}
+
+/// The id a conditional update may carry in its body (checked).
+pub fn body_id(resource: &Value) -> Result<Option<String>, FhirError> {
     let body_id = resource
         .get("id")
         .and_then(Value::as_str)
@@ -111,35 +145,33 @@ pub async fn conditional_update(
     if let Some(body_id) = &body_id {
         check_id(body_id)?;
     }
-    let expected = if_match(request)?;
-    let new_id = new_id();
-    let (written, created) = retry(|| async {
-        let mut tx = app.store.begin().await?;
-        tx.lock_key(&criteria_key(rtype, &request.params)).await?;
-        let hits = tx.search(&query).await?;
-        let id = match hits.as_slice() {
-            [] => body_id.clone().unwrap_or_else(|| new_id.clone()),
-            [hit] => match &body_id {
-                Some(body_id) if body_id != &hit.version.id => {
-                    return Err(FhirError::invalid(format!(
-                        "The criteria match {rtype}/{}, but the body has id '{body_id}'",
-                        hit.version.id
-                    )))
-                }
-                _ => hit.version.id.clone(),
-            },
-            _ => {
-                return Err(FhirError::PreconditionFailed(format!(
-                    "The criteria match more than one {rtype}: they are not selective enough"
-                )))
-            }
-        };
-        let mut resource = resource.clone();
-        resource["id"] = Value::String(id.clone());
-        let result = put(&mut *tx, rtype, &id, expected, &resource).await?;
-        tx.commit().await?;
-        Ok(result)
-    })
-    .await?;
-    respond(app, &written, created)
+    Ok(body_id)
+}
+
+/// The id a conditional update writes, decided under the criteria's lock inside `tx`: the
+/// single match, or for no match the body's id or else `new_id`; 412 for several matches.
+pub async fn conditional_target(
+    tx: &mut dyn Tx,
+    app: &App,
+    rtype: &str,
+    params: &[(String, String)],
+    body_id: Option<&str>,
+    new_id: &str,
+) -> Result<String, FhirError> {
+    let query = criteria(rtype, params, &app.base_url)?;
+    tx.lock_key(&criteria_key(rtype, params)).await?;
+    let hits = tx.search(&query).await?;
+    match hits.as_slice() {
+        [] => Ok(body_id.unwrap_or(new_id).to_owned()),
+        [hit] => match body_id {
+            Some(body_id) if body_id != hit.version.id => Err(FhirError::invalid(format!(
+                "The criteria match {rtype}/{}, but the body has id '{body_id}'",
+                hit.version.id
+            ))),
+            _ => Ok(hit.version.id.clone()),
+        },
+        _ => Err(FhirError::PreconditionFailed(format!(
+            "The criteria match more than one {rtype}: they are not selective enough"
+        ))),
+    }
 }
