@@ -255,11 +255,11 @@ both_stores!(
     |server| {
         let body = Some(patient().to_string().into_bytes());
         for (method, path) in [
-            ("PATCH", "Patient/p1"),
+            ("PATCH", "Patient/p1/_history"),
             ("POST", "Patient/p1"),
             ("DELETE", "metadata"),
             ("PUT", "_history"),
-            ("PATCH", "Patient"),
+            ("PATCH", "_history"),
         ] {
             let reply = server
                 .client

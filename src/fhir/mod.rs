@@ -2,7 +2,9 @@
 //! and validation.
 
 pub mod datetime;
+pub mod fhirpath_patch;
 pub mod id;
+pub mod json_patch;
 pub mod meta;
 pub mod resource_types;
 pub mod subset;

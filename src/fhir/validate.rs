@@ -24,6 +24,12 @@ static SCHEMA: LazyLock<Value> = LazyLock::new(|| {
         .expect("profiles/fhir-r4.schema.json is valid JSON")
 });
 
+/// The generated R4 JSON Schema (`profiles/fhir-r4.schema.json`), for code that needs to know
+/// an element's type or whether it repeats (FHIRPath Patch).
+pub fn schema() -> &'static Value {
+    &SCHEMA
+}
+
 static VALIDATORS: LazyLock<HashMap<&'static str, OnceLock<jsonschema::Validator>>> =
     LazyLock::new(|| {
         resource_types::all()

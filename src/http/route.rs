@@ -8,7 +8,7 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
-    capabilities, create, delete, history, lastn, read, search, update, vread,
+    capabilities, create, delete, history, lastn, patch, read, search, update, vread,
 };
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -42,7 +42,8 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             Method::POST => create::create(app, request, rtype).await,
             Method::PUT => update::conditional_update(app, request, rtype).await,
             Method::DELETE => delete::conditional_delete(app, request, rtype).await,
-            _ => Err(not_allowed("GET, POST, PUT, DELETE")),
+            Method::PATCH => patch::conditional_patch(app, request, rtype).await,
+            _ => Err(not_allowed("GET, POST, PUT, DELETE, PATCH")),
         },
         [rtype, "_search"] => match *method {
             Method::POST => search::search(app, request, rtype).await,
@@ -60,7 +61,8 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             Method::GET => read::read(app, request, rtype, id).await,
             Method::PUT => update::update(app, request, rtype, id).await,
             Method::DELETE => delete::delete(app, request, rtype, id).await,
-            _ => Err(not_allowed("GET, PUT, DELETE")),
+            Method::PATCH => patch::patch(app, request, rtype, id).await,
+            _ => Err(not_allowed("GET, PUT, DELETE, PATCH")),
         },
         [compartment, id, rtype] if *rtype != "_history" && !rtype.starts_with('$') => {
             match *method {

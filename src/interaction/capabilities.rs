@@ -45,10 +45,11 @@ fn search_params(rtype: &str) -> Vec<Value> {
 }
 
 /// The type-level interactions implemented for every resource type.
-const INTERACTIONS: [&str; 8] = [
+const INTERACTIONS: [&str; 9] = [
     "read",
     "vread",
     "update",
+    "patch",
     "delete",
     "history-instance",
     "history-type",

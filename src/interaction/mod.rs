@@ -7,6 +7,7 @@ pub mod history;
 pub mod include;
 pub mod lastn;
 pub mod paging;
+pub mod patch;
 pub mod read;
 pub mod search;
 pub mod update;

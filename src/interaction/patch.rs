@@ -1,0 +1,214 @@
+//! patch: `PATCH [base]/[type]/[id]` and conditional patch `PATCH [base]/[type]?[criteria]`
+//! (http page, "patch").
+//!
+//! The body is a JSON Patch (`application/json-patch+json`, RFC 6902) or a FHIRPath Patch
+//! (`application/fhir+json` or `application/json`, a `Parameters` resource). The patch is
+//! applied to the current version under the writer's lock, the result is validated like any
+//! update, and written as the next version.
+
+use axum::http::{header, StatusCode};
+use serde_json::Value;
+
+use crate::app::App;
+use crate::error::{FhirError, Issue};
+use crate::fhir::fhirpath_patch::{self, FhirPatchError};
+use crate::fhir::json_patch::{self, JsonPatchError};
+use crate::fhir::validate::validate;
+use crate::http::request::{parse_json, FhirRequest};
+use crate::http::response::FhirResponse;
+use crate::interaction::{check_id, check_type, if_match, retry, version};
+use crate::search::params::{criteria, criteria_key};
+use crate::store::{Method, Tx, Version};
+
+/// A parsed patch body.
+#[derive(Debug, Clone)]
+pub enum Patch {
+    Json(Value),
+    FhirPath(Value),
+}
+
+impl Patch {
+    /// Reads the body by its media type: JSON Patch, FHIRPath Patch, or 415.
+    pub fn from_request(request: &FhirRequest) -> Result<Patch, FhirError> {
+        let media = request.header(header::CONTENT_TYPE.as_str()).map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+        match media.as_deref() {
+            Some("application/json-patch+json") => Ok(Patch::Json(parse_json(&request.body)?)),
+            Some("application/fhir+json" | "application/json" | "application/json+fhir") => {
+                let body = parse_json(&request.body)?;
+                if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+                    return Err(FhirError::invalid(
+                        "A FHIRPath Patch body is a Parameters resource; for JSON Patch send \
+                         Content-Type application/json-patch+json",
+                    ));
+                }
+                Ok(Patch::FhirPath(body))
+            }
+            Some(other) => Err(FhirError::UnsupportedMediaType(format!(
+                "Content-Type '{other}' is not supported for patch: send \
+                 application/json-patch+json (JSON Patch) or application/fhir+json (FHIRPath Patch)"
+            ))),
+            None => Err(FhirError::UnsupportedMediaType(
+                "A patch needs a Content-Type: application/json-patch+json (JSON Patch) or \
+                 application/fhir+json (FHIRPath Patch)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Applies the patch to `resource` (unchanged on error).
+    pub fn apply(&self, resource: &mut Value) -> Result<(), FhirError> {
+        match self {
+            Patch::Json(patch) => json_patch::apply(resource, patch).map_err(|e| match e {
+                JsonPatchError::Malformed(m) => {
+                    FhirError::Invalid(vec![Issue::error("invalid", m)])
+                }
+                JsonPatchError::Unapplicable(m) => {
+                    FhirError::Unprocessable(vec![Issue::error("processing", m)])
+                }
+                JsonPatchError::TestFailed(m) => {
+                    FhirError::Unprocessable(vec![Issue::error("conflict", m)])
+                }
+            }),
+            Patch::FhirPath(params) => {
+                fhirpath_patch::apply(resource, params).map_err(|e| match e {
+                    FhirPatchError::Malformed(m) => {
+                        FhirError::Invalid(vec![Issue::error("invalid", m)])
+                    }
+                    FhirPatchError::Unapplicable(m) => {
+                        FhirError::Unprocessable(vec![Issue::error("processing", m)])
+                    }
+                })
+            }
+        }
+    }
+}
+
+pub async fn patch(
+    app: &App,
+    request: &FhirRequest,
+    rtype: &str,
+    id: &str,
+) -> Result<FhirResponse, FhirError> {
+    check_type(rtype)?;
+    check_id(id)?;
+    let patch = Patch::from_request(request)?;
+    let expected = if_match(request)?;
+    let written = retry(|| async {
+        let mut tx = app.store.begin().await?;
+        let written = patch_in(&mut *tx, app, rtype, id, expected, &patch).await?;
+        tx.commit().await?;
+        Ok(written)
+    })
+    .await?;
+    respond(&written)
+}
+
+/// Conditional patch: exactly one match is patched; none is 404, more than one 412.
+pub async fn conditional_patch(
+    app: &App,
+    request: &FhirRequest,
+    rtype: &str,
+) -> Result<FhirResponse, FhirError> {
+    check_type(rtype)?;
+    let query = criteria(rtype, &request.params, &app.base_url)?;
+    let patch = Patch::from_request(request)?;
+    let expected = if_match(request)?;
+    let written = retry(|| async {
+        let mut tx = app.store.begin().await?;
+        tx.lock_key(&criteria_key(rtype, &request.params)).await?;
+        let hits = tx.search(&query).await?;
+        let id = match hits.as_slice() {
+            [] => {
+                return Err(FhirError::NotFound(format!(
+                    "No {rtype} matches the criteria of the conditional patch"
+                )))
+            }
+            [hit] => hit.version.id.clone(),
+            _ => {
+                return Err(FhirError::PreconditionFailed(format!(
+                    "The criteria match more than one {rtype}: they are not selective enough"
+                )))
+            }
+        };
+        let written = patch_in(&mut *tx, app, rtype, &id, expected, &patch).await?;
+        tx.commit().await?;
+        Ok(written)
+    })
+    .await?;
+    respond(&written)
+}
+
+/// Inside a transaction: locks `rtype/id`, checks it exists and `If-Match`, applies the patch
+/// to the current version, validates the result and writes it as the next version.
+pub async fn patch_in(
+    tx: &mut dyn Tx,
+    app: &App,
+    rtype: &str,
+    id: &str,
+    expected: Option<i64>,
+    patch: &Patch,
+) -> Result<Version, FhirError> {
+    let Some(current) = tx.lock_current(rtype, id).await? else {
+        return Err(FhirError::NotFound(format!("{rtype}/{id} is not known")));
+    };
+    if let Some(expected) = expected {
+        if current.version != expected || current.deleted {
+            return Err(FhirError::PreconditionFailed(format!(
+                "If-Match expects version {expected} of {rtype}/{id}, but the current version is {}{}",
+                current.version,
+                if current.deleted { " (deleted)" } else { "" }
+            )));
+        }
+    }
+    if current.deleted {
+        return Err(FhirError::Gone(format!(
+            "{rtype}/{id} is deleted (version {}); a deleted resource cannot be patched",
+            current.version
+        )));
+    }
+    // The current content, read inside the transaction (under the lock).
+    let by_id = criteria(rtype, &[("_id".to_owned(), id.to_owned())], &app.base_url)?;
+    let hits = tx.search(&by_id).await?;
+    let mut resource = match hits.as_slice() {
+        [hit] if hit.version.version == current.version => crate::fhir::meta::stamp(&hit.version),
+        _ => None,
+    }
+    .ok_or_else(|| FhirError::Conflict(format!("{rtype}/{id} changed while it was patched")))?;
+    patch.apply(&mut resource)?;
+    // The patched resource must still be this resource.
+    if resource.get("resourceType").and_then(Value::as_str) != Some(rtype) {
+        return Err(FhirError::Unprocessable(vec![Issue::error(
+            "processing",
+            format!("The patch changes the resourceType; the result must stay a {rtype}"),
+        )
+        .at(format!("{rtype}.resourceType"))]));
+    }
+    match resource.get("id").and_then(Value::as_str) {
+        Some(patched) if patched == id => {}
+        other => {
+            return Err(FhirError::Unprocessable(vec![Issue::error(
+                "processing",
+                format!(
+                    "The patch changes the id to {}; it must stay '{id}'",
+                    other.map_or("nothing".to_owned(), |o| format!("'{o}'"))
+                ),
+            )
+            .at(format!("{rtype}.id"))]));
+        }
+    }
+    validate(&resource, rtype)?;
+    version::write(tx, rtype, id, Some(current), Method::Put, Some(resource)).await
+}
+
+fn respond(written: &Version) -> Result<FhirResponse, FhirError> {
+    Ok(version::respond(written, StatusCode::OK)?.written(format!(
+        "Patched {}/{} to version {}",
+        written.rtype, written.id, written.version
+    )))
+}
