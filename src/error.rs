@@ -90,6 +90,9 @@ pub enum FhirError {
     PreconditionFailed(String),
     #[error("The request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// A request over another limit of the server (Bundle entries) (413).
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -134,7 +137,9 @@ impl FhirError {
             FhirError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             FhirError::Conflict(_) => StatusCode::CONFLICT,
             FhirError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            FhirError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            FhirError::PayloadTooLarge { .. } | FhirError::TooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             FhirError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             FhirError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             FhirError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
@@ -153,7 +158,7 @@ impl FhirError {
             FhirError::MethodNotAllowed { .. } => "not-supported",
             FhirError::Conflict(_) => "conflict",
             FhirError::PreconditionFailed(_) => "conflict",
-            FhirError::PayloadTooLarge { .. } => "too-costly",
+            FhirError::PayloadTooLarge { .. } | FhirError::TooLarge(_) => "too-costly",
             FhirError::UnsupportedMediaType(_) | FhirError::NotAcceptable(_) => "not-supported",
             FhirError::NotSupported(_) => "not-supported",
             FhirError::Unavailable(_) => "transient",
@@ -172,6 +177,9 @@ impl From<StoreError> for FhirError {
         match err {
             StoreError::Conflict(msg) => FhirError::Conflict(msg),
             StoreError::Unavailable(msg) => FhirError::Unavailable(msg),
+            StoreError::TooComplex(msg) => {
+                FhirError::Invalid(vec![Issue::error("too-costly", msg)])
+            }
             StoreError::Database(msg) => {
                 tracing::error!(error = %msg, "database error");
                 FhirError::Internal(

@@ -350,3 +350,46 @@ both_stores!(capabilities_list_patch, |server| {
         .iter()
         .any(|i| i["code"] == "patch"));
 });
+
+both_stores!(
+    json_patch_that_would_explode_the_resource_is_refused,
+    |server| {
+        let created = server
+            .client
+            .post(
+                "Patient",
+                &serde_json::json!({"resourceType": "Patient", "active": true}),
+            )
+            .await
+            .unwrap()
+            .json();
+        let id = created["id"].as_str().unwrap();
+        let bomb: Vec<serde_json::Value> = (0..40)
+            .map(|i| serde_json::json!({"op": "copy", "from": "", "path": format!("/x{i}")}))
+            .collect();
+        let reply = server
+            .client
+            .send(
+                "PATCH",
+                &format!("Patient/{id}"),
+                &[("content-type", "application/json-patch+json")],
+                Some(serde_json::Value::Array(bomb).to_string().into_bytes()),
+            )
+            .await
+            .unwrap();
+        assert!(
+            reply.status == 422 || reply.status == 400,
+            "{}",
+            reply.status
+        );
+        assert_eq!(
+            server
+                .client
+                .get(&format!("Patient/{id}"))
+                .await
+                .unwrap()
+                .json()["meta"]["versionId"],
+            "1"
+        );
+    }
+);

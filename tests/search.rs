@@ -722,3 +722,53 @@ both_stores!(elements_returns_only_the_named_elements, |server| {
     assert_eq!(resource["id"], "w1");
     assert_eq!(resource["meta"]["tag"][0]["code"], "SUBSETTED");
 });
+
+both_stores!(
+    a_thousand_or_values_are_searched_not_refused_by_the_database,
+    |server| {
+        fixtures(&server).await;
+        let mut values: Vec<String> = (0..997).map(|i| format!("missing{i}")).collect();
+        values.push("jan".into());
+        assert_eq!(
+            ids(&server, &format!("Patient?_id={}", values.join(","))).await,
+            vec!["jan"]
+        );
+    }
+);
+
+both_stores!(uri_below_is_case_sensitive_on_both_stores, |server| {
+    put(&server, json!({"resourceType": "ValueSet", "id": "vs", "status": "active", "url": "http://example.org/fhir/ValueSet/A"})).await;
+    assert_eq!(
+        ids(&server, "ValueSet?url:below=http://example.org/fhir").await,
+        vec!["vs"]
+    );
+    assert!(ids(&server, "ValueSet?url:below=http://example.org/FHIR")
+        .await
+        .is_empty());
+    assert_eq!(
+        ids(
+            &server,
+            "ValueSet?url:above=http://example.org/fhir/ValueSet/A/2"
+        )
+        .await,
+        vec!["vs"]
+    );
+});
+
+both_stores!(
+    searches_too_large_for_one_query_are_refused_with_400,
+    |server| {
+        let values: Vec<String> = (0..1000).map(|i| format!("v{i}")).collect();
+        let reply = server
+            .client
+            .get(&format!("Task?focus._id={}", values.join(",")))
+            .await
+            .unwrap();
+        expect_status(&reply, 400);
+    }
+);
+
+both_stores!(nul_characters_in_search_values_are_refused, |server| {
+    expect_status(&server.client.get("Patient?_id=%00").await.unwrap(), 400);
+    expect_status(&server.client.get("Patient?name=a%00b").await.unwrap(), 400);
+});

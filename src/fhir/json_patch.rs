@@ -31,9 +31,38 @@ pub fn apply(doc: &mut Value, patch: &Value) -> Result<(), JsonPatchError> {
     let mut work = doc.clone();
     for (n, op) in ops.iter().enumerate() {
         apply_op(&mut work, op).map_err(|e| prefix(e, n))?;
+        // `copy` can double the document with every operation: stop before it eats the memory.
+        if !within_limits(&work) {
+            return Err(Unapplicable(format!(
+                "JSON Patch operation {n}: the result would exceed {MAX_NODES} elements or {MAX_DEPTH} levels of nesting"
+            )));
+        }
     }
     *doc = work;
     Ok(())
+}
+
+/// The most JSON values a patched resource may hold.
+pub const MAX_NODES: usize = 2_000_000;
+/// The deepest nesting a patched resource may have (JSON bodies are parsed to 128 levels).
+pub const MAX_DEPTH: usize = 100;
+
+/// Whether a value stays within `MAX_NODES` and `MAX_DEPTH`, walked without recursion.
+pub fn within_limits(value: &Value) -> bool {
+    let mut stack = vec![(value, 0usize)];
+    let mut nodes = 0usize;
+    while let Some((v, depth)) = stack.pop() {
+        nodes += 1;
+        if nodes > MAX_NODES || depth > MAX_DEPTH {
+            return false;
+        }
+        match v {
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|i| (i, depth + 1))),
+            _ => {}
+        }
+    }
+    true
 }
 
 fn prefix(err: JsonPatchError, n: usize) -> JsonPatchError {

@@ -4,7 +4,7 @@
 pub mod negotiate;
 pub mod request;
 pub mod response;
-mod route;
+pub(crate) mod route;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,7 +46,11 @@ async fn health(State(app): State<Arc<App>>) -> Response {
             Some(&json!({"status": "ok"})),
             Format::default(),
         ),
-        Err(e) => error_response(&FhirError::Unavailable(e.to_string()), Format::default()),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: the database does not answer");
+            let error = FhirError::Unavailable("the database does not answer".into());
+            error_response(&error, Format::default())
+        }
     }
 }
 

@@ -69,7 +69,8 @@ pub fn response_format(
     };
     if let Some(format) = format {
         // `_format` overrides Accept (http page, "Content Types and encodings").
-        let media = media_type(format);
+        // An unencoded `+` in `_format=application/fhir+json` arrives as a space.
+        let media = media_type(&format.replace(' ', "+"));
         if !is_json_type(&media) {
             return Err(FhirError::NotAcceptable(format!(
                 "_format={format} is not supported: this server speaks JSON (application/fhir+json)"

@@ -122,7 +122,7 @@ fn entry(app: &App, version: &crate::store::Version) -> Value {
     let (url, status) = match version.method {
         Method::Post => (rtype.to_string(), "201 Created"),
         Method::Put if v == 1 => (format!("{rtype}/{id}"), "201 Created"),
-        Method::Put => (format!("{rtype}/{id}"), "200 OK"),
+        Method::Put | Method::Patch => (format!("{rtype}/{id}"), "200 OK"),
         Method::Delete => (format!("{rtype}/{id}"), "204 No Content"),
     };
     let mut entry = json!({

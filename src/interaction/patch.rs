@@ -203,7 +203,7 @@ pub async fn patch_in(
         }
     }
     validate(&resource, rtype)?;
-    version::write(tx, rtype, id, Some(current), Method::Put, Some(resource)).await
+    version::write(tx, rtype, id, Some(current), Method::Patch, Some(resource)).await
 }
 
 fn respond(written: &Version) -> Result<FhirResponse, FhirError> {

@@ -317,13 +317,18 @@ pub fn number_range(text: &str) -> Option<(f64, f64, f64)> {
         return None;
     }
     let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
-    let exponent: i32 = text
+    // Clamped: f64 has no precision beyond these, and `0.5e-2147483648` must not overflow.
+    let exponent: i64 = text
         .split(['e', 'E'])
         .nth(1)
-        .and_then(|e| e.parse().ok())
-        .unwrap_or(0);
-    let decimals = mantissa.split_once('.').map_or(0, |(_, f)| f.len()) as i32;
-    let half = 0.5 * 10f64.powi(exponent - decimals);
+        .and_then(|e| e.parse::<i64>().ok())
+        .unwrap_or(0)
+        .clamp(-400, 400);
+    let decimals = mantissa
+        .split_once('.')
+        .map_or(0, |(_, f)| f.len())
+        .min(400) as i64;
+    let half = 0.5 * 10f64.powi((exponent - decimals) as i32);
     Some((value, value - half, value + half))
 }
 
@@ -406,6 +411,12 @@ mod tests {
     #[test]
     fn strings_are_case_and_accent_insensitive() {
         assert_eq!(normalize("Zoë Ångström"), "zoe angstrom");
+    }
+
+    #[test]
+    fn huge_exponents_do_not_overflow() {
+        assert!(number_range("0.5e-2147483648").is_some());
+        assert!(number_range("1e999999999999").is_none());
     }
 
     #[test]

@@ -161,6 +161,11 @@ pub fn parse(
     let mut cursor: Option<(bool, String)> = None;
     let mut values = 0usize;
     for (name, value) in params {
+        if name.contains('\0') || value.contains('\0') {
+            return Err(FhirError::invalid(format!(
+                "{name}: search parameters cannot contain NUL characters"
+            )));
+        }
         // Result parameters (`_count`, `_include:iterate`, …) by their name without modifier.
         let code = name.split(':').next().unwrap_or(name);
         match code {

@@ -25,6 +25,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The query would bind more values than the database takes in one statement.
+    #[error("{0}")]
+    TooComplex(String),
     #[error("{0}")]
     Database(String),
 }
@@ -57,6 +60,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub enum Method {
     Post,
     Put,
+    Patch,
     Delete,
 }
 
@@ -65,6 +69,7 @@ impl Method {
         match self {
             Method::Post => "POST",
             Method::Put => "PUT",
+            Method::Patch => "PATCH",
             Method::Delete => "DELETE",
         }
     }
@@ -73,6 +78,7 @@ impl Method {
         match s {
             "POST" => Method::Post,
             "DELETE" => Method::Delete,
+            "PATCH" => Method::Patch,
             _ => Method::Put,
         }
     }
@@ -208,7 +214,8 @@ pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
         ))
     } else {
         Err(StoreError::Database(format!(
-            "unsupported database URL '{url}': use sqlite://PATH or postgres://…"
+            "unsupported database URL scheme '{}': use sqlite://PATH or postgres://…",
+            url.split(':').next().unwrap_or("")
         )))
     }
 }

@@ -142,11 +142,13 @@ impl Store for PostgresStore {
 
     async fn search(&self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
         let sql = sql::search(DIALECT, query);
+        sql::check(&sql)?;
         hits(prepare(&sql).fetch_all(&self.pool).await?, &query.sort)
     }
 
     async fn count(&self, query: &SearchQuery) -> StoreResult<u64> {
         let sql = sql::count(DIALECT, query);
+        sql::check(&sql)?;
         let n: i64 = prepare(&sql).fetch_one(&self.pool).await?.try_get(0)?;
         Ok(n as u64)
     }
@@ -174,6 +176,7 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> StoreResult<Vec<SearchHit>> {
         let sql = sql::lastn(DIALECT, query, max, limit);
+        sql::check(&sql)?;
         hits(prepare(&sql).fetch_all(&self.pool).await?, &[])
     }
 
@@ -231,6 +234,7 @@ impl Tx for PostgresTx {
 
     async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
         let sql = sql::search(DIALECT, query);
+        sql::check(&sql)?;
         hits(prepare(&sql).fetch_all(&mut *self.tx).await?, &query.sort)
     }
 

@@ -75,6 +75,21 @@ impl Sql {
     }
 }
 
+/// The most values one statement binds: below both SQLite's (32,766) and PostgreSQL's (65,535)
+/// limits. Long chains over many target types can go past it; they are refused, not sent.
+pub const MAX_BINDS: usize = 30_000;
+
+/// Refuses a statement with more bound values than `MAX_BINDS`.
+pub fn check(sql: &Sql) -> Result<(), crate::store::StoreError> {
+    if sql.binds.len() > MAX_BINDS {
+        return Err(crate::store::StoreError::TooComplex(format!(
+            "The search is too complex: it needs {} values in one query, at most {MAX_BINDS} are allowed",
+            sql.binds.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Columns of a version row, in the order `row_to_version` of each store reads them.
 pub const VERSION_COLUMNS: &str = "v.rtype, v.id, v.version, v.last_updated, v.method, v.content";
 
@@ -223,17 +238,31 @@ fn push_where(sql: &mut Sql, query: &SearchQuery) {
 /// ` AND (p OR p …)` for every filter, on the resource row aliased `a`.
 fn push_filters(sql: &mut Sql, filters: &[Vec<Predicate>], a: &str) {
     for any_of in filters {
-        sql.push(" AND (");
-        for (i, predicate) in any_of.iter().enumerate() {
-            if i > 0 {
-                sql.push(" OR ");
-            }
-            push_predicate(sql, predicate, a);
-        }
-        if any_of.is_empty() {
+        sql.push(" AND ");
+        push_any_of(sql, any_of, a);
+    }
+}
+
+/// `(p OR p …)` as a balanced tree: SQLite refuses expressions nested 1,000 deep, which a flat
+/// chain of a thousand ORs is.
+fn push_any_of(sql: &mut Sql, any_of: &[Predicate], a: &str) {
+    match any_of {
+        [] => {
             sql.push("1 = 0");
         }
-        sql.push(")");
+        [one] => {
+            sql.push("(");
+            push_predicate(sql, one, a);
+            sql.push(")");
+        }
+        many => {
+            let (left, right) = many.split_at(many.len() / 2);
+            sql.push("(");
+            push_any_of(sql, left, a);
+            sql.push(" OR ");
+            push_any_of(sql, right, a);
+            sql.push(")");
+        }
     }
 }
 
@@ -341,8 +370,16 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: &str) {
             .text(param);
             match mode {
                 UriMatch::Exact => sql.push(" AND u.value = ").text(value),
-                UriMatch::Below => sql.push(" AND u.value LIKE ").text(&like_prefix_exact(value)).push(" ESCAPE '\\'"),
-                UriMatch::Above => sql.push(" AND ").text(value).push(" LIKE (REPLACE(REPLACE(REPLACE(u.value, '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%') ESCAPE '\\'"),
+                // substr rather than LIKE: LIKE ignores ASCII case on SQLite, not on PostgreSQL.
+                UriMatch::Below => sql
+                    .push(" AND substr(u.value, 1, CAST(")
+                    .int(value.chars().count() as i64)
+                    .push(" AS INTEGER)) = ")
+                    .text(value),
+                UriMatch::Above => sql
+                    .push(" AND substr(")
+                    .text(value)
+                    .push(", 1, length(u.value)) = u.value"),
             };
             sql.push(")");
         }
@@ -882,15 +919,23 @@ pub fn current_versions(dialect: Dialect, keys: &[(String, String)]) -> Sql {
         " FROM resource r JOIN resource_version v \
          ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version WHERE NOT r.deleted AND (",
     );
-    for (i, (rtype, id)) in keys.iter().enumerate() {
+    // Grouped by type into IN lists: a flat OR per key nests too deep for SQLite.
+    let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (rtype, id) in keys {
+        by_type.entry(rtype).or_default().push(id);
+    }
+    for (i, (rtype, ids)) in by_type.iter().enumerate() {
         if i > 0 {
             sql.push(" OR ");
         }
-        sql.push("(r.rtype = ")
-            .text(rtype)
-            .push(" AND r.id = ")
-            .text(id)
-            .push(")");
+        sql.push("(r.rtype = ").text(rtype).push(" AND r.id IN (");
+        for (j, id) in ids.iter().enumerate() {
+            if j > 0 {
+                sql.push(", ");
+            }
+            sql.text(id);
+        }
+        sql.push("))");
     }
     if keys.is_empty() {
         sql.push("1 = 0");

@@ -40,7 +40,7 @@ impl SqliteStore {
             ));
         }
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Database(format!("invalid SQLite URL '{url}': {e}")))?
+            .map_err(|e| StoreError::Database(format!("invalid SQLite URL: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -165,11 +165,13 @@ impl Store for SqliteStore {
 
     async fn search(&self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
         let sql = sql::search(DIALECT, query);
+        sql::check(&sql)?;
         hits(prepare(&sql).fetch_all(&self.reader).await?, &query.sort)
     }
 
     async fn count(&self, query: &SearchQuery) -> StoreResult<u64> {
         let sql = sql::count(DIALECT, query);
+        sql::check(&sql)?;
         let n: i64 = prepare(&sql).fetch_one(&self.reader).await?.try_get(0)?;
         Ok(n as u64)
     }
@@ -197,6 +199,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> StoreResult<Vec<SearchHit>> {
         let sql = sql::lastn(DIALECT, query, max, limit);
+        sql::check(&sql)?;
         hits(prepare(&sql).fetch_all(&self.reader).await?, &[])
     }
 
@@ -252,6 +255,7 @@ impl Tx for SqliteTx {
 
     async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
         let sql = sql::search(DIALECT, query);
+        sql::check(&sql)?;
         hits(prepare(&sql).fetch_all(&mut *self.tx).await?, &query.sort)
     }
 
