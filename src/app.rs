@@ -11,7 +11,12 @@ pub struct App {
     pub base_url: String,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// The most entries a batch or transaction Bundle may have (more: 413).
+    pub max_bundle_entries: usize,
 }
+
+/// The default of `max_bundle_entries`.
+pub const DEFAULT_MAX_BUNDLE_ENTRIES: usize = 10_000;
 
 impl App {
     /// The absolute URL of a path below the FHIR base (`Patient/1` → `http://…/fhir/Patient/1`).

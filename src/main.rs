@@ -35,6 +35,9 @@ enum Command {
         /// The largest request body accepted, in bytes.
         #[arg(long, env = "SIGNAAL_BODY_LIMIT", default_value_t = 16 * 1024 * 1024)]
         body_limit: usize,
+        /// The most entries a batch or transaction Bundle may have (more get 413).
+        #[arg(long, env = "SIGNAAL_MAX_BUNDLE_ENTRIES", default_value_t = signaal::app::DEFAULT_MAX_BUNDLE_ENTRIES)]
+        max_bundle_entries: usize,
     },
     /// Measure a running server over loopback (create, read, update), and optionally the raw
     /// insert rate of a store.
@@ -66,12 +69,14 @@ fn main() -> ExitCode {
                 database,
                 base_url,
                 body_limit,
+                max_bundle_entries,
             } => {
                 let settings = Settings {
                     listen,
                     database_url: database,
                     base_url,
                     body_limit,
+                    max_bundle_entries,
                 };
                 serve(settings).await
             }

@@ -17,6 +17,8 @@ pub struct Settings {
     /// Public FHIR base URL; defaults to `http://{listen}/fhir`.
     pub base_url: Option<String>,
     pub body_limit: usize,
+    /// The most entries a batch or transaction Bundle may have.
+    pub max_bundle_entries: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,7 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         store,
         base_url,
         body_limit: settings.body_limit,
+        max_bundle_entries: settings.max_bundle_entries,
     });
     // Compile the validation schemas now rather than in the first requests, but only while the
     // server lives: the runtime waits for blocking tasks when it shuts down, so a warm-up still

@@ -8,7 +8,8 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
-    capabilities, create, delete, history, lastn, patch, read, search, update, vread,
+    capabilities, create, delete, history, lastn, patch, read, search, transaction, update,
+    vread,
 };
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -21,9 +22,7 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
     };
     match segments.as_slice() {
         [] => match *method {
-            Method::POST => Err(FhirError::NotSupported(
-                "batch and transaction Bundles are not supported yet".into(),
-            )),
+            Method::POST => transaction::bundle(app, request).await,
             _ => Err(not_allowed("POST")),
         },
         ["metadata"] => match *method {

@@ -100,7 +100,11 @@ fn statement(app: &App) -> Value {
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{"code": "history-system"}],
+            "interaction": [
+                {"code": "transaction"},
+                {"code": "batch"},
+                {"code": "history-system"},
+            ],
         }],
     })
 }

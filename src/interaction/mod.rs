@@ -1,5 +1,7 @@
 //! The RESTful interactions of the FHIR http page, one file each, plus what they share.
 
+pub mod batch;
+pub mod bundle_entry;
 pub mod capabilities;
 pub mod create;
 pub mod delete;
@@ -10,6 +12,7 @@ pub mod paging;
 pub mod patch;
 pub mod read;
 pub mod search;
+pub mod transaction;
 pub mod update;
 pub mod version;
 pub mod vread;

@@ -40,13 +40,23 @@ impl TestServer {
     }
 
     pub async fn start_with(kind: StoreKind, body_limit: usize) -> Option<TestServer> {
+        Self::start_configured(kind, |settings| settings.body_limit = body_limit).await
+    }
+
+    /// Starts a server with settings changed from the defaults by `configure`.
+    pub async fn start_configured(
+        kind: StoreKind,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Option<TestServer> {
         let (database_url, dir) = fresh_database(kind).await?;
-        let settings = Settings {
+        let mut settings = Settings {
             listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
             database_url: database_url.clone(),
             base_url: None,
-            body_limit,
+            body_limit: 16 * 1024 * 1024,
+            max_bundle_entries: signaal::app::DEFAULT_MAX_BUNDLE_ENTRIES,
         };
+        configure(&mut settings);
         let (listener, app) = server::start(&settings).await.expect("server starts");
         let base = app.base_url.clone();
         let (stop, stopped) = oneshot::channel::<()>();

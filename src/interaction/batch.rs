@@ -1,0 +1,110 @@
+//! batch: each entry of a `batch` Bundle on its own, in its own store transaction; a failing
+//! entry is reported in its `response` (status and OperationOutcome) and the others still apply.
+//! Also the GET entries of both batches and transactions.
+
+use serde_json::Value;
+
+use crate::app::App;
+use crate::error::FhirError;
+use crate::fhir::id::new_id;
+use crate::http::negotiate::Return;
+use crate::interaction::bundle_entry::{self, Action, Entry, Rewrite};
+use crate::interaction::transaction::checked_entry;
+use crate::interaction::version::Outcome;
+use crate::interaction::{create, delete, retry, update};
+use crate::store::Tx;
+
+pub async fn batch(app: &App, raw: &[Value], prefer: Return) -> Vec<Value> {
+    let mut responses = Vec::with_capacity(raw.len());
+    for (index, raw_entry) in raw.iter().enumerate() {
+        let response = match checked_entry(app, index, raw_entry) {
+            Err(error) => bundle_entry::error_response(&error),
+            Ok(entry) if !entry.is_write() => read_entry(app, &entry).await,
+            Ok(entry) => match write_entry(app, &entry).await {
+                Ok(outcome) => bundle_entry::write_response(app, &outcome, prefer),
+                Err(error) => bundle_entry::error_response(&error),
+            },
+        };
+        responses.push(response);
+    }
+    responses
+}
+
+/// A GET entry, through the ordinary read, search and history code.
+pub async fn read_entry(app: &App, entry: &Entry) -> Value {
+    let request = entry.read_request();
+    // Boxed: the router leads back here through POST [base].
+    match Box::pin(crate::http::route::dispatch(app, &request)).await {
+        Ok(response) => bundle_entry::read_response(response),
+        Err(error) => bundle_entry::error_response(&error),
+    }
+}
+
+/// One write entry in its own transaction, retried on concurrent changes like a single request.
+async fn write_entry(app: &App, entry: &Entry) -> Result<Outcome, FhirError> {
+    let fresh_id = new_id();
+    retry(|| async {
+        let mut tx = app.store.begin().await?;
+        let outcome = write_in(&mut *tx, app, entry, &fresh_id).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    })
+    .await
+}
+
+async fn write_in(
+    tx: &mut dyn Tx,
+    app: &App,
+    entry: &Entry,
+    fresh_id: &str,
+) -> Result<Outcome, FhirError> {
+    let rtype = entry.rtype.as_str();
+    let mut resource = entry.resource.clone().unwrap_or(Value::Null);
+    // Conditional references resolve inside the entry's transaction.
+    let mut found = Vec::new();
+    bundle_entry::conditional_references(&resource, &mut found);
+    if !found.is_empty() {
+        let mut conditional = std::collections::HashMap::new();
+        for reference in found {
+            let target = bundle_entry::resolve_conditional(tx, app, &reference).await?;
+            conditional.insert(reference, target);
+        }
+        let none = std::collections::HashMap::new();
+        Rewrite {
+            ids: &none,
+            conditional: &conditional,
+            bases: vec![],
+            strict: false,
+        }
+        .apply(&mut resource, rtype)?;
+    }
+    match &entry.action {
+        Action::Create { condition } => {
+            create::create_in(tx, app, rtype, fresh_id, &resource, condition.as_deref()).await
+        }
+        Action::Update { id } => {
+            update::update_in(tx, app, rtype, id, &resource, entry.if_match).await
+        }
+        Action::ConditionalUpdate { body_id } => {
+            let id = update::conditional_target(
+                tx,
+                app,
+                rtype,
+                &entry.params,
+                body_id.as_deref(),
+                fresh_id,
+            )
+            .await?;
+            resource["id"] = Value::String(id.clone());
+            update::update_in(tx, app, rtype, &id, &resource, entry.if_match).await
+        }
+        Action::Delete { id } => delete::delete_in(tx, rtype, id, entry.if_match).await,
+        Action::ConditionalDelete => {
+            delete::conditional_delete_in(tx, app, rtype, &entry.params, entry.if_match).await
+        }
+        Action::Read | Action::Patch => Err(FhirError::Internal(format!(
+            "{} is not a write entry",
+            entry.label()
+        ))),
+    }
+}

@@ -1,0 +1,357 @@
+//! batch and transaction: `POST [base]` with a Bundle of type `batch` or `transaction`
+//! (http page, "batch/transaction"; bundle.html, "transaction processing rules").
+//!
+//! A transaction runs every write in one store transaction, in the order the specification
+//! gives: DELETE, then POST, then PUT, then (after commit) GET. Before anything is written, each
+//! POST and PUT entry's identity is settled (server-assigned ids, conditional create and update
+//! criteria), so that references to entries' `fullUrl`s and conditional references can be
+//! rewritten to `Type/id` in every resource. Any failing entry fails the whole transaction:
+//! nothing is written, and the OperationOutcome names the entry. A batch (`batch.rs`) runs each
+//! entry on its own.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::error::FhirError;
+use crate::fhir::id::new_id;
+use crate::fhir::validate::validate;
+use crate::http::negotiate::{prefer_return, Return};
+use crate::http::request::FhirRequest;
+use crate::http::response::FhirResponse;
+use crate::interaction::bundle_entry::{self, at_entry, Action, Entry, Rewrite};
+use crate::interaction::version::Outcome;
+use crate::interaction::{batch, create, delete, retry, update};
+use crate::search::params::criteria_key;
+use crate::store::{Tx, Version};
+
+/// `POST [base]`: a batch or transaction Bundle.
+pub async fn bundle(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+    let bundle = request.json_body()?;
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(FhirError::invalid_at(
+            "invalid",
+            "POST to the base takes a Bundle of type batch or transaction",
+            "resourceType",
+        ));
+    }
+    let kind = bundle.get("type").and_then(Value::as_str).unwrap_or("");
+    if kind != "batch" && kind != "transaction" {
+        return Err(FhirError::invalid_at(
+            "invalid",
+            format!(
+                "Bundle.type is '{kind}'; POST to the base takes a batch or transaction Bundle"
+            ),
+            "Bundle.type",
+        ));
+    }
+    let raw: &[Value] = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
+    if raw.len() > app.max_bundle_entries {
+        return Err(FhirError::TooLarge(format!(
+            "The Bundle has {} entries; this server takes at most {} in one batch or transaction",
+            raw.len(),
+            app.max_bundle_entries
+        )));
+    }
+    // The Bundle itself; each entry's resource is validated as its entry's, so that a batch
+    // can report it for that entry alone.
+    let mut shell = bundle.clone();
+    if let Some(entries) = shell.get_mut("entry").and_then(Value::as_array_mut) {
+        for entry in entries {
+            if let Some(entry) = entry.as_object_mut() {
+                entry.remove("resource");
+            }
+        }
+    }
+    validate(&shell, "Bundle")?;
+    let prefer = prefer_return(&request.headers);
+    let entries = if kind == "batch" {
+        batch::batch(app, raw, prefer).await
+    } else {
+        transaction(app, raw, prefer).await?
+    };
+    Ok(FhirResponse::ok(json!({
+        "resourceType": "Bundle",
+        "type": format!("{kind}-response"),
+        "entry": entries,
+    })))
+}
+
+/// Reads and validates one entry (request, resource); PATCH is not supported yet.
+pub fn checked_entry(app: &App, index: usize, raw: &Value) -> Result<Entry, FhirError> {
+    let entry = bundle_entry::parse(app, index, raw)
+        .map_err(|e| at_entry(e, &bundle_entry::label(index, full_url(raw))))?;
+    let fail = |e| at_entry(e, &entry.label());
+    if let Action::Patch = entry.action {
+        return Err(fail(FhirError::invalid(
+            "PATCH in bundles is not supported yet",
+        )));
+    }
+    if let (true, Some(resource)) = (entry.is_write(), &entry.resource) {
+        if !matches!(
+            entry.action,
+            Action::Delete { .. } | Action::ConditionalDelete
+        ) {
+            validate(resource, &entry.rtype).map_err(fail)?;
+        }
+    }
+    Ok(entry)
+}
+
+fn full_url(raw: &Value) -> Option<&str> {
+    raw.get("fullUrl").and_then(Value::as_str)
+}
+
+async fn transaction(app: &App, raw: &[Value], prefer: Return) -> Result<Vec<Value>, FhirError> {
+    let entries = raw
+        .iter()
+        .enumerate()
+        .map(|(i, e)| checked_entry(app, i, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_full_urls(&entries)?;
+    // Ids for new resources, fixed across retries.
+    let new_ids: Vec<String> = entries.iter().map(|_| new_id()).collect();
+    let outcomes = retry(|| async {
+        let mut tx = app.store.begin().await?;
+        let outcomes = apply(&mut *tx, app, &entries, &new_ids).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    })
+    .await
+    .map_err(|e| match e {
+        FhirError::Conflict(m) => FhirError::Conflict(format!(
+            "{m}; the transaction met concurrent changes on every attempt and was not applied"
+        )),
+        other => other,
+    })?;
+    let mut responses = Vec::with_capacity(entries.len());
+    for (entry, outcome) in entries.iter().zip(outcomes) {
+        responses.push(match outcome {
+            Some(outcome) => bundle_entry::write_response(app, &outcome, prefer),
+            // GET entries run after the commit, through the ordinary read and search code, and
+            // see what the transaction wrote. Their failures cannot undo it; they are reported
+            // in their entry.
+            None => batch::read_entry(app, entry).await,
+        });
+    }
+    Ok(responses)
+}
+
+/// Two entries with the same `fullUrl` would make references ambiguous.
+fn check_full_urls(entries: &[Entry]) -> Result<(), FhirError> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for entry in entries.iter().filter(|e| e.is_write()) {
+        if let Some(url) = &entry.full_url {
+            if let Some(first) = seen.insert(url, entry.index) {
+                return Err(at_entry(
+                    FhirError::invalid(format!(
+                        "Bundle.entry[{first}] has the same fullUrl; each entry needs its own"
+                    )),
+                    &entry.label(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Which entry touches which resource: two entries may not resolve to the same one.
+#[derive(Default)]
+struct Claims(HashMap<(String, String), usize>);
+
+impl Claims {
+    fn claim(&mut self, entry: &Entry, rtype: &str, id: &str) -> Result<(), FhirError> {
+        match self
+            .0
+            .insert((rtype.to_owned(), id.to_owned()), entry.index)
+        {
+            Some(first) if first != entry.index => Err(at_entry(
+                FhirError::invalid(format!(
+                    "Bundle.entry[{first}] and this entry both resolve to {rtype}/{id}; a \
+                     transaction may touch each resource only once"
+                )),
+                &entry.label(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a POST or PUT entry will write, settled before anything is written.
+enum Plan {
+    /// Conditional create that found its match: nothing to write.
+    Existing(Version),
+    Create(String),
+    Update(String),
+}
+
+/// Every write entry inside `tx`; `None` for GET entries (run after commit).
+async fn apply(
+    tx: &mut dyn Tx,
+    app: &App,
+    entries: &[Entry],
+    new_ids: &[String],
+) -> Result<Vec<Option<Outcome>>, FhirError> {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; entries.len()];
+    let mut claims = Claims::default();
+    // 1. DELETE
+    for entry in entries {
+        let fail = |e| at_entry(e, &entry.label());
+        let outcome = match &entry.action {
+            Action::Delete { id } => {
+                claims.claim(entry, &entry.rtype, id)?;
+                delete::delete_in(tx, &entry.rtype, id, entry.if_match).await
+            }
+            Action::ConditionalDelete => {
+                delete::conditional_delete_in(tx, app, &entry.rtype, &entry.params, entry.if_match)
+                    .await
+            }
+            _ => continue,
+        }
+        .map_err(fail)?;
+        if let Some(id) = &outcome.id {
+            claims.claim(entry, &entry.rtype, id)?;
+        }
+        outcomes[entry.index] = Some(outcome);
+    }
+    // 2. The identity of every POST and PUT entry, so references can be rewritten.
+    let mut plans: HashMap<usize, Plan> = HashMap::new();
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut criteria_seen: HashMap<String, usize> = HashMap::new();
+    for entry in entries {
+        let fail = |e| at_entry(e, &entry.label());
+        let mut same_criteria = || match criteria_seen.insert(
+            criteria_key(&entry.rtype, &entry.params_or_condition()),
+            entry.index,
+        ) {
+            Some(first) => Err(fail(FhirError::invalid(format!(
+                "Bundle.entry[{first}] has the same conditional criteria; both would resolve to \
+                 the same {}",
+                entry.rtype
+            )))),
+            None => Ok(()),
+        };
+        let plan = match &entry.action {
+            Action::Create { condition: None } => Plan::Create(new_ids[entry.index].clone()),
+            Action::Create {
+                condition: Some(params),
+            } => {
+                same_criteria()?;
+                match create::find_existing(tx, app, &entry.rtype, params)
+                    .await
+                    .map_err(fail)?
+                {
+                    Some(existing) => Plan::Existing(existing),
+                    None => Plan::Create(new_ids[entry.index].clone()),
+                }
+            }
+            Action::Update { id } => Plan::Update(id.clone()),
+            Action::ConditionalUpdate { body_id } => {
+                same_criteria()?;
+                let id = update::conditional_target(
+                    tx,
+                    app,
+                    &entry.rtype,
+                    &entry.params,
+                    body_id.as_deref(),
+                    &new_ids[entry.index],
+                )
+                .await
+                .map_err(fail)?;
+                Plan::Update(id)
+            }
+            _ => continue,
+        };
+        let id = match &plan {
+            Plan::Existing(v) => &v.id,
+            Plan::Create(id) | Plan::Update(id) => id,
+        };
+        claims.claim(entry, &entry.rtype, id)?;
+        if let Some(url) = &entry.full_url {
+            ids.insert(url.clone(), format!("{}/{id}", entry.rtype));
+        }
+        plans.insert(entry.index, plan);
+    }
+    // 3. Conditional references, resolved once each, before this transaction writes.
+    let mut conditional: HashMap<String, String> = HashMap::new();
+    for entry in entries.iter().filter(|e| plans.contains_key(&e.index)) {
+        let mut found = Vec::new();
+        if let Some(resource) = &entry.resource {
+            bundle_entry::conditional_references(resource, &mut found);
+        }
+        for reference in found {
+            if !conditional.contains_key(&reference) {
+                let target = bundle_entry::resolve_conditional(tx, app, &reference)
+                    .await
+                    .map_err(|e| at_entry(e, &entry.label()))?;
+                conditional.insert(reference, target);
+            }
+        }
+    }
+    // 4. POST, then PUT, with references rewritten.
+    for pass in [Method::Post, Method::Put] {
+        for entry in entries {
+            let Some(plan) = plans.get(&entry.index) else {
+                continue;
+            };
+            let is_post = matches!(entry.action, Action::Create { .. });
+            if is_post != (pass == Method::Post) {
+                continue;
+            }
+            let fail = |e| at_entry(e, &entry.label());
+            let outcome = match plan {
+                Plan::Existing(existing) => create::existing_outcome(existing.clone()),
+                Plan::Create(id) | Plan::Update(id) => {
+                    let mut resource = entry.resource.clone().unwrap_or(Value::Null);
+                    let mut bases: Vec<String> = entry
+                        .full_url
+                        .as_deref()
+                        .and_then(Rewrite::base_of)
+                        .into_iter()
+                        .collect();
+                    bases.push(app.base_url.clone());
+                    Rewrite {
+                        ids: &ids,
+                        conditional: &conditional,
+                        bases,
+                        strict: true,
+                    }
+                    .apply(&mut resource, &entry.rtype)
+                    .map_err(fail)?;
+                    resource["id"] = Value::String(id.clone());
+                    if is_post {
+                        create::new_in(tx, app, &entry.rtype, id, &resource).await
+                    } else {
+                        update::update_in(tx, app, &entry.rtype, id, &resource, entry.if_match)
+                            .await
+                    }
+                    .map_err(fail)?
+                }
+            };
+            outcomes[entry.index] = Some(outcome);
+        }
+    }
+    Ok(outcomes)
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Method {
+    Post,
+    Put,
+}
+
+impl Entry {
+    /// The criteria of a conditional create or update.
+    fn params_or_condition(&self) -> Vec<(String, String)> {
+        match &self.action {
+            Action::Create {
+                condition: Some(params),
+            } => params.clone(),
+            _ => self.params.clone(),
+        }
+    }
+}
