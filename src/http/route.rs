@@ -8,8 +8,7 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
-    capabilities, create, delete, history, lastn, patch, read, search, transaction, update,
-    vread,
+    capabilities, create, delete, history, lastn, patch, read, search, transaction, update, vread,
 };
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
