@@ -638,3 +638,56 @@ both_stores!(
         assert_eq!(type_history_total(&server, "Observation").await, ok);
     }
 );
+
+both_stores!(
+    crossing_transactions_never_fail_with_a_server_error,
+    |server| {
+        // Pairs of transactions that update the same two Patients in opposite orders: on
+        // PostgreSQL they can deadlock, and the loser is retried.
+        for id in ["a", "b"] {
+            let p = json!({"resourceType": "Patient", "id": id});
+            expect_status(
+                &server
+                    .client
+                    .put(&format!("Patient/{id}"), &p)
+                    .await
+                    .unwrap(),
+                201,
+            );
+        }
+        let put = |id: &str, family: String| {
+            json!({"resource": {"resourceType": "Patient", "id": id, "name": [{"family": family}]},
+               "request": {"method": "PUT", "url": format!("Patient/{id}")}})
+        };
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let (first, second) = if i % 2 == 0 { ("a", "b") } else { ("b", "a") };
+            let b = bundle(
+                "transaction",
+                vec![put(first, format!("F{i}")), put(second, format!("F{i}"))],
+            );
+            let client = server.client.clone();
+            tasks.push(tokio::spawn(
+                async move { client.post("", &b).await.unwrap() },
+            ));
+        }
+        let mut ok = 0;
+        for task in tasks {
+            let reply = task.await.unwrap();
+            match reply.status {
+                200 => ok += 1,
+                409 => {}
+                other => panic!(
+                    "unexpected {other}: {}",
+                    String::from_utf8_lossy(&reply.body)
+                ),
+            }
+        }
+        // Both Patients got exactly the successful transactions' versions, and end up equal.
+        let a = expect_status(&server.client.get("Patient/a").await.unwrap(), 200);
+        let b = expect_status(&server.client.get("Patient/b").await.unwrap(), 200);
+        assert_eq!(a["meta"]["versionId"], (ok + 1).to_string());
+        assert_eq!(b["meta"]["versionId"], (ok + 1).to_string());
+        assert_eq!(a["name"], b["name"]);
+    }
+);

@@ -38,6 +38,13 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict("a concurrent request wrote the same resource".into())
             }
+            // PostgreSQL deadlock_detected and serialization_failure: transactions that lock
+            // several resources in different orders; retrying the loser succeeds.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                StoreError::Conflict("a concurrent transaction locked the same resources".into())
+            }
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
                 StoreError::Unavailable("the database is busy; try again".into())
             }
