@@ -1273,8 +1273,12 @@ both_stores!(
 
 both_stores!(strings_may_hold_a_no_break_space, |server| {
     // FHIR's regexes are XML Schema regexes: only space, tab, CR and LF are white space there.
-    let patient = serde_json::json!({"resourceType": "Patient", "name": [{"family": "van\u{a0}Dijk"}]});
+    let patient =
+        serde_json::json!({"resourceType": "Patient", "name": [{"family": "van\u{a0}Dijk"}]});
     expect_status(&server.client.post("Patient", &patient).await.unwrap(), 201);
     let bad_code = serde_json::json!({"resourceType": "Patient", "gender": "fe male"});
-    expect_status(&server.client.post("Patient", &bad_code).await.unwrap(), 400);
+    expect_status(
+        &server.client.post("Patient", &bad_code).await.unwrap(),
+        400,
+    );
 });
