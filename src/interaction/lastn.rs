@@ -7,12 +7,13 @@ use axum::http::StatusCode;
 use serde_json::json;
 
 use crate::app::App;
-use crate::error::{FhirError, Issue};
+use crate::error::FhirError;
 use crate::fhir::meta;
 use crate::http::negotiate::prefer_strict;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::paging::{self, Page};
+use crate::interaction::search::outcome_entry;
 use crate::search::params::{parse, Unknown, MAX_COUNT};
 
 /// The most Observations one `$lastn` answer holds.
@@ -69,20 +70,7 @@ pub async fn lastn(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fhi
             "Only the first {MAX_RESULTS} Observations are returned"
         ));
     }
-    if !warnings.is_empty() {
-        let issues: Vec<Issue> = warnings
-            .into_iter()
-            .map(|diagnostics| Issue {
-                severity: "warning",
-                code: "informational",
-                diagnostics,
-                expression: None,
-            })
-            .collect();
-        entries.push(
-            json!({"resource": crate::error::outcome(&issues), "search": {"mode": "outcome"}}),
-        );
-    }
+    entries.extend(outcome_entry(warnings, "informational"));
     let mut bundle = json!({"resourceType": "Bundle", "type": "searchset"});
     bundle["total"] = json!(hits.len());
     let page = Page {

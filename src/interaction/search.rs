@@ -169,21 +169,7 @@ async fn search_in(
             include::MAX_INCLUDED
         ));
     }
-    if !warnings.is_empty() {
-        let issues: Vec<Issue> = warnings
-            .into_iter()
-            .map(|diagnostics| Issue {
-                severity: "warning",
-                code: "not-supported",
-                diagnostics,
-                expression: None,
-            })
-            .collect();
-        entries.push(json!({
-            "resource": crate::error::outcome(&issues),
-            "search": {"mode": "outcome"},
-        }));
-    }
+    entries.extend(outcome_entry(warnings, "not-supported"));
     let mut bundle = json!({"resourceType": "Bundle", "type": "searchset"});
     if let Some(total) = total {
         bundle["total"] = json!(total);
@@ -200,4 +186,21 @@ fn cursor(hit: &SearchHit) -> String {
         rid: hit.rid,
     }
     .encode()
+}
+
+/// A searchset entry (`search.mode = outcome`) with one warning per message, if there are any.
+pub fn outcome_entry(warnings: Vec<String>, code: &'static str) -> Option<Value> {
+    if warnings.is_empty() {
+        return None;
+    }
+    let issues: Vec<Issue> = warnings
+        .into_iter()
+        .map(|diagnostics| Issue {
+            severity: "warning",
+            code,
+            diagnostics,
+            expression: None,
+        })
+        .collect();
+    Some(json!({"resource": crate::error::outcome(&issues), "search": {"mode": "outcome"}}))
 }

@@ -95,19 +95,6 @@ fn hits(rows: Vec<PgRow>, sort: &[SortKey]) -> StoreResult<Vec<SearchHit>> {
         .collect()
 }
 
-fn read_sql(rtype: &str, id: &str, version: Option<i64>) -> Sql {
-    let mut sql = Sql::new(DIALECT);
-    sql.push("SELECT ")
-        .push(sql::VERSION_COLUMNS)
-        .push(" FROM resource_version v WHERE v.rtype = ");
-    sql.text(rtype).push(" AND v.id = ").text(id);
-    match version {
-        Some(version) => sql.push(" AND v.version = ").int(version),
-        None => sql.push(" ORDER BY v.version DESC LIMIT 1"),
-    };
-    sql
-}
-
 #[async_trait]
 impl Store for PostgresStore {
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
@@ -116,13 +103,13 @@ impl Store for PostgresStore {
     }
 
     async fn read(&self, rtype: &str, id: &str) -> StoreResult<Option<Version>> {
-        let sql = read_sql(rtype, id, None);
+        let sql = sql::read_version(DIALECT, rtype, id, None);
         let row = prepare(&sql).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| version_at(&r, 0)).transpose()?)
     }
 
     async fn vread(&self, rtype: &str, id: &str, version: i64) -> StoreResult<Option<Version>> {
-        let sql = read_sql(rtype, id, Some(version));
+        let sql = sql::read_version(DIALECT, rtype, id, Some(version));
         let row = prepare(&sql).fetch_optional(&self.pool).await?;
         Ok(row.map(|r| version_at(&r, 0)).transpose()?)
     }

@@ -93,6 +93,20 @@ pub fn check(sql: &Sql) -> Result<(), crate::store::StoreError> {
 /// Columns of a version row, in the order `row_to_version` of each store reads them.
 pub const VERSION_COLUMNS: &str = "v.rtype, v.id, v.version, v.last_updated, v.method, v.content";
 
+/// One version of a resource, or its newest (also a deletion) when `version` is `None`.
+pub fn read_version(dialect: Dialect, rtype: &str, id: &str, version: Option<i64>) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ")
+        .push(VERSION_COLUMNS)
+        .push(" FROM resource_version v WHERE v.rtype = ");
+    sql.text(rtype).push(" AND v.id = ").text(id);
+    match version {
+        Some(version) => sql.push(" AND v.version = ").int(version),
+        None => sql.push(" ORDER BY v.version DESC LIMIT 1"),
+    };
+    sql
+}
+
 /// The current version of every resource matching a search, one page in sort order (row-key
 /// order when unsorted). The page starts after `query.after`, or ends before `query.before`
 /// (then read backwards). Columns: rid, `VERSION_COLUMNS`, then one per sort key.
