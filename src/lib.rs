@@ -16,3 +16,4 @@ pub mod interaction;
 pub mod search;
 pub mod server;
 pub mod store;
+pub mod ucum;

@@ -15,6 +15,7 @@ use crate::fhir::datetime::parse_range;
 use crate::fhirpath::{Item, Node};
 use crate::search::definitions::{registry, ParamType, SearchParam};
 use crate::search::index::*;
+use crate::ucum;
 
 /// Computes every index entry of a resource of type `rtype`.
 pub fn index_entries(resource: &Value, rtype: &str) -> IndexEntries {
@@ -346,6 +347,10 @@ fn quantity(item: &Item<'_>, code: &str) -> Option<QuantityEntry> {
         Some(currency) => (Some(MONEY_SYSTEM.to_owned()), Some(currency)),
         None => (str_of("system"), str_of("code")),
     };
+    let canonical = match (&system, &unit_code) {
+        (Some(system), Some(unit)) if system == ucum::SYSTEM => ucum::canonical(value, unit).ok(),
+        _ => None,
+    };
     Some(QuantityEntry {
         param: code.to_owned(),
         system,
@@ -354,6 +359,7 @@ fn quantity(item: &Item<'_>, code: &str) -> Option<QuantityEntry> {
         value,
         lo,
         hi,
+        canonical,
     })
 }
 

@@ -53,7 +53,8 @@ pub struct NumberEntry {
     pub hi: f64,
 }
 
-/// A quantity as written (`system`, `code`, `unit`) and its value.
+/// A quantity as written (`system`, `code`, `unit`) and its value; a UCUM quantity also in
+/// canonical base units, so searches in any commensurable unit find it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantityEntry {
     pub param: String,
@@ -63,6 +64,7 @@ pub struct QuantityEntry {
     pub value: f64,
     pub lo: f64,
     pub hi: f64,
+    pub canonical: Option<crate::ucum::Canonical>,
 }
 
 /// Everything one resource version is indexed by.

@@ -12,9 +12,10 @@ use crate::fhir::resource_types;
 use crate::search::definitions::{registry, ParamType};
 use crate::search::extract::{index_text, number_range};
 use crate::search::query::{
-    Cursor, IndexTable, Predicate, Prefix, RangeTarget, SearchQuery, SortColumn, SortKey,
-    StringMatch, TokenSystem, UriMatch,
+    CanonicalQuantity, Cursor, IndexTable, Predicate, Prefix, RangeTarget, SearchQuery, SortColumn,
+    SortKey, StringMatch, TokenSystem, UriMatch,
 };
+use crate::ucum;
 
 pub const DEFAULT_COUNT: usize = 50;
 pub const MAX_COUNT: usize = 1000;
@@ -633,6 +634,14 @@ fn quantity(code: &str, value: &str) -> Result<Predicate, FhirError> {
         (Some(""), Some(unit)) => (TokenSystem::None, Some(unit)),
         (Some(system), Some(unit)) => (TokenSystem::Is(system.to_owned()), Some(unit)),
     };
+    let unit = unit.filter(|u| !u.is_empty());
+    // A unit UCUM cannot convert (`[pH]`, a typo) is still matched as written.
+    let canonical = match (&system, unit) {
+        (TokenSystem::Is(system), Some(unit)) if system == ucum::SYSTEM => {
+            canonical_quantity(value, lo, hi, unit)
+        }
+        _ => None,
+    };
     Ok(Predicate::Quantity {
         param: code.to_owned(),
         prefix,
@@ -640,7 +649,21 @@ fn quantity(code: &str, value: &str) -> Result<Predicate, FhirError> {
         lo,
         hi,
         system,
-        code: unit.filter(|u| !u.is_empty()).map(str::to_owned),
+        code: unit.map(str::to_owned),
+        canonical,
+    })
+}
+
+/// The search value and its precision range in canonical UCUM units (conversions are
+/// increasing, so the range stays a range).
+fn canonical_quantity(value: f64, lo: f64, hi: f64, unit: &str) -> Option<CanonicalQuantity> {
+    let at = |v: f64| ucum::canonical(v, unit).ok();
+    let (value, lo, hi) = (at(value)?, at(lo)?, at(hi)?);
+    Some(CanonicalQuantity {
+        unit: value.unit,
+        value: value.value,
+        lo: lo.value,
+        hi: hi.value,
     })
 }
 

@@ -147,6 +147,8 @@ pub enum Predicate {
         hi: f64,
     },
     /// A quantity compared like a number, with the unit given as `system|code` or a code.
+    /// A UCUM unit is compared in canonical units instead (`canonical`), so any commensurable
+    /// stored unit matches and an incommensurable one does not.
     Quantity {
         param: String,
         prefix: Prefix,
@@ -155,6 +157,7 @@ pub enum Predicate {
         hi: f64,
         system: TokenSystem,
         code: Option<String>,
+        canonical: Option<CanonicalQuantity>,
     },
     /// `:missing=true|false`: the parameter has no value, or has one.
     Missing {
@@ -179,6 +182,15 @@ pub enum Predicate {
         target_type: String,
         filters: Vec<Vec<Predicate>>,
     },
+}
+
+/// A UCUM search quantity in canonical base units: `value` and its precision range `[lo, hi)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanonicalQuantity {
+    pub unit: String,
+    pub value: f64,
+    pub lo: f64,
+    pub hi: f64,
 }
 
 /// What a sort key orders by.

@@ -420,11 +420,20 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: &str) {
             hi,
             system,
             code,
+            canonical,
         } => {
             sql.push(&format!(
                 "EXISTS (SELECT 1 FROM idx_quantity q WHERE q.rid = {a}.rid AND q.param = "
             ))
             .text(param);
+            if let Some(c) = canonical {
+                sql.push(" AND q.canonical_unit = ")
+                    .text(&c.unit)
+                    .push(" AND ");
+                push_number(sql, "q.canonical_value", *prefix, c.value, c.lo, c.hi);
+                sql.push(")");
+                return;
+            }
             if let Some(code) = code {
                 // The unit may be given by its code or, without a system, by its human form.
                 match system {
@@ -851,7 +860,7 @@ pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<S
     inserts(
         &mut out,
         dialect,
-        "idx_quantity (rid, param, system, code, unit, value, lo, hi)",
+        "idx_quantity (rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit)",
         &entries.quantities,
         |sql, e| {
             sql.int(rid)
@@ -866,7 +875,11 @@ pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<S
                 .push(", ")
                 .float(e.value)
                 .push(", ");
-            sql.float(e.lo).push(", ").float(e.hi);
+            sql.float(e.lo).push(", ").float(e.hi).push(", ");
+            match &e.canonical {
+                Some(c) => sql.float(c.value).push(", ").text(&c.unit),
+                None => sql.push("NULL, NULL"),
+            };
         },
     );
     out
