@@ -62,8 +62,42 @@ pub enum Subset {
     Count,
     /// `_summary=data`: everything but the narrative.
     Data,
+    /// `_summary=true`: the elements marked as summary (and mandatory ones).
+    Summary,
+    /// `_summary=text`: the narrative, `id`, `meta` and top-level mandatory elements.
+    Text,
     /// `_elements=a,b`: only these top-level elements (and `id`, `meta`).
     Elements(Vec<String>),
+}
+
+/// Reads `_summary` (search page, "Summary").
+pub fn summary(value: &str) -> Result<Subset, FhirError> {
+    Ok(match value {
+        "false" => Subset::Full,
+        "true" => Subset::Summary,
+        "text" => Subset::Text,
+        "data" => Subset::Data,
+        "count" => Subset::Count,
+        other => {
+            return Err(FhirError::invalid(format!(
+                "_summary must be true, text, data, count or false, not '{other}'"
+            )))
+        }
+    })
+}
+
+impl Subset {
+    /// The part of a resource this subset returns.
+    pub fn apply(&self, resource: serde_json::Value) -> serde_json::Value {
+        use crate::fhir::subset;
+        match self {
+            Subset::Data => subset::without_text(resource),
+            Subset::Summary => subset::summary(resource),
+            Subset::Text => subset::text_only(resource),
+            Subset::Elements(names) => subset::only_elements(resource, names),
+            Subset::Full | Subset::Count => resource,
+        }
+    }
 }
 
 /// An `_include` (`rev: false`) or `_revinclude` (`rev: true`) of `source:param[:target]`.
@@ -195,16 +229,41 @@ pub fn parse(
                 continue;
             }
             "_summary" => {
-                subset = match value.as_str() {
-                    "false" => Subset::Full,
-                    "count" => Subset::Count,
-                    "data" => Subset::Data,
-                    other => {
+                subset = summary(value)?;
+                continue;
+            }
+            // Contained resources are not indexed on their own: searching them is refused
+            // rather than answered with the containers (search page, "Contained Resources").
+            "_contained" => {
+                match value.as_str() {
+                    "false" => {}
+                    "true" | "both" => {
                         return Err(FhirError::invalid(format!(
-                            "_summary={other} is not supported: use count, data or false"
+                            "_contained={value} is not supported: this server searches resources, not the resources contained in them"
                         )))
                     }
-                };
+                    other => {
+                        return Err(FhirError::invalid(format!(
+                            "_contained must be false, true or both, not '{other}'"
+                        )))
+                    }
+                }
+                continue;
+            }
+            "_containedType" => {
+                match value.as_str() {
+                    "container" => {}
+                    "contained" => {
+                        return Err(FhirError::invalid(
+                            "_containedType=contained is not supported: contained resources are not searched (_contained=false)",
+                        ))
+                    }
+                    other => {
+                        return Err(FhirError::invalid(format!(
+                            "_containedType must be container or contained, not '{other}'"
+                        )))
+                    }
+                }
                 continue;
             }
             "_elements" => {
@@ -227,6 +286,7 @@ pub fn parse(
             "_total" => {
                 total = match value.as_str() {
                     "none" => Total::None,
+                    // The exact count is as cheap as any estimate this server could make.
                     "estimate" | "accurate" => Total::Accurate,
                     other => {
                         return Err(FhirError::invalid(format!(
