@@ -165,6 +165,9 @@ pub enum Predicate {
         param: String,
         missing: bool,
     },
+    /// Values read from one element (a composite parameter's components, an identifier's type
+    /// and value for `:of-type`): every predicate matches an entry of the same group.
+    Composite(Vec<Predicate>),
     /// `:not`: the resource has no value matching the inner predicate.
     Not(Box<Predicate>),
     /// A chained parameter: the reference `param` points at a `target_type` resource that
