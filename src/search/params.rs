@@ -373,7 +373,8 @@ fn chain(
         Some((c, t)) => (c, Some(t)),
         None => (head, None),
     };
-    let param = registry()
+    let registry = registry();
+    let param = registry
         .get(rtype, code)
         .filter(|p| p.kind == ParamType::Reference)
         .ok_or_else(|| {
@@ -396,7 +397,7 @@ fn chain(
         let known = tail_code == "_id"
             || tail_code == "_lastUpdated"
             || tail.starts_with("_has:")
-            || registry().get(&target, tail_code).is_some();
+            || registry.get(&target, tail_code).is_some();
         if !known {
             continue;
         }
