@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
+use crate::search::definitions::ServerRegistry;
 use crate::store::Store;
 
 pub struct App {
     pub store: Arc<dyn Store>,
+    /// The search parameters: official, and the active SearchParameter resources stored.
+    pub search_params: ServerRegistry,
     /// The FHIR base URL clients use, without a trailing slash (`http://127.0.0.1:8080/fhir`):
     /// `Location`, `fullUrl` and paging links are built from it.
     pub base_url: String,

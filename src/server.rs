@@ -7,6 +7,8 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::fhir::validate;
+use crate::interaction::search_parameters;
+use crate::search::definitions::ServerRegistry;
 use crate::store;
 
 /// What `signaal serve` needs to know.
@@ -49,7 +51,11 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         .unwrap_or_else(|| format!("http://{local}/fhir"))
         .trim_end_matches('/')
         .to_owned();
+    let registry = search_parameters::load(store.as_ref())
+        .await
+        .map_err(|e| StartError::Store(store::StoreError::Database(e.to_string())))?;
     let app = Arc::new(App {
+        search_params: ServerRegistry::new(registry),
         store,
         base_url,
         body_limit: settings.body_limit,

@@ -22,6 +22,8 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::error::FhirError;
+use crate::interaction::search_parameters;
+use crate::search::definitions::scoped;
 use negotiate::{prefer_return, response_format, Format};
 use request::{parse_query, FhirRequest};
 use response::{error_response, json_response};
@@ -116,7 +118,14 @@ async fn fhir(
             headers,
             body,
         };
-        route::dispatch(&app, &request).await
+        // The request runs with this server's search parameters; one that changed them
+        // (wrote an active SearchParameter) reloads them for the requests after it.
+        let (result, changed) =
+            scoped(app.search_params.current(), route::dispatch(&app, &request)).await;
+        if changed {
+            search_parameters::reload(&app).await?;
+        }
+        result
     }
     .await;
     match result {

@@ -8,7 +8,8 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
-    capabilities, create, delete, history, lastn, patch, read, search, transaction, update, vread,
+    capabilities, create, delete, history, lastn, patch, read, reindex, search, transaction,
+    update, vread,
 };
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -32,6 +33,10 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             Method::GET => history::history(app, request, Scope::System).await,
             _ => Err(not_allowed("GET")),
         },
+        ["$reindex"] => match *method {
+            Method::POST => reindex::system(app, request).await,
+            _ => Err(not_allowed("POST")),
+        },
         [op, ..] if op.starts_with('$') => {
             Err(FhirError::NotFound(format!("Unknown operation {op}")))
         }
@@ -54,6 +59,10 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         ["Observation", "$lastn"] => match *method {
             Method::GET => lastn::lastn(app, request).await,
             _ => Err(not_allowed("GET")),
+        },
+        [rtype, "$reindex"] => match *method {
+            Method::POST => reindex::type_level(app, request, rtype).await,
+            _ => Err(not_allowed("POST")),
         },
         [rtype, id] if !id.starts_with('$') => match *method {
             Method::GET => read::read(app, request, rtype, id).await,

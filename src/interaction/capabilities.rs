@@ -10,6 +10,7 @@ use crate::error::FhirError;
 use crate::fhir::resource_types;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
+use crate::interaction::reindex;
 use crate::search::definitions::{registry, ParamType};
 
 pub async fn capabilities(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -31,7 +32,8 @@ fn search_params(rtype: &str) -> Vec<Value> {
         json!({"name": "_id", "type": "token", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"}),
         json!({"name": "_lastUpdated", "type": "date", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"}),
     ];
-    let mut supported: Vec<_> = registry()
+    let registry = registry();
+    let mut supported: Vec<_> = registry
         .params(rtype)
         .filter(|p| p.code != "_id" && p.code != "_lastUpdated" && p.expression.is_some())
         .filter(|p| !matches!(p.kind, ParamType::Composite | ParamType::Special))
@@ -78,12 +80,15 @@ fn statement(app: &App) -> Value {
                 "conditionalDelete": "single",
                 "searchParam": search_params(rtype),
             });
+            let mut operations =
+                vec![json!({"name": "reindex", "definition": reindex::DEFINITION})];
             if rtype == "Observation" {
-                resource["operation"] = json!([{
+                operations.push(json!({
                     "name": "lastn",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
-                }]);
+                }));
             }
+            resource["operation"] = Value::Array(operations);
             resource
         })
         .collect();
@@ -105,6 +110,7 @@ fn statement(app: &App) -> Value {
                 {"code": "batch"},
                 {"code": "history-system"},
             ],
+            "operation": [{"name": "reindex", "definition": reindex::DEFINITION}],
         }],
     })
 }

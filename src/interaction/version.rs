@@ -10,6 +10,7 @@ use crate::http::response::FhirResponse;
 use crate::error::FhirError;
 use crate::fhir::datetime::now_ms;
 use crate::fhir::meta;
+use crate::interaction::search_parameters;
 use crate::search::extract::{index_entries, patient_compartment};
 use crate::search::index::IndexEntries;
 use crate::store::{Current, Method, NewVersion, Tx, Version};
@@ -30,13 +31,21 @@ pub async fn write(
     let (content, index, compartment) = match resource {
         Some(mut resource) => {
             meta::strip(&mut resource, id);
+            if rtype == "SearchParameter" {
+                search_parameters::check(id, &resource)?;
+            }
             let index = index_entries(&resource, rtype);
             let compartment = patient_compartment(rtype, id, &index);
             let text =
                 serde_json::to_string(&resource).map_err(|e| FhirError::Internal(e.to_string()))?;
             (Some(text), index, compartment)
         }
-        None => (None, IndexEntries::default(), None),
+        None => {
+            if rtype == "SearchParameter" {
+                search_parameters::check_deletion(id);
+            }
+            (None, IndexEntries::default(), None)
+        }
     };
     tx.write(
         NewVersion {

@@ -414,7 +414,10 @@ fn parameter(
         check_modifier(name, kind, m)?;
     }
     if let (Kind::Param(ParamType::Composite), None) = (kind, modifier) {
-        let param = registry().get(rtype, code).expect("a known parameter");
+        let registry = registry();
+        let Some(param) = registry.get(rtype, code) else {
+            return Ok(Err(format!("{code}: no such search parameter for {rtype}")));
+        };
         let any_of = values
             .iter()
             .map(|v| composite(code, &param.components, v, base))
@@ -599,7 +602,8 @@ fn chain(
         Some((c, t)) => (c, Some(t)),
         None => (head, None),
     };
-    let param = registry()
+    let registry = registry();
+    let param = registry
         .get(rtype, code)
         .filter(|p| p.kind == ParamType::Reference)
         .ok_or_else(|| {
@@ -622,7 +626,7 @@ fn chain(
         let known = tail_code == "_id"
             || tail_code == "_lastUpdated"
             || tail.starts_with("_has:")
-            || registry().get(&target, tail_code).is_some();
+            || registry.get(&target, tail_code).is_some();
         if !known {
             continue;
         }

@@ -208,6 +208,8 @@ pub trait Tx: Send {
     /// Writes a version. `previous` is the version it replaces (`None` for a new resource);
     /// a concurrent change since `lock_current` yields `StoreError::Conflict`.
     async fn write(&mut self, new: NewVersion<'_>, previous: Option<i64>) -> StoreResult<()>;
+    /// Replaces the index entries of row `rid`, leaving the resource as it is (`$reindex`).
+    async fn reindex(&mut self, rid: i64, index: &IndexEntries) -> StoreResult<()>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 

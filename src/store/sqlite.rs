@@ -21,6 +21,7 @@ use super::{
     Current, HistoryEntry, HistoryQuery, Method, NewVersion, SearchHit, Store, StoreError,
     StoreResult, Tx, Version,
 };
+use crate::search::index::IndexEntries;
 use crate::search::query::{KeyKind, KeyValue, SearchQuery, SortKey};
 
 const DIALECT: Dialect = Dialect::Sqlite;
@@ -214,6 +215,28 @@ struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
 }
 
+impl SqliteTx {
+    /// Writes the index entries of row `rid`, first removing its old ones if `replace`.
+    async fn write_index(
+        &mut self,
+        rid: i64,
+        index: &IndexEntries,
+        replace: bool,
+    ) -> StoreResult<()> {
+        if replace {
+            for table in sql::INDEX_TABLES {
+                prepare(&sql::delete_index(DIALECT, table, rid))
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+        }
+        for insert in sql::insert_index(DIALECT, rid, index) {
+            prepare(&insert).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Tx for SqliteTx {
     async fn lock_current(&mut self, rtype: &str, id: &str) -> StoreResult<Option<Current>> {
@@ -264,17 +287,11 @@ impl Tx for SqliteTx {
         prepare(&sql::insert_version(DIALECT, &new))
             .execute(&mut *self.tx)
             .await?;
-        if previous.is_some() {
-            for table in sql::INDEX_TABLES {
-                prepare(&sql::delete_index(DIALECT, table, rid))
-                    .execute(&mut *self.tx)
-                    .await?;
-            }
-        }
-        for insert in sql::insert_index(DIALECT, rid, new.index) {
-            prepare(&insert).execute(&mut *self.tx).await?;
-        }
-        Ok(())
+        self.write_index(rid, new.index, previous.is_some()).await
+    }
+
+    async fn reindex(&mut self, rid: i64, index: &IndexEntries) -> StoreResult<()> {
+        self.write_index(rid, index, true).await
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

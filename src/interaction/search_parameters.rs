@@ -1,0 +1,81 @@
+//! SearchParameter resources stored on the server (search page, "Defining search parameters"):
+//! checked when written, loaded into the server's one registry at start and after every change,
+//! so an active one takes part in indexing (new writes at once, existing data through
+//! `$reindex`) and in search. Deleting one, or changing its status from active, retires it.
+
+use serde_json::Value;
+
+use crate::app::App;
+use crate::error::FhirError;
+use crate::search::definitions::{note_changed, registry, Registry};
+use crate::search::query::{Cursor, Predicate, SearchQuery, TokenSystem};
+use crate::store::Store;
+
+/// Checks a SearchParameter about to be written (see `Registry::check`: a bad active one is
+/// a 422 and nothing is stored) and notes when the request changes the active ones.
+pub fn check(id: &str, resource: &Value) -> Result<(), FhirError> {
+    let registry = registry();
+    let active = registry.check(id, resource)?.is_some();
+    if active || registry.has_resource(id) {
+        note_changed();
+    }
+    Ok(())
+}
+
+/// Notes the deletion of a SearchParameter that was active.
+pub fn check_deletion(id: &str) {
+    if registry().has_resource(id) {
+        note_changed();
+    }
+}
+
+/// Stored SearchParameters read per query.
+const PAGE: usize = 500;
+
+/// The official parameters and the active SearchParameter resources in the store.
+pub async fn load(store: &dyn Store) -> Result<Registry, FhirError> {
+    let mut stored = Vec::new();
+    let mut after = None;
+    loop {
+        let query = SearchQuery {
+            rtype: "SearchParameter".to_owned(),
+            filters: vec![vec![Predicate::Token {
+                param: "status".to_owned(),
+                system: TokenSystem::Any,
+                code: Some("active".to_owned()),
+            }]],
+            count: PAGE,
+            after,
+            ..Default::default()
+        };
+        let hits = store.search(&query).await?;
+        for hit in hits.iter().take(PAGE) {
+            let Some(content) = &hit.version.content else {
+                continue;
+            };
+            let resource: Value = serde_json::from_str(content)
+                .map_err(|e| FhirError::Internal(format!("stored SearchParameter: {e}")))?;
+            stored.push((hit.version.id.clone(), resource));
+        }
+        match hits.get(PAGE - 1) {
+            Some(last) if hits.len() > PAGE => {
+                after = Some(Cursor {
+                    keys: Vec::new(),
+                    rid: last.rid,
+                })
+            }
+            _ => break,
+        }
+    }
+    Ok(Registry::with_stored(&stored))
+}
+
+/// Reloads the server's registry after a request changed its SearchParameters.
+pub async fn reload(app: &App) -> Result<(), FhirError> {
+    // One at a time: the reload that finishes last started after the last change committed.
+    let _one = app.search_params.reload.lock().await;
+    let registry = load(app.store.as_ref()).await?;
+    app.search_params.replace(registry);
+    tracing::info!("search parameters reloaded");
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! SearchParameter resources defined on the server and `$reindex` (search page, "Defining
+//! search parameters"; operation in conformance/operation-reindex.json), on both stores.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{expect_status, TestServer};
+use serde_json::{json, Value};
+use signaal::client::Client;
+use signaal::server::{self, Settings};
+
+async fn ids(client: &Client, query: &str) -> Vec<String> {
+    let reply = client
+        .send("GET", query, &[("prefer", "handling=strict")], None)
+        .await
+        .unwrap();
+    let bundle = expect_status(&reply, 200);
+    let mut ids: Vec<String> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Status of a strict search: 400 when the parameter is unknown.
+async fn strict_status(client: &Client, query: &str) -> u16 {
+    client
+        .send("GET", query, &[("prefer", "handling=strict")], None)
+        .await
+        .unwrap()
+        .status
+}
+
+async fn put(client: &Client, resource: Value) -> u16 {
+    let path = format!(
+        "{}/{}",
+        resource["resourceType"].as_str().unwrap(),
+        resource["id"].as_str().unwrap()
+    );
+    client.put(&path, &resource).await.unwrap().status
+}
+
+fn patient(id: &str, marital: &str) -> Value {
+    json!({
+        "resourceType": "Patient", "id": id,
+        "maritalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": marital}]}
+    })
+}
+
+/// A parameter the official definitions do not have: Patient by marital status.
+fn marital_status(status: &str) -> Value {
+    json!({
+        "resourceType": "SearchParameter", "id": "patient-marital-status",
+        "url": "http://example.org/fhir/SearchParameter/patient-marital-status",
+        "name": "marital-status", "status": status, "description": "Marital status",
+        "code": "marital-status", "base": ["Patient"], "type": "token",
+        "expression": "Patient.maritalStatus"
+    })
+}
+
+async fn reindex(client: &Client, path: &str) -> Value {
+    let reply = client.send("POST", path, &[], None).await.unwrap();
+    expect_status(&reply, 200)
+}
+
+fn count(parameters: &Value, name: &str) -> i64 {
+    parameters["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {parameters}"))["valueInteger"]
+        .as_i64()
+        .unwrap()
+}
+
+both_stores!(
+    a_posted_search_parameter_finds_new_writes_at_once_and_old_ones_after_reindex,
+    |server| {
+        let c = &server.client;
+        assert_eq!(put(c, patient("before", "M")).await, 201);
+        let reply = c
+            .post("SearchParameter", &marital_status("active"))
+            .await
+            .unwrap();
+        expect_status(&reply, 201);
+        assert_eq!(put(c, patient("after", "M")).await, 201);
+        assert_eq!(put(c, patient("other", "S")).await, 201);
+
+        assert_eq!(ids(c, "Patient?marital-status=M").await, vec!["after"]);
+
+        let result = reindex(c, "Patient/$reindex").await;
+        assert_eq!(result["resourceType"], "Parameters");
+        assert_eq!(count(&result, "total"), 3);
+        assert_eq!(count(&result, "reindexed"), 3);
+        assert_eq!(
+            ids(c, "Patient?marital-status=M").await,
+            vec!["after", "before"]
+        );
+        assert_eq!(
+            ids(
+                c,
+                "Patient?marital-status=http://terminology.hl7.org/CodeSystem/v3-MaritalStatus|S"
+            )
+            .await,
+            vec!["other"]
+        );
+    }
+);
+
+both_stores!(system_reindex_covers_every_type, |server| {
+    let c = &server.client;
+    assert_eq!(put(c, patient("p1", "M")).await, 201);
+    let obs = json!({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
+                     "valueQuantity": {"value": 5400, "system": "http://unitsofmeasure.org", "code": "umol/L"}});
+    assert_eq!(put(c, obs).await, 201);
+    assert_eq!(put(c, marital_status("active")).await, 201);
+    assert!(ids(c, "Patient?marital-status=M").await.is_empty());
+
+    let result = reindex(c, "$reindex").await;
+    // The two resources and the SearchParameter itself.
+    assert_eq!(count(&result, "total"), 3);
+    assert_eq!(count(&result, "done"), 3);
+    assert_eq!(ids(c, "Patient?marital-status=M").await, vec!["p1"]);
+    assert_eq!(
+        ids(
+            c,
+            "Observation?value-quantity=5.4|http://unitsofmeasure.org|mmol/L"
+        )
+        .await,
+        vec!["o1"]
+    );
+});
+
+both_stores!(reindex_goes_through_every_batch, |server| {
+    let c = &server.client;
+    let n = signaal::interaction::reindex::BATCH + 7;
+    let entries: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"resource": patient(&format!("p{i}"), "M"),
+                   "request": {"method": "PUT", "url": format!("Patient/p{i}")}})
+        })
+        .collect();
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    expect_status(&c.post("", &bundle).await.unwrap(), 200);
+    assert_eq!(put(c, marital_status("active")).await, 201);
+
+    let result = reindex(c, "Patient/$reindex").await;
+    assert_eq!(count(&result, "reindexed"), n as i64);
+    assert_eq!(count(&result, "batches"), 2);
+    let reply = c
+        .get("Patient?marital-status=M&_summary=count")
+        .await
+        .unwrap();
+    assert_eq!(expect_status(&reply, 200)["total"], n);
+});
+
+both_stores!(
+    retiring_or_deleting_a_search_parameter_deactivates_it,
+    |server| {
+        let c = &server.client;
+        assert_eq!(put(c, marital_status("active")).await, 201);
+        assert_eq!(put(c, patient("p", "M")).await, 201);
+        assert_eq!(ids(c, "Patient?marital-status=M").await, vec!["p"]);
+
+        assert_eq!(put(c, marital_status("retired")).await, 200);
+        assert_eq!(strict_status(c, "Patient?marital-status=M").await, 400);
+
+        assert_eq!(put(c, marital_status("active")).await, 200);
+        assert_eq!(ids(c, "Patient?marital-status=M").await, vec!["p"]);
+
+        expect_status(
+            &c.delete("SearchParameter/patient-marital-status")
+                .await
+                .unwrap(),
+            204,
+        );
+        assert_eq!(strict_status(c, "Patient?marital-status=M").await, 400);
+    }
+);
+
+both_stores!(
+    stored_search_parameters_are_loaded_when_the_server_starts,
+    |server| {
+        assert_eq!(put(&server.client, marital_status("active")).await, 201);
+        assert_eq!(put(&server.client, patient("p", "M")).await, 201);
+
+        // A second server on the same database knows the parameter from the start.
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+            database_url: server.database_url.clone(),
+            base_url: None,
+            body_limit: 1024 * 1024,
+            max_bundle_entries: signaal::app::DEFAULT_MAX_BUNDLE_ENTRIES,
+        };
+        let (listener, app) = server::start(&settings)
+            .await
+            .expect("second server starts");
+        let client = Client::new(&app.base_url);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(listener, app, async {
+            let _ = stopped.await;
+        }));
+        assert_eq!(ids(&client, "Patient?marital-status=M").await, vec!["p"]);
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+    }
+);
+
+both_stores!(bad_search_parameters_are_refused_and_not_stored, |server| {
+    let c = &server.client;
+    let bad = |change: &dyn Fn(&mut Value)| {
+        let mut sp = marital_status("active");
+        change(&mut sp);
+        sp
+    };
+    let cases = [
+        bad(&|sp| sp["expression"] = json!("Patient.maritalStatus.where(")),
+        bad(&|sp| sp["base"] = json!(["Patientje"])),
+        bad(&|sp| sp["code"] = json!("gender")),
+        bad(&|sp| sp["type"] = json!("composite")),
+        bad(&|sp| {
+            sp.as_object_mut().unwrap().remove("expression");
+        }),
+    ];
+    for sp in cases {
+        let reply = c
+            .put("SearchParameter/patient-marital-status", &sp)
+            .await
+            .unwrap();
+        // An unknown base type is already refused by the schema (400); the others here (422).
+        let outcome = reply.json();
+        assert!(
+            reply.status == 400 || reply.status == 422,
+            "{sp}: {outcome}"
+        );
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+        let text = outcome["issue"][0]["diagnostics"].as_str().unwrap_or("");
+        assert!(
+            reply.status == 400 || text.starts_with("SearchParameter: "),
+            "{text}"
+        );
+        expect_status(
+            &c.get("SearchParameter/patient-marital-status")
+                .await
+                .unwrap(),
+            404,
+        );
+    }
+    // A draft is not in force, so it is not checked.
+    let draft = bad(&|sp| {
+        sp["status"] = json!("draft");
+        sp["code"] = json!("gender");
+    });
+    assert_eq!(put(c, draft).await, 201);
+    assert_eq!(put(c, patient("p", "M")).await, 201);
+    assert_eq!(ids(c, "Patient?gender=male").await, Vec::<String>::new());
+});
+
+both_stores!(
+    the_capability_statement_lists_reindex_and_posted_parameters,
+    |server| {
+        let c = &server.client;
+        assert_eq!(put(c, marital_status("active")).await, 201);
+        let statement = expect_status(&c.get("metadata").await.unwrap(), 200);
+        let rest = &statement["rest"][0];
+        assert_eq!(rest["operation"][0]["name"], "reindex");
+        let patient = rest["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "Patient")
+            .unwrap();
+        assert!(patient["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "marital-status"
+                && p["definition"]
+                    == "http://example.org/fhir/SearchParameter/patient-marital-status"));
+        assert!(patient["operation"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["name"] == "reindex"));
+    }
+);
+
+both_stores!(
+    reindex_of_an_unknown_type_or_with_parameters_is_refused,
+    |server| {
+        let c = &server.client;
+        expect_status(
+            &c.send("POST", "Patientje/$reindex", &[], None)
+                .await
+                .unwrap(),
+            404,
+        );
+        let params =
+            json!({"resourceType": "Parameters", "parameter": [{"name": "x", "valueString": "y"}]});
+        expect_status(&c.post("$reindex", &params).await.unwrap(), 400);
+        expect_status(&c.get("$reindex").await.unwrap(), 405);
+    }
+);
