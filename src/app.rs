@@ -13,6 +13,8 @@ pub struct App {
     pub body_limit: usize,
     /// The most entries a batch or transaction Bundle may have (more: 413).
     pub max_bundle_entries: usize,
+    /// Risk scoring: its settings and the population threshold of the last full re-score.
+    pub scoring: crate::scoring::run::Scoring,
 }
 
 /// The default of `max_bundle_entries`.

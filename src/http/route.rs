@@ -9,6 +9,7 @@ use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
     capabilities, create, delete, history, lastn, patch, read, search, transaction, update, vread,
+    worklist,
 };
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -53,6 +54,10 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         },
         ["Observation", "$lastn"] => match *method {
             Method::GET => lastn::lastn(app, request).await,
+            _ => Err(not_allowed("GET")),
+        },
+        ["Practitioner", id, "$worklist"] => match *method {
+            Method::GET => worklist::worklist(app, id).await,
             _ => Err(not_allowed("GET")),
         },
         [rtype, id] if !id.starts_with('$') => match *method {

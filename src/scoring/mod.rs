@@ -11,8 +11,11 @@ pub mod charlson;
 pub mod engagement;
 pub mod hospital;
 pub mod lace;
+pub mod output;
+pub mod run;
 pub mod units;
 pub mod utilisation;
+pub mod worker;
 
 use serde_json::Value;
 

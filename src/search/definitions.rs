@@ -1,6 +1,6 @@
 //! The SearchParameters the server knows: the official R4 definitions
-//! (`conformance/search-parameters.json`, generated from the spec package), with their FHIRPath
-//! expressions parsed once.
+//! (`conformance/search-parameters.json`, generated from the spec package) and Signaal's own
+//! (`conformance/signaal-search-parameters.json`), with their FHIRPath expressions parsed once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -54,9 +54,15 @@ pub struct Registry {
 }
 
 static OFFICIAL: LazyLock<Registry> = LazyLock::new(|| {
-    let definitions: Vec<Definition> =
+    let mut definitions: Vec<Definition> =
         serde_json::from_str(include_str!("../../conformance/search-parameters.json"))
             .expect("conformance/search-parameters.json is valid");
+    // Signaal's own parameters (Flag status and priority for the coach's worklist).
+    let signaal: Vec<Definition> = serde_json::from_str(include_str!(
+        "../../conformance/signaal-search-parameters.json"
+    ))
+    .expect("conformance/signaal-search-parameters.json is valid");
+    definitions.extend(signaal);
     Registry::new(definitions)
 });
 
