@@ -17,6 +17,10 @@
 # Environment knobs:
 #   SIGNAAL_BENCH_CLIENTS=8   concurrent clients
 #   SIGNAAL_BENCH_SECONDS=20  seconds per phase (4 phases per store)
+#   SIGNAAL_BENCH_SYNTHEA=F   a .tar.gz of Synthea transaction Bundles to load once
+#                             per store after the timed phases (default:
+#                             ../shared/synthea/synthea-r4-300.tar.gz when it exists;
+#                             'none' to skip)
 #   SIGNAAL_PG_BINDIR=DIR     use the initdb/pg_ctl/postgres found in DIR.
 set -euo pipefail
 
@@ -118,6 +122,17 @@ log "PostgreSQL $pg_version on 127.0.0.1:$port (fsync=off, synchronous_commit=of
 
 work_dir="$(mktemp -d "${TMPDIR:-/tmp}/signaal-bench.XXXXXX")"
 
+synthea="${SIGNAAL_BENCH_SYNTHEA:-$repo_root/../shared/synthea/synthea-r4-300.tar.gz}"
+synthea_args=()
+if [[ "$synthea" != none && -f "$synthea" ]]; then
+    mkdir -p "$work_dir/synthea"
+    tar -xzf "$synthea" -C "$work_dir/synthea"
+    synthea_args=(--synthea-dir "$work_dir/synthea")
+    log "Synthea Bundles from $synthea: $(find "$work_dir/synthea" -name '*.json' | wc -l) files"
+elif [[ "$synthea" != none ]]; then
+    log "no Synthea archive at $synthea: skipping the Synthea load (set SIGNAAL_BENCH_SYNTHEA)"
+fi
+
 # ---------------------------------------------------------------------------
 # 3. One run per store
 # ---------------------------------------------------------------------------
@@ -149,7 +164,7 @@ bench() {
     done
     log "$label: signaal serve on $listen; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
     run_child "$bin" bench --url "http://$listen/fhir" --clients "$clients" --seconds "$seconds" \
-        --raw-database "$raw" --label "$label" >"$work_dir/$label.txt"
+        --raw-database "$raw" --label "$label" "${synthea_args[@]}" >"$work_dir/$label.txt"
     printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$work_dir/$label.txt"
     tee -a "$results" <"$work_dir/$label.txt"
     stop_server

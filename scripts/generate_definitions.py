@@ -62,6 +62,7 @@ SCHEMA_PATH = Path("profiles/fhir-r4.schema.json")
 RESOURCE_TYPES_PATH = Path("conformance/resource-types.json")
 SEARCH_PARAMETERS_PATH = Path("conformance/search-parameters.json")
 COMPARTMENT_PATH = Path("conformance/compartment-patient.json")
+SUMMARY_PATH = Path("conformance/summary-elements.json")
 
 SD_BASE = "http://hl7.org/fhir/StructureDefinition/"
 EXT_REGEX = SD_BASE + "regex"
@@ -532,11 +533,51 @@ def search_parameters(package: Package) -> list[dict]:
                 entry[key] = sp[key]
         if sp.get("component"):
             entry["component"] = [
-                {"definition": c["definition"], "expression": c["expression"]}
+                {"definition": c["definition"], "expression": component_expression(c["expression"])}
                 for c in sp["component"]
             ]
         result.append(entry)
     result.sort(key=lambda e: (e["code"], e["url"]))
+    return result
+
+
+def component_expression(expression: str) -> str:
+    """A composite component's expression, with the one R4 erratum the evaluator would trip on.
+
+    `Observation-code-value-date` reads `value.as(DateTime)`: `DateTime` is the FHIRPath System
+    type, which a FHIR `dateTime` element is not (the official FHIRPath tests say so), so the
+    component would never have a value. R4B/R5 fixed it to the FHIR type; so do we.
+    """
+    return expression.replace("value.as(DateTime)", "value.as(dateTime)")
+
+
+def summary_elements(builder: "SchemaBuilder") -> dict[str, dict[str, list[str]]]:
+    """Per resource type, the element paths (below the type, choice `[x]` dropped) that
+    `_summary=true` keeps (`summary`: isSummary or mandatory), the mandatory ones
+    (`mandatory`, for `_summary=text`), and the backbone elements the filter descends into
+    (`nested`)."""
+    result = {}
+    for sd in builder.type_defs:
+        if sd["kind"] != "resource" or sd.get("abstract", False):
+            continue
+        root = sd["type"]
+        summary, mandatory, nested = set(), set(), set()
+        for element in sd["snapshot"]["element"][1:]:
+            if "sliceName" in element or ":" in element.get("id", ""):
+                continue
+            path = element["path"][len(root) + 1 :].replace("[x]", "")
+            if "." in path:
+                nested.add(path.rsplit(".", 1)[0])
+            if element.get("min", 0) > 0:
+                mandatory.add(path)
+                summary.add(path)
+            if element.get("isSummary"):
+                summary.add(path)
+        result[root] = {
+            "summary": sorted(summary),
+            "mandatory": sorted(mandatory),
+            "nested": sorted(nested),
+        }
     return result
 
 
@@ -584,6 +625,7 @@ def main(argv: list[str]) -> int:
         RESOURCE_TYPES_PATH: builder.concrete_resources,
         SEARCH_PARAMETERS_PATH: search_parameters(package),
         COMPARTMENT_PATH: patient_compartment(package),
+        SUMMARY_PATH: summary_elements(builder),
     }
     for path, data in outputs.items():
         size = write_json(path, data)

@@ -17,3 +17,4 @@ pub mod scoring;
 pub mod search;
 pub mod server;
 pub mod store;
+pub mod ucum;

@@ -15,7 +15,6 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use common::{StoreKind, TestServer};
@@ -69,14 +68,6 @@ struct Example {
     json: Value,
 }
 
-fn package_path() -> PathBuf {
-    match std::env::var("FHIR_R4_PACKAGE") {
-        Ok(path) if !path.is_empty() => PathBuf::from(path),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fhir-r4/hl7.fhir.r4.examples-4.0.1.tgz"),
-    }
-}
-
 /// The examples of the package (read once per test binary), or `None` when it is missing and
 /// fixtures are not required.
 fn examples() -> Option<&'static [Example]> {
@@ -85,23 +76,13 @@ fn examples() -> Option<&'static [Example]> {
 }
 
 fn load() -> Option<Vec<Example>> {
-    let path = package_path();
-    let file = match std::fs::File::open(&path) {
-        Ok(file) => file,
-        Err(e) => {
-            let how = "get it with `npm pack hl7.fhir.r4.examples@4.0.1` (or from \
-                       https://packages.fhir.org/hl7.fhir.r4.examples/4.0.1) and put it there, \
-                       or point FHIR_R4_PACKAGE at it";
-            if std::env::var("SIGNAAL_REQUIRE_FIXTURES").as_deref() == Ok("1") {
-                panic!("SIGNAAL_REQUIRE_FIXTURES=1 but the R4 examples package {} cannot be read ({e}): {how}", path.display());
-            }
-            eprintln!(
-                "skipping: the R4 examples package {} cannot be read ({e}); {how}",
-                path.display()
-            );
-            return None;
-        }
-    };
+    let path = common::shared_fixture(
+        "FHIR_R4_PACKAGE",
+        "fhir-r4/hl7.fhir.r4.examples-4.0.1.tgz",
+        "get it with `npm pack hl7.fhir.r4.examples@4.0.1` (or from \
+         https://packages.fhir.org/hl7.fhir.r4.examples/4.0.1)",
+    )?;
+    let file = std::fs::File::open(&path).expect("the package can be opened");
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let mut examples = Vec::new();
     for entry in archive.entries().expect("the package is a tar.gz") {

@@ -691,3 +691,204 @@ both_stores!(
         assert_eq!(a["name"], b["name"]);
     }
 );
+
+/// A JSON Patch as a transaction entry carries it: a Binary with the patch as base64 data.
+fn json_patch_entry(url: &str, operations: Value) -> Value {
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(operations.to_string());
+    json!({
+        "resource": {"resourceType": "Binary", "contentType": "application/json-patch+json", "data": data},
+        "request": {"method": "PATCH", "url": url},
+    })
+}
+
+/// A FHIRPath Patch entry: a Parameters resource with one `replace` operation.
+fn fhirpath_replace_entry(url: &str, path: &str, value: Value) -> Value {
+    json!({
+        "resource": {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+            {"name": "type", "valueCode": "replace"},
+            {"name": "path", "valueString": path},
+            {"name": "value", "valueString": value},
+        ]}]},
+        "request": {"method": "PATCH", "url": url},
+    })
+}
+
+async fn create(server: &TestServer, resource: Value) -> String {
+    let rtype = resource["resourceType"].as_str().unwrap().to_owned();
+    let reply = server.client.post(&rtype, &resource).await.unwrap();
+    let body = expect_status(&reply, 201);
+    format!("{rtype}/{}", body["id"].as_str().unwrap())
+}
+
+both_stores!(a_json_patch_entry_patches_in_a_transaction, |server| {
+    let patient = create(&server, patient_bsn("301")).await;
+    let reply = send(
+        &server,
+        &bundle(
+            "transaction",
+            vec![json_patch_entry(
+                &patient,
+                json!([{"op": "replace", "path": "/name/0/family", "value": "Jansen"}]),
+            )],
+        ),
+    )
+    .await;
+    let body = expect_status(&reply, 200);
+    assert_eq!(statuses(&body), vec!["200 OK"]);
+    assert_eq!(body["entry"][0]["response"]["etag"], "W/\"2\"");
+    let read = expect_status(&server.client.get(&patient).await.unwrap(), 200);
+    assert_eq!(read["name"][0]["family"], "Jansen");
+});
+
+both_stores!(a_fhirpath_patch_entry_patches_in_a_transaction, |server| {
+    let patient = create(&server, patient_bsn("302")).await;
+    let reply = send(
+        &server,
+        &bundle(
+            "transaction",
+            vec![fhirpath_replace_entry(
+                &patient,
+                "Patient.name[0].family",
+                json!("Bakker"),
+            )],
+        ),
+    )
+    .await;
+    let body = expect_status(&reply, 200);
+    assert_eq!(statuses(&body), vec!["200 OK"]);
+    let read = expect_status(&server.client.get(&patient).await.unwrap(), 200);
+    assert_eq!(read["name"][0]["family"], "Bakker");
+});
+
+both_stores!(
+    a_patch_entry_may_point_at_a_resource_the_transaction_creates,
+    |server| {
+        let patient = create(&server, patient_bsn("303")).await;
+        let mut entry = json_patch_entry(
+            &patient,
+            json!([{"op": "add", "path": "/generalPractitioner",
+                    "value": [{"reference": "urn:uuid:gp"}]}]),
+        );
+        entry["fullUrl"] = json!("urn:uuid:patch");
+        let reply = send(
+            &server,
+            &bundle(
+                "transaction",
+                vec![
+                    entry,
+                    post(
+                        "urn:uuid:gp",
+                        json!({"resourceType": "Practitioner", "name": [{"family": "Huisarts"}]}),
+                    ),
+                ],
+            ),
+        )
+        .await;
+        let body = expect_status(&reply, 200);
+        assert_eq!(statuses(&body), vec!["200 OK", "201 Created"]);
+        let gp = target(&body["entry"][1]);
+        let read = expect_status(&server.client.get(&patient).await.unwrap(), 200);
+        assert_eq!(read["generalPractitioner"][0]["reference"], gp);
+    }
+);
+
+both_stores!(a_conditional_patch_entry_patches_the_one_match, |server| {
+    let patient = create(&server, patient_bsn("304")).await;
+    let reply = send(
+        &server,
+        &bundle(
+            "transaction",
+            vec![fhirpath_replace_entry(
+                &format!("Patient?identifier={BSN}|304"),
+                "Patient.name[0].family",
+                json!("Visser"),
+            )],
+        ),
+    )
+    .await;
+    let body = expect_status(&reply, 200);
+    assert_eq!(statuses(&body), vec!["200 OK"]);
+    let read = expect_status(&server.client.get(&patient).await.unwrap(), 200);
+    assert_eq!(read["name"][0]["family"], "Visser");
+});
+
+both_stores!(
+    a_patch_entry_whose_result_is_invalid_rolls_the_transaction_back,
+    |server| {
+        let patient = create(&server, patient_bsn("305")).await;
+        let reply = send(
+            &server,
+            &bundle(
+                "transaction",
+                vec![
+                    post("urn:uuid:o1", observation_for(&patient)),
+                    json_patch_entry(
+                        &patient,
+                        json!([{"op": "add", "path": "/gender", "value": "not-a-gender"}]),
+                    ),
+                ],
+            ),
+        )
+        .await;
+        let outcome = expect_status(&reply, 400);
+        let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(diagnostics.contains("Bundle.entry[1]"), "{diagnostics}");
+        assert!(search(&server, &format!("Observation?subject={patient}"))
+            .await
+            .is_empty());
+        let read = expect_status(&server.client.get(&patient).await.unwrap(), 200);
+        assert_eq!(read["meta"]["versionId"], "1");
+    }
+);
+
+both_stores!(a_patch_entry_with_a_stale_if_match_is_412, |server| {
+    let patient = create(&server, patient_bsn("306")).await;
+    let mut entry = fhirpath_replace_entry(&patient, "Patient.name[0].family", json!("Smit"));
+    entry["request"]["ifMatch"] = json!("W/\"7\"");
+    let reply = send(&server, &bundle("transaction", vec![entry])).await;
+    expect_status(&reply, 412);
+});
+
+both_stores!(
+    a_patch_entry_that_is_neither_binary_nor_parameters_is_400,
+    |server| {
+        let patient = create(&server, patient_bsn("307")).await;
+        let entry = json!({
+            "resource": patient_bsn("307"),
+            "request": {"method": "PATCH", "url": patient},
+        });
+        let reply = send(&server, &bundle("transaction", vec![entry])).await;
+        let outcome = expect_status(&reply, 400);
+        let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(diagnostics.contains("Binary"), "{diagnostics}");
+    }
+);
+
+both_stores!(
+    patch_entries_in_a_batch_fail_and_succeed_on_their_own,
+    |server| {
+        let patient = create(&server, patient_bsn("308")).await;
+        let reply = send(
+            &server,
+            &bundle(
+                "batch",
+                vec![
+                    json_patch_entry(
+                        "Patient/does-not-exist",
+                        json!([{"op": "replace", "path": "/active", "value": true}]),
+                    ),
+                    json_patch_entry(
+                        &patient,
+                        json!([{"op": "add", "path": "/active", "value": true}]),
+                    ),
+                ],
+            ),
+        )
+        .await;
+        let body = expect_status(&reply, 200);
+        assert_eq!(statuses(&body), vec!["404 Not Found", "200 OK"]);
+        let read = expect_status(&server.client.get(&patient).await.unwrap(), 200);
+        assert_eq!(read["active"], true);
+    }
+);

@@ -108,7 +108,7 @@ async fn probe(base: &str) -> Result<(), String> {
 }
 
 /// Any 2xx is a success; otherwise the status and the start of the body, for the report.
-fn success(reply: &Reply) -> Result<(), String> {
+pub(super) fn success(reply: &Reply) -> Result<(), String> {
     if (200..300).contains(&reply.status) {
         return Ok(());
     }

@@ -1,8 +1,9 @@
 //! `signaal bench`: how fast is a running Signaal, and how much of that is the store?
 //!
 //! The command drives an already running server over loopback with N concurrent keep-alive
-//! clients through three phases (create, read, update of a blood pressure Observation), and
-//! optionally writes the same resources straight into a store (`--raw-database`), bypassing
+//! clients through three phases (create, read, update of a blood pressure Observation), then
+//! the ingest phases (transaction Bundles of 1, 10 and 100 Observations; optionally a folder of
+//! Synthea Bundles, loaded once), and optionally writes the same resources straight into a store (`--raw-database`), bypassing
 //! HTTP, JSON parsing and validation. Both paths index the resource the same way
 //! ([`crate::interaction::version::write`]), so the gap between the two create rates is what
 //! HTTP, parsing and validation cost.
@@ -11,6 +12,7 @@
 //! has a timeout, and only loopback addresses are accepted, so the command cannot be turned
 //! into a load generator against someone else's server.
 
+mod ingest;
 mod load;
 mod phase;
 mod raw;
@@ -42,6 +44,14 @@ pub struct Options {
     /// postgres://…, loopback only). Resources are written into it: use a scratch database.
     #[arg(long)]
     pub raw_database: Option<String>,
+    /// Entries per transaction Bundle in the ingest phases, one phase per size
+    /// (`--transaction-sizes=` for none).
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 10, 100])]
+    pub transaction_sizes: Vec<usize>,
+    /// A folder of transaction Bundles (`*.json`, e.g. Synthea's output/fhir) to load once,
+    /// `--clients` at a time, after the other HTTP phases. They are written into the server.
+    #[arg(long)]
+    pub synthea_dir: Option<std::path::PathBuf>,
     /// Skip the HTTP phases (measure only the raw store insert rate).
     #[arg(long, requires = "raw_database")]
     pub raw_only: bool,
@@ -93,6 +103,14 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
     if !options.raw_only {
         check_loopback_url(&options.url)?;
         reports.extend(load::run(&options.url, options.clients, budget).await?);
+        let sizes = &options.transaction_sizes;
+        if sizes.iter().any(|&n| n == 0 || n > 10_000) {
+            return Err("--transaction-sizes must be between 1 and 10000".into());
+        }
+        reports.extend(ingest::transactions(&options.url, options.clients, budget, sizes).await?);
+        if let Some(dir) = &options.synthea_dir {
+            reports.push(ingest::synthea(&options.url, options.clients, dir).await?);
+        }
     }
     if let Some(database) = &options.raw_database {
         check_loopback_database(database)?;
@@ -237,21 +255,32 @@ fn report_table(options: &Options, reports: &[PhaseReport]) -> String {
         describe_budget(options)
     ));
     out.push_str(&format!(
-        "{:<20} {:>9} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8}\n",
-        "phase", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms"
+        "{:<20} {:>9} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9}\n",
+        "phase",
+        "requests",
+        "errors",
+        "req/s",
+        "res/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "seconds"
     ));
     for r in reports {
         let l = &r.latency;
         out.push_str(&format!(
-            "{:<20} {:>9} {:>7} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
+            "{:<20} {:>9} {:>7} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1}\n",
             r.name,
             r.requests,
             r.errors,
             r.throughput(),
+            r.resource_rate(),
             ms(l.p50),
             ms(l.p95),
             ms(l.p99),
-            ms(l.max)
+            ms(l.max),
+            r.elapsed.as_secs_f64()
         ));
     }
     let create = reports.iter().find(|r| r.name == load::CREATE);
@@ -284,6 +313,8 @@ fn report_json(options: &Options, reports: &[PhaseReport]) -> Value {
             "errors": r.errors,
             "seconds": r.elapsed.as_secs_f64(),
             "throughput": r.throughput(),
+            "resources": r.resources,
+            "resources_per_second": r.resource_rate(),
             "latency_ms": {
                 "mean": ms(r.latency.mean),
                 "p50": ms(r.latency.p50),

@@ -58,7 +58,7 @@ impl Latency {
 /// What one phase did.
 #[derive(Debug, Clone)]
 pub struct PhaseReport {
-    pub name: &'static str,
+    pub name: String,
     /// Operations finished (successful or not).
     pub requests: u64,
     /// Operations that failed: a non-2xx status, a transport error, a timeout.
@@ -67,6 +67,9 @@ pub struct PhaseReport {
     pub elapsed: Duration,
     /// Durations of all operations, failed ones included.
     pub latency: Latency,
+    /// Resources the successful operations wrote or read: one per operation, unless the
+    /// phase says otherwise (a transaction of 100 entries writes 100).
+    pub resources: u64,
 }
 
 impl PhaseReport {
@@ -75,6 +78,16 @@ impl PhaseReport {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {
             (self.requests - self.errors) as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Resources per second of wall time.
+    pub fn resource_rate(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.resources as f64 / secs
         } else {
             0.0
         }
@@ -97,7 +110,7 @@ struct Shared {
 /// Stops early, with an error, when most operations fail: numbers from a failing server mean
 /// nothing, and hammering it further helps no one.
 pub async fn drive<M, F, Fut>(
-    name: &'static str,
+    name: &str,
     clients: usize,
     budget: Budget,
     mut make_worker: M,
@@ -179,11 +192,12 @@ where
         ));
     }
     Ok(PhaseReport {
-        name,
+        name: name.to_owned(),
         requests,
         errors,
         elapsed,
         latency: Latency::of(durations),
+        resources: requests - errors,
     })
 }
 

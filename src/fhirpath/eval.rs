@@ -39,6 +39,21 @@ pub(crate) fn evaluate<'a>(expr: &Expr, root: &'a Value) -> Res<Vec<Item<'a>>> {
     ev.eval(expr, slice::from_ref(&this), &env)
 }
 
+/// Evaluates with `context` as the input and `$this`, `root` staying `%resource`.
+pub(crate) fn evaluate_on<'a>(
+    expr: &Expr,
+    root: &'a Value,
+    context: &Item<'a>,
+) -> Res<Vec<Item<'a>>> {
+    let ev = Evaluator { root };
+    let env = Env {
+        this: context,
+        index: None,
+        total: None,
+    };
+    ev.eval(expr, slice::from_ref(context), &env)
+}
+
 impl<'a> Evaluator<'a> {
     pub(crate) fn eval(
         &self,

@@ -89,6 +89,17 @@ impl Expression {
         eval::evaluate(&self.root, resource)
     }
 
+    /// Evaluates with an element of `resource` as the input and `$this` (`%resource` stays the
+    /// resource): how a composite search parameter reads its components from each element its
+    /// own expression selects.
+    pub fn evaluate_on<'a>(
+        &self,
+        resource: &'a Value,
+        context: &Item<'a>,
+    ) -> Result<Vec<Item<'a>>, FhirPathError> {
+        eval::evaluate_on(&self.root, resource, context)
+    }
+
     /// The source text this expression was parsed from.
     pub fn source(&self) -> &str {
         &self.source

@@ -11,7 +11,7 @@ use crate::http::negotiate::Return;
 use crate::interaction::bundle_entry::{self, Action, Entry, Rewrite};
 use crate::interaction::transaction::checked_entry;
 use crate::interaction::version::Outcome;
-use crate::interaction::{create, delete, retry, update};
+use crate::interaction::{create, delete, patch, retry, update};
 use crate::store::Tx;
 
 pub async fn batch(app: &App, raw: &[Value], prefer: Return) -> Vec<Value> {
@@ -60,9 +60,18 @@ async fn write_in(
 ) -> Result<Outcome, FhirError> {
     let rtype = entry.rtype.as_str();
     let mut resource = entry.resource.clone().unwrap_or(Value::Null);
+    let mut patch = match &entry.action {
+        Action::Patch { patch, .. } => Some(patch.clone()),
+        _ => None,
+    };
+    // What references are rewritten in: the resource, or the patch a PATCH entry carries.
+    let content = match &mut patch {
+        Some(patch) => patch.document_mut(),
+        None => &mut resource,
+    };
     // Conditional references resolve inside the entry's transaction.
     let mut found = Vec::new();
-    bundle_entry::conditional_references(&resource, &mut found);
+    bundle_entry::conditional_references(content, &mut found);
     if !found.is_empty() {
         let mut conditional = std::collections::HashMap::new();
         for reference in found {
@@ -76,7 +85,7 @@ async fn write_in(
             bases: vec![],
             strict: false,
         }
-        .apply(&mut resource, rtype)?;
+        .apply(content, rtype)?;
     }
     match &entry.action {
         Action::Create { condition } => {
@@ -102,7 +111,18 @@ async fn write_in(
         Action::ConditionalDelete => {
             delete::conditional_delete_in(tx, app, rtype, &entry.params, entry.if_match).await
         }
-        Action::Read | Action::Patch => Err(FhirError::Internal(format!(
+        Action::Patch { id, .. } => {
+            let id = match id {
+                Some(id) => id.clone(),
+                None => patch::conditional_target(tx, app, rtype, &entry.params).await?,
+            };
+            let patch = patch
+                .as_ref()
+                .ok_or_else(|| FhirError::Internal(format!("{} lost its patch", entry.label())))?;
+            let written = patch::patch_in(tx, app, rtype, &id, entry.if_match, patch).await?;
+            Ok(patch::outcome(written))
+        }
+        Action::Read => Err(FhirError::Internal(format!(
             "{} is not a write entry",
             entry.label()
         ))),

@@ -14,6 +14,7 @@ use crate::fhir::meta;
 use crate::http::negotiate::Return;
 use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
+use crate::interaction::patch::Patch;
 use crate::interaction::version::Outcome;
 use crate::interaction::{check_id, check_type, create, parse_etag, update};
 use crate::search::params::criteria;
@@ -36,8 +37,9 @@ pub enum Action {
     ConditionalDelete,
     /// `GET`/`HEAD` (and `POST Type/_search`): read, vread, search, history, …
     Read,
-    /// `PATCH`: not supported in Bundles yet.
-    Patch,
+    /// `PATCH Type/id`, or `PATCH Type?criteria` (`id` is `None`), with the patch the entry's
+    /// resource carries.
+    Patch { id: Option<String>, patch: Patch },
 }
 
 /// One `Bundle.entry`, read and checked.
@@ -162,7 +164,15 @@ pub fn parse(app: &App, index: usize, entry: &Value) -> Result<Entry, FhirError>
         ("PUT", [rtype, id]) => (rtype.to_string(), Action::Update { id: id.to_string() }),
         ("DELETE", [rtype]) if !params.is_empty() => (rtype.to_string(), Action::ConditionalDelete),
         ("DELETE", [rtype, id]) => (rtype.to_string(), Action::Delete { id: id.to_string() }),
-        ("PATCH", [rtype, ..]) => (rtype.to_string(), Action::Patch),
+        ("PATCH", [rtype]) if !params.is_empty() => {
+            let patch = entry_patch(&resource, &at)?;
+            (rtype.to_string(), Action::Patch { id: None, patch })
+        }
+        ("PATCH", [rtype, id]) => {
+            let patch = entry_patch(&resource, &at)?;
+            let id = Some(id.to_string());
+            (rtype.to_string(), Action::Patch { id, patch })
+        }
         ("POST" | "PUT" | "DELETE" | "PATCH", _) => return Err(unsupported()),
         _ => {
             return Err(FhirError::invalid_at(
@@ -177,7 +187,9 @@ pub fn parse(app: &App, index: usize, entry: &Value) -> Result<Entry, FhirError>
     if !matches!(action, Action::Read) {
         check_type(&rtype)?;
     }
-    if let Action::Update { id } | Action::Delete { id } = &action {
+    if let Action::Update { id } | Action::Delete { id } | Action::Patch { id: Some(id), .. } =
+        &action
+    {
         check_id(id)?;
     }
     if matches!(
@@ -218,6 +230,31 @@ pub fn parse(app: &App, index: usize, entry: &Value) -> Result<Entry, FhirError>
         if_match,
         if_none_match: text(request, "ifNoneMatch"),
         if_modified_since: text(request, "ifModifiedSince"),
+    })
+}
+
+/// The patch a PATCH entry carries as its resource.
+fn entry_patch(resource: &Option<Value>, at: &dyn Fn(&str) -> String) -> Result<Patch, FhirError> {
+    let resource = resource.as_ref().ok_or_else(|| {
+        FhirError::invalid_at(
+            "required",
+            "PATCH needs the patch in the entry's resource: a Binary (JSON Patch) or a \
+             Parameters resource (FHIRPath Patch)",
+            at("resource"),
+        )
+    })?;
+    Patch::from_entry_resource(resource).map_err(|e| match e {
+        FhirError::Invalid(issues) => FhirError::Invalid(
+            issues
+                .into_iter()
+                .map(|mut i| {
+                    let element = i.expression.take();
+                    i.expression = Some(at(element.as_deref().unwrap_or("resource")));
+                    i
+                })
+                .collect(),
+        ),
+        other => other,
     })
 }
 

@@ -4,9 +4,11 @@
 //! The body is a JSON Patch (`application/json-patch+json`, RFC 6902) or a FHIRPath Patch
 //! (`application/fhir+json` or `application/json`, a `Parameters` resource). The patch is
 //! applied to the current version under the writer's lock, the result is validated like any
-//! update, and written as the next version.
+//! update, and written as the next version. In a batch or transaction the patch is the entry's
+//! resource: a `Binary` holding a JSON Patch, or a FHIRPath Patch `Parameters`.
 
 use axum::http::{header, StatusCode};
+use base64::Engine;
 use serde_json::Value;
 
 use crate::app::App;
@@ -16,6 +18,7 @@ use crate::fhir::json_patch::{self, JsonPatchError};
 use crate::fhir::validate::validate;
 use crate::http::request::{parse_json, FhirRequest};
 use crate::http::response::FhirResponse;
+use crate::interaction::version::Outcome;
 use crate::interaction::{check_id, check_type, if_match, retry, version};
 use crate::search::params::{criteria, criteria_key};
 use crate::store::{Method, Tx, Version};
@@ -58,6 +61,70 @@ impl Patch {
                  application/fhir+json (FHIRPath Patch)"
                     .into(),
             )),
+        }
+    }
+
+    /// Reads a Bundle entry's resource: a `Parameters` (FHIRPath Patch) or a `Binary` whose
+    /// `contentType` is `application/json-patch+json` and whose `data` is the JSON Patch.
+    pub fn from_entry_resource(resource: &Value) -> Result<Patch, FhirError> {
+        match resource.get("resourceType").and_then(Value::as_str) {
+            Some("Parameters") => Ok(Patch::FhirPath(resource.clone())),
+            Some("Binary") => {
+                let content_type = resource.get("contentType").and_then(Value::as_str);
+                let media = content_type.map(|c| {
+                    c.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase()
+                });
+                if media.as_deref() != Some("application/json-patch+json") {
+                    return Err(FhirError::invalid_at(
+                        "invalid",
+                        format!(
+                            "A PATCH entry's Binary must have contentType \
+                             application/json-patch+json, not {}",
+                            content_type.map_or("none".to_owned(), |c| format!("'{c}'"))
+                        ),
+                        "resource.contentType",
+                    ));
+                }
+                let data = resource.get("data").and_then(Value::as_str).unwrap_or("");
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .map_err(|e| {
+                        FhirError::invalid_at(
+                            "invalid",
+                            format!("The Binary's data is not base64: {e}"),
+                            "resource.data",
+                        )
+                    })?;
+                Ok(Patch::Json(parse_json(&bytes)?))
+            }
+            other => Err(FhirError::invalid_at(
+                "invalid",
+                format!(
+                    "A PATCH entry carries its patch as a Binary (JSON Patch) or a Parameters \
+                     resource (FHIRPath Patch), not {}",
+                    other.map_or("a resource without resourceType".to_owned(), |t| format!(
+                        "a {t}"
+                    ))
+                ),
+                "resource",
+            )),
+        }
+    }
+
+    /// The patch document itself: a transaction resolves and rewrites the references in it.
+    pub fn document(&self) -> &Value {
+        match self {
+            Patch::Json(v) | Patch::FhirPath(v) => v,
+        }
+    }
+
+    pub fn document_mut(&mut self) -> &mut Value {
+        match self {
+            Patch::Json(v) | Patch::FhirPath(v) => v,
         }
     }
 
@@ -116,32 +183,40 @@ pub async fn conditional_patch(
     rtype: &str,
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
-    let query = criteria(rtype, &request.params, &app.base_url)?;
+    criteria(rtype, &request.params, &app.base_url)?;
     let patch = Patch::from_request(request)?;
     let expected = if_match(request)?;
     let written = retry(|| async {
         let mut tx = app.store.begin().await?;
-        tx.lock_key(&criteria_key(rtype, &request.params)).await?;
-        let hits = tx.search(&query).await?;
-        let id = match hits.as_slice() {
-            [] => {
-                return Err(FhirError::NotFound(format!(
-                    "No {rtype} matches the criteria of the conditional patch"
-                )))
-            }
-            [hit] => hit.version.id.clone(),
-            _ => {
-                return Err(FhirError::PreconditionFailed(format!(
-                    "The criteria match more than one {rtype}: they are not selective enough"
-                )))
-            }
-        };
+        let id = conditional_target(&mut *tx, app, rtype, &request.params).await?;
         let written = patch_in(&mut *tx, app, rtype, &id, expected, &patch).await?;
         tx.commit().await?;
         Ok(written)
     })
     .await?;
     respond(&written)
+}
+
+/// The one resource conditional patch criteria select, under the criteria's lock: none is 404,
+/// more than one 412.
+pub async fn conditional_target(
+    tx: &mut dyn Tx,
+    app: &App,
+    rtype: &str,
+    params: &[(String, String)],
+) -> Result<String, FhirError> {
+    let query = criteria(rtype, params, &app.base_url)?;
+    tx.lock_key(&criteria_key(rtype, params)).await?;
+    let hits = tx.search(&query).await?;
+    match hits.as_slice() {
+        [] => Err(FhirError::NotFound(format!(
+            "No {rtype} matches the criteria of the conditional patch"
+        ))),
+        [hit] => Ok(hit.version.id.clone()),
+        _ => Err(FhirError::PreconditionFailed(format!(
+            "The criteria match more than one {rtype}: they are not selective enough"
+        ))),
+    }
 }
 
 /// Inside a transaction: locks `rtype/id`, checks it exists and `If-Match`, applies the patch
@@ -206,9 +281,15 @@ pub async fn patch_in(
     version::write(tx, rtype, id, Some(current), Method::Patch, Some(resource)).await
 }
 
-fn respond(written: &Version) -> Result<FhirResponse, FhirError> {
-    Ok(version::respond(written, StatusCode::OK)?.written(format!(
+/// What a patch wrote, as a single request or a Bundle entry answers it.
+pub fn outcome(written: Version) -> Outcome {
+    let message = format!(
         "Patched {}/{} to version {}",
         written.rtype, written.id, written.version
-    )))
+    );
+    Outcome::of(written, StatusCode::OK, true, message)
+}
+
+fn respond(written: &Version) -> Result<FhirResponse, FhirError> {
+    outcome(written.clone()).into_response()
 }

@@ -1,4 +1,5 @@
-//! read: `GET [base]/[type]/[id]`, with conditional read (`If-None-Match`, `If-Modified-Since`).
+//! read: `GET [base]/[type]/[id]`, with conditional read (`If-None-Match`, `If-Modified-Since`)
+//! and `_summary`.
 
 use axum::http::StatusCode;
 
@@ -8,6 +9,7 @@ use crate::fhir::datetime::{format_instant, parse_http_date};
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::{check_id, check_type, parse_etag, version};
+use crate::search::params::{summary, Subset};
 
 pub async fn read(
     app: &App,
@@ -38,5 +40,13 @@ pub async fn read(
         return Ok(FhirResponse::new(StatusCode::NOT_MODIFIED, None)
             .with_version(current.version, current.last_updated));
     }
-    version::respond(&current, StatusCode::OK)
+    match request.params.iter().find(|(k, _)| k == "_summary") {
+        Some((_, value)) => match summary(value)? {
+            Subset::Count => Err(FhirError::invalid(
+                "_summary=count applies to searches, not to a read",
+            )),
+            subset => version::respond_subset(&current, StatusCode::OK, &subset),
+        },
+        None => version::respond(&current, StatusCode::OK),
+    }
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::error::{FhirError, Issue};
-use crate::fhir::{meta, subset};
+use crate::fhir::meta;
 use crate::http::negotiate::prefer_strict;
 use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
@@ -116,8 +116,14 @@ async fn search_in(
     if paging_back {
         hits.reverse();
     }
-    let total = if parsed.total == Total::Accurate || parsed.subset == Subset::Count {
-        Some(app.store.count(query).await?)
+    // A first page that holds every match counts them itself; otherwise the store counts.
+    let whole = !more && query.after.is_none() && query.before.is_none() && query.count > 0;
+    let total = if parsed.subset == Subset::Count || parsed.total == Total::Accurate {
+        Some(if whole && parsed.subset != Subset::Count {
+            hits.len() as u64
+        } else {
+            app.store.count(query).await?
+        })
     } else {
         None
     };
@@ -145,11 +151,7 @@ async fn search_in(
     };
     let subset = |mut e: Value| {
         let resource = e["resource"].take();
-        e["resource"] = match &parsed.subset {
-            Subset::Data => subset::without_text(resource),
-            Subset::Elements(names) => subset::only_elements(resource, names),
-            Subset::Full | Subset::Count => resource,
-        };
+        e["resource"] = parsed.subset.apply(resource);
         e
     };
     let mut entries: Vec<Value> = hits

@@ -21,8 +21,9 @@ use crate::http::negotiate::{prefer_return, Return};
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::bundle_entry::{self, at_entry, Action, Entry, Rewrite};
+use crate::interaction::patch::Patch;
 use crate::interaction::version::Outcome;
-use crate::interaction::{batch, create, delete, retry, update};
+use crate::interaction::{batch, create, delete, patch, retry, update};
 use crate::search::params::criteria_key;
 use crate::store::{Tx, Version};
 
@@ -81,22 +82,23 @@ pub async fn bundle(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fh
     })))
 }
 
-/// Reads and validates one entry (request, resource); PATCH is not supported yet.
+/// Reads and validates one entry (request, resource). A PATCH entry's resource is the patch
+/// (Binary or Parameters); the patched result is validated when it is applied.
 pub fn checked_entry(app: &App, index: usize, raw: &Value) -> Result<Entry, FhirError> {
     let entry = bundle_entry::parse(app, index, raw)
         .map_err(|e| at_entry(e, &bundle_entry::label(index, full_url(raw))))?;
     let fail = |e| at_entry(e, &entry.label());
-    if let Action::Patch = entry.action {
-        return Err(fail(FhirError::invalid(
-            "PATCH in bundles is not supported yet",
-        )));
-    }
     if let (true, Some(resource)) = (entry.is_write(), &entry.resource) {
-        if !matches!(
-            entry.action,
-            Action::Delete { .. } | Action::ConditionalDelete
-        ) {
-            validate(resource, &entry.rtype).map_err(fail)?;
+        match entry.action {
+            Action::Delete { .. } | Action::ConditionalDelete => {}
+            Action::Patch { .. } => {
+                let own_type = resource
+                    .get("resourceType")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                validate(resource, own_type).map_err(fail)?;
+            }
+            _ => validate(resource, &entry.rtype).map_err(fail)?,
         }
     }
     Ok(entry)
@@ -181,12 +183,13 @@ impl Claims {
     }
 }
 
-/// What a POST or PUT entry will write, settled before anything is written.
+/// What a POST, PUT or PATCH entry will write, settled before anything is written.
 enum Plan {
     /// Conditional create that found its match: nothing to write.
     Existing(Version),
     Create(String),
     Update(String),
+    Patch(String, Patch),
 }
 
 /// Every write entry inside `tx`; `None` for GET entries (run after commit).
@@ -250,6 +253,17 @@ async fn apply(
                 }
             }
             Action::Update { id } => Plan::Update(id.clone()),
+            Action::Patch {
+                id: Some(id),
+                patch,
+            } => Plan::Patch(id.clone(), patch.clone()),
+            Action::Patch { id: None, patch } => {
+                same_criteria()?;
+                let id = patch::conditional_target(tx, app, &entry.rtype, &entry.params)
+                    .await
+                    .map_err(fail)?;
+                Plan::Patch(id, patch.clone())
+            }
             Action::ConditionalUpdate { body_id } => {
                 same_criteria()?;
                 let id = update::conditional_target(
@@ -268,7 +282,7 @@ async fn apply(
         };
         let id = match &plan {
             Plan::Existing(v) => &v.id,
-            Plan::Create(id) | Plan::Update(id) => id,
+            Plan::Create(id) | Plan::Update(id) | Plan::Patch(id, _) => id,
         };
         claims.claim(entry, &entry.rtype, id)?;
         if let Some(url) = &entry.full_url {
@@ -280,8 +294,12 @@ async fn apply(
     let mut conditional: HashMap<String, String> = HashMap::new();
     for entry in entries.iter().filter(|e| plans.contains_key(&e.index)) {
         let mut found = Vec::new();
-        if let Some(resource) = &entry.resource {
-            bundle_entry::conditional_references(resource, &mut found);
+        let content = match plans.get(&entry.index) {
+            Some(Plan::Patch(_, patch)) => Some(patch.document()),
+            _ => entry.resource.as_ref(),
+        };
+        if let Some(content) = content {
+            bundle_entry::conditional_references(content, &mut found);
         }
         for reference in found {
             if !conditional.contains_key(&reference) {
@@ -292,7 +310,7 @@ async fn apply(
             }
         }
     }
-    // 4. POST, then PUT, with references rewritten.
+    // 4. POST, then PUT and PATCH, with references rewritten.
     for pass in [Method::Post, Method::Put] {
         for entry in entries {
             let Some(plan) = plans.get(&entry.index) else {
@@ -303,25 +321,35 @@ async fn apply(
                 continue;
             }
             let fail = |e| at_entry(e, &entry.label());
+            let mut bases: Vec<String> = entry
+                .full_url
+                .as_deref()
+                .and_then(Rewrite::base_of)
+                .into_iter()
+                .collect();
+            bases.push(app.base_url.clone());
+            let rewrite = Rewrite {
+                ids: &ids,
+                conditional: &conditional,
+                bases,
+                strict: true,
+            };
             let outcome = match plan {
                 Plan::Existing(existing) => create::existing_outcome(existing.clone()),
+                Plan::Patch(id, patch) => {
+                    let mut patch = patch.clone();
+                    rewrite
+                        .apply(patch.document_mut(), "resource")
+                        .map_err(fail)?;
+                    let written =
+                        patch::patch_in(tx, app, &entry.rtype, id, entry.if_match, &patch)
+                            .await
+                            .map_err(fail)?;
+                    patch::outcome(written)
+                }
                 Plan::Create(id) | Plan::Update(id) => {
                     let mut resource = entry.resource.clone().unwrap_or(Value::Null);
-                    let mut bases: Vec<String> = entry
-                        .full_url
-                        .as_deref()
-                        .and_then(Rewrite::base_of)
-                        .into_iter()
-                        .collect();
-                    bases.push(app.base_url.clone());
-                    Rewrite {
-                        ids: &ids,
-                        conditional: &conditional,
-                        bases,
-                        strict: true,
-                    }
-                    .apply(&mut resource, &entry.rtype)
-                    .map_err(fail)?;
+                    rewrite.apply(&mut resource, &entry.rtype).map_err(fail)?;
                     resource["id"] = Value::String(id.clone());
                     if is_post {
                         create::new_in(tx, app, &entry.rtype, id, &resource).await

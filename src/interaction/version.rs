@@ -74,13 +74,23 @@ pub async fn write(
 
 /// A stored version as a response: the resource with its `meta`, `ETag` and `Last-Modified`.
 pub fn respond(version: &Version, status: StatusCode) -> Result<FhirResponse, FhirError> {
+    respond_subset(version, status, &crate::search::params::Subset::Full)
+}
+
+/// A version's subset (`_summary` on read), with the version's ETag and Last-Modified.
+pub fn respond_subset(
+    version: &Version,
+    status: StatusCode,
+    subset: &crate::search::params::Subset,
+) -> Result<FhirResponse, FhirError> {
     let body = meta::stamp(version).ok_or_else(|| {
         FhirError::Internal(format!(
             "stored {}/{} is not valid JSON",
             version.rtype, version.id
         ))
     })?;
-    Ok(FhirResponse::new(status, Some(body)).with_version(version.version, version.last_updated))
+    Ok(FhirResponse::new(status, Some(subset.apply(body)))
+        .with_version(version.version, version.last_updated))
 }
 
 /// The `Location` of a version: `[base]/[type]/[id]/_history/[vid]`.

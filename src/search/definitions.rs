@@ -33,6 +33,22 @@ struct Definition {
     expression: Option<String>,
     #[serde(default)]
     target: Vec<String>,
+    #[serde(default)]
+    component: Vec<ComponentDefinition>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ComponentDefinition {
+    definition: String,
+    expression: String,
+}
+
+/// One component of a composite parameter: the type of the parameter it is defined by, and
+/// its expression, evaluated on each element the composite's own expression selects.
+#[derive(Debug)]
+pub struct Component {
+    pub kind: ParamType,
+    pub expression: Arc<Expression>,
 }
 
 /// A search parameter as it applies to one resource type.
@@ -45,6 +61,8 @@ pub struct SearchParam {
     /// the evaluator cannot parse.
     pub expression: Option<Arc<Expression>>,
     pub target: Vec<String>,
+    /// The components of a composite parameter, in order (empty for other types).
+    pub components: Vec<Component>,
 }
 
 /// Parameters by resource type, then by code. `Resource`/`DomainResource` parameters are
@@ -69,14 +87,34 @@ static OFFICIAL: LazyLock<Registry> = LazyLock::new(|| {
 impl Registry {
     fn new(definitions: Vec<Definition>) -> Self {
         let mut by_type: HashMap<String, HashMap<String, SearchParam>> = HashMap::new();
+        let kinds: HashMap<String, ParamType> = definitions
+            .iter()
+            .map(|d| (d.url.clone(), d.kind))
+            .collect();
         for def in definitions {
-            let expression = def.expression.as_deref().and_then(|src| match fhirpath::parse(src) {
+            let parse = |src: &str| match fhirpath::parse(src) {
                 Ok(expr) => Some(Arc::new(expr)),
                 Err(e) => {
                     tracing::warn!(url = def.url, error = %e, "search parameter expression does not parse");
                     None
                 }
-            });
+            };
+            let components: Option<Vec<Component>> = def
+                .component
+                .iter()
+                .map(|c| {
+                    Some(Component {
+                        kind: *kinds.get(&c.definition)?,
+                        expression: parse(&c.expression)?,
+                    })
+                })
+                .collect();
+            // A composite whose components cannot all be read is not searchable at all.
+            let expression = match &components {
+                Some(_) => def.expression.as_deref().and_then(parse),
+                None => None,
+            };
+            let components = components.unwrap_or_default();
             let bases: Vec<String> = if def
                 .base
                 .iter()
@@ -96,6 +134,13 @@ impl Registry {
                         kind: def.kind,
                         expression: expression.clone(),
                         target: def.target.clone(),
+                        components: components
+                            .iter()
+                            .map(|c| Component {
+                                kind: c.kind,
+                                expression: c.expression.clone(),
+                            })
+                            .collect(),
                     },
                 );
             }

@@ -15,6 +15,7 @@ use crate::fhir::datetime::parse_range;
 use crate::fhirpath::{Item, Node};
 use crate::search::definitions::{registry, ParamType, SearchParam};
 use crate::search::index::*;
+use crate::ucum;
 
 /// Computes every index entry of a resource of type `rtype`.
 pub fn index_entries(resource: &Value, rtype: &str) -> IndexEntries {
@@ -34,26 +35,72 @@ pub fn index_entries(resource: &Value, rtype: &str) -> IndexEntries {
                 continue;
             }
         };
+        if param.kind == ParamType::Composite {
+            composite(&mut entries, param, resource, &items);
+            continue;
+        }
         for item in &items {
-            add(&mut entries, param, item);
+            add(&mut entries, &param.code, param.kind, item);
         }
     }
     entries
 }
 
-fn add(entries: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
-    let code = &param.code;
-    match param.kind {
-        ParamType::Token => tokens(item, &mut |system, value| {
-            entries.tokens.push(TokenEntry {
-                param: code.clone(),
-                system: clean(system),
-                code: clean(value),
+/// One group per element the composite's expression selects, holding the values its
+/// components read from that element (search page, "Composite Search Parameters").
+fn composite(
+    entries: &mut IndexEntries,
+    param: &SearchParam,
+    resource: &Value,
+    items: &[Item<'_>],
+) {
+    for item in items {
+        let mut group = IndexEntries::default();
+        for (i, component) in param.components.iter().enumerate() {
+            let values = match component.expression.evaluate_on(resource, item) {
+                Ok(values) => values,
+                Err(e) => {
+                    tracing::debug!(param = param.code, error = %e, "composite component not evaluated");
+                    Vec::new()
+                }
+            };
+            let code = format!("{}${i}", param.code);
+            for value in &values {
+                add(&mut group, &code, component.kind, value);
+            }
+        }
+        // Only the components: not the `:text` and `:of-type` entries of token components.
+        group.groups.clear();
+        group.strings.retain(|s| !s.param.ends_with(":text"));
+        if !group.is_empty() {
+            entries.groups.push(group);
+        }
+    }
+}
+
+fn add(entries: &mut IndexEntries, code: &str, kind: ParamType, item: &Item<'_>) {
+    match kind {
+        ParamType::Token => {
+            tokens(item, &mut |system, value| {
+                entries.tokens.push(TokenEntry {
+                    param: code.to_owned(),
+                    system: clean(system),
+                    code: clean(value),
+                });
             });
-        }),
+            let text_param = format!("{code}:text");
+            token_texts(item, &mut |s| {
+                entries.strings.push(StringEntry {
+                    param: text_param.clone(),
+                    normalized: normalize(s),
+                    exact: index_text(s),
+                });
+            });
+            identifier_of_type(entries, code, item);
+        }
         ParamType::String => strings(item, &mut |s| {
             entries.strings.push(StringEntry {
-                param: code.clone(),
+                param: code.to_owned(),
                 normalized: normalize(s),
                 exact: index_text(s),
             });
@@ -61,7 +108,7 @@ fn add(entries: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
         ParamType::Date => {
             if let Some((lo, hi)) = date_range(item) {
                 entries.dates.push(DateEntry {
-                    param: code.clone(),
+                    param: code.to_owned(),
                     lo,
                     hi,
                 });
@@ -71,11 +118,21 @@ fn add(entries: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
             if let Some(entry) = reference(item, code) {
                 entries.references.push(entry);
             }
+            if let Some(identifier) = item.as_json().and_then(|r| r.get("identifier")) {
+                let system = identifier.get("system").and_then(Value::as_str);
+                if let Some(value) = identifier.get("value").and_then(Value::as_str) {
+                    entries.tokens.push(TokenEntry {
+                        param: format!("{code}:identifier"),
+                        system: clean(system),
+                        code: Some(index_text(value)),
+                    });
+                }
+            }
         }
         ParamType::Uri => {
             if let Some(s) = text(item) {
                 entries.uris.push(UriEntry {
-                    param: code.clone(),
+                    param: code.to_owned(),
                     value: index_text(s),
                 });
             }
@@ -83,7 +140,7 @@ fn add(entries: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
         ParamType::Number => {
             if let Some((value, lo, hi)) = number(item) {
                 entries.numbers.push(NumberEntry {
-                    param: code.clone(),
+                    param: code.to_owned(),
                     value,
                     lo,
                     hi,
@@ -95,8 +152,68 @@ fn add(entries: &mut IndexEntries, param: &SearchParam, item: &Item<'_>) {
                 entries.quantities.push(entry);
             }
         }
-        // Composite parameters are matched from their components; special ones by code.
+        // Composite parameters are read by `composite`; special ones by code.
         ParamType::Composite | ParamType::Special => {}
+    }
+}
+
+/// The texts `:text` matches: `CodeableConcept.text`, `Coding.display`, and an Identifier's
+/// type text and displays.
+fn token_texts(item: &Item<'_>, add: &mut dyn FnMut(&str)) {
+    let Some(Value::Object(o)) = item.as_json() else {
+        return;
+    };
+    let concept = |cc: &serde_json::Map<String, Value>, add: &mut dyn FnMut(&str)| {
+        if let Some(text) = cc.get("text").and_then(Value::as_str) {
+            add(text);
+        }
+        if let Some(Value::Array(codings)) = cc.get("coding") {
+            codings
+                .iter()
+                .filter_map(|c| c.get("display").and_then(Value::as_str))
+                .for_each(&mut *add);
+        }
+    };
+    if o.contains_key("coding") || (o.contains_key("text") && !o.contains_key("value")) {
+        concept(o, add);
+    } else if o.contains_key("code") {
+        if let Some(display) = o.get("display").and_then(Value::as_str) {
+            add(display);
+        }
+    } else if let Some(Value::Object(kind)) = o.get("type") {
+        concept(kind, add);
+    }
+}
+
+/// `:of-type` entries of an Identifier: one group per coding of its type, with the type
+/// (`$0`) and the value (`$1`) together.
+fn identifier_of_type(entries: &mut IndexEntries, code: &str, item: &Item<'_>) {
+    let Some(Value::Object(o)) = item.as_json() else {
+        return;
+    };
+    let (Some(value), Some(Value::Array(codings))) = (
+        o.get("value").and_then(Value::as_str),
+        o.get("type").and_then(|t| t.get("coding")),
+    ) else {
+        return;
+    };
+    for coding in codings {
+        let system = coding.get("system").and_then(Value::as_str);
+        let Some(type_code) = coding.get("code").and_then(Value::as_str) else {
+            continue;
+        };
+        let mut group = IndexEntries::default();
+        group.tokens.push(TokenEntry {
+            param: format!("{code}:of-type$0"),
+            system: clean(system),
+            code: Some(index_text(type_code)),
+        });
+        group.tokens.push(TokenEntry {
+            param: format!("{code}:of-type$1"),
+            system: None,
+            code: Some(index_text(value)),
+        });
+        entries.groups.push(group);
     }
 }
 
@@ -346,6 +463,10 @@ fn quantity(item: &Item<'_>, code: &str) -> Option<QuantityEntry> {
         Some(currency) => (Some(MONEY_SYSTEM.to_owned()), Some(currency)),
         None => (str_of("system"), str_of("code")),
     };
+    let canonical = match (&system, &unit_code) {
+        (Some(system), Some(unit)) if system == ucum::SYSTEM => ucum::canonical(value, unit).ok(),
+        _ => None,
+    };
     Some(QuantityEntry {
         param: code.to_owned(),
         system,
@@ -354,6 +475,7 @@ fn quantity(item: &Item<'_>, code: &str) -> Option<QuantityEntry> {
         value,
         lo,
         hi,
+        canonical,
     })
 }
 

@@ -53,7 +53,8 @@ pub struct NumberEntry {
     pub hi: f64,
 }
 
-/// A quantity as written (`system`, `code`, `unit`) and its value.
+/// A quantity as written (`system`, `code`, `unit`) and its value; a UCUM quantity also in
+/// canonical base units, so searches in any commensurable unit find it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantityEntry {
     pub param: String,
@@ -63,9 +64,16 @@ pub struct QuantityEntry {
     pub value: f64,
     pub lo: f64,
     pub hi: f64,
+    pub canonical: Option<crate::ucum::Canonical>,
 }
 
 /// Everything one resource version is indexed by.
+///
+/// Besides the entries of each parameter (`param` = its code) there are entries the modifiers
+/// match against, under names no parameter code can have: `code:text` (string entries of the
+/// display texts of a token), `subject:identifier` (token entries of `Reference.identifier`).
+/// Values that must come from one element (composite components `code$0`, `code$1`;
+/// `identifier:of-type$0` for the type and `$1` for the value) are in `groups`, one per element.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IndexEntries {
     pub tokens: Vec<TokenEntry>,
@@ -75,4 +83,19 @@ pub struct IndexEntries {
     pub uris: Vec<UriEntry>,
     pub numbers: Vec<NumberEntry>,
     pub quantities: Vec<QuantityEntry>,
+    /// Entries that belong together, one group per element (stored with the group's number).
+    pub groups: Vec<IndexEntries>,
+}
+
+impl IndexEntries {
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+            && self.strings.is_empty()
+            && self.dates.is_empty()
+            && self.references.is_empty()
+            && self.uris.is_empty()
+            && self.numbers.is_empty()
+            && self.quantities.is_empty()
+            && self.groups.is_empty()
+    }
 }

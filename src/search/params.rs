@@ -9,12 +9,13 @@
 use crate::error::FhirError;
 use crate::fhir::datetime::parse_range;
 use crate::fhir::resource_types;
-use crate::search::definitions::{registry, ParamType};
+use crate::search::definitions::{registry, Component, ParamType};
 use crate::search::extract::{index_text, number_range};
 use crate::search::query::{
-    Cursor, IndexTable, Predicate, Prefix, RangeTarget, SearchQuery, SortColumn, SortKey,
-    StringMatch, TokenSystem, UriMatch,
+    CanonicalQuantity, Cursor, IndexTable, Predicate, Prefix, RangeTarget, SearchQuery, SortColumn,
+    SortKey, StringMatch, TokenSystem, UriMatch,
 };
+use crate::ucum;
 
 pub const DEFAULT_COUNT: usize = 50;
 pub const MAX_COUNT: usize = 1000;
@@ -62,8 +63,42 @@ pub enum Subset {
     Count,
     /// `_summary=data`: everything but the narrative.
     Data,
+    /// `_summary=true`: the elements marked as summary (and mandatory ones).
+    Summary,
+    /// `_summary=text`: the narrative, `id`, `meta` and top-level mandatory elements.
+    Text,
     /// `_elements=a,b`: only these top-level elements (and `id`, `meta`).
     Elements(Vec<String>),
+}
+
+/// Reads `_summary` (search page, "Summary").
+pub fn summary(value: &str) -> Result<Subset, FhirError> {
+    Ok(match value {
+        "false" => Subset::Full,
+        "true" => Subset::Summary,
+        "text" => Subset::Text,
+        "data" => Subset::Data,
+        "count" => Subset::Count,
+        other => {
+            return Err(FhirError::invalid(format!(
+                "_summary must be true, text, data, count or false, not '{other}'"
+            )))
+        }
+    })
+}
+
+impl Subset {
+    /// The part of a resource this subset returns.
+    pub fn apply(&self, resource: serde_json::Value) -> serde_json::Value {
+        use crate::fhir::subset;
+        match self {
+            Subset::Data => subset::without_text(resource),
+            Subset::Summary => subset::summary(resource),
+            Subset::Text => subset::text_only(resource),
+            Subset::Elements(names) => subset::only_elements(resource, names),
+            Subset::Full | Subset::Count => resource,
+        }
+    }
 }
 
 /// An `_include` (`rev: false`) or `_revinclude` (`rev: true`) of `source:param[:target]`.
@@ -195,16 +230,41 @@ pub fn parse(
                 continue;
             }
             "_summary" => {
-                subset = match value.as_str() {
-                    "false" => Subset::Full,
-                    "count" => Subset::Count,
-                    "data" => Subset::Data,
-                    other => {
+                subset = summary(value)?;
+                continue;
+            }
+            // Contained resources are not indexed on their own: searching them is refused
+            // rather than answered with the containers (search page, "Contained Resources").
+            "_contained" => {
+                match value.as_str() {
+                    "false" => {}
+                    "true" | "both" => {
                         return Err(FhirError::invalid(format!(
-                            "_summary={other} is not supported: use count, data or false"
+                            "_contained={value} is not supported: this server searches resources, not the resources contained in them"
                         )))
                     }
-                };
+                    other => {
+                        return Err(FhirError::invalid(format!(
+                            "_contained must be false, true or both, not '{other}'"
+                        )))
+                    }
+                }
+                continue;
+            }
+            "_containedType" => {
+                match value.as_str() {
+                    "container" => {}
+                    "contained" => {
+                        return Err(FhirError::invalid(
+                            "_containedType=contained is not supported: contained resources are not searched (_contained=false)",
+                        ))
+                    }
+                    other => {
+                        return Err(FhirError::invalid(format!(
+                            "_containedType must be container or contained, not '{other}'"
+                        )))
+                    }
+                }
                 continue;
             }
             "_elements" => {
@@ -227,6 +287,7 @@ pub fn parse(
             "_total" => {
                 total = match value.as_str() {
                     "none" => Total::None,
+                    // The exact count is as cheap as any estimate this server could make.
                     "estimate" | "accurate" => Total::Accurate,
                     other => {
                         return Err(FhirError::invalid(format!(
@@ -349,6 +410,20 @@ fn parameter(
             None => return Ok(Err(format!("{code}: no such search parameter for {rtype}"))),
         },
     };
+    if let Some(m) = modifier {
+        check_modifier(name, kind, m)?;
+    }
+    if let (Kind::Param(ParamType::Composite), None) = (kind, modifier) {
+        let param = registry().get(rtype, code).expect("a known parameter");
+        let any_of = values
+            .iter()
+            .map(|v| composite(code, &param.components, v, base))
+            .collect::<Result<_, _>>()?;
+        return Ok(Ok(Parsed1::AnyOf(any_of)));
+    }
+    // Only composites keep `\$` escaped: it separates their components.
+    let values: Vec<String> = values.iter().map(|v| v.replace("\\$", "$")).collect();
+    let values = &values[..];
     Ok(match predicates(code, kind, modifier, values, base)? {
         Some(parsed) => Ok(parsed),
         None => Err(match modifier {
@@ -356,6 +431,158 @@ fn parameter(
             None => format!("{code}: searching on this parameter type is not supported yet"),
         }),
     })
+}
+
+/// Refuses a modifier the search page does not define for the parameter's type (400): unlike
+/// an unknown parameter, it cannot be ignored without changing what the client asked.
+fn check_modifier(name: &str, kind: Kind, modifier: &str) -> Result<(), FhirError> {
+    let (type_name, allowed): (&str, &[&str]) = match kind {
+        Kind::Id => ("_id", &["missing", "not"]),
+        Kind::LastUpdated => ("_lastUpdated", &["missing"]),
+        Kind::Param(t) => match t {
+            ParamType::String => ("string", &["missing", "exact", "contains"]),
+            ParamType::Token => (
+                "token",
+                &[
+                    "missing", "text", "not", "above", "below", "in", "not-in", "of-type",
+                ],
+            ),
+            ParamType::Reference => ("reference", &["missing", "identifier", "above", "below"]),
+            ParamType::Uri => ("uri", &["missing", "below", "above"]),
+            ParamType::Date => ("date", &["missing"]),
+            ParamType::Number => ("number", &["missing"]),
+            ParamType::Quantity => ("quantity", &["missing"]),
+            ParamType::Composite => ("composite", &["missing"]),
+            ParamType::Special => ("special", &["missing"]),
+        },
+    };
+    let is_type = matches!(kind, Kind::Param(ParamType::Reference))
+        && resource_types::is_resource_type(modifier);
+    if is_type || allowed.contains(&modifier) {
+        return Ok(());
+    }
+    Err(FhirError::invalid(format!(
+        "{name}: ':{modifier}' is not a modifier of {type_name} parameters (allowed: {})",
+        allowed
+            .iter()
+            .map(|m| format!(":{m}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )))
+}
+
+/// A composite value `a$b[$c]`: one value per component, each parsed by its component's type,
+/// all matched in the same element (search page, "Composite Search Parameters").
+fn composite(
+    code: &str,
+    components: &[Component],
+    value: &str,
+    base: &str,
+) -> Result<Predicate, FhirError> {
+    let mut parts = vec![String::new()];
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'$') => {
+                chars.next();
+                parts.last_mut().unwrap().push('$');
+            }
+            '$' => parts.push(String::new()),
+            c => parts.last_mut().unwrap().push(c),
+        }
+    }
+    if parts.len() != components.len() || parts.iter().any(String::is_empty) {
+        return Err(FhirError::invalid(format!(
+            "{code}={value}: a composite value has {} parts separated by '$'",
+            components.len()
+        )));
+    }
+    let predicates = components
+        .iter()
+        .zip(&parts)
+        .enumerate()
+        .map(|(i, (component, part))| {
+            single(&format!("{code}${i}"), component.kind, part, base)?.ok_or_else(|| {
+                FhirError::invalid(format!(
+                    "{code}: its component {} cannot be searched",
+                    i + 1
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Predicate::Composite(predicates))
+}
+
+/// The predicate of one plain (unmodified) value of a parameter of type `kind`, `None` for
+/// types without values of their own (composite, special).
+fn single(
+    code: &str,
+    kind: ParamType,
+    value: &str,
+    base: &str,
+) -> Result<Option<Predicate>, FhirError> {
+    let param = code.to_owned();
+    Ok(Some(match kind {
+        ParamType::Date => range(RangeTarget::Date(param), code, value)?,
+        ParamType::Token => token(code, value),
+        ParamType::String => Predicate::String {
+            param,
+            value: index_text(value),
+            mode: StringMatch::StartsWith,
+        },
+        ParamType::Uri => Predicate::Uri {
+            param,
+            value: index_text(value),
+            mode: UriMatch::Exact,
+        },
+        ParamType::Reference => reference(code, None, value, base),
+        ParamType::Number => {
+            let (prefix, number) = Prefix::split(value);
+            let (value, lo, hi) = number_range(number)
+                .ok_or_else(|| FhirError::invalid(format!("{code}: '{number}' is not a number")))?;
+            Predicate::Number {
+                param,
+                prefix,
+                value,
+                lo,
+                hi,
+            }
+        }
+        ParamType::Quantity => quantity(code, value)?,
+        ParamType::Composite | ParamType::Special => return Ok(None),
+    }))
+}
+
+/// `identifier:of-type=system|code|value`: an Identifier whose type has that coding and whose
+/// value is `value` (search page, token `:of-type`).
+fn of_type(code: &str, value: &str) -> Result<Predicate, FhirError> {
+    let parts: Vec<&str> = value.splitn(3, '|').collect();
+    let [system, type_code, id_value] = parts[..] else {
+        return Err(FhirError::invalid(format!(
+            "{code}:of-type={value}: expected system|code|value"
+        )));
+    };
+    if type_code.is_empty() || id_value.is_empty() {
+        return Err(FhirError::invalid(format!(
+            "{code}:of-type={value}: the type code and the value are required"
+        )));
+    }
+    Ok(Predicate::Composite(vec![
+        Predicate::Token {
+            param: format!("{code}:of-type$0"),
+            system: if system.is_empty() {
+                TokenSystem::Any
+            } else {
+                TokenSystem::Is(index_text(system))
+            },
+            code: Some(index_text(type_code)),
+        },
+        Predicate::Token {
+            param: format!("{code}:of-type$1"),
+            system: TokenSystem::Any,
+            code: Some(index_text(id_value)),
+        },
+    ]))
 }
 
 /// A chained parameter `ref[:Type].rest=values`: resources whose reference `ref` points at a
@@ -529,21 +756,33 @@ fn predicates(
     match (kind, modifier) {
         (Kind::Id, None) => each(&|v| Ok(Predicate::Id(v.to_owned()))),
         (Kind::LastUpdated, None) => each(&|v| range(RangeTarget::LastUpdated, code, v)),
-        (Kind::Param(ParamType::Date), None) => {
-            each(&|v| range(RangeTarget::Date(param.clone()), code, v))
+        (Kind::Param(t), None) if t != ParamType::Composite && t != ParamType::Special => {
+            each(&|v| Ok(single(code, t, v, base)?.expect("a plain value")))
         }
-        (Kind::Param(ParamType::Token), None) => each(&|v| Ok(token(code, v))),
         (Kind::Param(ParamType::Token), Some("not")) => Ok(Some(Parsed1::AllOf(
             values
                 .iter()
                 .map(|v| Predicate::Not(Box::new(token(code, v))))
                 .collect(),
         ))),
-        (Kind::Param(ParamType::String), None | Some("exact") | Some("contains")) => {
+        // `:text`: the display texts, matched like a string (case- and accent-insensitive,
+        // starts with).
+        (Kind::Param(ParamType::Token), Some("text")) => each(&|v| {
+            Ok(Predicate::String {
+                param: format!("{code}:text"),
+                value: index_text(v),
+                mode: StringMatch::StartsWith,
+            })
+        }),
+        (Kind::Param(ParamType::Token), Some("of-type")) => each(&|v| of_type(code, v)),
+        // `:identifier`: `Reference.identifier`, matched like a token.
+        (Kind::Param(ParamType::Reference), Some("identifier")) => {
+            each(&|v| Ok(token(&format!("{code}:identifier"), v)))
+        }
+        (Kind::Param(ParamType::String), Some("exact") | Some("contains")) => {
             let mode = match modifier {
                 Some("exact") => StringMatch::Exact,
-                Some("contains") => StringMatch::Contains,
-                _ => StringMatch::StartsWith,
+                _ => StringMatch::Contains,
             };
             each(&|v| {
                 Ok(Predicate::String {
@@ -553,11 +792,10 @@ fn predicates(
                 })
             })
         }
-        (Kind::Param(ParamType::Uri), None | Some("below") | Some("above")) => {
+        (Kind::Param(ParamType::Uri), Some("below") | Some("above")) => {
             let mode = match modifier {
                 Some("below") => UriMatch::Below,
-                Some("above") => UriMatch::Above,
-                _ => UriMatch::Exact,
+                _ => UriMatch::Above,
             };
             each(&|v| {
                 Ok(Predicate::Uri {
@@ -567,23 +805,9 @@ fn predicates(
                 })
             })
         }
-        (Kind::Param(ParamType::Reference), None) => each(&|v| Ok(reference(code, None, v, base))),
         (Kind::Param(ParamType::Reference), Some(t)) if resource_types::is_resource_type(t) => {
             each(&|v| Ok(reference(code, Some(t), v, base)))
         }
-        (Kind::Param(ParamType::Number), None) => each(&|v| {
-            let (prefix, number) = Prefix::split(v);
-            let (value, lo, hi) = number_range(number)
-                .ok_or_else(|| FhirError::invalid(format!("{code}: '{number}' is not a number")))?;
-            Ok(Predicate::Number {
-                param: param.clone(),
-                prefix,
-                value,
-                lo,
-                hi,
-            })
-        }),
-        (Kind::Param(ParamType::Quantity), None) => each(&|v| quantity(code, v)),
         _ => Ok(None),
     }
 }
@@ -633,6 +857,14 @@ fn quantity(code: &str, value: &str) -> Result<Predicate, FhirError> {
         (Some(""), Some(unit)) => (TokenSystem::None, Some(unit)),
         (Some(system), Some(unit)) => (TokenSystem::Is(system.to_owned()), Some(unit)),
     };
+    let unit = unit.filter(|u| !u.is_empty());
+    // A unit UCUM cannot convert (`[pH]`, a typo) is still matched as written.
+    let canonical = match (&system, unit) {
+        (TokenSystem::Is(system), Some(unit)) if system == ucum::SYSTEM => {
+            canonical_quantity(value, lo, hi, unit)
+        }
+        _ => None,
+    };
     Ok(Predicate::Quantity {
         param: code.to_owned(),
         prefix,
@@ -640,7 +872,21 @@ fn quantity(code: &str, value: &str) -> Result<Predicate, FhirError> {
         lo,
         hi,
         system,
-        code: unit.filter(|u| !u.is_empty()).map(str::to_owned),
+        code: unit.map(str::to_owned),
+        canonical,
+    })
+}
+
+/// The search value and its precision range in canonical UCUM units (conversions are
+/// increasing, so the range stays a range).
+fn canonical_quantity(value: f64, lo: f64, hi: f64, unit: &str) -> Option<CanonicalQuantity> {
+    let at = |v: f64| ucum::canonical(v, unit).ok();
+    let (value, lo, hi) = (at(value)?, at(lo)?, at(hi)?);
+    Some(CanonicalQuantity {
+        unit: value.unit,
+        value: value.value,
+        lo: lo.value,
+        hi: hi.value,
     })
 }
 
@@ -660,14 +906,15 @@ fn refuse_or_ignore(
     }
 }
 
-/// Splits a value on commas that are not escaped (`\,`), unescaping `\,`, `\|`, `\$`, `\\`.
+/// Splits a value on commas that are not escaped (`\,`), unescaping `\,` and `\\`; `\$` stays
+/// escaped until the parameter's type is known (it separates the components of a composite).
 fn split_or(value: &str) -> Vec<String> {
     let mut out = vec![String::new()];
     let mut chars = value.chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => match chars.next() {
-                Some(next @ (',' | '$' | '\\')) => out.last_mut().unwrap().push(next),
+                Some(next @ (',' | '\\')) => out.last_mut().unwrap().push(next),
                 Some(next) => {
                     let last = out.last_mut().unwrap();
                     last.push('\\');

@@ -147,6 +147,8 @@ pub enum Predicate {
         hi: f64,
     },
     /// A quantity compared like a number, with the unit given as `system|code` or a code.
+    /// A UCUM unit is compared in canonical units instead (`canonical`), so any commensurable
+    /// stored unit matches and an incommensurable one does not.
     Quantity {
         param: String,
         prefix: Prefix,
@@ -155,6 +157,7 @@ pub enum Predicate {
         hi: f64,
         system: TokenSystem,
         code: Option<String>,
+        canonical: Option<CanonicalQuantity>,
     },
     /// `:missing=true|false`: the parameter has no value, or has one.
     Missing {
@@ -162,6 +165,9 @@ pub enum Predicate {
         param: String,
         missing: bool,
     },
+    /// Values read from one element (a composite parameter's components, an identifier's type
+    /// and value for `:of-type`): every predicate matches an entry of the same group.
+    Composite(Vec<Predicate>),
     /// `:not`: the resource has no value matching the inner predicate.
     Not(Box<Predicate>),
     /// A chained parameter: the reference `param` points at a `target_type` resource that
@@ -179,6 +185,15 @@ pub enum Predicate {
         target_type: String,
         filters: Vec<Vec<Predicate>>,
     },
+}
+
+/// A UCUM search quantity in canonical base units: `value` and its precision range `[lo, hi)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanonicalQuantity {
+    pub unit: String,
+    pub value: f64,
+    pub lo: f64,
+    pub hi: f64,
 }
 
 /// What a sort key orders by.

@@ -23,6 +23,7 @@ pub enum Bind {
     Int(i64),
     Float(f64),
     Bool(bool),
+    OptInt(Option<i64>),
 }
 
 /// SQL text with its bound values, placeholders numbered as the dialect wants.
@@ -301,150 +302,6 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: &str) {
                 *hi,
             );
         }
-        Predicate::Range {
-            target: RangeTarget::Date(param),
-            prefix,
-            lo,
-            hi,
-        } => {
-            sql.push(&format!(
-                "EXISTS (SELECT 1 FROM idx_date d WHERE d.rid = {a}.rid AND d.param = "
-            ))
-            .text(param)
-            .push(" AND ");
-            push_range(sql, "d.lo", "d.hi", *prefix, *lo, *hi);
-            sql.push(")");
-        }
-        Predicate::Token {
-            param,
-            system,
-            code,
-        } => {
-            sql.push(&format!(
-                "EXISTS (SELECT 1 FROM idx_token t WHERE t.rid = {a}.rid AND t.param = "
-            ))
-            .text(param);
-            if let Some(code) = code {
-                sql.push(" AND t.code = ").text(code);
-            }
-            match system {
-                TokenSystem::Any => {}
-                TokenSystem::None => {
-                    sql.push(" AND t.system IS NULL");
-                }
-                TokenSystem::Is(system) => {
-                    sql.push(" AND t.system = ").text(system);
-                }
-            }
-            sql.push(")");
-        }
-        Predicate::String { param, value, mode } => {
-            sql.push(&format!(
-                "EXISTS (SELECT 1 FROM idx_string s WHERE s.rid = {a}.rid AND s.param = "
-            ))
-            .text(param);
-            match mode {
-                StringMatch::Exact => sql.push(" AND s.exact = ").text(value),
-                StringMatch::StartsWith => sql
-                    .push(" AND s.normalized LIKE ")
-                    .text(&like_prefix(value))
-                    .push(" ESCAPE '\\'"),
-                StringMatch::Contains => sql
-                    .push(" AND s.normalized LIKE ")
-                    .text(&format!("%{}", like_prefix(value)))
-                    .push(" ESCAPE '\\'"),
-            };
-            sql.push(")");
-        }
-        Predicate::Reference {
-            param,
-            target_type,
-            target_id,
-            url,
-        } => {
-            sql.push(&format!(
-                "EXISTS (SELECT 1 FROM idx_reference x WHERE x.rid = {a}.rid AND x.param = "
-            ))
-            .text(param);
-            if let Some(id) = target_id {
-                sql.push(" AND x.target_id = ").text(id);
-            }
-            if let Some(t) = target_type {
-                sql.push(" AND x.target_type = ").text(t);
-            }
-            if let Some(url) = url {
-                sql.push(" AND x.url = ").text(url);
-            }
-            sql.push(")");
-        }
-        Predicate::Uri { param, value, mode } => {
-            sql.push(&format!(
-                "EXISTS (SELECT 1 FROM idx_uri u WHERE u.rid = {a}.rid AND u.param = "
-            ))
-            .text(param);
-            match mode {
-                UriMatch::Exact => sql.push(" AND u.value = ").text(value),
-                // substr rather than LIKE: LIKE ignores ASCII case on SQLite, not on PostgreSQL.
-                UriMatch::Below => sql
-                    .push(" AND substr(u.value, 1, CAST(")
-                    .int(value.chars().count() as i64)
-                    .push(" AS INTEGER)) = ")
-                    .text(value),
-                UriMatch::Above => sql
-                    .push(" AND substr(")
-                    .text(value)
-                    .push(", 1, length(u.value)) = u.value"),
-            };
-            sql.push(")");
-        }
-        Predicate::Number {
-            param,
-            prefix,
-            value,
-            lo,
-            hi,
-        } => {
-            sql.push(&format!(
-                "EXISTS (SELECT 1 FROM idx_number n WHERE n.rid = {a}.rid AND n.param = "
-            ))
-            .text(param)
-            .push(" AND ");
-            push_number(sql, "n.value", *prefix, *value, *lo, *hi);
-            sql.push(")");
-        }
-        Predicate::Quantity {
-            param,
-            prefix,
-            value,
-            lo,
-            hi,
-            system,
-            code,
-        } => {
-            sql.push(&format!(
-                "EXISTS (SELECT 1 FROM idx_quantity q WHERE q.rid = {a}.rid AND q.param = "
-            ))
-            .text(param);
-            if let Some(code) = code {
-                // The unit may be given by its code or, without a system, by its human form.
-                match system {
-                    TokenSystem::Is(system) => sql
-                        .push(" AND q.system = ")
-                        .text(system)
-                        .push(" AND q.code = ")
-                        .text(code),
-                    TokenSystem::None | TokenSystem::Any => sql
-                        .push(" AND (q.code = ")
-                        .text(code)
-                        .push(" OR q.unit = ")
-                        .text(code)
-                        .push(")"),
-                };
-            }
-            sql.push(" AND ");
-            push_number(sql, "q.value", *prefix, *value, *lo, *hi);
-            sql.push(")");
-        }
         Predicate::Missing {
             table,
             param,
@@ -496,6 +353,209 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: &str) {
             .text(source_type);
             push_filters(sql, filters, &h);
             sql.push(")");
+        }
+        Predicate::Composite(components) => push_composite(sql, components, a, None),
+        indexed => {
+            let (table, alias) = index_of(indexed).expect("an index predicate");
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM {} {alias} WHERE {alias}.rid = {a}.rid AND ",
+                table_name(table)
+            ));
+            push_condition(sql, indexed, alias);
+            sql.push(")");
+        }
+    }
+}
+
+/// The index table a predicate on one parameter's values looks in, and the alias it uses.
+fn index_of(predicate: &Predicate) -> Option<(IndexTable, &'static str)> {
+    Some(match predicate {
+        Predicate::Range {
+            target: RangeTarget::Date(_),
+            ..
+        } => (IndexTable::Date, "d"),
+        Predicate::Token { .. } => (IndexTable::Token, "t"),
+        Predicate::String { .. } => (IndexTable::String, "s"),
+        Predicate::Reference { .. } => (IndexTable::Reference, "x"),
+        Predicate::Uri { .. } => (IndexTable::Uri, "u"),
+        Predicate::Number { .. } => (IndexTable::Number, "n"),
+        Predicate::Quantity { .. } => (IndexTable::Quantity, "q"),
+        _ => return None,
+    })
+}
+
+/// Composite: one EXISTS per component, each in the group (element) of the first.
+fn push_composite(sql: &mut Sql, components: &[Predicate], a: &str, group_of: Option<&str>) {
+    let Some((first, rest)) = components.split_first() else {
+        sql.push("1 = 1");
+        return;
+    };
+    let Some((table, _)) = index_of(first) else {
+        sql.push("1 = 0");
+        return;
+    };
+    let alias = format!("{a}g{}", components.len());
+    sql.push(&format!(
+        "EXISTS (SELECT 1 FROM {} {alias} WHERE {alias}.rid = {a}.rid AND ",
+        table_name(table)
+    ));
+    match group_of {
+        Some(g) => sql.push(&format!("{alias}.grp = {g}.grp AND ")),
+        None => sql.push(&format!("{alias}.grp IS NOT NULL AND ")),
+    };
+    push_condition(sql, first, &alias);
+    if !rest.is_empty() {
+        sql.push(" AND ");
+        push_composite(sql, rest, a, Some(&alias));
+    }
+    sql.push(")");
+}
+
+/// The condition on one index row (aliased `al`) of a predicate on a parameter's values.
+fn push_condition(sql: &mut Sql, predicate: &Predicate, al: &str) {
+    match predicate {
+        Predicate::Range {
+            prefix,
+            lo,
+            hi,
+            target: RangeTarget::Date(param),
+        } => {
+            sql.push(&format!("{al}.param = "))
+                .text(param)
+                .push(" AND ");
+            push_range(
+                sql,
+                &format!("{al}.lo"),
+                &format!("{al}.hi"),
+                *prefix,
+                *lo,
+                *hi,
+            );
+        }
+        Predicate::Token {
+            param,
+            system,
+            code,
+        } => {
+            sql.push(&format!("{al}.param = ")).text(param);
+            if let Some(code) = code {
+                sql.push(&format!(" AND {al}.code = ")).text(code);
+            }
+            match system {
+                TokenSystem::Any => {}
+                TokenSystem::None => {
+                    sql.push(&format!(" AND {al}.system IS NULL"));
+                }
+                TokenSystem::Is(system) => {
+                    sql.push(&format!(" AND {al}.system = ")).text(system);
+                }
+            }
+        }
+        Predicate::String { param, value, mode } => {
+            sql.push(&format!("{al}.param = ")).text(param);
+            match mode {
+                StringMatch::Exact => sql.push(&format!(" AND {al}.exact = ")).text(value),
+                StringMatch::StartsWith => sql
+                    .push(&format!(" AND {al}.normalized LIKE "))
+                    .text(&like_prefix(value))
+                    .push(" ESCAPE '\\'"),
+                StringMatch::Contains => sql
+                    .push(&format!(" AND {al}.normalized LIKE "))
+                    .text(&format!("%{}", like_prefix(value)))
+                    .push(" ESCAPE '\\'"),
+            };
+        }
+        Predicate::Reference {
+            param,
+            target_type,
+            target_id,
+            url,
+        } => {
+            sql.push(&format!("{al}.param = ")).text(param);
+            if let Some(id) = target_id {
+                sql.push(&format!(" AND {al}.target_id = ")).text(id);
+            }
+            if let Some(t) = target_type {
+                sql.push(&format!(" AND {al}.target_type = ")).text(t);
+            }
+            if let Some(url) = url {
+                sql.push(&format!(" AND {al}.url = ")).text(url);
+            }
+        }
+        Predicate::Uri { param, value, mode } => {
+            sql.push(&format!("{al}.param = ")).text(param);
+            match mode {
+                UriMatch::Exact => sql.push(&format!(" AND {al}.value = ")).text(value),
+                // substr rather than LIKE: LIKE ignores ASCII case on SQLite, not on PostgreSQL.
+                UriMatch::Below => sql
+                    .push(&format!(" AND substr({al}.value, 1, CAST("))
+                    .int(value.chars().count() as i64)
+                    .push(" AS INTEGER)) = ")
+                    .text(value),
+                UriMatch::Above => sql
+                    .push(" AND substr(")
+                    .text(value)
+                    .push(&format!(", 1, length({al}.value)) = {al}.value")),
+            };
+        }
+        Predicate::Number {
+            param,
+            prefix,
+            value,
+            lo,
+            hi,
+        } => {
+            sql.push(&format!("{al}.param = "))
+                .text(param)
+                .push(" AND ");
+            push_number(sql, &format!("{al}.value"), *prefix, *value, *lo, *hi);
+        }
+        Predicate::Quantity {
+            param,
+            prefix,
+            value,
+            lo,
+            hi,
+            system,
+            code,
+            canonical,
+        } => {
+            sql.push(&format!("{al}.param = ")).text(param);
+            if let Some(c) = canonical {
+                sql.push(&format!(" AND {al}.canonical_unit = "))
+                    .text(&c.unit)
+                    .push(" AND ");
+                push_number(
+                    sql,
+                    &format!("{al}.canonical_value"),
+                    *prefix,
+                    c.value,
+                    c.lo,
+                    c.hi,
+                );
+                return;
+            }
+            if let Some(code) = code {
+                // The unit may be given by its code or, without a system, by its human form.
+                match system {
+                    TokenSystem::Is(system) => sql
+                        .push(&format!(" AND {al}.system = "))
+                        .text(system)
+                        .push(&format!(" AND {al}.code = "))
+                        .text(code),
+                    TokenSystem::None | TokenSystem::Any => sql
+                        .push(&format!(" AND ({al}.code = "))
+                        .text(code)
+                        .push(&format!(" OR {al}.unit = "))
+                        .text(code)
+                        .push(")"),
+                };
+            }
+            sql.push(" AND ");
+            push_number(sql, &format!("{al}.value"), *prefix, *value, *lo, *hi);
+        }
+        _ => {
+            sql.push("1 = 0");
         }
     }
 }
@@ -760,13 +820,31 @@ const ROWS_PER_INSERT: usize = 200;
 /// Multi-row INSERTs of a resource's index entries, one or more per non-empty table.
 pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<Sql> {
     let mut out = Vec::new();
+    insert_entries(&mut out, dialect, rid, entries, None);
+    for (grp, group) in entries.groups.iter().enumerate() {
+        insert_entries(&mut out, dialect, rid, group, Some(grp as i64));
+    }
+    out
+}
+
+/// The entries of a resource, or of one group of it (`grp`: values that come from one element).
+fn insert_entries(
+    out: &mut Vec<Sql>,
+    dialect: Dialect,
+    rid: i64,
+    entries: &IndexEntries,
+    grp: Option<i64>,
+) {
+    let grp = Bind::OptInt(grp);
     inserts(
-        &mut out,
+        out,
         dialect,
-        "idx_token (rid, param, system, code)",
+        "idx_token (grp, rid, param, system, code)",
         &entries.tokens,
         |sql, e| {
-            sql.int(rid)
+            sql.bind(grp.clone())
+                .push(", ")
+                .int(rid)
                 .push(", ")
                 .text(&e.param)
                 .push(", ")
@@ -776,12 +854,14 @@ pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<S
         },
     );
     inserts(
-        &mut out,
+        out,
         dialect,
-        "idx_string (rid, param, normalized, exact)",
+        "idx_string (grp, rid, param, normalized, exact)",
         &entries.strings,
         |sql, e| {
-            sql.int(rid)
+            sql.bind(grp.clone())
+                .push(", ")
+                .int(rid)
                 .push(", ")
                 .text(&e.param)
                 .push(", ")
@@ -791,12 +871,14 @@ pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<S
         },
     );
     inserts(
-        &mut out,
+        out,
         dialect,
-        "idx_date (rid, param, lo, hi)",
+        "idx_date (grp, rid, param, lo, hi)",
         &entries.dates,
         |sql, e| {
-            sql.int(rid)
+            sql.bind(grp.clone())
+                .push(", ")
+                .int(rid)
                 .push(", ")
                 .text(&e.param)
                 .push(", ")
@@ -806,12 +888,14 @@ pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<S
         },
     );
     inserts(
-        &mut out,
+        out,
         dialect,
-        "idx_reference (rid, param, target_type, target_id, url)",
+        "idx_reference (grp, rid, param, target_type, target_id, url)",
         &entries.references,
         |sql, e| {
-            sql.int(rid)
+            sql.bind(grp.clone())
+                .push(", ")
+                .int(rid)
                 .push(", ")
                 .text(&e.param)
                 .push(", ")
@@ -821,12 +905,14 @@ pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<S
         },
     );
     inserts(
-        &mut out,
+        out,
         dialect,
-        "idx_uri (rid, param, value)",
+        "idx_uri (grp, rid, param, value)",
         &entries.uris,
         |sql, e| {
-            sql.int(rid)
+            sql.bind(grp.clone())
+                .push(", ")
+                .int(rid)
                 .push(", ")
                 .text(&e.param)
                 .push(", ")
@@ -834,12 +920,14 @@ pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<S
         },
     );
     inserts(
-        &mut out,
+        out,
         dialect,
-        "idx_number (rid, param, value, lo, hi)",
+        "idx_number (grp, rid, param, value, lo, hi)",
         &entries.numbers,
         |sql, e| {
-            sql.int(rid)
+            sql.bind(grp.clone())
+                .push(", ")
+                .int(rid)
                 .push(", ")
                 .text(&e.param)
                 .push(", ")
@@ -849,12 +937,14 @@ pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<S
         },
     );
     inserts(
-        &mut out,
+        out,
         dialect,
-        "idx_quantity (rid, param, system, code, unit, value, lo, hi)",
+        "idx_quantity (grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit)",
         &entries.quantities,
         |sql, e| {
-            sql.int(rid)
+            sql.bind(grp.clone())
+                .push(", ")
+                .int(rid)
                 .push(", ")
                 .text(&e.param)
                 .push(", ")
@@ -866,10 +956,13 @@ pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<S
                 .push(", ")
                 .float(e.value)
                 .push(", ");
-            sql.float(e.lo).push(", ").float(e.hi);
+            sql.float(e.lo).push(", ").float(e.hi).push(", ");
+            match &e.canonical {
+                Some(c) => sql.float(c.value).push(", ").text(&c.unit),
+                None => sql.push("NULL, NULL"),
+            };
         },
     );
-    out
 }
 
 fn inserts<T>(

@@ -72,6 +72,7 @@ fn bind_all<'q>(
             Bind::Int(i) => query.bind(*i),
             Bind::Float(f) => query.bind(*f),
             Bind::Bool(b) => query.bind(*b),
+            Bind::OptInt(i) => query.bind(*i),
         };
     }
     query

@@ -197,3 +197,29 @@ pub fn expect_status(reply: &Reply, status: u16) -> Value {
     }
     body
 }
+
+/// A file of the shared reference data (`../shared/…` next to the crate, or the path in the
+/// environment variable `env`), or `None` when it is missing and fixtures are not required
+/// (`SIGNAAL_REQUIRE_FIXTURES=1` makes a missing file fail the test). `how` tells a user
+/// without that folder where to get the same file.
+#[allow(dead_code)]
+pub fn shared_fixture(env: &str, relative: &str, how: &str) -> Option<PathBuf> {
+    let path = match std::env::var(env) {
+        Ok(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared")
+            .join(relative),
+    };
+    if path.is_file() {
+        return Some(path);
+    }
+    let message = format!(
+        "{} is missing: {how}, and put it there or point {env} at it",
+        path.display()
+    );
+    if std::env::var("SIGNAAL_REQUIRE_FIXTURES").as_deref() == Ok("1") {
+        panic!("SIGNAAL_REQUIRE_FIXTURES=1 but {message}");
+    }
+    eprintln!("skipping: {message}");
+    None
+}

@@ -1,0 +1,138 @@
+//! The ingest phases: what PGO apps and portals do all day. Transaction Bundles of 1, 10 and
+//! 100 blood pressure Observations (each entry a `urn:uuid` fullUrl, as apps send them) from
+//! concurrent clients, and, given a folder of Synthea transaction Bundles, the time to load
+//! them all. Reported in resources per second as well as requests per second.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::blood_pressure;
+use super::load::success;
+use super::phase::{drive, Budget, PhaseReport};
+use crate::client::Client;
+
+/// The name of the transaction phase of `size` entries.
+pub fn transaction_phase(size: usize) -> String {
+    format!("transaction x{size}")
+}
+
+pub const SYNTHEA: &str = "Synthea load";
+
+/// One phase per size: each request a transaction of `size` Observations.
+pub async fn transactions(
+    base: &str,
+    clients: usize,
+    budget: Budget,
+    sizes: &[usize],
+) -> Result<Vec<PhaseReport>, String> {
+    let mut reports = Vec::new();
+    for &size in sizes {
+        let name = transaction_phase(size);
+        let mut report = drive(&name, clients, budget, |_| {
+            let client = Client::new(base);
+            move |seq| {
+                let client = client.clone();
+                let body = transaction(seq, size).to_string().into_bytes();
+                async move {
+                    let reply = client
+                        .send("POST", "", &[], Some(body))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    success(&reply)
+                }
+            }
+        })
+        .await?;
+        report.resources *= size as u64;
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// A transaction Bundle of `size` blood pressure panels, numbered from `seq * size`.
+fn transaction(seq: u64, size: usize) -> Value {
+    let entries: Vec<Value> = (0..size as u64)
+        .map(|i| {
+            let n = seq * size as u64 + i;
+            json!({
+                "fullUrl": format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+                "resource": blood_pressure(n),
+                "request": {"method": "POST", "url": "Observation"},
+            })
+        })
+        .collect();
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+}
+
+/// Posts every `*.json` transaction Bundle in `dir` once, `clients` at a time, and reports
+/// the wall time for all of them. Every entry must be answered 2xx.
+pub async fn synthea(base: &str, clients: usize, dir: &Path) -> Result<PhaseReport, String> {
+    let started = Instant::now();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("--synthea-dir {}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("--synthea-dir {}: no .json files", dir.display()));
+    }
+    let mut bundles = Vec::with_capacity(files.len());
+    let mut resources = 0u64;
+    for path in &files {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let json: Value =
+            serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        resources += json["entry"].as_array().map_or(0, |e| e.len() as u64);
+        bundles.push(bytes);
+    }
+    eprintln!(
+        "signaal bench: read {} Bundles ({resources} resources) in {:.1} s",
+        bundles.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let bundles = Arc::new(bundles);
+    let count = bundles.len() as u64;
+    let mut report = drive(SYNTHEA, clients, Budget::Requests(count), |_| {
+        let client = Client::new(base);
+        let bundles = bundles.clone();
+        move |seq| {
+            let client = client.clone();
+            let body = bundles[seq as usize].clone();
+            async move {
+                let reply = client
+                    .send("POST", "", &[], Some(body))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                success(&reply)
+            }
+        }
+    })
+    .await?;
+    if report.errors > 0 {
+        return Err(format!(
+            "{SYNTHEA}: {} of {count} Bundles were refused",
+            report.errors
+        ));
+    }
+    report.resources = resources;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transaction_entries_are_valid_and_distinct() {
+        let bundle = transaction(3, 10);
+        let entries = bundle["entry"].as_array().unwrap();
+        assert_eq!(entries.len(), 10);
+        assert_ne!(entries[0]["fullUrl"], entries[1]["fullUrl"]);
+        crate::fhir::validate::validate(&entries[0]["resource"], "Observation").unwrap();
+    }
+}

@@ -1,0 +1,164 @@
+//! Every Synthea patient Bundle loads as a transaction, on both stores (issue: batch and
+//! transaction Bundles). The 300 Bundles of `../shared/synthea/synthea-r4-300.tar.gz`
+//! (89,773 resources, every reference a `urn:uuid` inside its own Bundle) are posted to the
+//! base as they are; each must answer `201 Created` for every entry, and afterwards the
+//! server holds exactly what was sent: per resource type, the count before plus the Bundles'
+//! resources.
+//!
+//! The archive comes from `SYNTHEA_ARCHIVE`, by default `../shared/synthea/synthea-r4-300.tar.gz`.
+//! Without it the test explains how to get comparable data and passes, unless
+//! `SIGNAAL_REQUIRE_FIXTURES=1`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use common::{expect_status, StoreKind, TestServer};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Bundles in flight at once: transactions from several clients, as PGO apps send them.
+const CONCURRENCY: usize = 4;
+
+struct SyntheaBundle {
+    file: String,
+    bytes: Vec<u8>,
+    /// Resources per type in this Bundle.
+    counts: BTreeMap<String, u64>,
+}
+
+fn bundles() -> Option<Vec<SyntheaBundle>> {
+    let path = common::shared_fixture(
+        "SYNTHEA_ARCHIVE",
+        "synthea/synthea-r4-300.tar.gz",
+        "it holds 300 Synthea R4 transaction Bundles; generate comparable ones with Synthea \
+         (https://github.com/synthetichealth/synthea, `./run_synthea -p 300`, R4 export) and tar \
+         the output/fhir/*.json files into a .tar.gz",
+    )?;
+    let file = std::fs::File::open(&path).expect("the Synthea archive can be opened");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut bundles = Vec::new();
+    for entry in archive.entries().expect("the archive is a tar.gz") {
+        let mut entry = entry.expect("a readable archive entry");
+        let name = entry
+            .path()
+            .expect("an entry path")
+            .to_string_lossy()
+            .into_owned();
+        if !name.ends_with(".json") {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).expect("a readable entry");
+        let json: Value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
+        let mut counts = BTreeMap::new();
+        for entry in json["entry"].as_array().map_or(&[][..], Vec::as_slice) {
+            let rtype = entry["resource"]["resourceType"].as_str().unwrap_or("?");
+            *counts.entry(rtype.to_owned()).or_default() += 1;
+        }
+        bundles.push(SyntheaBundle {
+            file: name,
+            bytes,
+            counts,
+        });
+    }
+    assert!(
+        bundles.len() >= 300,
+        "{} holds only {} Bundles",
+        path.display(),
+        bundles.len()
+    );
+    Some(bundles)
+}
+
+async fn count(server: &TestServer, rtype: &str) -> u64 {
+    let reply = server
+        .client
+        .get(&format!("{rtype}?_summary=count"))
+        .await
+        .unwrap();
+    expect_status(&reply, 200)["total"].as_u64().unwrap()
+}
+
+async fn every_bundle_loads_as_a_transaction(kind: StoreKind) {
+    let Some(bundles) = bundles() else { return };
+    let Some(server) = TestServer::start_with(kind, 64 * 1024 * 1024).await else {
+        return;
+    };
+    let server = Arc::new(server);
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for bundle in &bundles {
+        for (rtype, n) in &bundle.counts {
+            *expected.entry(rtype.clone()).or_default() += n;
+        }
+    }
+    let mut before = BTreeMap::new();
+    for rtype in expected.keys() {
+        before.insert(rtype.clone(), count(&server, rtype).await);
+    }
+
+    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    let mut tasks = JoinSet::new();
+    for bundle in bundles {
+        let server = server.clone();
+        let permit = permits.clone().acquire_owned().await.unwrap();
+        tasks.spawn(async move {
+            let _permit = permit;
+            let reply = server
+                .client
+                .send(
+                    "POST",
+                    "",
+                    &[("Content-Type", "application/fhir+json")],
+                    Some(bundle.bytes),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                reply.status,
+                200,
+                "{}: {}",
+                bundle.file,
+                String::from_utf8_lossy(&reply.body)
+            );
+            let body = reply.json();
+            let entries = body["entry"].as_array().unwrap();
+            let sent: u64 = bundle.counts.values().sum();
+            assert_eq!(entries.len() as u64, sent, "{}", bundle.file);
+            for (i, entry) in entries.iter().enumerate() {
+                assert_eq!(
+                    entry["response"]["status"], "201 Created",
+                    "{} entry {i}",
+                    bundle.file
+                );
+            }
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.expect("a Bundle loads");
+    }
+
+    for (rtype, sent) in &expected {
+        let after = count(&server, rtype).await;
+        assert_eq!(
+            after,
+            before[rtype] + sent,
+            "{rtype}: {} before, {sent} sent, {after} after",
+            before[rtype]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_synthea_bundle_loads_as_a_transaction_on_sqlite() {
+    every_bundle_loads_as_a_transaction(StoreKind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_synthea_bundle_loads_as_a_transaction_on_postgres() {
+    every_bundle_loads_as_a_transaction(StoreKind::Postgres).await;
+}
