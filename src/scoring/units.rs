@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use self::ucum_standin as ucum;
+use crate::ucum;
 
 /// A measured quantity in the unit a model wants, or why it could not be had.
 pub type Converted = Result<f64, String>;
@@ -54,65 +54,6 @@ fn value_and_unit(quantity: &Value) -> Result<(f64, &str), String> {
         .or_else(|| quantity["unit"].as_str())
         .ok_or_else(|| "no unit".to_owned())?;
     Ok((value, unit))
-}
-
-/// A stand-in for `crate::ucum` (being written elsewhere) with exactly its API, knowing only the
-/// units the models meet. Removed when the real module lands.
-mod ucum_standin {
-    #[derive(Debug)]
-    pub struct UcumError(String);
-
-    impl std::fmt::Display for UcumError {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(&self.0)
-        }
-    }
-
-    /// A value in base units with its dimension.
-    #[derive(Debug, Clone, PartialEq)]
-    pub struct Canonical {
-        pub value: f64,
-        pub dimension: &'static str,
-    }
-
-    fn factor(unit: &str) -> Option<(f64, &'static str)> {
-        Some(match unit {
-            "kg" => (1000.0, "M"),
-            "g" => (1.0, "M"),
-            "[lb_av]" => (453.59237, "M"),
-            "mm[Hg]" => (133.322, "P"),
-            "%" => (0.01, "1"),
-            "mmol/L" => (1.0, "N/V"),
-            "mol/L" => (1000.0, "N/V"),
-            "umol/L" => (0.001, "N/V"),
-            "mg/dL" => (10.0, "M/V"),
-            "mg/L" => (1.0, "M/V"),
-            "g/dL" => (10_000.0, "M/V"),
-            "g/L" => (1000.0, "M/V"),
-            "mEq/L" => (1.0, "N/V"),
-            _ => return None,
-        })
-    }
-
-    pub fn canonical(value: f64, unit: &str) -> Result<Canonical, UcumError> {
-        let (f, dimension) =
-            factor(unit).ok_or_else(|| UcumError(format!("unknown unit '{unit}'")))?;
-        Ok(Canonical {
-            value: value * f,
-            dimension,
-        })
-    }
-
-    pub fn convert(value: f64, from: &str, to: &str) -> Result<f64, UcumError> {
-        let a = canonical(value, from)?;
-        let b = canonical(1.0, to)?;
-        if a.dimension != b.dimension {
-            return Err(UcumError(format!(
-                "'{from}' and '{to}' are not commensurable"
-            )));
-        }
-        Ok(a.value / b.value)
-    }
 }
 
 #[cfg(test)]
