@@ -356,3 +356,61 @@ both_stores!(flags_claiming_the_signaal_profile_must_conform, |server| {
         .iter()
         .any(|p| p["name"] == "priority"));
 });
+
+both_stores!(
+    score_all_rescores_every_patient_from_the_command_line,
+    |server| {
+        // The CLI scores beside the running server (its worker may score the same patients too:
+        // scoring is idempotent); checked by what it reports and by the assessments it leaves.
+        let mut patients = Vec::new();
+        for _ in 0..3 {
+            let patient = create(&server, json!({"resourceType": "Patient"})).await;
+            create(
+                &server,
+                condition(&format!("Patient/{patient}"), "44054006"),
+            )
+            .await;
+            patients.push(patient);
+        }
+        let output = signaal_cli(&["score", "--all", "--database", &server.database_url]).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert!(stderr.contains("scored 3 patients"), "{stderr}");
+        assert!(stderr.contains("3/3"), "a progress bar: {stderr}");
+        for patient in &patients {
+            let reply = server
+                .client
+                .get(&format!(
+                    "RiskAssessment?patient=Patient/{patient}&method=charlson"
+                ))
+                .await
+                .unwrap();
+            let found = expect_status(&reply, 200);
+            let charlson = resources(&found, "RiskAssessment");
+            assert_eq!(charlson.len(), 1);
+            assert_eq!(
+                charlson[0]["extension"][0]["valueDecimal"].as_f64(),
+                Some(1.0)
+            );
+        }
+        let output = signaal_cli(&["score", "--database", &server.database_url]).await;
+        assert!(
+            !output.status.success(),
+            "score without --all says what to do"
+        );
+    }
+);
+
+/// Runs the `signaal` binary to completion.
+async fn signaal_cli(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_signaal"))
+            .args(&args)
+            .env("SIGNAAL_LOG", "warn")
+            .output()
+            .expect("signaal runs")
+    })
+    .await
+    .unwrap()
+}
