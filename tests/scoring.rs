@@ -163,14 +163,19 @@ both_stores!(
     |server| {
         let patient = create(&server, json!({"resourceType": "Patient"})).await;
         let subject = format!("Patient/{patient}");
-        create(
-            &server,
-            encounter(&subject, "EMER", &at(-24 * 16), &at(-24 * 16 + 2)),
-        )
-        .await;
-        let stay = create(&server, encounter(&subject, "IMP", &at(-24 * 16), &at(-24))).await;
-        create(&server, condition(&subject, "88805009")).await;
-        create(&server, quantity(&subject, "718-7", &at(-30), 10.5, "g/dL")).await;
+        // One transaction, so the first scoring already sees every input.
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            entry("urn:uuid:5a0c0e10-0000-4000-8000-000000000001", encounter(&subject, "EMER", &at(-24 * 16), &at(-24 * 16 + 2))),
+            entry("urn:uuid:5a0c0e10-0000-4000-8000-000000000002", encounter(&subject, "IMP", &at(-24 * 16), &at(-24))),
+            entry("urn:uuid:5a0c0e10-0000-4000-8000-000000000003", condition(&subject, "88805009")),
+            entry("urn:uuid:5a0c0e10-0000-4000-8000-000000000004", quantity(&subject, "718-7", &at(-30), 10.5, "g/dL")),
+        ]});
+        let reply = server.client.post("", &bundle).await.unwrap();
+        let response = expect_status(&reply, 200);
+        let location = response["entry"][1]["response"]["location"]
+            .as_str()
+            .unwrap();
+        let stay = location.split('/').nth_back(2).unwrap().to_owned();
         let path = format!("RiskAssessment?encounter=Encounter/{stay}");
         let found = wait_for(&server, &path, |b| {
             resources(b, "RiskAssessment").len() == 2
@@ -332,6 +337,34 @@ both_stores!(flags_claiming_the_signaal_profile_must_conform, |server| {
     ] {
         assert!(text.contains(expected), "{expected}: {outcome:#}");
     }
+    // A conforming one is stored, and the scorer leaves a Flag it did not write alone.
+    let mut conforming = flag.clone();
+    conforming["code"]["coding"][0]["code"] = json!("disengaged");
+    conforming["category"] = json!([{"coding": [{"system": CS, "code": "disengagement"}]}]);
+    conforming["period"] = json!({"start": at(-2)});
+    conforming["extension"] = json!([
+        {"url": "https://signaal.dev/fhir/StructureDefinition/flag-priority", "valueInteger": 30},
+        {"url": "https://signaal.dev/fhir/StructureDefinition/flag-risk-assessment", "valueReference": {"reference": "RiskAssessment/elsewhere"}}
+    ]);
+    let own = create(&server, conforming).await;
+    // A scoring input written after it: the scorer has run once its Charlson shows it.
+    create(
+        &server,
+        condition(&format!("Patient/{patient}"), "88805009"),
+    )
+    .await;
+    wait_for(
+        &server,
+        &format!("RiskAssessment?patient=Patient/{patient}&method=charlson"),
+        |b| {
+            resources(b, "RiskAssessment")
+                .first()
+                .is_some_and(|r| r["extension"][0]["valueDecimal"].as_f64() == Some(1.0))
+        },
+    )
+    .await;
+    let reply = server.client.get(&format!("Flag/{own}")).await.unwrap();
+    assert_eq!(expect_status(&reply, 200)["status"], "active");
     // Without the profile claim it is an ordinary R4 Flag.
     flag.as_object_mut().unwrap().remove("meta");
     let reply = server.client.post("Flag", &flag).await.unwrap();

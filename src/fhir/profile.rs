@@ -177,8 +177,13 @@ fn check_element(resource: &Value, element: &Value, profile: &str, issues: &mut 
         .collect();
     if !targets.is_empty() {
         for value in &found {
-            let target = value["reference"]
-                .as_str()
+            let reference = value["reference"].as_str().unwrap_or_default();
+            // Bundle-local (`urn:`) and contained (`#`) references are resolved elsewhere.
+            if reference.starts_with("urn:") || reference.starts_with('#') {
+                continue;
+            }
+            let target = Some(reference)
+                .filter(|r| !r.is_empty())
                 .and_then(|r| r.rsplit('/').nth(1));
             if !target.is_some_and(|t| targets.contains(&t)) {
                 issues.push(

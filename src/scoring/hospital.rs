@@ -46,12 +46,11 @@ fn active(condition: &Value) -> bool {
         .any(|(_, c)| matches!(c, "active" | "recurrence" | "relapse"))
 }
 
-/// Whether the encounter was with an oncology service (SNOMED 394593009 Medical oncology,
-/// 394592004 Clinical oncology, 394594003 Radiation oncology… as serviceType).
+/// Whether the encounter was with an oncology service (`serviceType` SNOMED CT 394593009
+/// Medical oncology, 394592004 Clinical oncology or 394594003 Radiation oncology).
 fn oncology_service(encounter: &Value) -> bool {
     codings(&encounter["serviceType"])
         .any(|(s, c)| s == SNOMED && matches!(c, "394593009" | "394592004" | "394594003"))
-        || codings(&encounter["serviceType"]).any(|(_, c)| c.contains("oncology"))
 }
 
 /// Whether a Procedure happened during `[start, end]` or belongs to the encounter.

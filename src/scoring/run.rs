@@ -95,11 +95,23 @@ async fn load(
         };
         if super::is_input(&version.rtype) {
             inputs.push(resource);
-        } else if is_signaal(&resource) {
+        } else if is_signaal(&resource) && written_by_scorer(&resource, patient) {
             previous.insert((version.rtype, version.id), resource);
         }
     }
     Ok((Record::new(patient, inputs), previous))
+}
+
+/// Whether a resource claiming a Signaal profile has an id the scorer derives (so one a client
+/// wrote itself under the profile is never changed or removed by the scorer).
+fn written_by_scorer(resource: &Value, patient: &str) -> bool {
+    let id = resource["id"].as_str().unwrap_or_default();
+    match resource["resourceType"].as_str() {
+        Some("Flag") => flag_reason(resource).is_some_and(|r| id == output::flag_id(r, patient)),
+        Some("RiskAssessment") => super::codings(&resource["method"])
+            .any(|(s, model)| s == output::code_system() && id.starts_with(&format!("{model}-"))),
+        _ => false,
+    }
 }
 
 /// Equal apart from the instant of scoring of a patient-level assessment.
