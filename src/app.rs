@@ -16,7 +16,12 @@ pub struct App {
     pub body_limit: usize,
     /// The most entries a batch or transaction Bundle may have (more: 413).
     pub max_bundle_entries: usize,
+    /// Risk scoring: its settings and the population threshold of the last full re-score.
+    pub scoring: crate::scoring::run::Scoring,
 }
+
+/// The default of `body_limit`: 16 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// The default of `max_bundle_entries`.
 pub const DEFAULT_MAX_BUNDLE_ENTRIES: usize = 10_000;

@@ -13,6 +13,7 @@ pub mod fhir;
 pub mod fhirpath;
 pub mod http;
 pub mod interaction;
+pub mod scoring;
 pub mod search;
 pub mod server;
 pub mod store;

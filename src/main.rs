@@ -1,4 +1,5 @@
-//! The `signaal` command: `serve` runs the FHIR server, `bench` measures a running one.
+//! The `signaal` command: `serve` runs the FHIR server, `score` re-scores patients, `bench`
+//! measures a running server.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -13,6 +14,43 @@ use signaal::server::{self, Settings};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Risk scoring options of `serve`.
+#[derive(clap::Args)]
+struct ScoringOptions {
+    /// The share of patients flagged as high utilisers at each full re-score (0.01: top 1%).
+    #[arg(long, env = "SIGNAAL_HIGH_UTILISER_FRACTION", default_value_t = 0.01)]
+    high_utiliser_fraction: f64,
+    /// The time of day (UTC, HH:MM) of the daily full re-score, or `off`.
+    #[arg(long, env = "SIGNAAL_DAILY_SCORE_AT", default_value = "02:00")]
+    daily_score_at: String,
+    /// The most patients a practitioner's `$worklist` returns.
+    #[arg(long, env = "SIGNAAL_CASELOAD", default_value_t = 120)]
+    caseload: usize,
+    /// Do not run the scoring worker (scores change only through `signaal score`).
+    #[arg(long, env = "SIGNAAL_NO_SCORING")]
+    no_scoring: bool,
+}
+
+impl ScoringOptions {
+    fn config(&self) -> Result<signaal::scoring::run::Config, String> {
+        let daily_at = match self.daily_score_at.as_str() {
+            "off" => None,
+            at => Some(chrono::NaiveTime::parse_from_str(at, "%H:%M").map_err(|_| {
+                format!("--daily-score-at '{at}' is not a time of day HH:MM (UTC) or 'off'")
+            })?),
+        };
+        if !(0.0..=1.0).contains(&self.high_utiliser_fraction) {
+            return Err("--high-utiliser-fraction must be between 0 and 1".into());
+        }
+        Ok(signaal::scoring::run::Config {
+            high_utiliser_fraction: self.high_utiliser_fraction,
+            daily_at,
+            caseload: self.caseload,
+            worker: !self.no_scoring,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -33,11 +71,29 @@ enum Command {
         #[arg(long, env = "SIGNAAL_BASE_URL")]
         base_url: Option<String>,
         /// The largest request body accepted, in bytes.
-        #[arg(long, env = "SIGNAAL_BODY_LIMIT", default_value_t = 16 * 1024 * 1024)]
+        #[arg(long, env = "SIGNAAL_BODY_LIMIT", default_value_t = signaal::app::DEFAULT_BODY_LIMIT)]
         body_limit: usize,
         /// The most entries a batch or transaction Bundle may have (more get 413).
         #[arg(long, env = "SIGNAAL_MAX_BUNDLE_ENTRIES", default_value_t = signaal::app::DEFAULT_MAX_BUNDLE_ENTRIES)]
         max_bundle_entries: usize,
+        #[command(flatten)]
+        scoring: ScoringOptions,
+    },
+    /// Re-score patients now (progress on stderr): every patient with --all.
+    Score {
+        /// sqlite://PATH or postgres://USER@HOST:PORT/DB.
+        #[arg(
+            long,
+            env = "SIGNAAL_DATABASE_URL",
+            default_value = "sqlite://signaal.db"
+        )]
+        database: String,
+        /// Re-score every patient (and rank the population for high utilisers).
+        #[arg(long)]
+        all: bool,
+        /// The share of patients flagged as high utilisers.
+        #[arg(long, env = "SIGNAAL_HIGH_UTILISER_FRACTION", default_value_t = 0.01)]
+        high_utiliser_fraction: f64,
     },
     /// Measure a running server over loopback (create, read, update), and optionally the raw
     /// insert rate of a store.
@@ -70,16 +126,30 @@ fn main() -> ExitCode {
                 base_url,
                 body_limit,
                 max_bundle_entries,
+                scoring,
             } => {
+                let scoring = match scoring.config() {
+                    Ok(config) => config,
+                    Err(e) => {
+                        eprintln!("signaal: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
                 let settings = Settings {
                     listen,
                     database_url: database,
                     base_url,
                     body_limit,
                     max_bundle_entries,
+                    scoring,
                 };
                 serve(settings).await
             }
+            Command::Score {
+                database,
+                all,
+                high_utiliser_fraction,
+            } => score(&database, all, high_utiliser_fraction).await,
             Command::Bench(options) => signaal::bench::run(options).await,
         }
     })
@@ -98,6 +168,59 @@ async fn serve(settings: Settings) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `signaal score --all`: re-scores every patient with a progress bar on stderr.
+async fn score(database: &str, all: bool, high_utiliser_fraction: f64) -> ExitCode {
+    use std::io::Write;
+    if !all {
+        eprintln!("signaal score: say --all to re-score every patient");
+        return ExitCode::FAILURE;
+    }
+    let store = match signaal::store::open(database).await {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::error!("cannot open the database: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let scoring = signaal::scoring::run::Scoring::new(signaal::scoring::run::Config {
+        high_utiliser_fraction,
+        worker: false,
+        ..Default::default()
+    });
+    let started = std::time::Instant::now();
+    let result = signaal::scoring::run::score_all(&*store, &scoring, |done, total| {
+        let width = 40;
+        let filled = if total == 0 {
+            width
+        } else {
+            done * width / total
+        };
+        eprint!(
+            "\rscoring [{}{}] {done}/{total}",
+            "#".repeat(filled),
+            " ".repeat(width - filled)
+        );
+        let _ = std::io::stderr().flush();
+    })
+    .await;
+    eprintln!();
+    store.close().await;
+    match result {
+        Ok(n) => {
+            let seconds = started.elapsed().as_secs_f64();
+            eprintln!(
+                "scored {n} patients in {seconds:.1} s ({:.1} patients/s)",
+                n as f64 / seconds.max(1e-9)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("signaal score: {}", e.into_outcome());
             ExitCode::FAILURE
         }
     }

@@ -21,6 +21,23 @@ pub struct Settings {
     pub body_limit: usize,
     /// The most entries a batch or transaction Bundle may have.
     pub max_bundle_entries: usize,
+    /// Risk scoring (worker, daily re-score, high-utiliser share, worklist caseload).
+    pub scoring: crate::scoring::run::Config,
+}
+
+impl Settings {
+    /// The defaults of `signaal serve` for everything but where to listen and which database
+    /// (for tests and tools that start a server in-process).
+    pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Self {
+        Settings {
+            listen,
+            database_url: database_url.into(),
+            base_url: None,
+            body_limit: crate::app::DEFAULT_BODY_LIMIT,
+            max_bundle_entries: crate::app::DEFAULT_MAX_BUNDLE_ENTRIES,
+            scoring: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +77,11 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         base_url,
         body_limit: settings.body_limit,
         max_bundle_entries: settings.max_bundle_entries,
+        scoring: crate::scoring::run::Scoring::new(settings.scoring.clone()),
     });
+    if settings.scoring.worker {
+        crate::scoring::worker::spawn(&app);
+    }
     // Compile the validation schemas now rather than in the first requests, but only while the
     // server lives: the runtime waits for blocking tasks when it shuts down, so a warm-up still
     // running would hold up a SIGTERM that comes early (by 20 s in a debug build).

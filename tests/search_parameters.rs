@@ -5,7 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{expect_status, TestServer};
+use common::expect_status;
 use serde_json::{json, Value};
 use signaal::client::Client;
 use signaal::server::{self, Settings};
@@ -191,13 +191,8 @@ both_stores!(
         assert_eq!(put(&server.client, patient("p", "M")).await, 201);
 
         // A second server on the same database knows the parameter from the start.
-        let settings = Settings {
-            listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
-            database_url: server.database_url.clone(),
-            base_url: None,
-            body_limit: 1024 * 1024,
-            max_bundle_entries: signaal::app::DEFAULT_MAX_BUNDLE_ENTRIES,
-        };
+        let listen = "127.0.0.1:0".parse::<SocketAddr>().unwrap();
+        let settings = Settings::new(listen, server.database_url.clone());
         let (listener, app) = server::start(&settings)
             .await
             .expect("second server starts");

@@ -12,6 +12,7 @@
 //! has a timeout, and only loopback addresses are accepted, so the command cannot be turned
 //! into a load generator against someone else's server.
 
+mod flags;
 mod ingest;
 mod load;
 mod phase;
@@ -52,6 +53,10 @@ pub struct Options {
     /// `--clients` at a time, after the other HTTP phases. They are written into the server.
     #[arg(long)]
     pub synthea_dir: Option<std::path::PathBuf>,
+    /// Also measure the delay from a weight-gain measurement's commit to its Flag being
+    /// visible through search (writes patients, measurements and Flags into the server).
+    #[arg(long)]
+    pub flag_delay: bool,
     /// Skip the HTTP phases (measure only the raw store insert rate).
     #[arg(long, requires = "raw_database")]
     pub raw_only: bool,
@@ -108,6 +113,9 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
             return Err("--transaction-sizes must be between 1 and 10000".into());
         }
         reports.extend(ingest::transactions(&options.url, options.clients, budget, sizes).await?);
+        if options.flag_delay {
+            reports.push(flags::run(&options.url, options.clients, budget).await?);
+        }
         if let Some(dir) = &options.synthea_dir {
             reports.push(ingest::synthea(&options.url, options.clients, dir).await?);
         }

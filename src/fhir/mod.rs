@@ -1,11 +1,12 @@
 //! FHIR rules that do not depend on HTTP or storage: resource types, ids, instants, `meta`,
-//! and validation.
+//! validation, and Signaal's own profiles.
 
 pub mod datetime;
 pub mod fhirpath_patch;
 pub mod id;
 pub mod json_patch;
 pub mod meta;
+pub mod profile;
 pub mod resource_types;
 pub mod subset;
 pub mod validate;

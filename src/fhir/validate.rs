@@ -9,7 +9,8 @@
 //! checked for a known `resourceType` by the outer schema and validated here against its own
 //! type's schema, which keeps each compiled schema small. On top of the schema come the rules a
 //! schema cannot say: contained resources (dom-2, dom-4 and local references) and the shape of
-//! literal references.
+//! literal references. A resource that claims one of Signaal's profiles in `meta.profile` is then
+//! checked against it (`profile`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{LazyLock, OnceLock};
@@ -136,6 +137,10 @@ pub fn validate(resource: &Value, expected_type: &str) -> Result<(), FhirError> 
     }
     let mut issues = Vec::new();
     check_resource(resource, expected_type, expected_type, false, &mut issues);
+    if issues.is_empty() {
+        // Signaal's profiles narrow a structurally valid resource that claims them.
+        crate::fhir::profile::check(resource, &mut issues);
+    }
     if issues.is_empty() {
         Ok(())
     } else {

@@ -9,7 +9,7 @@ use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
     capabilities, create, delete, history, lastn, patch, read, reindex, search, transaction,
-    update, vread,
+    update, vread, worklist,
 };
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -63,6 +63,10 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         [rtype, "$reindex"] => match *method {
             Method::POST => reindex::type_level(app, request, rtype).await,
             _ => Err(not_allowed("POST")),
+        },
+        ["Practitioner", id, "$worklist"] => match *method {
+            Method::GET => worklist::worklist(app, id).await,
+            _ => Err(not_allowed("GET")),
         },
         [rtype, id] if !id.starts_with('$') => match *method {
             Method::GET => read::read(app, request, rtype, id).await,

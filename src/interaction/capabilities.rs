@@ -46,6 +46,10 @@ fn search_params(rtype: &str) -> Vec<Value> {
     params
 }
 
+/// The canonical URL of `conformance/operation-worklist.json`.
+pub const WORKLIST_DEFINITION: &str =
+    "https://signaal.dev/fhir/OperationDefinition/Practitioner-worklist";
+
 /// The type-level interactions implemented for every resource type.
 const INTERACTIONS: [&str; 9] = [
     "read",
@@ -88,7 +92,19 @@ fn statement(app: &App) -> Value {
                     "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
                 }));
             }
+            if rtype == "Practitioner" {
+                operations.push(json!({
+                    "name": "worklist",
+                    "definition": WORKLIST_DEFINITION,
+                }));
+            }
             resource["operation"] = Value::Array(operations);
+            let profiles: Vec<&str> = crate::fhir::profile::known()
+                .filter(|url| crate::fhir::profile::profile_type(url) == Some(rtype.as_str()))
+                .collect();
+            if !profiles.is_empty() {
+                resource["supportedProfile"] = json!(profiles);
+            }
             resource
         })
         .collect();

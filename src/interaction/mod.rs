@@ -18,6 +18,7 @@ pub mod transaction;
 pub mod update;
 pub mod version;
 pub mod vread;
+pub mod worklist;
 
 use std::future::Future;
 

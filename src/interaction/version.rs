@@ -47,6 +47,13 @@ pub async fn write(
             (None, IndexEntries::default(), None)
         }
     };
+    // A write that changes a patient's scoring inputs queues the patient in the same
+    // transaction: the one whose compartment held the resource before (an update may move it,
+    // a deletion leaves no compartment) and the one that holds it now.
+    let queue = crate::scoring::is_input(rtype);
+    if queue && current.is_some() {
+        tx.queue_compartment(rtype, id, last_updated).await?;
+    }
     tx.write(
         NewVersion {
             rtype,
@@ -61,6 +68,9 @@ pub async fn write(
         current.map(|c| c.version),
     )
     .await?;
+    if queue && compartment.is_some() {
+        tx.queue_compartment(rtype, id, last_updated).await?;
+    }
     Ok(Version {
         rtype: rtype.to_owned(),
         id: id.to_owned(),

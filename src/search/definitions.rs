@@ -1,7 +1,7 @@
 //! The SearchParameters the server knows: the official R4 definitions
-//! (`conformance/search-parameters.json`, generated from the spec package) merged with the
-//! active SearchParameter resources stored on the server, with their FHIRPath expressions
-//! parsed once.
+//! (`conformance/search-parameters.json`, generated from the spec package) and Signaal's own
+//! (`conformance/signaal-search-parameters.json`), merged with the active SearchParameter
+//! resources stored on the server, with their FHIRPath expressions parsed once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -83,9 +83,15 @@ pub struct Registry {
 }
 
 static OFFICIAL: LazyLock<Arc<Registry>> = LazyLock::new(|| {
-    let definitions: Vec<Definition> =
+    let mut definitions: Vec<Definition> =
         serde_json::from_str(include_str!("../../conformance/search-parameters.json"))
             .expect("conformance/search-parameters.json is valid");
+    // Signaal's own parameters (Flag status and priority for the coach's worklist).
+    let signaal: Vec<Definition> = serde_json::from_str(include_str!(
+        "../../conformance/signaal-search-parameters.json"
+    ))
+    .expect("conformance/signaal-search-parameters.json is valid");
+    definitions.extend(signaal);
     let kinds: HashMap<String, ParamType> = definitions
         .iter()
         .map(|d| (d.url.clone(), d.kind))

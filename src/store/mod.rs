@@ -190,6 +190,16 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Vec<SearchHit>>;
     /// The current versions of the resources `keys`, leaving out deleted and unknown ones.
     async fn read_current(&self, keys: &[(String, String)]) -> StoreResult<Vec<SearchHit>>;
+    /// The current versions of every resource in a Patient's compartment (the scorer's input).
+    async fn compartment(&self, patient: &str) -> StoreResult<Vec<Version>>;
+    /// The ids of every patient with a non-empty compartment.
+    async fn compartments(&self) -> StoreResult<Vec<String>>;
+    /// The oldest `limit` patients in the scoring queue, with their generation.
+    async fn queued(&self, limit: usize) -> StoreResult<Vec<(String, i64)>>;
+    /// Takes a scored patient off the queue unless it was queued again since `generation`.
+    async fn dequeue(&self, patient: &str, generation: i64) -> StoreResult<()>;
+    /// Queues a patient for re-scoring outside any write (`signaal score`, the daily run).
+    async fn queue_patient(&self, patient: &str, at: i64) -> StoreResult<()>;
     /// Checks that the database answers (for `/health`).
     async fn ping(&self) -> StoreResult<()>;
     /// Closes connections, waiting for in-flight work.
@@ -210,6 +220,9 @@ pub trait Tx: Send {
     async fn write(&mut self, new: NewVersion<'_>, previous: Option<i64>) -> StoreResult<()>;
     /// Replaces the index entries of row `rid`, leaving the resource as it is (`$reindex`).
     async fn reindex(&mut self, rid: i64, index: &IndexEntries) -> StoreResult<()>;
+    /// Queues for re-scoring the Patient whose compartment holds `rtype/id` as its row stands
+    /// in this transaction (see `sql::queue_compartment`), committed or rolled back with it.
+    async fn queue_compartment(&mut self, rtype: &str, id: &str, at: i64) -> StoreResult<()>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 

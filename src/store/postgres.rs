@@ -177,6 +177,47 @@ impl Store for PostgresStore {
         hits(prepare(&sql).fetch_all(&self.pool).await?, &[])
     }
 
+    async fn compartment(&self, patient: &str) -> StoreResult<Vec<Version>> {
+        let sql = sql::compartment(DIALECT, patient);
+        let rows = prepare(&sql).fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|r| version_at(r, 0))
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn compartments(&self) -> StoreResult<Vec<String>> {
+        let sql = sql::compartments(DIALECT);
+        let rows = prepare(&sql).fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn queued(&self, limit: usize) -> StoreResult<Vec<(String, i64)>> {
+        let sql = sql::queued(DIALECT, limit);
+        let rows = prepare(&sql).fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn dequeue(&self, patient: &str, generation: i64) -> StoreResult<()> {
+        prepare(&sql::dequeue(DIALECT, patient, generation))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn queue_patient(&self, patient: &str, at: i64) -> StoreResult<()> {
+        prepare(&sql::queue_patient(DIALECT, patient, at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -271,6 +312,13 @@ impl Tx for PostgresTx {
 
     async fn reindex(&mut self, rid: i64, index: &IndexEntries) -> StoreResult<()> {
         self.write_index(rid, index, true).await
+    }
+
+    async fn queue_compartment(&mut self, rtype: &str, id: &str, at: i64) -> StoreResult<()> {
+        prepare(&sql::queue_compartment(DIALECT, rtype, id, at))
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

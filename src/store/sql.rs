@@ -1074,3 +1074,77 @@ pub fn lastn(dialect: Dialect, query: &SearchQuery, max: usize, limit: usize) ->
         .int(limit as i64 + 1);
     sql
 }
+
+/// Queues for re-scoring the Patient whose compartment holds `rtype/id` as its row stands now
+/// (nothing when it is in none). Queued again while waiting, it keeps its place and its
+/// generation goes up, so the worker does not drop a request that came in while it scored.
+pub fn queue_compartment(dialect: Dialect, rtype: &str, id: &str, at: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    // The WHERE also tells SQLite that ON CONFLICT belongs to the INSERT, not to a join.
+    sql.push("INSERT INTO scoring_queue (patient, queued_at, generation) SELECT compartment, ")
+        .int(at)
+        .push(", 1 FROM resource WHERE rtype = ")
+        .text(rtype)
+        .push(" AND id = ")
+        .text(id)
+        .push(
+            " AND compartment IS NOT NULL ON CONFLICT (patient) \
+             DO UPDATE SET generation = scoring_queue.generation + 1",
+        );
+    sql
+}
+
+/// Queues one patient for re-scoring (as `queue_compartment`).
+pub fn queue_patient(dialect: Dialect, patient: &str, at: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("INSERT INTO scoring_queue (patient, queued_at, generation) VALUES (")
+        .text(patient)
+        .push(", ")
+        .int(at)
+        .push(", 1) ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1");
+    sql
+}
+
+/// The oldest queued patients with their generation. Columns: patient, generation.
+pub fn queued(dialect: Dialect, limit: usize) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT patient, generation FROM scoring_queue ORDER BY queued_at, patient LIMIT ")
+        .int(limit as i64);
+    sql
+}
+
+/// Removes a patient from the queue if it was not queued again since `generation` was read.
+pub fn dequeue(dialect: Dialect, patient: &str, generation: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("DELETE FROM scoring_queue WHERE patient = ")
+        .text(patient)
+        .push(" AND generation = ")
+        .int(generation);
+    sql
+}
+
+/// The current version of every resource in a patient's compartment (the patient included).
+/// Columns: `VERSION_COLUMNS`.
+pub fn compartment(dialect: Dialect, patient: &str) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ")
+        .push(VERSION_COLUMNS)
+        .push(
+            " FROM resource r JOIN resource_version v \
+             ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version \
+             WHERE r.compartment = ",
+        )
+        .text(patient)
+        .push(" AND NOT r.deleted ORDER BY r.rid");
+    sql
+}
+
+/// Every patient id that has a compartment with something current in it. Column: compartment.
+pub fn compartments(dialect: Dialect) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push(
+        "SELECT DISTINCT compartment FROM resource \
+         WHERE compartment IS NOT NULL AND NOT deleted ORDER BY compartment",
+    );
+    sql
+}

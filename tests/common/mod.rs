@@ -36,7 +36,7 @@ impl TestServer {
     /// Starts a server on a fresh database of the given kind, or `None` when that kind is not
     /// available in this environment (PostgreSQL without `SIGNAAL_TEST_POSTGRES_URL`).
     pub async fn start(kind: StoreKind) -> Option<TestServer> {
-        Self::start_with(kind, 16 * 1024 * 1024).await
+        Self::start_with(kind, signaal::app::DEFAULT_BODY_LIMIT).await
     }
 
     pub async fn start_with(kind: StoreKind, body_limit: usize) -> Option<TestServer> {
@@ -49,13 +49,8 @@ impl TestServer {
         configure: impl FnOnce(&mut Settings),
     ) -> Option<TestServer> {
         let (database_url, dir) = fresh_database(kind).await?;
-        let mut settings = Settings {
-            listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
-            database_url: database_url.clone(),
-            base_url: None,
-            body_limit: 16 * 1024 * 1024,
-            max_bundle_entries: signaal::app::DEFAULT_MAX_BUNDLE_ENTRIES,
-        };
+        let listen = "127.0.0.1:0".parse::<SocketAddr>().unwrap();
+        let mut settings = Settings::new(listen, database_url.clone());
         configure(&mut settings);
         let (listener, app) = server::start(&settings).await.expect("server starts");
         let base = app.base_url.clone();

@@ -1,0 +1,292 @@
+//! HOSPITAL score for potentially avoidable 30-day readmission.
+//!
+//! Source: Donzé J, Aujesky D, Williams D, Schnipper JL. Potentially avoidable 30-day hospital
+//! readmissions in medical patients: derivation and validation of a prediction model. JAMA
+//! Intern Med 2013;173(8):632-8 (table 3, the HOSPITAL score).
+//!
+//! Scored at each inpatient discharge (Encounter class IMP with a finished period):
+//! - H, haemoglobin at discharge < 12 g/dL (the last LOINC 718-7, or 59260-0 in mmol/L converted,
+//!   during the stay): 1;
+//! - O, discharge from an oncology service or an active cancer diagnosis: 2;
+//! - S, sodium at discharge < 135 mmol/L (the last LOINC 2951-2 during the stay): 1;
+//! - P, any Procedure during the stay: 1;
+//! - I, index admission urgent or emergent: 1;
+//! - T, number of hospital admissions in the previous 12 months: 0–1 → 0, 2–5 → 2, > 5 → 5;
+//! - A, length of stay ≥ 5 days: 2.
+//!
+//! 0–4 low, 5–6 intermediate (FHIR qualitative risk `moderate`), ≥ 7 high.
+
+use serde_json::Value;
+
+use super::lace::{as_of, discharges, emergent, length_of_stay_days, months_before};
+use super::units::{haemoglobin_g_per_dl, quantity_in};
+use super::{
+    charlson, codings, effective, encounter_class, encounter_happened, has_code, instant, key,
+    observation_counts, reference_id, Item, Record, Risk, Score, LOINC, SNOMED,
+};
+
+/// The last counted Observation with one of `codes` whose effective time falls in `[from, to]`.
+fn last_during<'a>(record: &'a Record, codes: &[&str], from: i64, to: i64) -> Option<&'a Value> {
+    record
+        .of_type("Observation")
+        .filter(|o| observation_counts(o))
+        .filter(|o| codes.iter().any(|c| has_code(&o["code"], LOINC, c)))
+        .filter_map(|o| {
+            effective(o)
+                .filter(|t| (from..=to).contains(t))
+                .map(|t| (t, o))
+        })
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, o)| o)
+}
+
+/// Whether a Condition is active (clinicalStatus active, recurrence or relapse).
+fn active(condition: &Value) -> bool {
+    codings(&condition["clinicalStatus"])
+        .any(|(_, c)| matches!(c, "active" | "recurrence" | "relapse"))
+}
+
+/// Whether the encounter was with an oncology service (`serviceType` SNOMED CT 394593009
+/// Medical oncology, 394592004 Clinical oncology or 394594003 Radiation oncology).
+fn oncology_service(encounter: &Value) -> bool {
+    codings(&encounter["serviceType"])
+        .any(|(s, c)| s == SNOMED && matches!(c, "394593009" | "394592004" | "394594003"))
+}
+
+/// Whether a Procedure happened during `[start, end]` or belongs to the encounter.
+fn during(procedure: &Value, encounter_id: &str, start: i64, end: i64) -> bool {
+    if matches!(
+        procedure["status"].as_str(),
+        Some("not-done" | "entered-in-error" | "preparation")
+    ) {
+        return false;
+    }
+    if reference_id(&procedure["encounter"], "Encounter") == Some(encounter_id) {
+        return true;
+    }
+    let at = instant(&procedure["performedDateTime"])
+        .or_else(|| instant(&procedure["performedPeriod"]["start"]));
+    at.is_some_and(|t| (start..=end).contains(&t))
+}
+
+pub fn score(record: &Record, admission: &Value, start: i64, end: i64) -> Score {
+    let mut items = Vec::new();
+    let at_discharge = as_of(record, end);
+    // H
+    match last_during(record, &["718-7", "59260-0"], start, end) {
+        Some(o) => match haemoglobin_g_per_dl(&o["valueQuantity"]) {
+            Ok(hb) => items.push(Item::new(
+                if hb < 12.0 { 1.0 } else { 0.0 },
+                format!("H: haemoglobin at discharge {:.1} g/dL", hb),
+                vec![key(o)],
+            )),
+            Err(why) => items.push(Item::new(
+                0.0,
+                format!("H: haemoglobin not usable ({why})"),
+                vec![key(o)],
+            )),
+        },
+        None => items.push(Item::new(0.0, "H: no haemoglobin during the stay", vec![])),
+    }
+    // O
+    let cancers: Vec<String> = at_discharge
+        .of_type("Condition")
+        .filter(|c| active(c) && charlson::condition_counts(c))
+        .filter(|c| {
+            codings(&c["code"]).any(|(s, code)| {
+                charlson::category_of(s, code)
+                    .is_some_and(|cat| matches!(cat.code, "malignancy" | "metastatic-solid-tumour"))
+            })
+        })
+        .map(key)
+        .collect();
+    if oncology_service(admission) {
+        items.push(Item::new(
+            2.0,
+            "O: discharged from oncology",
+            vec![key(admission)],
+        ));
+    } else if !cancers.is_empty() {
+        items.push(Item::new(2.0, "O: active cancer diagnosis", cancers));
+    } else {
+        items.push(Item::new(
+            0.0,
+            "O: no oncology discharge or active cancer",
+            vec![],
+        ));
+    }
+    // S
+    match last_during(record, &["2951-2"], start, end) {
+        Some(o) => match quantity_in(&o["valueQuantity"], "mmol/L") {
+            Ok(na) => items.push(Item::new(
+                if na < 135.0 { 1.0 } else { 0.0 },
+                format!("S: sodium at discharge {na} mmol/L"),
+                vec![key(o)],
+            )),
+            Err(why) => items.push(Item::new(
+                0.0,
+                format!("S: sodium not usable ({why})"),
+                vec![key(o)],
+            )),
+        },
+        None => items.push(Item::new(0.0, "S: no sodium during the stay", vec![])),
+    }
+    // P
+    let encounter_id = admission["id"].as_str().unwrap_or("");
+    let procedures: Vec<String> = record
+        .of_type("Procedure")
+        .filter(|p| during(p, encounter_id, start, end))
+        .map(key)
+        .collect();
+    items.push(Item::new(
+        if procedures.is_empty() { 0.0 } else { 1.0 },
+        format!("P: {} procedure(s) during the stay", procedures.len()),
+        procedures,
+    ));
+    // I
+    match emergent(record, admission) {
+        Some((why, basis)) => items.push(Item::new(1.0, format!("I: {why}"), basis)),
+        None => items.push(Item::new(0.0, "I: elective admission", vec![])),
+    }
+    // T
+    let since = months_before(start, 12);
+    let earlier: Vec<String> = record
+        .of_type("Encounter")
+        .filter(|e| encounter_class(e) == Some("IMP") && encounter_happened(e))
+        .filter(|e| instant(&e["period"]["start"]).is_some_and(|s| s >= since && s < start))
+        .map(key)
+        .collect();
+    let n = earlier.len();
+    items.push(Item::new(
+        match n {
+            0 | 1 => 0.0,
+            2..=5 => 2.0,
+            _ => 5.0,
+        },
+        format!("T: {n} admission(s) in the previous 12 months"),
+        earlier,
+    ));
+    // A
+    let days = length_of_stay_days(start, end);
+    items.push(Item::new(
+        if days >= 5 { 2.0 } else { 0.0 },
+        format!("A: length of stay {days} day(s)"),
+        vec![key(admission)],
+    ));
+    let total: f64 = items.iter().map(|i| i.points).sum();
+    Score {
+        model: "hospital",
+        score: total,
+        risk: match total as u32 {
+            0..=4 => Risk::Low,
+            5 | 6 => Risk::Moderate,
+            _ => Risk::High,
+        },
+        items,
+        encounter: Some(key(admission)),
+        occurrence: end,
+    }
+}
+
+/// HOSPITAL at every inpatient discharge of the record.
+pub fn all(record: &Record) -> Vec<Score> {
+    discharges(record)
+        .into_iter()
+        .map(|(e, s, t)| score(record, e, s, t))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{condition, encounter, quantity};
+    use super::super::ICD10;
+    use super::*;
+    use serde_json::json;
+
+    fn hospital(resources: Vec<Value>) -> Score {
+        let record = Record::new("p", resources);
+        all(&record)
+            .into_iter()
+            .find(|s| s.encounter.as_deref() == Some("Encounter/a"))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_high_risk_stay_adds_every_item() {
+        let mut resources = vec![
+            encounter("ed", "EMER", "2024-03-01T09:00:00Z", "2024-03-01T10:00:00Z"),
+            encounter("a", "IMP", "2024-03-01T10:00:00Z", "2024-03-06T10:00:00Z"),
+            quantity("hb", "59260-0", "2024-03-05T08:00:00Z", 7.0, "mmol/L"),
+            quantity("na", "2951-2", "2024-03-05T08:00:00Z", 131.0, "mmol/L"),
+            condition("ca", ICD10, "C18.9"),
+            json!({"resourceType": "Procedure", "id": "pr", "status": "completed",
+                "subject": {"reference": "Patient/p"}, "code": {"text": "colectomy"},
+                "performedDateTime": "2024-03-02T12:00:00Z"}),
+        ];
+        for (i, month) in ["05", "07"].iter().enumerate() {
+            resources.push(encounter(
+                &format!("old{i}"),
+                "IMP",
+                &format!("2023-{month}-01T10:00:00Z"),
+                &format!("2023-{month}-02T10:00:00Z"),
+            ));
+        }
+        let s = hospital(resources);
+        let points: Vec<f64> = s.items.iter().map(|i| i.points).collect();
+        assert_eq!(
+            points,
+            vec![1.0, 2.0, 1.0, 1.0, 1.0, 2.0, 2.0],
+            "{:#?}",
+            s.items
+        );
+        assert_eq!(s.score, 10.0);
+        assert_eq!(s.risk, Risk::High);
+        assert_eq!(s.items[0].why, "H: haemoglobin at discharge 11.3 g/dL");
+    }
+
+    #[test]
+    fn the_last_value_before_discharge_counts() {
+        let s = hospital(vec![
+            encounter("a", "IMP", "2024-03-01T10:00:00Z", "2024-03-03T10:00:00Z"),
+            quantity("hb1", "718-7", "2024-03-01T12:00:00Z", 10.0, "g/dL"),
+            quantity("hb2", "718-7", "2024-03-03T09:00:00Z", 12.5, "g/dL"),
+            quantity("hb3", "718-7", "2024-03-04T09:00:00Z", 9.0, "g/dL"),
+        ]);
+        assert_eq!(s.items[0].points, 0.0);
+        assert_eq!(s.items[0].basis, vec!["Observation/hb2"]);
+        assert_eq!(s.score, 0.0);
+        assert_eq!(s.risk, Risk::Low);
+    }
+
+    #[test]
+    fn more_than_five_earlier_admissions_are_five_points() {
+        let mut resources = vec![encounter(
+            "a",
+            "IMP",
+            "2024-03-01T10:00:00Z",
+            "2024-03-02T10:00:00Z",
+        )];
+        for i in 1..=6 {
+            resources.push(encounter(
+                &format!("old{i}"),
+                "IMP",
+                &format!("2023-0{}-10T10:00:00Z", i + 3),
+                &format!("2023-0{}-11T10:00:00Z", i + 3),
+            ));
+        }
+        let s = hospital(resources);
+        assert_eq!(s.items[5].points, 5.0);
+        assert_eq!(s.risk, Risk::Moderate);
+    }
+
+    #[test]
+    fn four_days_is_not_a_long_stay() {
+        let s = hospital(vec![encounter(
+            "a",
+            "IMP",
+            "2024-03-01T10:00:00Z",
+            "2024-03-06T09:59:00Z",
+        )]);
+        assert_eq!(s.items[6].points, 0.0);
+    }
+}

@@ -1,0 +1,256 @@
+//! Risk scoring: the published models Signaal runs over each patient's resources, whatever
+//! source sent them, and the FHIR it writes back (RiskAssessment, Flag).
+//!
+//! Each model is a pure function over a [`Record`] (the patient's resources as JSON) and the
+//! instant of scoring, returning a [`Score`]: the points, a readable breakdown and the resources
+//! that contributed. `output` turns scores into RiskAssessments and Flags; `queue` and `worker`
+//! decide when a patient is scored (after every write that changes its inputs, and daily).
+
+pub mod alerts;
+pub mod charlson;
+pub mod engagement;
+pub mod hospital;
+pub mod lace;
+pub mod output;
+pub mod run;
+pub mod units;
+pub mod utilisation;
+pub mod worker;
+
+use serde_json::Value;
+
+use crate::fhir::datetime::parse_range;
+
+/// The canonical base of Signaal's own CodeSystem, StructureDefinitions and extensions.
+pub const CANONICAL: &str = "https://signaal.dev/fhir";
+
+/// The resource types whose writes change a patient's scores: a write of one queues the patient
+/// in its compartment for re-scoring. RiskAssessment and Flag (what the scorer writes) are not
+/// inputs, so the scorer's own writes never queue anyone.
+pub const INPUT_TYPES: &[&str] = &[
+    "Patient",
+    "Encounter",
+    "Condition",
+    "Observation",
+    "Procedure",
+    "Goal",
+    "CarePlan",
+    "CareTeam",
+];
+
+pub fn is_input(rtype: &str) -> bool {
+    INPUT_TYPES.contains(&rtype)
+}
+
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// A patient's resources, as stored (without server `meta`), by type.
+#[derive(Debug, Default, Clone)]
+pub struct Record {
+    pub patient: String,
+    pub resources: Vec<Value>,
+}
+
+impl Record {
+    pub fn new(patient: &str, resources: Vec<Value>) -> Self {
+        Record {
+            patient: patient.to_owned(),
+            resources,
+        }
+    }
+
+    pub fn of_type<'a>(&'a self, rtype: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.resources
+            .iter()
+            .filter(move |r| r["resourceType"] == rtype)
+    }
+}
+
+/// The qualitative risk of `RiskAssessment.prediction.qualitativeRisk`
+/// (http://terminology.hl7.org/CodeSystem/risk-probability).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Risk {
+    Low,
+    Moderate,
+    High,
+}
+
+impl Risk {
+    pub fn code(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Moderate => "moderate",
+            Risk::High => "high",
+        }
+    }
+}
+
+/// One line of a score's breakdown: the points, why in words, and the resources behind it
+/// (`Type/id`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub points: f64,
+    pub why: String,
+    pub basis: Vec<String>,
+}
+
+impl Item {
+    pub fn new(points: f64, why: impl Into<String>, basis: Vec<String>) -> Self {
+        Item {
+            points,
+            why: why.into(),
+            basis,
+        }
+    }
+}
+
+/// A model's result for one patient on one occasion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Score {
+    /// The model's code in the Signaal CodeSystem (`lace`, `hospital`, `charlson`, …).
+    pub model: &'static str,
+    pub score: f64,
+    pub risk: Risk,
+    pub items: Vec<Item>,
+    /// The Encounter scored (`Encounter/id`), for models scored at a discharge.
+    pub encounter: Option<String>,
+    /// When the assessment applies (the discharge, or the instant of scoring).
+    pub occurrence: i64,
+}
+
+impl Score {
+    /// Every resource that contributed, once, in breakdown order.
+    pub fn basis(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for item in &self.items {
+            for b in &item.basis {
+                if !out.contains(b) {
+                    out.push(b.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `Type/id` of a resource.
+pub fn key(resource: &Value) -> String {
+    format!(
+        "{}/{}",
+        resource["resourceType"].as_str().unwrap_or(""),
+        resource["id"].as_str().unwrap_or("")
+    )
+}
+
+/// The start of a FHIR dateTime as ms (a value without a zone is UTC; a date is its first
+/// instant).
+pub fn instant(value: &Value) -> Option<i64> {
+    parse_range(value.as_str()?).ok().map(|(lo, _)| lo)
+}
+
+/// The end of a FHIR dateTime as ms: the last instant it covers (a date is the whole day).
+pub fn instant_end(value: &Value) -> Option<i64> {
+    parse_range(value.as_str()?).ok().map(|(_, hi)| hi - 1)
+}
+
+/// Whether a CodeableConcept (or a Coding list) holds `system|code`.
+pub fn has_code(concept: &Value, system: &str, code: &str) -> bool {
+    codings(concept).any(|(s, c)| s == system && c == code)
+}
+
+/// The `(system, code)` pairs of a CodeableConcept.
+pub fn codings(concept: &Value) -> impl Iterator<Item = (&str, &str)> {
+    concept["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| Some((c["system"].as_str()?, c["code"].as_str()?)))
+}
+
+/// The id a reference points at when it names `rtype` (`Patient/1`, or an absolute URL ending
+/// in it).
+pub fn reference_id<'a>(reference: &'a Value, rtype: &str) -> Option<&'a str> {
+    let r = reference["reference"].as_str()?;
+    let mut parts = r.rsplit('/');
+    let id = parts.next()?;
+    (parts.next()? == rtype).then_some(id)
+}
+
+pub const LOINC: &str = "http://loinc.org";
+pub const SNOMED: &str = "http://snomed.info/sct";
+pub const ICD10: &str = "http://hl7.org/fhir/sid/icd-10";
+pub const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
+/// The effective instant of an Observation (`effectiveDateTime`, `effectiveInstant` or the end
+/// of `effectivePeriod`, else its start), or of anything with such a field.
+pub fn effective(observation: &Value) -> Option<i64> {
+    instant(&observation["effectiveDateTime"])
+        .or_else(|| instant(&observation["effectiveInstant"]))
+        .or_else(|| instant(&observation["effectivePeriod"]["end"]))
+        .or_else(|| instant(&observation["effectivePeriod"]["start"]))
+}
+
+/// Whether an Observation counts: not entered in error, cancelled or preliminary.
+pub fn observation_counts(observation: &Value) -> bool {
+    matches!(
+        observation["status"].as_str(),
+        Some("final" | "amended" | "corrected")
+    )
+}
+
+/// An Encounter's class code (`IMP`, `EMER`, `AMB`…).
+pub fn encounter_class(encounter: &Value) -> Option<&str> {
+    encounter["class"]["code"].as_str()
+}
+
+/// `[start, end]` of a finished Encounter (status `finished` with both period ends).
+pub fn finished_period(encounter: &Value) -> Option<(i64, i64)> {
+    if encounter["status"] != "finished" {
+        return None;
+    }
+    Some((
+        instant(&encounter["period"]["start"])?,
+        instant(&encounter["period"]["end"])?,
+    ))
+}
+
+/// Whether an Encounter ever happened (not planned, cancelled or entered in error).
+pub fn encounter_happened(encounter: &Value) -> bool {
+    !matches!(
+        encounter["status"].as_str(),
+        Some("planned" | "cancelled" | "entered-in-error")
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Hand-made resources for the models' unit tests.
+    use serde_json::{json, Value};
+
+    pub fn encounter(id: &str, class: &str, start: &str, end: &str) -> Value {
+        json!({"resourceType": "Encounter", "id": id, "status": "finished",
+            "class": {"system": super::ACT_CODE, "code": class},
+            "subject": {"reference": "Patient/p"},
+            "period": {"start": start, "end": end}})
+    }
+
+    pub fn condition(id: &str, system: &str, code: &str) -> Value {
+        json!({"resourceType": "Condition", "id": id,
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"coding": [{"system": system, "code": code}]},
+            "subject": {"reference": "Patient/p"}})
+    }
+
+    pub fn quantity(id: &str, loinc: &str, at: &str, value: f64, unit: &str) -> Value {
+        json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": super::LOINC, "code": loinc}]},
+            "subject": {"reference": "Patient/p"},
+            "effectiveDateTime": at,
+            "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}})
+    }
+
+    pub fn ms(at: &str) -> i64 {
+        super::instant(&json!(at)).expect("a valid dateTime")
+    }
+}

@@ -1,0 +1,299 @@
+//! Scoring a patient against the store: read the compartment, run every model, and write the
+//! RiskAssessments and Flags that changed, in one transaction. Running it twice on the same
+//! inputs writes nothing the second time.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use super::output::{self, active_flag, flag_reason, inactive_flag, is_signaal, risk_assessment};
+use super::{
+    alerts, charlson, engagement, hospital, lace, utilisation, Record, Risk, Score, DAY_MS,
+};
+use crate::error::FhirError;
+use crate::fhir::datetime::{format_instant, now_ms};
+use crate::fhir::validate::validate;
+use crate::interaction::{retry, version};
+use crate::store::{Method, Store};
+
+/// How scoring runs (`signaal serve` options).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The share of the population flagged as high utilisers (0.01: the top 1%).
+    pub high_utiliser_fraction: f64,
+    /// The time of day (UTC) of the daily full re-score; `None`: no daily run.
+    pub daily_at: Option<chrono::NaiveTime>,
+    /// The most patients `$worklist` returns.
+    pub caseload: usize,
+    /// Whether the server runs the background worker that drains the queue.
+    pub worker: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            high_utiliser_fraction: 0.01,
+            daily_at: chrono::NaiveTime::from_hms_opt(2, 0, 0),
+            caseload: 120,
+            worker: true,
+        }
+    }
+}
+
+/// Scoring settings and what the last full re-score learnt about the population.
+#[derive(Debug, Default)]
+pub struct Scoring {
+    pub config: Config,
+    /// The utilisation score from which a patient is a high utiliser, set by each full
+    /// re-score; until the first one, high-utiliser Flags are left as they are.
+    threshold: Mutex<Option<Option<f64>>>,
+}
+
+impl Scoring {
+    pub fn new(config: Config) -> Self {
+        Scoring {
+            config,
+            threshold: Mutex::new(None),
+        }
+    }
+
+    fn threshold(&self) -> Option<Option<f64>> {
+        *self.threshold.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_threshold(&self, threshold: Option<f64>) {
+        *self.threshold.lock().unwrap_or_else(|e| e.into_inner()) = Some(threshold);
+    }
+}
+
+/// What scoring a patient did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    pub written: usize,
+    pub active_flags: Vec<String>,
+}
+
+/// Days after a discharge during which a high LACE or HOSPITAL score keeps its Flag: both
+/// models predict readmission within 30 days.
+const READMISSION_WINDOW_DAYS: i64 = 30;
+
+/// The patient's resources: inputs for the models, and what the scorer wrote before.
+async fn load(
+    store: &dyn Store,
+    patient: &str,
+) -> Result<(Record, HashMap<(String, String), Value>), FhirError> {
+    let mut inputs = Vec::new();
+    let mut previous = HashMap::new();
+    for version in store.compartment(patient).await? {
+        let Some(resource) = version
+            .content
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<Value>(c).ok())
+        else {
+            continue;
+        };
+        if super::is_input(&version.rtype) {
+            inputs.push(resource);
+        } else if is_signaal(&resource) && written_by_scorer(&resource, patient) {
+            previous.insert((version.rtype, version.id), resource);
+        }
+    }
+    Ok((Record::new(patient, inputs), previous))
+}
+
+/// Whether a resource claiming a Signaal profile has an id the scorer derives (so one a client
+/// wrote itself under the profile is never changed or removed by the scorer).
+fn written_by_scorer(resource: &Value, patient: &str) -> bool {
+    let id = resource["id"].as_str().unwrap_or_default();
+    match resource["resourceType"].as_str() {
+        Some("Flag") => flag_reason(resource).is_some_and(|r| id == output::flag_id(r, patient)),
+        Some("RiskAssessment") => super::codings(&resource["method"])
+            .any(|(s, model)| s == output::code_system() && id.starts_with(&format!("{model}-"))),
+        _ => false,
+    }
+}
+
+/// Equal apart from the instant of scoring of a patient-level assessment.
+fn same(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if v["resourceType"] == "RiskAssessment" && v.get("encounter").is_none() {
+            if let Some(o) = v.as_object_mut() {
+                o.shift_remove("occurrenceDateTime");
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+/// Scores one patient at `now` and writes what changed.
+pub async fn score_patient(
+    store: &dyn Store,
+    scoring: &Scoring,
+    patient: &str,
+    now: i64,
+) -> Result<Outcome, FhirError> {
+    let (record, previous) = load(store, patient).await?;
+    let threshold = scoring.threshold();
+    let mut scores: Vec<Score> = vec![charlson::score(&record, now)];
+    let laces = lace::all(&record);
+    let hospitals = hospital::all(&record);
+    let mut util = utilisation::score(&record, now);
+    if let Some(threshold) = threshold {
+        if utilisation::is_high(util.score, threshold) {
+            util.risk = Risk::High;
+        }
+    }
+    let (alert_score, fired) = alerts::score(&record, now);
+    let engaged = engagement::score(&record, now);
+
+    // Flags wanted: reason → (assessment id, why).
+    let mut wanted: Vec<(&str, String, String)> = Vec::new();
+    for (reason, list) in [("lace-high", &laces), ("hospital-high", &hospitals)] {
+        if let Some(last) = list.iter().max_by_key(|s| s.occurrence) {
+            if last.risk == Risk::High && now - last.occurrence <= READMISSION_WINDOW_DAYS * DAY_MS
+            {
+                wanted.push((
+                    reason,
+                    output::risk_assessment_id(last, patient),
+                    format!(
+                        "{} {} at the discharge of {}",
+                        last.model.to_uppercase(),
+                        last.score,
+                        format_instant(last.occurrence)
+                    ),
+                ));
+            }
+        }
+    }
+    if util.risk == Risk::High {
+        wanted.push((
+            "high-utiliser",
+            output::risk_assessment_id(&util, patient),
+            format!("utilisation score {}", util.score),
+        ));
+    }
+    for alert in &fired {
+        wanted.push((
+            alert.reason,
+            output::risk_assessment_id(&alert_score, patient),
+            alert.item.why.clone(),
+        ));
+    }
+    if engaged.score > 0.0 {
+        let why: Vec<&str> = engaged.items.iter().map(|i| i.why.as_str()).collect();
+        wanted.push((
+            "disengaged",
+            output::risk_assessment_id(&engaged, patient),
+            why.join("; "),
+        ));
+    }
+    scores.extend(laces);
+    scores.extend(hospitals);
+    scores.push(util);
+    scores.push(alert_score);
+    scores.push(engaged);
+
+    let mut writes: Vec<(String, String, Option<Value>)> = Vec::new();
+    let mut keep: HashSet<(String, String)> = HashSet::new();
+    for score in &scores {
+        let ra = risk_assessment(score, patient);
+        let id = ra["id"].as_str().unwrap_or_default().to_owned();
+        let k = ("RiskAssessment".to_owned(), id.clone());
+        if !previous.get(&k).is_some_and(|p| same(p, &ra)) {
+            writes.push(("RiskAssessment".into(), id, Some(ra)));
+        }
+        keep.insert(k);
+    }
+    let mut active = Vec::new();
+    for (reason, assessment, why) in &wanted {
+        let id = output::flag_id(reason, patient);
+        let k = ("Flag".to_owned(), id.clone());
+        let before = previous.get(&k);
+        let start = before
+            .filter(|f| f["status"] == "active")
+            .and_then(|f| super::instant(&f["period"]["start"]))
+            .unwrap_or(now);
+        let flag = active_flag(reason, patient, assessment, why, start);
+        if !before.is_some_and(|p| same(p, &flag)) {
+            writes.push(("Flag".into(), id, Some(flag)));
+        }
+        keep.insert(k);
+        active.push(reason.to_string());
+    }
+    for ((rtype, id), resource) in &previous {
+        if keep.contains(&(rtype.clone(), id.clone())) {
+            continue;
+        }
+        if rtype == "Flag" {
+            let untouched = threshold.is_none() && flag_reason(resource) == Some("high-utiliser");
+            if resource["status"] == "active" && !untouched {
+                writes.push((
+                    rtype.clone(),
+                    id.clone(),
+                    Some(inactive_flag(resource, now)),
+                ));
+            }
+        } else {
+            // An assessment of something no longer there (e.g. a deleted encounter).
+            writes.push((rtype.clone(), id.clone(), None));
+        }
+    }
+    writes.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    for (rtype, _, resource) in &writes {
+        if let Some(resource) = resource {
+            validate(resource, rtype)?;
+        }
+    }
+    if !writes.is_empty() {
+        retry(|| async {
+            let mut tx = store.begin().await?;
+            for (rtype, id, resource) in &writes {
+                let current = tx.lock_current(rtype, id).await?;
+                if resource.is_none() && current.is_none_or(|c| c.deleted) {
+                    continue;
+                }
+                let method = if resource.is_some() {
+                    Method::Put
+                } else {
+                    Method::Delete
+                };
+                version::write(&mut *tx, rtype, id, current, method, resource.clone()).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(Outcome {
+        written: writes.len(),
+        active_flags: active,
+    })
+}
+
+/// Re-scores every patient: first the population's utilisation (for the high-utiliser
+/// threshold), then each patient. `progress(done, total)` is called after each patient.
+pub async fn score_all(
+    store: &dyn Store,
+    scoring: &Scoring,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<usize, FhirError> {
+    let now = now_ms();
+    let patients = store.compartments().await?;
+    let mut utilisation_scores = Vec::with_capacity(patients.len());
+    for patient in &patients {
+        let (record, _) = load(store, patient).await?;
+        utilisation_scores.push(utilisation::score(&record, now).score);
+    }
+    scoring.set_threshold(utilisation::threshold(
+        &utilisation_scores,
+        scoring.config.high_utiliser_fraction,
+    ));
+    for (i, patient) in patients.iter().enumerate() {
+        score_patient(store, scoring, patient, now).await?;
+        progress(i + 1, patients.len());
+    }
+    Ok(patients.len())
+}

@@ -1,0 +1,453 @@
+//! Risk scoring through the HTTP API, on both stores: writes queue patients, the worker scores
+//! them, and RiskAssessments and Flags appear (and go) as a client sees them; the coach's
+//! worklist; Signaal's profiles enforced on write; the models over Synthea's patients.
+//!
+//! Scoring runs in the background, so tests poll with a generous timeout (never assert on time).
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{Duration as Span, SecondsFormat, Utc};
+use common::{expect_status, StoreKind, TestServer};
+use serde_json::{json, Value};
+
+const LOINC: &str = "http://loinc.org";
+const SNOMED: &str = "http://snomed.info/sct";
+const CS: &str = "https://signaal.dev/fhir/CodeSystem/signaal";
+const FLAG_PROFILE: &str = "https://signaal.dev/fhir/StructureDefinition/signaal-flag";
+
+/// An instant `hours` from now (negative: in the past).
+fn at(hours: i64) -> String {
+    (Utc::now() + Span::hours(hours)).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn quantity(subject: &str, loinc: &str, when: &str, value: f64, unit: &str) -> Value {
+    json!({"resourceType": "Observation", "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": LOINC, "code": loinc}]},
+        "subject": {"reference": subject},
+        "effectiveDateTime": when,
+        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}})
+}
+
+fn condition(subject: &str, code: &str) -> Value {
+    json!({"resourceType": "Condition",
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+        "code": {"coding": [{"system": SNOMED, "code": code}]},
+        "subject": {"reference": subject}})
+}
+
+fn encounter(subject: &str, class: &str, start: &str, end: &str) -> Value {
+    json!({"resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": class},
+        "subject": {"reference": subject},
+        "period": {"start": start, "end": end}})
+}
+
+fn entry(full_url: &str, resource: Value) -> Value {
+    let rtype = resource["resourceType"].as_str().unwrap().to_owned();
+    json!({"fullUrl": full_url, "resource": resource, "request": {"method": "POST", "url": rtype}})
+}
+
+async fn create(server: &TestServer, resource: Value) -> String {
+    let rtype = resource["resourceType"].as_str().unwrap().to_owned();
+    let reply = server.client.post(&rtype, &resource).await.unwrap();
+    let body = expect_status(&reply, 201);
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// Polls `path` until `done` holds for the searchset, for at most a minute.
+async fn wait_for(server: &TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        let reply = server.client.get(path).await.unwrap();
+        last = expect_status(&reply, 200);
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{path} never got there; last answer: {last:#}");
+}
+
+fn resources<'a>(bundle: &'a Value, rtype: &'a str) -> Vec<&'a Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == rtype)
+        .collect()
+}
+
+fn reason(flag: &Value) -> &str {
+    flag["code"]["coding"][0]["code"].as_str().unwrap_or("")
+}
+
+both_stores!(
+    a_pgo_weight_gain_raises_a_flag_and_a_correction_ends_it,
+    |server| {
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            entry("urn:uuid:7f3e4a9c-0000-4000-8000-000000000001", json!({"resourceType": "Patient", "name": [{"family": "Bakker"}]})),
+            entry("urn:uuid:7f3e4a9c-0000-4000-8000-000000000002", condition("urn:uuid:7f3e4a9c-0000-4000-8000-000000000001", "88805009")),
+            entry("urn:uuid:7f3e4a9c-0000-4000-8000-000000000003", quantity("urn:uuid:7f3e4a9c-0000-4000-8000-000000000001", "29463-7", &at(-48), 80.0, "kg")),
+            entry("urn:uuid:7f3e4a9c-0000-4000-8000-000000000004", quantity("urn:uuid:7f3e4a9c-0000-4000-8000-000000000001", "29463-7", &at(-1), 82.4, "kg")),
+        ]});
+        let reply = server.client.post("", &bundle).await.unwrap();
+        let response = expect_status(&reply, 200);
+        let location = response["entry"][0]["response"]["location"]
+            .as_str()
+            .unwrap();
+        let patient = location.split('/').nth_back(2).unwrap().to_owned();
+
+        let search = format!(
+            "Flag?status=active&patient=Patient/{patient}&_sort=-priority&_include=Flag:patient"
+        );
+        let found = wait_for(&server, &search, |b| !resources(b, "Flag").is_empty()).await;
+        let flags = resources(&found, "Flag");
+        assert_eq!(flags.len(), 1, "{found:#}");
+        let flag = flags[0].clone();
+        assert_eq!(reason(&flag), "weight-gain");
+        assert_eq!(flag["category"][0]["coding"][0]["code"], "home-measurement");
+        assert_eq!(flag["meta"]["profile"][0], FLAG_PROFILE);
+        assert!(flag["period"]["end"].is_null());
+        let included = resources(&found, "Patient");
+        assert_eq!(included.len(), 1, "Flag:patient is included");
+        assert_eq!(included[0]["id"], patient.as_str());
+
+        // The RiskAssessment the Flag points at explains it and names the measurements.
+        let assessment = flag["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|e| e["valueReference"]["reference"].as_str())
+            .unwrap()
+            .to_owned();
+        let reply = server.client.get(&assessment).await.unwrap();
+        let ra = expect_status(&reply, 200);
+        assert_eq!(ra["method"]["coding"][0]["code"], "alerts");
+        assert_eq!(
+            ra["prediction"][0]["qualitativeRisk"]["coding"][0]["code"],
+            "high"
+        );
+        assert_eq!(
+            ra["basis"].as_array().unwrap().len(),
+            3,
+            "two weights and the heart failure: {ra:#}"
+        );
+
+        // A correcting measurement: the same Flag becomes inactive with an end.
+        create(
+            &server,
+            quantity(&format!("Patient/{patient}"), "29463-7", &at(0), 80.3, "kg"),
+        )
+        .await;
+        let path = format!("Flag?status=inactive&patient=Patient/{patient}");
+        let ended = wait_for(&server, &path, |b| !resources(b, "Flag").is_empty()).await;
+        let inactive = resources(&ended, "Flag")[0];
+        assert_eq!(inactive["id"], flag["id"], "updated in place");
+        assert!(inactive["period"]["end"].is_string());
+        assert_eq!(inactive["period"]["start"], flag["period"]["start"]);
+        let reply = server
+            .client
+            .get(&format!("Flag?status=active&patient=Patient/{patient}"))
+            .await
+            .unwrap();
+        assert!(resources(&expect_status(&reply, 200), "Flag").is_empty());
+    }
+);
+
+both_stores!(
+    a_stored_emergency_admission_gets_lace_and_hospital_assessments,
+    |server| {
+        let patient = create(&server, json!({"resourceType": "Patient"})).await;
+        let subject = format!("Patient/{patient}");
+        // One transaction, so the first scoring already sees every input.
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            entry("urn:uuid:5a0c0e10-0000-4000-8000-000000000001", encounter(&subject, "EMER", &at(-24 * 16), &at(-24 * 16 + 2))),
+            entry("urn:uuid:5a0c0e10-0000-4000-8000-000000000002", encounter(&subject, "IMP", &at(-24 * 16), &at(-24))),
+            entry("urn:uuid:5a0c0e10-0000-4000-8000-000000000003", condition(&subject, "88805009")),
+            entry("urn:uuid:5a0c0e10-0000-4000-8000-000000000004", quantity(&subject, "718-7", &at(-30), 10.5, "g/dL")),
+        ]});
+        let reply = server.client.post("", &bundle).await.unwrap();
+        let response = expect_status(&reply, 200);
+        let location = response["entry"][1]["response"]["location"]
+            .as_str()
+            .unwrap();
+        let stay = location.split('/').nth_back(2).unwrap().to_owned();
+        let path = format!("RiskAssessment?encounter=Encounter/{stay}");
+        let found = wait_for(&server, &path, |b| {
+            resources(b, "RiskAssessment").len() == 2
+        })
+        .await;
+        let score = |model: &str| -> (f64, String) {
+            let ra = resources(&found, "RiskAssessment")
+                .into_iter()
+                .find(|r| r["method"]["coding"][0]["code"] == model)
+                .unwrap()
+                .clone();
+            let points = ra["extension"][0]["valueDecimal"].as_f64().unwrap();
+            let risk = ra["prediction"][0]["qualitativeRisk"]["coding"][0]["code"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (points, risk)
+        };
+        // LACE: 15 days 7, acute 3, Charlson 1 (heart failure) 1, no earlier ED visit 0.
+        assert_eq!(score("lace"), (11.0, "high".to_owned()));
+        // HOSPITAL: haemoglobin 1, emergent 1, ≥ 5 days 2.
+        assert_eq!(score("hospital"), (4.0, "low".to_owned()));
+        let flags = wait_for(
+            &server,
+            &format!("Flag?status=active&patient={subject}"),
+            |b| {
+                resources(b, "Flag")
+                    .iter()
+                    .any(|f| reason(f) == "lace-high")
+            },
+        )
+        .await;
+        assert!(resources(&flags, "Flag")
+            .iter()
+            .all(|f| reason(f) != "hospital-high"));
+    }
+);
+
+async fn caseload_member(
+    server: &TestServer,
+    practitioner: &str,
+    loinc: &str,
+    value: f64,
+    unit: &str,
+) -> String {
+    let patient = create(server, json!({"resourceType": "Patient"})).await;
+    create(
+        server,
+        json!({"resourceType": "CareTeam", "status": "active",
+        "subject": {"reference": format!("Patient/{patient}")},
+        "participant": [{"member": {"reference": format!("Practitioner/{practitioner}")}}]}),
+    )
+    .await;
+    create(
+        server,
+        quantity(&format!("Patient/{patient}"), loinc, &at(-1), value, unit),
+    )
+    .await;
+    patient
+}
+
+both_stores!(
+    the_worklist_ranks_a_practitioners_patients_by_flag_priority,
+    |server| {
+        let coach = create(&server, json!({"resourceType": "Practitioner"})).await;
+        let other = create(&server, json!({"resourceType": "Practitioner"})).await;
+        let calm = caseload_member(&server, &coach, "2708-6", 97.0, "%").await;
+        let breathless = caseload_member(&server, &coach, "2708-6", 90.0, "%").await;
+        let hypo = caseload_member(&server, &coach, "2339-0", 45.0, "mg/dL").await;
+        let elsewhere = caseload_member(&server, &other, "2339-0", 40.0, "mg/dL").await;
+        wait_for(&server, "Flag?status=active", |b| {
+            resources(b, "Flag").len() == 3
+        })
+        .await;
+        let reply = server
+            .client
+            .get(&format!("Practitioner/{coach}/$worklist"))
+            .await
+            .unwrap();
+        let list = expect_status(&reply, 200);
+        assert_eq!(list["type"], "searchset");
+        let order: Vec<&str> = resources(&list, "Patient")
+            .iter()
+            .map(|p| p["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            vec![hypo.as_str(), breathless.as_str(), calm.as_str()]
+        );
+        assert!(!order.contains(&elsewhere.as_str()));
+        assert_eq!(list["total"], 3);
+        let flags: Vec<&str> = resources(&list, "Flag").iter().map(|f| reason(f)).collect();
+        assert_eq!(flags, vec!["glucose-very-low", "spo2-low"]);
+        assert_eq!(resources(&list, "RiskAssessment").len(), 2);
+        assert_eq!(list["entry"][0]["search"]["mode"], "match");
+        assert_eq!(list["entry"][1]["search"]["mode"], "include");
+
+        // The same order through plain search, most urgent first.
+        let reply = server
+            .client
+            .get("Flag?status=active&_sort=-priority&_include=Flag:patient")
+            .await
+            .unwrap();
+        let searched = expect_status(&reply, 200);
+        let reasons: Vec<&str> = resources(&searched, "Flag")
+            .iter()
+            .map(|f| reason(f))
+            .collect();
+        assert_eq!(reasons[0], "glucose-very-low");
+        assert_eq!(reasons[2], "spo2-low");
+        assert_eq!(resources(&searched, "Patient").len(), 3);
+
+        let reply = server
+            .client
+            .get("Practitioner/nobody/$worklist")
+            .await
+            .unwrap();
+        expect_status(&reply, 404);
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worklist_is_capped_at_the_caseload() {
+    let server = TestServer::start_configured(StoreKind::Sqlite, |s| s.scoring.caseload = 1)
+        .await
+        .unwrap();
+    let coach = create(&server, json!({"resourceType": "Practitioner"})).await;
+    caseload_member(&server, &coach, "2708-6", 97.0, "%").await;
+    let urgent = caseload_member(&server, &coach, "2708-6", 88.0, "%").await;
+    wait_for(&server, "Flag?status=active", |b| {
+        resources(b, "Flag").len() == 1
+    })
+    .await;
+    let reply = server
+        .client
+        .get(&format!("Practitioner/{coach}/$worklist"))
+        .await
+        .unwrap();
+    let list = expect_status(&reply, 200);
+    let patients = resources(&list, "Patient");
+    assert_eq!(patients.len(), 1);
+    assert_eq!(patients[0]["id"], urgent.as_str());
+}
+
+both_stores!(flags_claiming_the_signaal_profile_must_conform, |server| {
+    let patient = create(&server, json!({"resourceType": "Patient"})).await;
+    let mut flag = json!({"resourceType": "Flag", "meta": {"profile": [FLAG_PROFILE]},
+        "status": "active",
+        "code": {"coding": [{"system": CS, "code": "not-a-reason"}]},
+        "subject": {"reference": format!("Patient/{patient}")}});
+    let reply = server.client.post("Flag", &flag).await.unwrap();
+    let outcome = expect_status(&reply, 400);
+    let text = outcome.to_string();
+    for expected in [
+        "Flag.category is required",
+        "Flag.code must be a code",
+        "Flag.period is required",
+        "extension 'priority'",
+    ] {
+        assert!(text.contains(expected), "{expected}: {outcome:#}");
+    }
+    // A conforming one is stored, and the scorer leaves a Flag it did not write alone.
+    let mut conforming = flag.clone();
+    conforming["code"]["coding"][0]["code"] = json!("disengaged");
+    conforming["category"] = json!([{"coding": [{"system": CS, "code": "disengagement"}]}]);
+    conforming["period"] = json!({"start": at(-2)});
+    conforming["extension"] = json!([
+        {"url": "https://signaal.dev/fhir/StructureDefinition/flag-priority", "valueInteger": 30},
+        {"url": "https://signaal.dev/fhir/StructureDefinition/flag-risk-assessment", "valueReference": {"reference": "RiskAssessment/elsewhere"}}
+    ]);
+    let own = create(&server, conforming).await;
+    // A scoring input written after it: the scorer has run once its Charlson shows it.
+    create(
+        &server,
+        condition(&format!("Patient/{patient}"), "88805009"),
+    )
+    .await;
+    wait_for(
+        &server,
+        &format!("RiskAssessment?patient=Patient/{patient}&method=charlson"),
+        |b| {
+            resources(b, "RiskAssessment")
+                .first()
+                .is_some_and(|r| r["extension"][0]["valueDecimal"].as_f64() == Some(1.0))
+        },
+    )
+    .await;
+    let reply = server.client.get(&format!("Flag/{own}")).await.unwrap();
+    assert_eq!(expect_status(&reply, 200)["status"], "active");
+    // Without the profile claim it is an ordinary R4 Flag.
+    flag.as_object_mut().unwrap().remove("meta");
+    let reply = server.client.post("Flag", &flag).await.unwrap();
+    expect_status(&reply, 201);
+    // The CapabilityStatement names the profiles and the operation.
+    let reply = server.client.get("metadata").await.unwrap();
+    let cs = expect_status(&reply, 200);
+    let resource = |t: &str| {
+        cs["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == t)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(resource("Flag")["supportedProfile"][0], FLAG_PROFILE);
+    assert!(resource("Practitioner")["operation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["name"] == "worklist"));
+    assert!(resource("Flag")["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "priority"));
+});
+
+both_stores!(
+    score_all_rescores_every_patient_from_the_command_line,
+    |server| {
+        // The CLI scores beside the running server (its worker may score the same patients too:
+        // scoring is idempotent); checked by what it reports and by the assessments it leaves.
+        let mut patients = Vec::new();
+        for _ in 0..3 {
+            let patient = create(&server, json!({"resourceType": "Patient"})).await;
+            create(
+                &server,
+                condition(&format!("Patient/{patient}"), "44054006"),
+            )
+            .await;
+            patients.push(patient);
+        }
+        let output = signaal_cli(&["score", "--all", "--database", &server.database_url]).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert!(stderr.contains("scored 3 patients"), "{stderr}");
+        assert!(stderr.contains("3/3"), "a progress bar: {stderr}");
+        for patient in &patients {
+            let reply = server
+                .client
+                .get(&format!(
+                    "RiskAssessment?patient=Patient/{patient}&method=charlson"
+                ))
+                .await
+                .unwrap();
+            let found = expect_status(&reply, 200);
+            let charlson = resources(&found, "RiskAssessment");
+            assert_eq!(charlson.len(), 1);
+            assert_eq!(
+                charlson[0]["extension"][0]["valueDecimal"].as_f64(),
+                Some(1.0)
+            );
+        }
+        let output = signaal_cli(&["score", "--database", &server.database_url]).await;
+        assert!(
+            !output.status.success(),
+            "score without --all says what to do"
+        );
+    }
+);
+
+/// Runs the `signaal` binary to completion.
+async fn signaal_cli(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_signaal"))
+            .args(&args)
+            .env("SIGNAAL_LOG", "warn")
+            .output()
+            .expect("signaal runs")
+    })
+    .await
+    .unwrap()
+}
