@@ -199,7 +199,7 @@ both_stores!(
         fixtures(&server).await;
         let bundle = server
             .client
-            .get("Patient?gender:below=x")
+            .get("Observation?subject:below=Patient/x")
             .await
             .unwrap()
             .json();
@@ -214,7 +214,7 @@ both_stores!(
             .client
             .send(
                 "GET",
-                "Patient?gender:below=x",
+                "Observation?subject:below=Patient/x",
                 &[("prefer", "handling=strict")],
                 None,
             )

@@ -13,7 +13,7 @@ use crate::search::definitions::{registry, Component, ParamType};
 use crate::search::extract::{index_text, number_range};
 use crate::search::query::{
     Cursor, IndexTable, Predicate, Prefix, RangeTarget, SearchQuery, SortColumn, SortKey,
-    StringMatch, TokenSystem, UriMatch,
+    StringMatch, TerminologyOp, TokenSystem, UriMatch,
 };
 
 pub const DEFAULT_COUNT: usize = 50;
@@ -552,6 +552,48 @@ fn single(
     }))
 }
 
+/// `:in=url` / `:not-in=url`: the codes of a ValueSet held by the server (search page, token).
+fn value_set(code: &str, modifier: &str, value: &str) -> Result<Predicate, FhirError> {
+    let url = value.split('|').next().unwrap_or(value);
+    if url.is_empty() {
+        return Err(FhirError::invalid(format!(
+            "{code}:{modifier}: expected the url of a value set"
+        )));
+    }
+    Ok(Predicate::Terminology {
+        param: code.to_owned(),
+        op: TerminologyOp::In(url.to_owned()),
+    })
+}
+
+/// `:below=system|code` / `:above=system|code`: the code and the codes below (above) it in its
+/// code system's is-a hierarchy.
+fn subsumption(code: &str, modifier: &str, value: &str) -> Result<Predicate, FhirError> {
+    let (system, concept) = match value.split_once('|') {
+        Some((s, c)) if !s.is_empty() && !c.is_empty() => (s.to_owned(), c.to_owned()),
+        _ => {
+            return Err(FhirError::invalid(format!(
+            "{code}:{modifier}={value}: expected system|code (the hierarchy is the code system's)"
+        )))
+        }
+    };
+    let op = if modifier == "below" {
+        TerminologyOp::Below {
+            system,
+            code: concept,
+        }
+    } else {
+        TerminologyOp::Above {
+            system,
+            code: concept,
+        }
+    };
+    Ok(Predicate::Terminology {
+        param: code.to_owned(),
+        op,
+    })
+}
+
 /// `identifier:of-type=system|code|value`: an Identifier whose type has that coding and whose
 /// value is `value` (search page, token `:of-type`).
 fn of_type(code: &str, value: &str) -> Result<Predicate, FhirError> {
@@ -774,6 +816,17 @@ fn predicates(
             })
         }),
         (Kind::Param(ParamType::Token), Some("of-type")) => each(&|v| of_type(code, v)),
+        (Kind::Param(ParamType::Token), Some("in")) => each(&|v| value_set(code, "in", v)),
+        // Not in any of the value sets.
+        (Kind::Param(ParamType::Token), Some("not-in")) => Ok(Some(Parsed1::AllOf(
+            values
+                .iter()
+                .map(|v| Ok(Predicate::Not(Box::new(value_set(code, "not-in", v)?))))
+                .collect::<Result<_, FhirError>>()?,
+        ))),
+        (Kind::Param(ParamType::Token), Some(m @ ("below" | "above"))) => {
+            each(&|v| subsumption(code, m, v))
+        }
         // `:identifier`: `Reference.identifier`, matched like a token.
         (Kind::Param(ParamType::Reference), Some("identifier")) => {
             each(&|v| Ok(token(&format!("{code}:identifier"), v)))
@@ -960,6 +1013,11 @@ pub fn criteria(
         ));
     }
     let mut parsed = parse(rtype, params, Unknown::Refuse, base)?;
+    if crate::search::terminology::uses_terminology(&parsed.query.filters) {
+        return Err(FhirError::invalid(
+            "Conditional criteria cannot use :in, :not-in, :below or :above on tokens; search first, then use the id",
+        ));
+    }
     // Two hits are enough to tell "one" from "many".
     parsed.query.count = 2;
     parsed.query.after = None;
