@@ -272,3 +272,25 @@ both_stores!(terminology_modifiers_work_inside_chains, |server| {
         vec!["r"]
     );
 });
+
+both_stores!(
+    conditional_criteria_refuse_terminology_modifiers,
+    |server| {
+        let body = json!({"resourceType": "Patient", "gender": "female"}).to_string();
+        let reply = server
+            .client
+            .send(
+                "POST",
+                "Patient",
+                &[(
+                    "if-none-exist",
+                    "gender:in=http://hl7.org/fhir/ValueSet/administrative-gender",
+                )],
+                Some(body.into_bytes()),
+            )
+            .await
+            .unwrap();
+        let outcome = expect_status(&reply, 400);
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+    }
+);
