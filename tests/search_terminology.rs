@@ -180,6 +180,11 @@ both_stores!(
             ids(&server, &format!("Observation?code:in={IMPORTING_VS}")).await,
             vec!["o-bp", "o-sys", "o-weight"]
         );
+        // A relative reference to the stored ValueSet.
+        assert_eq!(
+            ids(&server, "Observation?code:in=ValueSet/bpw").await,
+            vec!["o-bp", "o-sys", "o-weight"]
+        );
     }
 );
 

@@ -480,7 +480,17 @@ pub async fn resolve(store: &dyn Store, query: &mut SearchQuery) -> Result<(), F
                             stored.code_systems.insert(url, cs);
                         }
                         Stop::NeedValueSet(url) => {
-                            let vs = read_by_url(store, "ValueSet", &url).await?.map(Arc::new);
+                            let vs = match url.strip_prefix("ValueSet/") {
+                                // A relative reference to a stored ValueSet (search page: `:in`
+                                // takes "a URI (relative or absolute)").
+                                Some(id) if crate::fhir::id::is_valid(id) => store
+                                    .read("ValueSet", id)
+                                    .await?
+                                    .and_then(|v| v.content)
+                                    .and_then(|text| serde_json::from_str(&text).ok()),
+                                _ => read_by_url(store, "ValueSet", &url).await?,
+                            }
+                            .map(Arc::new);
                             stored.value_sets.insert(url, vs);
                         }
                         Stop::Cannot(_) => unreachable!(),
