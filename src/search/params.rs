@@ -1,10 +1,13 @@
 //! Parses FHIR search parameters (from a query string, a `_search` form body or conditional
 //! criteria) into a [`SearchQuery`].
 //!
-//! Supported so far: `_id`, `_lastUpdated`, and every token and date parameter of the official
-//! definitions without modifiers. A parameter the server does not support is never silently
-//! dropped from conditional criteria (that could widen a conditional delete); a search ignores
-//! it unless the client asked for `Prefer: handling=strict`, and reports it.
+//! Every parameter type of the official definitions, with the modifiers the search page defines
+//! for it (a modifier it does not define for the type is a 400), composites split on `$`, and
+//! the result parameters. Terminology modifiers (`:in`, `:not-in`, `:below`, `:above`) are left
+//! as `Predicate::Terminology` for `search::terminology::resolve`. A parameter the server does
+//! not support is never silently dropped from conditional criteria (that could widen a
+//! conditional delete); a search ignores it unless the client asked for
+//! `Prefer: handling=strict`, and reports it.
 
 use crate::error::FhirError;
 use crate::fhir::datetime::parse_range;
