@@ -23,6 +23,8 @@ Output (compact JSON, sorted keys, deterministic, committed to the repository):
   conformance/resource-types.json        sorted concrete resource type names.
   conformance/search-parameters.json     every SearchParameter in the package, trimmed.
   conformance/compartment-patient.json   Patient compartment: resource type -> params.
+  conformance/summary-elements.json      per resource type, the element paths `_summary=true`
+                                          and `_summary=text` keep.
 
 Run from the repository root:  python3 scripts/generate_definitions.py [package.tgz]
 

@@ -200,7 +200,7 @@ both_stores!(
         fixtures(&server).await;
         let bundle = server
             .client
-            .get("Patient?gender:below=x")
+            .get("Observation?subject:below=Patient/x")
             .await
             .unwrap()
             .json();
@@ -215,7 +215,7 @@ both_stores!(
             .client
             .send(
                 "GET",
-                "Patient?gender:below=x",
+                "Observation?subject:below=Patient/x",
                 &[("prefer", "handling=strict")],
                 None,
             )

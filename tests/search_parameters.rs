@@ -123,9 +123,10 @@ both_stores!(system_reindex_covers_every_type, |server| {
     assert!(ids(c, "Patient?marital-status=M").await.is_empty());
 
     let result = reindex(c, "$reindex").await;
-    // The two resources and the SearchParameter itself.
-    assert_eq!(count(&result, "total"), 3);
-    assert_eq!(count(&result, "done"), 3);
+    // The two resources, the SearchParameter itself, and whatever the risk-scoring worker
+    // wrote for the patient meanwhile.
+    assert!(count(&result, "total") >= 3, "{result}");
+    assert_eq!(count(&result, "done"), count(&result, "total"));
     assert_eq!(ids(c, "Patient?marital-status=M").await, vec!["p1"]);
     assert_eq!(
         ids(

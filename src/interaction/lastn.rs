@@ -46,7 +46,8 @@ pub async fn lastn(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fhi
     } else {
         Unknown::Ignore
     };
-    let parsed = parse("Observation", &params, unknown, &app.base_url)?;
+    let mut parsed = parse("Observation", &params, unknown, &app.base_url)?;
+    crate::search::terminology::resolve(app.store.as_ref(), &mut parsed.query).await?;
     let mut hits = app.store.lastn(&parsed.query, max, MAX_RESULTS).await?;
     let truncated = hits.len() > MAX_RESULTS;
     hits.truncate(MAX_RESULTS);

@@ -54,9 +54,10 @@ fn composite(
     resource: &Value,
     items: &[Item<'_>],
 ) {
-    for item in items {
+    'elements: for item in items {
         let mut group = IndexEntries::default();
         for (i, component) in param.components.iter().enumerate() {
+            let before = group.len();
             let values = match component.expression.evaluate_on(resource, item) {
                 Ok(values) => values,
                 Err(e) => {
@@ -67,6 +68,10 @@ fn composite(
             let code = format!("{}${i}", param.code);
             for value in &values {
                 add(&mut group, &code, component.kind, value);
+            }
+            // An element without a value for every component matches no composite search.
+            if group.len() == before {
+                continue 'elements;
             }
         }
         // Only the components: not the `:text` and `:of-type` entries of token components.

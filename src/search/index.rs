@@ -88,14 +88,19 @@ pub struct IndexEntries {
 }
 
 impl IndexEntries {
+    /// The number of entries, those of groups included.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+            + self.strings.len()
+            + self.dates.len()
+            + self.references.len()
+            + self.uris.len()
+            + self.numbers.len()
+            + self.quantities.len()
+            + self.groups.iter().map(IndexEntries::len).sum::<usize>()
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
-            && self.strings.is_empty()
-            && self.dates.is_empty()
-            && self.references.is_empty()
-            && self.uris.is_empty()
-            && self.numbers.is_empty()
-            && self.quantities.is_empty()
-            && self.groups.is_empty()
+        self.len() == 0
     }
 }

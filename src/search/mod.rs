@@ -6,3 +6,4 @@ pub mod extract;
 pub mod index;
 pub mod params;
 pub mod query;
+pub mod terminology;

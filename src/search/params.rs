@@ -1,10 +1,13 @@
 //! Parses FHIR search parameters (from a query string, a `_search` form body or conditional
 //! criteria) into a [`SearchQuery`].
 //!
-//! Supported so far: `_id`, `_lastUpdated`, and every token and date parameter of the official
-//! definitions without modifiers. A parameter the server does not support is never silently
-//! dropped from conditional criteria (that could widen a conditional delete); a search ignores
-//! it unless the client asked for `Prefer: handling=strict`, and reports it.
+//! Every parameter type of the official definitions, with the modifiers the search page defines
+//! for it (a modifier it does not define for the type is a 400), composites split on `$`, and
+//! the result parameters. Terminology modifiers (`:in`, `:not-in`, `:below`, `:above`) are left
+//! as `Predicate::Terminology` for `search::terminology::resolve`. A parameter the server does
+//! not support is never silently dropped from conditional criteria (that could widen a
+//! conditional delete); a search ignores it unless the client asked for
+//! `Prefer: handling=strict`, and reports it.
 
 use crate::error::FhirError;
 use crate::fhir::datetime::parse_range;
@@ -13,7 +16,7 @@ use crate::search::definitions::{registry, Component, ParamType};
 use crate::search::extract::{index_text, number_range};
 use crate::search::query::{
     CanonicalQuantity, Cursor, IndexTable, Predicate, Prefix, RangeTarget, SearchQuery, SortColumn,
-    SortKey, StringMatch, TokenSystem, UriMatch,
+    SortKey, StringMatch, TerminologyOp, TokenSystem, UriMatch,
 };
 use crate::ucum;
 
@@ -556,6 +559,48 @@ fn single(
     }))
 }
 
+/// `:in=url` / `:not-in=url`: the codes of a ValueSet held by the server (search page, token).
+fn value_set(code: &str, modifier: &str, value: &str) -> Result<Predicate, FhirError> {
+    let url = value.split('|').next().unwrap_or(value);
+    if url.is_empty() {
+        return Err(FhirError::invalid(format!(
+            "{code}:{modifier}: expected the url of a value set"
+        )));
+    }
+    Ok(Predicate::Terminology {
+        param: code.to_owned(),
+        op: TerminologyOp::In(url.to_owned()),
+    })
+}
+
+/// `:below=system|code` / `:above=system|code`: the code and the codes below (above) it in its
+/// code system's is-a hierarchy.
+fn subsumption(code: &str, modifier: &str, value: &str) -> Result<Predicate, FhirError> {
+    let (system, concept) = match value.split_once('|') {
+        Some((s, c)) if !s.is_empty() && !c.is_empty() => (s.to_owned(), c.to_owned()),
+        _ => {
+            return Err(FhirError::invalid(format!(
+            "{code}:{modifier}={value}: expected system|code (the hierarchy is the code system's)"
+        )))
+        }
+    };
+    let op = if modifier == "below" {
+        TerminologyOp::Below {
+            system,
+            code: concept,
+        }
+    } else {
+        TerminologyOp::Above {
+            system,
+            code: concept,
+        }
+    };
+    Ok(Predicate::Terminology {
+        param: code.to_owned(),
+        op,
+    })
+}
+
 /// `identifier:of-type=system|code|value`: an Identifier whose type has that coding and whose
 /// value is `value` (search page, token `:of-type`).
 fn of_type(code: &str, value: &str) -> Result<Predicate, FhirError> {
@@ -779,6 +824,17 @@ fn predicates(
             })
         }),
         (Kind::Param(ParamType::Token), Some("of-type")) => each(&|v| of_type(code, v)),
+        (Kind::Param(ParamType::Token), Some("in")) => each(&|v| value_set(code, "in", v)),
+        // Not in any of the value sets.
+        (Kind::Param(ParamType::Token), Some("not-in")) => Ok(Some(Parsed1::AllOf(
+            values
+                .iter()
+                .map(|v| Ok(Predicate::Not(Box::new(value_set(code, "not-in", v)?))))
+                .collect::<Result<_, FhirError>>()?,
+        ))),
+        (Kind::Param(ParamType::Token), Some(m @ ("below" | "above"))) => {
+            each(&|v| subsumption(code, m, v))
+        }
         // `:identifier`: `Reference.identifier`, matched like a token.
         (Kind::Param(ParamType::Reference), Some("identifier")) => {
             each(&|v| Ok(token(&format!("{code}:identifier"), v)))
@@ -987,6 +1043,11 @@ pub fn criteria(
         ));
     }
     let mut parsed = parse(rtype, params, Unknown::Refuse, base)?;
+    if crate::search::terminology::uses_terminology(&parsed.query.filters) {
+        return Err(FhirError::invalid(
+            "Conditional criteria cannot use :in, :not-in, :below or :above on tokens; search first, then use the id",
+        ));
+    }
     // Two hits are enough to tell "one" from "many".
     parsed.query.count = 2;
     parsed.query.after = None;

@@ -168,6 +168,14 @@ pub enum Predicate {
     /// Values read from one element (a composite parameter's components, an identifier's type
     /// and value for `:of-type`): every predicate matches an entry of the same group.
     Composite(Vec<Predicate>),
+    /// A token modifier that needs the server's terminology (`:in`, `:below`, `:above`):
+    /// replaced with `TokenIn` by `search::terminology::resolve` before the store runs the query.
+    Terminology { param: String, op: TerminologyOp },
+    /// A token whose `system|code` is one of `codes` (system, its codes).
+    TokenIn {
+        param: String,
+        codes: Vec<(String, Vec<String>)>,
+    },
     /// `:not`: the resource has no value matching the inner predicate.
     Not(Box<Predicate>),
     /// A chained parameter: the reference `param` points at a `target_type` resource that
@@ -194,6 +202,28 @@ pub struct CanonicalQuantity {
     pub value: f64,
     pub lo: f64,
     pub hi: f64,
+}
+
+/// The codes a terminology modifier stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TerminologyOp {
+    /// `:in` (and `:not-in`): the codes of the value set with this url.
+    In(String),
+    /// `:below`: the code and every code below it in its code system.
+    Below { system: String, code: String },
+    /// `:above`: the code and every code above it.
+    Above { system: String, code: String },
+}
+
+impl TerminologyOp {
+    /// The modifier and value, for error messages.
+    pub fn describe(&self) -> String {
+        match self {
+            TerminologyOp::In(url) => format!(":in={url}"),
+            TerminologyOp::Below { system, code } => format!(":below={system}|{code}"),
+            TerminologyOp::Above { system, code } => format!(":above={system}|{code}"),
+        }
+    }
 }
 
 /// What a sort key orders by.

@@ -355,6 +355,10 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: &str) {
             sql.push(")");
         }
         Predicate::Composite(components) => push_composite(sql, components, a, None),
+        // Resolved into `TokenIn` before a search reaches the store; unresolved, nothing matches.
+        Predicate::Terminology { .. } => {
+            sql.push("1 = 0");
+        }
         indexed => {
             let (table, alias) = index_of(indexed).expect("an index predicate");
             sql.push(&format!(
@@ -374,7 +378,7 @@ fn index_of(predicate: &Predicate) -> Option<(IndexTable, &'static str)> {
             target: RangeTarget::Date(_),
             ..
         } => (IndexTable::Date, "d"),
-        Predicate::Token { .. } => (IndexTable::Token, "t"),
+        Predicate::Token { .. } | Predicate::TokenIn { .. } => (IndexTable::Token, "t"),
         Predicate::String { .. } => (IndexTable::String, "s"),
         Predicate::Reference { .. } => (IndexTable::Reference, "x"),
         Predicate::Uri { .. } => (IndexTable::Uri, "u"),
@@ -450,6 +454,31 @@ fn push_condition(sql: &mut Sql, predicate: &Predicate, al: &str) {
                     sql.push(&format!(" AND {al}.system = ")).text(system);
                 }
             }
+        }
+        Predicate::TokenIn { param, codes } => {
+            sql.push(&format!("{al}.param = "))
+                .text(param)
+                .push(" AND (");
+            if codes.is_empty() {
+                sql.push("1 = 0");
+            }
+            for (i, (system, codes)) in codes.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" OR ");
+                }
+                // A `code` element has no system of its own: its binding gives it one.
+                sql.push(&format!("(({al}.system = "))
+                    .text(system)
+                    .push(&format!(" OR {al}.system IS NULL) AND {al}.code IN ("));
+                for (j, code) in codes.iter().enumerate() {
+                    if j > 0 {
+                        sql.push(", ");
+                    }
+                    sql.text(code);
+                }
+                sql.push("))");
+            }
+            sql.push(")");
         }
         Predicate::String { param, value, mode } => {
             sql.push(&format!("{al}.param = ")).text(param);
