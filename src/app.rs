@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
+use crate::auth::Auth;
 use crate::store::Store;
 
+#[derive(Clone)]
 pub struct App {
     pub store: Arc<dyn Store>,
     /// The FHIR base URL clients use, without a trailing slash (`http://127.0.0.1:8080/fhir`):
@@ -13,6 +15,8 @@ pub struct App {
     pub body_limit: usize,
     /// The most entries a batch or transaction Bundle may have (more: 413).
     pub max_bundle_entries: usize,
+    /// Clients, tokens and the audit trail.
+    pub auth: Arc<Auth>,
 }
 
 /// The default of `max_bundle_entries`.

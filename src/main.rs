@@ -1,4 +1,5 @@
-//! The `signaal` command: `serve` runs the FHIR server, `bench` measures a running one.
+//! The `signaal` command: `serve` runs the FHIR server, `client` registers the clients allowed
+//! to ask it for access tokens, `bench` measures a running one.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -6,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use signaal::auth::AuthSettings;
 use signaal::server::{self, Settings};
+
+mod clients;
+use clients::ClientCommand;
 
 #[derive(Parser)]
 #[command(name = "signaal", version, about = "Signaal, a FHIR R4 (4.0.1) server")]
@@ -38,6 +43,22 @@ enum Command {
         /// The most entries a batch or transaction Bundle may have (more get 413).
         #[arg(long, env = "SIGNAAL_MAX_BUNDLE_ENTRIES", default_value_t = signaal::app::DEFAULT_MAX_BUNDLE_ENTRIES)]
         max_bundle_entries: usize,
+        /// `auto`: tokens are required once a client is registered or an issuer is trusted (a
+        /// loopback server without either runs open); `required`: always.
+        #[arg(long, env = "SIGNAAL_AUTH", default_value = "auto", value_parser = ["auto", "required"])]
+        auth: String,
+        /// An external authorization server whose access tokens are honoured (their `iss`).
+        #[arg(long, env = "SIGNAAL_TRUSTED_ISSUER", requires = "trusted_jwks")]
+        trusted_issuer: Option<String>,
+        /// The trusted issuer's JWKS: an http:// URL or a file.
+        #[arg(long, env = "SIGNAAL_TRUSTED_JWKS", requires = "trusted_issuer")]
+        trusted_jwks: Option<String>,
+    },
+    /// Register, list and remove the clients allowed to get access tokens (SMART Backend
+    /// Services). Works while the server runs.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
     },
     /// Measure a running server over loopback (create, read, update), and optionally the raw
     /// insert rate of a store.
@@ -70,6 +91,9 @@ fn main() -> ExitCode {
                 base_url,
                 body_limit,
                 max_bundle_entries,
+                auth,
+                trusted_issuer,
+                trusted_jwks,
             } => {
                 let settings = Settings {
                     listen,
@@ -77,9 +101,21 @@ fn main() -> ExitCode {
                     base_url,
                     body_limit,
                     max_bundle_entries,
+                    auth: AuthSettings {
+                        required: auth == "required",
+                        trusted_issuer,
+                        trusted_jwks,
+                    },
                 };
                 serve(settings).await
             }
+            Command::Client { command } => match clients::run(command).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("signaal client: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             Command::Bench(options) => signaal::bench::run(options).await,
         }
     })

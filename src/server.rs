@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::auth::Auth;
 use crate::fhir::validate;
 use crate::store;
 
@@ -19,12 +20,16 @@ pub struct Settings {
     pub body_limit: usize,
     /// The most entries a batch or transaction Bundle may have.
     pub max_bundle_entries: usize,
+    /// When requests need an access token, and which external issuer is trusted.
+    pub auth: crate::auth::AuthSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot open the database: {0}")]
     Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthStartError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -34,7 +39,7 @@ pub enum StartError {
 
 /// Opens the store and binds the listener; the server is ready when this returns.
 pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), StartError> {
-    let store = store::open(&settings.database_url).await?;
+    let (store, clients) = store::open_with_auth(&settings.database_url).await?;
     let listen_error = |source| StartError::Listen {
         addr: settings.listen,
         source,
@@ -49,8 +54,10 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         .unwrap_or_else(|| format!("http://{local}/fhir"))
         .trim_end_matches('/')
         .to_owned();
+    let auth = Auth::start(&settings.auth, clients, store.clone(), local, &base_url).await?;
     let app = Arc::new(App {
         store,
+        auth,
         base_url,
         body_limit: settings.body_limit,
         max_bundle_entries: settings.max_bundle_entries,
@@ -73,6 +80,7 @@ pub async fn serve(
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await;
+    app.auth.audit.close().await;
     app.store.close().await;
     result
 }

@@ -87,6 +87,18 @@ fn statement(app: &App) -> Value {
             resource
         })
         .collect();
+    let mut rest = json!({
+        "mode": "server",
+        "resource": resources,
+        "interaction": [
+            {"code": "transaction"},
+            {"code": "batch"},
+            {"code": "history-system"},
+        ],
+    });
+    if app.auth.enforced() {
+        rest["security"] = crate::auth::discovery::security(&app.auth.token_url);
+    }
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -97,14 +109,6 @@ fn statement(app: &App) -> Value {
         "implementation": {"description": "Signaal FHIR R4 server", "url": app.base_url},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
-        "rest": [{
-            "mode": "server",
-            "resource": resources,
-            "interaction": [
-                {"code": "transaction"},
-                {"code": "batch"},
-                {"code": "history-system"},
-            ],
-        }],
+        "rest": [rest],
     })
 }

@@ -55,6 +55,7 @@ impl TestServer {
             base_url: None,
             body_limit: 16 * 1024 * 1024,
             max_bundle_entries: signaal::app::DEFAULT_MAX_BUNDLE_ENTRIES,
+            auth: Default::default(),
         };
         configure(&mut settings);
         let (listener, app) = server::start(&settings).await.expect("server starts");
