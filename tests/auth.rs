@@ -596,3 +596,501 @@ secured!(granular_scope_filters_cannot_be_bypassed, |s| {
         201,
     );
 });
+
+// ---- Patient-bound tokens -----------------------------------------------------------------
+
+/// Patients a and b with an Observation each (written by an all-access client); a client
+/// bound to Patient a. Returns (a's token, the admin token, a's Observation id, b's).
+async fn two_patients(s: &Secured) -> (String, String, String, String) {
+    s.register("admin", "system/*.cruds", None).await;
+    let admin = s.token("admin", "system/*.cruds").await;
+    for (id, name) in [("a", "Alpha"), ("b", "Bravo")] {
+        let patient = json!({"resourceType": "Patient", "id": id, "name": [{"family": name}],
+            "identifier": [{"system": "urn:test", "value": format!("{id}-ident")}]});
+        expect_status(
+            &s.call(&admin, "PUT", &format!("Patient/{id}"), Some(&patient))
+                .await,
+            201,
+        );
+    }
+    let oa = expect_status(
+        &s.call(
+            &admin,
+            "POST",
+            "Observation",
+            Some(&observation("a", "vital-signs")),
+        )
+        .await,
+        201,
+    );
+    let ob = expect_status(
+        &s.call(
+            &admin,
+            "POST",
+            "Observation",
+            Some(&observation("b", "vital-signs")),
+        )
+        .await,
+        201,
+    );
+    s.register("pgo", "patient/*.cruds", Some("a")).await;
+    let reply = s
+        .exchange(&sign_rs384("rsa-1", &s.claims("pgo")), "patient/*.cruds")
+        .await;
+    let body = reply.json();
+    assert_eq!(reply.status, 200, "{body}");
+    assert_eq!(body["patient"], "a");
+    // A patient-bound client cannot get system scopes.
+    let system = s
+        .exchange(&sign_rs384("rsa-1", &s.claims("pgo")), "system/*.cruds")
+        .await;
+    assert_eq!(system.status, 400);
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        admin,
+        oa["id"].as_str().unwrap().to_owned(),
+        ob["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The ids of the resources in a Bundle, as `Type/id`.
+fn ids(bundle: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = bundle["entry"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|e| {
+                    let r = &e["resource"];
+                    Some(format!(
+                        "{}/{}",
+                        r["resourceType"].as_str()?,
+                        r["id"].as_str()?
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+secured!(
+    a_patient_bound_token_reads_nothing_of_another_patient,
+    |s| {
+        let (pgo, _, oa, ob) = two_patients(&s).await;
+        let own = vec!["Observation/".to_owned() + &oa];
+        let own_and_patient = {
+            let mut v = vec![format!("Observation/{oa}"), "Patient/a".to_owned()];
+            v.sort();
+            v
+        };
+        // Single resources of b read as unknown.
+        for path in [
+            format!("Observation/{ob}"),
+            "Patient/b".to_owned(),
+            format!("Observation/{ob}/_history/1"),
+            format!("Observation/{ob}/_history"),
+        ] {
+            expect_status(&s.call(&pgo, "GET", &path, None).await, 404);
+        }
+        expect_status(
+            &s.call(&pgo, "GET", &format!("Observation/{oa}"), None)
+                .await,
+            200,
+        );
+        expect_status(&s.call(&pgo, "GET", "Patient/a", None).await, 200);
+        // Searches, includes, chains, _has, compartments, history and $lastn see a's data only.
+        let cases: Vec<(&str, Vec<String>)> = vec![
+            ("Observation", own.clone()),
+            ("Observation?subject=Patient/b", vec![]),
+            (
+                "Observation?_include=Observation:subject",
+                own_and_patient.clone(),
+            ),
+            (
+                "Patient?_revinclude=Observation:subject",
+                own_and_patient.clone(),
+            ),
+            ("Patient", vec!["Patient/a".into()]),
+            ("Observation?subject:Patient.name=Bravo", vec![]),
+            ("Observation?subject:Patient.name=Alpha", own.clone()),
+            (
+                "Patient?_has:Observation:subject:code=8867-4",
+                vec!["Patient/a".into()],
+            ),
+            ("Patient/b/Observation", vec![]),
+            ("Observation/_history", own.clone()),
+            ("_history", own_and_patient.clone()),
+            (
+                "Observation/$lastn?code=http://loinc.org|8867-4",
+                own.clone(),
+            ),
+        ];
+        for (query, expected) in cases {
+            let bundle = expect_status(&s.call(&pgo, "GET", query, None).await, 200);
+            // (The Provenance of Patient a's creation is in a's compartment too.)
+            let found: Vec<String> = ids(&bundle)
+                .into_iter()
+                .filter(|i| !i.starts_with("Provenance/"))
+                .collect();
+            assert_eq!(found, expected, "{query}: {bundle}");
+            let entries = bundle["entry"].to_string();
+            assert!(
+                !entries.contains(&ob) && !entries.contains("Bravo"),
+                "{query} leaks: {bundle}"
+            );
+        }
+        // Paging links carry no other patient's data either.
+        let page = expect_status(
+            &s.call(&pgo, "GET", "Observation?_count=1&_total=accurate", None)
+                .await,
+            200,
+        );
+        assert!(
+            page["link"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|l| l["relation"] != "next"),
+            "{page}"
+        );
+        // A batch GET entry is checked like a request.
+        let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": format!("Observation/{ob}")}},
+            {"request": {"method": "GET", "url": "Observation?subject=Patient/b"}},
+        ]});
+        let answer = expect_status(&s.call(&pgo, "POST", "", Some(&batch)).await, 200);
+        assert!(
+            answer["entry"][0]["response"]["status"]
+                .as_str()
+                .unwrap()
+                .starts_with("404"),
+            "{answer}"
+        );
+        assert_eq!(answer["entry"][1]["resource"]["total"], 0, "{answer}");
+        assert!(!answer.to_string().contains("Bravo"), "{answer}");
+    }
+);
+
+secured!(a_patient_bound_token_writes_only_in_its_compartment, |s| {
+    let (pgo, admin, oa, ob) = two_patients(&s).await;
+    // Own data: fine, and stamped with the client.
+    let created = expect_status(
+        &s.call(
+            &pgo,
+            "POST",
+            "Observation",
+            Some(&observation("a", "vital-signs")),
+        )
+        .await,
+        201,
+    );
+    assert_eq!(created["meta"]["source"], "urn:signaal:client:pgo");
+    let mut update = observation("a", "vital-signs");
+    update["id"] = json!(oa);
+    expect_status(
+        &s.call(&pgo, "PUT", &format!("Observation/{oa}"), Some(&update))
+            .await,
+        200,
+    );
+    // b's data, or moving data to b: refused.
+    expect_status(
+        &s.call(
+            &pgo,
+            "POST",
+            "Observation",
+            Some(&observation("b", "vital-signs")),
+        )
+        .await,
+        403,
+    );
+    let mut steal = observation("a", "vital-signs");
+    steal["id"] = json!(ob);
+    expect_status(
+        &s.call(&pgo, "PUT", &format!("Observation/{ob}"), Some(&steal))
+            .await,
+        403,
+    );
+    let mut move_out = observation("b", "vital-signs");
+    move_out["id"] = json!(oa);
+    expect_status(
+        &s.call(&pgo, "PUT", &format!("Observation/{oa}"), Some(&move_out))
+            .await,
+        403,
+    );
+    expect_status(
+        &s.call(&pgo, "DELETE", &format!("Observation/{ob}"), None)
+            .await,
+        403,
+    );
+    expect_status(
+        &s.call(&pgo, "DELETE", "Observation?subject=Patient/b", None)
+            .await,
+        204,
+    );
+    // Transaction entries: each is checked, and one bad entry rolls back the whole.
+    let mut steal_entry = observation("a", "vital-signs");
+    steal_entry["id"] = json!(ob);
+    let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": observation("a", "vital-signs"), "request": {"method": "POST", "url": "Observation"}},
+        {"resource": steal_entry, "request": {"method": "PUT", "url": format!("Observation/{ob}")}},
+    ]});
+    let refused = s.call(&pgo, "POST", "", Some(&transaction)).await;
+    assert!(
+        refused.status >= 400,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert!(!String::from_utf8_lossy(&refused.body).contains("Bravo"));
+    // A conditional reference cannot find b.
+    let mut by_identifier = observation("a", "vital-signs");
+    by_identifier["subject"] = json!({"reference": "Patient?identifier=urn:test|b-ident"});
+    let conditional = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": by_identifier, "request": {"method": "POST", "url": "Observation"}},
+    ]});
+    let refused = s.call(&pgo, "POST", "", Some(&conditional)).await;
+    assert!(
+        refused.status >= 400,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    // b's Observation is as the admin wrote it, and b has no new data.
+    let b_data = expect_status(
+        &s.call(&admin, "GET", "Observation?subject=Patient/b", None)
+            .await,
+        200,
+    );
+    assert_eq!(ids(&b_data), vec![format!("Observation/{ob}")]);
+    let b_obs = expect_status(
+        &s.call(&admin, "GET", &format!("Observation/{ob}"), None)
+            .await,
+        200,
+    );
+    assert_eq!(b_obs["meta"]["versionId"], "1");
+});
+
+// ---- Traces --------------------------------------------------------------------------------
+
+secured!(every_write_has_its_provenance_and_source, |s| {
+    s.register("writer", "system/*.cruds", None).await;
+    let writer = s.token("writer", "system/*.cruds").await;
+    let created = expect_status(
+        &s.call(
+            &writer,
+            "POST",
+            "Observation",
+            Some(&observation("a", "vital-signs")),
+        )
+        .await,
+        201,
+    );
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(created["meta"]["source"], "urn:signaal:client:writer");
+    let read = expect_status(
+        &s.call(&writer, "GET", &format!("Observation/{id}"), None)
+            .await,
+        200,
+    );
+    assert_eq!(read["meta"]["source"], "urn:signaal:client:writer");
+    let mut update = observation("a", "vital-signs");
+    update["id"] = json!(id);
+    expect_status(
+        &s.call(&writer, "PUT", &format!("Observation/{id}"), Some(&update))
+            .await,
+        200,
+    );
+    expect_status(
+        &s.call(&writer, "DELETE", &format!("Observation/{id}"), None)
+            .await,
+        204,
+    );
+    let provenance = expect_status(
+        &s.call(
+            &writer,
+            "GET",
+            &format!("Provenance?target=Observation/{id}&_sort=recorded"),
+            None,
+        )
+        .await,
+        200,
+    );
+    let entries = provenance["entry"].as_array().expect("provenances");
+    assert_eq!(entries.len(), 3, "{provenance}");
+    let mut seen: Vec<(String, String)> = entries
+        .iter()
+        .map(|e| {
+            let p = &e["resource"];
+            assert_eq!(p["agent"][0]["who"]["identifier"]["value"], "writer");
+            assert!(p["recorded"].is_string());
+            (
+                p["target"][0]["reference"].as_str().unwrap().to_owned(),
+                p["activity"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (format!("Observation/{id}/_history/1"), "CREATE".to_owned()),
+            (format!("Observation/{id}/_history/2"), "UPDATE".to_owned()),
+            (format!("Observation/{id}/_history/3"), "DELETE".to_owned()),
+        ]
+    );
+});
+
+/// AuditEvents are written behind the requests: wait (boundedly) until `n` are searchable.
+async fn audit_events(s: &Secured, token: &str, query: &str, n: usize) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        last = expect_status(
+            &s.call(
+                token,
+                "GET",
+                &format!("AuditEvent?{query}&_count=100"),
+                None,
+            )
+            .await,
+            200,
+        );
+        if last["entry"].as_array().is_some_and(|e| e.len() >= n) {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} AuditEvents for {query}: {last}");
+}
+
+secured!(every_request_has_its_audit_event, |s| {
+    let (pgo, _, oa, _) = two_patients(&s).await;
+    s.register("auditor", "system/AuditEvent.rs", None).await;
+    let auditor = s.token("auditor", "system/AuditEvent.rs").await;
+    expect_status(
+        &s.call(&pgo, "GET", &format!("Observation/{oa}"), None)
+            .await,
+        200,
+    );
+    expect_status(&s.call(&pgo, "GET", "Observation/nope", None).await, 404);
+    expect_status(&s.server.client.get("Observation").await.unwrap(), 401);
+    let read = audit_events(&s, &auditor, &format!("entity=Observation/{oa}"), 1).await;
+    let event = &read["entry"][0]["resource"];
+    assert_eq!(event["agent"][0]["who"]["identifier"]["value"], "pgo");
+    assert_eq!(event["subtype"][0]["code"], "read");
+    assert_eq!(event["action"], "R");
+    assert_eq!(event["outcome"], "0");
+    assert!(event["entity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["what"]["reference"] == "Patient/a"));
+    let failed = audit_events(&s, &auditor, "outcome=4", 2).await;
+    let anonymous = failed["entry"].as_array().unwrap().iter().any(|e| {
+        e["resource"]["agent"][0]["who"]["identifier"].is_null()
+            && e["resource"]["outcomeDesc"] == "HTTP 401"
+    });
+    assert!(anonymous, "the refused request is audited: {failed}");
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_events_are_flushed_on_shutdown() {
+    let mut s = Secured::start(StoreKind::Sqlite).await.unwrap();
+    s.register("writer", "system/*.cruds", None).await;
+    let writer = s.token("writer", "system/*.cruds").await;
+    for _ in 0..50 {
+        expect_status(&s.call(&writer, "GET", "Observation", None).await, 200);
+    }
+    s.server.shut_down().await;
+    let (store, _) = signaal::store::open_with_auth(&s.server.database_url)
+        .await
+        .unwrap();
+    let query = signaal::search::query::SearchQuery {
+        rtype: "AuditEvent".into(),
+        count: 100,
+        ..Default::default()
+    };
+    assert_eq!(store.count(&query).await.unwrap(), 50);
+    store.close().await;
+}
+
+// ---- Modes ----------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_server_on_another_address_than_loopback_refuses_to_start() {
+    let (database_url, _dir) = common::fresh_database(StoreKind::Sqlite).await.unwrap();
+    let settings = signaal::server::Settings {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        database_url,
+        base_url: None,
+        body_limit: 1 << 20,
+        max_bundle_entries: 10,
+        auth: Default::default(),
+    };
+    let error = signaal::server::start(&settings)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        error.to_string().contains("without authorization"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loopback_server_requires_tokens_once_a_client_is_registered() {
+    let server = TestServer::start(StoreKind::Sqlite).await.unwrap();
+    expect_status(&server.client.get("Observation").await.unwrap(), 200);
+    let (_, clients) = signaal::store::open_with_auth(&server.database_url)
+        .await
+        .unwrap();
+    clients
+        .add_client(&ClientRecord {
+            id: "first".into(),
+            name: "first".into(),
+            jwks: Some(fixture("client.jwks.json")),
+            jwks_url: None,
+            scope: "system/*.read".into(),
+            patient: None,
+            created: 0,
+        })
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if server.client.get("Observation").await.unwrap().status == 401 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the server still answers without a token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_of_a_trusted_issuer_are_honoured_with_their_patient_and_scope() {
+    let issuer = "http://login.example.org";
+    let s = Secured::start_with(StoreKind::Sqlite, |settings| {
+        settings.auth.trusted_issuer = Some(issuer.into());
+        settings.auth.trusted_jwks = Some(format!("{FIXTURES}/other.jwks.json"));
+    })
+    .await
+    .unwrap();
+    let (_, _, oa, _) = two_patients(&s).await;
+    let claims = |iss: &str| {
+        json!({"iss": iss, "aud": s.server.base, "exp": now() + 120, "sub": "user-17",
+               "client_id": "portal", "scope": "patient/Observation.rs", "patient": "a"})
+    };
+    let portal = sign(Algorithm::RS384, "rsa-2", "other-rsa.pem", &claims(issuer));
+    let seen = expect_status(&s.call(&portal, "GET", "Observation", None).await, 200);
+    assert_eq!(ids(&seen), vec![format!("Observation/{oa}")]);
+    expect_status(&s.call(&portal, "GET", "Patient/a", None).await, 403);
+    let impostor = sign(
+        Algorithm::RS384,
+        "rsa-2",
+        "other-rsa.pem",
+        &claims("http://evil.example.org"),
+    );
+    expect_status(&s.call(&impostor, "GET", "Observation", None).await, 401);
+}
