@@ -1094,3 +1094,130 @@ async fn tokens_of_a_trusted_issuer_are_honoured_with_their_patient_and_scope() 
     );
     expect_status(&s.call(&impostor, "GET", "Observation", None).await, 401);
 }
+
+// ---- The example ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_client_example_pushes_a_measurement() {
+    let s = Secured::start(StoreKind::Sqlite).await.unwrap();
+    let work = common::TempDir::new();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/backend-client/push-measurement.sh"
+    );
+    let mut command = std::process::Command::new("bash");
+    command
+        .arg(script)
+        .env("SIGNAAL", env!("CARGO_BIN_EXE_signaal"))
+        .env("DATABASE", &s.server.database_url)
+        .env("SERVER", s.server.base.trim_end_matches("/fhir"))
+        .env("WORK", &work.0);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the example failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pushed: Value =
+        serde_json::from_str(stdout.lines().rev().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert_eq!(pushed["resourceType"], "Observation", "{stdout}");
+    assert_eq!(pushed["meta"]["source"], "urn:signaal:client:pgo-vendor");
+    s.register("admin", "system/*.cruds", None).await;
+    let admin = s.token("admin", "system/*.cruds").await;
+    let id = pushed["id"].as_str().unwrap();
+    expect_status(
+        &s.call(&admin, "GET", &format!("Observation/{id}"), None)
+            .await,
+        200,
+    );
+    let provenance = expect_status(
+        &s.call(
+            &admin,
+            "GET",
+            &format!("Provenance?target=Observation/{id}"),
+            None,
+        )
+        .await,
+        200,
+    );
+    assert_eq!(provenance["total"], 1, "{provenance}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_command_adds_lists_and_removes_clients() {
+    let (database, _dir) = common::fresh_database(StoreKind::Sqlite).await.unwrap();
+    let jwks = format!("{FIXTURES}/client.jwks.json");
+    let signaal = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_signaal"))
+            .arg("client")
+            .args(args)
+            .args(["--database", &database])
+            .output()
+            .expect("run signaal client");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let add = [
+        "add",
+        "--id",
+        "coach",
+        "--name",
+        "Coach app",
+        "--jwks",
+        &jwks,
+    ];
+    assert!(
+        signaal(
+            &[
+                &add[..],
+                &[
+                    "--scope",
+                    "patient/Observation.rs",
+                    "--patient",
+                    "Patient/p1"
+                ]
+            ]
+            .concat()
+        )
+        .0
+    );
+    // A duplicate id, system scopes for a patient-bound client, unknown types: refused.
+    assert!(
+        !signaal(
+            &[
+                &add[..],
+                &["--scope", "patient/Observation.rs", "--patient", "p1"]
+            ]
+            .concat()
+        )
+        .0
+    );
+    let other = ["add", "--id", "other", "--name", "Other", "--jwks", &jwks];
+    assert!(
+        !signaal(
+            &[
+                &other[..],
+                &["--scope", "system/Observation.rs", "--patient", "p1"]
+            ]
+            .concat()
+        )
+        .0
+    );
+    assert!(!signaal(&[&other[..], &["--scope", "system/Nonsense.rs"]].concat()).0);
+    let (ok, listed) = signaal(&["list"]);
+    assert!(ok);
+    assert!(
+        listed.contains("coach\tCoach app\tPatient/p1\tpatient/Observation.rs"),
+        "{listed}"
+    );
+    assert!(!listed.contains("other"));
+    assert!(signaal(&["remove", "coach"]).0);
+    assert!(!signaal(&["remove", "coach"]).0);
+    assert_eq!(signaal(&["list"]).1, "");
+}
