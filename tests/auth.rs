@@ -1221,3 +1221,56 @@ async fn the_client_command_adds_lists_and_removes_clients() {
     assert!(!signaal(&["remove", "coach"]).0);
     assert_eq!(signaal(&["list"]).1, "");
 }
+
+/// A client that publishes its JWKS at a URL: fetched, cached, and fetched again for a new kid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_url_is_fetched_and_refetched_for_a_rotated_key() {
+    use std::sync::Mutex;
+    let published = Arc::new(Mutex::new(fixture("client.jwks.json")));
+    let serving = published.clone();
+    let router = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let serving = serving.clone();
+            async move { serving.lock().unwrap().clone() }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let s = Secured::start(StoreKind::Sqlite).await.unwrap();
+    s.clients
+        .add_client(&ClientRecord {
+            id: "hospital".into(),
+            name: "Hospital EHR".into(),
+            jwks: None,
+            jwks_url: Some(jwks_url),
+            scope: "system/Observation.rs".into(),
+            patient: None,
+            created: 0,
+        })
+        .await
+        .unwrap();
+    let scope = "system/Observation.rs";
+    let rotated = |s: &Secured| {
+        sign(
+            Algorithm::RS384,
+            "rsa-2",
+            "other-rsa.pem",
+            &s.claims("hospital"),
+        )
+    };
+    assert_eq!(
+        s.exchange(&sign_rs384("rsa-1", &s.claims("hospital")), scope)
+            .await
+            .status,
+        200
+    );
+    // A kid the published JWKS does not have is refused…
+    assert_eq!(s.exchange(&rotated(&s), scope).await.status, 401);
+    // …until the client publishes it (the server refetches at most once a second).
+    *published.lock().unwrap() = fixture("other.jwks.json");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(s.exchange(&rotated(&s), scope).await.status, 200);
+}

@@ -10,7 +10,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 /// A fetched JWKS is used for at most this long before it is fetched again.
 const MAX_AGE: Duration = Duration::from_secs(3600);
 /// An unknown `kid` refetches the JWKS (key rotation), but not more often than this.
-const MIN_REFETCH: Duration = Duration::from_secs(5);
+const MIN_REFETCH: Duration = Duration::from_secs(1);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
