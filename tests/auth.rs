@@ -411,6 +411,15 @@ secured!(
             200,
         );
         assert_eq!(smart["token_endpoint"], s.token_url());
+        assert_eq!(
+            s.server
+                .client
+                .get(".well-known/smart-configuration")
+                .await
+                .unwrap()
+                .header("content-type"),
+            Some("application/json")
+        );
         assert!(smart["token_endpoint_auth_signing_alg_values_supported"]
             .as_array()
             .unwrap()

@@ -180,13 +180,19 @@ const TOKEN_BODY_LIMIT: usize = 64 * 1024;
 
 /// `GET [base]/.well-known/smart-configuration`.
 async fn smart_configuration(State(app): State<Arc<App>>) -> Response {
-    json_response(
+    let mut response = json_response(
         StatusCode::OK,
         Some(&crate::auth::discovery::smart_configuration(
             &app.auth.token_url,
         )),
         Format::default(),
-    )
+    );
+    // Not a FHIR resource: plain JSON (SMART App Launch, "Conformance").
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// The decoded path segments below `/fhir`. A segment that decodes to text with `/` or
