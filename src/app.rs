@@ -2,13 +2,15 @@
 
 use std::sync::Arc;
 
+use crate::auth::Auth;
 use crate::search::definitions::ServerRegistry;
 use crate::store::Store;
 
+#[derive(Clone)]
 pub struct App {
     pub store: Arc<dyn Store>,
     /// The search parameters: official, and the active SearchParameter resources stored.
-    pub search_params: ServerRegistry,
+    pub search_params: Arc<ServerRegistry>,
     /// The FHIR base URL clients use, without a trailing slash (`http://127.0.0.1:8080/fhir`):
     /// `Location`, `fullUrl` and paging links are built from it.
     pub base_url: String,
@@ -17,7 +19,9 @@ pub struct App {
     /// The most entries a batch or transaction Bundle may have (more: 413).
     pub max_bundle_entries: usize,
     /// Risk scoring: its settings and the population threshold of the last full re-score.
-    pub scoring: crate::scoring::run::Scoring,
+    pub scoring: Arc<crate::scoring::run::Scoring>,
+    /// Clients, tokens and the audit trail.
+    pub auth: Arc<Auth>,
 }
 
 /// The default of `body_limit`: 16 MiB.

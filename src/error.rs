@@ -104,6 +104,12 @@ pub enum FhirError {
     Unavailable(String),
     #[error("Internal error: {0}")]
     Internal(String),
+    /// No valid access token (401, with `WWW-Authenticate`); `challenge` is the header value.
+    #[error("{message}")]
+    Unauthorized { message: String, challenge: String },
+    /// The access token does not allow this request (403).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 fn first_diagnostics(issues: &[Issue]) -> String {
@@ -145,6 +151,8 @@ impl FhirError {
             FhirError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             FhirError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             FhirError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            FhirError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            FhirError::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -163,6 +171,8 @@ impl FhirError {
             FhirError::NotSupported(_) => "not-supported",
             FhirError::Unavailable(_) => "transient",
             FhirError::Internal(_) => "exception",
+            FhirError::Unauthorized { .. } => "login",
+            FhirError::Forbidden(_) => "forbidden",
         };
         vec![Issue::error(code, self.to_string())]
     }
@@ -177,6 +187,7 @@ impl From<StoreError> for FhirError {
         match err {
             StoreError::Conflict(msg) => FhirError::Conflict(msg),
             StoreError::Unavailable(msg) => FhirError::Unavailable(msg),
+            StoreError::Forbidden(msg) => FhirError::Forbidden(msg),
             StoreError::TooComplex(msg) => {
                 FhirError::Invalid(vec![Issue::error("too-costly", msg)])
             }

@@ -6,6 +6,7 @@
 //! index extraction and query model.
 
 pub mod app;
+pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod error;

@@ -1,5 +1,5 @@
-//! The `signaal` command: `serve` runs the FHIR server, `score` re-scores patients, `bench`
-//! measures a running server.
+//! The `signaal` command: `serve` runs the FHIR server, `client` registers the clients allowed
+//! to ask it for access tokens, `score` re-scores patients, `bench` measures a running server.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use signaal::auth::AuthSettings;
 use signaal::server::{self, Settings};
+
+mod clients;
+use clients::ClientCommand;
 
 #[derive(Parser)]
 #[command(name = "signaal", version, about = "Signaal, a FHIR R4 (4.0.1) server")]
@@ -78,6 +82,16 @@ enum Command {
         max_bundle_entries: usize,
         #[command(flatten)]
         scoring: ScoringOptions,
+        /// `auto`: tokens are required once a client is registered or an issuer is trusted (a
+        /// loopback server without either runs open); `required`: always.
+        #[arg(long, env = "SIGNAAL_AUTH", default_value = "auto", value_parser = ["auto", "required"])]
+        auth: String,
+        /// An external authorization server whose access tokens are honoured (their `iss`).
+        #[arg(long, env = "SIGNAAL_TRUSTED_ISSUER", requires = "trusted_jwks")]
+        trusted_issuer: Option<String>,
+        /// The trusted issuer's JWKS: an http:// URL or a file.
+        #[arg(long, env = "SIGNAAL_TRUSTED_JWKS", requires = "trusted_issuer")]
+        trusted_jwks: Option<String>,
     },
     /// Re-score patients now (progress on stderr): every patient with --all.
     Score {
@@ -94,6 +108,12 @@ enum Command {
         /// The share of patients flagged as high utilisers.
         #[arg(long, env = "SIGNAAL_HIGH_UTILISER_FRACTION", default_value_t = 0.01)]
         high_utiliser_fraction: f64,
+    },
+    /// Register, list and remove the clients allowed to get access tokens (SMART Backend
+    /// Services). Works while the server runs.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
     },
     /// Measure a running server over loopback (create, read, update), and optionally the raw
     /// insert rate of a store.
@@ -127,6 +147,9 @@ fn main() -> ExitCode {
                 body_limit,
                 max_bundle_entries,
                 scoring,
+                auth,
+                trusted_issuer,
+                trusted_jwks,
             } => {
                 let scoring = match scoring.config() {
                     Ok(config) => config,
@@ -142,6 +165,11 @@ fn main() -> ExitCode {
                     body_limit,
                     max_bundle_entries,
                     scoring,
+                    auth: AuthSettings {
+                        required: auth == "required",
+                        trusted_issuer,
+                        trusted_jwks,
+                    },
                 };
                 serve(settings).await
             }
@@ -150,6 +178,13 @@ fn main() -> ExitCode {
                 all,
                 high_utiliser_fraction,
             } => score(&database, all, high_utiliser_fraction).await,
+            Command::Client { command } => match clients::run(command).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("signaal client: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             Command::Bench(options) => signaal::bench::run(options).await,
         }
     })

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::auth::Auth;
 use crate::fhir::validate;
 use crate::interaction::search_parameters;
 use crate::search::definitions::ServerRegistry;
@@ -23,6 +24,8 @@ pub struct Settings {
     pub max_bundle_entries: usize,
     /// Risk scoring (worker, daily re-score, high-utiliser share, worklist caseload).
     pub scoring: crate::scoring::run::Config,
+    /// When requests need an access token, and which external issuer is trusted.
+    pub auth: crate::auth::AuthSettings,
 }
 
 impl Settings {
@@ -36,6 +39,7 @@ impl Settings {
             body_limit: crate::app::DEFAULT_BODY_LIMIT,
             max_bundle_entries: crate::app::DEFAULT_MAX_BUNDLE_ENTRIES,
             scoring: Default::default(),
+            auth: Default::default(),
         }
     }
 }
@@ -44,6 +48,8 @@ impl Settings {
 pub enum StartError {
     #[error("cannot open the database: {0}")]
     Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthStartError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -53,7 +59,7 @@ pub enum StartError {
 
 /// Opens the store and binds the listener; the server is ready when this returns.
 pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), StartError> {
-    let store = store::open(&settings.database_url).await?;
+    let (store, clients) = store::open_with_auth(&settings.database_url).await?;
     let listen_error = |source| StartError::Listen {
         addr: settings.listen,
         source,
@@ -71,13 +77,15 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
     let registry = search_parameters::load(store.as_ref())
         .await
         .map_err(|e| StartError::Store(store::StoreError::Database(e.to_string())))?;
+    let auth = Auth::start(&settings.auth, clients, store.clone(), local, &base_url).await?;
     let app = Arc::new(App {
-        search_params: ServerRegistry::new(registry),
+        search_params: Arc::new(ServerRegistry::new(registry)),
         store,
+        auth,
         base_url,
         body_limit: settings.body_limit,
         max_bundle_entries: settings.max_bundle_entries,
-        scoring: crate::scoring::run::Scoring::new(settings.scoring.clone()),
+        scoring: Arc::new(crate::scoring::run::Scoring::new(settings.scoring.clone())),
     });
     if settings.scoring.worker {
         crate::scoring::worker::spawn(&app);
@@ -100,6 +108,7 @@ pub async fn serve(
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await;
+    app.auth.audit.close().await;
     app.store.close().await;
     result
 }

@@ -86,7 +86,14 @@ async fn count(server: &TestServer, rtype: &str) -> u64 {
 
 async fn every_bundle_loads_as_a_transaction(kind: StoreKind) {
     let Some(bundles) = bundles() else { return };
-    let Some(server) = TestServer::start_with(kind, 64 * 1024 * 1024).await else {
+    // Loading is what is tested here: the scoring worker stays off (tests/scoring_synthea.rs
+    // scores Synthea patients), so it does not compete with the load for the machine.
+    let server = TestServer::start_configured(kind, |settings| {
+        settings.body_limit = 64 * 1024 * 1024;
+        settings.scoring.worker = false;
+    })
+    .await;
+    let Some(server) = server else {
         return;
     };
     let server = Arc::new(server);

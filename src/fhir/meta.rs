@@ -26,6 +26,19 @@ pub fn strip(resource: &mut Value, id: &str) {
     reorder(object);
 }
 
+/// Records where a resource came from in `meta.source` (the writing client's URI).
+pub fn set_source(resource: &mut Value, source: &str) {
+    let Some(object) = resource.as_object_mut() else {
+        return;
+    };
+    let meta = object
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Value::Object(meta) = meta {
+        meta.insert("source".into(), Value::String(source.to_owned()));
+    }
+}
+
 /// The resource of a stored version, with `meta.versionId` and `meta.lastUpdated` set.
 pub fn stamp(version: &Version) -> Option<Value> {
     let text = version.content.as_deref()?;

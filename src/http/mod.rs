@@ -14,13 +14,14 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::Router;
 use http_body_util::{BodyExt, Limited};
 use percent_encoding::percent_decode_str;
 use serde_json::json;
 
 use crate::app::App;
+use crate::auth::{audit, guard::GuardedStore, Access};
 use crate::error::FhirError;
 use crate::interaction::search_parameters;
 use crate::search::definitions::scoped;
@@ -31,6 +32,11 @@ use response::{error_response, json_response};
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/auth/token", post(token))
+        .route(
+            "/fhir/.well-known/smart-configuration",
+            get(smart_configuration),
+        )
         .route("/fhir", any(fhir))
         .route("/fhir/", any(fhir))
         .route("/fhir/{*rest}", any(fhir))
@@ -102,8 +108,30 @@ async fn fhir(
         Err(e) => return error_response(&e, Format::default()),
     };
     let prefer = prefer_return(&headers);
+    let recorded = crate::fhir::datetime::now_ms();
+    let mut access = Access::Open;
+    let mut audited: Option<(String, Vec<String>)> = None;
     let result = async {
         let segments = path_segments(uri.path())?;
+        audited = Some((method.to_string(), segments.clone()));
+        // The CapabilityStatement is public: clients discover how to authorize from it.
+        if !(segments.len() == 1 && segments[0] == "metadata") {
+            access = app.auth.authenticate(&headers).await?;
+        }
+        // Reloading the search parameters reads the store as the server, not as the client.
+        let root = app.clone();
+        // Everything the request does goes through the store guarded for its grant.
+        let guarded;
+        let app: &App = match &access {
+            Access::Open => &app,
+            Access::Granted(grant) => {
+                guarded = App {
+                    store: Arc::new(GuardedStore::new(app.store.clone(), grant.clone())),
+                    ..App::clone(&app)
+                };
+                &guarded
+            }
+        };
         let body = read_body(body, &headers, app.body_limit).await?;
         // HEAD is GET without a body (hyper drops the body).
         let method = if method == Method::HEAD {
@@ -123,15 +151,59 @@ async fn fhir(
         let (result, changed) =
             scoped(app.search_params.current(), route::dispatch(&app, &request)).await;
         if changed {
-            search_parameters::reload(&app).await?;
+            search_parameters::reload(&root).await?;
         }
         result
     }
     .await;
-    match result {
+    let response = match result {
         Ok(response) => response.render(format, prefer),
         Err(error) => error_response(&error, format),
+    };
+    if app.auth.enforced() {
+        if let Some((method, segments)) = audited {
+            app.auth
+                .audit
+                .record(audit::Event {
+                    recorded,
+                    access,
+                    method,
+                    segments,
+                    query: uri.query().map(str::to_owned),
+                    status: response.status().as_u16(),
+                })
+                .await;
+        }
     }
+    response
+}
+
+/// `POST /auth/token` (SMART Backend Services).
+async fn token(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    match read_body(body, &headers, TOKEN_BODY_LIMIT).await {
+        Ok(body) => crate::auth::token::endpoint(&app.auth, &headers, &body).await,
+        Err(error) => error_response(&error, Format::default()),
+    }
+}
+
+/// The largest token request accepted, in bytes (an assertion is a few kilobytes).
+const TOKEN_BODY_LIMIT: usize = 64 * 1024;
+
+/// `GET [base]/.well-known/smart-configuration`.
+async fn smart_configuration(State(app): State<Arc<App>>) -> Response {
+    let mut response = json_response(
+        StatusCode::OK,
+        Some(&crate::auth::discovery::smart_configuration(
+            &app.auth.token_url,
+        )),
+        Format::default(),
+    );
+    // Not a FHIR resource: plain JSON (SMART App Launch, "Conformance").
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// The decoded path segments below `/fhir`. A segment that decodes to text with `/` or

@@ -107,5 +107,12 @@ pub fn error_response(error: &FhirError, format: Format) -> Response<Body> {
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static(allow));
     }
+    if let FhirError::Unauthorized { challenge, .. } = error {
+        if let Ok(value) = HeaderValue::from_str(challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+    }
     response
 }

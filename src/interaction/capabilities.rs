@@ -108,6 +108,19 @@ fn statement(app: &App) -> Value {
             resource
         })
         .collect();
+    let mut rest = json!({
+        "mode": "server",
+        "resource": resources,
+        "interaction": [
+            {"code": "transaction"},
+            {"code": "batch"},
+            {"code": "history-system"},
+        ],
+        "operation": [{"name": "reindex", "definition": reindex::DEFINITION}],
+    });
+    if app.auth.enforced() {
+        rest["security"] = crate::auth::discovery::security(&app.auth.token_url);
+    }
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -118,15 +131,6 @@ fn statement(app: &App) -> Value {
         "implementation": {"description": "Signaal FHIR R4 server", "url": app.base_url},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
-        "rest": [{
-            "mode": "server",
-            "resource": resources,
-            "interaction": [
-                {"code": "transaction"},
-                {"code": "batch"},
-                {"code": "history-system"},
-            ],
-            "operation": [{"name": "reindex", "definition": reindex::DEFINITION}],
-        }],
+        "rest": [rest],
     })
 }

@@ -30,6 +30,9 @@ pub async fn write(
     let last_updated = now_ms().max(current.map_or(i64::MIN, |c| c.last_updated));
     let (content, index, compartment) = match resource {
         Some(mut resource) => {
+            if let Some(source) = tx.source() {
+                meta::set_source(&mut resource, source);
+            }
             meta::strip(&mut resource, id);
             if rtype == "SearchParameter" {
                 search_parameters::check(id, &resource)?;

@@ -116,7 +116,8 @@ pub fn flag_id(reason: &str, patient: &str) -> String {
 
 fn decimal(x: f64) -> Value {
     // Two decimals at most: points are whole or halves; keeps the text stable.
-    let rounded = (x * 100.0).round() / 100.0;
+    // `+ 0.0` turns a negative zero (a sum of no points can be -0) into 0.
+    let rounded = (x * 100.0).round() / 100.0 + 0.0;
     serde_json::from_str(&format!("{rounded}")).unwrap_or(json!(0))
 }
 
@@ -261,6 +262,7 @@ mod tests {
         assert_eq!(ra["id"], "lace-a");
         assert_eq!(ra["encounter"]["reference"], "Encounter/a");
         assert_eq!(ra["extension"][0]["valueDecimal"].as_f64(), Some(7.0));
+        assert_eq!(decimal(-0.0).to_string(), "0");
         let flag = active_flag(
             "lace-high",
             "p",

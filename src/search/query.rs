@@ -108,6 +108,9 @@ pub enum IndexTable {
 pub enum Predicate {
     /// `_id`.
     Id(String),
+    /// In this Patient's compartment (the stored compartment column): how patient-bound access
+    /// tokens are confined; no search parameter makes it.
+    Compartment(String),
     /// A comparison of the target's range with the half-open search range `[lo, hi)` (ms).
     Range {
         target: RangeTarget,

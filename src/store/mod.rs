@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use crate::search::index::IndexEntries;
 use crate::search::query::{KeyValue, SearchQuery};
 
+pub mod auth;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -30,6 +31,9 @@ pub enum StoreError {
     TooComplex(String),
     #[error("{0}")]
     Database(String),
+    /// The access token does not allow this (the authorization guard of `auth::guard`).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -145,6 +149,8 @@ pub struct HistoryQuery {
     /// Keyset cursor for the previous page: only versions newer than this sequence number.
     pub after_seq: Option<i64>,
     pub count: usize,
+    /// Only versions in this Patient's compartment (patient-bound access tokens).
+    pub compartment: Option<String>,
 }
 
 /// A history row: the version and its position in the global write order.
@@ -224,16 +230,31 @@ pub trait Tx: Send {
     /// in this transaction (see `sql::queue_compartment`), committed or rolled back with it.
     async fn queue_compartment(&mut self, rtype: &str, id: &str, at: i64) -> StoreResult<()>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+    /// The URI of the client writing in this transaction, recorded as `meta.source` of what it
+    /// writes (set by the authorization guard; `None` on an open server).
+    fn source(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Opens the store named by a database URL (`sqlite://PATH` or `postgres://…`) and migrates it.
 pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    Ok(open_with_auth(url).await?.0)
+}
+
+/// Opens the store and its authorization tables (clients, assertion ids, signing secret).
+pub async fn open_with_auth(
+    url: &str,
+) -> StoreResult<(
+    std::sync::Arc<dyn Store>,
+    std::sync::Arc<dyn auth::AuthStore>,
+)> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+        let store = std::sync::Arc::new(sqlite::SqliteStore::open(url).await?);
+        Ok((store.clone(), store))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(std::sync::Arc::new(
-            postgres::PostgresStore::open(url).await?,
-        ))
+        let store = std::sync::Arc::new(postgres::PostgresStore::open(url).await?);
+        Ok((store.clone(), store))
     } else {
         Err(StoreError::Database(format!(
             "unsupported database URL scheme '{}': use sqlite://PATH or postgres://…",

@@ -21,7 +21,7 @@ use crate::search::query::{KeyKind, KeyValue, SearchQuery, SortKey};
 const DIALECT: Dialect = Dialect::Postgres;
 
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PostgresStore {
@@ -56,7 +56,7 @@ fn bind_all<'q>(
     query
 }
 
-fn prepare(sql: &Sql) -> Query<'_, Postgres, PgArguments> {
+pub(super) fn prepare(sql: &Sql) -> Query<'_, Postgres, PgArguments> {
     bind_all(sqlx::query(&sql.text), &sql.binds)
 }
 

@@ -286,6 +286,9 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: &str) {
         Predicate::Id(id) => {
             sql.push(&format!("{a}.id = ")).text(id);
         }
+        Predicate::Compartment(patient) => {
+            sql.push(&format!("{a}.compartment = ")).text(patient);
+        }
         Predicate::Range {
             target: RangeTarget::LastUpdated,
             prefix,
@@ -728,6 +731,9 @@ pub fn history(dialect: Dialect, query: &HistoryQuery) -> Sql {
     }
     if let Some(id) = &query.id {
         sql.push(" AND v.id = ").text(id);
+    }
+    if let Some(patient) = &query.compartment {
+        sql.push(" AND v.compartment = ").text(patient);
     }
     if let Some(since) = query.since {
         sql.push(" AND v.last_updated >= ").int(since);

@@ -27,8 +27,8 @@ use crate::search::query::{KeyKind, KeyValue, SearchQuery, SortKey};
 const DIALECT: Dialect = Dialect::Sqlite;
 
 pub struct SqliteStore {
-    reader: SqlitePool,
-    writer: SqlitePool,
+    pub(super) reader: SqlitePool,
+    pub(super) writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -79,7 +79,7 @@ fn bind_all<'q>(
     query
 }
 
-fn prepare(sql: &Sql) -> Query<'_, Sqlite, SqliteArguments<'_>> {
+pub(super) fn prepare(sql: &Sql) -> Query<'_, Sqlite, SqliteArguments<'_>> {
     bind_all(sqlx::query(&sql.text), &sql.binds)
 }
 

@@ -72,6 +72,17 @@ impl TestServer {
         })
     }
 
+    /// Stops the server and waits until it has drained and closed the store, keeping its
+    /// database (for checks after shutdown).
+    pub async fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
     /// Stops the server and waits until it has drained and closed the store.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -1,0 +1,357 @@
+//! The token endpoint of SMART Backend Services (`POST /auth/token`) and the checking of the
+//! access tokens that requests bring.
+//!
+//! A client authenticates with a JWT it signed (RS384 or ES384) with a key of its registered
+//! JWKS (`client_assertion`, RFC 7523); the server answers with an access token it signs itself
+//! (HS256 with a secret kept in the database, so every server on one database accepts it).
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Validation,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::jwks::Source;
+use super::scope::{self, Context, Scope};
+use super::{Auth, Grant};
+use crate::fhir::datetime::now_ms;
+
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Lifetime of an access token, seconds.
+pub const TOKEN_LIFETIME: i64 = 300;
+/// The furthest ahead a client assertion may expire, seconds (SMART: at most five minutes).
+const MAX_ASSERTION_LIFETIME: i64 = 300;
+/// Tolerated clock difference with clients, seconds.
+const LEEWAY: u64 = 30;
+
+/// The external authorization server whose access tokens are honoured.
+#[derive(Debug, Clone)]
+pub struct Trusted {
+    pub issuer: String,
+    pub jwks: Source,
+}
+
+/// The URI a client is known by in `meta.source`, Provenance and AuditEvent.
+pub fn client_uri(client_id: &str) -> String {
+    format!("urn:signaal:client:{client_id}")
+}
+
+#[derive(Debug, Deserialize)]
+struct AssertionClaims {
+    exp: i64,
+    iat: Option<i64>,
+    jti: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AccessClaims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: i64,
+    iat: i64,
+    jti: String,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    patient: Option<String>,
+}
+
+/// Claims of an external issuer's access token.
+#[derive(Debug, Deserialize)]
+struct TrustedClaims {
+    sub: Option<String>,
+    client_id: Option<String>,
+    azp: Option<String>,
+    #[serde(default)]
+    scope: String,
+    patient: Option<String>,
+}
+
+/// An OAuth 2.0 error (RFC 6749 §5.2).
+struct OAuthError {
+    status: StatusCode,
+    code: &'static str,
+    description: String,
+}
+
+fn oauth(code: &'static str, description: impl Into<String>) -> OAuthError {
+    OAuthError {
+        status: if code == "invalid_client" {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::BAD_REQUEST
+        },
+        code,
+        description: description.into(),
+    }
+}
+
+fn json_reply(status: StatusCode, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// `POST /auth/token`: a client credentials grant with a JWT client assertion.
+pub async fn endpoint(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+    match issue(auth, headers, body).await {
+        Ok(token) => json_reply(StatusCode::OK, &token),
+        Err(e) => {
+            tracing::info!(error = e.code, description = e.description, "token refused");
+            let mut response = json_reply(
+                e.status,
+                &json!({"error": e.code, "error_description": e.description}),
+            );
+            if e.status == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_client\""),
+                );
+            }
+            response
+        }
+    }
+}
+
+async fn issue(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !form_type.starts_with("application/x-www-form-urlencoded") {
+        return Err(oauth(
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if field("grant_type") != Some("client_credentials") {
+        return Err(oauth(
+            "unsupported_grant_type",
+            "grant_type must be client_credentials",
+        ));
+    }
+    if field("client_assertion_type") != Some(ASSERTION_TYPE) {
+        return Err(oauth(
+            "invalid_request",
+            format!("client_assertion_type must be {ASSERTION_TYPE}"),
+        ));
+    }
+    let assertion = field("client_assertion")
+        .ok_or_else(|| oauth("invalid_request", "client_assertion is missing"))?;
+    let requested = field("scope").unwrap_or("");
+
+    let client_error = |why: String| oauth("invalid_client", why);
+    let head = decode_header(assertion)
+        .map_err(|e| client_error(format!("the client assertion is not a JWT: {e}")))?;
+    if !matches!(head.alg, Algorithm::RS384 | Algorithm::ES384) {
+        return Err(client_error(format!(
+            "the client assertion is signed with {:?}; RS384 or ES384 is required",
+            head.alg
+        )));
+    }
+    let kid = head
+        .kid
+        .as_deref()
+        .ok_or_else(|| client_error("the client assertion header has no kid".into()))?;
+    // Which client: `iss` picks the client whose keys then verify the whole assertion.
+    let unverified: Value = jsonwebtoken::dangerous::insecure_decode_claims(assertion)
+        .map_err(|e| client_error(format!("the client assertion is not a JWT: {e}")))?;
+    let client_id = unverified["iss"]
+        .as_str()
+        .ok_or_else(|| client_error("the client assertion has no iss".into()))?;
+    let client = auth
+        .clients
+        .client(client_id)
+        .await
+        .map_err(|e| server_error(&e.to_string()))?
+        .ok_or_else(|| client_error(format!("no client '{client_id}' is registered")))?;
+    let source = match (&client.jwks, &client.jwks_url) {
+        (Some(jwks), _) => Source::Inline(jwks.clone()),
+        (None, Some(url)) => Source::Url(url.clone()),
+        (None, None) => return Err(client_error("the client has no keys".into())),
+    };
+    let jwk = auth.jwks.key(&source, kid).await.map_err(client_error)?;
+    if let Some(alg) = jwk.common.key_algorithm {
+        if format!("{alg:?}") != format!("{:?}", head.alg) {
+            return Err(client_error(format!(
+                "key '{kid}' is for {alg:?}, the assertion uses {:?}",
+                head.alg
+            )));
+        }
+    }
+    let key = DecodingKey::from_jwk(&jwk)
+        .map_err(|e| client_error(format!("key '{kid}' cannot be used: {e}")))?;
+    let mut validation = Validation::new(head.alg);
+    validation.set_audience(&[&auth.token_url]);
+    validation.set_issuer(&[&client.id]);
+    validation.sub = Some(client.id.clone());
+    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+    validation.leeway = LEEWAY;
+    validation.validate_nbf = true;
+    let claims = decode::<AssertionClaims>(assertion, &key, &validation)
+        .map_err(|e| client_error(format!("the client assertion is not valid: {e}")))?
+        .claims;
+    let now = now_ms() / 1000;
+    if claims.exp > now + MAX_ASSERTION_LIFETIME + LEEWAY as i64 {
+        return Err(client_error(format!(
+            "the client assertion expires more than {MAX_ASSERTION_LIFETIME} s from now"
+        )));
+    }
+    if claims.iat.is_some_and(|iat| iat > now + LEEWAY as i64) {
+        return Err(client_error(
+            "the client assertion was issued in the future".into(),
+        ));
+    }
+    let jti = claims
+        .jti
+        .filter(|j| !j.is_empty())
+        .ok_or_else(|| client_error("the client assertion has no jti".into()))?;
+    let fresh = auth
+        .clients
+        .use_jti(
+            &client.id,
+            &jti,
+            (claims.exp + LEEWAY as i64) * 1000,
+            now_ms(),
+        )
+        .await
+        .map_err(|e| server_error(&e.to_string()))?;
+    if !fresh {
+        return Err(oauth(
+            "invalid_grant",
+            "this client assertion (jti) was used before",
+        ));
+    }
+
+    let registered = scope::parse_all(&client.scope)
+        .map_err(|e| server_error(&format!("client '{}': {e}", client.id)))?;
+    let context = if client.patient.is_some() {
+        Context::Patient
+    } else {
+        Context::System
+    };
+    let mut granted: Vec<&str> = Vec::new();
+    for item in requested.split_whitespace() {
+        let asked = Scope::parse(item).map_err(|e| oauth("invalid_scope", e))?;
+        if let Some(asked) = asked {
+            if asked.context == context && registered.iter().any(|r| r.covers(&asked)) {
+                granted.push(item);
+            }
+        }
+    }
+    if granted.is_empty() {
+        return Err(oauth(
+            "invalid_scope",
+            format!(
+                "none of the requested scopes '{requested}' is allowed for this client (allowed: {})",
+                client.scope
+            ),
+        ));
+    }
+    let scope = granted.join(" ");
+    let access = AccessClaims {
+        iss: auth.token_url.clone(),
+        sub: client.id.clone(),
+        aud: auth.audience.clone(),
+        exp: now + TOKEN_LIFETIME,
+        iat: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        scope: scope.clone(),
+        patient: client.patient.clone(),
+    };
+    let token = encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &access,
+        &EncodingKey::from_secret(&auth.secret),
+    )
+    .map_err(|e| server_error(&e.to_string()))?;
+    let mut answer = json!({
+        "access_token": token,
+        "token_type": "bearer",
+        "expires_in": TOKEN_LIFETIME,
+        "scope": scope,
+    });
+    if let Some(patient) = &client.patient {
+        answer["patient"] = json!(patient);
+    }
+    tracing::info!(client = client.id, scope, "access token issued");
+    Ok(answer)
+}
+
+fn server_error(detail: &str) -> OAuthError {
+    tracing::error!(error = detail, "token endpoint");
+    OAuthError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "server_error",
+        description: "the server could not check the request".into(),
+    }
+}
+
+/// Checks an access token: one this server issued, or one of the trusted issuer.
+pub async fn verify_access_token(auth: &Auth, token: &str) -> Result<Grant, String> {
+    let head = decode_header(token).map_err(|e| format!("not a JWT: {e}"))?;
+    if head.alg == Algorithm::HS256 {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[&auth.audience]);
+        validation.set_issuer(&[&auth.token_url]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        validation.leeway = 0;
+        let claims =
+            decode::<AccessClaims>(token, &DecodingKey::from_secret(&auth.secret), &validation)
+                .map_err(|e| e.to_string())?
+                .claims;
+        return Ok(Grant {
+            source: client_uri(&claims.sub),
+            client_id: claims.sub,
+            scopes: scope::parse_all(&claims.scope)?,
+            patient: claims.patient,
+        });
+    }
+    let trusted = auth
+        .trusted
+        .as_ref()
+        .ok_or_else(|| format!("{:?} tokens are not accepted", head.alg))?;
+    if !matches!(
+        head.alg,
+        Algorithm::RS256 | Algorithm::RS384 | Algorithm::ES256 | Algorithm::ES384
+    ) {
+        return Err(format!("{:?} tokens are not accepted", head.alg));
+    }
+    let kid = head.kid.as_deref().ok_or("the token header has no kid")?;
+    let jwk = auth.jwks.key(&trusted.jwks, kid).await?;
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
+    let mut validation = Validation::new(head.alg);
+    validation.set_audience(&[&auth.audience]);
+    validation.set_issuer(&[&trusted.issuer]);
+    validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+    validation.leeway = LEEWAY;
+    let claims = decode::<TrustedClaims>(token, &key, &validation)
+        .map_err(|e| e.to_string())?
+        .claims;
+    let client_id = claims
+        .client_id
+        .or(claims.azp)
+        .or(claims.sub)
+        .ok_or("the token names no client (client_id, azp or sub)")?;
+    Ok(Grant {
+        source: format!("{}#{client_id}", trusted.issuer),
+        client_id,
+        scopes: scope::parse_all(&claims.scope)?,
+        patient: claims.patient,
+    })
+}

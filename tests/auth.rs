@@ -1,0 +1,1279 @@
+//! SMART Backend Services, patient-scoped access, Provenance and AuditEvent (issue 5).
+//!
+//! Servers here run with `--auth required`; clients are registered in their database the way
+//! `signaal client add` does. The attack suite is a table: every row must be refused.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{expect_status, StoreKind, TestServer};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use signaal::client::Reply;
+use signaal::store::auth::{AuthStore, ClientRecord};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/auth");
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/{name}")).expect("fixture")
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A server that requires tokens, and its client registry.
+struct Secured {
+    server: TestServer,
+    clients: Arc<dyn AuthStore>,
+}
+
+impl Secured {
+    async fn start(kind: StoreKind) -> Option<Secured> {
+        Self::start_with(kind, |_| {}).await
+    }
+
+    async fn start_with(
+        kind: StoreKind,
+        configure: impl FnOnce(&mut signaal::server::Settings),
+    ) -> Option<Secured> {
+        let server = TestServer::start_configured(kind, |s| {
+            s.auth.required = true;
+            configure(s);
+        })
+        .await?;
+        let (_, clients) = signaal::store::open_with_auth(&server.database_url)
+            .await
+            .expect("open the client registry");
+        Some(Secured { server, clients })
+    }
+
+    fn token_url(&self) -> String {
+        format!("{}/auth/token", self.server.base.trim_end_matches("/fhir"))
+    }
+
+    async fn register(&self, id: &str, scope: &str, patient: Option<&str>) {
+        self.clients
+            .add_client(&ClientRecord {
+                id: id.into(),
+                name: format!("{id} test client"),
+                jwks: Some(fixture("client.jwks.json")),
+                jwks_url: None,
+                scope: scope.into(),
+                patient: patient.map(str::to_owned),
+                created: 0,
+            })
+            .await
+            .expect("register client");
+    }
+
+    /// Claims of a valid assertion for `client`.
+    fn claims(&self, client: &str) -> Value {
+        json!({
+            "iss": client,
+            "sub": client,
+            "aud": self.token_url(),
+            "exp": now() + 240,
+            "iat": now(),
+            "jti": uuid::Uuid::new_v4().to_string(),
+        })
+    }
+
+    async fn exchange(&self, assertion: &str, scope: &str) -> Reply {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair(
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            )
+            .append_pair("client_assertion", assertion)
+            .append_pair("scope", scope)
+            .finish();
+        self.server
+            .client
+            .send(
+                "POST",
+                &self.token_url(),
+                &[("content-type", "application/x-www-form-urlencoded")],
+                Some(body.into_bytes()),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// An access token for a registered client (RS384 assertion).
+    async fn token(&self, client: &str, scope: &str) -> String {
+        let reply = self
+            .exchange(&sign_rs384("rsa-1", &self.claims(client)), scope)
+            .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "token: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        reply.json()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn call(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        let auth = format!("Bearer {token}");
+        self.server
+            .client
+            .send(
+                method,
+                path,
+                &[("authorization", &auth)],
+                body.map(|b| b.to_string().into_bytes()),
+            )
+            .await
+            .unwrap()
+    }
+}
+
+fn sign_rs384(kid: &str, claims: &Value) -> String {
+    sign(Algorithm::RS384, kid, "rsa.pem", claims)
+}
+
+fn sign(alg: Algorithm, kid: &str, key_file: &str, claims: &Value) -> String {
+    let pem = fixture(key_file);
+    let key = match alg {
+        Algorithm::ES384 => EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+        _ => EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+    };
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.into());
+    encode(&header, claims, &key).unwrap()
+}
+
+/// Unpadded base64url (JWT segments), for hand-made tokens.
+fn b64(bytes: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// An HS256 JWT signed with `secret` (the "public key as HMAC secret" attack).
+fn sign_hs256(secret: &[u8], claims: &Value, kid: &str) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(kid.into());
+    encode(&header, claims, &EncodingKey::from_secret(secret)).unwrap()
+}
+
+macro_rules! secured {
+    ($name:ident, |$s:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($s: Secured) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(Secured::start(StoreKind::Sqlite).await.unwrap()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(s) = Secured::start(StoreKind::Postgres).await {
+                    run(s).await;
+                }
+            }
+        }
+    };
+}
+
+// ---- The token endpoint -------------------------------------------------------------------
+
+secured!(rs384_and_es384_assertions_get_short_lived_tokens, |s| {
+    s.register("vendor", "system/Observation.rs", None).await;
+    for (alg, kid, key) in [
+        (Algorithm::RS384, "rsa-1", "rsa.pem"),
+        (Algorithm::ES384, "ec-1", "ec.pem"),
+    ] {
+        let reply = s
+            .exchange(
+                &sign(alg, kid, key, &s.claims("vendor")),
+                "system/Observation.rs",
+            )
+            .await;
+        let body = reply.json();
+        assert_eq!(reply.status, 200, "{body}");
+        assert_eq!(body["token_type"], "bearer");
+        assert_eq!(body["scope"], "system/Observation.rs");
+        assert!(body["expires_in"].as_i64().unwrap() <= 300);
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+    }
+});
+
+// Every row is an attack on the token endpoint and must get no token.
+secured!(attacks_on_the_token_endpoint_are_refused, |s| {
+    s.register("vendor", "system/Observation.rs", None).await;
+    s.register("other", "system/Observation.rs", None).await;
+    let scope = "system/Observation.rs";
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut claims = s.claims("vendor");
+        change(&mut claims);
+        claims
+    };
+    let valid = s.claims("vendor");
+    let signed = sign_rs384("rsa-1", &valid);
+    let parts: Vec<&str> = signed.split('.').collect();
+    let mut tampered_claims = valid.clone();
+    tampered_claims["sub"] = json!("other");
+    tampered_claims["iss"] = json!("other");
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(tampered_claims.to_string().as_bytes()),
+        parts[2]
+    );
+    let alg_none = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "kid": "rsa-1"})
+            .to_string()
+            .as_bytes()),
+        b64(valid.to_string().as_bytes())
+    );
+    let rows: Vec<(&str, String)> = vec![
+        (
+            "expired exp",
+            sign_rs384("rsa-1", &with(&|c| c["exp"] = json!(now() - 600))),
+        ),
+        (
+            "not yet valid (nbf in the future)",
+            sign_rs384("rsa-1", &with(&|c| c["nbf"] = json!(now() + 600))),
+        ),
+        (
+            "issued in the future",
+            sign_rs384("rsa-1", &with(&|c| c["iat"] = json!(now() + 600))),
+        ),
+        (
+            "exp too far ahead",
+            sign_rs384("rsa-1", &with(&|c| c["exp"] = json!(now() + 3600))),
+        ),
+        (
+            "no exp",
+            sign_rs384(
+                "rsa-1",
+                &with(&|c| {
+                    c.as_object_mut().unwrap().remove("exp");
+                }),
+            ),
+        ),
+        (
+            "wrong aud",
+            sign_rs384(
+                "rsa-1",
+                &with(&|c| c["aud"] = json!("http://elsewhere/auth/token")),
+            ),
+        ),
+        (
+            "iss is not sub",
+            sign_rs384("rsa-1", &with(&|c| c["sub"] = json!("other"))),
+        ),
+        (
+            "unknown iss",
+            sign_rs384(
+                "rsa-1",
+                &with(&|c| {
+                    c["iss"] = json!("nobody");
+                    c["sub"] = json!("nobody");
+                }),
+            ),
+        ),
+        (
+            "no jti",
+            sign_rs384(
+                "rsa-1",
+                &with(&|c| {
+                    c.as_object_mut().unwrap().remove("jti");
+                }),
+            ),
+        ),
+        ("alg none", alg_none),
+        (
+            "HS256 signed with the public key",
+            sign_hs256(fixture("rsa.pub.pem").as_bytes(), &valid, "rsa-1"),
+        ),
+        (
+            "unknown kid",
+            sign(Algorithm::RS384, "rsa-2", "other-rsa.pem", &valid),
+        ),
+        (
+            "signed by another key under a known kid",
+            sign(Algorithm::RS384, "rsa-1", "other-rsa.pem", &valid),
+        ),
+        (
+            "ES384 under an RSA kid",
+            sign(Algorithm::ES384, "rsa-1", "ec.pem", &valid),
+        ),
+        (
+            "RS256 instead of RS384",
+            sign(Algorithm::RS256, "rsa-1", "rsa.pem", &valid),
+        ),
+        ("tampered payload", tampered),
+        ("not a JWT", "not.a.jwt".into()),
+    ];
+    for (attack, assertion) in rows {
+        let reply = s.exchange(&assertion, scope).await;
+        let body = reply.json();
+        assert!(
+            reply.status == 400 || reply.status == 401,
+            "{attack}: got {} {body}",
+            reply.status
+        );
+        assert!(body["access_token"].is_null(), "{attack}: {body}");
+        assert!(body["error"].is_string(), "{attack}: {body}");
+    }
+    // The untouched assertion is fine once, and a replay of its jti is refused.
+    assert_eq!(s.exchange(&signed, scope).await.status, 200);
+    let replay = s.exchange(&signed, scope).await;
+    assert_eq!(replay.status, 400, "replayed jti");
+    assert_eq!(replay.json()["error"], "invalid_grant");
+});
+
+secured!(scopes_beyond_the_registration_are_not_granted, |s| {
+    s.register("vendor", "system/Observation.rs", None).await;
+    let escalate = s
+        .exchange(
+            &sign_rs384("rsa-1", &s.claims("vendor")),
+            "system/Patient.read system/Observation.cruds",
+        )
+        .await;
+    assert_eq!(escalate.status, 400);
+    assert_eq!(escalate.json()["error"], "invalid_scope");
+    // Asking for more and less at once: only what is covered is granted.
+    let partial = s
+        .exchange(
+            &sign_rs384("rsa-1", &s.claims("vendor")),
+            "system/Observation.r system/Patient.r",
+        )
+        .await;
+    assert_eq!(partial.status, 200);
+    assert_eq!(partial.json()["scope"], "system/Observation.r");
+});
+
+// ---- Requests with tokens -----------------------------------------------------------------
+
+secured!(
+    requests_without_a_valid_token_get_401_with_www_authenticate,
+    |s| {
+        for header in [None, Some("Bearer nonsense"), Some("Basic dXNlcjpwYXNz")] {
+            let headers: Vec<(&str, &str)> = header.iter().map(|h| ("authorization", *h)).collect();
+            let reply = s
+                .server
+                .client
+                .send("GET", "Observation", &headers, None)
+                .await
+                .unwrap();
+            expect_status(&reply, 401);
+            assert!(reply
+                .header("www-authenticate")
+                .unwrap()
+                .starts_with("Bearer"));
+        }
+        // An access token of this server's format signed by someone else.
+        let forged = sign_hs256(
+            b"guessed secret",
+            &json!({
+                "iss": s.token_url(), "sub": "vendor", "aud": s.server.base, "exp": now() + 100,
+                "iat": now(), "jti": "x", "scope": "system/*.cruds"
+            }),
+            "k",
+        );
+        expect_status(&s.call(&forged, "GET", "Observation", None).await, 401);
+        // The CapabilityStatement and SMART configuration stay public.
+        let metadata = expect_status(&s.server.client.get("metadata").await.unwrap(), 200);
+        assert_eq!(
+            metadata["rest"][0]["security"]["service"][0]["coding"][0]["code"],
+            "SMART-on-FHIR"
+        );
+        assert_eq!(
+            metadata["rest"][0]["security"]["extension"][0]["extension"][0]["valueUri"],
+            s.token_url()
+        );
+        let smart = expect_status(
+            &s.server
+                .client
+                .get(".well-known/smart-configuration")
+                .await
+                .unwrap(),
+            200,
+        );
+        assert_eq!(smart["token_endpoint"], s.token_url());
+        assert_eq!(
+            s.server
+                .client
+                .get(".well-known/smart-configuration")
+                .await
+                .unwrap()
+                .header("content-type"),
+            Some("application/json")
+        );
+        assert!(smart["token_endpoint_auth_signing_alg_values_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ES384")));
+    }
+);
+
+fn observation(patient: &str, category: &str) -> Value {
+    json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": category,
+        }]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "valueQuantity": {"value": 60, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
+    })
+}
+
+secured!(scope_escalation_is_refused_with_403, |s| {
+    s.register("reader", "system/Observation.rs", None).await;
+    let token = s.token("reader", "system/Observation.rs").await;
+    expect_status(&s.call(&token, "GET", "Observation", None).await, 200);
+    // Writing with a read scope, and another type than the scope's.
+    expect_status(
+        &s.call(
+            &token,
+            "POST",
+            "Observation",
+            Some(&observation("a", "vital-signs")),
+        )
+        .await,
+        403,
+    );
+    expect_status(&s.call(&token, "GET", "Patient", None).await, 403);
+    expect_status(&s.call(&token, "GET", "Patient/a", None).await, 403);
+    expect_status(&s.call(&token, "GET", "_history", None).await, 403);
+    // A v2 scope without `r`: search is allowed, read is not.
+    s.register("searcher", "system/Observation.s", None).await;
+    let search_only = s.token("searcher", "system/Observation.s").await;
+    expect_status(&s.call(&search_only, "GET", "Observation", None).await, 200);
+    expect_status(
+        &s.call(&search_only, "GET", "Observation/x", None).await,
+        403,
+    );
+    // The audit trail needs its own scope: `*` does not reach it, and nobody writes it.
+    s.register("all", "system/*.cruds", None).await;
+    let all = s.token("all", "system/*.cruds").await;
+    expect_status(&s.call(&all, "GET", "AuditEvent", None).await, 403);
+    s.register("auditor", "system/AuditEvent.cruds", None).await;
+    let auditor = s.token("auditor", "system/AuditEvent.cruds").await;
+    let forged = json!({"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2024-01-01T00:00:00Z",
+        "agent": [{"requestor": true}], "source": {"observer": {"display": "x"}}});
+    expect_status(
+        &s.call(&auditor, "POST", "AuditEvent", Some(&forged)).await,
+        403,
+    );
+});
+
+secured!(granular_scope_filters_cannot_be_bypassed, |s| {
+    s.register("writer", "system/*.cruds", None).await;
+    let writer = s.token("writer", "system/*.cruds").await;
+    let vital = expect_status(
+        &s.call(
+            &writer,
+            "POST",
+            "Observation",
+            Some(&observation("a", "vital-signs")),
+        )
+        .await,
+        201,
+    );
+    let lab = expect_status(
+        &s.call(
+            &writer,
+            "POST",
+            "Observation",
+            Some(&observation("a", "laboratory")),
+        )
+        .await,
+        201,
+    );
+    let lab_id = lab["id"].as_str().unwrap();
+    s.register(
+        "vitals",
+        "system/Observation.crus?category=vital-signs",
+        None,
+    )
+    .await;
+    let vitals = s
+        .token("vitals", "system/Observation.crus?category=vital-signs")
+        .await;
+    let all = expect_status(&s.call(&vitals, "GET", "Observation", None).await, 200);
+    assert_eq!(all["total"], 1, "{all}");
+    assert_eq!(all["entry"][0]["resource"]["id"], vital["id"]);
+    let asked = expect_status(
+        &s.call(&vitals, "GET", "Observation?category=laboratory", None)
+            .await,
+        200,
+    );
+    assert_eq!(asked["total"], 0);
+    expect_status(
+        &s.call(&vitals, "GET", &format!("Observation/{lab_id}"), None)
+            .await,
+        404,
+    );
+    expect_status(
+        &s.call(
+            &vitals,
+            "GET",
+            &format!("Observation/{lab_id}/_history/1"),
+            None,
+        )
+        .await,
+        404,
+    );
+    expect_status(
+        &s.call(
+            &vitals,
+            "GET",
+            &format!("Observation/{lab_id}/_history"),
+            None,
+        )
+        .await,
+        404,
+    );
+    let type_history = expect_status(
+        &s.call(&vitals, "GET", "Observation/_history", None).await,
+        200,
+    );
+    let ids: Vec<&Value> = type_history["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"]["id"])
+        .collect();
+    assert_eq!(ids, vec![&vital["id"]], "{type_history}");
+    // Writing outside the filter, or turning a filtered resource into one: refused.
+    expect_status(
+        &s.call(
+            &vitals,
+            "POST",
+            "Observation",
+            Some(&observation("a", "laboratory")),
+        )
+        .await,
+        403,
+    );
+    let mut relabel = observation("a", "laboratory");
+    relabel["id"] = vital["id"].clone();
+    expect_status(
+        &s.call(
+            &vitals,
+            "PUT",
+            &format!("Observation/{}", vital["id"].as_str().unwrap()),
+            Some(&relabel),
+        )
+        .await,
+        403,
+    );
+    let mut lab_update = observation("a", "vital-signs");
+    lab_update["id"] = json!(lab_id);
+    expect_status(
+        &s.call(
+            &vitals,
+            "PUT",
+            &format!("Observation/{lab_id}"),
+            Some(&lab_update),
+        )
+        .await,
+        403,
+    );
+    expect_status(
+        &s.call(
+            &vitals,
+            "POST",
+            "Observation",
+            Some(&observation("a", "vital-signs")),
+        )
+        .await,
+        201,
+    );
+});
+
+// ---- Patient-bound tokens -----------------------------------------------------------------
+
+/// Patients a and b with an Observation each (written by an all-access client); a client
+/// bound to Patient a. Returns (a's token, the admin token, a's Observation id, b's).
+async fn two_patients(s: &Secured) -> (String, String, String, String) {
+    s.register("admin", "system/*.cruds", None).await;
+    let admin = s.token("admin", "system/*.cruds").await;
+    for (id, name) in [("a", "Alpha"), ("b", "Bravo")] {
+        let patient = json!({"resourceType": "Patient", "id": id, "name": [{"family": name}],
+            "identifier": [{"system": "urn:test", "value": format!("{id}-ident")}]});
+        expect_status(
+            &s.call(&admin, "PUT", &format!("Patient/{id}"), Some(&patient))
+                .await,
+            201,
+        );
+    }
+    let oa = expect_status(
+        &s.call(
+            &admin,
+            "POST",
+            "Observation",
+            Some(&observation("a", "vital-signs")),
+        )
+        .await,
+        201,
+    );
+    let ob = expect_status(
+        &s.call(
+            &admin,
+            "POST",
+            "Observation",
+            Some(&observation("b", "vital-signs")),
+        )
+        .await,
+        201,
+    );
+    s.register("pgo", "patient/*.cruds", Some("a")).await;
+    let reply = s
+        .exchange(&sign_rs384("rsa-1", &s.claims("pgo")), "patient/*.cruds")
+        .await;
+    let body = reply.json();
+    assert_eq!(reply.status, 200, "{body}");
+    assert_eq!(body["patient"], "a");
+    // A patient-bound client cannot get system scopes.
+    let system = s
+        .exchange(&sign_rs384("rsa-1", &s.claims("pgo")), "system/*.cruds")
+        .await;
+    assert_eq!(system.status, 400);
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        admin,
+        oa["id"].as_str().unwrap().to_owned(),
+        ob["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The ids of the resources in a Bundle, as `Type/id`.
+fn ids(bundle: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = bundle["entry"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|e| {
+                    let r = &e["resource"];
+                    Some(format!(
+                        "{}/{}",
+                        r["resourceType"].as_str()?,
+                        r["id"].as_str()?
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+secured!(
+    a_patient_bound_token_reads_nothing_of_another_patient,
+    |s| {
+        let (pgo, _, oa, ob) = two_patients(&s).await;
+        let own = vec!["Observation/".to_owned() + &oa];
+        let own_and_patient = {
+            let mut v = vec![format!("Observation/{oa}"), "Patient/a".to_owned()];
+            v.sort();
+            v
+        };
+        // Single resources of b read as unknown.
+        for path in [
+            format!("Observation/{ob}"),
+            "Patient/b".to_owned(),
+            format!("Observation/{ob}/_history/1"),
+            format!("Observation/{ob}/_history"),
+        ] {
+            expect_status(&s.call(&pgo, "GET", &path, None).await, 404);
+        }
+        expect_status(
+            &s.call(&pgo, "GET", &format!("Observation/{oa}"), None)
+                .await,
+            200,
+        );
+        expect_status(&s.call(&pgo, "GET", "Patient/a", None).await, 200);
+        // Searches, includes, chains, _has, compartments, history and $lastn see a's data only.
+        let cases: Vec<(&str, Vec<String>)> = vec![
+            ("Observation", own.clone()),
+            ("Observation?subject=Patient/b", vec![]),
+            (
+                "Observation?_include=Observation:subject",
+                own_and_patient.clone(),
+            ),
+            (
+                "Patient?_revinclude=Observation:subject",
+                own_and_patient.clone(),
+            ),
+            ("Patient", vec!["Patient/a".into()]),
+            ("Observation?subject:Patient.name=Bravo", vec![]),
+            ("Observation?subject:Patient.name=Alpha", own.clone()),
+            (
+                "Patient?_has:Observation:subject:code=8867-4",
+                vec!["Patient/a".into()],
+            ),
+            ("Patient/b/Observation", vec![]),
+            ("Observation/_history", own.clone()),
+            ("_history", own_and_patient.clone()),
+            (
+                "Observation/$lastn?code=http://loinc.org|8867-4",
+                own.clone(),
+            ),
+        ];
+        for (query, expected) in cases {
+            let bundle = expect_status(&s.call(&pgo, "GET", query, None).await, 200);
+            // (The Provenance of Patient a's creation, and the RiskAssessments the scoring
+            // worker writes for a, are in a's compartment too.)
+            let found: Vec<String> = ids(&bundle)
+                .into_iter()
+                .filter(|i| !i.starts_with("Provenance/") && !i.starts_with("RiskAssessment/"))
+                .collect();
+            assert_eq!(found, expected, "{query}: {bundle}");
+            let entries = bundle["entry"].to_string();
+            assert!(
+                !entries.contains(&ob) && !entries.contains("Bravo"),
+                "{query} leaks: {bundle}"
+            );
+        }
+        // Paging links carry no other patient's data either.
+        let page = expect_status(
+            &s.call(&pgo, "GET", "Observation?_count=1&_total=accurate", None)
+                .await,
+            200,
+        );
+        assert!(
+            page["link"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|l| l["relation"] != "next"),
+            "{page}"
+        );
+        // A batch GET entry is checked like a request.
+        let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": format!("Observation/{ob}")}},
+            {"request": {"method": "GET", "url": "Observation?subject=Patient/b"}},
+        ]});
+        let answer = expect_status(&s.call(&pgo, "POST", "", Some(&batch)).await, 200);
+        assert!(
+            answer["entry"][0]["response"]["status"]
+                .as_str()
+                .unwrap()
+                .starts_with("404"),
+            "{answer}"
+        );
+        assert_eq!(answer["entry"][1]["resource"]["total"], 0, "{answer}");
+        assert!(!answer.to_string().contains("Bravo"), "{answer}");
+    }
+);
+
+secured!(a_patient_bound_token_writes_only_in_its_compartment, |s| {
+    let (pgo, admin, oa, ob) = two_patients(&s).await;
+    // Own data: fine, and stamped with the client.
+    let created = expect_status(
+        &s.call(
+            &pgo,
+            "POST",
+            "Observation",
+            Some(&observation("a", "vital-signs")),
+        )
+        .await,
+        201,
+    );
+    assert_eq!(created["meta"]["source"], "urn:signaal:client:pgo");
+    let mut update = observation("a", "vital-signs");
+    update["id"] = json!(oa);
+    expect_status(
+        &s.call(&pgo, "PUT", &format!("Observation/{oa}"), Some(&update))
+            .await,
+        200,
+    );
+    // b's data, or moving data to b: refused.
+    expect_status(
+        &s.call(
+            &pgo,
+            "POST",
+            "Observation",
+            Some(&observation("b", "vital-signs")),
+        )
+        .await,
+        403,
+    );
+    let mut steal = observation("a", "vital-signs");
+    steal["id"] = json!(ob);
+    expect_status(
+        &s.call(&pgo, "PUT", &format!("Observation/{ob}"), Some(&steal))
+            .await,
+        403,
+    );
+    let mut move_out = observation("b", "vital-signs");
+    move_out["id"] = json!(oa);
+    expect_status(
+        &s.call(&pgo, "PUT", &format!("Observation/{oa}"), Some(&move_out))
+            .await,
+        403,
+    );
+    expect_status(
+        &s.call(&pgo, "DELETE", &format!("Observation/{ob}"), None)
+            .await,
+        403,
+    );
+    expect_status(
+        &s.call(&pgo, "DELETE", "Observation?subject=Patient/b", None)
+            .await,
+        204,
+    );
+    // Transaction entries: each is checked, and one bad entry rolls back the whole.
+    let mut steal_entry = observation("a", "vital-signs");
+    steal_entry["id"] = json!(ob);
+    let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": observation("a", "vital-signs"), "request": {"method": "POST", "url": "Observation"}},
+        {"resource": steal_entry, "request": {"method": "PUT", "url": format!("Observation/{ob}")}},
+    ]});
+    let refused = s.call(&pgo, "POST", "", Some(&transaction)).await;
+    assert!(
+        refused.status >= 400,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert!(!String::from_utf8_lossy(&refused.body).contains("Bravo"));
+    // A conditional reference cannot find b.
+    let mut by_identifier = observation("a", "vital-signs");
+    by_identifier["subject"] = json!({"reference": "Patient?identifier=urn:test|b-ident"});
+    let conditional = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": by_identifier, "request": {"method": "POST", "url": "Observation"}},
+    ]});
+    let refused = s.call(&pgo, "POST", "", Some(&conditional)).await;
+    assert!(
+        refused.status >= 400,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    // b's Observation is as the admin wrote it, and b has no new data.
+    let b_data = expect_status(
+        &s.call(&admin, "GET", "Observation?subject=Patient/b", None)
+            .await,
+        200,
+    );
+    assert_eq!(ids(&b_data), vec![format!("Observation/{ob}")]);
+    let b_obs = expect_status(
+        &s.call(&admin, "GET", &format!("Observation/{ob}"), None)
+            .await,
+        200,
+    );
+    assert_eq!(b_obs["meta"]["versionId"], "1");
+});
+
+// ---- Traces --------------------------------------------------------------------------------
+
+secured!(every_write_has_its_provenance_and_source, |s| {
+    s.register("writer", "system/*.cruds", None).await;
+    let writer = s.token("writer", "system/*.cruds").await;
+    let created = expect_status(
+        &s.call(
+            &writer,
+            "POST",
+            "Observation",
+            Some(&observation("a", "vital-signs")),
+        )
+        .await,
+        201,
+    );
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(created["meta"]["source"], "urn:signaal:client:writer");
+    let read = expect_status(
+        &s.call(&writer, "GET", &format!("Observation/{id}"), None)
+            .await,
+        200,
+    );
+    assert_eq!(read["meta"]["source"], "urn:signaal:client:writer");
+    let mut update = observation("a", "vital-signs");
+    update["id"] = json!(id);
+    expect_status(
+        &s.call(&writer, "PUT", &format!("Observation/{id}"), Some(&update))
+            .await,
+        200,
+    );
+    expect_status(
+        &s.call(&writer, "DELETE", &format!("Observation/{id}"), None)
+            .await,
+        204,
+    );
+    let provenance = expect_status(
+        &s.call(
+            &writer,
+            "GET",
+            &format!("Provenance?target=Observation/{id}&_sort=recorded"),
+            None,
+        )
+        .await,
+        200,
+    );
+    let entries = provenance["entry"].as_array().expect("provenances");
+    assert_eq!(entries.len(), 3, "{provenance}");
+    let mut seen: Vec<(String, String)> = entries
+        .iter()
+        .map(|e| {
+            let p = &e["resource"];
+            assert_eq!(p["agent"][0]["who"]["identifier"]["value"], "writer");
+            assert!(p["recorded"].is_string());
+            (
+                p["target"][0]["reference"].as_str().unwrap().to_owned(),
+                p["activity"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (format!("Observation/{id}/_history/1"), "CREATE".to_owned()),
+            (format!("Observation/{id}/_history/2"), "UPDATE".to_owned()),
+            (format!("Observation/{id}/_history/3"), "DELETE".to_owned()),
+        ]
+    );
+});
+
+/// AuditEvents are written behind the requests: wait (boundedly) until `n` are searchable.
+async fn audit_events(s: &Secured, token: &str, query: &str, n: usize) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        last = expect_status(
+            &s.call(
+                token,
+                "GET",
+                &format!("AuditEvent?{query}&_count=100"),
+                None,
+            )
+            .await,
+            200,
+        );
+        if last["entry"].as_array().is_some_and(|e| e.len() >= n) {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} AuditEvents for {query}: {last}");
+}
+
+secured!(every_request_has_its_audit_event, |s| {
+    let (pgo, _, oa, _) = two_patients(&s).await;
+    s.register("auditor", "system/AuditEvent.rs", None).await;
+    let auditor = s.token("auditor", "system/AuditEvent.rs").await;
+    expect_status(
+        &s.call(&pgo, "GET", &format!("Observation/{oa}"), None)
+            .await,
+        200,
+    );
+    expect_status(&s.call(&pgo, "GET", "Observation/nope", None).await, 404);
+    expect_status(&s.server.client.get("Observation").await.unwrap(), 401);
+    let read = audit_events(&s, &auditor, &format!("entity=Observation/{oa}"), 1).await;
+    let event = &read["entry"][0]["resource"];
+    assert_eq!(event["agent"][0]["who"]["identifier"]["value"], "pgo");
+    assert_eq!(event["subtype"][0]["code"], "read");
+    assert_eq!(event["action"], "R");
+    assert_eq!(event["outcome"], "0");
+    assert!(event["entity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["what"]["reference"] == "Patient/a"));
+    let failed = audit_events(&s, &auditor, "outcome=4", 2).await;
+    let anonymous = failed["entry"].as_array().unwrap().iter().any(|e| {
+        e["resource"]["agent"][0]["who"]["identifier"].is_null()
+            && e["resource"]["outcomeDesc"] == "HTTP 401"
+    });
+    assert!(anonymous, "the refused request is audited: {failed}");
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_events_are_flushed_on_shutdown() {
+    let mut s = Secured::start(StoreKind::Sqlite).await.unwrap();
+    s.register("writer", "system/*.cruds", None).await;
+    let writer = s.token("writer", "system/*.cruds").await;
+    for _ in 0..50 {
+        expect_status(&s.call(&writer, "GET", "Observation", None).await, 200);
+    }
+    s.server.shut_down().await;
+    let (store, _) = signaal::store::open_with_auth(&s.server.database_url)
+        .await
+        .unwrap();
+    let query = signaal::search::query::SearchQuery {
+        rtype: "AuditEvent".into(),
+        count: 100,
+        ..Default::default()
+    };
+    assert_eq!(store.count(&query).await.unwrap(), 50);
+    store.close().await;
+}
+
+// ---- Modes ----------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_server_on_another_address_than_loopback_refuses_to_start() {
+    let (database_url, _dir) = common::fresh_database(StoreKind::Sqlite).await.unwrap();
+    let settings = signaal::server::Settings::new("0.0.0.0:0".parse().unwrap(), database_url);
+    let error = signaal::server::start(&settings)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        error.to_string().contains("without authorization"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loopback_server_requires_tokens_once_a_client_is_registered() {
+    let server = TestServer::start(StoreKind::Sqlite).await.unwrap();
+    expect_status(&server.client.get("Observation").await.unwrap(), 200);
+    let (_, clients) = signaal::store::open_with_auth(&server.database_url)
+        .await
+        .unwrap();
+    clients
+        .add_client(&ClientRecord {
+            id: "first".into(),
+            name: "first".into(),
+            jwks: Some(fixture("client.jwks.json")),
+            jwks_url: None,
+            scope: "system/*.read".into(),
+            patient: None,
+            created: 0,
+        })
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if server.client.get("Observation").await.unwrap().status == 401 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the server still answers without a token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_of_a_trusted_issuer_are_honoured_with_their_patient_and_scope() {
+    let issuer = "http://login.example.org";
+    let s = Secured::start_with(StoreKind::Sqlite, |settings| {
+        settings.auth.trusted_issuer = Some(issuer.into());
+        settings.auth.trusted_jwks = Some(format!("{FIXTURES}/other.jwks.json"));
+    })
+    .await
+    .unwrap();
+    let (_, _, oa, _) = two_patients(&s).await;
+    let claims = |iss: &str| {
+        json!({"iss": iss, "aud": s.server.base, "exp": now() + 120, "sub": "user-17",
+               "client_id": "portal", "scope": "patient/Observation.rs", "patient": "a"})
+    };
+    let portal = sign(Algorithm::RS384, "rsa-2", "other-rsa.pem", &claims(issuer));
+    let seen = expect_status(&s.call(&portal, "GET", "Observation", None).await, 200);
+    assert_eq!(ids(&seen), vec![format!("Observation/{oa}")]);
+    expect_status(&s.call(&portal, "GET", "Patient/a", None).await, 403);
+    let impostor = sign(
+        Algorithm::RS384,
+        "rsa-2",
+        "other-rsa.pem",
+        &claims("http://evil.example.org"),
+    );
+    expect_status(&s.call(&impostor, "GET", "Observation", None).await, 401);
+}
+
+// ---- The example ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_client_example_pushes_a_measurement() {
+    let s = Secured::start(StoreKind::Sqlite).await.unwrap();
+    let work = common::TempDir::new();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/backend-client/push-measurement.sh"
+    );
+    let mut command = std::process::Command::new("bash");
+    command
+        .arg(script)
+        .env("SIGNAAL", env!("CARGO_BIN_EXE_signaal"))
+        .env("DATABASE", &s.server.database_url)
+        .env("SERVER", s.server.base.trim_end_matches("/fhir"))
+        .env("WORK", &work.0);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the example failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pushed: Value =
+        serde_json::from_str(stdout.lines().rev().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert_eq!(pushed["resourceType"], "Observation", "{stdout}");
+    assert_eq!(pushed["meta"]["source"], "urn:signaal:client:pgo-vendor");
+    s.register("admin", "system/*.cruds", None).await;
+    let admin = s.token("admin", "system/*.cruds").await;
+    let id = pushed["id"].as_str().unwrap();
+    expect_status(
+        &s.call(&admin, "GET", &format!("Observation/{id}"), None)
+            .await,
+        200,
+    );
+    let provenance = expect_status(
+        &s.call(
+            &admin,
+            "GET",
+            &format!("Provenance?target=Observation/{id}"),
+            None,
+        )
+        .await,
+        200,
+    );
+    assert_eq!(provenance["total"], 1, "{provenance}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_command_adds_lists_and_removes_clients() {
+    let (database, _dir) = common::fresh_database(StoreKind::Sqlite).await.unwrap();
+    let jwks = format!("{FIXTURES}/client.jwks.json");
+    let signaal = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_signaal"))
+            .arg("client")
+            .args(args)
+            .args(["--database", &database])
+            .output()
+            .expect("run signaal client");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let add = [
+        "add",
+        "--id",
+        "coach",
+        "--name",
+        "Coach app",
+        "--jwks",
+        &jwks,
+    ];
+    assert!(
+        signaal(
+            &[
+                &add[..],
+                &[
+                    "--scope",
+                    "patient/Observation.rs",
+                    "--patient",
+                    "Patient/p1"
+                ]
+            ]
+            .concat()
+        )
+        .0
+    );
+    // A duplicate id, system scopes for a patient-bound client, unknown types: refused.
+    assert!(
+        !signaal(
+            &[
+                &add[..],
+                &["--scope", "patient/Observation.rs", "--patient", "p1"]
+            ]
+            .concat()
+        )
+        .0
+    );
+    let other = ["add", "--id", "other", "--name", "Other", "--jwks", &jwks];
+    assert!(
+        !signaal(
+            &[
+                &other[..],
+                &["--scope", "system/Observation.rs", "--patient", "p1"]
+            ]
+            .concat()
+        )
+        .0
+    );
+    assert!(!signaal(&[&other[..], &["--scope", "system/Nonsense.rs"]].concat()).0);
+    let (ok, listed) = signaal(&["list"]);
+    assert!(ok);
+    assert!(
+        listed.contains("coach\tCoach app\tPatient/p1\tpatient/Observation.rs"),
+        "{listed}"
+    );
+    assert!(!listed.contains("other"));
+    assert!(signaal(&["remove", "coach"]).0);
+    assert!(!signaal(&["remove", "coach"]).0);
+    assert_eq!(signaal(&["list"]).1, "");
+}
+
+/// A client that publishes its JWKS at a URL: fetched, cached, and fetched again for a new kid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_url_is_fetched_and_refetched_for_a_rotated_key() {
+    use std::sync::Mutex;
+    let published = Arc::new(Mutex::new(fixture("client.jwks.json")));
+    let serving = published.clone();
+    let router = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let serving = serving.clone();
+            async move { serving.lock().unwrap().clone() }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let s = Secured::start(StoreKind::Sqlite).await.unwrap();
+    s.clients
+        .add_client(&ClientRecord {
+            id: "hospital".into(),
+            name: "Hospital EHR".into(),
+            jwks: None,
+            jwks_url: Some(jwks_url),
+            scope: "system/Observation.rs".into(),
+            patient: None,
+            created: 0,
+        })
+        .await
+        .unwrap();
+    let scope = "system/Observation.rs";
+    let rotated = |s: &Secured| {
+        sign(
+            Algorithm::RS384,
+            "rsa-2",
+            "other-rsa.pem",
+            &s.claims("hospital"),
+        )
+    };
+    assert_eq!(
+        s.exchange(&sign_rs384("rsa-1", &s.claims("hospital")), scope)
+            .await
+            .status,
+        200
+    );
+    // A kid the published JWKS does not have is refused…
+    assert_eq!(s.exchange(&rotated(&s), scope).await.status, 401);
+    // …until the client publishes it (the server refetches at most once a second).
+    *published.lock().unwrap() = fixture("other.jwks.json");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(s.exchange(&rotated(&s), scope).await.status, 200);
+}
