@@ -288,6 +288,31 @@ both_stores!(
         assert_eq!(reasons[2], "spo2-low");
         assert_eq!(resources(&searched, "Patient").len(), 3);
 
+        // The coach's example tool prints the same ranking.
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/coach/worklist.py");
+        let (coach_id, base) = (coach.clone(), server.base.clone());
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("python3")
+                .args([script, &coach_id, &base])
+                .output()
+                .expect("python3 runs the example")
+        })
+        .await
+        .unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let first = printed
+            .find(&format!("1. Patient/{hypo}"))
+            .expect("hypo first");
+        let second = printed
+            .find(&format!("2. Patient/{breathless}"))
+            .expect("breathless second");
+        assert!(first < second, "{printed}");
+        assert!(printed.contains("[ 95] Glucose < 3.0 mmol/L"), "{printed}");
         let reply = server
             .client
             .get("Practitioner/nobody/$worklist")
