@@ -4,24 +4,10 @@
 
 mod common;
 
-use common::{expect_status, TestServer};
+use common::{ids, TestServer};
 use serde_json::{json, Value};
 
 const UCUM: &str = "http://unitsofmeasure.org";
-
-async fn ids(server: &TestServer, query: &str) -> Vec<String> {
-    let reply = server.client.get(query).await.unwrap();
-    let bundle = expect_status(&reply, 200);
-    let mut ids: Vec<String> = bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
 
 fn observation(id: &str, value: Value, system: &str, code: &str) -> Value {
     json!({

@@ -2,37 +2,8 @@
 
 mod common;
 
-use common::{expect_status, TestServer};
+use common::{expect_status, ids, put, TestServer};
 use serde_json::{json, Value};
-
-/// Ids of the matches of a search, sorted.
-async fn ids(server: &TestServer, query: &str) -> Vec<String> {
-    let reply = server.client.get(query).await.unwrap();
-    let bundle = expect_status(&reply, 200);
-    let mut ids: Vec<String> = bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
-
-async fn put(server: &TestServer, resource: Value) {
-    let path = format!(
-        "{}/{}",
-        resource["resourceType"].as_str().unwrap(),
-        resource["id"].as_str().unwrap()
-    );
-    let reply = server.client.put(&path, &resource).await.unwrap();
-    assert!(
-        reply.status == 200 || reply.status == 201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-}
 
 fn weight(id: &str, patient: &str, value: Value, unit: &str, code: &str) -> Value {
     json!({

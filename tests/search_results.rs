@@ -3,22 +3,8 @@
 
 mod common;
 
-use common::{expect_status, TestServer};
+use common::{expect_status, put, TestServer};
 use serde_json::{json, Value};
-
-async fn put(server: &TestServer, resource: Value) {
-    let path = format!(
-        "{}/{}",
-        resource["resourceType"].as_str().unwrap(),
-        resource["id"].as_str().unwrap()
-    );
-    let reply = server.client.put(&path, &resource).await.unwrap();
-    assert!(
-        reply.status == 200 || reply.status == 201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-}
 
 async fn bundle(server: &TestServer, query: &str) -> Value {
     expect_status(&server.client.get(query).await.unwrap(), 200)

@@ -4,47 +4,8 @@
 
 mod common;
 
-use common::{expect_status, TestServer};
-use serde_json::{json, Value};
-
-async fn ids(server: &TestServer, query: &str) -> Vec<String> {
-    let reply = server.client.get(query).await.unwrap();
-    let bundle = expect_status(&reply, 200);
-    let mut ids: Vec<String> = bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
-
-async fn put(server: &TestServer, resource: Value) {
-    let path = format!(
-        "{}/{}",
-        resource["resourceType"].as_str().unwrap(),
-        resource["id"].as_str().unwrap()
-    );
-    let reply = server.client.put(&path, &resource).await.unwrap();
-    assert!(
-        reply.status == 200 || reply.status == 201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-}
-
-/// The diagnostics of the 400 OperationOutcome a search gets.
-async fn refused(server: &TestServer, query: &str) -> String {
-    let reply = server.client.get(query).await.unwrap();
-    let outcome = expect_status(&reply, 400);
-    assert_eq!(outcome["resourceType"], "OperationOutcome", "{query}");
-    outcome["issue"][0]["diagnostics"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
+use common::{expect_status, ids, put, refused, TestServer};
+use serde_json::json;
 
 const INTENT: &str = "http://hl7.org/fhir/request-intent";
 const VITALS: &str = "http://example.org/fhir/CodeSystem/vitals";
