@@ -1006,6 +1006,45 @@ secured!(every_request_has_its_audit_event, |s| {
     assert!(anonymous, "the refused request is audited: {failed}");
 });
 
+secured!(token_requests_have_their_audit_event, |s| {
+    s.register("auditor", "system/AuditEvent.rs", None).await;
+    let auditor = s.token("auditor", "system/AuditEvent.rs").await;
+    // Refused: a client that is not registered, and an assertion signed with an unknown key.
+    let stranger = s
+        .exchange(&sign_rs384("rsa-1", &s.claims("stranger")), "system/*.rs")
+        .await;
+    assert_eq!(stranger.status, 401);
+    let unknown_key = s
+        .exchange(
+            &sign_rs384("no-such-kid", &s.claims("auditor")),
+            "system/AuditEvent.rs",
+        )
+        .await;
+    assert_eq!(unknown_key.status, 401);
+    // The auditor's own token request (granted) and the two refusals.
+    let logins = audit_events(&s, &auditor, "type=110114", 3).await;
+    let events: Vec<&Value> = logins["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    let of = |client: &str, outcome: &str| {
+        events
+            .iter()
+            .filter(|e| {
+                e["agent"][0]["who"]["identifier"]["value"] == client && e["outcome"] == outcome
+            })
+            .count()
+    };
+    assert_eq!(of("auditor", "0"), 1, "the granted request: {logins}");
+    assert_eq!(of("auditor", "4"), 1, "the refused request: {logins}");
+    assert_eq!(of("stranger", "4"), 1, "the unknown client: {logins}");
+    assert!(events.iter().all(
+        |e| e["subtype"][0]["code"] == "110122" && e["entity"][0]["name"] == "POST /auth/token"
+    ));
+});
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_events_are_flushed_on_shutdown() {
     let mut s = Secured::start(StoreKind::Sqlite).await.unwrap();
@@ -1023,7 +1062,8 @@ async fn audit_events_are_flushed_on_shutdown() {
         count: 100,
         ..Default::default()
     };
-    assert_eq!(store.count(&query).await.unwrap(), 50);
+    // The 50 requests and the token request before them.
+    assert_eq!(store.count(&query).await.unwrap(), 51);
     store.close().await;
 }
 
