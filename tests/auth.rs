@@ -954,6 +954,54 @@ secured!(every_write_has_its_provenance_and_source, |s| {
     );
 });
 
+secured!(
+    a_patient_bound_history_shows_its_own_deletions_and_no_others,
+    |s| {
+        let (pgo, admin, oa, ob) = two_patients(&s).await;
+        expect_status(
+            &s.call(&pgo, "DELETE", &format!("Observation/{oa}"), None)
+                .await,
+            204,
+        );
+        expect_status(
+            &s.call(&admin, "DELETE", &format!("Observation/{ob}"), None)
+                .await,
+            204,
+        );
+        let deletion_of = |bundle: &Value, id: &str| {
+            bundle["entry"].as_array().unwrap().iter().any(|e| {
+                e["request"]["method"] == "DELETE"
+                    && e["request"]["url"]
+                        .as_str()
+                        .is_some_and(|u| u.ends_with(&format!("Observation/{id}")))
+            })
+        };
+        for path in [
+            "Observation/_history".to_owned(),
+            "_history".to_owned(),
+            format!("Observation/{oa}/_history"),
+        ] {
+            let history = expect_status(&s.call(&pgo, "GET", &path, None).await, 200);
+            assert!(deletion_of(&history, &oa), "{path}: {history}");
+            assert!(
+                !history.to_string().contains(&ob),
+                "{path} leaks: {history}"
+            );
+        }
+        expect_status(
+            &s.call(&pgo, "GET", &format!("Observation/{ob}/_history"), None)
+                .await,
+            404,
+        );
+        // The system sees both deletions.
+        let all = expect_status(
+            &s.call(&admin, "GET", "Observation/_history", None).await,
+            200,
+        );
+        assert!(deletion_of(&all, &oa) && deletion_of(&all, &ob), "{all}");
+    }
+);
+
 /// AuditEvents are written behind the requests: wait (boundedly) until `n` are searchable.
 async fn audit_events(s: &Secured, token: &str, query: &str, n: usize) -> Value {
     let mut last = Value::Null;
