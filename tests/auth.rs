@@ -818,10 +818,12 @@ secured!(a_patient_bound_token_writes_only_in_its_compartment, |s| {
     );
     let mut steal = observation("a", "vital-signs");
     steal["id"] = json!(ob);
+    // (Another patient's id answers as an unknown one: see
+    // writes_to_another_patients_ids_answer_as_for_unknown_ids.)
     expect_status(
         &s.call(&pgo, "PUT", &format!("Observation/{ob}"), Some(&steal))
             .await,
-        403,
+        405,
     );
     let mut move_out = observation("b", "vital-signs");
     move_out["id"] = json!(oa);
@@ -833,7 +835,7 @@ secured!(a_patient_bound_token_writes_only_in_its_compartment, |s| {
     expect_status(
         &s.call(&pgo, "DELETE", &format!("Observation/{ob}"), None)
             .await,
-        403,
+        204,
     );
     expect_status(
         &s.call(&pgo, "DELETE", "Observation?subject=Patient/b", None)
@@ -999,6 +1001,108 @@ secured!(
             200,
         );
         assert!(deletion_of(&all, &oa) && deletion_of(&all, &ob), "{all}");
+    }
+);
+
+secured!(
+    writes_to_another_patients_ids_answer_as_for_unknown_ids,
+    |s| {
+        let (pgo, admin, _, ob) = two_patients(&s).await;
+        // A deleted resource of b's, too.
+        let gone = expect_status(
+            &s.call(
+                &admin,
+                "POST",
+                "Observation",
+                Some(&observation("b", "vital-signs")),
+            )
+            .await,
+            201,
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        expect_status(
+            &s.call(&admin, "DELETE", &format!("Observation/{gone}"), None)
+                .await,
+            204,
+        );
+        let patch = json!([{"op": "replace", "path": "/status", "value": "amended"}]);
+        // What a write to an id answers: status and body, with the id itself blanked out.
+        let answer = |id: String, reply: Reply| {
+            let body = String::from_utf8_lossy(&reply.body).replace(&id, "ID");
+            (reply.status, body)
+        };
+        for (foreign, unknown) in [
+            (ob.clone(), "never-was".to_owned()),
+            (gone.clone(), "never-was-2".to_owned()),
+        ] {
+            let mut body = observation("a", "vital-signs");
+            let mut attempts = Vec::new();
+            for id in [&foreign, &unknown] {
+                body["id"] = json!(id);
+                let path = format!("Observation/{id}");
+                let put = s.call(&pgo, "PUT", &path, Some(&body)).await;
+                let if_match = s
+                    .server
+                    .client
+                    .send(
+                        "PUT",
+                        &path,
+                        &[
+                            ("authorization", &format!("Bearer {pgo}")),
+                            ("if-match", "W/\"1\""),
+                        ],
+                        Some(body.to_string().into_bytes()),
+                    )
+                    .await
+                    .unwrap();
+                let patched = s
+                    .server
+                    .client
+                    .send(
+                        "PATCH",
+                        &path,
+                        &[
+                            ("authorization", &format!("Bearer {pgo}")),
+                            ("content-type", "application/json-patch+json"),
+                        ],
+                        Some(patch.to_string().into_bytes()),
+                    )
+                    .await
+                    .unwrap();
+                let deleted = s.call(&pgo, "DELETE", &path, None).await;
+                attempts.push(vec![
+                    answer(id.clone(), put),
+                    answer(id.clone(), if_match),
+                    answer(id.clone(), patched),
+                    answer(id.clone(), deleted),
+                ]);
+            }
+            let statuses: Vec<u16> = attempts[1].iter().map(|(status, _)| *status).collect();
+            assert_eq!(statuses, vec![405, 412, 404, 204], "{:?}", attempts[1]);
+            assert_eq!(
+                attempts[0], attempts[1],
+                "{foreign} answers differently from an unknown id"
+            );
+        }
+        // Nothing of b's was changed, and no unknown id was created.
+        let b_obs = expect_status(
+            &s.call(&admin, "GET", &format!("Observation/{ob}"), None)
+                .await,
+            200,
+        );
+        assert_eq!(b_obs["meta"]["versionId"], "1");
+        assert_eq!(b_obs["subject"]["reference"], "Patient/b");
+        expect_status(
+            &s.call(&admin, "GET", &format!("Observation/{gone}"), None)
+                .await,
+            410,
+        );
+        expect_status(
+            &s.call(&admin, "GET", "Observation/never-was", None).await,
+            404,
+        );
     }
 );
 
