@@ -1469,3 +1469,103 @@ async fn a_jwks_url_is_fetched_and_refetched_for_a_rotated_key() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(s.exchange(&rotated(&s), scope).await.status, 200);
 }
+
+/// Serves `body` as the answer to every request over TLS (the fixture certificate for
+/// 127.0.0.1, issued by the fixture CA `tls-ca.pem`); returns the https:// URL of the JWKS.
+async fn serve_jwks_over_tls(body: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(format!("{FIXTURES}/tls-server.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(format!("{FIXTURES}/tls-server.key")).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                // An untrusting client breaks off the handshake: nothing to answer then.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    url
+}
+
+/// A hospital client whose JWKS is published at `jwks_url`.
+async fn register_hospital(s: &Secured, jwks_url: String) {
+    s.clients
+        .add_client(&ClientRecord {
+            id: "hospital".into(),
+            name: "Hospital EHR".into(),
+            jwks: None,
+            jwks_url: Some(jwks_url),
+            scope: "system/Observation.rs".into(),
+            patient: None,
+            created: 0,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_url_is_fetched_over_https_with_the_certificate_verified() {
+    let jwks_url = serve_jwks_over_tls(fixture("client.jwks.json")).await;
+    let assertion = |s: &Secured| sign_rs384("rsa-1", &s.claims("hospital"));
+    // Trusting the CA that issued the JWKS server's certificate (--jwks-ca): the keys are used.
+    let ca = format!("{FIXTURES}/tls-ca.pem");
+    let trusting = Secured::start_with(StoreKind::Sqlite, |settings| {
+        settings.auth.jwks_ca = Some(ca)
+    })
+    .await
+    .unwrap();
+    register_hospital(&trusting, jwks_url.clone()).await;
+    let granted = trusting
+        .exchange(&assertion(&trusting), "system/Observation.rs")
+        .await;
+    assert_eq!(
+        granted.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&granted.body)
+    );
+    // With only the public web roots the certificate is not trusted: no keys, no token.
+    let untrusting = Secured::start(StoreKind::Sqlite).await.unwrap();
+    register_hospital(&untrusting, jwks_url).await;
+    let refused = untrusting
+        .exchange(&assertion(&untrusting), "system/Observation.rs")
+        .await;
+    assert_eq!(refused.status, 401);
+    let why = refused.json()["error_description"].to_string();
+    assert!(why.contains("certificate"), "{why}");
+}
