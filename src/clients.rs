@@ -37,7 +37,7 @@ pub enum ClientCommand {
             required_unless_present = "jwks_url"
         )]
         jwks: Option<String>,
-        /// Where the client publishes its JWKS (http://); fetched and cached by kid.
+        /// Where the client publishes its JWKS (http:// or https://); fetched and cached by kid.
         #[arg(long)]
         jwks_url: Option<String>,
         /// The scopes it may be granted, space-separated (`system/Observation.rs`, or
@@ -174,8 +174,10 @@ fn record(
         None => None,
     };
     if let Some(url) = &jwks_url {
-        if !url.starts_with("http://") {
-            return Err(jwks::https_unsupported(url));
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(format!(
+                "--jwks-url {url}: an http:// or https:// URL is needed"
+            ));
         }
     }
     Ok(ClientRecord {

@@ -188,6 +188,12 @@ impl From<StoreError> for FhirError {
             StoreError::Conflict(msg) => FhirError::Conflict(msg),
             StoreError::Unavailable(msg) => FhirError::Unavailable(msg),
             StoreError::Forbidden(msg) => FhirError::Forbidden(msg),
+            // (R4 update: 405 when the resource did not exist and client ids are not allowed.)
+            StoreError::ClientIdNotAllowed(path) => FhirError::MethodNotAllowed {
+                method: "PUT".into(),
+                path: format!("/{path}"),
+                allow: "GET, HEAD, DELETE",
+            },
             StoreError::TooComplex(msg) => {
                 FhirError::Invalid(vec![Issue::error("too-costly", msg)])
             }

@@ -89,9 +89,13 @@ enum Command {
         /// An external authorization server whose access tokens are honoured (their `iss`).
         #[arg(long, env = "SIGNAAL_TRUSTED_ISSUER", requires = "trusted_jwks")]
         trusted_issuer: Option<String>,
-        /// The trusted issuer's JWKS: an http:// URL or a file.
+        /// The trusted issuer's JWKS: an http:// or https:// URL, or a file.
         #[arg(long, env = "SIGNAAL_TRUSTED_JWKS", requires = "trusted_issuer")]
         trusted_jwks: Option<String>,
+        /// CA certificates (PEM file) trusted for https:// JWKS URLs besides the public web
+        /// roots (keys served under an organisation's own CA).
+        #[arg(long, env = "SIGNAAL_JWKS_CA")]
+        jwks_ca: Option<String>,
     },
     /// Re-score patients now (progress on stderr): every patient with --all.
     Score {
@@ -150,6 +154,7 @@ fn main() -> ExitCode {
                 auth,
                 trusted_issuer,
                 trusted_jwks,
+                jwks_ca,
             } => {
                 let scoring = match scoring.config() {
                     Ok(config) => config,
@@ -169,6 +174,7 @@ fn main() -> ExitCode {
                         required: auth == "required",
                         trusted_issuer,
                         trusted_jwks,
+                        jwks_ca,
                     },
                 };
                 serve(settings).await

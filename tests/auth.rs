@@ -818,10 +818,12 @@ secured!(a_patient_bound_token_writes_only_in_its_compartment, |s| {
     );
     let mut steal = observation("a", "vital-signs");
     steal["id"] = json!(ob);
+    // (Another patient's id answers as an unknown one: see
+    // writes_to_another_patients_ids_answer_as_for_unknown_ids.)
     expect_status(
         &s.call(&pgo, "PUT", &format!("Observation/{ob}"), Some(&steal))
             .await,
-        403,
+        405,
     );
     let mut move_out = observation("b", "vital-signs");
     move_out["id"] = json!(oa);
@@ -833,7 +835,7 @@ secured!(a_patient_bound_token_writes_only_in_its_compartment, |s| {
     expect_status(
         &s.call(&pgo, "DELETE", &format!("Observation/{ob}"), None)
             .await,
-        403,
+        204,
     );
     expect_status(
         &s.call(&pgo, "DELETE", "Observation?subject=Patient/b", None)
@@ -954,6 +956,156 @@ secured!(every_write_has_its_provenance_and_source, |s| {
     );
 });
 
+secured!(
+    a_patient_bound_history_shows_its_own_deletions_and_no_others,
+    |s| {
+        let (pgo, admin, oa, ob) = two_patients(&s).await;
+        expect_status(
+            &s.call(&pgo, "DELETE", &format!("Observation/{oa}"), None)
+                .await,
+            204,
+        );
+        expect_status(
+            &s.call(&admin, "DELETE", &format!("Observation/{ob}"), None)
+                .await,
+            204,
+        );
+        let deletion_of = |bundle: &Value, id: &str| {
+            bundle["entry"].as_array().unwrap().iter().any(|e| {
+                e["request"]["method"] == "DELETE"
+                    && e["request"]["url"]
+                        .as_str()
+                        .is_some_and(|u| u.ends_with(&format!("Observation/{id}")))
+            })
+        };
+        for path in [
+            "Observation/_history".to_owned(),
+            "_history".to_owned(),
+            format!("Observation/{oa}/_history"),
+        ] {
+            let history = expect_status(&s.call(&pgo, "GET", &path, None).await, 200);
+            assert!(deletion_of(&history, &oa), "{path}: {history}");
+            assert!(
+                !history.to_string().contains(&ob),
+                "{path} leaks: {history}"
+            );
+        }
+        expect_status(
+            &s.call(&pgo, "GET", &format!("Observation/{ob}/_history"), None)
+                .await,
+            404,
+        );
+        // The system sees both deletions.
+        let all = expect_status(
+            &s.call(&admin, "GET", "Observation/_history", None).await,
+            200,
+        );
+        assert!(deletion_of(&all, &oa) && deletion_of(&all, &ob), "{all}");
+    }
+);
+
+secured!(
+    writes_to_another_patients_ids_answer_as_for_unknown_ids,
+    |s| {
+        let (pgo, admin, _, ob) = two_patients(&s).await;
+        // A deleted resource of b's, too.
+        let gone = expect_status(
+            &s.call(
+                &admin,
+                "POST",
+                "Observation",
+                Some(&observation("b", "vital-signs")),
+            )
+            .await,
+            201,
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        expect_status(
+            &s.call(&admin, "DELETE", &format!("Observation/{gone}"), None)
+                .await,
+            204,
+        );
+        let patch = json!([{"op": "replace", "path": "/status", "value": "amended"}]);
+        // What a write to an id answers: status and body, with the id itself blanked out.
+        let answer = |id: String, reply: Reply| {
+            let body = String::from_utf8_lossy(&reply.body).replace(&id, "ID");
+            (reply.status, body)
+        };
+        for (foreign, unknown) in [
+            (ob.clone(), "never-was".to_owned()),
+            (gone.clone(), "never-was-2".to_owned()),
+        ] {
+            let mut body = observation("a", "vital-signs");
+            let mut attempts = Vec::new();
+            for id in [&foreign, &unknown] {
+                body["id"] = json!(id);
+                let path = format!("Observation/{id}");
+                let put = s.call(&pgo, "PUT", &path, Some(&body)).await;
+                let if_match = s
+                    .server
+                    .client
+                    .send(
+                        "PUT",
+                        &path,
+                        &[
+                            ("authorization", &format!("Bearer {pgo}")),
+                            ("if-match", "W/\"1\""),
+                        ],
+                        Some(body.to_string().into_bytes()),
+                    )
+                    .await
+                    .unwrap();
+                let patched = s
+                    .server
+                    .client
+                    .send(
+                        "PATCH",
+                        &path,
+                        &[
+                            ("authorization", &format!("Bearer {pgo}")),
+                            ("content-type", "application/json-patch+json"),
+                        ],
+                        Some(patch.to_string().into_bytes()),
+                    )
+                    .await
+                    .unwrap();
+                let deleted = s.call(&pgo, "DELETE", &path, None).await;
+                attempts.push(vec![
+                    answer(id.clone(), put),
+                    answer(id.clone(), if_match),
+                    answer(id.clone(), patched),
+                    answer(id.clone(), deleted),
+                ]);
+            }
+            let statuses: Vec<u16> = attempts[1].iter().map(|(status, _)| *status).collect();
+            assert_eq!(statuses, vec![405, 412, 404, 204], "{:?}", attempts[1]);
+            assert_eq!(
+                attempts[0], attempts[1],
+                "{foreign} answers differently from an unknown id"
+            );
+        }
+        // Nothing of b's was changed, and no unknown id was created.
+        let b_obs = expect_status(
+            &s.call(&admin, "GET", &format!("Observation/{ob}"), None)
+                .await,
+            200,
+        );
+        assert_eq!(b_obs["meta"]["versionId"], "1");
+        assert_eq!(b_obs["subject"]["reference"], "Patient/b");
+        expect_status(
+            &s.call(&admin, "GET", &format!("Observation/{gone}"), None)
+                .await,
+            410,
+        );
+        expect_status(
+            &s.call(&admin, "GET", "Observation/never-was", None).await,
+            404,
+        );
+    }
+);
+
 /// AuditEvents are written behind the requests: wait (boundedly) until `n` are searchable.
 async fn audit_events(s: &Secured, token: &str, query: &str, n: usize) -> Value {
     let mut last = Value::Null;
@@ -1006,6 +1158,45 @@ secured!(every_request_has_its_audit_event, |s| {
     assert!(anonymous, "the refused request is audited: {failed}");
 });
 
+secured!(token_requests_have_their_audit_event, |s| {
+    s.register("auditor", "system/AuditEvent.rs", None).await;
+    let auditor = s.token("auditor", "system/AuditEvent.rs").await;
+    // Refused: a client that is not registered, and an assertion signed with an unknown key.
+    let stranger = s
+        .exchange(&sign_rs384("rsa-1", &s.claims("stranger")), "system/*.rs")
+        .await;
+    assert_eq!(stranger.status, 401);
+    let unknown_key = s
+        .exchange(
+            &sign_rs384("no-such-kid", &s.claims("auditor")),
+            "system/AuditEvent.rs",
+        )
+        .await;
+    assert_eq!(unknown_key.status, 401);
+    // The auditor's own token request (granted) and the two refusals.
+    let logins = audit_events(&s, &auditor, "type=110114", 3).await;
+    let events: Vec<&Value> = logins["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    let of = |client: &str, outcome: &str| {
+        events
+            .iter()
+            .filter(|e| {
+                e["agent"][0]["who"]["identifier"]["value"] == client && e["outcome"] == outcome
+            })
+            .count()
+    };
+    assert_eq!(of("auditor", "0"), 1, "the granted request: {logins}");
+    assert_eq!(of("auditor", "4"), 1, "the refused request: {logins}");
+    assert_eq!(of("stranger", "4"), 1, "the unknown client: {logins}");
+    assert!(events.iter().all(
+        |e| e["subtype"][0]["code"] == "110122" && e["entity"][0]["name"] == "POST /auth/token"
+    ));
+});
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_events_are_flushed_on_shutdown() {
     let mut s = Secured::start(StoreKind::Sqlite).await.unwrap();
@@ -1023,7 +1214,8 @@ async fn audit_events_are_flushed_on_shutdown() {
         count: 100,
         ..Default::default()
     };
-    assert_eq!(store.count(&query).await.unwrap(), 50);
+    // The 50 requests and the token request before them.
+    assert_eq!(store.count(&query).await.unwrap(), 51);
     store.close().await;
 }
 
@@ -1276,4 +1468,104 @@ async fn a_jwks_url_is_fetched_and_refetched_for_a_rotated_key() {
     *published.lock().unwrap() = fixture("other.jwks.json");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(s.exchange(&rotated(&s), scope).await.status, 200);
+}
+
+/// Serves `body` as the answer to every request over TLS (the fixture certificate for
+/// 127.0.0.1, issued by the fixture CA `tls-ca.pem`); returns the https:// URL of the JWKS.
+async fn serve_jwks_over_tls(body: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(format!("{FIXTURES}/tls-server.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(format!("{FIXTURES}/tls-server.key")).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                // An untrusting client breaks off the handshake: nothing to answer then.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    url
+}
+
+/// A hospital client whose JWKS is published at `jwks_url`.
+async fn register_hospital(s: &Secured, jwks_url: String) {
+    s.clients
+        .add_client(&ClientRecord {
+            id: "hospital".into(),
+            name: "Hospital EHR".into(),
+            jwks: None,
+            jwks_url: Some(jwks_url),
+            scope: "system/Observation.rs".into(),
+            patient: None,
+            created: 0,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_url_is_fetched_over_https_with_the_certificate_verified() {
+    let jwks_url = serve_jwks_over_tls(fixture("client.jwks.json")).await;
+    let assertion = |s: &Secured| sign_rs384("rsa-1", &s.claims("hospital"));
+    // Trusting the CA that issued the JWKS server's certificate (--jwks-ca): the keys are used.
+    let ca = format!("{FIXTURES}/tls-ca.pem");
+    let trusting = Secured::start_with(StoreKind::Sqlite, |settings| {
+        settings.auth.jwks_ca = Some(ca)
+    })
+    .await
+    .unwrap();
+    register_hospital(&trusting, jwks_url.clone()).await;
+    let granted = trusting
+        .exchange(&assertion(&trusting), "system/Observation.rs")
+        .await;
+    assert_eq!(
+        granted.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&granted.body)
+    );
+    // With only the public web roots the certificate is not trusted: no keys, no token.
+    let untrusting = Secured::start(StoreKind::Sqlite).await.unwrap();
+    register_hospital(&untrusting, jwks_url).await;
+    let refused = untrusting
+        .exchange(&assertion(&untrusting), "system/Observation.rs")
+        .await;
+    assert_eq!(refused.status, 401);
+    let why = refused.json()["error_description"].to_string();
+    assert!(why.contains("certificate"), "{why}");
 }

@@ -34,8 +34,37 @@ pub struct Event {
     pub status: u16,
 }
 
+/// One request to the token endpoint (`POST /auth/token`), granted or refused.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub recorded: i64,
+    /// The client id the assertion claims (`iss`), when it names one; refused requests
+    /// record what was claimed, which need not be a registered client.
+    pub claimed: Option<String>,
+    pub status: u16,
+}
+
+/// What the audit trail records: a FHIR API request or a token request.
+#[derive(Debug, Clone)]
+pub enum Record {
+    Rest(Event),
+    Token(TokenRequest),
+}
+
+impl From<Event> for Record {
+    fn from(event: Event) -> Record {
+        Record::Rest(event)
+    }
+}
+
+impl From<TokenRequest> for Record {
+    fn from(request: TokenRequest) -> Record {
+        Record::Token(request)
+    }
+}
+
 pub struct Sink {
-    queue: mpsc::Sender<Event>,
+    queue: mpsc::Sender<Record>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -54,8 +83,8 @@ impl Sink {
     }
 
     /// Queues an event, waiting while the queue is full.
-    pub async fn record(&self, event: Event) {
-        if self.queue.send(event).await.is_err() {
+    pub async fn record(&self, event: impl Into<Record>) {
+        if self.queue.send(event.into()).await.is_err() {
             tracing::error!("audit trail closed: an AuditEvent could not be queued");
         }
     }
@@ -74,7 +103,7 @@ impl Sink {
 
 async fn write_events(
     store: Arc<dyn Store>,
-    mut events: mpsc::Receiver<Event>,
+    mut events: mpsc::Receiver<Record>,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let mut closing = false;
@@ -104,7 +133,7 @@ async fn write_events(
 }
 
 /// Writes a batch in one transaction, retrying a few times before giving up loudly.
-async fn write_batch(store: &dyn Store, batch: &[Event]) {
+async fn write_batch(store: &dyn Store, batch: &[Record]) {
     let mut delay = std::time::Duration::from_millis(50);
     for attempt in 1..=5 {
         let result = async {
@@ -116,7 +145,10 @@ async fn write_batch(store: &dyn Store, batch: &[Event]) {
                     &new_id(),
                     None,
                     Method::Post,
-                    Some(audit_event(event)),
+                    Some(match event {
+                        Record::Rest(event) => audit_event(event),
+                        Record::Token(request) => token_audit_event(request),
+                    }),
                 )
                 .await?;
             }
@@ -174,14 +206,56 @@ fn action(method: &str, interaction: &str) -> &'static str {
     }
 }
 
-/// The AuditEvent resource of one request.
-pub fn audit_event(event: &Event) -> Value {
-    let code = interaction(&event.method, &event.segments);
-    let outcome = match event.status {
+/// The outcome code of an HTTP status (http://hl7.org/fhir/audit-event-outcome).
+fn outcome(status: u16) -> &'static str {
+    match status {
         0..=399 => "0",
         400..=499 => "4",
         _ => "8",
+    }
+}
+
+/// The AuditEvent of a token request: a DICOM "User Authentication" / "Login" event whose
+/// agent is the client the assertion claims to be.
+pub fn token_audit_event(request: &TokenRequest) -> Value {
+    let who = match &request.claimed {
+        Some(client) => json!({
+            "identifier": {"system": "urn:signaal:client", "value": client},
+            "display": super::token::client_uri(client),
+        }),
+        None => json!({"display": "unknown client (no client id in the request)"}),
     };
+    json!({
+        "resourceType": "AuditEvent",
+        "type": {
+            "system": "http://dicom.nema.org/resources/ontology/DCM",
+            "code": "110114",
+            "display": "User Authentication",
+        },
+        "subtype": [{
+            "system": "http://dicom.nema.org/resources/ontology/DCM",
+            "code": "110122",
+            "display": "Login",
+        }],
+        "action": "E",
+        "recorded": format_instant(request.recorded),
+        "outcome": outcome(request.status),
+        "outcomeDesc": format!("HTTP {}", request.status),
+        "agent": [{"who": who, "requestor": true}],
+        "source": {
+            "observer": {"display": "Signaal"},
+            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}],
+        },
+        "entity": [{
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
+            "name": "POST /auth/token",
+        }],
+    })
+}
+
+/// The AuditEvent resource of one request.
+pub fn audit_event(event: &Event) -> Value {
+    let code = interaction(&event.method, &event.segments);
     let agent = match &event.access {
         super::Access::Granted(grant) => json!({
             "who": {
@@ -239,7 +313,7 @@ pub fn audit_event(event: &Event) -> Value {
         "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": code}],
         "action": action(&event.method, code),
         "recorded": format_instant(event.recorded),
-        "outcome": outcome,
+        "outcome": outcome(event.status),
         "outcomeDesc": format!("HTTP {}", event.status),
         "agent": [agent],
         "source": {

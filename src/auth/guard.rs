@@ -180,7 +180,7 @@ impl Store for GuardedStore {
         Ok(Box::new(GuardedTx {
             inner: self.inner.begin().await?,
             grant: self.grant.clone(),
-            foreign: HashSet::new(),
+            unseen: HashSet::new(),
         }))
     }
 
@@ -332,8 +332,9 @@ fn scoring_queue_is_the_servers() -> StoreError {
 pub struct GuardedTx {
     inner: Box<dyn Tx>,
     grant: Arc<Grant>,
-    /// Resources locked in this transaction that the grant may not see: never written.
-    foreign: HashSet<(String, String)>,
+    /// Resources locked in this transaction that a patient-bound grant cannot see (outside
+    /// its compartment, deleted or unknown): never written, and answered alike.
+    unseen: HashSet<(String, String)>,
 }
 
 impl GuardedTx {
@@ -356,22 +357,29 @@ impl GuardedTx {
 
 #[async_trait]
 impl Tx for GuardedTx {
+    /// For a patient-bound grant, a resource outside its compartment is locked as if it did not
+    /// exist: deleting it changes nothing (204), patching it is 404, an If-Match update 412 —
+    /// exactly the answers for an unknown id, so no answer reveals that the id is taken. A deleted
+    /// resource locks as unknown too, whoever's it was, so deleted ids are not told apart either.
     async fn lock_current(&mut self, rtype: &str, id: &str) -> StoreResult<Option<Current>> {
         let current = self.inner.lock_current(rtype, id).await?;
         if let Some(patient) = self.grant.patient.clone() {
-            if current.is_some_and(|c| !c.deleted) {
-                let entries = self.current_entries(rtype, id).await?;
-                let inside = entries.is_some_and(|e| {
-                    patient_compartment(rtype, id, &e).as_deref() == Some(patient.as_str())
-                });
-                if !inside {
-                    self.foreign.insert((rtype.to_owned(), id.to_owned()));
-                    // The same answer as any other refused write: nothing about the resource.
-                    return Err(StoreError::Forbidden(format!(
-                        "The access token does not allow changing {rtype}/{id}"
-                    )));
+            let key = (rtype.to_owned(), id.to_owned());
+            match current {
+                Some(c) if !c.deleted => {
+                    let entries = self.current_entries(rtype, id).await?;
+                    let inside = entries.is_some_and(|e| {
+                        patient_compartment(rtype, id, &e).as_deref() == Some(patient.as_str())
+                    });
+                    if inside {
+                        return Ok(current);
+                    }
                 }
+                // Unknown or deleted: an update here would be a create.
+                _ => {}
             }
+            self.unseen.insert(key);
+            return Ok(None);
         }
         Ok(current)
     }
@@ -393,10 +401,11 @@ impl Tx for GuardedTx {
                 "{ADMIN_ONLY} resources are written by the server only"
             )));
         }
-        if self.foreign.contains(&(rtype.to_owned(), id.to_owned())) {
-            return Err(StoreError::Forbidden(format!(
-                "{rtype}/{id} is outside the token's compartment"
-            )));
+        // A patient-bound grant never writes an id it could not see: update-as-create of an
+        // unknown or deleted id is refused like that of another patient's resource (405), since
+        // any other answer would tell the two apart. It creates with POST.
+        if self.unseen.contains(&(rtype.to_owned(), id.to_owned())) {
+            return Err(StoreError::ClientIdNotAllowed(format!("{rtype}/{id}")));
         }
         let perm = match (new.content, previous) {
             (None, _) => Perm::Delete,

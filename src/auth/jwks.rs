@@ -5,6 +5,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::{connect::HttpConnector, Client as Pool};
+use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 
 /// A fetched JWKS is used for at most this long before it is fetched again.
@@ -24,21 +28,42 @@ pub enum Source {
 impl Source {
     /// `http(s)://…` is a URL, anything else a file path (the trusted issuer's `--trusted-jwks`).
     pub fn parse(text: &str) -> Result<Source, String> {
-        if text.starts_with("http://") {
+        if text.starts_with("http://") || text.starts_with("https://") {
             Ok(Source::Url(text.to_owned()))
-        } else if text.starts_with("https://") {
-            Err(https_unsupported(text))
         } else {
             Ok(Source::File(text.to_owned()))
         }
     }
 }
 
-pub fn https_unsupported(url: &str) -> String {
-    format!(
-        "cannot fetch {url}: this build fetches JWKS over http:// only (put the JWKS in a file \
-         with --jwks, or serve it on an internal http:// address)"
-    )
+/// The TLS settings for `https://` JWKS URLs: the public web roots (Mozilla's, compiled in) and
+/// the certificates of `ca_file` (PEM), for keys served under an organisation's own CA.
+pub fn tls_config(ca_file: Option<&str>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read the CA file {path}: {e}"))?;
+        let mut any = false;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("the CA file {path} is not PEM: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("the CA file {path}: {e}"))?;
+            any = true;
+        }
+        if !any {
+            return Err(format!("the CA file {path} holds no certificate"));
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 struct Fetched {
@@ -46,13 +71,28 @@ struct Fetched {
     at: Instant,
 }
 
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
 /// JWKS documents fetched from URLs, by URL.
-#[derive(Default)]
 pub struct Cache {
     fetched: Mutex<HashMap<String, Fetched>>,
+    client: Pool<Connector, Empty<Bytes>>,
 }
 
 impl Cache {
+    /// A cache that fetches over `http://` and, with `tls`, `https://`.
+    pub fn new(tls: rustls::ClientConfig) -> Cache {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Cache {
+            fetched: Mutex::default(),
+            client: Pool::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
     /// The key `kid` of a source; a URL's JWKS is fetched when it is not cached, older than an
     /// hour, or lacks `kid` (a rotated key).
     pub async fn key(&self, source: &Source, kid: &str) -> Result<Jwk, String> {
@@ -78,7 +118,7 @@ impl Cache {
                     }
                 };
                 debug_assert!(refetch);
-                let set = fetch(url).await?;
+                let set = self.fetch(url).await?;
                 let key = set.find(kid).cloned();
                 self.fetched.lock().expect("JWKS cache lock").insert(
                     url.clone(),
@@ -97,20 +137,41 @@ pub fn parse(text: &str) -> Result<JwkSet, String> {
     serde_json::from_str(text).map_err(|e| format!("the JWKS is not valid: {e}"))
 }
 
-async fn fetch(url: &str) -> Result<JwkSet, String> {
-    if url.starts_with("https://") {
-        return Err(https_unsupported(url));
+impl Cache {
+    async fn fetch(&self, url: &str) -> Result<JwkSet, String> {
+        let uri: axum::http::Uri = url
+            .parse()
+            .map_err(|e| format!("the JWKS URL {url} is not valid: {e}"))?;
+        let fetching = async {
+            let response = self
+                .client
+                .get(uri)
+                .await
+                .map_err(|e| format!("cannot fetch the JWKS at {url}: {}", cause(&e)))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("cannot fetch the JWKS at {url}: {e}"))?
+                .to_bytes();
+            Ok::<_, String>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(FETCH_TIMEOUT, fetching)
+            .await
+            .map_err(|_| format!("fetching the JWKS at {url} timed out"))??;
+        if status != 200 {
+            return Err(format!("fetching the JWKS at {url} answered {status}"));
+        }
+        parse(&String::from_utf8_lossy(&body))
     }
-    let client = crate::client::Client::new(url);
-    let reply = tokio::time::timeout(FETCH_TIMEOUT, client.get(url))
-        .await
-        .map_err(|_| format!("fetching the JWKS at {url} timed out"))?
-        .map_err(|e| format!("cannot fetch the JWKS at {url}: {e}"))?;
-    if reply.status != 200 {
-        return Err(format!(
-            "fetching the JWKS at {url} answered {}",
-            reply.status
-        ));
+}
+
+/// The innermost cause of a connection error (a TLS certificate problem, say).
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(source) = inner.source() {
+        inner = source;
     }
-    parse(&String::from_utf8_lossy(&reply.body))
+    format!("{e}: {inner}")
 }

@@ -34,6 +34,9 @@ pub struct AuthSettings {
     pub trusted_issuer: Option<String>,
     /// Its JWKS: an `http://` URL or a file.
     pub trusted_jwks: Option<String>,
+    /// `--jwks-ca`: CA certificates (PEM) trusted for `https://` JWKS URLs besides the public
+    /// web roots.
+    pub jwks_ca: Option<String>,
 }
 
 /// What an access token allows: the client, its scopes, and the patient it is bound to.
@@ -163,7 +166,9 @@ impl Auth {
             secret,
             token_url: format!("{origin}/auth/token"),
             audience: base_url.to_owned(),
-            jwks: jwks::Cache::default(),
+            jwks: jwks::Cache::new(
+                jwks::tls_config(settings.jwks_ca.as_deref()).map_err(AuthStartError::Config)?,
+            ),
             trusted,
             audit: audit::Sink::start(store),
         });

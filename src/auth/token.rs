@@ -101,9 +101,15 @@ fn json_reply(status: StatusCode, body: &Value) -> Response<Body> {
     response
 }
 
-/// `POST /auth/token`: a client credentials grant with a JWT client assertion.
-pub async fn endpoint(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
-    match issue(auth, headers, body).await {
+/// `POST /auth/token`: a client credentials grant with a JWT client assertion. Also returns
+/// the client id the assertion claims, if any, for the audit trail.
+pub async fn endpoint(
+    auth: &Auth,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (Response<Body>, Option<String>) {
+    let mut claimed = None;
+    let response = match issue(auth, headers, body, &mut claimed).await {
         Ok(token) => json_reply(StatusCode::OK, &token),
         Err(e) => {
             tracing::info!(error = e.code, description = e.description, "token refused");
@@ -119,10 +125,16 @@ pub async fn endpoint(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Response
             }
             response
         }
-    }
+    };
+    (response, claimed)
 }
 
-async fn issue(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+async fn issue(
+    auth: &Auth,
+    headers: &HeaderMap,
+    body: &[u8],
+    claimed: &mut Option<String>,
+) -> Result<Value, OAuthError> {
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -174,6 +186,7 @@ async fn issue(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Result<Value, O
     let client_id = unverified["iss"]
         .as_str()
         .ok_or_else(|| client_error("the client assertion has no iss".into()))?;
+    *claimed = Some(client_id.to_owned());
     let client = auth
         .clients
         .client(client_id)

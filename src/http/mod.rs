@@ -180,10 +180,23 @@ async fn fhir(
 
 /// `POST /auth/token` (SMART Backend Services).
 async fn token(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    match read_body(body, &headers, TOKEN_BODY_LIMIT).await {
+    let recorded = crate::fhir::datetime::now_ms();
+    let (response, claimed) = match read_body(body, &headers, TOKEN_BODY_LIMIT).await {
         Ok(body) => crate::auth::token::endpoint(&app.auth, &headers, &body).await,
-        Err(error) => error_response(&error, Format::default()),
+        Err(error) => (error_response(&error, Format::default()), None),
+    };
+    // Token requests are audited like every request, granted or refused.
+    if app.auth.enforced() {
+        app.auth
+            .audit
+            .record(audit::TokenRequest {
+                recorded,
+                claimed,
+                status: response.status().as_u16(),
+            })
+            .await;
     }
+    response
 }
 
 /// The largest token request accepted, in bytes (an assertion is a few kilobytes).

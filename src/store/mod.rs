@@ -34,6 +34,10 @@ pub enum StoreError {
     /// The access token does not allow this (the authorization guard of `auth::guard`).
     #[error("{0}")]
     Forbidden(String),
+    /// The access token may not create `Type/id` with a client-assigned id (update-as-create):
+    /// the guard's answer for any id the token cannot see, so it reveals nothing (405).
+    #[error("{0} cannot be created with a client-assigned id")]
+    ClientIdNotAllowed(String),
 }
 
 impl From<sqlx::Error> for StoreError {

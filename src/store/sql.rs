@@ -807,6 +807,9 @@ pub fn update_resource(dialect: Dialect, new: &NewVersion<'_>, previous: i64) ->
     sql
 }
 
+/// Inserts a version. A deletion has no content to take a compartment from: it gets the
+/// compartment of the version it deletes, so that history confined to a patient's compartment
+/// shows the patient's deletions (and no other patient's).
 pub fn insert_version(dialect: Dialect, new: &NewVersion<'_>) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push(
@@ -821,11 +824,21 @@ pub fn insert_version(dialect: Dialect, new: &NewVersion<'_>) -> Sql {
     .int(new.last_updated)
     .push(", ")
     .text(new.method.as_str())
-    .push(", ")
-    .opt(&new.compartment.map(str::to_owned))
-    .push(", ")
-    .opt(&new.content.map(str::to_owned))
-    .push(")");
+    .push(", ");
+    if new.content.is_none() {
+        sql.push("(SELECT d.compartment FROM resource_version d WHERE d.rtype = ")
+            .text(new.rtype)
+            .push(" AND d.id = ")
+            .text(new.id)
+            .push(" AND d.version = ")
+            .int(new.version - 1)
+            .push(")");
+    } else {
+        sql.opt(&new.compartment.map(str::to_owned));
+    }
+    sql.push(", ")
+        .opt(&new.content.map(str::to_owned))
+        .push(")");
     sql
 }
 
