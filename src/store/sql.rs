@@ -7,7 +7,7 @@ use crate::search::query::{
     Cursor, IndexTable, KeyValue, Predicate, Prefix, RangeTarget, SearchQuery, SortColumn, SortKey,
     StringMatch, TokenSystem, UriMatch,
 };
-use crate::store::{HistoryQuery, NewVersion};
+use crate::store::{HistoryQuery, NewVersion, Statement};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -1072,5 +1072,32 @@ pub fn lastn(dialect: Dialect, query: &SearchQuery, max: usize, limit: usize) ->
         .int(max as i64)
         .push(" ORDER BY t.grp, t.n LIMIT ")
         .int(limit as i64 + 1);
+    sql
+}
+
+/// The SQL of `statement`, exactly as the store method it names builds it.
+pub fn statement(dialect: Dialect, statement: &Statement<'_>) -> Sql {
+    match *statement {
+        Statement::Search(query) => search(dialect, query),
+        Statement::Count(query) => count(dialect, query),
+        Statement::Lastn { query, max, limit } => lastn(dialect, query, max, limit),
+        Statement::IncludeTargets {
+            rids,
+            params,
+            target_type,
+        } => include_targets(dialect, rids, params, target_type),
+        Statement::ReadCurrent(keys) => current_versions(dialect, keys),
+    }
+}
+
+/// `statement` under the dialect's plan command: SQLite `EXPLAIN QUERY PLAN` (rows of id,
+/// parent, notused, detail), PostgreSQL `EXPLAIN` (one text row per plan line).
+pub fn explain(dialect: Dialect, statement: &Statement<'_>) -> Sql {
+    let mut sql = self::statement(dialect, statement);
+    let prefix = match dialect {
+        Dialect::Sqlite => "EXPLAIN QUERY PLAN ",
+        Dialect::Postgres => "EXPLAIN ",
+    };
+    sql.text.insert_str(0, prefix);
     sql
 }
