@@ -222,7 +222,7 @@ fn count_entries(body: &[u8]) -> u64 {
 
 /// Prints, for each query asked about the first sampled patient that fits it, the request, the
 /// number of entries it returns, and the plan of every statement the store runs for it.
-/// Plan lines that look like a full table scan are marked `<-- full scan?`.
+/// Plan lines that look like a full table scan are marked `<-- full scan`.
 pub async fn explain(
     base: &str,
     store: &dyn Store,
@@ -299,7 +299,7 @@ pub async fn explain(
             out.push_str(&format!("-- {what}\n"));
             for line in plan {
                 let mark = if looks_like_full_scan(&line) {
-                    "   <-- full scan?"
+                    "   <-- full scan"
                 } else {
                     ""
                 };
@@ -310,17 +310,21 @@ pub async fn explain(
     Ok(out)
 }
 
-/// A plan line that reads a whole table rather than an index range: SQLite `SCAN <table>`
-/// without an index (`SCAN t` of our own derived tables is fine), PostgreSQL `Seq Scan`.
+/// A plan line that reads a whole table rather than an index range: PostgreSQL `Seq Scan`,
+/// SQLite `SCAN <table>` without an index (`SCAN t`, our own derived table, is fine), and a
+/// SQLite search of `resource` by type alone: every resource of the type, probed one by one.
 fn looks_like_full_scan(line: &str) -> bool {
     let line = line.trim_start();
-    if line.contains("Seq Scan") {
+    if line.contains("Seq Scan") || line.ends_with("(rtype=?)") {
         return true;
     }
     match line.strip_prefix("SCAN ") {
         Some(rest) => {
             let table = rest.split_whitespace().next().unwrap_or("");
-            !rest.contains("INDEX") && table != "t" && !table.starts_with("(subquery")
+            !rest.contains("INDEX")
+                && table != "t"
+                && table != "dr"
+                && !table.starts_with("(subquery")
         }
         None => false,
     }
@@ -369,6 +373,10 @@ mod tests {
             "SEARCH x USING INDEX idx_token_value (param=? AND code=?)"
         ));
         assert!(!looks_like_full_scan("SCAN t"));
+        assert!(!looks_like_full_scan("SCAN dr"));
+        assert!(looks_like_full_scan(
+            "SEARCH r USING INDEX resource_type_updated (rtype=?)"
+        ));
         assert!(!looks_like_full_scan(
             "SCAN r USING COVERING INDEX resource_pk"
         ));
