@@ -2,6 +2,7 @@
 # Benchmark Signaal on SQLite and on PostgreSQL, the same way on both.
 #
 #   scripts/bench.sh
+#   SIGNAAL_BENCH_MODE=search scripts/bench.sh    # the search benchmark (issue 3)
 #
 # What it does:
 #   1. builds the release binary (cargo build --release);
@@ -12,6 +13,9 @@
 #      update over HTTP, plus the raw store insert rate on a second, empty
 #      database of the same kind), and stops the server;
 #   4. prints the machine, the settings and both result tables.
+# In search mode, step 3 instead loads the Synthea Bundles and SIGNAAL_BENCH_PATIENTS
+# synthetic patients into the server's (empty) database, prints the query plan of
+# each search query (--explain) and times the five queries (`signaal bench --search`).
 # Everything it started is stopped, and its temp dirs removed, on exit.
 #
 # Environment knobs:
@@ -21,6 +25,12 @@
 #                             per store after the timed phases (default:
 #                             ../shared/synthea/synthea-r4-300.tar.gz when it exists;
 #                             'none' to skip)
+#   SIGNAAL_BENCH_MODE=write  'write' (the phases above) or 'search'
+#   SIGNAAL_BENCH_PATIENTS=2000  search mode: synthetic patients to load
+#                             (462 resources each; 2000 + the 300 Synthea ones
+#                             are just over one million resources)
+#   SIGNAAL_BENCH_SEED=1      search mode: seed of the synthetic patients
+#   SIGNAAL_BENCH_STORES="sqlite postgres"  the stores to run, in order
 #   SIGNAAL_PG_BINDIR=DIR     use the initdb/pg_ctl/postgres found in DIR.
 set -euo pipefail
 
@@ -32,8 +42,17 @@ cd "$repo_root"
 
 clients="${SIGNAAL_BENCH_CLIENTS:-8}"
 seconds="${SIGNAAL_BENCH_SECONDS:-20}"
-[[ "$clients" =~ ^[0-9]+$ && "$seconds" =~ ^[0-9]+$ ]] ||
-    die "SIGNAAL_BENCH_CLIENTS and SIGNAAL_BENCH_SECONDS must be numbers"
+mode="${SIGNAAL_BENCH_MODE:-write}"
+patients="${SIGNAAL_BENCH_PATIENTS:-2000}"
+seed="${SIGNAAL_BENCH_SEED:-1}"
+stores="${SIGNAAL_BENCH_STORES:-sqlite postgres}"
+[[ "$clients" =~ ^[0-9]+$ && "$seconds" =~ ^[0-9]+$ && "$patients" =~ ^[0-9]+$ && "$seed" =~ ^[0-9]+$ ]] ||
+    die "SIGNAAL_BENCH_CLIENTS, _SECONDS, _PATIENTS and _SEED must be numbers"
+[[ "$mode" == write || "$mode" == search ]] || die "SIGNAAL_BENCH_MODE must be 'write' or 'search'"
+for store in $stores; do
+    [[ "$store" == sqlite || "$store" == postgres ]] ||
+        die "SIGNAAL_BENCH_STORES: unknown store '$store' (sqlite, postgres)"
+done
 
 command -v cargo >/dev/null 2>&1 || die "cargo not found on PATH; install Rust first (https://rustup.rs)"
 
@@ -108,17 +127,20 @@ bin="$target_dir/release/signaal"
 # 2. PostgreSQL
 # ---------------------------------------------------------------------------
 
-pg_find_or_install
-pg_init_user
-pg_create_cluster
-pg_start
-pg_url="postgres://postgres@127.0.0.1:$port"
-psql_bin="$pg_bindir/psql"
-[[ -x "$psql_bin" ]] || psql_bin="$(command -v psql)" || die "psql not found"
-# One database for the server, an empty one for the raw insert rate.
-"$psql_bin" -X -q -v ON_ERROR_STOP=1 "$pg_url/postgres" \
-    -c 'create database signaal_http' -c 'create database signaal_raw' </dev/null
-log "PostgreSQL $pg_version on 127.0.0.1:$port (fsync=off, synchronous_commit=off, full_page_writes=off)"
+pg_version="(not run)"
+if [[ " $stores " == *" postgres "* ]]; then
+    pg_find_or_install
+    pg_init_user
+    pg_create_cluster
+    pg_start
+    pg_url="postgres://postgres@127.0.0.1:$port"
+    psql_bin="$pg_bindir/psql"
+    [[ -x "$psql_bin" ]] || psql_bin="$(command -v psql)" || die "psql not found"
+    # One database for the server, an empty one for the raw insert rate.
+    "$psql_bin" -X -q -v ON_ERROR_STOP=1 "$pg_url/postgres" \
+        -c 'create database signaal_http' -c 'create database signaal_raw' </dev/null
+    log "PostgreSQL $pg_version on 127.0.0.1:$port (fsync=off, synchronous_commit=off, full_page_writes=off)"
+fi
 
 work_dir="$(mktemp -d "${TMPDIR:-/tmp}/signaal-bench.XXXXXX")"
 
@@ -163,15 +185,25 @@ bench() {
         die "signaal serve on $label did not become ready (log above)"
     done
     log "$label: signaal serve on $listen; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    local mode_args=(--raw-database "$raw")
+    if [[ "$mode" == search ]]; then
+        mode_args=(--search --explain --database "$database" --seed "$seed")
+        [[ "$patients" -gt 0 ]] && mode_args+=(--generate-patients "$patients")
+    fi
+    printf 'load average before: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >"$work_dir/$label.txt"
     run_child "$bin" bench --url "http://$listen/fhir" --clients "$clients" --seconds "$seconds" \
-        --raw-database "$raw" --label "$label" "${synthea_args[@]}" >"$work_dir/$label.txt"
+        --label "$label" "${mode_args[@]}" "${synthea_args[@]}" >>"$work_dir/$label.txt"
     printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$work_dir/$label.txt"
     tee -a "$results" <"$work_dir/$label.txt"
     stop_server
 }
 
-bench sqlite "sqlite://$work_dir/http.db" "sqlite://$work_dir/raw.db"
-bench postgres "$pg_url/signaal_http" "$pg_url/signaal_raw"
+for store in $stores; do
+    case "$store" in
+        sqlite) bench sqlite "sqlite://$work_dir/http.db" "sqlite://$work_dir/raw.db" ;;
+        postgres) bench postgres "$pg_url/signaal_http" "$pg_url/signaal_raw" ;;
+    esac
+done
 
 # ---------------------------------------------------------------------------
 # 4. Report
@@ -184,6 +216,7 @@ machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | 
 build:   cargo build --release ($(rustc --version))
 stores:  SQLite WAL, synchronous=FULL (every commit fsyncs) on $(df -T "$work_dir" | awk 'NR==2 {print $2}');
          PostgreSQL $pg_version, throwaway server with fsync=off, synchronous_commit=off, full_page_writes=off
+mode:    $mode$([[ "$mode" == search ]] && echo ", $patients synthetic patients of seed $seed plus the Synthea Bundles")
 load:    $clients clients, $seconds s per phase, one keep-alive connection per client, over loopback;
          the load generator runs on the same machine as the server (and the database)
 REPORT

@@ -25,8 +25,8 @@ use crate::search::extract::{index_entries, patient_compartment};
 use crate::search::index::IndexEntries;
 use crate::search::query::{Predicate, SearchQuery};
 use crate::store::{
-    Current, HistoryEntry, HistoryQuery, Method, NewVersion, SearchHit, Store, StoreError,
-    StoreResult, Tx, Version,
+    Current, HistoryEntry, HistoryQuery, Method, NewVersion, SearchHit, Statement, Store,
+    StoreError, StoreResult, Tx, Version,
 };
 
 pub struct GuardedStore {
@@ -316,6 +316,13 @@ impl Store for GuardedStore {
 
     async fn queue_patient(&self, _patient: &str, _at: i64) -> StoreResult<()> {
         Err(scoring_queue_is_the_servers())
+    }
+
+    /// Query plans are for the operator (`signaal bench --explain`), never for a client.
+    async fn explain(&self, _statement: Statement<'_>) -> StoreResult<Vec<String>> {
+        Err(StoreError::Forbidden(
+            "Query plans are not available to clients".into(),
+        ))
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -125,18 +125,24 @@ fn created_id(reply: &Reply) -> Option<String> {
     (!id.is_empty()).then(|| id.to_owned())
 }
 
-/// A tiny deterministic generator (xorshift64*), enough to pick ids; no crate needed.
-struct XorShift(u64);
+/// A tiny deterministic generator (xorshift64*), enough to pick ids and to make synthetic
+/// patients; no crate needed.
+pub(super) struct XorShift(u64);
 
 impl XorShift {
-    fn new(seed: u64) -> Self {
+    pub(super) fn new(seed: u64) -> Self {
         XorShift(0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_mul(0xBF58_476D_1CE4_E5B9) | 1)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub(super) fn below(&mut self, n: usize) -> usize {
+        (self.next() >> 33) as usize % n
     }
 }

@@ -8,6 +8,10 @@
 //! ([`crate::interaction::version::write`]), so the gap between the two create rates is what
 //! HTTP, parsing and validation cost.
 //!
+//! With `--search` it is the search benchmark instead ([`search`]): load Synthea Bundles
+//! and/or `--generate-patients N` synthetic ones ([`synthetic`]), then time five typical
+//! patient queries under concurrency; `--explain` prints the database's plan of each.
+//!
 //! Everything is bounded: each phase stops after `--seconds` or `--requests`, every request
 //! has a timeout, and only loopback addresses are accepted, so the command cannot be turned
 //! into a load generator against someone else's server.
@@ -17,6 +21,8 @@ mod ingest;
 mod load;
 mod phase;
 mod raw;
+pub mod search;
+pub mod synthetic;
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -57,6 +63,27 @@ pub struct Options {
     /// visible through search (writes patients, measurements and Flags into the server).
     #[arg(long)]
     pub flag_delay: bool,
+    /// Load this many synthetic patients (transaction Bundles shaped like Synthea's,
+    /// `synthetic::RESOURCES_PER_PATIENT` resources each), `--clients` at a time, after the
+    /// other loads. They are written into the server.
+    #[arg(long)]
+    pub generate_patients: Option<u64>,
+    /// The seed of the synthetic patients: the same seed gives the same data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The search benchmark instead of the write phases: the loads asked for (--synthea-dir,
+    /// --generate-patients), then one phase per typical query, for patients drawn from the
+    /// server.
+    #[arg(long, conflicts_with_all = ["raw_database", "raw_only"])]
+    pub search: bool,
+    /// With --search: print the database's query plan of every statement each query runs
+    /// (needs --database).
+    #[arg(long, requires_all = ["search", "database"])]
+    pub explain: bool,
+    /// The database of the server under test (sqlite://PATH or loopback postgres://…), only
+    /// read, for --explain.
+    #[arg(long)]
+    pub database: Option<String>,
     /// Skip the HTTP phases (measure only the raw store insert rate).
     #[arg(long, requires = "raw_database")]
     pub raw_only: bool,
@@ -105,6 +132,32 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
     }
     let budget = options.budget();
     let mut reports = Vec::new();
+    if options.search {
+        check_loopback_url(&options.url)?;
+        reports.extend(loads(options).await?);
+        let patients = search::sample_patients(&options.url).await?;
+        eprintln!(
+            "signaal bench: {} patients sampled for the queries",
+            patients.len()
+        );
+        if options.explain {
+            let database = options.database.as_deref().unwrap_or_default();
+            check_loopback_database(database)?;
+            let store = crate::store::open(database)
+                .await
+                .map_err(|e| format!("--database: {e}"))?;
+            let plans = search::explain(&options.url, store.as_ref(), &patients).await;
+            store.close().await;
+            let plans = plans?;
+            if options.json {
+                eprint!("{plans}");
+            } else {
+                print!("{plans}");
+            }
+        }
+        reports.extend(search::queries(&options.url, options.clients, budget, &patients).await?);
+        return Ok(reports);
+    }
     if !options.raw_only {
         check_loopback_url(&options.url)?;
         reports.extend(load::run(&options.url, options.clients, budget).await?);
@@ -116,13 +169,27 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
         if options.flag_delay {
             reports.push(flags::run(&options.url, options.clients, budget).await?);
         }
-        if let Some(dir) = &options.synthea_dir {
-            reports.push(ingest::synthea(&options.url, options.clients, dir).await?);
-        }
+        reports.extend(loads(options).await?);
     }
     if let Some(database) = &options.raw_database {
         check_loopback_database(database)?;
         reports.push(raw::run(database, options.clients, budget).await?);
+    }
+    Ok(reports)
+}
+
+/// The one-shot loads asked for: the Synthea folder, then the synthetic patients.
+async fn loads(options: &Options) -> Result<Vec<PhaseReport>, String> {
+    let mut reports = Vec::new();
+    if let Some(dir) = &options.synthea_dir {
+        reports.push(ingest::synthea(&options.url, options.clients, dir).await?);
+    }
+    match options.generate_patients {
+        Some(0) => return Err("--generate-patients needs at least one patient".into()),
+        Some(n) => {
+            reports.push(search::generate(&options.url, options.clients, options.seed, n).await?)
+        }
+        None => {}
     }
     Ok(reports)
 }
@@ -263,7 +330,7 @@ fn report_table(options: &Options, reports: &[PhaseReport]) -> String {
         describe_budget(options)
     ));
     out.push_str(&format!(
-        "{:<20} {:>9} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9}\n",
+        "{:<24} {:>9} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9}\n",
         "phase",
         "requests",
         "errors",
@@ -278,7 +345,7 @@ fn report_table(options: &Options, reports: &[PhaseReport]) -> String {
     for r in reports {
         let l = &r.latency;
         out.push_str(&format!(
-            "{:<20} {:>9} {:>7} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1}\n",
+            "{:<24} {:>9} {:>7} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1}\n",
             r.name,
             r.requests,
             r.errors,

@@ -173,6 +173,30 @@ pub struct SearchHit {
     pub keys: Vec<KeyValue>,
 }
 
+/// One statement a search runs, named so that the store can explain its query plan
+/// (`signaal bench --explain`): the same SQL as the real call, with the same arguments.
+#[derive(Debug, Clone, Copy)]
+pub enum Statement<'a> {
+    /// [`Store::search`].
+    Search(&'a SearchQuery),
+    /// [`Store::count`].
+    Count(&'a SearchQuery),
+    /// [`Store::lastn`].
+    Lastn {
+        query: &'a SearchQuery,
+        max: usize,
+        limit: usize,
+    },
+    /// [`Store::include_targets`].
+    IncludeTargets {
+        rids: &'a [i64],
+        params: Option<&'a [String]>,
+        target_type: Option<&'a str>,
+    },
+    /// [`Store::read_current`].
+    ReadCurrent(&'a [(String, String)]),
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Opens a write transaction. Dropping it without `commit` rolls it back.
@@ -210,6 +234,9 @@ pub trait Store: Send + Sync {
     async fn dequeue(&self, patient: &str, generation: i64) -> StoreResult<()>;
     /// Queues a patient for re-scoring outside any write (`signaal score`, the daily run).
     async fn queue_patient(&self, patient: &str, at: i64) -> StoreResult<()>;
+    /// The database's query plan of `statement`, one line per plan node (SQLite
+    /// `EXPLAIN QUERY PLAN`, PostgreSQL `EXPLAIN`), to check that searches stay on indexes.
+    async fn explain(&self, statement: Statement<'_>) -> StoreResult<Vec<String>>;
     /// Checks that the database answers (for `/health`).
     async fn ping(&self) -> StoreResult<()>;
     /// Closes connections, waiting for in-flight work.

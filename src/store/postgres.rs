@@ -12,8 +12,8 @@ use sqlx::{query::Query, PgPool, Postgres, Row, Transaction};
 
 use super::sql::{self, Bind, Dialect, Sql};
 use super::{
-    Current, HistoryEntry, HistoryQuery, Method, NewVersion, SearchHit, Store, StoreError,
-    StoreResult, Tx, Version,
+    Current, HistoryEntry, HistoryQuery, Method, NewVersion, SearchHit, Statement, Store,
+    StoreError, StoreResult, Tx, Version,
 };
 use crate::search::index::IndexEntries;
 use crate::search::query::{KeyKind, KeyValue, SearchQuery, SortKey};
@@ -216,6 +216,15 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn explain(&self, statement: Statement<'_>) -> StoreResult<Vec<String>> {
+        let sql = sql::explain(DIALECT, &statement);
+        sql::check(&sql)?;
+        let rows = prepare(&sql).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<String, _>(0)?))
+            .collect()
     }
 
     async fn ping(&self) -> StoreResult<()> {

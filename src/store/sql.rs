@@ -7,7 +7,7 @@ use crate::search::query::{
     Cursor, IndexTable, KeyValue, Predicate, Prefix, RangeTarget, SearchQuery, SortColumn, SortKey,
     StringMatch, TokenSystem, UriMatch,
 };
-use crate::store::{HistoryQuery, NewVersion};
+use crate::store::{HistoryQuery, NewVersion, Statement};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -120,11 +120,7 @@ pub fn search(dialect: Dialect, query: &SearchQuery) -> Sql {
         push_sort_value(&mut sql, key);
         sql.push(&format!(" AS k{i}"));
     }
-    sql.push(
-        " FROM resource r JOIN resource_version v \
-         ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version WHERE ",
-    );
-    push_where(&mut sql, query);
+    push_from_where(&mut sql, query, true);
     sql.push(") t");
     let backwards = query.before.is_some();
     if let Some(cursor) = query.before.as_ref().or(query.after.as_ref()) {
@@ -238,16 +234,77 @@ fn push_keyset(sql: &mut Sql, sort: &[SortKey], cursor: &Cursor, backwards: bool
 /// The number of resources matching a search (ignoring paging).
 pub fn count(dialect: Dialect, query: &SearchQuery) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("SELECT COUNT(*) FROM resource r WHERE ");
-    push_where(&mut sql, query);
+    sql.push("SELECT COUNT(*)");
+    push_from_where(&mut sql, query, false);
     sql
 }
 
-fn push_where(sql: &mut Sql, query: &SearchQuery) {
+/// ` FROM … WHERE …` of the current resources matching `query` (`r`), joined with their
+/// current version (`v`) when `with_version`.
+///
+/// The planner cannot tell which filter is selective (SQLite has no statistics unless
+/// ANALYZE ran), and a correlated `EXISTS` per filter makes it walk every resource of the
+/// type and probe each one: at a million resources that is seconds per search. So one filter
+/// that looks a value up, a reference to one resource ("this patient's …") before a token, drives the
+/// query: its index rows give the candidate row keys (`dr`), and only those resources are
+/// read and probed for the other filters. `CROSS JOIN` makes SQLite keep that order;
+/// PostgreSQL plans it by its statistics like any inner join.
+fn push_from_where(sql: &mut Sql, query: &SearchQuery, with_version: bool) {
+    let driver = driving_filter(&query.filters);
+    sql.push(" FROM ");
+    if let Some(i) = driver {
+        let predicate = &query.filters[i][0];
+        let (table, alias) = index_of(predicate).expect("a driving filter is indexed");
+        sql.push(&format!(
+            "(SELECT DISTINCT {alias}.rid FROM {} {alias} WHERE ",
+            table_name(table)
+        ));
+        push_condition(sql, predicate, alias);
+        sql.push(") dr CROSS JOIN ");
+    }
+    sql.push("resource r");
+    if with_version {
+        sql.push(
+            " JOIN resource_version v \
+             ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version",
+        );
+    }
+    sql.push(" WHERE ");
+    if driver.is_some() {
+        sql.push("r.rid = dr.rid AND ");
+    }
     sql.push("r.rtype = ")
         .text(&query.rtype)
         .push(" AND NOT r.deleted");
-    push_filters(sql, &query.filters, "r");
+    for (i, any_of) in query.filters.iter().enumerate() {
+        if Some(i) != driver {
+            sql.push(" AND ");
+            push_any_of(sql, any_of, "r");
+        }
+    }
+}
+
+/// The filter that drives a search (see [`push_from_where`]): the first one that is a single
+/// reference to a given resource, else the first single token with a code; `None` when no
+/// filter looks a value up (then every resource of the type is probed).
+fn driving_filter(filters: &[Vec<Predicate>]) -> Option<usize> {
+    let single = |i: &usize| match filters[*i].as_slice() {
+        [one] => Some(one),
+        _ => None,
+    };
+    let reference = (0..filters.len()).find(|i| {
+        matches!(
+            single(i),
+            Some(Predicate::Reference {
+                target_id: Some(_),
+                ..
+            })
+        )
+    });
+    reference.or_else(|| {
+        (0..filters.len())
+            .find(|i| matches!(single(i), Some(Predicate::Token { code: Some(_), .. })))
+    })
 }
 
 /// ` AND (p OR p …)` for every filter, on the resource row aliased `a`.
@@ -1111,11 +1168,9 @@ pub fn lastn(dialect: Dialect, query: &SearchQuery, max: usize, limit: usize) ->
          ORDER BY (SELECT MAX(d.hi) FROM idx_date d WHERE d.rid = r.rid AND d.param = 'date') \
          DESC NULLS LAST, r.rid DESC) AS n, \
          (SELECT MIN(COALESCE(t.system, '') || '|' || t.code) FROM idx_token t \
-         WHERE t.rid = r.rid AND t.param = 'code') AS grp \
-         FROM resource r JOIN resource_version v \
-         ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version WHERE ",
+         WHERE t.rid = r.rid AND t.param = 'code') AS grp",
     );
-    push_where(&mut sql, query);
+    push_from_where(&mut sql, query, true);
     sql.push(") t WHERE t.n <= ")
         .int(max as i64)
         .push(" ORDER BY t.grp, t.n LIMIT ")
@@ -1194,5 +1249,32 @@ pub fn compartments(dialect: Dialect) -> Sql {
         "SELECT DISTINCT compartment FROM resource \
          WHERE compartment IS NOT NULL AND NOT deleted ORDER BY compartment",
     );
+    sql
+}
+
+/// The SQL of `statement`, exactly as the store method it names builds it.
+pub fn statement(dialect: Dialect, statement: &Statement<'_>) -> Sql {
+    match *statement {
+        Statement::Search(query) => search(dialect, query),
+        Statement::Count(query) => count(dialect, query),
+        Statement::Lastn { query, max, limit } => lastn(dialect, query, max, limit),
+        Statement::IncludeTargets {
+            rids,
+            params,
+            target_type,
+        } => include_targets(dialect, rids, params, target_type),
+        Statement::ReadCurrent(keys) => current_versions(dialect, keys),
+    }
+}
+
+/// `statement` under the dialect's plan command: SQLite `EXPLAIN QUERY PLAN` (rows of id,
+/// parent, notused, detail), PostgreSQL `EXPLAIN` (one text row per plan line).
+pub fn explain(dialect: Dialect, statement: &Statement<'_>) -> Sql {
+    let mut sql = self::statement(dialect, statement);
+    let prefix = match dialect {
+        Dialect::Sqlite => "EXPLAIN QUERY PLAN ",
+        Dialect::Postgres => "EXPLAIN ",
+    };
+    sql.text.insert_str(0, prefix);
     sql
 }

@@ -18,8 +18,8 @@ use sqlx::{query::Query, Row, Sqlite, SqlitePool, Transaction};
 
 use super::sql::{self, Bind, Dialect, Sql};
 use super::{
-    Current, HistoryEntry, HistoryQuery, Method, NewVersion, SearchHit, Store, StoreError,
-    StoreResult, Tx, Version,
+    Current, HistoryEntry, HistoryQuery, Method, NewVersion, SearchHit, Statement, Store,
+    StoreError, StoreResult, Tx, Version,
 };
 use crate::search::index::IndexEntries;
 use crate::search::query::{KeyKind, KeyValue, SearchQuery, SortKey};
@@ -239,6 +239,24 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    async fn explain(&self, statement: Statement<'_>) -> StoreResult<Vec<String>> {
+        let sql = sql::explain(DIALECT, &statement);
+        sql::check(&sql)?;
+        let rows = prepare(&sql).fetch_all(&self.reader).await?;
+        // Rows come in tree order; a node is indented one step deeper than its parent.
+        let mut depth: std::collections::HashMap<i64, usize> = Default::default();
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get(0)?;
+                let parent: i64 = row.try_get(1)?;
+                let detail: String = row.try_get(3)?;
+                let d = depth.get(&parent).map_or(0, |d| d + 1);
+                depth.insert(id, d);
+                Ok(format!("{}{detail}", "  ".repeat(d)))
+            })
+            .collect()
     }
 
     async fn ping(&self) -> StoreResult<()> {
