@@ -51,8 +51,8 @@ pub struct Options {
     /// postgres://…, loopback only). Resources are written into it: use a scratch database.
     #[arg(long)]
     pub raw_database: Option<String>,
-    /// Entries per transaction Bundle in the ingest phases, one phase per size
-    /// (`--transaction-sizes=` for none).
+    /// Entries per transaction Bundle in the ingest phases, one phase per size (1 to 10000
+    /// each, comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 10, 100])]
     pub transaction_sizes: Vec<usize>,
     /// A folder of transaction Bundles (`*.json`, e.g. Synthea's output/fhir) to load once,
