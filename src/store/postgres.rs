@@ -29,6 +29,11 @@ impl PostgresStore {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
+        // Statements are prepared once per connection and reused. After five runs PostgreSQL
+        // may switch a prepared search to a generic plan that ignores the values, and for a
+        // search by one patient among thousands such a plan reads far too much: plan each run
+        // with its values instead (planning these statements costs well under a millisecond).
+        let options = options.options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
