@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{expect_status, TestServer};
+use common::{expect_status, matches};
 use serde_json::Value;
 
 const BSN_PATIENT: &str = "patient.identifier=http://fhir.nl/fhir/NamingSystem/bsn|123456782";
@@ -48,18 +48,6 @@ fn statuses(bundle: &Value) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|e| e["response"]["status"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn matches(server: &TestServer, query: &str) -> Vec<Value> {
-    let body = expect_status(&server.client.get(query).await.unwrap(), 200);
-    body["entry"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| e["resource"].clone())
         .collect()
 }
 

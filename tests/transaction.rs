@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{expect_status, StoreKind, TestServer};
+use common::{expect_status, matches, StoreKind, TestServer};
 use serde_json::{json, Value};
 use signaal::client::Reply;
 
@@ -56,18 +56,6 @@ async fn type_history_total(server: &TestServer, rtype: &str) -> usize {
         .unwrap();
     let body = expect_status(&reply, 200);
     body["entry"].as_array().map_or(0, Vec::len)
-}
-
-async fn search(server: &TestServer, query: &str) -> Vec<Value> {
-    let body = expect_status(&server.client.get(query).await.unwrap(), 200);
-    body["entry"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| e["resource"].clone())
-        .collect()
 }
 
 both_stores!(
@@ -225,7 +213,7 @@ both_stores!(
         // The rewritten references are searchable.
         let id = patient.split('/').nth(1).unwrap();
         assert_eq!(
-            search(&server, &format!("Observation?subject=Patient/{id}"))
+            matches(&server, &format!("Observation?subject=Patient/{id}"))
                 .await
                 .len(),
             2
@@ -288,7 +276,7 @@ both_stores!(
         assert_eq!(type_history_total(&server, "Patient").await, 1);
         let id = patient.split('/').nth(1).unwrap();
         assert_eq!(
-            search(&server, &format!("Observation?subject={id}"))
+            matches(&server, &format!("Observation?subject={id}"))
                 .await
                 .len(),
             2
@@ -411,7 +399,7 @@ both_stores!(
     .await;
         let body = expect_status(&reply, 200);
         assert_eq!(statuses(&body), vec!["201 Created", "204 No Content"]);
-        let found = search(&server, &format!("Patient?identifier={BSN}|888")).await;
+        let found = matches(&server, &format!("Patient?identifier={BSN}|888")).await;
         assert_eq!(found.len(), 1);
         assert_eq!(
             format!("Patient/{}", found[0]["id"].as_str().unwrap()),
@@ -834,7 +822,7 @@ both_stores!(
         let outcome = expect_status(&reply, 400);
         let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
         assert!(diagnostics.contains("Bundle.entry[1]"), "{diagnostics}");
-        assert!(search(&server, &format!("Observation?subject={patient}"))
+        assert!(matches(&server, &format!("Observation?subject={patient}"))
             .await
             .is_empty());
         let read = expect_status(&server.client.get(&patient).await.unwrap(), 200);

@@ -14,6 +14,15 @@ use super::load::success;
 use super::phase::{drive, Budget, PhaseReport};
 use crate::client::Client;
 
+/// Posts a batch or transaction Bundle to the base; any 2xx is a success.
+pub(super) async fn post_bundle(client: &Client, body: Vec<u8>) -> Result<(), String> {
+    let reply = client
+        .send("POST", "", &[], Some(body))
+        .await
+        .map_err(|e| e.to_string())?;
+    success(&reply)
+}
+
 /// The name of the transaction phase of `size` entries.
 pub fn transaction_phase(size: usize) -> String {
     format!("transaction x{size}")
@@ -36,13 +45,7 @@ pub async fn transactions(
             move |seq| {
                 let client = client.clone();
                 let body = transaction(seq, size).to_string().into_bytes();
-                async move {
-                    let reply = client
-                        .send("POST", "", &[], Some(body))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    success(&reply)
-                }
+                async move { post_bundle(&client, body).await }
             }
         })
         .await?;
@@ -103,13 +106,7 @@ pub async fn synthea(base: &str, clients: usize, dir: &Path) -> Result<PhaseRepo
         move |seq| {
             let client = client.clone();
             let body = bundles[seq as usize].clone();
-            async move {
-                let reply = client
-                    .send("POST", "", &[], Some(body))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                success(&reply)
-            }
+            async move { post_bundle(&client, body).await }
         }
     })
     .await?;

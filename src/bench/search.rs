@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
+use super::ingest::post_bundle;
 use super::load::{success, XorShift};
 use super::phase::{drive, Budget, PhaseReport};
 use super::synthetic::{patient_bundle, RESOURCES_PER_PATIENT};
@@ -101,13 +102,7 @@ pub async fn generate(
             }
             let client = client.clone();
             let body = patient_bundle(seed, seq).to_string().into_bytes();
-            async move {
-                let reply = client
-                    .send("POST", "", &[], Some(body))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                success(&reply)
-            }
+            async move { post_bundle(&client, body).await }
         }
     })
     .await?;

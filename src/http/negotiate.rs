@@ -43,7 +43,7 @@ fn is_json_type(media: &str) -> bool {
 }
 
 /// The media type of a header value without parameters, lower-cased.
-fn media_type(value: &str) -> String {
+pub fn media_type(value: &str) -> String {
     value
         .split(';')
         .next()

@@ -16,6 +16,7 @@ use crate::error::{FhirError, Issue};
 use crate::fhir::fhirpath_patch::{self, FhirPatchError};
 use crate::fhir::json_patch::{self, JsonPatchError};
 use crate::fhir::validate::validate;
+use crate::http::negotiate::media_type;
 use crate::http::request::{parse_json, FhirRequest};
 use crate::http::response::FhirResponse;
 use crate::interaction::version::Outcome;
@@ -33,13 +34,9 @@ pub enum Patch {
 impl Patch {
     /// Reads the body by its media type: JSON Patch, FHIRPath Patch, or 415.
     pub fn from_request(request: &FhirRequest) -> Result<Patch, FhirError> {
-        let media = request.header(header::CONTENT_TYPE.as_str()).map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
+        let media = request
+            .header(header::CONTENT_TYPE.as_str())
+            .map(media_type);
         match media.as_deref() {
             Some("application/json-patch+json") => Ok(Patch::Json(parse_json(&request.body)?)),
             Some("application/fhir+json" | "application/json" | "application/json+fhir") => {
@@ -71,13 +68,7 @@ impl Patch {
             Some("Parameters") => Ok(Patch::FhirPath(resource.clone())),
             Some("Binary") => {
                 let content_type = resource.get("contentType").and_then(Value::as_str);
-                let media = content_type.map(|c| {
-                    c.split(';')
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .to_ascii_lowercase()
-                });
+                let media = content_type.map(media_type);
                 if media.as_deref() != Some("application/json-patch+json") {
                     return Err(FhirError::invalid_at(
                         "invalid",

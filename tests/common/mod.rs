@@ -272,3 +272,17 @@ pub async fn refused(server: &TestServer, query: &str) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// The resources a search matched (entries with `search.mode = match`), in answer order.
+#[allow(dead_code)]
+pub async fn matches(server: &TestServer, query: &str) -> Vec<Value> {
+    let body = expect_status(&server.client.get(query).await.unwrap(), 200);
+    body["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"].clone())
+        .collect()
+}
