@@ -23,7 +23,7 @@ use crate::fhir::id::new_id;
 use crate::interaction::version;
 use crate::search::extract::{index_entries, patient_compartment};
 use crate::search::index::IndexEntries;
-use crate::search::query::{Predicate, SearchQuery};
+use crate::search::query::{Contained, Predicate, SearchQuery};
 use crate::store::{
     Current, HistoryEntry, HistoryQuery, Method, NewVersion, SearchHit, Statement, Store,
     StoreError, StoreResult, Tx, Version,
@@ -140,6 +140,20 @@ fn restrict_predicate(grant: &Grant, predicate: &mut Predicate) -> StoreResult<(
 
 impl GuardedStore {
     fn restricted(&self, query: &SearchQuery) -> StoreResult<SearchQuery> {
+        // Contained resources are found through their containers, which may be of any type:
+        // only a grant that searches every type may look inside them. The compartment filter
+        // below then applies to the containers, whose compartment is their contents'.
+        if query.contained != Contained::False && !self.grant.allows_everything(Perm::Search) {
+            return Err(StoreError::Forbidden(format!(
+                "Searching contained resources (_contained) needs search access to every type \
+                 ({}/*.s): their containers may be of any type",
+                if self.grant.patient.is_some() {
+                    "patient"
+                } else {
+                    "system"
+                }
+            )));
+        }
         let mut query = query.clone();
         restrict(&self.grant, &query.rtype, &mut query.filters)?;
         Ok(query)

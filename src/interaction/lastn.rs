@@ -15,6 +15,7 @@ use crate::http::response::FhirResponse;
 use crate::interaction::paging::{self, Page};
 use crate::interaction::search::outcome_entry;
 use crate::search::params::{parse, Unknown, MAX_COUNT};
+use crate::search::query::Contained;
 
 /// The most Observations one `$lastn` answer holds.
 pub const MAX_RESULTS: usize = MAX_COUNT;
@@ -47,6 +48,11 @@ pub async fn lastn(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fhi
         Unknown::Ignore
     };
     let mut parsed = parse("Observation", &params, unknown, &app.base_url)?;
+    if parsed.query.contained != Contained::False {
+        return Err(FhirError::invalid(
+            "$lastn finds Observations, not resources contained in them: _contained must be false",
+        ));
+    }
     crate::search::terminology::resolve(app.store.as_ref(), &mut parsed.query).await?;
     let mut hits = app.store.lastn(&parsed.query, max, MAX_RESULTS).await?;
     let truncated = hits.len() > MAX_RESULTS;

@@ -18,7 +18,7 @@ use crate::fhir::resource_types;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::{check_type, retry};
-use crate::search::extract::index_entries;
+use crate::search::extract::stored_entries;
 use crate::search::query::{Cursor, SearchQuery};
 use crate::store::SearchHit;
 
@@ -148,7 +148,7 @@ async fn batch(app: &App, rtype: &str, hits: &[SearchHit]) -> Result<(u64, u64),
         };
         let resource: Value = serde_json::from_str(content)
             .map_err(|e| FhirError::Internal(format!("stored {rtype}/{}: {e}", hit.version.id)))?;
-        tx.reindex(hit.rid, &index_entries(&resource, rtype))
+        tx.reindex(hit.rid, &stored_entries(&resource, rtype))
             .await?;
         reindexed += 1;
     }

@@ -16,7 +16,7 @@ use crate::interaction::paging::{self, Page};
 use crate::interaction::{check_id, check_type};
 use crate::search::extract::patient_compartment_params;
 use crate::search::params::{parse, Subset, Total, Unknown, CURSOR_AFTER, CURSOR_BEFORE};
-use crate::search::query::{Cursor, Predicate};
+use crate::search::query::{Contained, Cursor, Predicate};
 use crate::search::terminology;
 use crate::store::SearchHit;
 
@@ -100,6 +100,9 @@ async fn search_in(
     let mut parsed = parse(rtype, &params, unknown, &app.base_url)?;
     terminology::resolve(app.store.as_ref(), &mut parsed.query).await?;
     let path = match compartment {
+        Some(_) if parsed.query.contained != Contained::False => return Err(FhirError::invalid(
+            "Compartment search finds the compartment's own resources: _contained must be false",
+        )),
         Some((path, filter)) => {
             parsed.query.filters.push(filter);
             path
@@ -144,9 +147,13 @@ async fn search_in(
     let links = paging::links(&app.url(&path), &kept, &page, CURSOR_AFTER, CURSOR_BEFORE);
     let (included, truncated) = include::included(app, &parsed.includes, &hits).await?;
     let entry = |hit: &SearchHit, mode: &str| {
-        let resource = meta::stamp(&hit.version)?;
+        let url = app.url(&format!("{}/{}", hit.version.rtype, hit.version.id));
+        let (full_url, resource) = match hit.contained.filter(|p| *p >= 0) {
+            Some(position) => contained_resource(&hit.version, position, url)?,
+            None => (url, meta::stamp(&hit.version)?),
+        };
         Some(json!({
-            "fullUrl": app.url(&format!("{}/{}", hit.version.rtype, hit.version.id)),
+            "fullUrl": full_url,
             "resource": resource,
             "search": {"mode": mode},
         }))
@@ -181,6 +188,23 @@ async fn search_in(
     bundle["link"] = json!(links);
     bundle["entry"] = json!(entries);
     Ok(FhirResponse::ok(bundle))
+}
+
+/// A contained resource returned on its own (`_containedType=contained`): the one at
+/// `position` in the container's `contained`, with the container's URL, `#` and its local id
+/// as its fullUrl (search page, "Contained Resources").
+fn contained_resource(
+    container: &crate::store::Version,
+    position: i64,
+    container_url: String,
+) -> Option<(String, Value)> {
+    let mut content: Value = serde_json::from_str(container.content.as_deref()?).ok()?;
+    let resource = content
+        .get_mut("contained")?
+        .get_mut(usize::try_from(position).ok()?)?
+        .take();
+    let id = resource.get("id").and_then(Value::as_str)?;
+    Some((format!("{container_url}#{id}"), resource))
 }
 
 /// The paging cursor of a hit: its sort key values and row key.

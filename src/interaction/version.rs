@@ -11,7 +11,7 @@ use crate::error::FhirError;
 use crate::fhir::datetime::now_ms;
 use crate::fhir::meta;
 use crate::interaction::search_parameters;
-use crate::search::extract::{index_entries, patient_compartment};
+use crate::search::extract::{patient_compartment, stored_entries};
 use crate::search::index::IndexEntries;
 use crate::store::{Current, Method, NewVersion, Tx, Version};
 
@@ -37,7 +37,7 @@ pub async fn write(
             if rtype == "SearchParameter" {
                 search_parameters::check(id, &resource)?;
             }
-            let index = index_entries(&resource, rtype);
+            let index = stored_entries(&resource, rtype);
             let compartment = patient_compartment(rtype, id, &index);
             let text =
                 serde_json::to_string(&resource).map_err(|e| FhirError::Internal(e.to_string()))?;

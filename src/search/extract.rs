@@ -46,6 +46,52 @@ pub fn index_entries(resource: &Value, rtype: &str) -> IndexEntries {
     entries
 }
 
+/// What a write stores: the resource's own entries and, for each resource in its `contained`,
+/// that resource's entries as a resource of its own type with itself as the root, renamed with
+/// [`contained_param`] and listed by a [`CONTAINED_ID`] entry (search page, "Contained
+/// Resources": `_contained=true` finds them, their container holds them).
+pub fn stored_entries(resource: &Value, rtype: &str) -> IndexEntries {
+    let mut entries = index_entries(resource, rtype);
+    let contained = resource.get("contained").and_then(Value::as_array);
+    for child in contained.into_iter().flatten() {
+        // Validation refuses a contained resource without a type; stored ones have one.
+        let ctype = child
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let mut own = index_entries(child, ctype);
+        own.tokens.push(TokenEntry {
+            param: CONTAINED_ID.to_owned(),
+            system: None,
+            code: child.get("id").and_then(Value::as_str).map(str::to_owned),
+        });
+        rename(&mut own, ctype);
+        entries.contained.push(own);
+    }
+    entries
+}
+
+/// Puts every entry of a contained resource of type `ctype` under its contained name.
+fn rename(entries: &mut IndexEntries, ctype: &str) {
+    let name = |param: &mut String| *param = contained_param(ctype, param);
+    entries.tokens.iter_mut().for_each(|e| name(&mut e.param));
+    entries.strings.iter_mut().for_each(|e| name(&mut e.param));
+    entries.dates.iter_mut().for_each(|e| name(&mut e.param));
+    entries
+        .references
+        .iter_mut()
+        .for_each(|e| name(&mut e.param));
+    entries.uris.iter_mut().for_each(|e| name(&mut e.param));
+    entries.numbers.iter_mut().for_each(|e| name(&mut e.param));
+    entries
+        .quantities
+        .iter_mut()
+        .for_each(|e| name(&mut e.param));
+    for group in &mut entries.groups {
+        rename(group, ctype);
+    }
+}
+
 /// One group per element the composite's expression selects, holding the values its
 /// components read from that element (search page, "Composite Search Parameters").
 fn composite(

@@ -85,7 +85,22 @@ pub struct IndexEntries {
     pub quantities: Vec<QuantityEntry>,
     /// Entries that belong together, one group per element (stored with the group's number).
     pub groups: Vec<IndexEntries>,
+    /// The entries of each contained resource, in the order of the resource's `contained`
+    /// (stored with that position), under [`contained_param`] names: contained resources are
+    /// found through their container (search page, "Contained Resources").
+    pub contained: Vec<IndexEntries>,
 }
+
+/// The name under which a contained resource of type `rtype` stores the entries of its
+/// parameter `param`: `Medication#code`. No search parameter code has a `#`, so a search
+/// without `_contained` never meets these entries and its index lookups stay as narrow.
+pub fn contained_param(rtype: &str, param: &str) -> String {
+    format!("{rtype}#{param}")
+}
+
+/// The parameter every contained resource has one token entry of, its local id as the code:
+/// how the resources contained in a container are listed, and how `_id` finds one.
+pub const CONTAINED_ID: &str = "_id";
 
 impl IndexEntries {
     /// The number of entries, those of groups included.
@@ -98,6 +113,7 @@ impl IndexEntries {
             + self.numbers.len()
             + self.quantities.len()
             + self.groups.iter().map(IndexEntries::len).sum::<usize>()
+            + self.contained.iter().map(IndexEntries::len).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {

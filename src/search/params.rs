@@ -15,8 +15,9 @@ use crate::fhir::resource_types;
 use crate::search::definitions::{registry, Component, ParamType};
 use crate::search::extract::{index_text, number_range};
 use crate::search::query::{
-    CanonicalQuantity, Cursor, IndexTable, Predicate, Prefix, RangeTarget, SearchQuery, SortColumn,
-    SortKey, StringMatch, TerminologyOp, TokenSystem, UriMatch,
+    CanonicalQuantity, Contained, ContainedType, Cursor, IndexTable, Predicate, Prefix,
+    RangeTarget, SearchQuery, SortColumn, SortKey, StringMatch, TerminologyOp, TokenSystem,
+    UriMatch,
 };
 use crate::ucum;
 
@@ -236,38 +237,30 @@ pub fn parse(
                 subset = summary(value)?;
                 continue;
             }
-            // Contained resources are not indexed on their own: searching them is refused
-            // rather than answered with the containers (search page, "Contained Resources").
+            // Search page, "Contained Resources".
             "_contained" => {
-                match value.as_str() {
-                    "false" => {}
-                    "true" | "both" => {
-                        return Err(FhirError::invalid(format!(
-                            "_contained={value} is not supported: this server searches resources, not the resources contained in them"
-                        )))
-                    }
+                query.contained = match value.as_str() {
+                    "false" => Contained::False,
+                    "true" => Contained::True,
+                    "both" => Contained::Both,
                     other => {
                         return Err(FhirError::invalid(format!(
                             "_contained must be false, true or both, not '{other}'"
                         )))
                     }
-                }
+                };
                 continue;
             }
             "_containedType" => {
-                match value.as_str() {
-                    "container" => {}
-                    "contained" => {
-                        return Err(FhirError::invalid(
-                            "_containedType=contained is not supported: contained resources are not searched (_contained=false)",
-                        ))
-                    }
+                query.contained_type = match value.as_str() {
+                    "container" => ContainedType::Container,
+                    "contained" => ContainedType::Contained,
                     other => {
                         return Err(FhirError::invalid(format!(
                             "_containedType must be container or contained, not '{other}'"
                         )))
                     }
-                }
+                };
                 continue;
             }
             "_elements" => {
@@ -314,8 +307,16 @@ pub fn parse(
             Err(reason) => refuse_or_ignore(unknown, reason, &mut ignored)?,
         }
     }
+    if query.contained != Contained::False {
+        check_contained(&query, &includes)?;
+    }
     if let Some((after, text)) = cursor {
         let decoded = Cursor::decode(&text, &query.sort)
+            // A search of contained resources has one key more: the hit's contained position.
+            .filter(|c| {
+                let extra = usize::from(query.contained != Contained::False);
+                c.keys.len() == query.sort.len() + extra
+            })
             .ok_or_else(|| FhirError::invalid("The paging cursor does not fit this search"))?;
         if after {
             query.after = Some(decoded);
@@ -330,6 +331,32 @@ pub fn parse(
         includes,
         subset,
     })
+}
+
+/// What a search of contained resources (`_contained=true|both`) cannot do, refused rather than
+/// guessed at: chains and `_has` (they would have to follow references out of a contained
+/// resource, or into one) and `_include`/`_revinclude` (of which resource: the container or
+/// the contained one?).
+fn check_contained(query: &SearchQuery, includes: &[Include]) -> Result<(), FhirError> {
+    fn chains(p: &Predicate) -> bool {
+        match p {
+            Predicate::Chain { .. } | Predicate::Has { .. } => true,
+            Predicate::Not(inner) => chains(inner),
+            Predicate::Composite(components) => components.iter().any(chains),
+            _ => false,
+        }
+    }
+    if query.filters.iter().flatten().any(chains) {
+        return Err(FhirError::invalid(
+            "Chained parameters and _has cannot be combined with _contained=true or both",
+        ));
+    }
+    if !includes.is_empty() {
+        return Err(FhirError::invalid(
+            "_include and _revinclude cannot be combined with _contained=true or both",
+        ));
+    }
+    Ok(())
 }
 
 /// `_sort=a,-b`: sort keys in order, `-` for descending (search page, "Sorting").
@@ -1043,6 +1070,11 @@ pub fn criteria(
         ));
     }
     let mut parsed = parse(rtype, params, Unknown::Refuse, base)?;
+    if parsed.query.contained != Contained::False {
+        return Err(FhirError::invalid(
+            "Conditional criteria cannot use _contained: a contained resource is no resource to create, update or delete on its own",
+        ));
+    }
     if crate::search::terminology::uses_terminology(&parsed.query.filters) {
         return Err(FhirError::invalid(
             "Conditional criteria cannot use :in, :not-in, :below or :above on tokens; search first, then use the id",

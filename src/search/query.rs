@@ -2,6 +2,8 @@
 //!
 //! `params.rs` turns FHIR query strings into this; `store/sql.rs` turns this into SQL.
 
+use crate::search::index::{contained_param, CONTAINED_ID};
+
 /// A search over one resource type: every filter must hold (AND); within a filter any predicate
 /// may hold (OR, the comma of FHIR search).
 #[derive(Debug, Clone, Default)]
@@ -16,7 +18,38 @@ pub struct SearchQuery {
     pub after: Option<Cursor>,
     /// Keyset cursor of the previous page: only hits before this one (returned in order).
     pub before: Option<Cursor>,
+    /// `_contained`: whether the resources searched are those contained in other resources.
+    pub contained: Contained,
+    /// `_containedType`: what a search of contained resources returns.
+    pub contained_type: ContainedType,
 }
+
+/// `_contained` (search page, "Contained Resources").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Contained {
+    /// Only resources that are not contained in another (the default).
+    #[default]
+    False,
+    /// Only contained resources.
+    True,
+    /// Both.
+    Both,
+}
+
+/// `_containedType`: whether a matching contained resource is returned as its container
+/// (the default) or on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContainedType {
+    #[default]
+    Container,
+    Contained,
+}
+
+/// Where a hit of a search with `_contained=true|both` comes from (its `SearchHit::contained`,
+/// the tie-breaker after the row key): a contained resource is its position (0, 1, …).
+pub const HIT_RESOURCE: i64 = -1;
+/// A container of a matching contained resource (`_containedType=container`).
+pub const HIT_CONTAINER: i64 = -2;
 
 /// The comparison prefixes of FHIR search (`eq`, `ne`, `gt`, `lt`, `ge`, `le`, `sa`, `eb`, `ap`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +231,76 @@ pub enum Predicate {
     },
 }
 
+impl Predicate {
+    /// The predicate as it applies to a contained resource of type `rtype` (`_contained`):
+    /// parameters under their contained names, `_id` its local id. The compartment and
+    /// `_lastUpdated` stay the container's: a contained resource has no `meta.lastUpdated` and
+    /// lives in its container's compartment. `params` refuses chains and `_has` with
+    /// `_contained`; they are left as they are.
+    pub fn in_contained(&self, rtype: &str) -> Predicate {
+        let name = |param: &str| contained_param(rtype, param);
+        let mut p = self.clone();
+        match &mut p {
+            Predicate::Id(id) => {
+                return Predicate::Token {
+                    param: name(CONTAINED_ID),
+                    system: TokenSystem::Any,
+                    code: Some(id.clone()),
+                }
+            }
+            Predicate::Range {
+                target: RangeTarget::Date(param),
+                ..
+            }
+            | Predicate::Token { param, .. }
+            | Predicate::String { param, .. }
+            | Predicate::Reference { param, .. }
+            | Predicate::Uri { param, .. }
+            | Predicate::Number { param, .. }
+            | Predicate::Quantity { param, .. }
+            | Predicate::Missing { param, .. }
+            | Predicate::Terminology { param, .. }
+            | Predicate::TokenIn { param, .. } => *param = name(param),
+            Predicate::Composite(components) => {
+                for c in components.iter_mut() {
+                    *c = c.in_contained(rtype);
+                }
+            }
+            Predicate::Not(inner) => **inner = inner.in_contained(rtype),
+            Predicate::Compartment(_)
+            | Predicate::Range {
+                target: RangeTarget::LastUpdated,
+                ..
+            }
+            | Predicate::Chain { .. }
+            | Predicate::Has { .. } => {}
+        }
+        p
+    }
+}
+
+impl SortKey {
+    /// The sort key as it applies to a contained resource of type `rtype` (see
+    /// [`Predicate::in_contained`]).
+    pub fn in_contained(&self, rtype: &str) -> SortKey {
+        let column = match &self.column {
+            SortColumn::Id => SortColumn::Index {
+                table: IndexTable::Token,
+                param: contained_param(rtype, CONTAINED_ID),
+            },
+            SortColumn::LastUpdated => SortColumn::LastUpdated,
+            SortColumn::Index { table, param } => SortColumn::Index {
+                table: *table,
+                param: contained_param(rtype, param),
+            },
+        };
+        SortKey {
+            column,
+            descending: self.descending,
+        }
+    }
+}
+
 /// A UCUM search quantity in canonical base units: `value` and its precision range `[lo, hi)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CanonicalQuantity {
@@ -278,7 +381,9 @@ pub enum KeyValue {
     Float(f64),
 }
 
-/// A position in a sorted result: the sort key values and row key of a hit.
+/// A position in a sorted result: the sort key values and row key of a hit. In a search with
+/// `_contained=true|both` one more key follows the sort keys: the hit's contained position
+/// (`SearchHit::contained`), which breaks ties after the row key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cursor {
     pub keys: Vec<KeyValue>,
@@ -317,9 +422,15 @@ impl Cursor {
         }
         let items: Vec<serde_json::Value> = serde_json::from_str(text).ok()?;
         let (rid, keys) = items.split_last()?;
-        if keys.len() != sort.len() {
-            return None;
-        }
+        // A search of contained resources has its hit's contained position as a last key.
+        let (keys, contained) = match keys.len().checked_sub(sort.len())? {
+            0 => (keys, None),
+            1 => (
+                &keys[..sort.len()],
+                Some(KeyValue::Int(keys[sort.len()].as_i64()?)),
+            ),
+            _ => return None,
+        };
         let keys = keys
             .iter()
             .zip(sort)
@@ -333,6 +444,8 @@ impl Cursor {
                 _ => None,
             })
             .collect::<Option<Vec<_>>>()?;
+        let mut keys = keys;
+        keys.extend(contained);
         Some(Cursor {
             keys,
             rid: rid.as_i64()?,

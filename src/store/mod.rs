@@ -171,6 +171,9 @@ pub struct SearchHit {
     pub version: Version,
     /// The hit's sort key values, for the cursor of the next or previous page.
     pub keys: Vec<KeyValue>,
+    /// In a search with `_contained=true|both`: the position of the matching contained
+    /// resource in `version`'s `contained`, or `query::HIT_RESOURCE` / `HIT_CONTAINER`.
+    pub contained: Option<i64>,
 }
 
 /// One statement a search runs, named so that the store can explain its query plan

@@ -16,7 +16,7 @@ use super::{
     StoreError, StoreResult, Tx, Version,
 };
 use crate::search::index::IndexEntries;
-use crate::search::query::{KeyKind, KeyValue, SearchQuery, SortKey};
+use crate::search::query::{Contained, KeyKind, KeyValue, SearchQuery, SortKey};
 
 const DIALECT: Dialect = Dialect::Postgres;
 
@@ -77,7 +77,7 @@ fn version_at(row: &PgRow, offset: usize) -> Result<Version, sqlx::Error> {
     })
 }
 
-fn hits(rows: Vec<PgRow>, sort: &[SortKey]) -> StoreResult<Vec<SearchHit>> {
+fn hits(rows: Vec<PgRow>, sort: &[SortKey], contained: bool) -> StoreResult<Vec<SearchHit>> {
     rows.iter()
         .map(|row| {
             let keys = sort
@@ -93,10 +93,20 @@ fn hits(rows: Vec<PgRow>, sort: &[SortKey]) -> StoreResult<Vec<SearchHit>> {
                     .unwrap_or(KeyValue::Null))
                 })
                 .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            // A search with `_contained` has the hit's contained position last, also a key.
+            let at = 7 + sort.len();
+            let contained = if contained {
+                Some(row.try_get::<i64, _>(at)?)
+            } else {
+                None
+            };
+            let mut keys = keys;
+            keys.extend(contained.map(KeyValue::Int));
             Ok(SearchHit {
                 rid: row.try_get(0)?,
                 version: version_at(row, 1)?,
                 keys,
+                contained,
             })
         })
         .collect()
@@ -137,7 +147,11 @@ impl Store for PostgresStore {
     async fn search(&self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
         let sql = sql::search(DIALECT, query);
         sql::check(&sql)?;
-        hits(prepare(&sql).fetch_all(&self.pool).await?, &query.sort)
+        hits(
+            prepare(&sql).fetch_all(&self.pool).await?,
+            &query.sort,
+            query.contained != Contained::False,
+        )
     }
 
     async fn count(&self, query: &SearchQuery) -> StoreResult<u64> {
@@ -171,7 +185,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<SearchHit>> {
         let sql = sql::lastn(DIALECT, query, max, limit);
         sql::check(&sql)?;
-        hits(prepare(&sql).fetch_all(&self.pool).await?, &[])
+        hits(prepare(&sql).fetch_all(&self.pool).await?, &[], false)
     }
 
     async fn read_current(&self, keys: &[(String, String)]) -> StoreResult<Vec<SearchHit>> {
@@ -179,7 +193,7 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let sql = sql::current_versions(DIALECT, keys);
-        hits(prepare(&sql).fetch_all(&self.pool).await?, &[])
+        hits(prepare(&sql).fetch_all(&self.pool).await?, &[], false)
     }
 
     async fn compartment(&self, patient: &str) -> StoreResult<Vec<Version>> {
@@ -301,7 +315,11 @@ impl Tx for PostgresTx {
     async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
         let sql = sql::search(DIALECT, query);
         sql::check(&sql)?;
-        hits(prepare(&sql).fetch_all(&mut *self.tx).await?, &query.sort)
+        hits(
+            prepare(&sql).fetch_all(&mut *self.tx).await?,
+            &query.sort,
+            query.contained != Contained::False,
+        )
     }
 
     async fn write(&mut self, new: NewVersion<'_>, previous: Option<i64>) -> StoreResult<()> {

@@ -3,9 +3,11 @@
 //! store with [`Bind`] values.
 
 use crate::search::index::IndexEntries;
+use crate::search::index::{contained_param, CONTAINED_ID};
 use crate::search::query::{
-    Cursor, IndexTable, KeyValue, Predicate, Prefix, RangeTarget, SearchQuery, SortColumn, SortKey,
-    StringMatch, TokenSystem, UriMatch,
+    Contained, ContainedType, Cursor, IndexTable, KeyValue, Predicate, Prefix, RangeTarget,
+    SearchQuery, SortColumn, SortKey, StringMatch, TokenSystem, UriMatch, HIT_CONTAINER,
+    HIT_RESOURCE,
 };
 use crate::store::{HistoryQuery, NewVersion, Statement};
 
@@ -112,12 +114,15 @@ pub fn read_version(dialect: Dialect, rtype: &str, id: &str, version: Option<i64
 /// order when unsorted). The page starts after `query.after`, or ends before `query.before`
 /// (then read backwards). Columns: rid, `VERSION_COLUMNS`, then one per sort key.
 pub fn search(dialect: Dialect, query: &SearchQuery) -> Sql {
+    if query.contained != Contained::False {
+        return contained_search(dialect, query);
+    }
     let mut sql = Sql::new(dialect);
     sql.push("SELECT * FROM (SELECT r.rid, ")
         .push(VERSION_COLUMNS);
     for (i, key) in query.sort.iter().enumerate() {
         sql.push(", ");
-        push_sort_value(&mut sql, key);
+        push_sort_value(&mut sql, key, None);
         sql.push(&format!(" AS k{i}"));
     }
     push_from_where(&mut sql, query, true);
@@ -125,7 +130,7 @@ pub fn search(dialect: Dialect, query: &SearchQuery) -> Sql {
     let backwards = query.before.is_some();
     if let Some(cursor) = query.before.as_ref().or(query.after.as_ref()) {
         sql.push(" WHERE ");
-        push_keyset(&mut sql, &query.sort, cursor, backwards);
+        push_keyset(&mut sql, &query.sort, cursor, backwards, false);
     }
     sql.push(" ORDER BY ");
     for (i, key) in query.sort.iter().enumerate() {
@@ -142,8 +147,9 @@ pub fn search(dialect: Dialect, query: &SearchQuery) -> Sql {
     sql
 }
 
-/// The value a resource sorts by: its smallest indexed value ascending, largest descending.
-fn push_sort_value(sql: &mut Sql, key: &SortKey) {
+/// The value a resource sorts by: its smallest indexed value ascending, largest descending;
+/// with `contained`, the values of the contained resource at that position only.
+fn push_sort_value(sql: &mut Sql, key: &SortKey, contained: Option<&str>) {
     match &key.column {
         SortColumn::Id => {
             sql.push("r.id");
@@ -163,11 +169,13 @@ fn push_sort_value(sql: &mut Sql, key: &SortKey) {
             };
             let aggregate = if extreme { "MAX" } else { "MIN" };
             sql.push(&format!(
-                "(SELECT {aggregate}(s.{column}) FROM {} s WHERE s.rid = r.rid AND s.param = ",
+                "(SELECT {aggregate}(s.{column}) FROM {} s WHERE s.rid = r.rid AND ",
                 table_name(*table)
-            ))
-            .text(param)
-            .push(")");
+            ));
+            if let Some(position) = contained {
+                sql.push(&format!("s.contained = {position} AND "));
+            }
+            sql.push("s.param = ").text(param).push(")");
         }
     }
 }
@@ -183,7 +191,10 @@ fn push_key_value(sql: &mut Sql, value: &KeyValue) {
 
 /// Rows strictly after (or, backwards, before) `cursor` in the order of `sort` then row key,
 /// with resources lacking a value sorted last: the keyset condition of the next page.
-fn push_keyset(sql: &mut Sql, sort: &[SortKey], cursor: &Cursor, backwards: bool) {
+///
+/// In a search of contained resources (`contained`) the hit's contained position, the
+/// cursor's last key, breaks ties after the row key.
+fn push_keyset(sql: &mut Sql, sort: &[SortKey], cursor: &Cursor, backwards: bool, contained: bool) {
     sql.push("(");
     for i in 0..=sort.len() {
         if i > 0 {
@@ -203,8 +214,16 @@ fn push_keyset(sql: &mut Sql, sort: &[SortKey], cursor: &Cursor, backwards: bool
         }
         // …and past the cursor on this one (or on the row key, after all of them).
         if i == sort.len() {
-            sql.push(if backwards { "t.rid < " } else { "t.rid > " })
-                .int(cursor.rid);
+            let op = if backwards { "<" } else { ">" };
+            sql.push(&format!("(t.rid {op} ")).int(cursor.rid);
+            if let (true, Some(KeyValue::Int(position))) = (contained, cursor.keys.get(i)) {
+                sql.push(" OR (t.rid = ")
+                    .int(cursor.rid)
+                    .push(&format!(" AND t.cid {op} "))
+                    .int(*position)
+                    .push(")");
+            }
+            sql.push(")");
         } else {
             let less = sort[i].descending != backwards;
             match (&cursor.keys[i], backwards) {
@@ -235,8 +254,143 @@ fn push_keyset(sql: &mut Sql, sort: &[SortKey], cursor: &Cursor, backwards: bool
 pub fn count(dialect: Dialect, query: &SearchQuery) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("SELECT COUNT(*)");
+    if query.contained != Contained::False {
+        sql.push(" FROM (");
+        push_contained_hits(&mut sql, query);
+        sql.push(") h");
+        return sql;
+    }
     push_from_where(&mut sql, query, false);
     sql
+}
+
+/// A search with `_contained=true|both` (search page, "Contained Resources"), paged and sorted
+/// like [`search`]. Its hits are pairs (row key, `cid`): a contained resource at its position
+/// in the row's `contained`, the row's resource itself (`HIT_RESOURCE`, `_contained=both`) or
+/// the row as the container of matches (`HIT_CONTAINER`). Columns: rid, `VERSION_COLUMNS`, one
+/// per sort key, cid. A search without `_contained` never comes here: its SQL is unchanged.
+fn contained_search(dialect: Dialect, query: &SearchQuery) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT * FROM (SELECT r.rid, ")
+        .push(VERSION_COLUMNS);
+    for (i, key) in query.sort.iter().enumerate() {
+        sql.push(", ");
+        push_hit_sort_value(&mut sql, query, key);
+        sql.push(&format!(" AS k{i}"));
+    }
+    sql.push(", h.cid FROM (");
+    push_contained_hits(&mut sql, query);
+    sql.push(
+        ") h CROSS JOIN resource r JOIN resource_version v \
+         ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version WHERE r.rid = h.rid) t",
+    );
+    let backwards = query.before.is_some();
+    if let Some(cursor) = query.before.as_ref().or(query.after.as_ref()) {
+        sql.push(" WHERE ");
+        push_keyset(&mut sql, &query.sort, cursor, backwards, true);
+    }
+    sql.push(" ORDER BY ");
+    for (i, key) in query.sort.iter().enumerate() {
+        let descending = key.descending != backwards;
+        let nulls = if backwards { "FIRST" } else { "LAST" };
+        sql.push(&format!(
+            "k{i} {} NULLS {nulls}, ",
+            if descending { "DESC" } else { "ASC" }
+        ));
+    }
+    sql.push(if backwards {
+        "t.rid DESC, t.cid DESC"
+    } else {
+        "t.rid ASC, t.cid ASC"
+    });
+    sql.push(" LIMIT ").int(query.count as i64 + 1);
+    sql
+}
+
+/// `SELECT rid, cid` of every hit of a search with `_contained=true|both` (see
+/// [`contained_search`]): the resources themselves matching (`both`), and the contained
+/// resources matching or their containers. A resource that is both a match and a container of
+/// one is one hit, as itself.
+fn push_contained_hits(sql: &mut Sql, query: &SearchQuery) {
+    let both = query.contained == Contained::Both;
+    let containers = query.contained_type == ContainedType::Container;
+    if both && containers {
+        sql.push("SELECT u.rid, MAX(u.cid) AS cid FROM (");
+    }
+    if both {
+        sql.push(&format!(
+            "SELECT r.rid, CAST({HIT_RESOURCE} AS BIGINT) AS cid"
+        ));
+        push_from_where(sql, query, false);
+        sql.push(" UNION ALL ");
+    }
+    push_contained_matches(sql, query);
+    if both && containers {
+        sql.push(") u GROUP BY u.rid");
+    }
+}
+
+/// `SELECT DISTINCT rid, cid` of the contained resources of type `query.rtype` that match every
+/// filter (all of them the same contained resource), or of their containers with
+/// `_containedType=container`. As in [`push_from_where`], one filter drives: its index rows
+/// (`cu`) are the candidates; without one, every contained resource of the type is, by its
+/// local id entry. The container must be current; its compartment is the one that counts.
+fn push_contained_matches(sql: &mut Sql, query: &SearchQuery) {
+    let filters: Vec<Vec<Predicate>> = query
+        .filters
+        .iter()
+        .map(|any_of| {
+            any_of
+                .iter()
+                .map(|p| p.in_contained(&query.rtype))
+                .collect()
+        })
+        .collect();
+    let every = Predicate::Token {
+        param: contained_param(&query.rtype, CONTAINED_ID),
+        system: TokenSystem::Any,
+        code: None,
+    };
+    let driver = driving_filter(&filters);
+    let predicate = driver.map_or(&every, |i| &filters[i][0]);
+    let (table, _) = index_of(predicate).expect("a driving filter is indexed");
+    let cid = match query.contained_type {
+        ContainedType::Contained => "cu.contained".to_owned(),
+        ContainedType::Container => format!("CAST({HIT_CONTAINER} AS BIGINT)"),
+    };
+    sql.push(&format!(
+        "SELECT DISTINCT cu.rid, {cid} AS cid FROM {} cu JOIN resource r ON r.rid = cu.rid WHERE ",
+        table_name(table)
+    ));
+    push_condition(sql, predicate, "cu");
+    sql.push(" AND NOT r.deleted");
+    let row = Row {
+        alias: "r",
+        unit: Some("cu"),
+    };
+    for (i, any_of) in filters.iter().enumerate() {
+        if Some(i) != driver {
+            sql.push(" AND ");
+            push_any_of(sql, any_of, row);
+        }
+    }
+}
+
+/// A hit's value of a sort key (see [`contained_search`]): a resource's own, a contained
+/// resource's, or for a container the extreme over its contained resources of the type.
+fn push_hit_sort_value(sql: &mut Sql, query: &SearchQuery, key: &SortKey) {
+    let inner = key.in_contained(&query.rtype);
+    sql.push(&format!("CASE WHEN h.cid = {HIT_RESOURCE} THEN "));
+    push_sort_value(sql, key, None);
+    sql.push(&format!(" WHEN h.cid = {HIT_CONTAINER} THEN "));
+    match key.column {
+        // The container is the hit: its own id.
+        SortColumn::Id => push_sort_value(sql, key, None),
+        _ => push_sort_value(sql, &inner, None),
+    }
+    sql.push(" ELSE ");
+    push_sort_value(sql, &inner, Some("h.cid"));
+    sql.push(" END");
 }
 
 /// ` FROM … WHERE …` of the current resources matching `query` (`r`), joined with their
@@ -279,7 +433,7 @@ fn push_from_where(sql: &mut Sql, query: &SearchQuery, with_version: bool) {
     for (i, any_of) in query.filters.iter().enumerate() {
         if Some(i) != driver {
             sql.push(" AND ");
-            push_any_of(sql, any_of, "r");
+            push_any_of(sql, any_of, Row::of("r"));
         }
     }
 }
@@ -307,8 +461,38 @@ fn driving_filter(filters: &[Vec<Predicate>]) -> Option<usize> {
     })
 }
 
+/// The resource row predicates apply to (its alias), and in a search of contained resources the
+/// index row (`unit`) whose contained resource they are about: every index row a predicate
+/// reads must then be of that same contained resource.
+#[derive(Debug, Clone, Copy)]
+struct Row<'a> {
+    alias: &'a str,
+    unit: Option<&'a str>,
+}
+
+impl<'a> Row<'a> {
+    fn of(alias: &'a str) -> Self {
+        Row { alias, unit: None }
+    }
+
+    /// The condition that index row `index` belongs to this row.
+    fn same(&self, index: &str) -> String {
+        let a = self.alias;
+        match self.unit {
+            None => format!("{index}.rid = {a}.rid"),
+            Some(u) => format!("{index}.rid = {a}.rid AND {index}.contained = {u}.contained"),
+        }
+    }
+}
+
+impl std::fmt::Display for Row<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.alias)
+    }
+}
+
 /// ` AND (p OR p …)` for every filter, on the resource row aliased `a`.
-fn push_filters(sql: &mut Sql, filters: &[Vec<Predicate>], a: &str) {
+fn push_filters(sql: &mut Sql, filters: &[Vec<Predicate>], a: Row<'_>) {
     for any_of in filters {
         sql.push(" AND ");
         push_any_of(sql, any_of, a);
@@ -317,7 +501,7 @@ fn push_filters(sql: &mut Sql, filters: &[Vec<Predicate>], a: &str) {
 
 /// `(p OR p …)` as a balanced tree: SQLite refuses expressions nested 1,000 deep, which a flat
 /// chain of a thousand ORs is.
-fn push_any_of(sql: &mut Sql, any_of: &[Predicate], a: &str) {
+fn push_any_of(sql: &mut Sql, any_of: &[Predicate], a: Row<'_>) {
     match any_of {
         [] => {
             sql.push("1 = 0");
@@ -338,7 +522,7 @@ fn push_any_of(sql: &mut Sql, any_of: &[Predicate], a: &str) {
     }
 }
 
-fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: &str) {
+fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: Row<'_>) {
     match predicate {
         Predicate::Id(id) => {
             sql.push(&format!("{a}.id = ")).text(id);
@@ -370,7 +554,7 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: &str) {
             sql.push(if *missing { "NOT EXISTS" } else { "EXISTS" });
             sql.push(" (SELECT 1 FROM ")
                 .push(table_name(*table))
-                .push(&format!(" m WHERE m.rid = {a}.rid AND m.param = "))
+                .push(&format!(" m WHERE {} AND m.param = ", a.same("m")))
                 .text(param)
                 .push(")");
         }
@@ -392,7 +576,7 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: &str) {
             .text(param)
             .push(&format!(" AND {c}.rtype = "))
             .text(target_type);
-            push_filters(sql, filters, &c);
+            push_filters(sql, filters, Row::of(&c));
             sql.push(")");
         }
         Predicate::Has {
@@ -411,7 +595,7 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: &str) {
             .text(param)
             .push(&format!(" AND {h}.rtype = "))
             .text(source_type);
-            push_filters(sql, filters, &h);
+            push_filters(sql, filters, Row::of(&h));
             sql.push(")");
         }
         Predicate::Composite(components) => push_composite(sql, components, a, None),
@@ -422,8 +606,9 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: &str) {
         indexed => {
             let (table, alias) = index_of(indexed).expect("an index predicate");
             sql.push(&format!(
-                "EXISTS (SELECT 1 FROM {} {alias} WHERE {alias}.rid = {a}.rid AND ",
-                table_name(table)
+                "EXISTS (SELECT 1 FROM {} {alias} WHERE {} AND ",
+                table_name(table),
+                a.same(alias)
             ));
             push_condition(sql, indexed, alias);
             sql.push(")");
@@ -449,7 +634,7 @@ fn index_of(predicate: &Predicate) -> Option<(IndexTable, &'static str)> {
 }
 
 /// Composite: one EXISTS per component, each in the group (element) of the first.
-fn push_composite(sql: &mut Sql, components: &[Predicate], a: &str, group_of: Option<&str>) {
+fn push_composite(sql: &mut Sql, components: &[Predicate], a: Row<'_>, group_of: Option<&str>) {
     let Some((first, rest)) = components.split_first() else {
         sql.push("1 = 1");
         return;
@@ -460,8 +645,9 @@ fn push_composite(sql: &mut Sql, components: &[Predicate], a: &str, group_of: Op
     };
     let alias = format!("{a}g{}", components.len());
     sql.push(&format!(
-        "EXISTS (SELECT 1 FROM {} {alias} WHERE {alias}.rid = {a}.rid AND ",
-        table_name(table)
+        "EXISTS (SELECT 1 FROM {} {alias} WHERE {} AND ",
+        table_name(table),
+        a.same(&alias)
     ));
     match group_of {
         Some(g) => sql.push(&format!("{alias}.grp = {g}.grp AND ")),
@@ -925,30 +1111,56 @@ const ROWS_PER_INSERT: usize = 200;
 /// Multi-row INSERTs of a resource's index entries, one or more per non-empty table.
 pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<Sql> {
     let mut out = Vec::new();
-    insert_entries(&mut out, dialect, rid, entries, None);
-    for (grp, group) in entries.groups.iter().enumerate() {
-        insert_entries(&mut out, dialect, rid, group, Some(grp as i64));
+    insert_resource_entries(&mut out, dialect, rid, entries, None);
+    for (position, contained) in entries.contained.iter().enumerate() {
+        insert_resource_entries(&mut out, dialect, rid, contained, Some(position as i64));
     }
     out
 }
 
+/// The entries of a resource or of one resource it contains (at `contained`), groups included.
+fn insert_resource_entries(
+    out: &mut Vec<Sql>,
+    dialect: Dialect,
+    rid: i64,
+    entries: &IndexEntries,
+    contained: Option<i64>,
+) {
+    insert_entries(out, dialect, rid, entries, None, contained);
+    for (grp, group) in entries.groups.iter().enumerate() {
+        insert_entries(out, dialect, rid, group, Some(grp as i64), contained);
+    }
+}
+
 /// The entries of a resource, or of one group of it (`grp`: values that come from one element).
+/// The `contained` column is only written for a contained resource's entries.
 fn insert_entries(
     out: &mut Vec<Sql>,
     dialect: Dialect,
     rid: i64,
     entries: &IndexEntries,
     grp: Option<i64>,
+    contained: Option<i64>,
 ) {
     let grp = Bind::OptInt(grp);
+    let columns = |table: &str| match contained {
+        Some(_) => table.replacen("(grp, ", "(contained, grp, ", 1),
+        None => table.to_owned(),
+    };
+    let start = |sql: &mut Sql| {
+        if let Some(position) = contained {
+            sql.int(position).push(", ");
+        }
+        sql.bind(grp.clone());
+    };
     inserts(
         out,
         dialect,
-        "idx_token (grp, rid, param, system, code)",
+        &columns("idx_token (grp, rid, param, system, code)"),
         &entries.tokens,
         |sql, e| {
-            sql.bind(grp.clone())
-                .push(", ")
+            start(sql);
+            sql.push(", ")
                 .int(rid)
                 .push(", ")
                 .text(&e.param)
@@ -961,11 +1173,11 @@ fn insert_entries(
     inserts(
         out,
         dialect,
-        "idx_string (grp, rid, param, normalized, exact)",
+        &columns("idx_string (grp, rid, param, normalized, exact)"),
         &entries.strings,
         |sql, e| {
-            sql.bind(grp.clone())
-                .push(", ")
+            start(sql);
+            sql.push(", ")
                 .int(rid)
                 .push(", ")
                 .text(&e.param)
@@ -978,11 +1190,11 @@ fn insert_entries(
     inserts(
         out,
         dialect,
-        "idx_date (grp, rid, param, lo, hi)",
+        &columns("idx_date (grp, rid, param, lo, hi)"),
         &entries.dates,
         |sql, e| {
-            sql.bind(grp.clone())
-                .push(", ")
+            start(sql);
+            sql.push(", ")
                 .int(rid)
                 .push(", ")
                 .text(&e.param)
@@ -995,11 +1207,11 @@ fn insert_entries(
     inserts(
         out,
         dialect,
-        "idx_reference (grp, rid, param, target_type, target_id, url)",
+        &columns("idx_reference (grp, rid, param, target_type, target_id, url)"),
         &entries.references,
         |sql, e| {
-            sql.bind(grp.clone())
-                .push(", ")
+            start(sql);
+            sql.push(", ")
                 .int(rid)
                 .push(", ")
                 .text(&e.param)
@@ -1012,11 +1224,11 @@ fn insert_entries(
     inserts(
         out,
         dialect,
-        "idx_uri (grp, rid, param, value)",
+        &columns("idx_uri (grp, rid, param, value)"),
         &entries.uris,
         |sql, e| {
-            sql.bind(grp.clone())
-                .push(", ")
+            start(sql);
+            sql.push(", ")
                 .int(rid)
                 .push(", ")
                 .text(&e.param)
@@ -1027,11 +1239,11 @@ fn insert_entries(
     inserts(
         out,
         dialect,
-        "idx_number (grp, rid, param, value, lo, hi)",
+        &columns("idx_number (grp, rid, param, value, lo, hi)"),
         &entries.numbers,
         |sql, e| {
-            sql.bind(grp.clone())
-                .push(", ")
+            start(sql);
+            sql.push(", ")
                 .int(rid)
                 .push(", ")
                 .text(&e.param)
@@ -1044,11 +1256,11 @@ fn insert_entries(
     inserts(
         out,
         dialect,
-        "idx_quantity (grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit)",
+        &columns("idx_quantity (grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit)"),
         &entries.quantities,
         |sql, e| {
-            sql.bind(grp.clone())
-                .push(", ")
+            start(sql);
+            sql.push(", ")
                 .int(rid)
                 .push(", ")
                 .text(&e.param)
@@ -1120,6 +1332,11 @@ pub fn include_targets(
     }
     if let Some(t) = target_type {
         sql.push(" AND x.target_type = ").text(t);
+    }
+    // Not the references of contained resources (`Medication#manufacturer`): `*` means the
+    // resource's own reference parameters. A test on `param` keeps the lookup on the index.
+    if params.is_none() {
+        sql.push(" AND x.param NOT LIKE '%#%'");
     }
     sql
 }

@@ -1,0 +1,343 @@
+//! Searching contained resources (search page, "Contained Resources"): `_contained`
+//! (false, true, both) × `_containedType` (container, contained), on both stores, through HTTP.
+
+mod common;
+
+use common::{expect_status, put, refused, TestServer};
+use serde_json::{json, Value};
+
+const SNOMED: &str = "http://snomed.info/sct";
+
+/// A MedicationRequest for `patient` with a contained Medication of `code` (local id `med`).
+fn request_with_medication(id: &str, patient: &str, code: &str) -> Value {
+    json!({
+        "resourceType": "MedicationRequest", "id": id, "status": "active", "intent": "order",
+        "contained": [{
+            "resourceType": "Medication", "id": "med",
+            "code": {"coding": [{"system": SNOMED, "code": code}]}
+        }],
+        "medicationReference": {"reference": "#med"},
+        "subject": {"reference": format!("Patient/{patient}")}
+    })
+}
+
+/// Two requests with a contained aspirin, one with paracetamol, and a Medication of its own
+/// that is aspirin too.
+async fn fixtures(server: &TestServer) {
+    for id in ["p1", "p2"] {
+        put(server, json!({"resourceType": "Patient", "id": id})).await;
+    }
+    put(server, request_with_medication("rx1", "p1", "aspirin")).await;
+    put(server, request_with_medication("rx2", "p2", "aspirin")).await;
+    put(server, request_with_medication("rx3", "p1", "paracetamol")).await;
+    put(
+        server,
+        json!({"resourceType": "Medication", "id": "own",
+               "code": {"coding": [{"system": SNOMED, "code": "aspirin"}]}}),
+    )
+    .await;
+}
+
+/// The match entries of a search: (fullUrl, resource).
+async fn entries(server: &TestServer, query: &str) -> Vec<(String, Value)> {
+    let bundle = expect_status(&server.client.get(query).await.unwrap(), 200);
+    bundle["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| {
+            (
+                e["fullUrl"].as_str().unwrap().to_owned(),
+                e["resource"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// `Type/id` of each match, sorted, with the fullUrl's `#local` part where there is one.
+async fn found(server: &TestServer, query: &str) -> Vec<String> {
+    let base = format!("{}/", server.base);
+    let mut found: Vec<String> = entries(server, query)
+        .await
+        .into_iter()
+        .map(|(url, _)| url.strip_prefix(&base).unwrap().to_owned())
+        .collect();
+    found.sort();
+    found
+}
+
+both_stores!(
+    contained_false_is_the_default_and_does_not_find_contained_resources,
+    |server| {
+        fixtures(&server).await;
+        let code = format!("Medication?code={SNOMED}|aspirin");
+        assert_eq!(found(&server, &code).await, ["Medication/own"]);
+        assert_eq!(
+            found(&server, &format!("{code}&_contained=false")).await,
+            ["Medication/own"]
+        );
+    }
+);
+
+both_stores!(contained_true_returns_the_containers_by_default, |server| {
+    fixtures(&server).await;
+    let query = format!("Medication?code={SNOMED}|aspirin&_contained=true");
+    assert_eq!(
+        found(&server, &query).await,
+        ["MedicationRequest/rx1", "MedicationRequest/rx2"]
+    );
+    assert_eq!(
+        found(&server, &format!("{query}&_containedType=container")).await,
+        ["MedicationRequest/rx1", "MedicationRequest/rx2"]
+    );
+    // The containers come whole, with their version.
+    let (_, rx1) = entries(&server, &query).await.remove(0);
+    assert_eq!(rx1["contained"][0]["id"], "med");
+    assert_eq!(rx1["meta"]["versionId"], "1");
+});
+
+both_stores!(
+    contained_type_contained_returns_the_contained_resources_under_their_containers_url,
+    |server| {
+        fixtures(&server).await;
+        let query =
+            format!("Medication?code={SNOMED}|aspirin&_contained=true&_containedType=contained");
+        assert_eq!(
+            found(&server, &query).await,
+            ["MedicationRequest/rx1#med", "MedicationRequest/rx2#med"]
+        );
+        for (_, resource) in entries(&server, &query).await {
+            assert_eq!(resource["resourceType"], "Medication");
+            assert_eq!(resource["id"], "med");
+            assert_eq!(resource["code"]["coding"][0]["code"], "aspirin");
+        }
+    }
+);
+
+both_stores!(
+    contained_both_is_the_union_of_resources_and_contained_ones,
+    |server| {
+        fixtures(&server).await;
+        let query = format!("Medication?code={SNOMED}|aspirin&_contained=both");
+        assert_eq!(
+            found(&server, &query).await,
+            [
+                "Medication/own",
+                "MedicationRequest/rx1",
+                "MedicationRequest/rx2"
+            ]
+        );
+        assert_eq!(
+            found(&server, &format!("{query}&_containedType=contained")).await,
+            [
+                "Medication/own",
+                "MedicationRequest/rx1#med",
+                "MedicationRequest/rx2#med"
+            ]
+        );
+        let total = expect_status(
+            &server
+                .client
+                .get(&format!(
+                    "{query}&_containedType=contained&_total=accurate&_count=1"
+                ))
+                .await
+                .unwrap(),
+            200,
+        );
+        assert_eq!(total["total"], 3);
+    }
+);
+
+both_stores!(
+    every_filter_holds_for_the_same_contained_resource,
+    |server| {
+        put(
+            &server,
+            json!({
+                "resourceType": "MedicationRequest", "id": "two", "status": "active",
+                "intent": "order",
+                "contained": [
+                    {"resourceType": "Medication", "id": "a", "status": "active",
+                     "code": {"coding": [{"system": SNOMED, "code": "aspirin"}]}},
+                    {"resourceType": "Medication", "id": "b", "status": "inactive",
+                     "code": {"coding": [{"system": SNOMED, "code": "paracetamol"}]}}
+                ],
+                "medicationReference": {"reference": "#a"},
+                "supportingInformation": [{"reference": "#b"}],
+                "subject": {"reference": "Patient/p"}
+            }),
+        )
+        .await;
+        let contained = "&_contained=true&_containedType=contained";
+        assert!(found(
+            &server,
+            &format!("Medication?code=aspirin&status=inactive{contained}")
+        )
+        .await
+        .is_empty());
+        assert_eq!(
+            found(
+                &server,
+                &format!("Medication?code=paracetamol&status=inactive{contained}")
+            )
+            .await,
+            ["MedicationRequest/two#b"]
+        );
+        assert_eq!(
+            found(&server, &format!("Medication?_id=a{contained}")).await,
+            ["MedicationRequest/two#a"]
+        );
+        // Without a filter: every contained Medication.
+        assert_eq!(
+            found(&server, &format!("Medication?{}", &contained[1..])).await,
+            ["MedicationRequest/two#a", "MedicationRequest/two#b"]
+        );
+    }
+);
+
+both_stores!(
+    an_ordinary_search_does_not_find_containers_by_their_contained_resources_values,
+    |server| {
+        fixtures(&server).await;
+        // MedicationRequest?code searches the request's own medicationCodeableConcept, which
+        // these requests do not have; their contained Medications' codes do not count.
+        assert!(found(&server, "MedicationRequest?code=aspirin")
+            .await
+            .is_empty());
+        // Nor does a contained resource count as a resource of its own type.
+        assert_eq!(found(&server, "Medication").await, ["Medication/own"]);
+        assert_eq!(
+            found(&server, "MedicationRequest?subject=Patient/p1").await,
+            ["MedicationRequest/rx1", "MedicationRequest/rx3"]
+        );
+    }
+);
+
+both_stores!(
+    an_update_that_removes_a_contained_resource_removes_it_from_search,
+    |server| {
+        fixtures(&server).await;
+        let mut rx1 = request_with_medication("rx1", "p1", "aspirin");
+        rx1.as_object_mut().unwrap().remove("contained");
+        rx1["medicationReference"] = json!({"reference": "Medication/own"});
+        put(&server, rx1).await;
+        let query = "Medication?code=aspirin&_contained=true";
+        assert_eq!(found(&server, query).await, ["MedicationRequest/rx2"]);
+        // A changed contained resource is found by its new values only.
+        put(&server, request_with_medication("rx2", "p2", "ibuprofen")).await;
+        assert!(found(&server, query).await.is_empty());
+        assert_eq!(
+            found(&server, "Medication?code=ibuprofen&_contained=true").await,
+            ["MedicationRequest/rx2"]
+        );
+        // A deleted container takes its contained resources with it.
+        expect_status(
+            &server.client.delete("MedicationRequest/rx2").await.unwrap(),
+            204,
+        );
+        assert!(found(&server, "Medication?code=ibuprofen&_contained=true")
+            .await
+            .is_empty());
+    }
+);
+
+both_stores!(contained_results_sort_and_page, |server| {
+    for (i, code) in ["c", "a", "d", "b", "e"].iter().enumerate() {
+        put(
+            &server,
+            request_with_medication(&format!("rx{i}"), "p1", code),
+        )
+        .await;
+    }
+    for contained_type in ["container", "contained"] {
+        let mut url = format!(
+            "Medication?_contained=true&_containedType={contained_type}&_sort=-code&_count=2"
+        );
+        let mut codes = Vec::new();
+        loop {
+            let bundle = expect_status(&server.client.get(&url).await.unwrap(), 200);
+            for entry in bundle["entry"].as_array().into_iter().flatten() {
+                let resource = &entry["resource"];
+                let medication = if contained_type == "container" {
+                    &resource["contained"][0]
+                } else {
+                    resource
+                };
+                codes.push(
+                    medication["code"]["coding"][0]["code"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+            let next = bundle["link"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["relation"] == "next")
+                .map(|l| l["url"].as_str().unwrap().to_owned());
+            match next {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
+        assert_eq!(codes, ["e", "d", "c", "b", "a"], "{contained_type}");
+    }
+});
+
+both_stores!(
+    contained_searches_refuse_what_they_cannot_answer,
+    |server| {
+        fixtures(&server).await;
+        for query in [
+            "Medication?_contained=maybe",
+            "Medication?_containedType=other",
+            "Medication?_contained=true&manufacturer.name=Acme",
+            "Medication?_contained=both&_has:MedicationRequest:medication:status=active",
+            "Medication?_contained=true&_include=Medication:manufacturer",
+            "Medication?_contained=true&_revinclude=MedicationRequest:medication",
+            "Patient/p1/MedicationRequest?_contained=true",
+            "Observation/$lastn?_contained=true",
+        ] {
+            let diagnostics = refused(&server, query).await;
+            assert!(diagnostics.contains("_contained"), "{query}: {diagnostics}");
+        }
+        // Conditional criteria name resources to write, never contained ones.
+        let reply = server
+            .client
+            .send(
+                "POST",
+                "Medication",
+                &[
+                    ("Content-Type", "application/fhir+json"),
+                    ("If-None-Exist", "code=aspirin&_contained=true"),
+                ],
+                Some(br#"{"resourceType": "Medication"}"#.to_vec()),
+            )
+            .await
+            .unwrap();
+        let outcome = expect_status(&reply, 400);
+        assert!(outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("_contained"));
+    }
+);
+
+// $reindex rewrites every index row of a resource: the contained ones must come back too.
+both_stores!(reindex_brings_back_the_contained_entries, |server| {
+    fixtures(&server).await;
+    let reply = server
+        .client
+        .send("POST", "MedicationRequest/$reindex", &[], None)
+        .await
+        .unwrap();
+    expect_status(&reply, 200);
+    assert_eq!(
+        found(&server, "Medication?code=aspirin&_contained=true").await,
+        ["MedicationRequest/rx1", "MedicationRequest/rx2"]
+    );
+});
