@@ -883,6 +883,58 @@ secured!(a_patient_bound_token_writes_only_in_its_compartment, |s| {
     assert_eq!(b_obs["meta"]["versionId"], "1");
 });
 
+secured!(
+    a_patient_bound_token_finds_only_what_its_patients_resources_contain,
+    |s| {
+        let (pgo, admin, _, _) = two_patients(&s).await;
+        for (patient, name) in [("a", "Alpha"), ("b", "Bravo")] {
+            let request = json!({
+                "resourceType": "MedicationRequest", "id": format!("rx-{patient}"),
+                "status": "active", "intent": "order",
+                "contained": [{"resourceType": "Medication", "id": "med",
+                    "code": {"coding": [{"system": "http://snomed.info/sct", "code": "aspirin"}],
+                             "text": format!("aspirin for {name}")}}],
+                "medicationReference": {"reference": "#med"},
+                "subject": {"reference": format!("Patient/{patient}")}
+            });
+            let path = format!("MedicationRequest/rx-{patient}");
+            expect_status(&s.call(&admin, "PUT", &path, Some(&request)).await, 201);
+        }
+        // The container's compartment decides: a's token finds what a's request contains only.
+        for query in [
+            "Medication?code=aspirin&_contained=true",
+            "Medication?code=aspirin&_contained=true&_containedType=contained",
+            "Medication?_contained=both&_containedType=contained&_total=accurate",
+        ] {
+            let bundle = expect_status(&s.call(&pgo, "GET", query, None).await, 200);
+            let entries = bundle["entry"].to_string();
+            assert!(entries.contains("rx-a"), "{query}: {bundle}");
+            assert!(
+                !entries.contains("rx-b") && !entries.contains("Bravo"),
+                "{query} leaks: {bundle}"
+            );
+        }
+        // Containers may be of any type: a token that may search some types only cannot look
+        // inside them.
+        s.register("meds", "patient/Medication.rs", Some("a")).await;
+        let meds = s.token("meds", "patient/Medication.rs").await;
+        expect_status(
+            &s.call(&meds, "GET", "Medication?code=aspirin", None).await,
+            200,
+        );
+        expect_status(
+            &s.call(
+                &meds,
+                "GET",
+                "Medication?code=aspirin&_contained=true",
+                None,
+            )
+            .await,
+            403,
+        );
+    }
+);
+
 // ---- Traces --------------------------------------------------------------------------------
 
 secured!(every_write_has_its_provenance_and_source, |s| {
