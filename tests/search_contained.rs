@@ -252,19 +252,30 @@ both_stores!(contained_results_sort_and_page, |server| {
         )
         .await;
     }
-    for contained_type in ["container", "contained"] {
+    put(
+        &server,
+        json!({"resourceType": "Medication", "id": "own",
+               "code": {"coding": [{"system": SNOMED, "code": "bb"}]}}),
+    )
+    .await;
+    for (contained, contained_type) in [
+        ("true", "container"),
+        ("true", "contained"),
+        ("both", "container"),
+        ("both", "contained"),
+    ] {
         let mut url = format!(
-            "Medication?_contained=true&_containedType={contained_type}&_sort=-code&_count=2"
+            "Medication?_contained={contained}&_containedType={contained_type}&_sort=-code&_count=2"
         );
         let mut codes = Vec::new();
         loop {
             let bundle = expect_status(&server.client.get(&url).await.unwrap(), 200);
             for entry in bundle["entry"].as_array().into_iter().flatten() {
                 let resource = &entry["resource"];
-                let medication = if contained_type == "container" {
-                    &resource["contained"][0]
-                } else {
+                let medication = if resource["resourceType"] == "Medication" {
                     resource
+                } else {
+                    &resource["contained"][0]
                 };
                 codes.push(
                     medication["code"]["coding"][0]["code"]
@@ -284,7 +295,12 @@ both_stores!(contained_results_sort_and_page, |server| {
                 None => break,
             }
         }
-        assert_eq!(codes, ["e", "d", "c", "b", "a"], "{contained_type}");
+        let expected: &[&str] = if contained == "both" {
+            &["e", "d", "c", "bb", "b", "a"]
+        } else {
+            &["e", "d", "c", "b", "a"]
+        };
+        assert_eq!(codes, expected, "{contained} {contained_type}");
     }
 });
 
@@ -341,3 +357,76 @@ both_stores!(reindex_brings_back_the_contained_entries, |server| {
         ["MedicationRequest/rx1", "MedicationRequest/rx2"]
     );
 });
+
+both_stores!(
+    contained_resources_of_one_container_page_one_at_a_time,
+    |server| {
+        let medications: Vec<Value> = ["x", "y", "z"]
+            .iter()
+            .map(|id| {
+                json!({"resourceType": "Medication", "id": id,
+                       "code": {"coding": [{"system": SNOMED, "code": "same"}]}})
+            })
+            .collect();
+        put(
+            &server,
+            json!({
+                "resourceType": "MedicationRequest", "id": "three", "status": "active",
+                "intent": "order",
+                "contained": medications,
+                "medicationReference": {"reference": "#x"},
+                "supportingInformation": [{"reference": "#y"}, {"reference": "#z"}],
+                "subject": {"reference": "Patient/p"}
+            }),
+        )
+        .await;
+        for sort in ["", "&_sort=code"] {
+            let mut url = format!(
+                "Medication?code=same&_contained=true&_containedType=contained&_count=1{sort}"
+            );
+            let mut urls = Vec::new();
+            let mut pages = Vec::new();
+            loop {
+                let bundle = expect_status(&server.client.get(&url).await.unwrap(), 200);
+                for entry in bundle["entry"].as_array().into_iter().flatten() {
+                    urls.push(entry["fullUrl"].as_str().unwrap().to_owned());
+                }
+                pages.push(url.clone());
+                let next = bundle["link"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|l| l["relation"] == "next")
+                    .map(|l| l["url"].as_str().unwrap().to_owned());
+                match next {
+                    Some(next) => url = next,
+                    None => break,
+                }
+            }
+            let base = &server.base;
+            assert_eq!(
+                urls,
+                ["x", "y", "z"].map(|id| format!("{base}/MedicationRequest/three#{id}")),
+                "{sort}"
+            );
+            // And back: the previous link of the last page leads to the one before.
+            let last = expect_status(
+                &server.client.get(pages.last().unwrap()).await.unwrap(),
+                200,
+            );
+            let previous = last["link"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["relation"] == "previous")
+                .map(|l| l["url"].as_str().unwrap().to_owned())
+                .unwrap();
+            let before = expect_status(&server.client.get(&previous).await.unwrap(), 200);
+            assert_eq!(
+                before["entry"][0]["fullUrl"],
+                format!("{base}/MedicationRequest/three#y"),
+                "{sort}"
+            );
+        }
+    }
+);

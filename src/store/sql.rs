@@ -376,21 +376,28 @@ fn push_contained_matches(sql: &mut Sql, query: &SearchQuery) {
     }
 }
 
-/// A hit's value of a sort key (see [`contained_search`]): a resource's own, a contained
-/// resource's, or for a container the extreme over its contained resources of the type.
+/// A hit's value of a sort key (see [`contained_search`]): a contained resource's own, for a
+/// container the extreme over its contained resources of the type (but its own id), and with
+/// `_contained=both` a resource's own for a resource itself.
 fn push_hit_sort_value(sql: &mut Sql, query: &SearchQuery, key: &SortKey) {
-    let inner = key.in_contained(&query.rtype);
-    sql.push(&format!("CASE WHEN h.cid = {HIT_RESOURCE} THEN "));
-    push_sort_value(sql, key, None);
-    sql.push(&format!(" WHEN h.cid = {HIT_CONTAINER} THEN "));
-    match key.column {
-        // The container is the hit: its own id.
-        SortColumn::Id => push_sort_value(sql, key, None),
-        _ => push_sort_value(sql, &inner, None),
+    let both = query.contained == Contained::Both;
+    if both {
+        sql.push(&format!("CASE WHEN h.cid = {HIT_RESOURCE} THEN "));
+        push_sort_value(sql, key, None);
+        sql.push(" ELSE ");
     }
-    sql.push(" ELSE ");
-    push_sort_value(sql, &inner, Some("h.cid"));
-    sql.push(" END");
+    match (query.contained_type, &key.column) {
+        (ContainedType::Container, SortColumn::Id) => push_sort_value(sql, key, None),
+        (ContainedType::Container, _) => {
+            push_sort_value(sql, &key.in_contained(&query.rtype), None)
+        }
+        (ContainedType::Contained, _) => {
+            push_sort_value(sql, &key.in_contained(&query.rtype), Some("h.cid"))
+        }
+    }
+    if both {
+        sql.push(" END");
+    }
 }
 
 /// ` FROM … WHERE …` of the current resources matching `query` (`r`), joined with their
