@@ -582,6 +582,33 @@ mod tests {
     }
 
     #[test]
+    fn contained_resources_are_indexed_as_their_own_type_under_contained_names() {
+        let rx = json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "contained": [{"resourceType": "Medication", "id": "med",
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "aspirin"}]}}],
+            "medicationReference": {"reference": "#med"}, "subject": {"reference": "Patient/p1"}});
+        let entries = stored_entries(&rx, "MedicationRequest");
+        assert!(entries.tokens.iter().all(|t| !t.param.contains('#')));
+        assert_eq!(entries.contained.len(), 1);
+        let med = &entries.contained[0];
+        assert!(med.tokens.contains(&TokenEntry {
+            param: "Medication#code".into(),
+            system: Some("http://snomed.info/sct".into()),
+            code: Some("aspirin".into())
+        }));
+        assert!(med.tokens.contains(&TokenEntry {
+            param: "Medication#_id".into(),
+            system: None,
+            code: Some("med".into())
+        }));
+        // The container's compartment comes from its own references only.
+        assert_eq!(
+            patient_compartment("MedicationRequest", "rx", &entries).as_deref(),
+            Some("p1")
+        );
+    }
+
+    #[test]
     fn strings_are_case_and_accent_insensitive() {
         assert_eq!(normalize("Zoë Ångström"), "zoe angstrom");
     }

@@ -452,3 +452,27 @@ impl Cursor {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_of_a_contained_search_carries_the_position_as_a_last_key() {
+        let sort = [SortKey {
+            column: SortColumn::LastUpdated,
+            descending: true,
+        }];
+        let cursor = Cursor {
+            keys: vec![KeyValue::Int(7), KeyValue::Int(2)],
+            rid: 40,
+        };
+        assert_eq!(Cursor::decode(&cursor.encode(), &sort), Some(cursor));
+        let unsorted = Cursor {
+            keys: vec![KeyValue::Int(HIT_CONTAINER)],
+            rid: 40,
+        };
+        assert_eq!(Cursor::decode(&unsorted.encode(), &[]), Some(unsorted));
+        assert_eq!(Cursor::decode("[1, 2, 3, 40]", &sort), None);
+    }
+}
