@@ -213,6 +213,41 @@ both_stores!(
             found(&server, "MedicationRequest?subject=Patient/p1").await,
             ["MedicationRequest/rx1", "MedicationRequest/rx3"]
         );
+        // `_include=*` follows the container's own references, not its contained resources'.
+        put(
+            &server,
+            json!({"resourceType": "Organization", "id": "acme", "name": "Acme"}),
+        )
+        .await;
+        let mut rx = request_with_medication("rxm", "p1", "aspirin");
+        rx["contained"][0]["manufacturer"] = json!({"reference": "Organization/acme"});
+        put(&server, rx).await;
+        let bundle = expect_status(
+            &server
+                .client
+                .get("MedicationRequest?_id=rxm&_include=MedicationRequest:*")
+                .await
+                .unwrap(),
+            200,
+        );
+        let mut included: Vec<String> = bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["search"]["mode"] == "include")
+            .map(|e| e["fullUrl"].as_str().unwrap().to_owned())
+            .collect();
+        included.sort();
+        assert_eq!(included, [format!("{}/Patient/p1", server.base)]);
+        // While the contained Medication is found by its own manufacturer.
+        assert_eq!(
+            found(
+                &server,
+                "Medication?manufacturer=Organization/acme&_contained=true"
+            )
+            .await,
+            ["MedicationRequest/rxm"]
+        );
     }
 );
 
