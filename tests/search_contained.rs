@@ -346,8 +346,6 @@ both_stores!(
         for query in [
             "Medication?_contained=maybe",
             "Medication?_containedType=other",
-            "Medication?_contained=true&manufacturer.name=Acme",
-            "Medication?_contained=both&_has:MedicationRequest:medication:status=active",
             "Medication?_contained=true&_include=Medication:manufacturer",
             "Medication?_contained=true&_revinclude=MedicationRequest:medication",
             "Patient/p1/MedicationRequest?_contained=true",
@@ -463,5 +461,90 @@ both_stores!(
                 "{sort}"
             );
         }
+    }
+);
+
+both_stores!(a_chain_is_evaluated_inside_contained_resources, |server| {
+    fixtures(&server).await;
+    put(
+        &server,
+        json!({"resourceType": "MedicationRequest", "id": "rx-own", "status": "active",
+                   "intent": "order", "medicationReference": {"reference": "Medication/own"},
+                   "subject": {"reference": "Patient/p2"}}),
+    )
+    .await;
+    // The requests whose medication, contained or not, is aspirin.
+    assert_eq!(
+        found(&server, "MedicationRequest?medication.code=aspirin").await,
+        [
+            "MedicationRequest/rx-own",
+            "MedicationRequest/rx1",
+            "MedicationRequest/rx2"
+        ]
+    );
+    assert_eq!(
+        found(&server, "MedicationRequest?medication.code=paracetamol").await,
+        ["MedicationRequest/rx3"]
+    );
+    assert_eq!(
+        found(
+            &server,
+            "MedicationRequest?medication.code=paracetamol&subject=Patient/p2"
+        )
+        .await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        found(&server, "MedicationRequest?medication._id=med").await,
+        [
+            "MedicationRequest/rx1",
+            "MedicationRequest/rx2",
+            "MedicationRequest/rx3"
+        ]
+    );
+});
+
+both_stores!(
+    contained_searches_chain_from_the_contained_resource_and_nothing_references_it_from_outside,
+    |server| {
+        fixtures(&server).await;
+        put(
+            &server,
+            json!({"resourceType": "Organization", "id": "acme", "name": "Acme"}),
+        )
+        .await;
+        let mut rx = request_with_medication("rxm", "p1", "aspirin");
+        rx["contained"][0]["manufacturer"] = json!({"reference": "Organization/acme"});
+        put(&server, rx).await;
+        put(
+            &server,
+            json!({"resourceType": "MedicationRequest", "id": "rx-own", "status": "active",
+                   "intent": "order", "medicationReference": {"reference": "Medication/own"},
+                   "subject": {"reference": "Patient/p2"}}),
+        )
+        .await;
+        assert_eq!(
+            found(
+                &server,
+                "Medication?manufacturer.name=Acme&_contained=true&_containedType=contained"
+            )
+            .await,
+            ["MedicationRequest/rxm#med"]
+        );
+        assert!(found(
+            &server,
+            "Medication?manufacturer.name=Other&_contained=true"
+        )
+        .await
+        .is_empty());
+        // `_has`: only resources of their own are referenced from other resources.
+        let has = "_has:MedicationRequest:medication:status=active";
+        assert_eq!(
+            found(&server, &format!("Medication?{has}&_contained=both")).await,
+            ["Medication/own"]
+        );
+        assert!(found(&server, &format!("Medication?{has}&_contained=true"))
+            .await
+            .is_empty());
     }
 );

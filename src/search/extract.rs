@@ -436,8 +436,15 @@ fn reference(item: &Item<'_>, code: &str) -> Option<ReferenceEntry> {
 /// Splits a literal reference into type and id where it names one (`Patient/1`,
 /// `http://host/fhir/Patient/1/_history/2`); other URLs are kept whole.
 fn split_reference(reference: &str, code: &str) -> Option<ReferenceEntry> {
+    // A local reference to a contained resource: kept whole, for chains into contained
+    // resources (search page, "Contained Resources").
     if reference.starts_with('#') {
-        return None;
+        return (reference.len() > 1).then(|| ReferenceEntry {
+            param: code.to_owned(),
+            target_type: None,
+            target_id: None,
+            url: Some(index_text(reference)),
+        });
     }
     let without_history = match reference.find("/_history/") {
         Some(i) => &reference[..i],

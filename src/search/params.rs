@@ -308,7 +308,7 @@ pub fn parse(
         }
     }
     if query.contained != Contained::False {
-        check_contained(&query, &includes)?;
+        check_contained(&includes)?;
     }
     if let Some((after, text)) = cursor {
         let decoded = Cursor::decode(&text, &query.sort)
@@ -334,23 +334,9 @@ pub fn parse(
 }
 
 /// What a search of contained resources (`_contained=true|both`) cannot do, refused rather than
-/// guessed at: chains and `_has` (they would have to follow references out of a contained
-/// resource, or into one) and `_include`/`_revinclude` (of which resource: the container or
-/// the contained one?).
-fn check_contained(query: &SearchQuery, includes: &[Include]) -> Result<(), FhirError> {
-    fn chains(p: &Predicate) -> bool {
-        match p {
-            Predicate::Chain { .. } | Predicate::Has { .. } => true,
-            Predicate::Not(inner) => chains(inner),
-            Predicate::Composite(components) => components.iter().any(chains),
-            _ => false,
-        }
-    }
-    if query.filters.iter().flatten().any(chains) {
-        return Err(FhirError::invalid(
-            "Chained parameters and _has cannot be combined with _contained=true or both",
-        ));
-    }
+/// guessed at: `_include`/`_revinclude` (of which resource: the container or the contained
+/// one?).
+fn check_contained(includes: &[Include]) -> Result<(), FhirError> {
     if !includes.is_empty() {
         return Err(FhirError::invalid(
             "_include and _revinclude cannot be combined with _contained=true or both",

@@ -235,8 +235,9 @@ impl Predicate {
     /// The predicate as it applies to a contained resource of type `rtype` (`_contained`):
     /// parameters under their contained names, `_id` its local id. The compartment and
     /// `_lastUpdated` stay the container's: a contained resource has no `meta.lastUpdated` and
-    /// lives in its container's compartment. `params` refuses chains and `_has` with
-    /// `_contained`; they are left as they are.
+    /// lives in its container's compartment. A chain starts from the contained resource's
+    /// reference; `_has` is left as it is (nothing outside a container references what it
+    /// contains: the store matches nothing).
     pub fn in_contained(&self, rtype: &str) -> Predicate {
         let name = |param: &str| contained_param(rtype, param);
         let mut p = self.clone();
@@ -260,7 +261,9 @@ impl Predicate {
             | Predicate::Quantity { param, .. }
             | Predicate::Missing { param, .. }
             | Predicate::Terminology { param, .. }
-            | Predicate::TokenIn { param, .. } => *param = name(param),
+            | Predicate::TokenIn { param, .. }
+            // The chain's own filters are on the resource it references.
+            | Predicate::Chain { param, .. } => *param = name(param),
             Predicate::Composite(components) => {
                 for c in components.iter_mut() {
                     *c = c.in_contained(rtype);
@@ -272,7 +275,6 @@ impl Predicate {
                 target: RangeTarget::LastUpdated,
                 ..
             }
-            | Predicate::Chain { .. }
             | Predicate::Has { .. } => {}
         }
         p

@@ -577,14 +577,49 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: Row<'_>) {
         } => {
             let c = format!("{a}c");
             sql.push(&format!(
-                "EXISTS (SELECT 1 FROM idx_reference {c}x JOIN resource {c} ON {c}.rtype = {c}x.target_type \
-                 AND {c}.id = {c}x.target_id WHERE {c}x.rid = {a}.rid AND NOT {c}.deleted AND {c}x.param = "
+                "(EXISTS (SELECT 1 FROM idx_reference {c}x JOIN resource {c} ON {c}.rtype = {c}x.target_type \
+                 AND {c}.id = {c}x.target_id WHERE {} AND NOT {c}.deleted AND {c}x.param = ",
+                a.same(&format!("{c}x"))
             ))
             .text(param)
             .push(&format!(" AND {c}.rtype = "))
             .text(target_type);
             push_filters(sql, filters, Row::of(&c));
             sql.push(")");
+            // A chain is evaluated inside contained resources too (search page, "Contained
+            // Resources"): a local reference `#id` to a contained resource of the target type
+            // (its `Type#_id` entry) that matches the filters. Only from a resource itself: a
+            // contained resource's local references are left unfollowed.
+            if a.unit.is_none() {
+                let (l, i) = (format!("{c}l"), format!("{c}i"));
+                sql.push(&format!(
+                    " OR EXISTS (SELECT 1 FROM idx_reference {l} JOIN idx_token {i} ON {i}.rid = {l}.rid \
+                     AND {i}.param = "
+                ))
+                .text(&contained_param(target_type, CONTAINED_ID))
+                .push(&format!(
+                    " AND {l}.url = '#' || {i}.code WHERE {l}.rid = {a}.rid AND {l}.param = "
+                ))
+                .text(param);
+                let contained: Vec<Vec<Predicate>> = filters
+                    .iter()
+                    .map(|any_of| any_of.iter().map(|p| p.in_contained(target_type)).collect())
+                    .collect();
+                push_filters(
+                    sql,
+                    &contained,
+                    Row {
+                        alias: a.alias,
+                        unit: Some(&i),
+                    },
+                );
+                sql.push(")");
+            }
+            sql.push(")");
+        }
+        // Nothing outside a container references what it contains.
+        Predicate::Has { .. } if a.unit.is_some() => {
+            sql.push("1 = 0");
         }
         Predicate::Has {
             source_type,
