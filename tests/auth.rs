@@ -905,6 +905,8 @@ secured!(
             "Medication?code=aspirin&_contained=true",
             "Medication?code=aspirin&_contained=true&_containedType=contained",
             "Medication?_contained=both&_containedType=contained&_total=accurate",
+            // A chain into contained resources, too.
+            "MedicationRequest?medication.code=aspirin",
         ] {
             let bundle = expect_status(&s.call(&pgo, "GET", query, None).await, 200);
             let entries = bundle["entry"].to_string();
