@@ -127,10 +127,18 @@ pub fn search(dialect: Dialect, query: &SearchQuery) -> Sql {
     }
     push_from_where(&mut sql, query, true);
     sql.push(") t");
+    push_page(&mut sql, query, false);
+    sql
+}
+
+/// ` WHERE … ORDER BY … LIMIT …` of one page of the hits `t` of a search: after (or before)
+/// its cursor, in sort order, then by row key (and in a search of contained resources, by
+/// contained position).
+fn push_page(sql: &mut Sql, query: &SearchQuery, contained: bool) {
     let backwards = query.before.is_some();
     if let Some(cursor) = query.before.as_ref().or(query.after.as_ref()) {
         sql.push(" WHERE ");
-        push_keyset(&mut sql, &query.sort, cursor, backwards, false);
+        push_keyset(sql, &query.sort, cursor, backwards, contained);
     }
     sql.push(" ORDER BY ");
     for (i, key) in query.sort.iter().enumerate() {
@@ -142,9 +150,12 @@ pub fn search(dialect: Dialect, query: &SearchQuery) -> Sql {
             if descending { "DESC" } else { "ASC" }
         ));
     }
-    sql.push(if backwards { "t.rid DESC" } else { "t.rid ASC" });
+    let direction = if backwards { "DESC" } else { "ASC" };
+    sql.push(&format!("t.rid {direction}"));
+    if contained {
+        sql.push(&format!(", t.cid {direction}"));
+    }
     sql.push(" LIMIT ").int(query.count as i64 + 1);
-    sql
 }
 
 /// The value a resource sorts by: its smallest indexed value ascending, largest descending;
@@ -284,26 +295,7 @@ fn contained_search(dialect: Dialect, query: &SearchQuery) -> Sql {
         ") h CROSS JOIN resource r JOIN resource_version v \
          ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version WHERE r.rid = h.rid) t",
     );
-    let backwards = query.before.is_some();
-    if let Some(cursor) = query.before.as_ref().or(query.after.as_ref()) {
-        sql.push(" WHERE ");
-        push_keyset(&mut sql, &query.sort, cursor, backwards, true);
-    }
-    sql.push(" ORDER BY ");
-    for (i, key) in query.sort.iter().enumerate() {
-        let descending = key.descending != backwards;
-        let nulls = if backwards { "FIRST" } else { "LAST" };
-        sql.push(&format!(
-            "k{i} {} NULLS {nulls}, ",
-            if descending { "DESC" } else { "ASC" }
-        ));
-    }
-    sql.push(if backwards {
-        "t.rid DESC, t.cid DESC"
-    } else {
-        "t.rid ASC, t.cid ASC"
-    });
-    sql.push(" LIMIT ").int(query.count as i64 + 1);
+    push_page(&mut sql, query, true);
     sql
 }
 
