@@ -568,45 +568,65 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: Row<'_>) {
             filters,
         } => {
             let c = format!("{a}c");
+            let (x, l, i, o) = (
+                format!("{c}x"),
+                format!("{c}l"),
+                format!("{c}i"),
+                format!("{c}o"),
+            );
+            // From a contained resource (a `_contained` search) the chain follows that
+            // resource's own references, bound to its index row; its local references are
+            // left unfollowed.
+            if a.unit.is_some() {
+                sql.push(&format!(
+                    "EXISTS (SELECT 1 FROM idx_reference {x} JOIN resource {c} ON {c}.rtype = {x}.target_type \
+                     AND {c}.id = {x}.target_id WHERE {} AND NOT {c}.deleted AND {x}.param = ",
+                    a.same(&x)
+                ))
+                .text(param)
+                .push(&format!(" AND {c}.rtype = "))
+                .text(target_type);
+                push_filters(sql, filters, Row::of(&c));
+                sql.push(")");
+                return;
+            }
+            // From a resource, the chain is evaluated inside contained resources too (search
+            // page, "Contained Resources"): the resources referencing a match, and those whose
+            // local reference `#id` names a contained resource of the target type (its
+            // `Type#_id` entry) that matches. One uncorrelated `IN (… UNION ALL …)`, not two
+            // ORed EXISTS: the databases then start from the chain's matches (a semi-join), where
+            // the OR made them probe every resource of the type (at a million resources,
+            // `Encounter?subject:Patient.name=x` went from 4 ms to 2 s on PostgreSQL).
             sql.push(&format!(
-                "(EXISTS (SELECT 1 FROM idx_reference {c}x JOIN resource {c} ON {c}.rtype = {c}x.target_type \
-                 AND {c}.id = {c}x.target_id WHERE {} AND NOT {c}.deleted AND {c}x.param = ",
-                a.same(&format!("{c}x"))
+                "{a}.rid IN (SELECT {x}.rid FROM idx_reference {x} JOIN resource {c} ON {c}.rtype = {x}.target_type \
+                 AND {c}.id = {x}.target_id WHERE NOT {c}.deleted AND {x}.param = "
             ))
             .text(param)
             .push(&format!(" AND {c}.rtype = "))
             .text(target_type);
             push_filters(sql, filters, Row::of(&c));
-            sql.push(")");
-            // A chain is evaluated inside contained resources too (search page, "Contained
-            // Resources"): a local reference `#id` to a contained resource of the target type
-            // (its `Type#_id` entry) that matches the filters. Only from a resource itself: a
-            // contained resource's local references are left unfollowed.
-            if a.unit.is_none() {
-                let (l, i) = (format!("{c}l"), format!("{c}i"));
-                sql.push(&format!(
-                    " OR EXISTS (SELECT 1 FROM idx_reference {l} JOIN idx_token {i} ON {i}.rid = {l}.rid \
-                     AND {i}.param = "
-                ))
-                .text(&contained_param(target_type, CONTAINED_ID))
-                .push(&format!(
-                    " AND {l}.url = '#' || {i}.code WHERE {l}.rid = {a}.rid AND {l}.param = "
-                ))
-                .text(param);
-                let contained: Vec<Vec<Predicate>> = filters
-                    .iter()
-                    .map(|any_of| any_of.iter().map(|p| p.in_contained(target_type)).collect())
-                    .collect();
-                push_filters(
-                    sql,
-                    &contained,
-                    Row {
-                        alias: a.alias,
-                        unit: Some(&i),
-                    },
-                );
-                sql.push(")");
-            }
+            sql.push(&format!(
+                " UNION ALL SELECT {l}.rid FROM idx_reference {l} JOIN resource {o} ON {o}.rid = {l}.rid \
+                 JOIN idx_token {i} ON {i}.rid = {l}.rid AND {i}.param = "
+            ))
+            .text(&contained_param(target_type, CONTAINED_ID))
+            .push(&format!(
+                " AND {l}.url = '#' || {i}.code WHERE {l}.param = "
+            ))
+            .text(param);
+            let contained: Vec<Vec<Predicate>> = filters
+                .iter()
+                .map(|any_of| any_of.iter().map(|p| p.in_contained(target_type)).collect())
+                .collect();
+            push_filters(
+                sql,
+                &contained,
+                // The container's row: the compartment and `_lastUpdated` are the container's.
+                Row {
+                    alias: &o,
+                    unit: Some(&i),
+                },
+            );
             sql.push(")");
         }
         // Nothing outside a container references what it contains.
