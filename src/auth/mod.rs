@@ -90,7 +90,8 @@ impl Agent {
     }
 }
 
-/// What an access token allows: the client, its scopes, and the patient it is bound to.
+/// What a request may do: an access token's client, scopes and the patient it is bound to, or
+/// the open server's anonymous everything ([`Grant::open`]).
 #[derive(Debug, Clone)]
 pub struct Grant {
     pub agent: Agent,
