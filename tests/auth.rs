@@ -937,6 +937,74 @@ secured!(
     }
 );
 
+secured!(
+    conditional_interactions_do_not_find_another_patients_resources,
+    |s| {
+        let (pgo, admin, _, ob) = two_patients(&s).await;
+        // If-None-Exist matching only b's Observation: b's is not returned, a new one is made.
+        let reply = s
+            .server
+            .client
+            .send(
+                "POST",
+                "Observation",
+                &[
+                    ("authorization", &format!("Bearer {pgo}")),
+                    ("if-none-exist", "subject=Patient/b"),
+                ],
+                Some(observation("a", "vital-signs").to_string().into_bytes()),
+            )
+            .await
+            .unwrap();
+        let created = expect_status(&reply, 201);
+        assert_ne!(created["id"], json!(ob));
+        assert!(!String::from_utf8_lossy(&reply.body).contains("Patient/b"));
+        // A conditional update whose criteria match only b's Observation matches nothing (and
+        // a patient-bound token does not create with it: see
+        // writes_to_another_patients_ids_answer_as_for_unknown_ids).
+        let replaced = s
+            .call(
+                &pgo,
+                "PUT",
+                "Observation?subject=Patient/b",
+                Some(&observation("a", "vital-signs")),
+            )
+            .await;
+        expect_status(&replaced, 405);
+        assert!(!String::from_utf8_lossy(&replaced.body).contains(&ob));
+        let b_obs = expect_status(
+            &s.call(&admin, "GET", &format!("Observation/{ob}"), None)
+                .await,
+            200,
+        );
+        assert_eq!(b_obs["meta"]["versionId"], "1");
+        assert_eq!(b_obs["subject"]["reference"], "Patient/b");
+        // A patch by criteria matching only b's: nothing to patch.
+        let patch = json!([{"op": "replace", "path": "/status", "value": "amended"}]);
+        let patched = s
+            .server
+            .client
+            .send(
+                "PATCH",
+                "Observation?subject=Patient/b",
+                &[
+                    ("authorization", &format!("Bearer {pgo}")),
+                    ("content-type", "application/json-patch+json"),
+                ],
+                Some(patch.to_string().into_bytes()),
+            )
+            .await
+            .unwrap();
+        expect_status(&patched, 404);
+        let b_obs = expect_status(
+            &s.call(&admin, "GET", &format!("Observation/{ob}"), None)
+                .await,
+            200,
+        );
+        assert_eq!(b_obs["meta"]["versionId"], "1");
+    }
+);
+
 // ---- Traces --------------------------------------------------------------------------------
 
 secured!(every_write_has_its_provenance_and_source, |s| {
@@ -1286,6 +1354,319 @@ async fn audit_events_are_flushed_on_shutdown() {
     assert_eq!(store.count(&query).await.unwrap(), 51);
     store.close().await;
 }
+
+// ---- Traces of an open server -----------------------------------------------------------------
+
+/// Polls (boundedly) a search on an open server until `done` holds for its entries.
+async fn open_search_until(
+    server: &TestServer,
+    query: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        last = expect_status(&server.client.get(query).await.unwrap(), 200);
+        let entries = last["entry"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        if done(entries) {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{query} never became what was expected: {last}");
+}
+
+/// The Provenances of `reference`'s versions on an open server: (target, activity), sorted,
+/// after checking that each names the anonymous agent and no client.
+async fn open_provenances(server: &TestServer, reference: &str) -> Vec<(String, String)> {
+    let bundle = expect_status(
+        &server
+            .client
+            .get(&format!("Provenance?target={reference}&_count=100"))
+            .await
+            .unwrap(),
+        200,
+    );
+    let mut seen: Vec<(String, String)> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let p = &e["resource"];
+            let who = &p["agent"][0]["who"];
+            assert!(who["identifier"].is_null(), "no client: {p}");
+            assert!(
+                who["display"].as_str().unwrap().starts_with("anonymous"),
+                "{p}"
+            );
+            assert!(p["meta"]["source"].is_null(), "no client URI: {p}");
+            assert!(p["recorded"].is_string(), "{p}");
+            (
+                p["target"][0]["reference"].as_str().unwrap().to_owned(),
+                p["activity"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    seen
+}
+
+both_stores!(
+    an_open_server_records_the_provenance_of_every_write_with_an_anonymous_agent,
+    |server| {
+        // The source the client sent is kept: there is no client URI to set.
+        let mut observation = observation("a", "vital-signs");
+        observation["meta"] = json!({"source": "http://pgo.example/app"});
+        let created = expect_status(
+            &server
+                .client
+                .post("Observation", &observation)
+                .await
+                .unwrap(),
+            201,
+        );
+        assert_eq!(created["meta"]["source"], "http://pgo.example/app");
+        let id = created["id"].as_str().unwrap();
+        let path = format!("Observation/{id}");
+        let mut update = observation.clone();
+        update["id"] = json!(id);
+        expect_status(&server.client.put(&path, &update).await.unwrap(), 200);
+        let patch = json!([{"op": "replace", "path": "/status", "value": "amended"}]);
+        expect_status(
+            &server
+                .client
+                .send(
+                    "PATCH",
+                    &path,
+                    &[("content-type", "application/json-patch+json")],
+                    Some(patch.to_string().into_bytes()),
+                )
+                .await
+                .unwrap(),
+            200,
+        );
+        expect_status(&server.client.delete(&path).await.unwrap(), 204);
+        let version = |v: u32, activity: &str| (format!("{path}/_history/{v}"), activity.into());
+        assert_eq!(
+            open_provenances(&server, &path).await,
+            vec![
+                version(1, "CREATE"),
+                version(2, "UPDATE"),
+                version(3, "UPDATE"),
+                version(4, "DELETE"),
+            ]
+        );
+        // Each transaction entry, conditional ones too, has the Provenance of its version.
+        let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "t1"},
+             "request": {"method": "PUT", "url": "Patient/t1"}},
+            {"resource": {"resourceType": "Patient",
+                          "identifier": [{"system": "urn:test", "value": "t2"}]},
+             "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=urn:test|t2"}},
+            {"resource": observation.clone(), "request": {"method": "POST", "url": "Observation"}},
+        ]});
+        let answer = expect_status(&server.client.post("", &transaction).await.unwrap(), 200);
+        for entry in answer["entry"].as_array().unwrap() {
+            let location = entry["response"]["location"].as_str().unwrap();
+            let location = location
+                .strip_prefix(&format!("{}/", server.base))
+                .unwrap_or(location);
+            let (resource, _) = location.split_once("/_history/").unwrap();
+            assert_eq!(
+                open_provenances(&server, resource).await,
+                vec![(location.to_owned(), "CREATE".to_owned())],
+                "{answer}"
+            );
+        }
+        // A conditional update that matches the resource: its new version has its Provenance.
+        let mut renamed = json!({"resourceType": "Patient", "id": "t1",
+            "identifier": [{"system": "urn:test", "value": "t1"}]});
+        expect_status(
+            &server.client.put("Patient/t1", &renamed).await.unwrap(),
+            200,
+        );
+        renamed["active"] = json!(true);
+        expect_status(
+            &server
+                .client
+                .put("Patient?identifier=urn:test|t1", &renamed)
+                .await
+                .unwrap(),
+            200,
+        );
+        assert_eq!(
+            open_provenances(&server, "Patient/t1").await,
+            vec![
+                ("Patient/t1/_history/1".to_owned(), "CREATE".to_owned()),
+                ("Patient/t1/_history/2".to_owned(), "UPDATE".to_owned()),
+                ("Patient/t1/_history/3".to_owned(), "UPDATE".to_owned()),
+            ]
+        );
+    }
+);
+
+both_stores!(
+    a_failed_write_on_an_open_server_leaves_no_provenance,
+    |server| {
+        let invalid = json!({"resourceType": "Observation", "id": "bad", "status": "no-such-status",
+            "code": {"text": "x"}});
+        expect_status(
+            &server
+                .client
+                .put("Observation/bad", &invalid)
+                .await
+                .unwrap(),
+            400,
+        );
+        // A good write has its Provenance (so the search below finds them)…
+        expect_status(
+            &server
+                .client
+                .put(
+                    "Patient/written",
+                    &json!({"resourceType": "Patient", "id": "written"}),
+                )
+                .await
+                .unwrap(),
+            201,
+        );
+        // …and a transaction that fails after writing its first entry (the second's If-Match
+        // is checked when it is written) rolls back that entry's Provenance with it.
+        let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "rolled-back"},
+             "request": {"method": "PUT", "url": "Patient/rolled-back"}},
+            {"resource": {"resourceType": "Patient", "id": "written", "active": true},
+             "request": {"method": "PUT", "url": "Patient/written", "ifMatch": "W/\"7\""}},
+        ]});
+        expect_status(&server.client.post("", &transaction).await.unwrap(), 412);
+        expect_status(
+            &server.client.get("Patient/rolled-back").await.unwrap(),
+            404,
+        );
+        assert_eq!(open_provenances(&server, "Observation/bad").await, vec![]);
+        assert_eq!(
+            open_provenances(&server, "Patient/rolled-back").await,
+            vec![]
+        );
+        assert_eq!(
+            open_provenances(&server, "Patient/written").await,
+            vec![("Patient/written/_history/1".to_owned(), "CREATE".to_owned())]
+        );
+    }
+);
+
+both_stores!(
+    every_request_to_an_open_server_has_its_audit_event_with_an_anonymous_agent,
+    |server| {
+        let created = expect_status(
+            &server
+                .client
+                .post("Observation", &observation("a", "vital-signs"))
+                .await
+                .unwrap(),
+            201,
+        );
+        let id = created["id"].as_str().unwrap();
+        expect_status(
+            &server
+                .client
+                .get(&format!("Observation/{id}"))
+                .await
+                .unwrap(),
+            200,
+        );
+        let events = open_search_until(
+            &server,
+            &format!("AuditEvent?entity=Observation/{id}&_count=100"),
+            |entries| entries.iter().any(|e| e["resource"]["action"] == "R"),
+        )
+        .await;
+        let read = events["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["resource"])
+            .find(|e| e["action"] == "R")
+            .unwrap();
+        assert_eq!(read["subtype"][0]["code"], "read", "{read}");
+        assert_eq!(read["outcome"], "0", "{read}");
+        let who = &read["agent"][0]["who"];
+        assert!(who["identifier"].is_null(), "no client: {read}");
+        assert_eq!(
+            who["display"], "anonymous (open server: no access token required)",
+            "{read}"
+        );
+        assert_eq!(read["agent"][0]["requestor"], true);
+        // The create (its entity is the request line: the id was not in it), and a failure.
+        expect_status(&server.client.get("Observation/nope").await.unwrap(), 404);
+        open_search_until(&server, "AuditEvent?outcome=4&_count=100", |entries| {
+            entries.iter().any(|e| {
+                e["resource"]["outcomeDesc"] == "HTTP 404"
+                    && e["resource"]["agent"][0]["who"]["identifier"].is_null()
+            })
+        })
+        .await;
+        open_search_until(&server, "AuditEvent?action=C&_count=100", |entries| {
+            entries.iter().any(|e| {
+                e["resource"]["subtype"][0]["code"] == "create"
+                    && e["resource"]["entity"]
+                        .to_string()
+                        .contains("POST /Observation")
+            })
+        })
+        .await;
+    }
+);
+
+both_stores!(
+    the_risk_scorers_writes_have_their_provenance_naming_the_scorer,
+    |server| {
+        expect_status(
+            &server
+                .client
+                .put("Patient/p", &json!({"resourceType": "Patient", "id": "p"}))
+                .await
+                .unwrap(),
+            201,
+        );
+        expect_status(
+            &server
+                .client
+                .post("Observation", &observation("p", "vital-signs"))
+                .await
+                .unwrap(),
+            201,
+        );
+        let assessments = open_search_until(&server, "RiskAssessment?subject=Patient/p", |e| {
+            !e.is_empty()
+        })
+        .await;
+        let assessment = &assessments["entry"][0]["resource"];
+        let target = format!(
+            "RiskAssessment/{}/_history/{}",
+            assessment["id"].as_str().unwrap(),
+            assessment["meta"]["versionId"].as_str().unwrap()
+        );
+        let provenance = expect_status(
+            &server
+                .client
+                .get(&format!("Provenance?target={target}"))
+                .await
+                .unwrap(),
+            200,
+        );
+        assert_eq!(provenance["total"], 1, "{provenance}");
+        let p = &provenance["entry"][0]["resource"];
+        assert_eq!(
+            p["agent"][0]["who"]["display"],
+            "Signaal risk scoring (the server)"
+        );
+        assert!(p["agent"][0]["who"]["identifier"].is_null(), "{p}");
+        assert!(assessment["meta"]["source"].is_null(), "{assessment}");
+    }
+);
 
 // ---- Modes ----------------------------------------------------------------------------------
 

@@ -645,23 +645,43 @@ both_stores!(system_history_holds_every_version_of_every_type, |server| {
         &server.client.delete(&format!("Patient/{p}")).await.unwrap(),
         204,
     );
-    let history = get(&server, "_history", 200).await;
+    let history = get(&server, "_history?_count=1000", 200).await;
     assert_eq!(history["type"], "history");
-    // Without what the risk-scoring worker writes meanwhile (RiskAssessments, Flags).
-    let urls: Vec<String> = entries(&history)
+    // Without what the risk-scoring worker writes meanwhile (RiskAssessments, Flags), and the
+    // server's traces: the AuditEvent of each request and the Provenance of each write.
+    let written: Vec<Value> = entries(&history)
+        .into_iter()
+        .filter(|e| {
+            let url = e["request"]["url"].as_str().unwrap();
+            url.starts_with("Patient") || url.starts_with("Observation")
+        })
+        .collect();
+    let urls: Vec<&str> = written
         .iter()
-        .map(|e| e["request"]["url"].as_str().unwrap().to_owned())
-        .filter(|url| url.starts_with("Patient") || url.starts_with("Observation"))
+        .map(|e| e["request"]["url"].as_str().unwrap())
         .collect();
     assert_eq!(
         urls,
+        [format!("Patient/{p}").as_str(), "Observation", "Patient"]
+    );
+    assert_eq!(written[1]["resource"]["id"], o);
+    // Each of the three versions has its Provenance (written in the same transaction).
+    let ours = [format!("Patient/{p}/"), format!("Observation/{o}/")];
+    let provenances: Vec<String> = entries(&history)
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Provenance")
+        .filter_map(|e| e["resource"]["target"][0]["reference"].as_str())
+        .filter(|t| ours.iter().any(|prefix| t.starts_with(prefix.as_str())))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        provenances,
         [
-            format!("Patient/{p}"),
-            "Observation".to_owned(),
-            "Patient".to_owned()
+            format!("Patient/{p}/_history/2"),
+            format!("Observation/{o}/_history/1"),
+            format!("Patient/{p}/_history/1"),
         ]
     );
-    assert_eq!(entries(&history)[1]["resource"]["id"], o);
 });
 
 both_stores!(history_count_pages_with_next_and_previous_links, |server| {

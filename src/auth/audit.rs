@@ -1,5 +1,6 @@
-//! The audit trail: an AuditEvent for every request to the FHIR API of an enforcing server
-//! (who, which client, what, which patient, outcome, when).
+//! The audit trail: an AuditEvent for every request to the FHIR API and the token endpoint
+//! (who, which client, what, which patient, outcome, when), on an open server too (its agent
+//! is the anonymous one).
 //!
 //! Requests hand their event to a bounded queue and go on; one writer stores the events in
 //! batches. A full queue makes requests wait (backpressure) rather than drop events, and the
@@ -256,23 +257,15 @@ pub fn token_audit_event(request: &TokenRequest) -> Value {
 /// The AuditEvent resource of one request.
 pub fn audit_event(event: &Event) -> Value {
     let code = interaction(&event.method, &event.segments);
-    let agent = match &event.access {
-        super::Access::Granted(grant) => json!({
-            "who": {
-                "identifier": {"system": "urn:signaal:client", "value": grant.client_id},
-                "display": grant.source,
-            },
-            "requestor": true,
-        }),
-        super::Access::Open => json!({
-            "who": {"display": "anonymous (no valid access token)"},
-            "requestor": true,
-        }),
+    let who = match &event.access {
+        Access::Granted(grant) => grant.agent.who(),
+        Access::Unauthenticated => json!({"display": "anonymous (no valid access token)"}),
     };
+    let agent = json!({"who": who, "requestor": true});
     let mut entities = Vec::new();
     let patient = match &event.access {
-        super::Access::Granted(grant) => grant.patient.clone(),
-        super::Access::Open => None,
+        Access::Granted(grant) => grant.patient.clone(),
+        Access::Unauthenticated => None,
     }
     .or_else(|| match event.segments.as_slice() {
         [t, pid, ..] if t == "Patient" && id::is_valid(pid) => Some(pid.clone()),

@@ -7,26 +7,27 @@
 //! `search`/`count`/`lastn` need `s`, and a write needs `c`, `u` or `d`. A patient-bound token
 //! is confined to its Patient's compartment: searches get the compartment as an extra filter
 //! (also inside chains and `_has`), single resources outside it read as unknown, and writes
-//! outside it are refused. Granular scope filters work the same way. Every write by a client
-//! is recorded with a Provenance in the same transaction.
+//! outside it are refused. Granular scope filters work the same way. Every write is recorded
+//! with a Provenance naming the grant's agent in the same transaction (`super::provenance`).
+//!
+//! An open server's requests come through here too, with the open grant (`Grant::open`): the
+//! same store, so the same traces, with everything allowed.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::provenance::traced;
 use super::scope::{Perm, ADMIN_ONLY};
 use super::{Allowed, Grant};
-use crate::fhir::datetime::format_instant;
-use crate::fhir::id::new_id;
-use crate::interaction::version;
 use crate::search::extract::{index_entries, patient_compartment};
 use crate::search::index::IndexEntries;
 use crate::search::query::{Contained, Predicate, SearchQuery};
 use crate::store::{
-    Current, HistoryEntry, HistoryQuery, Method, NewVersion, SearchHit, Statement, Store,
-    StoreError, StoreResult, Tx, Version,
+    Current, HistoryEntry, HistoryQuery, NewVersion, SearchHit, Statement, Store, StoreError,
+    StoreResult, Tx, Version,
 };
 
 pub struct GuardedStore {
@@ -42,8 +43,8 @@ impl GuardedStore {
 
 fn forbidden(grant: &Grant, rtype: &str, perm: Perm) -> StoreError {
     StoreError::Forbidden(format!(
-        "The access token of client '{}' does not allow '{}' on {rtype} (scope {}/{rtype}.{})",
-        grant.client_id,
+        "The access token of {} does not allow '{}' on {rtype} (scope {}/{rtype}.{})",
+        grant.agent.name(),
         perm.letter(),
         if grant.patient.is_some() {
             "patient"
@@ -61,6 +62,11 @@ struct Rule<'a> {
 }
 
 impl Rule<'_> {
+    /// Whether every resource of the type passes, whatever its content.
+    fn unrestricted(&self) -> bool {
+        self.patient.is_none() && matches!(self.allowed, Allowed::All)
+    }
+
     /// Whether a resource with this content passes (compartment and granular filter).
     fn admits(&self, rtype: &str, id: &str, entries: &IndexEntries) -> bool {
         if let Some(patient) = self.patient {
@@ -161,7 +167,7 @@ impl GuardedStore {
 
     /// Whether the grant may see this version (a deletion: if it could see what was deleted).
     async fn visible(&self, version: &Version, rule: &Rule<'_>) -> StoreResult<bool> {
-        if rule.patient.is_none() && matches!(rule.allowed, Allowed::All) {
+        if rule.unrestricted() {
             return Ok(true);
         }
         if let Some(entries) = entries_of(version) {
@@ -192,7 +198,7 @@ impl GuardedStore {
 impl Store for GuardedStore {
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         Ok(Box::new(GuardedTx {
-            inner: self.inner.begin().await?,
+            inner: traced(self.inner.begin().await?, self.grant.agent.clone()),
             grant: self.grant.clone(),
             unseen: HashSet::new(),
         }))
@@ -417,7 +423,7 @@ impl Tx for GuardedTx {
 
     async fn write(&mut self, new: NewVersion<'_>, previous: Option<i64>) -> StoreResult<()> {
         let (rtype, id) = (new.rtype, new.id);
-        if rtype == ADMIN_ONLY {
+        if rtype == ADMIN_ONLY && !self.grant.writes_audit_trail() {
             return Err(StoreError::Forbidden(format!(
                 "{ADMIN_ONLY} resources are written by the server only"
             )));
@@ -436,7 +442,7 @@ impl Tx for GuardedTx {
         let grant = self.grant.clone();
         let rule = rule(&grant, rtype, perm)?;
         // What is replaced or deleted must be the grant's to change…
-        if previous.is_some() {
+        if previous.is_some() && !rule.unrestricted() {
             if let Some(existing) = self.current_entries(rtype, id).await? {
                 if !rule.admits(rtype, id, &existing) {
                     return Err(StoreError::Forbidden(format!(
@@ -455,21 +461,8 @@ impl Tx for GuardedTx {
                 None => format!("The resource does not match the scope filter on {rtype}"),
             }));
         }
-        let target = format!("{rtype}/{id}/_history/{}", new.version);
-        let recorded = new.last_updated;
-        self.inner.write(new, previous).await?;
-        let provenance = provenance(&grant, &target, recorded, perm);
-        version::write(
-            &mut *self.inner,
-            "Provenance",
-            &new_id(),
-            None,
-            Method::Post,
-            Some(provenance),
-        )
-        .await
-        .map_err(|e| StoreError::Database(format!("recording the Provenance failed: {e}")))?;
-        Ok(())
+        // (The traced inner transaction records its Provenance.)
+        self.inner.write(new, previous).await
     }
 
     /// `$reindex` rewrites every resource's index: only for a grant that may change everything.
@@ -492,35 +485,6 @@ impl Tx for GuardedTx {
     }
 
     fn source(&self) -> Option<&str> {
-        Some(&self.grant.source)
+        self.inner.source()
     }
-}
-
-/// The Provenance of a write: which version, by which client, when, and what was done.
-fn provenance(grant: &Grant, target: &str, recorded: i64, perm: Perm) -> Value {
-    let activity = match perm {
-        Perm::Create => "CREATE",
-        Perm::Delete => "DELETE",
-        _ => "UPDATE",
-    };
-    json!({
-        "resourceType": "Provenance",
-        "meta": {"source": grant.source},
-        "target": [{"reference": target}],
-        "recorded": format_instant(recorded),
-        "activity": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
-            "code": activity,
-        }]},
-        "agent": [{
-            "type": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                "code": "author",
-            }]},
-            "who": {
-                "identifier": {"system": "urn:signaal:client", "value": grant.client_id},
-                "display": grant.source,
-            },
-        }],
-    })
 }

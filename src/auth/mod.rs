@@ -2,7 +2,8 @@
 //! may act for, and the traces every access leaves (Provenance, AuditEvent).
 //!
 //! A request is authenticated once in the HTTP layer ([`Auth::authenticate`]); everything it
-//! then does goes through a [`guard::GuardedStore`] built for its grant, so reads, searches
+//! then does goes through a [`guard::GuardedStore`] built for its grant (on an open server,
+//! [`Grant::open`]: everything allowed, traced as the anonymous agent), so reads, searches
 //! (includes, chains, `_has`), history, operations and every Bundle entry meet the same checks
 //! in one place: the store calls they make.
 
@@ -10,12 +11,13 @@ pub mod audit;
 pub mod discovery;
 pub mod guard;
 pub mod jwks;
+pub mod provenance;
 pub mod scope;
 pub mod token;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -39,12 +41,60 @@ pub struct AuthSettings {
     pub jwks_ca: Option<String>,
 }
 
-/// What an access token allows: the client, its scopes, and the patient it is bound to.
+/// Who acts: the agent a Provenance and an AuditEvent name.
+#[derive(Debug, Clone)]
+pub enum Agent {
+    /// A client with an access token.
+    Client {
+        id: String,
+        /// The client's URI: `meta.source` of what it writes.
+        uri: String,
+    },
+    /// Anyone, on an open server (no access token asked).
+    Anonymous,
+    /// The server itself: the risk scorer writing its RiskAssessments and Flags.
+    Scorer,
+}
+
+impl Agent {
+    /// The `meta.source` of what the agent writes: a client's URI. Anonymous writes keep what
+    /// the client sent; the scorer's outputs carry none (they are compared with what is stored).
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            Agent::Client { uri, .. } => Some(uri),
+            Agent::Anonymous | Agent::Scorer => None,
+        }
+    }
+
+    /// The agent as a FHIR Reference (`Provenance.agent.who`, `AuditEvent.agent.who`).
+    pub fn who(&self) -> serde_json::Value {
+        match self {
+            Agent::Client { id, uri } => serde_json::json!({
+                "identifier": {"system": "urn:signaal:client", "value": id},
+                "display": uri,
+            }),
+            Agent::Anonymous => {
+                serde_json::json!({"display": "anonymous (open server: no access token required)"})
+            }
+            Agent::Scorer => serde_json::json!({"display": "Signaal risk scoring (the server)"}),
+        }
+    }
+
+    /// How error messages name the agent.
+    pub fn name(&self) -> String {
+        match self {
+            Agent::Client { id, .. } => format!("client '{id}'"),
+            Agent::Anonymous => "the open server".into(),
+            Agent::Scorer => "the risk scorer".into(),
+        }
+    }
+}
+
+/// What a request may do: an access token's client, scopes and the patient it is bound to, or
+/// the open server's anonymous everything ([`Grant::open`]).
 #[derive(Debug, Clone)]
 pub struct Grant {
-    pub client_id: String,
-    /// The client's URI: `meta.source` of what it writes, the agent of Provenance and AuditEvent.
-    pub source: String,
+    pub agent: Agent,
     pub scopes: Vec<Scope>,
     /// Patient-bound tokens see and write only this Patient's compartment.
     pub patient: Option<String>,
@@ -59,7 +109,30 @@ pub enum Allowed<'a> {
     Filtered(Vec<&'a Scope>),
 }
 
+/// What anyone may do on an open server: everything, the audit trail included, as the
+/// anonymous agent.
+static OPEN: LazyLock<Arc<Grant>> = LazyLock::new(|| {
+    Arc::new(Grant {
+        agent: Agent::Anonymous,
+        scopes: scope::parse_all(&format!("system/*.* system/{}.cruds", scope::ADMIN_ONLY))
+            .expect("the open server's scopes"),
+        patient: None,
+    })
+});
+
 impl Grant {
+    /// The grant of every request to an open server.
+    pub fn open() -> Arc<Grant> {
+        OPEN.clone()
+    }
+
+    /// Whether the grant may write AuditEvents, which are otherwise the server's own. Only on
+    /// an open server: it has no access control to keep, and what is written there is traced
+    /// like any other write (its Provenance names the anonymous agent).
+    pub fn writes_audit_trail(&self) -> bool {
+        matches!(self.agent, Agent::Anonymous)
+    }
+
     /// The scopes that count: `patient/` ones for a patient-bound token, `system/` otherwise
     /// (`user/` scopes need a user's own permissions, which this server does not know).
     fn effective(&self) -> impl Iterator<Item = &Scope> {
@@ -92,10 +165,11 @@ impl Grant {
     }
 }
 
-/// Who is asking: anyone (open server) or the holder of a valid access token.
+/// Who is asking: a request without a valid access token (refused by an enforcing server, or
+/// the public CapabilityStatement), or one with a grant: a token's, or the open server's.
 #[derive(Debug, Clone)]
 pub enum Access {
-    Open,
+    Unauthenticated,
     Granted(Arc<Grant>),
 }
 
@@ -189,7 +263,7 @@ impl Auth {
     /// The access of a request to the FHIR API, from its `Authorization` header.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Access, FhirError> {
         if !self.enforced() {
-            return Ok(Access::Open);
+            return Ok(Access::Granted(Grant::open()));
         }
         let header = headers
             .get(axum::http::header::AUTHORIZATION)

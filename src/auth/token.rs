@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::jwks::Source;
 use super::scope::{self, Context, Scope};
-use super::{Auth, Grant};
+use super::{Agent, Auth, Grant};
 use crate::fhir::datetime::now_ms;
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -329,8 +329,10 @@ pub async fn verify_access_token(auth: &Auth, token: &str) -> Result<Grant, Stri
                 .map_err(|e| e.to_string())?
                 .claims;
         return Ok(Grant {
-            source: client_uri(&claims.sub),
-            client_id: claims.sub,
+            agent: Agent::Client {
+                uri: client_uri(&claims.sub),
+                id: claims.sub,
+            },
             scopes: scope::parse_all(&claims.scope)?,
             patient: claims.patient,
         });
@@ -362,8 +364,10 @@ pub async fn verify_access_token(auth: &Auth, token: &str) -> Result<Grant, Stri
         .or(claims.sub)
         .ok_or("the token names no client (client_id, azp or sub)")?;
     Ok(Grant {
-        source: format!("{}#{client_id}", trusted.issuer),
-        client_id,
+        agent: Agent::Client {
+            uri: format!("{}#{client_id}", trusted.issuer),
+            id: client_id,
+        },
         scopes: scope::parse_all(&claims.scope)?,
         patient: claims.patient,
     })

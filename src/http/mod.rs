@@ -109,7 +109,7 @@ async fn fhir(
     };
     let prefer = prefer_return(&headers);
     let recorded = crate::fhir::datetime::now_ms();
-    let mut access = Access::Open;
+    let mut access = Access::Unauthenticated;
     let mut audited: Option<(String, Vec<String>)> = None;
     let result = async {
         let segments = path_segments(uri.path())?;
@@ -120,10 +120,12 @@ async fn fhir(
         }
         // Reloading the search parameters reads the store as the server, not as the client.
         let root = app.clone();
-        // Everything the request does goes through the store guarded for its grant.
+        // Everything the request does goes through the store guarded for its grant (an open
+        // server's too: the guard records the Provenance of every write).
         let guarded;
         let app: &App = match &access {
-            Access::Open => &app,
+            // The public CapabilityStatement reads no resource.
+            Access::Unauthenticated => &app,
             Access::Granted(grant) => {
                 guarded = App {
                     store: Arc::new(GuardedStore::new(app.store.clone(), grant.clone())),
@@ -160,20 +162,18 @@ async fn fhir(
         Ok(response) => response.render(format, prefer),
         Err(error) => error_response(&error, format),
     };
-    if app.auth.enforced() {
-        if let Some((method, segments)) = audited {
-            app.auth
-                .audit
-                .record(audit::Event {
-                    recorded,
-                    access,
-                    method,
-                    segments,
-                    query: uri.query().map(str::to_owned),
-                    status: response.status().as_u16(),
-                })
-                .await;
-        }
+    if let Some((method, segments)) = audited {
+        app.auth
+            .audit
+            .record(audit::Event {
+                recorded,
+                access,
+                method,
+                segments,
+                query: uri.query().map(str::to_owned),
+                status: response.status().as_u16(),
+            })
+            .await;
     }
     response
 }
@@ -186,16 +186,14 @@ async fn token(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> R
         Err(error) => (error_response(&error, Format::default()), None),
     };
     // Token requests are audited like every request, granted or refused.
-    if app.auth.enforced() {
-        app.auth
-            .audit
-            .record(audit::TokenRequest {
-                recorded,
-                claimed,
-                status: response.status().as_u16(),
-            })
-            .await;
-    }
+    app.auth
+        .audit
+        .record(audit::TokenRequest {
+            recorded,
+            claimed,
+            status: response.status().as_u16(),
+        })
+        .await;
     response
 }
 

@@ -1,6 +1,6 @@
 //! Scoring a patient against the store: read the compartment, run every model, and write the
-//! RiskAssessments and Flags that changed, in one transaction. Running it twice on the same
-//! inputs writes nothing the second time.
+//! RiskAssessments and Flags that changed, in one transaction, each with its Provenance (the
+//! scorer as agent). Running it twice on the same inputs writes nothing the second time.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -11,6 +11,7 @@ use super::output::{self, active_flag, flag_reason, inactive_flag, is_signaal, r
 use super::{
     alerts, charlson, engagement, hospital, lace, utilisation, Record, Risk, Score, DAY_MS,
 };
+use crate::auth::{provenance::traced, Agent};
 use crate::error::FhirError;
 use crate::fhir::datetime::{format_instant, now_ms};
 use crate::fhir::validate::validate;
@@ -249,7 +250,7 @@ pub async fn score_patient(
     }
     if !writes.is_empty() {
         retry(|| async {
-            let mut tx = store.begin().await?;
+            let mut tx = traced(store.begin().await?, Agent::Scorer);
             for (rtype, id, resource) in &writes {
                 let current = tx.lock_current(rtype, id).await?;
                 if resource.is_none() && current.is_none_or(|c| c.deleted) {

@@ -265,7 +265,8 @@ pub trait Tx: Send {
     async fn queue_compartment(&mut self, rtype: &str, id: &str, at: i64) -> StoreResult<()>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;
     /// The URI of the client writing in this transaction, recorded as `meta.source` of what it
-    /// writes (set by the authorization guard; `None` on an open server).
+    /// writes (set by `auth::provenance::traced` for a client's grant; `None` for the anonymous
+    /// writes of an open server and for the scorer).
     fn source(&self) -> Option<&str> {
         None
     }

@@ -286,3 +286,20 @@ pub async fn matches(server: &TestServer, query: &str) -> Vec<Value> {
         .map(|e| e["resource"].clone())
         .collect()
 }
+
+/// The entries of a Bundle other than AuditEvents: the audit trail the server writes behind
+/// every request, at moments a test does not control. (The Provenance of each write is written
+/// with it, so tests see those and count them.)
+pub fn without_audit_events(bundle: &Value) -> Vec<&Value> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e["resource"]["resourceType"] != "AuditEvent"
+                && !e["request"]["url"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("AuditEvent"))
+        })
+        .collect()
+}
