@@ -151,17 +151,25 @@ async fn search_in(
             "search": {"mode": mode},
         }))
     };
-    let subset = |mut e: Value| {
-        let resource = e["resource"].take();
-        e["resource"] = parsed.subset.apply(resource);
-        e
+    let chosen = &parsed.subset;
+    let subset = |included: bool| {
+        move |mut e: Value| {
+            let resource = e["resource"].take();
+            e["resource"] = chosen.apply(resource, included);
+            e
+        }
     };
     let mut entries: Vec<Value> = hits
         .iter()
         .filter_map(|hit| entry(hit, "match"))
-        .map(subset)
+        .map(subset(false))
         .collect();
-    entries.extend(included.iter().filter_map(|hit| entry(hit, "include")));
+    entries.extend(
+        included
+            .iter()
+            .filter_map(|hit| entry(hit, "include"))
+            .map(subset(true)),
+    );
     let mut warnings: Vec<String> = parsed
         .ignored
         .iter()

@@ -53,7 +53,7 @@ pub struct Parsed {
     pub total: Total,
     /// `_include` and `_revinclude`, in request order.
     pub includes: Vec<Include>,
-    /// `_summary` and `_elements`: which parts of the matches to return.
+    /// `_summary` and `_elements`: which parts of the matches and included resources to return.
     pub subset: Subset,
 }
 
@@ -70,8 +70,18 @@ pub enum Subset {
     Summary,
     /// `_summary=text`: the narrative, `id`, `meta` and top-level mandatory elements.
     Text,
-    /// `_elements=a,b`: only these top-level elements (and `id`, `meta`).
-    Elements(Vec<String>),
+    /// `_elements=a,b,Type.c`: only these top-level elements (and `id`, `meta`).
+    Elements(Vec<ElementName>),
+}
+
+/// One name of `_elements`. A plain name is an element of the searched type and subsets the
+/// matches (R4: "a specific set of elements be returned as part of a resource in the search
+/// results"); one prefixed with a type (`Patient.gender`, the R5 search page's form) subsets
+/// every entry of that type, included resources too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElementName {
+    pub rtype: Option<String>,
+    pub name: String,
 }
 
 /// Reads `_summary` (search page, "Summary").
@@ -91,14 +101,31 @@ pub fn summary(value: &str) -> Result<Subset, FhirError> {
 }
 
 impl Subset {
-    /// The part of a resource this subset returns.
-    pub fn apply(&self, resource: serde_json::Value) -> serde_json::Value {
+    /// The part of a resource this subset returns: of a match, or of an `included` resource.
+    /// `_summary` applies to both alike (the summary of a resource is defined for every type;
+    /// `_summary=text` with includes is refused when parsed); `_elements` as its names say.
+    pub fn apply(&self, resource: serde_json::Value, included: bool) -> serde_json::Value {
         use crate::fhir::subset;
         match self {
             Subset::Data => subset::without_text(resource),
             Subset::Summary => subset::summary(resource),
             Subset::Text => subset::text_only(resource),
-            Subset::Elements(names) => subset::only_elements(resource, names),
+            Subset::Elements(names) => {
+                let rtype = resource["resourceType"].as_str().unwrap_or_default();
+                let names: Vec<String> = names
+                    .iter()
+                    .filter(|n| match &n.rtype {
+                        Some(t) => t == rtype,
+                        None => !included,
+                    })
+                    .map(|n| n.name.clone())
+                    .collect();
+                if names.is_empty() {
+                    resource
+                } else {
+                    subset::only_elements(resource, &names)
+                }
+            }
             Subset::Full | Subset::Count => resource,
         }
     }
@@ -271,20 +298,7 @@ pub fn parse(
                 continue;
             }
             "_elements" => {
-                let names: Vec<String> = value
-                    .split(',')
-                    .map(|n| n.trim().to_owned())
-                    .filter(|n| !n.is_empty())
-                    .collect();
-                if names
-                    .iter()
-                    .any(|n| !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-                {
-                    return Err(FhirError::invalid(format!(
-                        "_elements={value}: expected element names separated by commas"
-                    )));
-                }
-                subset = Subset::Elements(names);
+                subset = Subset::Elements(element_names(value)?);
                 continue;
             }
             "_total" => {
@@ -314,6 +328,11 @@ pub fn parse(
             Err(reason) => refuse_or_ignore(unknown, reason, &mut ignored)?,
         }
     }
+    if subset == Subset::Text && !includes.is_empty() {
+        return Err(FhirError::invalid(
+            "_summary=text cannot be combined with _include or _revinclude (search page, Summary)",
+        ));
+    }
     if let Some((after, text)) = cursor {
         let decoded = Cursor::decode(&text, &query.sort)
             .ok_or_else(|| FhirError::invalid("The paging cursor does not fit this search"))?;
@@ -330,6 +349,45 @@ pub fn parse(
         includes,
         subset,
     })
+}
+
+/// `_elements=a,b,Type.c`: top-level element names, each plain or prefixed with a resource type.
+fn element_names(value: &str) -> Result<Vec<ElementName>, FhirError> {
+    let is_name =
+        |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let mut names = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let parts: Vec<&str> = item.split('.').collect();
+        let name = match parts.as_slice() {
+            [name] if is_name(name) => ElementName {
+                rtype: None,
+                name: (*name).to_owned(),
+            },
+            [rtype, name] if is_name(name) => {
+                if !crate::fhir::resource_types::is_resource_type(rtype) {
+                    return Err(FhirError::invalid(format!(
+                        "_elements={value}: '{rtype}' is not a resource type"
+                    )));
+                }
+                ElementName {
+                    rtype: Some((*rtype).to_owned()),
+                    name: (*name).to_owned(),
+                }
+            }
+            [_, _, _, ..] => {
+                return Err(FhirError::invalid(format!(
+                    "_elements={value}: '{item}': only top-level elements can be named (name or Type.name)"
+                )))
+            }
+            _ => {
+                return Err(FhirError::invalid(format!(
+                    "_elements={value}: expected element names (name or Type.name) separated by commas"
+                )))
+            }
+        };
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// `_sort=a,-b`: sort keys in order, `-` for descending (search page, "Sorting").
