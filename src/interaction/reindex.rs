@@ -7,8 +7,9 @@
 //! Synchronous by default: the response comes when all is done, a Parameters with the counts.
 //! With `Prefer: respond-async` (R4 async page) it answers 202 at once and runs as a job of
 //! `async_job`, polled at its `Content-Location` (progress in `X-Progress`, then the same
-//! Parameters) and cancelled by `DELETE` there; the job runs as the server, so the client's
-//! right to reindex (and to poll or cancel) is checked up front. One reindex runs at a time,
+//! Parameters) and cancelled by `DELETE` there. Either way the run is the server's: the
+//! client's right to reindex (and to poll or cancel) is checked up front, and then every type
+//! is read and indexed whatever the client's search scopes reach. One reindex runs at a time,
 //! synchronous or not: another gets 409. Progress is logged (tracing, `info`) after every
 //! batch. Each batch of `BATCH` resources is its own transaction, so the operation holds no
 //! lock for long, and an interrupted or cancelled run leaves every finished batch in place
@@ -66,16 +67,18 @@ async fn start(
 ) -> Result<FhirResponse, FhirError> {
     let asynchronous = prefer_async(&request.headers)?;
     app.store.may_reindex().await?;
-    if !asynchronous {
-        let _slot = app.jobs.table.claim("$reindex")?;
-        let result = run(app, &types, &Progress::default(), || false).await?;
-        return Ok(FhirResponse::ok(result));
-    }
-    let (job, slot) = app.jobs.table.start("$reindex")?;
+    // Checked: from here on the server reads and indexes every type, the audit trail too,
+    // which no client's search scope reaches.
     let server = App {
         store: app.jobs.store.clone(),
         ..app.clone()
     };
+    if !asynchronous {
+        let _slot = app.jobs.table.claim("$reindex")?;
+        let result = run(&server, &types, &Progress::default(), || false).await?;
+        return Ok(FhirResponse::ok(result));
+    }
+    let (job, slot) = app.jobs.table.start("$reindex")?;
     let registry = app.search_params.current();
     let worker = job.clone();
     tokio::spawn(async move {
