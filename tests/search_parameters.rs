@@ -267,6 +267,8 @@ both_stores!(
         let statement = expect_status(&c.get("metadata").await.unwrap(), 200);
         let rest = &statement["rest"][0];
         assert_eq!(rest["operation"][0]["name"], "reindex");
+        let documentation = rest["operation"][0]["documentation"].as_str().unwrap();
+        assert!(documentation.contains("respond-async"), "{documentation}");
         let patient = rest["resource"]
             .as_array()
             .unwrap()

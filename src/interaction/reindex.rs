@@ -81,13 +81,23 @@ async fn start(
     let (job, slot) = app.jobs.table.start("$reindex")?;
     let registry = app.search_params.current();
     let worker = job.clone();
-    tokio::spawn(async move {
+    let work = tokio::spawn(async move {
         let cancelled = || worker.cancelled();
-        let (result, _) = scoped(registry, run(&server, &types, &worker.progress, cancelled)).await;
+        let progress = &worker.progress;
+        scoped(registry, run(&server, &types, progress, cancelled))
+            .await
+            .0
+    });
+    // A second task awaits the work, so that even a panic in it ends the job with an answer.
+    let finished = job.clone();
+    tokio::spawn(async move {
+        let result = work
+            .await
+            .unwrap_or_else(|e| Err(FhirError::Internal(format!("the reindex job stopped: {e}"))));
         if let Err(error) = &result {
-            tracing::warn!(job = worker.id, %error, "reindex failed");
+            tracing::warn!(job = finished.id, %error, "reindex failed");
         }
-        worker.finish(result);
+        finished.finish(result);
         drop(slot);
     });
     Ok(job.accepted(app.url(&format!("{STATUS_PATH}/{}", job.id))))
