@@ -17,7 +17,7 @@ use crate::interaction::{check_id, check_type};
 use crate::search::extract::patient_compartment_params;
 use crate::search::params::{parse, Subset, Total, Unknown, CURSOR_AFTER, CURSOR_BEFORE};
 use crate::search::query::{Cursor, Predicate};
-use crate::search::terminology;
+use crate::search::{hierarchy, terminology};
 use crate::store::SearchHit;
 
 pub async fn search(
@@ -99,6 +99,7 @@ async fn search_in(
     };
     let mut parsed = parse(rtype, &params, unknown, &app.base_url)?;
     terminology::resolve(app.store.as_ref(), &mut parsed.query).await?;
+    hierarchy::resolve(app.store.as_ref(), &mut parsed.query).await?;
     let path = match compartment {
         Some((path, filter)) => {
             parsed.query.filters.push(filter);

@@ -4,7 +4,8 @@
 //! Every parameter type of the official definitions, with the modifiers the search page defines
 //! for it (a modifier it does not define for the type is a 400), composites split on `$`, and
 //! the result parameters. Terminology modifiers (`:in`, `:not-in`, `:below`, `:above`) are left
-//! as `Predicate::Terminology` for `search::terminology::resolve`. A parameter the server does
+//! as `Predicate::Terminology` for `search::terminology::resolve`, reference `:below`/`:above`
+//! as `Predicate::Hierarchy` for `search::hierarchy::resolve`. A parameter the server does
 //! not support is never silently dropped from conditional criteria (that could widen a
 //! conditional delete); a search ignores it unless the client asked for
 //! `Prefer: handling=strict`, and reports it.
@@ -485,6 +486,13 @@ fn parameter(
             .collect::<Result<_, _>>()?;
         return Ok(Ok(Parsed1::AnyOf(any_of)));
     }
+    if let (Kind::Param(ParamType::Reference), Some(m @ ("below" | "above"))) = (kind, modifier) {
+        let any_of = values
+            .iter()
+            .map(|v| hierarchy(rtype, code, m == "above", v, base))
+            .collect::<Result<_, _>>()?;
+        return Ok(Ok(Parsed1::AnyOf(any_of)));
+    }
     // Only composites keep `\$` escaped: it separates their components.
     let values: Vec<String> = values.iter().map(|v| v.replace("\\$", "$")).collect();
     let values = &values[..];
@@ -494,6 +502,71 @@ fn parameter(
             Some(m) => format!("{name}: the modifier ':{m}' is not supported for this parameter"),
             None => format!("{code}: searching on this parameter type is not supported yet"),
         }),
+    })
+}
+
+/// `reference:below=[Type/]id` (`:above`), search page "Searching Hierarchies": a reference to
+/// the resource or to one below (above) it in a strict hierarchy of its type. The hierarchy is
+/// the type's `partOf` (`Location.partOf`, `Organization.partOf`, `Encounter.partOf`, …: a
+/// reference parameter of the type to itself); a type without one is a 400.
+fn hierarchy(
+    rtype: &str,
+    code: &str,
+    above: bool,
+    value: &str,
+    base: &str,
+) -> Result<Predicate, FhirError> {
+    let modifier = if above { "above" } else { "below" };
+    let registry = registry();
+    let targets = registry
+        .get(rtype, code)
+        .map(|p| p.target.clone())
+        .unwrap_or_default();
+    let (target_type, id) = match reference(code, None, value, base) {
+        Predicate::Reference {
+            target_type: Some(t),
+            target_id: Some(id),
+            ..
+        } => (t, id),
+        Predicate::Reference {
+            target_type: None,
+            target_id: Some(id),
+            url: None,
+            ..
+        } if targets.len() == 1 => (targets[0].clone(), id),
+        _ => {
+            return Err(FhirError::invalid(format!(
+                "{code}:{modifier}={value}: give the resource of this server as Type/id \
+                 (the hierarchy is searched among the resources held here)"
+            )))
+        }
+    };
+    if !crate::fhir::id::is_valid(&id) {
+        return Err(FhirError::invalid(format!(
+            "{code}:{modifier}={value}: '{id}' is not a valid id"
+        )));
+    }
+    let part_of = format!("{target_type}.partOf");
+    let via = registry
+        .params(&target_type)
+        .find(|p| {
+            p.kind == ParamType::Reference
+                && p.target == [target_type.clone()]
+                && p.expression.as_ref().is_some_and(|e| e.source() == part_of)
+        })
+        .map(|p| p.code.clone())
+        .ok_or_else(|| {
+            FhirError::invalid(format!(
+                "{code}:{modifier}={value}: {target_type} resources form no hierarchy \
+                 (:above and :below follow a type's partOf, as Location.partOf)"
+            ))
+        })?;
+    Ok(Predicate::Hierarchy {
+        param: code.to_owned(),
+        target_type,
+        id,
+        via,
+        above,
     })
 }
 
@@ -1104,6 +1177,11 @@ pub fn criteria(
     if crate::search::terminology::uses_terminology(&parsed.query.filters) {
         return Err(FhirError::invalid(
             "Conditional criteria cannot use :in, :not-in, :below or :above on tokens; search first, then use the id",
+        ));
+    }
+    if crate::search::hierarchy::uses_hierarchy(&parsed.query.filters) {
+        return Err(FhirError::invalid(
+            "Conditional criteria cannot use :below or :above on references; search first, then use the id",
         ));
     }
     // Two hits are enough to tell "one" from "many".

@@ -415,8 +415,9 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: &str) {
             sql.push(")");
         }
         Predicate::Composite(components) => push_composite(sql, components, a, None),
-        // Resolved into `TokenIn` before a search reaches the store; unresolved, nothing matches.
-        Predicate::Terminology { .. } => {
+        // Resolved into `TokenIn` (`Reference`s) before a search reaches the store; unresolved,
+        // nothing matches.
+        Predicate::Terminology { .. } | Predicate::Hierarchy { .. } => {
             sql.push("1 = 0");
         }
         indexed => {
