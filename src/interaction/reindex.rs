@@ -67,8 +67,8 @@ async fn start(
 ) -> Result<FhirResponse, FhirError> {
     let asynchronous = prefer_async(&request.headers)?;
     app.store.may_reindex().await?;
-    // Checked: from here on the server reads and indexes every type, the audit trail too,
-    // which no client's search scope reaches.
+    // Checked: from here on the server reads and indexes every type, whatever the client's
+    // search scopes reach (`*` scopes do not reach the audit trail).
     let server = App {
         store: app.jobs.store.clone(),
         ..app.clone()
