@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::auth::Auth;
+use crate::interaction::async_job::Jobs;
 use crate::search::definitions::ServerRegistry;
 use crate::store::Store;
 
@@ -22,6 +23,8 @@ pub struct App {
     pub scoring: Arc<crate::scoring::run::Scoring>,
     /// Clients, tokens and the audit trail.
     pub auth: Arc<Auth>,
+    /// Jobs of the asynchronous request pattern (`$reindex` with `Prefer: respond-async`).
+    pub jobs: Arc<Jobs>,
 }
 
 /// The default of `body_limit`: 16 MiB.

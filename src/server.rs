@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::auth::Auth;
 use crate::fhir::validate;
+use crate::interaction::async_job::Jobs;
 use crate::interaction::search_parameters;
 use crate::search::definitions::ServerRegistry;
 use crate::store;
@@ -80,6 +81,7 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
     let auth = Auth::start(&settings.auth, clients, store.clone(), local, &base_url).await?;
     let app = Arc::new(App {
         search_params: Arc::new(ServerRegistry::new(registry)),
+        jobs: Arc::new(Jobs::new(store.clone())),
         store,
         auth,
         base_url,

@@ -2018,3 +2018,65 @@ async fn a_jwks_url_is_fetched_over_https_with_the_certificate_verified() {
     let why = refused.json()["error_description"].to_string();
     assert!(why.contains("certificate"), "{why}");
 }
+
+// ---- $reindex -------------------------------------------------------------------------------
+
+/// A `$reindex` request (or one on a job's status URL), asynchronous when `respond_async`.
+async fn reindex_call(
+    s: &Secured,
+    token: &str,
+    method: &str,
+    path: &str,
+    respond_async: bool,
+) -> Reply {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![("authorization", auth.as_str())];
+    if respond_async {
+        headers.push(("prefer", "respond-async"));
+    }
+    s.server
+        .client
+        .send(method, path, &headers, None)
+        .await
+        .unwrap()
+}
+
+secured!(
+    reindex_needs_write_access_to_every_type_and_runs_as_the_server,
+    |s| {
+        s.register("admin", "system/*.write", None).await;
+        s.register("reader", "system/*.read", None).await;
+        let admin = s.token("admin", "system/*.write").await;
+        let reader = s.token("reader", "system/*.read").await;
+        for respond_async in [false, true] {
+            let reply = reindex_call(&s, &reader, "POST", "$reindex", respond_async).await;
+            expect_status(&reply, 403);
+        }
+        // Write access to every type is enough: the run reads every type (the audit trail
+        // too) as the server, not through the client's (absent) search scopes.
+        let reply = reindex_call(&s, &admin, "POST", "$reindex", false).await;
+        assert_eq!(expect_status(&reply, 200)["resourceType"], "Parameters");
+
+        let reply = reindex_call(&s, &admin, "POST", "$reindex", true).await;
+        expect_status(&reply, 202);
+        let status = reply.header("content-location").unwrap().to_owned();
+        // Only a client that may reindex polls or cancels.
+        expect_status(&reindex_call(&s, &reader, "GET", &status, false).await, 403);
+        expect_status(
+            &reindex_call(&s, &reader, "DELETE", &status, false).await,
+            403,
+        );
+        let mut done = None;
+        for _ in 0..2000 {
+            let reply = reindex_call(&s, &admin, "GET", &status, false).await;
+            if reply.status == 200 {
+                done = Some(reply.json());
+                break;
+            }
+            expect_status(&reply, 202);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let result = done.expect("the job finishes");
+        assert_eq!(result["resourceType"], "Parameters");
+    }
+);

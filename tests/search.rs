@@ -171,7 +171,7 @@ both_stores!(
         fixtures(&server).await;
         let bundle = server
             .client
-            .get("Observation?subject:below=Patient/x")
+            .get("Observation?_id:not=x")
             .await
             .unwrap()
             .json();
@@ -186,7 +186,7 @@ both_stores!(
             .client
             .send(
                 "GET",
-                "Observation?subject:below=Patient/x",
+                "Observation?_id:not=x",
                 &[("prefer", "handling=strict")],
                 None,
             )
@@ -744,3 +744,130 @@ both_stores!(nul_characters_in_search_values_are_refused, |server| {
     expect_status(&server.client.get("Patient?_id=%00").await.unwrap(), 400);
     expect_status(&server.client.get("Patient?name=a%00b").await.unwrap(), 400);
 });
+
+// ---- Reference `:below` / `:above` (search page, "Searching Hierarchies") ------------------
+
+/// A hospital with a wing with a ward, a clinic elsewhere, and an Encounter at each.
+async fn location_tree(server: &TestServer) {
+    let location = |id: &str, part_of: Option<&str>| {
+        let mut l = json!({"resourceType": "Location", "id": id, "name": id});
+        if let Some(parent) = part_of {
+            l["partOf"] = json!({"reference": format!("Location/{parent}")});
+        }
+        l
+    };
+    put(server, location("hospital", None)).await;
+    put(server, location("wing", Some("hospital"))).await;
+    put(server, location("ward", Some("wing"))).await;
+    put(server, location("clinic", None)).await;
+    for at in ["hospital", "wing", "ward", "clinic"] {
+        put(
+            server,
+            json!({"resourceType": "Encounter", "id": format!("at-{at}"), "status": "finished",
+                   "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                   "location": [{"location": {"reference": format!("Location/{at}")}}]}),
+        )
+        .await;
+    }
+}
+
+both_stores!(
+    reference_below_finds_what_refers_to_a_resource_or_anything_within_it,
+    |server| {
+        location_tree(&server).await;
+        assert_eq!(
+            ids(&server, "Encounter?location:below=Location/wing").await,
+            vec!["at-ward", "at-wing"]
+        );
+        // A plain id: the parameter's one target type.
+        assert_eq!(
+            ids(&server, "Encounter?location:below=hospital").await,
+            vec!["at-hospital", "at-ward", "at-wing"]
+        );
+        assert_eq!(
+            ids(
+                &server,
+                "Encounter?location:below=Location/ward,Location/clinic"
+            )
+            .await,
+            vec!["at-clinic", "at-ward"]
+        );
+        // On the hierarchy's own parameter: the locations within the hospital.
+        assert_eq!(
+            ids(&server, "Location?partof:below=Location/hospital").await,
+            vec!["ward", "wing"]
+        );
+    }
+);
+
+both_stores!(
+    reference_above_finds_what_refers_to_a_resource_or_anything_it_lies_within,
+    |server| {
+        location_tree(&server).await;
+        assert_eq!(
+            ids(&server, "Encounter?location:above=Location/ward").await,
+            vec!["at-hospital", "at-ward", "at-wing"]
+        );
+        assert_eq!(
+            ids(&server, "Encounter?location:above=Location/clinic").await,
+            vec!["at-clinic"]
+        );
+        // With other criteria.
+        assert_eq!(
+            ids(
+                &server,
+                "Encounter?location:above=Location/wing&location.name=wing"
+            )
+            .await,
+            vec!["at-wing"]
+        );
+    }
+);
+
+both_stores!(reference_below_works_inside_a_chain, |server| {
+    location_tree(&server).await;
+    for (id, encounter) in [("o-ward", "at-ward"), ("o-clinic", "at-clinic")] {
+        put(
+            &server,
+            json!({"resourceType": "Observation", "id": id, "status": "final",
+                   "code": {"text": "x"}, "encounter": {"reference": format!("Encounter/{encounter}")}}),
+        )
+        .await;
+    }
+    assert_eq!(
+        ids(
+            &server,
+            "Observation?encounter.location:below=Location/hospital"
+        )
+        .await,
+        vec!["o-ward"]
+    );
+});
+
+both_stores!(
+    reference_below_and_above_need_a_hierarchy_and_a_resource_held_here,
+    |server| {
+        location_tree(&server).await;
+        for query in [
+            // Patient has no partOf: no hierarchy to follow.
+            "Observation?subject:below=Patient/x",
+            "Encounter?location:below=http://elsewhere.example.org/fhir/Location/1",
+            "Encounter?location:above=Location/not%20an%20id",
+        ] {
+            let reply = server.client.get(query).await.unwrap();
+            expect_status(&reply, 400);
+        }
+        // Conditional criteria take no hierarchy (one resolution per write would be unbounded).
+        let reply = server
+            .client
+            .send(
+                "DELETE",
+                "Encounter?location:below=Location/wing",
+                &[],
+                None,
+            )
+            .await
+            .unwrap();
+        expect_status(&reply, 400);
+    }
+);

@@ -267,6 +267,8 @@ both_stores!(
         let statement = expect_status(&c.get("metadata").await.unwrap(), 200);
         let rest = &statement["rest"][0];
         assert_eq!(rest["operation"][0]["name"], "reindex");
+        let documentation = rest["operation"][0]["documentation"].as_str().unwrap();
+        assert!(documentation.contains("respond-async"), "{documentation}");
         let patient = rest["resource"]
             .as_array()
             .unwrap()
@@ -302,5 +304,163 @@ both_stores!(
             json!({"resourceType": "Parameters", "parameter": [{"name": "x", "valueString": "y"}]});
         expect_status(&c.post("$reindex", &params).await.unwrap(), 400);
         expect_status(&c.get("$reindex").await.unwrap(), 405);
+    }
+);
+
+// ---- $reindex with the asynchronous request pattern (R4 async page) ------------------------
+
+const RESPOND_ASYNC: (&str, &str) = ("prefer", "respond-async");
+
+/// Kicks off an asynchronous `$reindex`: 202 with the status URL in `Content-Location`. A
+/// cancelled job may still hold the one slot until its batch ends (409): asked again then.
+async fn kick_off(client: &Client, path: &str) -> String {
+    for _ in 0..500 {
+        let reply = client
+            .send("POST", path, &[RESPOND_ASYNC], None)
+            .await
+            .unwrap();
+        if reply.status == 409 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        }
+        let outcome = expect_status(&reply, 202);
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+        let location = reply.header("content-location").expect("Content-Location");
+        assert!(
+            location.starts_with(&format!("{}/_async/", client.base())),
+            "{location}"
+        );
+        return location.to_owned();
+    }
+    panic!("{path}: the previous reindex never freed its slot");
+}
+
+/// Polls a status URL until the job is done (202 with `X-Progress` while it runs): its answer.
+async fn poll(client: &Client, url: &str) -> Value {
+    for _ in 0..2000 {
+        let reply = client.get(url).await.unwrap();
+        match reply.status {
+            202 => {
+                let progress = reply.header("x-progress").expect("X-Progress");
+                let (done, total) = progress.split_once('/').expect("done/total");
+                assert!(done.parse::<u64>().unwrap() <= total.parse::<u64>().unwrap());
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            200 => return reply.json(),
+            _ => panic!("{url}: {}", String::from_utf8_lossy(&reply.body)),
+        }
+    }
+    panic!("{url}: the job did not finish");
+}
+
+both_stores!(
+    reindex_with_respond_async_answers_202_and_its_status_url_gives_the_counts,
+    |server| {
+        let c = &server.client;
+        assert_eq!(put(c, patient("before", "M")).await, 201);
+        assert_eq!(put(c, patient("other", "S")).await, 201);
+        assert_eq!(put(c, marital_status("active")).await, 201);
+        assert!(ids(c, "Patient?marital-status=M").await.is_empty());
+
+        let status = kick_off(c, "Patient/$reindex").await;
+        let result = poll(c, &status).await;
+        assert_eq!(result["resourceType"], "Parameters");
+        assert_eq!(count(&result, "total"), 2);
+        assert_eq!(count(&result, "done"), 2);
+        assert_eq!(count(&result, "reindexed"), 2);
+        assert_eq!(count(&result, "batches"), 1);
+        assert_eq!(ids(c, "Patient?marital-status=M").await, vec!["before"]);
+        // The answer stays there for the next poll.
+        assert_eq!(poll(c, &status).await, result);
+    }
+);
+
+both_stores!(
+    system_reindex_with_respond_async_goes_through_every_batch,
+    |server| {
+        let c = &server.client;
+        let n = signaal::interaction::reindex::BATCH + 3;
+        let entries: Vec<Value> = (0..n)
+            .map(|i| {
+                json!({"resource": patient(&format!("p{i}"), "M"),
+                       "request": {"method": "PUT", "url": format!("Patient/p{i}")}})
+            })
+            .collect();
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+        expect_status(&c.post("", &bundle).await.unwrap(), 200);
+        assert_eq!(put(c, marital_status("active")).await, 201);
+
+        let result = poll(c, &kick_off(c, "$reindex").await).await;
+        // The patients, the SearchParameter, and what the risk-scoring worker wrote meanwhile.
+        assert!(count(&result, "reindexed") > n as i64, "{result}");
+        assert!(count(&result, "batches") >= 2, "{result}");
+        let reply = c
+            .get("Patient?marital-status=M&_summary=count")
+            .await
+            .unwrap();
+        assert_eq!(expect_status(&reply, 200)["total"], n);
+    }
+);
+
+both_stores!(
+    delete_on_the_status_url_cancels_the_job_and_forgets_it,
+    |server| {
+        let c = &server.client;
+        assert_eq!(put(c, patient("p", "M")).await, 201);
+        let status = kick_off(c, "$reindex").await;
+        let outcome = expect_status(&c.delete(&status).await.unwrap(), 202);
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+        expect_status(&c.get(&status).await.unwrap(), 404);
+        expect_status(&c.delete(&status).await.unwrap(), 404);
+        // Once the cancelled job has stopped, the next reindex runs.
+        let result = poll(c, &kick_off(c, "Patient/$reindex").await).await;
+        assert_eq!(count(&result, "reindexed"), 1);
+    }
+);
+
+both_stores!(
+    the_result_of_a_finished_job_is_deleted_by_delete,
+    |server| {
+        let c = &server.client;
+        let status = kick_off(c, "Patient/$reindex").await;
+        let result = poll(c, &status).await;
+        assert_eq!(count(&result, "total"), 0);
+        expect_status(&c.delete(&status).await.unwrap(), 202);
+        expect_status(&c.get(&status).await.unwrap(), 404);
+    }
+);
+
+both_stores!(an_unknown_job_is_404, |server| {
+    let c = &server.client;
+    expect_status(&c.get("_async/no-such-job").await.unwrap(), 404);
+    expect_status(&c.delete("_async/no-such-job").await.unwrap(), 404);
+});
+
+both_stores!(
+    a_bad_prefer_or_method_for_asynchronous_reindex_is_refused,
+    |server| {
+        let c = &server.client;
+        let reply = c
+            .send("POST", "$reindex", &[("prefer", "respond-async=yes")], None)
+            .await
+            .unwrap();
+        let outcome = expect_status(&reply, 400);
+        assert!(outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("respond-async"));
+        let reply = c
+            .send("GET", "Patient/$reindex", &[RESPOND_ASYNC], None)
+            .await
+            .unwrap();
+        expect_status(&reply, 405);
+
+        let status = kick_off(c, "Patient/$reindex").await;
+        poll(c, &status).await;
+        for method in ["POST", "PUT", "PATCH"] {
+            let reply = c.send(method, &status, &[], None).await.unwrap();
+            expect_status(&reply, 405);
+            assert_eq!(reply.header("allow"), Some("GET, DELETE"));
+        }
     }
 );

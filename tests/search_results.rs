@@ -181,3 +181,137 @@ both_stores!(
         }
     }
 );
+
+// ---- `_summary` and `_elements` on included resources ----------------------------------
+
+/// An Observation of patient p1 (of `fixtures`), with a narrative and a non-summary `note`.
+async fn observation_of_p1(server: &TestServer) {
+    put(
+        server,
+        json!({
+            "resourceType": "Observation", "id": "w1", "status": "final",
+            "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">72 kg</div>"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+            "subject": {"reference": "Patient/p1"},
+            "note": [{"text": "after breakfast"}],
+            "valueQuantity": {"value": 72, "unit": "kg"}
+        }),
+    )
+    .await;
+}
+
+/// The resources of a search's entries with the given mode.
+async fn entries(server: &TestServer, query: &str, mode: &str) -> Vec<Value> {
+    bundle(server, query).await["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == mode)
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+both_stores!(summary_applies_to_included_resources_too, |server| {
+    fixtures(&server).await;
+    observation_of_p1(&server).await;
+    let included = entries(
+        &server,
+        "Observation?_id=w1&_summary=true&_include=Observation:subject",
+        "include",
+    )
+    .await;
+    assert_eq!(included.len(), 1, "{included:?}");
+    let patient = &included[0];
+    // Patient.gender is a summary element, Patient.photo is not.
+    assert_eq!(patient["gender"], "female");
+    assert!(patient.get("photo").is_none(), "{patient}");
+    assert!(is_subsetted(patient), "{patient}");
+
+    let included = entries(
+        &server,
+        "Patient?_id=p1&_summary=data&_revinclude=Observation:subject",
+        "include",
+    )
+    .await;
+    assert_eq!(included.len(), 1, "{included:?}");
+    let obs = &included[0];
+    assert!(obs.get("text").is_none(), "{obs}");
+    assert_eq!(obs["note"][0]["text"], "after breakfast");
+    assert!(is_subsetted(obs), "{obs}");
+});
+
+both_stores!(summary_text_cannot_be_mixed_with_includes, |server| {
+    fixtures(&server).await;
+    for query in [
+        "Observation?_summary=text&_include=Observation:subject",
+        "Patient?_summary=text&_revinclude=Observation:subject",
+    ] {
+        let outcome = expect_status(&server.client.get(query).await.unwrap(), 400);
+        let text = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(text.contains("_summary=text"), "{query}: {text}");
+    }
+});
+
+both_stores!(
+    elements_prefixed_with_a_type_subset_every_entry_of_that_type,
+    |server| {
+        fixtures(&server).await;
+        observation_of_p1(&server).await;
+        let query =
+            "Observation?_id=w1&_elements=status,Patient.gender&_include=Observation:subject";
+        let matches = entries(&server, query, "match").await;
+        let obs = &matches[0];
+        assert_eq!(obs["status"], "final");
+        assert!(
+            obs.get("code").is_none() && obs.get("note").is_none(),
+            "{obs}"
+        );
+        assert!(is_subsetted(obs));
+        let included = entries(&server, query, "include").await;
+        let patient = &included[0];
+        assert_eq!(patient["gender"], "female");
+        assert_eq!(patient["id"], "p1");
+        assert!(patient.get("photo").is_none(), "{patient}");
+        assert!(is_subsetted(patient), "{patient}");
+
+        // A type prefix applies to the matches of that type as well.
+        let matches = entries(&server, "Patient?_id=p1&_elements=Patient.gender", "match").await;
+        assert!(matches[0].get("photo").is_none() && is_subsetted(&matches[0]));
+    }
+);
+
+both_stores!(plain_element_names_subset_only_the_matches, |server| {
+    fixtures(&server).await;
+    observation_of_p1(&server).await;
+    let query = "Observation?_id=w1&_elements=status&_include=Observation:subject";
+    let matches = entries(&server, query, "match").await;
+    assert!(matches[0].get("code").is_none() && is_subsetted(&matches[0]));
+    let included = entries(&server, query, "include").await;
+    let patient = &included[0];
+    assert_eq!(patient["photo"][0]["title"], "portrait");
+    assert!(!is_subsetted(patient), "{patient}");
+    // Names of another type only leave the matches whole.
+    let matches = entries(
+        &server,
+        "Observation?_id=w1&_elements=Patient.gender",
+        "match",
+    )
+    .await;
+    assert_eq!(matches[0]["note"][0]["text"], "after breakfast");
+    assert!(!is_subsetted(&matches[0]));
+});
+
+both_stores!(
+    elements_that_are_not_top_level_names_are_refused,
+    |server| {
+        fixtures(&server).await;
+        for query in [
+            "Patient?_elements=Patient.name.given",
+            "Patient?_elements=Patientje.gender",
+            "Patient?_elements=gender,.name",
+            "Patient?_elements=gen-der",
+        ] {
+            expect_status(&server.client.get(query).await.unwrap(), 400);
+        }
+    }
+);

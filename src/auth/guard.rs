@@ -345,6 +345,10 @@ impl Store for GuardedStore {
         ))
     }
 
+    async fn may_reindex(&self) -> StoreResult<()> {
+        may_reindex(&self.grant)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }
@@ -465,13 +469,8 @@ impl Tx for GuardedTx {
         self.inner.write(new, previous).await
     }
 
-    /// `$reindex` rewrites every resource's index: only for a grant that may change everything.
     async fn reindex(&mut self, rid: i64, index: &IndexEntries) -> StoreResult<()> {
-        if !self.grant.allows_everything(Perm::Update) {
-            return Err(StoreError::Forbidden(
-                "$reindex needs write access to every type (system/*.write)".into(),
-            ));
-        }
+        may_reindex(&self.grant)?;
         self.inner.reindex(rid, index).await
     }
 
@@ -486,5 +485,16 @@ impl Tx for GuardedTx {
 
     fn source(&self) -> Option<&str> {
         self.inner.source()
+    }
+}
+
+/// `$reindex` rewrites every resource's index: only for a grant that may change everything.
+fn may_reindex(grant: &Grant) -> StoreResult<()> {
+    if grant.allows_everything(Perm::Update) {
+        Ok(())
+    } else {
+        Err(StoreError::Forbidden(
+            "$reindex needs write access to every type (system/*.write)".into(),
+        ))
     }
 }

@@ -166,3 +166,25 @@ pub fn prefer_strict(headers: &HeaderMap) -> bool {
             .any(|p| p.trim().replace(' ', "") == "handling=strict")
     })
 }
+
+/// Whether the client asked for the asynchronous request pattern (`Prefer: respond-async`,
+/// async page). RFC 7240 gives `respond-async` no value: one with a value is refused (400)
+/// rather than guessed at.
+pub fn prefer_async(headers: &HeaderMap) -> Result<bool, FhirError> {
+    let mut asked = false;
+    for value in headers.get_all("prefer") {
+        for pref in value.to_str().unwrap_or("").split([',', ';']) {
+            let pref = pref.trim();
+            let (name, value) = pref.split_once('=').unwrap_or((pref, ""));
+            if name.trim().eq_ignore_ascii_case("respond-async") {
+                if !value.trim().is_empty() {
+                    return Err(FhirError::invalid(format!(
+                        "Prefer: '{pref}': respond-async takes no value"
+                    )));
+                }
+                asked = true;
+            }
+        }
+    }
+    Ok(asked)
+}

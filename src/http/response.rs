@@ -19,6 +19,8 @@ pub struct FhirResponse {
     /// Set on writes: the body may be replaced as `Prefer: return=…` asks, with this message
     /// for `return=OperationOutcome`.
     pub write_outcome: Option<String>,
+    /// Further headers (`Content-Location`, `X-Progress` of the asynchronous request pattern).
+    pub headers: Vec<(header::HeaderName, String)>,
 }
 
 impl FhirResponse {
@@ -29,6 +31,7 @@ impl FhirResponse {
             version: None,
             location: None,
             write_outcome: None,
+            headers: Vec::new(),
         }
     }
 
@@ -43,6 +46,11 @@ impl FhirResponse {
 
     pub fn with_location(mut self, location: String) -> Self {
         self.location = Some(location);
+        self
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: String) -> Self {
+        self.headers.push((name, value));
         self
     }
 
@@ -76,6 +84,11 @@ impl FhirResponse {
         }
         if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             headers.insert(header::LOCATION, location);
+        }
+        for (name, value) in self.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
         }
         response
     }

@@ -8,8 +8,8 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
-    capabilities, create, delete, history, lastn, patch, read, reindex, search, transaction,
-    update, vread, worklist,
+    async_job, capabilities, create, delete, history, lastn, patch, read, reindex, search,
+    transaction, update, vread, worklist,
 };
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -32,6 +32,10 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         ["_history"] => match *method {
             Method::GET => history::history(app, request, Scope::System).await,
             _ => Err(not_allowed("GET")),
+        },
+        [async_job::STATUS_PATH, id] => match *method {
+            Method::GET | Method::DELETE => reindex::job_status(app, request, id).await,
+            _ => Err(not_allowed("GET, DELETE")),
         },
         ["$reindex"] => match *method {
             Method::POST => reindex::system(app, request).await,

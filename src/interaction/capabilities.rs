@@ -116,7 +116,11 @@ fn statement(app: &App) -> Value {
             {"code": "batch"},
             {"code": "history-system"},
         ],
-        "operation": [{"name": "reindex", "definition": reindex::DEFINITION}],
+        "operation": [{
+            "name": "reindex",
+            "definition": reindex::DEFINITION,
+            "documentation": reindex::DOCUMENTATION,
+        }],
     });
     if app.auth.enforced() {
         rest["security"] = crate::auth::discovery::security(&app.auth.token_url);

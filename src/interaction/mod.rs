@@ -1,5 +1,6 @@
 //! The RESTful interactions of the FHIR http page, one file each, plus what they share.
 
+pub mod async_job;
 pub mod batch;
 pub mod bundle_entry;
 pub mod capabilities;

@@ -4,20 +4,29 @@
 //! once, existing data only by this), and after an upgrade that changes what is indexed (UCUM
 //! canonical units of quantities written before).
 //!
-//! Synchronous: the response comes when all is done, a Parameters with the counts; progress
-//! is logged (tracing, `info`) after every batch. Each batch of `BATCH` resources is its own
-//! transaction, so the operation holds no lock for long, and an interrupted run leaves every
-//! finished batch in place (running it again is harmless). A resource written since its batch
-//! was read is left alone: that write indexed it already.
+//! Synchronous by default: the response comes when all is done, a Parameters with the counts.
+//! With `Prefer: respond-async` (R4 async page) it answers 202 at once and runs as a job of
+//! `async_job`, polled at its `Content-Location` (progress in `X-Progress`, then the same
+//! Parameters) and cancelled by `DELETE` there. Either way the run is the server's: the
+//! client's right to reindex (and to poll or cancel) is checked up front, and then every type
+//! is read and indexed whatever the client's search scopes reach. One reindex runs at a time,
+//! synchronous or not: another gets 409. Progress is logged (tracing, `info`) after every
+//! batch. Each batch of `BATCH` resources is its own transaction, so the operation holds no
+//! lock for long, and an interrupted or cancelled run leaves every finished batch in place
+//! (running it again is harmless). A resource written since its batch was read is left
+//! alone: that write indexed it already.
 
 use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::error::FhirError;
 use crate::fhir::resource_types;
+use crate::http::negotiate::prefer_async;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
+use crate::interaction::async_job::{Progress, STATUS_PATH};
 use crate::interaction::{check_type, retry};
+use crate::search::definitions::scoped;
 use crate::search::extract::stored_entries;
 use crate::search::query::{Cursor, SearchQuery};
 use crate::store::SearchHit;
@@ -28,10 +37,15 @@ pub const BATCH: usize = 200;
 /// The canonical URL of the OperationDefinition (`conformance/operation-reindex.json`).
 pub const DEFINITION: &str = "http://signaal.nl/fhir/OperationDefinition/reindex";
 
+/// What the CapabilityStatement says of the operation beyond its definition.
+pub const DOCUMENTATION: &str = "Synchronous, or asynchronous with `Prefer: respond-async` \
+    (202 Accepted; poll the `Content-Location`, `[base]/_async/[id]`; `DELETE` there cancels). \
+    One reindex at a time (409 otherwise).";
+
 /// `POST [base]/$reindex`.
 pub async fn system(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
     check_body(request)?;
-    run(app, resource_types::all()).await
+    start(app, request, resource_types::all().to_vec()).await
 }
 
 /// `POST [base]/[type]/$reindex`.
@@ -42,7 +56,66 @@ pub async fn type_level(
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     check_body(request)?;
-    run(app, &[rtype.to_owned()]).await
+    start(app, request, vec![rtype.to_owned()]).await
+}
+
+/// Runs the operation now, or as a job when the client prefers an asynchronous answer.
+async fn start(
+    app: &App,
+    request: &FhirRequest,
+    types: Vec<String>,
+) -> Result<FhirResponse, FhirError> {
+    let asynchronous = prefer_async(&request.headers)?;
+    app.store.may_reindex().await?;
+    // Checked: from here on the server reads and indexes every type, whatever the client's
+    // search scopes reach (`*` scopes do not reach the audit trail).
+    let server = App {
+        store: app.jobs.store.clone(),
+        ..app.clone()
+    };
+    if !asynchronous {
+        let _slot = app.jobs.table.claim("$reindex")?;
+        let result = run(&server, &types, &Progress::default(), || false).await?;
+        return Ok(FhirResponse::ok(result));
+    }
+    let (job, slot) = app.jobs.table.start("$reindex")?;
+    let registry = app.search_params.current();
+    let worker = job.clone();
+    let work = tokio::spawn(async move {
+        let cancelled = || worker.cancelled();
+        let progress = &worker.progress;
+        scoped(registry, run(&server, &types, progress, cancelled))
+            .await
+            .0
+    });
+    // A second task awaits the work, so that even a panic in it ends the job with an answer.
+    let finished = job.clone();
+    tokio::spawn(async move {
+        let result = work
+            .await
+            .unwrap_or_else(|e| Err(FhirError::Internal(format!("the reindex job stopped: {e}"))));
+        if let Err(error) = &result {
+            tracing::warn!(job = finished.id, %error, "reindex failed");
+        }
+        finished.finish(result);
+        drop(slot);
+    });
+    Ok(job.accepted(app.url(&format!("{STATUS_PATH}/{}", job.id))))
+}
+
+/// `GET` and `DELETE [base]/_async/[id]`: the status of a reindex job, or its cancellation;
+/// for clients that may run `$reindex` only.
+pub async fn job_status(
+    app: &App,
+    request: &FhirRequest,
+    id: &str,
+) -> Result<FhirResponse, FhirError> {
+    app.store.may_reindex().await?;
+    if request.method == axum::http::Method::DELETE {
+        app.jobs.table.cancel(id)
+    } else {
+        app.jobs.table.status(id)
+    }
 }
 
 /// The operation has no parameters: the body is empty or a Parameters without any.
@@ -62,24 +135,36 @@ fn check_body(request: &FhirRequest) -> Result<(), FhirError> {
     Ok(())
 }
 
+/// What a run did, beside the progress it shares while it runs.
 #[derive(Default)]
-struct Progress {
-    total: u64,
-    done: u64,
+struct Counts {
     reindexed: u64,
     skipped: u64,
     batches: u64,
 }
 
-async fn run(app: &App, types: &[String]) -> Result<FhirResponse, FhirError> {
-    let mut progress = Progress::default();
+/// Reindexes `types` batch by batch until done or `cancelled` (asked between batches); the
+/// Parameters of counts.
+async fn run(
+    app: &App,
+    types: &[String],
+    progress: &Progress,
+    cancelled: impl Fn() -> bool,
+) -> Result<Value, FhirError> {
+    let mut counts = Counts::default();
+    let mut total = 0;
     for rtype in types {
-        progress.total += app.store.count(&all(rtype, None)).await?;
+        total += app.store.count(&all(rtype, None)).await?;
     }
-    tracing::info!(total = progress.total, "reindex started");
-    for rtype in types {
+    progress.set_total(total);
+    tracing::info!(total, "reindex started");
+    'types: for rtype in types {
         let mut after = None;
         loop {
+            if cancelled() {
+                tracing::info!(done = progress.done(), total, "reindex cancelled");
+                break 'types;
+            }
             let mut hits = app.store.search(&all(rtype, after)).await?;
             let more = hits.len() > BATCH;
             hits.truncate(BATCH);
@@ -89,37 +174,32 @@ async fn run(app: &App, types: &[String]) -> Result<FhirResponse, FhirError> {
                 rid: last.rid,
             });
             let (reindexed, skipped) = retry(|| batch(app, rtype, &hits)).await?;
-            progress.reindexed += reindexed;
-            progress.skipped += skipped;
-            progress.done += hits.len() as u64;
-            progress.batches += 1;
-            tracing::info!(
-                rtype,
-                done = progress.done,
-                total = progress.total,
-                "reindex progress"
-            );
+            counts.reindexed += reindexed;
+            counts.skipped += skipped;
+            counts.batches += 1;
+            progress.add_done(hits.len() as u64);
+            tracing::info!(rtype, done = progress.done(), total, "reindex progress");
             if !more {
                 break;
             }
         }
     }
     tracing::info!(
-        reindexed = progress.reindexed,
-        skipped = progress.skipped,
+        reindexed = counts.reindexed,
+        skipped = counts.skipped,
         "reindex finished"
     );
     let count = |name: &str, n: u64| json!({"name": name, "valueInteger": n.min(i32::MAX as u64)});
-    Ok(FhirResponse::ok(json!({
+    Ok(json!({
         "resourceType": "Parameters",
         "parameter": [
-            count("total", progress.total),
-            count("done", progress.done),
-            count("reindexed", progress.reindexed),
-            count("skipped", progress.skipped),
-            count("batches", progress.batches),
+            count("total", total),
+            count("done", progress.done()),
+            count("reindexed", counts.reindexed),
+            count("skipped", counts.skipped),
+            count("batches", counts.batches),
         ],
-    })))
+    }))
 }
 
 /// Every current resource of a type, in row order, after a cursor: one batch (and one more

@@ -17,7 +17,7 @@ use crate::interaction::{check_id, check_type};
 use crate::search::extract::patient_compartment_params;
 use crate::search::params::{parse, Subset, Total, Unknown, CURSOR_AFTER, CURSOR_BEFORE};
 use crate::search::query::{Contained, Cursor, Predicate};
-use crate::search::terminology;
+use crate::search::{hierarchy, terminology};
 use crate::store::SearchHit;
 
 pub async fn search(
@@ -99,6 +99,7 @@ async fn search_in(
     };
     let mut parsed = parse(rtype, &params, unknown, &app.base_url)?;
     terminology::resolve(app.store.as_ref(), &mut parsed.query).await?;
+    hierarchy::resolve(app.store.as_ref(), &mut parsed.query).await?;
     let path = match compartment {
         Some(_) if parsed.query.contained != Contained::False => return Err(FhirError::invalid(
             "Compartment search finds the compartment's own resources: _contained must be false",
@@ -158,17 +159,25 @@ async fn search_in(
             "search": {"mode": mode},
         }))
     };
-    let subset = |mut e: Value| {
-        let resource = e["resource"].take();
-        e["resource"] = parsed.subset.apply(resource);
-        e
+    let chosen = &parsed.subset;
+    let subset = |included: bool| {
+        move |mut e: Value| {
+            let resource = e["resource"].take();
+            e["resource"] = chosen.apply(resource, included);
+            e
+        }
     };
     let mut entries: Vec<Value> = hits
         .iter()
         .filter_map(|hit| entry(hit, "match"))
-        .map(subset)
+        .map(subset(false))
         .collect();
-    entries.extend(included.iter().filter_map(|hit| entry(hit, "include")));
+    entries.extend(
+        included
+            .iter()
+            .filter_map(|hit| entry(hit, "include"))
+            .map(subset(true)),
+    );
     let mut warnings: Vec<String> = parsed
         .ignored
         .iter()

@@ -101,7 +101,7 @@ pub fn respond_subset(
             version.rtype, version.id
         ))
     })?;
-    Ok(FhirResponse::new(status, Some(subset.apply(body)))
+    Ok(FhirResponse::new(status, Some(subset.apply(body, false)))
         .with_version(version.version, version.last_updated))
 }
 

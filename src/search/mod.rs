@@ -3,6 +3,7 @@
 
 pub mod definitions;
 pub mod extract;
+pub mod hierarchy;
 pub mod index;
 pub mod params;
 pub mod query;

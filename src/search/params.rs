@@ -4,7 +4,8 @@
 //! Every parameter type of the official definitions, with the modifiers the search page defines
 //! for it (a modifier it does not define for the type is a 400), composites split on `$`, and
 //! the result parameters. Terminology modifiers (`:in`, `:not-in`, `:below`, `:above`) are left
-//! as `Predicate::Terminology` for `search::terminology::resolve`. A parameter the server does
+//! as `Predicate::Terminology` for `search::terminology::resolve`, reference `:below`/`:above`
+//! as `Predicate::Hierarchy` for `search::hierarchy::resolve`. A parameter the server does
 //! not support is never silently dropped from conditional criteria (that could widen a
 //! conditional delete); a search ignores it unless the client asked for
 //! `Prefer: handling=strict`, and reports it.
@@ -54,7 +55,7 @@ pub struct Parsed {
     pub total: Total,
     /// `_include` and `_revinclude`, in request order.
     pub includes: Vec<Include>,
-    /// `_summary` and `_elements`: which parts of the matches to return.
+    /// `_summary` and `_elements`: which parts of the matches and included resources to return.
     pub subset: Subset,
 }
 
@@ -71,8 +72,18 @@ pub enum Subset {
     Summary,
     /// `_summary=text`: the narrative, `id`, `meta` and top-level mandatory elements.
     Text,
-    /// `_elements=a,b`: only these top-level elements (and `id`, `meta`).
-    Elements(Vec<String>),
+    /// `_elements=a,b,Type.c`: only these top-level elements (and `id`, `meta`).
+    Elements(Vec<ElementName>),
+}
+
+/// One name of `_elements`. A plain name is an element of the searched type and subsets the
+/// matches (R4: "a specific set of elements be returned as part of a resource in the search
+/// results"); one prefixed with a type (`Patient.gender`, the R5 search page's form) subsets
+/// every entry of that type, included resources too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElementName {
+    pub rtype: Option<String>,
+    pub name: String,
 }
 
 /// Reads `_summary` (search page, "Summary").
@@ -92,14 +103,31 @@ pub fn summary(value: &str) -> Result<Subset, FhirError> {
 }
 
 impl Subset {
-    /// The part of a resource this subset returns.
-    pub fn apply(&self, resource: serde_json::Value) -> serde_json::Value {
+    /// The part of a resource this subset returns: of a match, or of an `included` resource.
+    /// `_summary` applies to both alike (the summary of a resource is defined for every type;
+    /// `_summary=text` with includes is refused when parsed); `_elements` as its names say.
+    pub fn apply(&self, resource: serde_json::Value, included: bool) -> serde_json::Value {
         use crate::fhir::subset;
         match self {
             Subset::Data => subset::without_text(resource),
             Subset::Summary => subset::summary(resource),
             Subset::Text => subset::text_only(resource),
-            Subset::Elements(names) => subset::only_elements(resource, names),
+            Subset::Elements(names) => {
+                let rtype = resource["resourceType"].as_str().unwrap_or_default();
+                let names: Vec<String> = names
+                    .iter()
+                    .filter(|n| match &n.rtype {
+                        Some(t) => t == rtype,
+                        None => !included,
+                    })
+                    .map(|n| n.name.clone())
+                    .collect();
+                if names.is_empty() {
+                    resource
+                } else {
+                    subset::only_elements(resource, &names)
+                }
+            }
             Subset::Full | Subset::Count => resource,
         }
     }
@@ -264,20 +292,7 @@ pub fn parse(
                 continue;
             }
             "_elements" => {
-                let names: Vec<String> = value
-                    .split(',')
-                    .map(|n| n.trim().to_owned())
-                    .filter(|n| !n.is_empty())
-                    .collect();
-                if names
-                    .iter()
-                    .any(|n| !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-                {
-                    return Err(FhirError::invalid(format!(
-                        "_elements={value}: expected element names separated by commas"
-                    )));
-                }
-                subset = Subset::Elements(names);
+                subset = Subset::Elements(element_names(value)?);
                 continue;
             }
             "_total" => {
@@ -309,6 +324,11 @@ pub fn parse(
     }
     if query.contained != Contained::False {
         check_contained(&includes)?;
+    }
+    if subset == Subset::Text && !includes.is_empty() {
+        return Err(FhirError::invalid(
+            "_summary=text cannot be combined with _include or _revinclude (search page, Summary)",
+        ));
     }
     if let Some((after, text)) = cursor {
         let decoded = Cursor::decode(&text, &query.sort)
@@ -343,6 +363,45 @@ fn check_contained(includes: &[Include]) -> Result<(), FhirError> {
         ));
     }
     Ok(())
+}
+
+/// `_elements=a,b,Type.c`: top-level element names, each plain or prefixed with a resource type.
+fn element_names(value: &str) -> Result<Vec<ElementName>, FhirError> {
+    let is_name =
+        |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let mut names = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let parts: Vec<&str> = item.split('.').collect();
+        let name = match parts.as_slice() {
+            [name] if is_name(name) => ElementName {
+                rtype: None,
+                name: (*name).to_owned(),
+            },
+            [rtype, name] if is_name(name) => {
+                if !crate::fhir::resource_types::is_resource_type(rtype) {
+                    return Err(FhirError::invalid(format!(
+                        "_elements={value}: '{rtype}' is not a resource type"
+                    )));
+                }
+                ElementName {
+                    rtype: Some((*rtype).to_owned()),
+                    name: (*name).to_owned(),
+                }
+            }
+            [_, _, _, ..] => {
+                return Err(FhirError::invalid(format!(
+                    "_elements={value}: '{item}': only top-level elements can be named (name or Type.name)"
+                )))
+            }
+            _ => {
+                return Err(FhirError::invalid(format!(
+                    "_elements={value}: expected element names (name or Type.name) separated by commas"
+                )))
+            }
+        };
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// `_sort=a,-b`: sort keys in order, `-` for descending (search page, "Sorting").
@@ -440,6 +499,13 @@ fn parameter(
             .collect::<Result<_, _>>()?;
         return Ok(Ok(Parsed1::AnyOf(any_of)));
     }
+    if let (Kind::Param(ParamType::Reference), Some(m @ ("below" | "above"))) = (kind, modifier) {
+        let any_of = values
+            .iter()
+            .map(|v| hierarchy(rtype, code, m == "above", v, base))
+            .collect::<Result<_, _>>()?;
+        return Ok(Ok(Parsed1::AnyOf(any_of)));
+    }
     // Only composites keep `\$` escaped: it separates their components.
     let values: Vec<String> = values.iter().map(|v| v.replace("\\$", "$")).collect();
     let values = &values[..];
@@ -449,6 +515,71 @@ fn parameter(
             Some(m) => format!("{name}: the modifier ':{m}' is not supported for this parameter"),
             None => format!("{code}: searching on this parameter type is not supported yet"),
         }),
+    })
+}
+
+/// `reference:below=[Type/]id` (`:above`), search page "Searching Hierarchies": a reference to
+/// the resource or to one below (above) it in a strict hierarchy of its type. The hierarchy is
+/// the type's `partOf` (`Location.partOf`, `Organization.partOf`, `Encounter.partOf`, …: a
+/// reference parameter of the type to itself); a type without one is a 400.
+fn hierarchy(
+    rtype: &str,
+    code: &str,
+    above: bool,
+    value: &str,
+    base: &str,
+) -> Result<Predicate, FhirError> {
+    let modifier = if above { "above" } else { "below" };
+    let registry = registry();
+    let targets = registry
+        .get(rtype, code)
+        .map(|p| p.target.clone())
+        .unwrap_or_default();
+    let (target_type, id) = match reference(code, None, value, base) {
+        Predicate::Reference {
+            target_type: Some(t),
+            target_id: Some(id),
+            ..
+        } => (t, id),
+        Predicate::Reference {
+            target_type: None,
+            target_id: Some(id),
+            url: None,
+            ..
+        } if targets.len() == 1 => (targets[0].clone(), id),
+        _ => {
+            return Err(FhirError::invalid(format!(
+                "{code}:{modifier}={value}: give the resource of this server as Type/id \
+                 (the hierarchy is searched among the resources held here)"
+            )))
+        }
+    };
+    if !crate::fhir::id::is_valid(&id) {
+        return Err(FhirError::invalid(format!(
+            "{code}:{modifier}={value}: '{id}' is not a valid id"
+        )));
+    }
+    let part_of = format!("{target_type}.partOf");
+    let via = registry
+        .params(&target_type)
+        .find(|p| {
+            p.kind == ParamType::Reference
+                && p.target == [target_type.clone()]
+                && p.expression.as_ref().is_some_and(|e| e.source() == part_of)
+        })
+        .map(|p| p.code.clone())
+        .ok_or_else(|| {
+            FhirError::invalid(format!(
+                "{code}:{modifier}={value}: {target_type} resources form no hierarchy \
+                 (:above and :below follow a type's partOf, as Location.partOf)"
+            ))
+        })?;
+    Ok(Predicate::Hierarchy {
+        param: code.to_owned(),
+        target_type,
+        id,
+        via,
+        above,
     })
 }
 
@@ -1064,6 +1195,11 @@ pub fn criteria(
     if crate::search::terminology::uses_terminology(&parsed.query.filters) {
         return Err(FhirError::invalid(
             "Conditional criteria cannot use :in, :not-in, :below or :above on tokens; search first, then use the id",
+        ));
+    }
+    if crate::search::hierarchy::uses_hierarchy(&parsed.query.filters) {
+        return Err(FhirError::invalid(
+            "Conditional criteria cannot use :below or :above on references; search first, then use the id",
         ));
     }
     // Two hits are enough to tell "one" from "many".

@@ -207,6 +207,17 @@ pub enum Predicate {
     /// A token modifier that needs the server's terminology (`:in`, `:below`, `:above`):
     /// replaced with `TokenIn` by `search::terminology::resolve` before the store runs the query.
     Terminology { param: String, op: TerminologyOp },
+    /// A reference `:below` / `:above` (search page, "Searching Hierarchies"): a reference to
+    /// `target_type/id` or to a resource below (above) it along the hierarchy that the target
+    /// type's own reference parameter `via` (its `partOf`) makes; replaced with `Reference`s by
+    /// `search::hierarchy::resolve` before the store runs the query.
+    Hierarchy {
+        param: String,
+        target_type: String,
+        id: String,
+        via: String,
+        above: bool,
+    },
     /// A token whose `system|code` is one of `codes` (system, its codes).
     TokenIn {
         param: String,
@@ -261,6 +272,7 @@ impl Predicate {
             | Predicate::Quantity { param, .. }
             | Predicate::Missing { param, .. }
             | Predicate::Terminology { param, .. }
+            | Predicate::Hierarchy { param, .. }
             | Predicate::TokenIn { param, .. }
             // The chain's own filters are on the resource it references.
             | Predicate::Chain { param, .. } => *param = name(param),

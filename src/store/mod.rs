@@ -240,6 +240,12 @@ pub trait Store: Send + Sync {
     /// The database's query plan of `statement`, one line per plan node (SQLite
     /// `EXPLAIN QUERY PLAN`, PostgreSQL `EXPLAIN`), to check that searches stay on indexes.
     async fn explain(&self, statement: Statement<'_>) -> StoreResult<Vec<String>>;
+    /// Whether the caller may run `$reindex`, asked before a run starts (an asynchronous one
+    /// runs as the server, so the caller's grant must be checked up front). Anyone may on an
+    /// open server; the authorization guard says otherwise.
+    async fn may_reindex(&self) -> StoreResult<()> {
+        Ok(())
+    }
     /// Checks that the database answers (for `/health`).
     async fn ping(&self) -> StoreResult<()>;
     /// Closes connections, waiting for in-flight work.

@@ -653,8 +653,9 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: Row<'_>) {
             sql.push(")");
         }
         Predicate::Composite(components) => push_composite(sql, components, a, None),
-        // Resolved into `TokenIn` before a search reaches the store; unresolved, nothing matches.
-        Predicate::Terminology { .. } => {
+        // Resolved into `TokenIn` (`Reference`s) before a search reaches the store; unresolved,
+        // nothing matches.
+        Predicate::Terminology { .. } | Predicate::Hierarchy { .. } => {
             sql.push("1 = 0");
         }
         indexed => {
