@@ -476,3 +476,102 @@ async fn signaal_cli(args: &[&str]) -> std::process::Output {
     .await
     .unwrap()
 }
+
+/// `id → meta.versionId` of the patient's RiskAssessments and Flags.
+async fn versions(server: &TestServer, patient: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for rtype in ["RiskAssessment", "Flag"] {
+        let reply = server
+            .client
+            .get(&format!("{rtype}?patient=Patient/{patient}&_count=100"))
+            .await
+            .unwrap();
+        let found = expect_status(&reply, 200);
+        for r in resources(&found, rtype) {
+            out.push((
+                format!("{rtype}/{}", r["id"].as_str().unwrap()),
+                r["meta"]["versionId"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+both_stores!(
+    re_scoring_unchanged_inputs_writes_no_new_version,
+    |server| {
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            entry("urn:uuid:3c1d9b7e-0000-4000-8000-000000000001", json!({"resourceType": "Patient"})),
+            entry("urn:uuid:3c1d9b7e-0000-4000-8000-000000000002", condition("urn:uuid:3c1d9b7e-0000-4000-8000-000000000001", "44054006")),
+            entry("urn:uuid:3c1d9b7e-0000-4000-8000-000000000003", quantity("urn:uuid:3c1d9b7e-0000-4000-8000-000000000001", "2708-6", &at(-1), 90.0, "%")),
+        ]});
+        let reply = server.client.post("", &bundle).await.unwrap();
+        let response = expect_status(&reply, 200);
+        let location = response["entry"][0]["response"]["location"]
+            .as_str()
+            .unwrap();
+        let patient = location.split('/').nth_back(2).unwrap().to_owned();
+        let subject = format!("Patient/{patient}");
+        wait_for(
+            &server,
+            &format!("Flag?status=active&patient={subject}"),
+            |b| resources(b, "Flag").len() == 1,
+        )
+        .await;
+        let before = versions(&server, &patient).await;
+        assert!(before.iter().any(|(k, _)| k.starts_with("Flag/")));
+
+        // Scored again from the command line: same content, so no new version of anything.
+        let output = signaal_cli(&["score", "--all", "--database", &server.database_url]).await;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(versions(&server, &patient).await, before);
+        let charlson = format!("RiskAssessment/{}", derived("charlson", &patient));
+        let reply = server
+            .client
+            .get(&format!("{charlson}/_history"))
+            .await
+            .unwrap();
+        let history = expect_status(&reply, 200);
+        assert_eq!(
+            history["entry"].as_array().map(Vec::len),
+            Some(1),
+            "{history:#}"
+        );
+
+        // An input write that changes no score queues the patient for the worker, which then
+        // rewrites nothing either; changed data (after it) makes a new version of what it
+        // changes, and only of that.
+        common::put(
+            &server,
+            json!({"resourceType": "Patient", "id": patient, "name": [{"family": "Visser"}]}),
+        )
+        .await;
+        create(&server, condition(&subject, "88805009")).await;
+        let found = wait_for(&server, &format!("{charlson}/_history"), |b| {
+            b["entry"].as_array().map(Vec::len) == Some(2)
+        })
+        .await;
+        assert_eq!(
+            found["entry"][0]["resource"]["extension"][0]["valueDecimal"].as_f64(),
+            Some(2.0)
+        );
+        let after = versions(&server, &patient).await;
+        let changed: Vec<&String> = after
+            .iter()
+            .zip(&before)
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| &a.0)
+            .collect();
+        assert_eq!(changed, vec![&charlson], "{before:?} → {after:?}");
+    }
+);
+
+/// The id the scorer derives for `prefix` and a patient (short ids: `prefix-id`).
+fn derived(prefix: &str, id: &str) -> String {
+    format!("{prefix}-{id}")
+}
