@@ -575,3 +575,61 @@ both_stores!(
 fn derived(prefix: &str, id: &str) -> String {
     format!("{prefix}-{id}")
 }
+
+both_stores!(
+    only_models_with_data_to_read_write_an_assessment,
+    |server| {
+        let alone = create(&server, json!({"resourceType": "Patient"})).await;
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            entry("urn:uuid:9e2f4c1a-0000-4000-8000-000000000001", json!({"resourceType": "Patient"})),
+            entry("urn:uuid:9e2f4c1a-0000-4000-8000-000000000002", condition("urn:uuid:9e2f4c1a-0000-4000-8000-000000000001", "44054006")),
+            entry("urn:uuid:9e2f4c1a-0000-4000-8000-000000000003", encounter("urn:uuid:9e2f4c1a-0000-4000-8000-000000000001", "AMB", &at(-48), &at(-47))),
+        ]});
+        let reply = server.client.post("", &bundle).await.unwrap();
+        let response = expect_status(&reply, 200);
+        let location = response["entry"][0]["response"]["location"]
+            .as_str()
+            .unwrap();
+        let diagnosed = location.split('/').nth_back(2).unwrap().to_owned();
+        // Once `score --all` returns, both have been scored.
+        let output = signaal_cli(&["score", "--all", "--database", &server.database_url]).await;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let models = |found: Value| -> Vec<String> {
+            let mut m: Vec<String> = resources(&found, "RiskAssessment")
+                .iter()
+                .map(|r| {
+                    r["method"]["coding"][0]["code"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect();
+            m.sort();
+            m
+        };
+        let reply = server
+            .client
+            .get(&format!("RiskAssessment?patient=Patient/{alone}"))
+            .await
+            .unwrap();
+        assert!(
+            models(expect_status(&reply, 200)).is_empty(),
+            "a patient without data gets no assessment"
+        );
+        // A diagnosis (Charlson) and an outpatient visit (utilisation 0: known, no unplanned
+        // care); no discharge (LACE, HOSPITAL), home measurement or care plan.
+        let reply = server
+            .client
+            .get(&format!("RiskAssessment?patient=Patient/{diagnosed}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            models(expect_status(&reply, 200)),
+            vec!["charlson", "utilisation"]
+        );
+    }
+);

@@ -45,6 +45,12 @@ fn interval(timing: &Value) -> Option<i64> {
     Some((period * unit / frequency) as i64)
 }
 
+/// Whether the record holds anything this model reads (a CarePlan or a Goal): a patient
+/// without a plan gets no engagement assessment.
+pub fn applies(record: &Record) -> bool {
+    record.of_type("CarePlan").next().is_some() || record.of_type("Goal").next().is_some()
+}
+
 pub fn score(record: &Record, now: i64) -> Score {
     let mut items = Vec::new();
     let goal = |id: &str| record.of_type("Goal").find(|g| g["id"] == id);

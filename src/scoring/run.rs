@@ -137,7 +137,10 @@ pub async fn score_patient(
 ) -> Result<Outcome, FhirError> {
     let (record, previous) = load(store, patient).await?;
     let threshold = scoring.threshold();
-    let mut scores: Vec<Score> = vec![charlson::score(&record, now)];
+    let mut scores: Vec<Score> = Vec::new();
+    if charlson::applies(&record) {
+        scores.push(charlson::score(&record, now));
+    }
     let laces = lace::all(&record);
     let hospitals = hospital::all(&record);
     let mut util = utilisation::score(&record, now);
@@ -190,11 +193,20 @@ pub async fn score_patient(
             why.join("; "),
         ));
     }
+    // Only assessments that carry information: LACE and HOSPITAL score discharges (none without
+    // one); the patient-level models only once the record holds the data they read (a score of
+    // 0 from nothing is noise). Flags need a score above 0, so they always have theirs.
     scores.extend(laces);
     scores.extend(hospitals);
-    scores.push(util);
-    scores.push(alert_score);
-    scores.push(engaged);
+    if utilisation::applies(&record) {
+        scores.push(util);
+    }
+    if alerts::applies(&record) {
+        scores.push(alert_score);
+    }
+    if engagement::applies(&record) {
+        scores.push(engaged);
+    }
 
     let mut writes: Vec<(String, String, Option<Value>)> = Vec::new();
     let mut keep: HashSet<(String, String)> = HashSet::new();
