@@ -633,3 +633,114 @@ both_stores!(
         );
     }
 );
+
+/// The worker's queue rounds over a real store, with a scorer that always fails for `bad`:
+/// the failure is recorded with backoff, `good` is not held up, `bad` is parked after
+/// `MAX_ATTEMPTS` and listed by `signaal score --failed`, and new data makes it due again. (No
+/// input makes the real scorer fail on purpose, so the scorer is the test's.)
+async fn a_failing_patient_is_retried_with_backoff_then_parked(kind: StoreKind) {
+    use signaal::error::FhirError;
+    use signaal::scoring::worker::{drain, MAX_ATTEMPTS};
+    use signaal::store::Store;
+
+    let Some((url, _dir)) = common::fresh_database(kind).await else {
+        return;
+    };
+    let store = signaal::store::open(&url).await.unwrap();
+    let t0 = 1_700_000_000_000;
+    store.queue_patient("bad", t0).await.unwrap();
+    store.queue_patient("good", t0).await.unwrap();
+    let mut tried: Vec<String> = Vec::new();
+    /// One round at `now`, noting whom it tried.
+    async fn round(store: &dyn Store, now: i64, tried: &mut Vec<String>) -> usize {
+        drain(store, now, |patient| {
+            tried.push(patient.clone());
+            async move {
+                match patient.as_str() {
+                    "bad" => Err(FhirError::Internal("the model broke".into())),
+                    _ => Ok(()),
+                }
+            }
+        })
+        .await
+        .unwrap()
+    }
+    assert_eq!(round(&*store, t0, &mut tried).await, 2);
+    assert_eq!(tried, vec!["bad", "good"]);
+    let failures = store.scoring_failures().await.unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        (failures[0].patient.as_str(), failures[0].attempts),
+        ("bad", 1)
+    );
+    assert_eq!(
+        failures[0].last_error.as_deref(),
+        Some("Internal error: the model broke")
+    );
+    let mut next = failures[0].next_attempt_at.expect("a retry");
+    assert!(next > t0);
+    // Not due before its time (and `good` is done).
+    assert!(store.queued(10, next - 1).await.unwrap().is_empty());
+    // Each retry waits longer, until it is parked.
+    let mut waits = vec![next - t0];
+    for attempts in 2..=MAX_ATTEMPTS {
+        tried.clear();
+        assert_eq!(round(&*store, next, &mut tried).await, 1);
+        assert_eq!(tried, vec!["bad"]);
+        let f = store.scoring_failures().await.unwrap().remove(0);
+        assert_eq!(f.attempts, attempts);
+        match f.next_attempt_at {
+            Some(at) => {
+                waits.push(at - next);
+                next = at;
+            }
+            None => assert_eq!(attempts, MAX_ATTEMPTS, "parked at the last attempt"),
+        }
+    }
+    assert!(waits.windows(2).all(|w| w[0] < w[1]), "backoff: {waits:?}");
+    assert!(
+        store.queued(10, i64::MAX).await.unwrap().is_empty(),
+        "parked"
+    );
+
+    // Visible to the operator.
+    let output = signaal_cli(&["score", "--failed", "--database", &url]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains(&format!(
+            "Patient/bad\t{MAX_ATTEMPTS} failed attempt(s)\tparked"
+        )) && stdout.contains("the model broke")
+            && !stdout.contains("good"),
+        "{stdout}"
+    );
+
+    // New data makes a parked patient due again; once scored it leaves the queue.
+    store.queue_patient("bad", next + 1).await.unwrap();
+    let due = store.queued(10, next + 1).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].attempts, MAX_ATTEMPTS);
+    assert_eq!(
+        drain(&*store, next + 1, |_| async { Ok(()) })
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.scoring_failures().await.unwrap().is_empty());
+    assert!(store.queued(10, i64::MAX).await.unwrap().is_empty());
+    store.close().await;
+}
+
+mod a_failing_patient_is_retried_with_backoff_then_parked {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        a_failing_patient_is_retried_with_backoff_then_parked(StoreKind::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        a_failing_patient_is_retried_with_backoff_then_parked(StoreKind::Postgres).await;
+    }
+}

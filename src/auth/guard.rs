@@ -25,7 +25,7 @@ use crate::search::extract::{index_entries, patient_compartment};
 use crate::search::index::IndexEntries;
 use crate::search::query::{Predicate, SearchQuery};
 use crate::store::{
-    Current, HistoryEntry, HistoryQuery, Method, NewVersion, SearchHit, Statement, Store,
+    Current, HistoryEntry, HistoryQuery, Method, NewVersion, Queued, SearchHit, Statement, Store,
     StoreError, StoreResult, Tx, Version,
 };
 
@@ -306,7 +306,21 @@ impl Store for GuardedStore {
     }
 
     // The scoring queue belongs to the server's own worker, never to a client's request.
-    async fn queued(&self, _limit: usize) -> StoreResult<Vec<(String, i64)>> {
+    async fn queued(&self, _limit: usize, _now: i64) -> StoreResult<Vec<Queued>> {
+        Err(scoring_queue_is_the_servers())
+    }
+
+    async fn defer(
+        &self,
+        _patient: &str,
+        _generation: i64,
+        _retry_at: Option<i64>,
+        _error: &str,
+    ) -> StoreResult<()> {
+        Err(scoring_queue_is_the_servers())
+    }
+
+    async fn scoring_failures(&self) -> StoreResult<Vec<Queued>> {
         Err(scoring_queue_is_the_servers())
     }
 

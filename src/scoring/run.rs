@@ -285,27 +285,88 @@ pub async fn score_patient(
     })
 }
 
-/// Re-scores every patient: first the population's utilisation (for the high-utiliser
-/// threshold), then each patient. `progress(done, total)` is called after each patient.
+/// A full re-score of every patient, done a batch at a time so that the worker can drain the
+/// queue between batches: first each patient's utilisation (the population rank sets the
+/// high-utiliser threshold), then each patient's scores.
+pub struct FullRescore {
+    now: i64,
+    patients: Vec<String>,
+    utilisation: Vec<f64>,
+    scored: usize,
+    /// Patients whose scoring failed (queued for the worker, which retries them).
+    pub failed: usize,
+}
+
+impl FullRescore {
+    pub async fn start(store: &dyn Store, now: i64) -> Result<Self, FhirError> {
+        let patients = store.compartments().await?;
+        Ok(FullRescore {
+            now,
+            utilisation: Vec::with_capacity(patients.len()),
+            patients,
+            scored: 0,
+            failed: 0,
+        })
+    }
+
+    /// How many patients there are to score.
+    pub fn total(&self) -> usize {
+        self.patients.len()
+    }
+
+    /// How many have been scored (or failed).
+    pub fn scored(&self) -> usize {
+        self.scored
+    }
+
+    /// Does up to `batch` patients' worth of the work; true once everything is done. A patient
+    /// whose scoring fails is queued (the worker retries it with backoff) and the run goes on.
+    pub async fn step(
+        &mut self,
+        store: &dyn Store,
+        scoring: &Scoring,
+        batch: usize,
+    ) -> Result<bool, FhirError> {
+        let total = self.patients.len();
+        if self.utilisation.len() < total {
+            let from = self.utilisation.len();
+            for patient in &self.patients[from..(from + batch).min(total)] {
+                let (record, _) = load(store, patient).await?;
+                self.utilisation
+                    .push(utilisation::score(&record, self.now).score);
+            }
+            if self.utilisation.len() == total {
+                scoring.set_threshold(utilisation::threshold(
+                    &self.utilisation,
+                    scoring.config.high_utiliser_fraction,
+                ));
+            }
+            return Ok(total == 0);
+        }
+        let from = self.scored;
+        for patient in &self.patients[from..(from + batch).min(total)] {
+            if let Err(e) = score_patient(store, scoring, patient, self.now).await {
+                tracing::warn!(patient, error = %e, "scoring failed in the full re-score; queued for a retry");
+                store.queue_patient(patient, now_ms()).await?;
+                self.failed += 1;
+            }
+            self.scored += 1;
+        }
+        Ok(self.scored == total)
+    }
+}
+
+/// Re-scores every patient at once (`signaal score --all`); `progress(done, total)` is called
+/// after each batch.
 pub async fn score_all(
     store: &dyn Store,
     scoring: &Scoring,
     mut progress: impl FnMut(usize, usize),
-) -> Result<usize, FhirError> {
-    let now = now_ms();
-    let patients = store.compartments().await?;
-    let mut utilisation_scores = Vec::with_capacity(patients.len());
-    for patient in &patients {
-        let (record, _) = load(store, patient).await?;
-        utilisation_scores.push(utilisation::score(&record, now).score);
+) -> Result<FullRescore, FhirError> {
+    let mut run = FullRescore::start(store, now_ms()).await?;
+    while !run.step(store, scoring, 8).await? {
+        progress(run.scored(), run.total());
     }
-    scoring.set_threshold(utilisation::threshold(
-        &utilisation_scores,
-        scoring.config.high_utiliser_fraction,
-    ));
-    for (i, patient) in patients.iter().enumerate() {
-        score_patient(store, scoring, patient, now).await?;
-        progress(i + 1, patients.len());
-    }
-    Ok(patients.len())
+    progress(run.scored(), run.total());
+    Ok(run)
 }
