@@ -278,8 +278,8 @@ impl Store for GuardedStore {
     }
 
     /// What the grant may read of a patient's compartment (`$worklist` reads it).
-    async fn compartment(&self, patient: &str) -> StoreResult<Vec<Version>> {
-        let versions = self.inner.compartment(patient).await?;
+    async fn compartment(&self, patient: &str, types: &[&str]) -> StoreResult<Vec<Version>> {
+        let versions = self.inner.compartment(patient, types).await?;
         let mut visible = Vec::with_capacity(versions.len());
         for version in versions {
             let rule = match self.grant.allowed(&version.rtype, Perm::Read) {

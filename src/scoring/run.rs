@@ -78,14 +78,19 @@ pub struct Outcome {
 /// models predict readmission within 30 days.
 const READMISSION_WINDOW_DAYS: i64 = 30;
 
-/// The patient's resources: inputs for the models, and what the scorer wrote before.
+/// What the scorer reads besides the models' inputs: what it wrote before.
+const OUTPUT_TYPES: &[&str] = &["RiskAssessment", "Flag"];
+
+/// The patient's resources of `types`: inputs for the models, and what the scorer wrote
+/// before.
 async fn load(
     store: &dyn Store,
     patient: &str,
+    types: &[&str],
 ) -> Result<(Record, HashMap<(String, String), Value>), FhirError> {
     let mut inputs = Vec::new();
     let mut previous = HashMap::new();
-    for version in store.compartment(patient).await? {
+    for version in store.compartment(patient, types).await? {
         let Some(resource) = version
             .content
             .as_deref()
@@ -93,7 +98,7 @@ async fn load(
         else {
             continue;
         };
-        if super::is_input(&version.rtype) {
+        if super::MODEL_TYPES.contains(&version.rtype.as_str()) {
             inputs.push(resource);
         } else if is_signaal(&resource) && written_by_scorer(&resource, patient) {
             previous.insert((version.rtype, version.id), resource);
@@ -135,7 +140,12 @@ pub async fn score_patient(
     patient: &str,
     now: i64,
 ) -> Result<Outcome, FhirError> {
-    let (record, previous) = load(store, patient).await?;
+    let types: Vec<&str> = super::MODEL_TYPES
+        .iter()
+        .chain(OUTPUT_TYPES)
+        .copied()
+        .collect();
+    let (record, previous) = load(store, patient, &types).await?;
     let threshold = scoring.threshold();
     let mut scores: Vec<Score> = Vec::new();
     if charlson::applies(&record) {
@@ -331,7 +341,8 @@ impl FullRescore {
         if self.utilisation.len() < total {
             let from = self.utilisation.len();
             for patient in &self.patients[from..(from + batch).min(total)] {
-                let (record, _) = load(store, patient).await?;
+                // The rank needs utilisation only: Encounters.
+                let (record, _) = load(store, patient, &["Encounter"]).await?;
                 self.utilisation
                     .push(utilisation::score(&record, self.now).score);
             }
@@ -345,7 +356,10 @@ impl FullRescore {
         }
         let from = self.scored;
         for patient in &self.patients[from..(from + batch).min(total)] {
-            if let Err(e) = score_patient(store, scoring, patient, self.now).await {
+            // Scored at the present, not at the start of the run: the worker may have scored
+            // the patient with newer data meanwhile, and an older "now" would undo it (a
+            // reading after it would not count yet).
+            if let Err(e) = score_patient(store, scoring, patient, now_ms()).await {
                 tracing::warn!(patient, error = %e, "scoring failed in the full re-score; queued for a retry");
                 store.queue_patient(patient, now_ms()).await?;
                 self.failed += 1;

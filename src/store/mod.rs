@@ -238,8 +238,9 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Vec<SearchHit>>;
     /// The current versions of the resources `keys`, leaving out deleted and unknown ones.
     async fn read_current(&self, keys: &[(String, String)]) -> StoreResult<Vec<SearchHit>>;
-    /// The current versions of every resource in a Patient's compartment (the scorer's input).
-    async fn compartment(&self, patient: &str) -> StoreResult<Vec<Version>>;
+    /// The current versions of the resources of `types` in a Patient's compartment (the
+    /// scorer's input, the worklist's Flags): only what the caller reads, not the whole record.
+    async fn compartment(&self, patient: &str, types: &[&str]) -> StoreResult<Vec<Version>>;
     /// The ids of every patient with a non-empty compartment.
     async fn compartments(&self) -> StoreResult<Vec<String>>;
     /// The oldest `limit` patients in the scoring queue that are due at `now` (neither waiting

@@ -193,8 +193,8 @@ impl Store for PostgresStore {
         hits(prepare(&sql).fetch_all(&self.pool).await?, &[])
     }
 
-    async fn compartment(&self, patient: &str) -> StoreResult<Vec<Version>> {
-        let sql = sql::compartment(DIALECT, patient);
+    async fn compartment(&self, patient: &str, types: &[&str]) -> StoreResult<Vec<Version>> {
+        let sql = sql::compartment(DIALECT, patient, types);
         let rows = prepare(&sql).fetch_all(&self.pool).await?;
         Ok(rows
             .iter()

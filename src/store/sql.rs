@@ -1284,9 +1284,9 @@ pub fn dequeue(dialect: Dialect, patient: &str, generation: i64) -> Sql {
     sql
 }
 
-/// The current version of every resource in a patient's compartment (the patient included).
-/// Columns: `VERSION_COLUMNS`.
-pub fn compartment(dialect: Dialect, patient: &str) -> Sql {
+/// The current version of every resource of `types` in a patient's compartment (the patient
+/// included when `types` names Patient). Columns: `VERSION_COLUMNS`.
+pub fn compartment(dialect: Dialect, patient: &str, types: &[&str]) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("SELECT ")
         .push(VERSION_COLUMNS)
@@ -1296,7 +1296,17 @@ pub fn compartment(dialect: Dialect, patient: &str) -> Sql {
              WHERE r.compartment = ",
         )
         .text(patient)
-        .push(" AND NOT r.deleted ORDER BY r.rid");
+        .push(" AND r.rtype IN (");
+    for (i, rtype) in types.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.text(rtype);
+    }
+    if types.is_empty() {
+        sql.push("NULL");
+    }
+    sql.push(") AND NOT r.deleted ORDER BY r.rid");
     sql
 }
 

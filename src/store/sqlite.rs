@@ -211,8 +211,8 @@ impl Store for SqliteStore {
         hits(prepare(&sql).fetch_all(&self.reader).await?, &[])
     }
 
-    async fn compartment(&self, patient: &str) -> StoreResult<Vec<Version>> {
-        let sql = sql::compartment(DIALECT, patient);
+    async fn compartment(&self, patient: &str, types: &[&str]) -> StoreResult<Vec<Version>> {
+        let sql = sql::compartment(DIALECT, patient, types);
         let rows = prepare(&sql).fetch_all(&self.reader).await?;
         Ok(rows
             .iter()
