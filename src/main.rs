@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use signaal::auth::AuthSettings;
+use signaal::fhir::datetime::format_instant;
 use signaal::server::{self, Settings};
 
 mod clients;
@@ -109,6 +110,9 @@ enum Command {
         /// Re-score every patient (and rank the population for high utilisers).
         #[arg(long)]
         all: bool,
+        /// List the queued patients whose scoring failed (waiting for a retry, or parked).
+        #[arg(long, conflicts_with = "all")]
+        failed: bool,
         /// The share of patients flagged as high utilisers.
         #[arg(long, env = "SIGNAAL_HIGH_UTILISER_FRACTION", default_value_t = 0.01)]
         high_utiliser_fraction: f64,
@@ -182,8 +186,15 @@ fn main() -> ExitCode {
             Command::Score {
                 database,
                 all,
+                failed,
                 high_utiliser_fraction,
-            } => score(&database, all, high_utiliser_fraction).await,
+            } => {
+                if failed {
+                    score_failures(&database).await
+                } else {
+                    score(&database, all, high_utiliser_fraction).await
+                }
+            }
             Command::Client { command } => match clients::run(command).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -218,7 +229,9 @@ async fn serve(settings: Settings) -> ExitCode {
 async fn score(database: &str, all: bool, high_utiliser_fraction: f64) -> ExitCode {
     use std::io::Write;
     if !all {
-        eprintln!("signaal score: say --all to re-score every patient");
+        eprintln!(
+            "signaal score: say --all to re-score every patient, or --failed to list failures"
+        );
         return ExitCode::FAILURE;
     }
     let store = match signaal::store::open(database).await {
@@ -252,16 +265,60 @@ async fn score(database: &str, all: bool, high_utiliser_fraction: f64) -> ExitCo
     eprintln!();
     store.close().await;
     match result {
-        Ok(n) => {
+        Ok(run) => {
+            let n = run.total();
             let seconds = started.elapsed().as_secs_f64();
             eprintln!(
                 "scored {n} patients in {seconds:.1} s ({:.1} patients/s)",
                 n as f64 / seconds.max(1e-9)
             );
+            if run.failed > 0 {
+                eprintln!(
+                    "{} failed and are queued for the server's worker to retry (see --failed)",
+                    run.failed
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("signaal score: {}", e.into_outcome());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `signaal score --failed`: the queued patients whose scoring failed, one a line on stdout.
+async fn score_failures(database: &str) -> ExitCode {
+    let store = match signaal::store::open(database).await {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::error!("cannot open the database: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let failures = store.scoring_failures().await;
+    store.close().await;
+    match failures {
+        Ok(failures) => {
+            if failures.is_empty() {
+                eprintln!("no patient's scoring is failing");
+            }
+            for f in failures {
+                let next = match f.next_attempt_at {
+                    Some(at) => format!("next attempt {}", format_instant(at)),
+                    None => "parked until the patient's data changes".to_owned(),
+                };
+                println!(
+                    "Patient/{}\t{} failed attempt(s)\t{next}\t{}",
+                    f.patient,
+                    f.attempts,
+                    f.last_error.as_deref().unwrap_or("")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("signaal score: {e}");
             ExitCode::FAILURE
         }
     }

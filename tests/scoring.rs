@@ -476,3 +476,271 @@ async fn signaal_cli(args: &[&str]) -> std::process::Output {
     .await
     .unwrap()
 }
+
+/// `id → meta.versionId` of the patient's RiskAssessments and Flags.
+async fn versions(server: &TestServer, patient: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for rtype in ["RiskAssessment", "Flag"] {
+        let reply = server
+            .client
+            .get(&format!("{rtype}?patient=Patient/{patient}&_count=100"))
+            .await
+            .unwrap();
+        let found = expect_status(&reply, 200);
+        for r in resources(&found, rtype) {
+            out.push((
+                format!("{rtype}/{}", r["id"].as_str().unwrap()),
+                r["meta"]["versionId"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+both_stores!(
+    re_scoring_unchanged_inputs_writes_no_new_version,
+    |server| {
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            entry("urn:uuid:3c1d9b7e-0000-4000-8000-000000000001", json!({"resourceType": "Patient"})),
+            entry("urn:uuid:3c1d9b7e-0000-4000-8000-000000000002", condition("urn:uuid:3c1d9b7e-0000-4000-8000-000000000001", "44054006")),
+            entry("urn:uuid:3c1d9b7e-0000-4000-8000-000000000003", quantity("urn:uuid:3c1d9b7e-0000-4000-8000-000000000001", "2708-6", &at(-1), 90.0, "%")),
+        ]});
+        let reply = server.client.post("", &bundle).await.unwrap();
+        let response = expect_status(&reply, 200);
+        let location = response["entry"][0]["response"]["location"]
+            .as_str()
+            .unwrap();
+        let patient = location.split('/').nth_back(2).unwrap().to_owned();
+        let subject = format!("Patient/{patient}");
+        wait_for(
+            &server,
+            &format!("Flag?status=active&patient={subject}"),
+            |b| resources(b, "Flag").len() == 1,
+        )
+        .await;
+        let before = versions(&server, &patient).await;
+        assert!(before.iter().any(|(k, _)| k.starts_with("Flag/")));
+
+        // Scored again from the command line: same content, so no new version of anything.
+        let output = signaal_cli(&["score", "--all", "--database", &server.database_url]).await;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(versions(&server, &patient).await, before);
+        let charlson = format!("RiskAssessment/{}", derived("charlson", &patient));
+        let reply = server
+            .client
+            .get(&format!("{charlson}/_history"))
+            .await
+            .unwrap();
+        let history = expect_status(&reply, 200);
+        assert_eq!(
+            history["entry"].as_array().map(Vec::len),
+            Some(1),
+            "{history:#}"
+        );
+
+        // An input write that changes no score queues the patient for the worker, which then
+        // rewrites nothing either; changed data (after it) makes a new version of what it
+        // changes, and only of that.
+        common::put(
+            &server,
+            json!({"resourceType": "Patient", "id": patient, "name": [{"family": "Visser"}]}),
+        )
+        .await;
+        create(&server, condition(&subject, "88805009")).await;
+        let found = wait_for(&server, &format!("{charlson}/_history"), |b| {
+            b["entry"].as_array().map(Vec::len) == Some(2)
+        })
+        .await;
+        assert_eq!(
+            found["entry"][0]["resource"]["extension"][0]["valueDecimal"].as_f64(),
+            Some(2.0)
+        );
+        let after = versions(&server, &patient).await;
+        let changed: Vec<&String> = after
+            .iter()
+            .zip(&before)
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| &a.0)
+            .collect();
+        assert_eq!(changed, vec![&charlson], "{before:?} → {after:?}");
+    }
+);
+
+/// The id the scorer derives for `prefix` and a patient (short ids: `prefix-id`).
+fn derived(prefix: &str, id: &str) -> String {
+    format!("{prefix}-{id}")
+}
+
+both_stores!(
+    only_models_with_data_to_read_write_an_assessment,
+    |server| {
+        let alone = create(&server, json!({"resourceType": "Patient"})).await;
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            entry("urn:uuid:9e2f4c1a-0000-4000-8000-000000000001", json!({"resourceType": "Patient"})),
+            entry("urn:uuid:9e2f4c1a-0000-4000-8000-000000000002", condition("urn:uuid:9e2f4c1a-0000-4000-8000-000000000001", "44054006")),
+            entry("urn:uuid:9e2f4c1a-0000-4000-8000-000000000003", encounter("urn:uuid:9e2f4c1a-0000-4000-8000-000000000001", "AMB", &at(-48), &at(-47))),
+        ]});
+        let reply = server.client.post("", &bundle).await.unwrap();
+        let response = expect_status(&reply, 200);
+        let location = response["entry"][0]["response"]["location"]
+            .as_str()
+            .unwrap();
+        let diagnosed = location.split('/').nth_back(2).unwrap().to_owned();
+        // Once `score --all` returns, both have been scored.
+        let output = signaal_cli(&["score", "--all", "--database", &server.database_url]).await;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let models = |found: Value| -> Vec<String> {
+            let mut m: Vec<String> = resources(&found, "RiskAssessment")
+                .iter()
+                .map(|r| {
+                    r["method"]["coding"][0]["code"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect();
+            m.sort();
+            m
+        };
+        let reply = server
+            .client
+            .get(&format!("RiskAssessment?patient=Patient/{alone}"))
+            .await
+            .unwrap();
+        assert!(
+            models(expect_status(&reply, 200)).is_empty(),
+            "a patient without data gets no assessment"
+        );
+        // A diagnosis (Charlson) and an outpatient visit (utilisation 0: known, no unplanned
+        // care); no discharge (LACE, HOSPITAL), home measurement or care plan.
+        let reply = server
+            .client
+            .get(&format!("RiskAssessment?patient=Patient/{diagnosed}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            models(expect_status(&reply, 200)),
+            vec!["charlson", "utilisation"]
+        );
+    }
+);
+
+/// The worker's queue rounds over a real store, with a scorer that always fails for `bad`:
+/// the failure is recorded with backoff, `good` is not held up, `bad` is parked after
+/// `MAX_ATTEMPTS` and listed by `signaal score --failed`, and new data makes it due again. (No
+/// input makes the real scorer fail on purpose, so the scorer is the test's.)
+async fn a_failing_patient_is_retried_with_backoff_then_parked(kind: StoreKind) {
+    use signaal::error::FhirError;
+    use signaal::scoring::worker::{drain, MAX_ATTEMPTS};
+    use signaal::store::Store;
+
+    let Some((url, _dir)) = common::fresh_database(kind).await else {
+        return;
+    };
+    let store = signaal::store::open(&url).await.unwrap();
+    let t0 = 1_700_000_000_000;
+    store.queue_patient("bad", t0).await.unwrap();
+    store.queue_patient("good", t0).await.unwrap();
+    let mut tried: Vec<String> = Vec::new();
+    /// One round at `now`, noting whom it tried.
+    async fn round(store: &dyn Store, now: i64, tried: &mut Vec<String>) -> usize {
+        drain(store, now, |patient| {
+            tried.push(patient.clone());
+            async move {
+                match patient.as_str() {
+                    "bad" => Err(FhirError::Internal("the model broke".into())),
+                    _ => Ok(()),
+                }
+            }
+        })
+        .await
+        .unwrap()
+    }
+    assert_eq!(round(&*store, t0, &mut tried).await, 2);
+    assert_eq!(tried, vec!["bad", "good"]);
+    let failures = store.scoring_failures().await.unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        (failures[0].patient.as_str(), failures[0].attempts),
+        ("bad", 1)
+    );
+    assert_eq!(
+        failures[0].last_error.as_deref(),
+        Some("Internal error: the model broke")
+    );
+    let mut next = failures[0].next_attempt_at.expect("a retry");
+    assert!(next > t0);
+    // Not due before its time (and `good` is done).
+    assert!(store.queued(10, next - 1).await.unwrap().is_empty());
+    // Each retry waits longer, until it is parked.
+    let mut waits = vec![next - t0];
+    for attempts in 2..=MAX_ATTEMPTS {
+        tried.clear();
+        assert_eq!(round(&*store, next, &mut tried).await, 1);
+        assert_eq!(tried, vec!["bad"]);
+        let f = store.scoring_failures().await.unwrap().remove(0);
+        assert_eq!(f.attempts, attempts);
+        match f.next_attempt_at {
+            Some(at) => {
+                waits.push(at - next);
+                next = at;
+            }
+            None => assert_eq!(attempts, MAX_ATTEMPTS, "parked at the last attempt"),
+        }
+    }
+    assert!(waits.windows(2).all(|w| w[0] < w[1]), "backoff: {waits:?}");
+    assert!(
+        store.queued(10, i64::MAX).await.unwrap().is_empty(),
+        "parked"
+    );
+
+    // Visible to the operator.
+    let output = signaal_cli(&["score", "--failed", "--database", &url]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains(&format!(
+            "Patient/bad\t{MAX_ATTEMPTS} failed attempt(s)\tparked"
+        )) && stdout.contains("the model broke")
+            && !stdout.contains("good"),
+        "{stdout}"
+    );
+
+    // New data makes a parked patient due again; once scored it leaves the queue.
+    store.queue_patient("bad", next + 1).await.unwrap();
+    let due = store.queued(10, next + 1).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].attempts, MAX_ATTEMPTS);
+    assert_eq!(
+        drain(&*store, next + 1, |_| async { Ok(()) })
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.scoring_failures().await.unwrap().is_empty());
+    assert!(store.queued(10, i64::MAX).await.unwrap().is_empty());
+    store.close().await;
+}
+
+mod a_failing_patient_is_retried_with_backoff_then_parked {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        a_failing_patient_is_retried_with_backoff_then_parked(StoreKind::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        a_failing_patient_is_retried_with_backoff_then_parked(StoreKind::Postgres).await;
+    }
+}

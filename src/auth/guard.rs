@@ -26,8 +26,8 @@ use crate::search::extract::{index_entries, patient_compartment};
 use crate::search::index::IndexEntries;
 use crate::search::query::{Contained, Predicate, SearchQuery};
 use crate::store::{
-    Current, HistoryEntry, HistoryQuery, NewVersion, SearchHit, Statement, Store, StoreError,
-    StoreResult, Tx, Version,
+    Current, HistoryEntry, HistoryQuery, NewVersion, Queued, SearchHit, Statement, Store,
+    StoreError, StoreResult, Tx, Version,
 };
 
 pub struct GuardedStore {
@@ -298,8 +298,8 @@ impl Store for GuardedStore {
     }
 
     /// What the grant may read of a patient's compartment (`$worklist` reads it).
-    async fn compartment(&self, patient: &str) -> StoreResult<Vec<Version>> {
-        let versions = self.inner.compartment(patient).await?;
+    async fn compartment(&self, patient: &str, types: &[&str]) -> StoreResult<Vec<Version>> {
+        let versions = self.inner.compartment(patient, types).await?;
         let mut visible = Vec::with_capacity(versions.len());
         for version in versions {
             let rule = match self.grant.allowed(&version.rtype, Perm::Read) {
@@ -326,7 +326,21 @@ impl Store for GuardedStore {
     }
 
     // The scoring queue belongs to the server's own worker, never to a client's request.
-    async fn queued(&self, _limit: usize) -> StoreResult<Vec<(String, i64)>> {
+    async fn queued(&self, _limit: usize, _now: i64) -> StoreResult<Vec<Queued>> {
+        Err(scoring_queue_is_the_servers())
+    }
+
+    async fn defer(
+        &self,
+        _patient: &str,
+        _generation: i64,
+        _retry_at: Option<i64>,
+        _error: &str,
+    ) -> StoreResult<()> {
+        Err(scoring_queue_is_the_servers())
+    }
+
+    async fn scoring_failures(&self) -> StoreResult<Vec<Queued>> {
         Err(scoring_queue_is_the_servers())
     }
 

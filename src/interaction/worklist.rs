@@ -42,7 +42,7 @@ pub async fn worklist(app: &App, practitioner: &str) -> Result<FhirResponse, Fhi
     let mut entries = Vec::with_capacity(patients.len());
     for patient in patients {
         let mut flags = Vec::new();
-        for version in app.store.compartment(&patient).await? {
+        for version in app.store.compartment(&patient, &["Flag"]).await? {
             if version.rtype != "Flag" {
                 continue;
             }

@@ -292,6 +292,26 @@ pub fn evaluate(record: &Record, now: i64) -> (Vec<Alert>, Vec<Item>) {
     (alerts, r.unusable)
 }
 
+/// Whether the record holds a home measurement the rules read (weight, blood pressure, glucose,
+/// SpO2; at any time): a patient who never measured gets no alerts assessment, one who did
+/// keeps it, at 0 once the readings are older than the rules look.
+pub fn applies(record: &Record) -> bool {
+    let measured = |concept: &Value| {
+        is(concept, WEIGHT)
+            || is(concept, GLUCOSE)
+            || is(concept, SPO2)
+            || is(concept, &[SYSTOLIC, DIASTOLIC])
+    };
+    record.of_type("Observation").any(|o| {
+        measured(&o["code"])
+            || o["component"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| measured(&c["code"]))
+    })
+}
+
 /// The alerts as a score: one point per rule that fires; high risk when any fires.
 pub fn score(record: &Record, now: i64) -> (Score, Vec<Alert>) {
     let (alerts, unusable) = evaluate(record, now);

@@ -270,6 +270,12 @@ pub fn categories(record: &Record) -> BTreeMap<&'static str, Vec<String>> {
     found
 }
 
+/// Whether the record holds anything this model reads (a Condition): without one, an index of
+/// 0 would only say that nobody recorded a diagnosis, so no assessment is written.
+pub fn applies(record: &Record) -> bool {
+    record.of_type("Condition").next().is_some()
+}
+
 /// The Charlson index of a patient at `now`: the sum of the weights of the conditions present.
 /// Qualitative risk (for the RiskAssessment) follows Charlson's own strata of one-year mortality:
 /// 0 low, 1–2 moderate, ≥ 3 high.

@@ -12,6 +12,8 @@
 
 use serde_json::Value;
 
+use crate::fhir::datetime::format_instant;
+
 use super::{
     codings, effective, instant, key, observation_counts, reference_id, Item, Record, Risk, Score,
     DAY_MS, HOUR_MS,
@@ -41,6 +43,12 @@ fn interval(timing: &Value) -> Option<i64> {
     };
     let frequency = repeat["frequency"].as_f64().unwrap_or(1.0).max(1.0);
     Some((period * unit / frequency) as i64)
+}
+
+/// Whether the record holds anything this model reads (a CarePlan or a Goal): a patient
+/// without a plan gets no engagement assessment.
+pub fn applies(record: &Record) -> bool {
+    record.of_type("CarePlan").next().is_some() || record.of_type("Goal").next().is_some()
 }
 
 pub fn score(record: &Record, now: i64) -> Score {
@@ -102,7 +110,9 @@ pub fn score(record: &Record, now: i64) -> Score {
                         .or_else(|| measure["coding"][0]["display"].as_str())
                         .or_else(|| measure["coding"][0]["code"].as_str())
                         .unwrap_or("the goal's measure");
-                    let days = (now - since) / DAY_MS;
+                    // "since" a date, not "for N days": the line (and the RiskAssessment and
+                    // Flag that carry it) stays the same from one re-score to the next.
+                    let since = format_instant(since);
                     let expected_days = expected as f64 / DAY_MS as f64;
                     let mut basis = vec![key(plan), key(g)];
                     if let Some((_, o)) = last {
@@ -111,7 +121,7 @@ pub fn score(record: &Record, now: i64) -> Score {
                     items.push(Item::new(
                         1.0,
                         format!(
-                            "no {what} measurement for {days} day(s); {said} one every {expected_days} day(s)"
+                            "no {what} measurement since {since}; {said} one every {expected_days} day(s)"
                         ),
                         basis,
                     ));
@@ -181,6 +191,12 @@ mod tests {
             vec!["CarePlan/cp", "Goal/g", "Observation/w"]
         );
         assert_eq!(s.risk, Risk::High);
+        assert_eq!(
+            s.items[0].why,
+            "no Body weight measurement since 2024-03-01T08:00:00.000Z; the default one every 14 day(s)"
+        );
+        // A day later the finding reads the same: re-scoring rewrites nothing.
+        assert_eq!(s.items, score(&record, ms("2024-03-16T08:00:01Z")).items);
     }
 
     #[test]

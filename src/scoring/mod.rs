@@ -38,6 +38,20 @@ pub const INPUT_TYPES: &[&str] = &[
     "CareTeam",
 ];
 
+/// The resource types the models read: the scorer loads only these (and its own output) from
+/// a patient's compartment, not the whole record (claims, reports, medications…). Patient and
+/// CareTeam writes queue the patient but no model reads them. All of their history is read,
+/// not a time window: LACE and HOSPITAL score every discharge with the labs and procedures of
+/// its stay, and engagement looks for the last measurement of a goal however old.
+pub const MODEL_TYPES: &[&str] = &[
+    "Encounter",
+    "Condition",
+    "Observation",
+    "Procedure",
+    "Goal",
+    "CarePlan",
+];
+
 pub fn is_input(rtype: &str) -> bool {
     INPUT_TYPES.contains(&rtype)
 }

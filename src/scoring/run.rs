@@ -79,14 +79,19 @@ pub struct Outcome {
 /// models predict readmission within 30 days.
 const READMISSION_WINDOW_DAYS: i64 = 30;
 
-/// The patient's resources: inputs for the models, and what the scorer wrote before.
+/// What the scorer reads besides the models' inputs: what it wrote before.
+const OUTPUT_TYPES: &[&str] = &["RiskAssessment", "Flag"];
+
+/// The patient's resources of `types`: inputs for the models, and what the scorer wrote
+/// before.
 async fn load(
     store: &dyn Store,
     patient: &str,
+    types: &[&str],
 ) -> Result<(Record, HashMap<(String, String), Value>), FhirError> {
     let mut inputs = Vec::new();
     let mut previous = HashMap::new();
-    for version in store.compartment(patient).await? {
+    for version in store.compartment(patient, types).await? {
         let Some(resource) = version
             .content
             .as_deref()
@@ -94,7 +99,7 @@ async fn load(
         else {
             continue;
         };
-        if super::is_input(&version.rtype) {
+        if super::MODEL_TYPES.contains(&version.rtype.as_str()) {
             inputs.push(resource);
         } else if is_signaal(&resource) && written_by_scorer(&resource, patient) {
             previous.insert((version.rtype, version.id), resource);
@@ -136,9 +141,17 @@ pub async fn score_patient(
     patient: &str,
     now: i64,
 ) -> Result<Outcome, FhirError> {
-    let (record, previous) = load(store, patient).await?;
+    let types: Vec<&str> = super::MODEL_TYPES
+        .iter()
+        .chain(OUTPUT_TYPES)
+        .copied()
+        .collect();
+    let (record, previous) = load(store, patient, &types).await?;
     let threshold = scoring.threshold();
-    let mut scores: Vec<Score> = vec![charlson::score(&record, now)];
+    let mut scores: Vec<Score> = Vec::new();
+    if charlson::applies(&record) {
+        scores.push(charlson::score(&record, now));
+    }
     let laces = lace::all(&record);
     let hospitals = hospital::all(&record);
     let mut util = utilisation::score(&record, now);
@@ -191,11 +204,20 @@ pub async fn score_patient(
             why.join("; "),
         ));
     }
+    // Only assessments that carry information: LACE and HOSPITAL score discharges (none without
+    // one); the patient-level models only once the record holds the data they read (a score of
+    // 0 from nothing is noise). Flags need a score above 0, so they always have theirs.
     scores.extend(laces);
     scores.extend(hospitals);
-    scores.push(util);
-    scores.push(alert_score);
-    scores.push(engaged);
+    if utilisation::applies(&record) {
+        scores.push(util);
+    }
+    if alerts::applies(&record) {
+        scores.push(alert_score);
+    }
+    if engagement::applies(&record) {
+        scores.push(engaged);
+    }
 
     let mut writes: Vec<(String, String, Option<Value>)> = Vec::new();
     let mut keep: HashSet<(String, String)> = HashSet::new();
@@ -274,27 +296,92 @@ pub async fn score_patient(
     })
 }
 
-/// Re-scores every patient: first the population's utilisation (for the high-utiliser
-/// threshold), then each patient. `progress(done, total)` is called after each patient.
+/// A full re-score of every patient, done a batch at a time so that the worker can drain the
+/// queue between batches: first each patient's utilisation (the population rank sets the
+/// high-utiliser threshold), then each patient's scores.
+pub struct FullRescore {
+    now: i64,
+    patients: Vec<String>,
+    utilisation: Vec<f64>,
+    scored: usize,
+    /// Patients whose scoring failed (queued for the worker, which retries them).
+    pub failed: usize,
+}
+
+impl FullRescore {
+    pub async fn start(store: &dyn Store, now: i64) -> Result<Self, FhirError> {
+        let patients = store.compartments().await?;
+        Ok(FullRescore {
+            now,
+            utilisation: Vec::with_capacity(patients.len()),
+            patients,
+            scored: 0,
+            failed: 0,
+        })
+    }
+
+    /// How many patients there are to score.
+    pub fn total(&self) -> usize {
+        self.patients.len()
+    }
+
+    /// How many have been scored (or failed).
+    pub fn scored(&self) -> usize {
+        self.scored
+    }
+
+    /// Does up to `batch` patients' worth of the work; true once everything is done. A patient
+    /// whose scoring fails is queued (the worker retries it with backoff) and the run goes on.
+    pub async fn step(
+        &mut self,
+        store: &dyn Store,
+        scoring: &Scoring,
+        batch: usize,
+    ) -> Result<bool, FhirError> {
+        let total = self.patients.len();
+        if self.utilisation.len() < total {
+            let from = self.utilisation.len();
+            for patient in &self.patients[from..(from + batch).min(total)] {
+                // The rank needs utilisation only: Encounters.
+                let (record, _) = load(store, patient, &["Encounter"]).await?;
+                self.utilisation
+                    .push(utilisation::score(&record, self.now).score);
+            }
+            if self.utilisation.len() == total {
+                scoring.set_threshold(utilisation::threshold(
+                    &self.utilisation,
+                    scoring.config.high_utiliser_fraction,
+                ));
+            }
+            return Ok(total == 0);
+        }
+        let from = self.scored;
+        for patient in &self.patients[from..(from + batch).min(total)] {
+            // Scored at the present, not at the start of the run: the worker may have scored
+            // the patient with newer data meanwhile, and an older "now" would undo it (a
+            // reading after it would not count yet).
+            if let Err(e) = score_patient(store, scoring, patient, now_ms()).await {
+                tracing::warn!(patient, error = %e, "scoring failed in the full re-score; queued for a retry");
+                store.queue_patient(patient, now_ms()).await?;
+                self.failed += 1;
+            }
+            self.scored += 1;
+        }
+        Ok(self.scored == total)
+    }
+}
+
+/// Re-scores every patient at once (`signaal score --all`); `progress(done, total)` is called
+/// after each batch.
 pub async fn score_all(
     store: &dyn Store,
     scoring: &Scoring,
     mut progress: impl FnMut(usize, usize),
-) -> Result<usize, FhirError> {
-    let now = now_ms();
-    let patients = store.compartments().await?;
-    let mut utilisation_scores = Vec::with_capacity(patients.len());
-    for patient in &patients {
-        let (record, _) = load(store, patient).await?;
-        utilisation_scores.push(utilisation::score(&record, now).score);
+) -> Result<FullRescore, FhirError> {
+    let mut run = FullRescore::start(store, now_ms()).await?;
+    while !run.step(store, scoring, 8).await? {
+        progress(run.scored(), run.total());
     }
-    scoring.set_threshold(utilisation::threshold(
-        &utilisation_scores,
-        scoring.config.high_utiliser_fraction,
-    ));
-    for (i, patient) in patients.iter().enumerate() {
-        score_patient(store, scoring, patient, now).await?;
-        progress(i + 1, patients.len());
-    }
-    Ok(patients.len())
+    progress(run.scored(), run.total());
+    Ok(run)
 }

@@ -20,6 +20,12 @@ pub const ADMISSION_WEIGHT: f64 = 3.0;
 pub const ED_WEIGHT: f64 = 2.0;
 pub const BED_DAY_WEIGHT: f64 = 0.5;
 
+/// Whether the record holds anything this model reads (an Encounter that happened): without
+/// one, a score of 0 says nothing about the patient's use of care, so no assessment is written.
+pub fn applies(record: &Record) -> bool {
+    record.of_type("Encounter").any(encounter_happened)
+}
+
 /// A patient's utilisation score at `now`: `Risk::Moderate` when above 0; `rank` decides who is
 /// `High`.
 pub fn score(record: &Record, now: i64) -> Score {

@@ -4,22 +4,40 @@
 //! The queue is a table written in the same transaction as the inputs, so a crash loses
 //! nothing: a patient stays queued until scored. Scoring is idempotent, so scoring a patient
 //! twice (a crash after scoring but before dequeuing, or two servers on one PostgreSQL) is
-//! harmless.
+//! harmless. A patient whose scoring fails (or panics) is retried with backoff and parked after
+//! [`MAX_ATTEMPTS`], logged as an error and listed by `signaal score --failed`; the others go
+//! on. The daily re-score runs a batch at a time between rounds of queue work, so new data is
+//! scored while it runs.
 
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::{NaiveTime, Utc};
 
-use super::run::{score_all, score_patient};
+use super::run::{score_patient, FullRescore};
 use crate::app::App;
-use crate::fhir::datetime::now_ms;
+use crate::error::FhirError;
+use crate::fhir::datetime::{format_instant, now_ms};
+use crate::store::Store;
 
 /// How long the worker sleeps when the queue is empty: the longest a new measurement waits
 /// before it is scored (plus the scoring itself).
 const IDLE: Duration = Duration::from_millis(100);
-/// How many queued patients are read at a time.
+/// How many queued patients are read at a time, and how many patients of the daily re-score
+/// are done between two rounds of queue work.
 const BATCH: usize = 32;
+/// Failed attempts after which a patient is parked (until its data changes).
+pub const MAX_ATTEMPTS: i64 = 5;
+/// The wait after the first failure; each further failure waits 4 times longer (5 s, 20 s,
+/// 80 s, 320 s: about 7 minutes from the first failure to parking, long enough to ride out a
+/// database restart).
+const FIRST_RETRY_MS: i64 = 5_000;
+
+/// When to try again after the `attempts`-th failure; `None`: park.
+pub fn retry_at(attempts: i64, now: i64) -> Option<i64> {
+    (attempts < MAX_ATTEMPTS).then(|| now + FIRST_RETRY_MS * 4i64.pow(attempts.max(1) as u32 - 1))
+}
 
 /// Starts the worker; it stops by itself once the server has dropped its `App`.
 pub fn spawn(app: &Arc<App>) {
@@ -42,6 +60,61 @@ fn next_daily(at: NaiveTime, now: i64) -> i64 {
     }
 }
 
+/// One round of queue work at `now`: scores each due patient with `score` (at most a batch),
+/// takes the scored ones off the queue and defers the failed ones. Returns how many were due.
+pub async fn drain<F, Fut>(store: &dyn Store, now: i64, mut score: F) -> Result<usize, FhirError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<(), FhirError>>,
+{
+    let queued = store.queued(BATCH, now).await?;
+    for q in &queued {
+        match score(q.patient.clone()).await {
+            Ok(()) => {
+                if let Err(e) = store.dequeue(&q.patient, q.generation).await {
+                    tracing::warn!(patient = q.patient, error = %e, "scored patient not taken off the queue");
+                }
+            }
+            Err(e) => {
+                let attempts = q.attempts + 1;
+                let retry = retry_at(attempts, now);
+                let error = e.to_string();
+                match retry {
+                    Some(at) => tracing::warn!(
+                        patient = q.patient,
+                        attempts,
+                        error,
+                        next_attempt = format_instant(at),
+                        "scoring failed; retried later"
+                    ),
+                    None => tracing::error!(
+                        patient = q.patient,
+                        attempts,
+                        error,
+                        "scoring failed {attempts} times; parked until the patient's data changes \
+                         (signaal score --failed lists it)"
+                    ),
+                }
+                if let Err(e) = store.defer(&q.patient, q.generation, retry, &error).await {
+                    tracing::warn!(patient = q.patient, error = %e, "failed scoring not recorded");
+                }
+            }
+        }
+    }
+    Ok(queued.len())
+}
+
+/// Scores a patient in a task of its own, so that a panic in a model fails that patient only.
+async fn score_isolated(app: Arc<App>, patient: String) -> Result<(), FhirError> {
+    tokio::spawn(async move {
+        score_patient(&*app.store, &app.scoring, &patient, now_ms())
+            .await
+            .map(drop)
+    })
+    .await
+    .map_err(|e| FhirError::Internal(format!("scoring stopped: {e}")))?
+}
+
 async fn run(app: Weak<App>) {
     let mut daily = {
         let Some(app) = app.upgrade() else { return };
@@ -50,18 +123,14 @@ async fn run(app: Weak<App>) {
             .daily_at
             .map(|at| next_daily(at, now_ms()))
     };
+    let mut full: Option<(FullRescore, std::time::Instant)> = None;
     loop {
         let Some(strong) = app.upgrade() else { return };
-        if let Some(due) = daily.filter(|due| now_ms() >= *due) {
-            let started = std::time::Instant::now();
-            match score_all(&*strong.store, &strong.scoring, |_, _| {}).await {
-                Ok(n) => tracing::info!(
-                    patients = n,
-                    seconds = started.elapsed().as_secs_f64(),
-                    "daily re-score done"
-                ),
+        if let Some(due) = daily.filter(|due| full.is_none() && now_ms() >= *due) {
+            match FullRescore::start(&*strong.store, now_ms()).await {
+                Ok(run) => full = Some((run, std::time::Instant::now())),
                 Err(e) => {
-                    tracing::warn!(error = %e, "daily re-score failed; next attempt tomorrow")
+                    tracing::warn!(error = %e, "daily re-score not started; next attempt tomorrow")
                 }
             }
             daily = strong
@@ -70,38 +139,37 @@ async fn run(app: Weak<App>) {
                 .daily_at
                 .map(|at| next_daily(at, due.max(now_ms())));
         }
-        let queued = match strong.store.queued(BATCH).await {
-            Ok(q) => q,
-            Err(e) => {
-                drop(strong);
-                tracing::debug!(error = %e, "scoring queue not readable");
-                tokio::time::sleep(IDLE * 10).await;
-                continue;
-            }
-        };
-        if queued.is_empty() {
-            drop(strong);
-            tokio::time::sleep(IDLE).await;
-            continue;
-        }
-        let mut failed = false;
-        for (patient, generation) in queued {
-            match score_patient(&*strong.store, &strong.scoring, &patient, now_ms()).await {
-                Ok(_) => {
-                    if let Err(e) = strong.store.dequeue(&patient, generation).await {
-                        tracing::warn!(patient, error = %e, "scored patient not taken off the queue");
-                    }
+        if let Some((run, started)) = &mut full {
+            match run.step(&*strong.store, &strong.scoring, BATCH).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!(
+                        patients = run.total(),
+                        failed = run.failed,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "daily re-score done"
+                    );
+                    full = None;
                 }
                 Err(e) => {
-                    // Left queued: retried on the next round, after a pause.
-                    tracing::warn!(patient, error = %e, "scoring failed");
-                    failed = true;
+                    tracing::warn!(error = %e, "daily re-score failed; next attempt tomorrow");
+                    full = None;
                 }
             }
         }
+        let round = drain(&*strong.store, now_ms(), |patient| {
+            score_isolated(strong.clone(), patient)
+        })
+        .await;
+        let busy = full.is_some();
         drop(strong);
-        if failed {
-            tokio::time::sleep(IDLE * 10).await;
+        match round {
+            Ok(0) if !busy => tokio::time::sleep(IDLE).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "scoring queue not readable");
+                tokio::time::sleep(IDLE * 10).await;
+            }
         }
     }
 }

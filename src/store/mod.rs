@@ -99,6 +99,20 @@ impl Method {
     }
 }
 
+/// A patient in the scoring queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued {
+    pub patient: String,
+    /// Goes up each time the patient is queued again (see `Store::dequeue`).
+    pub generation: i64,
+    /// Failed scoring attempts since the patient was queued.
+    pub attempts: i64,
+    /// When the worker may try it (ms); `None`: parked after too many failures.
+    pub next_attempt_at: Option<i64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
 /// One stored version of a resource.
 #[derive(Debug, Clone)]
 pub struct Version {
@@ -227,12 +241,26 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Vec<SearchHit>>;
     /// The current versions of the resources `keys`, leaving out deleted and unknown ones.
     async fn read_current(&self, keys: &[(String, String)]) -> StoreResult<Vec<SearchHit>>;
-    /// The current versions of every resource in a Patient's compartment (the scorer's input).
-    async fn compartment(&self, patient: &str) -> StoreResult<Vec<Version>>;
+    /// The current versions of the resources of `types` in a Patient's compartment (the
+    /// scorer's input, the worklist's Flags): only what the caller reads, not the whole record.
+    async fn compartment(&self, patient: &str, types: &[&str]) -> StoreResult<Vec<Version>>;
     /// The ids of every patient with a non-empty compartment.
     async fn compartments(&self) -> StoreResult<Vec<String>>;
-    /// The oldest `limit` patients in the scoring queue, with their generation.
-    async fn queued(&self, limit: usize) -> StoreResult<Vec<(String, i64)>>;
+    /// The oldest `limit` patients in the scoring queue that are due at `now` (neither waiting
+    /// for a retry nor parked).
+    async fn queued(&self, limit: usize, now: i64) -> StoreResult<Vec<Queued>>;
+    /// Records a failed scoring attempt: one more attempt, `error`, and the next attempt at
+    /// `retry_at` (`None`: parked), unless the patient was queued again since `generation`
+    /// (new data: it stays due).
+    async fn defer(
+        &self,
+        patient: &str,
+        generation: i64,
+        retry_at: Option<i64>,
+        error: &str,
+    ) -> StoreResult<()>;
+    /// The queued patients whose last scoring attempt failed (waiting for a retry or parked).
+    async fn scoring_failures(&self) -> StoreResult<Vec<Queued>>;
     /// Takes a scored patient off the queue unless it was queued again since `generation`.
     async fn dequeue(&self, patient: &str, generation: i64) -> StoreResult<()>;
     /// Queues a patient for re-scoring outside any write (`signaal score`, the daily run).

@@ -1456,35 +1456,93 @@ pub fn lastn(dialect: Dialect, query: &SearchQuery, max: usize, limit: usize) ->
 pub fn queue_compartment(dialect: Dialect, rtype: &str, id: &str, at: i64) -> Sql {
     let mut sql = Sql::new(dialect);
     // The WHERE also tells SQLite that ON CONFLICT belongs to the INSERT, not to a join.
-    sql.push("INSERT INTO scoring_queue (patient, queued_at, generation) SELECT compartment, ")
-        .int(at)
-        .push(", 1 FROM resource WHERE rtype = ")
-        .text(rtype)
-        .push(" AND id = ")
-        .text(id)
-        .push(
-            " AND compartment IS NOT NULL ON CONFLICT (patient) \
-             DO UPDATE SET generation = scoring_queue.generation + 1",
-        );
+    sql.push(
+        "INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) \
+         SELECT compartment, ",
+    )
+    .int(at)
+    .push(", 1, ")
+    .int(at)
+    .push(" FROM resource WHERE rtype = ")
+    .text(rtype)
+    .push(" AND id = ")
+    .text(id)
+    .push(" AND compartment IS NOT NULL ON CONFLICT (patient) DO UPDATE SET ");
+    requeue(&mut sql, at);
     sql
+}
+
+/// The update of a patient queued again: a new generation, and due now if it was parked (new
+/// data may score); one waiting for a retry keeps its backoff.
+fn requeue(sql: &mut Sql, at: i64) {
+    sql.push(
+        "generation = scoring_queue.generation + 1, \
+         next_attempt_at = COALESCE(scoring_queue.next_attempt_at, ",
+    )
+    .int(at)
+    .push(")");
 }
 
 /// Queues one patient for re-scoring (as `queue_compartment`).
 pub fn queue_patient(dialect: Dialect, patient: &str, at: i64) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("INSERT INTO scoring_queue (patient, queued_at, generation) VALUES (")
-        .text(patient)
-        .push(", ")
-        .int(at)
-        .push(", 1) ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1");
+    sql.push(
+        "INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) VALUES (",
+    )
+    .text(patient)
+    .push(", ")
+    .int(at)
+    .push(", 1, ")
+    .int(at)
+    .push(") ON CONFLICT (patient) DO UPDATE SET ");
+    requeue(&mut sql, at);
     sql
 }
 
-/// The oldest queued patients with their generation. Columns: patient, generation.
-pub fn queued(dialect: Dialect, limit: usize) -> Sql {
+/// The columns of a `store::Queued`, in its field order.
+pub const QUEUED_COLUMNS: &str = "patient, generation, attempts, next_attempt_at, last_error";
+
+/// The oldest queued patients due at `now`. Columns: `QUEUED_COLUMNS`.
+pub fn queued(dialect: Dialect, limit: usize, now: i64) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("SELECT patient, generation FROM scoring_queue ORDER BY queued_at, patient LIMIT ")
+    sql.push("SELECT ")
+        .push(QUEUED_COLUMNS)
+        .push(" FROM scoring_queue WHERE next_attempt_at <= ")
+        .int(now)
+        .push(" ORDER BY queued_at, patient LIMIT ")
         .int(limit as i64);
+    sql
+}
+
+/// Records a failed attempt (see `Store::defer`).
+pub fn defer(
+    dialect: Dialect,
+    patient: &str,
+    generation: i64,
+    retry_at: Option<i64>,
+    error: &str,
+) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("UPDATE scoring_queue SET attempts = attempts + 1, last_error = ")
+        .text(error)
+        .push(", next_attempt_at = CASE WHEN generation = ")
+        .int(generation)
+        .push(" THEN ");
+    match retry_at {
+        Some(at) => sql.int(at),
+        None => sql.push("NULL"),
+    };
+    sql.push(" ELSE next_attempt_at END WHERE patient = ")
+        .text(patient);
+    sql
+}
+
+/// The queued patients whose last attempt failed. Columns: `QUEUED_COLUMNS`.
+pub fn scoring_failures(dialect: Dialect) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ")
+        .push(QUEUED_COLUMNS)
+        .push(" FROM scoring_queue WHERE attempts > 0 ORDER BY patient");
     sql
 }
 
@@ -1498,9 +1556,9 @@ pub fn dequeue(dialect: Dialect, patient: &str, generation: i64) -> Sql {
     sql
 }
 
-/// The current version of every resource in a patient's compartment (the patient included).
-/// Columns: `VERSION_COLUMNS`.
-pub fn compartment(dialect: Dialect, patient: &str) -> Sql {
+/// The current version of every resource of `types` in a patient's compartment (the patient
+/// included when `types` names Patient). Columns: `VERSION_COLUMNS`.
+pub fn compartment(dialect: Dialect, patient: &str, types: &[&str]) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("SELECT ")
         .push(VERSION_COLUMNS)
@@ -1510,7 +1568,17 @@ pub fn compartment(dialect: Dialect, patient: &str) -> Sql {
              WHERE r.compartment = ",
         )
         .text(patient)
-        .push(" AND NOT r.deleted ORDER BY r.rid");
+        .push(" AND r.rtype IN (");
+    for (i, rtype) in types.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.text(rtype);
+    }
+    if types.is_empty() {
+        sql.push("NULL");
+    }
+    sql.push(") AND NOT r.deleted ORDER BY r.rid");
     sql
 }
 

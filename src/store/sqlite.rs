@@ -18,7 +18,7 @@ use sqlx::{query::Query, Row, Sqlite, SqlitePool, Transaction};
 
 use super::sql::{self, Bind, Dialect, Sql};
 use super::{
-    Current, HistoryEntry, HistoryQuery, Method, NewVersion, SearchHit, Statement, Store,
+    Current, HistoryEntry, HistoryQuery, Method, NewVersion, Queued, SearchHit, Statement, Store,
     StoreError, StoreResult, Tx, Version,
 };
 use crate::search::index::IndexEntries;
@@ -81,6 +81,17 @@ fn bind_all<'q>(
 
 pub(super) fn prepare(sql: &Sql) -> Query<'_, Sqlite, SqliteArguments<'_>> {
     bind_all(sqlx::query(&sql.text), &sql.binds)
+}
+
+/// A `Queued` from a row of `sql::QUEUED_COLUMNS`.
+fn queued_at(row: &SqliteRow) -> Result<Queued, sqlx::Error> {
+    Ok(Queued {
+        patient: row.try_get(0)?,
+        generation: row.try_get(1)?,
+        attempts: row.try_get(2)?,
+        next_attempt_at: row.try_get(3)?,
+        last_error: row.try_get(4)?,
+    })
 }
 
 /// Reads the columns of `sql::VERSION_COLUMNS` starting at `offset`.
@@ -214,8 +225,8 @@ impl Store for SqliteStore {
         hits(prepare(&sql).fetch_all(&self.reader).await?, &[], false)
     }
 
-    async fn compartment(&self, patient: &str) -> StoreResult<Vec<Version>> {
-        let sql = sql::compartment(DIALECT, patient);
+    async fn compartment(&self, patient: &str, types: &[&str]) -> StoreResult<Vec<Version>> {
+        let sql = sql::compartment(DIALECT, patient, types);
         let rows = prepare(&sql).fetch_all(&self.reader).await?;
         Ok(rows
             .iter()
@@ -232,13 +243,29 @@ impl Store for SqliteStore {
             .collect::<Result<_, _>>()?)
     }
 
-    async fn queued(&self, limit: usize) -> StoreResult<Vec<(String, i64)>> {
-        let sql = sql::queued(DIALECT, limit);
+    async fn queued(&self, limit: usize, now: i64) -> StoreResult<Vec<Queued>> {
+        let sql = sql::queued(DIALECT, limit, now);
         let rows = prepare(&sql).fetch_all(&self.reader).await?;
-        Ok(rows
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_, sqlx::Error>>()?)
+        Ok(rows.iter().map(queued_at).collect::<Result<_, _>>()?)
+    }
+
+    async fn defer(
+        &self,
+        patient: &str,
+        generation: i64,
+        retry_at: Option<i64>,
+        error: &str,
+    ) -> StoreResult<()> {
+        prepare(&sql::defer(DIALECT, patient, generation, retry_at, error))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn scoring_failures(&self) -> StoreResult<Vec<Queued>> {
+        let sql = sql::scoring_failures(DIALECT);
+        let rows = prepare(&sql).fetch_all(&self.reader).await?;
+        Ok(rows.iter().map(queued_at).collect::<Result<_, _>>()?)
     }
 
     async fn dequeue(&self, patient: &str, generation: i64) -> StoreResult<()> {
