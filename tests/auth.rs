@@ -1631,12 +1631,18 @@ both_stores!(
                 .unwrap(),
             201,
         );
+        // A diagnosis: the Charlson model writes its assessment once there is a Condition.
+        let condition = json!({
+            "resourceType": "Condition",
+            "clinicalStatus": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                "code": "active",
+            }]},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+            "subject": {"reference": "Patient/p"},
+        });
         expect_status(
-            &server
-                .client
-                .post("Observation", &observation("p", "vital-signs"))
-                .await
-                .unwrap(),
+            &server.client.post("Condition", &condition).await.unwrap(),
             201,
         );
         let assessments = open_search_until(&server, "RiskAssessment?subject=Patient/p", |e| {
