@@ -457,6 +457,78 @@ both_stores!(sorted_pages_follow_next_and_previous_links, |server| {
     );
 });
 
+/// The ids of a page's matches and the url of its link `relation`, if it has one.
+async fn page(server: &TestServer, url: &str, relation: &str) -> (Vec<String>, Option<String>) {
+    let bundle = expect_status(&server.client.get(url).await.unwrap(), 200);
+    let ids = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    let link = bundle["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == relation)
+        .map(|l| l["url"].as_str().unwrap().to_owned());
+    (ids, link)
+}
+
+both_stores!(
+    pages_split_resources_sharing_a_sort_value_without_losing_or_repeating_one,
+    |server| {
+        // Seven patients born the same day straddle page boundaries of 2, between others
+        // born before, after, or with no birth date.
+        put(
+            &server,
+            json!({"resourceType": "Patient", "id": "older", "birthDate": "1950"}),
+        )
+        .await;
+        for i in 0..7 {
+            put(
+                &server,
+                json!({"resourceType": "Patient", "id": format!("same{i}"), "birthDate": "1970"}),
+            )
+            .await;
+        }
+        put(
+            &server,
+            json!({"resourceType": "Patient", "id": "younger", "birthDate": "1990"}),
+        )
+        .await;
+        put(&server, json!({"resourceType": "Patient", "id": "nobirth"})).await;
+        for sort in ["birthdate", "-birthdate"] {
+            let everything =
+                ordered_ids(&server, &format!("Patient?_sort={sort}&_count=100")).await;
+            assert_eq!(everything.len(), 10);
+            assert_eq!(everything.last().unwrap(), "nobirth", "{sort}");
+            // Forwards by next links…
+            let mut forwards = Vec::new();
+            let mut url = Some(format!("Patient?_sort={sort}&_count=2"));
+            let mut last = String::new();
+            while let Some(at) = url {
+                let (ids, next) = page(&server, &at, "next").await;
+                forwards.push(ids);
+                last = at;
+                url = next;
+            }
+            assert_eq!(forwards.concat(), everything, "{sort} forwards");
+            // …then back from the last page by previous links, page by page.
+            let mut backwards = vec![forwards.last().unwrap().clone()];
+            let mut url = page(&server, &last, "previous").await.1;
+            while let Some(at) = url {
+                let (ids, previous) = page(&server, &at, "previous").await;
+                backwards.push(ids);
+                url = previous;
+            }
+            backwards.reverse();
+            assert_eq!(backwards, forwards, "{sort} backwards");
+        }
+    }
+);
+
 both_stores!(sort_on_an_unknown_parameter_is_refused, |server| {
     expect_status(
         &server.client.get("Patient?_sort=nothing").await.unwrap(),

@@ -112,41 +112,96 @@ pub fn read_version(dialect: Dialect, rtype: &str, id: &str, version: Option<i64
 
 /// The current version of every resource matching a search, one page in sort order (row-key
 /// order when unsorted). The page starts after `query.after`, or ends before `query.before`
-/// (then read backwards). Columns: rid, `VERSION_COLUMNS`, then one per sort key.
+/// (then read backwards). Columns: rid, `VERSION_COLUMNS`, then one per sort key (and in a
+/// search of contained resources, cid).
 pub fn search(dialect: Dialect, query: &SearchQuery) -> Sql {
-    if query.contained != Contained::False {
-        return contained_search(dialect, query);
+    let contained = query.contained != Contained::False;
+    let mut columns: Vec<String> = (0..query.sort.len()).map(|i| format!("t.k{i}")).collect();
+    if contained {
+        columns.push("t.cid".to_owned());
     }
     let mut sql = Sql::new(dialect);
-    sql.push("SELECT * FROM (SELECT r.rid, ")
-        .push(VERSION_COLUMNS);
-    for (i, key) in query.sort.iter().enumerate() {
-        sql.push(", ");
-        push_sort_value(&mut sql, key, None);
-        sql.push(&format!(" AS k{i}"));
-    }
-    push_from_where(&mut sql, query, true);
-    sql.push(") t");
-    push_page(&mut sql, query, false);
+    push_page_versions(
+        &mut sql,
+        &columns,
+        |sql| {
+            sql.push("SELECT * FROM (");
+            if contained {
+                push_contained_hit_rows(sql, query);
+            } else {
+                push_hit_rows(sql, query);
+            }
+            sql.push(") t");
+            push_page(sql, query, contained);
+        },
+        |sql| push_page_order(sql, query, contained),
+    );
     sql
 }
 
+/// What locates a hit's current version: selected by the page, read by [`push_page_versions`].
+const ROW_COLUMNS: &str = "r.rid, r.rtype, r.id, r.version";
+
+/// `SELECT rid, VERSION_COLUMNS, columns… FROM (page) t …`: the versions of one page's rows.
+/// The page (`page`, a query aliased `t` with `ROW_COLUMNS`) is chosen on resource and index
+/// rows alone, filtered, sorted and cut to its LIMIT; only then is the content (the wide
+/// `resource_version` rows) read, for the page only: joined before the sort, every match's
+/// content is read to keep a handful. `order` repeats the page's order, which a join does not
+/// keep; `CROSS JOIN` makes SQLite read the page first.
+fn push_page_versions(
+    sql: &mut Sql,
+    columns: &[String],
+    page: impl FnOnce(&mut Sql),
+    order: impl FnOnce(&mut Sql),
+) {
+    sql.push("SELECT t.rid, ").push(VERSION_COLUMNS);
+    for column in columns {
+        sql.push(", ").push(column);
+    }
+    sql.push(" FROM (");
+    page(sql);
+    sql.push(
+        ") t CROSS JOIN resource_version v \
+         WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version",
+    );
+    order(sql);
+}
+
+/// `SELECT ROW_COLUMNS, k0, … FROM … WHERE …`: every current resource matching a search
+/// (not `_contained`), with its value of each sort key.
+fn push_hit_rows(sql: &mut Sql, query: &SearchQuery) {
+    sql.push("SELECT ").push(ROW_COLUMNS);
+    for (i, key) in query.sort.iter().enumerate() {
+        sql.push(", ");
+        push_sort_value(sql, key, None);
+        sql.push(&format!(" AS k{i}"));
+    }
+    push_from_where(sql, query);
+}
+
 /// ` WHERE … ORDER BY … LIMIT …` of one page of the hits `t` of a search: after (or before)
-/// its cursor, in sort order, then by row key (and in a search of contained resources, by
-/// contained position).
+/// its cursor, in [`push_page_order`].
 fn push_page(sql: &mut Sql, query: &SearchQuery, contained: bool) {
     let backwards = query.before.is_some();
     if let Some(cursor) = query.before.as_ref().or(query.after.as_ref()) {
         sql.push(" WHERE ");
         push_keyset(sql, &query.sort, cursor, backwards, contained);
     }
+    push_page_order(sql, query, contained);
+    sql.push(" LIMIT ").int(query.count as i64 + 1);
+}
+
+/// ` ORDER BY …` of a page of the hits `t`: in sort order, then by row key (and in a search of
+/// contained resources, by contained position); reversed when the page is read backwards.
+fn push_page_order(sql: &mut Sql, query: &SearchQuery, contained: bool) {
+    let backwards = query.before.is_some();
     sql.push(" ORDER BY ");
     for (i, key) in query.sort.iter().enumerate() {
         // Resources without a value sort last in either direction (read backwards: first).
         let descending = key.descending != backwards;
         let nulls = if backwards { "FIRST" } else { "LAST" };
         sql.push(&format!(
-            "k{i} {} NULLS {nulls}, ",
+            "t.k{i} {} NULLS {nulls}, ",
             if descending { "DESC" } else { "ASC" }
         ));
     }
@@ -155,7 +210,6 @@ fn push_page(sql: &mut Sql, query: &SearchQuery, contained: bool) {
     if contained {
         sql.push(&format!(", t.cid {direction}"));
     }
-    sql.push(" LIMIT ").int(query.count as i64 + 1);
 }
 
 /// The value a resource sorts by: its smallest indexed value ascending, largest descending;
@@ -271,36 +325,29 @@ pub fn count(dialect: Dialect, query: &SearchQuery) -> Sql {
         sql.push(") h");
         return sql;
     }
-    push_from_where(&mut sql, query, false);
+    push_from_where(&mut sql, query);
     sql
 }
 
-/// A search with `_contained=true|both` (search page, "Contained Resources"), paged and sorted
-/// like [`search`]. Its hits are pairs (row key, `cid`): a contained resource at its position
-/// in the row's `contained`, the row's resource itself (`HIT_RESOURCE`, `_contained=both`) or
-/// the row as the container of matches (`HIT_CONTAINER`). Columns: rid, `VERSION_COLUMNS`, one
-/// per sort key, cid. A search without `_contained` never comes here: its SQL is unchanged.
-fn contained_search(dialect: Dialect, query: &SearchQuery) -> Sql {
-    let mut sql = Sql::new(dialect);
-    sql.push("SELECT * FROM (SELECT r.rid, ")
-        .push(VERSION_COLUMNS);
+/// `SELECT ROW_COLUMNS, k0, …, cid`: every hit of a search with `_contained=true|both`
+/// (search page, "Contained Resources"), paged and sorted like the others by [`search`]. Its
+/// hits are pairs (row key, `cid`): a contained resource at its position in the row's
+/// `contained`, the row's resource itself (`HIT_RESOURCE`, `_contained=both`) or the row as the
+/// container of matches (`HIT_CONTAINER`). A search without `_contained` never comes here.
+fn push_contained_hit_rows(sql: &mut Sql, query: &SearchQuery) {
+    sql.push("SELECT ").push(ROW_COLUMNS);
     for (i, key) in query.sort.iter().enumerate() {
         sql.push(", ");
-        push_hit_sort_value(&mut sql, query, key);
+        push_hit_sort_value(sql, query, key);
         sql.push(&format!(" AS k{i}"));
     }
     sql.push(", h.cid FROM (");
-    push_contained_hits(&mut sql, query);
-    sql.push(
-        ") h CROSS JOIN resource r JOIN resource_version v \
-         ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version WHERE r.rid = h.rid) t",
-    );
-    push_page(&mut sql, query, true);
-    sql
+    push_contained_hits(sql, query);
+    sql.push(") h CROSS JOIN resource r WHERE r.rid = h.rid");
 }
 
 /// `SELECT rid, cid` of every hit of a search with `_contained=true|both` (see
-/// [`contained_search`]): the resources themselves matching (`both`), and the contained
+/// [`push_contained_hit_rows`]): the resources themselves matching (`both`), and the contained
 /// resources matching or their containers. A resource that is both a match and a container of
 /// one is one hit, as itself.
 fn push_contained_hits(sql: &mut Sql, query: &SearchQuery) {
@@ -313,7 +360,7 @@ fn push_contained_hits(sql: &mut Sql, query: &SearchQuery) {
         sql.push(&format!(
             "SELECT r.rid, CAST({HIT_RESOURCE} AS BIGINT) AS cid"
         ));
-        push_from_where(sql, query, false);
+        push_from_where(sql, query);
         sql.push(" UNION ALL ");
     }
     push_contained_matches(sql, query);
@@ -368,9 +415,9 @@ fn push_contained_matches(sql: &mut Sql, query: &SearchQuery) {
     }
 }
 
-/// A hit's value of a sort key (see [`contained_search`]): a contained resource's own, for a
-/// container the extreme over its contained resources of the type (but its own id), and with
-/// `_contained=both` a resource's own for a resource itself.
+/// A hit's value of a sort key (see [`push_contained_hit_rows`]): a contained resource's own,
+/// for a container the extreme over its contained resources of the type (but its own id), and
+/// with `_contained=both` a resource's own for a resource itself.
 fn push_hit_sort_value(sql: &mut Sql, query: &SearchQuery, key: &SortKey) {
     let both = query.contained == Contained::Both;
     if both {
@@ -392,8 +439,7 @@ fn push_hit_sort_value(sql: &mut Sql, query: &SearchQuery, key: &SortKey) {
     }
 }
 
-/// ` FROM … WHERE …` of the current resources matching `query` (`r`), joined with their
-/// current version (`v`) when `with_version`.
+/// ` FROM … WHERE …` of the current resources matching `query` (`r`).
 ///
 /// The planner cannot tell which filter is selective (SQLite has no statistics unless
 /// ANALYZE ran), and a correlated `EXISTS` per filter makes it walk every resource of the
@@ -402,7 +448,7 @@ fn push_hit_sort_value(sql: &mut Sql, query: &SearchQuery, key: &SortKey) {
 /// query: its index rows give the candidate row keys (`dr`), and only those resources are
 /// read and probed for the other filters. `CROSS JOIN` makes SQLite keep that order;
 /// PostgreSQL plans it by its statistics like any inner join.
-fn push_from_where(sql: &mut Sql, query: &SearchQuery, with_version: bool) {
+fn push_from_where(sql: &mut Sql, query: &SearchQuery) {
     let driver = driving_filter(&query.filters);
     sql.push(" FROM ");
     if let Some(i) = driver {
@@ -416,12 +462,6 @@ fn push_from_where(sql: &mut Sql, query: &SearchQuery, with_version: bool) {
         sql.push(") dr CROSS JOIN ");
     }
     sql.push("resource r");
-    if with_version {
-        sql.push(
-            " JOIN resource_version v \
-             ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version",
-        );
-    }
     sql.push(" WHERE ");
     if driver.is_some() {
         sql.push("r.rid = dr.rid AND ");
@@ -1429,24 +1469,32 @@ pub fn current_versions(dialect: Dialect, keys: &[(String, String)]) -> Sql {
 }
 
 /// `$lastn`: per distinct `code` (its smallest `system|code`), the `max` most recent matches by
-/// the `date` parameter, newest first within a code; at most `limit + 1` rows in all.
+/// the `date` parameter, newest first within a code; at most `limit + 1` rows in all. Chosen
+/// on index rows, then only those versions are read (see [`push_page_versions`]).
 pub fn lastn(dialect: Dialect, query: &SearchQuery, max: usize, limit: usize) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("SELECT * FROM (SELECT r.rid, ")
-        .push(VERSION_COLUMNS);
-    sql.push(
-        ", ROW_NUMBER() OVER (PARTITION BY (SELECT MIN(COALESCE(t.system, '') || '|' || t.code) \
-         FROM idx_token t WHERE t.rid = r.rid AND t.param = 'code') \
-         ORDER BY (SELECT MAX(d.hi) FROM idx_date d WHERE d.rid = r.rid AND d.param = 'date') \
-         DESC NULLS LAST, r.rid DESC) AS n, \
-         (SELECT MIN(COALESCE(t.system, '') || '|' || t.code) FROM idx_token t \
-         WHERE t.rid = r.rid AND t.param = 'code') AS grp",
+    push_page_versions(
+        &mut sql,
+        &[],
+        |sql| {
+            sql.push("SELECT * FROM (SELECT ").push(ROW_COLUMNS).push(
+                ", ROW_NUMBER() OVER (PARTITION BY (SELECT MIN(COALESCE(t.system, '') || '|' || t.code) \
+                 FROM idx_token t WHERE t.rid = r.rid AND t.param = 'code') \
+                 ORDER BY (SELECT MAX(d.hi) FROM idx_date d WHERE d.rid = r.rid AND d.param = 'date') \
+                 DESC NULLS LAST, r.rid DESC) AS n, \
+                 (SELECT MIN(COALESCE(t.system, '') || '|' || t.code) FROM idx_token t \
+                 WHERE t.rid = r.rid AND t.param = 'code') AS grp",
+            );
+            push_from_where(sql, query);
+            sql.push(") t WHERE t.n <= ")
+                .int(max as i64)
+                .push(" ORDER BY t.grp, t.n LIMIT ")
+                .int(limit as i64 + 1);
+        },
+        |sql| {
+            sql.push(" ORDER BY t.grp, t.n");
+        },
     );
-    push_from_where(&mut sql, query, true);
-    sql.push(") t WHERE t.n <= ")
-        .int(max as i64)
-        .push(" ORDER BY t.grp, t.n LIMIT ")
-        .int(limit as i64 + 1);
     sql
 }
 
