@@ -554,6 +554,42 @@ both_stores!(
     }
 );
 
+both_stores!(
+    a_chain_with_other_filters_finds_what_meets_them_all,
+    |server| {
+        fixtures(&server).await;
+        let mut heart_rate = weight("hr", "jan", json!(60), "/min", "/min");
+        heart_rate["code"]["coding"][0]["code"] = json!("8867-4");
+        put(&server, heart_rate).await;
+        // The chain (Patient or Group, by `patient`) and a token: Jan's weights only.
+        assert_eq!(
+            ids(
+                &server,
+                "Observation?patient.family=jansen&code=http://loinc.org|29463-7"
+            )
+            .await,
+            vec!["w2", "w3"]
+        );
+        assert_eq!(
+            ids(&server, "Observation?patient.family=jansen&code=8867-4").await,
+            vec!["hr"]
+        );
+        // A reference to one resource beside the chain: both must hold.
+        assert!(ids(
+            &server,
+            "Observation?subject=Patient/zoe&patient.family=jansen"
+        )
+        .await
+        .is_empty());
+        // A chain that matches nothing finds nothing, whatever the other filters match.
+        assert!(
+            ids(&server, "Observation?patient.family=nobody&code=29463-7")
+                .await
+                .is_empty()
+        );
+    }
+);
+
 both_stores!(chains_can_go_several_levels_deep, |server| {
     care_plan_fixtures(&server).await;
     // CarePlan → Goal → Patient.
