@@ -590,6 +590,35 @@ both_stores!(
     }
 );
 
+both_stores!(list_finds_the_resources_a_list_names, |server| {
+    fixtures(&server).await;
+    put(
+        &server,
+        json!({"resourceType": "List", "id": "watch", "status": "current", "mode": "working",
+               "entry": [{"item": {"reference": "Observation/w1"}},
+                         {"item": {"reference": "Observation/w3"}},
+                         {"item": {"reference": "Patient/jan"}}]}),
+    )
+    .await;
+    assert_eq!(
+        ids(&server, "Observation?_list=watch").await,
+        vec!["w1", "w3"]
+    );
+    assert_eq!(ids(&server, "Patient?_list=watch").await, vec!["jan"]);
+    assert_eq!(
+        ids(&server, "Observation?_list=watch&subject=Patient/jan").await,
+        vec!["w3"]
+    );
+    assert!(ids(&server, "Observation?_list=nothing").await.is_empty());
+    for refused in [
+        "Observation?_list=$current-problems",
+        "Observation?_list:missing=true",
+        "Observation?_list=a/b",
+    ] {
+        expect_status(&server.client.get(refused).await.unwrap(), 400);
+    }
+});
+
 both_stores!(chains_can_go_several_levels_deep, |server| {
     care_plan_fixtures(&server).await;
     // CarePlan → Goal → Patient.

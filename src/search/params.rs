@@ -12,7 +12,7 @@
 
 use crate::error::FhirError;
 use crate::fhir::datetime::parse_range;
-use crate::fhir::resource_types;
+use crate::fhir::{id, resource_types};
 use crate::search::definitions::{registry, Component, ParamType};
 use crate::search::extract::{index_text, number_range};
 use crate::search::query::{
@@ -464,6 +464,9 @@ fn parameter(
     if let Some(rest) = name.strip_prefix("_has:") {
         return has(rtype, rest, values, base, depth).map(Ok);
     }
+    if name == "_list" || name.starts_with("_list:") {
+        return list(rtype, name, values, base, depth).map(Ok);
+    }
     if let Some((head, tail)) = name.split_once('.') {
         return chain(rtype, head, tail, values, base, depth).map(Ok);
     }
@@ -877,6 +880,32 @@ fn has(
         Err(reason) => return Err(FhirError::invalid(format!("_has:{rest}: {reason}"))),
     };
     Ok(Parsed1::AnyOf(vec![inner]))
+}
+
+/// `_list=id` (search page, "_list"): the resources a List on this server names in its entries,
+/// that is `_has:List:item:_id=id`. Functional lists (`$current-problems`, …) need a definition
+/// of what is current that this server does not have: refused.
+fn list(
+    rtype: &str,
+    name: &str,
+    values: &[String],
+    base: &str,
+    depth: usize,
+) -> Result<Parsed1, FhirError> {
+    if name != "_list" {
+        return Err(FhirError::invalid(format!(
+            "{name}: _list takes no modifier"
+        )));
+    }
+    if let Some(functional) = values.iter().find(|v| v.starts_with('$')) {
+        return Err(FhirError::invalid(format!(
+            "_list={functional}: functional lists are not supported; name a List by its id"
+        )));
+    }
+    if let Some(bad) = values.iter().find(|v| !id::is_valid(v)) {
+        return Err(FhirError::invalid(format!("_list={bad}: not a List id")));
+    }
+    has(rtype, "List:item:_id", values, base, depth)
 }
 
 /// What a parameter name stands for.
