@@ -53,8 +53,7 @@ pub async fn lastn(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fhi
             "$lastn finds Observations, not resources contained in them: _contained must be false",
         ));
     }
-    crate::search::terminology::resolve(app.store.as_ref(), &mut parsed.query).await?;
-    crate::search::hierarchy::resolve(app.store.as_ref(), &mut parsed.query).await?;
+    crate::search::resolve(app.store.as_ref(), &mut parsed.query).await?;
     let mut hits = app.store.lastn(&parsed.query, max, MAX_RESULTS).await?;
     let truncated = hits.len() > MAX_RESULTS;
     hits.truncate(MAX_RESULTS);

@@ -17,7 +17,6 @@ use crate::interaction::{check_id, check_type};
 use crate::search::extract::patient_compartment_params;
 use crate::search::params::{parse, Subset, Total, Unknown, CURSOR_AFTER, CURSOR_BEFORE};
 use crate::search::query::{Contained, Cursor, Predicate};
-use crate::search::{hierarchy, terminology};
 use crate::store::SearchHit;
 
 pub async fn search(
@@ -98,8 +97,7 @@ async fn search_in(
         Unknown::Ignore
     };
     let mut parsed = parse(rtype, &params, unknown, &app.base_url)?;
-    terminology::resolve(app.store.as_ref(), &mut parsed.query).await?;
-    hierarchy::resolve(app.store.as_ref(), &mut parsed.query).await?;
+    crate::search::resolve(app.store.as_ref(), &mut parsed.query).await?;
     let path = match compartment {
         Some(_) if parsed.query.contained != Contained::False => return Err(FhirError::invalid(
             "Compartment search finds the compartment's own resources: _contained must be false",

@@ -510,6 +510,32 @@ fn driving_filter(filters: &[Vec<Predicate>]) -> Option<usize> {
     })
 }
 
+/// ` FROM … WHERE …` of the `param` references (`{c}x`) to a current `target_type` (`{c}`) that
+/// meets `filters`; with `from`, only the references of that row (bound to its index row in a
+/// search of contained resources).
+fn push_references_to_matches(
+    sql: &mut Sql,
+    param: &str,
+    target_type: &str,
+    filters: &[Vec<Predicate>],
+    c: &str,
+    from: Option<Row<'_>>,
+) {
+    let x = format!("{c}x");
+    sql.push(&format!(
+        " FROM idx_reference {x} JOIN resource {c} ON {c}.rtype = {x}.target_type \
+         AND {c}.id = {x}.target_id WHERE "
+    ));
+    if let Some(a) = from {
+        sql.push(&format!("{} AND ", a.same(&x)));
+    }
+    sql.push(&format!("NOT {c}.deleted AND {x}.param = "))
+        .text(param)
+        .push(&format!(" AND {c}.rtype = "))
+        .text(target_type);
+    push_filters(sql, filters, Row::of(c));
+}
+
 /// The rids of the resources a chain from a resource matches (`param` referencing a
 /// `target_type` that meets `filters`; `c` names the aliases): one uncorrelated
 /// `… UNION ALL …`, not two ORed EXISTS, so that the databases can start from the chain's
@@ -531,14 +557,8 @@ fn push_chain_rids(
         format!("{c}i"),
         format!("{c}o"),
     );
-    sql.push(&format!(
-        "SELECT {x}.rid FROM idx_reference {x} JOIN resource {c} ON {c}.rtype = {x}.target_type \
-         AND {c}.id = {x}.target_id WHERE NOT {c}.deleted AND {x}.param = "
-    ))
-    .text(param)
-    .push(&format!(" AND {c}.rtype = "))
-    .text(target_type);
-    push_filters(sql, filters, Row::of(c));
+    sql.push(&format!("SELECT {x}.rid"));
+    push_references_to_matches(sql, param, target_type, filters, c, None);
     sql.push(&format!(
         " UNION ALL SELECT {l}.rid FROM idx_reference {l} JOIN resource {o} ON {o}.rid = {l}.rid \
          JOIN idx_token {i} ON {i}.rid = {l}.rid AND {i}.param = "
@@ -704,16 +724,8 @@ fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: Row<'_>) {
             // resource's own references, bound to its index row; its local references are
             // left unfollowed.
             if a.unit.is_some() {
-                let x = format!("{c}x");
-                sql.push(&format!(
-                    "EXISTS (SELECT 1 FROM idx_reference {x} JOIN resource {c} ON {c}.rtype = {x}.target_type \
-                     AND {c}.id = {x}.target_id WHERE {} AND NOT {c}.deleted AND {x}.param = ",
-                    a.same(&x)
-                ))
-                .text(param)
-                .push(&format!(" AND {c}.rtype = "))
-                .text(target_type);
-                push_filters(sql, filters, Row::of(&c));
+                sql.push("EXISTS (SELECT 1");
+                push_references_to_matches(sql, param, target_type, filters, &c, Some(a));
                 sql.push(")");
                 return;
             }
