@@ -1,6 +1,6 @@
 //! Engagement: signs that a patient has dropped out of their care plan.
 //!
-//! Not a published score but two plain rules from the issue, documented in the README:
+//! Not a published score but two plain rules from the issue, documented in docs/scoring.md:
 //! - an active CarePlan has a Goal with a measurable target (`Goal.target.measure`) and no
 //!   matching Observation (same code) for longer than the plan expects: the interval of the
 //!   plan's activity for that goal or measure (`activity.detail.scheduledTiming.repeat`,

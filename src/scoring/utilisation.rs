@@ -3,7 +3,7 @@
 //! Programmes that find high-need, high-cost patients rank them by prior utilisation (e.g.
 //! Billings J, Dixon J, Mijanovich T, Wennberg D. Case finding for patients at risk of
 //! readmission to hospital. BMJ 2006;333:327; the top 1% of users account for about a third of
-//! unplanned admissions). Signaal's score, documented here and in the README, is
+//! unplanned admissions). Signaal's score, documented here and in docs/scoring.md, is
 //!
 //! `score = 3 × unplanned admissions + 2 × emergency department visits + 0.5 × bed-days`
 //!
