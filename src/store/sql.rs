@@ -1730,3 +1730,8 @@ pub fn explain(dialect: Dialect, statement: &Statement<'_>) -> Sql {
     sql.text.insert_str(0, prefix);
     sql
 }
+
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+mod golden_tests;
