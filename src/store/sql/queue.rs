@@ -1,0 +1,186 @@
+//! The scoring queue: the patients whose compartment changed, waiting for the scorer (not a
+//! FHIR concept; written in the transaction of the version that queues them).
+
+use super::{Dialect, Sql};
+
+/// Queues for re-scoring the Patient whose compartment holds `rtype/id` as its row stands now
+/// (nothing when it is in none). Queued again while waiting, it keeps its place and its
+/// generation goes up, so the worker does not drop a request that came in while it scored.
+pub fn queue_compartment(dialect: Dialect, rtype: &str, id: &str, at: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    // The WHERE also tells SQLite that ON CONFLICT belongs to the INSERT, not to a join.
+    sql.push(
+        "INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) \
+         SELECT compartment, ",
+    )
+    .int(at)
+    .push(", 1, ")
+    .int(at)
+    .push(" FROM resource WHERE rtype = ")
+    .text(rtype)
+    .push(" AND id = ")
+    .text(id)
+    .push(" AND compartment IS NOT NULL ON CONFLICT (patient) DO UPDATE SET ");
+    requeue(&mut sql, at);
+    sql
+}
+
+/// The update of a patient queued again: a new generation, and due now if it was parked (new
+/// data may score); one waiting for a retry keeps its backoff.
+fn requeue(sql: &mut Sql, at: i64) {
+    sql.push(
+        "generation = scoring_queue.generation + 1, \
+         next_attempt_at = COALESCE(scoring_queue.next_attempt_at, ",
+    )
+    .int(at)
+    .push(")");
+}
+
+/// Queues one patient for re-scoring (as `queue_compartment`).
+pub fn queue_patient(dialect: Dialect, patient: &str, at: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push(
+        "INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) VALUES (",
+    )
+    .text(patient)
+    .push(", ")
+    .int(at)
+    .push(", 1, ")
+    .int(at)
+    .push(") ON CONFLICT (patient) DO UPDATE SET ");
+    requeue(&mut sql, at);
+    sql
+}
+
+/// The columns of a `store::Queued`, in its field order.
+pub const QUEUED_COLUMNS: &str = "patient, generation, attempts, next_attempt_at, last_error";
+
+/// The oldest queued patients due at `now`. Columns: `QUEUED_COLUMNS`.
+pub fn queued(dialect: Dialect, limit: usize, now: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ")
+        .push(QUEUED_COLUMNS)
+        .push(" FROM scoring_queue WHERE next_attempt_at <= ")
+        .int(now)
+        .push(" ORDER BY queued_at, patient LIMIT ")
+        .int(limit as i64);
+    sql
+}
+
+/// Records a failed attempt (see `Store::defer`).
+pub fn defer(
+    dialect: Dialect,
+    patient: &str,
+    generation: i64,
+    retry_at: Option<i64>,
+    error: &str,
+) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("UPDATE scoring_queue SET attempts = attempts + 1, last_error = ")
+        .text(error)
+        .push(", next_attempt_at = CASE WHEN generation = ")
+        .int(generation)
+        .push(" THEN ");
+    match retry_at {
+        Some(at) => sql.int(at),
+        None => sql.push("NULL"),
+    };
+    sql.push(" ELSE next_attempt_at END WHERE patient = ")
+        .text(patient);
+    sql
+}
+
+/// The queued patients whose last attempt failed. Columns: `QUEUED_COLUMNS`.
+pub fn scoring_failures(dialect: Dialect) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ")
+        .push(QUEUED_COLUMNS)
+        .push(" FROM scoring_queue WHERE attempts > 0 ORDER BY patient");
+    sql
+}
+
+/// Removes a patient from the queue if it was not queued again since `generation` was read.
+pub fn dequeue(dialect: Dialect, patient: &str, generation: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("DELETE FROM scoring_queue WHERE patient = ")
+        .text(patient)
+        .push(" AND generation = ")
+        .int(generation);
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::golden::*;
+    use super::super::*;
+
+    #[test]
+    fn queue_the_compartment_of_a_resource() {
+        assert_sql(
+            |d| queue_compartment(d, "Observation", "o1", 1000),
+            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) SELECT compartment, ?, 1, ? FROM resource WHERE rtype = ? AND id = ? AND compartment IS NOT NULL ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = COALESCE(scoring_queue.next_attempt_at, ?)"#,
+            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) SELECT compartment, $1, 1, $2 FROM resource WHERE rtype = $3 AND id = $4 AND compartment IS NOT NULL ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = COALESCE(scoring_queue.next_attempt_at, $5)"#,
+            r#"1000, 1000, "Observation", "o1", 1000"#,
+        );
+    }
+
+    #[test]
+    fn queue_a_patient() {
+        assert_sql(
+            |d| queue_patient(d, "p1", 1000),
+            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) VALUES (?, ?, 1, ?) ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = COALESCE(scoring_queue.next_attempt_at, ?)"#,
+            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) VALUES ($1, $2, 1, $3) ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = COALESCE(scoring_queue.next_attempt_at, $4)"#,
+            r#""p1", 1000, 1000, 1000"#,
+        );
+    }
+
+    #[test]
+    fn queued_patients_due() {
+        assert_sql(
+            |d| queued(d, 10, 1000),
+            r#"SELECT patient, generation, attempts, next_attempt_at, last_error FROM scoring_queue WHERE next_attempt_at <= ? ORDER BY queued_at, patient LIMIT ?"#,
+            r#"SELECT patient, generation, attempts, next_attempt_at, last_error FROM scoring_queue WHERE next_attempt_at <= $1 ORDER BY queued_at, patient LIMIT $2"#,
+            r#"1000, 10"#,
+        );
+    }
+
+    #[test]
+    fn defer_with_a_retry() {
+        assert_sql(
+            |d| defer(d, "p1", 3, Some(2000), "boom"),
+            r#"UPDATE scoring_queue SET attempts = attempts + 1, last_error = ?, next_attempt_at = CASE WHEN generation = ? THEN ? ELSE next_attempt_at END WHERE patient = ?"#,
+            r#"UPDATE scoring_queue SET attempts = attempts + 1, last_error = $1, next_attempt_at = CASE WHEN generation = $2 THEN $3 ELSE next_attempt_at END WHERE patient = $4"#,
+            r#""boom", 3, 2000, "p1""#,
+        );
+    }
+
+    #[test]
+    fn defer_parked() {
+        assert_sql(
+            |d| defer(d, "p1", 3, None, "boom"),
+            r#"UPDATE scoring_queue SET attempts = attempts + 1, last_error = ?, next_attempt_at = CASE WHEN generation = ? THEN NULL ELSE next_attempt_at END WHERE patient = ?"#,
+            r#"UPDATE scoring_queue SET attempts = attempts + 1, last_error = $1, next_attempt_at = CASE WHEN generation = $2 THEN NULL ELSE next_attempt_at END WHERE patient = $3"#,
+            r#""boom", 3, "p1""#,
+        );
+    }
+
+    #[test]
+    fn scoring_failures_listed() {
+        assert_sql(
+            scoring_failures,
+            r#"SELECT patient, generation, attempts, next_attempt_at, last_error FROM scoring_queue WHERE attempts > 0 ORDER BY patient"#,
+            r#"SELECT patient, generation, attempts, next_attempt_at, last_error FROM scoring_queue WHERE attempts > 0 ORDER BY patient"#,
+            r#""#,
+        );
+    }
+
+    #[test]
+    fn dequeue_a_generation() {
+        assert_sql(
+            |d| dequeue(d, "p1", 3),
+            r#"DELETE FROM scoring_queue WHERE patient = ? AND generation = ?"#,
+            r#"DELETE FROM scoring_queue WHERE patient = $1 AND generation = $2"#,
+            r#""p1", 3"#,
+        );
+    }
+}
