@@ -80,8 +80,9 @@ pub(super) fn push_chain_rids(
     );
 }
 
-/// A chain that drives the search instead of [`driving_filter`]'s token (a reference to one
-/// resource still comes first): `CarePlan?patient.identifier=S|V&status=active` starts from the
+/// A chain that drives the search instead of the token of
+/// [`driving_filter`](super::search::driving_filter) (a reference to one resource still comes
+/// first): `CarePlan?patient.identifier=S|V&status=active` starts from the
 /// patient's CarePlans, not from every active CarePlan. A chain names one resource more
 /// often than a token does (`code=85354-9` is half of all Observations). The filter may be
 /// several chains (`patient.identifier` goes to a Patient or a Group): their rids together.

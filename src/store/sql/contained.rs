@@ -14,7 +14,7 @@ use crate::search::query::{
 };
 
 /// `SELECT ROW_COLUMNS, k0, …, cid`: every hit of a search with `_contained=true|both`
-/// (search page, "Contained Resources"), paged and sorted like the others by [`search`]. Its
+/// (search page, "Contained Resources"), paged and sorted like the others by [`search`](super::search()). Its
 /// hits are pairs (row key, `cid`): a contained resource at its position in the row's
 /// `contained`, the row's resource itself (`HIT_RESOURCE`, `_contained=both`) or the row as the
 /// container of matches (`HIT_CONTAINER`). A search without `_contained` never comes here.
@@ -55,7 +55,7 @@ pub(super) fn push_contained_hits(sql: &mut Sql, query: &SearchQuery) {
 
 /// `SELECT DISTINCT rid, cid` of the contained resources of type `query.rtype` that match every
 /// filter (all of them the same contained resource), or of their containers with
-/// `_containedType=container`. As in [`push_from_where`], one filter drives: its index rows
+/// `_containedType=container`. As in [`push_from_where`](super::search::push_from_where), one filter drives: its index rows
 /// (`cu`) are the candidates; without one, every contained resource of the type is, by its
 /// local id entry. The container must be current; its compartment is the one that counts.
 fn push_contained_matches(sql: &mut Sql, query: &SearchQuery) {

@@ -1,6 +1,6 @@
 //! The search statement (search page, https://hl7.org/fhir/R4/search.html): the current
 //! resources of a type that meet every filter, which filter drives the query, one page of them
-//! read with their content, their count (`_summary=count`, `_total`), and `$lastn`
+//! read with their content, their count (`_summary=count`, `_total=accurate`), and `$lastn`
 //! (https://hl7.org/fhir/R4/observation-operation-lastn.html).
 
 use super::chain::{driving_chain, push_chain_rids};
