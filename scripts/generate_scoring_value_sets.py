@@ -312,6 +312,3 @@ for id_, title, codes in OBSERVATIONS:
           f"{title}: the LOINC codes of the Observations the model reads (LOINC).",
           [concepts(LOINC, codes)])
 
-with open("profiles/scoring-value-sets.json", "w") as f:
-    json.dump(written, f, indent=1)
-    f.write("\n")

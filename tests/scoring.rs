@@ -658,7 +658,7 @@ async fn a_failing_patient_is_retried_with_backoff_then_parked(kind: StoreKind) 
             async move {
                 match patient.as_str() {
                     "bad" => Err(FhirError::Internal("the model broke".into())),
-                    _ => Ok(()),
+                    _ => Ok(None),
                 }
             }
         })
@@ -721,7 +721,7 @@ async fn a_failing_patient_is_retried_with_backoff_then_parked(kind: StoreKind) 
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].attempts, MAX_ATTEMPTS);
     assert_eq!(
-        drain(&*store, next + 1, |_| async { Ok(()) })
+        drain(&*store, next + 1, |_| async { Ok(None) })
             .await
             .unwrap(),
         1

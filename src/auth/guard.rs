@@ -348,6 +348,10 @@ impl Store for GuardedStore {
         Err(scoring_queue_is_the_servers())
     }
 
+    async fn reschedule(&self, _patient: &str, _generation: i64, _at: i64) -> StoreResult<()> {
+        Err(scoring_queue_is_the_servers())
+    }
+
     async fn queue_patient(&self, _patient: &str, _at: i64) -> StoreResult<()> {
         Err(scoring_queue_is_the_servers())
     }

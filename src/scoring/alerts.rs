@@ -22,10 +22,11 @@
 
 use serde_json::Value;
 
+use super::terms::{self, Terms};
 use super::units::{glucose_mmol_per_l, quantity_in};
 use super::{
-    charlson, effective, has_code, key, observation_counts, Item, Record, Risk, Score, DAY_MS,
-    HOUR_MS, LOINC,
+    condition_counts, effective, has_code, key, observation_counts, unrecognised, Item, Record,
+    Risk, Score, CLOCK_SKEW_MS, DAY_MS, HOUR_MS, LOINC,
 };
 
 /// A rule that fired: its reason code (Signaal CodeSystem) and its breakdown line.
@@ -160,16 +161,27 @@ fn collect(record: &Record, from: i64, to: i64) -> Readings {
 }
 
 /// The rules that fire for the record at `now`, plus the unusable readings.
-pub fn evaluate(record: &Record, now: i64) -> (Vec<Alert>, Vec<Item>) {
-    // Weight needs the 72 h before the oldest reading of the window too.
-    let r = collect(record, now - 7 * DAY_MS - 3 * DAY_MS, now);
+pub fn evaluate(terms: &Terms, record: &Record, now: i64) -> (Vec<Alert>, Vec<Item>) {
+    // Weight needs the 72 h before the oldest reading of the window too. A reading stamped up
+    // to the clock skew ahead counts as now.
+    let mut r = collect(record, now - 7 * DAY_MS - 3 * DAY_MS, now + CLOCK_SKEW_MS);
     let recent = |list: &[Reading]| -> Vec<usize> {
         (0..list.len())
             .filter(|&i| list[i].at > now - 7 * DAY_MS)
             .collect()
     };
     let mut alerts = Vec::new();
-    let heart_failure = charlson::categories(record).remove("congestive-heart-failure");
+    let heart_failure: Vec<String> = record
+        .of_type("Condition")
+        .filter(|c| condition_counts(c) && terms.holds(&terms::url("heart-failure"), &c["code"]))
+        .map(key)
+        .collect();
+    if heart_failure.is_empty() && !recent(&r.weight).is_empty() {
+        // The weight rule needs heart failure: a Condition the value sets cannot place may be
+        // one.
+        r.unusable.extend(unrecognised(terms, record));
+    }
+    let heart_failure = (!heart_failure.is_empty()).then_some(heart_failure);
     if let (Some(hf), Some(&last)) = (heart_failure, recent(&r.weight).last()) {
         let newest = &r.weight[last];
         let lowest = r.weight[..last]
@@ -313,8 +325,8 @@ pub fn applies(record: &Record) -> bool {
 }
 
 /// The alerts as a score: one point per rule that fires; high risk when any fires.
-pub fn score(record: &Record, now: i64) -> (Score, Vec<Alert>) {
-    let (alerts, unusable) = evaluate(record, now);
+pub fn score(terms: &Terms, record: &Record, now: i64) -> (Score, Vec<Alert>) {
+    let (alerts, unusable) = evaluate(terms, record, now);
     let mut items: Vec<Item> = alerts.iter().map(|a| a.item.clone()).collect();
     items.extend(unusable);
     let total = alerts.len() as f64;
@@ -341,7 +353,7 @@ mod tests {
     use serde_json::json;
 
     fn reasons(resources: Vec<Value>, now: &str) -> Vec<&'static str> {
-        evaluate(&Record::new("p", resources), ms(now))
+        evaluate(&terms::BUILTIN_TERMS, &Record::new("p", resources), ms(now))
             .0
             .into_iter()
             .map(|a| a.reason)
@@ -485,6 +497,7 @@ mod tests {
     #[test]
     fn readings_without_a_usable_unit_are_reported_not_guessed() {
         let (score, alerts) = score(
+            &terms::BUILTIN_TERMS,
             &Record::new(
                 "p",
                 vec![quantity(

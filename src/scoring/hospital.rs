@@ -7,11 +7,14 @@
 //! Scored at each inpatient discharge (Encounter class IMP with a finished period):
 //! - H, haemoglobin at discharge < 12 g/dL (the last LOINC 718-7, or 59260-0 in mmol/L converted,
 //!   during the stay): 1;
-//! - O, discharge from an oncology service or an active cancer diagnosis: 2;
+//! - O, discharge from an oncology service (ValueSet `scoring-oncology-service`) or a cancer
+//!   (ValueSet `scoring-active-cancer`: Charlson malignancy or metastatic solid tumour) known
+//!   and active at discharge (see [`active_at`]): 2;
 //! - S, sodium at discharge < 135 mmol/L (the last LOINC 2951-2 during the stay): 1;
 //! - P, any Procedure during the stay: 1;
 //! - I, index admission urgent or emergent: 1;
-//! - T, number of hospital admissions in the previous 12 months: 0–1 → 0, 2–5 → 2, > 5 → 5;
+//! - T, number of hospital admissions in the previous 12 months (calendar months back from the
+//!   admission's start): 0–1 → 0, 2–5 → 2, > 5 → 5;
 //! - A, length of stay ≥ 5 days: 2.
 //!
 //! 0–4 low, 5–6 intermediate (FHIR qualitative risk `moderate`), ≥ 7 high.
@@ -19,10 +22,11 @@
 use serde_json::Value;
 
 use super::lace::{as_of, discharges, emergent, length_of_stay_days, months_before};
+use super::terms::{self, Terms};
 use super::units::{haemoglobin_g_per_dl, quantity_in};
 use super::{
-    charlson, codings, effective, encounter_class, encounter_happened, has_code, instant, key,
-    observation_counts, reference_id, Item, Record, Risk, Score, LOINC, SNOMED,
+    codings, condition_counts, effective, encounter_class, encounter_happened, has_code, instant,
+    key, observation_counts, reference_id, unrecognised, Item, Record, Risk, Score, LOINC,
 };
 
 /// The last counted Observation with one of `codes` whose effective time falls in `[from, to]`.
@@ -40,17 +44,38 @@ fn last_during<'a>(record: &'a Record, codes: &[&str], from: i64, to: i64) -> Op
         .map(|(_, o)| o)
 }
 
-/// Whether a Condition is active (clinicalStatus active, recurrence or relapse).
-fn active(condition: &Value) -> bool {
-    codings(&condition["clinicalStatus"])
-        .any(|(_, c)| matches!(c, "active" | "recurrence" | "relapse"))
+/// Whether a Condition was active at `t` (a discharge): not abated at or before `t`
+/// (`abatementDateTime`, or the start of `abatementPeriod`); an abatement after `t` leaves it
+/// active then, whatever its clinicalStatus says now (a later resolution does not rewrite an
+/// earlier discharge). Without an abatement date the clinicalStatus decides: active,
+/// recurrence or relapse (or none given) is active; inactive, remission or resolved is not
+/// (when it ended is unknown); an `abatementBoolean` true or an abatement age or text is not.
+/// Whether it was known by `t` is [`as_of`]'s job.
+pub fn active_at(condition: &Value, t: i64) -> bool {
+    let abated = instant(&condition["abatementDateTime"])
+        .or_else(|| instant(&condition["abatementPeriod"]["start"]));
+    if let Some(at) = abated {
+        return at > t;
+    }
+    if condition["abatementBoolean"] == true
+        || condition.get("abatementAge").is_some()
+        || condition.get("abatementRange").is_some()
+        || condition.get("abatementString").is_some()
+    {
+        return false;
+    }
+    let mut statuses = codings(&condition["clinicalStatus"])
+        .map(|(_, c)| c)
+        .peekable();
+    statuses.peek().is_none()
+        || codings(&condition["clinicalStatus"])
+            .any(|(_, c)| matches!(c, "active" | "recurrence" | "relapse"))
 }
 
-/// Whether the encounter was with an oncology service (`serviceType` SNOMED CT 394593009
-/// Medical oncology, 394592004 Clinical oncology or 394594003 Radiation oncology).
-fn oncology_service(encounter: &Value) -> bool {
-    codings(&encounter["serviceType"])
-        .any(|(s, c)| s == SNOMED && matches!(c, "394593009" | "394592004" | "394594003"))
+/// Whether the encounter was with an oncology service (`serviceType` in the ValueSet
+/// `scoring-oncology-service`).
+fn oncology_service(terms: &Terms, encounter: &Value) -> bool {
+    terms.holds(&terms::url("oncology-service"), &encounter["serviceType"])
 }
 
 /// Whether a Procedure happened during `[start, end]` or belongs to the encounter.
@@ -69,7 +94,7 @@ fn during(procedure: &Value, encounter_id: &str, start: i64, end: i64) -> bool {
     at.is_some_and(|t| (start..=end).contains(&t))
 }
 
-pub fn score(record: &Record, admission: &Value, start: i64, end: i64) -> Score {
+pub fn score(terms: &Terms, record: &Record, admission: &Value, start: i64, end: i64) -> Score {
     let mut items = Vec::new();
     let at_discharge = as_of(record, end);
     // H
@@ -91,16 +116,11 @@ pub fn score(record: &Record, admission: &Value, start: i64, end: i64) -> Score 
     // O
     let cancers: Vec<String> = at_discharge
         .of_type("Condition")
-        .filter(|c| active(c) && charlson::condition_counts(c))
-        .filter(|c| {
-            codings(&c["code"]).any(|(s, code)| {
-                charlson::category_of(s, code)
-                    .is_some_and(|cat| matches!(cat.code, "malignancy" | "metastatic-solid-tumour"))
-            })
-        })
+        .filter(|c| active_at(c, end) && condition_counts(c))
+        .filter(|c| terms.holds(&terms::url("active-cancer"), &c["code"]))
         .map(key)
         .collect();
-    if oncology_service(admission) {
+    if oncology_service(terms, admission) {
         items.push(Item::new(
             2.0,
             "O: discharged from oncology",
@@ -173,6 +193,7 @@ pub fn score(record: &Record, admission: &Value, start: i64, end: i64) -> Score 
         format!("A: length of stay {days} day(s)"),
         vec![key(admission)],
     ));
+    items.extend(unrecognised(terms, &at_discharge));
     let total: f64 = items.iter().map(|i| i.points).sum();
     Score {
         model: "hospital",
@@ -189,10 +210,10 @@ pub fn score(record: &Record, admission: &Value, start: i64, end: i64) -> Score 
 }
 
 /// HOSPITAL at every inpatient discharge of the record.
-pub fn all(record: &Record) -> Vec<Score> {
+pub fn all(terms: &Terms, record: &Record) -> Vec<Score> {
     discharges(record)
         .into_iter()
-        .map(|(e, s, t)| score(record, e, s, t))
+        .map(|(e, s, t)| score(terms, record, e, s, t))
         .collect()
 }
 
@@ -205,7 +226,7 @@ mod tests {
 
     fn hospital(resources: Vec<Value>) -> Score {
         let record = Record::new("p", resources);
-        all(&record)
+        all(&terms::BUILTIN_TERMS, &record)
             .into_iter()
             .find(|s| s.encounter.as_deref() == Some("Encounter/a"))
             .unwrap()

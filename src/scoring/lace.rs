@@ -10,16 +10,22 @@
 //! - A, acute (emergent) admission: 3;
 //! - C, Charlson comorbidity index at discharge: 0–3 → same, ≥ 4 → 5;
 //! - E, emergency department visits in the 6 months before admission, not counting the one that
-//!   led to it: 0–3 → same, ≥ 4 → 4.
+//!   led to it: 0–3 → same, ≥ 4 → 4. "6 months before" is calendar months back from the
+//!   admission's start (chrono's month arithmetic: 31 August → 29 February in a leap year),
+//!   as HOSPITAL's "previous 12 months".
+//!
+//! A Condition known at discharge that no value set can place adds a 0-point line "n
+//! condition(s) not recognised: …" (the C item may then be too low).
 //!
 //! 0–4 low, 5–9 moderate, ≥ 10 high.
 
 use chrono::{Months, TimeZone, Utc};
 use serde_json::Value;
 
+use super::terms::Terms;
 use super::{
-    charlson, encounter_class, encounter_happened, finished_period, has_code, instant, key, Item,
-    Record, Risk, Score, DAY_MS,
+    charlson, encounter_class, encounter_happened, finished_period, has_code, instant, key,
+    unrecognised, Item, Record, Risk, Score, DAY_MS,
 };
 
 /// Whole days of a stay.
@@ -118,7 +124,7 @@ pub fn discharges(record: &Record) -> Vec<(&Value, i64, i64)> {
 }
 
 /// The LACE index of the discharge that ends inpatient `admission` (`[start, end]` its period).
-pub fn score(record: &Record, admission: &Value, start: i64, end: i64) -> Score {
+pub fn score(terms: &Terms, record: &Record, admission: &Value, start: i64, end: i64) -> Score {
     let mut items = Vec::new();
     let days = length_of_stay_days(start, end);
     items.push(Item::new(
@@ -139,13 +145,25 @@ pub fn score(record: &Record, admission: &Value, start: i64, end: i64) -> Score 
             vec![key(admission)],
         )),
     }
-    let charlson = charlson::score(&as_of(record, end), end);
+    let at_discharge = as_of(record, end);
+    let charlson = charlson::score(terms, &at_discharge, end);
     let c = charlson.score as u32;
     let c_points = if c >= 4 { 5 } else { c };
+    let c_basis: Vec<String> = charlson
+        .items
+        .iter()
+        .filter(|i| i.points > 0.0)
+        .flat_map(|i| i.basis.iter().cloned())
+        .fold(Vec::new(), |mut acc, b| {
+            if !acc.contains(&b) {
+                acc.push(b);
+            }
+            acc
+        });
     items.push(Item::new(
         c_points as f64,
         format!("C: Charlson comorbidity index {c}"),
-        charlson.basis(),
+        c_basis,
     ));
     let led_to_it = leading_ed_visit(record, admission).map(key);
     let since = months_before(start, 6);
@@ -162,6 +180,7 @@ pub fn score(record: &Record, admission: &Value, start: i64, end: i64) -> Score 
         format!("E: {e} emergency department visit(s) in the 6 months before admission"),
         visits,
     ));
+    items.extend(unrecognised(terms, &at_discharge));
     let total: f64 = items.iter().map(|i| i.points).sum();
     Score {
         model: "lace",
@@ -178,10 +197,10 @@ pub fn score(record: &Record, admission: &Value, start: i64, end: i64) -> Score 
 }
 
 /// LACE at every inpatient discharge of the record.
-pub fn all(record: &Record) -> Vec<Score> {
+pub fn all(terms: &Terms, record: &Record) -> Vec<Score> {
     discharges(record)
         .into_iter()
-        .map(|(e, s, t)| score(record, e, s, t))
+        .map(|(e, s, t)| score(terms, record, e, s, t))
         .collect()
 }
 
@@ -193,7 +212,7 @@ mod tests {
 
     fn lace(resources: Vec<Value>) -> Score {
         let record = Record::new("p", resources);
-        let mut scores = all(&record);
+        let mut scores = all(&crate::scoring::terms::BUILTIN_TERMS, &record);
         assert_eq!(scores.len(), 1);
         scores.remove(0)
     }
@@ -317,6 +336,10 @@ mod tests {
     fn unfinished_stays_are_not_scored() {
         let mut e = encounter("a", "IMP", "2024-03-01T10:00:00Z", "2024-03-02T10:00:00Z");
         e["status"] = serde_json::json!("in-progress");
-        assert!(all(&Record::new("p", vec![e])).is_empty());
+        assert!(all(
+            &crate::scoring::terms::BUILTIN_TERMS,
+            &Record::new("p", vec![e])
+        )
+        .is_empty());
     }
 }

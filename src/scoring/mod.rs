@@ -13,6 +13,7 @@ pub mod hospital;
 pub mod lace;
 pub mod output;
 pub mod run;
+pub mod terms;
 pub mod units;
 pub mod utilisation;
 pub mod worker;
@@ -203,6 +204,83 @@ pub fn effective(observation: &Value) -> Option<i64> {
         .or_else(|| instant(&observation["effectiveInstant"]))
         .or_else(|| instant(&observation["effectivePeriod"]["end"]))
         .or_else(|| instant(&observation["effectivePeriod"]["start"]))
+}
+
+/// Whether a Condition counts at all: not `refuted` or `entered-in-error`
+/// (`verificationStatus`, http://terminology.hl7.org/CodeSystem/condition-ver-status).
+pub fn condition_counts(condition: &Value) -> bool {
+    !condition["verificationStatus"]["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| matches!(c["code"].as_str(), Some("refuted" | "entered-in-error")))
+}
+
+/// The breakdown line of the counted Conditions of `record` whose code no model's value set or
+/// map decides (see [`terms`]): "n condition(s) not recognised: system|code (display), …", with
+/// 0 points and the Conditions as basis; `None` when every Condition was placed.
+pub fn unrecognised(terms: &terms::Terms, record: &Record) -> Option<Item> {
+    let mut described = Vec::new();
+    let mut basis = Vec::new();
+    for condition in record.of_type("Condition").filter(|c| condition_counts(c)) {
+        let concept = &condition["code"];
+        if codings(concept).any(|(s, c)| terms.decides_condition(s, c)) {
+            continue;
+        }
+        let codes: Vec<String> = concept["coding"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let code = format!(
+                    "{}|{}",
+                    c["system"].as_str().unwrap_or(""),
+                    c["code"].as_str().unwrap_or("")
+                );
+                match c["display"].as_str() {
+                    Some(d) => format!("{code} ({d})"),
+                    None => code,
+                }
+            })
+            .collect();
+        let text = if codes.is_empty() {
+            format!("text \"{}\"", concept["text"].as_str().unwrap_or(""))
+        } else {
+            codes.join(" / ")
+        };
+        if !described.contains(&text) {
+            described.push(text);
+        }
+        basis.push(key(condition));
+    }
+    if basis.is_empty() {
+        return None;
+    }
+    Some(Item::new(
+        0.0,
+        format!(
+            "{} condition(s) not recognised: {}",
+            basis.len(),
+            described.join(", ")
+        ),
+        basis,
+    ))
+}
+
+/// How far in the future (ms) a measurement may be stamped and still be scored as "now": the
+/// clock skew of a home device or a sender (5 minutes). A later one is scored at its own time:
+/// the patient is queued for then (see [`next_due`]).
+pub const CLOCK_SKEW_MS: i64 = 5 * 60_000;
+
+/// The instant a counted Observation stamped beyond `now` + [`CLOCK_SKEW_MS`] becomes due: the
+/// earliest such, when the patient must be scored again.
+pub fn next_due(record: &Record, now: i64) -> Option<i64> {
+    record
+        .of_type("Observation")
+        .filter(|o| observation_counts(o))
+        .filter_map(effective)
+        .filter(|t| *t > now + CLOCK_SKEW_MS)
+        .min()
 }
 
 /// Whether an Observation counts: not entered in error, cancelled or preliminary.

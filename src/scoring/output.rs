@@ -256,7 +256,7 @@ mod tests {
                 "2024-03-20T10:00:00Z",
             )],
         );
-        let score = lace::all(&record).remove(0);
+        let score = lace::all(&crate::scoring::terms::BUILTIN_TERMS, &record).remove(0);
         let ra = risk_assessment(&score, "p");
         validate(&ra, "RiskAssessment").unwrap();
         assert_eq!(ra["id"], "lace-a");

@@ -3,11 +3,12 @@
 //! scorer as agent). Running it twice on the same inputs writes nothing the second time.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
 use super::output::{self, active_flag, flag_reason, inactive_flag, is_signaal, risk_assessment};
+use super::terms::{self, Terms};
 use super::{
     alerts, charlson, engagement, hospital, lace, utilisation, Record, Risk, Score, DAY_MS,
 };
@@ -49,6 +50,9 @@ pub struct Scoring {
     /// The utilisation score from which a patient is a high utiliser, set by each full
     /// re-score; until the first one, high-utiliser Flags are left as they are.
     threshold: Mutex<Option<Option<f64>>>,
+    /// The terminology of the last scoring and the stored resources it was built from
+    /// (`Type/id/version`): rebuilt only when those change.
+    terms: Mutex<Option<(Vec<(String, String, i64)>, Arc<Terms>)>>,
 }
 
 impl Scoring {
@@ -56,7 +60,34 @@ impl Scoring {
         Scoring {
             config,
             threshold: Mutex::new(None),
+            terms: Mutex::new(None),
         }
+    }
+
+    /// The terminology the models read now: the built-in value sets and map, with the stored
+    /// ValueSets, ConceptMap and CodeSystems that replace or extend them (see `terms`), read
+    /// at every scoring so that a stored change counts from the next one.
+    pub async fn terms(&self, store: &dyn Store) -> Result<Arc<Terms>, FhirError> {
+        let versions = terms::stored(store).await?;
+        let key: Vec<(String, String, i64)> = versions
+            .iter()
+            .map(|v| (v.rtype.clone(), v.id.clone(), v.version))
+            .collect();
+        if let Some((have, terms)) = &*self.terms.lock().unwrap_or_else(|e| e.into_inner()) {
+            if *have == key {
+                return Ok(terms.clone());
+            }
+        }
+        let built = if versions.is_empty() {
+            terms::BUILTIN_TERMS.clone()
+        } else {
+            Arc::new(terms::from_stored(&versions))
+        };
+        for problem in &built.problems {
+            tracing::warn!(problem, "a scoring value set filter is not used");
+        }
+        *self.terms.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, built.clone()));
+        Ok(built)
     }
 
     fn threshold(&self) -> Option<Option<f64>> {
@@ -73,6 +104,9 @@ impl Scoring {
 pub struct Outcome {
     pub written: usize,
     pub active_flags: Vec<String>,
+    /// When the patient must be scored again: the time of a measurement stamped beyond now
+    /// (plus the clock skew), which counts only from then.
+    pub next_due: Option<i64>,
 }
 
 /// Days after a discharge during which a high LACE or HOSPITAL score keeps its Flag: both
@@ -147,20 +181,22 @@ pub async fn score_patient(
         .copied()
         .collect();
     let (record, previous) = load(store, patient, &types).await?;
+    let terms = scoring.terms(store).await?;
+    let terms = &*terms;
     let threshold = scoring.threshold();
     let mut scores: Vec<Score> = Vec::new();
     if charlson::applies(&record) {
-        scores.push(charlson::score(&record, now));
+        scores.push(charlson::score(terms, &record, now));
     }
-    let laces = lace::all(&record);
-    let hospitals = hospital::all(&record);
+    let laces = lace::all(terms, &record);
+    let hospitals = hospital::all(terms, &record);
     let mut util = utilisation::score(&record, now);
     if let Some(threshold) = threshold {
         if utilisation::is_high(util.score, threshold) {
             util.risk = Risk::High;
         }
     }
-    let (alert_score, fired) = alerts::score(&record, now);
+    let (alert_score, fired) = alerts::score(terms, &record, now);
     let engaged = engagement::score(&record, now);
 
     // Flags wanted: reason → (assessment id, why).
@@ -293,6 +329,7 @@ pub async fn score_patient(
     Ok(Outcome {
         written: writes.len(),
         active_flags: active,
+        next_due: super::next_due(&record, now),
     })
 }
 
@@ -360,10 +397,17 @@ impl FullRescore {
             // Scored at the present, not at the start of the run: the worker may have scored
             // the patient with newer data meanwhile, and an older "now" would undo it (a
             // reading after it would not count yet).
-            if let Err(e) = score_patient(store, scoring, patient, now_ms()).await {
-                tracing::warn!(patient, error = %e, "scoring failed in the full re-score; queued for a retry");
-                store.queue_patient(patient, now_ms()).await?;
-                self.failed += 1;
+            match score_patient(store, scoring, patient, now_ms()).await {
+                Ok(outcome) => {
+                    if let Some(at) = outcome.next_due {
+                        store.queue_patient(patient, at).await?;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(patient, error = %e, "scoring failed in the full re-score; queued for a retry");
+                    store.queue_patient(patient, now_ms()).await?;
+                    self.failed += 1;
+                }
             }
             self.scored += 1;
         }

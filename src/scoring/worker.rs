@@ -61,18 +61,25 @@ fn next_daily(at: NaiveTime, now: i64) -> i64 {
 }
 
 /// One round of queue work at `now`: scores each due patient with `score` (at most a batch),
-/// takes the scored ones off the queue and defers the failed ones. Returns how many were due.
+/// takes the scored ones off the queue (or, when `score` answers a later instant — a
+/// measurement stamped in the future — keeps them queued for then) and defers the failed
+/// ones. Returns how many were due.
 pub async fn drain<F, Fut>(store: &dyn Store, now: i64, mut score: F) -> Result<usize, FhirError>
 where
     F: FnMut(String) -> Fut,
-    Fut: Future<Output = Result<(), FhirError>>,
+    Fut: Future<Output = Result<Option<i64>, FhirError>>,
 {
     let queued = store.queued(BATCH, now).await?;
     for q in &queued {
         match score(q.patient.clone()).await {
-            Ok(()) => {
+            Ok(None) => {
                 if let Err(e) = store.dequeue(&q.patient, q.generation).await {
                     tracing::warn!(patient = q.patient, error = %e, "scored patient not taken off the queue");
+                }
+            }
+            Ok(Some(at)) => {
+                if let Err(e) = store.reschedule(&q.patient, q.generation, at).await {
+                    tracing::warn!(patient = q.patient, error = %e, "scored patient not rescheduled");
                 }
             }
             Err(e) => {
@@ -105,11 +112,11 @@ where
 }
 
 /// Scores a patient in a task of its own, so that a panic in a model fails that patient only.
-async fn score_isolated(app: Arc<App>, patient: String) -> Result<(), FhirError> {
+async fn score_isolated(app: Arc<App>, patient: String) -> Result<Option<i64>, FhirError> {
     tokio::spawn(async move {
         score_patient(&*app.store, &app.scoring, &patient, now_ms())
             .await
-            .map(drop)
+            .map(|outcome| outcome.next_due)
     })
     .await
     .map_err(|e| FhirError::Internal(format!("scoring stopped: {e}")))?

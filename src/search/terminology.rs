@@ -114,7 +114,7 @@ impl CodeSystem {
     }
 
     /// The code and everything above it.
-    fn above(&self, code: &str) -> BTreeSet<String> {
+    pub fn above(&self, code: &str) -> BTreeSet<String> {
         walk(code, &self.parents, true)
     }
 }

@@ -263,6 +263,9 @@ pub trait Store: Send + Sync {
     async fn scoring_failures(&self) -> StoreResult<Vec<Queued>>;
     /// Takes a scored patient off the queue unless it was queued again since `generation`.
     async fn dequeue(&self, patient: &str, generation: i64) -> StoreResult<()>;
+    /// Keeps a scored patient queued but due only at `at` (a measurement stamped for then),
+    /// unless it was queued again since `generation` (new data: it stays due).
+    async fn reschedule(&self, patient: &str, generation: i64, at: i64) -> StoreResult<()>;
     /// Queues a patient for re-scoring outside any write (`signaal score`, the daily run).
     async fn queue_patient(&self, patient: &str, at: i64) -> StoreResult<()>;
     /// The database's query plan of `statement`, one line per plan node (SQLite

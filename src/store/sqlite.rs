@@ -275,6 +275,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn reschedule(&self, patient: &str, generation: i64, at: i64) -> StoreResult<()> {
+        prepare(&sql::reschedule(DIALECT, patient, generation, at))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     async fn queue_patient(&self, patient: &str, at: i64) -> StoreResult<()> {
         prepare(&sql::queue_patient(DIALECT, patient, at))
             .execute(&self.writer)

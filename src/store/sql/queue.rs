@@ -26,14 +26,33 @@ pub fn queue_compartment(dialect: Dialect, rtype: &str, id: &str, at: i64) -> Sq
 }
 
 /// The update of a patient queued again: a new generation, and due now if it was parked (new
-/// data may score); one waiting for a retry keeps its backoff.
+/// data may score); one waiting for a retry keeps its backoff; one scheduled for later (a
+/// measurement stamped in the future, see `reschedule`) is due at the earlier of the two.
 fn requeue(sql: &mut Sql, at: i64) {
     sql.push(
         "generation = scoring_queue.generation + 1, \
-         next_attempt_at = COALESCE(scoring_queue.next_attempt_at, ",
+         next_attempt_at = CASE WHEN scoring_queue.attempts = 0 \
+         AND scoring_queue.next_attempt_at > ",
     )
     .int(at)
-    .push(")");
+    .push(" THEN ")
+    .int(at)
+    .push(" ELSE COALESCE(scoring_queue.next_attempt_at, ")
+    .int(at)
+    .push(") END");
+}
+
+/// Keeps a scored patient queued, due at `at`, unless it was queued again since `generation`
+/// (see `Store::reschedule`).
+pub fn reschedule(dialect: Dialect, patient: &str, generation: i64, at: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("UPDATE scoring_queue SET next_attempt_at = ")
+        .int(at)
+        .push(", attempts = 0, last_error = NULL WHERE patient = ")
+        .text(patient)
+        .push(" AND generation = ")
+        .int(generation);
+    sql
 }
 
 /// Queues one patient for re-scoring (as `queue_compartment`).
@@ -118,9 +137,9 @@ mod tests {
     fn queue_the_compartment_of_a_resource() {
         assert_sql(
             |d| queue_compartment(d, "Observation", "o1", 1000),
-            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) SELECT compartment, ?, 1, ? FROM resource WHERE rtype = ? AND id = ? AND compartment IS NOT NULL ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = COALESCE(scoring_queue.next_attempt_at, ?)"#,
-            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) SELECT compartment, $1, 1, $2 FROM resource WHERE rtype = $3 AND id = $4 AND compartment IS NOT NULL ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = COALESCE(scoring_queue.next_attempt_at, $5)"#,
-            r#"1000, 1000, "Observation", "o1", 1000"#,
+            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) SELECT compartment, ?, 1, ? FROM resource WHERE rtype = ? AND id = ? AND compartment IS NOT NULL ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = CASE WHEN scoring_queue.attempts = 0 AND scoring_queue.next_attempt_at > ? THEN ? ELSE COALESCE(scoring_queue.next_attempt_at, ?) END"#,
+            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) SELECT compartment, $1, 1, $2 FROM resource WHERE rtype = $3 AND id = $4 AND compartment IS NOT NULL ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = CASE WHEN scoring_queue.attempts = 0 AND scoring_queue.next_attempt_at > $5 THEN $6 ELSE COALESCE(scoring_queue.next_attempt_at, $7) END"#,
+            r#"1000, 1000, "Observation", "o1", 1000, 1000, 1000"#,
         );
     }
 
@@ -128,9 +147,19 @@ mod tests {
     fn queue_a_patient() {
         assert_sql(
             |d| queue_patient(d, "p1", 1000),
-            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) VALUES (?, ?, 1, ?) ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = COALESCE(scoring_queue.next_attempt_at, ?)"#,
-            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) VALUES ($1, $2, 1, $3) ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = COALESCE(scoring_queue.next_attempt_at, $4)"#,
-            r#""p1", 1000, 1000, 1000"#,
+            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) VALUES (?, ?, 1, ?) ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = CASE WHEN scoring_queue.attempts = 0 AND scoring_queue.next_attempt_at > ? THEN ? ELSE COALESCE(scoring_queue.next_attempt_at, ?) END"#,
+            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) VALUES ($1, $2, 1, $3) ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = CASE WHEN scoring_queue.attempts = 0 AND scoring_queue.next_attempt_at > $4 THEN $5 ELSE COALESCE(scoring_queue.next_attempt_at, $6) END"#,
+            r#""p1", 1000, 1000, 1000, 1000, 1000"#,
+        );
+    }
+
+    #[test]
+    fn reschedule_a_scored_patient() {
+        assert_sql(
+            |d| reschedule(d, "p1", 3, 2000),
+            r#"UPDATE scoring_queue SET next_attempt_at = ?, attempts = 0, last_error = NULL WHERE patient = ? AND generation = ?"#,
+            r#"UPDATE scoring_queue SET next_attempt_at = $1, attempts = 0, last_error = NULL WHERE patient = $2 AND generation = $3"#,
+            r#"2000, "p1", 3"#,
         );
     }
 
