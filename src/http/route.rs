@@ -8,8 +8,8 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
-    async_job, capabilities, create, delete, history, lastn, patch, read, reindex, search,
-    transaction, update, vread, worklist,
+    async_job, capabilities, create, delete, history, lastn, patch, read, reindex,
+    scoring_coverage, search, transaction, update, vread, worklist,
 };
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -40,6 +40,10 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         ["$reindex"] => match *method {
             Method::POST => reindex::system(app, request).await,
             _ => Err(not_allowed("POST")),
+        },
+        ["$scoring-coverage"] => match *method {
+            Method::GET => scoring_coverage::scoring_coverage(app).await,
+            _ => Err(not_allowed("GET")),
         },
         [op, ..] if op.starts_with('$') => {
             Err(FhirError::NotFound(format!("Unknown operation {op}")))

@@ -120,6 +120,10 @@ fn statement(app: &App) -> Value {
             "name": "reindex",
             "definition": reindex::DEFINITION,
             "documentation": reindex::DOCUMENTATION,
+        }, {
+            "name": "scoring-coverage",
+            "definition": super::scoring_coverage::DEFINITION,
+            "documentation": "The codes of the population that no risk model recognises (GET).",
         }],
     });
     if app.auth.enforced() {
