@@ -519,4 +519,72 @@ mod tests {
         );
         assert_eq!(score.items[0].basis, vec!["Observation/g"]);
     }
+
+    /// Heart failure coded as SNOMED CT 84114007 or 42343007 (the usual codes) or as a
+    /// hospital code the value sets do not know: the first two raise the weight-gain alert,
+    /// the third is said to be not recognised.
+    #[test]
+    fn heart_failure_by_its_usual_snomed_codes_raises_the_weight_alert() {
+        for code in ["84114007", "42343007"] {
+            let r = reasons(
+                vec![
+                    condition("hf", SNOMED, code),
+                    quantity("w1", "29463-7", "2024-03-01T08:00:00Z", 80.0, "kg"),
+                    quantity("w2", "29463-7", "2024-03-02T08:00:00Z", 82.5, "kg"),
+                ],
+                "2024-03-02T09:00:00Z",
+            );
+            assert_eq!(r, vec!["weight-gain"], "{code}");
+        }
+        let (alerts, items) = evaluate(
+            &terms::BUILTIN_TERMS,
+            &Record::new(
+                "p",
+                vec![
+                    condition("hf", "https://hospital.example/dx", "HF"),
+                    quantity("w1", "29463-7", "2024-03-01T08:00:00Z", 80.0, "kg"),
+                    quantity("w2", "29463-7", "2024-03-02T08:00:00Z", 82.5, "kg"),
+                ],
+            ),
+            ms("2024-03-02T09:00:00Z"),
+        );
+        assert!(alerts.is_empty());
+        assert_eq!(
+            items[0].why,
+            "1 condition(s) not recognised: https://hospital.example/dx|HF"
+        );
+    }
+
+    /// A reading stamped up to 5 minutes ahead (a device clock) counts now; a later one only
+    /// at its time, when the patient is scored again.
+    #[test]
+    fn a_reading_slightly_in_the_future_counts_now_and_a_later_one_at_its_time() {
+        let resources = |at: &str| vec![quantity("g", "2339-0", at, 2.5, "mmol/L")];
+        assert_eq!(
+            reasons(resources("2024-03-02T09:04:00Z"), "2024-03-02T09:00:00Z"),
+            vec!["glucose-very-low"]
+        );
+        assert!(reasons(resources("2024-03-02T09:06:00Z"), "2024-03-02T09:00:00Z").is_empty());
+        let record = Record::new("p", resources("2024-03-02T09:06:00Z"));
+        assert_eq!(
+            crate::scoring::next_due(&record, ms("2024-03-02T09:00:00Z")),
+            Some(ms("2024-03-02T09:06:00Z"))
+        );
+        assert_eq!(
+            reasons(resources("2024-03-02T09:06:00Z"), "2024-03-02T09:06:00Z"),
+            vec!["glucose-very-low"]
+        );
+    }
+
+    #[test]
+    fn entered_in_error_and_preliminary_readings_are_ignored() {
+        for status in ["entered-in-error", "preliminary", "cancelled"] {
+            let mut g = quantity("g", "2339-0", "2024-03-02T08:00:00Z", 2.5, "mmol/L");
+            g["status"] = json!(status);
+            assert!(
+                reasons(vec![g], "2024-03-02T09:00:00Z").is_empty(),
+                "{status}"
+            );
+        }
+    }
 }

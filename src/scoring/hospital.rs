@@ -310,4 +310,115 @@ mod tests {
         )]);
         assert_eq!(s.items[6].points, 0.0);
     }
+
+    fn cancer(id: &str) -> Value {
+        // C34.2: malignant neoplasm of the middle lobe of the lung (in no file of the project).
+        condition(id, ICD10, "C34.2")
+    }
+
+    #[test]
+    fn a_cancer_resolved_after_the_discharge_still_counts_at_that_discharge() {
+        let mut c = cancer("ca");
+        c["onsetDateTime"] = json!("2024-01-10");
+        c["abatementDateTime"] = json!("2024-06-01");
+        c["clinicalStatus"]["coding"][0]["code"] = json!("resolved");
+        let s = hospital(vec![
+            encounter("a", "IMP", "2024-03-01T10:00:00Z", "2024-03-02T10:00:00Z"),
+            c.clone(),
+        ]);
+        assert_eq!(s.items[1].points, 2.0, "{:#?}", s.items);
+        // Abated before the discharge: not active then.
+        c["abatementDateTime"] = json!("2024-02-01");
+        let s = hospital(vec![
+            encounter("a", "IMP", "2024-03-01T10:00:00Z", "2024-03-02T10:00:00Z"),
+            c,
+        ]);
+        assert_eq!(s.items[1].points, 0.0);
+    }
+
+    #[test]
+    fn a_cancer_diagnosed_after_the_discharge_does_not_count() {
+        let mut c = cancer("ca");
+        c["recordedDate"] = json!("2024-04-01");
+        let s = hospital(vec![
+            encounter("a", "IMP", "2024-03-01T10:00:00Z", "2024-03-02T10:00:00Z"),
+            c,
+        ]);
+        assert_eq!(s.items[1].points, 0.0);
+    }
+
+    #[test]
+    fn refuted_and_entered_in_error_cancers_do_not_count() {
+        for status in ["refuted", "entered-in-error"] {
+            let mut c = cancer("ca");
+            c["verificationStatus"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": status}]});
+            let s = hospital(vec![
+                encounter("a", "IMP", "2024-03-01T10:00:00Z", "2024-03-02T10:00:00Z"),
+                c,
+            ]);
+            assert_eq!(s.items[1].points, 0.0, "{status}");
+        }
+    }
+
+    #[test]
+    fn not_done_and_entered_in_error_procedures_do_not_count() {
+        for status in ["not-done", "entered-in-error"] {
+            let s = hospital(vec![
+                encounter("a", "IMP", "2024-03-01T10:00:00Z", "2024-03-02T10:00:00Z"),
+                json!({"resourceType": "Procedure", "id": "pr", "status": status,
+                    "subject": {"reference": "Patient/p"}, "code": {"text": "biopsy"},
+                    "performedDateTime": "2024-03-01T12:00:00Z"}),
+            ]);
+            assert_eq!(s.items[3].points, 0.0, "{status}");
+        }
+    }
+
+    #[test]
+    fn entered_in_error_observations_do_not_count() {
+        let mut hb = quantity("hb", "718-7", "2024-03-01T12:00:00Z", 9.0, "g/dL");
+        hb["status"] = json!("entered-in-error");
+        let s = hospital(vec![
+            encounter("a", "IMP", "2024-03-01T10:00:00Z", "2024-03-02T10:00:00Z"),
+            hb,
+        ]);
+        assert_eq!(s.items[0].why, "H: no haemoglobin during the stay");
+    }
+
+    #[test]
+    fn an_oncology_service_discharge_is_o() {
+        let mut a = encounter("a", "IMP", "2024-03-01T10:00:00Z", "2024-03-02T10:00:00Z");
+        a["serviceType"] =
+            json!({"coding": [{"system": crate::scoring::SNOMED, "code": "419815003"}]});
+        assert_eq!(hospital(vec![a.clone()]).items[1].points, 2.0);
+        // 394594003 is Ophthalmology.
+        a["serviceType"]["coding"][0]["code"] = json!("394594003");
+        assert_eq!(hospital(vec![a]).items[1].points, 0.0);
+    }
+
+    /// "Previous 12 months" is calendar months back from the admission: from 29 February
+    /// 2024 that is 28 February 2023 (chrono clamps to the month's last day).
+    #[test]
+    fn the_previous_twelve_months_are_calendar_months() {
+        let mut resources = vec![encounter(
+            "a",
+            "IMP",
+            "2024-02-29T10:00:00Z",
+            "2024-03-01T10:00:00Z",
+        )];
+        for (i, start) in [
+            "2023-02-28T10:00:00Z",
+            "2023-02-28T09:59:59Z",
+            "2023-06-01T10:00:00Z",
+        ]
+        .iter()
+        .enumerate()
+        {
+            resources.push(encounter(&format!("old{i}"), "IMP", start, start));
+        }
+        let s = hospital(resources);
+        assert_eq!(
+            s.items[5].why,
+            "T: 2 admission(s) in the previous 12 months"
+        );
+    }
 }
