@@ -97,6 +97,11 @@ enum Command {
         /// roots (keys served under an organisation's own CA).
         #[arg(long, env = "SIGNAAL_JWKS_CA")]
         jwks_ca: Option<String>,
+        /// Run without authorization (no client registered, no trusted issuer) although the
+        /// public base URL (--base-url) is not a loopback address. Without it such a server
+        /// refuses to start: a reverse proxy would publish an API that asks for no token.
+        #[arg(long, env = "SIGNAAL_ALLOW_OPEN_ON_PUBLIC_BASE")]
+        allow_open_on_public_base: bool,
     },
     /// Re-score patients now (progress on stderr): every patient with --all.
     Score {
@@ -159,6 +164,7 @@ fn main() -> ExitCode {
                 trusted_issuer,
                 trusted_jwks,
                 jwks_ca,
+                allow_open_on_public_base,
             } => {
                 let scoring = match scoring.config() {
                     Ok(config) => config,
@@ -179,6 +185,7 @@ fn main() -> ExitCode {
                         trusted_issuer,
                         trusted_jwks,
                         jwks_ca,
+                        allow_open_on_public_base,
                     },
                 };
                 serve(settings).await

@@ -42,6 +42,8 @@ pub struct TokenRequest {
     /// The client id the assertion claims (`iss`), when it names one; refused requests
     /// record what was claimed, which need not be a registered client.
     pub claimed: Option<String>,
+    /// Why it was refused: the client is told less (`invalid_client`), the trail keeps it.
+    pub refusal: Option<String>,
     pub status: u16,
 }
 
@@ -221,7 +223,7 @@ fn outcome(status: u16) -> &'static str {
 pub fn token_audit_event(request: &TokenRequest) -> Value {
     let who = match &request.claimed {
         Some(client) => json!({
-            "identifier": {"system": "urn:signaal:client", "value": client},
+            "identifier": {"system": super::CLIENT_SYSTEM, "value": client},
             "display": super::token::client_uri(client),
         }),
         None => json!({"display": "unknown client (no client id in the request)"}),
@@ -241,7 +243,10 @@ pub fn token_audit_event(request: &TokenRequest) -> Value {
         "action": "E",
         "recorded": format_instant(request.recorded),
         "outcome": outcome(request.status),
-        "outcomeDesc": format!("HTTP {}", request.status),
+        "outcomeDesc": match &request.refusal {
+            Some(why) => format!("HTTP {}: {why}", request.status),
+            None => format!("HTTP {}", request.status),
+        },
         "agent": [{"who": who, "requestor": true}],
         "source": {
             "observer": {"display": "Signaal"},

@@ -21,14 +21,25 @@ use serde_json::Value;
 
 use super::provenance::traced;
 use super::scope::{Perm, ADMIN_ONLY};
-use super::{Allowed, Grant};
+use super::{Agent, Allowed, Grant, CLIENT_SYSTEM};
 use crate::search::extract::{index_entries, patient_compartment};
 use crate::search::index::IndexEntries;
 use crate::search::query::{Contained, Predicate, SearchQuery};
 use crate::store::{
-    Current, HistoryEntry, HistoryQuery, NewVersion, Queued, SearchHit, Statement, Store,
+    Current, HistoryEntry, HistoryQuery, Method, NewVersion, Queued, SearchHit, Statement, Store,
     StoreError, StoreResult, Tx, Version,
 };
+
+/// The audit trail's types: what the server records of every request and every write. Once
+/// recorded, nobody changes or deletes them through the API.
+const TRAIL: [&str; 2] = ["Provenance", ADMIN_ONLY];
+
+fn trail_is_immutable(rtype: &str) -> StoreError {
+    StoreError::Forbidden(format!(
+        "{rtype} resources are the audit trail: once recorded they are never changed or \
+         deleted (record a new {rtype} instead)"
+    ))
+}
 
 pub struct GuardedStore {
     inner: Arc<dyn Store>,
@@ -99,6 +110,10 @@ fn rule<'a>(grant: &'a Grant, rtype: &str, perm: Perm) -> StoreResult<Rule<'a>> 
 }
 
 /// Adds the grant's conditions to a search over `rtype`, and to every chain and `_has` in it.
+/// A patient-bound grant's compartment comes first: it is the filter the search starts from
+/// (the store drives a query from a compartment before any reference or token), so what a
+/// search costs depends only on the compartment the token sees, never on how much data of
+/// another patient a reference or token in it would find.
 fn restrict(grant: &Grant, rtype: &str, filters: &mut Vec<Vec<Predicate>>) -> StoreResult<()> {
     for filter in filters.iter_mut() {
         for predicate in filter.iter_mut() {
@@ -122,9 +137,44 @@ fn restrict(grant: &Grant, rtype: &str, filters: &mut Vec<Vec<Predicate>>) -> St
         }
     }
     if let Some(patient) = &grant.patient {
-        filters.push(vec![Predicate::Compartment(patient.clone())]);
+        filters.insert(0, vec![Predicate::Compartment(patient.clone())]);
     }
     Ok(())
+}
+
+/// A search confined to what `grant` may see: its scopes' filters and its compartment, in
+/// every chain and `_has` too, and with `_contained` no container of a type it may not search.
+/// (Public so that the shape of the confined query can be checked; requests get it through
+/// [`GuardedStore`].)
+pub fn confine(grant: &Grant, query: &SearchQuery) -> StoreResult<SearchQuery> {
+    // Contained resources are found through their containers, which may be of any type:
+    // only a grant that searches every type may look inside them. The compartment filter
+    // then applies to the containers, whose compartment is their contents'.
+    if query.contained != Contained::False && !grant.allows_everything(Perm::Search) {
+        return Err(StoreError::Forbidden(format!(
+            "Searching contained resources (_contained) needs search access to every type \
+             ({}/*.s): their containers may be of any type",
+            if grant.patient.is_some() {
+                "patient"
+            } else {
+                "system"
+            }
+        )));
+    }
+    let mut query = query.clone();
+    restrict(grant, &query.rtype, &mut query.filters)?;
+    if query.contained != Contained::False {
+        // A `*` scope reaches every type but the audit trail: containers of the types the grant
+        // may not search are no hits, nor are the resources they contain.
+        for rtype in crate::fhir::resource_types::all() {
+            if let Allowed::No = grant.allowed(rtype, Perm::Search) {
+                query.filters.push(vec![Predicate::Not(Box::new(Predicate::Type(
+                    (*rtype).to_owned(),
+                )))]);
+            }
+        }
+    }
+    Ok(query)
 }
 
 fn restrict_predicate(grant: &Grant, predicate: &mut Predicate) -> StoreResult<()> {
@@ -146,23 +196,7 @@ fn restrict_predicate(grant: &Grant, predicate: &mut Predicate) -> StoreResult<(
 
 impl GuardedStore {
     fn restricted(&self, query: &SearchQuery) -> StoreResult<SearchQuery> {
-        // Contained resources are found through their containers, which may be of any type:
-        // only a grant that searches every type may look inside them. The compartment filter
-        // below then applies to the containers, whose compartment is their contents'.
-        if query.contained != Contained::False && !self.grant.allows_everything(Perm::Search) {
-            return Err(StoreError::Forbidden(format!(
-                "Searching contained resources (_contained) needs search access to every type \
-                 ({}/*.s): their containers may be of any type",
-                if self.grant.patient.is_some() {
-                    "patient"
-                } else {
-                    "system"
-                }
-            )));
-        }
-        let mut query = query.clone();
-        restrict(&self.grant, &query.rtype, &mut query.filters)?;
-        Ok(query)
+        confine(&self.grant, query)
     }
 
     /// Whether the grant may see this version (a deletion: if it could see what was deleted).
@@ -201,6 +235,7 @@ impl Store for GuardedStore {
             inner: traced(self.inner.begin().await?, self.grant.agent.clone()),
             grant: self.grant.clone(),
             unseen: HashSet::new(),
+            intent: None,
         }))
     }
 
@@ -381,9 +416,13 @@ fn scoring_queue_is_the_servers() -> StoreError {
 pub struct GuardedTx {
     inner: Box<dyn Tx>,
     grant: Arc<Grant>,
-    /// Resources locked in this transaction that a patient-bound grant cannot see (outside
-    /// its compartment, deleted or unknown): never written, and answered alike.
+    /// Resources locked in this transaction that a grant restricted by content (a patient's
+    /// compartment, granular scope filters) cannot see (outside them, deleted or unknown):
+    /// never written, and answered alike.
     unseen: HashSet<(String, String)>,
+    /// What the interaction in progress means to do (`Tx::may_write`): the permission whose
+    /// scope filters decide which resources it sees when it locks one.
+    intent: Option<Perm>,
 }
 
 impl GuardedTx {
@@ -406,31 +445,64 @@ impl GuardedTx {
 
 #[async_trait]
 impl Tx for GuardedTx {
-    /// For a patient-bound grant, a resource outside its compartment is locked as if it did not
-    /// exist: deleting it changes nothing (204), patching it is 404, an If-Match update 412 —
-    /// exactly the answers for an unknown id, so no answer reveals that the id is taken. A deleted
-    /// resource locks as unknown too, whoever's it was, so deleted ids are not told apart either.
+    /// For a grant restricted by content (a patient-bound one, or one whose scopes for the
+    /// type have granular filters), a resource it can neither read nor change is locked as if it
+    /// did not exist: deleting it changes nothing (204), patching it is 404, an If-Match update
+    /// 412 — exactly the answers for an unknown id, so no answer reveals that the id is taken. A
+    /// deleted resource locks as unknown too, whoever's it was, so deleted ids are not told apart
+    /// either. (Whether the grant may write the type at all was decided before, from the token
+    /// alone: `may_write`.)
     async fn lock_current(&mut self, rtype: &str, id: &str) -> StoreResult<Option<Current>> {
         let current = self.inner.lock_current(rtype, id).await?;
-        if let Some(patient) = self.grant.patient.clone() {
-            let key = (rtype.to_owned(), id.to_owned());
-            match current {
-                Some(c) if !c.deleted => {
-                    let entries = self.current_entries(rtype, id).await?;
-                    let inside = entries.is_some_and(|e| {
-                        patient_compartment(rtype, id, &e).as_deref() == Some(patient.as_str())
-                    });
-                    if inside {
-                        return Ok(current);
-                    }
-                }
-                // Unknown or deleted: an update here would be a create.
-                _ => {}
-            }
-            self.unseen.insert(key);
-            return Ok(None);
+        let grant = self.grant.clone();
+        let write = Rule {
+            allowed: grant.allowed(rtype, self.intent.unwrap_or(Perm::Update)),
+            patient: grant.patient.as_deref(),
+        };
+        if write.unrestricted() {
+            return Ok(current);
         }
-        Ok(current)
+        let read = Rule {
+            allowed: grant.allowed(rtype, Perm::Read),
+            patient: grant.patient.as_deref(),
+        };
+        if let Some(c) = &current {
+            if !c.deleted {
+                let seen = self.current_entries(rtype, id).await?.is_some_and(|e| {
+                    read.admits(rtype, id, &e) || write.admits(rtype, id, &e)
+                });
+                if seen {
+                    return Ok(current);
+                }
+            }
+        }
+        // Unknown, deleted or unseen: an update here would be a create with the client's id.
+        self.unseen.insert((rtype.to_owned(), id.to_owned()));
+        Ok(None)
+    }
+
+    /// Decided from the access token alone, before anything is looked up: the same answer for
+    /// an id that exists and one that does not. DELETE needs `d`, PATCH `u`, PUT `u` or `c`
+    /// (update or update-as-create), POST `c`; the audit trail is never changed or deleted.
+    async fn may_write(&mut self, rtype: &str, method: Method) -> StoreResult<()> {
+        let perms: &[Perm] = match method {
+            Method::Post => &[Perm::Create],
+            Method::Put => &[Perm::Update, Perm::Create],
+            Method::Patch => &[Perm::Update],
+            Method::Delete => &[Perm::Delete],
+        };
+        if TRAIL.contains(&rtype) && matches!(method, Method::Patch | Method::Delete) {
+            return Err(trail_is_immutable(rtype));
+        }
+        let Some(perm) = perms
+            .iter()
+            .copied()
+            .find(|p| !matches!(self.grant.allowed(rtype, *p), Allowed::No))
+        else {
+            return Err(forbidden(&self.grant, rtype, perms[0]));
+        };
+        self.intent = Some(perm);
+        self.inner.may_write(rtype, method).await
     }
 
     async fn lock_key(&mut self, key: &str) -> StoreResult<()> {
@@ -449,6 +521,14 @@ impl Tx for GuardedTx {
             return Err(StoreError::Forbidden(format!(
                 "{ADMIN_ONLY} resources are written by the server only"
             )));
+        }
+        if TRAIL.contains(&rtype) && previous.is_some() {
+            return Err(trail_is_immutable(rtype));
+        }
+        if rtype == "Provenance" {
+            if let Some(content) = new.content {
+                names_its_writer(&self.grant.agent, content)?;
+            }
         }
         // A patient-bound grant never writes an id it could not see: update-as-create of an
         // unknown or deleted id is refused like that of another patient's resource (405), since
@@ -506,13 +586,64 @@ impl Tx for GuardedTx {
     }
 }
 
-/// `$reindex` rewrites every resource's index: only for a grant that may change everything.
+/// `$reindex` rewrites every resource's index (and its jobs are polled and cancelled with the
+/// same right): only for a grant that may change everything, which a patient-bound one never
+/// does, whatever its `patient/*` scopes say.
 fn may_reindex(grant: &Grant) -> StoreResult<()> {
-    if grant.allows_everything(Perm::Update) {
+    let everything = [Perm::Create, Perm::Update, Perm::Delete]
+        .into_iter()
+        .all(|perm| grant.allows_everything(perm));
+    if grant.patient.is_none() && everything {
         Ok(())
     } else {
         Err(StoreError::Forbidden(
             "$reindex needs write access to every type (system/*.write)".into(),
         ))
+    }
+}
+
+/// A Provenance a client writes names that client among its agents (`agent.who` or
+/// `agent.onBehalfOf` with its identifier), and no agent names another client of this server or
+/// of the writer's issuer: nobody records the trail in someone else's name. On an open server
+/// there is nobody to name, so no agent may name a client at all.
+fn names_its_writer(agent: &Agent, content: &str) -> StoreResult<()> {
+    let resource: Value = serde_json::from_str(content)
+        .map_err(|e| StoreError::Database(format!("the Provenance to write is not JSON: {e}")))?;
+    let (writer_system, writer_id) = match agent {
+        Agent::Client { id, system, .. } => (Some(system.as_str()), Some(id.as_str())),
+        Agent::Anonymous | Agent::Scorer => (None, None),
+    };
+    let mut named = false;
+    let agents = resource.get("agent").and_then(Value::as_array);
+    for party in agents.into_iter().flatten() {
+        for role in ["who", "onBehalfOf"] {
+            let identifier = &party[role]["identifier"];
+            let Some(system) = identifier.get("system").and_then(Value::as_str) else {
+                continue;
+            };
+            if system != CLIENT_SYSTEM && Some(system) != writer_system {
+                continue;
+            }
+            let value = identifier.get("value").and_then(Value::as_str);
+            if Some(system) == writer_system && value == writer_id {
+                named = true;
+            } else {
+                return Err(StoreError::Forbidden(format!(
+                    "A Provenance written by {} cannot name {}|{} as an agent: the trail names \
+                     who actually wrote",
+                    agent.name(),
+                    system,
+                    value.unwrap_or("")
+                )));
+            }
+        }
+    }
+    match (writer_system, writer_id) {
+        (Some(system), Some(id)) if !named => Err(StoreError::Forbidden(format!(
+            "A Provenance written by {} must name it as an agent (agent.who.identifier \
+             {system}|{id})",
+            agent.name()
+        ))),
+        _ => Ok(()),
     }
 }

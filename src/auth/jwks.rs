@@ -133,6 +133,15 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// Whether the JWKS at `url` may still hold `kid`: false once the JWKS as last fetched
+    /// lacks it (the client removed the key), true while nothing says otherwise. From memory.
+    pub fn may_hold(&self, url: &str, kid: &str) -> bool {
+        let fetched = self.fetched.lock().expect("JWKS cache lock");
+        fetched.get(url).is_none_or(|f| f.set.find(kid).is_some())
+    }
+}
+
 pub fn parse(text: &str) -> Result<JwkSet, String> {
     serde_json::from_str(text).map_err(|e| format!("the JWKS is not valid: {e}"))
 }

@@ -15,15 +15,16 @@ pub mod provenance;
 pub mod scope;
 pub mod token;
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::{Arc, LazyLock, RwLock, Weak};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 
 use crate::error::FhirError;
-use crate::store::auth::AuthStore;
+use crate::store::auth::{AuthStore, ClientRecord};
 use crate::store::{Store, StoreError};
 use scope::{Perm, Scope};
 
@@ -39,7 +40,16 @@ pub struct AuthSettings {
     /// `--jwks-ca`: CA certificates (PEM) trusted for `https://` JWKS URLs besides the public
     /// web roots.
     pub jwks_ca: Option<String>,
+    /// `--allow-open-on-public-base`: run open (no client, no issuer) although the public base
+    /// URL is not a loopback address (a reverse proxy publishes the server): the operator says
+    /// so explicitly.
+    pub allow_open_on_public_base: bool,
 }
+
+/// The identifier system of this server's own clients in the audit trail (`Provenance.agent`,
+/// `AuditEvent.agent`): `urn:signaal:client|{id}`. A trusted issuer's clients are named under
+/// that issuer's URL instead, so a client id of theirs never passes for one of ours.
+pub const CLIENT_SYSTEM: &str = "urn:signaal:client";
 
 /// Who acts: the agent a Provenance and an AuditEvent name.
 #[derive(Debug, Clone)]
@@ -47,6 +57,9 @@ pub enum Agent {
     /// A client with an access token.
     Client {
         id: String,
+        /// The identifier system its id belongs to: [`CLIENT_SYSTEM`] for a client registered
+        /// here, the issuer's URL for a trusted issuer's client.
+        system: String,
         /// The client's URI: `meta.source` of what it writes.
         uri: String,
     },
@@ -69,8 +82,8 @@ impl Agent {
     /// The agent as a FHIR Reference (`Provenance.agent.who`, `AuditEvent.agent.who`).
     pub fn who(&self) -> serde_json::Value {
         match self {
-            Agent::Client { id, uri } => serde_json::json!({
-                "identifier": {"system": "urn:signaal:client", "value": id},
+            Agent::Client { id, system, uri } => serde_json::json!({
+                "identifier": {"system": system, "value": id},
                 "display": uri,
             }),
             Agent::Anonymous => {
@@ -80,10 +93,20 @@ impl Agent {
         }
     }
 
+    /// Who the agent is, as one key (`system|id` for a client): what owns an asynchronous job.
+    pub fn key(&self) -> String {
+        match self {
+            Agent::Client { id, system, .. } => format!("{system}|{id}"),
+            Agent::Anonymous => "anonymous".into(),
+            Agent::Scorer => "scorer".into(),
+        }
+    }
+
     /// How error messages name the agent.
     pub fn name(&self) -> String {
         match self {
-            Agent::Client { id, .. } => format!("client '{id}'"),
+            Agent::Client { id, system, .. } if system == CLIENT_SYSTEM => format!("client '{id}'"),
+            Agent::Client { id, system, .. } => format!("client '{id}' of {system}"),
             Agent::Anonymous => "the open server".into(),
             Agent::Scorer => "the risk scorer".into(),
         }
@@ -185,6 +208,45 @@ pub struct Auth {
     pub jwks: jwks::Cache,
     trusted: Option<token::Trusted>,
     pub audit: audit::Sink,
+    /// The registered clients as last read (every second, and on a miss): a token is valid only
+    /// while the registration it was issued under stands (see [`Registration`]).
+    registry: RwLock<HashMap<String, Registration>>,
+}
+
+/// What a request checks of its client's registration, from memory: a token of a removed or
+/// re-registered client, of another patient or scope, or signed in with a removed key is no
+/// longer valid.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Registration time (ms): the token's `reg` claim must name it.
+    pub created: i64,
+    pub patient: Option<String>,
+    pub scopes: Vec<Scope>,
+    /// The registered JWKS's key ids, when the JWKS is stored (registered from a file).
+    pub kids: Option<HashSet<String>>,
+    pub jwks_url: Option<String>,
+}
+
+impl Registration {
+    fn of(client: &ClientRecord) -> Registration {
+        let kids = client.jwks.as_deref().map(|text| {
+            jwks::parse(text)
+                .map(|set| {
+                    set.keys
+                        .iter()
+                        .filter_map(|k| k.common.key_id.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        Registration {
+            created: client.created,
+            patient: client.patient.clone(),
+            scopes: scope::parse_all(&client.scope).unwrap_or_default(),
+            kids,
+            jwks_url: client.jwks_url.clone(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +258,12 @@ pub enum AuthStartError {
          configure a trusted issuer, or listen on a loopback address"
     )]
     Open(SocketAddr),
+    #[error(
+        "refusing to run without authorization behind the public base URL {0}: register a client \
+         (signaal client add), configure a trusted issuer, or, if the base URL is reachable from \
+         this machine only, say so with --allow-open-on-public-base"
+    )]
+    OpenOnPublicBase(String),
     #[error("{0}")]
     Config(String),
 }
@@ -233,6 +301,18 @@ impl Auth {
         if !enforced && !listen.ip().is_loopback() {
             return Err(AuthStartError::Open(listen));
         }
+        // Behind a reverse proxy the listening address is loopback while the world reaches the
+        // server at its public base URL: open only when the operator says so.
+        let public_base = !is_loopback_url(base_url);
+        if !enforced && public_base && !settings.allow_open_on_public_base {
+            return Err(AuthStartError::OpenOnPublicBase(base_url.to_owned()));
+        }
+        let registry = clients
+            .clients()
+            .await?
+            .iter()
+            .map(|c| (c.id.clone(), Registration::of(c)))
+            .collect();
         let origin = base_url.strip_suffix("/fhir").unwrap_or(base_url);
         let auth = Arc::new(Auth {
             clients,
@@ -245,14 +325,23 @@ impl Auth {
             ),
             trusted,
             audit: audit::Sink::start(store),
+            registry: RwLock::new(registry),
         });
         if !enforced {
-            tracing::warn!(
-                "no client is registered: the FHIR API is OPEN to anyone who can reach {listen} \
-                 (loopback only); it requires tokens as soon as a client is registered"
-            );
-            tokio::spawn(watch_for_clients(Arc::downgrade(&auth)));
+            if public_base {
+                tracing::warn!(
+                    "no client is registered: the FHIR API is OPEN to anyone who can reach \
+                     {base_url} (--allow-open-on-public-base); it requires tokens as soon as a \
+                     client is registered"
+                );
+            } else {
+                tracing::warn!(
+                    "no client is registered: the FHIR API is OPEN to anyone who can reach \
+                     {listen} (loopback only); it requires tokens as soon as a client is registered"
+                );
+            }
         }
+        tokio::spawn(watch_registry(Arc::downgrade(&auth)));
         Ok(auth)
     }
 
@@ -300,16 +389,58 @@ impl Auth {
     }
 }
 
-/// Polls for the first registered client while the server runs open, then enforces.
-async fn watch_for_clients(auth: Weak<Auth>) {
+impl Auth {
+    /// The registration of a client as this server knows it: from memory, refreshed every
+    /// second ([`watch_registry`]); a client not there yet (registered since) is read from the
+    /// database.
+    pub async fn registration(&self, client_id: &str) -> Result<Option<Registration>, StoreError> {
+        if let Some(known) = self.registry.read().expect("registry lock").get(client_id) {
+            return Ok(Some(known.clone()));
+        }
+        let Some(client) = self.clients.client(client_id).await? else {
+            return Ok(None);
+        };
+        let registration = Registration::of(&client);
+        self.registry
+            .write()
+            .expect("registry lock")
+            .insert(client.id, registration.clone());
+        Ok(Some(registration))
+    }
+}
+
+/// Whether a base URL's host is a loopback address (`localhost`, `127.0.0.0/8`, `[::1]`).
+fn is_loopback_url(base_url: &str) -> bool {
+    match url::Url::parse(base_url).ok().as_ref().and_then(url::Url::host) {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Reads the registered clients every second: the first one turns an open server enforcing,
+/// and a removed or changed registration ends its tokens ([`Auth::registration`]).
+async fn watch_registry(auth: Weak<Auth>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         let Some(auth) = auth.upgrade() else { return };
-        if let Ok(true) = auth.clients.has_clients().await {
+        let clients = match auth.clients.clients().await {
+            Ok(clients) => clients,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the registered clients failed");
+                continue;
+            }
+        };
+        if !clients.is_empty() && !auth.enforced() {
             auth.enforced.store(true, Ordering::Relaxed);
             tracing::info!("a client is registered: access tokens are now required");
-            return;
         }
+        let registry = clients
+            .iter()
+            .map(|c| (c.id.clone(), Registration::of(c)))
+            .collect();
+        *auth.registry.write().expect("registry lock") = registry;
     }
 }

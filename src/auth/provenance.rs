@@ -68,6 +68,10 @@ impl Tx for Traced {
         self.inner.reindex(rid, index).await
     }
 
+    async fn may_write(&mut self, rtype: &str, method: Method) -> StoreResult<()> {
+        self.inner.may_write(rtype, method).await
+    }
+
     async fn queue_compartment(&mut self, rtype: &str, id: &str, at: i64) -> StoreResult<()> {
         self.inner.queue_compartment(rtype, id, at).await
     }

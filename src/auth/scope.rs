@@ -146,10 +146,16 @@ impl Scope {
     }
 
     /// Whether granting `self` gives at least everything `other` asks for (so `other` may be
-    /// granted to a client registered with `self`).
+    /// granted to a client registered with `self`). The type is compared with [`Scope::names`],
+    /// the rule requests are checked by: a `*` scope covers every type but the audit trail,
+    /// at the token endpoint as at request time.
     pub fn covers(&self, other: &Scope) -> bool {
+        let types = match &other.rtype {
+            Some(rtype) => self.names(rtype),
+            None => self.rtype.is_none(),
+        };
         self.context == other.context
-            && (self.rtype.is_none() || self.rtype == other.rtype)
+            && types
             && other.perms & !self.perms == 0
             && (self.filter.is_empty() || self.filter == other.filter)
     }
@@ -244,5 +250,14 @@ mod tests {
         let wide = Scope::parse("system/Observation.cruds").unwrap().unwrap();
         let narrow = Scope::parse("system/Observation.rs").unwrap().unwrap();
         assert!(wide.covers(&narrow) && !narrow.covers(&wide));
+    }
+
+    #[test]
+    fn a_wildcard_registration_does_not_cover_the_audit_trail() {
+        let wide = Scope::parse("system/*.read").unwrap().unwrap();
+        let audit = Scope::parse("system/AuditEvent.read").unwrap().unwrap();
+        assert!(!wide.covers(&audit));
+        let named = Scope::parse("system/AuditEvent.rs").unwrap().unwrap();
+        assert!(named.covers(&Scope::parse("system/AuditEvent.r").unwrap().unwrap()));
     }
 }

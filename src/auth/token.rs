@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::jwks::Source;
 use super::scope::{self, Context, Scope};
-use super::{Agent, Auth, Grant};
+use super::{Agent, Auth, Grant, CLIENT_SYSTEM};
 use crate::fhir::datetime::now_ms;
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -23,8 +23,14 @@ pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jw
 pub const TOKEN_LIFETIME: i64 = 300;
 /// The furthest ahead a client assertion may expire, seconds (SMART: at most five minutes).
 const MAX_ASSERTION_LIFETIME: i64 = 300;
-/// Tolerated clock difference with clients, seconds.
+/// Tolerated clock difference with clients and the trusted issuer, seconds: for `exp`, `nbf`
+/// (RFC 7519 4.1.4, 4.1.5) and `iat` alike.
 const LEEWAY: u64 = 30;
+/// What a client whose assertion fails after its `iss` was looked up is told (RFC 6749 5.2
+/// `invalid_client`): the same whether the client is unknown, its key is wrong or its claims
+/// are, so the answer does not tell which clients exist. The reason goes to the log and the
+/// token request's AuditEvent.
+pub const NOT_AUTHENTICATED: &str = "the client could not be authenticated";
 
 /// The external authorization server whose access tokens are honoured.
 #[derive(Debug, Clone)]
@@ -56,6 +62,11 @@ struct AccessClaims {
     scope: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     patient: Option<String>,
+    /// The registration the token was issued under (its `created`, ms): a client removed and
+    /// registered again does not inherit the old registration's tokens.
+    reg: i64,
+    /// The key the client authenticated with: its tokens end when the key is removed.
+    kid: String,
 }
 
 /// Claims of an external issuer's access token.
@@ -73,10 +84,14 @@ struct TrustedClaims {
 struct OAuthError {
     status: StatusCode,
     code: &'static str,
+    /// What the client is told.
     description: String,
+    /// Why, for the log and the audit trail (the description unless that hides it).
+    detail: String,
 }
 
 fn oauth(code: &'static str, description: impl Into<String>) -> OAuthError {
+    let description = description.into();
     OAuthError {
         status: if code == "invalid_client" {
             StatusCode::UNAUTHORIZED
@@ -84,8 +99,27 @@ fn oauth(code: &'static str, description: impl Into<String>) -> OAuthError {
             StatusCode::BAD_REQUEST
         },
         code,
-        description: description.into(),
+        detail: description.clone(),
+        description,
     }
+}
+
+/// `invalid_client` once the assertion's client was looked up: always [`NOT_AUTHENTICATED`],
+/// the reason kept for the log and the audit trail.
+fn not_authenticated(detail: String) -> OAuthError {
+    OAuthError {
+        detail,
+        ..oauth("invalid_client", NOT_AUTHENTICATED)
+    }
+}
+
+/// How a token request ended, for its AuditEvent.
+pub struct TokenAnswer {
+    pub response: Response<Body>,
+    /// The client id the assertion claims, if any.
+    pub claimed: Option<String>,
+    /// Why it was refused (also when the client is told less).
+    pub refusal: Option<String>,
 }
 
 fn json_reply(status: StatusCode, body: &Value) -> Response<Body> {
@@ -102,17 +136,15 @@ fn json_reply(status: StatusCode, body: &Value) -> Response<Body> {
 }
 
 /// `POST /auth/token`: a client credentials grant with a JWT client assertion. Also returns
-/// the client id the assertion claims, if any, for the audit trail.
-pub async fn endpoint(
-    auth: &Auth,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> (Response<Body>, Option<String>) {
+/// the client id the assertion claims, if any, and why it was refused, for the audit trail.
+pub async fn endpoint(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> TokenAnswer {
     let mut claimed = None;
+    let mut refusal = None;
     let response = match issue(auth, headers, body, &mut claimed).await {
         Ok(token) => json_reply(StatusCode::OK, &token),
         Err(e) => {
-            tracing::info!(error = e.code, description = e.description, "token refused");
+            tracing::info!(error = e.code, client = claimed, detail = e.detail, "token refused");
+            refusal = Some(e.detail.clone());
             let mut response = json_reply(
                 e.status,
                 &json!({"error": e.code, "error_description": e.description}),
@@ -126,7 +158,11 @@ pub async fn endpoint(
             response
         }
     };
-    (response, claimed)
+    TokenAnswer {
+        response,
+        claimed,
+        refusal,
+    }
 }
 
 async fn issue(
@@ -187,12 +223,26 @@ async fn issue(
         .as_str()
         .ok_or_else(|| client_error("the client assertion has no iss".into()))?;
     *claimed = Some(client_id.to_owned());
+    // From here on every refusal reads the same to the client (RFC 6749 5.2 invalid_client),
+    // whether or not the client exists.
+    let client_error = not_authenticated;
     let client = auth
         .clients
         .client(client_id)
         .await
         .map_err(|e| server_error(&e.to_string()))?
         .ok_or_else(|| client_error(format!("no client '{client_id}' is registered")))?;
+    // SMART (client-confidential-asymmetric, signature verification): a `jku` header must be
+    // the JWKS URL registered for the client; keys are never fetched from where the assertion
+    // points.
+    if let Some(jku) = &head.jku {
+        if client.jwks_url.as_deref() != Some(jku.as_str()) {
+            return Err(client_error(format!(
+                "the assertion's jku '{jku}' is not the JWKS URL registered for client '{}'",
+                client.id
+            )));
+        }
+    }
     let source = match (&client.jwks, &client.jwks_url) {
         (Some(jwks), _) => Source::Inline(jwks.clone()),
         (None, Some(url)) => Source::Url(url.clone()),
@@ -286,6 +336,8 @@ async fn issue(
         jti: uuid::Uuid::new_v4().to_string(),
         scope: scope.clone(),
         patient: client.patient.clone(),
+        reg: client.created,
+        kid: kid.to_owned(),
     };
     let token = encode(
         &jsonwebtoken::Header::new(Algorithm::HS256),
@@ -312,6 +364,7 @@ fn server_error(detail: &str) -> OAuthError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "server_error",
         description: "the server could not check the request".into(),
+        detail: detail.to_owned(),
     }
 }
 
@@ -324,16 +377,20 @@ pub async fn verify_access_token(auth: &Auth, token: &str) -> Result<Grant, Stri
         validation.set_issuer(&[&auth.token_url]);
         validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
         validation.leeway = 0;
+        validation.validate_nbf = true;
         let claims =
             decode::<AccessClaims>(token, &DecodingKey::from_secret(&auth.secret), &validation)
                 .map_err(|e| e.to_string())?
                 .claims;
+        let scopes = scope::parse_all(&claims.scope)?;
+        still_registered(auth, &claims, &scopes).await?;
         return Ok(Grant {
             agent: Agent::Client {
                 uri: client_uri(&claims.sub),
                 id: claims.sub,
+                system: CLIENT_SYSTEM.to_owned(),
             },
-            scopes: scope::parse_all(&claims.scope)?,
+            scopes,
             patient: claims.patient,
         });
     }
@@ -355,6 +412,8 @@ pub async fn verify_access_token(auth: &Auth, token: &str) -> Result<Grant, Stri
     validation.set_issuer(&[&trusted.issuer]);
     validation.set_required_spec_claims(&["exp", "aud", "iss"]);
     validation.leeway = LEEWAY;
+    // RFC 7519 4.1.5: not before `nbf` (with the same leeway as `exp`).
+    validation.validate_nbf = true;
     let claims = decode::<TrustedClaims>(token, &key, &validation)
         .map_err(|e| e.to_string())?
         .claims;
@@ -367,8 +426,46 @@ pub async fn verify_access_token(auth: &Auth, token: &str) -> Result<Grant, Stri
         agent: Agent::Client {
             uri: format!("{}#{client_id}", trusted.issuer),
             id: client_id,
+            // Named under the issuer: its `admin` is not ours.
+            system: trusted.issuer.clone(),
         },
         scopes: scope::parse_all(&claims.scope)?,
         patient: claims.patient,
     })
+}
+
+/// Whether the registration a token was issued under still stands: the client is registered
+/// (the same registration: `reg`), for the same patient, with scopes that still cover the
+/// token's, and the key it authenticated with is still one of its keys. Read from memory
+/// (`Auth::registration`), refreshed every second: removing a client or a key ends its tokens
+/// within about a second.
+async fn still_registered(auth: &Auth, claims: &AccessClaims, scopes: &[Scope]) -> Result<(), String> {
+    let registration = auth
+        .registration(&claims.sub)
+        .await
+        .map_err(|e| format!("the client registry cannot be read: {e}"))?
+        .ok_or_else(|| format!("client '{}' is no longer registered", claims.sub))?;
+    let same = registration.created == claims.reg
+        && registration.patient == claims.patient
+        && scopes
+            .iter()
+            .all(|s| registration.scopes.iter().any(|r| r.covers(s)));
+    if !same {
+        return Err(format!(
+            "the registration of client '{}' changed since the token was issued",
+            claims.sub
+        ));
+    }
+    let key_kept = match (&registration.kids, &registration.jwks_url) {
+        (Some(kids), _) => kids.contains(&claims.kid),
+        (None, Some(url)) => auth.jwks.may_hold(url, &claims.kid),
+        (None, None) => false,
+    };
+    if !key_kept {
+        return Err(format!(
+            "key '{}' of client '{}' is no longer registered",
+            claims.kid, claims.sub
+        ));
+    }
+    Ok(())
 }

@@ -181,9 +181,12 @@ async fn fhir(
 /// `POST /auth/token` (SMART Backend Services).
 async fn token(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     let recorded = crate::fhir::datetime::now_ms();
-    let (response, claimed) = match read_body(body, &headers, TOKEN_BODY_LIMIT).await {
-        Ok(body) => crate::auth::token::endpoint(&app.auth, &headers, &body).await,
-        Err(error) => (error_response(&error, Format::default()), None),
+    let (response, claimed, refusal) = match read_body(body, &headers, TOKEN_BODY_LIMIT).await {
+        Ok(body) => {
+            let answer = crate::auth::token::endpoint(&app.auth, &headers, &body).await;
+            (answer.response, answer.claimed, answer.refusal)
+        }
+        Err(error) => (error_response(&error, Format::default()), None, None),
     };
     // Token requests are audited like every request, granted or refused.
     app.auth
@@ -191,6 +194,7 @@ async fn token(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> R
         .record(audit::TokenRequest {
             recorded,
             claimed,
+            refusal,
             status: response.status().as_u16(),
         })
         .await;

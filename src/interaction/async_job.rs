@@ -65,6 +65,9 @@ struct State {
 /// One job: its progress while it runs, its answer once done.
 pub struct Job {
     pub id: String,
+    /// Who started it (`Agent::key`): only they poll or cancel it; to anyone else its status URL
+    /// answers as an unknown job's.
+    owner: String,
     pub progress: Progress,
     cancelled: AtomicBool,
     finished: Mutex<Option<FhirResponse>>,
@@ -135,11 +138,17 @@ impl Table {
         })
     }
 
-    /// Takes the slot and registers a new job that can be polled (409 while other work runs).
-    pub fn start(self: &Arc<Self>, what: &str) -> Result<(Arc<Job>, Slot), FhirError> {
+    /// Takes the slot and registers a new job of `owner` that can be polled (409 while other
+    /// work runs).
+    pub fn start(
+        self: &Arc<Self>,
+        what: &str,
+        owner: &str,
+    ) -> Result<(Arc<Job>, Slot), FhirError> {
         let slot = self.claim(what)?;
         let job = Arc::new(Job {
             id: new_id(),
+            owner: owner.to_owned(),
             progress: Progress::default(),
             cancelled: AtomicBool::new(false),
             finished: Mutex::new(None),
@@ -154,19 +163,19 @@ impl Table {
         Ok((job, slot))
     }
 
-    fn find(&self, id: &str) -> Result<Arc<Job>, FhirError> {
+    fn find(&self, id: &str, owner: &str) -> Result<Arc<Job>, FhirError> {
         self.state()
             .jobs
             .iter()
-            .find(|job| job.id == id)
+            .find(|job| job.id == id && job.owner == owner)
             .cloned()
             .ok_or_else(|| FhirError::NotFound(format!("No asynchronous job {id}")))
     }
 
     /// `GET [base]/_async/[id]`: 202 with `X-Progress` (done/total resources) while the job
     /// runs, then its answer: 200 with the result, or the error (a 5xx with an OperationOutcome).
-    pub fn status(&self, id: &str) -> Result<FhirResponse, FhirError> {
-        let job = self.find(id)?;
+    pub fn status(&self, id: &str, owner: &str) -> Result<FhirResponse, FhirError> {
+        let job = self.find(id, owner)?;
         if let Some(answer) = &*job.finished() {
             return Ok(FhirResponse::new(answer.status, answer.body.clone()));
         }
@@ -179,8 +188,8 @@ impl Table {
     /// `DELETE [base]/_async/[id]`: cancels the job (it stops at its next batch boundary; what
     /// it finished stays done) or forgets the answer of a finished one. Either way the status
     /// URL answers 404 from now on; 202 with an OperationOutcome.
-    pub fn cancel(&self, id: &str) -> Result<FhirResponse, FhirError> {
-        let job = self.find(id)?;
+    pub fn cancel(&self, id: &str, owner: &str) -> Result<FhirResponse, FhirError> {
+        let job = self.find(id, owner)?;
         job.cancelled.store(true, Ordering::Relaxed);
         self.state().jobs.retain(|j| j.id != id);
         let message = if job.finished().is_some() {
@@ -247,8 +256,8 @@ mod tests {
     #[test]
     fn one_job_at_a_time_and_the_slot_frees_when_it_ends() {
         let jobs = jobs();
-        let (job, slot) = jobs.start("$reindex").unwrap();
-        let refused = jobs.start("$reindex").err().unwrap();
+        let (job, slot) = jobs.start("$reindex", "me").unwrap();
+        let refused = jobs.start("$reindex", "me").err().unwrap();
         assert!(matches!(refused, FhirError::Conflict(ref m) if m.contains(&job.id)));
         assert!(jobs.claim("$reindex").is_err());
         drop(slot);
@@ -258,15 +267,15 @@ mod tests {
     #[test]
     fn a_running_job_reports_progress_then_its_result() {
         let jobs = jobs();
-        let (job, _slot) = jobs.start("$reindex").unwrap();
+        let (job, _slot) = jobs.start("$reindex", "me").unwrap();
         job.progress.set_total(10);
         job.progress.add_done(4);
-        let running = jobs.status(&job.id).unwrap();
+        let running = jobs.status(&job.id, "me").unwrap();
         assert_eq!(running.status, StatusCode::ACCEPTED);
         assert_eq!(running.headers[0].1, "4/10");
         job.finish(Err(FhirError::Conflict("x".into())));
         assert_eq!(
-            jobs.status(&job.id).unwrap().status,
+            jobs.status(&job.id, "me").unwrap().status,
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }
@@ -274,10 +283,10 @@ mod tests {
     #[test]
     fn a_cancelled_job_is_gone_for_pollers_but_keeps_the_slot_until_it_stops() {
         let jobs = jobs();
-        let (job, slot) = jobs.start("$reindex").unwrap();
-        assert_eq!(jobs.cancel(&job.id).unwrap().status, StatusCode::ACCEPTED);
+        let (job, slot) = jobs.start("$reindex", "me").unwrap();
+        assert_eq!(jobs.cancel(&job.id, "me").unwrap().status, StatusCode::ACCEPTED);
         assert!(job.cancelled());
-        assert!(matches!(jobs.status(&job.id), Err(FhirError::NotFound(_))));
+        assert!(matches!(jobs.status(&job.id, "me"), Err(FhirError::NotFound(_))));
         assert!(jobs.claim("$reindex").is_err());
         drop(slot);
         assert!(jobs.claim("$reindex").is_ok());

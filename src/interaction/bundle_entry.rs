@@ -300,6 +300,8 @@ pub fn at_entry(error: FhirError, entry_label: &str) -> FhirError {
         FhirError::NotSupported(m) => FhirError::NotSupported(prefix(m)),
         FhirError::Unavailable(m) => FhirError::Unavailable(prefix(m)),
         FhirError::Internal(m) => FhirError::Internal(prefix(m)),
+        // Refused by the access token: the Bundle is refused for the same reason (403).
+        FhirError::Forbidden(m) => FhirError::Forbidden(prefix(m)),
         other => {
             let status = other.status();
             FhirError::Invalid(vec![Issue::error(

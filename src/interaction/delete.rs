@@ -42,6 +42,7 @@ pub async fn delete_in(
     id: &str,
     expected: Option<i64>,
 ) -> Result<Outcome, FhirError> {
+    tx.may_write(rtype, Method::Delete).await?;
     let current = tx.lock_current(rtype, id).await?;
     if let Some(expected) = expected {
         if current.is_none_or(|c| c.version != expected || c.deleted) {
@@ -96,6 +97,7 @@ pub async fn conditional_delete_in(
     expected: Option<i64>,
 ) -> Result<Outcome, FhirError> {
     let query = criteria(rtype, params, &app.base_url)?;
+    tx.may_write(rtype, Method::Delete).await?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;
     match hits.as_slice() {

@@ -197,6 +197,7 @@ pub async fn conditional_target(
     params: &[(String, String)],
 ) -> Result<String, FhirError> {
     let query = criteria(rtype, params, &app.base_url)?;
+    tx.may_write(rtype, Method::Patch).await?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;
     match hits.as_slice() {
@@ -220,6 +221,7 @@ pub async fn patch_in(
     expected: Option<i64>,
     patch: &Patch,
 ) -> Result<Version, FhirError> {
+    tx.may_write(rtype, Method::Patch).await?;
     let Some(current) = tx.lock_current(rtype, id).await? else {
         return Err(FhirError::NotFound(format!("{rtype}/{id} is not known")));
     };

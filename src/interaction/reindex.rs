@@ -19,6 +19,7 @@
 use serde_json::{json, Value};
 
 use crate::app::App;
+use crate::auth::Access;
 use crate::error::FhirError;
 use crate::fhir::resource_types;
 use crate::http::negotiate::prefer_async;
@@ -78,7 +79,8 @@ async fn start(
         let result = run(&server, &types, &Progress::default(), || false).await?;
         return Ok(FhirResponse::ok(result));
     }
-    let (job, slot) = app.jobs.table.start("$reindex")?;
+    let owner = requester(app, request).await?;
+    let (job, slot) = app.jobs.table.start("$reindex", &owner)?;
     let registry = app.search_params.current();
     let worker = job.clone();
     let work = tokio::spawn(async move {
@@ -111,11 +113,20 @@ pub async fn job_status(
     id: &str,
 ) -> Result<FhirResponse, FhirError> {
     app.store.may_reindex().await?;
+    let owner = requester(app, request).await?;
     if request.method == axum::http::Method::DELETE {
-        app.jobs.table.cancel(id)
+        app.jobs.table.cancel(id, &owner)
     } else {
-        app.jobs.table.status(id)
+        app.jobs.table.status(id, &owner)
     }
+}
+
+/// Who asks (`Agent::key` of the request's grant): a job belongs to the client that started it.
+async fn requester(app: &App, request: &FhirRequest) -> Result<String, FhirError> {
+    Ok(match app.auth.authenticate(&request.headers).await? {
+        Access::Granted(grant) => grant.agent.key(),
+        Access::Unauthenticated => "unauthenticated".to_owned(),
+    })
 }
 
 /// The operation has no parameters: the body is empty or a Parameters without any.

@@ -64,6 +64,7 @@ pub async fn update_in(
     resource: &Value,
     expected: Option<i64>,
 ) -> Result<Outcome, FhirError> {
+    tx.may_write(rtype, Method::Put).await?;
     let current = tx.lock_current(rtype, id).await?;
     if let Some(expected) = expected {
         match current {
@@ -159,6 +160,7 @@ pub async fn conditional_target(
     new_id: &str,
 ) -> Result<String, FhirError> {
     let query = criteria(rtype, params, &app.base_url)?;
+    tx.may_write(rtype, Method::Put).await?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;
     match hits.as_slice() {

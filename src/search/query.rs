@@ -142,8 +142,11 @@ pub enum Predicate {
     /// `_id`.
     Id(String),
     /// In this Patient's compartment (the stored compartment column): how patient-bound access
-    /// tokens are confined; no search parameter makes it.
+    /// tokens are confined; no search parameter makes it. A single one drives the search.
     Compartment(String),
+    /// Of this resource type (in a search of contained resources: the container's type): how
+    /// access tokens are kept from containers they may not see; no search parameter makes it.
+    Type(String),
     /// A comparison of the target's range with the half-open search range `[lo, hi)` (ms).
     Range {
         target: RangeTarget,
@@ -283,6 +286,7 @@ impl Predicate {
             }
             Predicate::Not(inner) => **inner = inner.in_contained(rtype),
             Predicate::Compartment(_)
+            | Predicate::Type(_)
             | Predicate::Range {
                 target: RangeTarget::LastUpdated,
                 ..

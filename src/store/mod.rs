@@ -297,6 +297,12 @@ pub trait Tx: Send {
     async fn write(&mut self, new: NewVersion<'_>, previous: Option<i64>) -> StoreResult<()>;
     /// Replaces the index entries of row `rid`, leaving the resource as it is (`$reindex`).
     async fn reindex(&mut self, rid: i64, index: &IndexEntries) -> StoreResult<()>;
+    /// Whether the writer may `method` resources of `rtype` at all, asked by an interaction
+    /// before it looks anything up, so that the answer depends on who asks and never on what
+    /// exists. Stores allow everything; the authorization guard decides from the access token.
+    async fn may_write(&mut self, _rtype: &str, _method: Method) -> StoreResult<()> {
+        Ok(())
+    }
     /// Queues for re-scoring the Patient whose compartment holds `rtype/id` as its row stands
     /// in this transaction (see `sql::queue_compartment`), committed or rolled back with it.
     async fn queue_compartment(&mut self, rtype: &str, id: &str, at: i64) -> StoreResult<()>;

@@ -303,3 +303,4 @@ pub fn without_audit_events(bundle: &Value) -> Vec<&Value> {
         })
         .collect()
 }
+pub mod auth;

@@ -77,6 +77,9 @@ pub(super) fn push_predicate(sql: &mut Sql, predicate: &Predicate, a: Row<'_>) {
         Predicate::Compartment(patient) => {
             sql.push(&format!("{a}.compartment = ")).text(patient);
         }
+        Predicate::Type(rtype) => {
+            sql.push(&format!("{a}.rtype = ")).text(rtype);
+        }
         Predicate::Range {
             target: RangeTarget::LastUpdated,
             prefix,

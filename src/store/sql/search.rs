@@ -5,7 +5,7 @@
 
 use super::chain::{driving_chain, push_chain_rids};
 use super::contained::{push_contained_hit_rows, push_contained_hits};
-use super::filter::{index_of, push_any_of, push_condition, table_name, Row};
+use super::filter::{index_of, push_any_of, push_condition, push_predicate, table_name, Row};
 use super::page::{push_page, push_page_order, push_sort_value};
 use super::{Dialect, Sql, VERSION_COLUMNS};
 use crate::search::query::{Contained, Predicate, SearchQuery};
@@ -100,12 +100,23 @@ pub fn count(dialect: Dialect, query: &SearchQuery) -> Sql {
 /// type and probe each one: at a million resources that is seconds per search. So one filter
 /// that looks a value up, a reference to one resource ("this patient's …") before a token, drives the
 /// query: its index rows give the candidate row keys (`dr`), and only those resources are
-/// read and probed for the other filters. `CROSS JOIN` makes SQLite keep that order;
+/// read and probed for the other filters. A patient's compartment (`Predicate::Compartment`,
+/// which the authorization guard adds for patient-bound tokens) drives before either.
+/// `CROSS JOIN` makes SQLite keep that order;
 /// PostgreSQL plans it by its statistics like any inner join.
 pub(super) fn push_from_where(sql: &mut Sql, query: &SearchQuery) {
     let mut driver = driving_filter(&query.filters);
     sql.push(" FROM ");
-    if let Some((i, chains)) = driving_chain(&query.filters, driver) {
+    // A patient's compartment (a patient-bound token's) drives before anything else: the search
+    // then costs what that compartment holds, whatever the other filters would find elsewhere.
+    let compartment = (query.filters.iter())
+        .position(|any_of| matches!(any_of.as_slice(), [Predicate::Compartment(_)]));
+    if let Some(i) = compartment {
+        sql.push("(SELECT c.rid FROM resource c WHERE ");
+        push_predicate(sql, &query.filters[i][0], Row::of("c"));
+        sql.push(") dr CROSS JOIN ");
+        driver = Some(i);
+    } else if let Some((i, chains)) = driving_chain(&query.filters, driver) {
         sql.push("(SELECT DISTINCT cr.rid FROM (");
         for (n, (param, target_type, filters)) in chains.into_iter().enumerate() {
             if n > 0 {
