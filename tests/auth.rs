@@ -11,6 +11,7 @@ use common::auth::*;
 use common::{expect_status, StoreKind, TestServer};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
+use signaal::client::Reply;
 use signaal::store::auth::ClientRecord;
 
 // ---- The token endpoint -------------------------------------------------------------------
