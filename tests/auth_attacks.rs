@@ -481,12 +481,20 @@ secured_with!(
             "_history?_count=100".to_owned(),
             "MedicationRequest/_history".to_owned(),
         ] {
+            // Refused (a `_revinclude` of AuditEvents needs its search scope), or answered
+            // without any AuditEvent.
             let reply = s.call(&reader, "GET", &path, None).await;
-            let body = reply.json();
-            assert!(
-                !body.to_string().contains(&event),
-                "{path} returned the AuditEvent: {body}"
-            );
+            if reply.status == 403 {
+                continue;
+            }
+            let body = expect_status(&reply, 200);
+            let audit_events = body["entry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["resource"]["resourceType"] == "AuditEvent")
+                .count();
+            assert_eq!(audit_events, 0, "{path} returned AuditEvents: {body}");
         }
         let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
             {"request": {"method": "GET", "url": format!("AuditEvent/{event}")}},
@@ -791,8 +799,11 @@ secured!(a_patient_bound_search_starts_from_its_compartment, |s| {
         .iter()
         .position(|l| l.contains("resource_compartment") || l.contains("compartment = 'a'"));
     let reference_index = plan.iter().position(|l| l.contains("idx_reference"));
-    if let (Some(c), Some(r)) = (first_index, reference_index) {
-        assert!(c < r, "the compartment is read before the references: {text}");
+    // SQLite keeps the order the query gives (CROSS JOIN); PostgreSQL plans by its statistics.
+    if s.server.database_url.starts_with("sqlite:") {
+        if let (Some(c), Some(r)) = (first_index, reference_index) {
+            assert!(c < r, "the compartment is read before the references: {text}");
+        }
     }
 });
 
