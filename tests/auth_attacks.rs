@@ -852,3 +852,56 @@ secured!(a_transaction_with_a_forbidden_entry_answers_403, |s| {
     let observations = expect_status(&s.call(&token, "GET", "Observation", None).await, 200);
     assert_eq!(observations["total"], 0);
 });
+
+// ---- A measurement, not a test ------------------------------------------------------------------
+
+/// What a patient-bound search for another patient's Observations costs when that patient has
+/// thousands of them, beside the same search for an unknown patient (issue 12, item 10). Prints
+/// median times; asserts only that the answers are alike. Run on demand:
+/// `cargo test --test auth_attacks measure_ -- --ignored --nocapture`
+/// (`SIGNAAL_MEASURE_OBSERVATIONS`, default 3000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_a_patient_bound_search_for_another_patients_data() {
+    let s = Secured::start(StoreKind::Sqlite).await.unwrap();
+    let (pgo, admin, _, _) = two_patients(&s).await;
+    let n: usize = std::env::var("SIGNAAL_MEASURE_OBSERVATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let entries: Vec<Value> = chunk
+            .iter()
+            .map(|_| {
+                json!({"resource": observation("b", "vital-signs"),
+                       "request": {"method": "POST", "url": "Observation"}})
+            })
+            .collect();
+        let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": entries});
+        expect_status(
+            &send_as(&s, &admin, "POST", "", "application/fhir+json", &bundle).await,
+            200,
+        );
+    }
+    // Interleaved, so that both see the same background (the audit trail being written).
+    let paths = ["Observation?subject=Patient/b", "Observation?subject=Patient/nobody-here"];
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..61 {
+        for (i, path) in paths.iter().enumerate() {
+            let started = std::time::Instant::now();
+            let body = expect_status(&s.call(&pgo, "GET", path, None).await, 200);
+            times[i].push(started.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(body["total"], 0);
+        }
+    }
+    let mut medians = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        times[i].sort_by(|a, b| a.partial_cmp(b).unwrap());
+        medians.push(times[i][times[i].len() / 2]);
+        println!("{path} as Patient/a: median {:.2} ms over 61", medians[i]);
+    }
+    println!(
+        "{n} Observations of Patient/b: {:.2}x the time of an unknown patient",
+        medians[0] / medians[1]
+    );
+}
