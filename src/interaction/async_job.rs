@@ -281,6 +281,16 @@ mod tests {
     }
 
     #[test]
+    fn a_job_answers_only_its_owner() {
+        let jobs = jobs();
+        let (job, _slot) = jobs.start("$reindex", "me").unwrap();
+        assert!(matches!(jobs.status(&job.id, "you"), Err(FhirError::NotFound(_))));
+        assert!(matches!(jobs.cancel(&job.id, "you"), Err(FhirError::NotFound(_))));
+        assert!(!job.cancelled());
+        assert_eq!(jobs.status(&job.id, "me").unwrap().status, StatusCode::ACCEPTED);
+    }
+
+    #[test]
     fn a_cancelled_job_is_gone_for_pollers_but_keeps_the_slot_until_it_stops() {
         let jobs = jobs();
         let (job, slot) = jobs.start("$reindex", "me").unwrap();

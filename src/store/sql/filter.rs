@@ -241,9 +241,10 @@ mod tests {
                     ),
                 )
             },
-            r#"SELECT COUNT(*) FROM resource r WHERE r.rtype = ? AND NOT r.deleted AND (r.id = ?) AND (r.compartment = ?)"#,
-            r#"SELECT COUNT(*) FROM resource r WHERE r.rtype = $1 AND NOT r.deleted AND (r.id = $2) AND (r.compartment = $3)"#,
-            r#""Observation", "o1", "p1""#,
+            // The compartment (a patient-bound token's) drives: see `search::push_from_where`.
+            r#"SELECT COUNT(*) FROM (SELECT c.rid FROM resource c WHERE c.compartment = ?) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = ? AND NOT r.deleted AND (r.id = ?)"#,
+            r#"SELECT COUNT(*) FROM (SELECT c.rid FROM resource c WHERE c.compartment = $1) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = $2 AND NOT r.deleted AND (r.id = $3)"#,
+            r#""p1", "Observation", "o1""#,
         );
     }
 
