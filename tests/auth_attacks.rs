@@ -80,7 +80,12 @@ secured!(a_star_scope_is_never_granted_audit_event, |s| {
             "system/AuditEvent.read",
         )
         .await;
-    assert_eq!(asked.status, 400, "{}", String::from_utf8_lossy(&asked.body));
+    assert_eq!(
+        asked.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&asked.body)
+    );
     assert_eq!(asked.json()["error"], "invalid_scope");
     // Asked together with what the registration covers: only that is granted.
     let both = s
@@ -128,7 +133,10 @@ secured!(a_reindex_job_answers_only_the_client_that_started_it, |s| {
     let status = started.header("content-location").unwrap().to_owned();
     // Another client, even one that may reindex, sees no such job; a patient token may not ask.
     expect_status(&reindex_call(&s, &other, "GET", &status, false).await, 404);
-    expect_status(&reindex_call(&s, &other, "DELETE", &status, false).await, 404);
+    expect_status(
+        &reindex_call(&s, &other, "DELETE", &status, false).await,
+        404,
+    );
     expect_status(&reindex_call(&s, &pgo, "GET", &status, false).await, 403);
     expect_status(&reindex_call(&s, &pgo, "DELETE", &status, false).await, 403);
     // The job is still there for the client that started it.
@@ -138,31 +146,39 @@ secured!(a_reindex_job_answers_only_the_client_that_started_it, |s| {
 
 // ---- 3. Existence leaks -----------------------------------------------------------------------
 
-secured!(delete_of_an_unknown_and_a_forbidden_flag_answer_alike, |s| {
-    s.register("admin", "system/*.cruds", None).await;
-    let admin = s.token("admin", "system/*.cruds").await;
-    let flag = json!({"resourceType": "Flag", "id": "fall-risk-p7", "status": "active",
+secured!(
+    delete_of_an_unknown_and_a_forbidden_flag_answer_alike,
+    |s| {
+        s.register("admin", "system/*.cruds", None).await;
+        let admin = s.token("admin", "system/*.cruds").await;
+        let flag = json!({"resourceType": "Flag", "id": "fall-risk-p7", "status": "active",
         "code": {"text": "fall risk"}, "subject": {"reference": "Patient/p7"}});
-    expect_status(
-        &s.call(&admin, "PUT", "Flag/fall-risk-p7", Some(&flag)).await,
-        201,
-    );
-    s.register("vitals", "system/Observation.read", None).await;
-    let reader = s.token("vitals", "system/Observation.read").await;
-    let known = s.call(&reader, "DELETE", "Flag/fall-risk-p7", None).await;
-    let unknown = s.call(&reader, "DELETE", "Flag/fall-risk-p8", None).await;
-    expect_status(&known, 403);
-    assert_eq!(
-        status_and_diagnostics(&known),
-        status_and_diagnostics(&unknown)
-    );
-    let known = s.call(&reader, "DELETE", "Flag?_id=fall-risk-p7", None).await;
-    let unknown = s.call(&reader, "DELETE", "Flag?_id=fall-risk-p8", None).await;
-    expect_status(&known, 403);
-    assert_eq!(known.status, unknown.status);
-    // Nothing was deleted.
-    expect_status(&s.call(&admin, "GET", "Flag/fall-risk-p7", None).await, 200);
-});
+        expect_status(
+            &s.call(&admin, "PUT", "Flag/fall-risk-p7", Some(&flag))
+                .await,
+            201,
+        );
+        s.register("vitals", "system/Observation.read", None).await;
+        let reader = s.token("vitals", "system/Observation.read").await;
+        let known = s.call(&reader, "DELETE", "Flag/fall-risk-p7", None).await;
+        let unknown = s.call(&reader, "DELETE", "Flag/fall-risk-p8", None).await;
+        expect_status(&known, 403);
+        assert_eq!(
+            status_and_diagnostics(&known),
+            status_and_diagnostics(&unknown)
+        );
+        let known = s
+            .call(&reader, "DELETE", "Flag?_id=fall-risk-p7", None)
+            .await;
+        let unknown = s
+            .call(&reader, "DELETE", "Flag?_id=fall-risk-p8", None)
+            .await;
+        expect_status(&known, 403);
+        assert_eq!(known.status, unknown.status);
+        // Nothing was deleted.
+        expect_status(&s.call(&admin, "GET", "Flag/fall-risk-p7", None).await, 200);
+    }
+);
 
 secured!(patch_of_an_unknown_and_a_forbidden_flag_answer_alike, |s| {
     s.register("admin", "system/*.cruds", None).await;
@@ -194,147 +210,156 @@ secured!(patch_of_an_unknown_and_a_forbidden_flag_answer_alike, |s| {
     assert_eq!(known_put.status, unknown_put.status);
 });
 
-secured!(a_granular_scope_cannot_tell_another_category_from_an_unknown_id, |s| {
-    s.register("admin", "system/*.cruds", None).await;
-    let admin = s.token("admin", "system/*.cruds").await;
-    let lab = expect_status(
-        &s.call(
-            &admin,
-            "POST",
-            "Observation",
-            Some(&observation("p7", "laboratory")),
-        )
-        .await,
-        201,
-    );
-    let lab_id = lab["id"].as_str().unwrap();
-    let granular = "system/Observation.cruds?category=vital-signs";
-    s.register("vitals", granular, None).await;
-    let vitals = s.token("vitals", granular).await;
-    let patch = json!([{"op": "replace", "path": "/status", "value": "amended"}]);
-    let patch_type = "application/json-patch+json";
-    let mut put_body = observation("p7", "vital-signs");
-    for (known, unknown) in [
-        (
-            s.call(&vitals, "GET", &format!("Observation/{lab_id}"), None)
-                .await,
-            s.call(&vitals, "GET", "Observation/never-was-here", None)
-                .await,
-        ),
-        (
-            s.call(&vitals, "DELETE", &format!("Observation/{lab_id}"), None)
-                .await,
-            s.call(&vitals, "DELETE", "Observation/never-was-here", None)
-                .await,
-        ),
-        (
-            send_as(
-                &s,
-                &vitals,
-                "PATCH",
-                &format!("Observation/{lab_id}"),
-                patch_type,
-                &patch,
+secured!(
+    a_granular_scope_cannot_tell_another_category_from_an_unknown_id,
+    |s| {
+        s.register("admin", "system/*.cruds", None).await;
+        let admin = s.token("admin", "system/*.cruds").await;
+        let lab = expect_status(
+            &s.call(
+                &admin,
+                "POST",
+                "Observation",
+                Some(&observation("p7", "laboratory")),
             )
             .await,
-            send_as(
-                &s,
-                &vitals,
-                "PATCH",
-                "Observation/never-was-here",
-                patch_type,
-                &patch,
-            )
-            .await,
-        ),
-        (
-            {
-                put_body["id"] = json!(lab_id);
-                s.call(
-                    &vitals,
-                    "PUT",
-                    &format!("Observation/{lab_id}"),
-                    Some(&put_body),
-                )
-                .await
-            },
-            {
-                put_body["id"] = json!("never-was-here");
-                s.call(
-                    &vitals,
-                    "PUT",
-                    "Observation/never-was-here",
-                    Some(&put_body),
-                )
-                .await
-            },
-        ),
-    ] {
-        assert_eq!(
-            status_and_diagnostics(&known),
-            status_and_diagnostics(&unknown),
-            "{} vs {}",
-            String::from_utf8_lossy(&known.body),
-            String::from_utf8_lossy(&unknown.body)
+            201,
         );
+        let lab_id = lab["id"].as_str().unwrap();
+        let granular = "system/Observation.cruds?category=vital-signs";
+        s.register("vitals", granular, None).await;
+        let vitals = s.token("vitals", granular).await;
+        let patch = json!([{"op": "replace", "path": "/status", "value": "amended"}]);
+        let patch_type = "application/json-patch+json";
+        let mut put_body = observation("p7", "vital-signs");
+        for (known, unknown) in [
+            (
+                s.call(&vitals, "GET", &format!("Observation/{lab_id}"), None)
+                    .await,
+                s.call(&vitals, "GET", "Observation/never-was-here", None)
+                    .await,
+            ),
+            (
+                s.call(&vitals, "DELETE", &format!("Observation/{lab_id}"), None)
+                    .await,
+                s.call(&vitals, "DELETE", "Observation/never-was-here", None)
+                    .await,
+            ),
+            (
+                send_as(
+                    &s,
+                    &vitals,
+                    "PATCH",
+                    &format!("Observation/{lab_id}"),
+                    patch_type,
+                    &patch,
+                )
+                .await,
+                send_as(
+                    &s,
+                    &vitals,
+                    "PATCH",
+                    "Observation/never-was-here",
+                    patch_type,
+                    &patch,
+                )
+                .await,
+            ),
+            (
+                {
+                    put_body["id"] = json!(lab_id);
+                    s.call(
+                        &vitals,
+                        "PUT",
+                        &format!("Observation/{lab_id}"),
+                        Some(&put_body),
+                    )
+                    .await
+                },
+                {
+                    put_body["id"] = json!("never-was-here");
+                    s.call(
+                        &vitals,
+                        "PUT",
+                        "Observation/never-was-here",
+                        Some(&put_body),
+                    )
+                    .await
+                },
+            ),
+        ] {
+            assert_eq!(
+                status_and_diagnostics(&known),
+                status_and_diagnostics(&unknown),
+                "{} vs {}",
+                String::from_utf8_lossy(&known.body),
+                String::from_utf8_lossy(&unknown.body)
+            );
+        }
+        // The lab Observation is untouched.
+        let kept = expect_status(
+            &s.call(&admin, "GET", &format!("Observation/{lab_id}"), None)
+                .await,
+            200,
+        );
+        assert_eq!(kept["status"], "final");
     }
-    // The lab Observation is untouched.
-    let kept = expect_status(
-        &s.call(&admin, "GET", &format!("Observation/{lab_id}"), None)
-            .await,
-        200,
-    );
-    assert_eq!(kept["status"], "final");
-});
+);
 
 // ---- 4. The server's own trail ------------------------------------------------------------------
 
-secured!(a_client_cannot_rewrite_or_delete_a_server_recorded_provenance, |s| {
-    s.register("admin", "system/*.cruds", None).await;
-    let admin = s.token("admin", "system/*.cruds").await;
-    let written = expect_status(
-        &s.call(
-            &admin,
-            "POST",
-            "Observation",
-            Some(&observation("p7", "vital-signs")),
-        )
-        .await,
-        201,
-    );
-    let target = format!("Observation/{}", written["id"].as_str().unwrap());
-    let found = expect_status(
-        &s.call(&admin, "GET", &format!("Provenance?target={target}"), None)
+secured!(
+    a_client_cannot_rewrite_or_delete_a_server_recorded_provenance,
+    |s| {
+        s.register("admin", "system/*.cruds", None).await;
+        let admin = s.token("admin", "system/*.cruds").await;
+        let written = expect_status(
+            &s.call(
+                &admin,
+                "POST",
+                "Observation",
+                Some(&observation("p7", "vital-signs")),
+            )
             .await,
-        200,
-    );
-    let mut provenance = found["entry"][0]["resource"].clone();
-    let id = provenance["id"].as_str().unwrap().to_owned();
-    let path = format!("Provenance/{id}");
-    provenance["agent"][0]["who"]["identifier"]["value"] = json!("someone-else");
-    let rewrite = s.call(&admin, "PUT", &path, Some(&provenance)).await;
-    assert!(
-        expect_status(&rewrite, 403).to_string().contains("audit trail"),
-        "says why"
-    );
-    let patch = json!([{"op": "replace", "path": "/agent/0/who/identifier/value", "value": "x"}]);
-    expect_status(
-        &send_as(
-            &s,
-            &admin,
-            "PATCH",
-            &path,
-            "application/json-patch+json",
-            &patch,
-        )
-        .await,
-        403,
-    );
-    expect_status(&s.call(&admin, "DELETE", &path, None).await, 403);
-    let kept = expect_status(&s.call(&admin, "GET", &path, None).await, 200);
-    assert_eq!(kept["agent"][0]["who"]["identifier"]["value"], "admin");
-    assert_eq!(kept["meta"]["versionId"], "1");
-});
+            201,
+        );
+        let target = format!("Observation/{}", written["id"].as_str().unwrap());
+        let found = expect_status(
+            &s.call(&admin, "GET", &format!("Provenance?target={target}"), None)
+                .await,
+            200,
+        );
+        let mut provenance = found["entry"][0]["resource"].clone();
+        let id = provenance["id"].as_str().unwrap().to_owned();
+        let path = format!("Provenance/{id}");
+        provenance["agent"][0]["who"]["identifier"]["value"] = json!("someone-else");
+        let rewrite = s.call(&admin, "PUT", &path, Some(&provenance)).await;
+        assert!(
+            expect_status(&rewrite, 403)
+                .to_string()
+                .contains("audit trail"),
+            "says why"
+        );
+        let patch =
+            json!([{"op": "replace", "path": "/agent/0/who/identifier/value", "value": "x"}]);
+        expect_status(
+            &send_as(
+                &s,
+                &admin,
+                "PATCH",
+                &path,
+                "application/json-patch+json",
+                &patch,
+            )
+            .await,
+            403,
+        );
+        expect_status(&s.call(&admin, "DELETE", &path, None).await, 403);
+        let kept = expect_status(&s.call(&admin, "GET", &path, None).await, 200);
+        assert_eq!(kept["agent"][0]["who"]["identifier"]["value"], "admin");
+        assert_eq!(kept["meta"]["versionId"], "1");
+    }
+);
 
 secured!(a_client_written_provenance_must_name_its_writer, |s| {
     s.register("admin", "system/*.cruds", None).await;
@@ -373,7 +398,10 @@ secured!(a_client_written_provenance_must_name_its_writer, |s| {
         .as_array_mut()
         .unwrap()
         .push(json!({"who": {"reference": "Practitioner/dr-1"}}));
-    expect_status(&s.call(&writer, "POST", "Provenance", Some(&own)).await, 201);
+    expect_status(
+        &s.call(&writer, "POST", "Provenance", Some(&own)).await,
+        201,
+    );
 });
 
 // ---- 5. The audit trail through `_contained` and other paths -------------------------------------
@@ -453,7 +481,11 @@ secured_with!(
             .await,
             200,
         );
-        assert_eq!(contained["entry"].as_array().map(Vec::len), Some(1), "{contained}");
+        assert_eq!(
+            contained["entry"].as_array().map(Vec::len),
+            Some(1),
+            "{contained}"
+        );
         let counted = expect_status(
             &s.call(
                 &reader,
@@ -506,7 +538,10 @@ secured_with!(
         );
         for entry in answer["entry"].as_array().unwrap() {
             assert!(
-                entry["response"]["status"].as_str().unwrap().starts_with("403"),
+                entry["response"]["status"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("403"),
                 "{answer}"
             );
         }
@@ -587,8 +622,7 @@ secured_with!(
 
 async fn open_behind(kind: StoreKind, base_url: &str, allow: bool) -> Option<Result<(), String>> {
     let (database_url, _dir) = common::fresh_database(kind).await?;
-    let mut settings =
-        signaal::server::Settings::new("127.0.0.1:0".parse().unwrap(), database_url);
+    let mut settings = signaal::server::Settings::new("127.0.0.1:0".parse().unwrap(), database_url);
     settings.base_url = Some(base_url.into());
     settings.auth.allow_open_on_public_base = allow;
     Some(match signaal::server::start(&settings).await {
@@ -640,12 +674,22 @@ secured!(an_unknown_client_and_a_wrong_key_get_the_same_answer, |s| {
     let answers = [
         s.exchange(&sign_rs384("rsa-1", &nobody), scope).await,
         s.exchange(
-            &sign(Algorithm::RS384, "rsa-1", "other-rsa.pem", &s.claims("vendor")),
+            &sign(
+                Algorithm::RS384,
+                "rsa-1",
+                "other-rsa.pem",
+                &s.claims("vendor"),
+            ),
             scope,
         )
         .await,
         s.exchange(
-            &sign(Algorithm::RS384, "rsa-9", "other-rsa.pem", &s.claims("vendor")),
+            &sign(
+                Algorithm::RS384,
+                "rsa-9",
+                "other-rsa.pem",
+                &s.claims("vendor"),
+            ),
             scope,
         )
         .await,
@@ -670,10 +714,7 @@ secured!(an_unknown_client_and_a_wrong_key_get_the_same_answer, |s| {
         reasons.iter().any(|r| r.contains("no client 'nobody'")),
         "{reasons:?}"
     );
-    assert!(
-        reasons.iter().any(|r| r.contains("rsa-9")),
-        "{reasons:?}"
-    );
+    assert!(reasons.iter().any(|r| r.contains("rsa-9")), "{reasons:?}");
 });
 
 // ---- 9. Revocation -----------------------------------------------------------------------------
@@ -696,7 +737,10 @@ secured!(a_removed_clients_token_ends_within_a_second, |s| {
     expect_status(&s.call(&token, "GET", "Observation", None).await, 200);
     assert!(s.clients.remove_client("leaver").await.unwrap());
     // A second for the registry to be read again, and some slack for a loaded machine.
-    assert!(refused_within(&s, &token, 3000).await, "the token still works");
+    assert!(
+        refused_within(&s, &token, 3000).await,
+        "the token still works"
+    );
 });
 
 secured!(a_removed_keys_token_ends_within_a_second, |s| {
@@ -732,7 +776,10 @@ secured!(a_removed_keys_token_ends_within_a_second, |s| {
         })
         .await
         .unwrap();
-    assert!(refused_within(&s, &rsa, 3000).await, "the RSA token still works");
+    assert!(
+        refused_within(&s, &rsa, 3000).await,
+        "the RSA token still works"
+    );
     expect_status(&s.call(&ec, "GET", "Observation", None).await, 200);
 });
 
@@ -758,11 +805,13 @@ secured!(a_patient_bound_search_starts_from_its_compartment, |s| {
     }
     // Through the API: another patient's data answers as an unknown patient's.
     let other = expect_status(
-        &s.call(&pgo, "GET", "Observation?subject=Patient/b", None).await,
+        &s.call(&pgo, "GET", "Observation?subject=Patient/b", None)
+            .await,
         200,
     );
     let unknown = expect_status(
-        &s.call(&pgo, "GET", "Observation?subject=Patient/zz", None).await,
+        &s.call(&pgo, "GET", "Observation?subject=Patient/zz", None)
+            .await,
         200,
     );
     assert_eq!(other["total"], 0);
@@ -785,7 +834,10 @@ secured!(a_patient_bound_search_starts_from_its_compartment, |s| {
         ..Default::default()
     };
     let confined = confine(&grant, &query).unwrap();
-    assert_eq!(confined.filters[0], vec![Predicate::Compartment("a".into())]);
+    assert_eq!(
+        confined.filters[0],
+        vec![Predicate::Compartment("a".into())]
+    );
     // …and the database reads the compartment's rows first, not the references to b.
     let store = signaal::store::open(&s.server.database_url).await.unwrap();
     let plan = store.explain(Statement::Search(&confined)).await.unwrap();
@@ -802,31 +854,42 @@ secured!(a_patient_bound_search_starts_from_its_compartment, |s| {
     // SQLite keeps the order the query gives (CROSS JOIN); PostgreSQL plans by its statistics.
     if s.server.database_url.starts_with("sqlite:") {
         if let (Some(c), Some(r)) = (first_index, reference_index) {
-            assert!(c < r, "the compartment is read before the references: {text}");
+            assert!(
+                c < r,
+                "the compartment is read before the references: {text}"
+            );
         }
     }
 });
 
 // ---- 11. `jku` ---------------------------------------------------------------------------------
 
-secured!(an_assertion_whose_jku_is_not_the_registered_jwks_url_is_refused, |s| {
-    s.register("vendor", "system/Observation.rs", None).await;
-    let pem = fixture("rsa.pem");
-    let mut header = Header::new(Algorithm::RS384);
-    header.kid = Some("rsa-1".into());
-    header.jku = Some("https://attacker.example.org/jwks.json".into());
-    let assertion = encode(
-        &header,
-        &s.claims("vendor"),
-        &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
-    )
-    .unwrap();
-    let reply = s.exchange(&assertion, "system/Observation.rs").await;
-    assert_eq!(reply.status, 401, "{}", String::from_utf8_lossy(&reply.body));
-    assert_eq!(reply.json()["error"], "invalid_client");
-    // Without the header the same client is served.
-    s.token("vendor", "system/Observation.rs").await;
-});
+secured!(
+    an_assertion_whose_jku_is_not_the_registered_jwks_url_is_refused,
+    |s| {
+        s.register("vendor", "system/Observation.rs", None).await;
+        let pem = fixture("rsa.pem");
+        let mut header = Header::new(Algorithm::RS384);
+        header.kid = Some("rsa-1".into());
+        header.jku = Some("https://attacker.example.org/jwks.json".into());
+        let assertion = encode(
+            &header,
+            &s.claims("vendor"),
+            &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let reply = s.exchange(&assertion, "system/Observation.rs").await;
+        assert_eq!(
+            reply.status,
+            401,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.json()["error"], "invalid_client");
+        // Without the header the same client is served.
+        s.token("vendor", "system/Observation.rs").await;
+    }
+);
 
 // ---- 12. A transaction with a forbidden entry -----------------------------------------------------
 
@@ -884,7 +947,10 @@ async fn measure_a_patient_bound_search_for_another_patients_data() {
         );
     }
     // Interleaved, so that both see the same background (the audit trail being written).
-    let paths = ["Observation?subject=Patient/b", "Observation?subject=Patient/nobody-here"];
+    let paths = [
+        "Observation?subject=Patient/b",
+        "Observation?subject=Patient/nobody-here",
+    ];
     let mut times = [Vec::new(), Vec::new()];
     for _ in 0..61 {
         for (i, path) in paths.iter().enumerate() {

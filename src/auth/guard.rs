@@ -168,9 +168,11 @@ pub fn confine(grant: &Grant, query: &SearchQuery) -> StoreResult<SearchQuery> {
         // may not search are no hits, nor are the resources they contain.
         for rtype in crate::fhir::resource_types::all() {
             if let Allowed::No = grant.allowed(rtype, Perm::Search) {
-                query.filters.push(vec![Predicate::Not(Box::new(Predicate::Type(
-                    (*rtype).to_owned(),
-                )))]);
+                query
+                    .filters
+                    .push(vec![Predicate::Not(Box::new(Predicate::Type(
+                        (*rtype).to_owned(),
+                    )))]);
             }
         }
     }
@@ -468,9 +470,10 @@ impl Tx for GuardedTx {
         };
         if let Some(c) = &current {
             if !c.deleted {
-                let seen = self.current_entries(rtype, id).await?.is_some_and(|e| {
-                    read.admits(rtype, id, &e) || write.admits(rtype, id, &e)
-                });
+                let seen = self
+                    .current_entries(rtype, id)
+                    .await?
+                    .is_some_and(|e| read.admits(rtype, id, &e) || write.admits(rtype, id, &e));
                 if seen {
                     return Ok(current);
                 }

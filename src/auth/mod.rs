@@ -411,7 +411,11 @@ impl Auth {
 
 /// Whether a base URL's host is a loopback address (`localhost`, `127.0.0.0/8`, `[::1]`).
 fn is_loopback_url(base_url: &str) -> bool {
-    match url::Url::parse(base_url).ok().as_ref().and_then(url::Url::host) {
+    match url::Url::parse(base_url)
+        .ok()
+        .as_ref()
+        .and_then(url::Url::host)
+    {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

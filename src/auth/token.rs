@@ -143,7 +143,12 @@ pub async fn endpoint(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> TokenAns
     let response = match issue(auth, headers, body, &mut claimed).await {
         Ok(token) => json_reply(StatusCode::OK, &token),
         Err(e) => {
-            tracing::info!(error = e.code, client = claimed, detail = e.detail, "token refused");
+            tracing::info!(
+                error = e.code,
+                client = claimed,
+                detail = e.detail,
+                "token refused"
+            );
             refusal = Some(e.detail.clone());
             let mut response = json_reply(
                 e.status,
@@ -439,7 +444,11 @@ pub async fn verify_access_token(auth: &Auth, token: &str) -> Result<Grant, Stri
 /// token's, and the key it authenticated with is still one of its keys. Read from memory
 /// (`Auth::registration`), refreshed every second: removing a client or a key ends its tokens
 /// within about a second.
-async fn still_registered(auth: &Auth, claims: &AccessClaims, scopes: &[Scope]) -> Result<(), String> {
+async fn still_registered(
+    auth: &Auth,
+    claims: &AccessClaims,
+    scopes: &[Scope],
+) -> Result<(), String> {
     let registration = auth
         .registration(&claims.sub)
         .await

@@ -140,11 +140,7 @@ impl Table {
 
     /// Takes the slot and registers a new job of `owner` that can be polled (409 while other
     /// work runs).
-    pub fn start(
-        self: &Arc<Self>,
-        what: &str,
-        owner: &str,
-    ) -> Result<(Arc<Job>, Slot), FhirError> {
+    pub fn start(self: &Arc<Self>, what: &str, owner: &str) -> Result<(Arc<Job>, Slot), FhirError> {
         let slot = self.claim(what)?;
         let job = Arc::new(Job {
             id: new_id(),
@@ -284,19 +280,34 @@ mod tests {
     fn a_job_answers_only_its_owner() {
         let jobs = jobs();
         let (job, _slot) = jobs.start("$reindex", "me").unwrap();
-        assert!(matches!(jobs.status(&job.id, "you"), Err(FhirError::NotFound(_))));
-        assert!(matches!(jobs.cancel(&job.id, "you"), Err(FhirError::NotFound(_))));
+        assert!(matches!(
+            jobs.status(&job.id, "you"),
+            Err(FhirError::NotFound(_))
+        ));
+        assert!(matches!(
+            jobs.cancel(&job.id, "you"),
+            Err(FhirError::NotFound(_))
+        ));
         assert!(!job.cancelled());
-        assert_eq!(jobs.status(&job.id, "me").unwrap().status, StatusCode::ACCEPTED);
+        assert_eq!(
+            jobs.status(&job.id, "me").unwrap().status,
+            StatusCode::ACCEPTED
+        );
     }
 
     #[test]
     fn a_cancelled_job_is_gone_for_pollers_but_keeps_the_slot_until_it_stops() {
         let jobs = jobs();
         let (job, slot) = jobs.start("$reindex", "me").unwrap();
-        assert_eq!(jobs.cancel(&job.id, "me").unwrap().status, StatusCode::ACCEPTED);
+        assert_eq!(
+            jobs.cancel(&job.id, "me").unwrap().status,
+            StatusCode::ACCEPTED
+        );
         assert!(job.cancelled());
-        assert!(matches!(jobs.status(&job.id, "me"), Err(FhirError::NotFound(_))));
+        assert!(matches!(
+            jobs.status(&job.id, "me"),
+            Err(FhirError::NotFound(_))
+        ));
         assert!(jobs.claim("$reindex").is_err());
         drop(slot);
         assert!(jobs.claim("$reindex").is_ok());

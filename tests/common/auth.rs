@@ -336,4 +336,3 @@ macro_rules! secured {
         }
     };
 }
-
