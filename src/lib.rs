@@ -18,4 +18,5 @@ pub mod scoring;
 pub mod search;
 pub mod server;
 pub mod store;
+pub mod terminology;
 pub mod ucum;

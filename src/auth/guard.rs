@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::provenance::traced;
 use super::scope::{Perm, ADMIN_ONLY};
 use super::{Agent, Allowed, Grant, CLIENT_SYSTEM};
-use crate::search::extract::{index_entries, patient_compartment};
+use crate::search::extract::index_entries;
 use crate::search::index::IndexEntries;
 use crate::search::query::{Contained, Predicate, SearchQuery};
 use crate::store::{
@@ -81,7 +81,7 @@ impl Rule<'_> {
     /// Whether a resource with this content passes (compartment and granular filter).
     fn admits(&self, rtype: &str, id: &str, entries: &IndexEntries) -> bool {
         if let Some(patient) = self.patient {
-            if patient_compartment(rtype, id, entries).as_deref() != Some(patient) {
+            if entries.patient_compartment(rtype, id).as_deref() != Some(patient) {
                 return false;
             }
         }

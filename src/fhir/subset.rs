@@ -1,11 +1,128 @@
-//! Subsets of a resource for `_summary` and `_elements` (search page): what is left out is
-//! marked with the `SUBSETTED` tag so that nobody mistakes the subset for the whole resource.
+//! Subsets of a resource for `_summary` and `_elements` (search page, "Summary" and
+//! "Elements"), on search results and reads: what is left out is marked with the `SUBSETTED`
+//! tag so that nobody mistakes the subset for the whole resource.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+
+use crate::error::FhirError;
+use crate::fhir::resource_types;
+
+/// What `_summary` / `_elements` ask to be returned of a resource.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Subset {
+    #[default]
+    Full,
+    /// `_summary=count`: the total only, no entries.
+    Count,
+    /// `_summary=data`: everything but the narrative.
+    Data,
+    /// `_summary=true`: the elements marked as summary (and mandatory ones).
+    Summary,
+    /// `_summary=text`: the narrative, `id`, `meta` and top-level mandatory elements.
+    Text,
+    /// `_elements=a,b,Type.c`: only these top-level elements (and `id`, `meta`).
+    Elements(Vec<ElementName>),
+}
+
+/// One name of `_elements`. A plain name is an element of the searched type and subsets the
+/// matches (R4: "a specific set of elements be returned as part of a resource in the search
+/// results"); one prefixed with a type (`Patient.gender`, the R5 search page's form) subsets
+/// every entry of that type, included resources too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElementName {
+    pub rtype: Option<String>,
+    pub name: String,
+}
+
+impl Subset {
+    /// Reads a `_summary` value (search page, "Summary").
+    pub fn summary(value: &str) -> Result<Subset, FhirError> {
+        Ok(match value {
+            "false" => Subset::Full,
+            "true" => Subset::Summary,
+            "text" => Subset::Text,
+            "data" => Subset::Data,
+            "count" => Subset::Count,
+            other => {
+                return Err(FhirError::invalid(format!(
+                    "_summary must be true, text, data, count or false, not '{other}'"
+                )))
+            }
+        })
+    }
+
+    /// Reads an `_elements` value `a,b,Type.c`: top-level element names, each plain or prefixed
+    /// with a resource type (search page, "Elements").
+    pub fn elements(value: &str) -> Result<Subset, FhirError> {
+        let is_name =
+            |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let mut names = Vec::new();
+        for item in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let parts: Vec<&str> = item.split('.').collect();
+            let name = match parts.as_slice() {
+                [name] if is_name(name) => ElementName {
+                    rtype: None,
+                    name: (*name).to_owned(),
+                },
+                [rtype, name] if is_name(name) => {
+                    if !resource_types::is_resource_type(rtype) {
+                        return Err(FhirError::invalid(format!(
+                            "_elements={value}: '{rtype}' is not a resource type"
+                        )));
+                    }
+                    ElementName {
+                        rtype: Some((*rtype).to_owned()),
+                        name: (*name).to_owned(),
+                    }
+                }
+                [_, _, _, ..] => {
+                    return Err(FhirError::invalid(format!(
+                        "_elements={value}: '{item}': only top-level elements can be named (name or Type.name)"
+                    )))
+                }
+                _ => {
+                    return Err(FhirError::invalid(format!(
+                        "_elements={value}: expected element names (name or Type.name) separated by commas"
+                    )))
+                }
+            };
+            names.push(name);
+        }
+        Ok(Subset::Elements(names))
+    }
+
+    /// The part of a resource this subset returns: of a match, or of an `included` resource.
+    /// `_summary` applies to both alike (the summary of a resource is defined for every type;
+    /// `_summary=text` with includes is refused when parsed); `_elements` as its names say.
+    pub fn apply(&self, resource: Value, included: bool) -> Value {
+        match self {
+            Subset::Data => without_text(resource),
+            Subset::Summary => summary(resource),
+            Subset::Text => text_only(resource),
+            Subset::Elements(names) => {
+                let rtype = resource["resourceType"].as_str().unwrap_or_default();
+                let names: Vec<String> = names
+                    .iter()
+                    .filter(|n| match &n.rtype {
+                        Some(t) => t == rtype,
+                        None => !included,
+                    })
+                    .map(|n| n.name.clone())
+                    .collect();
+                if names.is_empty() {
+                    resource
+                } else {
+                    only_elements(resource, &names)
+                }
+            }
+            Subset::Full | Subset::Count => resource,
+        }
+    }
+}
 
 /// Per resource type, from the official StructureDefinitions (`conformance/summary-elements.json`,
 /// generated): element paths below the type, choice elements without `[x]`.
@@ -166,6 +283,41 @@ pub fn only_elements(resource: Value, names: &[String]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_values_are_the_five_of_the_search_page() {
+        assert_eq!(Subset::summary("data").unwrap(), Subset::Data);
+        assert_eq!(Subset::summary("count").unwrap(), Subset::Count);
+        assert!(Subset::summary("maybe").is_err());
+    }
+
+    #[test]
+    fn elements_are_top_level_names_optionally_of_a_type() {
+        let Subset::Elements(names) = Subset::elements("status, Patient.gender").unwrap() else {
+            panic!("not elements");
+        };
+        assert_eq!(
+            names[0],
+            ElementName {
+                rtype: None,
+                name: "status".into()
+            }
+        );
+        assert_eq!(names[1].rtype.as_deref(), Some("Patient"));
+        assert!(Subset::elements("code.coding").is_err());
+        assert!(Subset::elements("a.b.c").is_err());
+    }
+
+    #[test]
+    fn typed_element_names_subset_included_resources_of_that_type_only() {
+        let subset = Subset::elements("status,Patient.gender").unwrap();
+        let obs = json!({"resourceType": "Observation", "id": "o", "status": "final", "code": {"text": "x"}});
+        assert!(subset.apply(obs.clone(), false).get("code").is_none());
+        assert!(subset.apply(obs, true).get("code").is_some());
+        let patient =
+            json!({"resourceType": "Patient", "id": "p", "gender": "other", "active": true});
+        assert!(subset.apply(patient, true).get("active").is_none());
+    }
 
     #[test]
     fn summary_keeps_summary_and_mandatory_elements_and_filters_backbones() {

@@ -17,7 +17,7 @@ use crate::http::response::FhirResponse;
 use crate::interaction::patch::Patch;
 use crate::interaction::version::Outcome;
 use crate::interaction::{check_id, check_type, create, parse_etag, update};
-use crate::search::params::criteria;
+use crate::search::conditional::criteria;
 use crate::store::Tx;
 
 /// What an entry asks for.

@@ -26,7 +26,7 @@ pub async fn capabilities(app: &App, request: &FhirRequest) -> Result<FhirRespon
     Ok(FhirResponse::ok(statement(app)))
 }
 
-/// The search parameters of a type that `search::params` can evaluate.
+/// The search parameters of a type that `search::param` can evaluate.
 fn search_params(rtype: &str) -> Vec<Value> {
     let mut params = vec![
         json!({"name": "_id", "type": "token", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"}),

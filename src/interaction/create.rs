@@ -10,7 +10,7 @@ use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
 use crate::interaction::version::{self, Outcome};
 use crate::interaction::{check_type, retry};
-use crate::search::params::{criteria, criteria_key};
+use crate::search::conditional::{criteria, criteria_key};
 use crate::store::{Method, Tx, Version};
 
 pub async fn create(

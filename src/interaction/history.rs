@@ -13,7 +13,8 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::paging::{self, Page};
 use crate::interaction::{check_id, check_type};
-use crate::search::params::{CURSOR_AFTER, CURSOR_BEFORE, DEFAULT_COUNT, MAX_COUNT};
+use crate::search::result::{self, DEFAULT_COUNT};
+use crate::search::sort::{CURSOR_AFTER, CURSOR_BEFORE};
 use crate::store::{HistoryQuery, Method};
 
 /// Which history: the whole system, one type, or one resource.
@@ -50,17 +51,7 @@ pub async fn history(
     let mut kept = Vec::new();
     for (name, value) in &request.params {
         match name.as_str() {
-            "_count" => {
-                query.count = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n <= MAX_COUNT)
-                    .ok_or_else(|| {
-                        FhirError::invalid(format!(
-                            "_count must be a whole number from 0 to {MAX_COUNT}"
-                        ))
-                    })?
-            }
+            "_count" => query.count = result::count(value)?,
             "_since" => query.since = Some(instant(name, value)?.0),
             "_at" => query.at = Some(instant(name, value)?),
             CURSOR_AFTER => query.after_seq = Some(cursor(value)?),

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use crate::app::App;
 use crate::error::FhirError;
-use crate::search::params::Include;
+use crate::search::include::Include;
 use crate::search::query::{Predicate, SearchQuery};
 use crate::store::SearchHit;
 

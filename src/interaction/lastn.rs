@@ -13,9 +13,11 @@ use crate::http::negotiate::prefer_strict;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::paging::{self, Page};
+use crate::interaction::resolver::StoreResolver;
 use crate::interaction::search::outcome_entry;
-use crate::search::params::{parse, Unknown, MAX_COUNT};
+use crate::search::params::{parse, Unknown};
 use crate::search::query::Contained;
+use crate::search::result::MAX_COUNT;
 
 /// The most Observations one `$lastn` answer holds.
 pub const MAX_RESULTS: usize = MAX_COUNT;
@@ -53,7 +55,7 @@ pub async fn lastn(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fhi
             "$lastn finds Observations, not resources contained in them: _contained must be false",
         ));
     }
-    crate::search::resolve(app.store.as_ref(), &mut parsed.query).await?;
+    crate::search::resolve(&StoreResolver::new(app.store.as_ref()), &mut parsed.query).await?;
     let mut hits = app.store.lastn(&parsed.query, max, MAX_RESULTS).await?;
     let truncated = hits.len() > MAX_RESULTS;
     hits.truncate(MAX_RESULTS);

@@ -21,7 +21,7 @@ use crate::http::request::{parse_json, FhirRequest};
 use crate::http::response::FhirResponse;
 use crate::interaction::version::Outcome;
 use crate::interaction::{check_id, check_type, if_match, retry, version};
-use crate::search::params::{criteria, criteria_key};
+use crate::search::conditional::{criteria, criteria_key};
 use crate::store::{Method, Tx, Version};
 
 /// A parsed patch body.

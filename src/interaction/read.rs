@@ -6,10 +6,10 @@ use axum::http::StatusCode;
 use crate::app::App;
 use crate::error::FhirError;
 use crate::fhir::datetime::{format_instant, parse_http_date};
+use crate::fhir::subset::Subset;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::{check_id, check_type, parse_etag, version};
-use crate::search::params::{summary, Subset};
 
 pub async fn read(
     app: &App,
@@ -41,7 +41,7 @@ pub async fn read(
             .with_version(current.version, current.last_updated));
     }
     match request.params.iter().find(|(k, _)| k == "_summary") {
-        Some((_, value)) => match summary(value)? {
+        Some((_, value)) => match Subset::summary(value)? {
             Subset::Count => Err(FhirError::invalid(
                 "_summary=count applies to searches, not to a read",
             )),

@@ -7,16 +7,20 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::error::{FhirError, Issue};
+use crate::fhir::compartment;
 use crate::fhir::meta;
+use crate::fhir::subset::Subset;
 use crate::http::negotiate::prefer_strict;
 use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
 use crate::interaction::include;
 use crate::interaction::paging::{self, Page};
+use crate::interaction::resolver::StoreResolver;
 use crate::interaction::{check_id, check_type};
-use crate::search::extract::patient_compartment_params;
-use crate::search::params::{parse, Subset, Total, Unknown, CURSOR_AFTER, CURSOR_BEFORE};
+use crate::search::params::{parse, Unknown};
 use crate::search::query::{Contained, Cursor, Predicate};
+use crate::search::result::Total;
+use crate::search::sort::{CURSOR_AFTER, CURSOR_BEFORE};
 use crate::store::SearchHit;
 
 pub async fn search(
@@ -44,7 +48,7 @@ pub async fn compartment_search(
     }
     check_id(id)?;
     check_type(rtype)?;
-    let mut any_of: Vec<Predicate> = patient_compartment_params(rtype)
+    let mut any_of: Vec<Predicate> = compartment::patient_params(rtype)
         .iter()
         .map(|param| Predicate::Reference {
             param: param.clone(),
@@ -97,7 +101,7 @@ async fn search_in(
         Unknown::Ignore
     };
     let mut parsed = parse(rtype, &params, unknown, &app.base_url)?;
-    crate::search::resolve(app.store.as_ref(), &mut parsed.query).await?;
+    crate::search::resolve(&StoreResolver::new(app.store.as_ref()), &mut parsed.query).await?;
     let path = match compartment {
         Some(_) if parsed.query.contained != Contained::False => return Err(FhirError::invalid(
             "Compartment search finds the compartment's own resources: _contained must be false",

@@ -24,7 +24,7 @@ use crate::interaction::bundle_entry::{self, at_entry, Action, Entry, Rewrite};
 use crate::interaction::patch::Patch;
 use crate::interaction::version::Outcome;
 use crate::interaction::{batch, create, delete, patch, retry, update};
-use crate::search::params::criteria_key;
+use crate::search::conditional::criteria_key;
 use crate::store::{Tx, Version};
 
 /// `POST [base]`: a batch or transaction Bundle.

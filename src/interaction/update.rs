@@ -11,7 +11,7 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::version::{self, Outcome};
 use crate::interaction::{check_id, check_type, if_match, retry};
-use crate::search::params::{criteria, criteria_key};
+use crate::search::conditional::{criteria, criteria_key};
 use crate::store::{Method, Tx};
 
 pub async fn update(

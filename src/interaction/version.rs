@@ -11,7 +11,7 @@ use crate::error::FhirError;
 use crate::fhir::datetime::now_ms;
 use crate::fhir::meta;
 use crate::interaction::search_parameters;
-use crate::search::extract::{patient_compartment, stored_entries};
+use crate::search::extract::stored_entries;
 use crate::search::index::IndexEntries;
 use crate::store::{Current, Method, NewVersion, Tx, Version};
 
@@ -38,7 +38,7 @@ pub async fn write(
                 search_parameters::check(id, &resource)?;
             }
             let index = stored_entries(&resource, rtype);
-            let compartment = patient_compartment(rtype, id, &index);
+            let compartment = index.patient_compartment(rtype, id);
             let text =
                 serde_json::to_string(&resource).map_err(|e| FhirError::Internal(e.to_string()))?;
             (Some(text), index, compartment)
@@ -86,14 +86,14 @@ pub async fn write(
 
 /// A stored version as a response: the resource with its `meta`, `ETag` and `Last-Modified`.
 pub fn respond(version: &Version, status: StatusCode) -> Result<FhirResponse, FhirError> {
-    respond_subset(version, status, &crate::search::params::Subset::Full)
+    respond_subset(version, status, &crate::fhir::subset::Subset::Full)
 }
 
 /// A version's subset (`_summary` on read), with the version's ETag and Last-Modified.
 pub fn respond_subset(
     version: &Version,
     status: StatusCode,
-    subset: &crate::search::params::Subset,
+    subset: &crate::fhir::subset::Subset,
 ) -> Result<FhirResponse, FhirError> {
     let body = meta::stamp(version).ok_or_else(|| {
         FhirError::Internal(format!(

@@ -16,8 +16,9 @@ use crate::fhir::meta;
 use crate::http::response::FhirResponse;
 use crate::interaction::check_id;
 use crate::scoring::output::{flag_priority, is_signaal};
-use crate::search::params::{parse, Unknown, MAX_COUNT};
+use crate::search::params::{parse, Unknown};
 use crate::search::query::Cursor;
+use crate::search::result::MAX_COUNT;
 use crate::store::Version;
 
 /// One patient of the caseload with what ranks it.

@@ -5,7 +5,7 @@
 //!
 //! Membership of a code is decided the way the value set's `compose` says: listed concepts,
 //! `is-a`/`descendent-of`/`is-not-a`/`=` filters through the hierarchy of a CodeSystem the
-//! server holds (`search::terminology::CodeSystem`: a SNOMED CT release or fragment stored as a
+//! server holds (`terminology::CodeSystem`: a SNOMED CT release or fragment stored as a
 //! CodeSystem with `url` `http://snomed.info/sct`, nesting or `parent` properties), `regex`
 //! filters on the code (the ICD-10 ranges), nested value sets, and excludes. Without a stored
 //! hierarchy an `is-a` filter holds its head concept only, and the listed concepts serve.
@@ -31,10 +31,10 @@ use serde_json::Value;
 
 use super::{ICD10, SNOMED};
 use crate::error::FhirError;
-use crate::search::extract::index_text;
+use crate::search::index::index_text;
 use crate::search::query::{Predicate, SearchQuery, UriMatch};
-use crate::search::terminology::CodeSystem;
 use crate::store::{Store, Version};
+use crate::terminology::CodeSystem;
 
 pub const ICD10_CM: &str = "http://hl7.org/fhir/sid/icd-10-cm";
 pub const ICPC2: &str = "http://hl7.org/fhir/sid/icpc-2";

@@ -2,28 +2,95 @@
 //! references to itself make a strict hierarchy (`Location.partOf`), `Procedure?location:below=42`
 //! finds what refers to Location 42 or to any location within it, `:above` to it or to any
 //! location it lies within. Before the store runs a search, each such predicate is replaced by
-//! plain references to every member of that part of the hierarchy, read level by level from the
-//! store as the client may see it.
+//! plain references to every member of that part of the hierarchy, read level by level through
+//! the [`Resolver`] passed in, as the client may see it.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 
 use crate::error::FhirError;
+use crate::search::definitions::{registry, ParamType};
+use crate::search::param::reference;
 use crate::search::query::{Predicate, SearchQuery};
-use crate::store::Store;
+use crate::search::Resolver;
 
 /// The most resources one `:below`/`:above` may stand for.
 pub const MAX_MEMBERS: usize = 1000;
 /// The most levels followed (a hierarchy deeper than this is cut there).
 const MAX_LEVELS: usize = 32;
 
+/// `reference:below=[Type/]id` (`:above`): a reference to the resource or to one below (above)
+/// it in a strict hierarchy of its type. The hierarchy is the type's `partOf`
+/// (`Location.partOf`, `Organization.partOf`, `Encounter.partOf`, …: a reference parameter of
+/// the type to itself); a type without one is a 400.
+pub fn value(
+    rtype: &str,
+    code: &str,
+    above: bool,
+    value: &str,
+    base: &str,
+) -> Result<Predicate, FhirError> {
+    let modifier = if above { "above" } else { "below" };
+    let registry = registry();
+    let targets = registry
+        .get(rtype, code)
+        .map(|p| p.target.clone())
+        .unwrap_or_default();
+    let (target_type, id) = match reference::value(code, None, value, base) {
+        Predicate::Reference {
+            target_type: Some(t),
+            target_id: Some(id),
+            ..
+        } => (t, id),
+        Predicate::Reference {
+            target_type: None,
+            target_id: Some(id),
+            url: None,
+            ..
+        } if targets.len() == 1 => (targets[0].clone(), id),
+        _ => {
+            return Err(FhirError::invalid(format!(
+                "{code}:{modifier}={value}: give the resource of this server as Type/id \
+                 (the hierarchy is searched among the resources held here)"
+            )))
+        }
+    };
+    if !crate::fhir::id::is_valid(&id) {
+        return Err(FhirError::invalid(format!(
+            "{code}:{modifier}={value}: '{id}' is not a valid id"
+        )));
+    }
+    let part_of = format!("{target_type}.partOf");
+    let via = registry
+        .params(&target_type)
+        .find(|p| {
+            p.kind == ParamType::Reference
+                && p.target == [target_type.clone()]
+                && p.expression.as_ref().is_some_and(|e| e.source() == part_of)
+        })
+        .map(|p| p.code.clone())
+        .ok_or_else(|| {
+            FhirError::invalid(format!(
+                "{code}:{modifier}={value}: {target_type} resources form no hierarchy \
+                 (:above and :below follow a type's partOf, as Location.partOf)"
+            ))
+        })?;
+    Ok(Predicate::Hierarchy {
+        param: code.to_owned(),
+        target_type,
+        id,
+        via,
+        above,
+    })
+}
+
 /// Replaces every hierarchy predicate of a search (also inside chains and `_has`).
-pub async fn resolve(store: &dyn Store, query: &mut SearchQuery) -> Result<(), FhirError> {
+pub async fn resolve(resolver: &dyn Resolver, query: &mut SearchQuery) -> Result<(), FhirError> {
     if !uses_hierarchy(&query.filters) {
         return Ok(());
     }
-    resolve_filters(store, &mut query.filters).await
+    resolve_filters(resolver, &mut query.filters).await
 }
 
 /// Whether a search has a reference `:below` or `:above` anywhere.
@@ -39,7 +106,10 @@ pub fn uses_hierarchy(filters: &[Vec<Predicate>]) -> bool {
 
 type Resolving<'a> = Pin<Box<dyn Future<Output = Result<(), FhirError>> + Send + 'a>>;
 
-fn resolve_filters<'a>(store: &'a dyn Store, filters: &'a mut [Vec<Predicate>]) -> Resolving<'a> {
+fn resolve_filters<'a>(
+    resolver: &'a dyn Resolver,
+    filters: &'a mut [Vec<Predicate>],
+) -> Resolving<'a> {
     Box::pin(async move {
         for group in filters.iter_mut() {
             let mut any_of = Vec::with_capacity(group.len());
@@ -52,7 +122,7 @@ fn resolve_filters<'a>(store: &'a dyn Store, filters: &'a mut [Vec<Predicate>]) 
                         via,
                         above,
                     } => {
-                        for member in members(store, &target_type, &id, &via, above).await? {
+                        for member in members(resolver, &target_type, &id, &via, above).await? {
                             any_of.push(Predicate::Reference {
                                 param: param.clone(),
                                 target_type: Some(target_type.clone()),
@@ -66,7 +136,7 @@ fn resolve_filters<'a>(store: &'a dyn Store, filters: &'a mut [Vec<Predicate>]) 
                         target_type,
                         mut filters,
                     } => {
-                        resolve_filters(store, &mut filters).await?;
+                        resolve_filters(resolver, &mut filters).await?;
                         any_of.push(Predicate::Chain {
                             param,
                             target_type,
@@ -79,7 +149,7 @@ fn resolve_filters<'a>(store: &'a dyn Store, filters: &'a mut [Vec<Predicate>]) 
                         target_type,
                         mut filters,
                     } => {
-                        resolve_filters(store, &mut filters).await?;
+                        resolve_filters(resolver, &mut filters).await?;
                         any_of.push(Predicate::Has {
                             source_type,
                             param,
@@ -98,7 +168,7 @@ fn resolve_filters<'a>(store: &'a dyn Store, filters: &'a mut [Vec<Predicate>]) 
 
 /// The ids of `rtype/id` and of every resource below it (`above`: above it) along `via`.
 async fn members(
-    store: &dyn Store,
+    resolver: &dyn Resolver,
     rtype: &str,
     id: &str,
     via: &str,
@@ -111,48 +181,7 @@ async fn members(
         if level.is_empty() {
             break;
         }
-        let next: Vec<String> = if above {
-            // The parents: what this level's resources refer to through `via`.
-            let query = SearchQuery {
-                rtype: rtype.to_owned(),
-                filters: vec![level.iter().cloned().map(Predicate::Id).collect()],
-                count: MAX_MEMBERS,
-                ..Default::default()
-            };
-            let rids: Vec<i64> = store.search(&query).await?.iter().map(|h| h.rid).collect();
-            if rids.is_empty() {
-                Vec::new()
-            } else {
-                store
-                    .include_targets(&rids, Some(&[via.to_owned()]), Some(rtype))
-                    .await?
-                    .into_iter()
-                    .map(|(_, id)| id)
-                    .collect()
-            }
-        } else {
-            // The children: what refers to this level's resources through `via`.
-            let query = SearchQuery {
-                rtype: rtype.to_owned(),
-                filters: vec![level
-                    .iter()
-                    .map(|id| Predicate::Reference {
-                        param: via.to_owned(),
-                        target_type: Some(rtype.to_owned()),
-                        target_id: Some(id.clone()),
-                        url: None,
-                    })
-                    .collect()],
-                count: MAX_MEMBERS,
-                ..Default::default()
-            };
-            store
-                .search(&query)
-                .await?
-                .into_iter()
-                .map(|h| h.version.id)
-                .collect()
-        };
+        let next = resolver.next_level(rtype, via, &level, above).await?;
         level = next
             .into_iter()
             .filter(|i| seen.insert(i.clone()))

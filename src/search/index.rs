@@ -1,8 +1,8 @@
 //! Search index entries: the typed values a resource version is found by.
 //!
-//! They are computed from the resource on every write (see `extract.rs`) and stored by the store
-//! in typed tables, in the same transaction as the resource, so search never sees a resource
-//! without its index or an index without its resource.
+//! They are computed from the resource on every write (`extract.rs`, and each parameter type's
+//! file in `param/`) and stored by the store in typed tables, in the same transaction as the
+//! resource, so search never sees a resource without its index or an index without its resource.
 
 /// A token value (`code`, `Coding`, `CodeableConcept`, `Identifier`, `boolean`, ...).
 #[derive(Debug, Clone, PartialEq)]
@@ -118,5 +118,68 @@ impl IndexEntries {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The longest text kept in an index entry, in bytes. PostgreSQL refuses B-tree index entries
+/// over ~2,700 bytes; matching on the first kilobyte of a value loses next to nothing.
+pub const MAX_INDEXED_BYTES: usize = 1024;
+
+/// Index text: without NUL (PostgreSQL text cannot hold it) and at most `MAX_INDEXED_BYTES`.
+/// Search values compared with index text are cut the same way.
+pub fn index_text(s: &str) -> String {
+    let mut text = s.replace('\0', "");
+    if text.len() > MAX_INDEXED_BYTES {
+        let mut end = MAX_INDEXED_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+impl IndexEntries {
+    /// The id of the Patient whose compartment holds this resource `rtype/id`, if any (see
+    /// [`crate::fhir::compartment`]): the sharding key, and what patient-bound tokens allow.
+    pub fn patient_compartment(&self, rtype: &str, id: &str) -> Option<String> {
+        crate::fhir::compartment::patient(rtype, id, |param| {
+            self.references.iter().find_map(|r| {
+                (r.param == param && r.target_type.as_deref() == Some("Patient"))
+                    .then(|| r.target_id.clone())
+                    .flatten()
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_text_drops_nul_and_cuts_at_a_character_boundary() {
+        assert_eq!(index_text("a\0b"), "ab");
+        let long = "é".repeat(MAX_INDEXED_BYTES);
+        let cut = index_text(&long);
+        assert!(cut.len() <= MAX_INDEXED_BYTES && cut.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn a_resource_is_in_the_compartment_of_the_patient_it_refers_to() {
+        let entries = IndexEntries {
+            references: vec![ReferenceEntry {
+                param: "subject".into(),
+                target_type: Some("Patient".into()),
+                target_id: Some("p1".into()),
+                url: None,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            entries.patient_compartment("Observation", "o").as_deref(),
+            Some("p1")
+        );
+        assert_eq!(entries.patient_compartment("Organization", "o"), None);
     }
 }

@@ -1,8 +1,8 @@
 //! The parsed form of a search: what the store must match, independent of any database.
 //!
-//! `params.rs` turns FHIR query strings into this; `store/sql.rs` turns this into SQL.
-
-use crate::search::index::{contained_param, CONTAINED_ID};
+//! `params.rs` (with each parameter type in `param/`) turns FHIR query strings into this; the
+//! store turns this into SQL. Values arrive here as the index holds them: cut like index text,
+//! strings normalised for the matches that ignore case and accents.
 
 /// A search over one resource type: every filter must hold (AND); within a filter any predicate
 /// may hold (OR, the comma of FHIR search).
@@ -160,6 +160,9 @@ pub enum Predicate {
         system: TokenSystem,
         code: Option<String>,
     },
+    /// A string parameter: `value` is normalised (`search::param::string::normalize`) for
+    /// `StartsWith` and `Contains`, compared with the `normalized` entries; as written for
+    /// `Exact`, compared with the `exact` ones.
     String {
         param: String,
         value: String,
@@ -208,7 +211,8 @@ pub enum Predicate {
     /// and value for `:of-type`): every predicate matches an entry of the same group.
     Composite(Vec<Predicate>),
     /// A token modifier that needs the server's terminology (`:in`, `:below`, `:above`):
-    /// replaced with `TokenIn` by `search::terminology::resolve` before the store runs the query.
+    /// replaced with `TokenIn` by `search::resolve` (asking the terminology) before the store
+    /// runs the query.
     Terminology { param: String, op: TerminologyOp },
     /// A reference `:below` / `:above` (search page, "Searching Hierarchies"): a reference to
     /// `target_type/id` or to a resource below (above) it along the hierarchy that the target
@@ -243,80 +247,6 @@ pub enum Predicate {
         target_type: String,
         filters: Vec<Vec<Predicate>>,
     },
-}
-
-impl Predicate {
-    /// The predicate as it applies to a contained resource of type `rtype` (`_contained`):
-    /// parameters under their contained names, `_id` its local id. The compartment and
-    /// `_lastUpdated` stay the container's: a contained resource has no `meta.lastUpdated` and
-    /// lives in its container's compartment. A chain starts from the contained resource's
-    /// reference; `_has` is left as it is (nothing outside a container references what it
-    /// contains: the store matches nothing).
-    pub fn in_contained(&self, rtype: &str) -> Predicate {
-        let name = |param: &str| contained_param(rtype, param);
-        let mut p = self.clone();
-        match &mut p {
-            Predicate::Id(id) => {
-                return Predicate::Token {
-                    param: name(CONTAINED_ID),
-                    system: TokenSystem::Any,
-                    code: Some(id.clone()),
-                }
-            }
-            Predicate::Range {
-                target: RangeTarget::Date(param),
-                ..
-            }
-            | Predicate::Token { param, .. }
-            | Predicate::String { param, .. }
-            | Predicate::Reference { param, .. }
-            | Predicate::Uri { param, .. }
-            | Predicate::Number { param, .. }
-            | Predicate::Quantity { param, .. }
-            | Predicate::Missing { param, .. }
-            | Predicate::Terminology { param, .. }
-            | Predicate::Hierarchy { param, .. }
-            | Predicate::TokenIn { param, .. }
-            // The chain's own filters are on the resource it references.
-            | Predicate::Chain { param, .. } => *param = name(param),
-            Predicate::Composite(components) => {
-                for c in components.iter_mut() {
-                    *c = c.in_contained(rtype);
-                }
-            }
-            Predicate::Not(inner) => **inner = inner.in_contained(rtype),
-            Predicate::Compartment(_)
-            | Predicate::Type(_)
-            | Predicate::Range {
-                target: RangeTarget::LastUpdated,
-                ..
-            }
-            | Predicate::Has { .. } => {}
-        }
-        p
-    }
-}
-
-impl SortKey {
-    /// The sort key as it applies to a contained resource of type `rtype` (see
-    /// [`Predicate::in_contained`]).
-    pub fn in_contained(&self, rtype: &str) -> SortKey {
-        let column = match &self.column {
-            SortColumn::Id => SortColumn::Index {
-                table: IndexTable::Token,
-                param: contained_param(rtype, CONTAINED_ID),
-            },
-            SortColumn::LastUpdated => SortColumn::LastUpdated,
-            SortColumn::Index { table, param } => SortColumn::Index {
-                table: *table,
-                param: contained_param(rtype, param),
-            },
-        };
-        SortKey {
-            column,
-            descending: self.descending,
-        }
-    }
 }
 
 /// A UCUM search quantity in canonical base units: `value` and its precision range `[lo, hi)`.
@@ -399,98 +329,12 @@ pub enum KeyValue {
     Float(f64),
 }
 
-/// A position in a sorted result: the sort key values and row key of a hit. In a search with
-/// `_contained=true|both` one more key follows the sort keys: the hit's contained position
-/// (`SearchHit::contained`), which breaks ties after the row key.
+/// A position in a sorted result: the sort key values and row key of a hit (encoded in paging
+/// links by `search::sort`). In a search with `_contained=true|both` one more key follows the
+/// sort keys: the hit's contained position (`SearchHit::contained`), which breaks ties after
+/// the row key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cursor {
     pub keys: Vec<KeyValue>,
     pub rid: i64,
-}
-
-impl Cursor {
-    /// The opaque text of a paging link: a JSON array of the key values and the row key.
-    pub fn encode(&self) -> String {
-        if self.keys.is_empty() {
-            return self.rid.to_string();
-        }
-        let mut items: Vec<serde_json::Value> = self
-            .keys
-            .iter()
-            .map(|k| match k {
-                KeyValue::Null => serde_json::Value::Null,
-                KeyValue::Text(s) => serde_json::Value::String(s.clone()),
-                KeyValue::Int(i) => serde_json::Value::from(*i),
-                KeyValue::Float(f) => serde_json::Value::String(f.to_string()),
-            })
-            .collect();
-        items.push(serde_json::Value::from(self.rid));
-        serde_json::Value::Array(items).to_string()
-    }
-
-    /// Reads a cursor made by `encode` for the same sort keys.
-    pub fn decode(text: &str, sort: &[SortKey]) -> Option<Cursor> {
-        if sort.is_empty() {
-            if let Ok(rid) = text.parse() {
-                return Some(Cursor {
-                    keys: Vec::new(),
-                    rid,
-                });
-            }
-        }
-        let items: Vec<serde_json::Value> = serde_json::from_str(text).ok()?;
-        let (rid, keys) = items.split_last()?;
-        // A search of contained resources has its hit's contained position as a last key.
-        let (keys, contained) = match keys.len().checked_sub(sort.len())? {
-            0 => (keys, None),
-            1 => (
-                &keys[..sort.len()],
-                Some(KeyValue::Int(keys[sort.len()].as_i64()?)),
-            ),
-            _ => return None,
-        };
-        let keys = keys
-            .iter()
-            .zip(sort)
-            .map(|(value, key)| match (value, key.kind()) {
-                (serde_json::Value::Null, _) => Some(KeyValue::Null),
-                (serde_json::Value::String(s), KeyKind::Text) => Some(KeyValue::Text(s.clone())),
-                (serde_json::Value::String(s), KeyKind::Float) => {
-                    s.parse().ok().map(KeyValue::Float)
-                }
-                (v, KeyKind::Int) => v.as_i64().map(KeyValue::Int),
-                _ => None,
-            })
-            .collect::<Option<Vec<_>>>()?;
-        let mut keys = keys;
-        keys.extend(contained);
-        Some(Cursor {
-            keys,
-            rid: rid.as_i64()?,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cursor_of_a_contained_search_carries_the_position_as_a_last_key() {
-        let sort = [SortKey {
-            column: SortColumn::LastUpdated,
-            descending: true,
-        }];
-        let cursor = Cursor {
-            keys: vec![KeyValue::Int(7), KeyValue::Int(2)],
-            rid: 40,
-        };
-        assert_eq!(Cursor::decode(&cursor.encode(), &sort), Some(cursor));
-        let unsorted = Cursor {
-            keys: vec![KeyValue::Int(HIT_CONTAINER)],
-            rid: 40,
-        };
-        assert_eq!(Cursor::decode(&unsorted.encode(), &[]), Some(unsorted));
-        assert_eq!(Cursor::decode("[1, 2, 3, 40]", &sort), None);
-    }
 }
