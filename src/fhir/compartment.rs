@@ -19,6 +19,12 @@ pub fn patient_params(rtype: &str) -> &'static [String] {
     PATIENT_COMPARTMENT.get(rtype).map_or(&[], Vec::as_slice)
 }
 
+/// Whether a resource of type `rtype` is in a Patient's compartment by being that Patient (the
+/// definition's "identity" rule for its own type).
+pub fn is_the_patient(rtype: &str) -> bool {
+    rtype == "Patient"
+}
+
 /// The id of the Patient whose compartment holds the resource `rtype/id`, if any: a Patient its
 /// own, another type that of the first Patient one of its compartment parameters refers to, in
 /// the order of the definition. `patient_of(param)` gives the Patient id a parameter of the
@@ -28,7 +34,7 @@ pub fn patient(
     id: &str,
     patient_of: impl Fn(&str) -> Option<String>,
 ) -> Option<String> {
-    if rtype == "Patient" {
+    if is_the_patient(rtype) {
         return Some(id.to_owned());
     }
     patient_params(rtype)

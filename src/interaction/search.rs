@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::error::{FhirError, Issue};
-use crate::fhir::compartment;
+use crate::fhir::compartment::{is_the_patient, patient_params};
 use crate::fhir::meta;
 use crate::fhir::subset::Subset;
 use crate::http::negotiate::prefer_strict;
@@ -48,7 +48,7 @@ pub async fn compartment_search(
     }
     check_id(id)?;
     check_type(rtype)?;
-    let mut any_of: Vec<Predicate> = compartment::patient_params(rtype)
+    let mut any_of: Vec<Predicate> = patient_params(rtype)
         .iter()
         .map(|param| Predicate::Reference {
             param: param.clone(),
@@ -57,7 +57,7 @@ pub async fn compartment_search(
             url: None,
         })
         .collect();
-    if rtype == "Patient" {
+    if is_the_patient(rtype) {
         any_of.push(Predicate::Id(id.to_owned()));
     }
     if any_of.is_empty() {
