@@ -3,7 +3,8 @@
 //! A request flows one way: `http` (parse, negotiate, route) → `interaction` (FHIR semantics,
 //! one module per interaction) → `store` (SQLite or PostgreSQL). `fhir` holds the rules of the
 //! specification that need neither HTTP nor storage; `search` the parameter definitions,
-//! index extraction and query model.
+//! index extraction and query model; `terminology` the CodeSystems and ValueSets search asks
+//! about (through a resolver the interaction passes in: search does not read the store).
 
 pub mod app;
 pub mod auth;

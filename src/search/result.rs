@@ -83,8 +83,9 @@ mod tests {
         let include =
             crate::search::include::include("_include", "Observation:subject", "Observation")
                 .unwrap();
-        assert!(check(&Subset::Text, &[include.clone()]).is_err());
-        assert!(check(&Subset::Summary, &[include]).is_ok());
+        let includes = [include];
+        assert!(check(&Subset::Text, &includes).is_err());
+        assert!(check(&Subset::Summary, &includes).is_ok());
         assert!(check(&Subset::Text, &[]).is_ok());
     }
 }
