@@ -25,7 +25,7 @@ use crate::search::query::{IndexTable, Predicate, RangeTarget, StringMatch, UriM
 
 /// What a parameter name stands for.
 #[derive(Clone, Copy)]
-pub(crate) enum Kind {
+enum Kind {
     Id,
     LastUpdated,
     Param(ParamType),
