@@ -7,9 +7,9 @@
 //! the same on both, built by `store::sql` for the backend's [`Dialect`].
 //!
 //! The sqlx bounds the generic code needs (executors, bindable and decodable types) are stated
-//! once, on the blanket implementations of [`Sqlx`] and [`Column`] below: Rust does not pass a
-//! trait's `where` clauses on to code generic over it, so they reach that code as methods and
-//! supertraits instead, which it does.
+//! once, on the blanket implementations of [`Sqlx`] and [`Column`] below. Rust hands a trait's
+//! supertraits and the bounds of its associated types on to code generic over it, but not its
+//! other `where` clauses, so the bounds reach that code as these traits' methods.
 
 use async_trait::async_trait;
 use sqlx::query::Query;

@@ -80,11 +80,7 @@ fn hits(rows: Vec<impl Columns>, sort: &[SortKey], contained: bool) -> StoreResu
                 .collect::<Result<Vec<_>, sqlx::Error>>()?;
             // A search with `_contained` has the hit's contained position last, also a key.
             let at = 7 + sort.len();
-            let contained = if contained {
-                Some(Column::<i64>::at(row, at)?)
-            } else {
-                None
-            };
+            let contained = if contained { Some(row.at(at)?) } else { None };
             let mut keys = keys;
             keys.extend(contained.map(KeyValue::Int));
             Ok(SearchHit {
