@@ -16,6 +16,27 @@ use signaal::store::auth::ClientRecord;
 
 // ---- The token endpoint -------------------------------------------------------------------
 
+secured!(a_removed_client_gets_no_more_tokens, |s| {
+    let scope = "system/Observation.rs";
+    s.register("leaving", scope, None).await;
+    s.token("leaving", scope).await;
+    assert!(s.clients.remove_client("leaving").await.unwrap());
+    assert!(
+        !s.clients.remove_client("leaving").await.unwrap(),
+        "removing it again finds no client"
+    );
+    let reply = s
+        .exchange(&sign_rs384("rsa-1", &s.claims("leaving")), scope)
+        .await;
+    assert!(
+        reply.status == 400 || reply.status == 401,
+        "got {} {}",
+        reply.status,
+        reply.json()
+    );
+    assert!(reply.json()["access_token"].is_null());
+});
+
 secured!(rs384_and_es384_assertions_get_short_lived_tokens, |s| {
     s.register("vendor", "system/Observation.rs", None).await;
     for (alg, kid, key) in [

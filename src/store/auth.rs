@@ -1,11 +1,13 @@
 //! Storage of authorization state: registered clients, accepted assertion ids (`jti`) and the
-//! server's token signing secret. The same SQL on both databases, bound per dialect.
+//! server's token signing secret. The same SQL on both databases, bound per dialect, and one
+//! implementation for every [`Backend`].
 
 use async_trait::async_trait;
-use sqlx::Row;
 
+use super::backend::{Backend, Column, Columns, Sqlx};
 use super::sql::{Dialect, Sql};
-use super::{postgres::PostgresStore, sqlite::SqliteStore, StoreError, StoreResult};
+use super::sql_store::SqlStore;
+use super::{StoreError, StoreResult};
 
 /// A client registered with `signaal client add`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +87,9 @@ fn select_clients(dialect: Dialect, id: Option<&str>) -> Sql {
 
 fn delete_client(dialect: Dialect, id: &str) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("DELETE FROM auth_client WHERE id = ").text(id);
+    sql.push("DELETE FROM auth_client WHERE id = ")
+        .text(id)
+        .push(" RETURNING id");
     sql
 }
 
@@ -126,119 +130,85 @@ fn select_secret(dialect: Dialect) -> Sql {
     sql
 }
 
-/// Implements `AuthStore` for a store given its dialect, `prepare` function and the pools it
-/// reads and writes with.
-macro_rules! auth_store {
-    ($store:ty, $dialect:expr, $prepare:path, |$s:ident| $reader:expr, $writer:expr) => {
-        #[async_trait]
-        impl AuthStore for $store {
-            async fn add_client(&self, client: &ClientRecord) -> StoreResult<()> {
-                let $s = self;
-                let sql = insert_client($dialect, client);
-                $prepare(&sql)
-                    .execute($writer)
-                    .await
-                    .map_err(|e| match StoreError::from(e) {
-                        StoreError::Conflict(_) => {
-                            StoreError::Conflict(format!("a client with id '{}' exists", client.id))
-                        }
-                        other => other,
-                    })?;
-                Ok(())
-            }
-
-            async fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
-                let $s = self;
-                let sql = select_clients($dialect, None);
-                let rows = $prepare(&sql).fetch_all($reader).await?;
-                rows.iter().map(|r| Ok(client_at(r)?)).collect()
-            }
-
-            async fn client(&self, id: &str) -> StoreResult<Option<ClientRecord>> {
-                let $s = self;
-                let sql = select_clients($dialect, Some(id));
-                let row = $prepare(&sql).fetch_optional($reader).await?;
-                Ok(row.map(|r| client_at(&r)).transpose()?)
-            }
-
-            async fn remove_client(&self, id: &str) -> StoreResult<bool> {
-                let $s = self;
-                let sql = delete_client($dialect, id);
-                let done = $prepare(&sql).execute($writer).await?;
-                Ok(done.rows_affected() > 0)
-            }
-
-            async fn has_clients(&self) -> StoreResult<bool> {
-                let $s = self;
-                let row = sqlx::query("SELECT COUNT(*) FROM auth_client")
-                    .fetch_one($reader)
-                    .await?;
-                Ok(row.try_get::<i64, _>(0)? > 0)
-            }
-
-            async fn use_jti(
-                &self,
-                client_id: &str,
-                jti: &str,
-                expires: i64,
-                now: i64,
-            ) -> StoreResult<bool> {
-                let $s = self;
-                let forget = forget_jtis($dialect, now);
-                $prepare(&forget).execute($writer).await?;
-                let insert = insert_jti($dialect, client_id, jti, expires);
-                match $prepare(&insert)
-                    .execute($writer)
-                    .await
-                    .map_err(StoreError::from)
-                {
-                    Ok(_) => Ok(true),
-                    Err(StoreError::Conflict(_)) => Ok(false),
-                    Err(e) => Err(e),
+#[async_trait]
+impl<B: Backend> AuthStore for SqlStore<B> {
+    async fn add_client(&self, client: &ClientRecord) -> StoreResult<()> {
+        let sql = insert_client(B::DIALECT, client);
+        B::Db::prepare(&sql)
+            .execute(self.writer())
+            .await
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("a client with id '{}' exists", client.id))
                 }
-            }
+                other => other,
+            })?;
+        Ok(())
+    }
 
-            async fn signing_secret(&self, fresh: &str) -> StoreResult<String> {
-                let $s = self;
-                let insert = insert_secret($dialect, fresh);
-                $prepare(&insert).execute($writer).await?;
-                let select = select_secret($dialect);
-                let row = $prepare(&select).fetch_one($writer).await?;
-                Ok(row.try_get(0)?)
-            }
+    async fn clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        let sql = select_clients(B::DIALECT, None);
+        let rows = B::Db::prepare(&sql).fetch_all(self.reader()).await?;
+        rows.iter().map(|r| Ok(client_at(r)?)).collect()
+    }
+
+    async fn client(&self, id: &str) -> StoreResult<Option<ClientRecord>> {
+        let sql = select_clients(B::DIALECT, Some(id));
+        let row = B::Db::prepare(&sql).fetch_optional(self.reader()).await?;
+        Ok(row.map(|r| client_at(&r)).transpose()?)
+    }
+
+    async fn remove_client(&self, id: &str) -> StoreResult<bool> {
+        let sql = delete_client(B::DIALECT, id);
+        let removed = B::Db::prepare(&sql).fetch_optional(self.writer()).await?;
+        Ok(removed.is_some())
+    }
+
+    async fn has_clients(&self) -> StoreResult<bool> {
+        let row = B::Db::query("SELECT COUNT(*) FROM auth_client")
+            .fetch_one(self.reader())
+            .await?;
+        Ok(Column::<i64>::at(&row, 0)? > 0)
+    }
+
+    async fn use_jti(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires: i64,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let forget = forget_jtis(B::DIALECT, now);
+        B::Db::prepare(&forget).execute(self.writer()).await?;
+        let insert = insert_jti(B::DIALECT, client_id, jti, expires);
+        match B::Db::prepare(&insert)
+            .execute(self.writer())
+            .await
+            .map_err(StoreError::from)
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
         }
-    };
+    }
+
+    async fn signing_secret(&self, fresh: &str) -> StoreResult<String> {
+        let insert = insert_secret(B::DIALECT, fresh);
+        B::Db::prepare(&insert).execute(self.writer()).await?;
+        let select = select_secret(B::DIALECT);
+        let row = B::Db::prepare(&select).fetch_one(self.writer()).await?;
+        Ok(row.at(0)?)
+    }
 }
 
-fn client_at<R: Row>(row: &R) -> Result<ClientRecord, sqlx::Error>
-where
-    usize: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+fn client_at(row: &impl Columns) -> Result<ClientRecord, sqlx::Error> {
     Ok(ClientRecord {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        jwks: row.try_get(2)?,
-        jwks_url: row.try_get(3)?,
-        scope: row.try_get(4)?,
-        patient: row.try_get(5)?,
-        created: row.try_get(6)?,
+        id: row.at(0)?,
+        name: row.at(1)?,
+        jwks: row.at(2)?,
+        jwks_url: row.at(3)?,
+        scope: row.at(4)?,
+        patient: row.at(5)?,
+        created: row.at(6)?,
     })
 }
-
-auth_store!(
-    SqliteStore,
-    Dialect::Sqlite,
-    super::sqlite::prepare,
-    |s| &s.reader,
-    &s.writer
-);
-auth_store!(
-    PostgresStore,
-    Dialect::Postgres,
-    super::postgres::prepare,
-    |s| &s.pool,
-    &s.pool
-);

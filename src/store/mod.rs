@@ -1,4 +1,5 @@
-//! Storage: one trait, one implementation per database.
+//! Storage: one trait, one implementation ([`sql_store::SqlStore`]) over a small per-database
+//! [`backend::Backend`] (`sqlite.rs`, `postgres.rs`).
 //!
 //! The store knows rows, versions, index entries and transactions; it knows nothing of FHIR's
 //! rules (which status code a conflict gets, what `If-Match` means). Interactions open a
@@ -15,8 +16,10 @@ use crate::search::index::IndexEntries;
 use crate::search::query::{KeyValue, SearchQuery};
 
 pub mod auth;
+pub mod backend;
 pub mod postgres;
 pub mod sql;
+pub mod sql_store;
 pub mod sqlite;
 
 #[derive(Debug, thiserror::Error)]

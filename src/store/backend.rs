@@ -1,0 +1,140 @@
+//! What differs between the databases, and what the one store implementation asks of sqlx.
+//!
+//! [`SqlStore`](super::sql_store::SqlStore) implements [`Store`](super::Store),
+//! [`Tx`](super::Tx) and [`AuthStore`](super::auth::AuthStore) once, over a [`Backend`]: the
+//! few things that really differ per database (opening it, its pools, how a write transaction
+//! begins, how a writer locks a row and a key, how a query plan reads). The SQL text itself is
+//! the same on both, built by `store::sql` for the backend's [`Dialect`].
+//!
+//! The sqlx bounds the generic code needs (executors, bindable and decodable types) are stated
+//! once, on the blanket implementations of [`Sqlx`] and [`Column`] below. Rust hands a trait's
+//! supertraits and the bounds of its associated types on to code generic over it, but not its
+//! other `where` clauses, so the bounds reach that code as these traits' methods.
+
+use async_trait::async_trait;
+use sqlx::query::Query;
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type,
+};
+
+use super::sql::{Bind, Dialect, Sql};
+use super::StoreResult;
+
+/// One database: everything [`SqlStore`](super::sql_store::SqlStore) does not do the same way
+/// on all of them.
+#[async_trait]
+pub trait Backend: Send + Sync + Sized + 'static {
+    /// The sqlx database.
+    type Db: Sqlx;
+    /// How `store::sql` writes this database's SQL.
+    const DIALECT: Dialect;
+    /// What `Tx::lock_current` appends to its `SELECT` so that the row stays locked against
+    /// other writers until commit (empty where the writer already holds the database's lock).
+    const LOCK_ROW: &'static str;
+
+    /// Opens the database named by `url`, creating and migrating it as needed.
+    async fn open(url: &str) -> StoreResult<Self>;
+    /// The pool reads run on.
+    fn reader(&self) -> &Pool<Self::Db>;
+    /// The pool writes outside a [`Tx`](super::Tx) run on (the scoring queue, authorization
+    /// state).
+    fn writer(&self) -> &Pool<Self::Db>;
+    /// Begins a write transaction.
+    async fn begin(&self) -> Result<Transaction<'static, Self::Db>, sqlx::Error>;
+    /// The statement `Tx::lock_key` runs to serialise transactions using `key` until commit,
+    /// or `None` where writers are serialised anyway.
+    fn lock_key(key: &str) -> Option<Sql>;
+    /// The query plan from the rows of `sql::explain`, one line per plan node.
+    fn plan(rows: &[<Self::Db as Database>::Row]) -> Result<Vec<String>, sqlx::Error>;
+    /// Closes the pools, waiting for in-flight work.
+    async fn close(&self);
+}
+
+/// What the store does with an sqlx database: bind `sql::Bind` values, run statements on a
+/// pool or in a transaction, read columns by position. Implemented for every sqlx database
+/// that can.
+pub trait Sqlx: Database<Row: Columns> {
+    /// A statement without values.
+    fn query(text: &str) -> Query<'_, Self, impl IntoArguments<'_, Self>>;
+    /// `sql` with its values bound.
+    fn prepare(sql: &Sql) -> Query<'_, Self, impl IntoArguments<'_, Self>>;
+    /// A pool, to run statements on.
+    fn pool(pool: &Pool<Self>) -> impl Executor<'_, Database = Self>;
+    /// A connection (a transaction's), to run statements on.
+    fn connection(connection: &mut Self::Connection) -> impl Executor<'_, Database = Self>;
+}
+
+impl<DB: Database<Row: Columns>> Sqlx for DB
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
+{
+    fn query(text: &str) -> Query<'_, Self, impl IntoArguments<'_, Self>> {
+        sqlx::query(text)
+    }
+
+    fn prepare(sql: &Sql) -> Query<'_, Self, impl IntoArguments<'_, Self>> {
+        let mut query = sqlx::query(&sql.text);
+        for bind in &sql.binds {
+            query = match bind {
+                Bind::Text(s) => query.bind(s.as_str()),
+                Bind::OptText(s) => query.bind(s.as_deref()),
+                Bind::Int(i) => query.bind(*i),
+                Bind::Float(f) => query.bind(*f),
+                Bind::Bool(b) => query.bind(*b),
+                Bind::OptInt(i) => query.bind(*i),
+            };
+        }
+        query
+    }
+
+    fn pool(pool: &Pool<Self>) -> impl Executor<'_, Database = Self> {
+        pool
+    }
+
+    fn connection(connection: &mut Self::Connection) -> impl Executor<'_, Database = Self> {
+        connection
+    }
+}
+
+/// Reads column `i` of a row as a `T` (sqlx's `Row::try_get`).
+pub trait Column<T>: Row {
+    fn at(&self, i: usize) -> Result<T, sqlx::Error>;
+}
+
+impl<R: Row, T> Column<T> for R
+where
+    T: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    usize: ColumnIndex<R>,
+{
+    fn at(&self, i: usize) -> Result<T, sqlx::Error> {
+        self.try_get(i)
+    }
+}
+
+/// The types the store reads from its rows.
+pub trait Columns:
+    Column<i64>
+    + Column<Option<i64>>
+    + Column<Option<f64>>
+    + Column<bool>
+    + Column<String>
+    + Column<Option<String>>
+{
+}
+
+impl<R> Columns for R where
+    R: Column<i64>
+        + Column<Option<i64>>
+        + Column<Option<f64>>
+        + Column<bool>
+        + Column<String>
+        + Column<Option<String>>
+{
+}

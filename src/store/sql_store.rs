@@ -1,0 +1,371 @@
+//! The one implementation of [`Store`] and [`Tx`], for every [`Backend`].
+//!
+//! Reads run on the backend's reader pool, writes outside a transaction (the scoring queue) on
+//! its writer pool, and a [`Tx`] holds one transaction begun the backend's way; what differs
+//! per database is in `sqlite.rs` and `postgres.rs`.
+
+use async_trait::async_trait;
+use sqlx::{Executor, Transaction};
+
+use super::backend::{Backend, Column, Columns, Sqlx};
+use super::sql::{self, Sql};
+use super::{
+    Current, HistoryEntry, HistoryQuery, Method, NewVersion, Queued, SearchHit, Statement, Store,
+    StoreError, StoreResult, Tx, Version,
+};
+use crate::search::index::IndexEntries;
+use crate::search::query::{Contained, KeyKind, KeyValue, SearchQuery, SortKey};
+
+/// A store on the database `B`.
+pub struct SqlStore<B> {
+    backend: B,
+}
+
+impl<B: Backend> SqlStore<B> {
+    /// Opens the database named by `url` (see [`Backend::open`]).
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        Ok(SqlStore {
+            backend: B::open(url).await?,
+        })
+    }
+
+    pub(super) fn reader(&self) -> impl Executor<'_, Database = B::Db> {
+        B::Db::pool(self.backend.reader())
+    }
+
+    pub(super) fn writer(&self) -> impl Executor<'_, Database = B::Db> {
+        B::Db::pool(self.backend.writer())
+    }
+}
+
+/// A `Queued` from a row of `sql::QUEUED_COLUMNS`.
+fn queued_at(row: &impl Columns) -> Result<Queued, sqlx::Error> {
+    Ok(Queued {
+        patient: row.at(0)?,
+        generation: row.at(1)?,
+        attempts: row.at(2)?,
+        next_attempt_at: row.at(3)?,
+        last_error: row.at(4)?,
+    })
+}
+
+/// Reads the columns of `sql::VERSION_COLUMNS` starting at `offset`.
+fn version_at(row: &impl Columns, offset: usize) -> Result<Version, sqlx::Error> {
+    let method: String = row.at(offset + 4)?;
+    Ok(Version {
+        rtype: row.at(offset)?,
+        id: row.at(offset + 1)?,
+        version: row.at(offset + 2)?,
+        last_updated: row.at(offset + 3)?,
+        method: Method::parse(&method),
+        content: row.at(offset + 5)?,
+    })
+}
+
+fn hits(rows: Vec<impl Columns>, sort: &[SortKey], contained: bool) -> StoreResult<Vec<SearchHit>> {
+    rows.iter()
+        .map(|row| {
+            let keys = sort
+                .iter()
+                .enumerate()
+                .map(|(i, key)| {
+                    let at = 7 + i;
+                    Ok(match key.kind() {
+                        KeyKind::Text => Column::<Option<String>>::at(row, at)?.map(KeyValue::Text),
+                        KeyKind::Int => Column::<Option<i64>>::at(row, at)?.map(KeyValue::Int),
+                        KeyKind::Float => Column::<Option<f64>>::at(row, at)?.map(KeyValue::Float),
+                    }
+                    .unwrap_or(KeyValue::Null))
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            // A search with `_contained` has the hit's contained position last, also a key.
+            let at = 7 + sort.len();
+            let contained = if contained { Some(row.at(at)?) } else { None };
+            let mut keys = keys;
+            keys.extend(contained.map(KeyValue::Int));
+            Ok(SearchHit {
+                rid: row.at(0)?,
+                version: version_at(row, 1)?,
+                keys,
+                contained,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl<B: Backend> Store for SqlStore<B> {
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        let tx = self.backend.begin().await?;
+        Ok(Box::new(SqlTx::<B> { tx }))
+    }
+
+    async fn read(&self, rtype: &str, id: &str) -> StoreResult<Option<Version>> {
+        let sql = sql::read_version(B::DIALECT, rtype, id, None);
+        let row = B::Db::prepare(&sql).fetch_optional(self.reader()).await?;
+        Ok(row.map(|r| version_at(&r, 0)).transpose()?)
+    }
+
+    async fn vread(&self, rtype: &str, id: &str, version: i64) -> StoreResult<Option<Version>> {
+        let sql = sql::read_version(B::DIALECT, rtype, id, Some(version));
+        let row = B::Db::prepare(&sql).fetch_optional(self.reader()).await?;
+        Ok(row.map(|r| version_at(&r, 0)).transpose()?)
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<HistoryEntry>> {
+        let sql = sql::history(B::DIALECT, query);
+        let rows = B::Db::prepare(&sql).fetch_all(self.reader()).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(HistoryEntry {
+                    seq: row.at(0)?,
+                    version: version_at(row, 1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn search(&self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
+        let sql = sql::search(B::DIALECT, query);
+        sql::check(&sql)?;
+        hits(
+            B::Db::prepare(&sql).fetch_all(self.reader()).await?,
+            &query.sort,
+            query.contained != Contained::False,
+        )
+    }
+
+    async fn count(&self, query: &SearchQuery) -> StoreResult<u64> {
+        let sql = sql::count(B::DIALECT, query);
+        sql::check(&sql)?;
+        let row = B::Db::prepare(&sql).fetch_one(self.reader()).await?;
+        let n: i64 = row.at(0)?;
+        Ok(n as u64)
+    }
+
+    async fn include_targets(
+        &self,
+        rids: &[i64],
+        params: Option<&[String]>,
+        target_type: Option<&str>,
+    ) -> StoreResult<Vec<(String, String)>> {
+        if rids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = sql::include_targets(B::DIALECT, rids, params, target_type);
+        let rows = B::Db::prepare(&sql).fetch_all(self.reader()).await?;
+        rows.iter()
+            .map(|row| Ok((row.at(0)?, row.at(1)?)))
+            .collect()
+    }
+
+    async fn lastn(
+        &self,
+        query: &SearchQuery,
+        max: usize,
+        limit: usize,
+    ) -> StoreResult<Vec<SearchHit>> {
+        let sql = sql::lastn(B::DIALECT, query, max, limit);
+        sql::check(&sql)?;
+        hits(
+            B::Db::prepare(&sql).fetch_all(self.reader()).await?,
+            &[],
+            false,
+        )
+    }
+
+    async fn read_current(&self, keys: &[(String, String)]) -> StoreResult<Vec<SearchHit>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = sql::current_versions(B::DIALECT, keys);
+        hits(
+            B::Db::prepare(&sql).fetch_all(self.reader()).await?,
+            &[],
+            false,
+        )
+    }
+
+    async fn compartment(&self, patient: &str, types: &[&str]) -> StoreResult<Vec<Version>> {
+        let sql = sql::compartment(B::DIALECT, patient, types);
+        let rows = B::Db::prepare(&sql).fetch_all(self.reader()).await?;
+        Ok(rows
+            .iter()
+            .map(|r| version_at(r, 0))
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn compartments(&self) -> StoreResult<Vec<String>> {
+        let sql = sql::compartments(B::DIALECT);
+        let rows = B::Db::prepare(&sql).fetch_all(self.reader()).await?;
+        Ok(rows.iter().map(|r| r.at(0)).collect::<Result<_, _>>()?)
+    }
+
+    async fn queued(&self, limit: usize, now: i64) -> StoreResult<Vec<Queued>> {
+        let sql = sql::queued(B::DIALECT, limit, now);
+        let rows = B::Db::prepare(&sql).fetch_all(self.reader()).await?;
+        Ok(rows.iter().map(queued_at).collect::<Result<_, _>>()?)
+    }
+
+    async fn defer(
+        &self,
+        patient: &str,
+        generation: i64,
+        retry_at: Option<i64>,
+        error: &str,
+    ) -> StoreResult<()> {
+        let sql = sql::defer(B::DIALECT, patient, generation, retry_at, error);
+        B::Db::prepare(&sql).execute(self.writer()).await?;
+        Ok(())
+    }
+
+    async fn scoring_failures(&self) -> StoreResult<Vec<Queued>> {
+        let sql = sql::scoring_failures(B::DIALECT);
+        let rows = B::Db::prepare(&sql).fetch_all(self.reader()).await?;
+        Ok(rows.iter().map(queued_at).collect::<Result<_, _>>()?)
+    }
+
+    async fn dequeue(&self, patient: &str, generation: i64) -> StoreResult<()> {
+        let sql = sql::dequeue(B::DIALECT, patient, generation);
+        B::Db::prepare(&sql).execute(self.writer()).await?;
+        Ok(())
+    }
+
+    async fn reschedule(&self, patient: &str, generation: i64, at: i64) -> StoreResult<()> {
+        let sql = sql::reschedule(B::DIALECT, patient, generation, at);
+        B::Db::prepare(&sql).execute(self.writer()).await?;
+        Ok(())
+    }
+
+    async fn queue_patient(&self, patient: &str, at: i64) -> StoreResult<()> {
+        let sql = sql::queue_patient(B::DIALECT, patient, at);
+        B::Db::prepare(&sql).execute(self.writer()).await?;
+        Ok(())
+    }
+
+    async fn explain(&self, statement: Statement<'_>) -> StoreResult<Vec<String>> {
+        let sql = sql::explain(B::DIALECT, &statement);
+        sql::check(&sql)?;
+        let rows = B::Db::prepare(&sql).fetch_all(self.reader()).await?;
+        Ok(B::plan(&rows)?)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        B::Db::query("SELECT 1").execute(self.reader()).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.backend.close().await;
+    }
+}
+
+/// A write transaction on the database `B`.
+struct SqlTx<B: Backend> {
+    tx: Transaction<'static, B::Db>,
+}
+
+impl<B: Backend> SqlTx<B> {
+    fn connection(&mut self) -> impl Executor<'_, Database = B::Db> {
+        B::Db::connection(&mut self.tx)
+    }
+
+    /// Writes the index entries of row `rid`, first removing its old ones if `replace`.
+    async fn write_index(
+        &mut self,
+        rid: i64,
+        index: &IndexEntries,
+        replace: bool,
+    ) -> StoreResult<()> {
+        if replace {
+            for table in sql::INDEX_TABLES {
+                let sql = sql::delete_index(B::DIALECT, table, rid);
+                B::Db::prepare(&sql).execute(self.connection()).await?;
+            }
+        }
+        for insert in sql::insert_index(B::DIALECT, rid, index) {
+            B::Db::prepare(&insert).execute(self.connection()).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Tx for SqlTx<B> {
+    async fn lock_current(&mut self, rtype: &str, id: &str) -> StoreResult<Option<Current>> {
+        let mut sql = Sql::new(B::DIALECT);
+        sql.push("SELECT version, last_updated, deleted FROM resource WHERE rtype = ")
+            .text(rtype)
+            .push(" AND id = ")
+            .text(id)
+            .push(B::LOCK_ROW);
+        let row = B::Db::prepare(&sql)
+            .fetch_optional(self.connection())
+            .await?;
+        Ok(row
+            .map(|r| -> Result<Current, sqlx::Error> {
+                Ok(Current {
+                    version: r.at(0)?,
+                    last_updated: r.at(1)?,
+                    deleted: r.at(2)?,
+                })
+            })
+            .transpose()?)
+    }
+
+    async fn lock_key(&mut self, key: &str) -> StoreResult<()> {
+        if let Some(sql) = B::lock_key(key) {
+            B::Db::prepare(&sql).execute(self.connection()).await?;
+        }
+        Ok(())
+    }
+
+    async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
+        let sql = sql::search(B::DIALECT, query);
+        sql::check(&sql)?;
+        hits(
+            B::Db::prepare(&sql).fetch_all(self.connection()).await?,
+            &query.sort,
+            query.contained != Contained::False,
+        )
+    }
+
+    async fn write(&mut self, new: NewVersion<'_>, previous: Option<i64>) -> StoreResult<()> {
+        let row_sql = match previous {
+            None => sql::insert_resource(B::DIALECT, &new),
+            Some(previous) => sql::update_resource(B::DIALECT, &new, previous),
+        };
+        let rid: i64 = match B::Db::prepare(&row_sql)
+            .fetch_optional(self.connection())
+            .await?
+        {
+            Some(row) => row.at(0)?,
+            None => {
+                return Err(StoreError::Conflict(format!(
+                    "{}/{} was changed by a concurrent request",
+                    new.rtype, new.id
+                )))
+            }
+        };
+        let version_sql = sql::insert_version(B::DIALECT, &new);
+        B::Db::prepare(&version_sql)
+            .execute(self.connection())
+            .await?;
+        self.write_index(rid, new.index, previous.is_some()).await
+    }
+
+    async fn reindex(&mut self, rid: i64, index: &IndexEntries) -> StoreResult<()> {
+        self.write_index(rid, index, true).await
+    }
+
+    async fn queue_compartment(&mut self, rtype: &str, id: &str, at: i64) -> StoreResult<()> {
+        let sql = sql::queue_compartment(B::DIALECT, rtype, id, at);
+        B::Db::prepare(&sql).execute(self.connection()).await?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
