@@ -19,3 +19,4 @@ pub mod search;
 pub mod server;
 pub mod store;
 pub mod ucum;
+pub mod write;

@@ -464,3 +464,72 @@ both_stores!(
         }
     }
 );
+
+/// Polls a strict search until it finds something, for at most half a minute: what the
+/// server writes behind a request (AuditEvents, the scorer's RiskAssessments) lands later.
+async fn eventually_found(client: &Client, query: &str) -> Vec<String> {
+    for _ in 0..300 {
+        let found = ids(client, query).await;
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{query} found nothing in half a minute");
+}
+
+both_stores!(
+    a_posted_search_parameter_indexes_the_audit_events_the_server_writes,
+    |server| {
+        let c = &server.client;
+        let parameter = json!({
+            "resourceType": "SearchParameter",
+            "url": "http://example.org/fhir/SearchParameter/auditevent-outcome-description",
+            "name": "outcome-description", "status": "active",
+            "description": "The outcome of an audited event, as text",
+            "code": "outcome-description", "base": ["AuditEvent"], "type": "string",
+            "expression": "AuditEvent.outcomeDesc"
+        });
+        expect_status(&c.post("SearchParameter", &parameter).await.unwrap(), 201);
+        // The first 404 of this server, audited by the audit writer after the parameter.
+        expect_status(&c.get("Patient/nobody-here").await.unwrap(), 404);
+        let found = eventually_found(c, "AuditEvent?outcome-description=HTTP%20404").await;
+        assert_eq!(found.len(), 1, "{found:?}");
+    }
+);
+
+both_stores!(
+    a_posted_search_parameter_indexes_the_risk_assessments_the_scorer_writes,
+    |server| {
+        let c = &server.client;
+        let parameter = json!({
+            "resourceType": "SearchParameter",
+            "url": "http://example.org/fhir/SearchParameter/riskassessment-model",
+            "name": "model", "status": "active",
+            "description": "The model a RiskAssessment comes from",
+            "code": "model", "base": ["RiskAssessment"], "type": "token",
+            "expression": "RiskAssessment.method"
+        });
+        expect_status(&c.post("SearchParameter", &parameter).await.unwrap(), 201);
+        let reply = c
+            .post("Patient", &json!({"resourceType": "Patient"}))
+            .await
+            .unwrap();
+        let patient = expect_status(&reply, 201)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // A scoring input: the scorer writes the patient's Charlson RiskAssessment.
+        let condition = json!({"resourceType": "Condition",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "88805009"}]},
+            "subject": {"reference": format!("Patient/{patient}")}});
+        expect_status(&c.post("Condition", &condition).await.unwrap(), 201);
+        let found = eventually_found(
+            c,
+            &format!("RiskAssessment?patient=Patient/{patient}&model=charlson"),
+        )
+        .await;
+        assert_eq!(found.len(), 1, "{found:?}");
+    }
+);

@@ -13,14 +13,14 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::fhir::datetime::parse_range;
 use crate::fhirpath::{Item, Node};
-use crate::search::definitions::{registry, ParamType, SearchParam};
+use crate::search::definitions::{ParamType, Registry, SearchParam};
 use crate::search::index::*;
 use crate::ucum;
 
-/// Computes every index entry of a resource of type `rtype`.
-pub fn index_entries(resource: &Value, rtype: &str) -> IndexEntries {
+/// Computes every index entry of a resource of type `rtype`, for the parameters of `registry`.
+pub fn index_entries(registry: &Registry, resource: &Value, rtype: &str) -> IndexEntries {
     let mut entries = IndexEntries::default();
-    for param in registry().params(rtype) {
+    for param in registry.params(rtype) {
         // `_id` and `_lastUpdated` are columns of the resource row.
         if param.code == "_id" || param.code == "_lastUpdated" {
             continue;
@@ -50,8 +50,8 @@ pub fn index_entries(resource: &Value, rtype: &str) -> IndexEntries {
 /// that resource's entries as a resource of its own type with itself as the root, renamed with
 /// [`contained_param`] and listed by a [`CONTAINED_ID`] entry (search page, "Contained
 /// Resources": `_contained=true` finds them, their container holds them).
-pub fn stored_entries(resource: &Value, rtype: &str) -> IndexEntries {
-    let mut entries = index_entries(resource, rtype);
+pub fn stored_entries(registry: &Registry, resource: &Value, rtype: &str) -> IndexEntries {
+    let mut entries = index_entries(registry, resource, rtype);
     let contained = resource.get("contained").and_then(Value::as_array);
     for child in contained.into_iter().flatten() {
         // Validation refuses a contained resource without a type; stored ones have one.
@@ -59,7 +59,7 @@ pub fn stored_entries(resource: &Value, rtype: &str) -> IndexEntries {
             .get("resourceType")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let mut own = index_entries(child, ctype);
+        let mut own = index_entries(registry, child, ctype);
         own.tokens.push(TokenEntry {
             param: CONTAINED_ID.to_owned(),
             system: None,
@@ -570,7 +570,7 @@ mod tests {
     #[test]
     fn identifiers_are_tokens() {
         let patient = json!({"resourceType": "Patient", "id": "p", "identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "123456782"}]});
-        let entries = index_entries(&patient, "Patient");
+        let entries = index_entries(&Registry::official(), &patient, "Patient");
         assert!(entries.tokens.contains(&TokenEntry {
             param: "identifier".into(),
             system: Some("http://fhir.nl/fhir/NamingSystem/bsn".into()),
@@ -581,7 +581,7 @@ mod tests {
     #[test]
     fn observations_belong_to_their_subjects_compartment() {
         let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/p1"}});
-        let entries = index_entries(&obs, "Observation");
+        let entries = index_entries(&Registry::official(), &obs, "Observation");
         assert_eq!(
             patient_compartment("Observation", "o", &entries).as_deref(),
             Some("p1")
@@ -594,7 +594,7 @@ mod tests {
             "contained": [{"resourceType": "Medication", "id": "med",
                 "code": {"coding": [{"system": "http://snomed.info/sct", "code": "aspirin"}]}}],
             "medicationReference": {"reference": "#med"}, "subject": {"reference": "Patient/p1"}});
-        let entries = stored_entries(&rx, "MedicationRequest");
+        let entries = stored_entries(&Registry::official(), &rx, "MedicationRequest");
         assert!(entries.tokens.iter().all(|t| !t.param.contains('#')));
         assert_eq!(entries.contained.len(), 1);
         let med = &entries.contained[0];

@@ -13,7 +13,7 @@
 use crate::error::FhirError;
 use crate::fhir::datetime::parse_range;
 use crate::fhir::{id, resource_types};
-use crate::search::definitions::{registry, Component, ParamType};
+use crate::search::definitions::{Component, ParamType, Registry};
 use crate::search::extract::{index_text, number_range};
 use crate::search::query::{
     CanonicalQuantity, Contained, ContainedType, Cursor, IndexTable, Predicate, Prefix,
@@ -146,7 +146,12 @@ pub struct Include {
 }
 
 /// Parses `Type:param[:target]` or `*` (http://hl7.org/fhir/R4/search.html#include).
-fn include(name: &str, value: &str, rtype: &str) -> Result<Include, FhirError> {
+fn include(
+    registry: &Registry,
+    name: &str,
+    value: &str,
+    rtype: &str,
+) -> Result<Include, FhirError> {
     let (base, modifier) = name.split_once(':').unwrap_or((name, ""));
     let iterate = match modifier {
         "" => false,
@@ -184,7 +189,7 @@ fn include(name: &str, value: &str, rtype: &str) -> Result<Include, FhirError> {
     let param = if param == "*" {
         None
     } else {
-        match registry().get(source, param) {
+        match registry.get(source, param) {
             Some(p) if p.kind == ParamType::Reference => Some(param.to_owned()),
             _ => {
                 return Err(FhirError::invalid(format!(
@@ -209,8 +214,9 @@ fn include(name: &str, value: &str, rtype: &str) -> Result<Include, FhirError> {
     })
 }
 
-/// Parses search parameters for resource type `rtype`.
+/// Parses search parameters for resource type `rtype`, those of `registry`.
 pub fn parse(
+    registry: &Registry,
     rtype: &str,
     params: &[(String, String)],
     unknown: Unknown,
@@ -254,11 +260,11 @@ pub fn parse(
                 continue;
             }
             "_sort" => {
-                query.sort = sort_keys(rtype, value)?;
+                query.sort = sort_keys(registry, rtype, value)?;
                 continue;
             }
             "_include" | "_revinclude" => {
-                includes.push(include(name, value, rtype)?);
+                includes.push(include(registry, name, value, rtype)?);
                 continue;
             }
             "_summary" => {
@@ -317,7 +323,7 @@ pub fn parse(
                 "A search may combine at most {MAX_VALUES} values"
             )));
         }
-        match parameter(rtype, name, &alternatives, base, 0)? {
+        match parameter(registry, rtype, name, &alternatives, base, 0)? {
             Ok(parsed) => query.filters.extend(parsed.into_filters()),
             Err(reason) => refuse_or_ignore(unknown, reason, &mut ignored)?,
         }
@@ -405,7 +411,7 @@ fn element_names(value: &str) -> Result<Vec<ElementName>, FhirError> {
 }
 
 /// `_sort=a,-b`: sort keys in order, `-` for descending (search page, "Sorting").
-fn sort_keys(rtype: &str, value: &str) -> Result<Vec<SortKey>, FhirError> {
+fn sort_keys(registry: &Registry, rtype: &str, value: &str) -> Result<Vec<SortKey>, FhirError> {
     let mut keys = Vec::new();
     for item in value.split(',') {
         let (descending, code) = match item.strip_prefix('-') {
@@ -416,7 +422,7 @@ fn sort_keys(rtype: &str, value: &str) -> Result<Vec<SortKey>, FhirError> {
             "_id" => SortColumn::Id,
             "_lastUpdated" => SortColumn::LastUpdated,
             _ => {
-                let table = match registry().get(rtype, code).map(|p| p.kind) {
+                let table = match registry.get(rtype, code).map(|p| p.kind) {
                     Some(ParamType::Token) => IndexTable::Token,
                     Some(ParamType::String) => IndexTable::String,
                     Some(ParamType::Date) => IndexTable::Date,
@@ -450,6 +456,7 @@ const MAX_CHAIN_DEPTH: usize = 4;
 /// The predicates of one parameter occurrence `name=values` on `rtype`: `Ok(Err(reason))` when
 /// the server does not support it (ignored or refused by the caller), `Err` when it is wrong.
 fn parameter(
+    registry: &Registry,
     rtype: &str,
     name: &str,
     values: &[String],
@@ -462,13 +469,13 @@ fn parameter(
         )));
     }
     if let Some(rest) = name.strip_prefix("_has:") {
-        return has(rtype, rest, values, base, depth).map(Ok);
+        return has(registry, rtype, rest, values, base, depth).map(Ok);
     }
     if name == "_list" || name.starts_with("_list:") {
-        return list(rtype, name, values, base, depth).map(Ok);
+        return list(registry, rtype, name, values, base, depth).map(Ok);
     }
     if let Some((head, tail)) = name.split_once('.') {
-        return chain(rtype, head, tail, values, base, depth).map(Ok);
+        return chain(registry, rtype, head, tail, values, base, depth).map(Ok);
     }
     let (code, modifier) = match name.split_once(':') {
         Some((c, m)) => (c, Some(m)),
@@ -477,7 +484,7 @@ fn parameter(
     let kind = match code {
         "_id" => Kind::Id,
         "_lastUpdated" => Kind::LastUpdated,
-        _ => match registry().get(rtype, code) {
+        _ => match registry.get(rtype, code) {
             // `_text`, `_content`, `_filter`, `_query`: refusing is honest, ignoring is not.
             Some(param) if param.expression.is_none() => {
                 return Err(FhirError::invalid(format!(
@@ -492,7 +499,6 @@ fn parameter(
         check_modifier(name, kind, m)?;
     }
     if let (Kind::Param(ParamType::Composite), None) = (kind, modifier) {
-        let registry = registry();
         let Some(param) = registry.get(rtype, code) else {
             return Ok(Err(format!("{code}: no such search parameter for {rtype}")));
         };
@@ -505,7 +511,7 @@ fn parameter(
     if let (Kind::Param(ParamType::Reference), Some(m @ ("below" | "above"))) = (kind, modifier) {
         let any_of = values
             .iter()
-            .map(|v| hierarchy(rtype, code, m == "above", v, base))
+            .map(|v| hierarchy(registry, rtype, code, m == "above", v, base))
             .collect::<Result<_, _>>()?;
         return Ok(Ok(Parsed1::AnyOf(any_of)));
     }
@@ -526,6 +532,7 @@ fn parameter(
 /// the type's `partOf` (`Location.partOf`, `Organization.partOf`, `Encounter.partOf`, …: a
 /// reference parameter of the type to itself); a type without one is a 400.
 fn hierarchy(
+    registry: &Registry,
     rtype: &str,
     code: &str,
     above: bool,
@@ -533,7 +540,6 @@ fn hierarchy(
     base: &str,
 ) -> Result<Predicate, FhirError> {
     let modifier = if above { "above" } else { "below" };
-    let registry = registry();
     let targets = registry
         .get(rtype, code)
         .map(|p| p.target.clone())
@@ -783,6 +789,7 @@ fn of_type(code: &str, value: &str) -> Result<Predicate, FhirError> {
 /// A chained parameter `ref[:Type].rest=values`: resources whose reference `ref` points at a
 /// resource (of `Type`, or any target type that has the parameter) matching `rest=values`.
 fn chain(
+    registry: &Registry,
     rtype: &str,
     head: &str,
     tail: &str,
@@ -794,7 +801,6 @@ fn chain(
         Some((c, t)) => (c, Some(t)),
         None => (head, None),
     };
-    let registry = registry();
     let param = registry
         .get(rtype, code)
         .filter(|p| p.kind == ParamType::Reference)
@@ -822,7 +828,7 @@ fn chain(
         if !known {
             continue;
         }
-        match parameter(&target, tail, values, base, depth + 1)? {
+        match parameter(registry, &target, tail, values, base, depth + 1)? {
             Ok(inner) => any_of.push(Predicate::Chain {
                 param: code.to_owned(),
                 target_type: target,
@@ -842,6 +848,7 @@ fn chain(
 /// Reverse chaining `_has:Type:ref:rest=values`: resources referenced through `ref` by a resource
 /// of `Type` that matches `rest=values` (which may be another `_has`).
 fn has(
+    registry: &Registry,
     rtype: &str,
     rest: &str,
     values: &[String],
@@ -862,7 +869,7 @@ fn has(
             "_has:{rest}: '{source}' is not a resource type"
         )));
     }
-    match registry().get(source, param) {
+    match registry.get(source, param) {
         Some(p) if p.kind == ParamType::Reference => {}
         _ => {
             return Err(FhirError::invalid(format!(
@@ -870,7 +877,7 @@ fn has(
             )))
         }
     }
-    let inner = match parameter(source, tail, values, base, depth + 1)? {
+    let inner = match parameter(registry, source, tail, values, base, depth + 1)? {
         Ok(inner) => Predicate::Has {
             source_type: source.to_owned(),
             param: param.to_owned(),
@@ -886,6 +893,7 @@ fn has(
 /// that is `_has:List:item:_id=id`. Functional lists (`$current-problems`, …) need a definition
 /// of what is current that this server does not have: refused.
 fn list(
+    registry: &Registry,
     rtype: &str,
     name: &str,
     values: &[String],
@@ -905,7 +913,7 @@ fn list(
     if let Some(bad) = values.iter().find(|v| !id::is_valid(v)) {
         return Err(FhirError::invalid(format!("_list={bad}: not a List id")));
     }
-    has(rtype, "List:item:_id", values, base, depth)
+    has(registry, rtype, "List:item:_id", values, base, depth)
 }
 
 /// What a parameter name stands for.
@@ -1206,6 +1214,7 @@ fn range(target: RangeTarget, code: &str, value: &str) -> Result<Predicate, Fhir
 /// Parses the criteria of a conditional interaction (`If-None-Exist`, `PUT/DELETE Type?…`):
 /// every parameter must be understood, and at least one must be given.
 pub fn criteria(
+    registry: &Registry,
     rtype: &str,
     params: &[(String, String)],
     base: &str,
@@ -1215,7 +1224,7 @@ pub fn criteria(
             "A conditional interaction needs search criteria",
         ));
     }
-    let mut parsed = parse(rtype, params, Unknown::Refuse, base)?;
+    let mut parsed = parse(registry, rtype, params, Unknown::Refuse, base)?;
     if parsed.query.contained != Contained::False {
         return Err(FhirError::invalid(
             "Conditional criteria cannot use _contained: a contained resource is no resource to create, update or delete on its own",
