@@ -1,9 +1,10 @@
 //! Signaal: a FHIR R4 (4.0.1) server.
 //!
 //! A request flows one way: `http` (parse, negotiate, route) → `interaction` (FHIR semantics,
-//! one module per interaction) → `store` (SQLite or PostgreSQL). `fhir` holds the rules of the
-//! specification that need neither HTTP nor storage; `search` the parameter definitions,
-//! index extraction and query model.
+//! one module per interaction) → `write` (a resource becomes a stored version, in a
+//! transaction; every writer goes through it) and `search` → `store` (SQLite or PostgreSQL).
+//! `fhir` holds the rules of the specification that need neither HTTP nor storage; `search`
+//! the parameter definitions, index extraction and query model.
 
 pub mod app;
 pub mod auth;
