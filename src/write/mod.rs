@@ -40,11 +40,6 @@ impl Indexing {
         &self.registry
     }
 
-    /// The registry, shared.
-    pub fn shared_registry(&self) -> Arc<Registry> {
-        self.registry.clone()
-    }
-
     /// Whether a write changed the active SearchParameters (wrote an active one, or changed or
     /// deleted one that was active).
     pub fn search_params_changed(&self) -> bool {
