@@ -4,14 +4,20 @@ use std::sync::Arc;
 
 use crate::auth::Auth;
 use crate::interaction::async_job::Jobs;
-use crate::search::definitions::ServerRegistry;
+use crate::search::definitions::{Registry, ServerRegistry};
 use crate::store::Store;
+use crate::write::Indexing;
 
 #[derive(Clone)]
 pub struct App {
     pub store: Arc<dyn Store>,
     /// The search parameters: official, and the active SearchParameter resources stored.
     pub search_params: Arc<ServerRegistry>,
+    /// The search parameters this request searches and writes with (the server's registry when
+    /// it began), and whether its writes changed them: the HTTP layer gives every request its
+    /// own and reloads `search_params` after one that changed them. Work outside a request (the
+    /// scorer, the audit writer) takes `search_params.current()` instead.
+    pub indexing: Arc<Indexing>,
     /// The FHIR base URL clients use, without a trailing slash (`http://127.0.0.1:8080/fhir`):
     /// `Location`, `fullUrl` and paging links are built from it.
     pub base_url: String,
@@ -34,6 +40,11 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_BUNDLE_ENTRIES: usize = 10_000;
 
 impl App {
+    /// The search parameters in force for this request.
+    pub fn registry(&self) -> &Registry {
+        self.indexing.registry()
+    }
+
     /// The absolute URL of a path below the FHIR base (`Patient/1` → `http://…/fhir/Patient/1`).
     pub fn url(&self, path: &str) -> String {
         format!("{}/{}", self.base_url, path)

@@ -253,8 +253,16 @@ async fn score(database: &str, all: bool, high_utiliser_fraction: f64) -> ExitCo
         worker: false,
         ..Default::default()
     });
+    // What is written is indexed with the search parameters the database holds.
+    let registry = match signaal::interaction::search_parameters::load(&*store).await {
+        Ok(registry) => std::sync::Arc::new(registry),
+        Err(e) => {
+            tracing::error!("cannot read the search parameters: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let started = std::time::Instant::now();
-    let result = signaal::scoring::run::score_all(&*store, &scoring, |done, total| {
+    let result = signaal::scoring::run::score_all(&*store, registry, &scoring, |done, total| {
         let width = 40;
         let filled = if total == 0 {
             width

@@ -12,6 +12,7 @@ use crate::interaction::async_job::Jobs;
 use crate::interaction::search_parameters;
 use crate::search::definitions::ServerRegistry;
 use crate::store;
+use crate::write::Indexing;
 
 /// What `signaal serve` needs to know.
 #[derive(Debug, Clone)]
@@ -78,9 +79,19 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
     let registry = search_parameters::load(store.as_ref())
         .await
         .map_err(|e| StartError::Store(store::StoreError::Database(e.to_string())))?;
-    let auth = Auth::start(&settings.auth, clients, store.clone(), local, &base_url).await?;
+    let search_params = Arc::new(ServerRegistry::new(registry));
+    let auth = Auth::start(
+        &settings.auth,
+        clients,
+        store.clone(),
+        search_params.clone(),
+        local,
+        &base_url,
+    )
+    .await?;
     let app = Arc::new(App {
-        search_params: Arc::new(ServerRegistry::new(registry)),
+        indexing: Arc::new(Indexing::new(search_params.current())),
+        search_params,
         jobs: Arc::new(Jobs::new(store.clone())),
         store,
         auth,

@@ -5,12 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{expect_status, without_audit_events, StoreKind, TestServer};
+use common::{expect_status, patient, without_audit_events, StoreKind, TestServer};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn patient() -> Value {
-    json!({"resourceType": "Patient", "name": [{"family": "Jansen"}]})
+/// A valid Patient.
+fn jansen() -> Value {
+    patient().family("Jansen").json()
 }
 
 async fn post_raw(server: &TestServer, path: &str, body: &[u8]) -> signaal::client::Reply {
@@ -217,7 +218,7 @@ both_stores!(
     an_invalid_update_leaves_the_current_version_alone,
     |server| {
         let created = expect_status(
-            &server.client.post("Patient", &patient()).await.unwrap(),
+            &server.client.post("Patient", &jansen()).await.unwrap(),
             201,
         );
         let id = created["id"].as_str().unwrap();
@@ -257,7 +258,7 @@ both_stores!(an_unknown_resource_type_is_404_for_get_and_post, |server| {
 both_stores!(
     a_method_an_endpoint_does_not_have_is_405_with_allow,
     |server| {
-        let body = Some(patient().to_string().into_bytes());
+        let body = Some(jansen().to_string().into_bytes());
         for (method, path) in [
             ("PATCH", "Patient/p1/_history"),
             ("POST", "Patient/p1"),
@@ -285,7 +286,7 @@ both_stores!(
 
 both_stores!(ids_with_path_characters_or_too_long_are_400, |server| {
     let long = "a".repeat(65);
-    let body = Some(patient().to_string().into_bytes());
+    let body = Some(jansen().to_string().into_bytes());
     for path in [
         "Patient/a%2Fb",
         "Patient/a%20b",
@@ -451,10 +452,10 @@ async fn configured_body_limit(kind: StoreKind) {
         return;
     };
     expect_status(
-        &server.client.post("Patient", &patient()).await.unwrap(),
+        &server.client.post("Patient", &jansen()).await.unwrap(),
         201,
     );
-    let mut big = patient();
+    let mut big = jansen();
     big["name"][0]["family"] = json!("x".repeat(4096));
     let reply = server.client.post("Patient", &big).await.unwrap();
     let outcome = expect_status(&reply, 413);
@@ -525,7 +526,7 @@ both_stores!(accepting_only_xml_is_406, |server| {
             "POST",
             "Patient",
             &[("Accept", "application/fhir+xml")],
-            Some(patient().to_string().into_bytes()),
+            Some(jansen().to_string().into_bytes()),
         )
         .await
         .unwrap();
@@ -555,7 +556,7 @@ both_stores!(format_json_and_pretty_true_work, |server| {
     let created = expect_status(
         &server
             .client
-            .post("Patient?_pretty=true", &patient())
+            .post("Patient?_pretty=true", &jansen())
             .await
             .unwrap(),
         201,
@@ -694,7 +695,7 @@ both_stores!(
                 "POST",
                 "Patient",
                 &[("If-None-Exist", "_lastUpdated=garbage")],
-                Some(patient().to_string().into_bytes()),
+                Some(jansen().to_string().into_bytes()),
             )
             .await
             .unwrap();
@@ -705,7 +706,7 @@ both_stores!(
                 "PUT",
                 "Patient?_count=-1",
                 &[],
-                Some(patient().to_string().into_bytes()),
+                Some(jansen().to_string().into_bytes()),
             )
             .await
             .unwrap();

@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::expect_status;
+use common::{expect_status, patient};
 use serde_json::{json, Value};
 use signaal::client::{Client, Reply};
 use tokio::sync::Barrier;
@@ -17,8 +17,9 @@ use tokio::task::JoinSet;
 /// Clients in each race.
 const N: usize = 20;
 
-fn patient(family: &str) -> Value {
-    json!({"resourceType": "Patient", "name": [{"family": family}], "gender": "female"})
+/// A Patient with family name `family`.
+fn patient_named(family: &str) -> Value {
+    patient().family(family).set("gender", "female").json()
 }
 
 /// Sends `N` requests at once: request `i` is `request(client, i)`. Returns the replies in
@@ -92,7 +93,10 @@ fn version_of(body: &Value) -> i64 {
 both_stores!(if_match_lets_exactly_one_racing_update_win, |server| {
     let client = &server.client;
     for round in 0..3 {
-        let created = client.post("Patient", &patient("Start")).await.unwrap();
+        let created = client
+            .post("Patient", &patient_named("Start"))
+            .await
+            .unwrap();
         let id = expect_status(&created, 201)["id"]
             .as_str()
             .unwrap()
@@ -103,7 +107,7 @@ both_stores!(if_match_lets_exactly_one_racing_update_win, |server| {
             race(client, move |client, i| {
                 let (path, id) = (path.clone(), id.clone());
                 async move {
-                    let mut body = patient(&format!("Round{round}Writer{i}"));
+                    let mut body = patient_named(&format!("Round{round}Writer{i}"));
                     body["id"] = json!(id);
                     client
                         .send(
@@ -139,7 +143,10 @@ both_stores!(if_match_lets_exactly_one_racing_update_win, |server| {
 
 both_stores!(racing_updates_make_contiguous_versions, |server| {
     let client = &server.client;
-    let created = client.post("Patient", &patient("Start")).await.unwrap();
+    let created = client
+        .post("Patient", &patient_named("Start"))
+        .await
+        .unwrap();
     let id = expect_status(&created, 201)["id"]
         .as_str()
         .unwrap()
@@ -150,7 +157,7 @@ both_stores!(racing_updates_make_contiguous_versions, |server| {
         race(client, move |client, i| {
             let (path, id) = (path.clone(), id.clone());
             async move {
-                let mut body = patient(&format!("Writer{i}"));
+                let mut body = patient_named(&format!("Writer{i}"));
                 body["id"] = json!(id);
                 client.put(&path, &body).await.unwrap()
             }
@@ -235,7 +242,7 @@ both_stores!(racing_update_as_create_makes_one_resource, |server| {
         race(client, move |client, i| {
             let (path, id) = (path.clone(), id.clone());
             async move {
-                let mut body = patient(&format!("Writer{i}"));
+                let mut body = patient_named(&format!("Writer{i}"));
                 body["id"] = json!(id);
                 client.put(&path, &body).await.unwrap()
             }

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{expect_status, matches};
+use common::{expect_status, matches, statuses};
 use serde_json::Value;
 
 const BSN_PATIENT: &str = "patient.identifier=http://fhir.nl/fhir/NamingSystem/bsn|123456782";
@@ -40,15 +40,6 @@ fn response_bundle(stdout: &str) -> Value {
         .rsplit_once("\nHTTP ")
         .map_or(stdout, |(body, _)| body);
     serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
-
-fn statuses(bundle: &Value) -> Vec<String> {
-    bundle["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["response"]["status"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 both_stores!(

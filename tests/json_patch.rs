@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{expect_status, TestServer};
+use common::{create, expect_status, patient, TestServer};
 use serde_json::{json, Value};
 use signaal::fhir::json_patch::{apply, json_equal};
 
@@ -63,14 +63,14 @@ fn official_json_patch_cases() {
 
 const JSON_PATCH: &str = "application/json-patch+json";
 
-fn patient() -> Value {
-    json!({"resourceType": "Patient", "identifier": [{"system": "http://example.org/mrn", "value": "p1"}],
-           "name": [{"family": "Jansen", "given": ["Anna"]}], "gender": "female"})
-}
-
-async fn create(server: &TestServer, resource: &Value) -> String {
-    let body = expect_status(&server.client.post("Patient", resource).await.unwrap(), 201);
-    body["id"].as_str().unwrap().to_owned()
+/// The Patient the patches apply to: Anna Jansen, MRN p1.
+fn anna_jansen() -> Value {
+    patient()
+        .identifier("http://example.org/mrn", "p1")
+        .family("Jansen")
+        .given("Anna")
+        .set("gender", "female")
+        .json()
 }
 
 async fn patch(
@@ -94,7 +94,7 @@ fn fhirpath_op(parts: Value) -> Value {
 }
 
 both_stores!(json_patch_updates_to_version_2, |server| {
-    let id = create(&server, &patient()).await;
+    let id = create(&server, &anna_jansen()).await;
     let reply = patch(
         &server,
         &format!("Patient/{id}"),
@@ -119,7 +119,7 @@ both_stores!(json_patch_updates_to_version_2, |server| {
 });
 
 both_stores!(fhirpath_patch_updates_to_version_2, |server| {
-    let id = create(&server, &patient()).await;
+    let id = create(&server, &anna_jansen()).await;
     let reply = patch(
         &server,
         &format!("Patient/{id}"),
@@ -151,7 +151,7 @@ both_stores!(fhirpath_patch_updates_to_version_2, |server| {
 });
 
 both_stores!(if_match_mismatch_is_412_and_match_writes, |server| {
-    let id = create(&server, &patient()).await;
+    let id = create(&server, &anna_jansen()).await;
     let body = json!([{"op": "replace", "path": "/gender", "value": "male"}]);
     let reply = patch(
         &server,
@@ -174,7 +174,7 @@ both_stores!(if_match_mismatch_is_412_and_match_writes, |server| {
 });
 
 both_stores!(invalid_results_and_failed_patches_write_nothing, |server| {
-    let id = create(&server, &patient()).await;
+    let id = create(&server, &anna_jansen()).await;
     let path = format!("Patient/{id}");
     // The result breaks the schema: 400.
     let reply = patch(
@@ -255,7 +255,7 @@ both_stores!(invalid_results_and_failed_patches_write_nothing, |server| {
 });
 
 both_stores!(other_media_types_are_415, |server| {
-    let id = create(&server, &patient()).await;
+    let id = create(&server, &anna_jansen()).await;
     let reply = patch(
         &server,
         &format!("Patient/{id}"),
@@ -282,7 +282,7 @@ both_stores!(unknown_is_404_and_deleted_is_410, |server| {
         &patch(&server, "Patient/nope", JSON_PATCH, &[], &body).await,
         404,
     );
-    let id = create(&server, &patient()).await;
+    let id = create(&server, &anna_jansen()).await;
     expect_status(
         &server
             .client
@@ -302,7 +302,7 @@ both_stores!(unknown_is_404_and_deleted_is_410, |server| {
 });
 
 both_stores!(conditional_patch, |server| {
-    let id = create(&server, &patient()).await;
+    let id = create(&server, &anna_jansen()).await;
     let body = json!([{"op": "replace", "path": "/gender", "value": "male"}]);
     let reply = patch(
         &server,
@@ -324,7 +324,7 @@ both_stores!(conditional_patch, |server| {
     )
     .await;
     expect_status(&reply, 404);
-    create(&server, &patient()).await;
+    create(&server, &anna_jansen()).await;
     let reply = patch(
         &server,
         "Patient?identifier=http://example.org/mrn|p1",

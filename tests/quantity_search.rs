@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ids, TestServer};
+use common::{ids, put, TestServer};
 use serde_json::{json, Value};
 
 const UCUM: &str = "http://unitsofmeasure.org";
@@ -15,16 +15,6 @@ fn observation(id: &str, value: Value, system: &str, code: &str) -> Value {
         "code": {"coding": [{"system": "http://loinc.org", "code": "15074-8"}]},
         "valueQuantity": {"value": value, "unit": code, "system": system, "code": code}
     })
-}
-
-async fn put(server: &TestServer, resource: Value) {
-    let path = format!("Observation/{}", resource["id"].as_str().unwrap());
-    let reply = server.client.put(&path, &resource).await.unwrap();
-    assert!(
-        reply.status == 200 || reply.status == 201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
 }
 
 /// Glucose in several units: the same 5.4 mmol/L three ways, and others around it.

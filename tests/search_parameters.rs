@@ -5,27 +5,10 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::expect_status;
+use common::{expect_status, patient, put, strict_ids};
 use serde_json::{json, Value};
 use signaal::client::Client;
 use signaal::server::{self, Settings};
-
-async fn ids(client: &Client, query: &str) -> Vec<String> {
-    let reply = client
-        .send("GET", query, &[("prefer", "handling=strict")], None)
-        .await
-        .unwrap();
-    let bundle = expect_status(&reply, 200);
-    let mut ids: Vec<String> = bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
 
 /// Status of a strict search: 400 when the parameter is unknown.
 async fn strict_status(client: &Client, query: &str) -> u16 {
@@ -36,20 +19,15 @@ async fn strict_status(client: &Client, query: &str) -> u16 {
         .status
 }
 
-async fn put(client: &Client, resource: Value) -> u16 {
-    let path = format!(
-        "{}/{}",
-        resource["resourceType"].as_str().unwrap(),
-        resource["id"].as_str().unwrap()
-    );
-    client.put(&path, &resource).await.unwrap().status
-}
-
-fn patient(id: &str, marital: &str) -> Value {
-    json!({
-        "resourceType": "Patient", "id": id,
-        "maritalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": marital}]}
-    })
+/// Patient `id` with marital status `marital` (a v3-MaritalStatus code).
+fn patient_with_marital_status(id: &str, marital: &str) -> Value {
+    patient()
+        .id(id)
+        .set(
+            "maritalStatus",
+            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": marital}]}),
+        )
+        .json()
 }
 
 /// A parameter the official definitions do not have: Patient by marital status.
@@ -83,27 +61,33 @@ both_stores!(
     a_posted_search_parameter_finds_new_writes_at_once_and_old_ones_after_reindex,
     |server| {
         let c = &server.client;
-        assert_eq!(put(c, patient("before", "M")).await, 201);
+        assert_eq!(
+            put(c, patient_with_marital_status("before", "M")).await,
+            201
+        );
         let reply = c
             .post("SearchParameter", &marital_status("active"))
             .await
             .unwrap();
         expect_status(&reply, 201);
-        assert_eq!(put(c, patient("after", "M")).await, 201);
-        assert_eq!(put(c, patient("other", "S")).await, 201);
+        assert_eq!(put(c, patient_with_marital_status("after", "M")).await, 201);
+        assert_eq!(put(c, patient_with_marital_status("other", "S")).await, 201);
 
-        assert_eq!(ids(c, "Patient?marital-status=M").await, vec!["after"]);
+        assert_eq!(
+            strict_ids(c, "Patient?marital-status=M").await,
+            vec!["after"]
+        );
 
         let result = reindex(c, "Patient/$reindex").await;
         assert_eq!(result["resourceType"], "Parameters");
         assert_eq!(count(&result, "total"), 3);
         assert_eq!(count(&result, "reindexed"), 3);
         assert_eq!(
-            ids(c, "Patient?marital-status=M").await,
+            strict_ids(c, "Patient?marital-status=M").await,
             vec!["after", "before"]
         );
         assert_eq!(
-            ids(
+            strict_ids(
                 c,
                 "Patient?marital-status=http://terminology.hl7.org/CodeSystem/v3-MaritalStatus|S"
             )
@@ -115,12 +99,12 @@ both_stores!(
 
 both_stores!(system_reindex_covers_every_type, |server| {
     let c = &server.client;
-    assert_eq!(put(c, patient("p1", "M")).await, 201);
+    assert_eq!(put(c, patient_with_marital_status("p1", "M")).await, 201);
     let obs = json!({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
                      "valueQuantity": {"value": 5400, "system": "http://unitsofmeasure.org", "code": "umol/L"}});
     assert_eq!(put(c, obs).await, 201);
     assert_eq!(put(c, marital_status("active")).await, 201);
-    assert!(ids(c, "Patient?marital-status=M").await.is_empty());
+    assert!(strict_ids(c, "Patient?marital-status=M").await.is_empty());
 
     let result = reindex(c, "$reindex").await;
     // The two resources, the SearchParameter itself, and whatever the risk-scoring worker
@@ -128,9 +112,9 @@ both_stores!(system_reindex_covers_every_type, |server| {
     // (They may still be writing while it runs, so the two counts need not agree.)
     assert!(count(&result, "total") >= 3, "{result}");
     assert!(count(&result, "done") >= 3, "{result}");
-    assert_eq!(ids(c, "Patient?marital-status=M").await, vec!["p1"]);
+    assert_eq!(strict_ids(c, "Patient?marital-status=M").await, vec!["p1"]);
     assert_eq!(
-        ids(
+        strict_ids(
             c,
             "Observation?value-quantity=5.4|http://unitsofmeasure.org|mmol/L"
         )
@@ -144,7 +128,7 @@ both_stores!(reindex_goes_through_every_batch, |server| {
     let n = signaal::interaction::reindex::BATCH + 7;
     let entries: Vec<Value> = (0..n)
         .map(|i| {
-            json!({"resource": patient(&format!("p{i}"), "M"),
+            json!({"resource": patient_with_marital_status(&format!("p{i}"), "M"),
                    "request": {"method": "PUT", "url": format!("Patient/p{i}")}})
         })
         .collect();
@@ -167,14 +151,14 @@ both_stores!(
     |server| {
         let c = &server.client;
         assert_eq!(put(c, marital_status("active")).await, 201);
-        assert_eq!(put(c, patient("p", "M")).await, 201);
-        assert_eq!(ids(c, "Patient?marital-status=M").await, vec!["p"]);
+        assert_eq!(put(c, patient_with_marital_status("p", "M")).await, 201);
+        assert_eq!(strict_ids(c, "Patient?marital-status=M").await, vec!["p"]);
 
         assert_eq!(put(c, marital_status("retired")).await, 200);
         assert_eq!(strict_status(c, "Patient?marital-status=M").await, 400);
 
         assert_eq!(put(c, marital_status("active")).await, 200);
-        assert_eq!(ids(c, "Patient?marital-status=M").await, vec!["p"]);
+        assert_eq!(strict_ids(c, "Patient?marital-status=M").await, vec!["p"]);
 
         expect_status(
             &c.delete("SearchParameter/patient-marital-status")
@@ -190,7 +174,10 @@ both_stores!(
     stored_search_parameters_are_loaded_when_the_server_starts,
     |server| {
         assert_eq!(put(&server.client, marital_status("active")).await, 201);
-        assert_eq!(put(&server.client, patient("p", "M")).await, 201);
+        assert_eq!(
+            put(&server.client, patient_with_marital_status("p", "M")).await,
+            201
+        );
 
         // A second server on the same database knows the parameter from the start.
         let listen = "127.0.0.1:0".parse::<SocketAddr>().unwrap();
@@ -203,7 +190,10 @@ both_stores!(
         let task = tokio::spawn(server::serve(listener, app, async {
             let _ = stopped.await;
         }));
-        assert_eq!(ids(&client, "Patient?marital-status=M").await, vec!["p"]);
+        assert_eq!(
+            strict_ids(&client, "Patient?marital-status=M").await,
+            vec!["p"]
+        );
         let _ = stop.send(());
         task.await.unwrap().unwrap();
     }
@@ -255,8 +245,11 @@ both_stores!(bad_search_parameters_are_refused_and_not_stored, |server| {
         sp["code"] = json!("gender");
     });
     assert_eq!(put(c, draft).await, 201);
-    assert_eq!(put(c, patient("p", "M")).await, 201);
-    assert_eq!(ids(c, "Patient?gender=male").await, Vec::<String>::new());
+    assert_eq!(put(c, patient_with_marital_status("p", "M")).await, 201);
+    assert_eq!(
+        strict_ids(c, "Patient?gender=male").await,
+        Vec::<String>::new()
+    );
 });
 
 both_stores!(
@@ -357,10 +350,13 @@ both_stores!(
     reindex_with_respond_async_answers_202_and_its_status_url_gives_the_counts,
     |server| {
         let c = &server.client;
-        assert_eq!(put(c, patient("before", "M")).await, 201);
-        assert_eq!(put(c, patient("other", "S")).await, 201);
+        assert_eq!(
+            put(c, patient_with_marital_status("before", "M")).await,
+            201
+        );
+        assert_eq!(put(c, patient_with_marital_status("other", "S")).await, 201);
         assert_eq!(put(c, marital_status("active")).await, 201);
-        assert!(ids(c, "Patient?marital-status=M").await.is_empty());
+        assert!(strict_ids(c, "Patient?marital-status=M").await.is_empty());
 
         let status = kick_off(c, "Patient/$reindex").await;
         let result = poll(c, &status).await;
@@ -369,7 +365,10 @@ both_stores!(
         assert_eq!(count(&result, "done"), 2);
         assert_eq!(count(&result, "reindexed"), 2);
         assert_eq!(count(&result, "batches"), 1);
-        assert_eq!(ids(c, "Patient?marital-status=M").await, vec!["before"]);
+        assert_eq!(
+            strict_ids(c, "Patient?marital-status=M").await,
+            vec!["before"]
+        );
         // The answer stays there for the next poll.
         assert_eq!(poll(c, &status).await, result);
     }
@@ -382,7 +381,7 @@ both_stores!(
         let n = signaal::interaction::reindex::BATCH + 3;
         let entries: Vec<Value> = (0..n)
             .map(|i| {
-                json!({"resource": patient(&format!("p{i}"), "M"),
+                json!({"resource": patient_with_marital_status(&format!("p{i}"), "M"),
                        "request": {"method": "PUT", "url": format!("Patient/p{i}")}})
             })
             .collect();
@@ -406,7 +405,7 @@ both_stores!(
     delete_on_the_status_url_cancels_the_job_and_forgets_it,
     |server| {
         let c = &server.client;
-        assert_eq!(put(c, patient("p", "M")).await, 201);
+        assert_eq!(put(c, patient_with_marital_status("p", "M")).await, 201);
         let status = kick_off(c, "$reindex").await;
         let outcome = expect_status(&c.delete(&status).await.unwrap(), 202);
         assert_eq!(outcome["resourceType"], "OperationOutcome");
@@ -462,5 +461,74 @@ both_stores!(
             expect_status(&reply, 405);
             assert_eq!(reply.header("allow"), Some("GET, DELETE"));
         }
+    }
+);
+
+/// Polls a strict search until it finds something, for at most half a minute: what the
+/// server writes behind a request (AuditEvents, the scorer's RiskAssessments) lands later.
+async fn eventually_found(client: &Client, query: &str) -> Vec<String> {
+    for _ in 0..300 {
+        let found = strict_ids(client, query).await;
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{query} found nothing in half a minute");
+}
+
+both_stores!(
+    a_posted_search_parameter_indexes_the_audit_events_the_server_writes,
+    |server| {
+        let c = &server.client;
+        let parameter = json!({
+            "resourceType": "SearchParameter",
+            "url": "http://example.org/fhir/SearchParameter/auditevent-outcome-description",
+            "name": "outcome-description", "status": "active",
+            "description": "The outcome of an audited event, as text",
+            "code": "outcome-description", "base": ["AuditEvent"], "type": "string",
+            "expression": "AuditEvent.outcomeDesc"
+        });
+        expect_status(&c.post("SearchParameter", &parameter).await.unwrap(), 201);
+        // The first 404 of this server, audited by the audit writer after the parameter.
+        expect_status(&c.get("Patient/nobody-here").await.unwrap(), 404);
+        let found = eventually_found(c, "AuditEvent?outcome-description=HTTP%20404").await;
+        assert_eq!(found.len(), 1, "{found:?}");
+    }
+);
+
+both_stores!(
+    a_posted_search_parameter_indexes_the_risk_assessments_the_scorer_writes,
+    |server| {
+        let c = &server.client;
+        let parameter = json!({
+            "resourceType": "SearchParameter",
+            "url": "http://example.org/fhir/SearchParameter/riskassessment-model",
+            "name": "model", "status": "active",
+            "description": "The model a RiskAssessment comes from",
+            "code": "model", "base": ["RiskAssessment"], "type": "token",
+            "expression": "RiskAssessment.method"
+        });
+        expect_status(&c.post("SearchParameter", &parameter).await.unwrap(), 201);
+        let reply = c
+            .post("Patient", &json!({"resourceType": "Patient"}))
+            .await
+            .unwrap();
+        let patient = expect_status(&reply, 201)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // A scoring input: the scorer writes the patient's Charlson RiskAssessment.
+        let condition = json!({"resourceType": "Condition",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "88805009"}]},
+            "subject": {"reference": format!("Patient/{patient}")}});
+        expect_status(&c.post("Condition", &condition).await.unwrap(), 201);
+        let found = eventually_found(
+            c,
+            &format!("RiskAssessment?patient=Patient/{patient}&model=charlson"),
+        )
+        .await;
+        assert_eq!(found.len(), 1, "{found:?}");
     }
 );

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{expect_status, matches, StoreKind, TestServer};
+use common::{create, expect_status, matches, patient, statuses, StoreKind, TestServer};
 use serde_json::{json, Value};
 use signaal::client::Reply;
 
@@ -18,12 +18,9 @@ fn post(full_url: &str, resource: Value) -> Value {
     json!({"fullUrl": full_url, "resource": resource, "request": {"method": "POST", "url": rtype}})
 }
 
+/// A Patient de Vries with BSN `bsn`.
 fn patient_bsn(bsn: &str) -> Value {
-    json!({
-        "resourceType": "Patient",
-        "identifier": [{"system": BSN, "value": bsn}],
-        "name": [{"family": "de Vries"}],
-    })
+    patient().identifier(BSN, bsn).family("de Vries").json()
 }
 
 /// Posts a Bundle to the base and returns the reply.
@@ -37,15 +34,6 @@ fn target(entry: &Value) -> String {
     let path = location.split("/fhir/").nth(1).unwrap();
     let parts: Vec<&str> = path.split('/').collect();
     format!("{}/{}", parts[0], parts[1])
-}
-
-fn statuses(response: &Value) -> Vec<String> {
-    response["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["response"]["status"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 async fn type_history_total(server: &TestServer, rtype: &str) -> usize {
@@ -702,15 +690,13 @@ fn fhirpath_replace_entry(url: &str, path: &str, value: Value) -> Value {
     })
 }
 
-async fn create(server: &TestServer, resource: Value) -> String {
-    let rtype = resource["resourceType"].as_str().unwrap().to_owned();
-    let reply = server.client.post(&rtype, &resource).await.unwrap();
-    let body = expect_status(&reply, 201);
-    format!("{rtype}/{}", body["id"].as_str().unwrap())
+/// Creates a Patient with BSN `bsn`; its reference `Patient/id`.
+async fn create_patient(server: &TestServer, bsn: &str) -> String {
+    format!("Patient/{}", create(server, &patient_bsn(bsn)).await)
 }
 
 both_stores!(a_json_patch_entry_patches_in_a_transaction, |server| {
-    let patient = create(&server, patient_bsn("301")).await;
+    let patient = create_patient(&server, "301").await;
     let reply = send(
         &server,
         &bundle(
@@ -730,7 +716,7 @@ both_stores!(a_json_patch_entry_patches_in_a_transaction, |server| {
 });
 
 both_stores!(a_fhirpath_patch_entry_patches_in_a_transaction, |server| {
-    let patient = create(&server, patient_bsn("302")).await;
+    let patient = create_patient(&server, "302").await;
     let reply = send(
         &server,
         &bundle(
@@ -752,7 +738,7 @@ both_stores!(a_fhirpath_patch_entry_patches_in_a_transaction, |server| {
 both_stores!(
     a_patch_entry_may_point_at_a_resource_the_transaction_creates,
     |server| {
-        let patient = create(&server, patient_bsn("303")).await;
+        let patient = create_patient(&server, "303").await;
         let mut entry = json_patch_entry(
             &patient,
             json!([{"op": "add", "path": "/generalPractitioner",
@@ -782,7 +768,7 @@ both_stores!(
 );
 
 both_stores!(a_conditional_patch_entry_patches_the_one_match, |server| {
-    let patient = create(&server, patient_bsn("304")).await;
+    let patient = create_patient(&server, "304").await;
     let reply = send(
         &server,
         &bundle(
@@ -804,7 +790,7 @@ both_stores!(a_conditional_patch_entry_patches_the_one_match, |server| {
 both_stores!(
     a_patch_entry_whose_result_is_invalid_rolls_the_transaction_back,
     |server| {
-        let patient = create(&server, patient_bsn("305")).await;
+        let patient = create_patient(&server, "305").await;
         let reply = send(
             &server,
             &bundle(
@@ -831,7 +817,7 @@ both_stores!(
 );
 
 both_stores!(a_patch_entry_with_a_stale_if_match_is_412, |server| {
-    let patient = create(&server, patient_bsn("306")).await;
+    let patient = create_patient(&server, "306").await;
     let mut entry = fhirpath_replace_entry(&patient, "Patient.name[0].family", json!("Smit"));
     entry["request"]["ifMatch"] = json!("W/\"7\"");
     let reply = send(&server, &bundle("transaction", vec![entry])).await;
@@ -841,7 +827,7 @@ both_stores!(a_patch_entry_with_a_stale_if_match_is_412, |server| {
 both_stores!(
     a_patch_entry_that_is_neither_binary_nor_parameters_is_400,
     |server| {
-        let patient = create(&server, patient_bsn("307")).await;
+        let patient = create_patient(&server, "307").await;
         let entry = json!({
             "resource": patient_bsn("307"),
             "request": {"method": "PATCH", "url": patient},
@@ -856,7 +842,7 @@ both_stores!(
 both_stores!(
     patch_entries_in_a_batch_fail_and_succeed_on_their_own,
     |server| {
-        let patient = create(&server, patient_bsn("308")).await;
+        let patient = create_patient(&server, "308").await;
         let reply = send(
             &server,
             &bundle(

@@ -15,8 +15,9 @@ use tokio::task::JoinHandle;
 use super::Access;
 use crate::fhir::datetime::format_instant;
 use crate::fhir::id::{self, new_id};
-use crate::interaction::version;
+use crate::search::definitions::ServerRegistry;
 use crate::store::{Method, Store};
+use crate::write::{self, in_transaction, Indexing};
 
 /// Events waiting to be written; beyond this, requests wait for the writer.
 const QUEUE: usize = 1024;
@@ -73,11 +74,12 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Starts the writer, which stores events in `store` (unguarded: the server writes them).
-    pub fn start(store: Arc<dyn Store>) -> Sink {
+    /// Starts the writer, which stores events in `store` (unguarded: the server writes them),
+    /// indexed with the server's search parameters as they are when each batch is written.
+    pub fn start(store: Arc<dyn Store>, search_params: Arc<ServerRegistry>) -> Sink {
         let (queue, events) = mpsc::channel(QUEUE);
         let (stop, stopped) = oneshot::channel();
-        let writer = tokio::spawn(write_events(store, events, stopped));
+        let writer = tokio::spawn(write_events(store, search_params, events, stopped));
         Sink {
             queue,
             stop: Mutex::new(Some(stop)),
@@ -106,6 +108,7 @@ impl Sink {
 
 async fn write_events(
     store: Arc<dyn Store>,
+    search_params: Arc<ServerRegistry>,
     mut events: mpsc::Receiver<Record>,
     mut stopped: oneshot::Receiver<()>,
 ) {
@@ -131,33 +134,35 @@ async fn write_events(
                 Err(_) => break,
             }
         }
-        write_batch(&*store, &batch).await;
+        write_batch(&*store, &search_params, &batch).await;
     }
 }
 
 /// Writes a batch in one transaction, retrying a few times before giving up loudly.
-async fn write_batch(store: &dyn Store, batch: &[Record]) {
+async fn write_batch(store: &dyn Store, search_params: &ServerRegistry, batch: &[Record]) {
     let mut delay = std::time::Duration::from_millis(50);
     for attempt in 1..=5 {
-        let result = async {
-            let mut tx = store.begin().await?;
-            for event in batch {
-                version::write(
-                    &mut *tx,
-                    "AuditEvent",
-                    &new_id(),
-                    None,
-                    Method::Post,
-                    Some(match event {
-                        Record::Rest(event) => audit_event(event),
-                        Record::Token(request) => token_audit_event(request),
-                    }),
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            Ok::<(), crate::error::FhirError>(())
-        }
+        let indexing = &Indexing::new(search_params.current());
+        let result = in_transaction(store, |tx| {
+            Box::pin(async move {
+                for event in batch {
+                    write::write(
+                        tx,
+                        indexing,
+                        "AuditEvent",
+                        &new_id(),
+                        None,
+                        Method::Post,
+                        Some(match event {
+                            Record::Rest(event) => audit_event(event),
+                            Record::Token(request) => token_audit_event(request),
+                        }),
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
         .await;
         match result {
             Ok(()) => return,

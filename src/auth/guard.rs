@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::provenance::traced;
 use super::scope::{Perm, ADMIN_ONLY};
 use super::{Agent, Allowed, Grant, CLIENT_SYSTEM};
+use crate::search::definitions::Registry;
 use crate::search::extract::index_entries;
 use crate::search::index::IndexEntries;
 use crate::search::query::{Contained, Predicate, SearchQuery};
@@ -29,6 +30,7 @@ use crate::store::{
     Current, HistoryEntry, HistoryQuery, Method, NewVersion, Queued, SearchHit, Statement, Store,
     StoreError, StoreResult, Tx, Version,
 };
+use crate::write::Indexing;
 
 /// The audit trail's types: what the server records of every request and every write. Once
 /// recorded, nobody changes or deletes them through the API.
@@ -44,11 +46,18 @@ fn trail_is_immutable(rtype: &str) -> StoreError {
 pub struct GuardedStore {
     inner: Arc<dyn Store>,
     grant: Arc<Grant>,
+    /// The request's search parameters: what a resource's scope filters and compartment are
+    /// read with, and what the Provenance of each write is indexed with.
+    indexing: Arc<Indexing>,
 }
 
 impl GuardedStore {
-    pub fn new(inner: Arc<dyn Store>, grant: Arc<Grant>) -> Self {
-        GuardedStore { inner, grant }
+    pub fn new(inner: Arc<dyn Store>, grant: Arc<Grant>, indexing: Arc<Indexing>) -> Self {
+        GuardedStore {
+            inner,
+            grant,
+            indexing,
+        }
     }
 }
 
@@ -93,9 +102,9 @@ impl Rule<'_> {
     }
 }
 
-fn entries_of(version: &Version) -> Option<IndexEntries> {
+fn entries_of(registry: &Registry, version: &Version) -> Option<IndexEntries> {
     let content: Value = serde_json::from_str(version.content.as_deref()?).ok()?;
-    Some(index_entries(&content, &version.rtype))
+    Some(index_entries(registry, &content, &version.rtype))
 }
 
 fn rule<'a>(grant: &'a Grant, rtype: &str, perm: Perm) -> StoreResult<Rule<'a>> {
@@ -206,7 +215,7 @@ impl GuardedStore {
         if rule.unrestricted() {
             return Ok(true);
         }
-        if let Some(entries) = entries_of(version) {
+        if let Some(entries) = entries_of(self.indexing.registry(), version) {
             return Ok(rule.admits(&version.rtype, &version.id, &entries));
         }
         if version.version <= 1 {
@@ -217,7 +226,7 @@ impl GuardedStore {
             .vread(&version.rtype, &version.id, version.version - 1)
             .await?;
         Ok(previous
-            .and_then(|p| entries_of(&p))
+            .and_then(|p| entries_of(self.indexing.registry(), &p))
             .is_some_and(|entries| rule.admits(&version.rtype, &version.id, &entries)))
     }
 
@@ -234,8 +243,13 @@ impl GuardedStore {
 impl Store for GuardedStore {
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         Ok(Box::new(GuardedTx {
-            inner: traced(self.inner.begin().await?, self.grant.agent.clone()),
+            inner: traced(
+                self.inner.begin().await?,
+                self.grant.agent.clone(),
+                self.indexing.clone(),
+            ),
             grant: self.grant.clone(),
+            indexing: self.indexing.clone(),
             unseen: HashSet::new(),
             intent: None,
         }))
@@ -418,6 +432,7 @@ fn scoring_queue_is_the_servers() -> StoreError {
 pub struct GuardedTx {
     inner: Box<dyn Tx>,
     grant: Arc<Grant>,
+    indexing: Arc<Indexing>,
     /// Resources locked in this transaction that a grant restricted by content (a patient's
     /// compartment, granular scope filters) cannot see (outside them, deleted or unknown):
     /// never written, and answered alike.
@@ -441,7 +456,9 @@ impl GuardedTx {
             ..Default::default()
         };
         let hits = self.inner.search(&query).await?;
-        Ok(hits.first().and_then(|h| entries_of(&h.version)))
+        Ok(hits
+            .first()
+            .and_then(|h| entries_of(self.indexing.registry(), &h.version)))
     }
 }
 

@@ -24,6 +24,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 
 use crate::error::FhirError;
+use crate::search::definitions::ServerRegistry;
 use crate::store::auth::{AuthStore, ClientRecord};
 use crate::store::{Store, StoreError};
 use scope::{Perm, Scope};
@@ -276,6 +277,7 @@ impl Auth {
         settings: &AuthSettings,
         clients: Arc<dyn AuthStore>,
         store: Arc<dyn Store>,
+        search_params: Arc<ServerRegistry>,
         listen: SocketAddr,
         base_url: &str,
     ) -> Result<Arc<Auth>, AuthStartError> {
@@ -324,7 +326,7 @@ impl Auth {
                 jwks::tls_config(settings.jwks_ca.as_deref()).map_err(AuthStartError::Config)?,
             ),
             trusted,
-            audit: audit::Sink::start(store),
+            audit: audit::Sink::start(store, search_params),
             registry: RwLock::new(registry),
         });
         if !enforced {

@@ -5,25 +5,33 @@
 //! (through the authorization guard) and the risk scorer's. Recording it at the `Tx` keeps it
 //! in one place for every interaction and every Bundle entry, conditional or not.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::Agent;
 use crate::fhir::datetime::format_instant;
 use crate::fhir::id::new_id;
-use crate::interaction::version;
 use crate::search::index::IndexEntries;
 use crate::search::query::SearchQuery;
 use crate::store::{Current, Method, NewVersion, SearchHit, StoreError, StoreResult, Tx};
+use crate::write::{self, Indexing};
 
-/// `tx`, with a Provenance naming `agent` written after each version it writes.
-pub fn traced(tx: Box<dyn Tx>, agent: Agent) -> Box<dyn Tx> {
-    Box::new(Traced { inner: tx, agent })
+/// `tx`, with a Provenance naming `agent` written after each version it writes (indexed with
+/// `indexing`'s search parameters).
+pub fn traced(tx: Box<dyn Tx>, agent: Agent, indexing: Arc<Indexing>) -> Box<dyn Tx> {
+    Box::new(Traced {
+        inner: tx,
+        agent,
+        indexing,
+    })
 }
 
 struct Traced {
     inner: Box<dyn Tx>,
     agent: Agent,
+    indexing: Arc<Indexing>,
 }
 
 #[async_trait]
@@ -51,8 +59,9 @@ impl Tx for Traced {
         self.inner.write(new, previous).await?;
         let provenance = provenance(&self.agent, &target, recorded, activity);
         // Written on the inner transaction: a Provenance has no Provenance of its own.
-        version::write(
+        write::write(
             &mut *self.inner,
+            &self.indexing,
             "Provenance",
             &new_id(),
             None,

@@ -1,7 +1,7 @@
 //! SMART scopes (App Launch 1.0 `read`/`write`/`*` and 2.0 `cruds` with granular `?param=value`
 //! filters) and what a set of them allows.
 
-use crate::search::definitions::{registry, ParamType};
+use crate::search::definitions::{ParamType, Registry};
 use crate::search::index::IndexEntries;
 use crate::search::query::{Predicate, TokenSystem};
 
@@ -114,7 +114,9 @@ impl Scope {
                 return Err(format!("scope '{text}': a filter needs a resource type"));
             };
             for (param, value) in url::form_urlencoded::parse(query.as_bytes()) {
-                let known = registry()
+                // Against the official parameters: a token's scopes outlive any
+                // SearchParameter a client may post.
+                let known = Registry::official()
                     .get(rtype, &param)
                     .is_some_and(|p| p.kind == ParamType::Token);
                 if !known || value.is_empty() {

@@ -5,7 +5,7 @@
 //! the ingest phases (transaction Bundles of 1, 10 and 100 Observations; optionally a folder of
 //! Synthea Bundles, loaded once), and optionally writes the same resources straight into a store (`--raw-database`), bypassing
 //! HTTP, JSON parsing and validation. Both paths index the resource the same way
-//! ([`crate::interaction::version::write`]), so the gap between the two create rates is what
+//! ([`crate::write::write`]), so the gap between the two create rates is what
 //! HTTP, parsing and validation cost.
 //!
 //! With `--search` it is the search benchmark instead ([`search`]): load Synthea Bundles

@@ -224,6 +224,10 @@ pub async fn explain(
     patients: &[Sampled],
 ) -> Result<String, String> {
     let client = Client::new(base);
+    // The queries are parsed as the server parses them: with the search parameters it holds.
+    let registry = crate::interaction::search_parameters::load(store)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut out = String::new();
     for (name, request) in QUERIES {
         // The first of the first 20 fitting patients for whom the query finds something: the
@@ -252,7 +256,8 @@ pub async fn explain(
             .collect();
         let lastn = rtype.ends_with("/$lastn");
         let rtype = rtype.trim_end_matches("/$lastn");
-        let parsed = parse(rtype, &params, Unknown::Ignore, base).map_err(|e| format!("{e:?}"))?;
+        let parsed = parse(&registry, rtype, &params, Unknown::Ignore, base)
+            .map_err(|e| format!("{e:?}"))?;
         let query = &parsed.query;
         let mut statements: Vec<(&str, Vec<String>)> = Vec::new();
         if lastn {

@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::auth::{audit, guard::GuardedStore, Access};
 use crate::error::FhirError;
 use crate::interaction::search_parameters;
-use crate::search::definitions::scoped;
+use crate::write::Indexing;
 use negotiate::{prefer_return, response_format, Format};
 use request::{parse_query, FhirRequest};
 use response::{error_response, json_response};
@@ -120,19 +120,23 @@ async fn fhir(
         }
         // Reloading the search parameters reads the store as the server, not as the client.
         let root = app.clone();
+        // The request searches and writes with the server's search parameters as they are now.
+        let indexing = Arc::new(Indexing::new(app.search_params.current()));
         // Everything the request does goes through the store guarded for its grant (an open
         // server's too: the guard records the Provenance of every write).
-        let guarded;
-        let app: &App = match &access {
+        let store = match &access {
             // The public CapabilityStatement reads no resource.
-            Access::Unauthenticated => &app,
-            Access::Granted(grant) => {
-                guarded = App {
-                    store: Arc::new(GuardedStore::new(app.store.clone(), grant.clone())),
-                    ..App::clone(&app)
-                };
-                &guarded
-            }
+            Access::Unauthenticated => app.store.clone(),
+            Access::Granted(grant) => Arc::new(GuardedStore::new(
+                app.store.clone(),
+                grant.clone(),
+                indexing.clone(),
+            )),
+        };
+        let app = &App {
+            store,
+            indexing,
+            ..App::clone(&app)
         };
         let body = read_body(body, &headers, app.body_limit).await?;
         // HEAD is GET without a body (hyper drops the body).
@@ -148,11 +152,10 @@ async fn fhir(
             headers,
             body,
         };
-        // The request runs with this server's search parameters; one that changed them
-        // (wrote an active SearchParameter) reloads them for the requests after it.
-        let (result, changed) =
-            scoped(app.search_params.current(), route::dispatch(&app, &request)).await;
-        if changed {
+        // A request that changed the search parameters (wrote an active SearchParameter)
+        // reloads them for the requests after it.
+        let result = route::dispatch(app, &request).await;
+        if app.indexing.search_params_changed() {
             search_parameters::reload(&root).await?;
         }
         result

@@ -11,8 +11,9 @@ use crate::http::negotiate::Return;
 use crate::interaction::bundle_entry::{self, Action, Entry, Rewrite};
 use crate::interaction::transaction::checked_entry;
 use crate::interaction::version::Outcome;
-use crate::interaction::{create, delete, patch, retry, update};
+use crate::interaction::{create, delete, patch, update};
 use crate::store::Tx;
+use crate::write::in_transaction;
 
 pub async fn batch(app: &App, raw: &[Value], prefer: Return) -> Vec<Value> {
     let mut responses = Vec::with_capacity(raw.len());
@@ -43,11 +44,9 @@ pub async fn read_entry(app: &App, entry: &Entry) -> Value {
 /// One write entry in its own transaction, retried on concurrent changes like a single request.
 async fn write_entry(app: &App, entry: &Entry) -> Result<Outcome, FhirError> {
     let fresh_id = new_id();
-    retry(|| async {
-        let mut tx = app.store.begin().await?;
-        let outcome = write_in(&mut *tx, app, entry, &fresh_id).await?;
-        tx.commit().await?;
-        Ok(outcome)
+    let fresh_id = &fresh_id;
+    in_transaction(app.store.as_ref(), |tx| {
+        Box::pin(write_in(tx, app, entry, fresh_id))
     })
     .await
 }
@@ -107,7 +106,7 @@ async fn write_in(
             resource["id"] = Value::String(id.clone());
             update::update_in(tx, app, rtype, &id, &resource, entry.if_match).await
         }
-        Action::Delete { id } => delete::delete_in(tx, rtype, id, entry.if_match).await,
+        Action::Delete { id } => delete::delete_in(tx, app, rtype, id, entry.if_match).await,
         Action::ConditionalDelete => {
             delete::conditional_delete_in(tx, app, rtype, &entry.params, entry.if_match).await
         }

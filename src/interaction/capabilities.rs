@@ -11,7 +11,7 @@ use crate::fhir::resource_types;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::reindex;
-use crate::search::definitions::{registry, ParamType};
+use crate::search::definitions::{ParamType, Registry};
 
 pub async fn capabilities(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
     match request.single_param("mode")? {
@@ -27,12 +27,11 @@ pub async fn capabilities(app: &App, request: &FhirRequest) -> Result<FhirRespon
 }
 
 /// The search parameters of a type that `search::param` can evaluate.
-fn search_params(rtype: &str) -> Vec<Value> {
+fn search_params(registry: &Registry, rtype: &str) -> Vec<Value> {
     let mut params = vec![
         json!({"name": "_id", "type": "token", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"}),
         json!({"name": "_lastUpdated", "type": "date", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"}),
     ];
-    let registry = registry();
     let mut supported: Vec<_> = registry
         .params(rtype)
         .filter(|p| p.code != "_id" && p.code != "_lastUpdated" && p.expression.is_some())
@@ -82,7 +81,7 @@ fn statement(app: &App) -> Value {
                 "conditionalRead": "full-support",
                 "conditionalUpdate": true,
                 "conditionalDelete": "single",
-                "searchParam": search_params(rtype),
+                "searchParam": search_params(app.registry(), rtype),
             });
             let mut operations =
                 vec![json!({"name": "reindex", "definition": reindex::DEFINITION})];

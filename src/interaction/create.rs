@@ -8,10 +8,11 @@ use crate::error::FhirError;
 use crate::fhir::{id::new_id, validate::validate};
 use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
-use crate::interaction::version::{self, Outcome};
-use crate::interaction::{check_type, retry};
+use crate::interaction::check_type;
+use crate::interaction::version::Outcome;
 use crate::search::conditional::{criteria, criteria_key};
 use crate::store::{Method, Tx, Version};
+use crate::write::{self, in_transaction};
 
 pub async fn create(
     app: &App,
@@ -26,11 +27,9 @@ pub async fn create(
     let condition = request
         .header("if-none-exist")
         .map(|value| if_none_exist(rtype, value));
-    let outcome = retry(|| async {
-        let mut tx = app.store.begin().await?;
-        let outcome = create_in(&mut *tx, app, rtype, &id, &resource, condition.as_deref()).await?;
-        tx.commit().await?;
-        Ok(outcome)
+    let (id, resource, condition) = (&id, &resource, condition.as_deref());
+    let outcome = in_transaction(app.store.as_ref(), |tx| {
+        Box::pin(create_in(tx, app, rtype, id, resource, condition))
     })
     .await?;
     outcome.into_response()
@@ -71,7 +70,16 @@ pub async fn new_in(
     id: &str,
     resource: &Value,
 ) -> Result<Outcome, FhirError> {
-    let written = version::write(tx, rtype, id, None, Method::Post, Some(resource.clone())).await?;
+    let written = write::write(
+        tx,
+        &app.indexing,
+        rtype,
+        id,
+        None,
+        Method::Post,
+        Some(resource.clone()),
+    )
+    .await?;
     Ok(Outcome::of(
         written,
         StatusCode::CREATED,
@@ -89,7 +97,7 @@ pub async fn find_existing(
     rtype: &str,
     params: &[(String, String)],
 ) -> Result<Option<Version>, FhirError> {
-    let query = criteria(rtype, params, &app.base_url)?;
+    let query = criteria(app.registry(), rtype, params, &app.base_url)?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;
     match hits.len() {

@@ -9,10 +9,11 @@ use crate::app::App;
 use crate::error::FhirError;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
-use crate::interaction::version::{self, Outcome};
-use crate::interaction::{check_id, check_type, if_match, retry};
+use crate::interaction::version::Outcome;
+use crate::interaction::{check_id, check_type, if_match};
 use crate::search::conditional::{criteria, criteria_key};
 use crate::store::{Method, Tx};
+use crate::write::{self, in_transaction};
 
 pub async fn delete(
     app: &App,
@@ -23,11 +24,8 @@ pub async fn delete(
     check_type(rtype)?;
     check_id(id)?;
     let expected = if_match(request)?;
-    let outcome = retry(|| async move {
-        let mut tx = app.store.begin().await?;
-        let outcome = delete_in(&mut *tx, rtype, id, expected).await?;
-        tx.commit().await?;
-        Ok(outcome)
+    let outcome = in_transaction(app.store.as_ref(), |tx| {
+        Box::pin(delete_in(tx, app, rtype, id, expected))
     })
     .await?;
     outcome.into_response()
@@ -38,6 +36,7 @@ pub async fn delete(
 /// or is deleted already, changes nothing).
 pub async fn delete_in(
     tx: &mut dyn Tx,
+    app: &App,
     rtype: &str,
     id: &str,
     expected: Option<i64>,
@@ -53,7 +52,8 @@ pub async fn delete_in(
     }
     match current {
         Some(c) if !c.deleted => {
-            let written = version::write(tx, rtype, id, current, Method::Delete, None).await?;
+            let written =
+                write::write(tx, &app.indexing, rtype, id, current, Method::Delete, None).await?;
             let message = format!("Deleted {rtype}/{id} (version {})", written.version);
             Ok(Outcome::of(written, StatusCode::NO_CONTENT, true, message))
         }
@@ -75,14 +75,16 @@ pub async fn conditional_delete(
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     // Refuse bad criteria before touching the store.
-    criteria(rtype, &request.params, &app.base_url)?;
+    criteria(app.registry(), rtype, &request.params, &app.base_url)?;
     let expected = if_match(request)?;
-    let outcome = retry(|| async move {
-        let mut tx = app.store.begin().await?;
-        let outcome =
-            conditional_delete_in(&mut *tx, app, rtype, &request.params, expected).await?;
-        tx.commit().await?;
-        Ok(outcome)
+    let outcome = in_transaction(app.store.as_ref(), |tx| {
+        Box::pin(conditional_delete_in(
+            tx,
+            app,
+            rtype,
+            &request.params,
+            expected,
+        ))
     })
     .await?;
     outcome.into_response()
@@ -96,7 +98,7 @@ pub async fn conditional_delete_in(
     params: &[(String, String)],
     expected: Option<i64>,
 ) -> Result<Outcome, FhirError> {
-    let query = criteria(rtype, params, &app.base_url)?;
+    let query = criteria(app.registry(), rtype, params, &app.base_url)?;
     tx.may_write(rtype, Method::Delete).await?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;
@@ -109,7 +111,7 @@ pub async fn conditional_delete_in(
         )),
         [hit] => {
             let id = hit.version.id.clone();
-            delete_in(tx, rtype, &id, expected).await
+            delete_in(tx, app, rtype, &id, expected).await
         }
         _ => Err(FhirError::PreconditionFailed(format!(
             "The criteria match more than one {rtype}: this server deletes one resource at a time"

@@ -49,7 +49,13 @@ pub async fn lastn(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fhi
     } else {
         Unknown::Ignore
     };
-    let mut parsed = parse("Observation", &params, unknown, &app.base_url)?;
+    let mut parsed = parse(
+        app.registry(),
+        "Observation",
+        &params,
+        unknown,
+        &app.base_url,
+    )?;
     if parsed.query.contained != Contained::False {
         return Err(FhirError::invalid(
             "$lastn finds Observations, not resources contained in them: _contained must be false",

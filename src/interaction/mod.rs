@@ -23,8 +23,6 @@ pub mod version;
 pub mod vread;
 pub mod worklist;
 
-use std::future::Future;
-
 use crate::error::FhirError;
 use crate::fhir::{id, resource_types};
 use crate::http::request::FhirRequest;
@@ -65,25 +63,5 @@ pub fn if_match(request: &FhirRequest) -> Result<Option<i64>, FhirError> {
                 "If-Match '{value}' is not a version ETag such as W/\"1\""
             ))
         }),
-    }
-}
-
-/// How often a write is retried when a concurrent writer got to the same resource first.
-const ATTEMPTS: usize = 5;
-
-/// Runs a write, retrying it when the store reports a concurrent change (the loser of a race
-/// re-reads the current version and writes after the winner, so no version is lost).
-pub async fn retry<T, F, Fut>(mut attempt: F) -> Result<T, FhirError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, FhirError>>,
-{
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match attempt().await {
-            Err(FhirError::Conflict(_)) if tries < ATTEMPTS => continue,
-            result => return result,
-        }
     }
 }

@@ -20,9 +20,10 @@ use crate::http::negotiate::media_type;
 use crate::http::request::{parse_json, FhirRequest};
 use crate::http::response::FhirResponse;
 use crate::interaction::version::Outcome;
-use crate::interaction::{check_id, check_type, if_match, retry, version};
+use crate::interaction::{check_id, check_type, if_match};
 use crate::search::conditional::{criteria, criteria_key};
 use crate::store::{Method, Tx, Version};
+use crate::write::{self, in_transaction};
 
 /// A parsed patch body.
 #[derive(Debug, Clone)]
@@ -157,11 +158,9 @@ pub async fn patch(
     check_id(id)?;
     let patch = Patch::from_request(request)?;
     let expected = if_match(request)?;
-    let written = retry(|| async {
-        let mut tx = app.store.begin().await?;
-        let written = patch_in(&mut *tx, app, rtype, id, expected, &patch).await?;
-        tx.commit().await?;
-        Ok(written)
+    let patch = &patch;
+    let written = in_transaction(app.store.as_ref(), |tx| {
+        Box::pin(patch_in(tx, app, rtype, id, expected, patch))
     })
     .await?;
     respond(&written)
@@ -174,15 +173,15 @@ pub async fn conditional_patch(
     rtype: &str,
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
-    criteria(rtype, &request.params, &app.base_url)?;
+    criteria(app.registry(), rtype, &request.params, &app.base_url)?;
     let patch = Patch::from_request(request)?;
     let expected = if_match(request)?;
-    let written = retry(|| async {
-        let mut tx = app.store.begin().await?;
-        let id = conditional_target(&mut *tx, app, rtype, &request.params).await?;
-        let written = patch_in(&mut *tx, app, rtype, &id, expected, &patch).await?;
-        tx.commit().await?;
-        Ok(written)
+    let patch = &patch;
+    let written = in_transaction(app.store.as_ref(), |tx| {
+        Box::pin(async move {
+            let id = conditional_target(tx, app, rtype, &request.params).await?;
+            patch_in(tx, app, rtype, &id, expected, patch).await
+        })
     })
     .await?;
     respond(&written)
@@ -196,7 +195,7 @@ pub async fn conditional_target(
     rtype: &str,
     params: &[(String, String)],
 ) -> Result<String, FhirError> {
-    let query = criteria(rtype, params, &app.base_url)?;
+    let query = criteria(app.registry(), rtype, params, &app.base_url)?;
     tx.may_write(rtype, Method::Patch).await?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;
@@ -241,7 +240,12 @@ pub async fn patch_in(
         )));
     }
     // The current content, read inside the transaction (under the lock).
-    let by_id = criteria(rtype, &[("_id".to_owned(), id.to_owned())], &app.base_url)?;
+    let by_id = criteria(
+        app.registry(),
+        rtype,
+        &[("_id".to_owned(), id.to_owned())],
+        &app.base_url,
+    )?;
     let hits = tx.search(&by_id).await?;
     let mut resource = match hits.as_slice() {
         [hit] if hit.version.version == current.version => crate::fhir::meta::stamp(&hit.version),
@@ -271,7 +275,16 @@ pub async fn patch_in(
         }
     }
     validate(&resource, rtype)?;
-    version::write(tx, rtype, id, Some(current), Method::Patch, Some(resource)).await
+    write::write(
+        tx,
+        &app.indexing,
+        rtype,
+        id,
+        Some(current),
+        Method::Patch,
+        Some(resource),
+    )
+    .await
 }
 
 /// What a patch wrote, as a single request or a Bundle entry answers it.

@@ -26,11 +26,11 @@ use crate::http::negotiate::prefer_async;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::async_job::{Progress, STATUS_PATH};
-use crate::interaction::{check_type, retry};
-use crate::search::definitions::scoped;
+use crate::interaction::check_type;
 use crate::search::extract::stored_entries;
 use crate::search::query::{Cursor, SearchQuery};
-use crate::store::SearchHit;
+use crate::store::{SearchHit, Tx};
+use crate::write::in_transaction;
 
 /// Resources per batch (and per transaction).
 pub const BATCH: usize = 200;
@@ -81,14 +81,12 @@ async fn start(
     }
     let owner = requester(app, request).await?;
     let (job, slot) = app.jobs.table.start("$reindex", &owner)?;
-    let registry = app.search_params.current();
     let worker = job.clone();
+    // The job indexes with the search parameters of the request that started it.
     let work = tokio::spawn(async move {
         let cancelled = || worker.cancelled();
         let progress = &worker.progress;
-        scoped(registry, run(&server, &types, progress, cancelled))
-            .await
-            .0
+        run(&server, &types, progress, cancelled).await
     });
     // A second task awaits the work, so that even a panic in it ends the job with an answer.
     let finished = job.clone();
@@ -184,7 +182,11 @@ async fn run(
                 keys: Vec::new(),
                 rid: last.rid,
             });
-            let (reindexed, skipped) = retry(|| batch(app, rtype, &hits)).await?;
+            let hits = &hits;
+            let (reindexed, skipped) = in_transaction(app.store.as_ref(), |tx| {
+                Box::pin(batch(tx, app, rtype, hits))
+            })
+            .await?;
             counts.reindexed += reindexed;
             counts.skipped += skipped;
             counts.batches += 1;
@@ -224,9 +226,13 @@ fn all(rtype: &str, after: Option<Cursor>) -> SearchQuery {
     }
 }
 
-/// Reindexes one batch in one transaction: `(reindexed, skipped)`.
-async fn batch(app: &App, rtype: &str, hits: &[SearchHit]) -> Result<(u64, u64), FhirError> {
-    let mut tx = app.store.begin().await?;
+/// Reindexes one batch inside `tx`: `(reindexed, skipped)`.
+async fn batch(
+    tx: &mut dyn Tx,
+    app: &App,
+    rtype: &str,
+    hits: &[SearchHit],
+) -> Result<(u64, u64), FhirError> {
     let (mut reindexed, mut skipped) = (0, 0);
     for hit in hits {
         let current = tx.lock_current(rtype, &hit.version.id).await?;
@@ -239,11 +245,10 @@ async fn batch(app: &App, rtype: &str, hits: &[SearchHit]) -> Result<(u64, u64),
         };
         let resource: Value = serde_json::from_str(content)
             .map_err(|e| FhirError::Internal(format!("stored {rtype}/{}: {e}", hit.version.id)))?;
-        tx.reindex(hit.rid, &stored_entries(&resource, rtype))
+        tx.reindex(hit.rid, &stored_entries(app.registry(), &resource, rtype))
             .await?;
         reindexed += 1;
     }
-    tx.commit().await?;
     Ok((reindexed, skipped))
 }
 

@@ -1,5 +1,6 @@
 //! SearchParameter resources stored on the server (search page, "Defining search parameters"):
-//! checked when written, loaded into the server's one registry at start and after every change,
+//! checked when written (by the write pipeline, which reports a change of the active ones),
+//! loaded into the server's one registry at start and after every change,
 //! so an active one takes part in indexing (new writes at once, existing data through
 //! `$reindex`) and in search. Deleting one, or changing its status from active, retires it.
 
@@ -7,27 +8,9 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::error::FhirError;
-use crate::search::definitions::{note_changed, registry, Registry};
+use crate::search::definitions::Registry;
 use crate::search::query::{Cursor, Predicate, SearchQuery, TokenSystem};
 use crate::store::Store;
-
-/// Checks a SearchParameter about to be written (see `Registry::check`: a bad active one is
-/// a 422 and nothing is stored) and notes when the request changes the active ones.
-pub fn check(id: &str, resource: &Value) -> Result<(), FhirError> {
-    let registry = registry();
-    let active = registry.check(id, resource)?.is_some();
-    if active || registry.has_resource(id) {
-        note_changed();
-    }
-    Ok(())
-}
-
-/// Notes the deletion of a SearchParameter that was active.
-pub fn check_deletion(id: &str) {
-    if registry().has_resource(id) {
-        note_changed();
-    }
-}
 
 /// Stored SearchParameters read per query.
 const PAGE: usize = 500;

@@ -23,9 +23,10 @@ use crate::http::response::FhirResponse;
 use crate::interaction::bundle_entry::{self, at_entry, Action, Entry, Rewrite};
 use crate::interaction::patch::Patch;
 use crate::interaction::version::Outcome;
-use crate::interaction::{batch, create, delete, patch, retry, update};
+use crate::interaction::{batch, create, delete, patch, update};
 use crate::search::conditional::criteria_key;
 use crate::store::{Tx, Version};
+use crate::write::in_transaction;
 
 /// `POST [base]`: a batch or transaction Bundle.
 pub async fn bundle(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -117,11 +118,9 @@ async fn transaction(app: &App, raw: &[Value], prefer: Return) -> Result<Vec<Val
     check_full_urls(&entries)?;
     // Ids for new resources, fixed across retries.
     let new_ids: Vec<String> = entries.iter().map(|_| new_id()).collect();
-    let outcomes = retry(|| async {
-        let mut tx = app.store.begin().await?;
-        let outcomes = apply(&mut *tx, app, &entries, &new_ids).await?;
-        tx.commit().await?;
-        Ok(outcomes)
+    let (entries_ref, new_ids) = (&entries, &new_ids);
+    let outcomes = in_transaction(app.store.as_ref(), |tx| {
+        Box::pin(apply(tx, app, entries_ref, new_ids))
     })
     .await
     .map_err(|e| match e {
@@ -207,7 +206,7 @@ async fn apply(
         let outcome = match &entry.action {
             Action::Delete { id } => {
                 claims.claim(entry, &entry.rtype, id)?;
-                delete::delete_in(tx, &entry.rtype, id, entry.if_match).await
+                delete::delete_in(tx, app, &entry.rtype, id, entry.if_match).await
             }
             Action::ConditionalDelete => {
                 delete::conditional_delete_in(tx, app, &entry.rtype, &entry.params, entry.if_match)

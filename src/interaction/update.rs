@@ -9,10 +9,11 @@ use crate::error::FhirError;
 use crate::fhir::{id::new_id, validate::validate};
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
-use crate::interaction::version::{self, Outcome};
-use crate::interaction::{check_id, check_type, if_match, retry};
+use crate::interaction::version::Outcome;
+use crate::interaction::{check_id, check_type, if_match};
 use crate::search::conditional::{criteria, criteria_key};
 use crate::store::{Method, Tx};
+use crate::write::{self, in_transaction};
 
 pub async fn update(
     app: &App,
@@ -26,11 +27,9 @@ pub async fn update(
     validate(&resource, rtype)?;
     check_body_id(&resource, rtype, id)?;
     let expected = if_match(request)?;
-    let outcome = retry(|| async {
-        let mut tx = app.store.begin().await?;
-        let outcome = update_in(&mut *tx, app, rtype, id, &resource, expected).await?;
-        tx.commit().await?;
-        Ok(outcome)
+    let resource = &resource;
+    let outcome = in_transaction(app.store.as_ref(), |tx| {
+        Box::pin(update_in(tx, app, rtype, id, resource, expected))
     })
     .await?;
     outcome.into_response()
@@ -80,8 +79,16 @@ pub async fn update_in(
         }
     }
     let created = current.is_none_or(|c| c.deleted);
-    let written =
-        version::write(tx, rtype, id, current, Method::Put, Some(resource.clone())).await?;
+    let written = write::write(
+        tx,
+        &app.indexing,
+        rtype,
+        id,
+        current,
+        Method::Put,
+        Some(resource.clone()),
+    )
+    .await?;
     let v = written.version;
     Ok(if created {
         Outcome::of(
@@ -110,28 +117,20 @@ pub async fn conditional_update(
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     // Refuse bad criteria before reading the body.
-    criteria(rtype, &request.params, &app.base_url)?;
+    criteria(app.registry(), rtype, &request.params, &app.base_url)?;
     let resource = request.json_body()?;
     validate(&resource, rtype)?;
     let body_id = body_id(&resource)?;
     let expected = if_match(request)?;
     let new_id = new_id();
-    let outcome = retry(|| async {
-        let mut tx = app.store.begin().await?;
-        let id = conditional_target(
-            &mut *tx,
-            app,
-            rtype,
-            &request.params,
-            body_id.as_deref(),
-            &new_id,
-        )
-        .await?;
-        let mut resource = resource.clone();
-        resource["id"] = Value::String(id.clone());
-        let outcome = update_in(&mut *tx, app, rtype, &id, &resource, expected).await?;
-        tx.commit().await?;
-        Ok(outcome)
+    let (resource, body_id, new_id) = (&resource, body_id.as_deref(), &new_id);
+    let outcome = in_transaction(app.store.as_ref(), |tx| {
+        Box::pin(async move {
+            let id = conditional_target(tx, app, rtype, &request.params, body_id, new_id).await?;
+            let mut resource = resource.clone();
+            resource["id"] = Value::String(id.clone());
+            update_in(tx, app, rtype, &id, &resource, expected).await
+        })
     })
     .await?;
     outcome.into_response()
@@ -159,7 +158,7 @@ pub async fn conditional_target(
     body_id: Option<&str>,
     new_id: &str,
 ) -> Result<String, FhirError> {
-    let query = criteria(rtype, params, &app.base_url)?;
+    let query = criteria(app.registry(), rtype, params, &app.base_url)?;
     tx.may_write(rtype, Method::Put).await?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;

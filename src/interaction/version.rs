@@ -1,88 +1,15 @@
-//! Writing a new version of a resource inside a store transaction: the step every write
-//! interaction ends with (create, update, delete, and their conditional forms).
+//! A written version as the interactions answer it: the response of a single request, the
+//! `Location`, and the [`Outcome`] a Bundle entry reports. The writing itself is the write
+//! pipeline's (`crate::write`).
 
 use axum::http::StatusCode;
-use serde_json::Value;
 
 use crate::app::App;
 use crate::http::response::FhirResponse;
 
 use crate::error::FhirError;
-use crate::fhir::datetime::now_ms;
 use crate::fhir::meta;
-use crate::interaction::search_parameters;
-use crate::search::extract::stored_entries;
-use crate::search::index::IndexEntries;
-use crate::store::{Current, Method, NewVersion, Tx, Version};
-
-/// Writes `resource` (already validated; `None` to delete) as the version after `current`.
-/// Sets `id`, strips server-owned `meta`, indexes it, and returns the stored version.
-pub async fn write(
-    tx: &mut dyn Tx,
-    rtype: &str,
-    id: &str,
-    current: Option<Current>,
-    method: Method,
-    resource: Option<Value>,
-) -> Result<Version, FhirError> {
-    let version = current.map_or(1, |c| c.version + 1);
-    // Never let lastUpdated go backwards within a resource, whatever the clock does.
-    let last_updated = now_ms().max(current.map_or(i64::MIN, |c| c.last_updated));
-    let (content, index, compartment) = match resource {
-        Some(mut resource) => {
-            if let Some(source) = tx.source() {
-                meta::set_source(&mut resource, source);
-            }
-            meta::strip(&mut resource, id);
-            if rtype == "SearchParameter" {
-                search_parameters::check(id, &resource)?;
-            }
-            let index = stored_entries(&resource, rtype);
-            let compartment = index.patient_compartment(rtype, id);
-            let text =
-                serde_json::to_string(&resource).map_err(|e| FhirError::Internal(e.to_string()))?;
-            (Some(text), index, compartment)
-        }
-        None => {
-            if rtype == "SearchParameter" {
-                search_parameters::check_deletion(id);
-            }
-            (None, IndexEntries::default(), None)
-        }
-    };
-    // A write that changes a patient's scoring inputs queues the patient in the same
-    // transaction: the one whose compartment held the resource before (an update may move it,
-    // a deletion leaves no compartment) and the one that holds it now.
-    let queue = crate::scoring::is_input(rtype);
-    if queue && current.is_some() {
-        tx.queue_compartment(rtype, id, last_updated).await?;
-    }
-    tx.write(
-        NewVersion {
-            rtype,
-            id,
-            version,
-            last_updated,
-            method,
-            content: content.as_deref(),
-            compartment: compartment.as_deref(),
-            index: &index,
-        },
-        current.map(|c| c.version),
-    )
-    .await?;
-    if queue && compartment.is_some() {
-        tx.queue_compartment(rtype, id, last_updated).await?;
-    }
-    Ok(Version {
-        rtype: rtype.to_owned(),
-        id: id.to_owned(),
-        version,
-        last_updated,
-        method,
-        content,
-    })
-}
+use crate::store::Version;
 
 /// A stored version as a response: the resource with its `meta`, `ETag` and `Last-Modified`.
 pub fn respond(version: &Version, status: StatusCode) -> Result<FhirResponse, FhirError> {

@@ -138,7 +138,14 @@ async fn caseload(app: &App, practitioner: &str) -> Result<Vec<String>, FhirErro
         ),
         ("_count".to_owned(), MAX_COUNT.to_string()),
     ];
-    let mut query = parse("CareTeam", &params, Unknown::Refuse, &app.base_url)?.query;
+    let mut query = parse(
+        app.registry(),
+        "CareTeam",
+        &params,
+        Unknown::Refuse,
+        &app.base_url,
+    )?
+    .query;
     let mut patients: Vec<String> = Vec::new();
     loop {
         let mut hits = app.store.search(&query).await?;

@@ -25,19 +25,8 @@ use crate::fhir::datetime::parse_range;
 /// The canonical base of Signaal's own CodeSystem, StructureDefinitions and extensions.
 pub const CANONICAL: &str = "https://signaal.dev/fhir";
 
-/// The resource types whose writes change a patient's scores: a write of one queues the patient
-/// in its compartment for re-scoring. RiskAssessment and Flag (what the scorer writes) are not
-/// inputs, so the scorer's own writes never queue anyone.
-pub const INPUT_TYPES: &[&str] = &[
-    "Patient",
-    "Encounter",
-    "Condition",
-    "Observation",
-    "Procedure",
-    "Goal",
-    "CarePlan",
-    "CareTeam",
-];
+// The resource types whose writes queue a patient for scoring: the write pipeline's to know.
+pub use crate::write::scoring_queue::{is_input, INPUT_TYPES};
 
 /// The resource types the models read: the scorer loads only these (and its own output) from
 /// a patient's compartment, not the whole record (claims, reports, medications…). Patient and
@@ -52,10 +41,6 @@ pub const MODEL_TYPES: &[&str] = &[
     "Goal",
     "CarePlan",
 ];
-
-pub fn is_input(rtype: &str) -> bool {
-    INPUT_TYPES.contains(&rtype)
-}
 
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;

@@ -16,8 +16,9 @@ use crate::auth::{provenance::traced, Agent};
 use crate::error::FhirError;
 use crate::fhir::datetime::{format_instant, now_ms};
 use crate::fhir::validate::validate;
-use crate::interaction::{retry, version};
+use crate::search::definitions::Registry;
 use crate::store::{Method, Store};
+use crate::write::{self, transaction::in_transaction_begun_by, Indexing};
 
 /// How scoring runs (`signaal serve` options).
 #[derive(Debug, Clone)]
@@ -168,9 +169,11 @@ fn same(a: &Value, b: &Value) -> bool {
     strip(a) == strip(b)
 }
 
-/// Scores one patient at `now` and writes what changed.
+/// Scores one patient at `now` and writes what changed, indexed with `registry` (the server's
+/// search parameters).
 pub async fn score_patient(
     store: &dyn Store,
+    registry: Arc<Registry>,
     scoring: &Scoring,
     patient: &str,
     now: i64,
@@ -307,22 +310,32 @@ pub async fn score_patient(
         }
     }
     if !writes.is_empty() {
-        retry(|| async {
-            let mut tx = traced(store.begin().await?, Agent::Scorer);
-            for (rtype, id, resource) in &writes {
-                let current = tx.lock_current(rtype, id).await?;
-                if resource.is_none() && current.is_none_or(|c| c.deleted) {
-                    continue;
+        let indexing = Arc::new(Indexing::new(registry));
+        let begin = || async {
+            Ok(traced(
+                store.begin().await?,
+                Agent::Scorer,
+                indexing.clone(),
+            ))
+        };
+        let (writes, indexing) = (&writes, &*indexing);
+        in_transaction_begun_by(begin, |tx| {
+            Box::pin(async move {
+                for (rtype, id, resource) in writes {
+                    let current = tx.lock_current(rtype, id).await?;
+                    if resource.is_none() && current.is_none_or(|c| c.deleted) {
+                        continue;
+                    }
+                    let method = if resource.is_some() {
+                        Method::Put
+                    } else {
+                        Method::Delete
+                    };
+                    write::write(tx, indexing, rtype, id, current, method, resource.clone())
+                        .await?;
                 }
-                let method = if resource.is_some() {
-                    Method::Put
-                } else {
-                    Method::Delete
-                };
-                version::write(&mut *tx, rtype, id, current, method, resource.clone()).await?;
-            }
-            tx.commit().await?;
-            Ok(())
+                Ok(())
+            })
         })
         .await?;
     }
@@ -372,6 +385,7 @@ impl FullRescore {
     pub async fn step(
         &mut self,
         store: &dyn Store,
+        registry: Arc<Registry>,
         scoring: &Scoring,
         batch: usize,
     ) -> Result<bool, FhirError> {
@@ -397,7 +411,7 @@ impl FullRescore {
             // Scored at the present, not at the start of the run: the worker may have scored
             // the patient with newer data meanwhile, and an older "now" would undo it (a
             // reading after it would not count yet).
-            match score_patient(store, scoring, patient, now_ms()).await {
+            match score_patient(store, registry.clone(), scoring, patient, now_ms()).await {
                 Ok(outcome) => {
                     if let Some(at) = outcome.next_due {
                         store.queue_patient(patient, at).await?;
@@ -419,11 +433,12 @@ impl FullRescore {
 /// after each batch.
 pub async fn score_all(
     store: &dyn Store,
+    registry: Arc<Registry>,
     scoring: &Scoring,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<FullRescore, FhirError> {
     let mut run = FullRescore::start(store, now_ms()).await?;
-    while !run.step(store, scoring, 8).await? {
+    while !run.step(store, registry.clone(), scoring, 8).await? {
         progress(run.scored(), run.total());
     }
     progress(run.scored(), run.total());

@@ -114,7 +114,8 @@ where
 /// Scores a patient in a task of its own, so that a panic in a model fails that patient only.
 async fn score_isolated(app: Arc<App>, patient: String) -> Result<Option<i64>, FhirError> {
     tokio::spawn(async move {
-        score_patient(&*app.store, &app.scoring, &patient, now_ms())
+        let registry = app.search_params.current();
+        score_patient(&*app.store, registry, &app.scoring, &patient, now_ms())
             .await
             .map(|outcome| outcome.next_due)
     })
@@ -147,7 +148,11 @@ async fn run(app: Weak<App>) {
                 .map(|at| next_daily(at, due.max(now_ms())));
         }
         if let Some((run, started)) = &mut full {
-            match run.step(&*strong.store, &strong.scoring, BATCH).await {
+            let registry = strong.search_params.current();
+            match run
+                .step(&*strong.store, registry, &strong.scoring, BATCH)
+                .await
+            {
                 Ok(false) => {}
                 Ok(true) => {
                     tracing::info!(

@@ -5,7 +5,7 @@
 
 use crate::error::FhirError;
 use crate::fhir::{id, resource_types};
-use crate::search::definitions::{registry, ParamType};
+use crate::search::definitions::{ParamType, Registry};
 use crate::search::param::{parameter, Occurrence};
 use crate::search::query::Predicate;
 
@@ -15,6 +15,7 @@ pub const MAX_CHAIN_DEPTH: usize = 4;
 /// A chained parameter `ref[:Type].rest=values`: resources whose reference `ref` points at a
 /// resource (of `Type`, or any target type that has the parameter) matching `rest=values`.
 pub(crate) fn chain(
+    registry: &Registry,
     rtype: &str,
     head: &str,
     tail: &str,
@@ -26,7 +27,6 @@ pub(crate) fn chain(
         Some((c, t)) => (c, Some(t)),
         None => (head, None),
     };
-    let registry = registry();
     let param = registry
         .get(rtype, code)
         .filter(|p| p.kind == ParamType::Reference)
@@ -54,7 +54,7 @@ pub(crate) fn chain(
         if !known {
             continue;
         }
-        match parameter(&target, tail, values, base, depth + 1)? {
+        match parameter(registry, &target, tail, values, base, depth + 1)? {
             Ok(inner) => any_of.push(Predicate::Chain {
                 param: code.to_owned(),
                 target_type: target,
@@ -74,6 +74,7 @@ pub(crate) fn chain(
 /// Reverse chaining `_has:Type:ref:rest=values`: resources referenced through `ref` by a resource
 /// of `Type` that matches `rest=values` (which may be another `_has`).
 pub(crate) fn has(
+    registry: &Registry,
     rtype: &str,
     rest: &str,
     values: &[String],
@@ -94,7 +95,7 @@ pub(crate) fn has(
             "_has:{rest}: '{source}' is not a resource type"
         )));
     }
-    match registry().get(source, param) {
+    match registry.get(source, param) {
         Some(p) if p.kind == ParamType::Reference => {}
         _ => {
             return Err(FhirError::invalid(format!(
@@ -102,7 +103,7 @@ pub(crate) fn has(
             )))
         }
     }
-    let inner = match parameter(source, tail, values, base, depth + 1)? {
+    let inner = match parameter(registry, source, tail, values, base, depth + 1)? {
         Ok(inner) => Predicate::Has {
             source_type: source.to_owned(),
             param: param.to_owned(),
@@ -118,6 +119,7 @@ pub(crate) fn has(
 /// that is `_has:List:item:_id=id`. Functional lists (`$current-problems`, …) need a definition
 /// of what is current that this server does not have: refused.
 pub(crate) fn list(
+    registry: &Registry,
     rtype: &str,
     name: &str,
     values: &[String],
@@ -137,7 +139,7 @@ pub(crate) fn list(
     if let Some(bad) = values.iter().find(|v| !id::is_valid(v)) {
         return Err(FhirError::invalid(format!("_list={bad}: not a List id")));
     }
-    has(rtype, "List:item:_id", values, base, depth)
+    has(registry, rtype, "List:item:_id", values, base, depth)
 }
 
 #[cfg(test)]
@@ -152,6 +154,7 @@ mod tests {
     #[test]
     fn a_chain_with_a_type_follows_that_type_only() {
         let parsed = chain(
+            &Registry::official(),
             "Observation",
             "subject:Patient",
             "gender",
@@ -177,6 +180,7 @@ mod tests {
     #[test]
     fn a_chain_without_a_type_follows_every_target_that_has_the_parameter() {
         let parsed = chain(
+            &Registry::official(),
             "Observation",
             "subject",
             "name",
@@ -188,6 +192,7 @@ mod tests {
         let any_of = filters(parsed).remove(0);
         assert!(any_of.len() > 1);
         assert!(chain(
+            &Registry::official(),
             "Observation",
             "subject",
             "no-such",
@@ -197,6 +202,7 @@ mod tests {
         )
         .is_err());
         assert!(chain(
+            &Registry::official(),
             "Observation",
             "status",
             "name",
@@ -210,6 +216,7 @@ mod tests {
     #[test]
     fn has_names_the_referring_type_and_its_reference() {
         let parsed = has(
+            &Registry::official(),
             "Patient",
             "Observation:subject:code",
             &["c".into()],
@@ -230,8 +237,17 @@ mod tests {
             (source_type.as_str(), param.as_str(), target_type.as_str()),
             ("Observation", "subject", "Patient")
         );
-        assert!(has("Patient", "Observation:code", &["c".into()], "http://h", 0).is_err());
         assert!(has(
+            &Registry::official(),
+            "Patient",
+            "Observation:code",
+            &["c".into()],
+            "http://h",
+            0
+        )
+        .is_err());
+        assert!(has(
+            &Registry::official(),
             "Patient",
             "Observation:status:code",
             &["c".into()],
@@ -245,16 +261,33 @@ mod tests {
     fn chains_nest_only_so_deep() {
         let deep = "_has:Observation:subject:".repeat(MAX_CHAIN_DEPTH + 1) + "code";
         let rest = deep.strip_prefix("_has:").unwrap();
-        assert!(has("Patient", rest, &["c".into()], "http://h", 0).is_err());
+        assert!(has(
+            &Registry::official(),
+            "Patient",
+            rest,
+            &["c".into()],
+            "http://h",
+            0
+        )
+        .is_err());
     }
 
     #[test]
     fn a_list_is_a_has_on_its_items_and_functional_lists_are_refused() {
-        let parsed = list("Patient", "_list", &["l1".into()], "http://h", 0).unwrap();
+        let parsed = list(
+            &Registry::official(),
+            "Patient",
+            "_list",
+            &["l1".into()],
+            "http://h",
+            0,
+        )
+        .unwrap();
         assert!(
             matches!(&filters(parsed)[0][0], Predicate::Has { source_type, .. } if source_type == "List")
         );
         assert!(list(
+            &Registry::official(),
             "Patient",
             "_list",
             &["$current-problems".into()],
@@ -262,6 +295,14 @@ mod tests {
             0
         )
         .is_err());
-        assert!(list("Patient", "_list:x", &["l1".into()], "http://h", 0).is_err());
+        assert!(list(
+            &Registry::official(),
+            "Patient",
+            "_list:x",
+            &["l1".into()],
+            "http://h",
+            0
+        )
+        .is_err());
     }
 }

@@ -4,6 +4,7 @@
 //! without asking the terminology or the hierarchy, and whose answer is none, one or many.
 
 use crate::error::FhirError;
+use crate::search::definitions::Registry;
 use crate::search::hierarchy::uses_hierarchy;
 use crate::search::param::token::uses_terminology;
 use crate::search::params::{parse, Unknown};
@@ -12,6 +13,7 @@ use crate::search::query::{Contained, SearchQuery};
 /// Parses the criteria of a conditional interaction: every parameter must be understood, and
 /// at least one must be given.
 pub fn criteria(
+    registry: &Registry,
     rtype: &str,
     params: &[(String, String)],
     base: &str,
@@ -21,7 +23,7 @@ pub fn criteria(
             "A conditional interaction needs search criteria",
         ));
     }
-    let mut parsed = parse(rtype, params, Unknown::Refuse, base)?;
+    let mut parsed = parse(registry, rtype, params, Unknown::Refuse, base)?;
     if parsed.query.contained != Contained::False {
         return Err(FhirError::invalid(
             "Conditional criteria cannot use _contained: a contained resource is no resource to create, update or delete on its own",
@@ -65,9 +67,16 @@ mod tests {
 
     #[test]
     fn criteria_are_required_and_every_one_must_be_understood() {
-        assert!(criteria("Patient", &[], "http://h").is_err());
-        assert!(criteria("Patient", &params(&[("no-such", "x")]), "http://h").is_err());
+        assert!(criteria(&Registry::official(), "Patient", &[], "http://h").is_err());
+        assert!(criteria(
+            &Registry::official(),
+            "Patient",
+            &params(&[("no-such", "x")]),
+            "http://h"
+        )
+        .is_err());
         let query = criteria(
+            &Registry::official(),
             "Patient",
             &params(&[("identifier", "http://bsn|1"), ("_sort", "-_id")]),
             "http://h",
@@ -81,8 +90,15 @@ mod tests {
 
     #[test]
     fn criteria_cannot_ask_the_terminology_or_the_hierarchy_or_contained_resources() {
-        let refused =
-            |pairs: &[(&str, &str)]| criteria("Observation", &params(pairs), "http://h").is_err();
+        let refused = |pairs: &[(&str, &str)]| {
+            criteria(
+                &Registry::official(),
+                "Observation",
+                &params(pairs),
+                "http://h",
+            )
+            .is_err()
+        };
         assert!(refused(&[(
             "code:in",
             "http://hl7.org/fhir/ValueSet/observation-codes"
@@ -93,6 +109,7 @@ mod tests {
         )]));
         assert!(refused(&[("_contained", "true"), ("code", "x")]));
         assert!(criteria(
+            &Registry::official(),
             "Procedure",
             &params(&[("location:below", "Location/l1")]),
             "http://h"

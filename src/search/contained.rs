@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use crate::error::FhirError;
+use crate::search::definitions::Registry;
 use crate::search::extract::index_entries;
 use crate::search::include::Include;
 use crate::search::index::{contained_param, IndexEntries, TokenEntry, CONTAINED_ID};
@@ -129,7 +130,7 @@ impl SortKey {
 /// The entries of each resource in the `contained` of `resource`, in order: its entries as a
 /// resource of its own type with itself as the root, renamed with [`contained_param`] and
 /// listed by a [`CONTAINED_ID`] entry.
-pub(crate) fn entries(resource: &Value) -> Vec<IndexEntries> {
+pub(crate) fn entries(registry: &Registry, resource: &Value) -> Vec<IndexEntries> {
     let contained = resource.get("contained").and_then(Value::as_array);
     let mut all = Vec::new();
     for child in contained.into_iter().flatten() {
@@ -138,7 +139,7 @@ pub(crate) fn entries(resource: &Value) -> Vec<IndexEntries> {
             .get("resourceType")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let mut own = index_entries(child, ctype);
+        let mut own = index_entries(registry, child, ctype);
         own.tokens.push(TokenEntry {
             param: CONTAINED_ID.to_owned(),
             system: None,
@@ -183,7 +184,7 @@ mod tests {
             "contained": [{"resourceType": "Medication", "id": "med",
                 "code": {"coding": [{"system": "http://snomed.info/sct", "code": "aspirin"}]}}],
             "medicationReference": {"reference": "#med"}, "subject": {"reference": "Patient/p1"}});
-        let entries = stored_entries(&rx, "MedicationRequest");
+        let entries = stored_entries(&Registry::official(), &rx, "MedicationRequest");
         assert!(entries.tokens.iter().all(|t| !t.param.contains('#')));
         assert_eq!(entries.contained.len(), 1);
         let med = &entries.contained[0];

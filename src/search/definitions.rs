@@ -4,8 +4,6 @@
 //! resources stored on the server, with their FHIRPath expressions parsed once.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -140,6 +138,12 @@ fn base_types(base: &[String]) -> Vec<String> {
 }
 
 impl Registry {
+    /// The official parameters alone (and Signaal's own): what tools and unit tests search
+    /// with, and what a scope's filter is checked against.
+    pub fn official() -> Arc<Registry> {
+        OFFICIAL.clone()
+    }
+
     fn insert(
         &mut self,
         def: &Definition,
@@ -274,50 +278,6 @@ impl Registry {
             .flat_map(HashMap::values)
             .any(|p| p.resource_id.as_deref() == Some(id))
     }
-}
-
-tokio::task_local! {
-    /// The registry of the server handling the current request (see `scoped`).
-    static CURRENT: Scope;
-}
-
-struct Scope {
-    registry: Arc<Registry>,
-    /// Set when the request wrote a SearchParameter that is or was active.
-    changed: AtomicBool,
-}
-
-/// The search parameters in force: those of the server whose request is being handled, the
-/// official ones elsewhere (unit tests, tools). Each server has its own registry (several run
-/// in one process in the tests); a task-local keeps it out of the signature of every search
-/// function.
-pub fn registry() -> Arc<Registry> {
-    CURRENT
-        .try_with(|scope| scope.registry.clone())
-        .unwrap_or_else(|_| OFFICIAL.clone())
-}
-
-/// Runs a request's handler with `registry` in force; returns its output and whether it wrote
-/// a SearchParameter that is or was active (then the server's registry must be reloaded).
-pub async fn scoped<F: Future>(registry: Arc<Registry>, f: F) -> (F::Output, bool) {
-    CURRENT
-        .scope(
-            Scope {
-                registry,
-                changed: AtomicBool::new(false),
-            },
-            async {
-                let output = f.await;
-                let changed = CURRENT.with(|scope| scope.changed.load(Ordering::Relaxed));
-                (output, changed)
-            },
-        )
-        .await
-}
-
-/// Notes that the current request changed the active SearchParameters.
-pub fn note_changed() {
-    let _ = CURRENT.try_with(|scope| scope.changed.store(true, Ordering::Relaxed));
 }
 
 /// The registry of one server, replaced whole when its SearchParameters change.

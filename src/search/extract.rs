@@ -9,14 +9,14 @@
 use serde_json::Value;
 
 use crate::search::contained;
-use crate::search::definitions::{registry, ParamType};
+use crate::search::definitions::{ParamType, Registry};
 use crate::search::index::IndexEntries;
 use crate::search::param::{self, composite};
 
-/// Computes every index entry of a resource of type `rtype`.
-pub fn index_entries(resource: &Value, rtype: &str) -> IndexEntries {
+/// Computes every index entry of a resource of type `rtype`, for the parameters of `registry`.
+pub fn index_entries(registry: &Registry, resource: &Value, rtype: &str) -> IndexEntries {
     let mut entries = IndexEntries::default();
-    for param in registry().params(rtype) {
+    for param in registry.params(rtype) {
         // `_id` and `_lastUpdated` are columns of the resource row.
         if param.code == "_id" || param.code == "_lastUpdated" {
             continue;
@@ -45,9 +45,9 @@ pub fn index_entries(resource: &Value, rtype: &str) -> IndexEntries {
 /// What a write stores: the resource's own entries and those of each resource in its
 /// `contained` (search page, "Contained Resources": `_contained=true` finds them, their
 /// container holds them; see [`contained::entries`]).
-pub fn stored_entries(resource: &Value, rtype: &str) -> IndexEntries {
-    let mut entries = index_entries(resource, rtype);
-    entries.contained = contained::entries(resource);
+pub fn stored_entries(registry: &Registry, resource: &Value, rtype: &str) -> IndexEntries {
+    let mut entries = index_entries(registry, resource, rtype);
+    entries.contained = contained::entries(registry, resource);
     entries
 }
 
@@ -60,7 +60,7 @@ mod tests {
     #[test]
     fn identifiers_are_tokens() {
         let patient = json!({"resourceType": "Patient", "id": "p", "identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "123456782"}]});
-        let entries = index_entries(&patient, "Patient");
+        let entries = index_entries(&Registry::official(), &patient, "Patient");
         assert!(entries.tokens.contains(&TokenEntry {
             param: "identifier".into(),
             system: Some("http://fhir.nl/fhir/NamingSystem/bsn".into()),
@@ -71,7 +71,7 @@ mod tests {
     #[test]
     fn observations_belong_to_their_subjects_compartment() {
         let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/p1"}});
-        let entries = index_entries(&obs, "Observation");
+        let entries = index_entries(&Registry::official(), &obs, "Observation");
         assert_eq!(
             entries.patient_compartment("Observation", "o").as_deref(),
             Some("p1")

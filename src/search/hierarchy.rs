@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::error::FhirError;
-use crate::search::definitions::{registry, ParamType};
+use crate::search::definitions::{ParamType, Registry};
 use crate::search::param::reference;
 use crate::search::query::{Predicate, SearchQuery};
 use crate::search::Resolver;
@@ -25,6 +25,7 @@ const MAX_LEVELS: usize = 32;
 /// (`Location.partOf`, `Organization.partOf`, `Encounter.partOf`, …: a reference parameter of
 /// the type to itself); a type without one is a 400.
 pub fn value(
+    registry: &Registry,
     rtype: &str,
     code: &str,
     above: bool,
@@ -32,7 +33,6 @@ pub fn value(
     base: &str,
 ) -> Result<Predicate, FhirError> {
     let modifier = if above { "above" } else { "below" };
-    let registry = registry();
     let targets = registry
         .get(rtype, code)
         .map(|p| p.target.clone())

@@ -4,7 +4,7 @@
 
 use crate::error::FhirError;
 use crate::fhir::resource_types;
-use crate::search::definitions::{registry, ParamType};
+use crate::search::definitions::{ParamType, Registry};
 
 /// An `_include` (`rev: false`) or `_revinclude` (`rev: true`) of `source:param[:target]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +20,12 @@ pub struct Include {
 
 /// Parses `name=value`, `name` being `_include` or `_revinclude` with an optional modifier and
 /// `value` `Type:param[:target]` or `*`, in a search of `rtype`.
-pub fn include(name: &str, value: &str, rtype: &str) -> Result<Include, FhirError> {
+pub fn include(
+    registry: &Registry,
+    name: &str,
+    value: &str,
+    rtype: &str,
+) -> Result<Include, FhirError> {
     let (base, modifier) = name.split_once(':').unwrap_or((name, ""));
     let iterate = match modifier {
         "" => false,
@@ -58,7 +63,7 @@ pub fn include(name: &str, value: &str, rtype: &str) -> Result<Include, FhirErro
     let param = if param == "*" {
         None
     } else {
-        match registry().get(source, param) {
+        match registry.get(source, param) {
             Some(p) if p.kind == ParamType::Reference => Some(param.to_owned()),
             _ => {
                 return Err(FhirError::invalid(format!(
@@ -91,6 +96,7 @@ mod tests {
     fn include_names_a_reference_parameter_and_optionally_a_target() {
         assert_eq!(
             include(
+                &Registry::official(),
                 "_include:iterate",
                 "Observation:subject:Patient",
                 "Observation"
@@ -104,16 +110,34 @@ mod tests {
                 target: Some("Patient".into())
             }
         );
-        assert!(include("_include", "Observation:status", "Observation").is_err());
-        assert!(include("_include", "Observation:subject:Nothing", "Observation").is_err());
-        assert!(include("_include:deep", "Observation:subject", "Observation").is_err());
+        assert!(include(
+            &Registry::official(),
+            "_include",
+            "Observation:status",
+            "Observation"
+        )
+        .is_err());
+        assert!(include(
+            &Registry::official(),
+            "_include",
+            "Observation:subject:Nothing",
+            "Observation"
+        )
+        .is_err());
+        assert!(include(
+            &Registry::official(),
+            "_include:deep",
+            "Observation:subject",
+            "Observation"
+        )
+        .is_err());
     }
 
     #[test]
     fn a_star_includes_every_reference() {
-        let all = include("_revinclude", "*", "Patient").unwrap();
+        let all = include(&Registry::official(), "_revinclude", "*", "Patient").unwrap();
         assert_eq!((all.rev, all.source.as_str(), all.param), (true, "*", None));
-        let own = include("_include", "*", "Patient").unwrap();
+        let own = include(&Registry::official(), "_include", "*", "Patient").unwrap();
         assert_eq!(own.source, "Patient");
     }
 }

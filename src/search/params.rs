@@ -9,6 +9,7 @@
 use crate::error::FhirError;
 use crate::fhir::subset::Subset;
 use crate::search::contained;
+use crate::search::definitions::Registry;
 use crate::search::include::{include, Include};
 use crate::search::param::parameter;
 use crate::search::query::{Contained, SearchQuery};
@@ -39,8 +40,9 @@ pub struct Parsed {
     pub subset: Subset,
 }
 
-/// Parses search parameters for resource type `rtype`.
+/// Parses search parameters for resource type `rtype`, those of `registry`.
 pub fn parse(
+    registry: &Registry,
     rtype: &str,
     params: &[(String, String)],
     unknown: Unknown,
@@ -69,10 +71,10 @@ pub fn parse(
             "_total" => total = result::total(value)?,
             "_summary" => subset = Subset::summary(value)?,
             "_elements" => subset = Subset::elements(value)?,
-            "_sort" => query.sort = sort::keys(rtype, value)?,
+            "_sort" => query.sort = sort::keys(registry, rtype, value)?,
             // Decoded after the loop, once `_sort` is known.
             code @ (CURSOR_AFTER | CURSOR_BEFORE) => cursor = Some((code == CURSOR_AFTER, value)),
-            "_include" | "_revinclude" => includes.push(include(name, value, rtype)?),
+            "_include" | "_revinclude" => includes.push(include(registry, name, value, rtype)?),
             "_contained" => query.contained = contained::contained(value)?,
             "_containedType" => query.contained_type = contained::contained_type(value)?,
             _ => {
@@ -83,7 +85,7 @@ pub fn parse(
                         "A search may combine at most {MAX_VALUES} values"
                     )));
                 }
-                match parameter(rtype, name, &alternatives, base, 0)? {
+                match parameter(registry, rtype, name, &alternatives, base, 0)? {
                     Ok(parsed) => query.filters.extend(parsed.into_filters()),
                     Err(reason) => refuse_or_ignore(unknown, reason, &mut ignored)?,
                 }
@@ -168,6 +170,7 @@ mod tests {
     #[test]
     fn commas_are_or_and_repeated_parameters_are_and() {
         let parsed = parse(
+            &Registry::official(),
             "Patient",
             &params(&[("gender", "male,female"), ("gender", "other")]),
             Unknown::Refuse,
@@ -181,15 +184,30 @@ mod tests {
     #[test]
     fn unknown_parameters_are_ignored_and_reported_unless_refused() {
         let pairs = params(&[("no-such", "x")]);
-        let parsed = parse("Patient", &pairs, Unknown::Ignore, "http://h").unwrap();
+        let parsed = parse(
+            &Registry::official(),
+            "Patient",
+            &pairs,
+            Unknown::Ignore,
+            "http://h",
+        )
+        .unwrap();
         assert_eq!(parsed.ignored.len(), 1);
         assert!(parsed.query.filters.is_empty());
-        assert!(parse("Patient", &pairs, Unknown::Refuse, "http://h").is_err());
+        assert!(parse(
+            &Registry::official(),
+            "Patient",
+            &pairs,
+            Unknown::Refuse,
+            "http://h"
+        )
+        .is_err());
     }
 
     #[test]
     fn result_parameters_set_the_query_and_the_result() {
         let parsed = parse(
+            &Registry::official(),
             "Observation",
             &params(&[
                 ("_count", "5"),
@@ -207,6 +225,7 @@ mod tests {
         );
         assert_eq!(parsed.query.sort.len(), 1);
         assert!(parse(
+            &Registry::official(),
             "Observation",
             &params(&[("_summary", "text"), ("_include", "Observation:subject")]),
             Unknown::Refuse,
@@ -214,6 +233,7 @@ mod tests {
         )
         .is_err());
         assert!(parse(
+            &Registry::official(),
             "Observation",
             &params(&[("_contained", "true"), ("_include", "Observation:subject")]),
             Unknown::Refuse,
@@ -225,6 +245,7 @@ mod tests {
     #[test]
     fn nul_characters_and_too_many_values_are_refused() {
         assert!(parse(
+            &Registry::official(),
             "Patient",
             &params(&[("name", "a\0b")]),
             Unknown::Ignore,
@@ -233,6 +254,7 @@ mod tests {
         .is_err());
         let many = vec!["x"; MAX_VALUES + 1].join(",");
         assert!(parse(
+            &Registry::official(),
             "Patient",
             &params(&[("name", &many)]),
             Unknown::Ignore,

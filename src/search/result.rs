@@ -80,9 +80,13 @@ mod tests {
 
     #[test]
     fn text_cannot_come_with_includes() {
-        let include =
-            crate::search::include::include("_include", "Observation:subject", "Observation")
-                .unwrap();
+        let include = crate::search::include::include(
+            &crate::search::definitions::Registry::official(),
+            "_include",
+            "Observation:subject",
+            "Observation",
+        )
+        .unwrap();
         let includes = [include];
         assert!(check(&Subset::Text, &includes).is_err());
         assert!(check(&Subset::Summary, &includes).is_ok());

@@ -3,7 +3,7 @@
 //! so that links stay correct while others write and no result set is kept on the server.
 
 use crate::error::FhirError;
-use crate::search::definitions::registry;
+use crate::search::definitions::Registry;
 use crate::search::param;
 use crate::search::query::{
     Contained, Cursor, KeyKind, KeyValue, SearchQuery, SortColumn, SortKey,
@@ -17,7 +17,7 @@ pub const CURSOR_BEFORE: &str = "_cursor_before";
 const MAX_SORT_KEYS: usize = 8;
 
 /// `_sort=a,-b`: sort keys in order, `-` for descending.
-pub fn keys(rtype: &str, value: &str) -> Result<Vec<SortKey>, FhirError> {
+pub fn keys(registry: &Registry, rtype: &str, value: &str) -> Result<Vec<SortKey>, FhirError> {
     let mut keys = Vec::new();
     for item in value.split(',') {
         let (descending, code) = match item.strip_prefix('-') {
@@ -28,7 +28,7 @@ pub fn keys(rtype: &str, value: &str) -> Result<Vec<SortKey>, FhirError> {
             "_id" => SortColumn::Id,
             "_lastUpdated" => SortColumn::LastUpdated,
             _ => {
-                let table = registry()
+                let table = registry
                     .get(rtype, code)
                     .and_then(|p| param::table(p.kind))
                     .ok_or_else(|| {
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn sort_keys_are_parameters_in_order_minus_for_descending() {
-        let keys = keys("Observation", "-date,_id").unwrap();
+        let keys = keys(&Registry::official(), "Observation", "-date,_id").unwrap();
         assert_eq!(
             keys,
             vec![
@@ -174,15 +174,20 @@ mod tests {
                 },
             ]
         );
-        assert!(super::keys("Observation", "no-such").is_err());
-        assert!(super::keys("Observation", "component-code-value-quantity").is_err());
-        assert!(super::keys("Observation", &["_id"; 9].join(",")).is_err());
+        assert!(super::keys(&Registry::official(), "Observation", "no-such").is_err());
+        assert!(super::keys(
+            &Registry::official(),
+            "Observation",
+            "component-code-value-quantity"
+        )
+        .is_err());
+        assert!(super::keys(&Registry::official(), "Observation", &["_id"; 9].join(",")).is_err());
     }
 
     #[test]
     fn a_cursor_must_fit_the_sort_of_the_search() {
         let mut query = SearchQuery {
-            sort: keys("Observation", "date").unwrap(),
+            sort: keys(&Registry::official(), "Observation", "date").unwrap(),
             ..Default::default()
         };
         assert!(page_from(&mut query, true, "40").is_err());

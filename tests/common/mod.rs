@@ -229,36 +229,162 @@ pub fn shared_fixture(env: &str, relative: &str, how: &str) -> Option<PathBuf> {
     None
 }
 
-/// Ids of the matches of a search, sorted.
-#[allow(dead_code)]
-pub async fn ids(server: &TestServer, query: &str) -> Vec<String> {
-    let reply = server.client.get(query).await.unwrap();
-    let bundle = expect_status(&reply, 200);
-    let mut ids: Vec<String> = bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
+// ---- The fluent helper API: what tests send and read, one contract each ----------------------
+
+/// What talks to a server: a [`TestServer`], or a [`Client`] of one started otherwise.
+pub trait Api {
+    fn client(&self) -> &Client;
 }
 
-/// Creates or updates a resource under its own id (PUT), expecting 200 or 201.
-#[allow(dead_code)]
-pub async fn put(server: &TestServer, resource: Value) {
+impl Api for TestServer {
+    fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Api for Client {
+    fn client(&self) -> &Client {
+        self
+    }
+}
+
+/// A resource to send, built fluently:
+/// `patient().family("Jansen").given("Anna").set("gender", "female").json()`.
+#[derive(Debug, Clone)]
+pub struct Resource(Value);
+
+/// An empty resource of type `rtype`, to build on.
+pub fn resource(rtype: &str) -> Resource {
+    Resource(serde_json::json!({ "resourceType": rtype }))
+}
+
+/// An empty Patient, to build on.
+pub fn patient() -> Resource {
+    resource("Patient")
+}
+
+impl Resource {
+    pub fn id(self, id: &str) -> Self {
+        self.set("id", id)
+    }
+
+    /// Sets a top-level element.
+    pub fn set(mut self, element: &str, value: impl Into<Value>) -> Self {
+        self.0[element] = value.into();
+        self
+    }
+
+    /// Adds an identifier.
+    pub fn identifier(mut self, system: &str, value: &str) -> Self {
+        push(
+            &mut self.0,
+            "identifier",
+            serde_json::json!({"system": system, "value": value}),
+        );
+        self
+    }
+
+    /// Sets the family name of the first name.
+    pub fn family(mut self, family: &str) -> Self {
+        first_name(&mut self.0)["family"] = family.into();
+        self
+    }
+
+    /// Adds a given name to the first name.
+    pub fn given(mut self, given: &str) -> Self {
+        push(first_name(&mut self.0), "given", given.into());
+        self
+    }
+
+    pub fn json(self) -> Value {
+        self.0
+    }
+}
+
+impl From<Resource> for Value {
+    fn from(resource: Resource) -> Value {
+        resource.0
+    }
+}
+
+fn push(parent: &mut Value, element: &str, item: Value) {
+    match parent[element].as_array_mut() {
+        Some(items) => items.push(item),
+        None => parent[element] = Value::Array(vec![item]),
+    }
+}
+
+fn first_name(resource: &mut Value) -> &mut Value {
+    if resource["name"].as_array().is_none_or(Vec::is_empty) {
+        resource["name"] = serde_json::json!([{}]);
+    }
+    &mut resource["name"][0]
+}
+
+/// Creates `resource` (POST to its type), expecting 201; the id the server gave it.
+pub async fn create(server: &impl Api, resource: &Value) -> String {
+    let rtype = resource["resourceType"].as_str().unwrap();
+    let body = expect_status(&server.client().post(rtype, resource).await.unwrap(), 201);
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// Creates or updates a resource under its own id (PUT), expecting 200 or 201; the status.
+pub async fn put(server: &impl Api, resource: Value) -> u16 {
     let path = format!(
         "{}/{}",
         resource["resourceType"].as_str().unwrap(),
         resource["id"].as_str().unwrap()
     );
-    let reply = server.client.put(&path, &resource).await.unwrap();
+    let reply = server.client().put(&path, &resource).await.unwrap();
     assert!(
         reply.status == 200 || reply.status == 201,
         "{}",
         String::from_utf8_lossy(&reply.body)
     );
+    reply.status
+}
+
+/// Ids of the matches of a search, sorted.
+pub async fn ids(server: &impl Api, query: &str) -> Vec<String> {
+    let reply = server.client().get(query).await.unwrap();
+    sorted(match_ids(&expect_status(&reply, 200)))
+}
+
+/// Ids of the matches of a search with `Prefer: handling=strict` (an unknown parameter is a
+/// 400, not ignored), sorted.
+pub async fn strict_ids(server: &impl Api, query: &str) -> Vec<String> {
+    let reply = server
+        .client()
+        .send("GET", query, &[("prefer", "handling=strict")], None)
+        .await
+        .unwrap();
+    sorted(match_ids(&expect_status(&reply, 200)))
+}
+
+/// The ids of a searchset's matches (`search.mode = match`), in answer order.
+pub fn match_ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The `response.status` of each entry of a batch-response or transaction-response Bundle.
+pub fn statuses(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
 }
 
 /// The diagnostics of a 400 OperationOutcome.

@@ -100,14 +100,14 @@ pub(crate) fn index(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::definitions::registry;
+    use crate::search::definitions::Registry;
     use crate::search::param::tests::indexed;
     use crate::search::query::TokenSystem;
     use serde_json::json;
 
     #[test]
     fn each_part_is_parsed_by_its_components_type() {
-        let registry = registry();
+        let registry = Registry::official();
         let param = registry.get("Observation", "code-value-quantity").unwrap();
         let Predicate::Composite(parts) = value(
             "code-value-quantity",

@@ -18,7 +18,7 @@ use crate::error::FhirError;
 use crate::fhir::resource_types;
 use crate::fhirpath::Item;
 use crate::search::chain::{self, MAX_CHAIN_DEPTH};
-use crate::search::definitions::{registry, ParamType};
+use crate::search::definitions::{ParamType, Registry};
 use crate::search::hierarchy;
 use crate::search::index::IndexEntries;
 use crate::search::query::{IndexTable, Predicate, RangeTarget, StringMatch, UriMatch};
@@ -61,6 +61,7 @@ impl Occurrence {
 /// The predicates of one parameter occurrence `name=values` on `rtype`: `Ok(Err(reason))` when
 /// the server does not support it (ignored or refused by the caller), `Err` when it is wrong.
 pub(crate) fn parameter(
+    registry: &Registry,
     rtype: &str,
     name: &str,
     values: &[String],
@@ -73,13 +74,13 @@ pub(crate) fn parameter(
         )));
     }
     if let Some(rest) = name.strip_prefix("_has:") {
-        return chain::has(rtype, rest, values, base, depth).map(Ok);
+        return chain::has(registry, rtype, rest, values, base, depth).map(Ok);
     }
     if name == "_list" || name.starts_with("_list:") {
-        return chain::list(rtype, name, values, base, depth).map(Ok);
+        return chain::list(registry, rtype, name, values, base, depth).map(Ok);
     }
     if let Some((head, tail)) = name.split_once('.') {
-        return chain::chain(rtype, head, tail, values, base, depth).map(Ok);
+        return chain::chain(registry, rtype, head, tail, values, base, depth).map(Ok);
     }
     let (code, modifier) = match name.split_once(':') {
         Some((c, m)) => (c, Some(m)),
@@ -88,7 +89,7 @@ pub(crate) fn parameter(
     let kind = match code {
         "_id" => Kind::Id,
         "_lastUpdated" => Kind::LastUpdated,
-        _ => match registry().get(rtype, code) {
+        _ => match registry.get(rtype, code) {
             // `_text`, `_content`, `_filter`, `_query`: refusing is honest, ignoring is not.
             Some(param) if param.expression.is_none() => {
                 return Err(FhirError::invalid(format!(
@@ -103,7 +104,6 @@ pub(crate) fn parameter(
         check_modifier(name, kind, m)?;
     }
     if let (Kind::Param(ParamType::Composite), None) = (kind, modifier) {
-        let registry = registry();
         let Some(param) = registry.get(rtype, code) else {
             return Ok(Err(format!("{code}: no such search parameter for {rtype}")));
         };
@@ -114,7 +114,7 @@ pub(crate) fn parameter(
     }
     if let (Kind::Param(ParamType::Reference), Some(m @ ("below" | "above"))) = (kind, modifier) {
         let parsed = Occurrence::each(values, |v| {
-            hierarchy::value(rtype, code, m == "above", v, base)
+            hierarchy::value(registry, rtype, code, m == "above", v, base)
         })?;
         return Ok(Ok(parsed));
     }
@@ -269,7 +269,7 @@ pub(crate) mod tests {
 
     /// The index entries of a small resource, as a write computes them.
     pub(crate) fn indexed(rtype: &str, resource: serde_json::Value) -> IndexEntries {
-        crate::search::extract::index_entries(&resource, rtype)
+        crate::search::extract::index_entries(&Registry::official(), &resource, rtype)
     }
 
     #[test]
@@ -298,7 +298,15 @@ pub(crate) mod tests {
 
     #[test]
     fn an_unknown_parameter_is_reported_not_refused() {
-        let parsed = parameter("Patient", "no-such-param", &["x".into()], "http://h", 0).unwrap();
+        let parsed = parameter(
+            &Registry::official(),
+            "Patient",
+            "no-such-param",
+            &["x".into()],
+            "http://h",
+            0,
+        )
+        .unwrap();
         assert!(parsed.is_err());
     }
 }

@@ -1,0 +1,100 @@
+//! A resource becomes a stored version inside a store transaction: the step every write ends
+//! with (create, update, patch, delete and their conditional forms, Bundle entries, the
+//! Provenance of a write, AuditEvents, the scorer's RiskAssessments and Flags).
+
+use serde_json::Value;
+
+use super::{scoring_queue, Indexing};
+use crate::error::FhirError;
+use crate::fhir::datetime::now_ms;
+use crate::fhir::meta;
+use crate::search::extract::stored_entries;
+use crate::search::index::IndexEntries;
+use crate::store::{Current, Method, NewVersion, Tx, Version};
+
+/// Writes `resource` (already validated; `None` to delete) as the version after `current`.
+/// Sets `id`, strips server-owned `meta`, indexes it with `indexing`'s search parameters, and
+/// returns the stored version. A SearchParameter is checked against them first (a bad active one
+/// is a 422 and nothing is stored); one that changes the active ones is noted in `indexing`.
+pub async fn write(
+    tx: &mut dyn Tx,
+    indexing: &Indexing,
+    rtype: &str,
+    id: &str,
+    current: Option<Current>,
+    method: Method,
+    resource: Option<Value>,
+) -> Result<Version, FhirError> {
+    let version = current.map_or(1, |c| c.version + 1);
+    // Never let lastUpdated go backwards within a resource, whatever the clock does.
+    let last_updated = now_ms().max(current.map_or(i64::MIN, |c| c.last_updated));
+    let (content, index, compartment) = match resource {
+        Some(mut resource) => {
+            if let Some(source) = tx.source() {
+                meta::set_source(&mut resource, source);
+            }
+            meta::strip(&mut resource, id);
+            if rtype == "SearchParameter" {
+                check_search_parameter(indexing, id, &resource)?;
+            }
+            let index = stored_entries(indexing.registry(), &resource, rtype);
+            let compartment = index.patient_compartment(rtype, id);
+            let text =
+                serde_json::to_string(&resource).map_err(|e| FhirError::Internal(e.to_string()))?;
+            (Some(text), index, compartment)
+        }
+        None => {
+            if rtype == "SearchParameter" && indexing.registry().has_resource(id) {
+                indexing.note_search_params_changed();
+            }
+            (None, IndexEntries::default(), None)
+        }
+    };
+    // A write that changes a patient's scoring inputs queues the patient in the same
+    // transaction: the one whose compartment held the resource before (an update may move it,
+    // a deletion leaves no compartment) and the one that holds it now.
+    let queue = scoring_queue::is_input(rtype);
+    if queue && current.is_some() {
+        tx.queue_compartment(rtype, id, last_updated).await?;
+    }
+    tx.write(
+        NewVersion {
+            rtype,
+            id,
+            version,
+            last_updated,
+            method,
+            content: content.as_deref(),
+            compartment: compartment.as_deref(),
+            index: &index,
+        },
+        current.map(|c| c.version),
+    )
+    .await?;
+    if queue && compartment.is_some() {
+        tx.queue_compartment(rtype, id, last_updated).await?;
+    }
+    Ok(Version {
+        rtype: rtype.to_owned(),
+        id: id.to_owned(),
+        version,
+        last_updated,
+        method,
+        content,
+    })
+}
+
+/// Checks a SearchParameter about to be written (see `Registry::check`) and notes when it
+/// changes the active ones: it is active, or it was.
+fn check_search_parameter(
+    indexing: &Indexing,
+    id: &str,
+    resource: &Value,
+) -> Result<(), FhirError> {
+    let registry = indexing.registry();
+    let active = registry.check(id, resource)?.is_some();
+    if active || registry.has_resource(id) {
+        indexing.note_search_params_changed();
+    }
+    Ok(())
+}
