@@ -1,6 +1,7 @@
 //! The HTTP layer: reads requests, negotiates formats, dispatches to interactions and writes
 //! responses. FHIR semantics live in `interaction`, storage in `store`.
 
+pub mod home;
 pub mod negotiate;
 pub mod request;
 pub mod response;
@@ -37,6 +38,8 @@ pub fn router(app: Arc<App>) -> Router {
             "/fhir/.well-known/smart-configuration",
             get(smart_configuration),
         )
+        .route("/", any(root))
+        .route("/docs/{name}", get(home::doc))
         .route("/fhir", any(fhir))
         .route("/fhir/", any(fhir))
         .route("/fhir/{*rest}", any(fhir))
@@ -60,6 +63,26 @@ async fn health(State(app): State<Arc<App>>) -> Response {
             error_response(&error, Format::default())
         }
     }
+}
+
+/// `/`: not the FHIR base, but where a person typing the host name lands: the same as
+/// `GET /fhir` (the page for a browser, the CapabilityStatement for a FHIR client).
+async fn root(
+    state: State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        let error = FhirError::MethodNotAllowed {
+            method: method.to_string(),
+            path: "/ (the FHIR base is /fhir)".into(),
+            allow: "GET, HEAD",
+        };
+        return error_response(&error, Format::default());
+    }
+    fhir(state, method, uri, headers, body).await
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -103,6 +126,14 @@ async fn fhir(
     };
     let format_param = take(&mut params, "_format");
     let pretty_param = take(&mut params, "_pretty");
+    let is_base = path_segments(uri.path()).is_ok_and(|s| s.is_empty());
+    if is_base
+        && (method == Method::GET || method == Method::HEAD)
+        && format_param.is_none()
+        && home::wants_html(&headers)
+    {
+        return home::page(&app.base_url);
+    }
     let format = match response_format(&headers, format_param.as_deref(), pretty_param.as_deref()) {
         Ok(format) => format,
         Err(e) => return error_response(&e, Format::default()),
@@ -114,8 +145,11 @@ async fn fhir(
     let result = async {
         let segments = path_segments(uri.path())?;
         audited = Some((method.to_string(), segments.clone()));
-        // The CapabilityStatement is public: clients discover how to authorize from it.
-        if !(segments.len() == 1 && segments[0] == "metadata") {
+        // The CapabilityStatement is public: clients discover how to authorize from it (also
+        // at the base URL, where `GET` answers it).
+        let capabilities = (segments.len() == 1 && segments[0] == "metadata")
+            || (segments.is_empty() && (method == Method::GET || method == Method::HEAD));
+        if !capabilities {
             access = app.auth.authenticate(&headers).await?;
         }
         // Reloading the search parameters reads the store as the server, not as the client.

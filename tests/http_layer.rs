@@ -1,0 +1,132 @@
+//! The HTTP layer as clients and operators meet it: the base URL, compression, request ids,
+//! metrics, shutdown.
+
+mod common;
+
+use common::{expect_status, StoreKind, TestServer};
+
+async fn sqlite() -> TestServer {
+    TestServer::start(StoreKind::Sqlite).await.unwrap()
+}
+
+const BROWSER_ACCEPT: &str =
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8";
+
+/// The server's root (`http://host:port`), from its FHIR base.
+fn root(server: &TestServer) -> String {
+    server.base.trim_end_matches("/fhir").to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// the base URL
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_base_url_answers_a_fhir_client_with_the_capability_statement() {
+    let server = sqlite().await;
+    let root = root(&server);
+    for url in [
+        server.base.clone(),
+        format!("{}/", server.base),
+        format!("{root}/"),
+    ] {
+        for accept in ["application/fhir+json", "application/json", "*/*"] {
+            let reply = server
+                .client
+                .send("GET", &url, &[("Accept", accept)], None)
+                .await
+                .unwrap();
+            let body = expect_status(&reply, 200);
+            assert_eq!(body["resourceType"], "CapabilityStatement", "{url} {accept}");
+        }
+        // `_format` wins over a browser's Accept.
+        let reply = server
+            .client
+            .send(
+                "GET",
+                &format!("{url}?_format=json"),
+                &[("Accept", BROWSER_ACCEPT)],
+                None,
+            )
+            .await
+            .unwrap();
+        let body = expect_status(&reply, 200);
+        assert_eq!(body["resourceType"], "CapabilityStatement", "{url}");
+    }
+}
+
+#[tokio::test]
+async fn the_base_url_shows_a_browser_a_page_linking_to_metadata_and_the_docs() {
+    let server = sqlite().await;
+    let root = root(&server);
+    for url in [
+        server.base.clone(),
+        format!("{}/", server.base),
+        format!("{root}/"),
+    ] {
+        let reply = server
+            .client
+            .send("GET", &url, &[("Accept", BROWSER_ACCEPT)], None)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{url}");
+        assert!(
+            reply.header("content-type").unwrap().starts_with("text/html"),
+            "{url}"
+        );
+        let page = String::from_utf8(reply.body.to_vec()).unwrap();
+        assert!(page.contains("FHIR R4"), "{page}");
+        let metadata = format!("{}/metadata", server.base);
+        assert!(page.contains(&format!("href=\"{metadata}\"")), "{page}");
+        // Every link to a document works.
+        let docs: Vec<&str> = page
+            .split("href=\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .filter(|href| href.starts_with("/docs/"))
+            .collect();
+        assert!(docs.contains(&"/docs/rest.md"), "{page}");
+        for href in docs {
+            let doc = server.client.get(&format!("{root}{href}")).await.unwrap();
+            assert_eq!(doc.status, 200, "{href}");
+            assert!(!doc.body.is_empty(), "{href}");
+        }
+    }
+    let missing = server
+        .client
+        .get(&format!("{root}/docs/nothing.md"))
+        .await
+        .unwrap();
+    expect_status(&missing, 404);
+}
+
+#[tokio::test]
+async fn a_wrong_method_on_the_base_names_the_base_in_its_405() {
+    let server = sqlite().await;
+    let reply = server.client.send("DELETE", "", &[], None).await.unwrap();
+    let outcome = expect_status(&reply, 405);
+    let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(
+        diagnostics.contains(&format!("on {}", server.base)),
+        "{diagnostics}"
+    );
+    assert_eq!(reply.header("allow"), Some("GET, POST"));
+    let reply = server
+        .client
+        .send("DELETE", "metadata", &[], None)
+        .await
+        .unwrap();
+    let outcome = expect_status(&reply, 405);
+    let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(
+        diagnostics.contains(&format!("on {}/metadata", server.base)),
+        "{diagnostics}"
+    );
+    // `/` is no FHIR base: nothing but reading it.
+    let reply = server
+        .client
+        .send("POST", &format!("{}/", root(&server)), &[], Some(b"{}".to_vec()))
+        .await
+        .unwrap();
+    expect_status(&reply, 405);
+}
