@@ -130,3 +130,77 @@ async fn a_wrong_method_on_the_base_names_the_base_in_its_405() {
         .unwrap();
     expect_status(&reply, 405);
 }
+
+// ---------------------------------------------------------------------------------------------
+// compression
+// ---------------------------------------------------------------------------------------------
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("a gzip body");
+    out
+}
+
+fn unbrotli(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    brotli::Decompressor::new(bytes, 4096)
+        .read_to_end(&mut out)
+        .expect("a br body");
+    out
+}
+
+#[tokio::test]
+async fn responses_are_compressed_as_accept_encoding_asks() {
+    let server = sqlite().await;
+    let plain = server.client.get("metadata").await.unwrap();
+    assert_eq!(plain.header("content-encoding"), None);
+    let expected: serde_json::Value = serde_json::from_slice(&plain.body).unwrap();
+    for (encoding, decode) in [
+        ("gzip", gunzip as fn(&[u8]) -> Vec<u8>),
+        ("br", unbrotli),
+    ] {
+        let reply = server
+            .client
+            .send("GET", "metadata", &[("Accept-Encoding", encoding)], None)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("content-encoding"), Some(encoding));
+        assert!(
+            reply.body.len() * 5 < plain.body.len(),
+            "{encoding}: {} of {} bytes",
+            reply.body.len(),
+            plain.body.len()
+        );
+        let body: serde_json::Value = serde_json::from_slice(&decode(&reply.body)).unwrap();
+        // Only the date could differ between the two requests.
+        assert_eq!(body["rest"], expected["rest"], "{encoding}");
+    }
+    // Errors and searches too, not only the CapabilityStatement.
+    let reply = server
+        .client
+        .send(
+            "GET",
+            "Patient?_count=1000",
+            &[("Accept-Encoding", "gzip")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-encoding"), Some("gzip"));
+    let bundle: serde_json::Value = serde_json::from_slice(&gunzip(&reply.body)).unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    // An encoding the server does not have is not used.
+    let reply = server
+        .client
+        .send("GET", "metadata", &[("Accept-Encoding", "compress")], None)
+        .await
+        .unwrap();
+    assert_eq!(reply.header("content-encoding"), None);
+    assert_eq!(reply.status, 200);
+}

@@ -46,6 +46,8 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         // The FHIR handler enforces its own limit so that it can answer with an OperationOutcome.
         .layer(DefaultBodyLimit::disable())
+        // Every response compressed as the client's Accept-Encoding asks (gzip, br).
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(middleware::from_fn(log_request))
         .with_state(app)
 }
