@@ -75,6 +75,9 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         .unwrap_or_else(|| format!("http://{local}/fhir"))
         .trim_end_matches('/')
         .to_owned();
+    crate::interaction::canonical::seed(store.as_ref())
+        .await
+        .map_err(|e| StartError::Store(store::StoreError::Database(e.to_string())))?;
     let registry = search_parameters::load(store.as_ref())
         .await
         .map_err(|e| StartError::Store(store::StoreError::Database(e.to_string())))?;

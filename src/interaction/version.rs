@@ -17,6 +17,7 @@ use crate::store::{Current, Method, NewVersion, Tx, Version};
 
 /// Writes `resource` (already validated; `None` to delete) as the version after `current`.
 /// Sets `id`, strips server-owned `meta`, indexes it, and returns the stored version.
+/// The canonical resources shipped with the server are read-only (`fhir::canonical`).
 pub async fn write(
     tx: &mut dyn Tx,
     rtype: &str,
@@ -25,6 +26,20 @@ pub async fn write(
     method: Method,
     resource: Option<Value>,
 ) -> Result<Version, FhirError> {
+    crate::fhir::canonical::check_writable(rtype, id, resource.as_ref())?;
+    write_unchecked(tx, rtype, id, current, method, resource).await
+}
+
+/// [`write`] without the read-only check: for seeding the shipped canonical resources.
+pub(crate) async fn write_unchecked(
+    tx: &mut dyn Tx,
+    rtype: &str,
+    id: &str,
+    current: Option<Current>,
+    method: Method,
+    resource: Option<Value>,
+) -> Result<Version, FhirError> {
+    let shipped = crate::fhir::canonical::is_shipped(rtype, id);
     let version = current.map_or(1, |c| c.version + 1);
     // Never let lastUpdated go backwards within a resource, whatever the clock does.
     let last_updated = now_ms().max(current.map_or(i64::MIN, |c| c.last_updated));
@@ -34,7 +49,8 @@ pub async fn write(
                 meta::set_source(&mut resource, source);
             }
             meta::strip(&mut resource, id);
-            if rtype == "SearchParameter" {
+            // A shipped SearchParameter is in the registry already.
+            if rtype == "SearchParameter" && !shipped {
                 search_parameters::check(id, &resource)?;
             }
             let index = stored_entries(&resource, rtype);
