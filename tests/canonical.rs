@@ -170,3 +170,43 @@ both_stores!(a_shipped_search_parameter_is_not_loaded_twice, |server| {
     assert_eq!(read["code"], "status");
     expect_status(&server.client.get("Flag?status=active").await.unwrap(), 200);
 });
+
+#[test]
+fn every_canonical_resource_file_is_shipped() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shipped: Vec<(String, String, String)> = canonical::all().iter().map(key).collect();
+    let mut files = 0;
+    for dir in ["profiles", "conformance"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let Ok(value) = serde_json::from_str::<Value>(&std::fs::read_to_string(&path).unwrap())
+            else {
+                continue;
+            };
+            if value["resourceType"].is_string() && value["url"].is_string() {
+                files += 1;
+                assert!(
+                    shipped.contains(&key(&value)),
+                    "{} is not in src/fhir/canonical.rs",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(files >= 16, "{files}");
+}
+
+both_stores!(a_newer_version_of_a_shipped_value_set_may_be_stored, |server| {
+    let shipped = canonical::all()
+        .iter()
+        .find(|r| r["resourceType"] == "ValueSet")
+        .unwrap();
+    let mut newer = shipped.clone();
+    newer.as_object_mut().unwrap().remove("id");
+    newer["version"] = json!("99.0.0-site");
+    let reply = server.client.post("ValueSet", &newer).await.unwrap();
+    expect_status(&reply, 201);
+    let url = shipped["url"].as_str().unwrap();
+    let found = matches(&server, &format!("ValueSet?url={}", enc(url))).await;
+    assert_eq!(found.len(), 2);
+});

@@ -15,7 +15,7 @@ use crate::error::FhirError;
 pub const BASE: &str = "https://signaal.dev/fhir";
 
 /// The files of `profiles/` and `conformance/` that are canonical resources.
-const FILES: [&str; 16] = [
+const FILES: [&str; 44] = [
     include_str!("../../profiles/StructureDefinition-flag-priority.json"),
     include_str!("../../profiles/StructureDefinition-flag-risk-assessment.json"),
     include_str!("../../profiles/StructureDefinition-risk-score-item.json"),
@@ -30,7 +30,35 @@ const FILES: [&str; 16] = [
     include_str!("../../profiles/valueset-flag-status.json"),
     include_str!("../../profiles/valueset-qualitative-risk.json"),
     include_str!("../../profiles/valueset-risk-model.json"),
+    include_str!("../../profiles/valueset-scoring-active-cancer.json"),
+    include_str!("../../profiles/valueset-scoring-blood-pressure.json"),
+    include_str!("../../profiles/valueset-scoring-body-weight.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-aids-hiv.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-cerebrovascular-disease.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-chronic-pulmonary-disease.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-congestive-heart-failure.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-dementia.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-diabetes-with-complication.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-diabetes-without-complication.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-hemiplegia-or-paraplegia.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-malignancy.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-metastatic-solid-tumour.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-mild-liver-disease.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-moderate-or-severe-liver-disease.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-myocardial-infarction.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-peptic-ulcer-disease.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-peripheral-vascular-disease.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-renal-disease.json"),
+    include_str!("../../profiles/valueset-scoring-charlson-rheumatic-disease.json"),
+    include_str!("../../profiles/valueset-scoring-glucose.json"),
+    include_str!("../../profiles/valueset-scoring-haemoglobin.json"),
+    include_str!("../../profiles/valueset-scoring-heart-failure.json"),
+    include_str!("../../profiles/valueset-scoring-malignancy-except-skin.json"),
+    include_str!("../../profiles/valueset-scoring-oncology-service.json"),
+    include_str!("../../profiles/valueset-scoring-oxygen-saturation.json"),
+    include_str!("../../profiles/valueset-scoring-sodium.json"),
     include_str!("../../conformance/operation-reindex.json"),
+    include_str!("../../conformance/operation-scoring-coverage.json"),
     include_str!("../../conformance/operation-worklist.json"),
 ];
 
@@ -38,8 +66,8 @@ struct Shipped {
     resources: Vec<Value>,
     /// `(type, id)` → canonical URL.
     by_key: HashMap<(String, String), String>,
-    /// `(type, url)` → id.
-    by_url: HashMap<(String, String), String>,
+    /// `(type, url)` → (id, version).
+    by_url: HashMap<(String, String), (String, Option<String>)>,
 }
 
 static SHIPPED: LazyLock<Shipped> = LazyLock::new(|| {
@@ -61,8 +89,9 @@ static SHIPPED: LazyLock<Shipped> = LazyLock::new(|| {
             url.starts_with(&format!("{BASE}/{rtype}/")),
             "{rtype}/{id}: {url} is not under {BASE}"
         );
+        let version = r["version"].as_str().map(str::to_owned);
         by_key.insert((rtype.clone(), id.clone()), url.clone());
-        by_url.insert((rtype, url), id);
+        by_url.insert((rtype, url), (id, version));
     }
     Shipped {
         resources,
@@ -109,22 +138,25 @@ pub fn is_shipped(rtype: &str, id: &str) -> bool {
 }
 
 /// Refuses a write to a shipped resource, and a resource of another id that claims a shipped
-/// resource's canonical URL (search by `url` must find the one the server ships).
+/// resource's canonical URL and version (`url` and `version` must find the one the server
+/// ships). Another version of the same URL is allowed: a site may store a newer version of a
+/// ValueSet, which scoring then prefers.
 pub fn check_writable(rtype: &str, id: &str, resource: Option<&Value>) -> Result<(), FhirError> {
     if let Some(url) = SHIPPED.by_key.get(&(rtype.to_owned(), id.to_owned())) {
         return Err(FhirError::Forbidden(format!(
             "{rtype}/{id} ({url}) is shipped with Signaal and cannot be changed or deleted"
         )));
     }
-    let url = resource
-        .and_then(|r| r.get("url"))
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if let Some(owner) = SHIPPED.by_url.get(&(rtype.to_owned(), url.to_owned())) {
-        return Err(FhirError::Forbidden(format!(
-            "The canonical URL {url} belongs to {rtype}/{owner}, shipped with Signaal; \
-             give this {rtype} a URL of its own"
-        )));
+    let field = |name: &str| resource.and_then(|r| r.get(name)).and_then(Value::as_str);
+    let url = field("url").unwrap_or_default();
+    if let Some((owner, version)) = SHIPPED.by_url.get(&(rtype.to_owned(), url.to_owned())) {
+        if field("version") == version.as_deref() {
+            return Err(FhirError::Forbidden(format!(
+                "The canonical URL {url} (version {}) belongs to {rtype}/{owner}, shipped with \
+                 Signaal; give this {rtype} a URL of its own, or another version",
+                version.as_deref().unwrap_or("none")
+            )));
+        }
     }
     Ok(())
 }

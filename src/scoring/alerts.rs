@@ -567,6 +567,7 @@ mod tests {
     #[test]
     fn a_zero_names_the_newest_measurement_when_none_is_recent() {
         let (score, _) = score(
+            &terms::BUILTIN_TERMS,
             &Record::new(
                 "p",
                 vec![quantity("w", "29463-7", "2024-02-20T08:00:00Z", 80.0, "kg")],
