@@ -204,3 +204,125 @@ async fn responses_are_compressed_as_accept_encoding_asks() {
     assert_eq!(reply.header("content-encoding"), None);
     assert_eq!(reply.status, 200);
 }
+
+// ---------------------------------------------------------------------------------------------
+// request ids and logs
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_sane_client_request_id_is_kept_and_answered() {
+    let server = sqlite().await;
+    let id = "trace-4f1c.77:a_b";
+    let reply = server
+        .client
+        .send("GET", "Patient", &[("X-Request-Id", id)], None)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-request-id"), Some(id));
+    // The request's AuditEvent carries it (written behind the request).
+    let mut found = false;
+    for _ in 0..100 {
+        let bundle = expect_status(
+            &server.client.get("AuditEvent?_count=1000").await.unwrap(),
+            200,
+        );
+        found = bundle["entry"].as_array().into_iter().flatten().any(|e| {
+            e["resource"]["entity"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| x["detail"][0]["valueString"] == id && x["detail"][0]["type"] == "X-Request-Id")
+        });
+        if found {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(found, "no AuditEvent names request {id}");
+}
+
+#[tokio::test]
+async fn a_missing_or_unsafe_request_id_is_replaced_by_a_new_one() {
+    let server = sqlite().await;
+    let mut seen = Vec::new();
+    for headers in [
+        vec![],
+        vec![("X-Request-Id", "two words")],
+        vec![("X-Request-Id", "<script>")],
+    ] {
+        let reply = server
+            .client
+            .send("GET", "metadata", &headers, None)
+            .await
+            .unwrap();
+        let id = reply.header("x-request-id").expect("every response has an id").to_owned();
+        assert_eq!(id.len(), 36, "a UUID: {id}");
+        assert!(!seen.contains(&id), "ids are new each time");
+        seen.push(id);
+    }
+    // Errors and paths outside the FHIR base too.
+    let health = format!("{}/health", root(&server));
+    let reply = server.client.get(&health).await.unwrap();
+    assert!(reply.header("x-request-id").is_some());
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_in_every_line_of_a_request() {
+    use std::process::{Command, Stdio};
+    let dir = common::TempDir::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = dir.0.join("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signaal"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--no-scoring"])
+        .args(["--database", &format!("sqlite://{}", dir.0.join("db").display())])
+        .env("SIGNAAL_LOG_FORMAT", "json")
+        .env("SIGNAAL_LOG", "info")
+        .env_remove("SIGNAAL_BASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let client = signaal::client::Client::new(&format!("http://127.0.0.1:{port}/fhir"));
+    let mut ready = false;
+    for _ in 0..600 {
+        if client.get("metadata").await.is_ok_and(|r| r.status == 200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let reply = if ready {
+        client
+            .send("GET", "Patient?name=x", &[("X-Request-Id", "log-check-1")], None)
+            .await
+            .ok()
+    } else {
+        None
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(ready, "the server did not start:\n{text}");
+    assert_eq!(reply.map(|r| r.status), Some(200));
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let ours: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["span"]["id"] == "log-check-1")
+        .collect();
+    assert!(
+        ours.iter().any(|l| l["fields"]["message"] == "request"
+            && l["fields"]["status"] == 200),
+        "{text}"
+    );
+}

@@ -95,18 +95,50 @@ async fn not_found(uri: Uri) -> Response {
     error_response(&error, Format::default())
 }
 
+/// The request id header: taken from the client when it is sane, else made here; answered in
+/// the response and carried by every log line of the request (a tracing span).
+const REQUEST_ID: &str = "x-request-id";
+
+/// A client's request id is kept when it is 1 to 64 characters of letters, digits, `-`, `_`,
+/// `.` and `:` (a UUID, a trace id); anything else is replaced, so logs cannot be forged.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
 async fn log_request(request: Request, next: Next) -> Response {
+    use tracing::Instrument;
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let mut request = request;
+    let id = request_id(request.headers());
+    // The handlers (the AuditEvent) read the id the request goes by from its headers.
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        request.headers_mut().insert(REQUEST_ID, value);
+    }
+    let span = tracing::info_span!("request", id = %id);
     let started = Instant::now();
-    let response = next.run(request).await;
-    tracing::info!(
-        %method,
-        path,
-        status = response.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            %method,
+            path,
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        )
+    });
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
     response
 }
 
@@ -141,6 +173,10 @@ async fn fhir(
         Err(e) => return error_response(&e, Format::default()),
     };
     let prefer = prefer_return(&headers);
+    let request_id = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let recorded = crate::fhir::datetime::now_ms();
     let mut access = Access::Unauthenticated;
     let mut audited: Option<(String, Vec<String>)> = None;
@@ -208,6 +244,7 @@ async fn fhir(
                 segments,
                 query: uri.query().map(str::to_owned),
                 status: response.status().as_u16(),
+                request_id,
             })
             .await;
     }
