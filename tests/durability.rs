@@ -505,3 +505,51 @@ async fn sigterm_sqlite() {
 async fn sigterm_postgres() {
     sigterm_drains(StoreKind::Postgres).await;
 }
+
+/// SQLite: a server stopped with SIGTERM after a busy run closes every connection and
+/// checkpoints its write-ahead log, leaving only the database file (no `-wal`, no `-shm`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_leaves_only_the_sqlite_database_file() {
+    let Some((url, dir)) = database(StoreKind::Sqlite).await else {
+        return;
+    };
+    let mut server = Server::start(&url, &dir.0).await;
+    let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
+    let hot = create_hot(&server.client, &acknowledged).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = stream_writes(
+        &server.client,
+        &hot,
+        4,
+        Duration::ZERO,
+        stop.clone(),
+        acknowledged.clone(),
+    );
+    wait_for_creates(&acknowledged, 50).await;
+    // Reads too, so the reader pool holds connections of its own.
+    for _ in 0..20 {
+        let reply = server.client.get("Patient?_count=5").await.unwrap();
+        assert_eq!(reply.status, 200);
+    }
+    let wal = dir.0.join("signaal.db-wal");
+    assert!(wal.exists(), "a busy server has a write-ahead log");
+    let term = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .expect("kill -TERM runs");
+    assert!(term.success());
+    let status = server.wait(Duration::from_secs(30)).await;
+    stop.store(true, Ordering::Relaxed);
+    while let Some(joined) = writers.join_next().await {
+        joined.expect("a writer does not panic");
+    }
+    let log = server.log_text();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "SIGTERM exits 0:\n{log}");
+    let mut files: Vec<String> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("signaal.db"))
+        .collect();
+    files.sort();
+    assert_eq!(files, ["signaal.db"], "what the stopped server left:\n{log}");
+}

@@ -744,3 +744,22 @@ mod a_failing_patient_is_retried_with_backoff_then_parked {
         a_failing_patient_is_retried_with_backoff_then_parked(StoreKind::Postgres).await;
     }
 }
+
+both_stores!(an_alerts_assessment_at_zero_says_why, |server| {
+    let patient = create(&server, json!({"resourceType": "Patient"})).await;
+    let subject = format!("Patient/{patient}");
+    // One SpO2 reading, ten days old: older than the rules look.
+    let when = at(-240);
+    create(&server, quantity(&subject, "59408-5", &when, 97.0, "%")).await;
+    let path = format!("RiskAssessment?patient={subject}&method=alerts");
+    let bundle = wait_for(&server, &path, |b| !resources(b, "RiskAssessment").is_empty()).await;
+    let assessment = resources(&bundle, "RiskAssessment")[0];
+    let note = assessment["note"][0]["text"].as_str().unwrap();
+    assert_eq!(
+        note,
+        format!(
+            "Score 0: 0 point(s): no home measurements in the last 7 days; newest {}",
+            &when[..10]
+        )
+    );
+});

@@ -1008,3 +1008,57 @@ both_stores!(
         expect_status(&reply, 400);
     }
 );
+
+// ---------------------------------------------------------------------------------------------
+// what a coach's tool searches by: Flag code and category (Signaal's), RiskAssessment method
+// and risk (R4's)
+// ---------------------------------------------------------------------------------------------
+
+both_stores!(flags_are_found_by_code_and_category, |server| {
+    let flag = |id: &str, code: &str, category: &str| {
+        json!({"resourceType": "Flag", "id": id, "status": "active",
+            "category": [{"coding": [{"system": "http://example.org/kinds", "code": category}]}],
+            "code": {"coding": [{"system": "http://example.org/reasons", "code": code}]},
+            "subject": {"reference": "Patient/p"}})
+    };
+    put(&server, flag("f1", "sleep-short", "lifestyle")).await;
+    put(&server, flag("f2", "steps-low", "lifestyle")).await;
+    put(&server, flag("f3", "sleep-short", "clinical")).await;
+    assert_eq!(ids(&server, "Flag?code=sleep-short").await, ["f1", "f3"]);
+    assert_eq!(
+        ids(&server, "Flag?code=http://example.org/reasons|steps-low").await,
+        ["f2"]
+    );
+    assert_eq!(ids(&server, "Flag?category=lifestyle").await, ["f1", "f2"]);
+    assert_eq!(
+        ids(&server, "Flag?category=clinical&code=sleep-short").await,
+        ["f3"]
+    );
+    assert!(ids(&server, "Flag?code=other").await.is_empty());
+    // Known to the server, so not ignored under Prefer: handling=strict.
+    let reply = server
+        .client
+        .send("GET", "Flag?code=steps-low", &[("Prefer", "handling=strict")], None)
+        .await
+        .unwrap();
+    expect_status(&reply, 200);
+});
+
+both_stores!(risk_assessments_are_found_by_method_and_risk, |server| {
+    let assessment = |id: &str, method: &str, risk: &str| {
+        json!({"resourceType": "RiskAssessment", "id": id, "status": "final",
+            "method": {"coding": [{"system": "http://example.org/models", "code": method}]},
+            "subject": {"reference": "Patient/p"},
+            "prediction": [{"qualitativeRisk": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/risk-probability", "code": risk}]}}]})
+    };
+    put(&server, assessment("r1", "frailty-x", "high")).await;
+    put(&server, assessment("r2", "frailty-x", "low")).await;
+    put(&server, assessment("r3", "falls-y", "high")).await;
+    assert_eq!(ids(&server, "RiskAssessment?method=frailty-x").await, ["r1", "r2"]);
+    assert_eq!(ids(&server, "RiskAssessment?risk=high").await, ["r1", "r3"]);
+    assert_eq!(
+        ids(&server, "RiskAssessment?method=http://example.org/models|falls-y&risk=high").await,
+        ["r3"]
+    );
+});

@@ -34,6 +34,8 @@ pub struct Event {
     pub segments: Vec<String>,
     pub query: Option<String>,
     pub status: u16,
+    /// The request's `X-Request-Id` (the client's, or made by the server).
+    pub request_id: Option<String>,
 }
 
 /// One request to the token endpoint (`POST /auth/token`), granted or refused.
@@ -302,10 +304,14 @@ pub fn audit_event(event: &Event) -> Value {
         request.push('?');
         request.push_str(query);
     }
-    entities.push(json!({
+    let mut query_entity = json!({
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"},
         "name": request,
-    }));
+    });
+    if let Some(id) = &event.request_id {
+        query_entity["detail"] = json!([{"type": "X-Request-Id", "valueString": id}]);
+    }
+    entities.push(query_entity);
     json!({
         "resourceType": "AuditEvent",
         "type": {

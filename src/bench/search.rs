@@ -31,7 +31,7 @@ const MAX_SAMPLED: usize = 5_000;
 
 /// The queries of the benchmark, by name: the request (relative to the FHIR base) for a
 /// patient, `None` when the query does not apply to it (a patient without identifier).
-pub const QUERIES: [(&str, fn(&Sampled) -> Option<String>); 5] = [
+pub const QUERIES: [(&str, fn(&Sampled) -> Option<String>); 6] = [
     ("Observation BP", |p| {
         Some(format!(
             "Observation?patient={}&code={}&_sort=-date&_count=10",
@@ -63,6 +63,11 @@ pub const QUERIES: [(&str, fn(&Sampled) -> Option<String>); 5] = [
             "Observation/$lastn?patient={}&category=vital-signs",
             enc(&p.id)
         ))
+    }),
+    // The coach's worklist (issue 16): every active Flag, most urgent first; the same for
+    // every patient drawn.
+    ("Flag worklist", |_| {
+        Some("Flag?status=active&_sort=-priority&_count=20".to_owned())
     }),
 ];
 

@@ -38,7 +38,7 @@ pub const RESOURCES_PER_PATIENT: usize = 1
     + COMPLETED_GOALS;
 
 /// The identifier system of generated patients (`Patient?identifier=SYSTEM|value`).
-pub const IDENTIFIER_SYSTEM: &str = "https://signaal.example.org/fhir/sid/bench-patient";
+pub const IDENTIFIER_SYSTEM: &str = "https://signaal.dev/fhir/sid/bench-patient";
 
 /// 2015-01-01T00:00:00Z: the first encounter is no earlier; ten years follow.
 const START_MS: i64 = 1_420_070_400_000;

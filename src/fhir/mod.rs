@@ -1,6 +1,7 @@
 //! FHIR rules that do not depend on HTTP or storage: resource types, ids, instants, `meta`,
 //! validation, and Signaal's own profiles.
 
+pub mod canonical;
 pub mod compartment;
 pub mod datetime;
 pub mod fhirpath_patch;

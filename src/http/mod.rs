@@ -1,6 +1,7 @@
 //! The HTTP layer: reads requests, negotiates formats, dispatches to interactions and writes
 //! responses. FHIR semantics live in `interaction`, storage in `store`.
 
+pub mod home;
 pub mod negotiate;
 pub mod request;
 pub mod response;
@@ -37,12 +38,16 @@ pub fn router(app: Arc<App>) -> Router {
             "/fhir/.well-known/smart-configuration",
             get(smart_configuration),
         )
+        .route("/", any(root))
+        .route("/docs/{name}", get(home::doc))
         .route("/fhir", any(fhir))
         .route("/fhir/", any(fhir))
         .route("/fhir/{*rest}", any(fhir))
         .fallback(not_found)
         // The FHIR handler enforces its own limit so that it can answer with an OperationOutcome.
         .layer(DefaultBodyLimit::disable())
+        // Every response compressed as the client's Accept-Encoding asks (gzip, br).
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(middleware::from_fn(log_request))
         .with_state(app)
 }
@@ -62,6 +67,26 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     }
 }
 
+/// `/`: not the FHIR base, but where a person typing the host name lands: the same as
+/// `GET /fhir` (the page for a browser, the CapabilityStatement for a FHIR client).
+async fn root(
+    state: State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        let error = FhirError::MethodNotAllowed {
+            method: method.to_string(),
+            path: "/ (the FHIR base is /fhir)".into(),
+            allow: "GET, HEAD",
+        };
+        return error_response(&error, Format::default());
+    }
+    fhir(state, method, uri, headers, body).await
+}
+
 async fn not_found(uri: Uri) -> Response {
     let error = FhirError::NotFound(format!(
         "Nothing here at {}: the FHIR base is /fhir",
@@ -70,18 +95,50 @@ async fn not_found(uri: Uri) -> Response {
     error_response(&error, Format::default())
 }
 
+/// The request id header: taken from the client when it is sane, else made here; answered in
+/// the response and carried by every log line of the request (a tracing span).
+const REQUEST_ID: &str = "x-request-id";
+
+/// A client's request id is kept when it is 1 to 64 characters of letters, digits, `-`, `_`,
+/// `.` and `:` (a UUID, a trace id); anything else is replaced, so logs cannot be forged.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
 async fn log_request(request: Request, next: Next) -> Response {
+    use tracing::Instrument;
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let mut request = request;
+    let id = request_id(request.headers());
+    // The handlers (the AuditEvent) read the id the request goes by from its headers.
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        request.headers_mut().insert(REQUEST_ID, value);
+    }
+    let span = tracing::info_span!("request", id = %id);
     let started = Instant::now();
-    let response = next.run(request).await;
-    tracing::info!(
-        %method,
-        path,
-        status = response.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            %method,
+            path,
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        )
+    });
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
     response
 }
 
@@ -103,19 +160,34 @@ async fn fhir(
     };
     let format_param = take(&mut params, "_format");
     let pretty_param = take(&mut params, "_pretty");
+    let is_base = path_segments(uri.path()).is_ok_and(|s| s.is_empty());
+    if is_base
+        && (method == Method::GET || method == Method::HEAD)
+        && format_param.is_none()
+        && home::wants_html(&headers)
+    {
+        return home::page(&app.base_url);
+    }
     let format = match response_format(&headers, format_param.as_deref(), pretty_param.as_deref()) {
         Ok(format) => format,
         Err(e) => return error_response(&e, Format::default()),
     };
     let prefer = prefer_return(&headers);
+    let request_id = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let recorded = crate::fhir::datetime::now_ms();
     let mut access = Access::Unauthenticated;
     let mut audited: Option<(String, Vec<String>)> = None;
     let result = async {
         let segments = path_segments(uri.path())?;
         audited = Some((method.to_string(), segments.clone()));
-        // The CapabilityStatement is public: clients discover how to authorize from it.
-        if !(segments.len() == 1 && segments[0] == "metadata") {
+        // The CapabilityStatement is public: clients discover how to authorize from it (also
+        // at the base URL, where `GET` answers it).
+        let capabilities = (segments.len() == 1 && segments[0] == "metadata")
+            || (segments.is_empty() && (method == Method::GET || method == Method::HEAD));
+        if !capabilities {
             access = app.auth.authenticate(&headers).await?;
         }
         // Reloading the search parameters reads the store as the server, not as the client.
@@ -175,6 +247,7 @@ async fn fhir(
                 segments,
                 query: uri.query().map(str::to_owned),
                 status: response.status().as_u16(),
+                request_id,
             })
             .await;
     }

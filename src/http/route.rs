@@ -17,13 +17,16 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
     let method = &request.method;
     let not_allowed = |allow: &'static str| FhirError::MethodNotAllowed {
         method: method.to_string(),
-        path: format!("/{}", segments.join("/")),
+        path: app.url(&segments.join("/")).trim_end_matches('/').to_owned(),
         allow,
     };
     match segments.as_slice() {
+        // The base: a batch or transaction, or (for a client that opens it) the
+        // CapabilityStatement; a browser gets a page instead (`http::home`).
         [] => match *method {
             Method::POST => transaction::bundle(app, request).await,
-            _ => Err(not_allowed("POST")),
+            Method::GET => capabilities::capabilities(app, request).await,
+            _ => Err(not_allowed("GET, POST")),
         },
         ["metadata"] => match *method {
             Method::GET => capabilities::capabilities(app, request).await,
@@ -100,8 +103,8 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             _ => Err(not_allowed("GET")),
         },
         _ => Err(FhirError::NotFound(format!(
-            "No FHIR interaction at /{}",
-            segments.join("/")
+            "No FHIR interaction at {}",
+            app.url(&segments.join("/"))
         ))),
     }
 }

@@ -3,6 +3,8 @@
 //! Built from the same tables the server runs on (resource types, supported search parameter
 //! types), so it cannot claim what is not implemented.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::{json, Value};
 
 use crate::app::App;
@@ -11,6 +13,7 @@ use crate::fhir::resource_types;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::reindex;
+use crate::fhir::subset::Subset;
 use crate::search::definitions::{ParamType, Registry};
 
 pub async fn capabilities(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -23,8 +26,84 @@ pub async fn capabilities(app: &App, request: &FhirRequest) -> Result<FhirRespon
         )))
         }
     }
-    Ok(FhirResponse::ok(statement(app)))
+    Ok(FhirResponse::ok(subset(request, statement(app))?))
 }
+
+/// `_summary` and `_elements` on `metadata` (http page, "capabilities": the parameters apply
+/// as on a read).
+fn subset(request: &FhirRequest, statement: Value) -> Result<Value, FhirError> {
+    let summary_param = request.single_param("_summary")?;
+    let elements = request.single_param("_elements")?;
+    match (summary_param, elements) {
+        (Some(_), Some(_)) => Err(FhirError::invalid(
+            "_summary and _elements cannot be combined: ask for one",
+        )),
+        (Some(value), None) => match Subset::summary(value)? {
+            Subset::Count => Err(FhirError::invalid(
+                "_summary=count applies to searches, not to the CapabilityStatement",
+            )),
+            subset => Ok(subset.apply(statement, false)),
+        },
+        (None, Some(value)) => {
+            let names: Vec<String> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if let Some(bad) = names
+                .iter()
+                .find(|n| !n.chars().all(|c| c.is_ascii_alphanumeric()))
+            {
+                return Err(FhirError::invalid(format!(
+                    "_elements: '{bad}' is not the name of a CapabilityStatement element"
+                )));
+            }
+            if names.is_empty() {
+                return Err(FhirError::invalid("_elements names no element"));
+            }
+            Ok(crate::fhir::subset::only_elements(statement, &names))
+        }
+        (None, None) => Ok(statement),
+    }
+}
+
+/// `searchInclude` and `searchRevInclude` of every type: `Type:param` of each reference
+/// search parameter the server evaluates, and `*`; a type's reverse includes are the reference
+/// parameters of every type that may point at it.
+fn includes() -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) {
+    let registry = registry();
+    let mut forward: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut reverse: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for source in resource_types::all() {
+        let mut own: Vec<String> = registry
+            .params(source)
+            .filter(|p| p.kind == ParamType::Reference && p.expression.is_some())
+            .map(|p| {
+                for target in &p.target {
+                    reverse
+                        .entry(target.clone())
+                        .or_default()
+                        .insert(format!("{source}:{}", p.code));
+                }
+                format!("{source}:{}", p.code)
+            })
+            .collect();
+        own.sort();
+        own.insert(0, "*".to_owned());
+        forward.insert(source.clone(), own);
+    }
+    // `_revinclude=*` is refused (which types would it search?), so it is not listed.
+    let reverse = reverse
+        .into_iter()
+        .map(|(target, sources)| (target, sources.into_iter().collect()))
+        .collect();
+    (forward, reverse)
+}
+
+/// The patch formats `PATCH` accepts (http page, "patch"): JSON Patch, and FHIRPath Patch as a
+/// `Parameters` resource in FHIR JSON.
+const PATCH_FORMATS: [&str; 2] = ["application/json-patch+json", "application/fhir+json"];
 
 /// The search parameters of a type that `search::param` can evaluate.
 fn search_params(registry: &Registry, rtype: &str) -> Vec<Value> {
@@ -63,6 +142,7 @@ const INTERACTIONS: [&str; 9] = [
 ];
 
 fn statement(app: &App) -> Value {
+    let (search_include, search_rev_include) = includes();
     let resources: Vec<Value> = resource_types::all()
         .iter()
         .map(|rtype| {
@@ -83,6 +163,12 @@ fn statement(app: &App) -> Value {
                 "conditionalDelete": "single",
                 "searchParam": search_params(app.registry(), rtype),
             });
+            if let Some(list) = search_include.get(rtype.as_str()) {
+                resource["searchInclude"] = json!(list);
+            }
+            if let Some(list) = search_rev_include.get(rtype.as_str()) {
+                resource["searchRevInclude"] = json!(list);
+            }
             let mut operations =
                 vec![json!({"name": "reindex", "definition": reindex::DEFINITION})];
             if rtype == "Observation" {
@@ -138,6 +224,7 @@ fn statement(app: &App) -> Value {
         "implementation": {"description": "Signaal FHIR R4 server", "url": app.base_url},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
+        "patchFormat": PATCH_FORMATS,
         "rest": [rest],
     })
 }

@@ -3,6 +3,7 @@
 pub mod async_job;
 pub mod batch;
 pub mod bundle_entry;
+pub mod canonical;
 pub mod capabilities;
 pub mod create;
 pub mod delete;

@@ -36,7 +36,7 @@ use crate::write::in_transaction;
 pub const BATCH: usize = 200;
 
 /// The canonical URL of the OperationDefinition (`conformance/operation-reindex.json`).
-pub const DEFINITION: &str = "http://signaal.nl/fhir/OperationDefinition/reindex";
+pub const DEFINITION: &str = "https://signaal.dev/fhir/OperationDefinition/reindex";
 
 /// What the CapabilityStatement says of the operation beyond its definition.
 pub const DOCUMENTATION: &str = "Synchronous, or asynchronous with `Prefer: respond-async` \

@@ -36,6 +36,10 @@ pub async fn load(store: &dyn Store) -> Result<Registry, FhirError> {
             let Some(content) = &hit.version.content else {
                 continue;
             };
+            // The shipped ones are built into the registry (`signaal-search-parameters.json`).
+            if crate::fhir::canonical::is_shipped("SearchParameter", &hit.version.id) {
+                continue;
+            }
             let resource: Value = serde_json::from_str(content)
                 .map_err(|e| FhirError::Internal(format!("stored SearchParameter: {e}")))?;
             stored.push((hit.version.id.clone(), resource));

@@ -304,24 +304,60 @@ pub fn evaluate(terms: &Terms, record: &Record, now: i64) -> (Vec<Alert>, Vec<It
     (alerts, r.unusable)
 }
 
-/// Whether the record holds a home measurement the rules read (weight, blood pressure, glucose,
-/// SpO2; at any time): a patient who never measured gets no alerts assessment, one who did
-/// keeps it, at 0 once the readings are older than the rules look.
-pub fn applies(record: &Record) -> bool {
+/// Whether an Observation is a home measurement the rules read (weight, blood pressure,
+/// glucose, SpO2).
+fn is_measurement(o: &Value) -> bool {
     let measured = |concept: &Value| {
         is(concept, WEIGHT)
             || is(concept, GLUCOSE)
             || is(concept, SPO2)
             || is(concept, &[SYSTOLIC, DIASTOLIC])
     };
-    record.of_type("Observation").any(|o| {
-        measured(&o["code"])
-            || o["component"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| measured(&c["code"]))
-    })
+    measured(&o["code"])
+        || o["component"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| measured(&c["code"]))
+}
+
+/// Whether the record holds a home measurement the rules read (at any time): a patient who
+/// never measured gets no alerts assessment, one who did keeps it, at 0 once the readings are
+/// older than the rules look.
+pub fn applies(record: &Record) -> bool {
+    record.of_type("Observation").any(is_measurement)
+}
+
+/// Why no rule fired, for an assessment at 0 to explain itself: no measurement in the window
+/// (and when the newest one was), or none past a threshold. Names the newest measurement's
+/// date rather than a count, so the line changes only when the data does.
+fn quiet(record: &Record, now: i64) -> Item {
+    let newest = record
+        .of_type("Observation")
+        .filter(|o| observation_counts(o) && is_measurement(o))
+        .filter_map(|o| effective(o).filter(|t| *t <= now).map(|t| (t, key(o))))
+        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    match newest {
+        Some((at, key)) if at > now - 7 * DAY_MS => Item::new(
+            0.0,
+            format!(
+                "no home measurement of the last 7 days is past a threshold; newest {}",
+                day(at)
+            ),
+            vec![key],
+        ),
+        Some((at, key)) => Item::new(
+            0.0,
+            format!("no home measurements in the last 7 days; newest {}", day(at)),
+            vec![key],
+        ),
+        None => Item::new(0.0, "no home measurements", Vec::new()),
+    }
+}
+
+/// The calendar day (UTC) of an instant: `2026-11-22`.
+fn day(ms: i64) -> String {
+    crate::fhir::datetime::format_instant(ms)[..10].to_owned()
 }
 
 /// The alerts as a score: one point per rule that fires; high risk when any fires.
@@ -329,6 +365,9 @@ pub fn score(terms: &Terms, record: &Record, now: i64) -> (Score, Vec<Alert>) {
     let (alerts, unusable) = evaluate(terms, record, now);
     let mut items: Vec<Item> = alerts.iter().map(|a| a.item.clone()).collect();
     items.extend(unusable);
+    if alerts.is_empty() {
+        items.push(quiet(record, now));
+    }
     let total = alerts.len() as f64;
     let score = Score {
         model: "alerts",
@@ -511,13 +550,37 @@ mod tests {
             ms("2024-03-07T12:00:00Z"),
         );
         assert!(alerts.is_empty());
-        assert_eq!(score.items.len(), 1);
+        assert_eq!(score.items.len(), 2);
         assert!(
             score.items[0].why.starts_with("glucose not used"),
             "{}",
             score.items[0].why
         );
         assert_eq!(score.items[0].basis, vec!["Observation/g"]);
+        // And the score of 0 says why.
+        assert_eq!(
+            score.items[1].why,
+            "no home measurement of the last 7 days is past a threshold; newest 2024-03-07"
+        );
+    }
+
+    #[test]
+    fn a_zero_names_the_newest_measurement_when_none_is_recent() {
+        let (score, _) = score(
+            &terms::BUILTIN_TERMS,
+            &Record::new(
+                "p",
+                vec![quantity("w", "29463-7", "2024-02-20T08:00:00Z", 80.0, "kg")],
+            ),
+            ms("2024-03-07T12:00:00Z"),
+        );
+        assert_eq!(score.score, 0.0);
+        assert_eq!(score.items.len(), 1);
+        assert_eq!(
+            score.items[0].why,
+            "no home measurements in the last 7 days; newest 2024-02-20"
+        );
+        assert_eq!(score.items[0].basis, vec!["Observation/w"]);
     }
 
     /// Heart failure coded as SNOMED CT 84114007 or 42343007 (the usual codes) or as a

@@ -53,6 +53,8 @@ pub fn applies(record: &Record) -> bool {
 
 pub fn score(record: &Record, now: i64) -> Score {
     let mut items = Vec::new();
+    // Goal measures followed, for a score of 0 to say what it looked at.
+    let mut followed = 0;
     let goal = |id: &str| record.of_type("Goal").find(|g| g["id"] == id);
     for plan in record
         .of_type("CarePlan")
@@ -104,6 +106,7 @@ pub fn score(record: &Record, now: i64) -> Score {
                         .or_else(|| instant(&plan["created"])),
                 };
                 let Some(since) = since else { continue };
+                followed += 1;
                 if now - since > expected {
                     let what = measure["text"]
                         .as_str()
@@ -142,10 +145,17 @@ pub fn score(record: &Record, now: i64) -> Score {
         }
     }
     let total = items.len() as f64;
+    if items.is_empty() {
+        let why = match followed {
+            0 => "no goal of an active care plan with a measure to follow".to_owned(),
+            n => format!("each of the {n} goal measure(s) followed was measured in time"),
+        };
+        items.push(Item::new(0.0, why, Vec::new()));
+    }
     Score {
         model: "engagement",
         score: total,
-        risk: if items.is_empty() {
+        risk: if total == 0.0 {
             Risk::Low
         } else {
             Risk::High

@@ -170,8 +170,13 @@ pub fn risk_assessment(score: &Score, patient: &str) -> Value {
             "code": score.risk.code(),
         }]},
     }]);
-    ra["note"] =
-        json!([{"text": format!("Score {}: {}", decimal(score.score), breakdown.join("; "))}]);
+    // Every assessment explains itself, also one with nothing counted.
+    let explained = if breakdown.is_empty() {
+        format!("no {} item applies to the data", display(score.model))
+    } else {
+        breakdown.join("; ")
+    };
+    ra["note"] = json!([{"text": format!("Score {}: {explained}", decimal(score.score))}]);
     ra
 }
 

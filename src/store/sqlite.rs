@@ -98,8 +98,17 @@ impl Backend for Sqlite {
             .collect()
     }
 
+    /// Closes the readers first, then checkpoints the write-ahead log into the database and
+    /// closes the writer: the last connection to close removes the `-wal` and `-shm` files,
+    /// which a read-only connection cannot, so a stopped server leaves only the database file.
     async fn close(&self) {
-        self.writer.close().await;
         self.reader.close().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await
+        {
+            tracing::warn!(error = %e, "closing: the write-ahead log could not be checkpointed");
+        }
+        self.writer.close().await;
     }
 }

@@ -14,7 +14,8 @@ use crate::store::{Current, Method, NewVersion, Tx, Version};
 
 /// Writes `resource` (already validated; `None` to delete) as the version after `current`.
 /// Sets `id`, strips server-owned `meta`, indexes it with `indexing`'s search parameters, and
-/// returns the stored version. A SearchParameter is checked against them first (a bad active one
+/// returns the stored version. The canonical resources the server ships are read-only
+/// (`fhir::canonical`). A SearchParameter is checked against them first (a bad active one
 /// is a 422 and nothing is stored); one that changes the active ones is noted in `indexing`.
 pub async fn write(
     tx: &mut dyn Tx,
@@ -25,6 +26,22 @@ pub async fn write(
     method: Method,
     resource: Option<Value>,
 ) -> Result<Version, FhirError> {
+    crate::fhir::canonical::check_writable(rtype, id, resource.as_ref())?;
+    write_unchecked(tx, indexing, rtype, id, current, method, resource).await
+}
+
+/// [`write`] without the read-only check of the canonical resources the server ships
+/// (`fhir::canonical`): for seeding them at start.
+pub async fn write_unchecked(
+    tx: &mut dyn Tx,
+    indexing: &Indexing,
+    rtype: &str,
+    id: &str,
+    current: Option<Current>,
+    method: Method,
+    resource: Option<Value>,
+) -> Result<Version, FhirError> {
+    let shipped = crate::fhir::canonical::is_shipped(rtype, id);
     let version = current.map_or(1, |c| c.version + 1);
     // Never let lastUpdated go backwards within a resource, whatever the clock does.
     let last_updated = now_ms().max(current.map_or(i64::MIN, |c| c.last_updated));
@@ -34,7 +51,8 @@ pub async fn write(
                 meta::set_source(&mut resource, source);
             }
             meta::strip(&mut resource, id);
-            if rtype == "SearchParameter" {
+            // A shipped SearchParameter is in the registry already.
+            if rtype == "SearchParameter" && !shipped {
                 check_search_parameter(indexing, id, &resource)?;
             }
             let index = stored_entries(indexing.registry(), &resource, rtype);

@@ -413,19 +413,29 @@ pub async fn matches(server: &TestServer, query: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The entries of a Bundle other than AuditEvents: the audit trail the server writes behind
-/// every request, at moments a test does not control. (The Provenance of each write is written
-/// with it, so tests see those and count them.)
+/// The entries of a Bundle other than AuditEvents (the audit trail the server writes behind
+/// every request, at moments a test does not control) and the canonical resources the server
+/// ships and writes at start (`signaal::fhir::canonical`). (The Provenance of each write is
+/// written with it, so tests see those and count them.)
 pub fn without_audit_events(bundle: &Value) -> Vec<&Value> {
     bundle["entry"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|e| {
+            let url = e["request"]["url"].as_str().unwrap_or_default();
+            let shipped = match url.split_once('/') {
+                Some((rtype, id)) => signaal::fhir::canonical::is_shipped(rtype, id),
+                None => e["resource"]["id"].as_str().is_some_and(|id| {
+                    signaal::fhir::canonical::is_shipped(
+                        e["resource"]["resourceType"].as_str().unwrap_or_default(),
+                        id,
+                    )
+                }),
+            };
             e["resource"]["resourceType"] != "AuditEvent"
-                && !e["request"]["url"]
-                    .as_str()
-                    .is_some_and(|u| u.starts_with("AuditEvent"))
+                && !url.starts_with("AuditEvent")
+                && !shipped
         })
         .collect()
 }
