@@ -134,8 +134,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let filter =
-        EnvFilter::try_from_env("SIGNAAL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("SIGNAAL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -80,12 +80,9 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         .await
         .map_err(|e| StartError::Store(store::StoreError::Database(e.to_string())))?;
     let search_params = Arc::new(ServerRegistry::new(registry));
-    crate::interaction::canonical::seed(
-        store.as_ref(),
-        &Indexing::new(search_params.current()),
-    )
-    .await
-    .map_err(|e| StartError::Store(store::StoreError::Database(e.to_string())))?;
+    crate::interaction::canonical::seed(store.as_ref(), &Indexing::new(search_params.current()))
+        .await
+        .map_err(|e| StartError::Store(store::StoreError::Database(e.to_string())))?;
     let auth = Auth::start(
         &settings.auth,
         clients,

@@ -43,7 +43,13 @@ fn signaal_urls() -> Vec<(String, String)> {
                     .chars()
                     .take_while(|c| !c.is_whitespace() && !"\"'`)<>,]".contains(*c))
                     .collect();
-                let host = url.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("");
+                let host = url
+                    .split("://")
+                    .nth(1)
+                    .unwrap_or("")
+                    .split('/')
+                    .next()
+                    .unwrap_or("");
                 if host.contains("signaal.") && !url.starts_with("sqlite:") {
                     found.push((path.display().to_string(), url));
                 }
@@ -69,43 +75,62 @@ both_stores!(every_shipped_canonical_resource_is_readable, |server| {
     assert!(canonical::all().len() >= 18);
     for resource in canonical::all() {
         let (rtype, id, url) = key(resource);
-        let read = expect_status(&server.client.get(&format!("{rtype}/{id}")).await.unwrap(), 200);
+        let read = expect_status(
+            &server.client.get(&format!("{rtype}/{id}")).await.unwrap(),
+            200,
+        );
         assert_eq!(read["url"], url.as_str());
         assert_eq!(read["status"], "active", "{rtype}/{id}");
         assert_eq!(read["meta"]["versionId"], "1", "{rtype}/{id}: seeded once");
     }
 });
 
-both_stores!(every_shipped_canonical_resource_is_found_by_its_url, |server| {
-    for resource in canonical::all() {
-        let (rtype, id, url) = key(resource);
-        let found = matches(&server, &format!("{rtype}?url={}", enc(&url))).await;
-        assert_eq!(found.len(), 1, "{rtype}?url={url}");
-        assert_eq!(found[0]["id"], id.as_str());
-    }
-    // Every Signaal definition the CapabilityStatement names resolves on the server.
-    let statement = expect_status(&server.client.get("metadata").await.unwrap(), 200);
-    let mut named = Vec::new();
-    for resource in statement["rest"][0]["resource"].as_array().unwrap() {
-        for op in resource["operation"].as_array().into_iter().flatten() {
-            named.push(("OperationDefinition", op["definition"].as_str().unwrap().to_owned()));
+both_stores!(
+    every_shipped_canonical_resource_is_found_by_its_url,
+    |server| {
+        for resource in canonical::all() {
+            let (rtype, id, url) = key(resource);
+            let found = matches(&server, &format!("{rtype}?url={}", enc(&url))).await;
+            assert_eq!(found.len(), 1, "{rtype}?url={url}");
+            assert_eq!(found[0]["id"], id.as_str());
         }
-        for profile in resource["supportedProfile"].as_array().into_iter().flatten() {
-            named.push(("StructureDefinition", profile.as_str().unwrap().to_owned()));
+        // Every Signaal definition the CapabilityStatement names resolves on the server.
+        let statement = expect_status(&server.client.get("metadata").await.unwrap(), 200);
+        let mut named = Vec::new();
+        for resource in statement["rest"][0]["resource"].as_array().unwrap() {
+            for op in resource["operation"].as_array().into_iter().flatten() {
+                named.push((
+                    "OperationDefinition",
+                    op["definition"].as_str().unwrap().to_owned(),
+                ));
+            }
+            for profile in resource["supportedProfile"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                named.push(("StructureDefinition", profile.as_str().unwrap().to_owned()));
+            }
+            for param in resource["searchParam"].as_array().into_iter().flatten() {
+                named.push((
+                    "SearchParameter",
+                    param["definition"].as_str().unwrap().to_owned(),
+                ));
+            }
         }
-        for param in resource["searchParam"].as_array().into_iter().flatten() {
-            named.push(("SearchParameter", param["definition"].as_str().unwrap().to_owned()));
+        named.sort();
+        named.dedup();
+        let ours: Vec<_> = named
+            .iter()
+            .filter(|(_, url)| url.starts_with(BASE))
+            .collect();
+        assert!(ours.len() >= 4, "{ours:?}");
+        for (rtype, url) in ours {
+            let found = matches(&server, &format!("{rtype}?url={}", enc(url))).await;
+            assert_eq!(found.len(), 1, "{rtype}?url={url}");
         }
     }
-    named.sort();
-    named.dedup();
-    let ours: Vec<_> = named.iter().filter(|(_, url)| url.starts_with(BASE)).collect();
-    assert!(ours.len() >= 4, "{ours:?}");
-    for (rtype, url) in ours {
-        let found = matches(&server, &format!("{rtype}?url={}", enc(url))).await;
-        assert_eq!(found.len(), 1, "{rtype}?url={url}");
-    }
-});
+);
 
 both_stores!(shipped_canonical_resources_cannot_be_changed, |server| {
     let profile = canonical::all()
@@ -164,7 +189,11 @@ both_stores!(shipped_canonical_resources_cannot_be_changed, |server| {
 both_stores!(a_shipped_search_parameter_is_not_loaded_twice, |server| {
     // Flag?status works as before, and the stored SearchParameter resource reads back.
     let read = expect_status(
-        &server.client.get("SearchParameter/Flag-status").await.unwrap(),
+        &server
+            .client
+            .get("SearchParameter/Flag-status")
+            .await
+            .unwrap(),
         200,
     );
     assert_eq!(read["code"], "status");
@@ -196,17 +225,20 @@ fn every_canonical_resource_file_is_shipped() {
     assert!(files >= 16, "{files}");
 }
 
-both_stores!(a_newer_version_of_a_shipped_value_set_may_be_stored, |server| {
-    let shipped = canonical::all()
-        .iter()
-        .find(|r| r["resourceType"] == "ValueSet")
-        .unwrap();
-    let mut newer = shipped.clone();
-    newer.as_object_mut().unwrap().remove("id");
-    newer["version"] = json!("99.0.0-site");
-    let reply = server.client.post("ValueSet", &newer).await.unwrap();
-    expect_status(&reply, 201);
-    let url = shipped["url"].as_str().unwrap();
-    let found = matches(&server, &format!("ValueSet?url={}", enc(url))).await;
-    assert_eq!(found.len(), 2);
-});
+both_stores!(
+    a_newer_version_of_a_shipped_value_set_may_be_stored,
+    |server| {
+        let shipped = canonical::all()
+            .iter()
+            .find(|r| r["resourceType"] == "ValueSet")
+            .unwrap();
+        let mut newer = shipped.clone();
+        newer.as_object_mut().unwrap().remove("id");
+        newer["version"] = json!("99.0.0-site");
+        let reply = server.client.post("ValueSet", &newer).await.unwrap();
+        expect_status(&reply, 201);
+        let url = shipped["url"].as_str().unwrap();
+        let found = matches(&server, &format!("ValueSet?url={}", enc(url))).await;
+        assert_eq!(found.len(), 2);
+    }
+);

@@ -8,7 +8,11 @@ use serde_json::Value;
 
 async fn metadata(server: &TestServer, query: &str) -> Value {
     expect_status(
-        &server.client.get(&format!("metadata{query}")).await.unwrap(),
+        &server
+            .client
+            .get(&format!("metadata{query}"))
+            .await
+            .unwrap(),
         200,
     )
 }
@@ -39,7 +43,11 @@ both_stores!(
         assert!(includes.contains(&"*"), "{includes:?}");
         let patient = resource(&statement, "Patient");
         let rev = strings(&patient["searchRevInclude"]);
-        for name in ["Flag:subject", "RiskAssessment:subject", "Observation:patient"] {
+        for name in [
+            "Flag:subject",
+            "RiskAssessment:subject",
+            "Observation:patient",
+        ] {
             assert!(rev.contains(&name), "{name}: {rev:?}");
         }
         // What is listed works: a search with each of the Patient's reverse includes is 200.
@@ -85,7 +93,9 @@ async fn a_server_that_requires_tokens_names_its_token_endpoint_in_the_smart_ext
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["url"] == "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris")
+        .find(|e| {
+            e["url"] == "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+        })
         .expect("the SMART oauth-uris extension");
     let token = oauth["extension"]
         .as_array()
@@ -93,41 +103,48 @@ async fn a_server_that_requires_tokens_names_its_token_endpoint_in_the_smart_ext
         .iter()
         .find(|e| e["url"] == "token")
         .expect("the token endpoint");
-    assert!(token["valueUri"]
-        .as_str()
-        .unwrap()
-        .ends_with("/auth/token"));
+    assert!(token["valueUri"].as_str().unwrap().ends_with("/auth/token"));
 }
 
-both_stores!(summary_true_on_metadata_keeps_the_summary_elements, |server| {
-    let full = metadata(&server, "").await;
-    let summary = metadata(&server, "?_summary=true").await;
-    assert_eq!(summary["resourceType"], "CapabilityStatement");
-    assert_eq!(summary["fhirVersion"], "4.0.1");
-    assert!(summary["meta"]["tag"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|t| t["code"] == "SUBSETTED"));
-    // searchInclude is not a summary element; the resource types are.
-    let patient = resource(&summary, "Patient");
-    assert!(patient.get("searchInclude").is_none(), "{patient}");
-    assert!(
-        summary.to_string().len() < full.to_string().len() / 2,
-        "the summary is much smaller"
-    );
-    let count = server.client.get("metadata?_summary=count").await.unwrap();
-    expect_status(&count, 400);
-});
+both_stores!(
+    summary_true_on_metadata_keeps_the_summary_elements,
+    |server| {
+        let full = metadata(&server, "").await;
+        let summary = metadata(&server, "?_summary=true").await;
+        assert_eq!(summary["resourceType"], "CapabilityStatement");
+        assert_eq!(summary["fhirVersion"], "4.0.1");
+        assert!(summary["meta"]["tag"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["code"] == "SUBSETTED"));
+        // searchInclude is not a summary element; the resource types are.
+        let patient = resource(&summary, "Patient");
+        assert!(patient.get("searchInclude").is_none(), "{patient}");
+        assert!(
+            summary.to_string().len() < full.to_string().len() / 2,
+            "the summary is much smaller"
+        );
+        let count = server.client.get("metadata?_summary=count").await.unwrap();
+        expect_status(&count, 400);
+    }
+);
 
-both_stores!(elements_on_metadata_keeps_only_the_named_elements, |server| {
-    let trimmed = metadata(&server, "?_elements=fhirVersion,format").await;
-    assert_eq!(trimmed["fhirVersion"], "4.0.1");
-    assert!(trimmed["format"].is_array());
-    assert!(trimmed.get("rest").is_none(), "{trimmed}");
-    assert!(trimmed.get("software").is_none(), "{trimmed}");
-    expect_status(
-        &server.client.get("metadata?_elements=rest.mode").await.unwrap(),
-        400,
-    );
-});
+both_stores!(
+    elements_on_metadata_keeps_only_the_named_elements,
+    |server| {
+        let trimmed = metadata(&server, "?_elements=fhirVersion,format").await;
+        assert_eq!(trimmed["fhirVersion"], "4.0.1");
+        assert!(trimmed["format"].is_array());
+        assert!(trimmed.get("rest").is_none(), "{trimmed}");
+        assert!(trimmed.get("software").is_none(), "{trimmed}");
+        expect_status(
+            &server
+                .client
+                .get("metadata?_elements=rest.mode")
+                .await
+                .unwrap(),
+            400,
+        );
+    }
+);

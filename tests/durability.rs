@@ -544,12 +544,20 @@ async fn sigterm_leaves_only_the_sqlite_database_file() {
         joined.expect("a writer does not panic");
     }
     let log = server.log_text();
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "SIGTERM exits 0:\n{log}");
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "SIGTERM exits 0:\n{log}"
+    );
     let mut files: Vec<String> = std::fs::read_dir(&dir.0)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.starts_with("signaal.db"))
         .collect();
     files.sort();
-    assert_eq!(files, ["signaal.db"], "what the stopped server left:\n{log}");
+    assert_eq!(
+        files,
+        ["signaal.db"],
+        "what the stopped server left:\n{log}"
+    );
 }

@@ -37,7 +37,10 @@ async fn the_base_url_answers_a_fhir_client_with_the_capability_statement() {
                 .await
                 .unwrap();
             let body = expect_status(&reply, 200);
-            assert_eq!(body["resourceType"], "CapabilityStatement", "{url} {accept}");
+            assert_eq!(
+                body["resourceType"], "CapabilityStatement",
+                "{url} {accept}"
+            );
         }
         // `_format` wins over a browser's Accept.
         let reply = server
@@ -71,7 +74,10 @@ async fn the_base_url_shows_a_browser_a_page_linking_to_metadata_and_the_docs() 
             .unwrap();
         assert_eq!(reply.status, 200, "{url}");
         assert!(
-            reply.header("content-type").unwrap().starts_with("text/html"),
+            reply
+                .header("content-type")
+                .unwrap()
+                .starts_with("text/html"),
             "{url}"
         );
         let page = String::from_utf8(reply.body.to_vec()).unwrap();
@@ -125,7 +131,12 @@ async fn a_wrong_method_on_the_base_names_the_base_in_its_405() {
     // `/` is no FHIR base: nothing but reading it.
     let reply = server
         .client
-        .send("POST", &format!("{}/", root(&server)), &[], Some(b"{}".to_vec()))
+        .send(
+            "POST",
+            &format!("{}/", root(&server)),
+            &[],
+            Some(b"{}".to_vec()),
+        )
         .await
         .unwrap();
     expect_status(&reply, 405);
@@ -159,10 +170,7 @@ async fn responses_are_compressed_as_accept_encoding_asks() {
     let plain = server.client.get("metadata").await.unwrap();
     assert_eq!(plain.header("content-encoding"), None);
     let expected: serde_json::Value = serde_json::from_slice(&plain.body).unwrap();
-    for (encoding, decode) in [
-        ("gzip", gunzip as fn(&[u8]) -> Vec<u8>),
-        ("br", unbrotli),
-    ] {
+    for (encoding, decode) in [("gzip", gunzip as fn(&[u8]) -> Vec<u8>), ("br", unbrotli)] {
         let reply = server
             .client
             .send("GET", "metadata", &[("Accept-Encoding", encoding)], None)
@@ -232,7 +240,9 @@ async fn a_sane_client_request_id_is_kept_and_answered() {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|x| x["detail"][0]["valueString"] == id && x["detail"][0]["type"] == "X-Request-Id")
+                .any(|x| {
+                    x["detail"][0]["valueString"] == id && x["detail"][0]["type"] == "X-Request-Id"
+                })
         });
         if found {
             break;
@@ -256,7 +266,10 @@ async fn a_missing_or_unsafe_request_id_is_replaced_by_a_new_one() {
             .send("GET", "metadata", &headers, None)
             .await
             .unwrap();
-        let id = reply.header("x-request-id").expect("every response has an id").to_owned();
+        let id = reply
+            .header("x-request-id")
+            .expect("every response has an id")
+            .to_owned();
         assert_eq!(id.len(), 36, "a UUID: {id}");
         assert!(!seen.contains(&id), "ids are new each time");
         seen.push(id);
@@ -278,8 +291,16 @@ async fn json_logs_carry_the_request_id_in_every_line_of_a_request() {
         .port();
     let log = dir.0.join("log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_signaal"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--no-scoring"])
-        .args(["--database", &format!("sqlite://{}", dir.0.join("db").display())])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--no-scoring",
+        ])
+        .args([
+            "--database",
+            &format!("sqlite://{}", dir.0.join("db").display()),
+        ])
         .env("SIGNAAL_LOG_FORMAT", "json")
         .env("SIGNAAL_LOG", "info")
         .env_remove("SIGNAAL_BASE_URL")
@@ -299,7 +320,12 @@ async fn json_logs_carry_the_request_id_in_every_line_of_a_request() {
     }
     let reply = if ready {
         client
-            .send("GET", "Patient?name=x", &[("X-Request-Id", "log-check-1")], None)
+            .send(
+                "GET",
+                "Patient?name=x",
+                &[("X-Request-Id", "log-check-1")],
+                None,
+            )
             .await
             .ok()
     } else {
@@ -321,8 +347,8 @@ async fn json_logs_carry_the_request_id_in_every_line_of_a_request() {
         .filter(|l| l["span"]["id"] == "log-check-1")
         .collect();
     assert!(
-        ours.iter().any(|l| l["fields"]["message"] == "request"
-            && l["fields"]["status"] == 200),
+        ours.iter()
+            .any(|l| l["fields"]["message"] == "request" && l["fields"]["status"] == 200),
         "{text}"
     );
 }

@@ -752,7 +752,10 @@ both_stores!(an_alerts_assessment_at_zero_says_why, |server| {
     let when = at(-240);
     create(&server, quantity(&subject, "59408-5", &when, 97.0, "%")).await;
     let path = format!("RiskAssessment?patient={subject}&method=alerts");
-    let bundle = wait_for(&server, &path, |b| !resources(b, "RiskAssessment").is_empty()).await;
+    let bundle = wait_for(&server, &path, |b| {
+        !resources(b, "RiskAssessment").is_empty()
+    })
+    .await;
     let assessment = resources(&bundle, "RiskAssessment")[0];
     let note = assessment["note"][0]["text"].as_str().unwrap();
     assert_eq!(

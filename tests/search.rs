@@ -1038,7 +1038,12 @@ both_stores!(flags_are_found_by_code_and_category, |server| {
     // Known to the server, so not ignored under Prefer: handling=strict.
     let reply = server
         .client
-        .send("GET", "Flag?code=steps-low", &[("Prefer", "handling=strict")], None)
+        .send(
+            "GET",
+            "Flag?code=steps-low",
+            &[("Prefer", "handling=strict")],
+            None,
+        )
         .await
         .unwrap();
     expect_status(&reply, 200);
@@ -1055,10 +1060,17 @@ both_stores!(risk_assessments_are_found_by_method_and_risk, |server| {
     put(&server, assessment("r1", "frailty-x", "high")).await;
     put(&server, assessment("r2", "frailty-x", "low")).await;
     put(&server, assessment("r3", "falls-y", "high")).await;
-    assert_eq!(ids(&server, "RiskAssessment?method=frailty-x").await, ["r1", "r2"]);
+    assert_eq!(
+        ids(&server, "RiskAssessment?method=frailty-x").await,
+        ["r1", "r2"]
+    );
     assert_eq!(ids(&server, "RiskAssessment?risk=high").await, ["r1", "r3"]);
     assert_eq!(
-        ids(&server, "RiskAssessment?method=http://example.org/models|falls-y&risk=high").await,
+        ids(
+            &server,
+            "RiskAssessment?method=http://example.org/models|falls-y&risk=high"
+        )
+        .await,
         ["r3"]
     );
 });

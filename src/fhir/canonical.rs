@@ -75,9 +75,10 @@ static SHIPPED: LazyLock<Shipped> = LazyLock::new(|| {
         .iter()
         .map(|text| serde_json::from_str(text).expect("the shipped canonical resources are JSON"))
         .collect();
-    let parameters: Vec<Value> =
-        serde_json::from_str(include_str!("../../conformance/signaal-search-parameters.json"))
-            .expect("conformance/signaal-search-parameters.json is valid");
+    let parameters: Vec<Value> = serde_json::from_str(include_str!(
+        "../../conformance/signaal-search-parameters.json"
+    ))
+    .expect("conformance/signaal-search-parameters.json is valid");
     resources.extend(parameters.iter().map(search_parameter));
     let mut by_key = HashMap::new();
     let mut by_url = HashMap::new();

@@ -14,13 +14,37 @@ use crate::http::response::error_response;
 
 /// The reference docs served at `/docs/{name}`, in the order the page lists them.
 const DOCS: [(&str, &str, &str); 7] = [
-    ("README.md", "Signaal: what it is, a request top to bottom", include_str!("../../README.md")),
-    ("rest.md", "REST: interactions, Bundles, headers", include_str!("../../docs/rest.md")),
+    (
+        "README.md",
+        "Signaal: what it is, a request top to bottom",
+        include_str!("../../README.md"),
+    ),
+    (
+        "rest.md",
+        "REST: interactions, Bundles, headers",
+        include_str!("../../docs/rest.md"),
+    ),
     ("search.md", "Search", include_str!("../../docs/search.md")),
-    ("operations.md", "Operations: running Signaal", include_str!("../../docs/operations.md")),
-    ("security.md", "Security: tokens, scopes, audit", include_str!("../../docs/security.md")),
-    ("scoring.md", "Risk scoring", include_str!("../../docs/scoring.md")),
-    ("development.md", "Development", include_str!("../../docs/development.md")),
+    (
+        "operations.md",
+        "Operations: running Signaal",
+        include_str!("../../docs/operations.md"),
+    ),
+    (
+        "security.md",
+        "Security: tokens, scopes, audit",
+        include_str!("../../docs/security.md"),
+    ),
+    (
+        "scoring.md",
+        "Risk scoring",
+        include_str!("../../docs/scoring.md"),
+    ),
+    (
+        "development.md",
+        "Development",
+        include_str!("../../docs/development.md"),
+    ),
 ];
 
 /// Whether the client is a browser rather than a FHIR client: it accepts `text/html` and names
@@ -37,9 +61,7 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
         });
         match media_type(range).as_str() {
             "text/html" | "application/xhtml+xml" if !refused => html = true,
-            "application/fhir+json" | "application/json" | "application/json+fhir" => {
-                return false
-            }
+            "application/fhir+json" | "application/json" | "application/json+fhir" => return false,
             _ => {}
         }
     }
@@ -51,7 +73,9 @@ pub fn page(base_url: &str) -> Response<Body> {
     let base = escape(base_url);
     let docs: String = DOCS
         .iter()
-        .map(|(name, title, _)| format!("<li><a href=\"/docs/{name}\">{}</a></li>\n", escape(title)))
+        .map(|(name, title, _)| {
+            format!("<li><a href=\"/docs/{name}\">{}</a></li>\n", escape(title))
+        })
         .collect();
     let html = format!(
         "<!DOCTYPE html>

@@ -17,7 +17,10 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
     let method = &request.method;
     let not_allowed = |allow: &'static str| FhirError::MethodNotAllowed {
         method: method.to_string(),
-        path: app.url(&segments.join("/")).trim_end_matches('/').to_owned(),
+        path: app
+            .url(&segments.join("/"))
+            .trim_end_matches('/')
+            .to_owned(),
         allow,
     };
     match segments.as_slice() {

@@ -37,7 +37,7 @@ pub async fn seed(store: &dyn Store, indexing: &Indexing) -> Result<(), FhirErro
             Method::Put,
             Some(expected),
         )
-            .await?;
+        .await?;
         tx.commit().await?;
         written += 1;
     }

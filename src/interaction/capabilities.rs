@@ -10,10 +10,10 @@ use serde_json::{json, Value};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::fhir::resource_types;
+use crate::fhir::subset::Subset;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::reindex;
-use crate::fhir::subset::Subset;
 use crate::search::definitions::{ParamType, Registry};
 
 pub async fn capabilities(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -71,8 +71,7 @@ fn subset(request: &FhirRequest, statement: Value) -> Result<Value, FhirError> {
 /// `searchInclude` and `searchRevInclude` of every type: `Type:param` of each reference
 /// search parameter the server evaluates, and `*`; a type's reverse includes are the reference
 /// parameters of every type that may point at it.
-fn includes() -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) {
-    let registry = registry();
+fn includes(registry: &Registry) -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) {
     let mut forward: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut reverse: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for source in resource_types::all() {
@@ -142,7 +141,7 @@ const INTERACTIONS: [&str; 9] = [
 ];
 
 fn statement(app: &App) -> Value {
-    let (search_include, search_rev_include) = includes();
+    let (search_include, search_rev_include) = includes(app.registry());
     let resources: Vec<Value> = resource_types::all()
         .iter()
         .map(|rtype| {

@@ -348,7 +348,10 @@ fn quiet(record: &Record, now: i64) -> Item {
         ),
         Some((at, key)) => Item::new(
             0.0,
-            format!("no home measurements in the last 7 days; newest {}", day(at)),
+            format!(
+                "no home measurements in the last 7 days; newest {}",
+                day(at)
+            ),
             vec![key],
         ),
         None => Item::new(0.0, "no home measurements", Vec::new()),

@@ -155,11 +155,7 @@ pub fn score(record: &Record, now: i64) -> Score {
     Score {
         model: "engagement",
         score: total,
-        risk: if total == 0.0 {
-            Risk::Low
-        } else {
-            Risk::High
-        },
+        risk: if total == 0.0 { Risk::Low } else { Risk::High },
         items,
         encounter: None,
         occurrence: now,
