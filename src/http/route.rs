@@ -8,7 +8,7 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
-    async_job, capabilities, create, delete, history, lastn, patch, read, reindex,
+    async_job, capabilities, create, delete, everything, history, lastn, patch, read, reindex,
     scoring_coverage, search, transaction, update, vread, worklist,
 };
 
@@ -71,6 +71,10 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         [rtype, "$reindex"] => match *method {
             Method::POST => reindex::type_level(app, request, rtype).await,
             _ => Err(not_allowed("POST")),
+        },
+        ["Patient", id, "$everything"] => match *method {
+            Method::GET => everything::everything(app, request, id).await,
+            _ => Err(not_allowed("GET")),
         },
         ["Practitioner", id, "$worklist"] => match *method {
             Method::GET => worklist::worklist(app, id).await,

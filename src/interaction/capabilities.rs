@@ -91,6 +91,13 @@ fn statement(app: &App) -> Value {
                     "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
                 }));
             }
+            if rtype == "Patient" {
+                operations.push(json!({
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                    "documentation": "Instance level (GET): start, end, _since, _type, _count.",
+                }));
+            }
             if rtype == "Practitioner" {
                 operations.push(json!({
                     "name": "worklist",

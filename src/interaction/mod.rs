@@ -6,6 +6,7 @@ pub mod bundle_entry;
 pub mod capabilities;
 pub mod create;
 pub mod delete;
+pub mod everything;
 pub mod history;
 pub mod include;
 pub mod lastn;
