@@ -114,7 +114,8 @@ pub async fn kick_off(
     }
     asked.types = readable;
     let owner = requester(app, request).await?;
-    let (job, slot) = app.jobs.exports.start("$export", &owner)?;
+    // One export at a time: another is asked to come back (IG: 429 Too Many Requests).
+    let (job, slot) = app.jobs.exports.start("$export", &owner).map_err(busy)?;
     let dir = root().join(&job.id);
     let files_url = app.url(&format!("{STATUS_PATH}/{}", job.id));
     let manifest = json!({
@@ -139,6 +140,14 @@ pub async fn kick_off(
         drop(slot);
     });
     Ok(job.accepted(app.url(&format!("{STATUS_PATH}/{}", job.id))))
+}
+
+/// The export slot is taken: 429, come back later.
+fn busy(error: FhirError) -> FhirError {
+    match error {
+        FhirError::Conflict(message) => FhirError::TooManyRequests(message),
+        other => other,
+    }
 }
 
 /// The kick-off's parameters; Patient and Group exports hold only compartment types.
@@ -443,4 +452,18 @@ pub async fn file(
         .with_header(header::CONTENT_TYPE, "application/fhir+ndjson".to_owned());
     answer.raw = Some(bytes);
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interaction::async_job::Table;
+
+    #[test]
+    fn a_second_export_while_one_runs_is_too_many_requests() {
+        let exports = Arc::new(Table::default());
+        let (_job, _slot) = exports.start("$export", "me").unwrap();
+        let refused = busy(exports.start("$export", "you").err().unwrap());
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
 }
