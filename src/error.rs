@@ -86,6 +86,9 @@ pub enum FhirError {
     },
     #[error("{0}")]
     Conflict(String),
+    /// Too much of one kind of work runs already (Bulk Data: too many exports); try later.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("The request body is larger than the limit of {limit} bytes")]
@@ -142,6 +145,7 @@ impl FhirError {
             FhirError::Gone(_) => StatusCode::GONE,
             FhirError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             FhirError::Conflict(_) => StatusCode::CONFLICT,
+            FhirError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             FhirError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             FhirError::PayloadTooLarge { .. } | FhirError::TooLarge(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -165,6 +169,7 @@ impl FhirError {
             FhirError::Gone(_) => "deleted",
             FhirError::MethodNotAllowed { .. } => "not-supported",
             FhirError::Conflict(_) => "conflict",
+            FhirError::TooManyRequests(_) => "throttled",
             FhirError::PreconditionFailed(_) => "conflict",
             FhirError::PayloadTooLarge { .. } | FhirError::TooLarge(_) => "too-costly",
             FhirError::UnsupportedMediaType(_) | FhirError::NotAcceptable(_) => "not-supported",

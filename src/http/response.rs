@@ -21,6 +21,9 @@ pub struct FhirResponse {
     pub write_outcome: Option<String>,
     /// Further headers (`Content-Location`, `X-Progress` of the asynchronous request pattern).
     pub headers: Vec<(header::HeaderName, String)>,
+    /// A body that is no JSON resource (the NDJSON files of a Bulk Data export), sent as is
+    /// with the `Content-Type` among `headers`.
+    pub raw: Option<Vec<u8>>,
 }
 
 impl FhirResponse {
@@ -32,6 +35,7 @@ impl FhirResponse {
             location: None,
             write_outcome: None,
             headers: Vec::new(),
+            raw: None,
         }
     }
 
@@ -72,7 +76,13 @@ impl FhirResponse {
         } else {
             self.status
         };
-        let mut response = json_response(status, body.as_ref(), format);
+        let mut response = match self.raw {
+            Some(raw) => Response::builder()
+                .status(status)
+                .body(Body::from(raw))
+                .unwrap_or_default(),
+            None => json_response(status, body.as_ref(), format),
+        };
         let headers = response.headers_mut();
         if let Some((version, last_updated)) = self.version {
             if let Ok(v) = HeaderValue::from_str(&format!("W/\"{version}\"")) {

@@ -8,8 +8,8 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
-    async_job, capabilities, create, delete, history, lastn, patch, read, reindex,
-    scoring_coverage, search, transaction, update, vread, worklist,
+    async_job, capabilities, create, delete, everything, export, history, lastn, patch, read,
+    reindex, scoring_coverage, search, transaction, update, vread, worklist,
 };
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -42,6 +42,26 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         [async_job::STATUS_PATH, id] => match *method {
             Method::GET | Method::DELETE => reindex::job_status(app, request, id).await,
             _ => Err(not_allowed("GET, DELETE")),
+        },
+        [export::STATUS_PATH, id] => match *method {
+            Method::GET | Method::DELETE => export::status(app, request, id).await,
+            _ => Err(not_allowed("GET, DELETE")),
+        },
+        [export::STATUS_PATH, id, file] => match *method {
+            Method::GET => export::file(app, request, id, file).await,
+            _ => Err(not_allowed("GET")),
+        },
+        ["$export"] => match *method {
+            Method::GET => export::kick_off(app, request, export::Level::System).await,
+            _ => Err(not_allowed("GET")),
+        },
+        ["Patient", "$export"] => match *method {
+            Method::GET => export::kick_off(app, request, export::Level::Patient).await,
+            _ => Err(not_allowed("GET")),
+        },
+        ["Group", id, "$export"] => match *method {
+            Method::GET => export::kick_off(app, request, export::Level::Group(id)).await,
+            _ => Err(not_allowed("GET")),
         },
         ["$reindex"] => match *method {
             Method::POST => reindex::system(app, request).await,
@@ -77,6 +97,10 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         [rtype, "$reindex"] => match *method {
             Method::POST => reindex::type_level(app, request, rtype).await,
             _ => Err(not_allowed("POST")),
+        },
+        ["Patient", id, "$everything"] => match *method {
+            Method::GET => everything::everything(app, request, id).await,
+            _ => Err(not_allowed("GET")),
         },
         ["Practitioner", id, "$worklist"] => match *method {
             Method::GET => worklist::worklist(app, id).await,

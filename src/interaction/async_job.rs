@@ -7,7 +7,8 @@
 //! Jobs live in this process only: their state is that of a task of this process, which a
 //! restart ends anyway, so a record in the database would outlive the work it describes and
 //! could only say "interrupted". After a restart the status URL answers 404 and the client
-//! sends the request again (the one operation with jobs, `$reindex`, is safe to repeat).
+//! sends the request again (`$reindex` is safe to repeat; a Bulk Data `$export`, whose jobs
+//! have a table of their own and their status at `_export/[id]`, is started again).
 //!
 //! One job runs at a time per server (a `$reindex` rewrites every index; two would only compete
 //! for the same rows): the slot is also taken by the synchronous form of the operation, and a
@@ -37,6 +38,9 @@ pub struct Jobs {
     /// started it (whose grant was checked when it did).
     pub store: Arc<dyn Store>,
     pub table: Arc<Table>,
+    /// Bulk Data exports (`export`): a slot of their own, so an export and a reindex do not
+    /// wait for each other; one export at a time.
+    pub exports: Arc<Table>,
 }
 
 impl Jobs {
@@ -44,6 +48,7 @@ impl Jobs {
         Jobs {
             store,
             table: Arc::new(Table::default()),
+            exports: Arc::new(Table::default()),
         }
     }
 }
@@ -159,7 +164,8 @@ impl Table {
         Ok((job, slot))
     }
 
-    fn find(&self, id: &str, owner: &str) -> Result<Arc<Job>, FhirError> {
+    /// The job `id` of `owner` (404 for anyone else, as for an unknown job).
+    pub fn find(&self, id: &str, owner: &str) -> Result<Arc<Job>, FhirError> {
         self.state()
             .jobs
             .iter()
@@ -201,7 +207,7 @@ impl Table {
 }
 
 impl Job {
-    fn finished(&self) -> MutexGuard<'_, Option<FhirResponse>> {
+    pub fn finished(&self) -> MutexGuard<'_, Option<FhirResponse>> {
         self.finished.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -176,6 +176,24 @@ fn statement(app: &App) -> Value {
                     "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
                 }));
             }
+            if rtype == "Patient" || rtype == "Group" {
+                operations.push(json!({
+                    "name": "export",
+                    "definition": if rtype == "Patient" {
+                        "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
+                    } else {
+                        "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
+                    },
+                    "documentation": super::export::DOCUMENTATION,
+                }));
+            }
+            if rtype == "Patient" {
+                operations.push(json!({
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                    "documentation": "Instance level (GET): start, end, _since, _type, _count.",
+                }));
+            }
             if rtype == "Practitioner" {
                 operations.push(json!({
                     "name": "worklist",
@@ -208,6 +226,10 @@ fn statement(app: &App) -> Value {
             "name": "scoring-coverage",
             "definition": super::scoring_coverage::DEFINITION,
             "documentation": "The codes of the population that no risk model recognises (GET).",
+        }, {
+            "name": "export",
+            "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+            "documentation": super::export::DOCUMENTATION,
         }],
     });
     if app.auth.enforced() {

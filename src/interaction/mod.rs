@@ -7,6 +7,8 @@ pub mod canonical;
 pub mod capabilities;
 pub mod create;
 pub mod delete;
+pub mod everything;
+pub mod export;
 pub mod history;
 pub mod include;
 pub mod lastn;

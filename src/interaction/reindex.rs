@@ -120,7 +120,7 @@ pub async fn job_status(
 }
 
 /// Who asks (`Agent::key` of the request's grant): a job belongs to the client that started it.
-async fn requester(app: &App, request: &FhirRequest) -> Result<String, FhirError> {
+pub async fn requester(app: &App, request: &FhirRequest) -> Result<String, FhirError> {
     Ok(match app.auth.authenticate(&request.headers).await? {
         Access::Granted(grant) => grant.agent.key(),
         Access::Unauthenticated => "unauthenticated".to_owned(),
