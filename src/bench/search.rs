@@ -357,7 +357,7 @@ mod tests {
             identifier: Some(("http://x.org/id".into(), "A1".into())),
         };
         let paths: Vec<_> = QUERIES.iter().filter_map(|(_, q)| q(&patient)).collect();
-        assert_eq!(paths.len(), 5);
+        assert_eq!(paths.len(), 6);
         assert_eq!(
             paths[0],
             "Observation?patient=p1&code=http%3A%2F%2Floinc%2Eorg%7C85354%2D9&_sort=-date&_count=10"
@@ -370,7 +370,7 @@ mod tests {
             id: "p2".into(),
             identifier: None,
         };
-        assert_eq!(QUERIES.iter().filter_map(|(_, q)| q(&without)).count(), 4);
+        assert_eq!(QUERIES.iter().filter_map(|(_, q)| q(&without)).count(), 5);
     }
 
     #[test]
