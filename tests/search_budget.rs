@@ -186,3 +186,65 @@ both_stores_with_budget!(
         refused_naming(&reply, "max-includes");
     }
 );
+
+/// Organizations `org-0` … `org-{n}`, each `partOf` the one before.
+async fn chain_of_organizations(server: &TestServer, n: usize) {
+    for i in 0..=n {
+        let mut org = json!({"resourceType": "Organization", "id": format!("org-{i}")});
+        if i > 0 {
+            org["partOf"] = json!({"reference": format!("Organization/org-{}", i - 1)});
+        }
+        let reply = server
+            .client
+            .put(&format!("Organization/org-{i}"), &org)
+            .await
+            .unwrap();
+        assert!(reply.status == 201 || reply.status == 200, "{}", reply.status);
+    }
+}
+
+fn entries_in_mode(bundle: &serde_json::Value, mode: &str) -> usize {
+    bundle["entry"]
+        .as_array()
+        .map(|e| e.iter().filter(|e| e["search"]["mode"] == mode).count())
+        .unwrap_or(0)
+}
+
+both_stores!(include_iterate_follows_a_chain_to_its_end, |server| {
+    chain_of_organizations(&server, 8).await;
+    let reply = server
+        .client
+        .get("Organization?_id=org-8&_include:iterate=Organization:partof")
+        .await
+        .unwrap();
+    let bundle = expect_status(&reply, 200);
+    assert_eq!(entries_in_mode(&bundle, "include"), 8, "{bundle}");
+    assert_eq!(entries_in_mode(&bundle, "outcome"), 0, "{bundle}");
+});
+
+both_stores_with_budget!(
+    include_iterate_cut_by_the_budget_says_so,
+    Budget {
+        max_iterations: 2,
+        ..Budget::default()
+    },
+    |server| {
+        chain_of_organizations(&server, 8).await;
+        let reply = server
+            .client
+            .get("Organization?_id=org-8&_include:iterate=Organization:partof")
+            .await
+            .unwrap();
+        let bundle = expect_status(&reply, 200);
+        // The first round and two iterations: org-7, org-6, org-5.
+        assert_eq!(entries_in_mode(&bundle, "include"), 3, "{bundle}");
+        let outcome = bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["search"]["mode"] == "outcome")
+            .unwrap_or_else(|| panic!("an outcome entry: {bundle}"));
+        let text = outcome["resource"]["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(text.contains("max-include-iterations"), "{text}");
+    }
+);
