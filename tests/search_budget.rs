@@ -69,7 +69,10 @@ both_stores!(a_thousand_ored_values_are_400_naming_the_limit, |server| {
 both_stores!(a_hundred_anded_values_still_search, |server| {
     server
         .client
-        .post("Patient", &patient().set("name", json!([{"family": "x"}])).into())
+        .post(
+            "Patient",
+            &patient().set("name", json!([{"family": "x"}])).into(),
+        )
         .await
         .unwrap();
     let reply = server
@@ -199,7 +202,11 @@ async fn chain_of_organizations(server: &TestServer, n: usize) {
             .put(&format!("Organization/org-{i}"), &org)
             .await
             .unwrap();
-        assert!(reply.status == 201 || reply.status == 200, "{}", reply.status);
+        assert!(
+            reply.status == 201 || reply.status == 200,
+            "{}",
+            reply.status
+        );
     }
 }
 
@@ -244,7 +251,9 @@ both_stores_with_budget!(
             .iter()
             .find(|e| e["search"]["mode"] == "outcome")
             .unwrap_or_else(|| panic!("an outcome entry: {bundle}"));
-        let text = outcome["resource"]["issue"][0]["diagnostics"].as_str().unwrap();
+        let text = outcome["resource"]["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap();
         assert!(text.contains("max-include-iterations"), "{text}");
     }
 );

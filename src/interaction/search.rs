@@ -100,7 +100,14 @@ async fn search_in(
     } else {
         Unknown::Ignore
     };
-    let mut parsed = parse(app.registry(), &app.search_budget, rtype, &params, unknown, &app.base_url)?;
+    let mut parsed = parse(
+        app.registry(),
+        &app.search_budget,
+        rtype,
+        &params,
+        unknown,
+        &app.base_url,
+    )?;
     crate::search::resolve(&StoreResolver::new(app.store.as_ref()), &mut parsed.query).await?;
     let path = match compartment {
         Some(_) if parsed.query.contained != Contained::False => return Err(FhirError::invalid(

@@ -69,7 +69,14 @@ mod tests {
 
     #[test]
     fn criteria_are_required_and_every_one_must_be_understood() {
-        assert!(criteria(&Registry::official(), &Budget::default(), "Patient", &[], "http://h").is_err());
+        assert!(criteria(
+            &Registry::official(),
+            &Budget::default(),
+            "Patient",
+            &[],
+            "http://h"
+        )
+        .is_err());
         assert!(criteria(
             &Registry::official(),
             &Budget::default(),
