@@ -25,6 +25,8 @@ pub struct App {
     pub body_limit: usize,
     /// The most entries a batch or transaction Bundle may have (more: 413).
     pub max_bundle_entries: usize,
+    /// How much work one search may ask for (terms, chain depth, includes, `:iterate` rounds).
+    pub search_budget: crate::search::budget::Budget,
     /// Risk scoring: its settings and the population threshold of the last full re-score.
     pub scoring: Arc<crate::scoring::run::Scoring>,
     /// Clients, tokens and the audit trail.

@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use signaal::auth::AuthSettings;
 use signaal::fhir::datetime::format_instant;
+use signaal::search::budget;
 use signaal::server::{self, Settings};
 
 mod clients;
@@ -81,6 +82,18 @@ enum Command {
         /// The most entries a batch or transaction Bundle may have (more get 413).
         #[arg(long, env = "SIGNAAL_MAX_BUNDLE_ENTRIES", default_value_t = signaal::app::DEFAULT_MAX_BUNDLE_ENTRIES)]
         max_bundle_entries: usize,
+        /// The most values one search (or conditional criteria) combines, AND-ed and OR-ed.
+        #[arg(long, env = "SIGNAAL_MAX_SEARCH_TERMS", default_value_t = budget::DEFAULT_MAX_TERMS)]
+        max_search_terms: usize,
+        /// The deepest chain or _has of a search (at most 4).
+        #[arg(long, env = "SIGNAAL_MAX_CHAIN_DEPTH", default_value_t = budget::DEFAULT_MAX_CHAIN_DEPTH)]
+        max_chain_depth: usize,
+        /// The most _include and _revinclude parameters of one search.
+        #[arg(long, env = "SIGNAAL_MAX_INCLUDES", default_value_t = budget::DEFAULT_MAX_INCLUDES)]
+        max_includes: usize,
+        /// The most rounds _include:iterate / _revinclude:iterate follow.
+        #[arg(long, env = "SIGNAAL_MAX_INCLUDE_ITERATIONS", default_value_t = budget::DEFAULT_MAX_ITERATIONS)]
+        max_include_iterations: usize,
         #[command(flatten)]
         scoring: ScoringOptions,
         /// `auto`: tokens are required once a client is registered or an issuer is trusted (a
@@ -166,6 +179,10 @@ fn main() -> ExitCode {
                 base_url,
                 body_limit,
                 max_bundle_entries,
+                max_search_terms,
+                max_chain_depth,
+                max_includes,
+                max_include_iterations,
                 scoring,
                 auth,
                 trusted_issuer,
@@ -186,6 +203,12 @@ fn main() -> ExitCode {
                     base_url,
                     body_limit,
                     max_bundle_entries,
+                    search_budget: budget::Budget {
+                        max_terms: max_search_terms,
+                        max_chain_depth,
+                        max_includes,
+                        max_iterations: max_include_iterations,
+                    },
                     scoring,
                     auth: AuthSettings {
                         required: auth == "required",

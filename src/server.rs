@@ -24,6 +24,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// The most entries a batch or transaction Bundle may have.
     pub max_bundle_entries: usize,
+    /// The complexity budget of every search and conditional interaction.
+    pub search_budget: crate::search::budget::Budget,
     /// Risk scoring (worker, daily re-score, high-utiliser share, worklist caseload).
     pub scoring: crate::scoring::run::Config,
     /// When requests need an access token, and which external issuer is trusted.
@@ -40,6 +42,7 @@ impl Settings {
             base_url: None,
             body_limit: crate::app::DEFAULT_BODY_LIMIT,
             max_bundle_entries: crate::app::DEFAULT_MAX_BUNDLE_ENTRIES,
+            search_budget: Default::default(),
             scoring: Default::default(),
             auth: Default::default(),
         }
@@ -101,6 +104,7 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         base_url,
         body_limit: settings.body_limit,
         max_bundle_entries: settings.max_bundle_entries,
+        search_budget: settings.search_budget,
         scoring: Arc::new(crate::scoring::run::Scoring::new(settings.scoring.clone())),
     });
     if settings.scoring.worker {

@@ -261,8 +261,15 @@ pub async fn explain(
             .collect();
         let lastn = rtype.ends_with("/$lastn");
         let rtype = rtype.trim_end_matches("/$lastn");
-        let parsed = parse(&registry, rtype, &params, Unknown::Ignore, base)
-            .map_err(|e| format!("{e:?}"))?;
+        let parsed = parse(
+            &registry,
+            &Default::default(),
+            rtype,
+            &params,
+            Unknown::Ignore,
+            base,
+        )
+        .map_err(|e| format!("{e:?}"))?;
         let query = &parsed.query;
         let mut statements: Vec<(&str, Vec<String>)> = Vec::new();
         if lastn {

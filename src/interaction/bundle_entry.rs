@@ -423,7 +423,13 @@ pub async fn resolve_conditional(
 ) -> Result<String, FhirError> {
     let (rtype, query) = reference.split_once('?').unwrap_or((reference, ""));
     check_type(rtype)?;
-    let query = criteria(app.registry(), rtype, &parse_query(query), &app.base_url)?;
+    let query = criteria(
+        app.registry(),
+        &app.search_budget,
+        rtype,
+        &parse_query(query),
+        &app.base_url,
+    )?;
     let hits = tx.search(&query).await?;
     match hits.as_slice() {
         [hit] => Ok(format!("{rtype}/{}", hit.version.id)),

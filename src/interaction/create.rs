@@ -97,7 +97,13 @@ pub async fn find_existing(
     rtype: &str,
     params: &[(String, String)],
 ) -> Result<Option<Version>, FhirError> {
-    let query = criteria(app.registry(), rtype, params, &app.base_url)?;
+    let query = criteria(
+        app.registry(),
+        &app.search_budget,
+        rtype,
+        params,
+        &app.base_url,
+    )?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;
     match hits.len() {

@@ -75,7 +75,13 @@ pub async fn conditional_delete(
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     // Refuse bad criteria before touching the store.
-    criteria(app.registry(), rtype, &request.params, &app.base_url)?;
+    criteria(
+        app.registry(),
+        &app.search_budget,
+        rtype,
+        &request.params,
+        &app.base_url,
+    )?;
     let expected = if_match(request)?;
     let outcome = in_transaction(app.store.as_ref(), |tx| {
         Box::pin(conditional_delete_in(
@@ -98,7 +104,13 @@ pub async fn conditional_delete_in(
     params: &[(String, String)],
     expected: Option<i64>,
 ) -> Result<Outcome, FhirError> {
-    let query = criteria(app.registry(), rtype, params, &app.base_url)?;
+    let query = criteria(
+        app.registry(),
+        &app.search_budget,
+        rtype,
+        params,
+        &app.base_url,
+    )?;
     tx.may_write(rtype, Method::Delete).await?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;

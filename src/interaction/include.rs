@@ -11,23 +11,33 @@ use crate::store::SearchHit;
 
 /// The most resources one page includes; past it the page says so (`truncated`).
 pub const MAX_INCLUDED: usize = 1000;
-/// How many times `:iterate` follows references from included resources.
-const MAX_ITERATIONS: usize = 4;
+/// What a page includes, and whether a limit cut it short.
+#[derive(Debug, Default)]
+pub struct Included {
+    pub hits: Vec<SearchHit>,
+    /// `MAX_INCLUDED` cut the list short.
+    pub truncated: bool,
+    /// `:iterate` still found new resources after the budget's `max_iterations` rounds.
+    pub iterations_exhausted: bool,
+}
 
-/// Resources to include for a page of `matches`, without duplicates or the matches themselves.
-/// The flag says whether `MAX_INCLUDED` cut the list short.
+/// Resources to include for a page of `matches`, without duplicates or the matches themselves:
+/// `:iterate` follows references from included resources until no new ones come (the fixed
+/// point), within the search budget's `max_iterations` rounds.
 pub async fn included(
     app: &App,
     includes: &[Include],
     matches: &[SearchHit],
-) -> Result<(Vec<SearchHit>, bool), FhirError> {
+) -> Result<Included, FhirError> {
     let mut seen: HashSet<(String, String)> = matches
         .iter()
         .map(|h| (h.version.rtype.clone(), h.version.id.clone()))
         .collect();
-    let mut out: Vec<SearchHit> = Vec::new();
+    let mut out = Included::default();
+    let iterates = includes.iter().any(|i| i.iterate);
     let mut frontier: Vec<SearchHit> = matches.to_vec();
-    for round in 0..=MAX_ITERATIONS {
+    let mut round = 0;
+    loop {
         let mut found = Vec::new();
         for include in includes.iter().filter(|i| round == 0 || i.iterate) {
             let hits = if include.rev {
@@ -40,19 +50,24 @@ pub async fn included(
         let mut next = Vec::new();
         for hit in found {
             if seen.insert((hit.version.rtype.clone(), hit.version.id.clone())) {
-                if out.len() >= MAX_INCLUDED {
-                    return Ok((out, true));
+                if out.hits.len() >= MAX_INCLUDED {
+                    out.truncated = true;
+                    return Ok(out);
                 }
-                out.push(hit.clone());
+                out.hits.push(hit.clone());
                 next.push(hit);
             }
         }
-        if next.is_empty() || !includes.iter().any(|i| i.iterate) {
-            break;
+        if next.is_empty() || !iterates {
+            return Ok(out);
         }
+        if round >= app.search_budget.max_iterations {
+            out.iterations_exhausted = true;
+            return Ok(out);
+        }
+        round += 1;
         frontier = next;
     }
-    Ok((out, false))
 }
 
 /// `_include=Source:param[:Target]`: what the frontier's resources of type `Source` reference.

@@ -51,6 +51,7 @@ pub async fn lastn(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fhi
     };
     let mut parsed = parse(
         app.registry(),
+        &app.search_budget,
         "Observation",
         &params,
         unknown,

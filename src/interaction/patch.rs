@@ -173,7 +173,13 @@ pub async fn conditional_patch(
     rtype: &str,
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
-    criteria(app.registry(), rtype, &request.params, &app.base_url)?;
+    criteria(
+        app.registry(),
+        &app.search_budget,
+        rtype,
+        &request.params,
+        &app.base_url,
+    )?;
     let patch = Patch::from_request(request)?;
     let expected = if_match(request)?;
     let patch = &patch;
@@ -195,7 +201,13 @@ pub async fn conditional_target(
     rtype: &str,
     params: &[(String, String)],
 ) -> Result<String, FhirError> {
-    let query = criteria(app.registry(), rtype, params, &app.base_url)?;
+    let query = criteria(
+        app.registry(),
+        &app.search_budget,
+        rtype,
+        params,
+        &app.base_url,
+    )?;
     tx.may_write(rtype, Method::Patch).await?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;
@@ -242,6 +254,7 @@ pub async fn patch_in(
     // The current content, read inside the transaction (under the lock).
     let by_id = criteria(
         app.registry(),
+        &app.search_budget,
         rtype,
         &[("_id".to_owned(), id.to_owned())],
         &app.base_url,

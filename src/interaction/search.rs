@@ -100,7 +100,14 @@ async fn search_in(
     } else {
         Unknown::Ignore
     };
-    let mut parsed = parse(app.registry(), rtype, &params, unknown, &app.base_url)?;
+    let mut parsed = parse(
+        app.registry(),
+        &app.search_budget,
+        rtype,
+        &params,
+        unknown,
+        &app.base_url,
+    )?;
     crate::search::resolve(&StoreResolver::new(app.store.as_ref()), &mut parsed.query).await?;
     let path = match compartment {
         Some(_) if parsed.query.contained != Contained::False => return Err(FhirError::invalid(
@@ -148,7 +155,7 @@ async fn search_in(
         forwards: query.after.is_some(),
     };
     let links = paging::links(&app.url(&path), &kept, &page, CURSOR_AFTER, CURSOR_BEFORE);
-    let (included, truncated) = include::included(app, &parsed.includes, &hits).await?;
+    let included = include::included(app, &parsed.includes, &hits).await?;
     let entry = |hit: &SearchHit, mode: &str| {
         let url = app.url(&format!("{}/{}", hit.version.rtype, hit.version.id));
         let (full_url, resource) = match hit.contained.filter(|p| *p >= 0) {
@@ -176,6 +183,7 @@ async fn search_in(
         .collect();
     entries.extend(
         included
+            .hits
             .iter()
             .filter_map(|hit| entry(hit, "include"))
             .map(subset(true)),
@@ -185,10 +193,16 @@ async fn search_in(
         .iter()
         .map(|reason| format!("Ignored {reason}"))
         .collect();
-    if truncated {
+    if included.truncated {
         warnings.push(format!(
             "Only the first {} included resources are on this page",
             include::MAX_INCLUDED
+        ));
+    }
+    if included.iterations_exhausted {
+        warnings.push(format!(
+            ":iterate stopped after {} rounds (the server's max-include-iterations limit) before it found every resource: more may be included",
+            app.search_budget.max_iterations
         ));
     }
     entries.extend(outcome_entry(warnings, "not-supported"));

@@ -117,7 +117,13 @@ pub async fn conditional_update(
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     // Refuse bad criteria before reading the body.
-    criteria(app.registry(), rtype, &request.params, &app.base_url)?;
+    criteria(
+        app.registry(),
+        &app.search_budget,
+        rtype,
+        &request.params,
+        &app.base_url,
+    )?;
     let resource = request.json_body()?;
     validate(&resource, rtype)?;
     let body_id = body_id(&resource)?;
@@ -158,7 +164,13 @@ pub async fn conditional_target(
     body_id: Option<&str>,
     new_id: &str,
 ) -> Result<String, FhirError> {
-    let query = criteria(app.registry(), rtype, params, &app.base_url)?;
+    let query = criteria(
+        app.registry(),
+        &app.search_budget,
+        rtype,
+        params,
+        &app.base_url,
+    )?;
     tx.may_write(rtype, Method::Put).await?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;

@@ -140,6 +140,7 @@ async fn caseload(app: &App, practitioner: &str) -> Result<Vec<String>, FhirErro
     ];
     let mut query = parse(
         app.registry(),
+        &app.search_budget,
         "CareTeam",
         &params,
         Unknown::Refuse,

@@ -4,6 +4,7 @@
 //! without asking the terminology or the hierarchy, and whose answer is none, one or many.
 
 use crate::error::FhirError;
+use crate::search::budget::Budget;
 use crate::search::definitions::Registry;
 use crate::search::hierarchy::uses_hierarchy;
 use crate::search::param::token::uses_terminology;
@@ -14,6 +15,7 @@ use crate::search::query::{Contained, SearchQuery};
 /// at least one must be given.
 pub fn criteria(
     registry: &Registry,
+    budget: &Budget,
     rtype: &str,
     params: &[(String, String)],
     base: &str,
@@ -23,7 +25,7 @@ pub fn criteria(
             "A conditional interaction needs search criteria",
         ));
     }
-    let mut parsed = parse(registry, rtype, params, Unknown::Refuse, base)?;
+    let mut parsed = parse(registry, budget, rtype, params, Unknown::Refuse, base)?;
     if parsed.query.contained != Contained::False {
         return Err(FhirError::invalid(
             "Conditional criteria cannot use _contained: a contained resource is no resource to create, update or delete on its own",
@@ -67,9 +69,17 @@ mod tests {
 
     #[test]
     fn criteria_are_required_and_every_one_must_be_understood() {
-        assert!(criteria(&Registry::official(), "Patient", &[], "http://h").is_err());
         assert!(criteria(
             &Registry::official(),
+            &Budget::default(),
+            "Patient",
+            &[],
+            "http://h"
+        )
+        .is_err());
+        assert!(criteria(
+            &Registry::official(),
+            &Budget::default(),
             "Patient",
             &params(&[("no-such", "x")]),
             "http://h"
@@ -77,6 +87,7 @@ mod tests {
         .is_err());
         let query = criteria(
             &Registry::official(),
+            &Budget::default(),
             "Patient",
             &params(&[("identifier", "http://bsn|1"), ("_sort", "-_id")]),
             "http://h",
@@ -93,6 +104,7 @@ mod tests {
         let refused = |pairs: &[(&str, &str)]| {
             criteria(
                 &Registry::official(),
+                &Budget::default(),
                 "Observation",
                 &params(pairs),
                 "http://h",
@@ -110,6 +122,7 @@ mod tests {
         assert!(refused(&[("_contained", "true"), ("code", "x")]));
         assert!(criteria(
             &Registry::official(),
+            &Budget::default(),
             "Procedure",
             &params(&[("location:below", "Location/l1")]),
             "http://h"

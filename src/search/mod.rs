@@ -1,5 +1,6 @@
 //! FHIR search (http://hl7.org/fhir/R4/search.html), cut along the search page's own sections:
 //!
+//! - [`budget`]: how much work one search may ask for (checked while parsing);
 //! - [`params`]: a request's parameters into a [`query::SearchQuery`] (the driver);
 //! - [`param`]: one file per parameter type (modifiers, prefixes, values into
 //!   [`query::Predicate`]s, index values extracted on write);
@@ -12,6 +13,7 @@
 //! Search does not read the store: what a query needs from the server before it runs (codes
 //! of the terminology, members of a hierarchy) it asks through a [`Resolver`] passed in.
 
+pub mod budget;
 pub mod chain;
 pub mod conditional;
 pub mod contained;

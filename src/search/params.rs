@@ -8,6 +8,7 @@
 
 use crate::error::FhirError;
 use crate::fhir::subset::Subset;
+use crate::search::budget::Budget;
 use crate::search::contained;
 use crate::search::definitions::Registry;
 use crate::search::include::{include, Include};
@@ -15,9 +16,6 @@ use crate::search::param::parameter;
 use crate::search::query::{Contained, SearchQuery};
 use crate::search::result::{self, Total, DEFAULT_COUNT};
 use crate::search::sort::{self, CURSOR_AFTER, CURSOR_BEFORE};
-
-/// The most values one search may combine (ORs and ANDs together).
-pub const MAX_VALUES: usize = 1000;
 
 /// How parameters the server does not support are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +38,10 @@ pub struct Parsed {
     pub subset: Subset,
 }
 
-/// Parses search parameters for resource type `rtype`, those of `registry`.
+/// Parses search parameters for resource type `rtype`, those of `registry`, within `budget`.
 pub fn parse(
     registry: &Registry,
+    budget: &Budget,
     rtype: &str,
     params: &[(String, String)],
     unknown: Unknown,
@@ -74,17 +73,17 @@ pub fn parse(
             "_sort" => query.sort = sort::keys(registry, rtype, value)?,
             // Decoded after the loop, once `_sort` is known.
             code @ (CURSOR_AFTER | CURSOR_BEFORE) => cursor = Some((code == CURSOR_AFTER, value)),
-            "_include" | "_revinclude" => includes.push(include(registry, name, value, rtype)?),
+            "_include" | "_revinclude" => {
+                includes.push(include(registry, name, value, rtype)?);
+                budget.includes(includes.len())?;
+            }
             "_contained" => query.contained = contained::contained(value)?,
             "_containedType" => query.contained_type = contained::contained_type(value)?,
             _ => {
                 let alternatives = split_or(value);
                 values += alternatives.len();
-                if values > MAX_VALUES {
-                    return Err(FhirError::invalid(format!(
-                        "A search may combine at most {MAX_VALUES} values"
-                    )));
-                }
+                budget.terms(values)?;
+                budget.chain(name)?;
                 match parameter(registry, rtype, name, &alternatives, base, 0)? {
                     Ok(parsed) => query.filters.extend(parsed.into_filters()),
                     Err(reason) => refuse_or_ignore(unknown, reason, &mut ignored)?,
@@ -171,6 +170,7 @@ mod tests {
     fn commas_are_or_and_repeated_parameters_are_and() {
         let parsed = parse(
             &Registry::official(),
+            &Budget::default(),
             "Patient",
             &params(&[("gender", "male,female"), ("gender", "other")]),
             Unknown::Refuse,
@@ -186,6 +186,7 @@ mod tests {
         let pairs = params(&[("no-such", "x")]);
         let parsed = parse(
             &Registry::official(),
+            &Budget::default(),
             "Patient",
             &pairs,
             Unknown::Ignore,
@@ -196,6 +197,7 @@ mod tests {
         assert!(parsed.query.filters.is_empty());
         assert!(parse(
             &Registry::official(),
+            &Budget::default(),
             "Patient",
             &pairs,
             Unknown::Refuse,
@@ -208,6 +210,7 @@ mod tests {
     fn result_parameters_set_the_query_and_the_result() {
         let parsed = parse(
             &Registry::official(),
+            &Budget::default(),
             "Observation",
             &params(&[
                 ("_count", "5"),
@@ -226,6 +229,7 @@ mod tests {
         assert_eq!(parsed.query.sort.len(), 1);
         assert!(parse(
             &Registry::official(),
+            &Budget::default(),
             "Observation",
             &params(&[("_summary", "text"), ("_include", "Observation:subject")]),
             Unknown::Refuse,
@@ -234,6 +238,7 @@ mod tests {
         .is_err());
         assert!(parse(
             &Registry::official(),
+            &Budget::default(),
             "Observation",
             &params(&[("_contained", "true"), ("_include", "Observation:subject")]),
             Unknown::Refuse,
@@ -246,15 +251,17 @@ mod tests {
     fn nul_characters_and_too_many_values_are_refused() {
         assert!(parse(
             &Registry::official(),
+            &Budget::default(),
             "Patient",
             &params(&[("name", "a\0b")]),
             Unknown::Ignore,
             "http://h"
         )
         .is_err());
-        let many = vec!["x"; MAX_VALUES + 1].join(",");
+        let many = vec!["x"; Budget::default().max_terms + 1].join(",");
         assert!(parse(
             &Registry::official(),
+            &Budget::default(),
             "Patient",
             &params(&[("name", &many)]),
             Unknown::Ignore,
