@@ -191,7 +191,7 @@ both_stores!(a_shipped_search_parameter_is_not_loaded_twice, |server| {
     let read = expect_status(
         &server
             .client
-            .get("SearchParameter/Flag-status")
+            .get("SearchParameter/signaal-Flag-status")
             .await
             .unwrap(),
         200,
@@ -203,7 +203,12 @@ both_stores!(a_shipped_search_parameter_is_not_loaded_twice, |server| {
 #[test]
 fn every_canonical_resource_file_is_shipped() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shipped: Vec<(String, String, String)> = canonical::all().iter().map(key).collect();
+    // By type and url: the stored ids are Signaal's own (`signaal-…`), whatever the file says.
+    let type_url = |r: &Value| {
+        let (rtype, _, url) = key(r);
+        (rtype, url)
+    };
+    let shipped: Vec<(String, String)> = canonical::all().iter().map(type_url).collect();
     let mut files = 0;
     for dir in ["profiles", "conformance"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
@@ -215,7 +220,7 @@ fn every_canonical_resource_file_is_shipped() {
             if value["resourceType"].is_string() && value["url"].is_string() {
                 files += 1;
                 assert!(
-                    shipped.contains(&key(&value)),
+                    shipped.contains(&type_url(&value)),
                     "{} is not in src/fhir/canonical.rs",
                     path.display()
                 );
@@ -240,5 +245,26 @@ both_stores!(
         let url = shipped["url"].as_str().unwrap();
         let found = matches(&server, &format!("ValueSet?url={}", enc(url))).await;
         assert_eq!(found.len(), 2);
+    }
+);
+
+both_stores!(
+    hl7_resources_with_the_file_names_of_shipped_ones_can_be_stored,
+    |server| {
+        // HL7's own ValueSet/flag-status (R4 package) is not Signaal's: the shipped ones live
+        // under ids of their own, so a client's copy of the HL7 definition is an ordinary write.
+        let hl7 = json!({
+            "resourceType": "ValueSet",
+            "id": "flag-status",
+            "url": "http://hl7.org/fhir/ValueSet/flag-status",
+            "version": "4.0.1",
+            "status": "active",
+            "compose": {"include": [{"system": "http://hl7.org/fhir/flag-status"}]}
+        });
+        let reply = server.client.put("ValueSet/flag-status", &hl7).await.unwrap();
+        expect_status(&reply, 201);
+        assert!(canonical::all()
+            .iter()
+            .all(|r| r["id"].as_str().unwrap().starts_with("signaal")));
     }
 );

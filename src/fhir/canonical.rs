@@ -80,6 +80,14 @@ static SHIPPED: LazyLock<Shipped> = LazyLock::new(|| {
     ))
     .expect("conformance/signaal-search-parameters.json is valid");
     resources.extend(parameters.iter().map(search_parameter));
+    // Stored under ids of Signaal's own, so they never take the id of an HL7 resource a client
+    // may store (the R4 package has its own ValueSet/flag-status, StructureDefinition/flag-priority…).
+    for r in &mut resources {
+        let id = r["id"].as_str().unwrap_or_default();
+        if !id.starts_with("signaal") {
+            r["id"] = Value::String(format!("signaal-{id}"));
+        }
+    }
     let mut by_key = HashMap::new();
     let mut by_url = HashMap::new();
     for r in &resources {
