@@ -261,7 +261,11 @@ both_stores!(
             "status": "active",
             "compose": {"include": [{"system": "http://hl7.org/fhir/flag-status"}]}
         });
-        let reply = server.client.put("ValueSet/flag-status", &hl7).await.unwrap();
+        let reply = server
+            .client
+            .put("ValueSet/flag-status", &hl7)
+            .await
+            .unwrap();
         expect_status(&reply, 201);
         assert!(canonical::all()
             .iter()
