@@ -11,8 +11,9 @@ use crate::error::FhirError;
 /// The limits of one search (and of the criteria of a conditional interaction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
-    /// The most values one search combines: every AND-ed parameter and every OR-ed value of
-    /// it (`name=a,b&name=c` is 3).
+    /// The most AND-ed parameters one search combines (`name=a,b&name=c` is 2): each is a level
+    /// of the statement's expression tree. OR-ed values are bounded apart, by
+    /// `search::params::MAX_VALUES` (a flat list each).
     pub max_terms: usize,
     /// The deepest chain or `_has` (`subject:Patient.organization.name` is 2).
     pub max_chain_depth: usize,
@@ -44,11 +45,11 @@ impl Default for Budget {
 }
 
 impl Budget {
-    /// Counts `n` more values (`total` so far, after adding them) against `max_terms`.
+    /// Checks the AND-ed parameters so far (`total`) against `max_terms`.
     pub fn terms(&self, total: usize) -> Result<(), FhirError> {
         if total > self.max_terms {
             return Err(FhirError::invalid(format!(
-                "The search is too complex: it combines more than {} values (the server's max-search-terms limit)",
+                "The search is too complex: it combines more than {} parameters (the server's max-search-terms limit)",
                 self.max_terms
             )));
         }

@@ -17,6 +17,11 @@ use crate::search::query::{Contained, SearchQuery};
 use crate::search::result::{self, Total, DEFAULT_COUNT};
 use crate::search::sort::{self, CURSOR_AFTER, CURSOR_BEFORE};
 
+/// The most OR-ed values one search combines in all: each parameter's values are one flat list
+/// (bound as parameters, no deeper expression tree), so they are bounded apart from the
+/// AND-ed parameters of the complexity budget.
+pub const MAX_VALUES: usize = 1000;
+
 /// How parameters the server does not support are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unknown {
@@ -57,7 +62,8 @@ pub fn parse(
     let mut includes = Vec::new();
     let mut subset = Subset::Full;
     let mut cursor: Option<(bool, &str)> = None;
-    let mut values = 0usize;
+    // AND-ed parameters (each a level of the statement's expression tree) and all OR-ed values.
+    let (mut terms, mut values) = (0usize, 0usize);
     for (name, value) in params {
         if name.contains('\0') || value.contains('\0') {
             return Err(FhirError::invalid(format!(
@@ -81,8 +87,14 @@ pub fn parse(
             "_containedType" => query.contained_type = contained::contained_type(value)?,
             _ => {
                 let alternatives = split_or(value);
+                terms += 1;
                 values += alternatives.len();
-                budget.terms(values)?;
+                budget.terms(terms)?;
+                if values > MAX_VALUES {
+                    return Err(FhirError::invalid(format!(
+                        "A search may combine at most {MAX_VALUES} values"
+                    )));
+                }
                 budget.chain(name)?;
                 match parameter(registry, rtype, name, &alternatives, base, 0)? {
                     Ok(parsed) => query.filters.extend(parsed.into_filters()),
