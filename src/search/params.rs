@@ -270,7 +270,7 @@ mod tests {
             "http://h"
         )
         .is_err());
-        let many = vec!["x"; Budget::default().max_terms + 1].join(",");
+        let many = vec!["x"; MAX_VALUES + 1].join(",");
         assert!(parse(
             &Registry::official(),
             &Budget::default(),
