@@ -72,41 +72,18 @@ pub const OBSERVATION_VALUE_SETS: &[&str] = &[
 /// The code systems whose stored CodeSystems (with their hierarchy) the models use.
 const HIERARCHIES: &[&str] = &[SNOMED, ICD10, ICD10_CM, ICPC2];
 
-/// The built-in value sets (`scripts/generate_scoring_value_sets.py`).
-const BUILTIN: &[&str] = &[
-    include_str!("../../profiles/valueset-scoring-active-cancer.json"),
-    include_str!("../../profiles/valueset-scoring-blood-pressure.json"),
-    include_str!("../../profiles/valueset-scoring-body-weight.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-aids-hiv.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-cerebrovascular-disease.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-chronic-pulmonary-disease.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-congestive-heart-failure.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-dementia.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-diabetes-with-complication.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-diabetes-without-complication.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-hemiplegia-or-paraplegia.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-malignancy.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-metastatic-solid-tumour.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-mild-liver-disease.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-moderate-or-severe-liver-disease.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-myocardial-infarction.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-peptic-ulcer-disease.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-peripheral-vascular-disease.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-renal-disease.json"),
-    include_str!("../../profiles/valueset-scoring-charlson-rheumatic-disease.json"),
-    include_str!("../../profiles/valueset-scoring-glucose.json"),
-    include_str!("../../profiles/valueset-scoring-haemoglobin.json"),
-    include_str!("../../profiles/valueset-scoring-heart-failure.json"),
-    include_str!("../../profiles/valueset-scoring-malignancy-except-skin.json"),
-    include_str!("../../profiles/valueset-scoring-oncology-service.json"),
-    include_str!("../../profiles/valueset-scoring-oxygen-saturation.json"),
-    include_str!("../../profiles/valueset-scoring-sodium.json"),
-];
-
+/// The built-in value sets (`scripts/generate_scoring_value_sets.py`): the scoring ValueSets
+/// among the canonical resources the server ships (`fhir::canonical`, the one list of files).
 static BUILTIN_VALUE_SETS: LazyLock<Vec<Value>> = LazyLock::new(|| {
-    BUILTIN
+    let prefix = format!("{}/ValueSet/scoring-", crate::fhir::canonical::BASE);
+    crate::fhir::canonical::all()
         .iter()
-        .map(|text| serde_json::from_str(text).expect("a built-in scoring ValueSet is valid JSON"))
+        .filter(|r| {
+            r["url"]
+                .as_str()
+                .is_some_and(|url| url.starts_with(&prefix))
+        })
+        .cloned()
         .collect()
 });
 
