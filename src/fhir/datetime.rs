@@ -29,6 +29,26 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
         .map(|d| d.timestamp_millis())
 }
 
+/// Whether the date part of a FHIR date, dateTime or instant (already matching its regex) is a
+/// day of the calendar: the regex allows any day 01–31 in any month, so `2020-02-30` and
+/// `2021-02-29` (not a leap year) match it. A year, or a year and month, always is.
+pub fn is_calendar_date(value: &str) -> bool {
+    let date = value.split_once('T').map_or(value, |(d, _)| d);
+    let mut fields = date.split('-');
+    let (Some(year), Some(month), Some(day)) = (fields.next(), fields.next(), fields.next()) else {
+        return true;
+    };
+    match (
+        year.parse::<i32>(),
+        month.parse::<u32>(),
+        day.parse::<u32>(),
+    ) {
+        (Ok(y), Ok(m), Ok(d)) => NaiveDate::from_ymd_opt(y, m, d).is_some(),
+        // Not the regex's shape: the regex reports it.
+        _ => true,
+    }
+}
+
 /// The half-open range `[lo, hi)` in ms covered by a FHIR date, dateTime or instant at its
 /// precision: `2024` is the whole year, `2024-03-01T10:00` the whole minute. A value without a
 /// time zone is taken as UTC.
@@ -127,6 +147,29 @@ mod tests {
     fn range(s: &str) -> (String, String) {
         let (lo, hi) = parse_range(s).unwrap();
         (format_instant(lo), format_instant(hi))
+    }
+
+    #[test]
+    fn only_days_of_the_calendar_are_dates() {
+        for real in [
+            "2024",
+            "2021-02",
+            "2024-02-29",
+            "2000-02-29",
+            "2021-02-28T23:59:60Z",
+            "1999-12-31",
+        ] {
+            assert!(is_calendar_date(real), "{real}");
+        }
+        for impossible in [
+            "2020-02-30",
+            "2021-02-29",
+            "1900-02-29",
+            "2024-04-31",
+            "2024-06-31T10:00:00Z",
+        ] {
+            assert!(!is_calendar_date(impossible), "{impossible}");
+        }
     }
 
     #[test]

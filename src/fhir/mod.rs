@@ -6,6 +6,7 @@ pub mod compartment;
 pub mod datetime;
 pub mod fhirpath_patch;
 pub mod id;
+pub mod json_format;
 pub mod json_patch;
 pub mod meta;
 pub mod profile;

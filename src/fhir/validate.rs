@@ -18,7 +18,7 @@ use std::sync::{LazyLock, OnceLock};
 use serde_json::Value;
 
 use crate::error::{FhirError, Issue};
-use crate::fhir::{id, resource_types};
+use crate::fhir::{datetime, id, resource_types};
 
 static SCHEMA: LazyLock<Value> = LazyLock::new(|| {
     serde_json::from_str(include_str!("../../profiles/fhir-r4.schema.json"))
@@ -39,9 +39,34 @@ static VALIDATORS: LazyLock<HashMap<&'static str, OnceLock<jsonschema::Validator
             .collect()
     });
 
-/// At most this many issues are reported for one resource: enough to fix it, bounded for
-/// adversarial input.
-const MAX_ISSUES: usize = 50;
+/// At most this many issues are reported for one request body (the JSON format rules, then the
+/// schema and the rules below): enough to fix it, bounded for adversarial input. When there are
+/// more, the OperationOutcome ends with [`stopped_issue`].
+pub const MAX_ISSUES: usize = 50;
+
+/// An invalid resource with more JSON values than this (objects, arrays and primitives; a typical
+/// resource has a few hundred) is reported with its first schema error only: collecting every
+/// error of a document with a million bad codings would hold a million errors in memory (the
+/// schema crate gathers them all before it hands out the first).
+pub const MAX_NODES_FULLY_REPORTED: usize = 10_000;
+
+/// The name of the schema format that checks a date/dateTime/instant names a calendar day.
+const CALENDAR_FORMAT: &str = "fhir-calendar-date";
+
+/// Longest diagnostics text taken from a schema error (whose message may quote the value).
+const MAX_DIAGNOSTICS: usize = 500;
+
+/// The last issue of an OperationOutcome that does not list every problem.
+pub fn stopped_issue() -> Issue {
+    Issue {
+        severity: "information",
+        code: "too-costly",
+        diagnostics: format!(
+            "Validation stopped after {MAX_ISSUES} issues; the resource may have more"
+        ),
+        expression: None,
+    }
+}
 
 fn validator(rtype: &str) -> Option<&'static jsonschema::Validator> {
     let cell = VALIDATORS.get(rtype)?;
@@ -49,6 +74,8 @@ fn validator(rtype: &str) -> Option<&'static jsonschema::Validator> {
         let schema = schema_for(rtype);
         jsonschema::options()
             .with_draft(jsonschema::Draft::Draft7)
+            .with_format(CALENDAR_FORMAT, datetime::is_calendar_date)
+            .should_validate_formats(true)
             .build(&schema)
             .unwrap_or_else(|e| panic!("the generated schema of {rtype} does not compile: {e}"))
     }))
@@ -68,7 +95,15 @@ fn schema_for(rtype: &str) -> Value {
             continue;
         };
         collect_refs(definition, &mut pending);
-        reached.insert(name, definition.clone());
+        let mut definition = definition.clone();
+        // The regexes of date, dateTime and instant allow day 31 of every month; the format
+        // checks the day exists.
+        if matches!(name.as_str(), "date" | "dateTime" | "instant") {
+            if let Some(object) = definition.as_object_mut() {
+                object.insert("format".into(), CALENDAR_FORMAT.into());
+            }
+        }
+        reached.insert(name, definition);
     }
     serde_json::json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
@@ -142,11 +177,19 @@ pub fn validate(resource: &Value, expected_type: &str) -> Result<(), FhirError> 
         crate::fhir::profile::check(resource, &mut issues);
     }
     if issues.is_empty() {
-        Ok(())
-    } else {
-        issues.truncate(MAX_ISSUES);
-        Err(FhirError::Invalid(issues))
+        return Ok(());
     }
+    // Collectors stop once they hold one issue more than the limit: then there are more.
+    if issues.len() > MAX_ISSUES {
+        issues.truncate(MAX_ISSUES);
+        issues.push(stopped_issue());
+    }
+    Err(FhirError::Invalid(issues))
+}
+
+/// Whether the issues collected so far are enough (one over the limit says "there are more").
+fn full(issues: &[Issue]) -> bool {
+    issues.len() > MAX_ISSUES
 }
 
 /// Schema, nested resources, contained rules and references of one resource at `path`.
@@ -162,10 +205,34 @@ fn check_resource(
         issues.push(Issue::error("invalid", format!("Unknown resource type '{rtype}'")).at(path));
         return;
     };
-    for error in schema.iter_errors(resource).take(MAX_ISSUES) {
-        schema_issues(&error, path, issues);
+    if full(issues) {
+        return;
     }
-    if issues.len() >= MAX_ISSUES {
+    // Most resources are valid: `is_valid` stops at the first error and builds none.
+    if !schema.is_valid(resource) {
+        if count_nodes(resource, MAX_NODES_FULLY_REPORTED) <= MAX_NODES_FULLY_REPORTED {
+            for error in schema.iter_errors(resource) {
+                if full(issues) {
+                    break;
+                }
+                schema_issues(&error, path, issues);
+            }
+        } else {
+            if let Err(error) = schema.validate(resource) {
+                schema_issues(&error, path, issues);
+            }
+            issues.push(Issue {
+                severity: "information",
+                code: "too-costly",
+                diagnostics: format!(
+                    "The resource has more than {MAX_NODES_FULLY_REPORTED} JSON values: only its \
+                     first schema error is reported"
+                ),
+                expression: Some(path.to_owned()),
+            });
+        }
+    }
+    if full(issues) {
         return;
     }
     if !contained {
@@ -174,6 +241,9 @@ fn check_resource(
     let mut nested = Vec::new();
     find_nested(resource, path, None, &mut nested, issues);
     for (child, child_path) in nested {
+        if full(issues) {
+            return;
+        }
         if let Some(Value::String(child_type)) = child.get("resourceType") {
             let is_contained = child_path
                 .rsplit_once('.')
@@ -216,8 +286,62 @@ fn schema_issues(error: &jsonschema::ValidationError<'_>, path: &str, issues: &m
             });
             issues.push(issue);
         }
-        _ => issues.push(Issue::error("structure", error.to_string()).at(at)),
+        jsonschema::error::ValidationErrorKind::Format { format } if format == CALENDAR_FORMAT => {
+            let value = error.instance().as_str().unwrap_or_default();
+            issues.push(
+                Issue::error(
+                    "value",
+                    format!("'{value}' is not a day of the calendar (the month has no such day)"),
+                )
+                .at(at),
+            );
+        }
+        _ => issues.push(Issue::error("structure", bounded_message(error)).at(at)),
     }
+}
+
+/// A schema error's message, cut at [`MAX_DIAGNOSTICS`] bytes: it may quote the value at fault,
+/// which can be most of the document. Formatting stops there rather than writing it all first.
+fn bounded_message(error: &jsonschema::ValidationError<'_>) -> String {
+    struct Bounded(String);
+    impl std::fmt::Write for Bounded {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = MAX_DIAGNOSTICS.saturating_sub(self.0.len());
+            if s.len() <= room {
+                self.0.push_str(s);
+                return Ok(());
+            }
+            let mut end = room;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.0.push_str(&s[..end]);
+            Err(std::fmt::Error)
+        }
+    }
+    let mut out = Bounded(String::new());
+    if std::fmt::write(&mut out, format_args!("{error}")).is_err() {
+        out.0.push('…');
+    }
+    out.0
+}
+
+/// The number of JSON values in `value`, counting no further than just past `limit`.
+fn count_nodes(value: &Value, limit: usize) -> usize {
+    fn count(value: &Value, limit: usize, seen: &mut usize) {
+        *seen += 1;
+        if *seen > limit {
+            return;
+        }
+        match value {
+            Value::Object(object) => object.values().for_each(|v| count(v, limit, seen)),
+            Value::Array(items) => items.iter().for_each(|v| count(v, limit, seen)),
+            _ => {}
+        }
+    }
+    let mut seen = 0;
+    count(value, limit, &mut seen);
+    seen
 }
 
 /// The element names of a choice (`oneOf` of `required` branches, at `schema_path` in the
@@ -300,6 +424,9 @@ fn find_nested<'a>(
             }
             if let Some(Value::String(reference)) = object.get("reference") {
                 if let Err(message) = check_reference(reference) {
+                    if full(issues) {
+                        return;
+                    }
                     issues.push(Issue::error("value", message).at(format!("{path}.reference")));
                 }
             }
@@ -347,6 +474,9 @@ fn check_contained(resource: &Value, path: &str, issues: &mut Vec<Issue>) {
     let contained = resource.get("contained").and_then(Value::as_array);
     let mut ids = HashSet::new();
     for (i, child) in contained.into_iter().flatten().enumerate() {
+        if full(issues) {
+            return;
+        }
         let at = format!("{path}.contained[{i}]");
         if child.get("contained").is_some() {
             issues.push(
@@ -379,6 +509,9 @@ fn check_contained(resource: &Value, path: &str, issues: &mut Vec<Issue>) {
     let mut locals = Vec::new();
     collect_local_references(resource, &mut locals);
     for local in locals {
+        if full(issues) {
+            return;
+        }
         let target = &local[1..];
         if !target.is_empty() && !ids.contains(target) {
             issues.push(

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, Method};
 use serde_json::Value;
 
 use crate::error::{FhirError, Issue};
+use crate::fhir::json_format;
 use crate::http::negotiate::require_json_body;
 
 #[derive(Debug)]
@@ -24,10 +25,11 @@ impl FhirRequest {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The body as a JSON value, refusing other media types and malformed JSON.
+    /// The body as a resource, refusing other media types, malformed JSON and what FHIR's JSON
+    /// format does not allow (`fhir::json_format`).
     pub fn json_body(&self) -> Result<Value, FhirError> {
         require_json_body(&self.headers)?;
-        parse_json(&self.body)
+        parse_resource(&self.body)
     }
 
     /// The value of a query parameter that may appear at most once.
@@ -47,15 +49,28 @@ impl FhirRequest {
     }
 }
 
-/// Parses a JSON body. serde_json refuses nesting deeper than 128 levels, which bounds the
-/// recursion of everything that walks a resource later.
-pub fn parse_json(body: &[u8]) -> Result<Value, FhirError> {
+/// Parses a body that holds a FHIR resource, with the rules of FHIR's JSON format
+/// (`fhir::json_format`: unique names, no stray nulls, no empty objects or arrays, no control
+/// characters). serde_json refuses nesting deeper than 128 levels, which bounds the recursion of
+/// everything that walks a resource later.
+pub fn parse_resource(body: &[u8]) -> Result<Value, FhirError> {
+    refuse_empty(body)?;
+    json_format::parse(body)
+}
+
+fn refuse_empty(body: &[u8]) -> Result<(), FhirError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(FhirError::Invalid(vec![Issue::error(
             "structure",
             "The request body is empty; a resource was expected",
         )]));
     }
+    Ok(())
+}
+
+/// Parses a JSON body that is not a resource (a JSON Patch document).
+pub fn parse_json(body: &[u8]) -> Result<Value, FhirError> {
+    refuse_empty(body)?;
     serde_json::from_slice(body).map_err(|e| {
         FhirError::Invalid(vec![Issue::error(
             "structure",

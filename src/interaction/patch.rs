@@ -14,10 +14,11 @@ use serde_json::Value;
 use crate::app::App;
 use crate::error::{FhirError, Issue};
 use crate::fhir::fhirpath_patch::{self, FhirPatchError};
+use crate::fhir::json_format;
 use crate::fhir::json_patch::{self, JsonPatchError};
 use crate::fhir::validate::validate;
 use crate::http::negotiate::media_type;
-use crate::http::request::{parse_json, FhirRequest};
+use crate::http::request::{parse_json, parse_resource, FhirRequest};
 use crate::http::response::FhirResponse;
 use crate::interaction::version::Outcome;
 use crate::interaction::{check_id, check_type, if_match};
@@ -41,7 +42,7 @@ impl Patch {
         match media.as_deref() {
             Some("application/json-patch+json") => Ok(Patch::Json(parse_json(&request.body)?)),
             Some("application/fhir+json" | "application/json" | "application/json+fhir") => {
-                let body = parse_json(&request.body)?;
+                let body = parse_resource(&request.body)?;
                 if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
                     return Err(FhirError::invalid(
                         "A FHIRPath Patch body is a Parameters resource; for JSON Patch send \
@@ -287,6 +288,8 @@ pub async fn patch_in(
             .at(format!("{rtype}.id"))]));
         }
     }
+    // A JSON Patch can add what FHIR JSON does not allow (a null, an empty object).
+    json_format::check(&resource)?;
     validate(&resource, rtype)?;
     write::write(
         tx,

@@ -60,16 +60,8 @@ pub async fn bundle(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fh
         )));
     }
     // The Bundle itself; each entry's resource is validated as its entry's, so that a batch
-    // can report it for that entry alone.
-    let mut shell = bundle.clone();
-    if let Some(entries) = shell.get_mut("entry").and_then(Value::as_array_mut) {
-        for entry in entries {
-            if let Some(entry) = entry.as_object_mut() {
-                entry.remove("resource");
-            }
-        }
-    }
-    validate(&shell, "Bundle")?;
+    // can report it for that entry alone. The shell copies everything but the resources.
+    validate(&shell(&bundle), "Bundle")?;
     let prefer = prefer_return(&request.headers);
     let entries = if kind == "batch" {
         batch::batch(app, raw, prefer).await
@@ -81,6 +73,39 @@ pub async fn bundle(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fh
         "type": format!("{kind}-response"),
         "entry": entries,
     })))
+}
+
+/// A copy of a Bundle without its entries' resources (which can be most of it).
+fn shell(bundle: &Value) -> Value {
+    let Some(object) = bundle.as_object() else {
+        return bundle.clone();
+    };
+    let copy_without = |object: &serde_json::Map<String, Value>, left_out: &str| -> Value {
+        Value::Object(
+            object
+                .iter()
+                .filter(|(k, _)| k.as_str() != left_out)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    };
+    let mut shell = copy_without(object, "entry");
+    if let Some(entries) = object.get("entry") {
+        let entries = match entries.as_array() {
+            Some(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|e| {
+                        e.as_object()
+                            .map_or_else(|| e.clone(), |o| copy_without(o, "resource"))
+                    })
+                    .collect(),
+            ),
+            None => entries.clone(),
+        };
+        shell["entry"] = entries;
+    }
+    shell
 }
 
 /// Reads and validates one entry (request, resource). A PATCH entry's resource is the patch
