@@ -5,7 +5,7 @@
 //!   keeps the last of two silently; FHIR JSON is a serialisation of a tree in which an element
 //!   appears once, so a duplicate is refused. [`parse`] builds the document with its own
 //!   `Deserialize` (the same single pass as `serde_json::from_slice`), noticing a duplicate when
-//!   it inserts the property.
+//!   it builds each object from its members.
 //! - **`null` only where json.html puts it**: in the two arrays of a repeating primitive
 //!   (`given` and `_given`), to keep the value at index i and its id/extensions at index i aligned.
 //!   A `null` there needs a partner that is not `null` at the same index, and the two arrays are
