@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use crate::search::index::IndexEntries;
 use crate::search::query::{KeyValue, SearchQuery};
 
+pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod postgres;
