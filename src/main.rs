@@ -37,6 +37,11 @@ struct ScoringOptions {
     /// Do not run the scoring worker (scores change only through `signaal score`).
     #[arg(long, env = "SIGNAAL_NO_SCORING")]
     no_scoring: bool,
+    /// Seconds between the scoring worker's fallback looks at the queue: commits wake it at
+    /// once (on PostgreSQL also those of other servers), so this bounds only retries and
+    /// measurements stamped in the future.
+    #[arg(long, env = "SIGNAAL_SCORING_POLL", default_value_t = 5)]
+    scoring_poll: u64,
 }
 
 impl ScoringOptions {
@@ -55,6 +60,7 @@ impl ScoringOptions {
             daily_at,
             caseload: self.caseload,
             worker: !self.no_scoring,
+            poll: std::time::Duration::from_secs(self.scoring_poll.max(1)),
         })
     }
 }
