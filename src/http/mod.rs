@@ -114,9 +114,10 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-/// Gives every request its id and a span carrying it, and writes the access log: one compact
-/// line per request (`GET /fhir/Patient/1 200 0.4ms`, with the request id from the span), at
-/// info level with `--access-log`, at debug level otherwise.
+/// Gives every request its id and a span carrying it, and writes the access log: one line per
+/// request (`request method=GET path=/fhir/Patient/1 status=200 ms=0.4`, with the request id
+/// from the span; target `access`), at info level with `--access-log`, at debug level
+/// otherwise.
 async fn log_request(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     use tracing::Instrument;
     let method = request.method().clone();
@@ -134,9 +135,9 @@ async fn log_request(State(app): State<Arc<App>>, request: Request, next: Next) 
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
         if app.access_log {
-            tracing::info!(target: "access", "{method} {path} {status} {ms:.1}ms");
+            tracing::info!(target: "access", %method, path, status, ms, "request");
         } else {
-            tracing::debug!(target: "access", "{method} {path} {status} {ms:.1}ms");
+            tracing::debug!(target: "access", %method, path, status, ms, "request");
         }
     });
     if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
