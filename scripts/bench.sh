@@ -36,6 +36,8 @@
 #   SIGNAAL_BENCH_SEED=1      search mode: seed of the synthetic patients
 #   SIGNAAL_BENCH_STORES="sqlite postgres"  the stores to run, in order
 #   SIGNAAL_PG_BINDIR=DIR     use the initdb/pg_ctl/postgres found in DIR.
+#   SIGNAAL_BENCH_PROFILE=release  or 'debug' (cargo build: dependencies optimised,
+#                             Signaal's own code not; quicker to build, slower to run)
 #   SIGNAAL_BENCH_SERVER=BIN  run this `signaal` binary as the server (e.g. an older
 #                             build, for before/after numbers from the same bench
 #                             command); default: the one just built
@@ -126,11 +128,15 @@ run_child() {
 # 1. Build
 # ---------------------------------------------------------------------------
 
-log "cargo build --release"
-run_child cargo build --release
+profile="${SIGNAAL_BENCH_PROFILE:-release}"
+case "$profile" in
+    release) log "cargo build --release"; run_child cargo build --release; profile_dir=release ;;
+    debug) log "cargo build (debug: only Signaal's own code unoptimised)"; run_child cargo build; profile_dir=debug ;;
+    *) die "SIGNAAL_BENCH_PROFILE must be 'release' or 'debug'" ;;
+esac
 target_dir="${CARGO_TARGET_DIR:-target}"
 [[ "$target_dir" == /* ]] || target_dir="$repo_root/$target_dir"
-bin="$target_dir/release/signaal"
+bin="$target_dir/$profile_dir/signaal"
 [[ -x "$bin" ]] || die "$bin was not built"
 server_bin="${SIGNAAL_BENCH_SERVER:-$bin}"
 [[ -x "$server_bin" ]] || die "SIGNAAL_BENCH_SERVER: $server_bin is not an executable"
@@ -226,7 +232,7 @@ cat <<REPORT
 
 == Signaal benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')
 machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -h | awk '/^Mem:/ {print $2}') RAM
-build:   cargo build --release ($(rustc --version)); server: $server_bin
+build:   cargo build, $profile profile ($(rustc --version)); server: $server_bin
 stores:  SQLite WAL, synchronous=FULL (every commit fsyncs) on $(df -T "$work_dir" | awk 'NR==2 {print $2}');
          PostgreSQL $pg_version, throwaway server with fsync=off, synchronous_commit=off, full_page_writes=off
 mode:    $mode$([[ "$mode" == search ]] && echo ", $patients synthetic patients of seed $seed plus the Synthea Bundles")
