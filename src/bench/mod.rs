@@ -165,6 +165,11 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
     }
     if !options.raw_only {
         check_loopback_url(&options.url)?;
+        // First, while the scoring queue holds only what the phase itself writes: after the
+        // ingest phases it holds their backlog, and the delay would measure that.
+        if options.flag_delay {
+            reports.push(flags::run(&options.url, options.flag_write_rate, budget).await?);
+        }
         if let Some(database) = &options.database {
             check_loopback_database(database)?;
         }
@@ -182,9 +187,6 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
             return Err("--transaction-sizes must be between 1 and 10000".into());
         }
         reports.extend(ingest::transactions(&options.url, options.clients, budget, sizes).await?);
-        if options.flag_delay {
-            reports.push(flags::run(&options.url, options.flag_write_rate, budget).await?);
-        }
         reports.extend(loads(options).await?);
     }
     if let Some(database) = &options.raw_database {
