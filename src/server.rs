@@ -94,14 +94,7 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         .map_err(|e| StartError::Store(store::StoreError::Database(e.to_string())))?;
     let audit_log = store::audit::open(&settings.database_url).await?;
     let audit = crate::auth::audit::Sink::start(audit_log, &settings.audit);
-    let auth = Auth::start(
-        &settings.auth,
-        clients,
-        audit,
-        local,
-        &base_url,
-    )
-    .await?;
+    let auth = Auth::start(&settings.auth, clients, audit, local, &base_url).await?;
     let app = Arc::new(App {
         indexing: Arc::new(Indexing::new(search_params.current())),
         search_params,

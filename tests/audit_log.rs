@@ -53,7 +53,11 @@ both_stores!(
     |server| {
         let patient = json!({"resourceType": "Patient", "id": "read-me"});
         expect_status(
-            &server.client.put("Patient/read-me", &patient).await.unwrap(),
+            &server
+                .client
+                .put("Patient/read-me", &patient)
+                .await
+                .unwrap(),
             201,
         );
         let url = &server.database_url;
@@ -63,7 +67,12 @@ both_stores!(
         let versions = resource_versions(url).await;
         let reply = server
             .client
-            .send("GET", "Patient/read-me", &[("X-Request-Id", "read-once")], None)
+            .send(
+                "GET",
+                "Patient/read-me",
+                &[("X-Request-Id", "read-once")],
+                None,
+            )
             .await
             .unwrap();
         expect_status(&reply, 200);
@@ -76,7 +85,11 @@ both_stores!(
         assert_eq!(row.patient.as_deref(), Some("read-me"));
         // Compact: the patient tells both the entity and the path.
         assert_eq!((row.entity.as_deref(), row.path.as_deref()), (None, None));
-        assert_eq!(resource_versions(url).await, versions, "a read writes no resource");
+        assert_eq!(
+            resource_versions(url).await,
+            versions,
+            "a read writes no resource"
+        );
         // The row, served as an AuditEvent.
         let event = expect_status(
             &server
@@ -99,7 +112,10 @@ both_stores!(audit_events_cannot_be_written_through_the_api, |server| {
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
         "recorded": "2025-03-01T10:00:00Z", "agent": [{"requestor": true}],
         "source": {"observer": {"display": "x"}}});
-    expect_status(&server.client.post("AuditEvent", &event).await.unwrap(), 403);
+    expect_status(
+        &server.client.post("AuditEvent", &event).await.unwrap(),
+        403,
+    );
     expect_status(
         &server.client.put("AuditEvent/x-1", &event).await.unwrap(),
         403,
@@ -113,8 +129,13 @@ both_stores!(audit_events_cannot_be_written_through_the_api, |server| {
 /// The AuditEvents of a search by `token` (first page, up to 100).
 async fn found(s: &Secured, token: &str, query: &str) -> Vec<Value> {
     let bundle = expect_status(
-        &s.call(token, "GET", &format!("AuditEvent?{query}&_count=100"), None)
-            .await,
+        &s.call(
+            token,
+            "GET",
+            &format!("AuditEvent?{query}&_count=100"),
+            None,
+        )
+        .await,
         200,
     );
     bundle["entry"]
@@ -212,7 +233,12 @@ secured!(audit_events_are_searched_by_each_parameter, |s| {
     assert_eq!(successes.len(), 5);
     assert!(successes.iter().all(|e| e["outcome"] == "0"));
     // type: the token requests (DICOM User Authentication) and the RESTful ones.
-    let logins = found(&s, &auditor, "type=http://dicom.nema.org/resources/ontology/DCM|110114").await;
+    let logins = found(
+        &s,
+        &auditor,
+        "type=http://dicom.nema.org/resources/ontology/DCM|110114",
+    )
+    .await;
     let mut clients: Vec<&str> = logins.iter().map(agent).collect();
     clients.sort();
     assert_eq!(clients, vec!["auditor", "writer"]);
@@ -231,7 +257,14 @@ secured!(audit_events_are_searched_by_each_parameter, |s| {
         reads
     );
     assert_eq!(
-        lines(&found(&s, &auditor, "subtype=http://hl7.org/fhir/restful-interaction|create").await),
+        lines(
+            &found(
+                &s,
+                &auditor,
+                "subtype=http://hl7.org/fhir/restful-interaction|create"
+            )
+            .await
+        ),
         vec!["POST /Observation"]
     );
     assert_eq!(found(&s, &auditor, "subtype=110122").await.len(), 2);
@@ -250,7 +283,12 @@ secured!(audit_events_are_searched_by_each_parameter, |s| {
     let after = found(&s, &auditor, &format!("date=gt{recorded}&agent=writer")).await;
     assert_eq!(after.len(), 3, "the three reads after it: {after:#?}");
     assert!(found(&s, &auditor, "date=lt2000-01-01").await.is_empty());
-    assert_eq!(found(&s, &auditor, "date=ge2000-01-01&agent=writer").await.len(), 6);
+    assert_eq!(
+        found(&s, &auditor, "date=ge2000-01-01&agent=writer")
+            .await
+            .len(),
+        6
+    );
 
     // Paging, newest first: three pages of two, each entry once.
     let mut seen = Vec::new();
@@ -301,7 +339,8 @@ secured!(audit_events_are_searched_by_each_parameter, |s| {
 
     // Protection: `*` does not reach the log; a patient-bound auditor sees its patient's.
     expect_status(
-        &s.call(&writer, "GET", "AuditEvent?agent=writer", None).await,
+        &s.call(&writer, "GET", "AuditEvent?agent=writer", None)
+            .await,
         403,
     );
     expect_status(
@@ -318,7 +357,8 @@ secured!(audit_events_are_searched_by_each_parameter, |s| {
         vec!["GET /Patient/searched", "PUT /Patient/searched"]
     );
     expect_status(
-        &s.call(&ward, "GET", &format!("AuditEvent/{id}"), None).await,
+        &s.call(&ward, "GET", &format!("AuditEvent/{id}"), None)
+            .await,
         404,
     );
 });
@@ -361,10 +401,8 @@ async fn retention_removes_entries_older_than_its_days(kind: StoreKind) {
         settings.audit.retention_days = Some(7);
     })
     .await;
-    let named = |rows: &[AuditEntry], id: &str| {
-        rows.iter()
-            .any(|r| r.request_id.as_deref() == Some(id))
-    };
+    let named =
+        |rows: &[AuditEntry], id: &str| rows.iter().any(|r| r.request_id.as_deref() == Some(id));
     let rows = rows_until(&url, |rows| !named(rows, "ten-days-ago")).await;
     assert!(named(&rows, "six-days-ago"), "younger than 7 days: kept");
     if kind == StoreKind::Postgres {
@@ -443,7 +481,11 @@ both_stores!(
         let mut update = observation("tx-p", "vital-signs");
         update["id"] = json!("tx-o");
         expect_status(
-            &server.client.put("Observation/tx-o", &update).await.unwrap(),
+            &server
+                .client
+                .put("Observation/tx-o", &update)
+                .await
+                .unwrap(),
             200,
         );
         let bundle = expect_status(
@@ -455,7 +497,11 @@ both_stores!(
             200,
         );
         let entries = bundle["entry"].as_array().unwrap();
-        assert_eq!(entries.len(), 2, "the transaction's and the update's: {bundle}");
+        assert_eq!(
+            entries.len(),
+            2,
+            "the transaction's and the update's: {bundle}"
+        );
         let update = entries
             .iter()
             .map(|e| &e["resource"])

@@ -332,7 +332,9 @@ fn forward_batch(file: &std::path::Path, batch: &[AuditEntry]) {
 pub fn confine(access: &Access, query: &mut AuditQuery, perm: Perm) -> Result<(), StoreError> {
     let grant = granted(access, perm)?;
     if let Some(patient) = &grant.patient {
-        query.filters.insert(0, AuditFilter::Patient(vec![patient.clone()]));
+        query
+            .filters
+            .insert(0, AuditFilter::Patient(vec![patient.clone()]));
     }
     Ok(())
 }
@@ -537,7 +539,8 @@ pub fn audit_event(entry: &AuditEntry) -> Value {
         "display": "RESTful Operation",
     });
     if let Some(code) = &entry.interaction {
-        event["subtype"] = json!([{"system": "http://hl7.org/fhir/restful-interaction", "code": code}]);
+        event["subtype"] =
+            json!([{"system": "http://hl7.org/fhir/restful-interaction", "code": code}]);
     }
     event["action"] = json!(entry.action);
     event["recorded"] = json!(format_instant(entry.recorded));

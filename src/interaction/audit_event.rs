@@ -132,9 +132,9 @@ fn parse(params: &[(String, String)]) -> Result<AuditQuery, FhirError> {
         let values = || -> Vec<&str> { value.split(',').filter(|v| !v.is_empty()).collect() };
         match name.as_str() {
             "_count" => {
-                let n: usize = value.parse().map_err(|_| {
-                    FhirError::invalid(format!("_count '{value}' is not a number"))
-                })?;
+                let n: usize = value
+                    .parse()
+                    .map_err(|_| FhirError::invalid(format!("_count '{value}' is not a number")))?;
                 query.count = n.min(MAX_COUNT);
             }
             CURSOR => {

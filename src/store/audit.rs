@@ -170,7 +170,9 @@ async fn open_sqlite(url: &str) -> StoreResult<SqlAuditLog<sqlx::Sqlite>> {
         .acquire_timeout(Duration::from_secs(30))
         .connect_with(options.clone())
         .await?;
-    sqlx::migrate!("migrations/sqlite-audit").run(&writer).await?;
+    sqlx::migrate!("migrations/sqlite-audit")
+        .run(&writer)
+        .await?;
     let reader = SqlitePoolOptions::new()
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(30))
@@ -537,7 +539,8 @@ where
             }
         }
         let mut sql = Sql::new(self.dialect);
-        sql.push("DELETE FROM audit_log WHERE recorded < ").int(cutoff);
+        sql.push("DELETE FROM audit_log WHERE recorded < ")
+            .int(cutoff);
         DB::prepare(&sql).execute(DB::pool(&self.writer)).await?;
         Ok(())
     }

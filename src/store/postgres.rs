@@ -78,7 +78,9 @@ impl Backend for Postgres {
                     // again) on the next call. Wake the worker then too: a notification may
                     // have been missed.
                     let received = listener.try_recv().await;
-                    let Some(notify) = queued.upgrade() else { return };
+                    let Some(notify) = queued.upgrade() else {
+                        return;
+                    };
                     notify.notify_one();
                     if let Err(e) = received {
                         tracing::debug!(error = %e, "scoring queue: LISTEN lost; reconnecting");
