@@ -12,6 +12,10 @@
 #      free port on 127.0.0.1, runs `signaal bench` against it (create, read,
 #      update over HTTP, plus the raw store insert rate on a second, empty
 #      database of the same kind), and stops the server;
+#      With --database it also measures the storage each create, read and update
+#      adds (bytes per request: SQLite pages in use of the database and its audit
+#      log file, PostgreSQL pg_database_size), and with --flag-delay the delay from
+#      a weight gain's commit to its Flag under a steady 200 creates/s;
 #   4. prints the machine, the settings and both result tables.
 # In search mode, step 3 instead loads the Synthea Bundles and SIGNAAL_BENCH_PATIENTS
 # synthetic patients into the server's (empty) database, prints the query plan of
@@ -32,6 +36,13 @@
 #   SIGNAAL_BENCH_SEED=1      search mode: seed of the synthetic patients
 #   SIGNAAL_BENCH_STORES="sqlite postgres"  the stores to run, in order
 #   SIGNAAL_PG_BINDIR=DIR     use the initdb/pg_ctl/postgres found in DIR.
+#   SIGNAAL_BENCH_PROFILE=release  or 'debug' (cargo build: dependencies optimised,
+#                             Signaal's own code not; quicker to build, slower to run)
+#   SIGNAAL_BENCH_SERVER=BIN  run this `signaal` binary as the server (e.g. an older
+#                             build, for before/after numbers from the same bench
+#                             command); default: the one just built
+#   SIGNAAL_BENCH_FLAG_RATE=200  write mode: creates per second under which the
+#                             commit→Flag delay is measured (0: no such phase)
 set -euo pipefail
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -46,8 +57,9 @@ mode="${SIGNAAL_BENCH_MODE:-write}"
 patients="${SIGNAAL_BENCH_PATIENTS:-2000}"
 seed="${SIGNAAL_BENCH_SEED:-1}"
 stores="${SIGNAAL_BENCH_STORES:-sqlite postgres}"
-[[ "$clients" =~ ^[0-9]+$ && "$seconds" =~ ^[0-9]+$ && "$patients" =~ ^[0-9]+$ && "$seed" =~ ^[0-9]+$ ]] ||
-    die "SIGNAAL_BENCH_CLIENTS, _SECONDS, _PATIENTS and _SEED must be numbers"
+flag_rate="${SIGNAAL_BENCH_FLAG_RATE:-200}"
+[[ "$clients" =~ ^[0-9]+$ && "$seconds" =~ ^[0-9]+$ && "$patients" =~ ^[0-9]+$ && "$seed" =~ ^[0-9]+$ && "$flag_rate" =~ ^[0-9]+$ ]] ||
+    die "SIGNAAL_BENCH_CLIENTS, _SECONDS, _PATIENTS, _SEED and _FLAG_RATE must be numbers"
 [[ "$mode" == write || "$mode" == search ]] || die "SIGNAAL_BENCH_MODE must be 'write' or 'search'"
 for store in $stores; do
     [[ "$store" == sqlite || "$store" == postgres ]] ||
@@ -116,12 +128,18 @@ run_child() {
 # 1. Build
 # ---------------------------------------------------------------------------
 
-log "cargo build --release"
-run_child cargo build --release
+profile="${SIGNAAL_BENCH_PROFILE:-release}"
+case "$profile" in
+    release) log "cargo build --release"; run_child cargo build --release; profile_dir=release ;;
+    debug) log "cargo build (debug: only Signaal's own code unoptimised)"; run_child cargo build; profile_dir=debug ;;
+    *) die "SIGNAAL_BENCH_PROFILE must be 'release' or 'debug'" ;;
+esac
 target_dir="${CARGO_TARGET_DIR:-target}"
 [[ "$target_dir" == /* ]] || target_dir="$repo_root/$target_dir"
-bin="$target_dir/release/signaal"
+bin="$target_dir/$profile_dir/signaal"
 [[ -x "$bin" ]] || die "$bin was not built"
+server_bin="${SIGNAAL_BENCH_SERVER:-$bin}"
+[[ -x "$server_bin" ]] || die "SIGNAAL_BENCH_SERVER: $server_bin is not an executable"
 
 # ---------------------------------------------------------------------------
 # 2. PostgreSQL
@@ -167,7 +185,7 @@ bench() {
     local label="$1" database="$2" raw="$3" listen="" attempt
     for attempt in 1 2 3; do
         listen="127.0.0.1:$(free_port)"
-        "$bin" serve --listen "$listen" --database "$database" >"$work_dir/$label-server.log" 2>&1 &
+        "$server_bin" serve --listen "$listen" --database "$database" >"$work_dir/$label-server.log" 2>&1 &
         server_pid=$!
         local i
         for i in $(seq 1 100); do
@@ -185,7 +203,8 @@ bench() {
         die "signaal serve on $label did not become ready (log above)"
     done
     log "$label: signaal serve on $listen; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    local mode_args=(--raw-database "$raw")
+    local mode_args=(--raw-database "$raw" --database "$database")
+    [[ "$flag_rate" -gt 0 ]] && mode_args+=(--flag-delay --flag-write-rate "$flag_rate")
     if [[ "$mode" == search ]]; then
         mode_args=(--search --explain --database "$database" --seed "$seed")
         [[ "$patients" -gt 0 ]] && mode_args+=(--generate-patients "$patients")
@@ -213,7 +232,7 @@ cat <<REPORT
 
 == Signaal benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')
 machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -h | awk '/^Mem:/ {print $2}') RAM
-build:   cargo build --release ($(rustc --version))
+build:   cargo build, $profile profile ($(rustc --version)); server: $server_bin
 stores:  SQLite WAL, synchronous=FULL (every commit fsyncs) on $(df -T "$work_dir" | awk 'NR==2 {print $2}');
          PostgreSQL $pg_version, throwaway server with fsync=off, synchronous_commit=off, full_page_writes=off
 mode:    $mode$([[ "$mode" == search ]] && echo ", $patients synthetic patients of seed $seed plus the Synthea Bundles")

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::Auth;
+use crate::auth::{Access, Auth};
 use crate::interaction::async_job::Jobs;
 use crate::search::definitions::{Registry, ServerRegistry};
 use crate::store::Store;
@@ -31,6 +31,12 @@ pub struct App {
     pub scoring: Arc<crate::scoring::run::Scoring>,
     /// Clients, tokens and the audit trail.
     pub auth: Arc<Auth>,
+    /// Who is asking: the request's access (set by the HTTP layer for each request; the
+    /// server's own `App` has none, `Access::Unauthenticated`). The audit log's interactions
+    /// check it (`auth::audit::confine`); everything else meets it through the guarded store.
+    pub access: Access,
+    /// `--access-log`: log one line per request at info level (at debug otherwise).
+    pub access_log: bool,
     /// Jobs of the asynchronous request pattern (`$reindex` with `Prefer: respond-async`).
     pub jobs: Arc<Jobs>,
 }

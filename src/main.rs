@@ -58,6 +58,11 @@ struct ScoringOptions {
     /// Do not run the scoring worker (scores change only through `signaal score`).
     #[arg(long, env = "SIGNAAL_NO_SCORING")]
     no_scoring: bool,
+    /// Seconds between the scoring worker's fallback looks at the queue: commits wake it at
+    /// once (on PostgreSQL also those of other servers), so this bounds only retries and
+    /// measurements stamped in the future.
+    #[arg(long, env = "SIGNAAL_SCORING_POLL", default_value_t = 5)]
+    scoring_poll: u64,
 }
 
 impl ScoringOptions {
@@ -76,6 +81,7 @@ impl ScoringOptions {
             daily_at,
             caseload: self.caseload,
             worker: !self.no_scoring,
+            poll: std::time::Duration::from_secs(self.scoring_poll.max(1)),
         })
     }
 }
@@ -136,6 +142,18 @@ enum Command {
         /// refuses to start: a reverse proxy would publish an API that asks for no token.
         #[arg(long, env = "SIGNAAL_ALLOW_OPEN_ON_PUBLIC_BASE")]
         allow_open_on_public_base: bool,
+        /// Remove audit log entries older than DAYS (checked every hour); kept for ever if
+        /// not given.
+        #[arg(long, env = "SIGNAAL_AUDIT_RETENTION", value_name = "DAYS")]
+        audit_retention: Option<u32>,
+        /// Also append every audit log entry, as one AuditEvent per line (NDJSON), to FILE
+        /// for a SIEM's collector to ship.
+        #[arg(long, env = "SIGNAAL_AUDIT_FORWARD", value_name = "FILE")]
+        audit_forward: Option<std::path::PathBuf>,
+        /// Log one compact line per request at info level (method, path, status, time,
+        /// request id); without it these lines are at debug level.
+        #[arg(long, env = "SIGNAAL_ACCESS_LOG")]
+        access_log: bool,
     },
     /// Re-score patients now (progress on stderr): every patient with --all.
     Score {
@@ -211,6 +229,9 @@ fn main() -> ExitCode {
                 trusted_jwks,
                 jwks_ca,
                 allow_open_on_public_base,
+                audit_retention,
+                audit_forward,
+                access_log,
             } => {
                 let scoring = match scoring.config() {
                     Ok(config) => config,
@@ -239,6 +260,11 @@ fn main() -> ExitCode {
                         jwks_ca,
                         allow_open_on_public_base,
                     },
+                    audit: signaal::auth::audit::AuditSettings {
+                        retention_days: audit_retention,
+                        forward: audit_forward,
+                    },
+                    access_log,
                 };
                 serve(settings).await
             }

@@ -30,6 +30,10 @@ pub struct Settings {
     pub scoring: crate::scoring::run::Config,
     /// When requests need an access token, and which external issuer is trusted.
     pub auth: crate::auth::AuthSettings,
+    /// Audit log retention and forwarding.
+    pub audit: crate::auth::audit::AuditSettings,
+    /// `--access-log`: one compact line per request at info level (otherwise at debug).
+    pub access_log: bool,
 }
 
 impl Settings {
@@ -45,6 +49,8 @@ impl Settings {
             search_budget: Default::default(),
             scoring: Default::default(),
             auth: Default::default(),
+            audit: Default::default(),
+            access_log: false,
         }
     }
 }
@@ -86,21 +92,17 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
     crate::interaction::canonical::seed(store.as_ref(), &Indexing::new(search_params.current()))
         .await
         .map_err(|e| StartError::Store(store::StoreError::Database(e.to_string())))?;
-    let auth = Auth::start(
-        &settings.auth,
-        clients,
-        store.clone(),
-        search_params.clone(),
-        local,
-        &base_url,
-    )
-    .await?;
+    let audit_log = store::audit::open(&settings.database_url).await?;
+    let audit = crate::auth::audit::Sink::start(audit_log, &settings.audit);
+    let auth = Auth::start(&settings.auth, clients, audit, local, &base_url).await?;
     let app = Arc::new(App {
         indexing: Arc::new(Indexing::new(search_params.current())),
         search_params,
         jobs: Arc::new(Jobs::new(store.clone())),
         store,
         auth,
+        access: crate::auth::Access::Unauthenticated,
+        access_log: settings.access_log,
         base_url,
         body_limit: settings.body_limit,
         max_bundle_entries: settings.max_bundle_entries,

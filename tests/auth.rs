@@ -1063,17 +1063,16 @@ async fn audit_events_are_flushed_on_shutdown() {
         expect_status(&s.call(&writer, "GET", "Observation", None).await, 200);
     }
     s.server.shut_down().await;
-    let (store, _) = signaal::store::open_with_auth(&s.server.database_url)
+    let log = signaal::store::audit::open(&s.server.database_url)
         .await
         .unwrap();
-    let query = signaal::search::query::SearchQuery {
-        rtype: "AuditEvent".into(),
+    let query = signaal::store::audit::AuditQuery {
         count: 100,
         ..Default::default()
     };
     // The 50 requests and the token request before them.
-    assert_eq!(store.count(&query).await.unwrap(), 51);
-    store.close().await;
+    assert_eq!(log.search(&query).await.unwrap().len(), 51);
+    log.close().await;
 }
 
 // ---- Traces of an open server -----------------------------------------------------------------
@@ -1096,8 +1095,9 @@ async fn open_search_until(
     panic!("{query} never became what was expected: {last}");
 }
 
-/// The Provenances of `reference`'s versions on an open server: (target, activity), sorted,
-/// after checking that each names the anonymous agent and no client.
+/// The Provenances of `reference`'s versions on an open server: (target, activity) for each
+/// target that is a version of `reference` (a transaction's Provenance names other resources
+/// too), sorted, after checking that each names the anonymous agent and no client.
 async fn open_provenances(server: &TestServer, reference: &str) -> Vec<(String, String)> {
     let bundle = expect_status(
         &server
@@ -1121,15 +1121,23 @@ async fn open_provenances(server: &TestServer, reference: &str) -> Vec<(String, 
             );
             assert!(p["meta"]["source"].is_null(), "no client URI: {p}");
             assert!(p["recorded"].is_string(), "{p}");
-            (
-                p["target"][0]["reference"].as_str().unwrap().to_owned(),
-                p["activity"]["coding"][0]["code"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-            )
+            let activity = p["activity"]["coding"][0]["code"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let versions: Vec<(String, String)> = p["target"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|t| t["reference"].as_str())
+                .filter(|t| t.starts_with(&format!("{reference}/_history/")))
+                .map(|t| (t.to_owned(), activity.clone()))
+                .collect();
+            assert!(!versions.is_empty(), "found by target={reference}: {p}");
+            versions
         })
-        .collect();
+        .collect::<Vec<_>>()
+        .concat();
     seen.sort();
     seen
 }
@@ -1179,7 +1187,8 @@ both_stores!(
                 version(4, "DELETE"),
             ]
         );
-        // Each transaction entry, conditional ones too, has the Provenance of its version.
+        // Each transaction entry, conditional ones too, is a target of the transaction's
+        // Provenance.
         let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
             {"resource": {"resourceType": "Patient", "id": "t1"},
              "request": {"method": "PUT", "url": "Patient/t1"}},

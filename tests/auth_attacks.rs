@@ -406,9 +406,38 @@ secured!(a_client_written_provenance_must_name_its_writer, |s| {
 
 // ---- 5. The audit trail through `_contained` and other paths -------------------------------------
 
-/// An open server where an AuditEvent containing a Medication was written (the open server
-/// writes the trail), then a client is registered so that it enforces. Returns the AuditEvent id
-/// and the id of a MedicationRequest that contains a Medication of the same code.
+/// An AuditEvent stored as a resource, as the server stored every request's before the audit
+/// log (migration 0016): such resources stay in the resource tables of an upgraded database,
+/// and must stay out of a `*` scope's reach. Written straight into the store (nobody writes an
+/// AuditEvent through the API any more); returns its id.
+async fn audit_event_resource_from_before_the_log(s: &Secured, event: Value) -> String {
+    use signaal::store::Method;
+    use signaal::write::{in_transaction, write, Indexing};
+    let store = signaal::store::open(&s.server.database_url).await.unwrap();
+    let indexing = Indexing::new(signaal::search::definitions::Registry::official());
+    let id = "before-the-log".to_owned();
+    let (indexing, id_ref, event) = (&indexing, &id, &event);
+    in_transaction(store.as_ref(), |tx| {
+        Box::pin(write(
+            tx,
+            indexing,
+            "AuditEvent",
+            id_ref,
+            None,
+            Method::Put,
+            Some(event.clone()),
+        ))
+    })
+    .await
+    .unwrap();
+    store.close().await;
+    id
+}
+
+/// An open server holding an AuditEvent resource that contains a Medication (see
+/// [`audit_event_resource_from_before_the_log`]), then a client is registered so that it
+/// enforces. Returns the AuditEvent id and the id of a MedicationRequest that contains a
+/// Medication of the same code.
 async fn audit_event_with_a_contained_medication(s: &Secured) -> (String, String) {
     let medication = json!({"resourceType": "Medication", "id": "med",
         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "774557006"}]}});
@@ -419,10 +448,12 @@ async fn audit_event_with_a_contained_medication(s: &Secured) -> (String, String
         "source": {"observer": {"display": "elsewhere"}},
         "entity": [{"what": {"reference": "#med"}}, {"what": {"reference": "Patient/p7"}}],
         "contained": [medication.clone()]});
-    let event = expect_status(
+    // Nobody writes the trail through the API, an open server's anonymous client neither.
+    expect_status(
         &s.server.client.post("AuditEvent", &event).await.unwrap(),
-        201,
+        403,
     );
+    let event = audit_event_resource_from_before_the_log(s, event).await;
     let request = json!({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
         "subject": {"reference": "Patient/p7"}, "medicationReference": {"reference": "#med"},
         "contained": [medication]});
@@ -437,10 +468,7 @@ async fn audit_event_with_a_contained_medication(s: &Secured) -> (String, String
     s.register("reader", "system/*.read", None).await;
     for _ in 0..100 {
         if s.server.client.get("Patient").await.unwrap().status == 401 {
-            return (
-                event["id"].as_str().unwrap().to_owned(),
-                request["id"].as_str().unwrap().to_owned(),
-            );
+            return (event, request["id"].as_str().unwrap().to_owned());
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

@@ -507,7 +507,8 @@ async fn sigterm_postgres() {
 }
 
 /// SQLite: a server stopped with SIGTERM after a busy run closes every connection and
-/// checkpoints its write-ahead log, leaving only the database file (no `-wal`, no `-shm`).
+/// checkpoints its write-ahead logs, leaving only the database and audit log files (no `-wal`,
+/// no `-shm`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_leaves_only_the_sqlite_database_file() {
     let Some((url, dir)) = database(StoreKind::Sqlite).await else {
@@ -555,9 +556,10 @@ async fn sigterm_leaves_only_the_sqlite_database_file() {
         .filter(|name| name.starts_with("signaal.db"))
         .collect();
     files.sort();
+    // The database and its audit log (decision 0032), each without `-wal` or `-shm`.
     assert_eq!(
         files,
-        ["signaal.db"],
+        ["signaal.db", "signaal.db-audit"],
         "what the stopped server left:\n{log}"
     );
 }

@@ -303,6 +303,8 @@ async fn json_logs_carry_the_request_id_in_every_line_of_a_request() {
         ])
         .env("SIGNAAL_LOG_FORMAT", "json")
         .env("SIGNAAL_LOG", "info")
+        // The access log line is at info level only when asked for.
+        .env("SIGNAAL_ACCESS_LOG", "true")
         .env_remove("SIGNAAL_BASE_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

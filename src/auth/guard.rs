@@ -537,7 +537,7 @@ impl Tx for GuardedTx {
 
     async fn write(&mut self, new: NewVersion<'_>, previous: Option<i64>) -> StoreResult<()> {
         let (rtype, id) = (new.rtype, new.id);
-        if rtype == ADMIN_ONLY && !self.grant.writes_audit_trail() {
+        if rtype == ADMIN_ONLY {
             return Err(StoreError::Forbidden(format!(
                 "{ADMIN_ONLY} resources are written by the server only"
             )));

@@ -24,9 +24,8 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 
 use crate::error::FhirError;
-use crate::search::definitions::ServerRegistry;
 use crate::store::auth::{AuthStore, ClientRecord};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use scope::{Perm, Scope};
 
 /// How `signaal serve` decides whether requests need a token.
@@ -150,13 +149,6 @@ impl Grant {
         OPEN.clone()
     }
 
-    /// Whether the grant may write AuditEvents, which are otherwise the server's own. Only on
-    /// an open server: it has no access control to keep, and what is written there is traced
-    /// like any other write (its Provenance names the anonymous agent).
-    pub fn writes_audit_trail(&self) -> bool {
-        matches!(self.agent, Agent::Anonymous)
-    }
-
     /// The scopes that count: `patient/` ones for a patient-bound token, `system/` otherwise
     /// (`user/` scopes need a user's own permissions, which this server does not know).
     fn effective(&self) -> impl Iterator<Item = &Scope> {
@@ -276,8 +268,7 @@ impl Auth {
     pub async fn start(
         settings: &AuthSettings,
         clients: Arc<dyn AuthStore>,
-        store: Arc<dyn Store>,
-        search_params: Arc<ServerRegistry>,
+        audit: audit::Sink,
         listen: SocketAddr,
         base_url: &str,
     ) -> Result<Arc<Auth>, AuthStartError> {
@@ -326,7 +317,7 @@ impl Auth {
                 jwks::tls_config(settings.jwks_ca.as_deref()).map_err(AuthStartError::Config)?,
             ),
             trusted,
-            audit: audit::Sink::start(store, search_params),
+            audit,
             registry: RwLock::new(registry),
         });
         if !enforced {

@@ -1,5 +1,9 @@
-//! The Provenance of every write: which version, by which agent, when, and what was done,
-//! written in the same transaction as the version itself.
+//! The Provenance of every write transaction: which versions, by which agent, when, and what
+//! was done, written in the same transaction as the versions themselves, just before it
+//! commits. One Provenance per transaction, whose `target`s are every version it wrote: one
+//! per create, update, patch or delete, one per transaction Bundle, one per batch entry (each
+//! entry of a batch is its own transaction, and its Provenance commits with it), one per
+//! scorer run for a patient.
 //!
 //! Every writer's transaction goes through [`traced`]: a client's and the open server's
 //! (through the authorization guard) and the risk scorer's. Recording it at the `Tx` keeps it
@@ -18,13 +22,15 @@ use crate::search::query::SearchQuery;
 use crate::store::{Current, Method, NewVersion, SearchHit, StoreError, StoreResult, Tx};
 use crate::write::{self, Indexing};
 
-/// `tx`, with a Provenance naming `agent` written after each version it writes (indexed with
-/// `indexing`'s search parameters).
+/// `tx`, with one Provenance naming `agent` and every version it wrote written when it
+/// commits (indexed with `indexing`'s search parameters).
 pub fn traced(tx: Box<dyn Tx>, agent: Agent, indexing: Arc<Indexing>) -> Box<dyn Tx> {
     Box::new(Traced {
         inner: tx,
         agent,
         indexing,
+        targets: Vec::new(),
+        recorded: 0,
     })
 }
 
@@ -32,6 +38,10 @@ struct Traced {
     inner: Box<dyn Tx>,
     agent: Agent,
     indexing: Arc<Indexing>,
+    /// The versions written so far (`Type/id/_history/n`) and what was done to each.
+    targets: Vec<(String, &'static str)>,
+    /// The latest `lastUpdated` of those versions.
+    recorded: i64,
 }
 
 #[async_trait]
@@ -55,21 +65,9 @@ impl Tx for Traced {
             (Some(_), Some(_)) => "UPDATE",
         };
         let target = format!("{}/{}/_history/{}", new.rtype, new.id, new.version);
-        let recorded = new.last_updated;
+        self.recorded = self.recorded.max(new.last_updated);
         self.inner.write(new, previous).await?;
-        let provenance = provenance(&self.agent, &target, recorded, activity);
-        // Written on the inner transaction: a Provenance has no Provenance of its own.
-        write::write(
-            &mut *self.inner,
-            &self.indexing,
-            "Provenance",
-            &new_id(),
-            None,
-            Method::Post,
-            Some(provenance),
-        )
-        .await
-        .map_err(|e| StoreError::Database(format!("recording the Provenance failed: {e}")))?;
+        self.targets.push((target, activity));
         Ok(())
     }
 
@@ -86,7 +84,23 @@ impl Tx for Traced {
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {
-        self.inner.commit().await
+        let mut this = *self;
+        if !this.targets.is_empty() {
+            let provenance = provenance(&this.agent, &this.targets, this.recorded);
+            // Written on the inner transaction: a Provenance has no Provenance of its own.
+            write::write(
+                &mut *this.inner,
+                &this.indexing,
+                "Provenance",
+                &new_id(),
+                None,
+                Method::Post,
+                Some(provenance),
+            )
+            .await
+            .map_err(|e| StoreError::Database(format!("recording the Provenance failed: {e}")))?;
+        }
+        this.inner.commit().await
     }
 
     fn source(&self) -> Option<&str> {
@@ -94,19 +108,27 @@ impl Tx for Traced {
     }
 }
 
-/// The Provenance of one written version (`activity`: a v3-DataOperation code).
-fn provenance(agent: &Agent, target: &str, recorded: i64, activity: &str) -> Value {
+/// The Provenance of the versions one transaction wrote (`targets`, each with its
+/// v3-DataOperation code). `activity` is that code when every target shares it; a transaction
+/// that did different things to different resources has no single activity, and states none.
+fn provenance(agent: &Agent, targets: &[(String, &str)], recorded: i64) -> Value {
     let meta = agent.source().map(|source| json!({"source": source}));
     let mut provenance = json!({"resourceType": "Provenance"});
     if let Some(meta) = meta {
         provenance["meta"] = meta;
     }
-    provenance["target"] = json!([{"reference": target}]);
+    provenance["target"] = targets
+        .iter()
+        .map(|(target, _)| json!({"reference": target}))
+        .collect();
     provenance["recorded"] = json!(format_instant(recorded));
-    provenance["activity"] = json!({"coding": [{
-        "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
-        "code": activity,
-    }]});
+    let first = targets[0].1;
+    if targets.iter().all(|(_, activity)| *activity == first) {
+        provenance["activity"] = json!({"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+            "code": first,
+        }]});
+    }
     provenance["agent"] = json!([{
         "type": {"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",

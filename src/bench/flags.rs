@@ -2,9 +2,12 @@
 //! search. Each operation posts a PGO-style transaction (a heart-failure patient, the diagnosis
 //! and two weights 2.5 kg apart within a day) and then searches `Flag?patient=…&status=active`
 //! every 5 ms until the weight-gain Flag is there. The latency reported is from the
-//! transaction's response (the commit) to the first search that finds the Flag; the clients
-//! keep ingesting while others wait, so it is measured under that ingest load.
+//! transaction's response (the commit) to the first search that finds the Flag. One Flag is
+//! measured at a time, under a steady background load of `rate` blood pressure creates per
+//! second (`--flag-write-rate`, 200 by default): the delay a clinician sees on a busy server,
+//! not the delay of a server saturated by the measurement itself.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,9 +22,11 @@ pub const FLAG_DELAY: &str = "commit→Flag";
 /// Gives up on one Flag after this long (counted as an error).
 const GIVE_UP: Duration = Duration::from_secs(20);
 
-pub async fn run(base: &str, clients: usize, budget: Budget) -> Result<PhaseReport, String> {
+pub async fn run(base: &str, rate: u32, budget: Budget) -> Result<PhaseReport, String> {
     let delays: Arc<Mutex<Vec<u64>>> = Arc::default();
-    let mut report = drive(FLAG_DELAY, clients, budget, |_| {
+    let (background, written) = steady_writes(base, rate);
+    let started = Instant::now();
+    let report = drive(FLAG_DELAY, 1, budget, |_| {
         let client = Client::new(base);
         let delays = delays.clone();
         move |_| {
@@ -64,10 +69,51 @@ pub async fn run(base: &str, clients: usize, budget: Budget) -> Result<PhaseRepo
             }
         }
     })
-    .await?;
+    .await;
+    background.abort();
+    let mut report = report?;
+    let achieved = written.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    report.name = format!("{FLAG_DELAY} @{achieved:.0} w/s");
     report.latency = Latency::of(delays.lock().map(|d| d.clone()).unwrap_or_default());
     report.resources *= 4;
     Ok(report)
+}
+
+/// The most background writes in flight at once (a slow server lowers the achieved rate
+/// rather than piling up requests).
+const IN_FLIGHT: usize = 64;
+
+/// Creates blood pressure Observations at `rate` per second until aborted; counts the ones
+/// that succeeded.
+fn steady_writes(base: &str, rate: u32) -> (tokio::task::JoinHandle<()>, Arc<AtomicU64>) {
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    let client = Client::new(base);
+    let task = tokio::spawn(async move {
+        if rate == 0 {
+            return;
+        }
+        let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for seq in 0u64.. {
+            tick.tick().await;
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let client = client.clone();
+            let counter = counter.clone();
+            let body = super::blood_pressure(seq).to_string().into_bytes();
+            tokio::spawn(async move {
+                let reply = client.send("POST", "Observation", &[], Some(body)).await;
+                if reply.is_ok_and(|r| success(&r).is_ok()) {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(slot);
+            });
+        }
+    });
+    (task, written)
 }
 
 /// A PGO upload that raises a weight-gain Flag: new patient, heart failure, +2.5 kg in 20 h.

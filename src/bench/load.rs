@@ -14,9 +14,16 @@ pub const CREATE: &str = "create (HTTP)";
 pub const READ: &str = "read (HTTP)";
 pub const UPDATE: &str = "update (HTTP)";
 
-/// Runs create, then read and update on the resources created.
-pub async fn run(base: &str, clients: usize, budget: Budget) -> Result<Vec<PhaseReport>, String> {
+/// Runs create, then read and update on the resources created; with `database` (the
+/// server's), each phase's storage per request too.
+pub async fn run(
+    base: &str,
+    clients: usize,
+    budget: Budget,
+    database: Option<&str>,
+) -> Result<Vec<PhaseReport>, String> {
     probe(base).await?;
+    let mut size = Storage::of(database).await?;
 
     let created = Arc::new(Mutex::new(Vec::<String>::new()));
     let create = drive(CREATE, clients, budget, |_| {
@@ -40,6 +47,8 @@ pub async fn run(base: &str, clients: usize, budget: Budget) -> Result<Vec<Phase
         }
     })
     .await?;
+    let mut create = create;
+    create.bytes_per_request = size.grown(&create).await?;
 
     let ids: Arc<Vec<String>> = Arc::new(std::mem::take(
         &mut *created.lock().map_err(|e| e.to_string())?,
@@ -63,6 +72,8 @@ pub async fn run(base: &str, clients: usize, budget: Budget) -> Result<Vec<Phase
         }
     })
     .await?;
+    let mut read = read;
+    read.bytes_per_request = size.grown(&read).await?;
 
     // Worker w updates ids w, w + clients, w + 2·clients, …: two workers never write the same
     // resource at once (unless fewer resources than clients were created), so the numbers are
@@ -88,8 +99,49 @@ pub async fn run(base: &str, clients: usize, budget: Budget) -> Result<Vec<Phase
         }
     })
     .await?;
+    let mut update = update;
+    update.bytes_per_request = size.grown(&update).await?;
 
     Ok(vec![create, read, update])
+}
+
+/// The storage of the server's database between phases.
+pub(super) struct Storage<'a> {
+    database: Option<&'a str>,
+    bytes: u64,
+}
+
+/// How long the server is given to write what it records behind the requests (its audit
+/// log is written in batches) before the storage is measured.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(1_000);
+
+impl<'a> Storage<'a> {
+    pub(super) async fn of(database: Option<&'a str>) -> Result<Storage<'a>, String> {
+        let bytes = match database {
+            Some(url) => used_bytes(url).await?,
+            None => 0,
+        };
+        Ok(Storage { database, bytes })
+    }
+
+    /// The bytes added since the last measurement, per successful operation of `phase`.
+    pub(super) async fn grown(&mut self, phase: &PhaseReport) -> Result<Option<f64>, String> {
+        let Some(url) = self.database else {
+            return Ok(None);
+        };
+        tokio::time::sleep(SETTLE).await;
+        let now = used_bytes(url).await?;
+        let grown = now.saturating_sub(self.bytes);
+        self.bytes = now;
+        let done = phase.requests - phase.errors;
+        Ok((done > 0).then(|| grown as f64 / done as f64))
+    }
+}
+
+async fn used_bytes(url: &str) -> Result<u64, String> {
+    crate::store::size::used_bytes(url)
+        .await
+        .map_err(|e| format!("--database: {e}"))
 }
 
 /// Fails clearly, before any load, when there is no FHIR server at `base`.

@@ -63,6 +63,10 @@ pub struct Options {
     /// visible through search (writes patients, measurements and Flags into the server).
     #[arg(long)]
     pub flag_delay: bool,
+    /// With --flag-delay: the steady write load (blood pressure creates per second) under
+    /// which the delay is measured, one Flag at a time.
+    #[arg(long, default_value_t = 200)]
+    pub flag_write_rate: u32,
     /// Load this many synthetic patients (transaction Bundles shaped like Synthea's,
     /// `synthetic::RESOURCES_PER_PATIENT` resources each), `--clients` at a time, after the
     /// other loads. They are written into the server.
@@ -81,7 +85,8 @@ pub struct Options {
     #[arg(long, requires_all = ["search", "database"])]
     pub explain: bool,
     /// The database of the server under test (sqlite://PATH or loopback postgres://…), only
-    /// read, for --explain.
+    /// read: for --explain, and in the write phases for the storage each request adds
+    /// (bytes per request of create, read and update).
     #[arg(long)]
     pub database: Option<String>,
     /// Skip the HTTP phases (measure only the raw store insert rate).
@@ -160,15 +165,28 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
     }
     if !options.raw_only {
         check_loopback_url(&options.url)?;
-        reports.extend(load::run(&options.url, options.clients, budget).await?);
+        // First, while the scoring queue holds only what the phase itself writes: after the
+        // ingest phases it holds their backlog, and the delay would measure that.
+        if options.flag_delay {
+            reports.push(flags::run(&options.url, options.flag_write_rate, budget).await?);
+        }
+        if let Some(database) = &options.database {
+            check_loopback_database(database)?;
+        }
+        reports.extend(
+            load::run(
+                &options.url,
+                options.clients,
+                budget,
+                options.database.as_deref(),
+            )
+            .await?,
+        );
         let sizes = &options.transaction_sizes;
         if sizes.iter().any(|&n| n == 0 || n > 10_000) {
             return Err("--transaction-sizes must be between 1 and 10000".into());
         }
         reports.extend(ingest::transactions(&options.url, options.clients, budget, sizes).await?);
-        if options.flag_delay {
-            reports.push(flags::run(&options.url, options.clients, budget).await?);
-        }
         reports.extend(loads(options).await?);
     }
     if let Some(database) = &options.raw_database {
@@ -330,7 +348,7 @@ fn report_table(options: &Options, reports: &[PhaseReport]) -> String {
         describe_budget(options)
     ));
     out.push_str(&format!(
-        "{:<24} {:>9} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9}\n",
+        "{:<24} {:>9} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8}\n",
         "phase",
         "requests",
         "errors",
@@ -340,12 +358,13 @@ fn report_table(options: &Options, reports: &[PhaseReport]) -> String {
         "p95 ms",
         "p99 ms",
         "max ms",
-        "seconds"
+        "seconds",
+        "B/req"
     ));
     for r in reports {
         let l = &r.latency;
         out.push_str(&format!(
-            "{:<24} {:>9} {:>7} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1}\n",
+            "{:<24} {:>9} {:>7} {:>9.1} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>8}\n",
             r.name,
             r.requests,
             r.errors,
@@ -355,7 +374,10 @@ fn report_table(options: &Options, reports: &[PhaseReport]) -> String {
             ms(l.p95),
             ms(l.p99),
             ms(l.max),
-            r.elapsed.as_secs_f64()
+            r.elapsed.as_secs_f64(),
+            r.bytes_per_request
+                .map(|b| format!("{b:.0}"))
+                .unwrap_or_else(|| "-".into())
         ));
     }
     let create = reports.iter().find(|r| r.name == load::CREATE);
@@ -390,6 +412,7 @@ fn report_json(options: &Options, reports: &[PhaseReport]) -> Value {
             "throughput": r.throughput(),
             "resources": r.resources,
             "resources_per_second": r.resource_rate(),
+            "bytes_per_request": r.bytes_per_request,
             "latency_ms": {
                 "mean": ms(r.latency.mean),
                 "p50": ms(r.latency.p50),

@@ -70,6 +70,8 @@ pub struct PhaseReport {
     /// Resources the successful operations wrote or read: one per operation, unless the
     /// phase says otherwise (a transaction of 100 entries writes 100).
     pub resources: u64,
+    /// Storage the phase added to the database, per successful operation (with `--database`).
+    pub bytes_per_request: Option<f64>,
 }
 
 impl PhaseReport {
@@ -192,6 +194,7 @@ where
         ));
     }
     Ok(PhaseReport {
+        bytes_per_request: None,
         name: name.to_owned(),
         requests,
         errors,

@@ -8,8 +8,8 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
-    async_job, capabilities, create, delete, everything, export, history, lastn, patch, read,
-    reindex, scoring_coverage, search, transaction, update, vread, worklist,
+    async_job, audit_event, capabilities, create, delete, everything, export, history, lastn,
+    patch, read, reindex, scoring_coverage, search, transaction, update, vread, worklist,
 };
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
@@ -74,6 +74,23 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         [op, ..] if op.starts_with('$') => {
             Err(FhirError::NotFound(format!("Unknown operation {op}")))
         }
+        // The audit trail is served from the audit log, and written by the server only.
+        ["AuditEvent"] => match *method {
+            Method::GET => audit_event::search(app, request).await,
+            Method::POST | Method::PUT | Method::DELETE | Method::PATCH => {
+                Err(audit_event::refuse_write())
+            }
+            _ => Err(not_allowed("GET")),
+        },
+        ["AuditEvent", "_search"] => match *method {
+            Method::POST => audit_event::search(app, request).await,
+            _ => Err(not_allowed("POST")),
+        },
+        ["AuditEvent", id] if !id.starts_with('$') && *id != "_history" => match *method {
+            Method::GET => audit_event::read(app, id).await,
+            Method::PUT | Method::DELETE | Method::PATCH => Err(audit_event::refuse_write()),
+            _ => Err(not_allowed("GET")),
+        },
         [rtype] => match *method {
             Method::GET => search::search(app, request, rtype).await,
             Method::POST => create::create(app, request, rtype).await,

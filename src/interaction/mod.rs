@@ -1,6 +1,7 @@
 //! The RESTful interactions of the FHIR http page, one file each, plus what they share.
 
 pub mod async_job;
+pub mod audit_event;
 pub mod batch;
 pub mod bundle_entry;
 pub mod canonical;

@@ -31,7 +31,14 @@ pub struct Config {
     pub caseload: usize,
     /// Whether the server runs the background worker that drains the queue.
     pub worker: bool,
+    /// How often the worker looks at the queue without being woken: commits that queue a
+    /// patient wake it at once, so this only bounds how late a retry, a measurement stamped
+    /// in the future or a lost wake-up is picked up.
+    pub poll: std::time::Duration,
 }
+
+/// The default of `Config::poll`.
+pub const DEFAULT_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Default for Config {
     fn default() -> Self {
@@ -40,6 +47,7 @@ impl Default for Config {
             daily_at: chrono::NaiveTime::from_hms_opt(2, 0, 0),
             caseload: 120,
             worker: true,
+            poll: DEFAULT_POLL,
         }
     }
 }

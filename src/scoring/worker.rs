@@ -1,6 +1,11 @@
 //! The background worker of `signaal serve`: drains the scoring queue (patients whose inputs
 //! changed) and re-scores everyone once a day at the configured time.
 //!
+//! It does not poll for new work: a commit that queues a patient wakes it (the store's
+//! [`Store::queue_signal`]: in-process, and on PostgreSQL from every server on the database
+//! through `LISTEN`/`NOTIFY`). A slow fallback poll (`Config::poll`, 5 s by default) picks up
+//! retries that fall due, measurements stamped in the future and any wake-up that was lost.
+//!
 //! The queue is a table written in the same transaction as the inputs, so a crash loses
 //! nothing: a patient stays queued until scored. Scoring is idempotent, so scoring a patient
 //! twice (a crash after scoring but before dequeuing, or two servers on one PostgreSQL) is
@@ -21,9 +26,8 @@ use crate::error::FhirError;
 use crate::fhir::datetime::{format_instant, now_ms};
 use crate::store::Store;
 
-/// How long the worker sleeps when the queue is empty: the longest a new measurement waits
-/// before it is scored (plus the scoring itself).
-const IDLE: Duration = Duration::from_millis(100);
+/// How long the worker waits after the queue could not be read.
+const UNREADABLE: Duration = Duration::from_secs(1);
 /// How many queued patients are read at a time, and how many patients of the daily re-score
 /// are done between two rounds of queue work.
 const BATCH: usize = 32;
@@ -124,12 +128,26 @@ async fn score_isolated(app: Arc<App>, patient: String) -> Result<Option<i64>, F
 }
 
 async fn run(app: Weak<App>) {
-    let mut daily = {
+    let (mut daily, poll, wake) = {
         let Some(app) = app.upgrade() else { return };
-        app.scoring
+        let daily = app
+            .scoring
             .config
             .daily_at
-            .map(|at| next_daily(at, now_ms()))
+            .map(|at| next_daily(at, now_ms()));
+        (daily, app.scoring.config.poll, app.store.queue_signal())
+    };
+    // Without a signal from the store, the fallback poll is all there is.
+    let idle = |poll: Duration| {
+        let wake = wake.clone();
+        async move {
+            match wake {
+                Some(wake) => {
+                    let _ = tokio::time::timeout(poll, wake.notified()).await;
+                }
+                None => tokio::time::sleep(poll.min(Duration::from_millis(100))).await,
+            }
+        }
     };
     let mut full: Option<(FullRescore, std::time::Instant)> = None;
     loop {
@@ -176,11 +194,18 @@ async fn run(app: Weak<App>) {
         let busy = full.is_some();
         drop(strong);
         match round {
-            Ok(0) if !busy => tokio::time::sleep(IDLE).await,
+            // Until a commit queues a patient (a wake-up that came while the round ran is
+            // kept: the next wait returns at once), the fallback poll, or the daily run.
+            Ok(0) if !busy => {
+                let until_daily = daily
+                    .map(|due| Duration::from_millis((due - now_ms()).max(0) as u64))
+                    .unwrap_or(poll);
+                idle(poll.min(until_daily)).await
+            }
             Ok(_) => {}
             Err(e) => {
                 tracing::debug!(error = %e, "scoring queue not readable");
-                tokio::time::sleep(IDLE * 10).await;
+                tokio::time::sleep(UNREADABLE).await;
             }
         }
     }

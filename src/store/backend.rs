@@ -34,6 +34,13 @@ pub trait Backend: Send + Sync + Sized + 'static {
 
     /// Opens the database named by `url`, creating and migrating it as needed.
     async fn open(url: &str) -> StoreResult<Self>;
+    /// The statement a transaction that queued a patient for scoring runs before it commits,
+    /// to wake the other servers on the database (PostgreSQL `NOTIFY`); `None` where only one
+    /// server uses the database.
+    const NOTIFY_QUEUED: Option<&'static str> = None;
+    /// Starts waking `queued` whenever another server's commit queued a patient (PostgreSQL
+    /// `LISTEN`), until `queued` is dropped. Nothing to do where one server has the database.
+    async fn listen(&self, _queued: std::sync::Weak<tokio::sync::Notify>) {}
     /// The pool reads run on.
     fn reader(&self) -> &Pool<Self::Db>;
     /// The pool writes outside a [`Tx`](super::Tx) run on (the scoring queue, authorization

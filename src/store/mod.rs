@@ -15,9 +15,11 @@ use async_trait::async_trait;
 use crate::search::index::IndexEntries;
 use crate::search::query::{KeyValue, SearchQuery};
 
+pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod postgres;
+pub mod size;
 pub mod sql;
 pub mod sql_store;
 pub mod sqlite;
@@ -279,6 +281,12 @@ pub trait Store: Send + Sync {
     /// open server; the authorization guard says otherwise.
     async fn may_reindex(&self) -> StoreResult<()> {
         Ok(())
+    }
+    /// Notified when a committed write (or [`Store::queue_patient`]) queued a patient for
+    /// scoring, so the scoring worker need not poll: by this server's commits, and on
+    /// PostgreSQL by every server's on the database (`LISTEN`/`NOTIFY`). `None`: poll.
+    fn queue_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
     }
     /// Checks that the database answers (for `/health`).
     async fn ping(&self) -> StoreResult<()>;

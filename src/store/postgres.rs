@@ -20,6 +20,8 @@ pub type PostgresStore = SqlStore<Postgres>;
 /// A PostgreSQL database: one pool for reads and writes.
 pub struct Postgres {
     pool: PgPool,
+    /// The scoring queue's `LISTEN` task.
+    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[async_trait]
@@ -27,6 +29,7 @@ impl Backend for Postgres {
     type Db = sqlx::Postgres;
     const DIALECT: Dialect = Dialect::Postgres;
     const LOCK_ROW: &'static str = " FOR UPDATE";
+    const NOTIFY_QUEUED: Option<&'static str> = Some("NOTIFY signaal_scoring_queue");
 
     async fn open(url: &str) -> StoreResult<Self> {
         let options: PgConnectOptions = url
@@ -43,7 +46,52 @@ impl Backend for Postgres {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Postgres { pool })
+        Ok(Postgres {
+            pool,
+            listener: Default::default(),
+        })
+    }
+
+    /// A task holding one connection that `LISTEN`s for the scoring queue; it reconnects
+    /// after a lost connection (waking the worker once, in case a notification was missed) and
+    /// ends when the store is dropped or closed.
+    async fn listen(&self, queued: std::sync::Weak<tokio::sync::Notify>) {
+        let pool = self.pool.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(listener) => listener,
+                    Err(_) if pool.is_closed() => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "scoring queue: LISTEN not connected; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen("signaal_scoring_queue").await {
+                    tracing::debug!(error = %e, "scoring queue: LISTEN failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                loop {
+                    // `None`: the connection was lost; the listener reconnects (and listens
+                    // again) on the next call. Wake the worker then too: a notification may
+                    // have been missed.
+                    let received = listener.try_recv().await;
+                    let Some(notify) = queued.upgrade() else {
+                        return;
+                    };
+                    notify.notify_one();
+                    if let Err(e) = received {
+                        tracing::debug!(error = %e, "scoring queue: LISTEN lost; reconnecting");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                }
+            }
+        });
+        // Ended before the pool closes: it holds one of the pool's connections.
+        *self.listener.lock().expect("listener lock") = Some(task);
     }
 
     fn reader(&self) -> &PgPool {
@@ -73,6 +121,11 @@ impl Backend for Postgres {
     }
 
     async fn close(&self) {
+        let task = self.listener.lock().expect("listener lock").take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
         self.pool.close().await;
     }
 }

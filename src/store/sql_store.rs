@@ -4,8 +4,11 @@
 //! its writer pool, and a [`Tx`] holds one transaction begun the backend's way; what differs
 //! per database is in `sqlite.rs` and `postgres.rs`.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::{Executor, Transaction};
+use tokio::sync::Notify;
 
 use super::backend::{Backend, Column, Columns, Sqlx};
 use super::sql::{self, Sql};
@@ -19,14 +22,18 @@ use crate::search::query::{Contained, KeyKind, KeyValue, SearchQuery, SortKey};
 /// A store on the database `B`.
 pub struct SqlStore<B> {
     backend: B,
+    /// Woken when a committed write queued a patient for scoring: by this store's own
+    /// commits, and on PostgreSQL by every server's (`LISTEN`, see [`Backend::listen`]).
+    queued: Arc<Notify>,
 }
 
 impl<B: Backend> SqlStore<B> {
     /// Opens the database named by `url` (see [`Backend::open`]).
     pub async fn open(url: &str) -> StoreResult<Self> {
-        Ok(SqlStore {
-            backend: B::open(url).await?,
-        })
+        let backend = B::open(url).await?;
+        let queued = Arc::new(Notify::new());
+        backend.listen(Arc::downgrade(&queued)).await;
+        Ok(SqlStore { backend, queued })
     }
 
     pub(super) fn reader(&self) -> impl Executor<'_, Database = B::Db> {
@@ -97,7 +104,11 @@ fn hits(rows: Vec<impl Columns>, sort: &[SortKey], contained: bool) -> StoreResu
 impl<B: Backend> Store for SqlStore<B> {
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         let tx = self.backend.begin().await?;
-        Ok(Box::new(SqlTx::<B> { tx }))
+        Ok(Box::new(SqlTx::<B> {
+            tx,
+            queued: self.queued.clone(),
+            queues: false,
+        }))
     }
 
     async fn read(&self, rtype: &str, id: &str) -> StoreResult<Option<Version>> {
@@ -240,6 +251,10 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn queue_patient(&self, patient: &str, at: i64) -> StoreResult<()> {
         let sql = sql::queue_patient(B::DIALECT, patient, at);
         B::Db::prepare(&sql).execute(self.writer()).await?;
+        if let Some(notify) = B::NOTIFY_QUEUED {
+            B::Db::query(notify).execute(self.writer()).await?;
+        }
+        self.queued.notify_one();
         Ok(())
     }
 
@@ -248,6 +263,10 @@ impl<B: Backend> Store for SqlStore<B> {
         sql::check(&sql)?;
         let rows = B::Db::prepare(&sql).fetch_all(self.reader()).await?;
         Ok(B::plan(&rows)?)
+    }
+
+    fn queue_signal(&self) -> Option<Arc<Notify>> {
+        Some(self.queued.clone())
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -263,6 +282,9 @@ impl<B: Backend> Store for SqlStore<B> {
 /// A write transaction on the database `B`.
 struct SqlTx<B: Backend> {
     tx: Transaction<'static, B::Db>,
+    queued: Arc<Notify>,
+    /// Whether the transaction queued a patient for scoring.
+    queues: bool,
 }
 
 impl<B: Backend> SqlTx<B> {
@@ -361,11 +383,24 @@ impl<B: Backend> Tx for SqlTx<B> {
     async fn queue_compartment(&mut self, rtype: &str, id: &str, at: i64) -> StoreResult<()> {
         let sql = sql::queue_compartment(B::DIALECT, rtype, id, at);
         B::Db::prepare(&sql).execute(self.connection()).await?;
+        self.queues = true;
         Ok(())
     }
 
-    async fn commit(self: Box<Self>) -> StoreResult<()> {
-        self.tx.commit().await?;
+    async fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        if self.queues {
+            // Delivered to the listening servers when (and only if) the transaction commits.
+            if let Some(notify) = B::NOTIFY_QUEUED {
+                B::Db::query(notify).execute(self.connection()).await?;
+            }
+        }
+        let SqlTx {
+            tx, queued, queues, ..
+        } = *self;
+        tx.commit().await?;
+        if queues {
+            queued.notify_one();
+        }
         Ok(())
     }
 }

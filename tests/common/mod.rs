@@ -49,6 +49,15 @@ impl TestServer {
         configure: impl FnOnce(&mut Settings),
     ) -> Option<TestServer> {
         let (database_url, dir) = fresh_database(kind).await?;
+        Some(Self::start_on(database_url, dir, configure).await)
+    }
+
+    /// Starts a server on an existing database (`dir`: the directory to remove with it).
+    pub async fn start_on(
+        database_url: String,
+        dir: Option<TempDir>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestServer {
         let listen = "127.0.0.1:0".parse::<SocketAddr>().unwrap();
         let mut settings = Settings::new(listen, database_url.clone());
         configure(&mut settings);
@@ -62,14 +71,14 @@ impl TestServer {
             .await
             .expect("server runs");
         });
-        Some(TestServer {
+        TestServer {
             client: Client::new(&base),
             base,
             database_url,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
-        })
+        }
     }
 
     /// Stops the server and waits until it has drained and closed the store, keeping its
