@@ -33,6 +33,8 @@ pub struct App {
     pub auth: Arc<Auth>,
     /// Jobs of the asynchronous request pattern (`$reindex` with `Prefer: respond-async`).
     pub jobs: Arc<Jobs>,
+    /// Topic-based subscriptions: topics, the live subscriptions, websocket bindings.
+    pub subscriptions: Arc<crate::subscription::Subscriptions>,
 }
 
 /// The default of `body_limit`: 16 MiB.

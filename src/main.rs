@@ -136,6 +136,10 @@ enum Command {
         /// refuses to start: a reverse proxy would publish an API that asks for no token.
         #[arg(long, env = "SIGNAAL_ALLOW_OPEN_ON_PUBLIC_BASE")]
         allow_open_on_public_base: bool,
+        /// Let rest-hook subscriptions notify `http://` endpoints on any host (without it only
+        /// `https://`, or `http://` on a loopback address).
+        #[arg(long, env = "SIGNAAL_SUBSCRIPTION_ALLOW_HTTP")]
+        subscription_allow_http: bool,
     },
     /// Re-score patients now (progress on stderr): every patient with --all.
     Score {
@@ -211,6 +215,7 @@ fn main() -> ExitCode {
                 trusted_jwks,
                 jwks_ca,
                 allow_open_on_public_base,
+                subscription_allow_http,
             } => {
                 let scoring = match scoring.config() {
                     Ok(config) => config,
@@ -238,6 +243,10 @@ fn main() -> ExitCode {
                         trusted_jwks,
                         jwks_ca,
                         allow_open_on_public_base,
+                    },
+                    subscriptions: signaal::subscription::Settings {
+                        allow_http: subscription_allow_http,
+                        ..Default::default()
                     },
                 };
                 serve(settings).await

@@ -30,6 +30,8 @@ pub struct Settings {
     pub scoring: crate::scoring::run::Config,
     /// When requests need an access token, and which external issuer is trusted.
     pub auth: crate::auth::AuthSettings,
+    /// Topic-based subscriptions (worker, `--subscription-allow-http`).
+    pub subscriptions: crate::subscription::Settings,
 }
 
 impl Settings {
@@ -45,6 +47,7 @@ impl Settings {
             search_budget: Default::default(),
             scoring: Default::default(),
             auth: Default::default(),
+            subscriptions: Default::default(),
         }
     }
 }
@@ -64,7 +67,7 @@ pub enum StartError {
 
 /// Opens the store and binds the listener; the server is ready when this returns.
 pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), StartError> {
-    let (store, clients) = store::open_with_auth(&settings.database_url).await?;
+    let (store, clients, subscription_store) = store::open_all(&settings.database_url).await?;
     let listen_error = |source| StartError::Listen {
         addr: settings.listen,
         source,
@@ -106,7 +109,14 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         max_bundle_entries: settings.max_bundle_entries,
         search_budget: settings.search_budget,
         scoring: Arc::new(crate::scoring::run::Scoring::new(settings.scoring.clone())),
+        subscriptions: Arc::new(crate::subscription::Subscriptions::new(
+            subscription_store,
+            settings.subscriptions.clone(),
+        )),
     });
+    if settings.subscriptions.worker {
+        crate::subscription::spawn(&app);
+    }
     if settings.scoring.worker {
         crate::scoring::worker::spawn(&app);
     }
@@ -129,6 +139,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     app.auth.audit.close().await;
+    app.subscriptions.stop_all();
     app.store.close().await;
     result
 }
