@@ -143,6 +143,8 @@ async fn step(
             return Ok(Some(POLL));
         }
     };
+    // The creator's access, again at every step: a removed client's subscription stops.
+    access::owner_grant(app, state.owner.as_deref()).await?;
     let now = now_ms();
     let pending = state.events > state.delivered;
     if pending && now >= state.next_attempt_at && config.status == "active" {
