@@ -97,7 +97,10 @@ async fn patients(server: &TestServer, ids: &[&str]) {
     for id in ids {
         let reply = server
             .client
-            .put(&format!("Patient/{id}"), &json!({"resourceType": "Patient", "id": id}))
+            .put(
+                &format!("Patient/{id}"),
+                &json!({"resourceType": "Patient", "id": id}),
+            )
             .await
             .unwrap();
         assert!(reply.status == 201 || reply.status == 200);
@@ -140,14 +143,20 @@ both_stores!(rest_hook_lifecycle, |server| {
         .await
         .expect("an event notification");
     assert_eq!(event.event_numbers(), vec![1]);
-    assert_eq!(status_parameter(&event.body, "events-since-subscription-start"), "1");
+    assert_eq!(
+        status_parameter(&event.body, "events-since-subscription-start"),
+        "1"
+    );
     assert_eq!(status_parameter(&event.body, "topic"), FLAG_TOPIC);
     let focus = &event.body["entry"][1];
     assert_eq!(focus["resource"]["id"], flag_id.as_str());
     assert_eq!(focus["request"]["method"], "POST");
 
     // Heartbeats while nothing happens.
-    let heartbeat = receiver.next_of("heartbeat", WAIT).await.expect("a heartbeat");
+    let heartbeat = receiver
+        .next_of("heartbeat", WAIT)
+        .await
+        .expect("a heartbeat");
     assert_eq!(status_parameter(&heartbeat.body, "status"), "active");
 
     // The endpoint goes down: the flag made inactive is retried until it comes back.
@@ -170,7 +179,9 @@ both_stores!(rest_hook_lifecycle, |server| {
     // Meanwhile $events replays what was recorded, by number.
     let replay = server
         .client
-        .get(&format!("Subscription/{id}/$events?eventsSinceNumber=1&eventsUntilNumber=2"))
+        .get(&format!(
+            "Subscription/{id}/$events?eventsSinceNumber=1&eventsUntilNumber=2"
+        ))
         .await
         .unwrap();
     let replay = expect_status(&replay, 200);
@@ -223,14 +234,22 @@ both_stores!(rest_hook_lifecycle, |server| {
     post(&server, "Flag", &flag("sub-p1", "active", 5)).await;
     let after = receiver.next(Duration::from_secs(2)).await;
     assert!(
-        after.as_ref().is_none_or(|r| r.kind() != "event-notification"),
+        after
+            .as_ref()
+            .is_none_or(|r| r.kind() != "event-notification"),
         "an event after off: {:?}",
         after.map(|r| r.body)
     );
 });
 
 both_stores!(an_http_endpoint_off_loopback_is_an_error, |server| {
-    let s = subscription(FLAG_TOPIC, &[], "rest-hook", "http://coach.example.org/hook", "id-only");
+    let s = subscription(
+        FLAG_TOPIC,
+        &[],
+        "rest-hook",
+        "http://coach.example.org/hook",
+        "id-only",
+    );
     let id = post(&server, "Subscription", &s).await["id"]
         .as_str()
         .unwrap()
@@ -289,7 +308,10 @@ both_stores!(an_encounter_notifies_once_when_it_finishes, |server| {
         .as_str()
         .unwrap()
         .to_owned();
-    receiver.next_of("handshake", WAIT).await.expect("handshake");
+    receiver
+        .next_of("handshake", WAIT)
+        .await
+        .expect("handshake");
     until_status(&server, &id, "active").await;
     let mut encounter = json!({
         "resourceType": "Encounter", "status": "in-progress",
@@ -318,8 +340,14 @@ both_stores!(an_encounter_notifies_once_when_it_finishes, |server| {
         .expect("an event");
     assert_eq!(event.event_numbers(), vec![1]);
     let focus = &event.body["entry"][1];
-    assert!(focus["fullUrl"].as_str().unwrap().ends_with(&format!("Encounter/{eid}")));
-    assert!(focus.get("resource").is_none(), "id-only carries no resource");
+    assert!(focus["fullUrl"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("Encounter/{eid}")));
+    assert!(
+        focus.get("resource").is_none(),
+        "id-only carries no resource"
+    );
     assert!(receiver
         .next_of("event-notification", Duration::from_secs(2))
         .await
@@ -378,7 +406,10 @@ both_stores!(a_posted_topic_is_in_force_at_once, |server| {
         .as_str()
         .unwrap()
         .to_owned();
-    receiver.next_of("handshake", WAIT).await.expect("handshake");
+    receiver
+        .next_of("handshake", WAIT)
+        .await
+        .expect("handshake");
     until_status(&server, &id, "active").await;
     post(
         &server,
@@ -390,7 +421,10 @@ both_stores!(a_posted_topic_is_in_force_at_once, |server| {
         .next_of("event-notification", WAIT)
         .await
         .expect("an event of the posted topic");
-    assert_eq!(event.body["entry"][1]["resource"]["code"]["text"], "peanuts");
+    assert_eq!(
+        event.body["entry"][1]["resource"]["code"]["text"],
+        "peanuts"
+    );
 });
 
 both_stores!(the_capability_statement_lists_the_topics, |server| {
@@ -497,7 +531,9 @@ both_stores!(websocket_channel, |server| {
         .await
         .expect("the websocket connects");
     socket
-        .send(Message::Text(format!("bind-with-token: {}", param("token")).into()))
+        .send(Message::Text(
+            format!("bind-with-token: {}", param("token")).into(),
+        ))
         .await
         .unwrap();
     let handshake = next_text(&mut socket).await;
@@ -525,20 +561,35 @@ async fn notifications_follow_the_creators_access() {
     };
     s.register("admin", "system/*.cruds", None).await;
     let admin = s.token("admin", "system/*.cruds").await;
-    s.register("watcher", "system/Subscription.cruds system/Observation.rs", None)
-        .await;
+    s.register(
+        "watcher",
+        "system/Subscription.cruds system/Observation.rs",
+        None,
+    )
+    .await;
     let watcher = s
         .token("watcher", "system/Subscription.cruds system/Observation.rs")
         .await;
     let receiver = Receiver::start().await;
     let sub = subscription(FLAG_TOPIC, &[], "rest-hook", &receiver.url, "full-resource");
-    let created = expect_status(&s.call(&watcher, "POST", "Subscription", Some(&sub)).await, 201);
+    let created = expect_status(
+        &s.call(&watcher, "POST", "Subscription", Some(&sub)).await,
+        201,
+    );
     let id = created["id"].as_str().unwrap().to_owned();
-    receiver.next_of("handshake", WAIT).await.expect("handshake");
+    receiver
+        .next_of("handshake", WAIT)
+        .await
+        .expect("handshake");
     let flagged = json!({"resourceType": "Patient", "id": "acc-p1"});
-    expect_status(&s.call(&admin, "PUT", "Patient/acc-p1", Some(&flagged)).await, 201);
     expect_status(
-        &s.call(&admin, "POST", "Flag", Some(&flag("acc-p1", "active", 3))).await,
+        &s.call(&admin, "PUT", "Patient/acc-p1", Some(&flagged))
+            .await,
+        201,
+    );
+    expect_status(
+        &s.call(&admin, "POST", "Flag", Some(&flag("acc-p1", "active", 3)))
+            .await,
         201,
     );
     assert!(
@@ -557,15 +608,185 @@ async fn notifications_follow_the_creators_access() {
             .await
             .json();
         if current["status"] == "error" {
-            assert!(current["error"].as_str().unwrap().contains("no longer registered"));
+            assert!(current["error"]
+                .as_str()
+                .unwrap()
+                .contains("no longer registered"));
             break;
         }
-        assert!(Instant::now() < deadline, "the subscription did not stop: {current}");
+        assert!(
+            Instant::now() < deadline,
+            "the subscription did not stop: {current}"
+        );
         // Events make the delivery look at the creator again.
         expect_status(
-            &s.call(&admin, "POST", "Flag", Some(&flag("acc-p1", "active", 4))).await,
+            &s.call(&admin, "POST", "Flag", Some(&flag("acc-p1", "active", 4)))
+                .await,
             201,
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// A `signaal serve` process on a loopback port (the real binary, so it can be killed).
+struct Process {
+    child: std::process::Child,
+    client: signaal::client::Client,
+    log: std::path::PathBuf,
+}
+
+impl Process {
+    async fn start(database_url: &str, dir: &std::path::Path) -> Process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let log = dir.join(format!("signaal-{port}.log"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_signaal"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--database", database_url])
+            .env_remove("SIGNAAL_BASE_URL")
+            .env("SIGNAAL_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the signaal binary starts");
+        let mut process = Process {
+            child,
+            client: signaal::client::Client::new(&format!("http://127.0.0.1:{port}/fhir")),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = process.child.try_wait().unwrap() {
+                panic!("signaal exited with {status}: {}", process.log_text());
+            }
+            let health = format!("http://127.0.0.1:{port}/health");
+            if process
+                .client
+                .get(&health)
+                .await
+                .is_ok_and(|r| r.status == 200)
+            {
+                return process;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "signaal did not start: {}",
+                process.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL"); // SIGKILL on Unix: no chance to drain
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill();
+        }
+    }
+}
+
+/// kill -9 while flags are written and notified: after a restart on the same database every
+/// acknowledged write reaches the endpoint (at least once), none is lost.
+async fn kill_during_delivery_loses_nothing(kind: common::StoreKind) {
+    let Some((database_url, dir)) = common::fresh_database(kind).await else {
+        return;
+    };
+    let logs = common::TempDir::new();
+    let dir_path = dir.as_ref().map_or(logs.0.clone(), |d| d.0.clone());
+    let mut server = Process::start(&database_url, &dir_path).await;
+    let receiver = Receiver::start().await;
+    let reply = server
+        .client
+        .put(
+            "Patient/kill-p1",
+            &json!({"resourceType": "Patient", "id": "kill-p1"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 201);
+    let s = subscription(
+        FLAG_TOPIC,
+        &["Flag?patient=Patient/kill-p1"],
+        "rest-hook",
+        &receiver.url,
+        "id-only",
+    );
+    let created = server.client.post("Subscription", &s).await.unwrap();
+    assert_eq!(created.status, 201);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    receiver
+        .next_of("handshake", WAIT)
+        .await
+        .expect("handshake");
+    let deadline = Instant::now() + WAIT;
+    while server
+        .client
+        .get(&format!("Subscription/{id}"))
+        .await
+        .unwrap()
+        .json()["status"]
+        != "active"
+    {
+        assert!(Instant::now() < deadline, "never active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Writes, with the endpoint slow to come by (down half the time), and the kill among them.
+    let mut acknowledged = std::collections::BTreeSet::new();
+    for i in 0..30 {
+        receiver.set_down(i % 2 == 0);
+        if i == 20 {
+            server.kill();
+        }
+        if let Ok(reply) = server
+            .client
+            .post("Flag", &flag("kill-p1", "active", 3))
+            .await
+        {
+            if reply.status == 201 {
+                acknowledged.insert(reply.json()["id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert!(acknowledged.len() >= 20, "{acknowledged:?}");
+    receiver.set_down(false);
+    let server = Process::start(&database_url, &dir_path).await;
+    let mut notified = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !acknowledged.is_subset(&notified) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(received) = receiver.next_of("event-notification", left).await else {
+            panic!(
+                "not notified: {:?}\n{}",
+                acknowledged.difference(&notified).collect::<Vec<_>>(),
+                server.log_text()
+            );
+        };
+        for entry in received.body["entry"].as_array().unwrap().iter().skip(1) {
+            let url = entry["fullUrl"].as_str().unwrap();
+            notified.insert(url.rsplit('/').next().unwrap().to_owned());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_delivery_loses_nothing_sqlite() {
+    kill_during_delivery_loses_nothing(common::StoreKind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_delivery_loses_nothing_postgres() {
+    kill_during_delivery_loses_nothing(common::StoreKind::Postgres).await;
 }
