@@ -790,3 +790,51 @@ async fn kill_during_delivery_loses_nothing_sqlite() {
 async fn kill_during_delivery_loses_nothing_postgres() {
     kill_during_delivery_loses_nothing(common::StoreKind::Postgres).await;
 }
+
+both_stores!(the_coach_subscriber_prints_each_flagged_patient, |server| {
+    patients(&server, &["coach-p1", "coach-p2"]).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/coach/subscribe.py");
+    let child = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&server.base)
+        .args(["--patient", "coach-p1", "--count", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the example");
+    // Once its subscription is active, flag the other patient, then ours.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let active = server
+            .client
+            .get("Subscription?status=active")
+            .await
+            .unwrap()
+            .json();
+        if active["entry"].as_array().is_some_and(|e| !e.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the subscriber never became active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    post(&server, "Flag", &flag("coach-p2", "active", 2)).await;
+    post(&server, "Flag", &flag("coach-p1", "active", 4)).await;
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("Patient/coach-p1 flagged: falls risk rising (priority 4)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("coach-p2"), "{stdout}");
+    // It turned its subscription off on the way out.
+    let off = server.client.get("Subscription?status=off").await.unwrap().json();
+    assert_eq!(off["entry"].as_array().map_or(0, Vec::len), 1);
+});
