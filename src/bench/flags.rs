@@ -71,7 +71,7 @@ pub async fn run(base: &str, clients: usize, budget: Budget) -> Result<PhaseRepo
 }
 
 /// A PGO upload that raises a weight-gain Flag: new patient, heart failure, +2.5 kg in 20 h.
-fn weight_gain() -> Value {
+pub(super) fn weight_gain() -> Value {
     let patient = format!("urn:uuid:{}", uuid::Uuid::new_v4());
     let now = chrono::Utc::now();
     let at = |hours: i64| {
