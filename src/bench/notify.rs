@@ -29,6 +29,8 @@ use crate::client::Client;
 
 pub const NOTIFY_DELAY: &str = "commit→notification";
 pub const NOTIFICATIONS: &str = "notifications";
+/// From a Flag's commit (its `meta.lastUpdated`) to its notification's arrival.
+pub const FLAG_TO_NOTIFICATION: &str = "Flag commit→notification";
 const FLAG_TOPIC: &str = "https://signaal.dev/fhir/SubscriptionTopic/flag";
 const IG: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";
 /// How long to wait for the last notifications after the writes stopped.
@@ -39,11 +41,16 @@ const GIVE_UP: Duration = Duration::from_secs(30);
 struct Arrivals {
     first: Mutex<HashMap<String, Instant>>,
     flags: Mutex<u64>,
+    /// From each notified Flag's commit (its `meta.lastUpdated`, the server's clock on this
+    /// machine) to its arrival, in microseconds: the subscription pipeline alone (outbox,
+    /// matching, delivery), without the scorer.
+    since_flag: Mutex<Vec<u64>>,
     changed: Notify,
 }
 
 async fn hook(State(arrivals): State<Arc<Arrivals>>, body: Bytes) -> StatusCode {
     let now = Instant::now();
+    let wall = chrono::Utc::now();
     let Ok(bundle) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
@@ -56,6 +63,13 @@ async fn hook(State(arrivals): State<Arc<Arrivals>>, body: Bytes) -> StatusCode 
                 first.entry(patient).or_insert(now);
             }
             notified += 1;
+        }
+        let written = entry["resource"]["meta"]["lastUpdated"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if let (Some(written), Ok(mut since)) = (written, arrivals.since_flag.lock()) {
+            let micros = (wall - written.with_timezone(&chrono::Utc)).num_microseconds();
+            since.push(micros.unwrap_or(0).max(0) as u64);
         }
     }
     if let Ok(mut flags) = arrivals.flags.lock() {
@@ -166,12 +180,27 @@ pub async fn run(
 ) -> Result<Vec<PhaseReport>, String> {
     let subscriber = Subscriber::start(base).await?;
     let latency = delay(base, &subscriber, budget, rate).await;
+    let pipeline = subscriber
+        .arrivals
+        .since_flag
+        .lock()
+        .map(|mut d| std::mem::take(&mut *d))
+        .unwrap_or_default();
     let throughput = match &latency {
         Ok(_) => throughput(base, &subscriber, clients, budget).await,
         Err(e) => Err(e.clone()),
     };
     subscriber.stop().await;
-    Ok(vec![latency?, throughput?])
+    let latency = latency?;
+    let flags = PhaseReport {
+        name: FLAG_TO_NOTIFICATION.into(),
+        requests: pipeline.len() as u64,
+        errors: 0,
+        elapsed: latency.elapsed,
+        latency: Latency::of(pipeline.clone()),
+        resources: pipeline.len() as u64,
+    };
+    Ok(vec![latency, flags, throughput?])
 }
 
 async fn delay(
