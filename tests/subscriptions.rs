@@ -242,6 +242,42 @@ both_stores!(rest_hook_lifecycle, |server| {
     );
 });
 
+both_stores!(a_slow_endpoint_does_not_delay_another, |server| {
+    patients(&server, &["slow-p1"]).await;
+    let (slow, fast) = (Receiver::start().await, Receiver::start().await);
+    for receiver in [&slow, &fast] {
+        let s = subscription(
+            FLAG_TOPIC,
+            &["Flag?patient=Patient/slow-p1"],
+            "rest-hook",
+            &receiver.url,
+            "id-only",
+        );
+        let id = post(&server, "Subscription", &s).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        receiver
+            .next_of("handshake", WAIT)
+            .await
+            .expect("handshake");
+        until_status(&server, &id, "active").await;
+    }
+    // The slow one takes 8 s to answer each notification (within its 10 s timeout).
+    slow.set_slow(Duration::from_secs(8));
+    post(&server, "Flag", &flag("slow-p1", "active", 3)).await;
+    post(&server, "Flag", &flag("slow-p1", "active", 4)).await;
+    let mut numbers = Vec::new();
+    while numbers.len() < 2 {
+        let event = fast
+            .next_of("event-notification", Duration::from_secs(4))
+            .await
+            .expect("the fast endpoint is notified while the slow one is busy");
+        numbers.extend(event.event_numbers());
+    }
+    assert_eq!(numbers, vec![1, 2]);
+});
+
 both_stores!(an_http_endpoint_off_loopback_is_an_error, |server| {
     let s = subscription(
         FLAG_TOPIC,
@@ -814,7 +850,10 @@ both_stores!(the_coach_subscriber_prints_each_flagged_patient, |server| {
         if active["entry"].as_array().is_some_and(|e| !e.is_empty()) {
             break;
         }
-        assert!(Instant::now() < deadline, "the subscriber never became active");
+        assert!(
+            Instant::now() < deadline,
+            "the subscriber never became active"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     post(&server, "Flag", &flag("coach-p2", "active", 2)).await;
@@ -835,6 +874,11 @@ both_stores!(the_coach_subscriber_prints_each_flagged_patient, |server| {
     );
     assert!(!stdout.contains("coach-p2"), "{stdout}");
     // It turned its subscription off on the way out.
-    let off = server.client.get("Subscription?status=off").await.unwrap().json();
+    let off = server
+        .client
+        .get("Subscription?status=off")
+        .await
+        .unwrap()
+        .json();
     assert_eq!(off["entry"].as_array().map_or(0, Vec::len), 1);
 });

@@ -277,7 +277,11 @@ async fn delay(
     // Wait for every committed patient's Flag notification (or give up).
     loop {
         let all = {
-            let first = subscriber.arrivals.first.lock().map_err(|e| e.to_string())?;
+            let first = subscriber
+                .arrivals
+                .first
+                .lock()
+                .map_err(|e| e.to_string())?;
             expected.iter().all(|(p, _)| first.contains_key(p))
         };
         if all || writes_done.elapsed() > GIVE_UP {
@@ -289,7 +293,11 @@ async fn delay(
         )
         .await;
     }
-    let first = subscriber.arrivals.first.lock().map_err(|e| e.to_string())?;
+    let first = subscriber
+        .arrivals
+        .first
+        .lock()
+        .map_err(|e| e.to_string())?;
     let mut micros = Vec::with_capacity(expected.len());
     let mut missing = 0u64;
     for (patient, at) in &expected {
@@ -327,7 +335,10 @@ async fn throughput(
                 "subject": {"reference": format!("Patient/bench-notify-{n}")},
             });
             async move {
-                let reply = client.post("Flag", &flag).await.map_err(|e| e.to_string())?;
+                let reply = client
+                    .post("Flag", &flag)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 success(&reply)
             }
         }

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,6 +75,8 @@ struct Shared {
     tx: mpsc::UnboundedSender<Received>,
     down: AtomicBool,
     refused: AtomicUsize,
+    /// How long each answer takes (ms): a slow endpoint.
+    delay_ms: AtomicU64,
 }
 
 pub struct Receiver {
@@ -96,6 +98,7 @@ impl Receiver {
             tx,
             down: AtomicBool::new(false),
             refused: AtomicUsize::new(0),
+            delay_ms: AtomicU64::new(0),
         });
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -116,6 +119,13 @@ impl Receiver {
     /// Answer 503 to every notification (`true`) or take them again.
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Take `delay` to answer each notification from now on.
+    pub fn set_slow(&self, delay: Duration) {
+        self.shared
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// How many notifications were refused while down.
@@ -151,6 +161,10 @@ impl Drop for Receiver {
 }
 
 async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let delay = shared.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     if shared.down.load(Ordering::SeqCst) {
         shared.refused.fetch_add(1, Ordering::SeqCst);
         return StatusCode::SERVICE_UNAVAILABLE;
