@@ -591,8 +591,17 @@ both_stores!(websocket_channel, |server| {
 /// Notifications only about what the creator may read, checked again at delivery: a client
 /// without read access to Flags hears of none, and a removed client's subscription stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notifications_follow_the_creators_access() {
-    let Some(s) = Secured::start(common::StoreKind::Sqlite).await else {
+async fn notifications_follow_the_creators_access_sqlite() {
+    notifications_follow_the_creators_access(common::StoreKind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_follow_the_creators_access_postgres() {
+    notifications_follow_the_creators_access(common::StoreKind::Postgres).await;
+}
+
+async fn notifications_follow_the_creators_access(kind: common::StoreKind) {
+    let Some(s) = Secured::start(kind).await else {
         return;
     };
     s.register("admin", "system/*.cruds", None).await;

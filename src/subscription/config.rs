@@ -136,6 +136,11 @@ pub fn read(subscription: &Value, topics: &Topics, allow_http: bool) -> Result<C
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(format!("channel.header '{text}' has no valid header name"));
         }
+        if value.chars().any(char::is_control) {
+            return Err(format!(
+                "channel.header '{name}' has a control character in its value"
+            ));
+        }
         headers.push((name.to_owned(), value.trim().to_owned()));
     }
     match channel["payload"].as_str() {
