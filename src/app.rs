@@ -39,6 +39,8 @@ pub struct App {
     pub access_log: bool,
     /// Jobs of the asynchronous request pattern (`$reindex` with `Prefer: respond-async`).
     pub jobs: Arc<Jobs>,
+    /// Topic-based subscriptions: topics, the live subscriptions, websocket bindings.
+    pub subscriptions: Arc<crate::subscription::Subscriptions>,
 }
 
 /// The default of `body_limit`: 16 MiB.

@@ -21,6 +21,7 @@ pub mod scoring;
 pub mod search;
 pub mod server;
 pub mod store;
+pub mod subscription;
 pub mod terminology;
 pub mod ucum;
 pub mod write;

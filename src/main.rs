@@ -154,6 +154,10 @@ enum Command {
         /// request id); without it these lines are at debug level.
         #[arg(long, env = "SIGNAAL_ACCESS_LOG")]
         access_log: bool,
+        /// Let rest-hook subscriptions notify `http://` endpoints on any host (without it only
+        /// `https://`, or `http://` on a loopback address).
+        #[arg(long, env = "SIGNAAL_SUBSCRIPTION_ALLOW_HTTP")]
+        subscription_allow_http: bool,
     },
     /// Re-score patients now (progress on stderr): every patient with --all.
     Score {
@@ -232,6 +236,7 @@ fn main() -> ExitCode {
                 audit_retention,
                 audit_forward,
                 access_log,
+                subscription_allow_http,
             } => {
                 let scoring = match scoring.config() {
                     Ok(config) => config,
@@ -265,6 +270,10 @@ fn main() -> ExitCode {
                         forward: audit_forward,
                     },
                     access_log,
+                    subscriptions: signaal::subscription::Settings {
+                        allow_http: subscription_allow_http,
+                        ..Default::default()
+                    },
                 };
                 serve(settings).await
             }

@@ -34,6 +34,8 @@ pub struct Settings {
     pub audit: crate::auth::audit::AuditSettings,
     /// `--access-log`: one compact line per request at info level (otherwise at debug).
     pub access_log: bool,
+    /// Topic-based subscriptions (worker, `--subscription-allow-http`).
+    pub subscriptions: crate::subscription::Settings,
 }
 
 impl Settings {
@@ -51,6 +53,7 @@ impl Settings {
             auth: Default::default(),
             audit: Default::default(),
             access_log: false,
+            subscriptions: Default::default(),
         }
     }
 }
@@ -70,7 +73,7 @@ pub enum StartError {
 
 /// Opens the store and binds the listener; the server is ready when this returns.
 pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), StartError> {
-    let (store, clients) = store::open_with_auth(&settings.database_url).await?;
+    let (store, clients, subscription_store) = store::open_all(&settings.database_url).await?;
     let listen_error = |source| StartError::Listen {
         addr: settings.listen,
         source,
@@ -108,7 +111,14 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         max_bundle_entries: settings.max_bundle_entries,
         search_budget: settings.search_budget,
         scoring: Arc::new(crate::scoring::run::Scoring::new(settings.scoring.clone())),
+        subscriptions: Arc::new(crate::subscription::Subscriptions::new(
+            subscription_store,
+            settings.subscriptions.clone(),
+        )),
     });
+    if settings.subscriptions.worker {
+        crate::subscription::spawn(&app);
+    }
     if settings.scoring.worker {
         crate::scoring::worker::spawn(&app);
     }
@@ -131,6 +141,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     app.auth.audit.close().await;
+    app.subscriptions.stop_all();
     app.store.close().await;
     result
 }

@@ -117,7 +117,7 @@ fn steady_writes(base: &str, rate: u32) -> (tokio::task::JoinHandle<()>, Arc<Ato
 }
 
 /// A PGO upload that raises a weight-gain Flag: new patient, heart failure, +2.5 kg in 20 h.
-fn weight_gain() -> Value {
+pub(super) fn weight_gain() -> Value {
     let patient = format!("urn:uuid:{}", uuid::Uuid::new_v4());
     let now = chrono::Utc::now();
     let at = |hours: i64| {

@@ -19,6 +19,7 @@
 mod flags;
 mod ingest;
 mod load;
+mod notify;
 mod phase;
 mod raw;
 pub mod search;
@@ -67,6 +68,15 @@ pub struct Options {
     /// which the delay is measured, one Flag at a time.
     #[arg(long, default_value_t = 200)]
     pub flag_write_rate: u32,
+    /// Also measure subscriptions: the delay from a measurement's commit to the notification
+    /// of its Flag at a rest-hook receiver of the benchmark's own, at --notify-rate uploads a
+    /// second, and the notification throughput (writes patients, measurements, Flags and a
+    /// Subscription into the server).
+    #[arg(long)]
+    pub subscriptions: bool,
+    /// The upload rate of the subscription latency phase, per second.
+    #[arg(long, default_value_t = 200)]
+    pub notify_rate: u32,
     /// Load this many synthetic patients (transaction Bundles shaped like Synthea's,
     /// `synthetic::RESOURCES_PER_PATIENT` resources each), `--clients` at a time, after the
     /// other loads. They are written into the server.
@@ -187,6 +197,11 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
             return Err("--transaction-sizes must be between 1 and 10000".into());
         }
         reports.extend(ingest::transactions(&options.url, options.clients, budget, sizes).await?);
+        if options.subscriptions {
+            reports.extend(
+                notify::run(&options.url, options.clients, budget, options.notify_rate).await?,
+            );
+        }
         reports.extend(loads(options).await?);
     }
     if let Some(database) = &options.raw_database {

@@ -16,9 +16,11 @@ use super::{functions, ops, FhirPathError, Item, Node};
 
 pub(crate) type Res<T> = Result<T, FhirPathError>;
 
-/// Evaluation-wide state: the resource the expression runs on.
+/// Evaluation-wide state: the resource the expression runs on, and the environment variables
+/// the caller defines (`%current`, `%previous`: an empty collection when `None`).
 pub(crate) struct Evaluator<'a> {
     pub root: &'a Value,
+    pub vars: Vec<(&'a str, Option<&'a Value>)>,
 }
 
 /// Per-scope variables: `$this`, `$index`, `$total`.
@@ -29,7 +31,16 @@ pub(crate) struct Env<'e, 'a> {
 }
 
 pub(crate) fn evaluate<'a>(expr: &Expr, root: &'a Value) -> Res<Vec<Item<'a>>> {
-    let ev = Evaluator { root };
+    evaluate_with(expr, root, Vec::new())
+}
+
+/// [`evaluate`] with environment variables defined by the caller.
+pub(crate) fn evaluate_with<'a>(
+    expr: &Expr,
+    root: &'a Value,
+    vars: Vec<(&'a str, Option<&'a Value>)>,
+) -> Res<Vec<Item<'a>>> {
+    let ev = Evaluator { root, vars };
     let this = Item::node(root, None, None);
     let env = Env {
         this: &this,
@@ -45,7 +56,10 @@ pub(crate) fn evaluate_on<'a>(
     root: &'a Value,
     context: &Item<'a>,
 ) -> Res<Vec<Item<'a>>> {
-    let ev = Evaluator { root };
+    let ev = Evaluator {
+        root,
+        vars: Vec::new(),
+    };
     let env = Env {
         this: context,
         index: None,
@@ -142,6 +156,12 @@ impl<'a> Evaluator<'a> {
             "sct" => s("http://snomed.info/sct"),
             "loinc" => s("http://loinc.org"),
             _ => {
+                if let Some((_, value)) = self.vars.iter().find(|(n, _)| *n == name) {
+                    return Ok(value
+                        .map(|v| Item::node(v, None, None))
+                        .into_iter()
+                        .collect());
+                }
                 if let Some(vs) = name.strip_prefix("vs-") {
                     s(&format!("http://hl7.org/fhir/ValueSet/{vs}"))
                 } else if let Some(ext) = name.strip_prefix("ext-") {

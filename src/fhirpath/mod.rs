@@ -89,6 +89,16 @@ impl Expression {
         eval::evaluate(&self.root, resource)
     }
 
+    /// Evaluates against `resource` with environment variables of the caller's (a
+    /// subscription topic's `%current` and `%previous`; a `None` value is an empty collection).
+    pub fn evaluate_with<'a>(
+        &self,
+        resource: &'a Value,
+        vars: Vec<(&'a str, Option<&'a Value>)>,
+    ) -> Result<Vec<Item<'a>>, FhirPathError> {
+        eval::evaluate_with(&self.root, resource, vars)
+    }
+
     /// Evaluates with an element of `resource` as the input and `$this` (`%resource` stays the
     /// resource): how a composite search parameter reads its components from each element its
     /// own expression selects.
@@ -196,6 +206,19 @@ impl<'a> Item<'a> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn variables_of_the_caller() {
+        let current = json!({"resourceType": "Encounter", "status": "finished"});
+        let previous = json!({"resourceType": "Encounter", "status": "in-progress"});
+        let e = parse("%previous.status != 'finished' and %current.status = 'finished'").unwrap();
+        let vars = vec![("current", Some(&current)), ("previous", Some(&previous))];
+        let out = e.evaluate_with(&current, vars).unwrap();
+        assert!(matches!(out.as_slice(), [Item::Boolean(true)]));
+        let e = parse("%previous.exists()").unwrap();
+        let out = e.evaluate_with(&current, vec![("previous", None)]).unwrap();
+        assert!(matches!(out.as_slice(), [Item::Boolean(false)]));
+    }
 
     fn eval_strs(expr: &str, res: &Value) -> Vec<String> {
         parse(expr)

@@ -40,6 +40,10 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/", any(root))
         .route("/docs/{name}", get(home::doc))
+        .route(
+            crate::subscription::websocket::PATH,
+            get(crate::subscription::websocket::upgrade),
+        )
         .route("/fhir", any(fhir))
         .route("/fhir/", any(fhir))
         .route("/fhir/{*rest}", any(fhir))

@@ -11,6 +11,7 @@ use crate::interaction::{
     async_job, audit_event, capabilities, create, delete, everything, export, history, lastn,
     patch, read, reindex, scoring_coverage, search, transaction, update, vread, worklist,
 };
+use crate::subscription;
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
     let segments: Vec<&str> = request.segments.iter().map(String::as_str).collect();
@@ -118,6 +119,20 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         ["Patient", id, "$everything"] => match *method {
             Method::GET => everything::everything(app, request, id).await,
             _ => Err(not_allowed("GET")),
+        },
+        ["Subscription", id, "$status"] => match *method {
+            Method::GET | Method::POST => subscription::operations::status(app, id).await,
+            _ => Err(not_allowed("GET, POST")),
+        },
+        ["Subscription", id, "$events"] => match *method {
+            Method::GET | Method::POST => subscription::operations::events(app, request, id).await,
+            _ => Err(not_allowed("GET, POST")),
+        },
+        ["Subscription", id, "$get-ws-binding-token"] => match *method {
+            Method::GET | Method::POST => {
+                subscription::operations::get_ws_binding_token(app, id).await
+            }
+            _ => Err(not_allowed("GET, POST")),
         },
         ["Practitioner", id, "$worklist"] => match *method {
             Method::GET => worklist::worklist(app, id).await,

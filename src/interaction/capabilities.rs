@@ -140,6 +140,35 @@ const INTERACTIONS: [&str; 9] = [
     "search-type",
 ];
 
+/// The Subscriptions Backport IG's advertisement of the topics (the
+/// `capabilitystatement-subscriptiontopic-canonical` extension on the Subscription resource, one
+/// per topic in force) and its operations.
+fn subscription_topics(app: &App, resource: &mut Value, operations: &mut Vec<Value>) {
+    const IG: &str = "http://hl7.org/fhir/uv/subscriptions-backport";
+    let topics = app.subscriptions.topics.read().expect("topics lock");
+    let extension: Vec<Value> = topics
+        .all()
+        .map(|t| json!({
+            "url": format!("{IG}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"),
+            "valueCanonical": t.url,
+        }))
+        .collect();
+    resource["extension"] = Value::Array(extension);
+    resource["supportedProfile"] =
+        json!([format!("{IG}/StructureDefinition/backport-subscription")]);
+    for (name, id) in [
+        ("status", "backport-subscription-status"),
+        ("events", "backport-subscription-events"),
+        (
+            "get-ws-binding-token",
+            "backport-subscription-get-ws-binding-token",
+        ),
+    ] {
+        operations
+            .push(json!({"name": name, "definition": format!("{IG}/OperationDefinition/{id}")}));
+    }
+}
+
 fn statement(app: &App) -> Value {
     let (search_include, search_rev_include) = includes(app.registry());
     let resources: Vec<Value> = resource_types::all()
@@ -199,6 +228,9 @@ fn statement(app: &App) -> Value {
                     "name": "worklist",
                     "definition": WORKLIST_DEFINITION,
                 }));
+            }
+            if rtype == "Subscription" {
+                subscription_topics(app, &mut resource, &mut operations);
             }
             resource["operation"] = Value::Array(operations);
             let profiles: Vec<&str> = crate::fhir::profile::known()

@@ -23,6 +23,7 @@ pub mod size;
 pub mod sql;
 pub mod sql_store;
 pub mod sqlite;
+pub mod subscription;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -156,6 +157,10 @@ pub struct NewVersion<'a> {
     /// The id of the Patient whose compartment holds the resource (sharding key), if any.
     pub compartment: Option<&'a str>,
     pub index: &'a IndexEntries,
+    /// Whether the write goes to the subscription outbox in the same transaction
+    /// (`write::outbox`), and who wrote it (the writer's `meta.source`).
+    pub event: bool,
+    pub source: Option<&'a str>,
 }
 
 /// What a history interaction asks for, newest first.
@@ -338,12 +343,24 @@ pub async fn open_with_auth(
     std::sync::Arc<dyn Store>,
     std::sync::Arc<dyn auth::AuthStore>,
 )> {
+    let (store, auth, _) = open_all(url).await?;
+    Ok((store, auth))
+}
+
+/// Opens the store, its authorization tables and its subscription tables (outbox, events).
+pub async fn open_all(
+    url: &str,
+) -> StoreResult<(
+    std::sync::Arc<dyn Store>,
+    std::sync::Arc<dyn auth::AuthStore>,
+    std::sync::Arc<dyn subscription::SubscriptionStore>,
+)> {
     if url.starts_with("sqlite:") {
         let store = std::sync::Arc::new(sqlite::SqliteStore::open(url).await?);
-        Ok((store.clone(), store))
+        Ok((store.clone(), store.clone(), store))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let store = std::sync::Arc::new(postgres::PostgresStore::open(url).await?);
-        Ok((store.clone(), store))
+        Ok((store.clone(), store.clone(), store))
     } else {
         Err(StoreError::Database(format!(
             "unsupported database URL scheme '{}': use sqlite://PATH or postgres://…",

@@ -43,6 +43,11 @@ impl<B: Backend> SqlStore<B> {
     pub(super) fn writer(&self) -> impl Executor<'_, Database = B::Db> {
         B::Db::pool(self.backend.writer())
     }
+
+    /// A write transaction begun the backend's way, for the store's own tables.
+    pub(super) async fn begin_raw(&self) -> Result<Transaction<'static, B::Db>, sqlx::Error> {
+        self.backend.begin().await
+    }
 }
 
 /// A `Queued` from a row of `sql::QUEUED_COLUMNS`.
@@ -373,6 +378,12 @@ impl<B: Backend> Tx for SqlTx<B> {
         B::Db::prepare(&version_sql)
             .execute(self.connection())
             .await?;
+        if new.event {
+            let outbox_sql = super::subscription::insert_outbox(B::DIALECT, &new);
+            B::Db::prepare(&outbox_sql)
+                .execute(self.connection())
+                .await?;
+        }
         self.write_index(rid, new.index, previous.is_some()).await
     }
 

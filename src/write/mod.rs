@@ -7,6 +7,7 @@
 //! as arguments: the search parameters it indexes with ([`Indexing`]), and the transaction it
 //! writes in ([`in_transaction`]).
 
+pub mod outbox;
 pub mod scoring_queue;
 pub mod transaction;
 pub mod version;

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{scoring_queue, Indexing};
+use super::{outbox, scoring_queue, Indexing};
 use crate::error::FhirError;
 use crate::fhir::datetime::now_ms;
 use crate::fhir::meta;
@@ -75,6 +75,7 @@ pub async fn write_unchecked(
     if queue && current.is_some() {
         tx.queue_compartment(rtype, id, last_updated).await?;
     }
+    let source = tx.source().map(str::to_owned);
     tx.write(
         NewVersion {
             rtype,
@@ -85,6 +86,8 @@ pub async fn write_unchecked(
             content: content.as_deref(),
             compartment: compartment.as_deref(),
             index: &index,
+            event: outbox::records(rtype),
+            source: source.as_deref(),
         },
         current.map(|c| c.version),
     )

@@ -449,3 +449,4 @@ pub fn without_audit_events(bundle: &Value) -> Vec<&Value> {
         .collect()
 }
 pub mod auth;
+pub mod receiver;

@@ -182,6 +182,8 @@ pub fn new_version<'a>(
         content,
         compartment,
         index,
+        event: false,
+        source: None,
     }
 }
 

@@ -32,7 +32,7 @@ mod uri;
 mod write;
 
 #[cfg(test)]
-mod golden;
+pub(crate) mod golden;
 
 pub use builder::{check, Bind, Dialect, Sql, MAX_BINDS};
 pub use explain::{explain, statement};
