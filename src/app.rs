@@ -31,6 +31,8 @@ pub struct App {
     pub scoring: Arc<crate::scoring::run::Scoring>,
     /// Clients, tokens and the audit trail.
     pub auth: Arc<Auth>,
+    /// How the server treats connections (timeouts, how many, the shutdown deadline).
+    pub connections: crate::http::connection::Limits,
     /// Jobs of the asynchronous request pattern (`$reindex` with `Prefer: respond-async`).
     pub jobs: Arc<Jobs>,
 }

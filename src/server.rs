@@ -30,6 +30,8 @@ pub struct Settings {
     pub scoring: crate::scoring::run::Config,
     /// When requests need an access token, and which external issuer is trusted.
     pub auth: crate::auth::AuthSettings,
+    /// Connection timeouts and limits, and the shutdown deadline.
+    pub connections: crate::http::connection::Limits,
 }
 
 impl Settings {
@@ -45,6 +47,7 @@ impl Settings {
             search_budget: Default::default(),
             scoring: Default::default(),
             auth: Default::default(),
+            connections: Default::default(),
         }
     }
 }
@@ -106,6 +109,7 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         max_bundle_entries: settings.max_bundle_entries,
         search_budget: settings.search_budget,
         scoring: Arc::new(crate::scoring::run::Scoring::new(settings.scoring.clone())),
+        connections: settings.connections,
     });
     if settings.scoring.worker {
         crate::scoring::worker::spawn(&app);
@@ -118,16 +122,16 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
     Ok((listener, app))
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the store.
+/// Serves until `shutdown` resolves, then lets in-flight requests finish (for up to the
+/// shutdown timeout: then their connections are closed and their transactions roll back) and
+/// closes the store.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = crate::http::router(app.clone());
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = crate::http::connection::serve(listener, router, app.connections, shutdown).await;
     app.auth.audit.close().await;
     app.store.close().await;
     result

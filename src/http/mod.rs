@@ -1,6 +1,7 @@
 //! The HTTP layer: reads requests, negotiates formats, dispatches to interactions and writes
 //! responses. FHIR semantics live in `interaction`, storage in `store`.
 
+pub mod connection;
 pub mod home;
 pub mod negotiate;
 pub mod request;
@@ -334,8 +335,14 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         {
             Err(FhirError::PayloadTooLarge { limit })
         }
-        Err(e) => Err(FhirError::invalid(format!(
-            "The request body could not be read: {e}"
-        ))),
+        Err(e) => match connection::timed_out(e.as_ref()) {
+            Some(timeout) => Err(FhirError::RequestTimeout(format!(
+                "The request body did not arrive within {} s (the server's body-read-timeout)",
+                timeout.as_secs_f64()
+            ))),
+            None => Err(FhirError::invalid(format!(
+                "The request body could not be read: {e}"
+            ))),
+        },
     }
 }

@@ -313,6 +313,17 @@ impl<B: Backend> Tx for SqlTx<B> {
             .transpose()?)
     }
 
+    async fn lock_all(&mut self, keys: &[(String, String)]) -> StoreResult<()> {
+        // Without a row lock clause the writer holds the database's lock already.
+        if keys.is_empty() || B::LOCK_ROW.is_empty() {
+            return Ok(());
+        }
+        let sql = sql::lock_rows(B::DIALECT, keys, B::LOCK_ROW);
+        sql::check(&sql)?;
+        B::Db::prepare(&sql).fetch_all(self.connection()).await?;
+        Ok(())
+    }
+
     async fn lock_key(&mut self, key: &str) -> StoreResult<()> {
         if let Some(sql) = B::lock_key(key) {
             B::Db::prepare(&sql).execute(self.connection()).await?;
