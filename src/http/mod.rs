@@ -33,14 +33,24 @@ use response::{error_response, json_response};
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/health", get(health))
-        .route("/auth/token", post(token))
+        // Each route's other methods get a 405 OperationOutcome naming the ones it takes.
+        .route(
+            "/health",
+            get(health).fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
+        )
+        .route(
+            "/auth/token",
+            post(token).fallback(|m: Method, u: Uri| not_allowed(m, u, "POST")),
+        )
         .route(
             "/fhir/.well-known/smart-configuration",
-            get(smart_configuration),
+            get(smart_configuration).fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
         )
         .route("/", any(root))
-        .route("/docs/{name}", get(home::doc))
+        .route(
+            "/docs/{name}",
+            get(home::doc).fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
+        )
         .route("/fhir", any(fhir))
         .route("/fhir/", any(fhir))
         .route("/fhir/{*rest}", any(fhir))
@@ -86,6 +96,16 @@ async fn root(
         return error_response(&error, Format::default());
     }
     fhir(state, method, uri, headers, body).await
+}
+
+/// A method a route does not take: 405 with `Allow`.
+async fn not_allowed(method: Method, uri: Uri, allow: &'static str) -> Response {
+    let error = FhirError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        allow,
+    };
+    error_response(&error, Format::default())
 }
 
 async fn not_found(uri: Uri) -> Response {
