@@ -26,6 +26,7 @@ use crate::app::App;
 use crate::auth::{audit, guard::GuardedStore, Access};
 use crate::error::FhirError;
 use crate::interaction::search_parameters;
+use crate::store::time_budget;
 use crate::write::Indexing;
 use negotiate::{prefer_return, response_format, Format};
 use request::{parse_query, FhirRequest};
@@ -247,7 +248,12 @@ async fn fhir(
         };
         // A request that changed the search parameters (wrote an active SearchParameter)
         // reloads them for the requests after it.
-        let result = route::dispatch(app, &request).await;
+        // Its searches run under the request's time budget (`store::time_budget`).
+        let result = time_budget::within(
+            app.search_budget.timeout,
+            route::dispatch(app, &request),
+        )
+        .await;
         if app.indexing.search_params_changed() {
             search_parameters::reload(&root).await?;
         }

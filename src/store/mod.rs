@@ -21,6 +21,7 @@ pub mod postgres;
 pub mod sql;
 pub mod sql_store;
 pub mod sqlite;
+pub mod time_budget;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,0 +1,206 @@
+//! Work bounded in time: clients too slow to send a request, idle connections, the connection
+//! limit, the shutdown deadline, and the time budget of searches.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{expect_status, StoreKind, TestServer};
+use signaal::http::connection::Limits;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Short connection timeouts, for the tests that wait for them.
+fn short() -> Limits {
+    Limits {
+        header_read_timeout: Duration::from_millis(500),
+        body_read_timeout: Duration::from_millis(500),
+        keep_alive_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    }
+}
+
+async fn sqlite_with(limits: Limits) -> TestServer {
+    TestServer::start_configured(StoreKind::Sqlite, |s| s.connections = limits)
+        .await
+        .unwrap()
+}
+
+/// The server's `host:port`.
+fn address(server: &TestServer) -> String {
+    server
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches("/fhir")
+        .to_owned()
+}
+
+/// Reads until the server closes the connection (or resets it); what was read. Gives up
+/// (panics) after a minute.
+async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server never closed the connection");
+    bytes
+}
+
+#[tokio::test]
+async fn a_client_sending_half_a_head_is_disconnected_after_the_header_read_timeout() {
+    let server = sqlite_with(short()).await;
+    let mut stream = TcpStream::connect(address(&server)).await.unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /fhir/metadata HTTP/1.1\r\nHost: x\r\nAccept: application/fhir")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut stream).await;
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+}
+
+#[tokio::test]
+async fn a_client_that_connects_and_sends_nothing_is_disconnected_after_the_header_read_timeout()
+{
+    let limits = Limits {
+        keep_alive_timeout: Duration::from_secs(600),
+        ..short()
+    };
+    let server = sqlite_with(limits).await;
+    let mut stream = TcpStream::connect(address(&server)).await.unwrap();
+    until_closed(&mut stream).await;
+}
+
+#[tokio::test]
+async fn a_half_sent_body_gets_408_after_the_body_read_timeout() {
+    let server = sqlite_with(short()).await;
+    let mut stream = TcpStream::connect(address(&server)).await.unwrap();
+    stream
+        .write_all(
+            b"POST /fhir/Patient HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\n\
+              Content-Length: 100\r\n\r\n{\"resourceType\":",
+        )
+        .await
+        .unwrap();
+    let answer = String::from_utf8(until_closed(&mut stream).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("\"OperationOutcome\""), "{answer}");
+    assert!(answer.contains("\"timeout\""), "{answer}");
+    // Nothing was created.
+    let reply = server.client.get("Patient").await.unwrap();
+    assert_eq!(expect_status(&reply, 200)["total"], 0);
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_keep_alive_timeout() {
+    let limits = Limits {
+        header_read_timeout: Duration::from_secs(600),
+        ..short()
+    };
+    let server = sqlite_with(limits).await;
+    let mut stream = TcpStream::connect(address(&server)).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The answer comes, then the connection stays open until it has been idle too long.
+    let answer = String::from_utf8(until_closed(&mut stream).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_until_one_closes() {
+    let limits = Limits {
+        max_connections: 2,
+        header_read_timeout: Duration::from_secs(600),
+        keep_alive_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let server = sqlite_with(limits).await;
+    let first = TcpStream::connect(address(&server)).await.unwrap();
+    let _second = TcpStream::connect(address(&server)).await.unwrap();
+    let client = server.client.clone();
+    let third = tokio::spawn(async move { client.get("metadata").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!third.is_finished(), "a third connection was served");
+    drop(first);
+    let reply = tokio::time::timeout(Duration::from_secs(60), third)
+        .await
+        .expect("served once a connection closed")
+        .unwrap()
+        .unwrap();
+    expect_status(&reply, 200);
+}
+
+#[tokio::test]
+async fn sigterm_with_a_stuck_client_exits_by_the_shutdown_deadline() {
+    use std::process::{Command, Stdio};
+    let dir = common::TempDir::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signaal"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--no-scoring"])
+        .args(["--database", &format!("sqlite://{}", dir.0.join("db").display())])
+        .args(["--body-read-timeout", "600", "--header-read-timeout", "600"])
+        .args(["--shutdown-timeout", "1"])
+        .env_remove("SIGNAAL_BASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = signaal::client::Client::new(&format!("http://127.0.0.1:{port}/fhir"));
+    let mut ready = false;
+    for _ in 0..600 {
+        if client.get("metadata").await.is_ok_and(|r| r.status == 200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A transaction whose body never ends: its request is in progress when SIGTERM comes.
+    let mut stuck = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stuck
+        .write_all(
+            b"POST /fhir HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\n\
+              Content-Length: 100000\r\n\r\n{\"resourceType\":\"Bundle\",",
+        )
+        .await
+        .unwrap();
+    // And one that never ends its head.
+    let mut half = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    half.write_all(b"GET /fhir/metadata HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut status = None;
+    while signalled.elapsed() < Duration::from_secs(60) {
+        if let Some(exit) = child.try_wait().unwrap() {
+            status = Some(exit);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(ready, "the server did not start");
+    let status = status.expect("the server exits after SIGTERM although clients are stuck");
+    assert!(status.success(), "{status:?}");
+    // The deadline, not the stuck clients, ended it.
+    assert!(signalled.elapsed() >= Duration::from_secs(1));
+}
