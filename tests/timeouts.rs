@@ -356,11 +356,11 @@ async fn an_abandoned_conditional_create_stops_and_frees_the_writer_on_sqlite() 
 }
 
 // On PostgreSQL the statement of a search whose client went away disappears from
-// pg_stat_activity within seconds (it would run for half a minute).
+// pg_stat_activity within seconds (it would run for most of a minute).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_search_stops_running_on_postgres() {
     use sqlx::Connection;
-    let Some(server) = seeded(StoreKind::Postgres, Duration::from_secs(600), 6).await else {
+    let Some(server) = seeded(StoreKind::Postgres, Duration::from_secs(600), 8).await else {
         return;
     };
     let mut admin = sqlx::PgConnection::connect(&server.database_url).await.unwrap();
@@ -378,7 +378,7 @@ async fn an_abandoned_search_stops_running_on_postgres() {
     assert_eq!(running!().await.unwrap(), 1, "the search runs while its client waits");
     drop(stream);
     let mut left = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..200 {
         let n = running!().await.unwrap();
         left.push(n);
         if n == 0 {

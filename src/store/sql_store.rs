@@ -50,8 +50,9 @@ impl<B: Backend> SqlStore<B> {
             connection: self.backend.reader().acquire().await?,
             done: false,
         };
-        let rows = timed_rows::<B>(&mut running.connection, sql, &clock, &limit).await;
-        running.done = rows.is_ok() || !matches!(rows, Err(StoreError::Database(_)));
+        let (rows, disarmed) = timed_rows::<B>(&mut running.connection, sql, &clock, &limit).await;
+        // A connection that could not be disarmed is closed too.
+        running.done = disarmed;
         rows
     }
 }
@@ -76,33 +77,30 @@ impl<B: Backend> Drop for Running<B> {
 }
 
 /// Runs `sql` on `connection` under `limit`: armed before, disarmed after, its time counted on
-/// `clock`, and the database's stopping it reported as the budget spent.
+/// `clock`, and the database's stopping it reported as the budget spent; and whether the
+/// connection was disarmed.
 async fn timed_rows<B: Backend>(
     connection: &mut <B::Db as Database>::Connection,
     sql: &Sql,
     clock: &time_budget::Clock,
     limit: &time_budget::Limit,
-) -> StoreResult<Vec<Row<B>>> {
-    B::arm(connection, limit).await?;
+) -> (StoreResult<Vec<Row<B>>>, bool) {
+    if let Err(e) = B::arm(connection, limit).await {
+        return (Err(e.into()), false);
+    }
     let rows = B::Db::prepare(sql)
         .fetch_all(B::Db::connection(connection))
         .await;
     clock.spend(limit);
-    match rows {
-        Ok(rows) => {
-            B::disarm(connection).await?;
-            Ok(rows)
-        }
-        Err(e) if B::stopped(&e) && limit.expired() => {
-            // (A write transaction that ran it is rolled back by its caller.)
-            let _ = B::disarm(connection).await;
-            Err(clock.spent_error())
-        }
-        Err(e) => {
-            let _ = B::disarm(connection).await;
-            Err(e.into())
-        }
-    }
+    // Disarmed whatever the outcome. (In a PostgreSQL write transaction a failed statement
+    // leaves the transaction aborted, disarming fails too, and the rollback undoes it.)
+    let disarmed = B::disarm(connection).await;
+    let rows = match rows {
+        Ok(rows) => Ok(rows),
+        Err(e) if B::stopped(&e) && limit.expired() => Err(clock.spent_error()),
+        Err(e) => Err(e.into()),
+    };
+    (rows, disarmed.is_ok())
 }
 
 /// A `Queued` from a row of `sql::QUEUED_COLUMNS`.
@@ -408,7 +406,7 @@ impl<B: Backend> Tx for SqlTx<B> {
             None => B::Db::prepare(&sql).fetch_all(self.connection()).await?,
             Some(clock) => {
                 let limit = clock.start()?;
-                timed_rows::<B>(&mut self.tx, &sql, &clock, &limit).await?
+                timed_rows::<B>(&mut self.tx, &sql, &clock, &limit).await.0?
             }
         };
         hits(rows, &query.sort, query.contained != Contained::False)
