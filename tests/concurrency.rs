@@ -291,31 +291,34 @@ fn two_updates(first: [&str; 2], second: [&str; 2]) -> Value {
 
 // Transactions updating the same two resources in opposite entry orders lock them in one
 // global order (type, id), so none deadlocks: every one commits, each a version of both.
-both_stores!(transactions_updating_two_resources_in_opposite_orders_all_commit, |server| {
-    let client = &server.client;
-    let a = common::create(&server, &patient_named("A")).await;
-    let b = common::create(&server, &patient_named("B")).await;
-    let replies = {
-        let (a, b) = (a.clone(), b.clone());
-        race_n(client, CROSSED, move |client, i| {
+both_stores!(
+    transactions_updating_two_resources_in_opposite_orders_all_commit,
+    |server| {
+        let client = &server.client;
+        let a = common::create(&server, &patient_named("A")).await;
+        let b = common::create(&server, &patient_named("B")).await;
+        let replies = {
             let (a, b) = (a.clone(), b.clone());
-            async move {
-                let family = format!("Writer{i}");
-                let bundle = if i % 2 == 0 {
-                    two_updates([&a, &family], [&b, &family])
-                } else {
-                    two_updates([&b, &family], [&a, &family])
-                };
-                client.post("", &bundle).await.unwrap()
-            }
-        })
-        .await
-    };
-    for reply in &replies {
-        expect_status(reply, 200);
+            race_n(client, CROSSED, move |client, i| {
+                let (a, b) = (a.clone(), b.clone());
+                async move {
+                    let family = format!("Writer{i}");
+                    let bundle = if i % 2 == 0 {
+                        two_updates([&a, &family], [&b, &family])
+                    } else {
+                        two_updates([&b, &family], [&a, &family])
+                    };
+                    client.post("", &bundle).await.unwrap()
+                }
+            })
+            .await
+        };
+        for reply in &replies {
+            expect_status(reply, 200);
+        }
+        for id in [&a, &b] {
+            let history = history_versions(client, &format!("Patient/{id}")).await;
+            assert_eq!(history, (1..=CROSSED as i64 + 1).rev().collect::<Vec<_>>());
+        }
     }
-    for id in [&a, &b] {
-        let history = history_versions(client, &format!("Patient/{id}")).await;
-        assert_eq!(history, (1..=CROSSED as i64 + 1).rev().collect::<Vec<_>>());
-    }
-});
+);

@@ -373,7 +373,9 @@ struct RawReply {
 /// closes the connection.
 async fn raw(server: &TestServer, request: &[u8]) -> RawReply {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address(server)).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(address(server))
+        .await
+        .unwrap();
     // The server may answer (and close) before it has read all of an oversized request.
     let _ = stream.write_all(request).await;
     let mut bytes = Vec::new();
@@ -423,14 +425,22 @@ fn assert_outcome(reply: &RawReply, status: u16, code: &str) {
 #[tokio::test]
 async fn a_malformed_request_line_gets_a_400_operation_outcome() {
     let server = sqlite().await;
-    let reply = raw(&server, b"GET /fhir/metadata HTTP/1.1 extra\r\nHost: x\r\n\r\n").await;
+    let reply = raw(
+        &server,
+        b"GET /fhir/metadata HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+    )
+    .await;
     assert_outcome(&reply, 400, "structure");
 }
 
 #[tokio::test]
 async fn a_malformed_header_gets_a_400_operation_outcome() {
     let server = sqlite().await;
-    let reply = raw(&server, b"GET /fhir/metadata HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n").await;
+    let reply = raw(
+        &server,
+        b"GET /fhir/metadata HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+    )
+    .await;
     assert_outcome(&reply, 400, "structure");
 }
 
@@ -466,8 +476,9 @@ async fn a_wrong_method_on_the_server_s_own_endpoints_gets_a_405_operation_outco
         ("GET", "/auth/token", "post"),
         ("PUT", "/docs/search.md", "get, head"),
     ] {
-        let request =
-            format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
         let reply = raw(&server, request.as_bytes()).await;
         assert_outcome(&reply, 405, "not-supported");
         assert!(

@@ -68,8 +68,7 @@ async fn a_client_sending_half_a_head_is_disconnected_after_the_header_read_time
 }
 
 #[tokio::test]
-async fn a_client_that_connects_and_sends_nothing_is_disconnected_after_the_header_read_timeout()
-{
+async fn a_client_that_connects_and_sends_nothing_is_disconnected_after_the_header_read_timeout() {
     let limits = Limits {
         keep_alive_timeout: Duration::from_secs(600),
         ..short()
@@ -150,8 +149,16 @@ async fn sigterm_with_a_stuck_client_exits_by_the_shutdown_deadline() {
         .unwrap()
         .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_signaal"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--no-scoring"])
-        .args(["--database", &format!("sqlite://{}", dir.0.join("db").display())])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--no-scoring",
+        ])
+        .args([
+            "--database",
+            &format!("sqlite://{}", dir.0.join("db").display()),
+        ])
         .args(["--body-read-timeout", "600", "--header-read-timeout", "600"])
         .args(["--shutdown-timeout", "1"])
         .env_remove("SIGNAAL_BASE_URL")
@@ -180,7 +187,9 @@ async fn sigterm_with_a_stuck_client_exits_by_the_shutdown_deadline() {
         .unwrap();
     // And one that never ends its head.
     let mut half = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    half.write_all(b"GET /fhir/metadata HTTP/1.1\r\n").await.unwrap();
+    half.write_all(b"GET /fhir/metadata HTTP/1.1\r\n")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let signalled = Instant::now();
     let _ = Command::new("kill")
@@ -264,7 +273,10 @@ macro_rules! both_stores_with {
 fn too_costly(reply: &signaal::client::Reply) -> String {
     let outcome = expect_status(reply, 400);
     assert_eq!(outcome["issue"][0]["code"], "too-costly", "{outcome}");
-    outcome["issue"][0]["diagnostics"].as_str().unwrap().to_owned()
+    outcome["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 both_stores_with!(
@@ -315,7 +327,9 @@ async fn abandon(server: &TestServer, request: String) {
 // searches still running, it would wait for one for 30 s and get 503).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_searches_stop_and_free_their_connections_on_sqlite() {
-    let server = seeded(StoreKind::Sqlite, Duration::from_secs(600), 6).await.unwrap();
+    let server = seeded(StoreKind::Sqlite, Duration::from_secs(600), 6)
+        .await
+        .unwrap();
     let request = format!(
         "GET /fhir/Patient?{} HTTP/1.1\r\nHost: x\r\n\r\n",
         expensive_criteria()
@@ -330,7 +344,11 @@ async fn abandoned_searches_stop_and_free_their_connections_on_sqlite() {
         });
     }
     while clients.join_next().await.is_some() {}
-    let reply = server.client.get("Patient?family=Long&_summary=count").await.unwrap();
+    let reply = server
+        .client
+        .get("Patient?family=Long&_summary=count")
+        .await
+        .unwrap();
     assert_eq!(expect_status(&reply, 200)["total"], 6);
 }
 
@@ -338,7 +356,9 @@ async fn abandoned_searches_stop_and_free_their_connections_on_sqlite() {
 // its client has gone, the next write goes ahead at once (it would wait 30 s and get 503).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_conditional_create_stops_and_frees_the_writer_on_sqlite() {
-    let server = seeded(StoreKind::Sqlite, Duration::from_secs(600), 6).await.unwrap();
+    let server = seeded(StoreKind::Sqlite, Duration::from_secs(600), 6)
+        .await
+        .unwrap();
     let body = patient().family("New").json().to_string();
     abandon(
         &server,
@@ -363,8 +383,11 @@ async fn an_abandoned_search_stops_running_on_postgres() {
     let Some(server) = seeded(StoreKind::Postgres, Duration::from_secs(600), 8).await else {
         return;
     };
-    let mut admin = sqlx::PgConnection::connect(&server.database_url).await.unwrap();
-    const RUNNING: &str = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+    let mut admin = sqlx::PgConnection::connect(&server.database_url)
+        .await
+        .unwrap();
+    const RUNNING: &str =
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
          AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE '%idx_string%'";
     macro_rules! running {
         () => {
@@ -372,10 +395,17 @@ async fn an_abandoned_search_stops_running_on_postgres() {
         };
     }
     let mut stream = TcpStream::connect(address(&server)).await.unwrap();
-    let request = format!("GET /fhir/Patient?{} HTTP/1.1\r\nHost: x\r\n\r\n", expensive_criteria());
+    let request = format!(
+        "GET /fhir/Patient?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        expensive_criteria()
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(running!().await.unwrap(), 1, "the search runs while its client waits");
+    assert_eq!(
+        running!().await.unwrap(),
+        1,
+        "the search runs while its client waits"
+    );
     drop(stream);
     let mut left = Vec::new();
     for _ in 0..200 {
@@ -386,5 +416,9 @@ async fn an_abandoned_search_stops_running_on_postgres() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(left.last(), Some(&0), "still running after its client went away: {left:?}");
+    assert_eq!(
+        left.last(),
+        Some(&0),
+        "still running after its client went away: {left:?}"
+    );
 }

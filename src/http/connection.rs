@@ -197,7 +197,8 @@ async fn connection(
     let requests = activity.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         requests.enter(Phase::Busy);
-        let request = request.map(|body| Body::new(BodyDeadline::new(body, limits.body_read_timeout)));
+        let request =
+            request.map(|body| Body::new(BodyDeadline::new(body, limits.body_read_timeout)));
         let mut router = router.clone();
         let activity = requests.clone();
         async move {
@@ -484,9 +485,18 @@ mod tests {
     #[test]
     fn hyper_parse_errors_become_operation_outcomes() {
         for (written, status) in [
-            (&b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: x\r\n\r\n"[..], 400),
-            (b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n\r\n", 414),
-            (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n", 431),
+            (
+                &b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: x\r\n\r\n"[..],
+                400,
+            ),
+            (
+                b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n\r\n",
+                414,
+            ),
+            (
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n",
+                431,
+            ),
         ] {
             let error = automatic_response(written).expect("recognised");
             assert_eq!(error.status().as_u16(), status);
@@ -498,7 +508,10 @@ mod tests {
 
     #[test]
     fn responses_with_a_body_are_left_alone() {
-        assert!(automatic_response(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 120\r\n\r\n").is_none());
+        assert!(
+            automatic_response(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 120\r\n\r\n")
+                .is_none()
+        );
         assert!(automatic_response(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
         assert!(automatic_response(b"0\r\n\r\n").is_none());
     }

@@ -249,11 +249,8 @@ async fn fhir(
         // A request that changed the search parameters (wrote an active SearchParameter)
         // reloads them for the requests after it.
         // Its searches run under the request's time budget (`store::time_budget`).
-        let result = time_budget::within(
-            app.search_budget.timeout,
-            route::dispatch(app, &request),
-        )
-        .await;
+        let result =
+            time_budget::within(app.search_budget.timeout, route::dispatch(app, &request)).await;
         if app.indexing.search_params_changed() {
             search_parameters::reload(&root).await?;
         }

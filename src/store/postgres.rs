@@ -11,9 +11,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Row, Transaction};
 
 use super::backend::Backend;
-use super::time_budget::Limit;
 use super::sql::{Dialect, Sql};
 use super::sql_store::SqlStore;
+use super::time_budget::Limit;
 use super::{StoreError, StoreResult};
 
 pub type PostgresStore = SqlStore<Postgres>;
@@ -46,7 +46,10 @@ impl Backend for Postgres {
             // the statement runs, and stops it within a second.
             .after_connect(|connection, _| {
                 Box::pin(async move {
-                    if connection.server_version_num().is_some_and(|v| v >= 140_000) {
+                    if connection
+                        .server_version_num()
+                        .is_some_and(|v| v >= 140_000)
+                    {
                         sqlx::query("SET client_connection_check_interval = 1000")
                             .execute(connection)
                             .await?;

@@ -233,11 +233,7 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> StoreResult<Vec<SearchHit>> {
         let sql = sql::lastn(B::DIALECT, query, max, limit);
         sql::check(&sql)?;
-        hits(
-            self.search_rows(&sql).await?,
-            &[],
-            false,
-        )
+        hits(self.search_rows(&sql).await?, &[], false)
     }
 
     async fn read_current(&self, keys: &[(String, String)]) -> StoreResult<Vec<SearchHit>> {
@@ -245,11 +241,7 @@ impl<B: Backend> Store for SqlStore<B> {
             return Ok(Vec::new());
         }
         let sql = sql::current_versions(B::DIALECT, keys);
-        hits(
-            self.search_rows(&sql).await?,
-            &[],
-            false,
-        )
+        hits(self.search_rows(&sql).await?, &[], false)
     }
 
     async fn compartment(&self, patient: &str, types: &[&str]) -> StoreResult<Vec<Version>> {
@@ -406,7 +398,9 @@ impl<B: Backend> Tx for SqlTx<B> {
             None => B::Db::prepare(&sql).fetch_all(self.connection()).await?,
             Some(clock) => {
                 let limit = clock.start()?;
-                timed_rows::<B>(&mut self.tx, &sql, &clock, &limit).await.0?
+                timed_rows::<B>(&mut self.tx, &sql, &clock, &limit)
+                    .await
+                    .0?
             }
         };
         hits(rows, &query.sort, query.contained != Contained::False)

@@ -18,9 +18,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool, Transaction};
 
 use super::backend::Backend;
-use super::time_budget::Limit;
 use super::sql::{Dialect, Sql};
 use super::sql_store::SqlStore;
+use super::time_budget::Limit;
 use super::{StoreError, StoreResult};
 
 pub type SqliteStore = SqlStore<Sqlite>;
