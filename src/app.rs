@@ -37,6 +37,8 @@ pub struct App {
     pub access: Access,
     /// `--access-log`: log one line per request at info level (at debug otherwise).
     pub access_log: bool,
+    /// How the server treats connections (timeouts, how many, the shutdown deadline).
+    pub connections: crate::http::connection::Limits,
     /// Jobs of the asynchronous request pattern (`$reindex` with `Prefer: respond-async`).
     pub jobs: Arc<Jobs>,
     /// Topic-based subscriptions: topics, the live subscriptions, websocket bindings.

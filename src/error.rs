@@ -113,6 +113,18 @@ pub enum FhirError {
     /// The access token does not allow this request (403).
     #[error("{0}")]
     Forbidden(String),
+    /// The request line or a header cannot be read as HTTP (400).
+    #[error("{0}")]
+    MalformedRequest(String),
+    /// The request URL is longer than the server reads (414).
+    #[error("{0}")]
+    UriTooLong(String),
+    /// The request's headers are larger, or more, than the server reads (431).
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// The client did not send the request (its body) within the server's time (408).
+    #[error("{0}")]
+    RequestTimeout(String),
 }
 
 fn first_diagnostics(issues: &[Issue]) -> String {
@@ -157,6 +169,10 @@ impl FhirError {
             FhirError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             FhirError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             FhirError::Forbidden(_) => StatusCode::FORBIDDEN,
+            FhirError::MalformedRequest(_) => StatusCode::BAD_REQUEST,
+            FhirError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            FhirError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            FhirError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -178,6 +194,9 @@ impl FhirError {
             FhirError::Internal(_) => "exception",
             FhirError::Unauthorized { .. } => "login",
             FhirError::Forbidden(_) => "forbidden",
+            FhirError::MalformedRequest(_) => "structure",
+            FhirError::UriTooLong(_) | FhirError::HeadersTooLarge(_) => "too-long",
+            FhirError::RequestTimeout(_) => "timeout",
         };
         vec![Issue::error(code, self.to_string())]
     }
@@ -199,7 +218,9 @@ impl From<StoreError> for FhirError {
                 path: format!("/{path}"),
                 allow: "GET, HEAD, DELETE",
             },
-            StoreError::TooComplex(msg) => {
+            // A search over its complexity or time budget: the server will not run it (400),
+            // whatever the load; `too-costly`, as the issue-type code system defines it.
+            StoreError::TooComplex(msg) | StoreError::TimedOut(msg) => {
                 FhirError::Invalid(vec![Issue::error("too-costly", msg)])
             }
             StoreError::Database(msg) => {

@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use signaal::auth::AuthSettings;
 use signaal::fhir::datetime::format_instant;
+use signaal::http::connection;
 use signaal::search::budget;
 use signaal::server::{self, Settings};
 
@@ -86,6 +87,47 @@ impl ScoringOptions {
     }
 }
 
+/// Connection options of `serve` (seconds, but for the connection limit).
+#[derive(clap::Args)]
+struct ConnectionOptions {
+    /// Seconds a request's head (request line and headers) may take to arrive.
+    #[arg(long, env = "SIGNAAL_HEADER_READ_TIMEOUT", default_value_t = connection::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64())]
+    header_read_timeout: f64,
+    /// Seconds a request's body may take to arrive (then 408).
+    #[arg(long, env = "SIGNAAL_BODY_READ_TIMEOUT", default_value_t = connection::DEFAULT_BODY_READ_TIMEOUT.as_secs_f64())]
+    body_read_timeout: f64,
+    /// Seconds a connection may wait idle for its next request.
+    #[arg(long, env = "SIGNAAL_KEEP_ALIVE_TIMEOUT", default_value_t = connection::DEFAULT_KEEP_ALIVE_TIMEOUT.as_secs_f64())]
+    keep_alive_timeout: f64,
+    /// The most connections open at once (more wait to be accepted).
+    #[arg(long, env = "SIGNAAL_MAX_CONNECTIONS", default_value_t = connection::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Seconds requests in progress may take to finish after SIGTERM before the server exits
+    /// anyway (unfinished writes roll back).
+    #[arg(long, env = "SIGNAAL_SHUTDOWN_TIMEOUT", default_value_t = connection::DEFAULT_SHUTDOWN_TIMEOUT.as_secs_f64())]
+    shutdown_timeout: f64,
+}
+
+impl ConnectionOptions {
+    fn limits(&self) -> Result<connection::Limits, String> {
+        Ok(connection::Limits {
+            header_read_timeout: seconds("--header-read-timeout", self.header_read_timeout)?,
+            body_read_timeout: seconds("--body-read-timeout", self.body_read_timeout)?,
+            keep_alive_timeout: seconds("--keep-alive-timeout", self.keep_alive_timeout)?,
+            max_connections: self.max_connections.max(1),
+            shutdown_timeout: seconds("--shutdown-timeout", self.shutdown_timeout)?,
+        })
+    }
+}
+
+/// A setting in seconds as a duration: positive and finite.
+fn seconds(name: &str, value: f64) -> Result<std::time::Duration, String> {
+    std::time::Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{name} must be a positive number of seconds"))
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the FHIR API at http://LISTEN/fhir.
@@ -121,6 +163,12 @@ enum Command {
         /// The most rounds _include:iterate / _revinclude:iterate follow.
         #[arg(long, env = "SIGNAAL_MAX_INCLUDE_ITERATIONS", default_value_t = budget::DEFAULT_MAX_ITERATIONS)]
         max_include_iterations: usize,
+        /// Seconds the searches of one request may run in all (conditional interactions'
+        /// searches, includes, $everything included); a search past it is stopped (400).
+        #[arg(long, env = "SIGNAAL_SEARCH_TIMEOUT", default_value_t = budget::DEFAULT_TIMEOUT.as_secs_f64())]
+        search_timeout: f64,
+        #[command(flatten)]
+        connections: ConnectionOptions,
         #[command(flatten)]
         scoring: ScoringOptions,
         /// `auto`: tokens are required once a client is registered or an issuer is trusted (a
@@ -227,6 +275,8 @@ fn main() -> ExitCode {
                 max_chain_depth,
                 max_includes,
                 max_include_iterations,
+                search_timeout,
+                connections,
                 scoring,
                 auth,
                 trusted_issuer,
@@ -245,6 +295,16 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
+                let (search_timeout, connections) = match (
+                    seconds("--search-timeout", search_timeout),
+                    connections.limits(),
+                ) {
+                    (Ok(timeout), Ok(limits)) => (timeout, limits),
+                    (Err(e), _) | (_, Err(e)) => {
+                        eprintln!("signaal: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
                 let settings = Settings {
                     listen,
                     database_url: database,
@@ -256,7 +316,9 @@ fn main() -> ExitCode {
                         max_chain_depth,
                         max_includes,
                         max_iterations: max_include_iterations,
+                        timeout: search_timeout,
                     },
+                    connections,
                     scoring,
                     auth: AuthSettings {
                         required: auth == "required",

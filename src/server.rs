@@ -36,6 +36,8 @@ pub struct Settings {
     pub access_log: bool,
     /// Topic-based subscriptions (worker, `--subscription-allow-http`).
     pub subscriptions: crate::subscription::Settings,
+    /// Connection timeouts and limits, and the shutdown deadline.
+    pub connections: crate::http::connection::Limits,
 }
 
 impl Settings {
@@ -54,6 +56,7 @@ impl Settings {
             audit: Default::default(),
             access_log: false,
             subscriptions: Default::default(),
+            connections: Default::default(),
         }
     }
 }
@@ -115,6 +118,7 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
             subscription_store,
             settings.subscriptions.clone(),
         )),
+        connections: settings.connections,
     });
     if settings.subscriptions.worker {
         crate::subscription::spawn(&app);
@@ -130,16 +134,16 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
     Ok((listener, app))
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the store.
+/// Serves until `shutdown` resolves, then lets in-flight requests finish (for up to the
+/// shutdown timeout: then their connections are closed and their transactions roll back) and
+/// closes the store.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = crate::http::router(app.clone());
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = crate::http::connection::serve(listener, router, app.connections, shutdown).await;
     app.auth.audit.close().await;
     app.subscriptions.stop_all();
     app.store.close().await;

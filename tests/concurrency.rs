@@ -29,16 +29,25 @@ where
     F: Fn(Client, usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Reply> + Send + 'static,
 {
-    let barrier = Arc::new(Barrier::new(N));
+    race_n(client, N, request).await
+}
+
+/// [`race`] with `n` clients.
+async fn race_n<F, Fut>(client: &Client, n: usize, request: F) -> Vec<Reply>
+where
+    F: Fn(Client, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Reply> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(n));
     let mut tasks = JoinSet::new();
-    for i in 0..N {
+    for i in 0..n {
         let (client, barrier, request) = (client.clone(), barrier.clone(), request.clone());
         tasks.spawn(async move {
             barrier.wait().await;
             (i, request(client, i).await)
         });
     }
-    let mut replies: Vec<Option<Reply>> = (0..N).map(|_| None).collect();
+    let mut replies: Vec<Option<Reply>> = (0..n).map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
         let (i, reply) = joined.expect("a racing request does not panic");
         replies[i] = Some(reply);
@@ -266,3 +275,50 @@ both_stores!(racing_update_as_create_makes_one_resource, |server| {
         (1..=N as i64).rev().collect::<Vec<_>>()
     );
 });
+
+/// Transactions in the lock-order race: half update A then B, half B then A.
+const CROSSED: usize = 40;
+
+/// A transaction Bundle updating `first`, then `second` (each `[id, family]`).
+fn two_updates(first: [&str; 2], second: [&str; 2]) -> Value {
+    let entry = |[id, family]: [&str; 2]| {
+        let mut body = patient_named(family);
+        body["id"] = json!(id);
+        json!({"resource": body, "request": {"method": "PUT", "url": format!("Patient/{id}")}})
+    };
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": [entry(first), entry(second)]})
+}
+
+// Transactions updating the same two resources in opposite entry orders lock them in one
+// global order (type, id), so none deadlocks: every one commits, each a version of both.
+both_stores!(
+    transactions_updating_two_resources_in_opposite_orders_all_commit,
+    |server| {
+        let client = &server.client;
+        let a = common::create(&server, &patient_named("A")).await;
+        let b = common::create(&server, &patient_named("B")).await;
+        let replies = {
+            let (a, b) = (a.clone(), b.clone());
+            race_n(client, CROSSED, move |client, i| {
+                let (a, b) = (a.clone(), b.clone());
+                async move {
+                    let family = format!("Writer{i}");
+                    let bundle = if i % 2 == 0 {
+                        two_updates([&a, &family], [&b, &family])
+                    } else {
+                        two_updates([&b, &family], [&a, &family])
+                    };
+                    client.post("", &bundle).await.unwrap()
+                }
+            })
+            .await
+        };
+        for reply in &replies {
+            expect_status(reply, 200);
+        }
+        for id in [&a, &b] {
+            let history = history_versions(client, &format!("Patient/{id}")).await;
+            assert_eq!(history, (1..=CROSSED as i64 + 1).rev().collect::<Vec<_>>());
+        }
+    }
+);

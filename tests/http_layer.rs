@@ -354,3 +354,150 @@ async fn json_logs_carry_the_request_id_in_every_line_of_a_request() {
         "{text}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// every error an OperationOutcome, also those the HTTP layer answers itself
+// ---------------------------------------------------------------------------------------------
+
+/// The server's `host:port`.
+fn address(server: &TestServer) -> String {
+    root(server).trim_start_matches("http://").to_owned()
+}
+
+/// A response read off a raw connection: status, lower-cased head, body.
+struct RawReply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+/// Sends `request` as it is over a new connection and reads the answer until the server
+/// closes the connection.
+async fn raw(server: &TestServer, request: &[u8]) -> RawReply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address(server))
+        .await
+        .unwrap();
+    // The server may answer (and close) before it has read all of an oversized request.
+    let _ = stream.write_all(request).await;
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut bytes),
+    )
+    .await
+    .expect("the server closes the connection after its answer");
+    if let Err(e) = read {
+        // A reset after the answer was read is fine.
+        assert!(!bytes.is_empty(), "no answer: {e}");
+    }
+    let split = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(&bytes)));
+    let head = String::from_utf8_lossy(&bytes[..split]).to_ascii_lowercase();
+    let status = head[9..12].parse().unwrap();
+    RawReply {
+        status,
+        head,
+        body: bytes[split + 4..].to_vec(),
+    }
+}
+
+/// Asserts a raw reply is `status` with an OperationOutcome of issue code `code`.
+fn assert_outcome(reply: &RawReply, status: u16, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.head);
+    assert!(
+        reply.head.contains("content-type: application/fhir+json"),
+        "{}",
+        reply.head
+    );
+    let body: serde_json::Value = serde_json::from_slice(&reply.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&reply.body)));
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    assert_eq!(body["issue"][0]["code"], code, "{body}");
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_request_line_gets_a_400_operation_outcome() {
+    let server = sqlite().await;
+    let reply = raw(
+        &server,
+        b"GET /fhir/metadata HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert_outcome(&reply, 400, "structure");
+}
+
+#[tokio::test]
+async fn a_malformed_header_gets_a_400_operation_outcome() {
+    let server = sqlite().await;
+    let reply = raw(
+        &server,
+        b"GET /fhir/metadata HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+    )
+    .await;
+    assert_outcome(&reply, 400, "structure");
+}
+
+#[tokio::test]
+async fn a_url_too_long_to_read_gets_a_414_operation_outcome() {
+    let server = sqlite().await;
+    let request = format!(
+        "GET /fhir/Patient?name={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let reply = raw(&server, request.as_bytes()).await;
+    assert_outcome(&reply, 414, "too-long");
+}
+
+#[tokio::test]
+async fn too_many_headers_get_a_431_operation_outcome() {
+    let server = sqlite().await;
+    let mut request = String::from("GET /fhir/metadata HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..200 {
+        request.push_str(&format!("X-Filler-{i}: {i}\r\n"));
+    }
+    request.push_str("\r\n");
+    let reply = raw(&server, request.as_bytes()).await;
+    assert_outcome(&reply, 431, "too-long");
+}
+
+#[tokio::test]
+async fn a_wrong_method_on_the_server_s_own_endpoints_gets_a_405_operation_outcome() {
+    let server = sqlite().await;
+    for (method, path, allow) in [
+        ("POST", "/fhir/.well-known/smart-configuration", "get, head"),
+        ("DELETE", "/health", "get, head"),
+        ("GET", "/auth/token", "post"),
+        ("PUT", "/docs/search.md", "get, head"),
+    ] {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let reply = raw(&server, request.as_bytes()).await;
+        assert_outcome(&reply, 405, "not-supported");
+        assert!(
+            reply.head.contains(&format!("allow: {allow}")),
+            "{method} {path}: {}",
+            reply.head
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_document_name_gets_a_400_operation_outcome() {
+    let server = sqlite().await;
+    let reply = raw(
+        &server,
+        b"GET /docs/%FF%FE HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_outcome(&reply, 400, "invalid");
+}

@@ -525,6 +525,10 @@ impl Tx for GuardedTx {
         self.inner.may_write(rtype, method).await
     }
 
+    async fn lock_all(&mut self, keys: &[(String, String)]) -> StoreResult<()> {
+        self.inner.lock_all(keys).await
+    }
+
     async fn lock_key(&mut self, key: &str) -> StoreResult<()> {
         self.inner.lock_key(key).await
     }

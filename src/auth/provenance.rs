@@ -50,6 +50,10 @@ impl Tx for Traced {
         self.inner.lock_current(rtype, id).await
     }
 
+    async fn lock_all(&mut self, keys: &[(String, String)]) -> StoreResult<()> {
+        self.inner.lock_all(keys).await
+    }
+
     async fn lock_key(&mut self, key: &str) -> StoreResult<()> {
         self.inner.lock_key(key).await
     }

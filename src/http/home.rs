@@ -5,6 +5,7 @@
 //! installation.
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
@@ -106,7 +107,14 @@ point a FHIR client there. It speaks <code>application/fhir+json</code>.</p>
 }
 
 /// `GET /docs/{name}`: one of the reference docs, as Markdown text.
-pub async fn doc(Path(name): Path<String>) -> Response<Body> {
+pub async fn doc(name: Result<Path<String>, PathRejection>) -> Response<Body> {
+    let name = match name {
+        Ok(Path(name)) => name,
+        Err(e) => {
+            let error = FhirError::invalid(format!("The document name cannot be read: {e}"));
+            return error_response(&error, Format::default());
+        }
+    };
     let Some((_, _, text)) = DOCS.iter().find(|(n, _, _)| *n == name) else {
         let names: Vec<&str> = DOCS.iter().map(|(n, _, _)| *n).collect();
         let error = FhirError::NotFound(format!(

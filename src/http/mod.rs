@@ -1,6 +1,7 @@
 //! The HTTP layer: reads requests, negotiates formats, dispatches to interactions and writes
 //! responses. FHIR semantics live in `interaction`, storage in `store`.
 
+pub mod connection;
 pub mod home;
 pub mod negotiate;
 pub mod request;
@@ -25,6 +26,7 @@ use crate::app::App;
 use crate::auth::{audit, guard::GuardedStore, Access};
 use crate::error::FhirError;
 use crate::interaction::search_parameters;
+use crate::store::time_budget;
 use crate::write::Indexing;
 use negotiate::{prefer_return, response_format, Format};
 use request::{parse_query, FhirRequest};
@@ -32,17 +34,28 @@ use response::{error_response, json_response};
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/health", get(health))
-        .route("/auth/token", post(token))
+        // Each route's other methods get a 405 OperationOutcome naming the ones it takes.
+        .route(
+            "/health",
+            get(health).fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
+        )
+        .route(
+            "/auth/token",
+            post(token).fallback(|m: Method, u: Uri| not_allowed(m, u, "POST")),
+        )
         .route(
             "/fhir/.well-known/smart-configuration",
-            get(smart_configuration),
+            get(smart_configuration).fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
         )
         .route("/", any(root))
-        .route("/docs/{name}", get(home::doc))
+        .route(
+            "/docs/{name}",
+            get(home::doc).fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
+        )
         .route(
             crate::subscription::websocket::PATH,
-            get(crate::subscription::websocket::upgrade),
+            get(crate::subscription::websocket::upgrade)
+                .fallback(|m: Method, u: Uri| not_allowed(m, u, "GET")),
         )
         .route("/fhir", any(fhir))
         .route("/fhir/", any(fhir))
@@ -89,6 +102,16 @@ async fn root(
         return error_response(&error, Format::default());
     }
     fhir(state, method, uri, headers, body).await
+}
+
+/// A method a route does not take: 405 with `Allow`.
+async fn not_allowed(method: Method, uri: Uri, allow: &'static str) -> Response {
+    let error = FhirError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        allow,
+    };
+    error_response(&error, Format::default())
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -235,7 +258,9 @@ async fn fhir(
         };
         // A request that changed the search parameters (wrote an active SearchParameter)
         // reloads them for the requests after it.
-        let result = route::dispatch(app, &request).await;
+        // Its searches run under the request's time budget (`store::time_budget`).
+        let result =
+            time_budget::within(app.search_budget.timeout, route::dispatch(app, &request)).await;
         if app.indexing.search_params_changed() {
             search_parameters::reload(&root).await?;
         }
@@ -343,8 +368,14 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         {
             Err(FhirError::PayloadTooLarge { limit })
         }
-        Err(e) => Err(FhirError::invalid(format!(
-            "The request body could not be read: {e}"
-        ))),
+        Err(e) => match connection::timed_out(e.as_ref()) {
+            Some(timeout) => Err(FhirError::RequestTimeout(format!(
+                "The request body did not arrive within {} s (the server's body-read-timeout)",
+                timeout.as_secs_f64()
+            ))),
+            None => Err(FhirError::invalid(format!(
+                "The request body could not be read: {e}"
+            ))),
+        },
     }
 }

@@ -130,6 +130,12 @@ pub fn error_response(error: &FhirError, format: Format) -> Response<Body> {
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static(allow));
     }
+    // A client too slow to send its request gets its connection closed (RFC 9110, 408).
+    if let FhirError::RequestTimeout(_) = error {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let FhirError::Unauthorized { challenge, .. } = error {
         if let Ok(value) = HeaderValue::from_str(challenge) {
             response

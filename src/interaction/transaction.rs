@@ -225,6 +225,10 @@ async fn apply(
 ) -> Result<Vec<Option<Outcome>>, FhirError> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; entries.len()];
     let mut claims = Claims::default();
+    // 0. Lock every resource named by id, all at once in one global order (type, id): two
+    // transactions writing the same resources then queue rather than deadlock. (The targets of
+    // conditional entries are found by their searches, and locked as they are found.)
+    tx.lock_all(&named_targets(entries)).await?;
     // 1. DELETE
     for entry in entries {
         let fail = |e| at_entry(e, &entry.label());
@@ -388,6 +392,22 @@ async fn apply(
         }
     }
     Ok(outcomes)
+}
+
+/// The resources that DELETE, PUT and PATCH entries name by id, sorted and without duplicates.
+fn named_targets(entries: &[Entry]) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = entries
+        .iter()
+        .filter_map(|entry| match &entry.action {
+            Action::Delete { id } | Action::Update { id } | Action::Patch { id: Some(id), .. } => {
+                Some((entry.rtype.clone(), id.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 #[derive(PartialEq, Eq, Clone, Copy)]

@@ -6,6 +6,8 @@
 //! The defaults are far above what a real client sends; each is a `serve` setting
 //! (`docs/operations.md`).
 
+use std::time::Duration;
+
 use crate::error::FhirError;
 
 /// The limits of one search (and of the criteria of a conditional interaction).
@@ -22,6 +24,9 @@ pub struct Budget {
     /// The most rounds `:iterate` follows references from included resources; when the fixed
     /// point is not reached by then, the result says so in an OperationOutcome entry.
     pub max_iterations: usize,
+    /// How long the searches of one request may run in all (`store::time_budget`): the time
+    /// of its search statements, summed; a statement still running when it is spent is stopped.
+    pub timeout: Duration,
 }
 
 /// The default of `max_terms`.
@@ -32,6 +37,8 @@ pub const DEFAULT_MAX_CHAIN_DEPTH: usize = 4;
 pub const DEFAULT_MAX_INCLUDES: usize = 20;
 /// The default of `max_iterations`.
 pub const DEFAULT_MAX_ITERATIONS: usize = 16;
+/// The default of `timeout`: 30 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for Budget {
     fn default() -> Self {
@@ -40,6 +47,7 @@ impl Default for Budget {
             max_chain_depth: DEFAULT_MAX_CHAIN_DEPTH,
             max_includes: DEFAULT_MAX_INCLUDES,
             max_iterations: DEFAULT_MAX_ITERATIONS,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -109,6 +117,7 @@ mod tests {
             max_chain_depth: 1,
             max_includes: 1,
             max_iterations: 1,
+            timeout: DEFAULT_TIMEOUT,
         };
         assert!(budget.terms(2).is_ok());
         assert!(budget.terms(3).is_err());

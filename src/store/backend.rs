@@ -18,6 +18,7 @@ use sqlx::{
 };
 
 use super::sql::{Bind, Dialect, Sql};
+use super::time_budget::Limit;
 use super::StoreResult;
 
 /// One database: everything [`SqlStore`](super::sql_store::SqlStore) does not do the same way
@@ -51,6 +52,17 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// The statement `Tx::lock_key` runs to serialise transactions using `key` until commit,
     /// or `None` where writers are serialised anyway.
     fn lock_key(key: &str) -> Option<Sql>;
+    /// Makes the database stop the statements run next on `connection` once `limit` is up or
+    /// its request went away (`store::time_budget`), until [`Backend::disarm`].
+    async fn arm(
+        connection: &mut <Self::Db as Database>::Connection,
+        limit: &Limit,
+    ) -> Result<(), sqlx::Error>;
+    /// Lifts what [`Backend::arm`] set.
+    async fn disarm(connection: &mut <Self::Db as Database>::Connection)
+        -> Result<(), sqlx::Error>;
+    /// Whether `error` is the database stopping a statement as [`Backend::arm`] asked.
+    fn stopped(error: &sqlx::Error) -> bool;
     /// The query plan from the rows of `sql::explain`, one line per plan node.
     fn plan(rows: &[<Self::Db as Database>::Row]) -> Result<Vec<String>, sqlx::Error>;
     /// Closes the pools, waiting for in-flight work.

@@ -24,6 +24,7 @@ pub mod sql;
 pub mod sql_store;
 pub mod sqlite;
 pub mod subscription;
+pub mod time_budget;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,6 +36,9 @@ pub enum StoreError {
     /// The query would bind more values than the database takes in one statement.
     #[error("{0}")]
     TooComplex(String),
+    /// The request's searches ran out of their time budget (`store::time_budget`).
+    #[error("{0}")]
+    TimedOut(String),
     #[error("{0}")]
     Database(String),
     /// The access token does not allow this (the authorization guard of `auth::guard`).
@@ -303,6 +307,11 @@ pub trait Store: Send + Sync {
 pub trait Tx: Send {
     /// The current version of a resource, locked against other writers until commit.
     async fn lock_current(&mut self, rtype: &str, id: &str) -> StoreResult<Option<Current>>;
+    /// Locks the resources `keys` (type, id) against other writers until commit, all at once
+    /// and in one global order (type, then id), before a transaction that writes several of
+    /// them decides anything: two such transactions then queue instead of deadlocking. Unknown
+    /// keys lock nothing; nothing is read (so it reveals nothing to a guarded writer).
+    async fn lock_all(&mut self, keys: &[(String, String)]) -> StoreResult<()>;
     /// Serialises transactions that use the same key until commit (conditional interactions
     /// with the same criteria), so that racing conditional creates make exactly one resource.
     async fn lock_key(&mut self, key: &str) -> StoreResult<()>;

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Row, Transaction};
 
 use super::backend::Backend;
 use super::sql::{Dialect, Sql};
 use super::sql_store::SqlStore;
+use super::time_budget::Limit;
 use super::{StoreError, StoreResult};
 
 pub type PostgresStore = SqlStore<Postgres>;
@@ -43,6 +44,22 @@ impl Backend for Postgres {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
+            // A statement whose request went away is stopped by closing its connection
+            // (`store::time_budget`); from PostgreSQL 14 on, the server checks for that while
+            // the statement runs, and stops it within a second.
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    if connection
+                        .server_version_num()
+                        .is_some_and(|v| v >= 140_000)
+                    {
+                        sqlx::query("SET client_connection_check_interval = 1000")
+                            .execute(connection)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
@@ -113,6 +130,29 @@ impl Backend for Postgres {
             .text(key)
             .push(", 0))");
         Some(sql)
+    }
+
+    /// `statement_timeout`, in whole milliseconds (rounded up): set for the session, or for
+    /// the rest of a write transaction, which undoes it when it rolls back.
+    async fn arm(connection: &mut PgConnection, limit: &Limit) -> Result<(), sqlx::Error> {
+        let ms = limit.left.as_micros().div_ceil(1000).max(1);
+        sqlx::query("SELECT set_config('statement_timeout', $1, false)")
+            .bind(ms.to_string())
+            .execute(connection)
+            .await?;
+        Ok(())
+    }
+
+    async fn disarm(connection: &mut PgConnection) -> Result<(), sqlx::Error> {
+        sqlx::query("RESET statement_timeout")
+            .execute(connection)
+            .await?;
+        Ok(())
+    }
+
+    /// query_canceled (statement_timeout).
+    fn stopped(error: &sqlx::Error) -> bool {
+        matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("57014"))
     }
 
     /// `EXPLAIN` rows: one line of text each.

@@ -7,11 +7,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::{Executor, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Database, Executor, Transaction};
 use tokio::sync::Notify;
 
 use super::backend::{Backend, Column, Columns, Sqlx};
 use super::sql::{self, Sql};
+use super::time_budget;
 use super::{
     Current, HistoryEntry, HistoryQuery, Method, NewVersion, Queued, SearchHit, Statement, Store,
     StoreError, StoreResult, Tx, Version,
@@ -48,6 +50,68 @@ impl<B: Backend> SqlStore<B> {
     pub(super) async fn begin_raw(&self) -> Result<Transaction<'static, B::Db>, sqlx::Error> {
         self.backend.begin().await
     }
+    /// The rows of a search statement, on a reader connection, under the request's time
+    /// budget when it has one (`store::time_budget`).
+    async fn search_rows(&self, sql: &Sql) -> StoreResult<Vec<Row<B>>> {
+        let Some(clock) = time_budget::current() else {
+            return Ok(B::Db::prepare(sql).fetch_all(self.reader()).await?);
+        };
+        let limit = clock.start()?;
+        let mut running = Running::<B> {
+            connection: self.backend.reader().acquire().await?,
+            done: false,
+        };
+        let (rows, disarmed) = timed_rows::<B>(&mut running.connection, sql, &clock, &limit).await;
+        // A connection that could not be disarmed is closed too.
+        running.done = disarmed;
+        rows
+    }
+}
+
+/// A row of the database `B`.
+type Row<B> = <<B as Backend>::Db as Database>::Row;
+
+/// A reader connection running a timed statement: closed rather than returned to the pool
+/// when the statement's future is dropped before it ended (its request went away), so that
+/// the database stops the statement and nothing armed stays behind on the connection.
+struct Running<B: Backend> {
+    connection: PoolConnection<B::Db>,
+    done: bool,
+}
+
+impl<B: Backend> Drop for Running<B> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.connection.close_on_drop();
+        }
+    }
+}
+
+/// Runs `sql` on `connection` under `limit`: armed before, disarmed after, its time counted on
+/// `clock`, and the database's stopping it reported as the budget spent; and whether the
+/// connection was disarmed.
+async fn timed_rows<B: Backend>(
+    connection: &mut <B::Db as Database>::Connection,
+    sql: &Sql,
+    clock: &time_budget::Clock,
+    limit: &time_budget::Limit,
+) -> (StoreResult<Vec<Row<B>>>, bool) {
+    if let Err(e) = B::arm(connection, limit).await {
+        return (Err(e.into()), false);
+    }
+    let rows = B::Db::prepare(sql)
+        .fetch_all(B::Db::connection(connection))
+        .await;
+    clock.spend(limit);
+    // Disarmed whatever the outcome. (In a PostgreSQL write transaction a failed statement
+    // leaves the transaction aborted, disarming fails too, and the rollback undoes it.)
+    let disarmed = B::disarm(connection).await;
+    let rows = match rows {
+        Ok(rows) => Ok(rows),
+        Err(e) if B::stopped(&e) && limit.expired() => Err(clock.spent_error()),
+        Err(e) => Err(e.into()),
+    };
+    (rows, disarmed.is_ok())
 }
 
 /// A `Queued` from a row of `sql::QUEUED_COLUMNS`.
@@ -130,7 +194,7 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn history(&self, query: &HistoryQuery) -> StoreResult<Vec<HistoryEntry>> {
         let sql = sql::history(B::DIALECT, query);
-        let rows = B::Db::prepare(&sql).fetch_all(self.reader()).await?;
+        let rows = self.search_rows(&sql).await?;
         rows.iter()
             .map(|row| {
                 Ok(HistoryEntry {
@@ -145,7 +209,7 @@ impl<B: Backend> Store for SqlStore<B> {
         let sql = sql::search(B::DIALECT, query);
         sql::check(&sql)?;
         hits(
-            B::Db::prepare(&sql).fetch_all(self.reader()).await?,
+            self.search_rows(&sql).await?,
             &query.sort,
             query.contained != Contained::False,
         )
@@ -154,7 +218,8 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn count(&self, query: &SearchQuery) -> StoreResult<u64> {
         let sql = sql::count(B::DIALECT, query);
         sql::check(&sql)?;
-        let row = B::Db::prepare(&sql).fetch_one(self.reader()).await?;
+        let rows = self.search_rows(&sql).await?;
+        let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
         let n: i64 = row.at(0)?;
         Ok(n as u64)
     }
@@ -169,7 +234,7 @@ impl<B: Backend> Store for SqlStore<B> {
             return Ok(Vec::new());
         }
         let sql = sql::include_targets(B::DIALECT, rids, params, target_type);
-        let rows = B::Db::prepare(&sql).fetch_all(self.reader()).await?;
+        let rows = self.search_rows(&sql).await?;
         rows.iter()
             .map(|row| Ok((row.at(0)?, row.at(1)?)))
             .collect()
@@ -183,11 +248,7 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> StoreResult<Vec<SearchHit>> {
         let sql = sql::lastn(B::DIALECT, query, max, limit);
         sql::check(&sql)?;
-        hits(
-            B::Db::prepare(&sql).fetch_all(self.reader()).await?,
-            &[],
-            false,
-        )
+        hits(self.search_rows(&sql).await?, &[], false)
     }
 
     async fn read_current(&self, keys: &[(String, String)]) -> StoreResult<Vec<SearchHit>> {
@@ -195,16 +256,12 @@ impl<B: Backend> Store for SqlStore<B> {
             return Ok(Vec::new());
         }
         let sql = sql::current_versions(B::DIALECT, keys);
-        hits(
-            B::Db::prepare(&sql).fetch_all(self.reader()).await?,
-            &[],
-            false,
-        )
+        hits(self.search_rows(&sql).await?, &[], false)
     }
 
     async fn compartment(&self, patient: &str, types: &[&str]) -> StoreResult<Vec<Version>> {
         let sql = sql::compartment(B::DIALECT, patient, types);
-        let rows = B::Db::prepare(&sql).fetch_all(self.reader()).await?;
+        let rows = self.search_rows(&sql).await?;
         Ok(rows
             .iter()
             .map(|r| version_at(r, 0))
@@ -213,7 +270,7 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn compartments(&self) -> StoreResult<Vec<String>> {
         let sql = sql::compartments(B::DIALECT);
-        let rows = B::Db::prepare(&sql).fetch_all(self.reader()).await?;
+        let rows = self.search_rows(&sql).await?;
         Ok(rows.iter().map(|r| r.at(0)).collect::<Result<_, _>>()?)
     }
 
@@ -340,6 +397,17 @@ impl<B: Backend> Tx for SqlTx<B> {
             .transpose()?)
     }
 
+    async fn lock_all(&mut self, keys: &[(String, String)]) -> StoreResult<()> {
+        // Without a row lock clause the writer holds the database's lock already.
+        if keys.is_empty() || B::LOCK_ROW.is_empty() {
+            return Ok(());
+        }
+        let sql = sql::lock_rows(B::DIALECT, keys, B::LOCK_ROW);
+        sql::check(&sql)?;
+        B::Db::prepare(&sql).fetch_all(self.connection()).await?;
+        Ok(())
+    }
+
     async fn lock_key(&mut self, key: &str) -> StoreResult<()> {
         if let Some(sql) = B::lock_key(key) {
             B::Db::prepare(&sql).execute(self.connection()).await?;
@@ -347,14 +415,21 @@ impl<B: Backend> Tx for SqlTx<B> {
         Ok(())
     }
 
+    /// Under the request's time budget, as [`Store::search`] (a statement stopped by it
+    /// leaves the transaction to be rolled back).
     async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
         let sql = sql::search(B::DIALECT, query);
         sql::check(&sql)?;
-        hits(
-            B::Db::prepare(&sql).fetch_all(self.connection()).await?,
-            &query.sort,
-            query.contained != Contained::False,
-        )
+        let rows = match time_budget::current() {
+            None => B::Db::prepare(&sql).fetch_all(self.connection()).await?,
+            Some(clock) => {
+                let limit = clock.start()?;
+                timed_rows::<B>(&mut self.tx, &sql, &clock, &limit)
+                    .await
+                    .0?
+            }
+        };
+        hits(rows, &query.sort, query.contained != Contained::False)
     }
 
     async fn write(&mut self, new: NewVersion<'_>, previous: Option<i64>) -> StoreResult<()> {

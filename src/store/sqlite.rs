@@ -12,13 +12,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool, Transaction};
 
 use super::backend::Backend;
 use super::sql::{Dialect, Sql};
 use super::sql_store::SqlStore;
+use super::time_budget::Limit;
 use super::{StoreError, StoreResult};
 
 pub type SqliteStore = SqlStore<Sqlite>;
@@ -54,6 +56,15 @@ impl Backend for Sqlite {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            // A search of a write transaction dropped while it ran (its request went away)
+            // leaves its progress handler behind: the next writer starts without it. (A
+            // reader connection in that case is closed instead.)
+            .before_acquire(|connection, _| {
+                Box::pin(async move {
+                    Self::disarm(connection).await?;
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
@@ -80,6 +91,26 @@ impl Backend for Sqlite {
     fn lock_key(_key: &str) -> Option<Sql> {
         // Writers are already serialised by BEGIN IMMEDIATE.
         None
+    }
+
+    /// A progress handler, asked every thousand virtual machine steps, interrupts the
+    /// statement once its time is up or its request went away.
+    async fn arm(connection: &mut SqliteConnection, limit: &Limit) -> Result<(), sqlx::Error> {
+        connection
+            .lock_handle()
+            .await?
+            .set_progress_handler(1_000, limit.check());
+        Ok(())
+    }
+
+    async fn disarm(connection: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        connection.lock_handle().await?.remove_progress_handler();
+        Ok(())
+    }
+
+    /// SQLITE_INTERRUPT.
+    fn stopped(error: &sqlx::Error) -> bool {
+        matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("9"))
     }
 
     /// `EXPLAIN QUERY PLAN` rows (id, parent, notused, detail) come in tree order; a node is
