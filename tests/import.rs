@@ -125,7 +125,11 @@ fn practice() -> Vec<Value> {
 }
 
 fn path(r: &Value) -> String {
-    format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap())
+    format!(
+        "{}/{}",
+        r["resourceType"].as_str().unwrap(),
+        r["id"].as_str().unwrap()
+    )
 }
 
 both_stores!(
@@ -258,31 +262,69 @@ both_stores!(
             400,
         );
         expect_status(
-            &send(&server.client, None, "POST", "$import?_type=Patient", true, body()).await,
+            &send(
+                &server.client,
+                None,
+                "POST",
+                "$import?_type=Patient",
+                true,
+                body(),
+            )
+            .await,
             400,
         );
         expect_status(
-            &send(&server.client, None, "POST", "$import", true, Some(("text/csv", b"a,b".to_vec()))).await,
+            &send(
+                &server.client,
+                None,
+                "POST",
+                "$import",
+                true,
+                Some(("text/csv", b"a,b".to_vec())),
+            )
+            .await,
             415,
         );
         expect_status(
-            &send(&server.client, None, "POST", "$import", true, Some((NDJSON, b"\n \n".to_vec()))).await,
+            &send(
+                &server.client,
+                None,
+                "POST",
+                "$import",
+                true,
+                Some((NDJSON, b"\n \n".to_vec())),
+            )
+            .await,
             400,
         );
         // URLs elsewhere are never fetched.
         let elsewhere = json!({"resourceType": "Parameters", "parameter": [{"name": "input", "part": [
             {"name": "type", "valueCode": "Patient"},
             {"name": "url", "valueUrl": "http://169.254.169.254/latest/Patient.ndjson"}]}]});
-        let refused = send(&server.client, None, "POST", "$import", true,
-            Some(("application/fhir+json", elsewhere.to_string().into_bytes()))).await;
+        let refused = send(
+            &server.client,
+            None,
+            "POST",
+            "$import",
+            true,
+            Some(("application/fhir+json", elsewhere.to_string().into_bytes())),
+        )
+        .await;
         expect_status(&refused, 400);
         for bad in [
             json!({"resourceType": "Parameters"}),
             json!({"resourceType": "Parameters", "parameter": [{"name": "storageDetail", "valueString": "s3"}]}),
             json!({"resourceType": "Patient"}),
         ] {
-            let reply = send(&server.client, None, "POST", "$import", true,
-                Some(("application/fhir+json", bad.to_string().into_bytes()))).await;
+            let reply = send(
+                &server.client,
+                None,
+                "POST",
+                "$import",
+                true,
+                Some(("application/fhir+json", bad.to_string().into_bytes())),
+            )
+            .await;
             expect_status(&reply, 400);
         }
         expect_status(&server.client.get("$import").await.unwrap(), 405);
@@ -291,7 +333,15 @@ both_stores!(
 
 /// Exports `_type` from `server` and returns the manifest.
 async fn export(server: &TestServer, types: &str) -> Value {
-    let kick = send(&server.client, None, "GET", &format!("$export?_type={types}"), true, None).await;
+    let kick = send(
+        &server.client,
+        None,
+        "GET",
+        &format!("$export?_type={types}"),
+        true,
+        None,
+    )
+    .await;
     expect_status(&kick, 202);
     let status = kick.header("content-location").unwrap().to_owned();
     finished(&server.client, None, &status).await
@@ -316,7 +366,15 @@ both_stores!(
         // The client downloads each file and uploads it to the second server.
         let mut imported = BTreeMap::new();
         for output in manifest["output"].as_array().unwrap() {
-            let file = send(&server.client, None, "GET", output["url"].as_str().unwrap(), false, None).await;
+            let file = send(
+                &server.client,
+                None,
+                "GET",
+                output["url"].as_str().unwrap(),
+                false,
+                None,
+            )
+            .await;
             assert_eq!(file.status, 200);
             let done = import(&second.client, None, NDJSON, file.body.to_vec()).await;
             assert_eq!(done["error"], json!([]));
@@ -344,22 +402,32 @@ both_stores!(
         }
         let manifest = export(&server, CLINICAL).await;
         // The export restores what was deleted since.
-        expect_status(&server.client.delete("Observation/imp-hr-1").await.unwrap(), 204);
+        expect_status(
+            &server.client.delete("Observation/imp-hr-1").await.unwrap(),
+            204,
+        );
         let inputs: Vec<Value> = manifest["output"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|o| json!({"name": "input", "part": [
+            .map(|o| {
+                json!({"name": "input", "part": [
                 {"name": "type", "valueCode": o["type"]},
-                {"name": "url", "valueUrl": o["url"]}]}))
+                {"name": "url", "valueUrl": o["url"]}]})
+            })
             .collect();
         let mut parameters = json!({"resourceType": "Parameters", "parameter": inputs});
         parameters["parameter"]
             .as_array_mut()
             .unwrap()
             .push(json!({"name": "inputFormat", "valueString": NDJSON}));
-        let done = import(&server.client, None, "application/fhir+json",
-            parameters.to_string().into_bytes()).await;
+        let done = import(
+            &server.client,
+            None,
+            "application/fhir+json",
+            parameters.to_string().into_bytes(),
+        )
+        .await;
         assert_eq!(counts(&done), counts(&manifest));
         assert_eq!(
             read(&server.client, None, "Observation/imp-hr-1").await,
@@ -369,8 +437,15 @@ both_stores!(
         let url = manifest["output"][0]["url"].as_str().unwrap();
         let wrong = json!({"resourceType": "Parameters", "parameter": [{"name": "input", "part": [
             {"name": "type", "valueCode": "Encounter"}, {"name": "url", "valueUrl": url}]}]});
-        let reply = send(&server.client, None, "POST", "$import", true,
-            Some(("application/fhir+json", wrong.to_string().into_bytes()))).await;
+        let reply = send(
+            &server.client,
+            None,
+            "POST",
+            "$import",
+            true,
+            Some(("application/fhir+json", wrong.to_string().into_bytes())),
+        )
+        .await;
         expect_status(&reply, 400);
     }
 );
@@ -388,8 +463,15 @@ secured!(
         );
         assert_eq!(manifest["requiresAccessToken"], true);
         assert_eq!(manifest["error"][0]["count"], 4);
-        let reply = send(client, Some(&token), "GET",
-            manifest["error"][0]["url"].as_str().unwrap(), false, None).await;
+        let reply = send(
+            client,
+            Some(&token),
+            "GET",
+            manifest["error"][0]["url"].as_str().unwrap(),
+            false,
+            None,
+        )
+        .await;
         let text = String::from_utf8(reply.body.to_vec()).unwrap();
         for line in text.lines() {
             let outcome: Value = serde_json::from_str(line).unwrap();
@@ -399,45 +481,89 @@ secured!(
         s.register("other", "system/*.cruds", None).await;
         let other = s.token("other", "system/*.cruds").await;
         let file = manifest["error"][0]["url"].as_str().unwrap();
-        expect_status(&send(client, Some(&other), "GET", file, false, None).await, 404);
+        expect_status(
+            &send(client, Some(&other), "GET", file, false, None).await,
+            404,
+        );
         // Without a token, nothing.
         expect_status(
-            &send(client, None, "POST", "$import", true, Some((NDJSON, ndjson(&practice())))).await,
+            &send(
+                client,
+                None,
+                "POST",
+                "$import",
+                true,
+                Some((NDJSON, ndjson(&practice()))),
+            )
+            .await,
             401,
         );
     }
 );
 
-secured!(a_declared_type_the_token_may_not_write_is_refused_at_kick_off, |s| {
-    let client = &s.server.client;
-    s.register("admin", "system/*.cruds", None).await;
-    let admin = s.token("admin", "system/*.cruds").await;
-    for r in practice() {
-        expect_status(&s.call(&admin, "PUT", &path(&r), Some(&r)).await, 201);
-    }
-    let kick = send(client, Some(&admin), "GET", "$export?_type=Observation", true, None).await;
-    let status = kick.header("content-location").unwrap().to_owned();
-    let manifest = finished(client, Some(&admin), &status).await;
-    let url = manifest["output"][0]["url"].as_str().unwrap();
-    let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "input", "part": [
+secured!(
+    a_declared_type_the_token_may_not_write_is_refused_at_kick_off,
+    |s| {
+        let client = &s.server.client;
+        s.register("admin", "system/*.cruds", None).await;
+        let admin = s.token("admin", "system/*.cruds").await;
+        for r in practice() {
+            expect_status(&s.call(&admin, "PUT", &path(&r), Some(&r)).await, 201);
+        }
+        let kick = send(
+            client,
+            Some(&admin),
+            "GET",
+            "$export?_type=Observation",
+            true,
+            None,
+        )
+        .await;
+        let status = kick.header("content-location").unwrap().to_owned();
+        let manifest = finished(client, Some(&admin), &status).await;
+        let url = manifest["output"][0]["url"].as_str().unwrap();
+        let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "input", "part": [
         {"name": "url", "valueUrl": url}]}]});
-    // Another client cannot name the admin's export files at all…
-    s.register("reader", "system/Observation.rs", None).await;
-    let reader = s.token("reader", "system/Observation.rs").await;
-    let reply = send(client, Some(&reader), "POST", "$import", true,
-        Some(("application/fhir+json", parameters.to_string().into_bytes()))).await;
-    expect_status(&reply, 400);
-    // …and a client that started an export but may not write its type is refused (403).
-    let kick = send(client, Some(&reader), "GET", "$export?_type=Observation", true, None).await;
-    let status = kick.header("content-location").unwrap().to_owned();
-    let own = finished(client, Some(&reader), &status).await;
-    let own_url = own["output"][0]["url"].as_str().unwrap();
-    let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "input", "part": [
+        // Another client cannot name the admin's export files at all…
+        s.register("reader", "system/Observation.rs", None).await;
+        let reader = s.token("reader", "system/Observation.rs").await;
+        let reply = send(
+            client,
+            Some(&reader),
+            "POST",
+            "$import",
+            true,
+            Some(("application/fhir+json", parameters.to_string().into_bytes())),
+        )
+        .await;
+        expect_status(&reply, 400);
+        // …and a client that started an export but may not write its type is refused (403).
+        let kick = send(
+            client,
+            Some(&reader),
+            "GET",
+            "$export?_type=Observation",
+            true,
+            None,
+        )
+        .await;
+        let status = kick.header("content-location").unwrap().to_owned();
+        let own = finished(client, Some(&reader), &status).await;
+        let own_url = own["output"][0]["url"].as_str().unwrap();
+        let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "input", "part": [
         {"name": "url", "valueUrl": own_url}]}]});
-    let reply = send(client, Some(&reader), "POST", "$import", true,
-        Some(("application/fhir+json", parameters.to_string().into_bytes()))).await;
-    expect_status(&reply, 403);
-});
+        let reply = send(
+            client,
+            Some(&reader),
+            "POST",
+            "$import",
+            true,
+            Some(("application/fhir+json", parameters.to_string().into_bytes())),
+        )
+        .await;
+        expect_status(&reply, 403);
+    }
+);
 
 /// Runs the `signaal` binary to completion.
 async fn signaal_cli(args: Vec<String>) -> std::process::Output {
@@ -459,7 +585,9 @@ both_stores!(
         let resources = practice();
         std::fs::write(dir.0.join("a.ndjson"), ndjson(&resources[..3])).unwrap();
         let mut second = ndjson(&resources[3..]);
-        second.extend_from_slice(b"{\"resourceType\":\"Observation\",\"id\":\"imp-x\",\"status\":\"sideways\"}\n");
+        second.extend_from_slice(
+            b"{\"resourceType\":\"Observation\",\"id\":\"imp-x\",\"status\":\"sideways\"}\n",
+        );
         std::fs::write(dir.0.join("b.ndjson"), &second).unwrap();
         std::fs::write(dir.0.join("notes.txt"), "not imported").unwrap();
         let errors = dir.0.join("errors.ndjson");
@@ -473,7 +601,10 @@ both_stores!(
         ])
         .await;
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "a failed line makes the exit code non-zero");
+        assert!(
+            !output.status.success(),
+            "a failed line makes the exit code non-zero"
+        );
         assert!(stderr.contains("b.ndjson:4: Observation/imp-x"), "{stderr}");
         assert!(stderr.contains("imported 6 resources"), "{stderr}");
         assert!(stderr.contains("1 line(s) failed"), "{stderr}");
@@ -493,7 +624,11 @@ both_stores!(
             server.database_url.clone(),
         ])
         .await;
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         // Not a terminal: a plain progress line, no bar.
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("import: 1/1 lines"), "{stderr}");

@@ -8,8 +8,8 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
-    async_job, capabilities, create, delete, everything, export, history, import, lastn, patch, read,
-    reindex, scoring_coverage, search, transaction, update, vread, worklist,
+    async_job, capabilities, create, delete, everything, export, history, import, lastn, patch,
+    read, reindex, scoring_coverage, search, transaction, update, vread, worklist,
 };
 
 pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {

@@ -269,9 +269,15 @@ fn files(app: &App, owner: &str, parameters: &Value) -> Result<Vec<Source>, Fhir
 
 /// A primitive parameter value, whatever its `value[x]` type.
 fn primitive(parameter: &Value) -> Option<&str> {
-    ["valueUrl", "valueUri", "valueString", "valueCode", "valueCanonical"]
-        .iter()
-        .find_map(|k| parameter.get(*k).and_then(Value::as_str))
+    [
+        "valueUrl",
+        "valueUri",
+        "valueString",
+        "valueCode",
+        "valueCanonical",
+    ]
+    .iter()
+    .find_map(|k| parameter.get(*k).and_then(Value::as_str))
 }
 
 /// Resolves the URL of a file of one of `owner`'s finished exports to the file on disk.
@@ -396,9 +402,9 @@ async fn run(
                 load::load(store, indexing, &input, &bytes[..], &mut observer).await?
             }
             Source::File { path, rtype, .. } => {
-                let file = tokio::fs::File::open(path).await.map_err(|e| {
-                    FhirError::Internal(format!("{}: {e}", source.name()))
-                })?;
+                let file = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| FhirError::Internal(format!("{}: {e}", source.name())))?;
                 let input = Input {
                     name: source.name(),
                     rtype: Some(rtype.as_str()),
@@ -502,15 +508,11 @@ pub async fn error_file(
         .as_ref()
         .and_then(|answer| answer.body.as_ref())
         .is_some_and(|manifest| {
-            manifest["error"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|e| {
-                    e["url"].as_str().is_some_and(|u| {
-                        u.ends_with(&format!("/{STATUS_PATH}/{id}/{name}"))
-                    })
-                })
+            manifest["error"].as_array().into_iter().flatten().any(|e| {
+                e["url"]
+                    .as_str()
+                    .is_some_and(|u| u.ends_with(&format!("/{STATUS_PATH}/{id}/{name}")))
+            })
         });
     if !listed {
         return Err(unknown());

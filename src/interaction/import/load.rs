@@ -33,7 +33,8 @@ pub const BATCH: usize = 500;
 
 /// The extension that gives the line an issue was found on (FHIR extensions pack,
 /// "OperationOutcome Line of Issue").
-pub const LINE_EXTENSION: &str = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-line";
+pub const LINE_EXTENSION: &str =
+    "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-line";
 
 /// One NDJSON input.
 pub struct Input<'a> {
@@ -92,8 +93,10 @@ impl LineError {
             .iter()
             .map(|issue| {
                 let mut issue = issue.to_json();
-                issue["diagnostics"] =
-                    json!(format!("{place}: {}", issue["diagnostics"].as_str().unwrap_or("")));
+                issue["diagnostics"] = json!(format!(
+                    "{place}: {}",
+                    issue["diagnostics"].as_str().unwrap_or("")
+                ));
                 issue["extension"] = json!([{"url": LINE_EXTENSION, "valueInteger": self.line}]);
                 issue
             })
@@ -196,7 +199,10 @@ fn check(line: u64, bytes: &[u8], expected: Option<&str>) -> Result<Ready, LineE
     let resource: Value = serde_json::from_slice(bytes).map_err(|e| {
         fail(
             None,
-            vec![Issue::error("structure", format!("not a JSON resource: {e}"))],
+            vec![Issue::error(
+                "structure",
+                format!("not a JSON resource: {e}"),
+            )],
         )
     })?;
     let rtype = match resource.get("resourceType").and_then(Value::as_str) {
@@ -204,8 +210,10 @@ fn check(line: u64, bytes: &[u8], expected: Option<&str>) -> Result<Ready, LineE
         Some(t) => {
             return Err(fail(
                 None,
-                vec![Issue::error("not-supported", format!("'{t}' is not an R4 resource type"))
-                    .at("resourceType")],
+                vec![
+                    Issue::error("not-supported", format!("'{t}' is not an R4 resource type"))
+                        .at("resourceType"),
+                ],
             ))
         }
         None => {
@@ -369,9 +377,13 @@ mod tests {
         assert!(check(1, br#"{"resourceType":"Nonsense","id":"a"}"#, None).is_err());
         assert!(check(1, br#"{"resourceType":"Patient"}"#, None).is_err());
         assert!(check(1, br#"{"resourceType":"Patient","id":"a b"}"#, None).is_err());
-        let invalid = check(1, br#"{"resourceType":"Patient","id":"a","gender":7}"#, None)
-            .err()
-            .unwrap();
+        let invalid = check(
+            1,
+            br#"{"resourceType":"Patient","id":"a","gender":7}"#,
+            None,
+        )
+        .err()
+        .unwrap();
         assert_eq!(invalid.resource.as_deref(), Some("Patient/a"));
         let ok = check(1, br#"{"resourceType":"Patient","id":"a"}"#, None).unwrap();
         assert_eq!((ok.rtype.as_str(), ok.id.as_str()), ("Patient", "a"));
@@ -379,6 +391,11 @@ mod tests {
 
     #[test]
     fn a_declared_type_refuses_other_types() {
-        assert!(check(1, br#"{"resourceType":"Patient","id":"a"}"#, Some("Observation")).is_err());
+        assert!(check(
+            1,
+            br#"{"resourceType":"Patient","id":"a"}"#,
+            Some("Observation")
+        )
+        .is_err());
     }
 }
