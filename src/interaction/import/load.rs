@@ -10,14 +10,16 @@
 //!
 //! A bad line never stops the others: it is reported as an `OperationOutcome` naming its line
 //! number (in `diagnostics` and in the `operationoutcome-issue-line` extension) and the import
-//! goes on. A line the store refuses while its batch is written (a scope that does not allow the
-//! type, a read-only resource) is taken out of the batch, reported, and the batch written again
-//! without it. Only a failure of the store itself (the database gone) stops the load.
+//! goes on. Lines of a type the store will not write at all (no scope for it) are reported
+//! before the batch is written; a line the store refuses while its batch is written (a read-only
+//! resource, one outside a patient-bound token's compartment) is taken out of the batch,
+//! reported, and the batch written again without it. Only a failure of the store itself (the
+//! database gone) stops the load.
 //!
 //! Writes go through the store given, so a client's import is authorized and traced (a
 //! Provenance per write) like any write of that client.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{json, Value};
@@ -286,6 +288,33 @@ async fn write_batch(
         match line {
             Ok(line) => ready.push(line),
             Err(error) => errors.push(error),
+        }
+    }
+    // Types the store refuses outright (a scope that does not allow writing them) fail their
+    // lines here, rather than one retried transaction each.
+    let mut types: Vec<&str> = ready.iter().map(|l| l.rtype.as_str()).collect();
+    types.sort_unstable();
+    types.dedup();
+    let mut refused: HashMap<String, Vec<Issue>> = HashMap::new();
+    if !types.is_empty() {
+        let mut tx = store.begin().await?;
+        for rtype in types {
+            if let Err(e) = tx.may_write(rtype, Method::Put).await {
+                refused.insert(rtype.to_owned(), FhirError::from(e).issues());
+            }
+        }
+    }
+    if !refused.is_empty() {
+        let (kept, out): (Vec<Ready>, Vec<Ready>) = ready
+            .into_iter()
+            .partition(|l| !refused.contains_key(&l.rtype));
+        ready = kept;
+        for line in out {
+            errors.push(LineError {
+                line: line.line,
+                issues: refused[&line.rtype].clone(),
+                resource: Some(format!("{}/{}", line.rtype, line.id)),
+            });
         }
     }
     while !ready.is_empty() {
