@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use crate::error::{FhirError, Issue};
-use crate::fhir::{id, resource_types, validate::validate};
+use crate::fhir::{id, json_format, resource_types, validate::validate};
 use crate::store::{Method, Store, Tx};
 use crate::write::{self, in_transaction, Indexing};
 
@@ -198,15 +198,9 @@ fn check(line: u64, bytes: &[u8], expected: Option<&str>) -> Result<Ready, LineE
         resource,
         issues,
     };
-    let resource: Value = serde_json::from_slice(bytes).map_err(|e| {
-        fail(
-            None,
-            vec![Issue::error(
-                "structure",
-                format!("not a JSON resource: {e}"),
-            )],
-        )
-    })?;
+    // FHIR JSON as a client's body must be (`fhir::json_format`: valid JSON, unique names, no
+    // stray nulls or empty elements).
+    let resource: Value = json_format::parse(bytes).map_err(|e| fail(None, e.issues()))?;
     let rtype = match resource.get("resourceType").and_then(Value::as_str) {
         Some(t) if resource_types::is_resource_type(t) => t.to_owned(),
         Some(t) => {
