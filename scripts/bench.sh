@@ -20,6 +20,9 @@
 # In search mode, step 3 instead loads the Synthea Bundles and SIGNAAL_BENCH_PATIENTS
 # synthetic patients into the server's (empty) database, prints the query plan of
 # each search query (--explain) and times the five queries (`signaal bench --search`).
+# In import mode, step 3 converts the Synthea Bundles to NDJSON (scripts/synthea_ndjson.py,
+# SIGNAAL_BENCH_COPIES copies) and times `signaal import` of them into an empty database
+# of each store: resources/s and peak RSS (no server runs).
 # Everything it started is stopped, and its temp dirs removed, on exit.
 #
 # Environment knobs:
@@ -29,11 +32,14 @@
 #                             per store after the timed phases (default:
 #                             ../shared/synthea/synthea-r4-300.tar.gz when it exists;
 #                             'none' to skip)
-#   SIGNAAL_BENCH_MODE=write  'write' (the phases above) or 'search'
+#   SIGNAAL_BENCH_MODE=write  'write' (the phases above), 'search' or 'import'
 #   SIGNAAL_BENCH_PATIENTS=2000  search mode: synthetic patients to load
 #                             (462 resources each; 2000 + the 300 Synthea ones
 #                             are just over one million resources)
 #   SIGNAAL_BENCH_SEED=1      search mode: seed of the synthetic patients
+#   SIGNAAL_BENCH_COPIES=1    import mode: copies of the Synthea sample (89,773
+#                             resources each; 12 give about 1.08 million)
+#   SIGNAAL_BENCH_BIN=PATH    use this signaal binary instead of building the release one
 #   SIGNAAL_BENCH_STORES="sqlite postgres"  the stores to run, in order
 #   SIGNAAL_PG_BINDIR=DIR     use the initdb/pg_ctl/postgres found in DIR.
 #   SIGNAAL_BENCH_PROFILE=release  or 'debug' (cargo build: dependencies optimised,
@@ -58,9 +64,11 @@ patients="${SIGNAAL_BENCH_PATIENTS:-2000}"
 seed="${SIGNAAL_BENCH_SEED:-1}"
 stores="${SIGNAAL_BENCH_STORES:-sqlite postgres}"
 flag_rate="${SIGNAAL_BENCH_FLAG_RATE:-200}"
-[[ "$clients" =~ ^[0-9]+$ && "$seconds" =~ ^[0-9]+$ && "$patients" =~ ^[0-9]+$ && "$seed" =~ ^[0-9]+$ && "$flag_rate" =~ ^[0-9]+$ ]] ||
-    die "SIGNAAL_BENCH_CLIENTS, _SECONDS, _PATIENTS, _SEED and _FLAG_RATE must be numbers"
-[[ "$mode" == write || "$mode" == search ]] || die "SIGNAAL_BENCH_MODE must be 'write' or 'search'"
+copies="${SIGNAAL_BENCH_COPIES:-1}"
+[[ "$clients" =~ ^[0-9]+$ && "$seconds" =~ ^[0-9]+$ && "$patients" =~ ^[0-9]+$ && "$seed" =~ ^[0-9]+$ && "$flag_rate" =~ ^[0-9]+$ && "$copies" =~ ^[0-9]+$ ]] ||
+    die "SIGNAAL_BENCH_CLIENTS, _SECONDS, _PATIENTS, _SEED, _FLAG_RATE and _COPIES must be numbers"
+[[ "$mode" == write || "$mode" == search || "$mode" == import ]] ||
+    die "SIGNAAL_BENCH_MODE must be 'write', 'search' or 'import'"
 for store in $stores; do
     [[ "$store" == sqlite || "$store" == postgres ]] ||
         die "SIGNAAL_BENCH_STORES: unknown store '$store' (sqlite, postgres)"
@@ -128,16 +136,23 @@ run_child() {
 # 1. Build
 # ---------------------------------------------------------------------------
 
-profile="${SIGNAAL_BENCH_PROFILE:-release}"
-case "$profile" in
-    release) log "cargo build --release"; run_child cargo build --release; profile_dir=release ;;
-    debug) log "cargo build (debug: only Signaal's own code unoptimised)"; run_child cargo build; profile_dir=debug ;;
-    *) die "SIGNAAL_BENCH_PROFILE must be 'release' or 'debug'" ;;
-esac
-target_dir="${CARGO_TARGET_DIR:-target}"
-[[ "$target_dir" == /* ]] || target_dir="$repo_root/$target_dir"
-bin="$target_dir/$profile_dir/signaal"
-[[ -x "$bin" ]] || die "$bin was not built"
+if [[ -n "${SIGNAAL_BENCH_BIN:-}" ]]; then
+    bin="$SIGNAAL_BENCH_BIN"
+    [[ -x "$bin" ]] || die "SIGNAAL_BENCH_BIN=$bin is not an executable"
+    log "using $bin (SIGNAAL_BENCH_BIN), not a build of this checkout"
+    profile="given"
+else
+    profile="${SIGNAAL_BENCH_PROFILE:-release}"
+    case "$profile" in
+        release) log "cargo build --release"; run_child cargo build --release; profile_dir=release ;;
+        debug) log "cargo build (debug: only Signaal's own code unoptimised)"; run_child cargo build; profile_dir=debug ;;
+        *) die "SIGNAAL_BENCH_PROFILE must be 'release' or 'debug'" ;;
+    esac
+    target_dir="${CARGO_TARGET_DIR:-target}"
+    [[ "$target_dir" == /* ]] || target_dir="$repo_root/$target_dir"
+    bin="$target_dir/$profile_dir/signaal"
+    [[ -x "$bin" ]] || die "$bin was not built"
+fi
 server_bin="${SIGNAAL_BENCH_SERVER:-$bin}"
 [[ -x "$server_bin" ]] || die "SIGNAAL_BENCH_SERVER: $server_bin is not an executable"
 
@@ -164,7 +179,13 @@ work_dir="$(mktemp -d "${TMPDIR:-/tmp}/signaal-bench.XXXXXX")"
 
 synthea="${SIGNAAL_BENCH_SYNTHEA:-$repo_root/../shared/synthea/synthea-r4-300.tar.gz}"
 synthea_args=()
-if [[ "$synthea" != none && -f "$synthea" ]]; then
+if [[ "$mode" == import ]]; then
+    [[ -f "$synthea" ]] || die "import mode needs the Synthea archive (SIGNAAL_BENCH_SYNTHEA)"
+    log "converting $synthea to NDJSON ($copies copies)"
+    run_child python3 "$repo_root/scripts/synthea_ndjson.py" --copies "$copies" \
+        "$work_dir/ndjson" "$synthea" >"$work_dir/ndjson-counts.txt"
+    log "NDJSON: $(grep '^total' "$work_dir/ndjson-counts.txt" | cut -f2) resources, $(du -sh "$work_dir/ndjson" | cut -f1)"
+elif [[ "$synthea" != none && -f "$synthea" ]]; then
     mkdir -p "$work_dir/synthea"
     tar -xzf "$synthea" -C "$work_dir/synthea"
     synthea_args=(--synthea-dir "$work_dir/synthea")
@@ -217,7 +238,29 @@ bench() {
     stop_server
 }
 
+# import LABEL DATABASE_URL: `signaal import` of the NDJSON into an empty database.
+import() {
+    local label="$1" database="$2"
+    log "$label: signaal import; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    {
+        printf '%s import of %s resources (%s)\n' "$label" \
+            "$(grep '^total' "$work_dir/ndjson-counts.txt" | cut -f2)" "$database"
+        printf 'load average before: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+        run_child "$bin" import "$work_dir/ndjson" --database "$database" 2>&1 |
+            grep -E '^(imported|peak RSS|[0-9]+ line)' || true
+        printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+    } >"$work_dir/$label.txt"
+    tee -a "$results" <"$work_dir/$label.txt"
+}
+
 for store in $stores; do
+    if [[ "$mode" == import ]]; then
+        case "$store" in
+            sqlite) import sqlite "sqlite://$work_dir/import.db" ;;
+            postgres) import postgres "$pg_url/signaal_http" ;;
+        esac
+        continue
+    fi
     case "$store" in
         sqlite) bench sqlite "sqlite://$work_dir/http.db" "sqlite://$work_dir/raw.db" ;;
         postgres) bench postgres "$pg_url/signaal_http" "$pg_url/signaal_raw" ;;
@@ -232,7 +275,7 @@ cat <<REPORT
 
 == Signaal benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')
 machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -h | awk '/^Mem:/ {print $2}') RAM
-build:   cargo build, $profile profile ($(rustc --version)); server: $server_bin
+build:   $profile profile, $bin ($(rustc --version)); server: $server_bin
 stores:  SQLite WAL, synchronous=FULL (every commit fsyncs) on $(df -T "$work_dir" | awk 'NR==2 {print $2}');
          PostgreSQL $pg_version, throwaway server with fsync=off, synchronous_commit=off, full_page_writes=off
 mode:    $mode$([[ "$mode" == search ]] && echo ", $patients synthetic patients of seed $seed plus the Synthea Bundles")

@@ -1,5 +1,6 @@
 //! The `signaal` command: `serve` runs the FHIR server, `client` registers the clients allowed
-//! to ask it for access tokens, `score` re-scores patients, `bench` measures a running server.
+//! to ask it for access tokens, `score` re-scores patients, `import` loads NDJSON files into a
+//! database, `bench` measures a running server.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use signaal::search::budget;
 use signaal::server::{self, Settings};
 
 mod clients;
+mod import_cli;
 use clients::ClientCommand;
 
 /// mimalloc rather than glibc's malloc: a large body is parsed into hundreds of MB of small
@@ -232,6 +234,10 @@ enum Command {
         #[command(subcommand)]
         command: ClientCommand,
     },
+    /// Import NDJSON files (one resource a line; a directory: its *.ndjson files) into a
+    /// database, each line validated and written as a PUT with its own id. Exits non-zero when
+    /// any line failed.
+    Import(import_cli::ImportOptions),
     /// Measure a running server over loopback (create, read, update), and optionally the raw
     /// insert rate of a store.
     Bench(signaal::bench::Options),
@@ -358,6 +364,7 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             },
+            Command::Import(options) => import_cli::run(options).await,
             Command::Bench(options) => signaal::bench::run(options).await,
         }
     })

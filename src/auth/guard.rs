@@ -635,7 +635,7 @@ fn names_its_writer(agent: &Agent, content: &str) -> StoreResult<()> {
         .map_err(|e| StoreError::Database(format!("the Provenance to write is not JSON: {e}")))?;
     let (writer_system, writer_id) = match agent {
         Agent::Client { id, system, .. } => (Some(system.as_str()), Some(id.as_str())),
-        Agent::Anonymous | Agent::Scorer => (None, None),
+        Agent::Anonymous | Agent::Scorer | Agent::Operator => (None, None),
     };
     let mut named = false;
     let agents = resource.get("agent").and_then(Value::as_array);

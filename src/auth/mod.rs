@@ -67,6 +67,8 @@ pub enum Agent {
     Anonymous,
     /// The server itself: the risk scorer writing its RiskAssessments and Flags.
     Scorer,
+    /// The server's operator, on the command line (`signaal import`).
+    Operator,
 }
 
 impl Agent {
@@ -75,7 +77,7 @@ impl Agent {
     pub fn source(&self) -> Option<&str> {
         match self {
             Agent::Client { uri, .. } => Some(uri),
-            Agent::Anonymous | Agent::Scorer => None,
+            Agent::Anonymous | Agent::Scorer | Agent::Operator => None,
         }
     }
 
@@ -90,6 +92,9 @@ impl Agent {
                 serde_json::json!({"display": "anonymous (open server: no access token required)"})
             }
             Agent::Scorer => serde_json::json!({"display": "Signaal risk scoring (the server)"}),
+            Agent::Operator => {
+                serde_json::json!({"display": "the server's operator (signaal command line)"})
+            }
         }
     }
 
@@ -99,6 +104,7 @@ impl Agent {
             Agent::Client { id, system, .. } => format!("{system}|{id}"),
             Agent::Anonymous => "anonymous".into(),
             Agent::Scorer => "scorer".into(),
+            Agent::Operator => "operator".into(),
         }
     }
 
@@ -109,6 +115,7 @@ impl Agent {
             Agent::Client { id, system, .. } => format!("client '{id}' of {system}"),
             Agent::Anonymous => "the open server".into(),
             Agent::Scorer => "the risk scorer".into(),
+            Agent::Operator => "the operator (command line)".into(),
         }
     }
 }
@@ -147,6 +154,16 @@ impl Grant {
     /// The grant of every request to an open server.
     pub fn open() -> Arc<Grant> {
         OPEN.clone()
+    }
+
+    /// What the operator may do on the command line (`signaal import`): write every type, as
+    /// the operator agent (each write traced with its Provenance); not the audit trail.
+    pub fn operator() -> Arc<Grant> {
+        Arc::new(Grant {
+            agent: Agent::Operator,
+            scopes: scope::parse_all("system/*.*").expect("the operator's scopes"),
+            patient: None,
+        })
     }
 
     /// The scopes that count: `patient/` ones for a patient-bound token, `system/` otherwise

@@ -15,7 +15,7 @@ use crate::error::FhirError;
 pub const BASE: &str = "https://signaal.dev/fhir";
 
 /// The files of `profiles/` and `conformance/` that are canonical resources.
-const FILES: [&str; 44] = [
+const FILES: [&str; 45] = [
     include_str!("../../profiles/StructureDefinition-flag-priority.json"),
     include_str!("../../profiles/StructureDefinition-flag-risk-assessment.json"),
     include_str!("../../profiles/StructureDefinition-risk-score-item.json"),
@@ -57,6 +57,7 @@ const FILES: [&str; 44] = [
     include_str!("../../profiles/valueset-scoring-oncology-service.json"),
     include_str!("../../profiles/valueset-scoring-oxygen-saturation.json"),
     include_str!("../../profiles/valueset-scoring-sodium.json"),
+    include_str!("../../conformance/operation-import.json"),
     include_str!("../../conformance/operation-reindex.json"),
     include_str!("../../conformance/operation-scoring-coverage.json"),
     include_str!("../../conformance/operation-worklist.json"),

@@ -8,8 +8,8 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
-    async_job, audit_event, capabilities, create, delete, everything, export, history, lastn,
-    patch, read, reindex, scoring_coverage, search, transaction, update, vread, worklist,
+    async_job, audit_event, capabilities, create, delete, everything, export, history, import,
+    lastn, patch, read, reindex, scoring_coverage, search, transaction, update, vread, worklist,
 };
 use crate::subscription;
 
@@ -51,6 +51,18 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         [export::STATUS_PATH, id, file] => match *method {
             Method::GET => export::file(app, request, id, file).await,
             _ => Err(not_allowed("GET")),
+        },
+        [import::STATUS_PATH, id] => match *method {
+            Method::GET | Method::DELETE => import::status(app, request, id).await,
+            _ => Err(not_allowed("GET, DELETE")),
+        },
+        [import::STATUS_PATH, id, file] => match *method {
+            Method::GET => import::error_file(app, request, id, file).await,
+            _ => Err(not_allowed("GET")),
+        },
+        ["$import"] => match *method {
+            Method::POST => import::kick_off(app, request).await,
+            _ => Err(not_allowed("POST")),
         },
         ["$export"] => match *method {
             Method::GET => export::kick_off(app, request, export::Level::System).await,

@@ -262,6 +262,10 @@ fn statement(app: &App) -> Value {
             "name": "export",
             "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
             "documentation": super::export::DOCUMENTATION,
+        }, {
+            "name": "import",
+            "definition": super::import::DEFINITION,
+            "documentation": super::import::DOCUMENTATION,
         }],
     });
     if app.auth.enforced() {

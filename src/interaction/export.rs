@@ -75,7 +75,7 @@ struct Request {
 }
 
 /// The directory the files of every export go to.
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     std::env::var_os("SIGNAAL_EXPORT_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("signaal-export"))

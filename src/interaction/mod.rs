@@ -11,6 +11,7 @@ pub mod delete;
 pub mod everything;
 pub mod export;
 pub mod history;
+pub mod import;
 pub mod include;
 pub mod lastn;
 pub mod paging;

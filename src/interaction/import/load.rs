@@ -1,0 +1,424 @@
+//! Loading NDJSON into the store: what `$import` and `signaal import` share.
+//!
+//! Each line is one resource. It is parsed and validated like the body of a `PUT` (the type must
+//! be known, the id valid, the content valid R4), then written through the write pipeline with
+//! update-as-create semantics: the resource keeps its id, becoming version 1 of a new resource
+//! or the next version of an existing one. Lines are written [`BATCH`] at a time, one store
+//! transaction per batch (far faster than one per resource), in the order of the input, so a
+//! later line for the same resource wins. The next batch is parsed and validated while one is
+//! written.
+//!
+//! A bad line never stops the others: it is reported as an `OperationOutcome` naming its line
+//! number (in `diagnostics` and in the `operationoutcome-issue-line` extension) and the import
+//! goes on. Lines of a type the store will not write at all (no scope for it) are reported
+//! before the batch is written; a line the store refuses while its batch is written (a read-only
+//! resource, one outside a patient-bound token's compartment) is taken out of the batch,
+//! reported, and the batch written again without it. Only a failure of the store itself (the
+//! database gone) stops the load.
+//!
+//! Writes go through the store given, so a client's import is authorized and traced (a
+//! Provenance per write) like any write of that client.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+use crate::error::{FhirError, Issue};
+use crate::fhir::{id, json_format, resource_types, validate::validate};
+use crate::store::{Method, Store, Tx};
+use crate::write::{self, in_transaction, Indexing};
+
+/// Lines per batch, and per store transaction.
+pub const BATCH: usize = 500;
+
+/// The extension that gives the line an issue was found on (FHIR extensions pack,
+/// "OperationOutcome Line of Issue").
+pub const LINE_EXTENSION: &str =
+    "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-line";
+
+/// One NDJSON input.
+pub struct Input<'a> {
+    /// How the input is named in error messages (a file name or URL).
+    pub name: &'a str,
+    /// The one resource type the input may hold, when it is declared.
+    pub rtype: Option<&'a str>,
+}
+
+/// What a load did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Tally {
+    /// Resources written, per type.
+    pub imported: BTreeMap<String, u64>,
+    /// Lines that were not imported (each reported).
+    pub failed: u64,
+    /// Lines read, blank ones left out.
+    pub lines: u64,
+}
+
+impl Tally {
+    pub fn imported_total(&self) -> u64 {
+        self.imported.values().sum()
+    }
+
+    /// Adds another input's tally.
+    pub fn add(&mut self, other: &Tally) {
+        for (rtype, n) in &other.imported {
+            *self.imported.entry(rtype.clone()).or_default() += n;
+        }
+        self.failed += other.failed;
+        self.lines += other.lines;
+    }
+}
+
+/// A line that was not imported: where, and why.
+#[derive(Debug, Clone)]
+pub struct LineError {
+    /// 1-based line number in its input.
+    pub line: u64,
+    /// `Type/id`, when the line got that far.
+    pub resource: Option<String>,
+    pub issues: Vec<Issue>,
+}
+
+impl LineError {
+    /// The `OperationOutcome` reporting it: every issue carries the line, and its diagnostics
+    /// name the input, the line and the resource.
+    pub fn outcome(&self, input: &str) -> Value {
+        let place = match &self.resource {
+            Some(resource) => format!("{input}, line {} ({resource})", self.line),
+            None => format!("{input}, line {}", self.line),
+        };
+        let issues: Vec<Value> = self
+            .issues
+            .iter()
+            .map(|issue| {
+                let mut issue = issue.to_json();
+                issue["diagnostics"] = json!(format!(
+                    "{place}: {}",
+                    issue["diagnostics"].as_str().unwrap_or("")
+                ));
+                issue["extension"] = json!([{"url": LINE_EXTENSION, "valueInteger": self.line}]);
+                issue
+            })
+            .collect();
+        json!({"resourceType": "OperationOutcome", "issue": issues})
+    }
+
+    /// One line of text: `input:line: message` (for a terminal).
+    pub fn summary(&self, input: &str) -> String {
+        let messages: Vec<&str> = self.issues.iter().map(|i| i.diagnostics.as_str()).collect();
+        match &self.resource {
+            Some(resource) => format!("{input}:{}: {resource}: {}", self.line, messages.join("; ")),
+            None => format!("{input}:{}: {}", self.line, messages.join("; ")),
+        }
+    }
+}
+
+/// What the caller hears while a load runs.
+pub trait Observer: Send {
+    /// `lines` more lines were handled (imported or failed).
+    fn progress(&mut self, lines: u64);
+    /// A line was not imported.
+    fn failed(&mut self, input: &str, error: LineError) -> Result<(), FhirError>;
+    /// Whether to stop (asked between batches).
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// A parsed and validated line, ready to write.
+struct Ready {
+    line: u64,
+    rtype: String,
+    id: String,
+    resource: Value,
+}
+
+/// Loads the NDJSON `reader` into `store`, indexing with `indexing`.
+pub async fn load<R: AsyncBufRead + Unpin>(
+    store: &dyn Store,
+    indexing: &Indexing,
+    input: &Input<'_>,
+    mut reader: R,
+    observer: &mut dyn Observer,
+) -> Result<Tally, FhirError> {
+    let mut tally = Tally::default();
+    let mut line_no = 0u64;
+    let expected = input.rtype.map(str::to_owned);
+    let mut pending: Option<tokio::task::JoinHandle<Vec<Result<Ready, LineError>>>> = None;
+    loop {
+        let mut raw = Vec::with_capacity(BATCH);
+        if !observer.cancelled() {
+            while raw.len() < BATCH {
+                let mut buffer = Vec::new();
+                let n = reader
+                    .read_until(b'\n', &mut buffer)
+                    .await
+                    .map_err(|e| FhirError::Internal(format!("reading {}: {e}", input.name)))?;
+                if n == 0 {
+                    break;
+                }
+                line_no += 1;
+                if buffer.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                raw.push((line_no, buffer));
+            }
+        }
+        // Parsing and validating is CPU work: off the async threads, while the batch before is
+        // written.
+        let next = (!raw.is_empty()).then(|| {
+            let expected = expected.clone();
+            tokio::task::spawn_blocking(move || {
+                raw.into_iter()
+                    .map(|(line, bytes)| check(line, &bytes, expected.as_deref()))
+                    .collect::<Vec<_>>()
+            })
+        });
+        if let Some(checked) = pending.take() {
+            let checked = checked
+                .await
+                .map_err(|e| FhirError::Internal(format!("checking lines: {e}")))?;
+            write_batch(store, indexing, input, checked, &mut tally, observer).await?;
+        }
+        match next {
+            Some(next) => pending = Some(next),
+            None => break,
+        }
+    }
+    Ok(tally)
+}
+
+/// Parses and validates one line.
+fn check(line: u64, bytes: &[u8], expected: Option<&str>) -> Result<Ready, LineError> {
+    let fail = |resource: Option<String>, issues: Vec<Issue>| LineError {
+        line,
+        resource,
+        issues,
+    };
+    // FHIR JSON as a client's body must be (`fhir::json_format`: valid JSON, unique names, no
+    // stray nulls or empty elements).
+    let resource: Value = json_format::parse(bytes).map_err(|e| fail(None, e.issues()))?;
+    let rtype = match resource.get("resourceType").and_then(Value::as_str) {
+        Some(t) if resource_types::is_resource_type(t) => t.to_owned(),
+        Some(t) => {
+            return Err(fail(
+                None,
+                vec![
+                    Issue::error("not-supported", format!("'{t}' is not an R4 resource type"))
+                        .at("resourceType"),
+                ],
+            ))
+        }
+        None => {
+            return Err(fail(
+                None,
+                vec![Issue::error("structure", "the line has no resourceType").at("resourceType")],
+            ))
+        }
+    };
+    if let Some(expected) = expected {
+        if rtype != expected {
+            return Err(fail(
+                None,
+                vec![Issue::error(
+                    "invalid",
+                    format!("a {rtype} in an input declared to hold {expected} resources"),
+                )
+                .at("resourceType")],
+            ));
+        }
+    }
+    let id = match resource.get("id").and_then(Value::as_str) {
+        Some(id) if id::is_valid(id) => id.to_owned(),
+        Some(id) => {
+            return Err(fail(
+                None,
+                vec![Issue::error(
+                    "invalid",
+                    format!("'{id}' is not a valid id: ids are 1 to 64 of A-Z a-z 0-9 - ."),
+                )
+                .at(format!("{rtype}.id"))],
+            ))
+        }
+        None => {
+            return Err(fail(
+                None,
+                vec![Issue::error(
+                    "required",
+                    "the resource has no id: an import keeps each resource's id \
+                     (update-as-create), so every line needs one",
+                )
+                .at(format!("{rtype}.id"))],
+            ))
+        }
+    };
+    let label = Some(format!("{rtype}/{id}"));
+    validate(&resource, &rtype).map_err(|e| fail(label, e.issues()))?;
+    Ok(Ready {
+        line,
+        rtype,
+        id,
+        resource,
+    })
+}
+
+/// Writes one batch in one transaction. A line the store refuses is reported and the batch is
+/// written again without it; a failure of the store itself ends the load.
+async fn write_batch(
+    store: &dyn Store,
+    indexing: &Indexing,
+    input: &Input<'_>,
+    checked: Vec<Result<Ready, LineError>>,
+    tally: &mut Tally,
+    observer: &mut dyn Observer,
+) -> Result<(), FhirError> {
+    let handled = checked.len() as u64;
+    let mut errors = Vec::new();
+    let mut ready = Vec::with_capacity(checked.len());
+    for line in checked {
+        match line {
+            Ok(line) => ready.push(line),
+            Err(error) => errors.push(error),
+        }
+    }
+    // Types the store refuses outright (a scope that does not allow writing them) fail their
+    // lines here, rather than one retried transaction each.
+    let mut types: Vec<&str> = ready.iter().map(|l| l.rtype.as_str()).collect();
+    types.sort_unstable();
+    types.dedup();
+    let mut refused: HashMap<String, Vec<Issue>> = HashMap::new();
+    if !types.is_empty() {
+        let mut tx = store.begin().await?;
+        for rtype in types {
+            if let Err(e) = tx.may_write(rtype, Method::Put).await {
+                refused.insert(rtype.to_owned(), FhirError::from(e).issues());
+            }
+        }
+    }
+    if !refused.is_empty() {
+        let (kept, out): (Vec<Ready>, Vec<Ready>) = ready
+            .into_iter()
+            .partition(|l| !refused.contains_key(&l.rtype));
+        ready = kept;
+        for line in out {
+            errors.push(LineError {
+                line: line.line,
+                issues: refused[&line.rtype].clone(),
+                resource: Some(format!("{}/{}", line.rtype, line.id)),
+            });
+        }
+    }
+    while !ready.is_empty() {
+        let failed_at = AtomicUsize::new(usize::MAX);
+        let (batch, failed_at_ref) = (&ready, &failed_at);
+        let written = in_transaction(store, |tx| {
+            Box::pin(async move {
+                failed_at_ref.store(usize::MAX, Ordering::Relaxed);
+                for (i, line) in batch.iter().enumerate() {
+                    if let Err(e) = write_one(tx, indexing, line).await {
+                        failed_at_ref.store(i, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await;
+        match written {
+            Ok(()) => break,
+            Err(error) => {
+                let at = failed_at.load(Ordering::Relaxed);
+                // Not a line's fault: the store failed (or the commit did).
+                if at == usize::MAX || is_store_failure(&error) {
+                    return Err(error);
+                }
+                let line = ready.remove(at);
+                errors.push(LineError {
+                    line: line.line,
+                    resource: Some(format!("{}/{}", line.rtype, line.id)),
+                    issues: error.issues(),
+                });
+            }
+        }
+    }
+    for line in &ready {
+        *tally.imported.entry(line.rtype.clone()).or_default() += 1;
+    }
+    errors.sort_by_key(|e| e.line);
+    tally.failed += errors.len() as u64;
+    tally.lines += handled;
+    for error in errors {
+        observer.failed(input.name, error)?;
+    }
+    observer.progress(handled);
+    Ok(())
+}
+
+/// Update-as-create of one resource (as `PUT [type]/[id]` without `If-Match`).
+async fn write_one(tx: &mut dyn Tx, indexing: &Indexing, line: &Ready) -> Result<(), FhirError> {
+    tx.may_write(&line.rtype, Method::Put).await?;
+    let current = tx.lock_current(&line.rtype, &line.id).await?;
+    write::write(
+        tx,
+        indexing,
+        &line.rtype,
+        &line.id,
+        current,
+        Method::Put,
+        Some(line.resource.clone()),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Errors that are the store's, not a line's: they end the load.
+fn is_store_failure(error: &FhirError) -> bool {
+    matches!(error, FhirError::Internal(_) | FhirError::Unavailable(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_that_is_not_json_is_reported_with_its_number() {
+        let error = check(7, b"{not json", None).err().unwrap();
+        assert_eq!(error.line, 7);
+        let outcome = error.outcome("upload");
+        assert_eq!(outcome["issue"][0]["extension"][0]["valueInteger"], 7);
+        assert!(outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .starts_with("upload, line 7: "));
+    }
+
+    #[test]
+    fn a_line_needs_a_known_type_an_id_and_valid_content() {
+        assert!(check(1, br#"{"resourceType":"Nonsense","id":"a"}"#, None).is_err());
+        assert!(check(1, br#"{"resourceType":"Patient"}"#, None).is_err());
+        assert!(check(1, br#"{"resourceType":"Patient","id":"a b"}"#, None).is_err());
+        let invalid = check(
+            1,
+            br#"{"resourceType":"Patient","id":"a","gender":7}"#,
+            None,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(invalid.resource.as_deref(), Some("Patient/a"));
+        let ok = check(1, br#"{"resourceType":"Patient","id":"a"}"#, None).unwrap();
+        assert_eq!((ok.rtype.as_str(), ok.id.as_str()), ("Patient", "a"));
+    }
+
+    #[test]
+    fn a_declared_type_refuses_other_types() {
+        assert!(check(
+            1,
+            br#"{"resourceType":"Patient","id":"a"}"#,
+            Some("Observation")
+        )
+        .is_err());
+    }
+}
