@@ -2,6 +2,7 @@
 
 pub mod async_job;
 pub mod batch;
+pub mod bundle;
 pub mod bundle_entry;
 pub mod canonical;
 pub mod capabilities;

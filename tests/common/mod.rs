@@ -5,6 +5,8 @@
 //! `SIGNAAL_TEST_POSTGRES_URL` (a superuser URL; `scripts/test.sh` starts a throwaway server
 //! and sets it); each test gets a database of its own. Without that variable the PostgreSQL
 //! variants are skipped with a note, unless `SIGNAAL_TEST_REQUIRE_POSTGRES=1`.
+//!
+//! Every reply the client receives is held to the server's own input rules ([`output`]).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -63,7 +65,7 @@ impl TestServer {
             .expect("server runs");
         });
         Some(TestServer {
-            client: Client::new(&base),
+            client: Client::new(&base).with_check(output::check_reply),
             base,
             database_url,
             stop: Some(stop),
@@ -440,3 +442,4 @@ pub fn without_audit_events(bundle: &Value) -> Vec<&Value> {
         .collect()
 }
 pub mod auth;
+pub mod output;
