@@ -67,7 +67,8 @@ fn valid(resource: &Value, problems: &mut Vec<String>) {
     let rtype = resource["resourceType"].as_str().unwrap_or_default();
     if rtype == "Bundle" {
         let mut shell = resource.clone();
-        for entry in shell["entry"].as_array_mut().into_iter().flatten() {
+        let entries = shell.get_mut("entry").and_then(Value::as_array_mut);
+        for entry in entries.into_iter().flatten() {
             if let Some(inner) = entry.as_object_mut().and_then(|e| e.remove("resource")) {
                 valid(&inner, problems);
             }
