@@ -270,10 +270,12 @@ impl<B: Backend> SqlTx<B> {
         B::Db::connection(&mut self.tx)
     }
 
-    /// Writes the index entries of row `rid`, first removing its old ones if `replace`.
+    /// Writes the index entries of row `rid` of type `rtype`, first removing its old ones if
+    /// `replace`.
     async fn write_index(
         &mut self,
         rid: i64,
+        rtype: &str,
         index: &IndexEntries,
         replace: bool,
     ) -> StoreResult<()> {
@@ -283,7 +285,7 @@ impl<B: Backend> SqlTx<B> {
                 B::Db::prepare(&sql).execute(self.connection()).await?;
             }
         }
-        for insert in sql::insert_index(B::DIALECT, rid, index) {
+        for insert in sql::insert_index(B::DIALECT, rid, rtype, index) {
             B::Db::prepare(&insert).execute(self.connection()).await?;
         }
         Ok(())
@@ -351,11 +353,18 @@ impl<B: Backend> Tx for SqlTx<B> {
         B::Db::prepare(&version_sql)
             .execute(self.connection())
             .await?;
-        self.write_index(rid, new.index, previous.is_some()).await
+        self.write_index(rid, new.rtype, new.index, previous.is_some())
+            .await
     }
 
     async fn reindex(&mut self, rid: i64, index: &IndexEntries) -> StoreResult<()> {
-        self.write_index(rid, index, true).await
+        let mut sql = Sql::new(B::DIALECT);
+        sql.push("SELECT rtype FROM resource WHERE rid = ").int(rid);
+        let rtype: String = match B::Db::prepare(&sql).fetch_optional(self.connection()).await? {
+            Some(row) => row.at(0)?,
+            None => return Err(StoreError::Database(format!("no resource row {rid} to reindex"))),
+        };
+        self.write_index(rid, &rtype, index, true).await
     }
 
     async fn queue_compartment(&mut self, rtype: &str, id: &str, at: i64) -> StoreResult<()> {
