@@ -484,3 +484,41 @@ fn the_response_check_refuses_what_input_may_not_hold() {
     common::output::shape(&aligned, "$", &mut problems);
     assert!(problems.is_empty(), "{problems:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// the coach's worklist: active Flags, most urgent first, among other active resources
+// ---------------------------------------------------------------------------------------------
+
+both_stores!(the_worklist_sorts_active_flags_by_priority_among_other_active_resources, |server| {
+    let priority = "https://signaal.dev/fhir/StructureDefinition/flag-priority";
+    put(&server, json!({"resourceType": "Patient", "id": "wl"})).await;
+    for (id, status, urgency) in [("f-low", "active", 7), ("f-high", "active", 93), ("f-mid", "active", 41), ("f-done", "inactive", 99)] {
+        put(&server, json!({
+            "resourceType": "Flag", "id": id, "status": status,
+            "extension": [{"url": priority, "valueInteger": urgency}],
+            "code": {"text": "follow up"}, "subject": {"reference": "Patient/wl"}
+        }))
+        .await;
+    }
+    // Other types share the code `active` of their own `status` parameter.
+    for id in ["c1", "c2", "c3"] {
+        put(&server, json!({"resourceType": "CarePlan", "id": id, "status": "active", "intent": "plan", "subject": {"reference": "Patient/wl"}})).await;
+    }
+    let page = bundle(&server, "Flag?status=active&_sort=-priority&_count=2").await;
+    assert_eq!(page["total"], 3);
+    let ids: Vec<String> = common::match_ids(&page);
+    assert_eq!(ids, ["f-high", "f-mid"]);
+    let next = link(&page, "next").expect("a next page");
+    let rest = expect_status(&server.client.get(next).await.unwrap(), 200);
+    assert_eq!(common::match_ids(&rest), ["f-low"]);
+    // A status written later is searched by its new code only.
+    put(&server, json!({
+        "resourceType": "Flag", "id": "f-high", "status": "inactive",
+        "extension": [{"url": priority, "valueInteger": 93}],
+        "code": {"text": "follow up"}, "subject": {"reference": "Patient/wl"}
+    }))
+    .await;
+    let page = bundle(&server, "Flag?status=active&_sort=-priority").await;
+    assert_eq!(common::match_ids(&page), ["f-mid", "f-low"]);
+    assert_eq!(bundle(&server, "CarePlan?status=active").await["total"], 3);
+});
