@@ -33,6 +33,8 @@ pub struct App {
     pub auth: Arc<Auth>,
     /// Jobs of the asynchronous request pattern (`$reindex` with `Prefer: respond-async`).
     pub jobs: Arc<Jobs>,
+    /// Request counters and latencies for `/metrics` (`http::metrics`).
+    pub metrics: Arc<crate::http::metrics::Metrics>,
 }
 
 /// The default of `body_limit`: 16 MiB.

@@ -30,6 +30,8 @@ pub struct Settings {
     pub scoring: crate::scoring::run::Config,
     /// When requests need an access token, and which external issuer is trusted.
     pub auth: crate::auth::AuthSettings,
+    /// Where `/metrics` is served (Prometheus text format), if anywhere: never on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -45,6 +47,7 @@ impl Settings {
             search_budget: Default::default(),
             scoring: Default::default(),
             auth: Default::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -106,7 +109,13 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         max_bundle_entries: settings.max_bundle_entries,
         search_budget: settings.search_budget,
         scoring: Arc::new(crate::scoring::run::Scoring::new(settings.scoring.clone())),
+        metrics: Default::default(),
     });
+    if let Some(addr) = settings.metrics_listen {
+        crate::http::metrics::listen(&app, addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
+    }
     if settings.scoring.worker {
         crate::scoring::worker::spawn(&app);
     }
@@ -128,6 +137,7 @@ pub async fn serve(
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await;
+    app.metrics.stop();
     app.auth.audit.close().await;
     app.store.close().await;
     result

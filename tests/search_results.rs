@@ -335,7 +335,10 @@ async fn more_patients_than_a_page(server: &TestServer) -> String {
         .collect();
     let reply = server
         .client
-        .post("", &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}))
+        .post(
+            "",
+            &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+        )
         .await
         .unwrap();
     let body = expect_status(&reply, 200);
@@ -363,7 +366,12 @@ fn information(bundle: &Value) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter(|e| e["search"]["mode"] == "outcome")
-        .flat_map(|e| e["resource"]["issue"].as_array().cloned().unwrap_or_default())
+        .flat_map(|e| {
+            e["resource"]["issue"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter(|i| i["severity"] == "information")
         .map(|i| i["diagnostics"].as_str().unwrap_or_default().to_owned())
         .collect()
@@ -379,7 +387,10 @@ both_stores!(a_count_above_the_maximum_is_capped_and_said_so, |server| {
     assert_eq!(page["total"], MAX_COUNT + 1);
     assert_eq!(matches(&page), MAX_COUNT, "the page holds the maximum");
     let own = link(&page, "self").unwrap();
-    assert!(own.contains("_count=1000") && !own.contains("5000"), "{own}");
+    assert!(
+        own.contains("_count=1000") && !own.contains("5000"),
+        "{own}"
+    );
     let notes = information(&page);
     assert!(
         notes.len() == 1 && notes[0].contains("5000") && notes[0].contains("1000"),
@@ -414,14 +425,20 @@ both_stores!(history_caps_its_count_and_its_self_link_says_so, |server| {
     let page = bundle(&server, "Patient/_history?_count=5000").await;
     assert_eq!(page["entry"].as_array().unwrap().len(), MAX_COUNT);
     let own = link(&page, "self").unwrap();
-    assert!(own.contains("_count=1000") && !own.contains("5000"), "{own}");
+    assert!(
+        own.contains("_count=1000") && !own.contains("5000"),
+        "{own}"
+    );
     assert!(link(&page, "next").is_some());
 });
 
 both_stores!(everything_caps_its_count_and_says_so, |server| {
     fixtures(&server).await;
     let page = bundle(&server, "Patient/p1/$everything?_count=5000").await;
-    assert!(common::match_ids(&page).contains(&"p1".to_owned()), "{page}");
+    assert!(
+        common::match_ids(&page).contains(&"p1".to_owned()),
+        "{page}"
+    );
     assert!(link(&page, "self").unwrap().contains("_count=1000"));
     let notes = information(&page);
     assert!(notes.len() == 1 && notes[0].contains("5000"), "{notes:?}");
@@ -489,36 +506,50 @@ fn the_response_check_refuses_what_input_may_not_hold() {
 // the coach's worklist: active Flags, most urgent first, among other active resources
 // ---------------------------------------------------------------------------------------------
 
-both_stores!(the_worklist_sorts_active_flags_by_priority_among_other_active_resources, |server| {
-    let priority = "https://signaal.dev/fhir/StructureDefinition/flag-priority";
-    put(&server, json!({"resourceType": "Patient", "id": "wl"})).await;
-    for (id, status, urgency) in [("f-low", "active", 7), ("f-high", "active", 93), ("f-mid", "active", 41), ("f-done", "inactive", 99)] {
-        put(&server, json!({
-            "resourceType": "Flag", "id": id, "status": status,
-            "extension": [{"url": priority, "valueInteger": urgency}],
-            "code": {"text": "follow up"}, "subject": {"reference": "Patient/wl"}
-        }))
+both_stores!(
+    the_worklist_sorts_active_flags_by_priority_among_other_active_resources,
+    |server| {
+        let priority = "https://signaal.dev/fhir/StructureDefinition/flag-priority";
+        put(&server, json!({"resourceType": "Patient", "id": "wl"})).await;
+        for (id, status, urgency) in [
+            ("f-low", "active", 7),
+            ("f-high", "active", 93),
+            ("f-mid", "active", 41),
+            ("f-done", "inactive", 99),
+        ] {
+            put(
+                &server,
+                json!({
+                    "resourceType": "Flag", "id": id, "status": status,
+                    "extension": [{"url": priority, "valueInteger": urgency}],
+                    "code": {"text": "follow up"}, "subject": {"reference": "Patient/wl"}
+                }),
+            )
+            .await;
+        }
+        // Other types share the code `active` of their own `status` parameter.
+        for id in ["c1", "c2", "c3"] {
+            put(&server, json!({"resourceType": "CarePlan", "id": id, "status": "active", "intent": "plan", "subject": {"reference": "Patient/wl"}})).await;
+        }
+        let page = bundle(&server, "Flag?status=active&_sort=-priority&_count=2").await;
+        assert_eq!(page["total"], 3);
+        let ids: Vec<String> = common::match_ids(&page);
+        assert_eq!(ids, ["f-high", "f-mid"]);
+        let next = link(&page, "next").expect("a next page");
+        let rest = expect_status(&server.client.get(next).await.unwrap(), 200);
+        assert_eq!(common::match_ids(&rest), ["f-low"]);
+        // A status written later is searched by its new code only.
+        put(
+            &server,
+            json!({
+                "resourceType": "Flag", "id": "f-high", "status": "inactive",
+                "extension": [{"url": priority, "valueInteger": 93}],
+                "code": {"text": "follow up"}, "subject": {"reference": "Patient/wl"}
+            }),
+        )
         .await;
+        let page = bundle(&server, "Flag?status=active&_sort=-priority").await;
+        assert_eq!(common::match_ids(&page), ["f-mid", "f-low"]);
+        assert_eq!(bundle(&server, "CarePlan?status=active").await["total"], 3);
     }
-    // Other types share the code `active` of their own `status` parameter.
-    for id in ["c1", "c2", "c3"] {
-        put(&server, json!({"resourceType": "CarePlan", "id": id, "status": "active", "intent": "plan", "subject": {"reference": "Patient/wl"}})).await;
-    }
-    let page = bundle(&server, "Flag?status=active&_sort=-priority&_count=2").await;
-    assert_eq!(page["total"], 3);
-    let ids: Vec<String> = common::match_ids(&page);
-    assert_eq!(ids, ["f-high", "f-mid"]);
-    let next = link(&page, "next").expect("a next page");
-    let rest = expect_status(&server.client.get(next).await.unwrap(), 200);
-    assert_eq!(common::match_ids(&rest), ["f-low"]);
-    // A status written later is searched by its new code only.
-    put(&server, json!({
-        "resourceType": "Flag", "id": "f-high", "status": "inactive",
-        "extension": [{"url": priority, "valueInteger": 93}],
-        "code": {"text": "follow up"}, "subject": {"reference": "Patient/wl"}
-    }))
-    .await;
-    let page = bundle(&server, "Flag?status=active&_sort=-priority").await;
-    assert_eq!(common::match_ids(&page), ["f-mid", "f-low"]);
-    assert_eq!(bundle(&server, "CarePlan?status=active").await["total"], 3);
-});
+);

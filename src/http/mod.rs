@@ -2,6 +2,7 @@
 //! responses. FHIR semantics live in `interaction`, storage in `store`.
 
 pub mod home;
+pub mod metrics;
 pub mod negotiate;
 pub mod request;
 pub mod response;
@@ -48,7 +49,7 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(DefaultBodyLimit::disable())
         // Every response compressed as the client's Accept-Encoding asks (gzip, br).
         .layer(tower_http::compression::CompressionLayer::new())
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(app.clone(), log_request))
         .with_state(app)
 }
 
@@ -114,7 +115,8 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-async fn log_request(request: Request, next: Next) -> Response {
+/// Logs every request with its id, and counts it for `/metrics`.
+async fn log_request(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     use tracing::Instrument;
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -126,7 +128,14 @@ async fn log_request(request: Request, next: Next) -> Response {
     }
     let span = tracing::info_span!("request", id = %id);
     let started = Instant::now();
+    app.metrics.started();
     let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    app.metrics.finished(
+        metrics::interaction(&method, &path, status),
+        status,
+        started.elapsed().as_secs_f64(),
+    );
     span.in_scope(|| {
         tracing::info!(
             %method,

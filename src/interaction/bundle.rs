@@ -57,8 +57,16 @@ mod tests {
     #[test]
     fn a_bundle_without_entries_or_links_has_no_empty_arrays() {
         let empty = bundle("searchset", Some(0), Vec::new(), Vec::new());
-        assert_eq!(empty, json!({"resourceType": "Bundle", "type": "searchset", "total": 0}));
-        let one = bundle("history", None, vec![json!({"relation": "self", "url": "u"})], vec![json!({})]);
+        assert_eq!(
+            empty,
+            json!({"resourceType": "Bundle", "type": "searchset", "total": 0})
+        );
+        let one = bundle(
+            "history",
+            None,
+            vec![json!({"relation": "self", "url": "u"})],
+            vec![json!({})],
+        );
         assert_eq!(one["link"].as_array().unwrap().len(), 1);
         assert_eq!(one["entry"].as_array().unwrap().len(), 1);
         assert!(one.get("total").is_none());

@@ -7,13 +7,13 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::error::{FhirError, Issue};
-use crate::interaction::bundle::{bundle, information, outcome_entry, warning};
 use crate::fhir::compartment::{is_the_patient, patient_params};
 use crate::fhir::meta;
 use crate::fhir::subset::Subset;
 use crate::http::negotiate::prefer_strict;
 use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
+use crate::interaction::bundle::{bundle, information, outcome_entry, warning};
 use crate::interaction::include;
 use crate::interaction::paging::{self, Page};
 use crate::interaction::resolver::StoreResolver;

@@ -124,7 +124,9 @@ pub async fn worklist(app: &App, practitioner: &str) -> Result<FhirResponse, Fhi
     Ok(FhirResponse::ok(bundle(
         "searchset",
         Some(matches as u64),
-        vec![json!({"relation": "self", "url": app.url(&format!("Practitioner/{practitioner}/$worklist"))})],
+        vec![
+            json!({"relation": "self", "url": app.url(&format!("Practitioner/{practitioner}/$worklist"))}),
+        ],
         bundle_entries,
     )))
 }

@@ -106,8 +106,20 @@ mod tests {
     #[test]
     fn count_is_a_whole_number_capped_at_the_maximum() {
         assert_eq!(count("0").unwrap().size, 0);
-        assert_eq!(count("1000").unwrap(), Count { size: MAX_COUNT, capped_from: None });
-        assert_eq!(count("5000").unwrap(), Count { size: MAX_COUNT, capped_from: Some(5000) });
+        assert_eq!(
+            count("1000").unwrap(),
+            Count {
+                size: MAX_COUNT,
+                capped_from: None
+            }
+        );
+        assert_eq!(
+            count("5000").unwrap(),
+            Count {
+                size: MAX_COUNT,
+                capped_from: Some(5000)
+            }
+        );
         let huge = count("123456789012345678901234567890").unwrap();
         assert_eq!((huge.size, huge.capped_from), (MAX_COUNT, Some(u64::MAX)));
         assert!(count("5000").unwrap().note().unwrap().contains("5000"));
@@ -119,7 +131,10 @@ mod tests {
 
     #[test]
     fn links_say_the_count_used() {
-        let params = [("name".to_owned(), "x".to_owned()), ("_count".to_owned(), "5000".to_owned())];
+        let params = [
+            ("name".to_owned(), "x".to_owned()),
+            ("_count".to_owned(), "5000".to_owned()),
+        ];
         assert_eq!(
             with_count_used(&params, MAX_COUNT)[1],
             ("_count".to_owned(), "1000".to_owned())

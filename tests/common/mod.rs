@@ -28,6 +28,8 @@ pub enum StoreKind {
 pub struct TestServer {
     pub client: Client,
     pub base: String,
+    /// Where `/metrics` is served, when the settings asked for it (`metrics_listen`).
+    pub metrics: Option<SocketAddr>,
     pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -56,6 +58,7 @@ impl TestServer {
         configure(&mut settings);
         let (listener, app) = server::start(&settings).await.expect("server starts");
         let base = app.base_url.clone();
+        let metrics = app.metrics.listening();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server::serve(listener, app, async {
@@ -67,6 +70,7 @@ impl TestServer {
         Some(TestServer {
             client: Client::new(&base).with_check(output::check_reply),
             base,
+            metrics,
             database_url,
             stop: Some(stop),
             task: Some(task),

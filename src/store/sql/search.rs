@@ -136,7 +136,9 @@ pub(super) fn push_from_where(sql: &mut Sql, query: &SearchQuery) {
         // Token rows carry their resource's type: a code many types share (`status=active`)
         // is looked up among the searched type's rows only (idx_token_type_lookup).
         if table == IndexTable::Token {
-            sql.push(&format!("{alias}.rtype = ")).text(&query.rtype).push(" AND ");
+            sql.push(&format!("{alias}.rtype = "))
+                .text(&query.rtype)
+                .push(" AND ");
         }
         push_condition(sql, predicate, alias);
         sql.push(") dr CROSS JOIN ");
