@@ -43,6 +43,8 @@ pub struct App {
     pub jobs: Arc<Jobs>,
     /// Topic-based subscriptions: topics, the live subscriptions, websocket bindings.
     pub subscriptions: Arc<crate::subscription::Subscriptions>,
+    /// Request counters and latencies for `/metrics` (`http::metrics`).
+    pub metrics: Arc<crate::http::metrics::Metrics>,
 }
 
 /// The default of `body_limit`: 16 MiB.

@@ -39,6 +39,8 @@ impl Reply {
 pub struct Client {
     pool: Pool<HttpConnector, Full<Bytes>>,
     base: String,
+    /// Called with every reply before it is returned (the tests check every response here).
+    check: Option<fn(&Reply)>,
 }
 
 impl Client {
@@ -50,7 +52,14 @@ impl Client {
         Client {
             pool,
             base: base.trim_end_matches('/').to_owned(),
+            check: None,
         }
+    }
+
+    /// The same client, calling `check` with every reply it receives.
+    pub fn with_check(mut self, check: fn(&Reply)) -> Self {
+        self.check = Some(check);
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -100,11 +109,15 @@ impl Client {
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?
             .to_bytes();
-        Ok(Reply {
+        let reply = Reply {
             status,
             headers,
             body,
-        })
+        };
+        if let Some(check) = self.check {
+            check(&reply);
+        }
+        Ok(reply)
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply, ClientError> {

@@ -147,6 +147,11 @@ enum Command {
         /// The public FHIR base URL, when clients reach the server through a proxy.
         #[arg(long, env = "SIGNAAL_BASE_URL")]
         base_url: Option<String>,
+        /// Serve GET /metrics (Prometheus text format) on this address and port, apart from the
+        /// FHIR API; off when not given. It has no authorization: keep it on loopback or an
+        /// operations network (e.g. 127.0.0.1:9464).
+        #[arg(long, env = "SIGNAAL_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
         /// The largest request body accepted, in bytes.
         #[arg(long, env = "SIGNAAL_BODY_LIMIT", default_value_t = signaal::app::DEFAULT_BODY_LIMIT)]
         body_limit: usize,
@@ -275,6 +280,7 @@ fn main() -> ExitCode {
                 listen,
                 database,
                 base_url,
+                metrics_listen,
                 body_limit,
                 max_bundle_entries,
                 max_search_terms,
@@ -342,6 +348,7 @@ fn main() -> ExitCode {
                         allow_http: subscription_allow_http,
                         ..Default::default()
                     },
+                    metrics_listen,
                 };
                 serve(settings).await
             }

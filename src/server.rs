@@ -38,6 +38,8 @@ pub struct Settings {
     pub subscriptions: crate::subscription::Settings,
     /// Connection timeouts and limits, and the shutdown deadline.
     pub connections: crate::http::connection::Limits,
+    /// Where `/metrics` is served (Prometheus text format), if anywhere: never on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -57,6 +59,7 @@ impl Settings {
             access_log: false,
             subscriptions: Default::default(),
             connections: Default::default(),
+            metrics_listen: None,
         }
     }
 }
@@ -119,7 +122,13 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
             settings.subscriptions.clone(),
         )),
         connections: settings.connections,
+        metrics: Default::default(),
     });
+    if let Some(addr) = settings.metrics_listen {
+        crate::http::metrics::listen(&app, addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
+    }
     if settings.subscriptions.worker {
         crate::subscription::spawn(&app);
     }
@@ -144,6 +153,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let router = crate::http::router(app.clone());
     let result = crate::http::connection::serve(listener, router, app.connections, shutdown).await;
+    app.metrics.stop();
     app.auth.audit.close().await;
     app.subscriptions.stop_all();
     app.store.close().await;

@@ -315,3 +315,241 @@ both_stores!(
         }
     }
 );
+
+// ---------------------------------------------------------------------------------------------
+// `_count` above the maximum: capped, not refused (the search page lets a server return fewer)
+// ---------------------------------------------------------------------------------------------
+
+/// The server's largest page (`signaal::search::result::MAX_COUNT`).
+const MAX_COUNT: usize = 1000;
+
+/// `MAX_COUNT + 1` Patients of family `Capped`, in one transaction; the id of the first.
+async fn more_patients_than_a_page(server: &TestServer) -> String {
+    let entries: Vec<Value> = (0..=MAX_COUNT)
+        .map(|i| {
+            json!({
+                "resource": {"resourceType": "Patient", "name": [{"family": "Capped", "given": [format!("n{i}")]}]},
+                "request": {"method": "POST", "url": "Patient"}
+            })
+        })
+        .collect();
+    let reply = server
+        .client
+        .post(
+            "",
+            &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+        )
+        .await
+        .unwrap();
+    let body = expect_status(&reply, 200);
+    body["entry"][0]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+fn link<'a>(bundle: &'a Value, relation: &str) -> Option<&'a str> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == relation)?["url"]
+        .as_str()
+}
+
+/// The informational issues of a searchset's `search.mode = outcome` entry.
+fn information(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "outcome")
+        .flat_map(|e| {
+            e["resource"]["issue"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|i| i["severity"] == "information")
+        .map(|i| i["diagnostics"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn matches(bundle: &Value) -> usize {
+    common::match_ids(bundle).len()
+}
+
+both_stores!(a_count_above_the_maximum_is_capped_and_said_so, |server| {
+    more_patients_than_a_page(&server).await;
+    let page = bundle(&server, "Patient?family=Capped&_count=5000").await;
+    assert_eq!(page["total"], MAX_COUNT + 1);
+    assert_eq!(matches(&page), MAX_COUNT, "the page holds the maximum");
+    let own = link(&page, "self").unwrap();
+    assert!(
+        own.contains("_count=1000") && !own.contains("5000"),
+        "{own}"
+    );
+    let notes = information(&page);
+    assert!(
+        notes.len() == 1 && notes[0].contains("5000") && notes[0].contains("1000"),
+        "{notes:?}"
+    );
+    // The next page, at the size used, holds the rest and says nothing more.
+    let next = link(&page, "next").expect("a next link");
+    assert!(next.contains("_count=1000"), "{next}");
+    let rest = expect_status(&server.client.get(next).await.unwrap(), 200);
+    assert_eq!(matches(&rest), 1);
+    assert!(information(&rest).is_empty());
+});
+
+both_stores!(a_count_within_the_maximum_is_not_remarked_on, |server| {
+    fixtures(&server).await;
+    let page = bundle(&server, "Patient?_count=1000").await;
+    assert_eq!(matches(&page), 3);
+    assert!(link(&page, "self").unwrap().contains("_count=1000"));
+    assert!(information(&page).is_empty(), "{page}");
+});
+
+both_stores!(a_count_too_large_for_any_number_is_capped_too, |server| {
+    fixtures(&server).await;
+    let page = bundle(&server, "Patient?_count=99999999999999999999999").await;
+    assert_eq!(matches(&page), 3);
+    assert!(link(&page, "self").unwrap().contains("_count=1000"));
+    assert_eq!(information(&page).len(), 1, "{page}");
+});
+
+both_stores!(history_caps_its_count_and_its_self_link_says_so, |server| {
+    more_patients_than_a_page(&server).await;
+    let page = bundle(&server, "Patient/_history?_count=5000").await;
+    assert_eq!(page["entry"].as_array().unwrap().len(), MAX_COUNT);
+    let own = link(&page, "self").unwrap();
+    assert!(
+        own.contains("_count=1000") && !own.contains("5000"),
+        "{own}"
+    );
+    assert!(link(&page, "next").is_some());
+});
+
+both_stores!(everything_caps_its_count_and_says_so, |server| {
+    fixtures(&server).await;
+    let page = bundle(&server, "Patient/p1/$everything?_count=5000").await;
+    assert!(
+        common::match_ids(&page).contains(&"p1".to_owned()),
+        "{page}"
+    );
+    assert!(link(&page, "self").unwrap().contains("_count=1000"));
+    let notes = information(&page);
+    assert!(notes.len() == 1 && notes[0].contains("5000"), "{notes:?}");
+});
+
+// ---------------------------------------------------------------------------------------------
+// no empty arrays (JSON page: an array has at least one item)
+// ---------------------------------------------------------------------------------------------
+
+both_stores!(an_empty_searchset_leaves_entry_out, |server| {
+    fixtures(&server).await;
+    for query in [
+        "Patient?family=nomatch",
+        "Patient?_count=0",
+        "Patient?_summary=count",
+        "Patient?family=nomatch&_include=Patient:organization",
+        "Patient/nobody/Observation",
+    ] {
+        let page = bundle(&server, query).await;
+        assert_eq!(page["type"], "searchset", "{query}");
+        assert!(page.get("entry").is_none(), "{query}: {page}");
+    }
+    assert_eq!(bundle(&server, "Patient?_count=0").await["total"], 3);
+    assert_eq!(bundle(&server, "Patient?_summary=count").await["total"], 3);
+});
+
+both_stores!(an_empty_history_leaves_entry_out, |server| {
+    let page = bundle(&server, "Encounter/_history").await;
+    assert_eq!(page["type"], "history");
+    assert!(page.get("entry").is_none(), "{page}");
+    let page = bundle(&server, "Patient/_history?_count=0").await;
+    assert!(page.get("entry").is_none(), "{page}");
+});
+
+both_stores!(an_empty_batch_answers_without_entries, |server| {
+    let reply = server
+        .client
+        .post("", &json!({"resourceType": "Bundle", "type": "batch"}))
+        .await
+        .unwrap();
+    let answer = expect_status(&reply, 200);
+    assert_eq!(answer["type"], "batch-response");
+    assert!(answer.get("entry").is_none(), "{answer}");
+});
+
+#[test]
+fn the_response_check_refuses_what_input_may_not_hold() {
+    for body in [
+        json!({"resourceType": "Bundle", "type": "searchset", "entry": []}),
+        json!({"resourceType": "Patient", "name": [{}]}),
+        json!({"resourceType": "Patient", "gender": null}),
+        json!({"resourceType": "Patient", "name": [{"given": [null]}]}),
+    ] {
+        let mut problems = Vec::new();
+        common::output::shape(&body, "$", &mut problems);
+        assert!(!problems.is_empty(), "{body}");
+    }
+    let mut problems = Vec::new();
+    let aligned = json!({"resourceType": "Patient", "name": [{"given": ["a", "b"], "_given": [null, {"id": "x"}]}]});
+    common::output::shape(&aligned, "$", &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// the coach's worklist: active Flags, most urgent first, among other active resources
+// ---------------------------------------------------------------------------------------------
+
+both_stores!(
+    the_worklist_sorts_active_flags_by_priority_among_other_active_resources,
+    |server| {
+        let priority = "https://signaal.dev/fhir/StructureDefinition/flag-priority";
+        put(&server, json!({"resourceType": "Patient", "id": "wl"})).await;
+        for (id, status, urgency) in [
+            ("f-low", "active", 7),
+            ("f-high", "active", 93),
+            ("f-mid", "active", 41),
+            ("f-done", "inactive", 99),
+        ] {
+            put(
+                &server,
+                json!({
+                    "resourceType": "Flag", "id": id, "status": status,
+                    "extension": [{"url": priority, "valueInteger": urgency}],
+                    "code": {"text": "follow up"}, "subject": {"reference": "Patient/wl"}
+                }),
+            )
+            .await;
+        }
+        // Other types share the code `active` of their own `status` parameter.
+        for id in ["c1", "c2", "c3"] {
+            put(&server, json!({"resourceType": "CarePlan", "id": id, "status": "active", "intent": "plan", "subject": {"reference": "Patient/wl"}})).await;
+        }
+        let page = bundle(&server, "Flag?status=active&_sort=-priority&_count=2").await;
+        assert_eq!(page["total"], 3);
+        let ids: Vec<String> = common::match_ids(&page);
+        assert_eq!(ids, ["f-high", "f-mid"]);
+        let next = link(&page, "next").expect("a next page");
+        let rest = expect_status(&server.client.get(next).await.unwrap(), 200);
+        assert_eq!(common::match_ids(&rest), ["f-low"]);
+        // A status written later is searched by its new code only.
+        put(
+            &server,
+            json!({
+                "resourceType": "Flag", "id": "f-high", "status": "inactive",
+                "extension": [{"url": priority, "valueInteger": 93}],
+                "code": {"text": "follow up"}, "subject": {"reference": "Patient/wl"}
+            }),
+        )
+        .await;
+        let page = bundle(&server, "Flag?status=active&_sort=-priority").await;
+        assert_eq!(common::match_ids(&page), ["f-mid", "f-low"]);
+        assert_eq!(bundle(&server, "CarePlan?status=active").await["total"], 3);
+    }
+);

@@ -3,6 +3,7 @@
 
 pub mod connection;
 pub mod home;
+pub mod metrics;
 pub mod negotiate;
 pub mod request;
 pub mod response;
@@ -141,10 +142,10 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-/// Gives every request its id and a span carrying it, and writes the access log: one line per
-/// request (`request method=GET path=/fhir/Patient/1 status=200 ms=0.4`, with the request id
-/// from the span; target `access`), at info level with `--access-log`, at debug level
-/// otherwise.
+/// Gives every request its id and a span carrying it, counts it for `/metrics`, and writes the
+/// access log: one line per request (`request method=GET path=/fhir/Patient/1 status=200
+/// ms=0.4`, with the request id from the span; target `access`), at info level with
+/// `--access-log`, at debug level otherwise.
 async fn log_request(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     use tracing::Instrument;
     let method = request.method().clone();
@@ -157,9 +158,12 @@ async fn log_request(State(app): State<Arc<App>>, request: Request, next: Next) 
     }
     let span = tracing::info_span!("request", id = %id);
     let started = Instant::now();
+    app.metrics.started();
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    app.metrics.finished(metrics::interaction(&method, &path, status), status, elapsed);
+    let ms = elapsed * 1000.0;
     span.in_scope(|| {
         if app.access_log {
             tracing::info!(target: "access", %method, path, status, ms, "request");

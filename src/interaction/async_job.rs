@@ -319,3 +319,12 @@ mod tests {
         assert!(jobs.claim("$reindex").is_ok());
     }
 }
+
+impl Table {
+    /// Whether work holds the slot now, and how many jobs can be polled (running or with an
+    /// answer not yet collected): the backlog `/metrics` reports.
+    pub fn backlog(&self) -> (bool, usize) {
+        let state = self.state();
+        (state.busy.is_some(), state.jobs.len())
+    }
+}

@@ -15,7 +15,8 @@
 //!   `end`; resources without a clinical date (the Patient, a CarePlan without one…) stay in.
 //! - `_since`: only resources whose `meta.lastUpdated` is at or after this instant.
 //! - `_type`: a comma-separated list of the resource types wanted.
-//! - `_count`: the page size (default and maximum as for search). The answer is in a fixed
+//! - `_count`: the page size (default and maximum as for search; a larger one is capped, with
+//!   an informational OperationOutcome entry). The answer is in a fixed
 //!   order (type, then id) and a `next` link carries the last `Type/id` shown, so paging stays
 //!   correct while others write: a resource written meanwhile is shown at most once.
 
@@ -30,6 +31,7 @@ use crate::fhir::datetime::parse_range;
 use crate::fhir::{meta, resource_types};
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
+use crate::interaction::bundle::{bundle, information, outcome_entry};
 use crate::interaction::paging::{self, Page};
 use crate::interaction::{check_id, check_type};
 use crate::search::extract::index_entries;
@@ -46,7 +48,7 @@ struct Params {
     end: Option<i64>,
     since: Option<i64>,
     types: Option<Vec<String>>,
-    count: usize,
+    count: result::Count,
     after: Option<(String, String)>,
     /// What the paging links repeat.
     kept: Vec<(String, String)>,
@@ -58,7 +60,10 @@ fn params(request: &FhirRequest) -> Result<Params, FhirError> {
         end: None,
         since: None,
         types: None,
-        count: DEFAULT_COUNT,
+        count: result::Count {
+            size: DEFAULT_COUNT,
+            capped_from: None,
+        },
         after: None,
         kept: Vec::new(),
     };
@@ -176,16 +181,17 @@ pub async fn everything(
                 std::ops::Bound::Unbounded,
             ))
             .map(|(_, v)| v)
-            .take(params.count + 1)
+            .take(params.count.size + 1)
             .collect(),
-        None => found.values().take(params.count + 1).collect(),
+        None => found.values().take(params.count.size + 1).collect(),
     };
-    let more = page.len() > params.count;
-    let page = &page[..page.len().min(params.count)];
+    let more = page.len() > params.count.size;
+    let page = &page[..page.len().min(params.count.size)];
     let key = |v: &&Version| format!("{}/{}", v.rtype, v.id);
     let links = paging::links(
         &app.url(&format!("Patient/{patient}/$everything")),
-        &params.kept,
+        // The links say the page size used, which a capped `_count` is not.
+        &result::with_count_used(&params.kept, params.count.size),
         &Page {
             first: page.first().map(key),
             last: page.last().map(key),
@@ -197,7 +203,7 @@ pub async fn everything(
         CURSOR,
         CURSOR,
     );
-    let entries: Vec<Value> = page
+    let mut entries: Vec<Value> = page
         .iter()
         .filter_map(|v| {
             Some(json!({
@@ -207,13 +213,15 @@ pub async fn everything(
             }))
         })
         .collect();
-    Ok(FhirResponse::ok(json!({
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": total,
-        "link": links,
-        "entry": entries,
-    })))
+    entries.extend(outcome_entry(
+        params.count.note().map(information).into_iter().collect(),
+    ));
+    Ok(FhirResponse::ok(bundle(
+        "searchset",
+        Some(total as u64),
+        links,
+        entries,
+    )))
 }
 
 /// Whether a resource's clinical date (its type's `date` search parameter) meets

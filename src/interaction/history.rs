@@ -11,6 +11,7 @@ use crate::fhir::datetime::{format_instant, parse_range};
 use crate::fhir::meta;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
+use crate::interaction::bundle::bundle;
 use crate::interaction::paging::{self, Page};
 use crate::interaction::{check_id, check_type};
 use crate::search::result::{self, DEFAULT_COUNT};
@@ -51,7 +52,7 @@ pub async fn history(
     let mut kept = Vec::new();
     for (name, value) in &request.params {
         match name.as_str() {
-            "_count" => query.count = result::count(value)?,
+            "_count" => query.count = result::count(value)?.size,
             "_since" => query.since = Some(instant(name, value)?.0),
             "_at" => query.at = Some(instant(name, value)?),
             CURSOR_AFTER => query.after_seq = Some(cursor(value)?),
@@ -86,14 +87,11 @@ pub async fn history(
         forwards: query.before_seq.is_some(),
     };
     // Newest first: the next page holds older versions (smaller sequence numbers).
+    // The links say the page size used, which a capped `_count` is not.
+    let kept = result::with_count_used(&kept, query.count);
     let links = paging::links(&app.url(&path), &kept, &page, CURSOR_BEFORE, CURSOR_AFTER);
     let entries: Vec<Value> = rows.iter().map(|row| entry(app, &row.version)).collect();
-    Ok(FhirResponse::ok(json!({
-        "resourceType": "Bundle",
-        "type": "history",
-        "link": links,
-        "entry": entries,
-    })))
+    Ok(FhirResponse::ok(bundle("history", None, links, entries)))
 }
 
 fn instant(name: &str, value: &str) -> Result<(i64, i64), FhirError> {

@@ -12,9 +12,9 @@ use crate::fhir::meta;
 use crate::http::negotiate::prefer_strict;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
+use crate::interaction::bundle::{bundle, outcome_entry, warning};
 use crate::interaction::paging::{self, Page};
 use crate::interaction::resolver::StoreResolver;
-use crate::interaction::search::outcome_entry;
 use crate::search::params::{parse, Unknown};
 use crate::search::query::Contained;
 use crate::search::result::MAX_COUNT;
@@ -86,9 +86,12 @@ pub async fn lastn(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fhi
             "Only the first {MAX_RESULTS} Observations are returned"
         ));
     }
-    entries.extend(outcome_entry(warnings, "informational"));
-    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset"});
-    bundle["total"] = json!(hits.len());
+    entries.extend(outcome_entry(
+        warnings
+            .into_iter()
+            .map(|w| warning("informational", w))
+            .collect(),
+    ));
     let page = Page {
         first: None,
         last: None,
@@ -96,13 +99,13 @@ pub async fn lastn(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fhi
         backwards: false,
         forwards: false,
     };
-    bundle["link"] = json!(paging::links(
+    let links = paging::links(
         &app.url("Observation/$lastn"),
         &request.params,
         &page,
         "",
-        ""
-    ));
-    bundle["entry"] = json!(entries);
+        "",
+    );
+    let bundle = bundle("searchset", Some(hits.len() as u64), links, entries);
     Ok(FhirResponse::new(StatusCode::OK, Some(bundle)))
 }

@@ -3,6 +3,7 @@
 pub mod async_job;
 pub mod audit_event;
 pub mod batch;
+pub mod bundle;
 pub mod bundle_entry;
 pub mod canonical;
 pub mod capabilities;

@@ -13,13 +13,14 @@ use crate::fhir::subset::Subset;
 use crate::http::negotiate::prefer_strict;
 use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
+use crate::interaction::bundle::{bundle, information, outcome_entry, warning};
 use crate::interaction::include;
 use crate::interaction::paging::{self, Page};
 use crate::interaction::resolver::StoreResolver;
 use crate::interaction::{check_id, check_type};
 use crate::search::params::{parse, Unknown};
 use crate::search::query::{Contained, Cursor, Predicate};
-use crate::search::result::Total;
+use crate::search::result::{self, Total};
 use crate::search::sort::{CURSOR_AFTER, CURSOR_BEFORE};
 use crate::store::SearchHit;
 
@@ -147,6 +148,8 @@ async fn search_in(
         .filter(|(k, _)| k != CURSOR_AFTER && k != CURSOR_BEFORE)
         .cloned()
         .collect();
+    // The links say the page size used, which a capped `_count` is not.
+    let kept = result::with_count_used(&kept, query.count);
     let page = Page {
         first: hits.first().map(cursor),
         last: hits.last().map(cursor),
@@ -188,30 +191,29 @@ async fn search_in(
             .filter_map(|hit| entry(hit, "include"))
             .map(subset(true)),
     );
-    let mut warnings: Vec<String> = parsed
+    let mut issues: Vec<Issue> = parsed
         .ignored
         .iter()
-        .map(|reason| format!("Ignored {reason}"))
+        .map(|reason| warning("not-supported", format!("Ignored {reason}")))
         .collect();
     if included.truncated {
-        warnings.push(format!(
-            "Only the first {} included resources are on this page",
-            include::MAX_INCLUDED
+        issues.push(warning(
+            "not-supported",
+            format!(
+                "Only the first {} included resources are on this page",
+                include::MAX_INCLUDED
+            ),
         ));
     }
     if included.iterations_exhausted {
-        warnings.push(format!(
+        issues.push(warning("not-supported", format!(
             ":iterate stopped after {} rounds (the server's max-include-iterations limit) before it found every resource: more may be included",
             app.search_budget.max_iterations
-        ));
+        )));
     }
-    entries.extend(outcome_entry(warnings, "not-supported"));
-    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset"});
-    if let Some(total) = total {
-        bundle["total"] = json!(total);
-    }
-    bundle["link"] = json!(links);
-    bundle["entry"] = json!(entries);
+    issues.extend(parsed.count.and_then(|c| c.note()).map(information));
+    entries.extend(outcome_entry(issues));
+    let bundle = bundle("searchset", total, links, entries);
     Ok(FhirResponse::ok(bundle))
 }
 
@@ -239,21 +241,4 @@ fn cursor(hit: &SearchHit) -> String {
         rid: hit.rid,
     }
     .encode()
-}
-
-/// A searchset entry (`search.mode = outcome`) with one warning per message, if there are any.
-pub fn outcome_entry(warnings: Vec<String>, code: &'static str) -> Option<Value> {
-    if warnings.is_empty() {
-        return None;
-    }
-    let issues: Vec<Issue> = warnings
-        .into_iter()
-        .map(|diagnostics| Issue {
-            severity: "warning",
-            code,
-            diagnostics,
-            expression: None,
-        })
-        .collect();
-    Some(json!({"resource": crate::error::outcome(&issues), "search": {"mode": "outcome"}}))
 }

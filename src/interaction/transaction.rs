@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::app::App;
 use crate::error::FhirError;
@@ -23,7 +23,7 @@ use crate::http::response::FhirResponse;
 use crate::interaction::bundle_entry::{self, at_entry, Action, Entry, Rewrite};
 use crate::interaction::patch::Patch;
 use crate::interaction::version::Outcome;
-use crate::interaction::{batch, create, delete, patch, update};
+use crate::interaction::{batch, bundle, create, delete, patch, update};
 use crate::search::conditional::criteria_key;
 use crate::store::{Tx, Version};
 use crate::write::in_transaction;
@@ -68,11 +68,12 @@ pub async fn bundle(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fh
     } else {
         transaction(app, raw, prefer).await?
     };
-    Ok(FhirResponse::ok(json!({
-        "resourceType": "Bundle",
-        "type": format!("{kind}-response"),
-        "entry": entries,
-    })))
+    Ok(FhirResponse::ok(bundle::bundle(
+        &format!("{kind}-response"),
+        None,
+        Vec::new(),
+        entries,
+    )))
 }
 
 /// A copy of a Bundle without its entries' resources (which can be most of it).

@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::error::FhirError;
 use crate::fhir::meta;
 use crate::http::response::FhirResponse;
+use crate::interaction::bundle::bundle;
 use crate::interaction::check_id;
 use crate::scoring::output::{flag_priority, is_signaal};
 use crate::search::params::{parse, Unknown};
@@ -120,13 +121,14 @@ pub async fn worklist(app: &App, practitioner: &str) -> Result<FhirResponse, Fhi
             bundle_entries.extend(entry(&hit.version, "include"));
         }
     }
-    Ok(FhirResponse::ok(json!({
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": matches,
-        "link": [{"relation": "self", "url": app.url(&format!("Practitioner/{practitioner}/$worklist"))}],
-        "entry": bundle_entries,
-    })))
+    Ok(FhirResponse::ok(bundle(
+        "searchset",
+        Some(matches as u64),
+        vec![
+            json!({"relation": "self", "url": app.url(&format!("Practitioner/{practitioner}/$worklist"))}),
+        ],
+        bundle_entries,
+    )))
 }
 
 /// The ids of the patients of the CareTeams `practitioner` takes part in, in id order.

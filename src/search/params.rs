@@ -41,6 +41,8 @@ pub struct Parsed {
     pub includes: Vec<Include>,
     /// `_summary` and `_elements`: which parts of the matches and included resources to return.
     pub subset: Subset,
+    /// `_count` as read, when the request gave one (it may have been capped).
+    pub count: Option<result::Count>,
 }
 
 /// Parses search parameters for resource type `rtype`, those of `registry`, within `budget`.
@@ -61,6 +63,7 @@ pub fn parse(
     let mut total = Total::Accurate;
     let mut includes = Vec::new();
     let mut subset = Subset::Full;
+    let mut count = None;
     let mut cursor: Option<(bool, &str)> = None;
     // AND-ed parameters (each a level of the statement's expression tree) and all OR-ed values.
     let (mut terms, mut values) = (0usize, 0usize);
@@ -72,7 +75,11 @@ pub fn parse(
         }
         // Result parameters (`_count`, `_include:iterate`, …) by their name without modifier.
         match name.split(':').next().unwrap_or(name) {
-            "_count" => query.count = result::count(value)?,
+            "_count" => {
+                let read = result::count(value)?;
+                query.count = read.size;
+                count = Some(read);
+            }
             "_total" => total = result::total(value)?,
             "_summary" => subset = Subset::summary(value)?,
             "_elements" => subset = Subset::elements(value)?,
@@ -116,6 +123,7 @@ pub fn parse(
         total,
         includes,
         subset,
+        count,
     })
 }
 

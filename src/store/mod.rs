@@ -109,6 +109,30 @@ impl Method {
     }
 }
 
+/// The scoring queue at a moment (`Store::queue_stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Patients the worker may score now.
+    pub due: i64,
+    /// Patients waiting for a retry's backoff or a time stamped later.
+    pub waiting: i64,
+    /// Patients parked after too many failed attempts.
+    pub parked: i64,
+    /// When the longest-waiting due patient was queued (ms), if any is due.
+    pub oldest_due_queued_at: Option<i64>,
+}
+
+/// How one connection pool of a store is used now (`Store::pools`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUse {
+    /// `reader`, `writer`, or `main` for a pool that does both.
+    pub name: &'static str,
+    /// Connections open, in use or idle.
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// A patient in the scoring queue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Queued {
@@ -299,6 +323,16 @@ pub trait Store: Send + Sync {
     }
     /// Checks that the database answers (for `/health`).
     async fn ping(&self) -> StoreResult<()>;
+    /// The scoring queue at `now`, for `/metrics`. Only the database stores keep one.
+    async fn queue_stats(&self, _now: i64) -> StoreResult<QueueStats> {
+        Err(StoreError::Unavailable(
+            "this store keeps no scoring queue".into(),
+        ))
+    }
+    /// How the connection pools are used now, for `/metrics` (none outside the database stores).
+    fn pools(&self) -> Vec<PoolUse> {
+        Vec::new()
+    }
     /// Closes connections, waiting for in-flight work.
     async fn close(&self);
 }

@@ -15,8 +15,8 @@ use super::backend::{Backend, Column, Columns, Sqlx};
 use super::sql::{self, Sql};
 use super::time_budget;
 use super::{
-    Current, HistoryEntry, HistoryQuery, Method, NewVersion, Queued, SearchHit, Statement, Store,
-    StoreError, StoreResult, Tx, Version,
+    Current, HistoryEntry, HistoryQuery, Method, NewVersion, PoolUse, QueueStats, Queued,
+    SearchHit, Statement, Store, StoreError, StoreResult, Tx, Version,
 };
 use crate::search::index::IndexEntries;
 use crate::search::query::{Contained, KeyKind, KeyValue, SearchQuery, SortKey};
@@ -292,6 +292,32 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(())
     }
 
+    async fn queue_stats(&self, now: i64) -> StoreResult<QueueStats> {
+        let sql = sql::queue_stats(B::DIALECT, now);
+        let row = B::Db::prepare(&sql).fetch_one(self.reader()).await?;
+        Ok(QueueStats {
+            due: row.at(0)?,
+            waiting: row.at(1)?,
+            parked: row.at(2)?,
+            oldest_due_queued_at: row.at(3)?,
+        })
+    }
+
+    fn pools(&self) -> Vec<PoolUse> {
+        let use_of = |name, pool: &sqlx::Pool<B::Db>| PoolUse {
+            name,
+            open: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        };
+        let (reader, writer) = (self.backend.reader(), self.backend.writer());
+        if std::ptr::eq(reader, writer) {
+            vec![use_of("main", reader)]
+        } else {
+            vec![use_of("reader", reader), use_of("writer", writer)]
+        }
+    }
+
     async fn scoring_failures(&self) -> StoreResult<Vec<Queued>> {
         let sql = sql::scoring_failures(B::DIALECT);
         let rows = B::Db::prepare(&sql).fetch_all(self.reader()).await?;
@@ -354,10 +380,12 @@ impl<B: Backend> SqlTx<B> {
         B::Db::connection(&mut self.tx)
     }
 
-    /// Writes the index entries of row `rid`, first removing its old ones if `replace`.
+    /// Writes the index entries of row `rid` of type `rtype`, first removing its old ones if
+    /// `replace`.
     async fn write_index(
         &mut self,
         rid: i64,
+        rtype: &str,
         index: &IndexEntries,
         replace: bool,
     ) -> StoreResult<()> {
@@ -367,7 +395,7 @@ impl<B: Backend> SqlTx<B> {
                 B::Db::prepare(&sql).execute(self.connection()).await?;
             }
         }
-        for insert in sql::insert_index(B::DIALECT, rid, index) {
+        for insert in sql::insert_index(B::DIALECT, rid, rtype, index) {
             B::Db::prepare(&insert).execute(self.connection()).await?;
         }
         Ok(())
@@ -459,11 +487,25 @@ impl<B: Backend> Tx for SqlTx<B> {
                 .execute(self.connection())
                 .await?;
         }
-        self.write_index(rid, new.index, previous.is_some()).await
+        self.write_index(rid, new.rtype, new.index, previous.is_some())
+            .await
     }
 
     async fn reindex(&mut self, rid: i64, index: &IndexEntries) -> StoreResult<()> {
-        self.write_index(rid, index, true).await
+        let mut sql = Sql::new(B::DIALECT);
+        sql.push("SELECT rtype FROM resource WHERE rid = ").int(rid);
+        let rtype: String = match B::Db::prepare(&sql)
+            .fetch_optional(self.connection())
+            .await?
+        {
+            Some(row) => row.at(0)?,
+            None => {
+                return Err(StoreError::Database(format!(
+                    "no resource row {rid} to reindex"
+                )))
+            }
+        };
+        self.write_index(rid, &rtype, index, true).await
     }
 
     async fn queue_compartment(&mut self, rtype: &str, id: &str, at: i64) -> StoreResult<()> {

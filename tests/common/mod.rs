@@ -5,6 +5,8 @@
 //! `SIGNAAL_TEST_POSTGRES_URL` (a superuser URL; `scripts/test.sh` starts a throwaway server
 //! and sets it); each test gets a database of its own. Without that variable the PostgreSQL
 //! variants are skipped with a note, unless `SIGNAAL_TEST_REQUIRE_POSTGRES=1`.
+//!
+//! Every reply the client receives is held to the server's own input rules ([`output`]).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -26,6 +28,8 @@ pub enum StoreKind {
 pub struct TestServer {
     pub client: Client,
     pub base: String,
+    /// Where `/metrics` is served, when the settings asked for it (`metrics_listen`).
+    pub metrics: Option<SocketAddr>,
     pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -63,6 +67,7 @@ impl TestServer {
         configure(&mut settings);
         let (listener, app) = server::start(&settings).await.expect("server starts");
         let base = app.base_url.clone();
+        let metrics = app.metrics.listening();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server::serve(listener, app, async {
@@ -72,8 +77,9 @@ impl TestServer {
             .expect("server runs");
         });
         TestServer {
-            client: Client::new(&base),
+            client: Client::new(&base).with_check(output::check_reply),
             base,
+            metrics,
             database_url,
             stop: Some(stop),
             task: Some(task),
@@ -449,4 +455,5 @@ pub fn without_audit_events(bundle: &Value) -> Vec<&Value> {
         .collect()
 }
 pub mod auth;
+pub mod output;
 pub mod receiver;

@@ -46,9 +46,9 @@ mod tests {
                     &Statement::Count(&one("Patient", token("gender", "female"))),
                 )
             },
-            r#"EXPLAIN QUERY PLAN SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.param = ? AND t.code = ?) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = ? AND NOT r.deleted"#,
-            r#"EXPLAIN SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.param = $1 AND t.code = $2) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = $3 AND NOT r.deleted"#,
-            r#""gender", "female", "Patient""#,
+            r#"EXPLAIN QUERY PLAN SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.rtype = ? AND t.param = ? AND t.code = ?) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = ? AND NOT r.deleted"#,
+            r#"EXPLAIN SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.rtype = $1 AND t.param = $2 AND t.code = $3) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = $4 AND NOT r.deleted"#,
+            r#""Patient", "gender", "female", "Patient""#,
         );
     }
 

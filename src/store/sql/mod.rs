@@ -39,8 +39,8 @@ pub use explain::{explain, statement};
 pub use history::history;
 pub use include::include_targets;
 pub use queue::{
-    defer, dequeue, queue_compartment, queue_patient, queued, reschedule, scoring_failures,
-    QUEUED_COLUMNS,
+    defer, dequeue, queue_compartment, queue_patient, queue_stats, queued, reschedule,
+    scoring_failures, QUEUED_COLUMNS,
 };
 pub use read::{compartment, compartments, current_versions, read_version, VERSION_COLUMNS};
 pub use search::{count, lastn, search};

@@ -152,9 +152,9 @@ mod tests {
     fn an_unsorted_page_is_in_row_key_order() {
         assert_sql(
             |d| search(d, &one("Observation", token("code", "1234-5"))),
-            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.param = ? AND t.code = ?) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = ? AND NOT r.deleted) t ORDER BY t.rid ASC LIMIT ?) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.rid ASC"#,
-            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.param = $1 AND t.code = $2) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = $3 AND NOT r.deleted) t ORDER BY t.rid ASC LIMIT $4) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.rid ASC"#,
-            r#""code", "1234-5", "Observation", 11"#,
+            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.rtype = ? AND t.param = ? AND t.code = ?) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = ? AND NOT r.deleted) t ORDER BY t.rid ASC LIMIT ?) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.rid ASC"#,
+            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.rtype = $1 AND t.param = $2 AND t.code = $3) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = $4 AND NOT r.deleted) t ORDER BY t.rid ASC LIMIT $5) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.rid ASC"#,
+            r#""Observation", "code", "1234-5", "Observation", 11"#,
         );
     }
 

@@ -109,6 +109,21 @@ pub fn defer(
     sql
 }
 
+/// The queue at `now` for `/metrics`: patients due, waiting (a retry's backoff or a time
+/// stamped later) and parked, and when the longest-waiting due patient was queued (NULL when
+/// none is due).
+pub fn queue_stats(dialect: Dialect, now: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT COUNT(CASE WHEN next_attempt_at <= ")
+        .int(now)
+        .push(" THEN 1 END), COUNT(CASE WHEN next_attempt_at > ")
+        .int(now)
+        .push(" THEN 1 END), COUNT(CASE WHEN next_attempt_at IS NULL THEN 1 END), MIN(CASE WHEN next_attempt_at <= ")
+        .int(now)
+        .push(" THEN queued_at END) FROM scoring_queue");
+    sql
+}
+
 /// The queued patients whose last attempt failed. Columns: `QUEUED_COLUMNS`.
 pub fn scoring_failures(dialect: Dialect) -> Sql {
     let mut sql = Sql::new(dialect);

@@ -8,7 +8,7 @@ use super::contained::{push_contained_hit_rows, push_contained_hits};
 use super::filter::{index_of, push_any_of, push_condition, push_predicate, table_name, Row};
 use super::page::{push_page, push_page_order, push_sort_value};
 use super::{Dialect, Sql, VERSION_COLUMNS};
-use crate::search::query::{Contained, Predicate, SearchQuery};
+use crate::search::query::{Contained, IndexTable, Predicate, SearchQuery};
 
 /// The current version of every resource matching a search, one page in sort order (row-key
 /// order when unsorted). The page starts after `query.after`, or ends before `query.before`
@@ -133,6 +133,13 @@ pub(super) fn push_from_where(sql: &mut Sql, query: &SearchQuery) {
             "(SELECT DISTINCT {alias}.rid FROM {} {alias} WHERE ",
             table_name(table)
         ));
+        // Token rows carry their resource's type: a code many types share (`status=active`)
+        // is looked up among the searched type's rows only (idx_token_type_lookup).
+        if table == IndexTable::Token {
+            sql.push(&format!("{alias}.rtype = "))
+                .text(&query.rtype)
+                .push(" AND ");
+        }
         push_condition(sql, predicate, alias);
         sql.push(") dr CROSS JOIN ");
     }

@@ -65,9 +65,9 @@ mod tests {
     fn a_token_with_a_code_drives_the_search() {
         assert_sql(
             |d| count(d, &one("Observation", token("code", "1234-5"))),
-            r#"SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.param = ? AND t.code = ?) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = ? AND NOT r.deleted"#,
-            r#"SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.param = $1 AND t.code = $2) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = $3 AND NOT r.deleted"#,
-            r#""code", "1234-5", "Observation""#,
+            r#"SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.rtype = ? AND t.param = ? AND t.code = ?) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = ? AND NOT r.deleted"#,
+            r#"SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.rtype = $1 AND t.param = $2 AND t.code = $3) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = $4 AND NOT r.deleted"#,
+            r#""Observation", "code", "1234-5", "Observation""#,
         );
     }
 
@@ -87,9 +87,9 @@ mod tests {
                     ),
                 )
             },
-            r#"SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.param = ? AND t.code = ? AND t.system = ?) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = ? AND NOT r.deleted"#,
-            r#"SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.param = $1 AND t.code = $2 AND t.system = $3) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = $4 AND NOT r.deleted"#,
-            r#""code", "1234-5", "http://loinc.org", "Observation""#,
+            r#"SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.rtype = ? AND t.param = ? AND t.code = ? AND t.system = ?) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = ? AND NOT r.deleted"#,
+            r#"SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.rtype = $1 AND t.param = $2 AND t.code = $3 AND t.system = $4) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = $5 AND NOT r.deleted"#,
+            r#""Observation", "code", "1234-5", "http://loinc.org", "Observation""#,
         );
     }
 
@@ -109,9 +109,9 @@ mod tests {
                     ),
                 )
             },
-            r#"SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.param = ? AND t.code = ? AND t.system IS NULL) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = ? AND NOT r.deleted"#,
-            r#"SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.param = $1 AND t.code = $2 AND t.system IS NULL) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = $3 AND NOT r.deleted"#,
-            r#""code", "1234-5", "Observation""#,
+            r#"SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.rtype = ? AND t.param = ? AND t.code = ? AND t.system IS NULL) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = ? AND NOT r.deleted"#,
+            r#"SELECT COUNT(*) FROM (SELECT DISTINCT t.rid FROM idx_token t WHERE t.rtype = $1 AND t.param = $2 AND t.code = $3 AND t.system IS NULL) dr CROSS JOIN resource r WHERE r.rid = dr.rid AND r.rtype = $4 AND NOT r.deleted"#,
+            r#""Observation", "code", "1234-5", "Observation""#,
         );
     }
 

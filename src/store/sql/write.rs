@@ -109,12 +109,15 @@ pub fn delete_index(dialect: Dialect, table: &str, rid: i64) -> Sql {
 /// Rows per multi-row INSERT: keeps the placeholder count far below both databases' limits.
 const ROWS_PER_INSERT: usize = 200;
 
-/// Multi-row INSERTs of a resource's index entries, one or more per non-empty table.
-pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<Sql> {
+/// Multi-row INSERTs of the index entries of resource row `rid` of type `rtype`, one or more
+/// per non-empty table. Token rows carry the type (a search driven by a token looks up only its
+/// type's rows); a contained resource's rows carry its container's, as they carry its `rid`.
+pub fn insert_index(dialect: Dialect, rid: i64, rtype: &str, entries: &IndexEntries) -> Vec<Sql> {
     let mut out = Vec::new();
-    insert_resource_entries(&mut out, dialect, rid, entries, None);
+    let row = (rid, rtype);
+    insert_resource_entries(&mut out, dialect, row, entries, None);
     for (position, contained) in entries.contained.iter().enumerate() {
-        insert_resource_entries(&mut out, dialect, rid, contained, Some(position as i64));
+        insert_resource_entries(&mut out, dialect, row, contained, Some(position as i64));
     }
     out
 }
@@ -123,13 +126,13 @@ pub fn insert_index(dialect: Dialect, rid: i64, entries: &IndexEntries) -> Vec<S
 fn insert_resource_entries(
     out: &mut Vec<Sql>,
     dialect: Dialect,
-    rid: i64,
+    row: (i64, &str),
     entries: &IndexEntries,
     contained: Option<i64>,
 ) {
-    insert_entries(out, dialect, rid, entries, None, contained);
+    insert_entries(out, dialect, row, entries, None, contained);
     for (grp, group) in entries.groups.iter().enumerate() {
-        insert_entries(out, dialect, rid, group, Some(grp as i64), contained);
+        insert_entries(out, dialect, row, group, Some(grp as i64), contained);
     }
 }
 
@@ -138,7 +141,7 @@ fn insert_resource_entries(
 fn insert_entries(
     out: &mut Vec<Sql>,
     dialect: Dialect,
-    rid: i64,
+    (rid, rtype): (i64, &str),
     entries: &IndexEntries,
     grp: Option<i64>,
     contained: Option<i64>,
@@ -157,12 +160,14 @@ fn insert_entries(
     inserts(
         out,
         dialect,
-        &columns("idx_token (grp, rid, param, system, code)"),
+        &columns("idx_token (grp, rid, rtype, param, system, code)"),
         &entries.tokens,
         |sql, e| {
             start(sql);
             sql.push(", ")
                 .int(rid)
+                .push(", ")
+                .text(rtype)
                 .push(", ")
                 .text(&e.param)
                 .push(", ")
@@ -373,10 +378,10 @@ mod tests {
     #[test]
     fn index_rows_of_every_table_of_groups_and_of_contained_resources() {
         assert_sql(
-            |d| joined(d, insert_index(d, 5, &entries())),
-            r#"INSERT INTO idx_token (grp, rid, param, system, code) VALUES (?, ?, ?, ?, ?); INSERT INTO idx_string (grp, rid, param, normalized, exact) VALUES (?, ?, ?, ?, ?); INSERT INTO idx_date (grp, rid, param, lo, hi) VALUES (?, ?, ?, ?, ?); INSERT INTO idx_reference (grp, rid, param, target_type, target_id, url) VALUES (?, ?, ?, ?, ?, ?); INSERT INTO idx_uri (grp, rid, param, value) VALUES (?, ?, ?, ?); INSERT INTO idx_number (grp, rid, param, value, lo, hi) VALUES (?, ?, ?, ?, ?, ?); INSERT INTO idx_quantity (grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL); INSERT INTO idx_token (grp, rid, param, system, code) VALUES (?, ?, ?, ?, ?); INSERT INTO idx_token (contained, grp, rid, param, system, code) VALUES (?, ?, ?, ?, ?, ?)"#,
-            r#"INSERT INTO idx_token (grp, rid, param, system, code) VALUES ($1, $2, $3, $4, $5); INSERT INTO idx_string (grp, rid, param, normalized, exact) VALUES ($1, $2, $3, $4, $5); INSERT INTO idx_date (grp, rid, param, lo, hi) VALUES ($1, $2, $3, $4, $5); INSERT INTO idx_reference (grp, rid, param, target_type, target_id, url) VALUES ($1, $2, $3, $4, $5, $6); INSERT INTO idx_uri (grp, rid, param, value) VALUES ($1, $2, $3, $4); INSERT INTO idx_number (grp, rid, param, value, lo, hi) VALUES ($1, $2, $3, $4, $5, $6); INSERT INTO idx_quantity (grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11), ($12, $13, $14, $15, $16, $17, $18, $19, $20, NULL, NULL); INSERT INTO idx_token (grp, rid, param, system, code) VALUES ($1, $2, $3, $4, $5); INSERT INTO idx_token (contained, grp, rid, param, system, code) VALUES ($1, $2, $3, $4, $5, $6)"#,
-            r#"None, 5, "code", Some("http://loinc.org"), Some("1234-5"), None, 5, "name", "eve", "Ève", None, 5, "date", 1000, 2000, None, 5, "subject", Some("Patient"), Some("p1"), None, None, 5, "url", "http://example.org", None, 5, "probability", 0.25, 0.245, 0.255, None, 5, "value-quantity", Some("http://unitsofmeasure.org"), Some("mg"), Some("mg"), 5.0, 4.95, 5.05, 0.005, "g", None, 5, "value-quantity", None, None, Some("puffs"), 2.0, 1.5, 2.5, Some(0), 5, "code-value-quantity$0", None, Some("c0"), 0, None, 5, "Medication#_id", None, Some("c0")"#,
+            |d| joined(d, insert_index(d, 5, "Observation", &entries())),
+            r#"INSERT INTO idx_token (grp, rid, rtype, param, system, code) VALUES (?, ?, ?, ?, ?, ?); INSERT INTO idx_string (grp, rid, param, normalized, exact) VALUES (?, ?, ?, ?, ?); INSERT INTO idx_date (grp, rid, param, lo, hi) VALUES (?, ?, ?, ?, ?); INSERT INTO idx_reference (grp, rid, param, target_type, target_id, url) VALUES (?, ?, ?, ?, ?, ?); INSERT INTO idx_uri (grp, rid, param, value) VALUES (?, ?, ?, ?); INSERT INTO idx_number (grp, rid, param, value, lo, hi) VALUES (?, ?, ?, ?, ?, ?); INSERT INTO idx_quantity (grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL); INSERT INTO idx_token (grp, rid, rtype, param, system, code) VALUES (?, ?, ?, ?, ?, ?); INSERT INTO idx_token (contained, grp, rid, rtype, param, system, code) VALUES (?, ?, ?, ?, ?, ?, ?)"#,
+            r#"INSERT INTO idx_token (grp, rid, rtype, param, system, code) VALUES ($1, $2, $3, $4, $5, $6); INSERT INTO idx_string (grp, rid, param, normalized, exact) VALUES ($1, $2, $3, $4, $5); INSERT INTO idx_date (grp, rid, param, lo, hi) VALUES ($1, $2, $3, $4, $5); INSERT INTO idx_reference (grp, rid, param, target_type, target_id, url) VALUES ($1, $2, $3, $4, $5, $6); INSERT INTO idx_uri (grp, rid, param, value) VALUES ($1, $2, $3, $4); INSERT INTO idx_number (grp, rid, param, value, lo, hi) VALUES ($1, $2, $3, $4, $5, $6); INSERT INTO idx_quantity (grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11), ($12, $13, $14, $15, $16, $17, $18, $19, $20, NULL, NULL); INSERT INTO idx_token (grp, rid, rtype, param, system, code) VALUES ($1, $2, $3, $4, $5, $6); INSERT INTO idx_token (contained, grp, rid, rtype, param, system, code) VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
+            r#"None, 5, "Observation", "code", Some("http://loinc.org"), Some("1234-5"), None, 5, "name", "eve", "Ève", None, 5, "date", 1000, 2000, None, 5, "subject", Some("Patient"), Some("p1"), None, None, 5, "url", "http://example.org", None, 5, "probability", 0.25, 0.245, 0.255, None, 5, "value-quantity", Some("http://unitsofmeasure.org"), Some("mg"), Some("mg"), 5.0, 4.95, 5.05, 0.005, "g", None, 5, "value-quantity", None, None, Some("puffs"), 2.0, 1.5, 2.5, Some(0), 5, "Observation", "code-value-quantity$0", None, Some("c0"), 0, None, 5, "Observation", "Medication#_id", None, Some("c0")"#,
         );
     }
 
@@ -386,13 +391,13 @@ mod tests {
             tokens: tokens("code", 401),
             ..Default::default()
         };
-        let statements = insert_index(Dialect::Sqlite, 5, &entries);
+        let statements = insert_index(Dialect::Sqlite, 5, "Observation", &entries);
         let rows: Vec<usize> = statements
             .iter()
             .map(|s| s.text.matches("), (").count() + 1)
             .collect();
         assert_eq!(rows, [200, 200, 1]);
-        assert_eq!(statements[2].binds.len(), 5);
+        assert_eq!(statements[2].binds.len(), 6);
     }
 }
 
