@@ -193,6 +193,7 @@ pub async fn run(
     subscriber.stop().await;
     let latency = latency?;
     let flags = PhaseReport {
+        bytes_per_request: None,
         name: FLAG_TO_NOTIFICATION.into(),
         requests: pipeline.len() as u64,
         errors: 0,
@@ -308,6 +309,7 @@ async fn delay(
     }
     let errors = *errors.lock().map_err(|e| e.to_string())?;
     Ok(PhaseReport {
+        bytes_per_request: None,
         name: format!("{NOTIFY_DELAY} @{rate}/s"),
         requests: sent,
         errors: errors + missing,
