@@ -162,7 +162,11 @@ async fn log_request(State(app): State<Arc<App>>, request: Request, next: Next) 
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
-    app.metrics.finished(metrics::interaction(&method, &path, status), status, elapsed);
+    app.metrics.finished(
+        metrics::interaction(&method, &path, status),
+        status,
+        elapsed,
+    );
     let ms = elapsed * 1000.0;
     span.in_scope(|| {
         if app.access_log {
