@@ -47,6 +47,11 @@ const KNOWN_INVALID: &[(&str, &str)] = &[
     ("SearchParameter/questionnaireresponse-extensions-QuestionnaireResponse-item-subject", "the id has 68 characters (HL7 schema: id ^[A-Za-z0-9\\-\\.]{1,64}$)"),
 ];
 
+/// Types whose resources the server writes itself and refuses from clients (403): the
+/// AuditEvent trail is the server's log (decision 0032), so their examples are expected to be
+/// refused, and accepting one is a problem.
+const SERVER_OWNED: &[&str] = &["AuditEvent"];
+
 /// The package's largest example (Bundle/resources) is 35 MB: more than the server's default
 /// body limit of 16 MiB, which is a deployment setting rather than a rule of FHIR.
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -288,6 +293,11 @@ async fn run(kind: StoreKind) {
             (example, round_trip(client, example).await)
         });
     }
+    let server_owned = |key: &str| {
+        SERVER_OWNED
+            .iter()
+            .any(|t| key.starts_with(&format!("{t}/")))
+    };
     let mut round_tripped = 0;
     let mut rejected: BTreeMap<String, String> = BTreeMap::new();
     let mut broken: BTreeMap<String, String> = BTreeMap::new();
@@ -295,6 +305,9 @@ async fn run(kind: StoreKind) {
         let (example, outcome) = joined.expect("the round-trip task does not panic");
         let key = format!("{}/{}", example.rtype, example.id);
         match outcome {
+            Outcome::RoundTripped if server_owned(&key) => {
+                broken.insert(key, "the server's own type, accepted from a client".into());
+            }
             Outcome::RoundTripped => round_tripped += 1,
             Outcome::Rejected(why) => {
                 rejected.insert(key, why);
@@ -310,7 +323,12 @@ async fn run(kind: StoreKind) {
         problems.push(format!("{key}: {why}"));
     }
     for (key, why) in &rejected {
-        if !KNOWN_INVALID.iter().any(|(k, _)| k == key) {
+        if server_owned(key) && !why.starts_with("403") {
+            problems.push(format!(
+                "{key} is the server's own and should be refused with 403: {why}"
+            ));
+        }
+        if !server_owned(key) && !KNOWN_INVALID.iter().any(|(k, _)| k == key) {
             problems.push(format!(
                 "{key} was rejected but is not a known-invalid example: {why}"
             ));

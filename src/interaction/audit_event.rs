@@ -110,15 +110,8 @@ pub async fn search(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fh
             })
         })
         .collect();
-    let mut bundle = json!({
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "link": links,
-        "entry": entry,
-    });
-    if !more && query.before.is_none() {
-        bundle["total"] = json!(entries.len());
-    }
+    let total = (!more && query.before.is_none()).then_some(entries.len() as u64);
+    let bundle = super::bundle::bundle("searchset", total, links, entry);
     Ok(FhirResponse::ok(bundle))
 }
 
