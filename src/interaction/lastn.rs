@@ -14,10 +14,10 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::bundle::{bundle, outcome_entry, warning};
 use crate::interaction::paging::{self, Page};
-use crate::interaction::resolver::StoreResolver;
 use crate::search::params::{parse, Unknown};
 use crate::search::query::Contained;
 use crate::search::result::MAX_COUNT;
+use crate::terminology::resolver::StoreResolver;
 
 /// The most Observations one `$lastn` answer holds.
 pub const MAX_RESULTS: usize = MAX_COUNT;

@@ -19,7 +19,6 @@ pub mod paging;
 pub mod patch;
 pub mod read;
 pub mod reindex;
-pub mod resolver;
 pub mod scoring_coverage;
 pub mod search;
 pub mod search_parameters;

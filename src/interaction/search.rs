@@ -16,13 +16,13 @@ use crate::http::response::FhirResponse;
 use crate::interaction::bundle::{bundle, information, outcome_entry, warning};
 use crate::interaction::include;
 use crate::interaction::paging::{self, Page};
-use crate::interaction::resolver::StoreResolver;
 use crate::interaction::{check_id, check_type};
 use crate::search::params::{parse, Unknown};
 use crate::search::query::{Contained, Cursor, Predicate};
 use crate::search::result::{self, Total};
 use crate::search::sort::{CURSOR_AFTER, CURSOR_BEFORE};
 use crate::store::SearchHit;
+use crate::terminology::resolver::StoreResolver;
 
 pub async fn search(
     app: &App,

@@ -21,10 +21,10 @@ use super::config::{self, Config};
 use super::topic::{Interaction, Topic};
 use crate::app::App;
 use crate::error::FhirError;
-use crate::interaction::resolver::StoreResolver;
 use crate::search::params::{self, Unknown};
 use crate::store::subscription::{NewEvent, OutboxEntry};
 use crate::store::Store;
+use crate::terminology::resolver::StoreResolver;
 
 /// How long the worker sleeps when the outbox is empty: the most a notification waits after
 /// its write's commit (plus the matching and the delivery).

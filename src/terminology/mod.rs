@@ -10,6 +10,7 @@
 //! An official resource wins over a stored one with the same url.
 
 mod code_system;
+pub mod resolver;
 mod value_set;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
