@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::auth::Auth;
 use crate::fhir::validate;
-use crate::interaction::async_job::Jobs;
+use crate::jobs::Jobs;
 use crate::interaction::search_parameters;
 use crate::search::definitions::ServerRegistry;
 use crate::store;
@@ -30,6 +30,8 @@ pub struct Settings {
     pub scoring: crate::scoring::run::Config,
     /// When requests need an access token, and which external issuer is trusted.
     pub auth: crate::auth::AuthSettings,
+    /// Jobs: where exports are written, file size, expiry, how many run at once.
+    pub jobs: crate::jobs::Settings,
 }
 
 impl Settings {
@@ -45,6 +47,7 @@ impl Settings {
             search_budget: Default::default(),
             scoring: Default::default(),
             auth: Default::default(),
+            jobs: Default::default(),
         }
     }
 }
@@ -64,7 +67,7 @@ pub enum StartError {
 
 /// Opens the store and binds the listener; the server is ready when this returns.
 pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), StartError> {
-    let (store, clients) = store::open_with_auth(&settings.database_url).await?;
+    let (store, clients, job_records) = store::open_server(&settings.database_url).await?;
     let listen_error = |source| StartError::Listen {
         addr: settings.listen,
         source,
@@ -95,10 +98,17 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         &base_url,
     )
     .await?;
+    let jobs = Jobs::open(
+        store.clone(),
+        job_records,
+        settings.jobs.clone(),
+        &settings.database_url,
+    )
+    .await?;
     let app = Arc::new(App {
         indexing: Arc::new(Indexing::new(search_params.current())),
         search_params,
-        jobs: Arc::new(Jobs::new(store.clone())),
+        jobs: Arc::new(jobs),
         store,
         auth,
         base_url,

@@ -17,6 +17,7 @@ use crate::search::query::{KeyValue, SearchQuery};
 
 pub mod auth;
 pub mod backend;
+pub mod jobs;
 pub mod postgres;
 pub mod sql;
 pub mod sql_store;
@@ -323,6 +324,34 @@ pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
     Ok(open_with_auth(url).await?.0)
 }
 
+/// What a server opens: the store, its authorization tables and its jobs.
+pub type Opened = (
+    std::sync::Arc<dyn Store>,
+    std::sync::Arc<dyn auth::AuthStore>,
+    std::sync::Arc<dyn jobs::JobStore>,
+);
+
+/// Opens the store, its authorization tables (clients, assertion ids, signing secret) and its
+/// jobs (`crate::jobs`).
+pub async fn open_server(url: &str) -> StoreResult<Opened> {
+    if url.starts_with("sqlite:") {
+        let store = std::sync::Arc::new(sqlite::SqliteStore::open(url).await?);
+        Ok((store.clone(), store.clone(), store))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let store = std::sync::Arc::new(postgres::PostgresStore::open(url).await?);
+        Ok((store.clone(), store.clone(), store))
+    } else {
+        Err(unsupported(url))
+    }
+}
+
+fn unsupported(url: &str) -> StoreError {
+    StoreError::Database(format!(
+        "unsupported database URL scheme '{}': use sqlite://PATH or postgres://…",
+        url.split(':').next().unwrap_or("")
+    ))
+}
+
 /// Opens the store and its authorization tables (clients, assertion ids, signing secret).
 pub async fn open_with_auth(
     url: &str,
@@ -330,16 +359,6 @@ pub async fn open_with_auth(
     std::sync::Arc<dyn Store>,
     std::sync::Arc<dyn auth::AuthStore>,
 )> {
-    if url.starts_with("sqlite:") {
-        let store = std::sync::Arc::new(sqlite::SqliteStore::open(url).await?);
-        Ok((store.clone(), store))
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let store = std::sync::Arc::new(postgres::PostgresStore::open(url).await?);
-        Ok((store.clone(), store))
-    } else {
-        Err(StoreError::Database(format!(
-            "unsupported database URL scheme '{}': use sqlite://PATH or postgres://…",
-            url.split(':').next().unwrap_or("")
-        )))
-    }
+    let (store, auth, _) = open_server(url).await?;
+    Ok((store, auth))
 }

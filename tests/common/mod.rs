@@ -49,6 +49,15 @@ impl TestServer {
         configure: impl FnOnce(&mut Settings),
     ) -> Option<TestServer> {
         let (database_url, dir) = fresh_database(kind).await?;
+        Some(Self::start_on(database_url, dir, configure).await)
+    }
+
+    /// Starts a server on an existing database.
+    async fn start_on(
+        database_url: String,
+        dir: Option<TempDir>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestServer {
         let listen = "127.0.0.1:0".parse::<SocketAddr>().unwrap();
         let mut settings = Settings::new(listen, database_url.clone());
         configure(&mut settings);
@@ -62,14 +71,22 @@ impl TestServer {
             .await
             .expect("server runs");
         });
-        Some(TestServer {
+        TestServer {
             client: Client::new(&base),
             base,
             database_url,
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
-        })
+        }
+    }
+
+    /// Stops the server and starts a new one on the same database (at another port), as a
+    /// restart of the process does; `configure` changes the new one's settings.
+    pub async fn restart(mut self, configure: impl FnOnce(&mut Settings)) -> TestServer {
+        self.shut_down().await;
+        let dir = self._dir.take();
+        Self::start_on(self.database_url.clone(), dir, configure).await
     }
 
     /// Stops the server and waits until it has drained and closed the store, keeping its
