@@ -17,6 +17,10 @@
 #      log file, PostgreSQL pg_database_size), and with --flag-delay the delay from
 #      a weight gain's commit to its Flag under a steady 200 creates/s;
 #   4. prints the machine, the settings and both result tables.
+# In export mode, step 3 loads the same data as search mode, restarts the server on it
+# and times one system-level Bulk Data $export of everything (kick-off to manifest): the
+# resources exported per second and the server's peak RSS (VmHWM) during the export, with
+# the RSS of the idle restarted server before it for comparison.
 # In search mode, step 3 instead loads the Synthea Bundles and SIGNAAL_BENCH_PATIENTS
 # synthetic patients into the server's (empty) database, prints the query plan of
 # each search query (--explain) and times the five queries (`signaal bench --search`).
@@ -67,8 +71,8 @@ flag_rate="${SIGNAAL_BENCH_FLAG_RATE:-200}"
 copies="${SIGNAAL_BENCH_COPIES:-1}"
 [[ "$clients" =~ ^[0-9]+$ && "$seconds" =~ ^[0-9]+$ && "$patients" =~ ^[0-9]+$ && "$seed" =~ ^[0-9]+$ && "$flag_rate" =~ ^[0-9]+$ && "$copies" =~ ^[0-9]+$ ]] ||
     die "SIGNAAL_BENCH_CLIENTS, _SECONDS, _PATIENTS, _SEED, _FLAG_RATE and _COPIES must be numbers"
-[[ "$mode" == write || "$mode" == search || "$mode" == import ]] ||
-    die "SIGNAAL_BENCH_MODE must be 'write', 'search' or 'import'"
+[[ "$mode" == write || "$mode" == search || "$mode" == import || "$mode" == export ]] ||
+    die "SIGNAAL_BENCH_MODE must be 'write', 'search', 'import' or 'export'"
 for store in $stores; do
     [[ "$store" == sqlite || "$store" == postgres ]] ||
         die "SIGNAAL_BENCH_STORES: unknown store '$store' (sqlite, postgres)"
@@ -202,8 +206,75 @@ results="$work_dir/results.txt"
 : >"$results"
 
 # bench LABEL SERVER_DATABASE_URL RAW_DATABASE_URL
+start_server() {
+    local label="$1" database="$2" attempt
+    for attempt in 1 2 3; do
+        listen="127.0.0.1:$(free_port)"
+        "$bin" serve --listen "$listen" --database "$database" --export-dir "$work_dir/export-$label" \
+            --no-scoring >"$work_dir/$label-server.log" 2>&1 &
+        server_pid=$!
+        local i
+        for i in $(seq 1 100); do
+            curl -fsS -o /dev/null "http://$listen/health" 2>/dev/null && return 0
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        stop_server
+        [[ $attempt -lt 3 ]] && grep -q 'in use' "$work_dir/$label-server.log" && continue
+        cat "$work_dir/$label-server.log" >&2
+        die "signaal serve on $label did not become ready (log above)"
+    done
+}
+
+# Export mode: load, restart, time one $export of everything, read the server's peak RSS.
+bench_export() {
+    local label="$1" database="$2" listen=""
+    start_server "$label" "$database"
+    log "$label: loading into signaal serve on $listen"
+    local load_args=(--search --database "$database" --seed "$seed")
+    [[ "$patients" -gt 0 ]] && load_args+=(--generate-patients "$patients")
+    run_child "$bin" bench --url "http://$listen/fhir" --clients "$clients" --seconds 1 \
+        --label "$label-load" "${load_args[@]}" "${synthea_args[@]}" >"$work_dir/$label-load.txt"
+    stop_server
+    start_server "$label" "$database"
+    local idle_kb start end status manifest polls=0
+    idle_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status")
+    log "$label: \$export on $listen (idle server: $idle_kb kB peak RSS)"
+    start=$(date +%s.%N)
+    status=$(curl -fsS -D - -o /dev/null -H 'Prefer: respond-async' "http://$listen/fhir/\$export" |
+        tr -d '\r' | awk 'tolower($1) == "content-location:" {print $2}')
+    [[ -n "$status" ]] || die "the \$export kick-off gave no status URL"
+    manifest="$work_dir/$label-manifest.json"
+    while :; do
+        local code
+        code=$(curl -sS -o "$manifest" -w '%{http_code}' "$status")
+        [[ "$code" == 200 ]] && break
+        [[ "$code" == 202 ]] || die "\$export status $code: $(cat "$manifest")"
+        polls=$((polls + 1))
+        sleep 0.5
+    done
+    end=$(date +%s.%N)
+    local peak_kb resources files seconds_taken
+    peak_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status")
+    resources=$(jq '[.output[].count] | add // 0' "$manifest")
+    files=$(jq '.output | length' "$manifest")
+    seconds_taken=$(echo "$end - $start" | bc -l)
+    {
+        printf 'export %s: %s resources in %s files, %.1f s kick-off to manifest, %.0f resources/s\n' \
+            "$label" "$resources" "$files" "$seconds_taken" "$(echo "$resources / $seconds_taken" | bc -l)"
+        printf 'export %s: server peak RSS %s MiB during the export (idle after restart: %s MiB)\n' \
+            "$label" "$((peak_kb / 1024))" "$((idle_kb / 1024))"
+        printf 'export %s: on disk %s\n' "$label" "$(du -sh "$work_dir/export-$label" | cut -f1)"
+    } | tee -a "$results"
+    stop_server
+}
+
 bench() {
     local label="$1" database="$2" raw="$3" listen="" attempt
+    if [[ "$mode" == export ]]; then
+        bench_export "$label" "$database"
+        return
+    fi
     for attempt in 1 2 3; do
         listen="127.0.0.1:$(free_port)"
         "$server_bin" serve --listen "$listen" --database "$database" >"$work_dir/$label-server.log" 2>&1 &
@@ -278,7 +349,7 @@ machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | 
 build:   $profile profile, $bin ($(rustc --version)); server: $server_bin
 stores:  SQLite WAL, synchronous=FULL (every commit fsyncs) on $(df -T "$work_dir" | awk 'NR==2 {print $2}');
          PostgreSQL $pg_version, throwaway server with fsync=off, synchronous_commit=off, full_page_writes=off
-mode:    $mode$([[ "$mode" == search ]] && echo ", $patients synthetic patients of seed $seed plus the Synthea Bundles")
+mode:    $mode$([[ "$mode" != write ]] && echo ", $patients synthetic patients of seed $seed plus the Synthea Bundles")
 load:    $clients clients, $seconds s per phase, one keep-alive connection per client, over loopback;
          the load generator runs on the same machine as the server (and the database)
 REPORT

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::auth::{Access, Auth};
-use crate::interaction::async_job::Jobs;
+use crate::jobs::Jobs;
 use crate::search::definitions::{Registry, ServerRegistry};
 use crate::store::Store;
 use crate::write::Indexing;

@@ -17,6 +17,7 @@ pub mod fhir;
 pub mod fhirpath;
 pub mod http;
 pub mod interaction;
+pub mod jobs;
 pub mod scoring;
 pub mod search;
 pub mod server;

@@ -68,6 +68,35 @@ struct ScoringOptions {
     scoring_poll: u64,
 }
 
+/// Bulk Data export options of `serve`.
+#[derive(clap::Args)]
+struct ExportOptions {
+    /// Where export files are written (default: `signaal-export` next to a SQLite database,
+    /// in the system's temporary directory for PostgreSQL).
+    #[arg(long, env = "SIGNAAL_EXPORT_DIR")]
+    export_dir: Option<std::path::PathBuf>,
+    /// The size in bytes past which an export continues a type in a new file.
+    #[arg(long, env = "SIGNAAL_EXPORT_FILE_SIZE", default_value_t = signaal::jobs::DEFAULT_EXPORT_FILE_SIZE)]
+    export_file_size: u64,
+    /// How long, in seconds, a finished export's manifest and files are kept.
+    #[arg(long, env = "SIGNAAL_EXPORT_EXPIRY", default_value_t = signaal::jobs::DEFAULT_EXPORT_EXPIRY)]
+    export_expiry: u64,
+    /// How many exports may run at once (one more is refused with 429).
+    #[arg(long, env = "SIGNAAL_MAX_EXPORTS", default_value_t = signaal::jobs::DEFAULT_MAX_EXPORTS)]
+    max_exports: usize,
+}
+
+impl ExportOptions {
+    fn settings(self) -> signaal::jobs::Settings {
+        signaal::jobs::Settings {
+            export_dir: self.export_dir,
+            export_file_size: self.export_file_size.max(1),
+            export_expiry: std::time::Duration::from_secs(self.export_expiry),
+            max_exports: self.max_exports.max(1),
+        }
+    }
+}
+
 impl ScoringOptions {
     fn config(&self) -> Result<signaal::scoring::run::Config, String> {
         let daily_at = match self.daily_score_at.as_str() {
@@ -178,6 +207,8 @@ enum Command {
         connections: ConnectionOptions,
         #[command(flatten)]
         scoring: ScoringOptions,
+        #[command(flatten)]
+        export: ExportOptions,
         /// `auto`: tokens are required once a client is registered or an issuer is trusted (a
         /// loopback server without either runs open); `required`: always.
         #[arg(long, env = "SIGNAAL_AUTH", default_value = "auto", value_parser = ["auto", "required"])]
@@ -290,6 +321,7 @@ fn main() -> ExitCode {
                 search_timeout,
                 connections,
                 scoring,
+                export,
                 auth,
                 trusted_issuer,
                 trusted_jwks,
@@ -349,6 +381,7 @@ fn main() -> ExitCode {
                         ..Default::default()
                     },
                     metrics_listen,
+                    jobs: export.settings(),
                 };
                 serve(settings).await
             }

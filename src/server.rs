@@ -8,8 +8,8 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::auth::Auth;
 use crate::fhir::validate;
-use crate::interaction::async_job::Jobs;
 use crate::interaction::search_parameters;
+use crate::jobs::Jobs;
 use crate::search::definitions::ServerRegistry;
 use crate::store;
 use crate::write::Indexing;
@@ -40,6 +40,8 @@ pub struct Settings {
     pub connections: crate::http::connection::Limits,
     /// Where `/metrics` is served (Prometheus text format), if anywhere: never on `listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Jobs: where exports are written, file size, expiry, how many run at once.
+    pub jobs: crate::jobs::Settings,
 }
 
 impl Settings {
@@ -60,6 +62,7 @@ impl Settings {
             subscriptions: Default::default(),
             connections: Default::default(),
             metrics_listen: None,
+            jobs: Default::default(),
         }
     }
 }
@@ -79,7 +82,8 @@ pub enum StartError {
 
 /// Opens the store and binds the listener; the server is ready when this returns.
 pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), StartError> {
-    let (store, clients, subscription_store) = store::open_all(&settings.database_url).await?;
+    let (store, clients, subscription_store, job_records) =
+        store::open_all(&settings.database_url).await?;
     let listen_error = |source| StartError::Listen {
         addr: settings.listen,
         source,
@@ -104,10 +108,17 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
     let audit_log = store::audit::open(&settings.database_url).await?;
     let audit = crate::auth::audit::Sink::start(audit_log, &settings.audit);
     let auth = Auth::start(&settings.auth, clients, audit, local, &base_url).await?;
+    let jobs = Jobs::open(
+        store.clone(),
+        job_records,
+        settings.jobs.clone(),
+        &settings.database_url,
+    )
+    .await?;
     let app = Arc::new(App {
         indexing: Arc::new(Indexing::new(search_params.current())),
         search_params,
-        jobs: Arc::new(Jobs::new(store.clone())),
+        jobs: Arc::new(jobs),
         store,
         auth,
         access: crate::auth::Access::Unauthenticated,

@@ -355,3 +355,97 @@ secured!(a_patient_bound_token_gets_only_its_own_patient, |s| {
     assert_eq!(keys_of(&all), vec![format!("Observation/{ob}")]);
     let _ = observation;
 });
+
+both_stores!(
+    the_type_level_pages_through_every_patients_record,
+    |server| {
+        let (old, new, other) = record(&server).await;
+        let (keys, pages) =
+            all_pages(&server, &format!("Patient/$everything?{CLINICAL}&_count=2")).await;
+        assert!(pages >= 3, "{pages} pages");
+        // Every patient's record is there; a resource is never twice on one page.
+        for key in [
+            "Patient/ev-p".to_owned(),
+            "Patient/ev-q".to_owned(),
+            "Organization/ev-org".to_owned(),
+            "Practitioner/ev-doc".to_owned(),
+            format!("Observation/{old}"),
+            format!("Observation/{new}"),
+            format!("Observation/{other}"),
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
+        assert!(!keys.contains(&"Organization/ev-unrelated".to_owned()));
+        // Each patient's own resources once; the practitioner both refer to once per patient.
+        let doc = keys.iter().filter(|k| *k == "Practitioner/ev-doc").count();
+        assert!((1..=2).contains(&doc), "{doc}");
+        assert_eq!(
+            keys.iter()
+                .filter(|k| k.starts_with("Observation/"))
+                .count(),
+            3
+        );
+    }
+);
+
+both_stores!(
+    the_type_level_takes_the_instance_levels_parameters,
+    |server| {
+        let (_, _, _) = record(&server).await;
+        let keys = everything(&server, "Patient/$everything?_type=Patient").await;
+        assert_eq!(keys, vec!["Patient/ev-p", "Patient/ev-q"]);
+        expect_status(
+            &server
+                .client
+                .get("Patient/$everything?frobnicate=1")
+                .await
+                .unwrap(),
+            400,
+        );
+        expect_status(
+            &server
+                .client
+                .get("Patient/$everything?_cursor_after=x:Patient/ev-p")
+                .await
+                .unwrap(),
+            400,
+        );
+    }
+);
+
+secured!(the_type_level_holds_the_patients_a_token_may_see, |s| {
+    let (pgo, admin, oa, ob) = two_patients(&s).await;
+    let mine = expect_status(
+        &s.call(
+            &pgo,
+            "GET",
+            "Patient/$everything?_type=Patient,Observation",
+            None,
+        )
+        .await,
+        200,
+    );
+    assert_eq!(
+        sorted(keys_of(&mine)),
+        sorted(vec![format!("Observation/{oa}"), "Patient/a".into()])
+    );
+    let all = expect_status(
+        &s.call(
+            &admin,
+            "GET",
+            "Patient/$everything?_type=Patient,Observation",
+            None,
+        )
+        .await,
+        200,
+    );
+    assert_eq!(
+        sorted(keys_of(&all)),
+        sorted(vec![
+            format!("Observation/{oa}"),
+            format!("Observation/{ob}"),
+            "Patient/a".into(),
+            "Patient/b".into()
+        ])
+    );
+});

@@ -334,15 +334,18 @@ pub async fn render(app: &App) -> String {
         &mut out,
         "signaal_async_jobs",
         "gauge",
-        "Asynchronous work (Bulk Data exports, $reindex): running now, and jobs kept for polling (running or with an answer not yet collected).",
+        "Asynchronous work (Bulk Data exports and imports, $reindex): running now, and jobs kept for polling (running or with an answer not yet collected).",
     );
-    for (kind, table) in [("export", &app.jobs.exports), ("reindex", &app.jobs.table)] {
+    for (kind, table) in [
+        ("export", &app.jobs.exports),
+        ("import", &app.jobs.imports),
+        ("reindex", &app.jobs.table),
+    ] {
         let (running, kept) = table.backlog();
         let _ = writeln!(
             out,
-            "signaal_async_jobs{{kind=\"{kind}\",state=\"running\"}} {}\n\
-             signaal_async_jobs{{kind=\"{kind}\",state=\"kept\"}} {kept}",
-            u8::from(running)
+            "signaal_async_jobs{{kind=\"{kind}\",state=\"running\"}} {running}\n\
+             signaal_async_jobs{{kind=\"{kind}\",state=\"kept\"}} {kept}"
         );
     }
     out

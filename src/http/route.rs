@@ -65,16 +65,22 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             _ => Err(not_allowed("POST")),
         },
         ["$export"] => match *method {
-            Method::GET => export::kick_off(app, request, export::Level::System).await,
-            _ => Err(not_allowed("GET")),
+            Method::GET | Method::POST => {
+                export::kick_off(app, request, export::Level::System).await
+            }
+            _ => Err(not_allowed("GET, POST")),
         },
         ["Patient", "$export"] => match *method {
-            Method::GET => export::kick_off(app, request, export::Level::Patient).await,
-            _ => Err(not_allowed("GET")),
+            Method::GET | Method::POST => {
+                export::kick_off(app, request, export::Level::Patient).await
+            }
+            _ => Err(not_allowed("GET, POST")),
         },
         ["Group", id, "$export"] => match *method {
-            Method::GET => export::kick_off(app, request, export::Level::Group(id)).await,
-            _ => Err(not_allowed("GET")),
+            Method::GET | Method::POST => {
+                export::kick_off(app, request, export::Level::Group(id)).await
+            }
+            _ => Err(not_allowed("GET, POST")),
         },
         ["$reindex"] => match *method {
             Method::POST => reindex::system(app, request).await,
@@ -127,6 +133,10 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         [rtype, "$reindex"] => match *method {
             Method::POST => reindex::type_level(app, request, rtype).await,
             _ => Err(not_allowed("POST")),
+        },
+        ["Patient", "$everything"] => match *method {
+            Method::GET => everything::type_level(app, request).await,
+            _ => Err(not_allowed("GET")),
         },
         ["Patient", id, "$everything"] => match *method {
             Method::GET => everything::everything(app, request, id).await,

@@ -35,6 +35,7 @@ use crate::interaction::bundle::{bundle, information, outcome_entry};
 use crate::interaction::paging::{self, Page};
 use crate::interaction::{check_id, check_type};
 use crate::search::extract::index_entries;
+use crate::search::query::{Cursor, SearchQuery};
 use crate::search::result::{self, DEFAULT_COUNT};
 use crate::store::Version;
 
@@ -50,6 +51,8 @@ struct Params {
     types: Option<Vec<String>>,
     count: result::Count,
     after: Option<(String, String)>,
+    /// Type level: the row of the patient whose resources the page continues with.
+    patient_after: Option<i64>,
     /// What the paging links repeat.
     kept: Vec<(String, String)>,
 }
@@ -65,6 +68,7 @@ fn params(request: &FhirRequest) -> Result<Params, FhirError> {
             capped_from: None,
         },
         after: None,
+        patient_after: None,
         kept: Vec::new(),
     };
     let instant = |name: &str, value: &str| {
@@ -90,6 +94,17 @@ fn params(request: &FhirRequest) -> Result<Params, FhirError> {
                 p.types.get_or_insert_with(Vec::new).extend(types);
             }
             CURSOR => {
+                // Type level: `[patient row]:[Type]/[id]`.
+                let value = match value.split_once(':') {
+                    Some((rid, key)) => {
+                        p.patient_after =
+                            Some(rid.parse().map_err(|_| {
+                                FhirError::invalid("The paging cursor is not valid")
+                            })?);
+                        key
+                    }
+                    None => value.as_str(),
+                };
                 let key = value
                     .split_once('/')
                     .filter(|(t, i)| resource_types::is_resource_type(t) && !i.is_empty())
@@ -126,53 +141,7 @@ pub async fn everything(
             )))
         }
     }
-    let types: Vec<&str> = resource_types::all()
-        .iter()
-        .map(String::as_str)
-        .filter(|t| is_the_patient(t) || !patient_params(t).is_empty())
-        .collect();
-    // Keyed by (type, id): the answer's order, and no resource twice.
-    let mut found: BTreeMap<(String, String), Version> = BTreeMap::new();
-    for version in app.store.compartment(patient, &types).await? {
-        if in_care_period(app, &version, &params) {
-            found.insert((version.rtype.clone(), version.id.clone()), version);
-        }
-    }
-    // What they refer to outside every patient's compartment, once.
-    let mut referred: Vec<(String, String)> = Vec::new();
-    for version in found.values() {
-        let Some(content) = version.content.as_deref() else {
-            continue;
-        };
-        let Ok(resource) = serde_json::from_str::<Value>(content) else {
-            continue;
-        };
-        references(&resource, &mut |rtype, id| {
-            let key = (rtype.to_owned(), id.to_owned());
-            if patient_params(rtype).is_empty()
-                && !is_the_patient(rtype)
-                && !found.contains_key(&key)
-                && !referred.contains(&key)
-            {
-                referred.push(key);
-            }
-        });
-    }
-    for hit in app.store.read_current(&referred).await? {
-        found.insert(
-            (hit.version.rtype.clone(), hit.version.id.clone()),
-            hit.version,
-        );
-    }
-    found.retain(|(rtype, _), version| {
-        params
-            .types
-            .as_ref()
-            .is_none_or(|types| types.iter().any(|t| t == rtype))
-            && params
-                .since
-                .is_none_or(|since| version.last_updated >= since)
-    });
+    let found = record(app, patient, &params).await?;
     let total = found.len();
     let page: Vec<&Version> = match &params.after {
         Some(after) => found
@@ -222,6 +191,145 @@ pub async fn everything(
         links,
         entries,
     )))
+}
+
+/// One patient's record as `$everything` answers it, keyed by (type, id): the compartment
+/// (within `start`/`end`), what it refers to outside every compartment, limited to `_type` and
+/// `_since`.
+async fn record(
+    app: &App,
+    patient: &str,
+    params: &Params,
+) -> Result<BTreeMap<(String, String), Version>, FhirError> {
+    let types: Vec<&str> = resource_types::all()
+        .iter()
+        .map(String::as_str)
+        .filter(|t| is_the_patient(t) || !patient_params(t).is_empty())
+        .collect();
+    // Keyed by (type, id): the answer's order, and no resource twice.
+    let mut found: BTreeMap<(String, String), Version> = BTreeMap::new();
+    for version in app.store.compartment(patient, &types).await? {
+        if in_care_period(app, &version, params) {
+            found.insert((version.rtype.clone(), version.id.clone()), version);
+        }
+    }
+    // What they refer to outside every patient's compartment, once.
+    let mut referred: Vec<(String, String)> = Vec::new();
+    for version in found.values() {
+        let Some(content) = version.content.as_deref() else {
+            continue;
+        };
+        let Ok(resource) = serde_json::from_str::<Value>(content) else {
+            continue;
+        };
+        references(&resource, &mut |rtype, id| {
+            let key = (rtype.to_owned(), id.to_owned());
+            if patient_params(rtype).is_empty()
+                && !is_the_patient(rtype)
+                && !found.contains_key(&key)
+                && !referred.contains(&key)
+            {
+                referred.push(key);
+            }
+        });
+    }
+    for hit in app.store.read_current(&referred).await? {
+        found.insert(
+            (hit.version.rtype.clone(), hit.version.id.clone()),
+            hit.version,
+        );
+    }
+    found.retain(|(rtype, _), version| {
+        params
+            .types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|t| t == rtype))
+            && params
+                .since
+                .is_none_or(|since| version.last_updated >= since)
+    });
+    Ok(found)
+}
+
+/// `GET [base]/Patient/$everything`: the record of every patient the token may see (all for a
+/// system token, its own for a patient-bound one), patient after patient in row order, each as
+/// the instance level answers it, as one `searchset` paged by `_count`. The `next` link
+/// carries the patient's row and the last `Type/id` shown. A resource several patients refer to
+/// (a Practitioner) is shown once a page, and again on a later page for another patient; the
+/// total is not counted (it would read every record).
+pub async fn type_level(app: &App, request: &FhirRequest) -> Result<FhirResponse, FhirError> {
+    let params = params(request)?;
+    const PATIENTS: usize = 50;
+    let mut shown: Vec<(i64, Version)> = Vec::new();
+    let mut seen: std::collections::HashSet<(String, String)> = Default::default();
+    let mut more = false;
+    // The cursor's patient is read again, from the key after the last one shown.
+    let mut after_row = params.patient_after.map(|rid| rid - 1);
+    'patients: loop {
+        let query = SearchQuery {
+            rtype: "Patient".to_owned(),
+            count: PATIENTS,
+            after: after_row.map(|rid| Cursor {
+                keys: Vec::new(),
+                rid,
+            }),
+            ..Default::default()
+        };
+        let mut patients = app.store.search(&query).await?;
+        let more_patients = patients.len() > PATIENTS;
+        patients.truncate(PATIENTS);
+        for hit in &patients {
+            let found = record(app, &hit.version.id, &params).await?;
+            let from = match &params.after {
+                Some(key) if params.patient_after == Some(hit.rid) => {
+                    std::ops::Bound::Excluded(key.clone())
+                }
+                _ => std::ops::Bound::Unbounded,
+            };
+            for (key, version) in found.range((from, std::ops::Bound::Unbounded)) {
+                if shown.len() == params.count.size {
+                    more = true;
+                    break 'patients;
+                }
+                if seen.insert(key.clone()) {
+                    shown.push((hit.rid, version.clone()));
+                }
+            }
+        }
+        match patients.last() {
+            Some(last) if more_patients => after_row = Some(last.rid),
+            _ => break,
+        }
+    }
+    let key = |(rid, v): &(i64, Version)| format!("{rid}:{}/{}", v.rtype, v.id);
+    let links = paging::links(
+        &app.url("Patient/$everything"),
+        // The links say the page size used, which a capped `_count` is not.
+        &result::with_count_used(&params.kept, params.count.size),
+        &Page {
+            first: shown.first().map(key),
+            last: shown.last().map(key),
+            more,
+            backwards: false,
+            forwards: false,
+        },
+        CURSOR,
+        CURSOR,
+    );
+    let mut entries: Vec<Value> = shown
+        .iter()
+        .filter_map(|(_, v)| {
+            Some(json!({
+                "fullUrl": app.url(&format!("{}/{}", v.rtype, v.id)),
+                "resource": meta::stamp(v)?,
+                "search": {"mode": "match"},
+            }))
+        })
+        .collect();
+    entries.extend(outcome_entry(
+        params.count.note().map(information).into_iter().collect(),
+    ));
+    Ok(FhirResponse::ok(bundle("searchset", None, links, entries)))
 }
 
 /// Whether a resource's clinical date (its type's `date` search parameter) meets

@@ -68,12 +68,12 @@ const NDJSON: [&str; 3] = ["application/fhir+ndjson", "application/ndjson", "ndj
 /// Seconds a client is asked to wait between polls.
 const RETRY_AFTER: &str = "2";
 
-/// The directory of every import job's error file: `$SIGNAAL_IMPORT_DIR`, default
-/// `signaal-import` in the system's temporary directory.
-fn root() -> PathBuf {
-    std::env::var_os("SIGNAAL_IMPORT_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("signaal-import"))
+/// The directory of import job `id`'s files (its error file).
+fn job_dir(app: &App, id: &str) -> Result<PathBuf, FhirError> {
+    app.jobs
+        .imports
+        .files(id)
+        .ok_or_else(|| FhirError::Internal("import jobs have no file directory".into()))
 }
 
 /// One input of an import.
@@ -144,16 +144,17 @@ pub async fn kick_off(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             tx.may_write(rtype, WriteMethod::Put).await?;
         }
     }
-    // One Bulk Data job at a time: another is asked to come back (429).
+    // One import at a time: another is asked to come back (429).
     let (job, slot) = app
         .jobs
-        .exports
-        .start("$import", &owner)
+        .imports
+        .start_recorded("$import", &owner)
+        .await
         .map_err(|e| match e {
             FhirError::Conflict(message) => FhirError::TooManyRequests(message),
             other => other,
         })?;
-    let dir = root().join(&job.id);
+    let dir = job_dir(app, &job.id)?;
     let status_url = app.url(&format!("{STATUS_PATH}/{}", job.id));
     let manifest = json!({
         "transactionTime": format_instant(now_ms()),
@@ -314,7 +315,12 @@ fn export_file(
     }
     Ok(Source::File {
         url: url.to_owned(),
-        path: super::export::root().join(&job.id).join(file),
+        path: app
+            .jobs
+            .exports
+            .files(&job.id)
+            .ok_or_else(not_ours)?
+            .join(file),
         rtype,
     })
 }
@@ -466,12 +472,10 @@ fn count_finished_lines(bytes: &[u8], seen: &mut bool) -> u64 {
 /// `GET`/`DELETE [base]/_import/[job]`: progress or the manifest; cancellation.
 pub async fn status(app: &App, request: &FhirRequest, id: &str) -> Result<FhirResponse, FhirError> {
     let owner = requester(app, request).await?;
-    let table = &app.jobs.exports;
+    let table = &app.jobs.imports;
     if request.method == Method::DELETE {
-        let answer = table.cancel(id, &owner)?;
-        // The job deletes its error file when it stops; a finished job's goes now.
-        let _ = tokio::fs::remove_dir_all(root().join(id)).await;
-        return Ok(answer);
+        // The job deletes its error file when it stops; a finished job's goes with it.
+        return table.cancel(id, &owner);
     }
     let answer = table.status(id, &owner)?;
     Ok(if answer.status == StatusCode::ACCEPTED {
@@ -493,7 +497,7 @@ pub async fn error_file(
     name: &str,
 ) -> Result<FhirResponse, FhirError> {
     let owner = requester(app, request).await?;
-    let job = app.jobs.exports.find(id, &owner)?;
+    let job = app.jobs.imports.find(id, &owner)?;
     let unknown = || FhirError::NotFound(format!("No import file {id}/{name}"));
     let listed = job
         .finished()
@@ -509,7 +513,7 @@ pub async fn error_file(
     if !listed {
         return Err(unknown());
     }
-    let bytes = tokio::fs::read(root().join(id).join(name))
+    let bytes = tokio::fs::read(job_dir(app, id)?.join(name))
         .await
         .map_err(|_| unknown())?;
     let mut answer = FhirResponse::new(StatusCode::OK, None)

@@ -18,6 +18,7 @@ use crate::search::query::{KeyValue, SearchQuery};
 pub mod audit;
 pub mod auth;
 pub mod backend;
+pub mod jobs;
 pub mod postgres;
 pub mod size;
 pub mod sql;
@@ -379,6 +380,36 @@ pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
     Ok(open_with_auth(url).await?.0)
 }
 
+/// What a server opens: the store, its authorization tables, its subscription tables (outbox,
+/// events) and its jobs.
+pub type Opened = (
+    std::sync::Arc<dyn Store>,
+    std::sync::Arc<dyn auth::AuthStore>,
+    std::sync::Arc<dyn subscription::SubscriptionStore>,
+    std::sync::Arc<dyn jobs::JobStore>,
+);
+
+/// Opens the store, its authorization tables (clients, assertion ids, signing secret), its
+/// subscription tables and its jobs (`crate::jobs`).
+pub async fn open_all(url: &str) -> StoreResult<Opened> {
+    if url.starts_with("sqlite:") {
+        let store = std::sync::Arc::new(sqlite::SqliteStore::open(url).await?);
+        Ok((store.clone(), store.clone(), store.clone(), store))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let store = std::sync::Arc::new(postgres::PostgresStore::open(url).await?);
+        Ok((store.clone(), store.clone(), store.clone(), store))
+    } else {
+        Err(unsupported(url))
+    }
+}
+
+fn unsupported(url: &str) -> StoreError {
+    StoreError::Database(format!(
+        "unsupported database URL scheme '{}': use sqlite://PATH or postgres://…",
+        url.split(':').next().unwrap_or("")
+    ))
+}
+
 /// Opens the store and its authorization tables (clients, assertion ids, signing secret).
 pub async fn open_with_auth(
     url: &str,
@@ -386,28 +417,6 @@ pub async fn open_with_auth(
     std::sync::Arc<dyn Store>,
     std::sync::Arc<dyn auth::AuthStore>,
 )> {
-    let (store, auth, _) = open_all(url).await?;
+    let (store, auth, _, _) = open_all(url).await?;
     Ok((store, auth))
-}
-
-/// Opens the store, its authorization tables and its subscription tables (outbox, events).
-pub async fn open_all(
-    url: &str,
-) -> StoreResult<(
-    std::sync::Arc<dyn Store>,
-    std::sync::Arc<dyn auth::AuthStore>,
-    std::sync::Arc<dyn subscription::SubscriptionStore>,
-)> {
-    if url.starts_with("sqlite:") {
-        let store = std::sync::Arc::new(sqlite::SqliteStore::open(url).await?);
-        Ok((store.clone(), store.clone(), store))
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let store = std::sync::Arc::new(postgres::PostgresStore::open(url).await?);
-        Ok((store.clone(), store.clone(), store))
-    } else {
-        Err(StoreError::Database(format!(
-            "unsupported database URL scheme '{}': use sqlite://PATH or postgres://…",
-            url.split(':').next().unwrap_or("")
-        )))
-    }
 }

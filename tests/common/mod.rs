@@ -87,6 +87,14 @@ impl TestServer {
         }
     }
 
+    /// Stops the server and starts a new one on the same database (at another port), as a
+    /// restart of the process does; `configure` changes the new one's settings.
+    pub async fn restart(mut self, configure: impl FnOnce(&mut Settings)) -> TestServer {
+        self.shut_down().await;
+        let dir = self._dir.take();
+        Self::start_on(self.database_url.clone(), dir, configure).await
+    }
+
     /// Stops the server and waits until it has drained and closed the store, keeping its
     /// database (for checks after shutdown).
     pub async fn shut_down(&mut self) {
