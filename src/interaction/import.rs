@@ -20,8 +20,9 @@
 //! Every line is written as the client's own `PUT` would be (`import::load`): through the
 //! request's guarded store, so the token's scopes must allow writing each type and every write
 //! gets its Provenance. Declared input types the token may not write are refused at kick-off
-//! (403). The job belongs to the client that started it, as an export's does. Import jobs share
-//! the Bulk Data slot with exports: one bulk job runs at a time, another kick-off gets 429.
+//! (403). The job belongs to the client that started it, as an export's does. Import jobs are
+//! recorded like exports (`crate::jobs`, table `import`): one import runs at a time, another
+//! kick-off gets 429; its error file is removed with the job.
 
 pub mod load;
 
