@@ -5,6 +5,10 @@
 //! server holds exactly what was sent: per resource type, the count before plus the Bundles'
 //! resources.
 //!
+//! Once loaded, the sample is exported at every Bulk Data level (system, Patient, Group) with
+//! `_type`, `_typeFilter` and `_since`, each manifest checked against the server's own searches
+//! (issue 15).
+//!
 //! The archive comes from `SYNTHEA_ARCHIVE`, by default `../shared/synthea/synthea-r4-300.tar.gz`.
 //! Without it the test explains how to get comparable data and passes, unless
 //! `SIGNAAL_REQUIRE_FIXTURES=1`.
@@ -15,8 +19,9 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;
 
+use common::bulk::{export, files};
 use common::{expect_status, StoreKind, TestServer};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -75,12 +80,14 @@ fn bundles() -> Option<Vec<SyntheaBundle>> {
     Some(bundles)
 }
 
-async fn count(server: &TestServer, rtype: &str) -> u64 {
-    let reply = server
-        .client
-        .get(&format!("{rtype}?_summary=count"))
-        .await
-        .unwrap();
+/// The total a search finds: `rtype` alone counts the type, or a query with its parameters.
+async fn count(server: &TestServer, query: &str) -> u64 {
+    let query = if query.contains('?') {
+        query.to_owned()
+    } else {
+        format!("{query}?_summary=count")
+    };
+    let reply = server.client.get(&query).await.unwrap();
     expect_status(&reply, 200)["total"].as_u64().unwrap()
 }
 
@@ -161,6 +168,117 @@ async fn every_bundle_loads_as_a_transaction(kind: StoreKind) {
             before[rtype]
         );
     }
+
+    exported_at_every_level(&server).await;
+}
+
+/// The loaded sample exported at every level; each manifest agrees with the searches.
+async fn exported_at_every_level(server: &TestServer) {
+    let client = &server.client;
+    // System level, a few types: every resource of each, once.
+    let types = ["Patient", "Encounter", "Condition", "CarePlan"];
+    let (_, manifest) = export(client, None, &format!("$export?_type={}", types.join(","))).await;
+    let by_type = files(client, None, &manifest).await;
+    for rtype in types {
+        let ids = by_type.get(rtype).map_or(&[][..], Vec::as_slice);
+        let mut unique = ids.to_vec();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "{rtype}: a resource exported twice"
+        );
+        assert_eq!(
+            ids.len() as u64,
+            count(server, rtype).await,
+            "system export of {rtype}"
+        );
+    }
+
+    // `_typeFilter`: only the vital signs, as the search finds them.
+    let (_, manifest) = export(
+        client,
+        None,
+        "$export?_type=Observation&_typeFilter=Observation%3Fcategory%3Dvital-signs",
+    )
+    .await;
+    let vital = files(client, None, &manifest).await;
+    let expected = count(server, "Observation?category=vital-signs&_summary=count").await;
+    assert!(expected > 0, "the sample has vital signs");
+    assert_eq!(
+        vital.get("Observation").map_or(0, Vec::len) as u64,
+        expected
+    );
+
+    // Patient level: Conditions are all in their patients' compartments.
+    let (_, manifest) = export(client, None, "Patient/$export?_type=Condition").await;
+    let conditions = files(client, None, &manifest).await;
+    assert_eq!(
+        conditions.get("Condition").map_or(0, Vec::len) as u64,
+        count(server, "Condition").await
+    );
+
+    // Group level: three patients' Patient and Encounter resources, no one else's.
+    let reply = client.get("Patient?_count=3&_elements=id").await.unwrap();
+    let members: Vec<String> = expect_status(&reply, 200)["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(members.len(), 3);
+    let group = json!({
+        "resourceType": "Group", "id": "synthea-three", "type": "person", "actual": true,
+        "member": members.iter().map(|id| json!({"entity": {"reference": format!("Patient/{id}")}}))
+            .collect::<Vec<_>>(),
+    });
+    let reply = client.put("Group/synthea-three", &group).await.unwrap();
+    assert!(matches!(reply.status, 200 | 201), "{}", reply.status);
+    let (_, manifest) = export(
+        client,
+        None,
+        "Group/synthea-three/$export?_type=Patient,Encounter",
+    )
+    .await;
+    let of_group = files(client, None, &manifest).await;
+    let mut patients: Vec<String> = members.iter().map(|id| format!("Patient/{id}")).collect();
+    patients.sort();
+    assert_eq!(of_group.get("Patient"), Some(&patients));
+    let mut encounters = 0;
+    for id in &members {
+        encounters += count(server, &format!("Encounter?patient={id}&_summary=count")).await;
+    }
+    assert_eq!(
+        of_group.get("Encounter").map_or(0, Vec::len) as u64,
+        encounters
+    );
+
+    // `_since`: after the load, only what was written since.
+    let since = manifest["transactionTime"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let weight = json!({
+        "resourceType": "Observation", "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "subject": {"reference": format!("Patient/{}", members[0])},
+        "effectiveDateTime": "2026-12-01T08:00:00Z",
+        "valueQuantity": {"value": 81.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+    });
+    let reply = client.post("Observation", &weight).await.unwrap();
+    expect_status(&reply, 201);
+    let since = since.replace('+', "%2B");
+    let (_, manifest) = export(
+        client,
+        None,
+        &format!("$export?_type=Observation&_since={since}"),
+    )
+    .await;
+    let recent = files(client, None, &manifest).await;
+    assert_eq!(
+        recent.get("Observation").map_or(0, Vec::len),
+        1,
+        "{manifest}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -463,5 +463,6 @@ pub fn without_audit_events(bundle: &Value) -> Vec<&Value> {
         .collect()
 }
 pub mod auth;
+pub mod bulk;
 pub mod output;
 pub mod receiver;
