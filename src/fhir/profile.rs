@@ -31,6 +31,8 @@ static DEFINITIONS: LazyLock<Definitions> = LazyLock::new(|| {
     let profile_files = [
         include_str!("../../profiles/StructureDefinition-signaal-flag.json"),
         include_str!("../../profiles/StructureDefinition-signaal-risk-assessment.json"),
+        include_str!("../../profiles/StructureDefinition-signaal-domain-goal.json"),
+        include_str!("../../profiles/StructureDefinition-signaal-action-plan.json"),
     ];
     let value_set_files = [
         include_str!("../../profiles/valueset-risk-model.json"),
@@ -39,6 +41,7 @@ static DEFINITIONS: LazyLock<Definitions> = LazyLock::new(|| {
         include_str!("../../profiles/valueset-flag-status.json"),
         include_str!("../../profiles/valueset-qualitative-risk.json"),
         include_str!("../../profiles/valueset-charlson-category.json"),
+        include_str!("../../profiles/valueset-goal-domain.json"),
     ];
     let parse = |text: &str| -> Value {
         serde_json::from_str(text).expect("the files in profiles/ are valid JSON")
