@@ -191,3 +191,15 @@ pub fn check_writable(rtype: &str, id: &str, resource: Option<&Value>) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_shipped_canonical_resource_is_valid_r4() {
+        for resource in super::all() {
+            let rtype = resource["resourceType"].as_str().unwrap_or_default();
+            crate::fhir::validate::validate(resource, rtype)
+                .unwrap_or_else(|e| panic!("{rtype}/{}: {e}", resource["id"]));
+        }
+    }
+}
