@@ -76,8 +76,20 @@ fn cases() -> Vec<Case> {
     let ed = |p: &'static str, days: [i64; 2], expect: bool| Case {
         id: p,
         resources: vec![
-            encounter(&format!("{p}-e1"), p, "EMER", &format!("{}T08:00:00Z", before(days[0])), &format!("{}T11:00:00Z", before(days[0]))),
-            encounter(&format!("{p}-e2"), p, "EMER", &format!("{}T20:00:00+01:00", before(days[1])), &format!("{}T23:00:00+01:00", before(days[1]))),
+            encounter(
+                &format!("{p}-e1"),
+                p,
+                "EMER",
+                &format!("{}T08:00:00Z", before(days[0])),
+                &format!("{}T11:00:00Z", before(days[0])),
+            ),
+            encounter(
+                &format!("{p}-e2"),
+                p,
+                "EMER",
+                &format!("{}T20:00:00+01:00", before(days[1])),
+                &format!("{}T23:00:00+01:00", before(days[1])),
+            ),
             early_palliative_care(p),
         ],
         expect: [expect, false, false, false, false, false],
@@ -99,11 +111,29 @@ fn cases() -> Vec<Case> {
         expect: [false, false, false, false, false, expect],
         coach: false,
     };
-    let mut icu = encounter("eol-icu-30-e", "eol-icu-30", "IMP", &before(30), &before(25));
+    let mut icu = encounter(
+        "eol-icu-30-e",
+        "eol-icu-30",
+        "IMP",
+        &before(30),
+        &before(25),
+    );
     icu["location"] = json!([{"location": {"reference": "Location/eol-test-icu"}}]);
-    let mut icu_31 = encounter("eol-icu-31-e", "eol-icu-31", "IMP", &before(31), &before(29));
+    let mut icu_31 = encounter(
+        "eol-icu-31-e",
+        "eol-icu-31",
+        "IMP",
+        &before(31),
+        &before(29),
+    );
     icu_31["serviceType"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/service-type", "code": "174"}]});
-    let mut dying = encounter("eol-hosp-e", "eol-hosp", "ACUTE", &before(2), &format!("{}T16:00:00Z", before(0)));
+    let mut dying = encounter(
+        "eol-hosp-e",
+        "eol-hosp",
+        "ACUTE",
+        &before(2),
+        &format!("{}T16:00:00Z", before(0)),
+    );
     dying["hospitalization"] = json!({"dischargeDisposition": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/discharge-disposition", "code": "exp"}]}});
     vec![
         ed("eol-ed-29", [29, 29], true),
@@ -112,7 +142,13 @@ fn cases() -> Vec<Case> {
         Case {
             id: "eol-adm-30",
             resources: vec![
-                encounter("eol-adm-30-a", "eol-adm-30", "IMP", &before(30), &before(27)),
+                encounter(
+                    "eol-adm-30-a",
+                    "eol-adm-30",
+                    "IMP",
+                    &before(30),
+                    &before(27),
+                ),
                 encounter("eol-adm-30-b", "eol-adm-30", "IMP", &before(10), &before(9)),
                 early_palliative_care("eol-adm-30"),
             ],
@@ -122,7 +158,13 @@ fn cases() -> Vec<Case> {
         Case {
             id: "eol-adm-31",
             resources: vec![
-                encounter("eol-adm-31-a", "eol-adm-31", "IMP", &before(31), &before(27)),
+                encounter(
+                    "eol-adm-31-a",
+                    "eol-adm-31",
+                    "IMP",
+                    &before(31),
+                    &before(27),
+                ),
                 encounter("eol-adm-31-b", "eol-adm-31", "IMP", &before(10), &before(9)),
                 early_palliative_care("eol-adm-31"),
             ],
@@ -131,7 +173,11 @@ fn cases() -> Vec<Case> {
         },
         Case {
             id: "eol-icu-30",
-            resources: vec![icu, early_palliative_care("eol-icu-30"), coach_team("eol-icu-30", "eol-coach", 60)],
+            resources: vec![
+                icu,
+                early_palliative_care("eol-icu-30"),
+                coach_team("eol-icu-30", "eol-coach", 60),
+            ],
             expect: [false, false, true, false, false, false],
             coach: true,
         },
@@ -168,24 +214,48 @@ fn cases() -> Vec<Case> {
 
 /// Stores the cases, an ICU Location, the coach, and patients that are in no population.
 async fn load(server: &TestServer) -> Vec<Case> {
-    put(server, json!({"resourceType": "Practitioner", "id": "eol-coach"})).await;
+    put(
+        server,
+        json!({"resourceType": "Practitioner", "id": "eol-coach"}),
+    )
+    .await;
     put(server, json!({"resourceType": "Location", "id": "eol-test-icu", "status": "active",
         "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "ICU"}]}]})).await;
     let cases = cases();
     for case in &cases {
-        put(server, json!({"resourceType": "Patient", "id": case.id,
-            "deceasedDateTime": format!("{}T10:30:00+02:00", death())})).await;
+        put(
+            server,
+            json!({"resourceType": "Patient", "id": case.id,
+            "deceasedDateTime": format!("{}T10:30:00+02:00", death())}),
+        )
+        .await;
         for r in &case.resources {
             put(server, r.clone()).await;
         }
     }
     // Deceased without a date, died before the period, alive: in no population.
-    put(server, json!({"resourceType": "Patient", "id": "eol-bool", "deceasedBoolean": true})).await;
-    put(server, json!({"resourceType": "Patient", "id": "eol-2024", "deceasedDateTime": "2024-12-31"})).await;
-    put(server, json!({"resourceType": "Patient", "id": "eol-alive", "deceasedBoolean": false})).await;
+    put(
+        server,
+        json!({"resourceType": "Patient", "id": "eol-bool", "deceasedBoolean": true}),
+    )
+    .await;
+    put(
+        server,
+        json!({"resourceType": "Patient", "id": "eol-2024", "deceasedDateTime": "2024-12-31"}),
+    )
+    .await;
+    put(
+        server,
+        json!({"resourceType": "Patient", "id": "eol-alive", "deceasedBoolean": false}),
+    )
+    .await;
     for p in ["eol-bool", "eol-2024", "eol-alive"] {
         for i in 0..2 {
-            put(server, encounter(&format!("{p}-e{i}"), p, "EMER", "2024-12-30", "2024-12-30")).await;
+            put(
+                server,
+                encounter(&format!("{p}-e{i}"), p, "EMER", "2024-12-30", "2024-12-30"),
+            )
+            .await;
         }
     }
     cases
@@ -218,22 +288,35 @@ both_stores!(
         for (m, measure) in MEASURES.iter().enumerate() {
             let reply = server
                 .client
-                .get(&format!("Measure/signaal-{measure}/$evaluate-measure?{PERIOD}"))
+                .get(&format!(
+                    "Measure/signaal-{measure}/$evaluate-measure?{PERIOD}"
+                ))
                 .await
                 .unwrap();
             let report = expect_status(&reply, 200);
             assert_eq!(report["resourceType"], "MeasureReport");
             assert_eq!(report["type"], "summary");
-            assert_eq!(report["measure"], format!("https://signaal.dev/fhir/Measure/{measure}"));
+            assert_eq!(
+                report["measure"],
+                format!("https://signaal.dev/fhir/Measure/{measure}")
+            );
             let group = &report["group"][0];
             let numerator = cases.iter().filter(|c| expected(c, m)).count() as u64;
-            assert_eq!(count(group, "initial-population"), cases.len() as u64, "{measure}");
+            assert_eq!(
+                count(group, "initial-population"),
+                cases.len() as u64,
+                "{measure}"
+            );
             assert_eq!(count(group, "denominator"), cases.len() as u64, "{measure}");
             assert_eq!(count(group, "numerator"), numerator, "{measure}");
             for stratum in group["stratifier"][0]["stratum"].as_array().unwrap() {
                 let coach = stratum["value"]["coding"][0]["code"] == "Y";
                 let members: Vec<&Case> = cases.iter().filter(|c| c.coach == coach).collect();
-                assert_eq!(count(stratum, "denominator"), members.len() as u64, "{measure}");
+                assert_eq!(
+                    count(stratum, "denominator"),
+                    members.len() as u64,
+                    "{measure}"
+                );
                 assert_eq!(
                     count(stratum, "numerator"),
                     members.iter().filter(|c| expected(c, m)).count() as u64,
@@ -321,47 +404,66 @@ both_stores!(a_subject_report_evaluates_one_patient, |server| {
         ))
         .await
         .unwrap();
-    assert_eq!(count(&expect_status(&reply, 200)["group"][0], "initial-population"), 0);
+    assert_eq!(
+        count(
+            &expect_status(&reply, 200)["group"][0],
+            "initial-population"
+        ),
+        0
+    );
 });
 
-both_stores!(bad_requests_are_refused_with_an_operation_outcome, |server| {
-    let path = "Measure/signaal-eol-any/$evaluate-measure";
-    for (query, status) in [
-        ("periodEnd=2025", 400),
-        ("periodStart=2025&periodEnd=2024", 400),
-        ("periodStart=2025-13&periodEnd=2025", 400),
-        ("periodStart=2025&periodEnd=2025&reportType=everything", 400),
-        ("periodStart=2025&periodEnd=2025&reportType=subject", 400),
-        ("periodStart=2025&periodEnd=2025&practitioner=Practitioner/x", 400),
-        ("periodStart=2025&periodEnd=2025&subject=Patient/nobody", 404),
-    ] {
-        let reply = server.client.get(&format!("{path}?{query}")).await.unwrap();
-        expect_status(&reply, status);
+both_stores!(
+    bad_requests_are_refused_with_an_operation_outcome,
+    |server| {
+        let path = "Measure/signaal-eol-any/$evaluate-measure";
+        for (query, status) in [
+            ("periodEnd=2025", 400),
+            ("periodStart=2025&periodEnd=2024", 400),
+            ("periodStart=2025-13&periodEnd=2025", 400),
+            ("periodStart=2025&periodEnd=2025&reportType=everything", 400),
+            ("periodStart=2025&periodEnd=2025&reportType=subject", 400),
+            (
+                "periodStart=2025&periodEnd=2025&practitioner=Practitioner/x",
+                400,
+            ),
+            (
+                "periodStart=2025&periodEnd=2025&subject=Patient/nobody",
+                404,
+            ),
+        ] {
+            let reply = server.client.get(&format!("{path}?{query}")).await.unwrap();
+            expect_status(&reply, status);
+        }
+        let reply = server
+            .client
+            .get("Measure/nothing/$evaluate-measure?periodStart=2025&periodEnd=2025")
+            .await
+            .unwrap();
+        expect_status(&reply, 404);
+        // A Measure of a client's own: Signaal does not run its logic.
+        put(
+            &server,
+            json!({"resourceType": "Measure", "id": "own", "status": "active",
+        "url": "http://example.org/Measure/own"}),
+        )
+        .await;
+        let reply = server
+            .client
+            .get("Measure/own/$evaluate-measure?periodStart=2025&periodEnd=2025")
+            .await
+            .unwrap();
+        expect_status(&reply, 422);
+        let reply = server.client.delete(path).await.unwrap();
+        expect_status(&reply, 405);
+        let reply = server
+            .client
+            .post(path, &json!({"resourceType": "Patient"}))
+            .await
+            .unwrap();
+        expect_status(&reply, 400);
     }
-    let reply = server
-        .client
-        .get("Measure/nothing/$evaluate-measure?periodStart=2025&periodEnd=2025")
-        .await
-        .unwrap();
-    expect_status(&reply, 404);
-    // A Measure of a client's own: Signaal does not run its logic.
-    put(&server, json!({"resourceType": "Measure", "id": "own", "status": "active",
-        "url": "http://example.org/Measure/own"})).await;
-    let reply = server
-        .client
-        .get("Measure/own/$evaluate-measure?periodStart=2025&periodEnd=2025")
-        .await
-        .unwrap();
-    expect_status(&reply, 422);
-    let reply = server.client.delete(path).await.unwrap();
-    expect_status(&reply, 405);
-    let reply = server
-        .client
-        .post(path, &json!({"resourceType": "Patient"}))
-        .await
-        .unwrap();
-    expect_status(&reply, 400);
-});
+);
 
 both_stores!(the_capability_statement_names_evaluate_measure, |server| {
     let statement = expect_status(&server.client.get("metadata").await.unwrap(), 200);
@@ -383,7 +485,11 @@ both_stores!(the_capability_statement_names_evaluate_measure, |server| {
     // Every indicator is a shipped Measure, read-only.
     for measure in MEASURES {
         let read = expect_status(
-            &server.client.get(&format!("Measure/signaal-{measure}")).await.unwrap(),
+            &server
+                .client
+                .get(&format!("Measure/signaal-{measure}"))
+                .await
+                .unwrap(),
             200,
         );
         assert!(read["description"].as_str().unwrap().contains("Earle CC"));
@@ -427,7 +533,9 @@ fn synthea_decedents(n: usize) -> Option<(Vec<Value>, Vec<Value>)> {
 }
 
 both_stores!(synthea_decedents_are_evaluated_without_errors, |server| {
-    let Some((shared, bundles)) = synthea_decedents(3) else { return };
+    let Some((shared, bundles)) = synthea_decedents(3) else {
+        return;
+    };
     for bundle in &shared {
         expect_status(&server.client.post("", bundle).await.unwrap(), 200);
     }
@@ -436,7 +544,12 @@ both_stores!(synthea_decedents_are_evaluated_without_errors, |server| {
         expect_status(&server.client.post("", bundle).await.unwrap(), 200);
         for e in bundle["entry"].as_array().unwrap() {
             if e["resource"]["resourceType"] == "Patient" {
-                deaths.push(e["resource"]["deceasedDateTime"].as_str().unwrap().to_owned());
+                deaths.push(
+                    e["resource"]["deceasedDateTime"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                );
             }
         }
     }

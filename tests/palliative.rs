@@ -63,7 +63,11 @@ both_stores!(
     the_surprise_question_answered_no_raises_palliative_phase_and_no_acp,
     |server| {
         put(&server, json!({"resourceType": "Patient", "id": "pal-1"})).await;
-        put(&server, surprise_answer("pal-1", "pal-1-sq", "2026-01-10", false)).await;
+        put(
+            &server,
+            surprise_answer("pal-1", "pal-1-sq", "2026-01-10", false),
+        )
+        .await;
         let path = "Flag?patient=Patient/pal-1";
         let flags = wait_for(&server, path, |b| {
             flag_status(b, "palliative-phase").as_deref() == Some("active")
@@ -107,7 +111,11 @@ both_stores!(
         .await;
 
         // A newer answer "I would be surprised" ends the palliative phase from that source.
-        put(&server, surprise_answer("pal-1", "pal-1-sq2", "2026-02-10", true)).await;
+        put(
+            &server,
+            surprise_answer("pal-1", "pal-1-sq2", "2026-02-10", true),
+        )
+        .await;
         wait_for(&server, path, |b| {
             flag_status(b, "palliative-phase").as_deref() == Some("inactive")
         })
@@ -118,18 +126,34 @@ both_stores!(
 both_stores!(
     a_palliative_condition_puts_the_patient_on_the_worklist_with_missing_domains,
     |server| {
-        put(&server, json!({"resourceType": "Practitioner", "id": "pal-coach"})).await;
+        put(
+            &server,
+            json!({"resourceType": "Practitioner", "id": "pal-coach"}),
+        )
+        .await;
         put(&server, json!({"resourceType": "Patient", "id": "pal-2"})).await;
-        put(&server, json!({"resourceType": "CareTeam", "id": "pal-2-team", "status": "active",
+        put(
+            &server,
+            json!({"resourceType": "CareTeam", "id": "pal-2-team", "status": "active",
             "subject": {"reference": "Patient/pal-2"},
             "participant": [{"role": [{"coding": [{"system": CS, "code": "coach"}]}],
-                             "member": {"reference": "Practitioner/pal-coach"}}]})).await;
+                             "member": {"reference": "Practitioner/pal-coach"}}]}),
+        )
+        .await;
         put(&server, json!({"resourceType": "Condition", "id": "pal-2-c",
             "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
             "code": {"coding": [{"system": "http://snomed.info/sct", "code": "103735009", "display": "Palliative care"}]},
             "subject": {"reference": "Patient/pal-2"}})).await;
-        put(&server, domain_goal("pal-2", "pal-2-health", "health", "Pain under control")).await;
-        put(&server, domain_goal("pal-2", "pal-2-env", "environment", "Bed downstairs")).await;
+        put(
+            &server,
+            domain_goal("pal-2", "pal-2-health", "health", "Pain under control"),
+        )
+        .await;
+        put(
+            &server,
+            domain_goal("pal-2", "pal-2-env", "environment", "Bed downstairs"),
+        )
+        .await;
         let mut done = domain_goal("pal-2", "pal-2-coping", "coping", "Talk with my children");
         done["lifecycleStatus"] = json!("completed");
         put(&server, done).await;
@@ -172,7 +196,11 @@ both_stores!(
         goal["category"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/goal-category", "code": "behavioral"}]}]);
         let reply = server.client.put("Goal/pal-3-g", &goal).await.unwrap();
         expect_status(&reply, 400);
-        put(&server, domain_goal("pal-3", "pal-3-g", "daily-activities", "Walk to the bakery")).await;
+        put(
+            &server,
+            domain_goal("pal-3", "pal-3-g", "daily-activities", "Walk to the bakery"),
+        )
+        .await;
 
         let plan = json!({"resourceType": "CarePlan", "id": "pal-3-plan",
             "meta": {"profile": [PLAN_PROFILE]}, "status": "active", "intent": "plan",
@@ -181,7 +209,11 @@ both_stores!(
             "activity": [{"detail": {"status": "scheduled", "description": "Walk 10 minutes with a walker",
                 "scheduledTiming": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}}}]});
         // Who does the action is required.
-        let reply = server.client.put("CarePlan/pal-3-plan", &plan).await.unwrap();
+        let reply = server
+            .client
+            .put("CarePlan/pal-3-plan", &plan)
+            .await
+            .unwrap();
         expect_status(&reply, 400);
         let mut plan = plan;
         plan["activity"][0]["detail"]["performer"] = json!([{"reference": "Patient/pal-3"}]);
@@ -191,15 +223,25 @@ both_stores!(
             ids(&server, &format!("Goal?patient=Patient/pal-3&category={DOMAIN}|daily-activities&lifecycle-status=active")).await,
             ["pal-3-g"]
         );
-        assert!(ids(&server, "Goal?patient=Patient/pal-3&category=health").await.is_empty());
-        assert_eq!(ids(&server, "CarePlan?goal=Goal/pal-3-g").await, ["pal-3-plan"]);
+        assert!(ids(&server, "Goal?patient=Patient/pal-3&category=health")
+            .await
+            .is_empty());
+        assert_eq!(
+            ids(&server, "CarePlan?goal=Goal/pal-3-g").await,
+            ["pal-3-plan"]
+        );
         // The capability statement names both profiles.
         let statement = expect_status(&server.client.get("metadata").await.unwrap(), 200);
         let profiles: Vec<String> = statement["rest"][0]["resource"]
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|r| r["supportedProfile"].as_array().cloned().unwrap_or_default())
+            .flat_map(|r| {
+                r["supportedProfile"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .map(|p| p.as_str().unwrap().to_owned())
             .collect();
         assert!(profiles.contains(&GOAL_PROFILE.to_owned()));
@@ -216,14 +258,16 @@ both_stores!(the_engagement_flag_names_the_slipping_domain, |server| {
         b["total"].as_u64().unwrap_or(0) > 0 || !b["entry"].as_array().is_none_or(Vec::is_empty)
     })
     .await;
-    let text = flags["entry"][0]["resource"]["code"]["text"].as_str().unwrap();
+    let text = flags["entry"][0]["resource"]["code"]["text"]
+        .as_str()
+        .unwrap();
     assert_eq!(
         text,
         "domain Daily activities slipping: goal \"Do my own shopping\" worsening"
     );
 });
 
-fn run(args: &[&str]) -> String {
+fn run_command(args: &[&str]) -> String {
     let output = Command::new(args[0]).args(&args[1..]).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
@@ -241,9 +285,11 @@ both_stores!(
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let push = root.join("examples/pgo-push/push-goals.sh");
         let base = server.base.clone();
-        let out = tokio::task::spawn_blocking(move || run(&["bash", push.to_str().unwrap(), &base]))
-            .await
-            .unwrap();
+        let out = tokio::task::spawn_blocking(move || {
+            run_command(&["bash", push.to_str().unwrap(), &base])
+        })
+        .await
+        .unwrap();
         assert!(out.contains("transaction-response"), "{out}");
         let goals = common::matches(
             &server,
@@ -254,11 +300,16 @@ both_stores!(
         let script = root.join("examples/coach/goals.py");
         let base = server.base.clone();
         let out = tokio::task::spawn_blocking(move || {
-            run(&["python3", script.to_str().unwrap(), "123456782", &base])
+            run_command(&["python3", script.to_str().unwrap(), "123456782", &base])
         })
         .await
         .unwrap();
-        for domain in ["Health", "Daily activities", "Own way of coping", "Environment"] {
+        for domain in [
+            "Health",
+            "Daily activities",
+            "Own way of coping",
+            "Environment",
+        ] {
             assert!(out.contains(domain), "{domain} in {out}");
         }
         // Each domain's action plan is read back with its actions and who does them.

@@ -162,7 +162,9 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             _ => Err(not_allowed("GET")),
         },
         ["Measure", id, "$evaluate-measure"] => match *method {
-            Method::GET | Method::POST => evaluate_measure::evaluate_measure(app, request, id).await,
+            Method::GET | Method::POST => {
+                evaluate_measure::evaluate_measure(app, request, id).await
+            }
             _ => Err(not_allowed("GET, POST")),
         },
         [rtype, id] if !id.starts_with('$') => match *method {

@@ -211,7 +211,13 @@ pub async fn evaluate_measure(
     }
 
     let patients = match &subject {
-        Some(sid) => match app.store.read("Patient", sid).await?.as_ref().and_then(resource) {
+        Some(sid) => match app
+            .store
+            .read("Patient", sid)
+            .await?
+            .as_ref()
+            .and_then(resource)
+        {
             Some(p) => vec![p],
             None => return Err(FhirError::NotFound(format!("Patient/{sid} is not known"))),
         },

@@ -65,7 +65,10 @@ pub async fn worklist(app: &App, practitioner: &str) -> Result<FhirResponse, Fhi
                 continue;
             };
             if version.rtype == "Goal" {
-                if matches!(resource["lifecycleStatus"].as_str(), Some("active" | "accepted")) {
+                if matches!(
+                    resource["lifecycleStatus"].as_str(),
+                    Some("active" | "accepted")
+                ) {
                     covered.extend(goal_domain(&resource).map(|(code, _)| code));
                 }
                 continue;

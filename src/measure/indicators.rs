@@ -8,8 +8,8 @@ use chrono::{Duration, NaiveDate};
 use serde_json::Value;
 
 use super::{
-    date, days_before, within, Indicator, COACH_WINDOW_DAYS, LAST_MONTH_DAYS,
-    LAST_TWO_WEEKS_DAYS, LATE_PALLIATIVE_CARE_DAYS,
+    date, days_before, within, Indicator, COACH_WINDOW_DAYS, LAST_MONTH_DAYS, LAST_TWO_WEEKS_DAYS,
+    LATE_PALLIATIVE_CARE_DAYS,
 };
 use crate::scoring::terms::{url, Terms};
 use crate::scoring::{condition_counts, encounter_happened, key, reference_id, Record};
@@ -130,7 +130,11 @@ fn any_type_in(terms: &Terms, set: &str, concepts: &Value) -> bool {
 fn icu_admission(d: &Decedent, terms: &Terms) -> Finding {
     let set = url("eol-intensive-care");
     let mut basis = Vec::new();
-    for e in d.record.of_type("Encounter").filter(|e| encounter_happened(e)) {
+    for e in d
+        .record
+        .of_type("Encounter")
+        .filter(|e| encounter_happened(e))
+    {
         let by_service = any_type_in(terms, &set, &e["serviceType"])
             && start(e).is_some_and(|s| within(d.death, s, LAST_MONTH_DAYS));
         let by_location = location_stays(d, e).any(|(location, from)| {
@@ -176,9 +180,8 @@ fn medication_code(resource: &Value) -> Option<&Value> {
 
 fn chemotherapy(d: &Decedent, terms: &Terms) -> Finding {
     let set = url("eol-chemotherapy");
-    let in_window = |when: Option<NaiveDate>| {
-        when.is_some_and(|s| within(d.death, s, LAST_TWO_WEEKS_DAYS))
-    };
+    let in_window =
+        |when: Option<NaiveDate>| when.is_some_and(|s| within(d.death, s, LAST_TWO_WEEKS_DAYS));
     let mut basis = Vec::new();
     for p in d.record.of_type("Procedure").filter(|p| procedure_done(p)) {
         if terms.holds(&set, &p["code"]) && in_window(started(p, "performed")) {
@@ -213,7 +216,11 @@ fn chemotherapy(d: &Decedent, terms: &Terms) -> Finding {
 fn death_in_hospital(d: &Decedent, terms: &Terms) -> Finding {
     let set = url("eol-inpatient-encounter");
     let mut basis = Vec::new();
-    for e in d.record.of_type("Encounter").filter(|e| encounter_happened(e)) {
+    for e in d
+        .record
+        .of_type("Encounter")
+        .filter(|e| encounter_happened(e))
+    {
         let class = &e["class"];
         if !terms.contains(
             &set,
@@ -246,9 +253,13 @@ fn death_in_hospital(d: &Decedent, terms: &Terms) -> Finding {
 fn palliative_care(d: &Decedent, terms: &Terms) -> Vec<(NaiveDate, String)> {
     let set = url("palliative-care");
     let mut found = Vec::new();
-    for e in d.record.of_type("Encounter").filter(|e| encounter_happened(e)) {
-        let coded = any_type_in(terms, &set, &e["type"])
-            || any_type_in(terms, &set, &e["serviceType"]);
+    for e in d
+        .record
+        .of_type("Encounter")
+        .filter(|e| encounter_happened(e))
+    {
+        let coded =
+            any_type_in(terms, &set, &e["type"]) || any_type_in(terms, &set, &e["serviceType"]);
         let from = if coded {
             start(e)
         } else {
@@ -350,9 +361,11 @@ pub fn had_coach(d: &Decedent, terms: &Terms) -> bool {
         .filter(|t| !matches!(t["status"].as_str(), Some("proposed" | "entered-in-error")))
         .filter(|t| overlaps(&t["period"], lo, hi))
         .any(|t| {
-            t["participant"].as_array().into_iter().flatten().any(|p| {
-                any_type_in(terms, &set, &p["role"]) && overlaps(&p["period"], lo, hi)
-            })
+            t["participant"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| any_type_in(terms, &set, &p["role"]) && overlaps(&p["period"], lo, hi))
         })
 }
 

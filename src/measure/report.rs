@@ -123,8 +123,7 @@ pub fn measure_report(request: &Request, results: &[Evaluated]) -> Value {
     let strata: Vec<Value> = [("Y", "Yes", true), ("N", "No", false)]
         .into_iter()
         .map(|(code, display, coach)| {
-            let members: Vec<&Evaluated> =
-                results.iter().filter(|e| e.coach == coach).collect();
+            let members: Vec<&Evaluated> = results.iter().filter(|e| e.coach == coach).collect();
             let (pops, score) = populations(
                 &members,
                 &format!("coach-{code}-"),

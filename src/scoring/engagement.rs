@@ -33,7 +33,12 @@ pub fn goal_domains() -> &'static [(String, String)] {
             .iter()
             .filter(|r| r["resourceType"] == "CodeSystem" && r["url"] == GOAL_DOMAIN_SYSTEM)
             .flat_map(|cs| cs["concept"].as_array().cloned().unwrap_or_default())
-            .filter_map(|c| Some((c["code"].as_str()?.to_owned(), c["display"].as_str()?.to_owned())))
+            .filter_map(|c| {
+                Some((
+                    c["code"].as_str()?.to_owned(),
+                    c["display"].as_str()?.to_owned(),
+                ))
+            })
             .collect()
     });
     &DOMAINS
@@ -41,16 +46,20 @@ pub fn goal_domains() -> &'static [(String, String)] {
 
 /// The life domain of a Goal (its `category` coded in [`GOAL_DOMAIN_SYSTEM`]): code and display.
 pub fn goal_domain(goal: &Value) -> Option<(&'static str, &'static str)> {
-    goal["category"].as_array().into_iter().flatten().find_map(|c| {
-        codings(c)
-            .filter(|(s, _)| *s == GOAL_DOMAIN_SYSTEM)
-            .find_map(|(_, code)| {
-                goal_domains()
-                    .iter()
-                    .find(|(c, _)| c == code)
-                    .map(|(c, d)| (c.as_str(), d.as_str()))
-            })
-    })
+    goal["category"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|c| {
+            codings(c)
+                .filter(|(s, _)| *s == GOAL_DOMAIN_SYSTEM)
+                .find_map(|(_, code)| {
+                    goal_domains()
+                        .iter()
+                        .find(|(c, _)| c == code)
+                        .map(|(c, d)| (c.as_str(), d.as_str()))
+                })
+        })
 }
 
 /// The expectation when a plan says nothing about how often to measure.
@@ -271,7 +280,8 @@ mod tests {
     #[test]
     fn a_slipping_goal_in_a_life_domain_names_the_domain() {
         let mut r = plan(None);
-        r[1]["category"] = json!([{"coding": [{"system": GOAL_DOMAIN_SYSTEM, "code": "daily-activities"}]}]);
+        r[1]["category"] =
+            json!([{"coding": [{"system": GOAL_DOMAIN_SYSTEM, "code": "daily-activities"}]}]);
         r[1]["achievementStatus"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/goal-achievement", "code": "not-achieving"}]});
         let s = score(&Record::new("p", r), ms("2024-01-10T00:00:00Z"));
         assert_eq!(

@@ -119,9 +119,10 @@ fn advance_care_plans(terms: &Terms, record: &Record) -> Vec<String> {
             out.push(key(g));
         }
     }
-    for p in record.of_type("CarePlan").filter(|p| {
-        !matches!(p["status"].as_str(), Some("revoked" | "entered-in-error"))
-    }) {
+    for p in record
+        .of_type("CarePlan")
+        .filter(|p| !matches!(p["status"].as_str(), Some("revoked" | "entered-in-error")))
+    {
         if any_in(terms, &set, &p["category"]) {
             out.push(key(p));
         }
@@ -193,7 +194,10 @@ mod tests {
         let record = Record::new("p", vec![no.clone()]);
         let (s, flags) = score(terms, &record, 0);
         assert_eq!(s.score, 2.0);
-        assert_eq!(flags.iter().map(|f| f.0).collect::<Vec<_>>(), ["palliative-phase", "no-acp"]);
+        assert_eq!(
+            flags.iter().map(|f| f.0).collect::<Vec<_>>(),
+            ["palliative-phase", "no-acp"]
+        );
         let record = Record::new("p", vec![no, surprise("b", "2024-02-01", true)]);
         let (s, flags) = score(terms, &record, 0);
         assert_eq!(s.score, 0.0);
@@ -211,7 +215,10 @@ mod tests {
         let consent = json!({"resourceType": "Consent", "id": "k", "status": "active",
             "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "adr"}]}});
         let (s, flags) = score(terms, &Record::new("p", vec![condition, consent]), 0);
-        assert_eq!(flags.iter().map(|f| f.0).collect::<Vec<_>>(), ["palliative-phase"]);
+        assert_eq!(
+            flags.iter().map(|f| f.0).collect::<Vec<_>>(),
+            ["palliative-phase"]
+        );
         assert_eq!(s.items.last().unwrap().basis, vec!["Consent/k"]);
     }
 
