@@ -121,9 +121,11 @@ profile("signaal-domain-goal", "Goal", "Goal in a life domain",
         ])
 profile("signaal-action-plan", "CarePlan", "Action plan for life-domain goals",
         "The action plan of one or more goals in a life domain: CarePlan.goal the goals "
-        "(signaal-domain-goal), CarePlan.activity.detail the actions, each with who does them "
-        "(detail.performer) and, where agreed, when (detail.scheduled[x]); the patient in "
-        "CarePlan.subject.", [
+        "(signaal-domain-goal), CarePlan.activity.detail the actions, each with its "
+        "description and, where agreed, who does it (detail.performer) and when "
+        "(detail.scheduled[x]); the patient in CarePlan.subject. Performer and timing are "
+        "must-support, not required: an action is often agreed before who helps or when is "
+        "settled.", [
             patient_ref("CarePlan.subject"),
             {"id": "CarePlan.goal", "path": "CarePlan.goal", "min": 1,
              "type": [{"code": "Reference",
@@ -132,8 +134,10 @@ profile("signaal-action-plan", "CarePlan", "Action plan for life-domain goals",
             {"id": "CarePlan.activity.detail", "path": "CarePlan.activity.detail", "min": 1},
             {"id": "CarePlan.activity.detail.description",
              "path": "CarePlan.activity.detail.description", "min": 1},
+            {"id": "CarePlan.activity.detail.scheduled[x]",
+             "path": "CarePlan.activity.detail.scheduled[x]", "mustSupport": True},
             {"id": "CarePlan.activity.detail.performer",
-             "path": "CarePlan.activity.detail.performer", "min": 1},
+             "path": "CarePlan.activity.detail.performer", "mustSupport": True},
         ])
 
 write("profiles/StructureDefinition-worklist-goal-domain-missing.json", canonical(
@@ -186,9 +190,9 @@ COMMON = (
     "days before death), the last 14 days 0 to 14 days before it. An event counts by its "
     "start (Encounter.period.start, Procedure.performed[x], MedicationAdministration."
     "effective[x], MedicationDispense.whenHandedOver); events after the date of death do not "
-    "count. Encounters that are planned, cancelled or entered in error, and Procedures and "
-    "medication events not done (not-done, entered-in-error, preparation, cancelled, "
-    "stopped before they started) do not count. Codes are decided by the ValueSets named "
+    "count. Encounters that are planned, cancelled or entered in error, Procedures in "
+    "preparation, not done or entered in error, MedicationAdministrations not done or "
+    "entered in error, and MedicationDispenses not completed do not count. Codes are decided by the ValueSets named "
     "below (profiles/valueset-scoring-*.json; a stored newer version of one replaces it). "
     "**Stratifier.** coach-last-90-days: Y when a CareTeam of the patient (status not "
     "proposed or entered in error) has a participant whose role is in ValueSet "

@@ -358,11 +358,12 @@ write("scoring-palliative-care", "Palliative and hospice care",
       "Condition or CarePlan coded with it) and the indicator 'no or late palliative care' "
       f"({EARLE}: hospice; Boddaert MS et al. BMJ Support Palliat Care 2022;12:e137-45: "
       "generalist or specialist palliative care). SNOMED CT 103735009 |Palliative care| (is-a), "
-      "394806003 |Palliative medicine| (specialty), 284546000 |Hospice facility|; HL7 "
-      "service-type 179 Palliative Medicine and 360 Hospice Care; ICD-10 Z51.5 (palliative care).",
-      [is_a(SCT, "103735009"),
-       concepts(SCT, [("103735009", "Palliative care"), ("394806003", "Palliative medicine"),
-                      ("284546000", "Hospice facility")]),
+      "385763009 |Hospice care| (is-a), 394806003 |Palliative medicine| (specialty), 284546000 "
+      "|Hospice facility|; HL7 service-type 179 Palliative Medicine and 360 Hospice Care; "
+      "ICD-10 Z51.5 (palliative care).",
+      [is_a(SCT, "103735009"), is_a(SCT, "385763009"),
+       concepts(SCT, [("103735009", "Palliative care"), ("385763009", "Hospice care"),
+                      ("394806003", "Palliative medicine"), ("284546000", "Hospice facility")]),
        concepts(SERVICE_TYPE, [("179", "Palliative Medicine"), ("360", "Hospice Care")])] +
       [{"system": s, "filter": [{"property": "code", "op": "regex", "value": r"Z51\.?5"}]}
        for s in (ICD10, ICD10CM)])

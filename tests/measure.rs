@@ -187,6 +187,53 @@ fn cases() -> Vec<Case> {
             expect: [false, false, false, false, false, false],
             coach: false,
         },
+        Case {
+            id: "eol-adm-29",
+            resources: vec![
+                encounter(
+                    "eol-adm-29-a",
+                    "eol-adm-29",
+                    "ACUTE",
+                    &before(29),
+                    &before(28),
+                ),
+                encounter("eol-adm-29-b", "eol-adm-29", "IMP", &before(10), &before(9)),
+                early_palliative_care("eol-adm-29"),
+            ],
+            expect: [false, true, false, false, false, false],
+            coach: false,
+        },
+        Case {
+            id: "eol-icu-29",
+            resources: vec![
+                {
+                    let mut e = encounter(
+                        "eol-icu-29-e",
+                        "eol-icu-29",
+                        "IMP",
+                        &before(29),
+                        &before(27),
+                    );
+                    e["serviceType"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/service-type", "code": "198"}]});
+                    e
+                },
+                early_palliative_care("eol-icu-29"),
+                coach_team("eol-icu-29", "eol-coach", 30),
+            ],
+            expect: [false, false, true, false, false, false],
+            coach: true,
+        },
+        Case {
+            id: "eol-hospice",
+            // Hospice care (a care plan) from 10 days before death: neither missing nor late.
+            resources: vec![json!({"resourceType": "CarePlan", "id": "eol-hospice-plan",
+                "status": "active", "intent": "plan",
+                "category": [{"coding": [{"system": SCT, "code": "385763009"}]}],
+                "subject": {"reference": "Patient/eol-hospice"},
+                "period": {"start": before(10)}})],
+            expect: [false, false, false, false, false, false],
+            coach: false,
+        },
         chemo("eol-chemo-13", 13, true),
         chemo("eol-chemo-14", 14, true),
         chemo("eol-chemo-15", 15, false),
@@ -309,7 +356,13 @@ both_stores!(
             );
             assert_eq!(count(group, "denominator"), cases.len() as u64, "{measure}");
             assert_eq!(count(group, "numerator"), numerator, "{measure}");
-            for stratum in group["stratifier"][0]["stratum"].as_array().unwrap() {
+            let strata = group["stratifier"][0]["stratum"].as_array().unwrap();
+            assert_eq!(
+                strata.len(),
+                2,
+                "{measure}: a stratum with and one without a coach"
+            );
+            for stratum in strata {
                 let coach = stratum["value"]["coding"][0]["code"] == "Y";
                 let members: Vec<&Case> = cases.iter().filter(|c| c.coach == coach).collect();
                 assert_eq!(
@@ -326,6 +379,30 @@ both_stores!(
         }
     }
 );
+
+both_stores!(the_decedents_are_found_by_death_date, |server| {
+    let cases = load(&server).await;
+    let mut decedents: Vec<String> = cases.iter().map(|c| c.id.to_owned()).collect();
+    decedents.sort();
+    // Died 2025-06-15T10:30:00+02:00: on that day, also in UTC.
+    assert_eq!(
+        common::ids(&server, "Patient?death-date=2025-06-15&_count=100").await,
+        decedents
+    );
+    assert_eq!(
+        common::ids(&server, "Patient?death-date=lt2025-01-01&_count=100").await,
+        ["eol-2024"]
+    );
+    assert!(
+        common::ids(&server, "Patient?death-date=2025-06-14&_count=100")
+            .await
+            .is_empty()
+    );
+    // deceasedBoolean has no date to match.
+    let dated = common::ids(&server, "Patient?death-date=ge1900&_count=100").await;
+    assert_eq!(dated.len(), cases.len() + 1);
+    assert!(!dated.iter().any(|p| p == "eol-bool" || p == "eol-alive"));
+});
 
 both_stores!(
     a_subject_list_names_the_patients_of_each_population,

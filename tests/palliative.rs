@@ -124,6 +124,50 @@ both_stores!(
 );
 
 both_stores!(
+    a_hospice_care_plan_raises_palliative_phase_and_an_acp_goal_ends_no_acp,
+    |server| {
+        put(&server, json!({"resourceType": "Patient", "id": "pal-5"})).await;
+        put(&server, json!({"resourceType": "CarePlan", "id": "pal-5-hospice", "status": "active",
+            "intent": "plan",
+            "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "385763009", "display": "Hospice care"}]}],
+            "subject": {"reference": "Patient/pal-5"}})).await;
+        let path = "Flag?patient=Patient/pal-5";
+        wait_for(&server, path, |b| {
+            flag_status(b, "palliative-phase").as_deref() == Some("active")
+                && flag_status(b, "no-acp").as_deref() == Some("active")
+        })
+        .await;
+        // Advance care planning recorded as a Goal's category ends no-acp.
+        put(
+            &server,
+            json!({"resourceType": "Goal", "id": "pal-5-acp", "lifecycleStatus": "active",
+            "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "713603004"}]}],
+            "description": {"text": "Die at home, no further hospital admissions"},
+            "subject": {"reference": "Patient/pal-5"}}),
+        )
+        .await;
+        wait_for(&server, path, |b| {
+            flag_status(b, "no-acp").as_deref() == Some("inactive")
+                && flag_status(b, "palliative-phase").as_deref() == Some("active")
+        })
+        .await;
+        // The plan ends: so does the palliative phase from that source.
+        put(
+            &server,
+            json!({"resourceType": "CarePlan", "id": "pal-5-hospice", "status": "completed",
+            "intent": "plan",
+            "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "385763009"}]}],
+            "subject": {"reference": "Patient/pal-5"}}),
+        )
+        .await;
+        wait_for(&server, path, |b| {
+            flag_status(b, "palliative-phase").as_deref() == Some("inactive")
+        })
+        .await;
+    }
+);
+
+both_stores!(
     a_palliative_condition_puts_the_patient_on_the_worklist_with_missing_domains,
     |server| {
         put(
@@ -208,16 +252,51 @@ both_stores!(
             "goal": [{"reference": "Goal/pal-3-g"}],
             "activity": [{"detail": {"status": "scheduled", "description": "Walk 10 minutes with a walker",
                 "scheduledTiming": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}}}]});
-        // Who does the action is required.
+        // Who does an action and when are must-support, not required: accepted without them.
+        let mut bare = plan.clone();
+        bare["activity"][0]["detail"]
+            .as_object_mut()
+            .unwrap()
+            .remove("scheduledTiming");
+        put(&server, bare).await;
+        // Each action needs its description, also the second of two.
+        let mut undescribed = plan.clone();
+        undescribed["activity"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"detail": {"status": "not-started"}}));
         let reply = server
             .client
-            .put("CarePlan/pal-3-plan", &plan)
+            .put("CarePlan/pal-3-plan", &undescribed)
+            .await
+            .unwrap();
+        let outcome = expect_status(&reply, 400);
+        assert!(
+            outcome
+                .to_string()
+                .contains("CarePlan.activity.detail.description is required"),
+            "{outcome}"
+        );
+        // A plan without goals is no action plan.
+        let mut goalless = plan.clone();
+        goalless.as_object_mut().unwrap().remove("goal");
+        let reply = server
+            .client
+            .put("CarePlan/pal-3-plan", &goalless)
             .await
             .unwrap();
         expect_status(&reply, 400);
         let mut plan = plan;
         plan["activity"][0]["detail"]["performer"] = json!([{"reference": "Patient/pal-3"}]);
         put(&server, plan).await;
+        let stored = expect_status(
+            &server.client.get("CarePlan/pal-3-plan").await.unwrap(),
+            200,
+        );
+        assert_eq!(
+            stored["activity"][0]["detail"]["performer"][0]["reference"],
+            "Patient/pal-3"
+        );
 
         assert_eq!(
             ids(&server, &format!("Goal?patient=Patient/pal-3&category={DOMAIN}|daily-activities&lifecycle-status=active")).await,
