@@ -363,13 +363,23 @@ both_stores!(
     |server| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let push = root.join("examples/pgo-push/push-goals.sh");
-        let base = server.base.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            run_command(&["bash", push.to_str().unwrap(), &base])
-        })
-        .await
-        .unwrap();
-        assert!(out.contains("transaction-response"), "{out}");
+        // Pushed twice: conditional creates store nothing twice.
+        for _ in 0..2 {
+            let push = push.clone();
+            let base = server.base.clone();
+            let out = tokio::task::spawn_blocking(move || {
+                run_command(&["bash", push.to_str().unwrap(), &base])
+            })
+            .await
+            .unwrap();
+            assert!(out.contains("transaction-response"), "{out}");
+        }
+        let plans = common::matches(
+            &server,
+            "CarePlan?patient.identifier=http://fhir.nl/fhir/NamingSystem/bsn|123456782",
+        )
+        .await;
+        assert_eq!(plans.len(), 4);
         let goals = common::matches(
             &server,
             "Goal?patient.identifier=http://fhir.nl/fhir/NamingSystem/bsn|123456782&lifecycle-status=active",
