@@ -19,12 +19,14 @@ MODELS = [
     ("utilisation", "Utilisation score and population rank (Signaal)"),
     ("alerts", "Home-measurement alerts (Signaal)"),
     ("engagement", "Care plan engagement (Signaal)"),
+    ("palliative", "Palliative phase and advance care planning (Signaal)"),
 ]
 CATEGORIES = [
     ("readmission-risk", "Risk of readmission after discharge"),
     ("high-utiliser", "High user of unplanned hospital care"),
     ("home-measurement", "Alert from a home measurement"),
     ("disengagement", "Disengagement from the care plan"),
+    ("palliative-care", "Palliative care: the last phase of life"),
 ]
 # reason, display, category, priority (higher = more urgent; the worklist sorts by it)
 REASONS = [
@@ -39,7 +41,13 @@ REASONS = [
     ("high-utiliser", "In the top of the population by unplanned care use", "high-utiliser", 60),
     ("home-bp-high", "Home blood pressure mean >= 135/85 mmHg over 7 days", "home-measurement", 50),
     ("glucose-high", "Glucose > 10.0 mmol/L", "home-measurement", 40),
+    ("palliative-phase", "In the palliative phase", "palliative-care", 55),
+    ("no-acp", "Palliative phase without a documented advance care plan", "palliative-care", 45),
     ("disengaged", "Disengaged from the care plan", "disengagement", 30),
+]
+# CareTeam.participant.role codes (the value set scoring-coach-role reads them)
+CARE_TEAM_ROLES = [
+    ("coach", "Coach (follows the patient across hospital, GP and home)"),
 ]
 CHARLSON = [
     ("myocardial-infarction", "Myocardial infarction"),
@@ -89,7 +97,8 @@ write("codesystem-signaal", canonical(
     "CodeSystem", "signaal", "Signaal", "Signaal codes",
     "Codes of Signaal's risk scoring: the models (RiskAssessment.method), the Flag categories and "
     "reasons (Flag.category, Flag.code) with the priority the coach's worklist sorts by, and the "
-    "Charlson comorbidity categories (target of the SNOMED CT ConceptMap).",
+    "Charlson comorbidity categories (target of the SNOMED CT ConceptMap), and the CareTeam "
+    "participant role of a coach.",
     caseSensitive=True, hierarchyMeaning="grouped-by", content="complete",
     property=[{"code": "priority", "uri": f"{BASE}/CodeSystem/signaal#priority", "type": "integer",
                "description": "Flag reasons: how urgent (higher first on the worklist)"},
@@ -104,6 +113,10 @@ write("codesystem-signaal", canonical(
             for c, d, cat, p in REASONS]),
         concept("charlson-category", "Charlson comorbidity categories",
                 [concept(c, d) for c, d in CHARLSON]),
+        concept("care-team-role", "CareTeam participant roles",
+                [concept(c, d) for c, d in CARE_TEAM_ROLES]),
+        concept("measure-stratifier", "Stratifiers of Signaal's Measures",
+                [concept("coach-last-90-days", "Had a coach in the last 90 days of life")]),
     ]))
 
 VALUE_SETS = {

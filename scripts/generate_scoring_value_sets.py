@@ -29,6 +29,17 @@ ICD10 = "http://hl7.org/fhir/sid/icd-10"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 ICPC2 = "http://hl7.org/fhir/sid/icpc-2"
 LOINC = "http://loinc.org"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+SERVICE_TYPE = "http://terminology.hl7.org/CodeSystem/service-type"
+ATC = "http://www.whocc.no/atc"
+CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
+CONSENT_CATEGORY = "http://terminology.hl7.org/CodeSystem/consentcategorycodes"
+EARLE = ("Earle CC, Park ER, Lai B, Weeks JC, Ayanian JZ, Block S. Identifying potential indicators "
+         "of the quality of end-of-life cancer care from administrative data. J Clin Oncol "
+         "2003;21(6):1133-8; Earle CC, Neville BA, Landrum MB, et al. Evaluating claims-based "
+         "indicators of the intensity of end-of-life cancer care. Int J Qual Health Care "
+         "2005;17(6):505-9")
 VERSION = "2.0.0"
 QUAN = ("ICD-10: Quan H, Sundararajan V, Halfon P, et al. Coding algorithms for defining "
         "comorbidities in ICD-9-CM and ICD-10 administrative data. Med Care 2005;43(11):1130-9, "
@@ -312,3 +323,62 @@ for id_, title, codes in OBSERVATIONS:
           f"{title}: the LOINC codes of the Observations the model reads (LOINC).",
           [concepts(LOINC, codes)])
 
+
+# End-of-life care indicators (src/measure/) and the palliative model (src/scoring/palliative.rs).
+# Codes as the code systems define them: HL7 v3 ActCode and RoleCode, the HL7 service-type code
+# system, SNOMED CT International Edition, WHO ATC, the HL7 consent code systems.
+write("scoring-eol-emergency-encounter", "Emergency department visit (end-of-life indicators)",
+      "An emergency department visit, for the indicator '>1 ED visit in the last 30 days of life' "
+      f"({EARLE}): Encounter.class v3 ActCode EMER (emergency).",
+      [concepts(ACT_CODE, [("EMER", "emergency")])])
+write("scoring-eol-inpatient-encounter", "Hospital admission (end-of-life indicators)",
+      "A hospital admission, for the indicators '>1 hospital admission in the last 30 days of life' "
+      f"and 'death in hospital' ({EARLE}): Encounter.class v3 ActCode IMP (inpatient encounter) "
+      "and its specialisation ACUTE (inpatient acute); NONAC (non-acute, e.g. a nursing home or "
+      "hospice stay) is not a hospital admission.",
+      [concepts(ACT_CODE, [("IMP", "inpatient encounter"), ("ACUTE", "inpatient acute")])])
+write("scoring-eol-intensive-care", "Intensive care (end-of-life indicators)",
+      "An intensive care unit stay, for the indicator 'ICU admission in the last 30 days of life' "
+      f"({EARLE}): the type of a Location of the Encounter (v3 RoleCode ICU, PEDICU, PEDNICU: "
+      "intensive care units) or the Encounter's serviceType (HL7 service-type 174 Intensive "
+      "Care Medicine, 198 Paediatric Intensive Care Medicine).",
+      [concepts(ROLE_CODE, [("ICU", "Intensive care unit"), ("PEDICU", "Pediatric intensive care unit"),
+                            ("PEDNICU", "Pediatric neonatal intensive care unit")]),
+       concepts(SERVICE_TYPE, [("174", "Intensive Care Medicine"),
+                               ("198", "Paediatric Intensive Care Medicine")])])
+write("scoring-eol-chemotherapy", "Chemotherapy (end-of-life indicators)",
+      "Chemotherapy given, for the indicator 'chemotherapy in the last 14 days of life' "
+      f"({EARLE}): a Procedure coded SNOMED CT 367336001 |Chemotherapy| or below it (is-a, "
+      "with a stored SNOMED CT hierarchy), or a MedicationAdministration / MedicationDispense of "
+      "an antineoplastic agent, WHO ATC group L01 (ATC codes L01 and every code below it).",
+      [is_a(SCT, "367336001"), concepts(SCT, [("367336001", "Chemotherapy")]),
+       {"system": ATC, "filter": [{"property": "code", "op": "regex", "value": "L01[0-9A-Z]*"}]}])
+write("scoring-palliative-care", "Palliative and hospice care",
+      "Palliative or hospice care recorded for a patient: for the palliative-phase Flag (a "
+      "Condition or CarePlan coded with it) and the indicator 'no or late palliative care' "
+      f"({EARLE}: hospice; Boddaert MS et al. BMJ Support Palliat Care 2022;12:e137-45: "
+      "generalist or specialist palliative care). SNOMED CT 103735009 |Palliative care| (is-a), "
+      "385763009 |Hospice care| (is-a), 394806003 |Palliative medicine| (specialty), 284546000 "
+      "|Hospice facility|; HL7 service-type 179 Palliative Medicine and 360 Hospice Care; "
+      "ICD-10 Z51.5 (palliative care).",
+      [is_a(SCT, "103735009"), is_a(SCT, "385763009"),
+       concepts(SCT, [("103735009", "Palliative care"), ("385763009", "Hospice care"),
+                      ("394806003", "Palliative medicine"), ("284546000", "Hospice facility")]),
+       concepts(SERVICE_TYPE, [("179", "Palliative Medicine"), ("360", "Hospice Care")])] +
+      [{"system": s, "filter": [{"property": "code", "op": "regex", "value": r"Z51\.?5"}]}
+       for s in (ICD10, ICD10CM)])
+write("scoring-advance-care-planning", "Advance care planning",
+      "A documented advance care plan, which ends the no-acp Flag: a Consent whose scope is "
+      "'adr' (HL7 consentscope: advanced care directive) or whose category is 'acd' (HL7 "
+      "consentcategorycodes: advance directive), or a Goal or CarePlan whose category is SNOMED "
+      "CT 713603004 |Advance care planning| or LOINC 42348-3 (Advance directives).",
+      [concepts(CONSENT_SCOPE, [("adr", "Advanced Care Directive")]),
+       concepts(CONSENT_CATEGORY, [("acd", "Advance Directive")]),
+       concepts(SCT, [("713603004", "Advance care planning")]),
+       concepts(LOINC, [("42348-3", "Advance directives")])])
+write("scoring-coach-role", "Coach (CareTeam participant role)",
+      "The CareTeam.participant.role of a coach who follows the patient across hospital, GP and "
+      "home: the Signaal code 'coach'. A patient has a coach while a CareTeam (not proposed or "
+      "entered in error) has a participant with this role, in the periods the team and the "
+      "participant give.",
+      [concepts(f"{BASE}/CodeSystem/signaal", [("coach", "Coach")])])

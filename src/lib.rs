@@ -18,6 +18,7 @@ pub mod fhirpath;
 pub mod http;
 pub mod interaction;
 pub mod jobs;
+pub mod measure;
 pub mod scoring;
 pub mod search;
 pub mod server;

@@ -3,7 +3,8 @@
 //! (89,773 resources, every reference a `urn:uuid` inside its own Bundle) are posted to the
 //! base as they are; each must answer `201 Created` for every entry, and afterwards the
 //! server holds exactly what was sent: per resource type, the count before plus the Bundles'
-//! resources.
+//! resources. Then every end-of-life care indicator (`Measure/$evaluate-measure`) evaluates
+//! the loaded decedents without error.
 //!
 //! Once loaded, the sample is exported at every Bulk Data level (system, Patient, Group) with
 //! `_type`, `_typeFilter` and `_since`, each manifest checked against the server's own searches
@@ -33,6 +34,8 @@ struct SyntheaBundle {
     bytes: Vec<u8>,
     /// Resources per type in this Bundle.
     counts: BTreeMap<String, u64>,
+    /// Patients with a date of death (`deceasedDateTime` to the day at least).
+    decedents: u64,
 }
 
 fn bundles() -> Option<Vec<SyntheaBundle>> {
@@ -61,14 +64,20 @@ fn bundles() -> Option<Vec<SyntheaBundle>> {
         let json: Value =
             serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
         let mut counts = BTreeMap::new();
+        let mut decedents = 0;
         for entry in json["entry"].as_array().map_or(&[][..], Vec::as_slice) {
             let rtype = entry["resource"]["resourceType"].as_str().unwrap_or("?");
             *counts.entry(rtype.to_owned()).or_default() += 1;
+            let died = entry["resource"]["deceasedDateTime"].as_str();
+            if rtype == "Patient" && died.is_some_and(|d| d.len() >= 10) {
+                decedents += 1;
+            }
         }
         bundles.push(SyntheaBundle {
             file: name,
             bytes,
             counts,
+            decedents,
         });
     }
     assert!(
@@ -105,6 +114,7 @@ async fn every_bundle_loads_as_a_transaction(kind: StoreKind) {
     };
     let server = Arc::new(server);
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    let decedents: u64 = bundles.iter().map(|b| b.decedents).sum();
     for bundle in &bundles {
         for (rtype, n) in &bundle.counts {
             *expected.entry(rtype.clone()).or_default() += n;
@@ -167,6 +177,43 @@ async fn every_bundle_loads_as_a_transaction(kind: StoreKind) {
             "{rtype}: {} before, {sent} sent, {after} after",
             before[rtype]
         );
+    }
+
+    // Synthea's deceased patients, as loaded, evaluated by every end-of-life care indicator
+    // (issue 17): each is in the population, and the strata split it.
+    for measure in [
+        "eol-ed-visits",
+        "eol-hospital-admissions",
+        "eol-icu-admission",
+        "eol-chemotherapy",
+        "eol-death-in-hospital",
+        "eol-no-or-late-palliative-care",
+        "eol-any",
+    ] {
+        let reply = server
+            .client
+            .get(&format!(
+                "Measure/signaal-{measure}/$evaluate-measure?periodStart=1900&periodEnd=2100"
+            ))
+            .await
+            .unwrap();
+        let group = &expect_status(&reply, 200)["group"][0];
+        let population = |g: &Value, code: &str| {
+            g["population"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["code"]["coding"][0]["code"] == code)
+                .unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        };
+        assert_eq!(population(group, "denominator"), decedents, "{measure}");
+        let numerator = population(group, "numerator");
+        assert!(numerator <= decedents, "{measure}");
+        let strata = group["stratifier"][0]["stratum"].as_array().unwrap();
+        let split: u64 = strata.iter().map(|s| population(s, "numerator")).sum();
+        assert_eq!(split, numerator, "{measure}");
     }
 
     exported_at_every_level(&server).await;

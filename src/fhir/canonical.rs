@@ -15,7 +15,7 @@ use crate::error::FhirError;
 pub const BASE: &str = "https://signaal.dev/fhir";
 
 /// The files of `profiles/` and `conformance/` that are canonical resources.
-const FILES: [&str; 45] = [
+const FILES: [&str; 66] = [
     include_str!("../../profiles/StructureDefinition-flag-priority.json"),
     include_str!("../../profiles/StructureDefinition-flag-risk-assessment.json"),
     include_str!("../../profiles/StructureDefinition-risk-score-item.json"),
@@ -58,6 +58,27 @@ const FILES: [&str; 45] = [
     include_str!("../../profiles/valueset-scoring-oxygen-saturation.json"),
     include_str!("../../profiles/valueset-scoring-sodium.json"),
     include_str!("../../conformance/operation-import.json"),
+    include_str!("../../profiles/StructureDefinition-signaal-action-plan.json"),
+    include_str!("../../profiles/StructureDefinition-signaal-domain-goal.json"),
+    include_str!("../../profiles/StructureDefinition-worklist-goal-domain-missing.json"),
+    include_str!("../../profiles/codesystem-goal-domain.json"),
+    include_str!("../../profiles/valueset-goal-domain.json"),
+    include_str!("../../profiles/valueset-scoring-advance-care-planning.json"),
+    include_str!("../../profiles/valueset-scoring-coach-role.json"),
+    include_str!("../../profiles/valueset-scoring-eol-chemotherapy.json"),
+    include_str!("../../profiles/valueset-scoring-eol-emergency-encounter.json"),
+    include_str!("../../profiles/valueset-scoring-eol-inpatient-encounter.json"),
+    include_str!("../../profiles/valueset-scoring-eol-intensive-care.json"),
+    include_str!("../../profiles/valueset-scoring-palliative-care.json"),
+    include_str!("../../conformance/measure-eol-any.json"),
+    include_str!("../../conformance/measure-eol-chemotherapy.json"),
+    include_str!("../../conformance/measure-eol-death-in-hospital.json"),
+    include_str!("../../conformance/measure-eol-ed-visits.json"),
+    include_str!("../../conformance/measure-eol-hospital-admissions.json"),
+    include_str!("../../conformance/measure-eol-icu-admission.json"),
+    include_str!("../../conformance/measure-eol-no-or-late-palliative-care.json"),
+    include_str!("../../conformance/operation-evaluate-measure.json"),
+    include_str!("../../conformance/questionnaire-surprise-question.json"),
     include_str!("../../conformance/operation-reindex.json"),
     include_str!("../../conformance/operation-scoring-coverage.json"),
     include_str!("../../conformance/operation-worklist.json"),
@@ -169,4 +190,16 @@ pub fn check_writable(rtype: &str, id: &str, resource: Option<&Value>) -> Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_shipped_canonical_resource_is_valid_r4() {
+        for resource in super::all() {
+            let rtype = resource["resourceType"].as_str().unwrap_or_default();
+            crate::fhir::validate::validate(resource, rtype)
+                .unwrap_or_else(|e| panic!("{rtype}/{}: {e}", resource["id"]));
+        }
+    }
 }

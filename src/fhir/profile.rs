@@ -31,6 +31,8 @@ static DEFINITIONS: LazyLock<Definitions> = LazyLock::new(|| {
     let profile_files = [
         include_str!("../../profiles/StructureDefinition-signaal-flag.json"),
         include_str!("../../profiles/StructureDefinition-signaal-risk-assessment.json"),
+        include_str!("../../profiles/StructureDefinition-signaal-domain-goal.json"),
+        include_str!("../../profiles/StructureDefinition-signaal-action-plan.json"),
     ];
     let value_set_files = [
         include_str!("../../profiles/valueset-risk-model.json"),
@@ -39,6 +41,7 @@ static DEFINITIONS: LazyLock<Definitions> = LazyLock::new(|| {
         include_str!("../../profiles/valueset-flag-status.json"),
         include_str!("../../profiles/valueset-qualitative-risk.json"),
         include_str!("../../profiles/valueset-charlson-category.json"),
+        include_str!("../../profiles/valueset-goal-domain.json"),
     ];
     let parse = |text: &str| -> Value {
         serde_json::from_str(text).expect("the files in profiles/ are valid JSON")
@@ -148,7 +151,11 @@ fn check_element(resource: &Value, element: &Value, profile: &str, issues: &mut 
         Some(prefix) => choice(resource, prefix, element, profile, issues),
         None => (values(resource, path), path.to_owned()),
     };
-    if found.len() < min {
+    let too_few = match path.strip_suffix("[x]") {
+        Some(_) => found.len() < min,
+        None => missing_in_a_parent(resource, path, min),
+    };
+    if too_few {
         issues.push(Issue::error("required", format!("{profile}: {path} is required")).at(path));
     }
     if let Some(url) = element["binding"]["valueSet"].as_str() {
@@ -254,6 +261,26 @@ fn choice(
     (found, found_path)
 }
 
+/// Whether some occurrence of `path`'s parent holds fewer than `min` of it: a `min` applies
+/// within each parent (every `CarePlan.activity.detail` needs its own `description`), and a
+/// parent that is absent asks nothing of its children.
+fn missing_in_a_parent(resource: &Value, path: &str, min: usize) -> bool {
+    if min == 0 {
+        return false;
+    }
+    let Some((parent, name)) = path.rsplit_once('.') else {
+        return false;
+    };
+    values(resource, parent).iter().any(|holder| {
+        let count = match &holder[name] {
+            Value::Null => 0,
+            Value::Array(items) => items.len(),
+            _ => 1,
+        };
+        count < min
+    })
+}
+
 /// The values at a dotted element path (`Flag.period.start`), arrays flattened; the first
 /// segment is the resource type.
 fn values(resource: &Value, path: &str) -> Vec<Value> {
@@ -326,16 +353,43 @@ mod tests {
         f.as_object_mut().unwrap().remove("period");
         f["extension"].as_array_mut().unwrap().remove(0);
         let found = issues(&f);
-        assert_eq!(found.len(), 5, "{found:#?}");
+        // The missing period is one issue: its start is asked of a period that is there.
+        assert_eq!(found.len(), 4, "{found:#?}");
         assert!(found.iter().any(|i| i.contains("Flag.code must be a code")));
         assert!(found
             .iter()
             .any(|i| i.contains("Flag.subject must reference a Patient")));
         assert!(found.iter().any(|i| i.contains("Flag.period is required")));
-        assert!(found
+        assert!(found.iter().any(|i| i.contains("extension 'priority'")));
+        f["period"] = json!({"end": "2024-03-02"});
+        assert!(issues(&f)
             .iter()
             .any(|i| i.contains("Flag.period.start is required")));
-        assert!(found.iter().any(|i| i.contains("extension 'priority'")));
+    }
+
+    #[test]
+    fn a_nested_min_holds_in_every_occurrence_of_its_parent() {
+        let plan = |second: Value| {
+            json!({"resourceType": "CarePlan",
+                "meta": {"profile": ["https://signaal.dev/fhir/StructureDefinition/signaal-action-plan"]},
+                "status": "active", "intent": "plan", "subject": {"reference": "Patient/p"},
+                "goal": [{"reference": "Goal/g"}],
+                "activity": [{"detail": {"status": "scheduled", "description": "Walk daily"}},
+                             second]})
+        };
+        let described = json!({"detail": {"status": "scheduled", "description": "Call my son"}});
+        assert_eq!(issues(&plan(described)), Vec::<String>::new());
+        let found = issues(&plan(json!({"detail": {"status": "scheduled"}})));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(found[0].contains("CarePlan.activity.detail.description is required"));
+        // Who does it and when are optional.
+        let found = issues(&plan(
+            json!({"reference": {"reference": "ServiceRequest/s"}}),
+        ));
+        assert!(
+            found[0].contains("CarePlan.activity.detail is required"),
+            "{found:#?}"
+        );
     }
 
     #[test]

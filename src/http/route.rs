@@ -8,8 +8,9 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
-    async_job, audit_event, capabilities, create, delete, everything, export, history, import,
-    lastn, patch, read, reindex, scoring_coverage, search, transaction, update, vread, worklist,
+    async_job, audit_event, capabilities, create, delete, evaluate_measure, everything, export,
+    history, import, lastn, patch, read, reindex, scoring_coverage, search, transaction, update,
+    vread, worklist,
 };
 use crate::subscription;
 
@@ -159,6 +160,12 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         ["Practitioner", id, "$worklist"] => match *method {
             Method::GET => worklist::worklist(app, id).await,
             _ => Err(not_allowed("GET")),
+        },
+        ["Measure", id, "$evaluate-measure"] => match *method {
+            Method::GET | Method::POST => {
+                evaluate_measure::evaluate_measure(app, request, id).await
+            }
+            _ => Err(not_allowed("GET, POST")),
         },
         [rtype, id] if !id.starts_with('$') => match *method {
             Method::GET => read::read(app, request, rtype, id).await,

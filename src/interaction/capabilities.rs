@@ -232,6 +232,12 @@ fn statement(app: &App) -> Value {
             if rtype == "Subscription" {
                 subscription_topics(app, &mut resource, &mut operations);
             }
+            if rtype == "Measure" {
+                operations.push(json!({
+                    "name": "evaluate-measure",
+                    "definition": super::evaluate_measure::DEFINITION,
+                }));
+            }
             resource["operation"] = Value::Array(operations);
             let profiles: Vec<&str> = crate::fhir::profile::known()
                 .filter(|url| crate::fhir::profile::profile_type(url) == Some(rtype.as_str()))

@@ -9,6 +9,7 @@ pub mod canonical;
 pub mod capabilities;
 pub mod create;
 pub mod delete;
+pub mod evaluate_measure;
 pub mod everything;
 pub mod export;
 pub mod history;

@@ -6,7 +6,10 @@
 //! (`flag-priority`), then by how many active Flags they have, then by id, and cut at the
 //! caseload (`--caseload`, default 120). The answer is a searchset: each Patient as a match
 //! (`search.score` its top priority / 100), followed by its active Flags and the
-//! RiskAssessments those Flags point at, as includes.
+//! RiskAssessments those Flags point at, as includes. Each patient's entry names, in
+//! `search.extension` (`worklist-goal-domain-missing`), the life domains (health, daily
+//! activities, own way of coping, environment) in which the patient has no active or
+//! accepted Goal.
 
 use serde_json::{json, Value};
 
@@ -16,11 +19,17 @@ use crate::fhir::meta;
 use crate::http::response::FhirResponse;
 use crate::interaction::bundle::bundle;
 use crate::interaction::check_id;
+use crate::scoring::engagement::{goal_domain, goal_domains, GOAL_DOMAIN_SYSTEM};
 use crate::scoring::output::{flag_priority, is_signaal};
 use crate::search::params::{parse, Unknown};
 use crate::search::query::Cursor;
 use crate::search::result::MAX_COUNT;
 use crate::store::Version;
+
+/// The extension on a patient's entry naming a life domain without an active goal
+/// (`profiles/StructureDefinition-worklist-goal-domain-missing.json`).
+pub const MISSING_DOMAIN: &str =
+    "https://signaal.dev/fhir/StructureDefinition/worklist-goal-domain-missing";
 
 /// One patient of the caseload with what ranks it.
 struct Entry {
@@ -28,6 +37,8 @@ struct Entry {
     top: i64,
     flags: Vec<Version>,
     assessments: Vec<String>,
+    /// The life domains without an active goal.
+    missing_domains: Vec<(&'static str, &'static str)>,
 }
 
 pub async fn worklist(app: &App, practitioner: &str) -> Result<FhirResponse, FhirError> {
@@ -44,17 +55,25 @@ pub async fn worklist(app: &App, practitioner: &str) -> Result<FhirResponse, Fhi
     let mut entries = Vec::with_capacity(patients.len());
     for patient in patients {
         let mut flags = Vec::new();
-        for version in app.store.compartment(&patient, &["Flag"]).await? {
-            if version.rtype != "Flag" {
-                continue;
-            }
-            let Some(flag) = version
+        let mut covered = Vec::new();
+        for version in app.store.compartment(&patient, &["Flag", "Goal"]).await? {
+            let Some(resource) = version
                 .content
                 .as_deref()
                 .and_then(|c| serde_json::from_str::<Value>(c).ok())
             else {
                 continue;
             };
+            if version.rtype == "Goal" {
+                if matches!(
+                    resource["lifecycleStatus"].as_str(),
+                    Some("active" | "accepted")
+                ) {
+                    covered.extend(goal_domain(&resource).map(|(code, _)| code));
+                }
+                continue;
+            }
+            let flag = resource;
             if flag["status"] == "active" && is_signaal(&flag) {
                 flags.push((flag_priority(&flag), flag, version));
             }
@@ -73,11 +92,17 @@ pub async fn worklist(app: &App, practitioner: &str) -> Result<FhirResponse, Fhi
                 }
             }
         }
+        let missing_domains = goal_domains()
+            .iter()
+            .filter(|(code, _)| !covered.contains(&code.as_str()))
+            .map(|(code, display)| (code.as_str(), display.as_str()))
+            .collect();
         entries.push(Entry {
             patient,
             top,
             flags: flags.into_iter().map(|f| f.2).collect(),
             assessments,
+            missing_domains,
         });
     }
     entries.sort_by(|a, b| {
@@ -108,6 +133,17 @@ pub async fn worklist(app: &App, practitioner: &str) -> Result<FhirResponse, Fhi
         };
         if let Some(mut p) = entry(&patient.version, "match") {
             p["search"]["score"] = json!(e.top as f64 / 100.0);
+            let missing: Vec<Value> = e
+                .missing_domains
+                .iter()
+                .map(|(code, display)| {
+                    json!({"url": MISSING_DOMAIN, "valueCoding": {
+                        "system": GOAL_DOMAIN_SYSTEM, "code": code, "display": display}})
+                })
+                .collect();
+            if !missing.is_empty() {
+                p["search"]["extension"] = json!(missing);
+            }
             bundle_entries.push(p);
             matches += 1;
         }

@@ -6,9 +6,13 @@
 //!   plan's activity for that goal or measure (`activity.detail.scheduledTiming.repeat`,
 //!   period ÷ frequency), or 14 days when the plan says nothing; counted from the last
 //!   measurement, or from the start of the goal or plan when there is none yet;
-//! - a Goal's `achievementStatus` is worsening or not-achieving.
+//! - a Goal's `achievementStatus` is worsening or not-achieving; for a goal in one of the four
+//!   life domains (`Goal.category` from `profiles/codesystem-goal-domain.json`) the finding
+//!   names the domain that is slipping.
 //!
 //! Each finding is one point; any finding is high risk of disengagement.
+
+use std::sync::LazyLock;
 
 use serde_json::Value;
 
@@ -18,6 +22,45 @@ use super::{
     codings, effective, instant, key, observation_counts, reference_id, Item, Record, Risk, Score,
     DAY_MS, HOUR_MS,
 };
+
+/// The CodeSystem of the four life domains of a goal (`profiles/codesystem-goal-domain.json`).
+pub const GOAL_DOMAIN_SYSTEM: &str = "https://signaal.dev/fhir/CodeSystem/goal-domain";
+
+/// The four life domains, `(code, display)`, in the CodeSystem's order.
+pub fn goal_domains() -> &'static [(String, String)] {
+    static DOMAINS: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
+        crate::fhir::canonical::all()
+            .iter()
+            .filter(|r| r["resourceType"] == "CodeSystem" && r["url"] == GOAL_DOMAIN_SYSTEM)
+            .flat_map(|cs| cs["concept"].as_array().cloned().unwrap_or_default())
+            .filter_map(|c| {
+                Some((
+                    c["code"].as_str()?.to_owned(),
+                    c["display"].as_str()?.to_owned(),
+                ))
+            })
+            .collect()
+    });
+    &DOMAINS
+}
+
+/// The life domain of a Goal (its `category` coded in [`GOAL_DOMAIN_SYSTEM`]): code and display.
+pub fn goal_domain(goal: &Value) -> Option<(&'static str, &'static str)> {
+    goal["category"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|c| {
+            codings(c)
+                .filter(|(s, _)| *s == GOAL_DOMAIN_SYSTEM)
+                .find_map(|(_, code)| {
+                    goal_domains()
+                        .iter()
+                        .find(|(c, _)| c == code)
+                        .map(|(c, d)| (c.as_str(), d.as_str()))
+                })
+        })
+}
 
 /// The expectation when a plan says nothing about how often to measure.
 pub const DEFAULT_INTERVAL_DAYS: i64 = 14;
@@ -137,11 +180,15 @@ pub fn score(record: &Record, now: i64) -> Score {
             .map(|(_, c)| c)
             .find(|c| matches!(*c, "worsening" | "not-achieving"));
         if let Some(status) = status {
-            items.push(Item::new(
-                1.0,
-                format!("goal achievement status {status}"),
-                vec![key(g)],
-            ));
+            // A goal in a life domain says which domain is slipping.
+            let why = match goal_domain(g) {
+                Some((_, domain)) => {
+                    let what = g["description"]["text"].as_str().unwrap_or("a goal");
+                    format!("domain {domain} slipping: goal \"{what}\" {status}")
+                }
+                None => format!("goal achievement status {status}"),
+            };
+            items.push(Item::new(1.0, why, vec![key(g)]));
         }
     }
     let total = items.len() as f64;
@@ -228,5 +275,19 @@ mod tests {
         let s = score(&Record::new("p", r), ms("2024-02-10T00:00:00Z"));
         assert_eq!(s.score, 2.0);
         assert_eq!(s.items[1].why, "goal achievement status worsening");
+    }
+
+    #[test]
+    fn a_slipping_goal_in_a_life_domain_names_the_domain() {
+        let mut r = plan(None);
+        r[1]["category"] =
+            json!([{"coding": [{"system": GOAL_DOMAIN_SYSTEM, "code": "daily-activities"}]}]);
+        r[1]["achievementStatus"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/goal-achievement", "code": "not-achieving"}]});
+        let s = score(&Record::new("p", r), ms("2024-01-10T00:00:00Z"));
+        assert_eq!(
+            s.items[0].why,
+            "domain Daily activities slipping: goal \"weigh daily\" not-achieving"
+        );
+        assert_eq!(goal_domains().len(), 4);
     }
 }

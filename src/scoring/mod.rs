@@ -12,6 +12,7 @@ pub mod engagement;
 pub mod hospital;
 pub mod lace;
 pub mod output;
+pub mod palliative;
 pub mod run;
 pub mod terms;
 pub mod units;
@@ -40,6 +41,8 @@ pub const MODEL_TYPES: &[&str] = &[
     "Procedure",
     "Goal",
     "CarePlan",
+    "QuestionnaireResponse",
+    "Consent",
 ];
 
 pub const HOUR_MS: i64 = 3_600_000;

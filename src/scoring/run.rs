@@ -10,7 +10,8 @@ use serde_json::Value;
 use super::output::{self, active_flag, flag_reason, inactive_flag, is_signaal, risk_assessment};
 use super::terms::{self, Terms};
 use super::{
-    alerts, charlson, engagement, hospital, lace, utilisation, Record, Risk, Score, DAY_MS,
+    alerts, charlson, engagement, hospital, lace, palliative, utilisation, Record, Risk, Score,
+    DAY_MS,
 };
 use crate::auth::{provenance::traced, Agent};
 use crate::error::FhirError;
@@ -209,6 +210,7 @@ pub async fn score_patient(
     }
     let (alert_score, fired) = alerts::score(terms, &record, now);
     let engaged = engagement::score(&record, now);
+    let (palliative_score, palliative_flags) = palliative::score(terms, &record, now);
 
     // Flags wanted: reason → (assessment id, why).
     let mut wanted: Vec<(&str, String, String)> = Vec::new();
@@ -251,6 +253,13 @@ pub async fn score_patient(
             why.join("; "),
         ));
     }
+    for (reason, why) in palliative_flags {
+        wanted.push((
+            reason,
+            output::risk_assessment_id(&palliative_score, patient),
+            why,
+        ));
+    }
     // Only assessments that carry information: LACE and HOSPITAL score discharges (none without
     // one); the patient-level models only once the record holds the data they read (a score of
     // 0 from nothing is noise). Flags need a score above 0, so they always have theirs.
@@ -264,6 +273,9 @@ pub async fn score_patient(
     }
     if engagement::applies(&record) {
         scores.push(engaged);
+    }
+    if palliative::applies(terms, &record) {
+        scores.push(palliative_score);
     }
 
     let mut writes: Vec<(String, String, Option<Value>)> = Vec::new();

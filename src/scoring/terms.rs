@@ -56,6 +56,7 @@ pub fn condition_value_sets() -> Vec<String> {
         .collect();
     out.push(url("heart-failure"));
     out.push(url("active-cancer"));
+    out.push(url("palliative-care"));
     out
 }
 

@@ -13,6 +13,8 @@ pub const INPUT_TYPES: &[&str] = &[
     "Goal",
     "CarePlan",
     "CareTeam",
+    "QuestionnaireResponse",
+    "Consent",
 ];
 
 pub fn is_input(rtype: &str) -> bool {
