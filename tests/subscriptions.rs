@@ -673,6 +673,157 @@ async fn notifications_follow_the_creators_access(kind: common::StoreKind) {
     }
 }
 
+/// A patient-bound token (SMART backend services, `patient/...` scopes) subscribes to what its
+/// patient's compartment and its scopes let it read: its Subscription must name its patient, its
+/// notifications never carry another patient's events (also of a type its filters leave
+/// open), and a full-resource payload holds only what its granular scopes allow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_bound_subscription_sees_only_its_patient_sqlite() {
+    a_patient_bound_subscription_sees_only_its_patient(common::StoreKind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_bound_subscription_sees_only_its_patient_postgres() {
+    a_patient_bound_subscription_sees_only_its_patient(common::StoreKind::Postgres).await;
+}
+
+fn goal(patient: &str, description: &str) -> Value {
+    json!({
+        "resourceType": "Goal",
+        "lifecycleStatus": "active",
+        "description": {"text": description},
+        "subject": {"reference": format!("Patient/{patient}")},
+    })
+}
+
+/// The focus resources of an event notification (entries after the status).
+fn focus_resources(received: &common::receiver::Received) -> Vec<Value> {
+    received.body["entry"].as_array().unwrap()[1..]
+        .iter()
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+async fn a_patient_bound_subscription_sees_only_its_patient(kind: common::StoreKind) {
+    let Some(s) = Secured::start(kind).await else {
+        return;
+    };
+    let (_, admin, _, _) = common::auth::two_patients(&s).await;
+    let scope = "patient/Subscription.cruds patient/Goal.rs patient/CarePlan.rs \
+                 patient/Observation.rs?category=vital-signs";
+    s.register("coach-of-a", scope, Some("a")).await;
+    let coach = s.token("coach-of-a", scope).await;
+    const CARE_TOPIC: &str = "https://signaal.dev/fhir/SubscriptionTopic/care-plan-or-goal";
+    const OBSERVATION_TOPIC: &str =
+        "https://signaal.dev/fhir/SubscriptionTopic/observation-created";
+    let receiver = Receiver::start().await;
+
+    // Its Subscription must be about its own patient: without a patient, or about another, it is
+    // outside its compartment.
+    for filters in [&[][..], &["CarePlan?patient=Patient/b"][..]] {
+        let sub = subscription(CARE_TOPIC, filters, "rest-hook", &receiver.url, "full-resource");
+        let refused = s.call(&coach, "POST", "Subscription", Some(&sub)).await;
+        let outcome = expect_status(&refused, 403);
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+    }
+
+    // Filters on CarePlans only: Goals are not filtered, so only the patient binding keeps
+    // patient b's Goals out.
+    let sub = subscription(
+        CARE_TOPIC,
+        &["CarePlan?patient=Patient/a"],
+        "rest-hook",
+        &receiver.url,
+        "full-resource",
+    );
+    let created = expect_status(&s.call(&coach, "POST", "Subscription", Some(&sub)).await, 201);
+    let id = created["id"].as_str().unwrap().to_owned();
+    receiver.next_of("handshake", WAIT).await.expect("handshake");
+    // The coach reads, follows and searches its own subscription.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let read = s.call(&coach, "GET", &format!("Subscription/{id}"), None).await;
+        if expect_status(&read, 200)["status"] == "active" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = s
+        .call(&coach, "GET", &format!("Subscription/{id}/$status"), None)
+        .await;
+    expect_status(&status, 200);
+    let mine = expect_status(&s.call(&coach, "GET", "Subscription", None).await, 200);
+    let entries = mine["entry"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 1, "{mine}");
+
+    for (patient, text) in [("b", "b walks daily"), ("a", "a walks daily")] {
+        expect_status(
+            &s.call(&admin, "POST", "Goal", Some(&goal(patient, text))).await,
+            201,
+        );
+    }
+    let received = receiver
+        .next_of("event-notification", WAIT)
+        .await
+        .expect("a's Goal notified");
+    let resources = focus_resources(&received);
+    assert_eq!(resources.len(), 1, "{}", received.body);
+    assert_eq!(resources[0]["subject"]["reference"], "Patient/a");
+    assert_eq!(resources[0]["description"]["text"], "a walks daily");
+    assert!(
+        !received.body.to_string().contains("b walks daily"),
+        "{}",
+        received.body
+    );
+    // Event numbers count only what it may see; $events replays the same.
+    assert_eq!(received.event_numbers(), vec![1]);
+    let replay = s
+        .call(
+            &coach,
+            "GET",
+            &format!("Subscription/{id}/$events?eventsSinceNumber=1"),
+            None,
+        )
+        .await;
+    let replay = expect_status(&replay, 200);
+    assert!(!replay.to_string().contains("Patient/b"), "{replay}");
+
+    // Granular scopes: only vital signs of patient a, and b's never.
+    let receiver2 = Receiver::start().await;
+    let sub = subscription(
+        OBSERVATION_TOPIC,
+        &["Observation?patient=a"],
+        "rest-hook",
+        &receiver2.url,
+        "full-resource",
+    );
+    expect_status(&s.call(&coach, "POST", "Subscription", Some(&sub)).await, 201);
+    receiver2.next_of("handshake", WAIT).await.expect("handshake");
+    tokio::time::sleep(Duration::from_millis(300)).await; // until active
+    for (patient, category) in [("a", "laboratory"), ("b", "vital-signs"), ("a", "vital-signs")] {
+        let observation = common::auth::observation(patient, category);
+        expect_status(
+            &s.call(&admin, "POST", "Observation", Some(&observation)).await,
+            201,
+        );
+    }
+    let mut seen = Vec::new();
+    while let Some(received) = receiver2
+        .next_of("event-notification", Duration::from_secs(3))
+        .await
+    {
+        seen.extend(focus_resources(&received));
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["subject"]["reference"], "Patient/a");
+    assert_eq!(seen[0]["category"][0]["coding"][0]["code"], "vital-signs");
+    // Nor did the first subscription hear of them (wrong topic), nor of b at all.
+    while let Some(received) = receiver.next(Duration::from_millis(500)).await {
+        assert!(!received.body.to_string().contains("Patient/b"));
+    }
+}
+
 /// A `signaal serve` process on a loopback port (the real binary, so it can be killed).
 struct Process {
     child: std::process::Child,
