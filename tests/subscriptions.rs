@@ -313,6 +313,100 @@ both_stores!(a_handshake_nobody_answers_is_an_error, |server| {
     );
 });
 
+// `maxCount`: events that waited (the endpoint was down) come at most that many a
+// notification, in order.
+both_stores!(max_count_bounds_the_events_of_one_notification, |server| {
+    patients(&server, &["max-p1"]).await;
+    let receiver = Receiver::start().await;
+    let s = with_channel_extension(
+        subscription(
+            FLAG_TOPIC,
+            &["Flag?patient=Patient/max-p1"],
+            "rest-hook",
+            &receiver.url,
+            "id-only",
+        ),
+        "backport-max-count",
+        json!(2),
+    );
+    let id = post(&server, "Subscription", &s).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    receiver.next_of("handshake", WAIT).await.expect("handshake");
+    until_status(&server, &id, "active").await;
+    receiver.set_down(true);
+    for _ in 0..5 {
+        post(&server, "Flag", &flag("max-p1", "active", 3)).await;
+    }
+    // All five recorded while the endpoint is down.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = server
+            .client
+            .get(&format!("Subscription/{id}/$status"))
+            .await
+            .unwrap()
+            .json();
+        if status_parameter(&status, "events-since-subscription-start") == "5" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not recorded: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    receiver.set_down(false);
+    let mut numbers = Vec::new();
+    while numbers.len() < 5 {
+        let received = receiver
+            .next_of("event-notification", WAIT)
+            .await
+            .expect("the waiting events");
+        let these = received.event_numbers();
+        assert!(!these.is_empty() && these.len() <= 2, "{these:?}");
+        numbers.extend(these);
+    }
+    assert_eq!(numbers, vec![1, 2, 3, 4, 5]);
+});
+
+// `timeout`: an endpoint slower than the subscription's timeout has not taken the
+// notification; a handshake that times out puts the subscription in `error`, saying so.
+both_stores!(an_endpoint_slower_than_the_timeout_fails, |server| {
+    let receiver = Receiver::start().await;
+    receiver.set_slow(Duration::from_secs(4));
+    let s = with_channel_extension(
+        subscription(FLAG_TOPIC, &[], "rest-hook", &receiver.url, "id-only"),
+        "backport-timeout",
+        json!(1),
+    );
+    let id = post(&server, "Subscription", &s).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = until_status(&server, &id, "error").await;
+    let reason = failed["error"].as_str().unwrap_or_default();
+    assert!(reason.contains("longer than 1 s"), "{failed}");
+});
+
+// Redirects are never followed: a handshake answered with a redirect to another host fails,
+// and that host hears nothing.
+both_stores!(a_redirect_is_not_followed, |server| {
+    let elsewhere = Receiver::start_on("127.0.0.2:0".parse().unwrap()).await;
+    let receiver = Receiver::start().await;
+    receiver.set_redirect(Some(elsewhere.url.clone()));
+    let s = subscription(FLAG_TOPIC, &[], "rest-hook", &receiver.url, "id-only");
+    let id = post(&server, "Subscription", &s).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = until_status(&server, &id, "error").await;
+    assert!(
+        failed.to_string().contains("redirects are not followed"),
+        "{failed}"
+    );
+    assert_eq!(receiver.refused(), 1);
+    assert!(elsewhere.next(Duration::from_millis(500)).await.is_none());
+});
+
 both_stores!(an_unknown_topic_is_an_error, |server| {
     let receiver = Receiver::start().await;
     let s = subscription(
@@ -824,76 +918,6 @@ async fn a_patient_bound_subscription_sees_only_its_patient(kind: common::StoreK
     }
 }
 
-/// A `signaal serve` process on a loopback port (the real binary, so it can be killed).
-struct Process {
-    child: std::process::Child,
-    client: signaal::client::Client,
-    log: std::path::PathBuf,
-}
-
-impl Process {
-    async fn start(database_url: &str, dir: &std::path::Path) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let log = dir.join(format!("signaal-{port}.log"));
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_signaal"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--database", database_url])
-            .env_remove("SIGNAAL_BASE_URL")
-            .env("SIGNAAL_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("the signaal binary starts");
-        let mut process = Process {
-            child,
-            client: signaal::client::Client::new(&format!("http://127.0.0.1:{port}/fhir")),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = process.child.try_wait().unwrap() {
-                panic!("signaal exited with {status}: {}", process.log_text());
-            }
-            let health = format!("http://127.0.0.1:{port}/health");
-            if process
-                .client
-                .get(&health)
-                .await
-                .is_ok_and(|r| r.status == 200)
-            {
-                return process;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "signaal did not start: {}",
-                process.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL"); // SIGKILL on Unix: no chance to drain
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.kill();
-        }
-    }
-}
-
 /// kill -9 while flags are written and notified: after a restart on the same database every
 /// acknowledged write reaches the endpoint (at least once), none is lost.
 async fn kill_during_delivery_loses_nothing(kind: common::StoreKind) {
@@ -902,7 +926,7 @@ async fn kill_during_delivery_loses_nothing(kind: common::StoreKind) {
     };
     let logs = common::TempDir::new();
     let dir_path = dir.as_ref().map_or(logs.0.clone(), |d| d.0.clone());
-    let mut server = Process::start(&database_url, &dir_path).await;
+    let mut server = common::process::Process::start(&database_url, &dir_path).await;
     let receiver = Receiver::start().await;
     let reply = server
         .client
@@ -958,7 +982,7 @@ async fn kill_during_delivery_loses_nothing(kind: common::StoreKind) {
     }
     assert!(acknowledged.len() >= 20, "{acknowledged:?}");
     receiver.set_down(false);
-    let server = Process::start(&database_url, &dir_path).await;
+    let server = common::process::Process::start(&database_url, &dir_path).await;
     let mut notified = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !acknowledged.is_subset(&notified) {

@@ -464,4 +464,5 @@ pub fn without_audit_events(bundle: &Value) -> Vec<&Value> {
 }
 pub mod auth;
 pub mod output;
+pub mod process;
 pub mod receiver;
