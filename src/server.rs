@@ -143,6 +143,7 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
     if settings.subscriptions.worker {
         crate::subscription::spawn(&app);
     }
+    follow_registry(&app);
     if settings.scoring.worker {
         crate::scoring::worker::spawn(&app);
     }
@@ -166,9 +167,42 @@ pub async fn serve(
     let result = crate::http::connection::serve(listener, router, app.connections, shutdown).await;
     app.metrics.stop();
     app.auth.audit.close().await;
-    app.subscriptions.stop_all();
+    crate::subscription::release(&app).await;
     app.store.close().await;
     result
+}
+
+/// Keeps this server's search parameters and subscription topics up to date with what the
+/// other servers on the database write (PostgreSQL `NOTIFY`; `Store::registry_signal`): they
+/// are reloaded within milliseconds of such a commit. (Its own writes reload them already; the
+/// server running the subscription worker takes topics from the outbox, in order.)
+fn follow_registry(app: &Arc<App>) {
+    let Some(signal) = app.store.registry_signal() else {
+        return;
+    };
+    let weak = Arc::downgrade(app);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = signal.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
+                    if weak.strong_count() == 0 {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            let Some(app) = weak.upgrade() else { return };
+            if let Err(e) = search_parameters::reload(&app).await {
+                tracing::warn!(error = %e, "reloading the search parameters failed");
+            }
+            if !app.subscriptions.leading() {
+                if let Err(e) = crate::subscription::outbox::load_topics(&app).await {
+                    tracing::warn!(error = %e, "reloading the subscription topics failed");
+                }
+            }
+        }
+    });
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

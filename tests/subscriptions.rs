@@ -313,6 +313,100 @@ both_stores!(a_handshake_nobody_answers_is_an_error, |server| {
     );
 });
 
+// `maxCount`: events that waited (the endpoint was down) come at most that many a
+// notification, in order.
+both_stores!(max_count_bounds_the_events_of_one_notification, |server| {
+    patients(&server, &["max-p1"]).await;
+    let receiver = Receiver::start().await;
+    let s = with_channel_extension(
+        subscription(
+            FLAG_TOPIC,
+            &["Flag?patient=Patient/max-p1"],
+            "rest-hook",
+            &receiver.url,
+            "id-only",
+        ),
+        "backport-max-count",
+        json!(2),
+    );
+    let id = post(&server, "Subscription", &s).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    receiver.next_of("handshake", WAIT).await.expect("handshake");
+    until_status(&server, &id, "active").await;
+    receiver.set_down(true);
+    for _ in 0..5 {
+        post(&server, "Flag", &flag("max-p1", "active", 3)).await;
+    }
+    // All five recorded while the endpoint is down.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = server
+            .client
+            .get(&format!("Subscription/{id}/$status"))
+            .await
+            .unwrap()
+            .json();
+        if status_parameter(&status, "events-since-subscription-start") == "5" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not recorded: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    receiver.set_down(false);
+    let mut numbers = Vec::new();
+    while numbers.len() < 5 {
+        let received = receiver
+            .next_of("event-notification", WAIT)
+            .await
+            .expect("the waiting events");
+        let these = received.event_numbers();
+        assert!(!these.is_empty() && these.len() <= 2, "{these:?}");
+        numbers.extend(these);
+    }
+    assert_eq!(numbers, vec![1, 2, 3, 4, 5]);
+});
+
+// `timeout`: an endpoint slower than the subscription's timeout has not taken the
+// notification; a handshake that times out puts the subscription in `error`, saying so.
+both_stores!(an_endpoint_slower_than_the_timeout_fails, |server| {
+    let receiver = Receiver::start().await;
+    receiver.set_slow(Duration::from_secs(4));
+    let s = with_channel_extension(
+        subscription(FLAG_TOPIC, &[], "rest-hook", &receiver.url, "id-only"),
+        "backport-timeout",
+        json!(1),
+    );
+    let id = post(&server, "Subscription", &s).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = until_status(&server, &id, "error").await;
+    let reason = failed["error"].as_str().unwrap_or_default();
+    assert!(reason.contains("longer than 1 s"), "{failed}");
+});
+
+// Redirects are never followed: a handshake answered with a redirect to another host fails,
+// and that host hears nothing.
+both_stores!(a_redirect_is_not_followed, |server| {
+    let elsewhere = Receiver::start_on("127.0.0.2:0".parse().unwrap()).await;
+    let receiver = Receiver::start().await;
+    receiver.set_redirect(Some(elsewhere.url.clone()));
+    let s = subscription(FLAG_TOPIC, &[], "rest-hook", &receiver.url, "id-only");
+    let id = post(&server, "Subscription", &s).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = until_status(&server, &id, "error").await;
+    assert!(
+        failed.to_string().contains("redirects are not followed"),
+        "{failed}"
+    );
+    assert_eq!(receiver.refused(), 1);
+    assert!(elsewhere.next(Duration::from_millis(500)).await.is_none());
+});
+
 both_stores!(an_unknown_topic_is_an_error, |server| {
     let receiver = Receiver::start().await;
     let s = subscription(
@@ -673,73 +767,154 @@ async fn notifications_follow_the_creators_access(kind: common::StoreKind) {
     }
 }
 
-/// A `signaal serve` process on a loopback port (the real binary, so it can be killed).
-struct Process {
-    child: std::process::Child,
-    client: signaal::client::Client,
-    log: std::path::PathBuf,
+/// A patient-bound token (SMART backend services, `patient/...` scopes) subscribes to what its
+/// patient's compartment and its scopes let it read: its Subscription must name its patient, its
+/// notifications never carry another patient's events (also of a type its filters leave
+/// open), and a full-resource payload holds only what its granular scopes allow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_bound_subscription_sees_only_its_patient_sqlite() {
+    a_patient_bound_subscription_sees_only_its_patient(common::StoreKind::Sqlite).await;
 }
 
-impl Process {
-    async fn start(database_url: &str, dir: &std::path::Path) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let log = dir.join(format!("signaal-{port}.log"));
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_signaal"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--database", database_url])
-            .env_remove("SIGNAAL_BASE_URL")
-            .env("SIGNAAL_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("the signaal binary starts");
-        let mut process = Process {
-            child,
-            client: signaal::client::Client::new(&format!("http://127.0.0.1:{port}/fhir")),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = process.child.try_wait().unwrap() {
-                panic!("signaal exited with {status}: {}", process.log_text());
-            }
-            let health = format!("http://127.0.0.1:{port}/health");
-            if process
-                .client
-                .get(&health)
-                .await
-                .is_ok_and(|r| r.status == 200)
-            {
-                return process;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "signaal did not start: {}",
-                process.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL"); // SIGKILL on Unix: no chance to drain
-        let _ = self.child.wait();
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_bound_subscription_sees_only_its_patient_postgres() {
+    a_patient_bound_subscription_sees_only_its_patient(common::StoreKind::Postgres).await;
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.kill();
+fn goal(patient: &str, description: &str) -> Value {
+    json!({
+        "resourceType": "Goal",
+        "lifecycleStatus": "active",
+        "description": {"text": description},
+        "subject": {"reference": format!("Patient/{patient}")},
+    })
+}
+
+/// The focus resources of an event notification (entries after the status).
+fn focus_resources(received: &common::receiver::Received) -> Vec<Value> {
+    received.body["entry"].as_array().unwrap()[1..]
+        .iter()
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+async fn a_patient_bound_subscription_sees_only_its_patient(kind: common::StoreKind) {
+    let Some(s) = Secured::start(kind).await else {
+        return;
+    };
+    let (_, admin, _, _) = common::auth::two_patients(&s).await;
+    let scope = "patient/Subscription.cruds patient/Goal.rs patient/CarePlan.rs \
+                 patient/Observation.rs?category=vital-signs";
+    s.register("coach-of-a", scope, Some("a")).await;
+    let coach = s.token("coach-of-a", scope).await;
+    const CARE_TOPIC: &str = "https://signaal.dev/fhir/SubscriptionTopic/care-plan-or-goal";
+    const OBSERVATION_TOPIC: &str =
+        "https://signaal.dev/fhir/SubscriptionTopic/observation-created";
+    let receiver = Receiver::start().await;
+
+    // Its Subscription must be about its own patient: without a patient, or about another, it is
+    // outside its compartment.
+    for filters in [&[][..], &["CarePlan?patient=Patient/b"][..]] {
+        let sub = subscription(CARE_TOPIC, filters, "rest-hook", &receiver.url, "full-resource");
+        let refused = s.call(&coach, "POST", "Subscription", Some(&sub)).await;
+        let outcome = expect_status(&refused, 403);
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+    }
+
+    // Filters on CarePlans only: Goals are not filtered, so only the patient binding keeps
+    // patient b's Goals out.
+    let sub = subscription(
+        CARE_TOPIC,
+        &["CarePlan?patient=Patient/a"],
+        "rest-hook",
+        &receiver.url,
+        "full-resource",
+    );
+    let created = expect_status(&s.call(&coach, "POST", "Subscription", Some(&sub)).await, 201);
+    let id = created["id"].as_str().unwrap().to_owned();
+    receiver.next_of("handshake", WAIT).await.expect("handshake");
+    // The coach reads, follows and searches its own subscription.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let read = s.call(&coach, "GET", &format!("Subscription/{id}"), None).await;
+        if expect_status(&read, 200)["status"] == "active" {
+            break;
         }
+        assert!(Instant::now() < deadline, "never active");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = s
+        .call(&coach, "GET", &format!("Subscription/{id}/$status"), None)
+        .await;
+    expect_status(&status, 200);
+    let mine = expect_status(&s.call(&coach, "GET", "Subscription", None).await, 200);
+    let entries = mine["entry"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 1, "{mine}");
+
+    for (patient, text) in [("b", "b walks daily"), ("a", "a walks daily")] {
+        expect_status(
+            &s.call(&admin, "POST", "Goal", Some(&goal(patient, text))).await,
+            201,
+        );
+    }
+    let received = receiver
+        .next_of("event-notification", WAIT)
+        .await
+        .expect("a's Goal notified");
+    let resources = focus_resources(&received);
+    assert_eq!(resources.len(), 1, "{}", received.body);
+    assert_eq!(resources[0]["subject"]["reference"], "Patient/a");
+    assert_eq!(resources[0]["description"]["text"], "a walks daily");
+    assert!(
+        !received.body.to_string().contains("b walks daily"),
+        "{}",
+        received.body
+    );
+    // Event numbers count only what it may see; $events replays the same.
+    assert_eq!(received.event_numbers(), vec![1]);
+    let replay = s
+        .call(
+            &coach,
+            "GET",
+            &format!("Subscription/{id}/$events?eventsSinceNumber=1"),
+            None,
+        )
+        .await;
+    let replay = expect_status(&replay, 200);
+    assert!(!replay.to_string().contains("Patient/b"), "{replay}");
+
+    // Granular scopes: only vital signs of patient a, and b's never.
+    let receiver2 = Receiver::start().await;
+    let sub = subscription(
+        OBSERVATION_TOPIC,
+        &["Observation?patient=a"],
+        "rest-hook",
+        &receiver2.url,
+        "full-resource",
+    );
+    expect_status(&s.call(&coach, "POST", "Subscription", Some(&sub)).await, 201);
+    receiver2.next_of("handshake", WAIT).await.expect("handshake");
+    tokio::time::sleep(Duration::from_millis(300)).await; // until active
+    for (patient, category) in [("a", "laboratory"), ("b", "vital-signs"), ("a", "vital-signs")] {
+        let observation = common::auth::observation(patient, category);
+        expect_status(
+            &s.call(&admin, "POST", "Observation", Some(&observation)).await,
+            201,
+        );
+    }
+    let mut seen = Vec::new();
+    while let Some(received) = receiver2
+        .next_of("event-notification", Duration::from_secs(3))
+        .await
+    {
+        seen.extend(focus_resources(&received));
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["subject"]["reference"], "Patient/a");
+    assert_eq!(seen[0]["category"][0]["coding"][0]["code"], "vital-signs");
+    // Nor did the first subscription hear of them (wrong topic), nor of b at all.
+    while let Some(received) = receiver.next(Duration::from_millis(500)).await {
+        assert!(!received.body.to_string().contains("Patient/b"));
     }
 }
 
@@ -751,7 +926,7 @@ async fn kill_during_delivery_loses_nothing(kind: common::StoreKind) {
     };
     let logs = common::TempDir::new();
     let dir_path = dir.as_ref().map_or(logs.0.clone(), |d| d.0.clone());
-    let mut server = Process::start(&database_url, &dir_path).await;
+    let mut server = common::process::Process::start(&database_url, &dir_path).await;
     let receiver = Receiver::start().await;
     let reply = server
         .client
@@ -807,7 +982,7 @@ async fn kill_during_delivery_loses_nothing(kind: common::StoreKind) {
     }
     assert!(acknowledged.len() >= 20, "{acknowledged:?}");
     receiver.set_down(false);
-    let server = Process::start(&database_url, &dir_path).await;
+    let server = common::process::Process::start(&database_url, &dir_path).await;
     let mut notified = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !acknowledged.is_subset(&notified) {

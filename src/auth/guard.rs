@@ -381,6 +381,18 @@ impl Store for GuardedStore {
         Err(scoring_queue_is_the_servers())
     }
 
+    async fn claim(&self, _limit: usize, _now: i64, _until: i64) -> StoreResult<Vec<Queued>> {
+        Err(scoring_queue_is_the_servers())
+    }
+
+    async fn take_lease(&self, _: &str, _: &str, _: i64, _: i64) -> StoreResult<bool> {
+        Err(StoreError::Forbidden("Worker leases are the server's own".into()))
+    }
+
+    async fn release_lease(&self, _: &str, _: &str) -> StoreResult<()> {
+        Err(StoreError::Forbidden("Worker leases are the server's own".into()))
+    }
+
     async fn defer(
         &self,
         _patient: &str,

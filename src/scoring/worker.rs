@@ -8,8 +8,9 @@
 //!
 //! The queue is a table written in the same transaction as the inputs, so a crash loses
 //! nothing: a patient stays queued until scored. Scoring is idempotent, so scoring a patient
-//! twice (a crash after scoring but before dequeuing, or two servers on one PostgreSQL) is
-//! harmless. A patient whose scoring fails (or panics) is retried with backoff and parked after
+//! twice (a crash after scoring but before dequeuing) is harmless. Servers on one PostgreSQL
+//! claim the patients they score (`Store::claim`, `FOR UPDATE SKIP LOCKED`), so each patient is
+//! scored by one of them; a claim lapses after [`CLAIM_MS`] when its server died. A patient whose scoring fails (or panics) is retried with backoff and parked after
 //! [`MAX_ATTEMPTS`], logged as an error and listed by `signaal score --failed`; the others go
 //! on. The daily re-score runs a batch at a time between rounds of queue work, so new data is
 //! scored while it runs.
@@ -31,6 +32,9 @@ const UNREADABLE: Duration = Duration::from_secs(1);
 /// How many queued patients are read at a time, and how many patients of the daily re-score
 /// are done between two rounds of queue work.
 const BATCH: usize = 32;
+/// How long a claim on a queued patient holds (`Store::claim`): far longer than scoring one
+/// patient takes; when the server that claimed it dies, another scores it after this.
+const CLAIM_MS: i64 = 60_000;
 /// Failed attempts after which a patient is parked (until its data changes).
 pub const MAX_ATTEMPTS: i64 = 5;
 /// The wait after the first failure; each further failure waits 4 times longer (5 s, 20 s,
@@ -73,7 +77,7 @@ where
     F: FnMut(String) -> Fut,
     Fut: Future<Output = Result<Option<i64>, FhirError>>,
 {
-    let queued = store.queued(BATCH, now).await?;
+    let queued = store.claim(BATCH, now, now + CLAIM_MS).await?;
     for q in &queued {
         match score(q.patient.clone()).await {
             Ok(None) => {

@@ -8,9 +8,10 @@
 
 use serde_json::Value;
 
+use crate::fhir::compartment;
 use crate::search::contained;
 use crate::search::definitions::{ParamType, Registry};
-use crate::search::index::IndexEntries;
+use crate::search::index::{IndexEntries, ReferenceEntry};
 use crate::search::param::{self, composite};
 
 /// Computes every index entry of a resource of type `rtype`, for the parameters of `registry`.
@@ -37,6 +38,17 @@ pub fn index_entries(registry: &Registry, resource: &Value, rtype: &str) -> Inde
         }
         for item in &items {
             param::index(&mut entries, &param.code, param.kind, item);
+        }
+    }
+    if rtype == "Subscription" {
+        // What puts a Subscription in a Patient's compartment (`fhir::compartment::patient`).
+        if let Some(patient) = compartment::subscription_patients(resource).into_iter().next() {
+            entries.references.push(ReferenceEntry {
+                param: compartment::SUBSCRIPTION_PATIENT.to_owned(),
+                target_type: Some("Patient".to_owned()),
+                target_id: Some(patient),
+                url: None,
+            });
         }
     }
     entries

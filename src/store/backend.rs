@@ -39,9 +39,18 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// to wake the other servers on the database (PostgreSQL `NOTIFY`); `None` where only one
     /// server uses the database.
     const NOTIFY_QUEUED: Option<&'static str> = None;
-    /// Starts waking `queued` whenever another server's commit queued a patient (PostgreSQL
-    /// `LISTEN`), until `queued` is dropped. Nothing to do where one server has the database.
-    async fn listen(&self, _queued: std::sync::Weak<tokio::sync::Notify>) {}
+    /// The statement a transaction that wrote a SearchParameter or a Basic runs before it
+    /// commits, to make the other servers reload them (PostgreSQL `NOTIFY`).
+    const NOTIFY_REGISTRY: Option<&'static str> = None;
+    /// Starts waking `queued` whenever another server's commit queued a patient, and
+    /// `registry` when one wrote a SearchParameter or a Basic (PostgreSQL `LISTEN`), until they
+    /// are dropped. Nothing to do where one server has the database.
+    async fn listen(
+        &self,
+        _queued: std::sync::Weak<tokio::sync::Notify>,
+        _registry: std::sync::Weak<tokio::sync::Notify>,
+    ) {
+    }
     /// The pool reads run on.
     fn reader(&self) -> &Pool<Self::Db>;
     /// The pool writes outside a [`Tx`](super::Tx) run on (the scoring queue, authorization

@@ -288,6 +288,19 @@ pub trait Store: Send + Sync {
     /// The oldest `limit` patients in the scoring queue that are due at `now` (neither waiting
     /// for a retry nor parked).
     async fn queued(&self, limit: usize, now: i64) -> StoreResult<Vec<Queued>>;
+    /// Takes, or renews, the worker lease `name` for `holder` until `until` (ms): true when
+    /// `holder` has it now (nobody else held it, or its holder let it lapse by `now`). Work one
+    /// server does for all the servers on a database (the subscription worker) runs only while
+    /// its server holds the lease.
+    async fn take_lease(&self, name: &str, holder: &str, now: i64, until: i64)
+        -> StoreResult<bool>;
+    /// Gives up the lease `name`, if `holder` has it.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
+    /// Claims for this server, until `until` (ms), up to `limit` of the oldest patients due at
+    /// `now` that no server holds (see `sql::claim`): servers on one database never score the
+    /// same patient at once. `dequeue`, `reschedule` and `defer` end the claim; a claim whose
+    /// server died lapses at `until`.
+    async fn claim(&self, limit: usize, now: i64, until: i64) -> StoreResult<Vec<Queued>>;
     /// Records a failed scoring attempt: one more attempt, `error`, and the next attempt at
     /// `retry_at` (`None`: parked), unless the patient was queued again since `generation`
     /// (new data: it stays due).
@@ -320,6 +333,12 @@ pub trait Store: Send + Sync {
     /// scoring, so the scoring worker need not poll: by this server's commits, and on
     /// PostgreSQL by every server's on the database (`LISTEN`/`NOTIFY`). `None`: poll.
     fn queue_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+    /// Notified when another server's commit on the same database wrote a SearchParameter or
+    /// a Basic (PostgreSQL `LISTEN`/`NOTIFY`), so that every server reloads its search
+    /// parameters and subscription topics. `None`: only one server uses the database.
+    fn registry_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None
     }
     /// Checks that the database answers (for `/health`).

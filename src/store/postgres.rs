@@ -31,6 +31,7 @@ impl Backend for Postgres {
     const DIALECT: Dialect = Dialect::Postgres;
     const LOCK_ROW: &'static str = " FOR UPDATE";
     const NOTIFY_QUEUED: Option<&'static str> = Some("NOTIFY signaal_scoring_queue");
+    const NOTIFY_REGISTRY: Option<&'static str> = Some("NOTIFY signaal_registry");
 
     async fn open(url: &str) -> StoreResult<Self> {
         let options: PgConnectOptions = url
@@ -69,10 +70,14 @@ impl Backend for Postgres {
         })
     }
 
-    /// A task holding one connection that `LISTEN`s for the scoring queue; it reconnects
-    /// after a lost connection (waking the worker once, in case a notification was missed) and
-    /// ends when the store is dropped or closed.
-    async fn listen(&self, queued: std::sync::Weak<tokio::sync::Notify>) {
+    /// A task holding one connection that `LISTEN`s for the scoring queue and the registry; it
+    /// reconnects after a lost connection (waking both once, in case a notification was
+    /// missed) and ends when the store is dropped or closed.
+    async fn listen(
+        &self,
+        queued: std::sync::Weak<tokio::sync::Notify>,
+        registry: std::sync::Weak<tokio::sync::Notify>,
+    ) {
         let pool = self.pool.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -85,7 +90,8 @@ impl Backend for Postgres {
                         continue;
                     }
                 };
-                if let Err(e) = listener.listen("signaal_scoring_queue").await {
+                let channels = ["signaal_scoring_queue", "signaal_registry"];
+                if let Err(e) = listener.listen_all(channels).await {
                     tracing::debug!(error = %e, "scoring queue: LISTEN failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
@@ -95,10 +101,18 @@ impl Backend for Postgres {
                     // again) on the next call. Wake the worker then too: a notification may
                     // have been missed.
                     let received = listener.try_recv().await;
-                    let Some(notify) = queued.upgrade() else {
+                    let (Some(queued), Some(registry)) = (queued.upgrade(), registry.upgrade())
+                    else {
                         return;
                     };
-                    notify.notify_one();
+                    match &received {
+                        Ok(Some(n)) if n.channel() == "signaal_registry" => registry.notify_one(),
+                        Ok(Some(_)) => queued.notify_one(),
+                        _ => {
+                            queued.notify_one();
+                            registry.notify_one();
+                        }
+                    }
                     if let Err(e) = received {
                         tracing::debug!(error = %e, "scoring queue: LISTEN lost; reconnecting");
                         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -27,6 +27,9 @@ pub struct SqlStore<B> {
     /// Woken when a committed write queued a patient for scoring: by this store's own
     /// commits, and on PostgreSQL by every server's (`LISTEN`, see [`Backend::listen`]).
     queued: Arc<Notify>,
+    /// Woken on PostgreSQL when any server's commit wrote a SearchParameter or a Basic (a
+    /// subscription topic), so every server reloads them (`Store::registry_signal`).
+    registry: Arc<Notify>,
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -34,8 +37,15 @@ impl<B: Backend> SqlStore<B> {
     pub async fn open(url: &str) -> StoreResult<Self> {
         let backend = B::open(url).await?;
         let queued = Arc::new(Notify::new());
-        backend.listen(Arc::downgrade(&queued)).await;
-        Ok(SqlStore { backend, queued })
+        let registry = Arc::new(Notify::new());
+        backend
+            .listen(Arc::downgrade(&queued), Arc::downgrade(&registry))
+            .await;
+        Ok(SqlStore {
+            backend,
+            queued,
+            registry,
+        })
     }
 
     pub(super) fn reader(&self) -> impl Executor<'_, Database = B::Db> {
@@ -44,6 +54,13 @@ impl<B: Backend> SqlStore<B> {
 
     pub(super) fn writer(&self) -> impl Executor<'_, Database = B::Db> {
         B::Db::pool(self.backend.writer())
+    }
+
+    /// Ends this server's claim on a queued patient (`Store::claim`).
+    async fn release(&self, patient: &str) -> StoreResult<()> {
+        let sql = sql::release(B::DIALECT, patient);
+        B::Db::prepare(&sql).execute(self.writer()).await?;
+        Ok(())
     }
 
     /// A write transaction begun the backend's way, for the store's own tables.
@@ -177,6 +194,7 @@ impl<B: Backend> Store for SqlStore<B> {
             tx,
             queued: self.queued.clone(),
             queues: false,
+            registry: false,
         }))
     }
 
@@ -280,6 +298,33 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(rows.iter().map(queued_at).collect::<Result<_, _>>()?)
     }
 
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> StoreResult<bool> {
+        let sql = sql::take_lease(B::DIALECT, name, holder, now, until);
+        let row = B::Db::prepare(&sql).fetch_optional(self.writer()).await?;
+        Ok(row.is_some())
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        let sql = sql::release_lease(B::DIALECT, name, holder);
+        B::Db::prepare(&sql).execute(self.writer()).await?;
+        Ok(())
+    }
+
+    async fn claim(&self, limit: usize, now: i64, until: i64) -> StoreResult<Vec<Queued>> {
+        let sql = sql::claim(B::DIALECT, limit, now, until);
+        let rows = B::Db::prepare(&sql).fetch_all(self.writer()).await?;
+        let mut claimed = rows.iter().map(queued_at).collect::<Result<Vec<_>, _>>()?;
+        // RETURNING keeps no order: the oldest first, as queued.
+        claimed.sort_by_key(|q| q.next_attempt_at);
+        Ok(claimed)
+    }
+
     async fn defer(
         &self,
         patient: &str,
@@ -289,7 +334,7 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> StoreResult<()> {
         let sql = sql::defer(B::DIALECT, patient, generation, retry_at, error);
         B::Db::prepare(&sql).execute(self.writer()).await?;
-        Ok(())
+        self.release(patient).await
     }
 
     async fn queue_stats(&self, now: i64) -> StoreResult<QueueStats> {
@@ -327,13 +372,14 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn dequeue(&self, patient: &str, generation: i64) -> StoreResult<()> {
         let sql = sql::dequeue(B::DIALECT, patient, generation);
         B::Db::prepare(&sql).execute(self.writer()).await?;
-        Ok(())
+        // Queued again meanwhile: it stays, for any server to claim.
+        self.release(patient).await
     }
 
     async fn reschedule(&self, patient: &str, generation: i64, at: i64) -> StoreResult<()> {
         let sql = sql::reschedule(B::DIALECT, patient, generation, at);
         B::Db::prepare(&sql).execute(self.writer()).await?;
-        Ok(())
+        self.release(patient).await
     }
 
     async fn queue_patient(&self, patient: &str, at: i64) -> StoreResult<()> {
@@ -357,6 +403,10 @@ impl<B: Backend> Store for SqlStore<B> {
         Some(self.queued.clone())
     }
 
+    fn registry_signal(&self) -> Option<Arc<Notify>> {
+        B::NOTIFY_REGISTRY.map(|_| self.registry.clone())
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         B::Db::query("SELECT 1").execute(self.reader()).await?;
         Ok(())
@@ -373,6 +423,8 @@ struct SqlTx<B: Backend> {
     queued: Arc<Notify>,
     /// Whether the transaction queued a patient for scoring.
     queues: bool,
+    /// Whether it wrote a SearchParameter or a Basic (what the other servers must reload).
+    registry: bool,
 }
 
 impl<B: Backend> SqlTx<B> {
@@ -481,6 +533,9 @@ impl<B: Backend> Tx for SqlTx<B> {
         B::Db::prepare(&version_sql)
             .execute(self.connection())
             .await?;
+        if matches!(new.rtype, "SearchParameter" | "Basic") {
+            self.registry = true;
+        }
         if new.event {
             let outbox_sql = super::subscription::insert_outbox(B::DIALECT, &new);
             B::Db::prepare(&outbox_sql)
@@ -516,9 +571,14 @@ impl<B: Backend> Tx for SqlTx<B> {
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        // Delivered to the listening servers when (and only if) the transaction commits.
         if self.queues {
-            // Delivered to the listening servers when (and only if) the transaction commits.
             if let Some(notify) = B::NOTIFY_QUEUED {
+                B::Db::query(notify).execute(self.connection()).await?;
+            }
+        }
+        if self.registry {
+            if let Some(notify) = B::NOTIFY_REGISTRY {
                 B::Db::query(notify).execute(self.connection()).await?;
             }
         }

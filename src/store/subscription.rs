@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::backend::{Backend, Column, Columns, Sqlx};
 use super::sql::{Dialect, Sql};
 use super::sql_store::SqlStore;
-use super::{Method, NewVersion, StoreResult};
+use super::{Method, NewVersion, StoreError, StoreResult};
 
 /// A write waiting in the outbox.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,7 +129,8 @@ fn select_outbox(dialect: Dialect, limit: usize) -> Sql {
 fn delete_outbox(dialect: Dialect, seq: i64) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("DELETE FROM subscription_outbox WHERE seq = ")
-        .int(seq);
+        .int(seq)
+        .push(" RETURNING seq");
     sql
 }
 
@@ -286,6 +287,21 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
 
     async fn record_events(&self, done: &[i64], events: &[NewEvent]) -> StoreResult<Vec<Event>> {
         let mut tx = self.begin_raw().await?;
+        // Each row is removed by the round that recorded its events, once: a row already gone
+        // was handled by another worker (a server that held the worker lease before this one),
+        // and this round's events would repeat its; they are not recorded.
+        for seq in done {
+            let sql = delete_outbox(B::DIALECT, *seq);
+            let gone = B::Db::prepare(&sql)
+                .fetch_optional(B::Db::connection(&mut tx))
+                .await?
+                .is_none();
+            if gone {
+                return Err(StoreError::Conflict(format!(
+                    "outbox entry {seq} was handled by another subscription worker"
+                )));
+            }
+        }
         let mut recorded = Vec::with_capacity(events.len());
         for event in events {
             let sql = next_number(B::DIALECT, &event.subscription);
@@ -309,12 +325,6 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
                 method: event.method,
                 at: event.at,
             });
-        }
-        for seq in done {
-            let sql = delete_outbox(B::DIALECT, *seq);
-            B::Db::prepare(&sql)
-                .execute(B::Db::connection(&mut tx))
-                .await?;
         }
         tx.commit().await?;
         Ok(recorded)

@@ -23,7 +23,9 @@ pub mod topic;
 pub mod websocket;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -72,7 +74,21 @@ pub struct Subscriptions {
     live: Mutex<HashMap<String, Arc<Live>>>,
     pub hub: websocket::Hub,
     pub http: delivery::rest_hook::HttpClient,
+    /// This server among those on the database: who holds the worker lease ([`LEASE`]).
+    pub instance: String,
+    /// Whether this server holds the lease and runs the worker and the deliveries now.
+    leading: AtomicBool,
 }
+
+/// The worker lease (`Store::take_lease`): of the servers on one database, the one holding it
+/// runs the subscription worker and every delivery, so each event is matched, numbered and
+/// delivered by one server.
+pub const LEASE: &str = "subscription-worker";
+/// How long the lease holds without renewal: how long after its holder died another server
+/// takes over (at most, plus [`RENEW`]).
+const LEASE_MS: i64 = 5_000;
+/// How often the holder renews the lease, and how often the others try to take it.
+const RENEW: Duration = Duration::from_secs(1);
 
 impl Subscriptions {
     pub fn new(store: Arc<dyn SubscriptionStore>, settings: Settings) -> Subscriptions {
@@ -83,7 +99,14 @@ impl Subscriptions {
             live: Mutex::default(),
             hub: websocket::Hub::default(),
             http: delivery::rest_hook::client(),
+            instance: uuid::Uuid::new_v4().to_string(),
+            leading: AtomicBool::new(false),
         }
+    }
+
+    /// Whether this server runs the worker and the deliveries now (holds [`LEASE`]).
+    pub fn leading(&self) -> bool {
+        self.leading.load(Ordering::Relaxed)
     }
 
     /// The subscription being delivered, if it is.
@@ -158,17 +181,78 @@ impl Subscriptions {
     }
 }
 
-/// Starts the subscription worker (it stops by itself once the server has dropped its `App`):
+/// Starts the subscription worker (it stops by itself once the server has dropped its `App`).
+/// Of the servers on one database, only the one holding the worker lease runs it: that one
 /// loads the posted topics, resumes the subscriptions that were active or requested, and
-/// drains the outbox.
+/// drains the outbox while it renews the lease every second. The others try to take the lease
+/// every second, so one of them goes on within [`LEASE_MS`] when the holder dies; a holder
+/// that fails to renew (it lost the database, or was too slow and another took over) stops its
+/// deliveries at once. On a SQLite file, one process: its server always holds the lease.
 pub fn spawn(app: &Arc<App>) {
     let weak: Weak<App> = Arc::downgrade(app);
     tokio::spawn(async move {
         if let Some(app) = weak.upgrade() {
-            if let Err(e) = outbox::resume(&app).await {
-                tracing::error!(error = %e, "resuming the subscriptions failed");
+            if let Err(e) = outbox::load_topics(&app).await {
+                tracing::error!(error = %e, "loading the posted subscription topics failed");
             }
         }
-        outbox::run(weak).await;
+        loop {
+            let Some(app) = weak.upgrade() else { return };
+            if renew(&app).await {
+                tracing::info!(
+                    instance = app.subscriptions.instance,
+                    "this server runs the subscription worker"
+                );
+                if let Err(e) = outbox::resume(&app).await {
+                    tracing::error!(error = %e, "resuming the subscriptions failed");
+                }
+                drop(app);
+                outbox::run(weak.clone()).await;
+                let Some(app) = weak.upgrade() else { return };
+                app.subscriptions.stop_all();
+                app.subscriptions.leading.store(false, Ordering::Relaxed);
+                tracing::warn!(
+                    instance = app.subscriptions.instance,
+                    "the subscription worker lease was lost: another server delivers"
+                );
+            } else {
+                drop(app);
+            }
+            tokio::time::sleep(RENEW).await;
+        }
     });
+}
+
+/// Takes or renews the worker lease; whether this server holds it now.
+async fn renew(app: &App) -> bool {
+    let subscriptions = &app.subscriptions;
+    let now = crate::fhir::datetime::now_ms();
+    let held = match app
+        .store
+        .take_lease(LEASE, &subscriptions.instance, now, now + LEASE_MS)
+        .await
+    {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(error = %e, "taking the subscription worker lease failed");
+            false
+        }
+    };
+    subscriptions.leading.store(held, Ordering::Relaxed);
+    held
+}
+
+/// Gives the worker lease up (the server is shutting down), so another server goes on at once.
+pub async fn release(app: &App) {
+    let subscriptions = &app.subscriptions;
+    subscriptions.stop_all();
+    if subscriptions.leading.swap(false, Ordering::Relaxed) {
+        if let Err(e) = app
+            .store
+            .release_lease(LEASE, &subscriptions.instance)
+            .await
+        {
+            tracing::warn!(error = %e, "giving up the subscription worker lease failed");
+        }
+    }
 }

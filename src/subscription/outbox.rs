@@ -32,9 +32,18 @@ const IDLE: Duration = Duration::from_millis(10);
 /// How many outbox rows one round reads.
 const BATCH: usize = 200;
 
+/// Drains the outbox while this server holds the worker lease (renewed every second);
+/// returns when it no longer does (or the server is gone).
 pub async fn run(app: Weak<App>) {
+    let mut renewed = std::time::Instant::now();
     loop {
         let Some(app) = app.upgrade() else { return };
+        if renewed.elapsed() >= super::RENEW {
+            if !super::renew(&app).await {
+                return;
+            }
+            renewed = std::time::Instant::now();
+        }
         let outcome = round(&app).await;
         drop(app);
         match outcome {
@@ -269,9 +278,10 @@ async fn admits(app: &App, config: &Config, entry: &OutboxEntry) -> Result<bool,
     }
 }
 
-/// At start: the posted topics, and the delivery of every subscription that was active (no
-/// new handshake) or requested (its handshake).
-pub async fn resume(app: &Arc<App>) -> Result<(), FhirError> {
+/// The posted topics, as stored now: at start, and on a server that does not run the worker
+/// whenever another server's commit wrote a Basic (`Store::registry_signal`), so its
+/// CapabilityStatement lists them.
+pub async fn load_topics(app: &App) -> Result<(), FhirError> {
     let basics = search_all(
         app,
         "Basic",
@@ -281,12 +291,18 @@ pub async fn resume(app: &Arc<App>) -> Result<(), FhirError> {
         )],
     )
     .await?;
-    {
-        let mut topics = app.subscriptions.topics.write().expect("topics lock");
-        for (id, basic) in &basics {
-            topics.basic_written(id, Some(basic));
-        }
+    let mut topics = super::topic::Topics::new();
+    for (id, basic) in &basics {
+        topics.basic_written(id, Some(basic));
     }
+    *app.subscriptions.topics.write().expect("topics lock") = topics;
+    Ok(())
+}
+
+/// When this server takes the worker lease: the posted topics, and the delivery of every
+/// subscription that was active (no new handshake) or requested (its handshake).
+pub async fn resume(app: &Arc<App>) -> Result<(), FhirError> {
+    load_topics(app).await?;
     let subscriptions = search_all(
         app,
         "Subscription",

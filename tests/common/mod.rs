@@ -465,4 +465,5 @@ pub fn without_audit_events(bundle: &Value) -> Vec<&Value> {
 pub mod auth;
 pub mod bulk;
 pub mod output;
+pub mod process;
 pub mod receiver;

@@ -77,6 +77,8 @@ struct Shared {
     refused: AtomicUsize,
     /// How long each answer takes (ms): a slow endpoint.
     delay_ms: AtomicU64,
+    /// Answer every notification with a 307 to this URL instead of taking it.
+    redirect: std::sync::Mutex<Option<String>>,
 }
 
 pub struct Receiver {
@@ -99,6 +101,7 @@ impl Receiver {
             down: AtomicBool::new(false),
             refused: AtomicUsize::new(0),
             delay_ms: AtomicU64::new(0),
+            redirect: std::sync::Mutex::new(None),
         });
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -126,6 +129,12 @@ impl Receiver {
         self.shared
             .delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Answer every notification with `307 Temporary Redirect` to `location` (`None`: take
+    /// them again).
+    pub fn set_redirect(&self, location: Option<String>) {
+        *self.shared.redirect.lock().unwrap() = location;
     }
 
     /// How many notifications were refused while down.
@@ -160,16 +169,30 @@ impl Drop for Receiver {
     }
 }
 
-async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn hook(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let delay = shared.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     if shared.down.load(Ordering::SeqCst) {
         shared.refused.fetch_add(1, Ordering::SeqCst);
-        return StatusCode::SERVICE_UNAVAILABLE;
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let redirect = shared.redirect.lock().unwrap().clone();
+    if let Some(location) = redirect {
+        shared.refused.fetch_add(1, Ordering::SeqCst);
+        return (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, location)],
+        )
+            .into_response();
     }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let _ = shared.tx.send(Received { body, headers });
-    StatusCode::OK
+    StatusCode::OK.into_response()
 }

@@ -6,8 +6,8 @@
 //! (`search`), its filters (`filter`), one file per parameter type for the condition on its
 //! index rows (`token`, `string`, `date`, `reference`, `number`, `quantity`, `uri`,
 //! `composite`), and one per feature (`chain` and `_has`, `contained`, sorting and paging in
-//! `page`, `include`). Apart from search: the writes, history, reads, the scoring queue and
-//! `EXPLAIN`. The builder (`builder`) is at the bottom; every file has golden SQL tests for both
+//! `page`, `include`). Apart from search: the writes, history, reads, the scoring queue, worker
+//! leases and `EXPLAIN`. The builder (`builder`) is at the bottom; every file has golden SQL tests for both
 //! dialects.
 
 mod builder;
@@ -19,6 +19,7 @@ mod explain;
 mod filter;
 mod history;
 mod include;
+mod lease;
 mod number;
 mod page;
 mod quantity;
@@ -38,9 +39,10 @@ pub use builder::{check, Bind, Dialect, Sql, MAX_BINDS};
 pub use explain::{explain, statement};
 pub use history::history;
 pub use include::include_targets;
+pub use lease::{release_lease, take_lease};
 pub use queue::{
-    defer, dequeue, queue_compartment, queue_patient, queue_stats, queued, reschedule,
-    scoring_failures, QUEUED_COLUMNS,
+    claim, defer, dequeue, queue_compartment, queue_patient, queue_stats, queued, release,
+    reschedule, scoring_failures, QUEUED_COLUMNS,
 };
 pub use read::{compartment, compartments, current_versions, read_version, VERSION_COLUMNS};
 pub use search::{count, lastn, search};

@@ -86,6 +86,35 @@ pub fn queued(dialect: Dialect, limit: usize, now: i64) -> Sql {
     sql
 }
 
+/// Claims the oldest queued patients due at `now` that no server has claimed (or whose claim
+/// lapsed), until `until`: on PostgreSQL the rows another server is claiming at the same
+/// moment are skipped (`FOR UPDATE SKIP LOCKED`), so two servers never claim one patient.
+/// Columns: `QUEUED_COLUMNS`, in no particular order.
+pub fn claim(dialect: Dialect, limit: usize, now: i64, until: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("UPDATE scoring_queue SET claimed_until = ")
+        .int(until)
+        .push(" WHERE patient IN (SELECT patient FROM scoring_queue WHERE next_attempt_at <= ")
+        .int(now)
+        .push(" AND (claimed_until IS NULL OR claimed_until <= ")
+        .int(now)
+        .push(") ORDER BY queued_at, patient LIMIT ")
+        .int(limit as i64);
+    if dialect == Dialect::Postgres {
+        sql.push(" FOR UPDATE SKIP LOCKED");
+    }
+    sql.push(") RETURNING ").push(QUEUED_COLUMNS);
+    sql
+}
+
+/// Ends a server's claim on a patient (scored, rescheduled or deferred).
+pub fn release(dialect: Dialect, patient: &str) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("UPDATE scoring_queue SET claimed_until = NULL WHERE patient = ")
+        .text(patient);
+    sql
+}
+
 /// Records a failed attempt (see `Store::defer`).
 pub fn defer(
     dialect: Dialect,
@@ -155,6 +184,16 @@ mod tests {
             r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) SELECT compartment, ?, 1, ? FROM resource WHERE rtype = ? AND id = ? AND compartment IS NOT NULL ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = CASE WHEN scoring_queue.attempts = 0 AND scoring_queue.next_attempt_at > ? THEN ? ELSE COALESCE(scoring_queue.next_attempt_at, ?) END"#,
             r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) SELECT compartment, $1, 1, $2 FROM resource WHERE rtype = $3 AND id = $4 AND compartment IS NOT NULL ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = CASE WHEN scoring_queue.attempts = 0 AND scoring_queue.next_attempt_at > $5 THEN $6 ELSE COALESCE(scoring_queue.next_attempt_at, $7) END"#,
             r#"1000, 1000, "Observation", "o1", 1000, 1000, 1000"#,
+        );
+    }
+
+    #[test]
+    fn claim_the_due_patients_nobody_holds() {
+        assert_sql(
+            |d| claim(d, 32, 1000, 61000),
+            r#"UPDATE scoring_queue SET claimed_until = ? WHERE patient IN (SELECT patient FROM scoring_queue WHERE next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY queued_at, patient LIMIT ?) RETURNING patient, generation, attempts, next_attempt_at, last_error"#,
+            r#"UPDATE scoring_queue SET claimed_until = $1 WHERE patient IN (SELECT patient FROM scoring_queue WHERE next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $3) ORDER BY queued_at, patient LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING patient, generation, attempts, next_attempt_at, last_error"#,
+            r#"61000, 1000, 1000, 32"#,
         );
     }
 
