@@ -11,6 +11,7 @@ pub mod audit;
 pub mod discovery;
 pub mod guard;
 pub mod jwks;
+pub mod password;
 pub mod provenance;
 pub mod scope;
 pub mod token;
