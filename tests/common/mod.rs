@@ -465,3 +465,4 @@ pub fn without_audit_events(bundle: &Value) -> Vec<&Value> {
 pub mod auth;
 pub mod output;
 pub mod receiver;
+pub mod smart;
