@@ -34,7 +34,7 @@ pub enum ClientCommand {
         #[arg(
             long,
             conflicts_with = "jwks_url",
-            required_unless_present = "jwks_url"
+            required_unless_present_any = ["jwks_url", "public"]
         )]
         jwks: Option<String>,
         /// Where the client publishes its JWKS (http:// or https://); fetched and cached by kid.
@@ -47,6 +47,15 @@ pub enum ClientCommand {
         /// Bind its tokens to this patient (`Patient/ID`): they see only its compartment.
         #[arg(long)]
         patient: Option<String>,
+        /// An app that people launch (SMART App Launch): a redirect URI registered for it,
+        /// matched exactly (repeat for several). Its scopes are user/… and patient/… ones
+        /// (plus openid, fhirUser, launch, launch/patient, offline_access).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A public app (a browser or phone app that cannot keep a key): no keys; PKCE alone
+        /// binds its codes. A confidential app authenticates with its JWKS (private_key_jwt).
+        #[arg(long, conflicts_with_all = ["jwks", "jwks_url"], requires = "redirect_uris")]
+        public: bool,
     },
     /// List the registered clients.
     List {
@@ -71,13 +80,23 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
             jwks_url,
             scope,
             patient,
+            redirect_uris,
+            public: _,
         } => {
-            let record = record(id, name, jwks, jwks_url, scope, patient)?;
+            let app = !redirect_uris.is_empty();
+            let record = record(id, name, jwks, jwks_url, scope, patient, app)?;
+            let redirects = redirect_uris_of(&redirect_uris)?;
             let (_, clients) = open(&database).await?;
             clients
                 .add_client(&record)
                 .await
                 .map_err(|e| e.to_string())?;
+            if app {
+                clients
+                    .set_app(&record.id, &redirects)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             println!("registered client {}", record.id);
             Ok(())
         }
@@ -86,7 +105,8 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
             for c in clients.clients().await.map_err(|e| e.to_string())? {
                 let keys = match (&c.jwks, &c.jwks_url) {
                     (_, Some(url)) => url.clone(),
-                    _ => "JWKS stored".into(),
+                    (Some(_), None) => "JWKS stored".into(),
+                    (None, None) => "public".into(),
                 };
                 let patient = c
                     .patient
@@ -126,6 +146,23 @@ async fn open(
         .map_err(|e| format!("cannot open the database: {e}"))
 }
 
+/// Redirect URIs are absolute `https://` URLs, or `http://` ones on a loopback host (a native
+/// app's, RFC 8252 7.3), without a fragment (RFC 6749 3.1.2).
+fn redirect_uris_of(uris: &[String]) -> Result<String, String> {
+    for uri in uris {
+        let parsed = url::Url::parse(uri).map_err(|e| format!("--redirect-uri {uri}: {e}"))?;
+        let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        let scheme_ok = parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback);
+        if !scheme_ok || parsed.fragment().is_some() || uri.contains(char::is_whitespace) {
+            return Err(format!(
+                "--redirect-uri {uri}: an https:// URL (http:// on a loopback host) without a \
+                 fragment is needed"
+            ));
+        }
+    }
+    Ok(uris.join(" "))
+}
+
 /// Checks a registration before it is stored.
 fn record(
     id: String,
@@ -134,6 +171,7 @@ fn record(
     jwks_url: Option<String>,
     scope_text: String,
     patient: Option<String>,
+    app: bool,
 ) -> Result<ClientRecord, String> {
     if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("--id must be non-empty without spaces".into());
@@ -149,12 +187,20 @@ fn record(
         }
     };
     let scopes = scope::parse_all(&scope_text)?;
+    if app {
+        if patient.is_some() {
+            return Err("an app's patient comes from its launch, not --patient".into());
+        }
+        if scopes.is_empty() || scopes.iter().any(|s| s.context == scope::Context::System) {
+            return Err("an app (--redirect-uri) gets user/… and patient/… scopes only".into());
+        }
+    }
     let context = if patient.is_some() {
         scope::Context::Patient
     } else {
         scope::Context::System
     };
-    if scopes.is_empty() || scopes.iter().any(|s| s.context != context) {
+    if !app && (scopes.is_empty() || scopes.iter().any(|s| s.context != context)) {
         return Err(if patient.is_some() {
             "a client bound to a patient gets patient/… scopes only".into()
         } else {

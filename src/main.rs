@@ -16,7 +16,9 @@ use signaal::server::{self, Settings};
 
 mod clients;
 mod import_cli;
+mod users;
 use clients::ClientCommand;
+use users::UserCommand;
 
 /// mimalloc rather than glibc's malloc: a large body is parsed into hundreds of MB of small
 /// allocations spread over per-thread arenas, which glibc keeps after they are freed (644 MB
@@ -270,6 +272,12 @@ enum Command {
         #[command(subcommand)]
         command: ClientCommand,
     },
+    /// Add, list and remove the people who log in (SMART App Launch: practitioners and
+    /// patients), and set their passwords. Works while the server runs.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Import NDJSON files (one resource a line; a directory: its *.ndjson files) into a
     /// database, each line validated and written as a PUT with its own id. Exits non-zero when
     /// any line failed.
@@ -397,6 +405,13 @@ fn main() -> ExitCode {
                     score(&database, all, high_utiliser_fraction).await
                 }
             }
+            Command::User { command } => match users::run(command).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("signaal user: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             Command::Client { command } => match clients::run(command).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

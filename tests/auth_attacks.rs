@@ -849,6 +849,8 @@ secured!(a_patient_bound_search_starts_from_its_compartment, |s| {
         agent: Agent::Anonymous,
         scopes: scope::parse_all("patient/*.cruds").unwrap(),
         patient: Some("a".into()),
+        user: None,
+        caseload: None,
     };
     let query = SearchQuery {
         rtype: "Observation".into(),

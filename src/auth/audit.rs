@@ -76,11 +76,18 @@ pub struct TokenRequest {
     /// Why it was refused: the client is told less (`invalid_client`), the trail keeps it.
     pub refusal: Option<String>,
     pub status: u16,
+    /// Which endpoint (`GET /auth/authorize`…); `None`: the token endpoint.
+    pub endpoint: Option<&'static str>,
 }
 
 impl From<Event> for AuditEntry {
     fn from(event: Event) -> AuditEntry {
         let code = interaction(&event.method, &event.segments);
+        // A person's token: the person the client acted for (SMART App Launch's fhirUser).
+        let user = match &event.access {
+            Access::Granted(grant) => grant.user.clone(),
+            Access::Unauthenticated => None,
+        };
         let (actor, client, bound) = match &event.access {
             Access::Granted(grant) => match &grant.agent {
                 Agent::Client { id, system, .. } => (
@@ -127,7 +134,7 @@ impl From<Event> for AuditEntry {
             path: (told.as_deref() != Some(path.as_str())).then_some(path),
             query: event.query,
             request_id: event.request_id,
-            detail: None,
+            detail: user,
             method: event.method,
         }
     }
@@ -151,7 +158,7 @@ impl From<TokenRequest> for AuditEntry {
             client: request.claimed,
             patient: None,
             entity: None,
-            path: None,
+            path: request.endpoint.map(str::to_owned),
             query: None,
             request_id: None,
             detail: request.refusal,
@@ -502,7 +509,7 @@ pub fn audit_event(entry: &AuditEntry) -> Value {
         event["source"] = source;
         event["entity"] = json!([{
             "type": {"system": ENTITY_TYPE, "code": "2"},
-            "name": "POST /auth/token",
+            "name": entry.path.as_deref().unwrap_or("POST /auth/token"),
         }]);
         return event;
     }
@@ -546,7 +553,15 @@ pub fn audit_event(entry: &AuditEntry) -> Value {
     event["recorded"] = json!(format_instant(entry.recorded));
     event["outcome"] = json!(outcome(entry.status));
     event["outcomeDesc"] = json!(format!("HTTP {}", entry.status));
-    event["agent"] = json!([{"who": who(entry), "requestor": true}]);
+    // A RESTful entry's detail is the person a client acted for (their fhirUser): the person
+    // is the requestor, the client the software they used.
+    event["agent"] = match &entry.detail {
+        Some(user) => json!([
+            {"who": {"reference": user}, "requestor": true},
+            {"who": who(entry), "requestor": false},
+        ]),
+        None => json!([{"who": who(entry), "requestor": true}]),
+    };
     event["source"] = source;
     event["entity"] = json!(entities);
     event

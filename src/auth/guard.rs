@@ -20,7 +20,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::provenance::traced;
-use super::scope::{Perm, ADMIN_ONLY};
+use super::scope::{Context, Perm, ADMIN_ONLY};
+use crate::fhir::compartment;
 use super::{Agent, Allowed, Grant, CLIENT_SYSTEM};
 use crate::search::definitions::Registry;
 use crate::search::extract::index_entries;
@@ -66,33 +67,78 @@ fn forbidden(grant: &Grant, rtype: &str, perm: Perm) -> StoreError {
         "The access token of {} does not allow '{}' on {rtype} (scope {}/{rtype}.{})",
         grant.agent.name(),
         perm.letter(),
-        if grant.patient.is_some() {
-            "patient"
-        } else {
-            "system"
-        },
+        context_word(grant),
         perm.letter()
     ))
+}
+
+/// How a scope of the grant's context begins: `patient`, `user` or `system`.
+fn context_word(grant: &Grant) -> &'static str {
+    match grant.context() {
+        Context::Patient => "patient",
+        Context::User => "user",
+        Context::System => "system",
+    }
+}
+
+/// The patients whose compartments a grant is confined to.
+#[derive(Clone, Copy)]
+enum Within<'a> {
+    /// Any resource (a system grant).
+    Any,
+    /// This Patient's compartment only (a patient-bound token).
+    Patient(&'a str),
+    /// These patients' compartments, and resources of types in no patient's compartment (a
+    /// person's `user/` grant: a practitioner's caseload).
+    Caseload(&'a [String]),
+}
+
+impl<'a> Within<'a> {
+    fn of(grant: &'a Grant) -> Within<'a> {
+        match (&grant.patient, &grant.caseload) {
+            (Some(p), _) => Within::Patient(p),
+            (None, Some(c)) => Within::Caseload(c),
+            (None, None) => Within::Any,
+        }
+    }
+
+    fn admits(&self, rtype: &str, id: &str, entries: &IndexEntries) -> bool {
+        match self {
+            Within::Any => true,
+            Within::Patient(p) => entries.patient_compartment(rtype, id).as_deref() == Some(*p),
+            Within::Caseload(patients) => {
+                if !in_patient_compartments(rtype) {
+                    return true;
+                }
+                entries
+                    .patient_compartment(rtype, id)
+                    .is_some_and(|p| patients.contains(&p))
+            }
+        }
+    }
+}
+
+/// Whether resources of a type can be in a Patient's compartment.
+fn in_patient_compartments(rtype: &str) -> bool {
+    compartment::is_the_patient(rtype) || !compartment::patient_params(rtype).is_empty()
 }
 
 /// What the grant requires of resources of one type for one permission.
 struct Rule<'a> {
     allowed: Allowed<'a>,
-    patient: Option<&'a str>,
+    within: Within<'a>,
 }
 
 impl Rule<'_> {
     /// Whether every resource of the type passes, whatever its content.
     fn unrestricted(&self) -> bool {
-        self.patient.is_none() && matches!(self.allowed, Allowed::All)
+        matches!(self.within, Within::Any) && matches!(self.allowed, Allowed::All)
     }
 
     /// Whether a resource with this content passes (compartment and granular filter).
     fn admits(&self, rtype: &str, id: &str, entries: &IndexEntries) -> bool {
-        if let Some(patient) = self.patient {
-            if entries.patient_compartment(rtype, id).as_deref() != Some(patient) {
-                return false;
-            }
+        if !self.within.admits(rtype, id, entries) {
+            return false;
         }
         match &self.allowed {
             Allowed::No => false,
@@ -114,7 +160,7 @@ fn rule<'a>(grant: &'a Grant, rtype: &str, perm: Perm) -> StoreResult<Rule<'a>> 
     }
     Ok(Rule {
         allowed,
-        patient: grant.patient.as_deref(),
+        within: Within::of(grant),
     })
 }
 
@@ -145,8 +191,22 @@ fn restrict(grant: &Grant, rtype: &str, filters: &mut Vec<Vec<Predicate>>) -> St
             }
         }
     }
-    if let Some(patient) = &grant.patient {
-        filters.insert(0, vec![Predicate::Compartment(patient.clone())]);
+    match Within::of(grant) {
+        Within::Any => {}
+        Within::Patient(patient) => {
+            filters.insert(0, vec![Predicate::Compartment(patient.to_owned())]);
+        }
+        Within::Caseload(_) if !in_patient_compartments(rtype) => {}
+        Within::Caseload([]) => {
+            // No patient at all: no resource of a type that belongs to patients.
+            filters.insert(0, vec![Predicate::Not(Box::new(Predicate::Type(rtype.to_owned())))]);
+        }
+        Within::Caseload(patients) => {
+            filters.insert(
+                0,
+                patients.iter().map(|p| Predicate::Compartment(p.clone())).collect(),
+            );
+        }
     }
     Ok(())
 }
@@ -163,11 +223,7 @@ pub fn confine(grant: &Grant, query: &SearchQuery) -> StoreResult<SearchQuery> {
         return Err(StoreError::Forbidden(format!(
             "Searching contained resources (_contained) needs search access to every type \
              ({}/*.s): their containers may be of any type",
-            if grant.patient.is_some() {
-                "patient"
-            } else {
-                "system"
-            }
+            context_word(grant)
         )));
     }
     let mut query = query.clone();
@@ -276,11 +332,7 @@ impl Store for GuardedStore {
             None => {
                 return Err(StoreError::Forbidden(format!(
                     "System history needs read access to every type ({}/*.read)",
-                    if self.grant.patient.is_some() {
-                        "patient"
-                    } else {
-                        "system"
-                    }
+                    context_word(&self.grant)
                 )))
             }
         }
@@ -293,7 +345,7 @@ impl Store for GuardedStore {
                 Allowed::No => continue,
                 allowed => Rule {
                     allowed,
-                    patient: self.grant.patient.as_deref(),
+                    within: Within::of(&self.grant),
                 },
             };
             if self.visible(&entry.version, &rule).await? {
@@ -338,7 +390,7 @@ impl Store for GuardedStore {
                 Allowed::No => continue,
                 allowed => Rule {
                     allowed,
-                    patient: self.grant.patient.as_deref(),
+                    within: Within::of(&self.grant),
                 },
             };
             if self.visible(&hit.version, &rule).await? {
@@ -357,7 +409,7 @@ impl Store for GuardedStore {
                 Allowed::No => continue,
                 allowed => Rule {
                     allowed,
-                    patient: self.grant.patient.as_deref(),
+                    within: Within::of(&self.grant),
                 },
             };
             if self.visible(&version, &rule).await? {
@@ -368,7 +420,7 @@ impl Store for GuardedStore {
     }
 
     async fn compartments(&self) -> StoreResult<Vec<String>> {
-        if !self.grant.allows_everything(Perm::Read) {
+        if self.grant.confined() || !self.grant.allows_everything(Perm::Read) {
             return Err(StoreError::Forbidden(
                 "Listing every patient needs read access to every type".into(),
             ));
@@ -488,14 +540,14 @@ impl Tx for GuardedTx {
         let grant = self.grant.clone();
         let write = Rule {
             allowed: grant.allowed(rtype, self.intent.unwrap_or(Perm::Update)),
-            patient: grant.patient.as_deref(),
+            within: Within::of(&grant),
         };
         if write.unrestricted() {
             return Ok(current);
         }
         let read = Rule {
             allowed: grant.allowed(rtype, Perm::Read),
-            patient: grant.patient.as_deref(),
+            within: Within::of(&grant),
         };
         if let Some(c) = &current {
             if !c.deleted {
@@ -592,6 +644,11 @@ impl Tx for GuardedTx {
         // …and what is written must stay within the grant.
         if new.content.is_some() && !rule.admits(rtype, id, new.index) {
             return Err(StoreError::Forbidden(match &grant.patient {
+                None if grant.caseload.is_some() => format!(
+                    "The access token of {} allows writing {rtype} only in the compartments \
+                     of the patients in the user's care teams and within its scope filters",
+                    grant.agent.name()
+                ),
                 Some(p) => format!(
                     "The access token allows writing {rtype} only in the compartment of \
                      Patient/{p} and within its scope filters"
@@ -629,7 +686,7 @@ fn may_reindex(grant: &Grant) -> StoreResult<()> {
     let everything = [Perm::Create, Perm::Update, Perm::Delete]
         .into_iter()
         .all(|perm| grant.allows_everything(perm));
-    if grant.patient.is_none() && everything {
+    if !grant.confined() && everything {
         Ok(())
     } else {
         Err(StoreError::Forbidden(

@@ -8,9 +8,14 @@
 //! in one place: the store calls they make.
 
 pub mod audit;
+pub mod authorize;
+pub mod code_grant;
 pub mod discovery;
 pub mod guard;
+pub mod id_token;
 pub mod jwks;
+pub mod pages;
+pub mod password;
 pub mod provenance;
 pub mod scope;
 pub mod token;
@@ -128,6 +133,12 @@ pub struct Grant {
     pub scopes: Vec<Scope>,
     /// Patient-bound tokens see and write only this Patient's compartment.
     pub patient: Option<String>,
+    /// The person the client acts for (SMART App Launch): `Practitioner/ID` or `Patient/ID`.
+    pub user: Option<String>,
+    /// A person's `user/` grant sees only these patients' compartments (a practitioner's
+    /// caseload: the patients of the CareTeams they take part in; a patient's own), and
+    /// resources in no patient's compartment.
+    pub caseload: Option<Arc<[String]>>,
 }
 
 /// What a set of scopes allows on one type for one permission.
@@ -147,6 +158,8 @@ static OPEN: LazyLock<Arc<Grant>> = LazyLock::new(|| {
         scopes: scope::parse_all(&format!("system/*.* system/{}.cruds", scope::ADMIN_ONLY))
             .expect("the open server's scopes"),
         patient: None,
+        user: None,
+        caseload: None,
     })
 });
 
@@ -163,18 +176,33 @@ impl Grant {
             agent: Agent::Operator,
             scopes: scope::parse_all("system/*.*").expect("the operator's scopes"),
             patient: None,
+            user: None,
+            caseload: None,
         })
     }
 
-    /// The scopes that count: `patient/` ones for a patient-bound token, `system/` otherwise
-    /// (`user/` scopes need a user's own permissions, which this server does not know).
-    fn effective(&self) -> impl Iterator<Item = &Scope> {
-        let context = if self.patient.is_some() {
+    /// The context whose scopes count: `patient/` for a patient-bound token, `user/` for a
+    /// person's token confined to a caseload, `system/` otherwise.
+    pub fn context(&self) -> scope::Context {
+        if self.patient.is_some() {
             scope::Context::Patient
+        } else if self.caseload.is_some() {
+            scope::Context::User
         } else {
             scope::Context::System
-        };
+        }
+    }
+
+    /// The scopes that count: those of the grant's [`Grant::context`].
+    fn effective(&self) -> impl Iterator<Item = &Scope> {
+        let context = self.context();
         self.scopes.iter().filter(move |s| s.context == context)
+    }
+
+    /// Whether the grant is confined to some patients' compartments (patient-bound, or a
+    /// person's caseload).
+    pub fn confined(&self) -> bool {
+        self.patient.is_some() || self.caseload.is_some()
     }
 
     pub fn allowed(&self, rtype: &str, perm: Perm) -> Allowed<'_> {
@@ -221,6 +249,10 @@ pub struct Auth {
     /// The registered clients as last read (every second, and on a miss): a token is valid only
     /// while the registration it was issued under stands (see [`Registration`]).
     registry: RwLock<HashMap<String, Registration>>,
+    /// SMART App Launch: authorization requests in progress, launch contexts, log-in attempts.
+    pub launch: authorize::State,
+    /// The key id_tokens are signed with (made on first use, kept in the database).
+    pub id_key: tokio::sync::OnceCell<id_token::IdKey>,
 }
 
 /// What a request checks of its client's registration, from memory: a token of a removed or
@@ -336,6 +368,8 @@ impl Auth {
             trusted,
             audit,
             registry: RwLock::new(registry),
+            launch: authorize::State::default(),
+            id_key: tokio::sync::OnceCell::new(),
         });
         if !enforced {
             if public_base {

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::jwks::Source;
 use super::scope::{self, Context, Scope};
 use super::{Agent, Auth, Grant, CLIENT_SYSTEM};
+use crate::store::auth::ClientRecord;
 use crate::fhir::datetime::now_ms;
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -52,21 +53,27 @@ struct AssertionClaims {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct AccessClaims {
-    iss: String,
-    sub: String,
-    aud: String,
-    exp: i64,
-    iat: i64,
-    jti: String,
-    scope: String,
+pub(super) struct AccessClaims {
+    pub(super) iss: String,
+    pub(super) sub: String,
+    pub(super) aud: String,
+    pub(super) exp: i64,
+    pub(super) iat: i64,
+    pub(super) jti: String,
+    pub(super) scope: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    patient: Option<String>,
+    pub(super) patient: Option<String>,
     /// The registration the token was issued under (its `created`, ms): a client removed and
     /// registered again does not inherit the old registration's tokens.
-    reg: i64,
+    pub(super) reg: i64,
     /// The key the client authenticated with: its tokens end when the key is removed.
-    kid: String,
+    pub(super) kid: String,
+    /// A person's token (SMART App Launch): the grant it was issued under, which revocation
+    /// ends, and the person's FHIR resource.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub(super) gid: Option<String>,
+    #[serde(rename = "fhirUser", skip_serializing_if = "Option::is_none", default)]
+    pub(super) fhir_user: Option<String>,
 }
 
 /// Claims of an external issuer's access token.
@@ -81,16 +88,16 @@ struct TrustedClaims {
 }
 
 /// An OAuth 2.0 error (RFC 6749 §5.2).
-struct OAuthError {
-    status: StatusCode,
-    code: &'static str,
+pub(super) struct OAuthError {
+    pub(super) status: StatusCode,
+    pub(super) code: &'static str,
     /// What the client is told.
-    description: String,
+    pub(super) description: String,
     /// Why, for the log and the audit trail (the description unless that hides it).
-    detail: String,
+    pub(super) detail: String,
 }
 
-fn oauth(code: &'static str, description: impl Into<String>) -> OAuthError {
+pub(super) fn oauth(code: &'static str, description: impl Into<String>) -> OAuthError {
     let description = description.into();
     OAuthError {
         status: if code == "invalid_client" {
@@ -106,7 +113,7 @@ fn oauth(code: &'static str, description: impl Into<String>) -> OAuthError {
 
 /// `invalid_client` once the assertion's client was looked up: always [`NOT_AUTHENTICATED`],
 /// the reason kept for the log and the audit trail.
-fn not_authenticated(detail: String) -> OAuthError {
+pub(super) fn not_authenticated(detail: String) -> OAuthError {
     OAuthError {
         detail,
         ..oauth("invalid_client", NOT_AUTHENTICATED)
@@ -122,7 +129,7 @@ pub struct TokenAnswer {
     pub refusal: Option<String>,
 }
 
-fn json_reply(status: StatusCode, body: &Value) -> Response<Body> {
+pub(super) fn json_reply(status: StatusCode, body: &Value) -> Response<Body> {
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -192,12 +199,89 @@ async fn issue(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    if field("grant_type") != Some("client_credentials") {
+    match field("grant_type") {
+        Some("client_credentials") => {}
+        Some("authorization_code" | "refresh_token") => {
+            return super::code_grant::issue(auth, &form, claimed).await
+        }
+        _ => {
+            return Err(oauth(
+                "unsupported_grant_type",
+                "grant_type must be client_credentials, authorization_code or refresh_token",
+            ))
+        }
+    }
+    let requested = field("scope").unwrap_or("");
+    let (client, kid) = assertion_client(auth, &form, claimed).await?;
+
+    let registered = scope::parse_all(&client.scope)
+        .map_err(|e| server_error(&format!("client '{}': {e}", client.id)))?;
+    let context = if client.patient.is_some() {
+        Context::Patient
+    } else {
+        Context::System
+    };
+    let mut granted: Vec<&str> = Vec::new();
+    for item in requested.split_whitespace() {
+        let asked = Scope::parse(item).map_err(|e| oauth("invalid_scope", e))?;
+        if let Some(asked) = asked {
+            if asked.context == context && registered.iter().any(|r| r.covers(&asked)) {
+                granted.push(item);
+            }
+        }
+    }
+    if granted.is_empty() {
         return Err(oauth(
-            "unsupported_grant_type",
-            "grant_type must be client_credentials",
+            "invalid_scope",
+            format!(
+                "none of the requested scopes '{requested}' is allowed for this client (allowed: {})",
+                client.scope
+            ),
         ));
     }
+    let scope = granted.join(" ");
+    let now = now_ms() / 1000;
+    let access = AccessClaims {
+        iss: auth.token_url.clone(),
+        sub: client.id.clone(),
+        aud: auth.audience.clone(),
+        exp: now + TOKEN_LIFETIME,
+        iat: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        scope: scope.clone(),
+        patient: client.patient.clone(),
+        reg: client.created,
+        kid: kid.to_owned(),
+        gid: None,
+        fhir_user: None,
+    };
+    let token = sign(auth, &access)?;
+    let mut answer = json!({
+        "access_token": token,
+        "token_type": "bearer",
+        "expires_in": TOKEN_LIFETIME,
+        "scope": scope,
+    });
+    if let Some(patient) = &client.patient {
+        answer["patient"] = json!(patient);
+    }
+    tracing::info!(client = client.id, scope, "access token issued");
+    Ok(answer)
+}
+
+/// A client that authenticates with a signed JWT (`private_key_jwt`, RFC 7523): Backend
+/// Services clients and confidential apps alike. Returns the client and the key id it signed
+/// with; `claimed` gets the client id the assertion names.
+pub(super) async fn assertion_client(
+    auth: &Auth,
+    form: &[(String, String)],
+    claimed: &mut Option<String>,
+) -> Result<(ClientRecord, String), OAuthError> {
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     if field("client_assertion_type") != Some(ASSERTION_TYPE) {
         return Err(oauth(
             "invalid_request",
@@ -206,7 +290,6 @@ async fn issue(
     }
     let assertion = field("client_assertion")
         .ok_or_else(|| oauth("invalid_request", "client_assertion is missing"))?;
-    let requested = field("scope").unwrap_or("");
 
     let client_error = |why: String| oauth("invalid_client", why);
     let head = decode_header(assertion)
@@ -306,64 +389,20 @@ async fn issue(
         ));
     }
 
-    let registered = scope::parse_all(&client.scope)
-        .map_err(|e| server_error(&format!("client '{}': {e}", client.id)))?;
-    let context = if client.patient.is_some() {
-        Context::Patient
-    } else {
-        Context::System
-    };
-    let mut granted: Vec<&str> = Vec::new();
-    for item in requested.split_whitespace() {
-        let asked = Scope::parse(item).map_err(|e| oauth("invalid_scope", e))?;
-        if let Some(asked) = asked {
-            if asked.context == context && registered.iter().any(|r| r.covers(&asked)) {
-                granted.push(item);
-            }
-        }
-    }
-    if granted.is_empty() {
-        return Err(oauth(
-            "invalid_scope",
-            format!(
-                "none of the requested scopes '{requested}' is allowed for this client (allowed: {})",
-                client.scope
-            ),
-        ));
-    }
-    let scope = granted.join(" ");
-    let access = AccessClaims {
-        iss: auth.token_url.clone(),
-        sub: client.id.clone(),
-        aud: auth.audience.clone(),
-        exp: now + TOKEN_LIFETIME,
-        iat: now,
-        jti: uuid::Uuid::new_v4().to_string(),
-        scope: scope.clone(),
-        patient: client.patient.clone(),
-        reg: client.created,
-        kid: kid.to_owned(),
-    };
-    let token = encode(
-        &jsonwebtoken::Header::new(Algorithm::HS256),
-        &access,
-        &EncodingKey::from_secret(&auth.secret),
-    )
-    .map_err(|e| server_error(&e.to_string()))?;
-    let mut answer = json!({
-        "access_token": token,
-        "token_type": "bearer",
-        "expires_in": TOKEN_LIFETIME,
-        "scope": scope,
-    });
-    if let Some(patient) = &client.patient {
-        answer["patient"] = json!(patient);
-    }
-    tracing::info!(client = client.id, scope, "access token issued");
-    Ok(answer)
+    Ok((client, kid.to_owned()))
 }
 
-fn server_error(detail: &str) -> OAuthError {
+/// Signs an access token (HS256 with the server's secret).
+pub(super) fn sign(auth: &Auth, claims: &AccessClaims) -> Result<String, OAuthError> {
+    encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(&auth.secret),
+    )
+    .map_err(|e| server_error(&e.to_string()))
+}
+
+pub(super) fn server_error(detail: &str) -> OAuthError {
     tracing::error!(error = detail, "token endpoint");
     OAuthError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -388,6 +427,9 @@ pub async fn verify_access_token(auth: &Auth, token: &str) -> Result<Grant, Stri
                 .map_err(|e| e.to_string())?
                 .claims;
         let scopes = scope::parse_all(&claims.scope)?;
+        if claims.gid.is_some() {
+            return super::code_grant::person_grant(auth, claims, scopes).await;
+        }
         still_registered(auth, &claims, &scopes).await?;
         return Ok(Grant {
             agent: Agent::Client {
@@ -397,6 +439,8 @@ pub async fn verify_access_token(auth: &Auth, token: &str) -> Result<Grant, Stri
             },
             scopes,
             patient: claims.patient,
+            user: None,
+            caseload: None,
         });
     }
     let trusted = auth
@@ -436,6 +480,8 @@ pub async fn verify_access_token(auth: &Auth, token: &str) -> Result<Grant, Stri
         },
         scopes: scope::parse_all(&claims.scope)?,
         patient: claims.patient,
+        user: None,
+        caseload: None,
     })
 }
 

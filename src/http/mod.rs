@@ -8,6 +8,7 @@ pub mod negotiate;
 pub mod request;
 pub mod response;
 pub(crate) mod route;
+pub mod smart;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +44,35 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/auth/token",
             post(token).fallback(|m: Method, u: Uri| not_allowed(m, u, "POST")),
+        )
+        .route(
+            "/auth/authorize",
+            get(smart::authorize).fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
+        )
+        .route(
+            "/auth/authorize/login",
+            post(smart::login).fallback(|m: Method, u: Uri| not_allowed(m, u, "POST")),
+        )
+        .route(
+            "/auth/authorize/consent",
+            post(smart::consent).fallback(|m: Method, u: Uri| not_allowed(m, u, "POST")),
+        )
+        .route(
+            "/auth/revoke",
+            post(smart::revoke).fallback(|m: Method, u: Uri| not_allowed(m, u, "POST")),
+        )
+        .route(
+            "/auth/launch",
+            post(smart::launch).fallback(|m: Method, u: Uri| not_allowed(m, u, "POST")),
+        )
+        .route(
+            "/auth/jwks",
+            get(smart::jwks).fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
+        )
+        .route(
+            "/fhir/.well-known/openid-configuration",
+            get(smart::openid_configuration)
+                .fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
         )
         .route(
             "/fhir/.well-known/smart-configuration",
@@ -228,6 +258,8 @@ async fn fhir(
             || (segments.is_empty() && (method == Method::GET || method == Method::HEAD));
         if !capabilities {
             access = app.auth.authenticate(&headers).await?;
+            // A practitioner's user/ token: the patients of their CareTeams, as of now.
+            access = smart::with_caseload(&app, access.clone()).await?;
         }
         // Reloading the search parameters reads the store as the server, not as the client.
         let root = app.clone();
@@ -314,6 +346,7 @@ async fn token(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> R
             claimed,
             refusal,
             status: response.status().as_u16(),
+            endpoint: None,
         })
         .await;
     response
@@ -326,9 +359,7 @@ const TOKEN_BODY_LIMIT: usize = 64 * 1024;
 async fn smart_configuration(State(app): State<Arc<App>>) -> Response {
     let mut response = json_response(
         StatusCode::OK,
-        Some(&crate::auth::discovery::smart_configuration(
-            &app.auth.token_url,
-        )),
+        Some(&crate::auth::discovery::smart_configuration(&app.auth)),
         Format::default(),
     );
     // Not a FHIR resource: plain JSON (SMART App Launch, "Conformance").

@@ -275,7 +275,7 @@ fn statement(app: &App) -> Value {
         }],
     });
     if app.auth.enforced() {
-        rest["security"] = crate::auth::discovery::security(&app.auth.token_url);
+        rest["security"] = crate::auth::discovery::security(&app.auth);
     }
     json!({
         "resourceType": "CapabilityStatement",

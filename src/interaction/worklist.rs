@@ -168,7 +168,7 @@ pub async fn worklist(app: &App, practitioner: &str) -> Result<FhirResponse, Fhi
 }
 
 /// The ids of the patients of the CareTeams `practitioner` takes part in, in id order.
-async fn caseload(app: &App, practitioner: &str) -> Result<Vec<String>, FhirError> {
+pub(crate) async fn caseload(app: &App, practitioner: &str) -> Result<Vec<String>, FhirError> {
     let params = vec![
         (
             "participant".to_owned(),

@@ -26,6 +26,7 @@ pub mod sql_store;
 pub mod sqlite;
 pub mod subscription;
 pub mod time_budget;
+pub mod users;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

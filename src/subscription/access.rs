@@ -51,6 +51,8 @@ pub async fn owner_grant(app: &App, owner: Option<&str>) -> Result<Arc<Grant>, S
         },
         scopes: registration.scopes,
         patient: registration.patient,
+        user: None,
+        caseload: None,
     }))
 }
 

@@ -467,3 +467,4 @@ pub mod bulk;
 pub mod output;
 pub mod process;
 pub mod receiver;
+pub mod smart;

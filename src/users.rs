@@ -1,0 +1,173 @@
+//! `signaal user add|list|remove|passwd`: the people who log in with SMART App Launch, edited
+//! in the database directly (it works while the server runs). A password is read from
+//! `--password-file` or, without it, from standard input (one line), never from the command
+//! line where `ps` shows it.
+
+use std::io::BufRead;
+
+use clap::{Args, Subcommand};
+
+use signaal::auth::password;
+use signaal::fhir::id;
+use signaal::store::users::UserRecord;
+
+#[derive(Args)]
+pub struct Database {
+    /// sqlite://PATH or postgres://USER@HOST:PORT/DB (the server's --database).
+    #[arg(
+        long,
+        env = "SIGNAAL_DATABASE_URL",
+        default_value = "sqlite://signaal.db"
+    )]
+    database: String,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add a person who logs in: a practitioner (a coach) or a patient.
+    Add {
+        #[command(flatten)]
+        database: Database,
+        /// The log-in name.
+        #[arg(long)]
+        name: String,
+        /// Their FHIR resource: Practitioner/ID or Patient/ID (the fhirUser of their tokens).
+        #[arg(long)]
+        fhir_user: String,
+        /// A file whose first line is the password (otherwise read from standard input).
+        #[arg(long)]
+        password_file: Option<String>,
+    },
+    /// List the users.
+    List {
+        #[command(flatten)]
+        database: Database,
+    },
+    /// Remove a user: their tokens and refresh tokens stop working at once.
+    Remove {
+        #[command(flatten)]
+        database: Database,
+        name: String,
+    },
+    /// Set a user's password: their tokens and refresh tokens stop working at once.
+    Passwd {
+        #[command(flatten)]
+        database: Database,
+        name: String,
+        #[arg(long)]
+        password_file: Option<String>,
+    },
+}
+
+pub async fn run(command: UserCommand) -> Result<(), String> {
+    let now = signaal::fhir::datetime::now_ms();
+    match command {
+        UserCommand::Add {
+            database,
+            name,
+            fhir_user,
+            password_file,
+        } => {
+            let fhir_user = fhir_user_of(&fhir_user)?;
+            if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err("--name must be non-empty without spaces".into());
+            }
+            let secret = read_password(password_file.as_deref())?;
+            password::acceptable(&secret)?;
+            let record = UserRecord {
+                id: name,
+                fhir_user,
+                password: password::hash(&secret)?,
+                since: now,
+            };
+            let store = open(&database).await?;
+            store.add_user(&record).await.map_err(|e| e.to_string())?;
+            println!("added user {} ({})", record.id, record.fhir_user);
+            Ok(())
+        }
+        UserCommand::List { database } => {
+            let store = open(&database).await?;
+            for u in store.users().await.map_err(|e| e.to_string())? {
+                println!(
+                    "{}\t{}\t{}",
+                    u.id,
+                    u.fhir_user,
+                    signaal::fhir::datetime::format_instant(u.since)
+                );
+            }
+            Ok(())
+        }
+        UserCommand::Remove { database, name } => {
+            let store = open(&database).await?;
+            if store
+                .remove_user(&name, now)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!("removed user {name}");
+                Ok(())
+            } else {
+                Err(format!("no user '{name}'"))
+            }
+        }
+        UserCommand::Passwd {
+            database,
+            name,
+            password_file,
+        } => {
+            let secret = read_password(password_file.as_deref())?;
+            password::acceptable(&secret)?;
+            let hash = password::hash(&secret)?;
+            let store = open(&database).await?;
+            if store
+                .set_password(&name, &hash, now)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!("password of {name} changed");
+                Ok(())
+            } else {
+                Err(format!("no user '{name}'"))
+            }
+        }
+    }
+}
+
+/// `Practitioner/ID` or `Patient/ID`.
+fn fhir_user_of(text: &str) -> Result<String, String> {
+    match text.split_once('/') {
+        Some(("Practitioner" | "Patient", rid)) if id::is_valid(rid) => Ok(text.to_owned()),
+        _ => Err(format!(
+            "--fhir-user '{text}' must be Practitioner/ID or Patient/ID"
+        )),
+    }
+}
+
+fn read_password(file: Option<&str>) -> Result<String, String> {
+    let line = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {path}: {e}"))?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    Ok(line)
+}
+
+async fn open(
+    database: &Database,
+) -> Result<std::sync::Arc<dyn signaal::store::auth::AuthStore>, String> {
+    signaal::store::open_with_auth(&database.database)
+        .await
+        .map(|(_, auth)| auth)
+        .map_err(|e| format!("cannot open the database: {e}"))
+}
