@@ -35,6 +35,7 @@ pub fn parse(body: &[u8]) -> Result<Value, FhirError> {
     let text = std::str::from_utf8(body)
         .map_err(|e| structure(format!("The XML body is not UTF-8: {e}")))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    declared_encoding(text)?;
     prescan(text)?;
     let options = ParsingOptions {
         allow_dtd: false,
@@ -64,6 +65,34 @@ pub fn parse(body: &[u8]) -> Result<Value, FhirError> {
         text,
     };
     reader.resource(root, name, 1).map(Value::Object)
+}
+
+/// Refuses an XML declaration that names an encoding other than UTF-8: the body is read as
+/// UTF-8 (the http page's charset), and a document saying otherwise was not written as such.
+fn declared_encoding(text: &str) -> Result<(), FhirError> {
+    let Some(rest) = text.strip_prefix("<?xml") else {
+        return Ok(());
+    };
+    let declaration = &rest[..rest.find("?>").unwrap_or(rest.len())];
+    let Some(at) = declaration.find("encoding") else {
+        return Ok(());
+    };
+    let value = declaration[at + "encoding".len()..]
+        .trim_start()
+        .trim_start_matches('=')
+        .trim_start();
+    let value = value.trim_start_matches(['"', '\'']);
+    let name: String = value
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .collect();
+    if name.eq_ignore_ascii_case("utf-8") || name.eq_ignore_ascii_case("utf8") {
+        Ok(())
+    } else {
+        Err(structure(format!(
+            "The XML declaration names the encoding '{name}': send the body in UTF-8"
+        )))
+    }
 }
 
 /// A linear pass over the document before the parser: refuses a document type declaration and
@@ -670,6 +699,12 @@ mod tests {
                 "_given": [null, {"id": "g2", "extension": [{"url": "http://example.org/x", "valueBoolean": true}]}, {"id": "g3"}]
             }]})
         );
+    }
+
+    #[test]
+    fn an_encoding_other_than_utf8_is_refused() {
+        assert!(read(r#"<?xml version="1.0" encoding="ISO-8859-1"?><Patient xmlns="http://hl7.org/fhir"><active value="true"/></Patient>"#).is_err());
+        read(r#"<?xml version="1.0" encoding='utf-8'?><Patient xmlns="http://hl7.org/fhir"><active value="true"/></Patient>"#).unwrap();
     }
 
     #[test]
