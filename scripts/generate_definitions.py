@@ -25,6 +25,10 @@ Output (compact JSON, sorted keys, deterministic, committed to the repository):
   conformance/compartment-patient.json   Patient compartment: resource type -> params.
   conformance/summary-elements.json      per resource type, the element paths `_summary=true`
                                           and `_summary=text` keep.
+  profiles/fhir-r4.elements.json         per complex type, resource and backbone element, its
+                                          elements in definition order (the order of FHIR XML):
+                                          [name, [type codes], repeats, xml attribute]; and the
+                                          JSON type of each primitive (the XML format, 0033).
 
 Run from the repository root:  python3 scripts/generate_definitions.py [package.tgz]
 
@@ -65,6 +69,7 @@ RESOURCE_TYPES_PATH = Path("conformance/resource-types.json")
 SEARCH_PARAMETERS_PATH = Path("conformance/search-parameters.json")
 COMPARTMENT_PATH = Path("conformance/compartment-patient.json")
 SUMMARY_PATH = Path("conformance/summary-elements.json")
+ELEMENTS_PATH = Path("profiles/fhir-r4.elements.json")
 
 SD_BASE = "http://hl7.org/fhir/StructureDefinition/"
 EXT_REGEX = SD_BASE + "regex"
@@ -591,6 +596,69 @@ def patient_compartment(package: Package) -> dict[str, list[str]]:
     raise SystemExit("CompartmentDefinition patient not found in package")
 
 
+def element_order(builder: "SchemaBuilder") -> dict:
+    """The elements of every complex type, resource and backbone element in definition order.
+
+    FHIR XML needs what the JSON Schema cannot say: the order of the elements, which elements
+    are XML attributes (`representation: xmlAttr`: Element.id, Extension.url) and, for a
+    choice, its types in order. Each element is `[name, types, repeats, is_attribute]`: `name`
+    as in the definition (`value[x]` for a choice), `types` the type codes (a backbone
+    element's definition name as for the schema, `Resource` for a nested resource, the FHIR
+    type of a FHIRPath System type), `repeats` when max is not 0 or 1. Prohibited elements
+    (max 0) are left out.
+    """
+    types: dict[str, list] = {}
+    for sd in builder.type_defs:
+        if sd["kind"] == "primitive-type":
+            continue
+        elements = [
+            e
+            for e in sd["snapshot"]["element"]
+            if "sliceName" not in e and ":" not in e.get("id", "")
+        ]
+        children: dict[str, list[dict]] = defaultdict(list)
+        for element in elements[1:]:
+            children[element["path"].rsplit(".", 1)[0]].append(element)
+        owners = [sd["type"]] + [
+            e["path"]
+            for e in elements[1:]
+            if children.get(e["path"]) and "contentReference" not in e
+        ]
+        for owner in owners:
+            rows = []
+            for element in children.get(owner, []):
+                if element.get("max") == "0":
+                    continue
+                name = element["path"].rsplit(".", 1)[1]
+                if "contentReference" in element:
+                    codes = [backbone_name(element["contentReference"].split("#", 1)[1])]
+                else:
+                    codes = []
+                    for type_ref in element["type"]:
+                        code = type_ref["code"]
+                        if code.startswith(FHIRPATH_SYSTEM):
+                            code = extension_value(type_ref, EXT_FHIR_TYPE, "valueUrl") or "string"
+                            if element.get("base", {}).get("path") == "Resource.id":
+                                code = "id"
+                        elif code in ("BackboneElement", "Element") and children.get(element["path"]):
+                            code = backbone_name(element["path"])
+                        codes.append(code)
+                repeats = element.get("max") not in ("0", "1")
+                attribute = "xmlAttr" in element.get("representation", [])
+                rows.append([name, codes, repeats, attribute])
+            types[backbone_name(owner)] = rows
+    primitives = {
+        sd["type"]: JSON_TYPE_OF_PRIMITIVE.get(sd["type"], "string")
+        for sd in builder.type_defs
+        if sd["kind"] == "primitive-type"
+    }
+    return {
+        "primitives": primitives,
+        "resources": builder.concrete_resources,
+        "types": types,
+    }
+
+
 def write_json(path: Path, data) -> int:
     """Write compact, deterministic JSON (sorted keys, ASCII) and return its size."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True) + "\n"
@@ -628,6 +696,7 @@ def main(argv: list[str]) -> int:
         SEARCH_PARAMETERS_PATH: search_parameters(package),
         COMPARTMENT_PATH: patient_compartment(package),
         SUMMARY_PATH: summary_elements(builder),
+        ELEMENTS_PATH: element_order(builder),
     }
     for path, data in outputs.items():
         size = write_json(path, data)

@@ -67,7 +67,11 @@ both_stores!(patch_formats_and_operations_are_listed, |server| {
     let formats = strings(&statement["patchFormat"]);
     assert_eq!(
         formats,
-        ["application/json-patch+json", "application/fhir+json"]
+        [
+            "application/json-patch+json",
+            "application/fhir+json",
+            "application/fhir+xml"
+        ]
     );
     let operations = |rtype: &str| -> Vec<String> {
         resource(&statement, rtype)["operation"]

@@ -259,7 +259,7 @@ both_stores!(other_media_types_are_415, |server| {
     let reply = patch(
         &server,
         &format!("Patient/{id}"),
-        "application/xml",
+        "text/plain",
         &[],
         &json!([]),
     )

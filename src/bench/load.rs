@@ -170,7 +170,7 @@ pub(super) fn success(reply: &Reply) -> Result<(), String> {
 }
 
 /// The id in `Location: [base]/Observation/[id]/_history/[vid]`.
-fn created_id(reply: &Reply) -> Option<String> {
+pub(super) fn created_id(reply: &Reply) -> Option<String> {
     let location = reply.header("location")?;
     let (_, rest) = location.rsplit_once("/Observation/")?;
     let id = rest.split('/').next()?;

@@ -1,7 +1,8 @@
 //! `signaal bench`: how fast is a running Signaal, and how much of that is the store?
 //!
 //! The command drives an already running server over loopback with N concurrent keep-alive
-//! clients through three phases (create, read, update of a blood pressure Observation), then
+//! clients through three phases (create, read, update of a blood pressure Observation), create
+//! and read in FHIR XML ([`xml`], beside the JSON ones: their ratio is the format's cost), then
 //! the ingest phases (transaction Bundles of 1, 10 and 100 Observations; optionally a folder of
 //! Synthea Bundles, loaded once), and optionally writes the same resources straight into a store (`--raw-database`), bypassing
 //! HTTP, JSON parsing and validation. Both paths index the resource the same way
@@ -24,6 +25,7 @@ mod phase;
 mod raw;
 pub mod search;
 pub mod synthetic;
+mod xml;
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -192,6 +194,7 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
             )
             .await?,
         );
+        reports.extend(xml::run(&options.url, options.clients, budget).await?);
         let sizes = &options.transaction_sizes;
         if sizes.iter().any(|&n| n == 0 || n > 10_000) {
             return Err("--transaction-sizes must be between 1 and 10000".into());

@@ -13,3 +13,4 @@ pub mod profile;
 pub mod resource_types;
 pub mod subset;
 pub mod validate;
+pub mod xml;

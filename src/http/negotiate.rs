@@ -1,45 +1,78 @@
 //! Content negotiation: which formats a request may send and receive, `_format`, `_pretty`
 //! and `Prefer`.
 //!
-//! Only JSON is implemented; everything else (XML, Turtle) is refused with 415 for request
-//! bodies and 406 for responses rather than answered in the wrong format.
+//! FHIR's JSON and XML formats (decision 0033) are spoken, under the media types and the
+//! `_format` aliases of the http page ("Content Types and encodings"); everything else
+//! (Turtle) is refused with 415 for request bodies and 406 for responses rather than answered
+//! in the wrong format. Bodies are UTF-8: another `charset` is refused (415).
 
 use axum::http::{header, HeaderMap};
 
 use crate::error::FhirError;
 
+/// The media type a response body is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Media {
+    #[default]
+    FhirJson,
+    /// `application/json`, when that is the JSON type the client asked for.
+    Json,
+    FhirXml,
+    /// `application/xml`, when that is the XML type the client asked for.
+    Xml,
+    /// `text/xml`, likewise.
+    TextXml,
+}
+
+impl Media {
+    pub fn is_xml(self) -> bool {
+        matches!(self, Media::FhirXml | Media::Xml | Media::TextXml)
+    }
+}
+
 /// How the response body is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Format {
-    /// `application/json` when that is all the client accepts, otherwise `application/fhir+json`.
-    pub plain_json: bool,
+    pub media: Media,
     pub pretty: bool,
 }
 
 impl Format {
     pub fn content_type(&self) -> &'static str {
-        if self.plain_json {
-            "application/json; charset=utf-8"
-        } else {
-            "application/fhir+json; charset=utf-8"
+        match self.media {
+            Media::FhirJson => "application/fhir+json; charset=utf-8",
+            Media::Json => "application/json; charset=utf-8",
+            Media::FhirXml => "application/fhir+xml; charset=utf-8",
+            Media::Xml => "application/xml; charset=utf-8",
+            Media::TextXml => "text/xml; charset=utf-8",
         }
+    }
+
+    pub fn is_xml(&self) -> bool {
+        self.media.is_xml()
     }
 }
 
-impl Default for Format {
-    fn default() -> Self {
-        Format {
-            plain_json: false,
-            pretty: false,
-        }
-    }
+/// The format of a request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    Json,
+    Xml,
 }
 
-fn is_json_type(media: &str) -> bool {
-    matches!(
-        media,
-        "application/fhir+json" | "application/json" | "application/json+fhir" | "json"
-    )
+/// A media type (or `_format` alias) FHIR gives its formats: the response media and how
+/// specific it is (3: a FHIR type, 2: plain JSON or XML, 1: a wildcard), to break ties between
+/// equally preferred ranges.
+fn fhir_media(media: &str) -> Option<(Media, u8)> {
+    Some(match media {
+        "application/fhir+json" | "application/json+fhir" | "json" => (Media::FhirJson, 3),
+        "application/json" => (Media::Json, 2),
+        "application/fhir+xml" | "application/xml+fhir" | "xml" => (Media::FhirXml, 3),
+        "application/xml" => (Media::Xml, 2),
+        "text/xml" => (Media::TextXml, 2),
+        "*/*" | "application/*" => (Media::FhirJson, 1),
+        _ => return None,
+    })
 }
 
 /// The media type of a header value without parameters, lower-cased.
@@ -50,6 +83,24 @@ pub fn media_type(value: &str) -> String {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase()
+}
+
+/// The `q` of one range of an Accept header (RFC 9110, 12.4.2): 1 when absent, `None` when it
+/// is no valid qvalue.
+fn quality(range: &str) -> Option<f32> {
+    for parameter in range.split(';').skip(1) {
+        let Some((name, value)) = parameter.split_once('=') else {
+            continue;
+        };
+        if name.trim().eq_ignore_ascii_case("q") {
+            let value = value.trim();
+            let valid = value.len() <= 5
+                && (value.starts_with('0') || value.starts_with('1'))
+                && value.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+            return value.parse::<f32>().ok().filter(|q| valid && (0.0..=1.0).contains(q));
+        }
+    }
+    Some(1.0)
 }
 
 /// Decides the response format from `_format`, `_pretty` and `Accept`.
@@ -71,67 +122,87 @@ pub fn response_format(
         // `_format` overrides Accept (http page, "Content Types and encodings").
         // An unencoded `+` in `_format=application/fhir+json` arrives as a space.
         let media = media_type(&format.replace(' ', "+"));
-        if !is_json_type(&media) {
-            return Err(FhirError::NotAcceptable(format!(
-                "_format={format} is not supported: this server speaks JSON (application/fhir+json)"
-            )));
-        }
-        return Ok(Format {
-            plain_json: media == "application/json",
-            pretty,
-        });
+        return match fhir_media(&media) {
+            Some((media, rank)) if rank > 1 => Ok(Format { media, pretty }),
+            _ => Err(FhirError::NotAcceptable(format!(
+                "_format={format} is not supported: this server speaks JSON (json, \
+                 application/fhir+json) and XML (xml, application/fhir+xml)"
+            ))),
+        };
     }
     let Some(accept) = headers.get(header::ACCEPT) else {
         return Ok(Format {
-            plain_json: false,
+            media: Media::FhirJson,
             pretty,
         });
     };
     let accept = accept
         .to_str()
         .map_err(|_| FhirError::invalid("The Accept header is not valid text"))?;
-    let mut plain_json = false;
-    let mut fhir_json = false;
+    // The most preferred range the server can answer: highest q, then the most specific, then
+    // the first listed.
+    let mut best: Option<(f32, u8, Media)> = None;
     for range in accept.split(',') {
-        let refused = range.split(';').skip(1).any(|p| {
-            let p = p.trim().replace(' ', "");
-            p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
-        });
-        if refused {
+        let Some(q) = quality(range) else {
+            continue;
+        };
+        if q <= 0.0 {
             continue;
         }
-        match media_type(range).as_str() {
-            "application/json" => plain_json = true,
-            "application/fhir+json" | "application/json+fhir" | "*/*" | "application/*" => {
-                fhir_json = true
-            }
-            _ => {}
+        let Some((media, rank)) = fhir_media(&media_type(range)) else {
+            continue;
+        };
+        if best.is_none_or(|(bq, br, _)| q > bq || (q == bq && rank > br)) {
+            best = Some((q, rank, media));
         }
     }
-    if !plain_json && !fhir_json {
-        return Err(FhirError::NotAcceptable(format!(
-            "None of the accepted types ({accept}) is supported: this server speaks application/fhir+json"
-        )));
+    match best {
+        Some((_, _, media)) => Ok(Format { media, pretty }),
+        None => Err(FhirError::NotAcceptable(format!(
+            "None of the accepted types ({accept}) is supported: this server speaks \
+             application/fhir+json and application/fhir+xml"
+        ))),
     }
-    Ok(Format {
-        plain_json: plain_json && !fhir_json,
-        pretty,
-    })
 }
 
-/// Checks that a request body is JSON (a missing Content-Type is taken as JSON).
-pub fn require_json_body(headers: &HeaderMap) -> Result<(), FhirError> {
+/// The format of a request body from its Content-Type (a missing Content-Type is taken as
+/// JSON): FHIR's JSON or XML media types, in UTF-8; anything else is a 415.
+pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, FhirError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
+        return Ok(BodyFormat::Json);
     };
-    let media = media_type(value.to_str().unwrap_or(""));
-    if is_json_type(&media) {
-        Ok(())
-    } else {
-        Err(FhirError::UnsupportedMediaType(format!(
-            "Content-Type '{media}' is not supported: send application/fhir+json"
-        )))
+    let value = value.to_str().unwrap_or("");
+    let media = media_type(value);
+    let format = match fhir_media(&media) {
+        Some((m, rank)) if rank > 1 && m.is_xml() => BodyFormat::Xml,
+        Some((_, rank)) if rank > 1 => BodyFormat::Json,
+        _ => {
+            return Err(FhirError::UnsupportedMediaType(format!(
+                "Content-Type '{media}' is not supported: send application/fhir+json or \
+                 application/fhir+xml"
+            )))
+        }
+    };
+    require_utf8(value)?;
+    Ok(format)
+}
+
+/// Refuses a `charset` parameter other than UTF-8: the server reads bodies as UTF-8 only.
+pub fn require_utf8(content_type: &str) -> Result<(), FhirError> {
+    for parameter in content_type.split(';').skip(1) {
+        if let Some((name, value)) = parameter.split_once('=') {
+            let charset = value.trim().trim_matches('"');
+            if name.trim().eq_ignore_ascii_case("charset")
+                && !charset.eq_ignore_ascii_case("utf-8")
+                && !charset.eq_ignore_ascii_case("utf8")
+            {
+                return Err(FhirError::UnsupportedMediaType(format!(
+                    "charset={charset} is not supported: send the body in UTF-8"
+                )));
+            }
+        }
     }
+    Ok(())
 }
 
 /// What the client wants back from a write (`Prefer: return=…`).
@@ -187,4 +258,59 @@ pub fn prefer_async(headers: &HeaderMap) -> Result<bool, FhirError> {
         }
     }
     Ok(asked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn accept(value: &str) -> Result<Media, FhirError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        response_format(&headers, None, None).map(|f| f.media)
+    }
+
+    #[test]
+    fn the_highest_quality_wins() {
+        assert_eq!(accept("application/fhir+json;q=0.5, application/fhir+xml").unwrap(), Media::FhirXml);
+        assert_eq!(accept("application/fhir+xml;q=0.8, */*;q=0.9").unwrap(), Media::FhirJson);
+        assert_eq!(accept("text/xml").unwrap(), Media::TextXml);
+        assert_eq!(accept("application/xml, application/fhir+xml").unwrap(), Media::FhirXml);
+        assert_eq!(accept("application/json, application/fhir+json").unwrap(), Media::FhirJson);
+    }
+
+    #[test]
+    fn q_zero_refuses_a_type() {
+        assert!(accept("application/fhir+xml;q=0, text/turtle").is_err());
+        assert!(accept("application/fhir+xml;q=2").is_err());
+    }
+
+    #[test]
+    fn format_aliases_of_the_http_page() {
+        for (alias, media) in [
+            ("xml", Media::FhirXml),
+            ("text/xml", Media::TextXml),
+            ("application/xml", Media::Xml),
+            ("application/fhir xml", Media::FhirXml),
+            ("json", Media::FhirJson),
+        ] {
+            assert_eq!(response_format(&HeaderMap::new(), Some(alias), None).unwrap().media, media);
+        }
+        assert!(response_format(&HeaderMap::new(), Some("ttl"), None).is_err());
+    }
+
+    #[test]
+    fn bodies_are_json_or_xml_in_utf8() {
+        let format = |ct: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            body_format(&headers)
+        };
+        assert_eq!(format("application/fhir+xml; charset=UTF-8").unwrap(), BodyFormat::Xml);
+        assert_eq!(format("text/xml").unwrap(), BodyFormat::Xml);
+        assert_eq!(format("application/json").unwrap(), BodyFormat::Json);
+        assert!(format("application/fhir+xml; charset=ISO-8859-1").is_err());
+        assert!(format("text/turtle").is_err());
+    }
 }

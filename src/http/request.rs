@@ -6,8 +6,8 @@ use axum::http::{HeaderMap, Method};
 use serde_json::Value;
 
 use crate::error::{FhirError, Issue};
-use crate::fhir::json_format;
-use crate::http::negotiate::require_json_body;
+use crate::fhir::{json_format, xml};
+use crate::http::negotiate::{body_format, BodyFormat};
 
 #[derive(Debug)]
 pub struct FhirRequest {
@@ -25,11 +25,14 @@ impl FhirRequest {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The body as a resource, refusing other media types, malformed JSON and what FHIR's JSON
-    /// format does not allow (`fhir::json_format`).
+    /// The body as a resource in the server's canonical form (JSON), read from FHIR JSON or
+    /// FHIR XML as its Content-Type says, refusing other media types, malformed documents and
+    /// what FHIR's formats do not allow (`fhir::json_format`, `fhir::xml`).
     pub fn json_body(&self) -> Result<Value, FhirError> {
-        require_json_body(&self.headers)?;
-        parse_resource(&self.body)
+        match body_format(&self.headers)? {
+            BodyFormat::Json => parse_resource(&self.body),
+            BodyFormat::Xml => parse_xml_resource(&self.body),
+        }
     }
 
     /// The value of a query parameter that may appear at most once.
@@ -56,6 +59,15 @@ impl FhirRequest {
 pub fn parse_resource(body: &[u8]) -> Result<Value, FhirError> {
     refuse_empty(body)?;
     json_format::parse(body)
+}
+
+/// Parses a body that holds a FHIR resource in XML (`fhir::xml`) into its canonical JSON, held
+/// to the same rules as a JSON body (`fhir::json_format::check`); the nesting limit is JSON's.
+pub fn parse_xml_resource(body: &[u8]) -> Result<Value, FhirError> {
+    refuse_empty(body)?;
+    let resource = xml::parse(body)?;
+    json_format::check(&resource)?;
+    Ok(resource)
 }
 
 fn refuse_empty(body: &[u8]) -> Result<(), FhirError> {

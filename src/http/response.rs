@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::error::{information, FhirError};
 use crate::fhir::datetime::format_http_date;
+use crate::fhir::xml;
 use crate::http::negotiate::{Format, Return};
 
 /// The answer of an interaction, before content negotiation and `Prefer` are applied.
@@ -81,7 +82,7 @@ impl FhirResponse {
                 .status(status)
                 .body(Body::from(raw))
                 .unwrap_or_default(),
-            None => json_response(status, body.as_ref(), format),
+            None => body_response(status, body.as_ref(), format),
         };
         let headers = response.headers_mut();
         if let Some((version, last_updated)) = self.version {
@@ -101,6 +102,35 @@ impl FhirResponse {
             }
         }
         response
+    }
+}
+
+/// A response in the negotiated format (FHIR JSON or FHIR XML), pretty-printed if asked; no body
+/// when `body` is `None`.
+pub fn body_response(status: StatusCode, body: Option<&Value>, format: Format) -> Response<Body> {
+    if !format.is_xml() {
+        return json_response(status, body, format);
+    }
+    let Some(value) = body else {
+        return json_response(status, None, format);
+    };
+    match xml::to_xml(value, format.pretty) {
+        Ok(text) => Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, format.content_type())
+            .body(Body::from(text))
+            .unwrap_or_default(),
+        Err(e) => {
+            // What the server built has no XML form: a fault of the server, said in XML.
+            tracing::error!(error = %e, "a response body cannot be written as XML");
+            let error = FhirError::Internal(format!("the response {e}"));
+            let text = xml::to_xml(&error.into_outcome(), format.pretty).unwrap_or_default();
+            Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .header(header::CONTENT_TYPE, format.content_type())
+                .body(Body::from(text))
+                .unwrap_or_default()
+        }
     }
 }
 
@@ -124,7 +154,7 @@ pub fn json_response(status: StatusCode, body: Option<&Value>, format: Format) -
 
 /// The one place where errors become responses: an `OperationOutcome` with the error's status.
 pub fn error_response(error: &FhirError, format: Format) -> Response<Body> {
-    let mut response = json_response(error.status(), Some(&error.into_outcome()), format);
+    let mut response = body_response(error.status(), Some(&error.into_outcome()), format);
     if let FhirError::MethodNotAllowed { allow, .. } = error {
         response
             .headers_mut()

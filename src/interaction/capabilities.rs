@@ -101,8 +101,12 @@ fn includes(registry: &Registry) -> (BTreeMap<String, Vec<String>>, BTreeMap<Str
 }
 
 /// The patch formats `PATCH` accepts (http page, "patch"): JSON Patch, and FHIRPath Patch as a
-/// `Parameters` resource in FHIR JSON.
-const PATCH_FORMATS: [&str; 2] = ["application/json-patch+json", "application/fhir+json"];
+/// `Parameters` resource in FHIR JSON or FHIR XML.
+const PATCH_FORMATS: [&str; 3] = [
+    "application/json-patch+json",
+    "application/fhir+json",
+    "application/fhir+xml",
+];
 
 /// The search parameters of a type that `search::param` can evaluate.
 fn search_params(registry: &Registry, rtype: &str) -> Vec<Value> {
@@ -286,7 +290,7 @@ fn statement(app: &App) -> Value {
         "software": {"name": "Signaal", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "Signaal FHIR R4 server", "url": app.base_url},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
+        "format": ["application/fhir+json", "json", "application/fhir+xml", "xml"],
         "patchFormat": PATCH_FORMATS,
         "rest": [rest],
     })

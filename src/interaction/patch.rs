@@ -2,7 +2,7 @@
 //! (http page, "patch").
 //!
 //! The body is a JSON Patch (`application/json-patch+json`, RFC 6902) or a FHIRPath Patch
-//! (`application/fhir+json` or `application/json`, a `Parameters` resource). The patch is
+//! (a `Parameters` resource in FHIR JSON or FHIR XML). The patch is
 //! applied to the current version under the writer's lock, the result is validated like any
 //! update, and written as the next version. In a batch or transaction the patch is the entry's
 //! resource: a `Binary` holding a JSON Patch, or a FHIRPath Patch `Parameters`.
@@ -18,7 +18,8 @@ use crate::fhir::json_format;
 use crate::fhir::json_patch::{self, JsonPatchError};
 use crate::fhir::validate::validate;
 use crate::http::negotiate::media_type;
-use crate::http::request::{parse_json, parse_resource, FhirRequest};
+use crate::http::negotiate::{body_format, BodyFormat};
+use crate::http::request::{parse_json, parse_resource, parse_xml_resource, FhirRequest};
 use crate::http::response::FhirResponse;
 use crate::interaction::version::Outcome;
 use crate::interaction::{check_id, check_type, if_match};
@@ -41,8 +42,14 @@ impl Patch {
             .map(media_type);
         match media.as_deref() {
             Some("application/json-patch+json") => Ok(Patch::Json(parse_json(&request.body)?)),
-            Some("application/fhir+json" | "application/json" | "application/json+fhir") => {
-                let body = parse_resource(&request.body)?;
+            Some(
+                "application/fhir+json" | "application/json" | "application/json+fhir"
+                | "application/fhir+xml" | "application/xml" | "application/xml+fhir" | "text/xml",
+            ) => {
+                let body = match body_format(&request.headers)? {
+                    BodyFormat::Json => parse_resource(&request.body)?,
+                    BodyFormat::Xml => parse_xml_resource(&request.body)?,
+                };
                 if body.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
                     return Err(FhirError::invalid(
                         "A FHIRPath Patch body is a Parameters resource; for JSON Patch send \
@@ -53,7 +60,8 @@ impl Patch {
             }
             Some(other) => Err(FhirError::UnsupportedMediaType(format!(
                 "Content-Type '{other}' is not supported for patch: send \
-                 application/json-patch+json (JSON Patch) or application/fhir+json (FHIRPath Patch)"
+                 application/json-patch+json (JSON Patch) or application/fhir+json or \
+                 application/fhir+xml (FHIRPath Patch)"
             ))),
             None => Err(FhirError::UnsupportedMediaType(
                 "A patch needs a Content-Type: application/json-patch+json (JSON Patch) or \

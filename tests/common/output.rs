@@ -14,8 +14,26 @@ use signaal::client::Reply;
 
 /// Panics, naming the rule and where, when a FHIR JSON response breaks the input rules.
 pub fn check_reply(reply: &Reply) {
-    let Ok(body) = serde_json::from_slice::<Value>(&reply.body) else {
-        return;
+    let xml = reply
+        .header("content-type")
+        .is_some_and(|t| t.contains("xml"));
+    let body = if xml {
+        // FHIR XML: the server's own XML reader takes what it writes, and the resource read
+        // is then held to the JSON rules below.
+        match signaal::fhir::xml::parse(&reply.body) {
+            Ok(body) => body,
+            Err(e) => panic!(
+                "the server answered (status {}) with XML it would refuse as input: {:?}\nbody: {}",
+                reply.status,
+                e.issues(),
+                String::from_utf8_lossy(&reply.body)
+            ),
+        }
+    } else {
+        let Ok(body) = serde_json::from_slice::<Value>(&reply.body) else {
+            return;
+        };
+        body
     };
     if body.get("resourceType").and_then(Value::as_str).is_none() {
         return;
