@@ -53,6 +53,12 @@
 #                             command); default: the one just built
 #   SIGNAAL_BENCH_FLAG_RATE=200  write mode: creates per second under which the
 #                             commit→Flag delay is measured (0: no such phase)
+#   SIGNAAL_BENCH_BEFORE=BIN  write mode: before each store's run, the same run with
+#                             this older `signaal` as both the server and the bench
+#                             (its raw store phases then use its store code), on fresh
+#                             databases, labelled STORE-before: before/after numbers
+#                             from one run of the script
+#   SIGNAAL_BENCH_IMPORT_LINES=2000  write mode: lines per $import job (0: no phase)
 set -euo pipefail
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -68,8 +74,14 @@ patients="${SIGNAAL_BENCH_PATIENTS:-2000}"
 seed="${SIGNAAL_BENCH_SEED:-1}"
 stores="${SIGNAAL_BENCH_STORES:-sqlite postgres}"
 flag_rate="${SIGNAAL_BENCH_FLAG_RATE:-200}"
+import_lines="${SIGNAAL_BENCH_IMPORT_LINES:-2000}"
+before_bin="${SIGNAAL_BENCH_BEFORE:-}"
+if [[ -n "$before_bin" ]]; then
+    [[ -x "$before_bin" ]] || die "SIGNAAL_BENCH_BEFORE=$before_bin is not an executable"
+    [[ "$mode" == write ]] || die "SIGNAAL_BENCH_BEFORE needs SIGNAAL_BENCH_MODE=write"
+fi
 copies="${SIGNAAL_BENCH_COPIES:-1}"
-[[ "$clients" =~ ^[0-9]+$ && "$seconds" =~ ^[0-9]+$ && "$patients" =~ ^[0-9]+$ && "$seed" =~ ^[0-9]+$ && "$flag_rate" =~ ^[0-9]+$ && "$copies" =~ ^[0-9]+$ ]] ||
+[[ "$clients" =~ ^[0-9]+$ && "$import_lines" =~ ^[0-9]+$ && "$seconds" =~ ^[0-9]+$ && "$patients" =~ ^[0-9]+$ && "$seed" =~ ^[0-9]+$ && "$flag_rate" =~ ^[0-9]+$ && "$copies" =~ ^[0-9]+$ ]] ||
     die "SIGNAAL_BENCH_CLIENTS, _SECONDS, _PATIENTS, _SEED, _FLAG_RATE and _COPIES must be numbers"
 [[ "$mode" == write || "$mode" == search || "$mode" == import || "$mode" == export ]] ||
     die "SIGNAAL_BENCH_MODE must be 'write', 'search', 'import' or 'export'"
@@ -175,7 +187,8 @@ if [[ " $stores " == *" postgres "* ]]; then
     [[ -x "$psql_bin" ]] || psql_bin="$(command -v psql)" || die "psql not found"
     # One database for the server, an empty one for the raw insert rate.
     "$psql_bin" -X -q -v ON_ERROR_STOP=1 "$pg_url/postgres" \
-        -c 'create database signaal_http' -c 'create database signaal_raw' </dev/null
+        -c 'create database signaal_http' -c 'create database signaal_raw' \
+        -c 'create database signaal_http_before' -c 'create database signaal_raw_before' </dev/null
     log "PostgreSQL $pg_version on 127.0.0.1:$port (fsync=off, synchronous_commit=off, full_page_writes=off)"
 fi
 
@@ -269,15 +282,16 @@ bench_export() {
     stop_server
 }
 
+# bench LABEL SERVER_DATABASE_URL RAW_DATABASE_URL [BENCH_BIN SERVER_BIN]
 bench() {
-    local label="$1" database="$2" raw="$3" listen="" attempt
+    local label="$1" database="$2" raw="$3" bench_bin="${4:-$bin}" serve_bin="${5:-$server_bin}" listen="" attempt
     if [[ "$mode" == export ]]; then
         bench_export "$label" "$database"
         return
     fi
     for attempt in 1 2 3; do
         listen="127.0.0.1:$(free_port)"
-        "$server_bin" serve --listen "$listen" --database "$database" >"$work_dir/$label-server.log" 2>&1 &
+        "$serve_bin" serve --listen "$listen" --database "$database" >"$work_dir/$label-server.log" 2>&1 &
         server_pid=$!
         local i
         for i in $(seq 1 100); do
@@ -295,14 +309,14 @@ bench() {
         die "signaal serve on $label did not become ready (log above)"
     done
     log "$label: signaal serve on $listen; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    local mode_args=(--raw-database "$raw" --database "$database")
+    local mode_args=(--raw-database "$raw" --database "$database" --import-lines "$import_lines")
     [[ "$flag_rate" -gt 0 ]] && mode_args+=(--flag-delay --flag-write-rate "$flag_rate")
     if [[ "$mode" == search ]]; then
         mode_args=(--search --explain --database "$database" --seed "$seed")
         [[ "$patients" -gt 0 ]] && mode_args+=(--generate-patients "$patients")
     fi
     printf 'load average before: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >"$work_dir/$label.txt"
-    run_child "$bin" bench --url "http://$listen/fhir" --clients "$clients" --seconds "$seconds" \
+    run_child "$bench_bin" bench --url "http://$listen/fhir" --clients "$clients" --seconds "$seconds" \
         --label "$label" "${mode_args[@]}" "${synthea_args[@]}" >>"$work_dir/$label.txt"
     printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$work_dir/$label.txt"
     tee -a "$results" <"$work_dir/$label.txt"
@@ -332,6 +346,14 @@ for store in $stores; do
         esac
         continue
     fi
+    if [[ -n "$before_bin" ]]; then
+        case "$store" in
+            sqlite) bench sqlite-before "sqlite://$work_dir/http-before.db" \
+                "sqlite://$work_dir/raw-before.db" "$before_bin" "$before_bin" ;;
+            postgres) bench postgres-before "$pg_url/signaal_http_before" \
+                "$pg_url/signaal_raw_before" "$before_bin" "$before_bin" ;;
+        esac
+    fi
     case "$store" in
         sqlite) bench sqlite "sqlite://$work_dir/http.db" "sqlite://$work_dir/raw.db" ;;
         postgres) bench postgres "$pg_url/signaal_http" "$pg_url/signaal_raw" ;;
@@ -346,7 +368,7 @@ cat <<REPORT
 
 == Signaal benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')
 machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -h | awk '/^Mem:/ {print $2}') RAM
-build:   $profile profile, $bin ($(rustc --version)); server: $server_bin
+build:   $profile profile, $bin ($(rustc --version)); server: $server_bin$([[ -n "$before_bin" ]] && echo "; before: $before_bin")
 stores:  SQLite WAL, synchronous=FULL (every commit fsyncs) on $(df -T "$work_dir" | awk 'NR==2 {print $2}');
          PostgreSQL $pg_version, throwaway server with fsync=off, synchronous_commit=off, full_page_writes=off
 mode:    $mode$([[ "$mode" != write ]] && echo ", $patients synthetic patients of seed $seed plus the Synthea Bundles")

@@ -98,7 +98,12 @@ async fn each_event_is_delivered_once_and_taken_over_when_its_server_dies() {
     let receiver = Receiver::start().await;
     let patient = json!({"resourceType": "Patient", "id": "two-p1"});
     assert_eq!(
-        second.client.put("Patient/two-p1", &patient).await.unwrap().status,
+        second
+            .client
+            .put("Patient/two-p1", &patient)
+            .await
+            .unwrap()
+            .status,
         201
     );
     // Created through the server that does not deliver.
@@ -169,7 +174,9 @@ async fn two_servers_claim_different_patients(kind: StoreKind) {
     let two = signaal::store::open(&url).await.unwrap();
     let now = 1_000_000;
     for i in 0..40 {
-        one.queue_patient(&format!("claim-p{i:02}"), now).await.unwrap();
+        one.queue_patient(&format!("claim-p{i:02}"), now)
+            .await
+            .unwrap();
     }
     let until = now + 60_000;
     let (a, b) = tokio::join!(one.claim(25, now, until), two.claim(25, now, until));
@@ -232,7 +239,13 @@ async fn registry_changes_reach_the_other_server() {
         "code": "birth-place-city", "base": ["Patient"], "type": "string",
         "expression": "Patient.address.city"
     });
-    expect_status(&one.client.post("SearchParameter", &parameter).await.unwrap(), 201);
+    expect_status(
+        &one.client
+            .post("SearchParameter", &parameter)
+            .await
+            .unwrap(),
+        201,
+    );
     let took = until("the parameter on the other server", || async {
         two.client
             .get("Patient?birth-place-city=Zwolle")
@@ -250,7 +263,10 @@ async fn registry_changes_reach_the_other_server() {
         .unwrap()
         .to_owned();
     let found = expect_status(
-        &two.client.get("Patient?birth-place-city=Zwolle").await.unwrap(),
+        &two.client
+            .get("Patient?birth-place-city=Zwolle")
+            .await
+            .unwrap(),
         200,
     );
     assert_eq!(found["entry"][0]["resource"]["id"], id.as_str(), "{found}");

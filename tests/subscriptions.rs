@@ -333,7 +333,10 @@ both_stores!(max_count_bounds_the_events_of_one_notification, |server| {
         .as_str()
         .unwrap()
         .to_owned();
-    receiver.next_of("handshake", WAIT).await.expect("handshake");
+    receiver
+        .next_of("handshake", WAIT)
+        .await
+        .expect("handshake");
     until_status(&server, &id, "active").await;
     receiver.set_down(true);
     for _ in 0..5 {
@@ -815,7 +818,13 @@ async fn a_patient_bound_subscription_sees_only_its_patient(kind: common::StoreK
     // Its Subscription must be about its own patient: without a patient, or about another, it is
     // outside its compartment.
     for filters in [&[][..], &["CarePlan?patient=Patient/b"][..]] {
-        let sub = subscription(CARE_TOPIC, filters, "rest-hook", &receiver.url, "full-resource");
+        let sub = subscription(
+            CARE_TOPIC,
+            filters,
+            "rest-hook",
+            &receiver.url,
+            "full-resource",
+        );
         let refused = s.call(&coach, "POST", "Subscription", Some(&sub)).await;
         let outcome = expect_status(&refused, 403);
         assert_eq!(outcome["resourceType"], "OperationOutcome");
@@ -830,13 +839,21 @@ async fn a_patient_bound_subscription_sees_only_its_patient(kind: common::StoreK
         &receiver.url,
         "full-resource",
     );
-    let created = expect_status(&s.call(&coach, "POST", "Subscription", Some(&sub)).await, 201);
+    let created = expect_status(
+        &s.call(&coach, "POST", "Subscription", Some(&sub)).await,
+        201,
+    );
     let id = created["id"].as_str().unwrap().to_owned();
-    receiver.next_of("handshake", WAIT).await.expect("handshake");
+    receiver
+        .next_of("handshake", WAIT)
+        .await
+        .expect("handshake");
     // The coach reads, follows and searches its own subscription.
     let deadline = Instant::now() + WAIT;
     loop {
-        let read = s.call(&coach, "GET", &format!("Subscription/{id}"), None).await;
+        let read = s
+            .call(&coach, "GET", &format!("Subscription/{id}"), None)
+            .await;
         if expect_status(&read, 200)["status"] == "active" {
             break;
         }
@@ -853,7 +870,8 @@ async fn a_patient_bound_subscription_sees_only_its_patient(kind: common::StoreK
 
     for (patient, text) in [("b", "b walks daily"), ("a", "a walks daily")] {
         expect_status(
-            &s.call(&admin, "POST", "Goal", Some(&goal(patient, text))).await,
+            &s.call(&admin, "POST", "Goal", Some(&goal(patient, text)))
+                .await,
             201,
         );
     }
@@ -892,13 +910,24 @@ async fn a_patient_bound_subscription_sees_only_its_patient(kind: common::StoreK
         &receiver2.url,
         "full-resource",
     );
-    expect_status(&s.call(&coach, "POST", "Subscription", Some(&sub)).await, 201);
-    receiver2.next_of("handshake", WAIT).await.expect("handshake");
+    expect_status(
+        &s.call(&coach, "POST", "Subscription", Some(&sub)).await,
+        201,
+    );
+    receiver2
+        .next_of("handshake", WAIT)
+        .await
+        .expect("handshake");
     tokio::time::sleep(Duration::from_millis(300)).await; // until active
-    for (patient, category) in [("a", "laboratory"), ("b", "vital-signs"), ("a", "vital-signs")] {
+    for (patient, category) in [
+        ("a", "laboratory"),
+        ("b", "vital-signs"),
+        ("a", "vital-signs"),
+    ] {
         let observation = common::auth::observation(patient, category);
         expect_status(
-            &s.call(&admin, "POST", "Observation", Some(&observation)).await,
+            &s.call(&admin, "POST", "Observation", Some(&observation))
+                .await,
             201,
         );
     }

@@ -26,7 +26,11 @@ fn official_examples() -> Option<Vec<(String, Value)>> {
         let Some(file) = name.strip_prefix("package/") else {
             continue;
         };
-        if file.contains('/') || !file.ends_with(".json") || file.starts_with('.') || file == "package.json" {
+        if file.contains('/')
+            || !file.ends_with(".json")
+            || file.starts_with('.')
+            || file == "package.json"
+        {
             continue;
         }
         let mut bytes = Vec::new();
@@ -102,7 +106,10 @@ fn every_official_example_converts_json_to_xml_and_back_identically() {
                     failures.push(format!("{file}: {d}"));
                 }
             }
-            Err(e) => failures.push(format!("{file}: the XML written does not read back: {:?}", e.issues())),
+            Err(e) => failures.push(format!(
+                "{file}: the XML written does not read back: {:?}",
+                e.issues()
+            )),
         }
     }
     eprintln!("{} examples, {} failures", examples.len(), failures.len());
@@ -122,7 +129,10 @@ fn pretty_xml_reads_back_as_the_same_resource() {
     )
     .unwrap();
     let pretty = xml::to_xml(&patient, true).unwrap();
-    assert!(pretty.contains("\n  <id value=\"xml-pretty\"/>"), "{pretty}");
+    assert!(
+        pretty.contains("\n  <id value=\"xml-pretty\"/>"),
+        "{pretty}"
+    );
     assert_eq!(xml::parse(pretty.as_bytes()).unwrap(), patient);
 }
 
@@ -190,7 +200,9 @@ fn xml_reply(reply: &signaal::client::Reply, status: u16) -> Value {
         String::from_utf8_lossy(&reply.body)
     );
     assert!(
-        reply.header("content-type").is_some_and(|t| t.contains("xml")),
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.contains("xml")),
         "an XML reply: {:?}",
         reply.header("content-type")
     );
@@ -204,7 +216,11 @@ fn xml_reply(reply: &signaal::client::Reply, status: u16) -> Value {
 /// How many resources of a type the server holds.
 async fn count(server: &common::TestServer, rtype: &str) -> u64 {
     let bundle = common::expect_status(
-        &server.client.get(&format!("{rtype}?_summary=count")).await.unwrap(),
+        &server
+            .client
+            .get(&format!("{rtype}?_summary=count"))
+            .await
+            .unwrap(),
         200,
     );
     bundle["total"].as_u64().unwrap()
@@ -212,13 +228,22 @@ async fn count(server: &common::TestServer, rtype: &str) -> u64 {
 
 both_stores!(a_resource_created_in_xml_reads_the_same_in_json, |server| {
     let created = xml_reply(
-        &send_xml(&server, "POST", "Patient", Some(&van_der_berg_xml("female"))).await,
+        &send_xml(
+            &server,
+            "POST",
+            "Patient",
+            Some(&van_der_berg_xml("female")),
+        )
+        .await,
         201,
     );
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["name"][0]["given"], json!(["Sanne", null]));
     assert_eq!(created["name"][0]["_given"][1]["id"], "roepnaam");
-    let as_json = common::expect_status(&server.client.get(&format!("Patient/{id}")).await.unwrap(), 200);
+    let as_json = common::expect_status(
+        &server.client.get(&format!("Patient/{id}")).await.unwrap(),
+        200,
+    );
     assert_eq!(as_json, created);
     assert_eq!(
         as_json["text"]["div"],
@@ -227,7 +252,14 @@ both_stores!(a_resource_created_in_xml_reads_the_same_in_json, |server| {
 });
 
 both_stores!(versions_and_etags_do_not_depend_on_the_format, |server| {
-    let id = common::create(&server, &common::patient().family("Visser").set("gender", "male").json()).await;
+    let id = common::create(
+        &server,
+        &common::patient()
+            .family("Visser")
+            .set("gender", "male")
+            .json(),
+    )
+    .await;
     let xml = van_der_berg_xml("other").replace(
         "<Patient xmlns=\"http://hl7.org/fhir\">",
         &format!("<Patient xmlns=\"http://hl7.org/fhir\"><id value=\"{id}\"/>"),
@@ -237,13 +269,26 @@ both_stores!(versions_and_etags_do_not_depend_on_the_format, |server| {
     assert_eq!(reply.header("etag"), Some("W/\"2\""));
     assert_eq!(updated["meta"]["versionId"], "2");
     let json_read = server.client.get(&format!("Patient/{id}")).await.unwrap();
-    let xml_read = server.client.get(&format!("Patient/{id}?_format=xml")).await.unwrap();
+    let xml_read = server
+        .client
+        .get(&format!("Patient/{id}?_format=xml"))
+        .await
+        .unwrap();
     assert_eq!(json_read.header("etag"), Some("W/\"2\""));
     assert_eq!(xml_read.header("etag"), Some("W/\"2\""));
-    assert_eq!(xml_reply(&xml_read, 200), common::expect_status(&json_read, 200));
+    assert_eq!(
+        xml_reply(&xml_read, 200),
+        common::expect_status(&json_read, 200)
+    );
     // History in XML: a Bundle whose entries hold their resources in XML.
     let history = xml_reply(
-        &server.client.get(&format!("Patient/{id}/_history?_format=application/fhir%2Bxml")).await.unwrap(),
+        &server
+            .client
+            .get(&format!(
+                "Patient/{id}/_history?_format=application/fhir%2Bxml"
+            ))
+            .await
+            .unwrap(),
         200,
     );
     assert_eq!(history["resourceType"], "Bundle");
@@ -252,47 +297,96 @@ both_stores!(versions_and_etags_do_not_depend_on_the_format, |server| {
 });
 
 both_stores!(searches_answer_in_the_xml_type_asked_for, |server| {
-    xml_reply(&send_xml(&server, "POST", "Patient", Some(&van_der_berg_xml("female"))).await, 201);
+    xml_reply(
+        &send_xml(
+            &server,
+            "POST",
+            "Patient",
+            Some(&van_der_berg_xml("female")),
+        )
+        .await,
+        201,
+    );
     for (query, content_type) in [
         ("Patient?family=van&_format=text/xml", "text/xml"),
-        ("Patient?family=van&_format=xml&_pretty=true", "application/fhir+xml"),
+        (
+            "Patient?family=van&_format=xml&_pretty=true",
+            "application/fhir+xml",
+        ),
     ] {
         let reply = server.client.get(query).await.unwrap();
         let bundle = xml_reply(&reply, 200);
-        assert!(reply.header("content-type").unwrap().starts_with(content_type));
+        assert!(reply
+            .header("content-type")
+            .unwrap()
+            .starts_with(content_type));
         assert_eq!(bundle["total"], 1);
         assert_eq!(bundle["entry"][0]["resource"]["birthDate"], "1984-03-07");
     }
     let reply = server
         .client
-        .send("GET", "Patient", &[("Accept", "application/fhir+json;q=0.4, application/xml;q=0.9")], None)
+        .send(
+            "GET",
+            "Patient",
+            &[(
+                "Accept",
+                "application/fhir+json;q=0.4, application/xml;q=0.9",
+            )],
+            None,
+        )
         .await
         .unwrap();
-    assert!(reply.header("content-type").unwrap().starts_with("application/xml"));
+    assert!(reply
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/xml"));
     xml_reply(&reply, 200);
 });
 
-both_stores!(errors_are_xml_operation_outcomes_when_xml_is_asked_for, |server| {
-    let outcome = xml_reply(&send_xml(&server, "GET", "Patient/nobody-here", None).await, 404);
-    assert!(outcome["issue"][0]["diagnostics"].as_str().is_some());
-    let outcome = xml_reply(
-        &send_xml(&server, "POST", "Patient", Some("<Patient xmlns=\"http://hl7.org/fhir\"><gender value=\"male\"></Patient>")).await,
-        400,
-    );
-    assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("well-formed"));
-    let outcome = xml_reply(
+both_stores!(
+    errors_are_xml_operation_outcomes_when_xml_is_asked_for,
+    |server| {
+        let outcome = xml_reply(
+            &send_xml(&server, "GET", "Patient/nobody-here", None).await,
+            404,
+        );
+        assert!(outcome["issue"][0]["diagnostics"].as_str().is_some());
+        let outcome = xml_reply(
+            &send_xml(
+                &server,
+                "POST",
+                "Patient",
+                Some("<Patient xmlns=\"http://hl7.org/fhir\"><gender value=\"male\"></Patient>"),
+            )
+            .await,
+            400,
+        );
+        assert!(outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("well-formed"));
+        let outcome = xml_reply(
         &send_xml(&server, "POST", "Patient", Some("<Patient xmlns=\"http://hl7.org/fhir\"><birthDate value=\"1984-03-07\"/><gender value=\"male\"/></Patient>")).await,
         400,
     );
-    assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("out of order"));
-    let reply = server
-        .client
-        .send("POST", "Patient", &[("Content-Type", "application/fhir+xml; charset=ISO-8859-1")], Some(van_der_berg_xml("male").into_bytes()))
-        .await
-        .unwrap();
-    common::expect_status(&reply, 415);
-    assert_eq!(count(&server, "Patient").await, 0);
-});
+        assert!(outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("out of order"));
+        let reply = server
+            .client
+            .send(
+                "POST",
+                "Patient",
+                &[("Content-Type", "application/fhir+xml; charset=ISO-8859-1")],
+                Some(van_der_berg_xml("male").into_bytes()),
+            )
+            .await
+            .unwrap();
+        common::expect_status(&reply, 415);
+        assert_eq!(count(&server, "Patient").await, 0);
+    }
+);
 
 both_stores!(a_transaction_in_xml_is_answered_in_xml, |server| {
     let bundle = r#"<Bundle xmlns="http://hl7.org/fhir">
@@ -320,12 +414,25 @@ both_stores!(a_transaction_in_xml_is_answered_in_xml, |server| {
     let observations = common::expect_status(&server.client.get("Observation").await.unwrap(), 200);
     let observation = &observations["entry"][0]["resource"];
     // The decimal exactly as written, and the reference resolved to the new Patient.
-    assert_eq!(serde_json::to_string(&observation["valueQuantity"]["value"]).unwrap(), "72.0");
-    assert!(observation["subject"]["reference"].as_str().unwrap().starts_with("Patient/"));
+    assert_eq!(
+        serde_json::to_string(&observation["valueQuantity"]["value"]).unwrap(),
+        "72.0"
+    );
+    assert!(observation["subject"]["reference"]
+        .as_str()
+        .unwrap()
+        .starts_with("Patient/"));
 });
 
 both_stores!(fhirpath_patch_takes_xml_parameters, |server| {
-    let id = common::create(&server, &common::patient().family("Smit").set("gender", "male").json()).await;
+    let id = common::create(
+        &server,
+        &common::patient()
+            .family("Smit")
+            .set("gender", "male")
+            .json(),
+    )
+    .await;
     let patch = r#"<Parameters xmlns="http://hl7.org/fhir">
   <parameter>
     <name value="operation"/>
@@ -334,24 +441,53 @@ both_stores!(fhirpath_patch_takes_xml_parameters, |server| {
     <part><name value="value"/><valueCode value="female"/></part>
   </parameter>
 </Parameters>"#;
-    let patched = xml_reply(&send_xml(&server, "PATCH", &format!("Patient/{id}"), Some(patch)).await, 200);
+    let patched = xml_reply(
+        &send_xml(&server, "PATCH", &format!("Patient/{id}"), Some(patch)).await,
+        200,
+    );
     assert_eq!(patched["gender"], "female");
     assert_eq!(patched["meta"]["versionId"], "2");
 });
 
 both_stores!(operations_take_xml_parameters, |server| {
     let with_parameter = r#"<Parameters xmlns="http://hl7.org/fhir"><parameter><name value="type"/><valueString value="Patient"/></parameter></Parameters>"#;
-    let outcome = xml_reply(&send_xml(&server, "POST", "Patient/$reindex", Some(with_parameter)).await, 400);
-    assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("no parameters"));
-    let reply = send_xml(&server, "POST", "Patient/$reindex", Some(r#"<Parameters xmlns="http://hl7.org/fhir"/>"#)).await;
-    assert!(reply.status < 300, "{}", String::from_utf8_lossy(&reply.body));
+    let outcome = xml_reply(
+        &send_xml(&server, "POST", "Patient/$reindex", Some(with_parameter)).await,
+        400,
+    );
+    assert!(outcome["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .contains("no parameters"));
+    let reply = send_xml(
+        &server,
+        "POST",
+        "Patient/$reindex",
+        Some(r#"<Parameters xmlns="http://hl7.org/fhir"/>"#),
+    )
+    .await;
+    assert!(
+        reply.status < 300,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
 });
 
 both_stores!(the_capability_statement_lists_xml, |server| {
     let statement = xml_reply(&send_xml(&server, "GET", "metadata", None).await, 200);
-    let formats: Vec<&str> = statement["format"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let formats: Vec<&str> = statement["format"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert!(formats.contains(&"application/fhir+xml") && formats.contains(&"xml"));
-    let patch: Vec<&str> = statement["patchFormat"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let patch: Vec<&str> = statement["patchFormat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert!(patch.contains(&"application/fhir+xml"));
 });
 
@@ -360,12 +496,24 @@ both_stores!(the_capability_statement_lists_xml, |server| {
 async fn refused(server: &common::TestServer, body: String, status: u16) -> String {
     let reply = server
         .client
-        .send("POST", "Patient", &[("Content-Type", FHIR_XML)], Some(body.into_bytes()))
+        .send(
+            "POST",
+            "Patient",
+            &[("Content-Type", FHIR_XML)],
+            Some(body.into_bytes()),
+        )
         .await
         .unwrap();
     let outcome = common::expect_status(&reply, status);
-    assert_eq!(count(server, "Patient").await, 0, "a refused write left a Patient behind");
-    outcome["issue"][0]["diagnostics"].as_str().unwrap().to_owned()
+    assert_eq!(
+        count(server, "Patient").await,
+        0,
+        "a refused write left a Patient behind"
+    );
+    outcome["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 both_stores!(an_external_entity_is_refused, |server| {
@@ -376,10 +524,18 @@ both_stores!(an_external_entity_is_refused, |server| {
 });
 
 both_stores!(an_entity_expansion_bomb_is_refused, |server| {
-    let mut bomb = String::from("<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [\n<!ENTITY lol \"lol\">\n");
+    let mut bomb =
+        String::from("<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [\n<!ENTITY lol \"lol\">\n");
     for i in 1..10 {
-        let previous = if i == 1 { "lol".to_owned() } else { format!("lol{}", i - 1) };
-        bomb.push_str(&format!("<!ENTITY lol{i} \"{}\">\n", format!("&{previous};").repeat(10)));
+        let previous = if i == 1 {
+            "lol".to_owned()
+        } else {
+            format!("lol{}", i - 1)
+        };
+        bomb.push_str(&format!(
+            "<!ENTITY lol{i} \"{}\">\n",
+            format!("&{previous};").repeat(10)
+        ));
     }
     bomb.push_str("]>\n<Patient xmlns=\"http://hl7.org/fhir\"><name><family value=\"&lol9;\"/></name></Patient>");
     assert!(refused(&server, bomb, 400).await.contains("DTD"));
@@ -397,24 +553,35 @@ both_stores!(nesting_deeper_than_json_allows_is_refused, |server| {
 
 both_stores!(huge_and_numerous_attributes_are_refused, |server| {
     let many: String = (0..50_000).map(|i| format!(" x{i}=\"1\"")).collect();
-    let body = format!(r#"<Patient xmlns="http://hl7.org/fhir"><gender value="male"{many}/></Patient>"#);
+    let body =
+        format!(r#"<Patient xmlns="http://hl7.org/fhir"><gender value="male"{many}/></Patient>"#);
     assert!(refused(&server, body, 400).await.contains("attributes"));
     let long = "a".repeat(4 * 1024 * 1024);
-    let body = format!(r#"<Patient xmlns="http://hl7.org/fhir"><gender value="male" note="{long}"/></Patient>"#);
-    assert!(refused(&server, body, 400).await.contains("Unknown attribute"));
+    let body = format!(
+        r#"<Patient xmlns="http://hl7.org/fhir"><gender value="male" note="{long}"/></Patient>"#
+    );
+    assert!(refused(&server, body, 400)
+        .await
+        .contains("Unknown attribute"));
     let larger_than_the_limit = "a".repeat(signaal::app::DEFAULT_BODY_LIMIT + 1);
-    let body = format!(r#"<Patient xmlns="http://hl7.org/fhir"><id value="{larger_than_the_limit}"/></Patient>"#);
+    let body = format!(
+        r#"<Patient xmlns="http://hl7.org/fhir"><id value="{larger_than_the_limit}"/></Patient>"#
+    );
     refused(&server, body, 413).await;
 });
 
 both_stores!(processing_instructions_are_refused, |server| {
     let body = r#"<?xml version="1.0"?><?xml-stylesheet type="text/xsl" href="http://example.org/x.xsl"?><Patient xmlns="http://hl7.org/fhir"><gender value="male"/></Patient>"#;
-    assert!(refused(&server, body.to_owned(), 400).await.contains("processing instruction"));
+    assert!(refused(&server, body.to_owned(), 400)
+        .await
+        .contains("processing instruction"));
 });
 
 both_stores!(a_narrative_with_a_script_is_refused, |server| {
     let body = r#"<Patient xmlns="http://hl7.org/fhir"><text><status value="generated"/><div xmlns="http://www.w3.org/1999/xhtml"><p onclick="steal()">Sanne</p></div></text></Patient>"#;
-    assert!(refused(&server, body.to_owned(), 400).await.contains("event attributes"));
+    assert!(refused(&server, body.to_owned(), 400)
+        .await
+        .contains("event attributes"));
 });
 
 // ---- Every official example through the HTTP API ---------------------------------------------
@@ -440,21 +607,37 @@ fn comparable(resource: &Value) -> Value {
 /// PUT as JSON, GET as XML, PUT that XML back, GET as JSON: the same resource. `Ok(false)` when
 /// the server refuses the JSON (tests/examples_roundtrip.rs holds those to account).
 async fn through_xml(client: signaal::client::Client, json: &Value) -> Result<bool, String> {
-    let path = format!("{}/{}", json["resourceType"].as_str().unwrap(), json["id"].as_str().unwrap());
+    let path = format!(
+        "{}/{}",
+        json["resourceType"].as_str().unwrap(),
+        json["id"].as_str().unwrap()
+    );
     let put = client.put(&path, json).await.map_err(|e| e.to_string())?;
     if put.status >= 400 {
         return Ok(false);
     }
-    let xml_read = client.get(&format!("{path}?_format=xml")).await.map_err(|e| e.to_string())?;
+    let xml_read = client
+        .get(&format!("{path}?_format=xml"))
+        .await
+        .map_err(|e| e.to_string())?;
     if xml_read.status != 200 {
         return Err(format!("GET as XML answered {}", xml_read.status));
     }
     let put = client
-        .send("PUT", &path, &[("Content-Type", FHIR_XML)], Some(xml_read.body.to_vec()))
+        .send(
+            "PUT",
+            &path,
+            &[("Content-Type", FHIR_XML)],
+            Some(xml_read.body.to_vec()),
+        )
         .await
         .map_err(|e| e.to_string())?;
     if put.status != 200 {
-        return Err(format!("PUT as XML answered {}: {}", put.status, String::from_utf8_lossy(&put.body)));
+        return Err(format!(
+            "PUT as XML answered {}: {}",
+            put.status,
+            String::from_utf8_lossy(&put.body)
+        ));
     }
     let read = client.get(&path).await.map_err(|e| e.to_string())?;
     match difference("", &comparable(json), &comparable(&read.json())) {
@@ -478,7 +661,11 @@ async fn examples_through_xml(kind: common::StoreKind) {
         if json["id"].is_null() || EMPTY_NARRATIVE.contains(&file.as_str()) || !seen.insert(key) {
             continue;
         }
-        let weight = if serde_json::to_vec(&json).unwrap().len() > LARGE { CONCURRENCY as u32 } else { 1 };
+        let weight = if serde_json::to_vec(&json).unwrap().len() > LARGE {
+            CONCURRENCY as u32
+        } else {
+            1
+        };
         let (client, limit) = (server.client.clone(), limit.clone());
         tasks.spawn(async move {
             let _permit = limit.acquire_many_owned(weight).await.unwrap();

@@ -188,7 +188,9 @@ impl Auth {
     pub fn auth_url(&self, path: &str) -> String {
         format!(
             "{}/{path}",
-            self.token_url.strip_suffix("/token").unwrap_or(&self.token_url)
+            self.token_url
+                .strip_suffix("/token")
+                .unwrap_or(&self.token_url)
         )
     }
 }
@@ -231,7 +233,11 @@ pub async fn start(auth: &Auth, query: &str) -> Answer {
     let get = |name: &str| field(&params, name);
     let Some(client_id) = get("client_id") else {
         return answer(
-            error_page(StatusCode::BAD_REQUEST, "De app noemt zich niet (client_id ontbreekt).", "The app does not say who it is (client_id is missing)."),
+            error_page(
+                StatusCode::BAD_REQUEST,
+                "De app noemt zich niet (client_id ontbreekt).",
+                "The app does not say who it is (client_id is missing).",
+            ),
             None,
             "client_id missing",
         );
@@ -247,11 +253,21 @@ pub async fn start(auth: &Auth, query: &str) -> Answer {
     };
     let registered = match auth.clients.app(&client_id).await {
         Ok(Some(uris)) => uris,
-        Ok(None) => return answer(unknown_app(), client, "no app registered with this client_id"),
+        Ok(None) => {
+            return answer(
+                unknown_app(),
+                client,
+                "no app registered with this client_id",
+            )
+        }
         Err(e) => {
             tracing::error!(error = %e, "authorize: reading the app");
             return answer(
-                error_page(StatusCode::INTERNAL_SERVER_ERROR, "Signaal kon het verzoek niet controleren.", "Signaal could not check the request."),
+                error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Signaal kon het verzoek niet controleren.",
+                    "Signaal could not check the request.",
+                ),
                 client,
                 format!("store: {e}"),
             );
@@ -275,7 +291,13 @@ pub async fn start(auth: &Auth, query: &str) -> Answer {
     }
     let redirect_uri = redirect_uri.to_owned();
     let state = get("state").unwrap_or("").to_owned();
-    let fail = |error: &str, why: &str| answer(refuse(&redirect_uri, &state, error, why), client, why.to_owned());
+    let fail = |error: &str, why: &str| {
+        answer(
+            refuse(&redirect_uri, &state, error, why),
+            client,
+            why.to_owned(),
+        )
+    };
     if state.is_empty() {
         return fail("invalid_request", "state is required");
     }
@@ -291,7 +313,10 @@ pub async fn start(auth: &Auth, query: &str) -> Answer {
     }
     let challenge = get("code_challenge").unwrap_or("").to_owned();
     if get("aud") != Some(auth.audience.as_str()) {
-        return fail("invalid_request", &format!("aud must be this server's FHIR base URL {}", auth.audience));
+        return fail(
+            "invalid_request",
+            &format!("aud must be this server's FHIR base URL {}", auth.audience),
+        );
     }
     // The scopes: resource scopes the app is registered for, and the words this server knows.
     let mut scopes = Vec::new();
@@ -313,8 +338,14 @@ pub async fn start(auth: &Auth, query: &str) -> Answer {
             }
         }
     }
-    if !scopes.iter().any(|s| s.contains('/') && s != "launch/patient") {
-        return fail("invalid_scope", "none of the requested resource scopes is allowed for this app");
+    if !scopes
+        .iter()
+        .any(|s| s.contains('/') && s != "launch/patient")
+    {
+        return fail(
+            "invalid_scope",
+            "none of the requested resource scopes is allowed for this app",
+        );
     }
     let launch_patient = match get("launch") {
         None => None,
@@ -355,7 +386,10 @@ pub async fn start(auth: &Auth, query: &str) -> Answer {
         let mut all = auth.launch.pending.lock().expect("pending lock");
         all.retain(|_, p| p.expires >= now);
         if all.len() >= MAX_PENDING {
-            return fail("temporarily_unavailable", "too many log-ins in progress; try again later");
+            return fail(
+                "temporarily_unavailable",
+                "too many log-ins in progress; try again later",
+            );
         }
         all.insert(id.clone(), pending);
     }
@@ -444,7 +478,11 @@ pub async fn login(auth: &Auth, body: &[u8], caseload: &dyn Caseload) -> Answer 
         Err(e) => {
             tracing::error!(error = %e, "log-in: reading the user");
             return answer(
-                error_page(StatusCode::INTERNAL_SERVER_ERROR, "Signaal kon het verzoek niet controleren.", "Signaal could not check the request."),
+                error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Signaal kon het verzoek niet controleren.",
+                    "Signaal could not check the request.",
+                ),
                 client,
                 format!("store: {e}"),
             );
@@ -482,7 +520,11 @@ pub async fn login(auth: &Auth, body: &[u8], caseload: &dyn Caseload) -> Answer 
             format!("log-in of '{name}' refused: unknown name or wrong password"),
         );
     };
-    auth.launch.attempts.lock().expect("attempts lock").remove(&key);
+    auth.launch
+        .attempts
+        .lock()
+        .expect("attempts lock")
+        .remove(&key);
     // Whose record: a patient's own; a practitioner's launch patient must be in their caseload.
     let (kind, own) = user.fhir_user.split_once('/').unwrap_or(("", ""));
     let wants_patient = p.scopes.iter().any(|s| s == "launch/patient")
@@ -490,7 +532,12 @@ pub async fn login(auth: &Auth, body: &[u8], caseload: &dyn Caseload) -> Answer 
     if kind == "Patient" {
         if p.launch_patient.as_deref().is_some_and(|l| l != own) {
             return answer(
-                refuse(&p.redirect_uri, &p.state, "access_denied", "the launch's patient is not the user"),
+                refuse(
+                    &p.redirect_uri,
+                    &p.state,
+                    "access_denied",
+                    "the launch's patient is not the user",
+                ),
                 client,
                 format!("user '{name}': launch patient is not their own record"),
             );
@@ -504,7 +551,11 @@ pub async fn login(auth: &Auth, body: &[u8], caseload: &dyn Caseload) -> Answer 
             Err(e) => {
                 tracing::error!(error = %e, "log-in: reading the caseload");
                 return answer(
-                    error_page(StatusCode::INTERNAL_SERVER_ERROR, "Signaal kon het verzoek niet controleren.", "Signaal could not check the request."),
+                    error_page(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Signaal kon het verzoek niet controleren.",
+                        "Signaal could not check the request.",
+                    ),
                     client,
                     format!("caseload: {e}"),
                 );
@@ -513,7 +564,12 @@ pub async fn login(auth: &Auth, body: &[u8], caseload: &dyn Caseload) -> Answer 
         match &p.launch_patient {
             Some(l) if !patients.iter().any(|(id, _)| id == l) => {
                 return answer(
-                    refuse(&p.redirect_uri, &p.state, "access_denied", "the launch's patient is not in the user's care teams"),
+                    refuse(
+                        &p.redirect_uri,
+                        &p.state,
+                        "access_denied",
+                        "the launch's patient is not in the user's care teams",
+                    ),
                     client,
                     format!("user '{name}': launch patient Patient/{l} is not in their caseload"),
                 );
@@ -546,7 +602,11 @@ pub async fn login(auth: &Auth, body: &[u8], caseload: &dyn Caseload) -> Answer 
         .expect("pending lock")
         .insert(request.to_owned(), p);
     let mut response = html(StatusCode::OK, page);
-    let secure = if auth.audience.starts_with("https://") { "; Secure" } else { "" };
+    let secure = if auth.audience.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
     let path = url::Url::parse(&auth.auth_url("authorize"))
         .map(|u| u.path().to_owned())
         .unwrap_or_else(|_| "/auth/authorize".into());
@@ -555,7 +615,11 @@ pub async fn login(auth: &Auth, body: &[u8], caseload: &dyn Caseload) -> Answer 
     )) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
-    answer(response, client, format!("user '{name}' ({}) logged in", user.fhir_user))
+    answer(
+        response,
+        client,
+        format!("user '{name}' ({}) logged in", user.fhir_user),
+    )
 }
 
 /// The resource scopes that will count: `patient/` ones only with a patient.
@@ -593,16 +657,29 @@ pub async fn consent(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Answer {
     // Only the browser that logged in consents (a forged form from elsewhere has no cookie).
     if cookie_of(headers).map(|c| sha256_hex(&c)).as_ref() != Some(expected) {
         return answer(
-            error_page(StatusCode::FORBIDDEN, "Deze toestemming komt niet uit de browser die inlogde.", "This consent does not come from the browser that logged in."),
+            error_page(
+                StatusCode::FORBIDDEN,
+                "Deze toestemming komt niet uit de browser die inlogde.",
+                "This consent does not come from the browser that logged in.",
+            ),
             client,
             "consent without the log-in's cookie",
         );
     }
     // One decision per request: it is gone from here on.
-    auth.launch.pending.lock().expect("pending lock").remove(request);
+    auth.launch
+        .pending
+        .lock()
+        .expect("pending lock")
+        .remove(request);
     if field(&form, "decision") != Some("allow") {
         return answer(
-            refuse(&p.redirect_uri, &p.state, "access_denied", "the user denied access"),
+            refuse(
+                &p.redirect_uri,
+                &p.state,
+                "access_denied",
+                "the user denied access",
+            ),
             client,
             format!("user '{}' denied access", user.id),
         );
@@ -612,7 +689,12 @@ pub async fn consent(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Answer {
         let chosen = field(&form, "patient").unwrap_or("");
         if !picker.iter().any(|(id, _)| id == chosen) {
             return answer(
-                refuse(&p.redirect_uri, &p.state, "access_denied", "no patient of the user's care teams was chosen"),
+                refuse(
+                    &p.redirect_uri,
+                    &p.state,
+                    "access_denied",
+                    "no patient of the user's care teams was chosen",
+                ),
                 client,
                 format!("user '{}' chose no patient of their caseload", user.id),
             );
@@ -632,9 +714,17 @@ pub async fn consent(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Answer {
             _ => true,
         })
         .collect();
-    if !granted.iter().any(|s| s.contains('/') && *s != "launch/patient") {
+    if !granted
+        .iter()
+        .any(|s| s.contains('/') && *s != "launch/patient")
+    {
         return answer(
-            refuse(&p.redirect_uri, &p.state, "invalid_scope", "no resource scope can be granted without a patient"),
+            refuse(
+                &p.redirect_uri,
+                &p.state,
+                "invalid_scope",
+                "no resource scope can be granted without a patient",
+            ),
             client,
             "nothing to grant",
         );
@@ -660,7 +750,12 @@ pub async fn consent(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Answer {
     if let Err(e) = auth.clients.add_grant(&record).await {
         tracing::error!(error = %e, "consent: storing the grant");
         return answer(
-            refuse(&p.redirect_uri, &p.state, "server_error", "the grant could not be stored"),
+            refuse(
+                &p.redirect_uri,
+                &p.state,
+                "server_error",
+                "the grant could not be stored",
+            ),
             client,
             format!("store: {e}"),
         );

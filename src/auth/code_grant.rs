@@ -54,8 +54,12 @@ async fn app_client(
     let client = if field(form, "client_assertion").is_some() {
         assertion_client(auth, form, claimed).await?.0
     } else {
-        let id = field(form, "client_id")
-            .ok_or_else(|| oauth("invalid_client", "client_id (or a client assertion) is required"))?;
+        let id = field(form, "client_id").ok_or_else(|| {
+            oauth(
+                "invalid_client",
+                "client_id (or a client assertion) is required",
+            )
+        })?;
         *claimed = Some(id.to_owned());
         let client = auth
             .clients
@@ -70,7 +74,13 @@ async fn app_client(
         }
         client
     };
-    if auth.clients.app(&client.id).await.map_err(store_error)?.is_none() {
+    if auth
+        .clients
+        .app(&client.id)
+        .await
+        .map_err(store_error)?
+        .is_none()
+    {
         return Err(not_authenticated(format!(
             "client '{}' is not an app (no redirect URI registered)",
             client.id
@@ -96,7 +106,12 @@ pub(super) async fn issue(
             .await
             .map_err(store_error)?
             .filter(|g| g.client_id == client.id)
-            .ok_or_else(|| oauth("invalid_grant", "the refresh token is unknown, expired or revoked"))?;
+            .ok_or_else(|| {
+                oauth(
+                    "invalid_grant",
+                    "the refresh token is unknown, expired or revoked",
+                )
+            })?;
         let user = same_user(auth, &grant).await?;
         let scope = match field(form, "scope") {
             None => grant.scope.clone(),
@@ -123,8 +138,14 @@ pub(super) async fn issue(
         Redeemed::Fresh(grant) => grant,
         Redeemed::Spent(gid) => {
             // A code used twice was stolen, or the first use was: end what it gave.
-            auth.clients.revoke_grant(&gid, now).await.map_err(store_error)?;
-            tracing::warn!(grant = gid, "authorization code used again: its grant is revoked");
+            auth.clients
+                .revoke_grant(&gid, now)
+                .await
+                .map_err(store_error)?;
+            tracing::warn!(
+                grant = gid,
+                "authorization code used again: its grant is revoked"
+            );
             return Err(oauth(
                 "invalid_grant",
                 "the code was used before or has expired; the tokens issued with it are revoked",
@@ -133,11 +154,20 @@ pub(super) async fn issue(
         Redeemed::Unknown => return Err(oauth("invalid_grant", "the code is not known")),
     };
     if grant.client_id != client.id {
-        auth.clients.revoke_grant(&grant.id, now).await.map_err(store_error)?;
-        return Err(oauth("invalid_grant", "the code was issued to another client"));
+        auth.clients
+            .revoke_grant(&grant.id, now)
+            .await
+            .map_err(store_error)?;
+        return Err(oauth(
+            "invalid_grant",
+            "the code was issued to another client",
+        ));
     }
     if field(form, "redirect_uri") != Some(grant.redirect_uri.as_str()) {
-        auth.clients.revoke_grant(&grant.id, now).await.map_err(store_error)?;
+        auth.clients
+            .revoke_grant(&grant.id, now)
+            .await
+            .map_err(store_error)?;
         return Err(oauth(
             "invalid_grant",
             "redirect_uri is not the one the code was issued for",
@@ -147,7 +177,10 @@ pub(super) async fn issue(
     let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(Sha256::digest(verifier.as_bytes()));
     if !pkce_shaped(verifier) || computed != grant.code_challenge {
-        auth.clients.revoke_grant(&grant.id, now).await.map_err(store_error)?;
+        auth.clients
+            .revoke_grant(&grant.id, now)
+            .await
+            .map_err(store_error)?;
         return Err(oauth(
             "invalid_grant",
             "code_verifier does not match the code_challenge (PKCE S256)",
@@ -224,12 +257,23 @@ async fn tokens(
         answer["refresh_token"] = json!(refresh);
     }
     if first && words.contains(&"openid") && words.contains(&"fhirUser") {
-        let id = id_token::issue(auth, &client.id, &user.id, &user.fhir_user, grant.nonce.as_deref())
-            .await
-            .map_err(|e| server_error(&e))?;
+        let id = id_token::issue(
+            auth,
+            &client.id,
+            &user.id,
+            &user.fhir_user,
+            grant.nonce.as_deref(),
+        )
+        .await
+        .map_err(|e| server_error(&e))?;
         answer["id_token"] = json!(id);
     }
-    tracing::info!(client = client.id, user = user.id, scope, "access token issued for a person");
+    tracing::info!(
+        client = client.id,
+        user = user.id,
+        scope,
+        "access token issued for a person"
+    );
     Ok(answer)
 }
 
@@ -313,8 +357,7 @@ pub async fn revoke(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Revocation
                 "the body must be application/x-www-form-urlencoded",
             ));
         }
-        let form: Vec<(String, String)> =
-            url::form_urlencoded::parse(body).into_owned().collect();
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
         let token = field(&form, "token")
             .ok_or_else(|| oauth("invalid_request", "token is missing"))?
             .to_owned();

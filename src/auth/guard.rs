@@ -21,8 +21,8 @@ use serde_json::Value;
 
 use super::provenance::traced;
 use super::scope::{Context, Perm, ADMIN_ONLY};
-use crate::fhir::compartment;
 use super::{Agent, Allowed, Grant, CLIENT_SYSTEM};
+use crate::fhir::compartment;
 use crate::search::definitions::Registry;
 use crate::search::extract::index_entries;
 use crate::search::index::IndexEntries;
@@ -199,12 +199,18 @@ fn restrict(grant: &Grant, rtype: &str, filters: &mut Vec<Vec<Predicate>>) -> St
         Within::Caseload(_) if !in_patient_compartments(rtype) => {}
         Within::Caseload([]) => {
             // No patient at all: no resource of a type that belongs to patients.
-            filters.insert(0, vec![Predicate::Not(Box::new(Predicate::Type(rtype.to_owned())))]);
+            filters.insert(
+                0,
+                vec![Predicate::Not(Box::new(Predicate::Type(rtype.to_owned())))],
+            );
         }
         Within::Caseload(patients) => {
             filters.insert(
                 0,
-                patients.iter().map(|p| Predicate::Compartment(p.clone())).collect(),
+                patients
+                    .iter()
+                    .map(|p| Predicate::Compartment(p.clone()))
+                    .collect(),
             );
         }
     }
@@ -438,11 +444,15 @@ impl Store for GuardedStore {
     }
 
     async fn take_lease(&self, _: &str, _: &str, _: i64, _: i64) -> StoreResult<bool> {
-        Err(StoreError::Forbidden("Worker leases are the server's own".into()))
+        Err(StoreError::Forbidden(
+            "Worker leases are the server's own".into(),
+        ))
     }
 
     async fn release_lease(&self, _: &str, _: &str) -> StoreResult<()> {
-        Err(StoreError::Forbidden("Worker leases are the server's own".into()))
+        Err(StoreError::Forbidden(
+            "Worker leases are the server's own".into(),
+        ))
     }
 
     async fn defer(

@@ -92,8 +92,13 @@ fn type_words(rtype: Option<&str>) -> (String, String) {
         Some("Goal") => Some(("doelen", "goals")),
         Some("CarePlan") => Some(("zorg- en actieplannen", "care and action plans")),
         Some("CareTeam") => Some(("zorgteams", "care teams")),
-        Some("Encounter") => Some(("contacten, opnames en SEH-bezoeken", "encounters, admissions and ED visits")),
-        Some("MedicationRequest") => Some(("voorschriften van medicijnen", "medication prescriptions")),
+        Some("Encounter") => Some((
+            "contacten, opnames en SEH-bezoeken",
+            "encounters, admissions and ED visits",
+        )),
+        Some("MedicationRequest") => {
+            Some(("voorschriften van medicijnen", "medication prescriptions"))
+        }
         Some("Practitioner") => Some(("zorgverleners", "care providers")),
         _ => None,
     };
@@ -165,12 +170,18 @@ pub fn scope_lines(scopes: &[Scope], words: &[&str], patient_user: bool) -> Vec<
     }
     for word in words {
         let line = match *word {
-            "openid" | "fhirUser" => Some(("weten wie u bent (uw naam en rol)", "know who you are (your name and role)")),
+            "openid" | "fhirUser" => Some((
+                "weten wie u bent (uw naam en rol)",
+                "know who you are (your name and role)",
+            )),
             "offline_access" => Some((
                 "toegang houden nadat u de app sluit, tot u die intrekt",
                 "keep access after you close the app, until you revoke it",
             )),
-            "online_access" => Some(("toegang houden zolang u ingelogd bent", "keep access while you are logged in")),
+            "online_access" => Some((
+                "toegang houden zolang u ingelogd bent",
+                "keep access while you are logged in",
+            )),
             _ => None,
         };
         if let Some((nl, en)) = line {
@@ -198,7 +209,10 @@ pub fn consent(
     if let Some(p) = patient {
         chosen = format!(
             "<p>{}</p>",
-            both(&format!("Patiënt: Patient/{p}"), &format!("Patient: Patient/{p}"))
+            both(
+                &format!("Patiënt: Patient/{p}"),
+                &format!("Patient: Patient/{p}")
+            )
         );
     }
     let picker = match picker {

@@ -45,9 +45,7 @@ pub fn dummy_verify(password: &str) {
 /// Whether a new password is acceptable.
 pub fn acceptable(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_LENGTH {
-        return Err(format!(
-            "a password needs at least {MIN_LENGTH} characters"
-        ));
+        return Err(format!("a password needs at least {MIN_LENGTH} characters"));
     }
     Ok(())
 }
@@ -66,6 +64,9 @@ mod tests {
 
     #[test]
     fn two_hashes_of_one_password_differ() {
-        assert_ne!(hash("same password").unwrap(), hash("same password").unwrap());
+        assert_ne!(
+            hash("same password").unwrap(),
+            hash("same password").unwrap()
+        );
     }
 }

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 use super::jwks::Source;
 use super::scope::{self, Context, Scope};
 use super::{Agent, Auth, Grant, CLIENT_SYSTEM};
-use crate::store::auth::ClientRecord;
 use crate::fhir::datetime::now_ms;
+use crate::store::auth::ClientRecord;
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Lifetime of an access token, seconds.

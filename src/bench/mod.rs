@@ -18,6 +18,7 @@
 //! into a load generator against someone else's server.
 
 mod flags;
+mod import;
 mod ingest;
 mod load;
 mod notify;
@@ -58,6 +59,14 @@ pub struct Options {
     /// each, comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 10, 100])]
     pub transaction_sizes: Vec<usize>,
+    /// Lines per `$import` job in the `$import` phase (one job at a time, each a NDJSON body
+    /// of this many blood pressure panels, timed from kick-off to manifest); 0: no such phase.
+    #[arg(long, default_value_t = 2000)]
+    pub import_lines: usize,
+    /// Also measure the raw store at these transaction sizes (resources written straight into
+    /// the --raw-database, this many per transaction), beside the 1-per-transaction insert.
+    #[arg(long, value_delimiter = ',', default_values_t = [100usize])]
+    pub raw_transaction_sizes: Vec<usize>,
     /// A folder of transaction Bundles (`*.json`, e.g. Synthea's output/fhir) to load once,
     /// `--clients` at a time, after the other HTTP phases. They are written into the server.
     #[arg(long)]
@@ -200,6 +209,11 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
             return Err("--transaction-sizes must be between 1 and 10000".into());
         }
         reports.extend(ingest::transactions(&options.url, options.clients, budget, sizes).await?);
+        match options.import_lines {
+            0 => {}
+            n if n > 100_000 => return Err("--import-lines must be at most 100000".into()),
+            n => reports.push(import::run(&options.url, budget, n).await?),
+        }
         if options.subscriptions {
             reports.extend(
                 notify::run(&options.url, options.clients, budget, options.notify_rate).await?,
@@ -209,7 +223,16 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
     }
     if let Some(database) = &options.raw_database {
         check_loopback_database(database)?;
-        reports.push(raw::run(database, options.clients, budget).await?);
+        let mut sizes = vec![1];
+        for &size in &options.raw_transaction_sizes {
+            if size == 0 || size > 10_000 {
+                return Err("--raw-transaction-sizes must be between 1 and 10000".into());
+            }
+            if !sizes.contains(&size) {
+                sizes.push(size);
+            }
+        }
+        reports.extend(raw::run(database, options.clients, budget, &sizes).await?);
     }
     Ok(reports)
 }

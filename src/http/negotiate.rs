@@ -97,7 +97,10 @@ fn quality(range: &str) -> Option<f32> {
             let valid = value.len() <= 5
                 && (value.starts_with('0') || value.starts_with('1'))
                 && value.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-            return value.parse::<f32>().ok().filter(|q| valid && (0.0..=1.0).contains(q));
+            return value
+                .parse::<f32>()
+                .ok()
+                .filter(|q| valid && (0.0..=1.0).contains(q));
         }
     }
     Some(1.0)
@@ -273,11 +276,23 @@ mod tests {
 
     #[test]
     fn the_highest_quality_wins() {
-        assert_eq!(accept("application/fhir+json;q=0.5, application/fhir+xml").unwrap(), Media::FhirXml);
-        assert_eq!(accept("application/fhir+xml;q=0.8, */*;q=0.9").unwrap(), Media::FhirJson);
+        assert_eq!(
+            accept("application/fhir+json;q=0.5, application/fhir+xml").unwrap(),
+            Media::FhirXml
+        );
+        assert_eq!(
+            accept("application/fhir+xml;q=0.8, */*;q=0.9").unwrap(),
+            Media::FhirJson
+        );
         assert_eq!(accept("text/xml").unwrap(), Media::TextXml);
-        assert_eq!(accept("application/xml, application/fhir+xml").unwrap(), Media::FhirXml);
-        assert_eq!(accept("application/json, application/fhir+json").unwrap(), Media::FhirJson);
+        assert_eq!(
+            accept("application/xml, application/fhir+xml").unwrap(),
+            Media::FhirXml
+        );
+        assert_eq!(
+            accept("application/json, application/fhir+json").unwrap(),
+            Media::FhirJson
+        );
     }
 
     #[test]
@@ -295,7 +310,12 @@ mod tests {
             ("application/fhir xml", Media::FhirXml),
             ("json", Media::FhirJson),
         ] {
-            assert_eq!(response_format(&HeaderMap::new(), Some(alias), None).unwrap().media, media);
+            assert_eq!(
+                response_format(&HeaderMap::new(), Some(alias), None)
+                    .unwrap()
+                    .media,
+                media
+            );
         }
         assert!(response_format(&HeaderMap::new(), Some("ttl"), None).is_err());
     }
@@ -307,7 +327,10 @@ mod tests {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
             body_format(&headers)
         };
-        assert_eq!(format("application/fhir+xml; charset=UTF-8").unwrap(), BodyFormat::Xml);
+        assert_eq!(
+            format("application/fhir+xml; charset=UTF-8").unwrap(),
+            BodyFormat::Xml
+        );
         assert_eq!(format("text/xml").unwrap(), BodyFormat::Xml);
         assert_eq!(format("application/json").unwrap(), BodyFormat::Json);
         assert!(format("application/fhir+xml; charset=ISO-8859-1").is_err());

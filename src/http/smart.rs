@@ -21,8 +21,8 @@ use crate::interaction::worklist;
 use crate::write::Indexing;
 
 use super::negotiate::Format;
-use super::response::{error_response, json_response};
 use super::read_body;
+use super::response::{error_response, json_response};
 
 /// The largest form accepted by these endpoints, in bytes.
 const FORM_LIMIT: usize = 16 * 1024;
@@ -36,8 +36,16 @@ impl Caseload for CareTeams<'_> {
         let ids = worklist::caseload(self.0, practitioner)
             .await
             .map_err(|e| e.to_string())?;
-        let keys: Vec<(String, String)> = ids.iter().map(|id| ("Patient".into(), id.clone())).collect();
-        let found = self.0.store.read_current(&keys).await.map_err(|e| e.to_string())?;
+        let keys: Vec<(String, String)> = ids
+            .iter()
+            .map(|id| ("Patient".into(), id.clone()))
+            .collect();
+        let found = self
+            .0
+            .store
+            .read_current(&keys)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(ids
             .into_iter()
             .map(|id| {
@@ -95,7 +103,14 @@ pub async fn with_caseload(app: &App, access: Access) -> Result<Access, FhirErro
     })))
 }
 
-async fn record(app: &App, endpoint: &'static str, client: Option<String>, detail: Option<String>, status: u16, refused: bool) {
+async fn record(
+    app: &App,
+    endpoint: &'static str,
+    client: Option<String>,
+    detail: Option<String>,
+    status: u16,
+    refused: bool,
+) {
     app.auth
         .audit
         .record(audit::TokenRequest {
@@ -124,7 +139,15 @@ async fn finish(app: &App, endpoint: &'static str, answer: authorize::Answer) ->
             .get(header::LOCATION)
             .and_then(|l| l.to_str().ok())
             .is_some_and(|l| l.contains("error="));
-    record(app, endpoint, answer.client, answer.detail, status.as_u16(), refused).await;
+    record(
+        app,
+        endpoint,
+        answer.client,
+        answer.detail,
+        status.as_u16(),
+        refused,
+    )
+    .await;
     answer.response
 }
 
@@ -176,7 +199,9 @@ pub async fn launch(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
         let access = app.auth.authenticate(&headers).await?;
         let access = with_caseload(&app, access).await?;
         let Access::Granted(grant) = access else {
-            return Err(FhirError::Forbidden("a launch needs an access token".into()));
+            return Err(FhirError::Forbidden(
+                "a launch needs an access token".into(),
+            ));
         };
         let body = read_body(body, &headers, FORM_LIMIT).await?;
         let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
@@ -193,7 +218,11 @@ pub async fn launch(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
         );
         match crate::store::Store::read(&store, "Patient", &patient).await? {
             Some(v) if !v.deleted() => {}
-            _ => return Err(FhirError::NotFound(format!("Patient/{patient} is not known"))),
+            _ => {
+                return Err(FhirError::NotFound(format!(
+                    "Patient/{patient} is not known"
+                )))
+            }
         }
         let launch = authorize::make_launch(&app.auth, &patient).map_err(FhirError::Unavailable)?;
         Ok(json!({"launch": launch, "patient": patient}))
@@ -223,7 +252,10 @@ pub async fn jwks(State(app): State<Arc<App>>) -> Response {
         Ok(body) => plain_json(&body),
         Err(e) => {
             tracing::error!(error = e, "the id_token key");
-            error_response(&FhirError::Unavailable("the id_token key is not available".into()), Format::default())
+            error_response(
+                &FhirError::Unavailable("the id_token key is not available".into()),
+                Format::default(),
+            )
         }
     }
 }

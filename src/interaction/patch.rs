@@ -43,8 +43,13 @@ impl Patch {
         match media.as_deref() {
             Some("application/json-patch+json") => Ok(Patch::Json(parse_json(&request.body)?)),
             Some(
-                "application/fhir+json" | "application/json" | "application/json+fhir"
-                | "application/fhir+xml" | "application/xml" | "application/xml+fhir" | "text/xml",
+                "application/fhir+json"
+                | "application/json"
+                | "application/json+fhir"
+                | "application/fhir+xml"
+                | "application/xml"
+                | "application/xml+fhir"
+                | "text/xml",
             ) => {
                 let body = match body_format(&request.headers)? {
                     BodyFormat::Json => parse_resource(&request.body)?,

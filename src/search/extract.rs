@@ -42,7 +42,10 @@ pub fn index_entries(registry: &Registry, resource: &Value, rtype: &str) -> Inde
     }
     if rtype == "Subscription" {
         // What puts a Subscription in a Patient's compartment (`fhir::compartment::patient`).
-        if let Some(patient) = compartment::subscription_patients(resource).into_iter().next() {
+        if let Some(patient) = compartment::subscription_patients(resource)
+            .into_iter()
+            .next()
+        {
             entries.references.push(ReferenceEntry {
                 param: compartment::SUBSCRIPTION_PATIENT.to_owned(),
                 target_type: Some("Patient".to_owned()),

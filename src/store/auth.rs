@@ -160,9 +160,13 @@ impl<B: Backend> AuthStore for SqlStore<B> {
 
     async fn remove_client(&self, id: &str) -> StoreResult<bool> {
         // An app's redirect URIs go with it (a client registered again under the id is new).
-        B::Db::prepare(Sql::new(B::DIALECT).push("DELETE FROM auth_app WHERE client_id = ").text(id))
-            .execute(self.writer())
-            .await?;
+        B::Db::prepare(
+            Sql::new(B::DIALECT)
+                .push("DELETE FROM auth_app WHERE client_id = ")
+                .text(id),
+        )
+        .execute(self.writer())
+        .await?;
         let sql = delete_client(B::DIALECT, id);
         let removed = B::Db::prepare(&sql).fetch_optional(self.writer()).await?;
         Ok(removed.is_some())

@@ -19,6 +19,7 @@ pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod jobs;
+pub mod pending;
 pub mod postgres;
 pub mod size;
 pub mod sql;

@@ -4,6 +4,7 @@
 //! its writer pool, and a [`Tx`] holds one transaction begun the backend's way; what differs
 //! per database is in `sqlite.rs` and `postgres.rs`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,6 +13,7 @@ use sqlx::{Database, Executor, Transaction};
 use tokio::sync::Notify;
 
 use super::backend::{Backend, Column, Columns, Sqlx};
+use super::pending::{Batch, Held, Pending};
 use super::sql::{self, Sql};
 use super::time_budget;
 use super::{
@@ -195,6 +197,7 @@ impl<B: Backend> Store for SqlStore<B> {
             queued: self.queued.clone(),
             queues: false,
             registry: false,
+            pending: Pending::default(),
         }))
     }
 
@@ -425,6 +428,8 @@ struct SqlTx<B: Backend> {
     queues: bool,
     /// Whether it wrote a SearchParameter or a Basic (what the other servers must reload).
     registry: bool,
+    /// Its writes not yet sent (`store::pending`).
+    pending: Pending,
 }
 
 impl<B: Backend> SqlTx<B> {
@@ -432,23 +437,89 @@ impl<B: Backend> SqlTx<B> {
         B::Db::connection(&mut self.tx)
     }
 
-    /// Writes the index entries of row `rid` of type `rtype`, first removing its old ones if
-    /// `replace`.
-    async fn write_index(
+    /// Runs `statements` in the transaction.
+    async fn execute(&mut self, statements: Vec<Sql>) -> StoreResult<()> {
+        for statement in statements {
+            B::Db::prepare(&statement)
+                .execute(self.connection())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the index entries of the resource rows `rids` by `rows`: removes their old
+    /// rows from every index table, then inserts the new ones.
+    async fn replace_index(
         &mut self,
-        rid: i64,
-        rtype: &str,
-        index: &IndexEntries,
-        replace: bool,
+        rids: &[i64],
+        rows: &[sql::IndexRows<'_>],
     ) -> StoreResult<()> {
-        if replace {
+        if !rids.is_empty() {
             for table in sql::INDEX_TABLES {
-                let sql = sql::delete_index(B::DIALECT, table, rid);
-                B::Db::prepare(&sql).execute(self.connection()).await?;
+                self.execute(sql::delete_index(B::DIALECT, table, rids))
+                    .await?;
             }
         }
-        for insert in sql::insert_index(B::DIALECT, rid, rtype, index) {
-            B::Db::prepare(&insert).execute(self.connection()).await?;
+        self.execute(sql::insert_index(B::DIALECT, rows)).await
+    }
+
+    /// Sends the writes held (`store::pending`), in multi-row statements: the rows of the new
+    /// resources (learning their row keys), the version rows in the order written, the outbox
+    /// rows, the index rows (the old ones of updated resources removed first), and the patients
+    /// the new resources queue for scoring.
+    async fn flush(&mut self) -> StoreResult<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let Batch { mut writes, queue } = self.pending.take();
+        let replaced: Vec<i64> = writes.iter().filter_map(|w| w.rid).collect();
+        let created: Vec<NewVersion<'_>> = writes
+            .iter()
+            .filter(|w| w.rid.is_none())
+            .map(Held::as_new)
+            .collect();
+        let mut rids: HashMap<(String, String), i64> = HashMap::with_capacity(created.len());
+        for statement in sql::insert_resources(B::DIALECT, &created) {
+            let rows = B::Db::prepare(&statement)
+                .fetch_all(self.connection())
+                .await?;
+            for row in rows {
+                rids.insert((row.at(1)?, row.at(2)?), row.at(0)?);
+            }
+        }
+        drop(created);
+        for write in writes.iter_mut().filter(|w| w.rid.is_none()) {
+            let key = (
+                std::mem::take(&mut write.rtype),
+                std::mem::take(&mut write.id),
+            );
+            write.rid = rids.remove(&key);
+            (write.rtype, write.id) = key;
+            if write.rid.is_none() {
+                return Err(StoreError::Database(format!(
+                    "the new row of {}/{} was not returned",
+                    write.rtype, write.id
+                )));
+            }
+        }
+        let versions: Vec<NewVersion<'_>> = writes.iter().map(Held::as_new).collect();
+        self.execute(sql::insert_versions(B::DIALECT, &versions))
+            .await?;
+        let events: Vec<NewVersion<'_>> = writes
+            .iter()
+            .filter(|w| w.event)
+            .map(Held::as_new)
+            .collect();
+        self.execute(super::subscription::insert_outbox(B::DIALECT, &events))
+            .await?;
+        let rows: Vec<sql::IndexRows<'_>> = writes
+            .iter()
+            .filter_map(|w| Some((w.rid?, w.rtype.as_str(), &w.index)))
+            .collect();
+        self.replace_index(&replaced, &rows).await?;
+        for (patient, at) in queue {
+            self.execute(vec![sql::queue_patient(B::DIALECT, &patient, at)])
+                .await?;
         }
         Ok(())
     }
@@ -457,6 +528,9 @@ impl<B: Backend> SqlTx<B> {
 #[async_trait]
 impl<B: Backend> Tx for SqlTx<B> {
     async fn lock_current(&mut self, rtype: &str, id: &str) -> StoreResult<Option<Current>> {
+        if self.pending.holds(rtype, id) {
+            self.flush().await?;
+        }
         let mut sql = Sql::new(B::DIALECT);
         sql.push("SELECT version, last_updated, deleted FROM resource WHERE rtype = ")
             .text(rtype)
@@ -498,6 +572,7 @@ impl<B: Backend> Tx for SqlTx<B> {
     /// Under the request's time budget, as [`Store::search`] (a statement stopped by it
     /// leaves the transaction to be rolled back).
     async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
+        self.flush().await?;
         let sql = sql::search(B::DIALECT, query);
         sql::check(&sql)?;
         let rows = match time_budget::current() {
@@ -512,41 +587,42 @@ impl<B: Backend> Tx for SqlTx<B> {
         hits(rows, &query.sort, query.contained != Contained::False)
     }
 
+    /// The resource row of an existing resource moves to the new version at once (its
+    /// optimistic check decides now); everything else is held and sent in batches (`flush`).
     async fn write(&mut self, new: NewVersion<'_>, previous: Option<i64>) -> StoreResult<()> {
-        let row_sql = match previous {
-            None => sql::insert_resource(B::DIALECT, &new),
-            Some(previous) => sql::update_resource(B::DIALECT, &new, previous),
-        };
-        let rid: i64 = match B::Db::prepare(&row_sql)
-            .fetch_optional(self.connection())
-            .await?
-        {
-            Some(row) => row.at(0)?,
-            None => {
-                return Err(StoreError::Conflict(format!(
-                    "{}/{} was changed by a concurrent request",
-                    new.rtype, new.id
-                )))
+        if self.pending.holds(new.rtype, new.id) {
+            self.flush().await?;
+        }
+        let rid = match previous {
+            None => None,
+            Some(previous) => {
+                let row_sql = sql::update_resource(B::DIALECT, &new, previous);
+                match B::Db::prepare(&row_sql)
+                    .fetch_optional(self.connection())
+                    .await?
+                {
+                    Some(row) => Some(row.at(0)?),
+                    None => {
+                        return Err(StoreError::Conflict(format!(
+                            "{}/{} was changed by a concurrent request",
+                            new.rtype, new.id
+                        )))
+                    }
+                }
             }
         };
-        let version_sql = sql::insert_version(B::DIALECT, &new);
-        B::Db::prepare(&version_sql)
-            .execute(self.connection())
-            .await?;
         if matches!(new.rtype, "SearchParameter" | "Basic") {
             self.registry = true;
         }
-        if new.event {
-            let outbox_sql = super::subscription::insert_outbox(B::DIALECT, &new);
-            B::Db::prepare(&outbox_sql)
-                .execute(self.connection())
-                .await?;
+        self.pending.push(&new, rid);
+        if self.pending.is_full() {
+            self.flush().await?;
         }
-        self.write_index(rid, new.rtype, new.index, previous.is_some())
-            .await
+        Ok(())
     }
 
     async fn reindex(&mut self, rid: i64, index: &IndexEntries) -> StoreResult<()> {
+        self.flush().await?;
         let mut sql = Sql::new(B::DIALECT);
         sql.push("SELECT rtype FROM resource WHERE rid = ").int(rid);
         let rtype: String = match B::Db::prepare(&sql)
@@ -560,17 +636,22 @@ impl<B: Backend> Tx for SqlTx<B> {
                 )))
             }
         };
-        self.write_index(rid, &rtype, index, true).await
+        self.replace_index(&[rid], &[(rid, &rtype, index)]).await
     }
 
     async fn queue_compartment(&mut self, rtype: &str, id: &str, at: i64) -> StoreResult<()> {
+        self.queues = true;
+        // A new resource held here has no row yet: its patient is queued with the batch.
+        if self.pending.queue_compartment(rtype, id, at) {
+            return Ok(());
+        }
         let sql = sql::queue_compartment(B::DIALECT, rtype, id, at);
         B::Db::prepare(&sql).execute(self.connection()).await?;
-        self.queues = true;
         Ok(())
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        self.flush().await?;
         // Delivered to the listening servers when (and only if) the transaction commits.
         if self.queues {
             if let Some(notify) = B::NOTIFY_QUEUED {

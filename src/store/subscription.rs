@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::backend::{Backend, Column, Columns, Sqlx};
-use super::sql::{Dialect, Sql};
+use super::sql::{self, Dialect, Sql};
 use super::sql_store::SqlStore;
 use super::{Method, NewVersion, StoreError, StoreResult};
 
@@ -97,23 +97,31 @@ pub trait SubscriptionStore: Send + Sync {
     async fn forget(&self, subscription: &str) -> StoreResult<()>;
 }
 
-/// The outbox row of a version written in a transaction (see `NewVersion::event`).
-pub(super) fn insert_outbox(dialect: Dialect, new: &NewVersion<'_>) -> Sql {
-    let mut sql = Sql::new(dialect);
-    sql.push("INSERT INTO subscription_outbox (rtype, id, version, method, source, at) VALUES (")
-        .text(new.rtype)
-        .push(", ")
-        .text(new.id)
-        .push(", ")
-        .int(new.version)
-        .push(", ")
-        .text(new.method.as_str())
-        .push(", ")
-        .opt(&new.source.map(str::to_owned))
-        .push(", ")
-        .int(new.last_updated)
-        .push(")");
-    sql
+/// The outbox rows of versions written in a transaction (see `NewVersion::event`), in
+/// multi-row statements (`sql::multi_row`).
+pub(super) fn insert_outbox(dialect: Dialect, new: &[NewVersion<'_>]) -> Vec<Sql> {
+    let mut out = Vec::new();
+    sql::multi_row(
+        &mut out,
+        dialect,
+        "INSERT INTO subscription_outbox (rtype, id, version, method, source, at)",
+        new,
+        "",
+        |sql, new| {
+            sql.text(new.rtype)
+                .push(", ")
+                .text(new.id)
+                .push(", ")
+                .int(new.version)
+                .push(", ")
+                .text(new.method.as_str())
+                .push(", ")
+                .opt(&new.source.map(str::to_owned))
+                .push(", ")
+                .int(new.last_updated);
+        },
+    );
+    out
 }
 
 fn select_outbox(dialect: Dialect, limit: usize) -> Sql {

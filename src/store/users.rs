@@ -75,9 +75,18 @@ pub trait UserStore: Send + Sync {
     async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<Redeemed>;
     async fn grant(&self, id: &str) -> StoreResult<Option<GrantRecord>>;
     /// The live grant whose current refresh token this is (unexpired, unrevoked).
-    async fn grant_by_refresh(&self, refresh_hash: &str, now: i64) -> StoreResult<Option<GrantRecord>>;
+    async fn grant_by_refresh(
+        &self,
+        refresh_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<GrantRecord>>;
     /// Replaces the grant's refresh token (rotation): the previous one stops working.
-    async fn set_refresh(&self, grant_id: &str, refresh_hash: &str, expires: i64) -> StoreResult<()>;
+    async fn set_refresh(
+        &self,
+        grant_id: &str,
+        refresh_hash: &str,
+        expires: i64,
+    ) -> StoreResult<()>;
     /// Revokes a grant; false if there was none live.
     async fn revoke_grant(&self, id: &str, now: i64) -> StoreResult<bool>;
     /// A named secret of the server: `fresh` is stored if there is none yet, and the stored one
@@ -286,10 +295,12 @@ impl<B: Backend> UserStore for SqlStore<B> {
             return Ok(Redeemed::Fresh(grant_at(&row)?));
         }
         let sql = select_grant(B::DIALECT, "code_hash", code_hash);
-        Ok(match B::Db::prepare(&sql).fetch_optional(self.writer()).await? {
-            Some(row) => Redeemed::Spent(grant_at(&row)?.id),
-            None => Redeemed::Unknown,
-        })
+        Ok(
+            match B::Db::prepare(&sql).fetch_optional(self.writer()).await? {
+                Some(row) => Redeemed::Spent(grant_at(&row)?.id),
+                None => Redeemed::Unknown,
+            },
+        )
     }
 
     async fn grant(&self, id: &str) -> StoreResult<Option<GrantRecord>> {
@@ -298,14 +309,24 @@ impl<B: Backend> UserStore for SqlStore<B> {
         Ok(row.map(|r| grant_at(&r)).transpose()?)
     }
 
-    async fn grant_by_refresh(&self, refresh_hash: &str, now: i64) -> StoreResult<Option<GrantRecord>> {
+    async fn grant_by_refresh(
+        &self,
+        refresh_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<GrantRecord>> {
         let mut sql = select_grant(B::DIALECT, "refresh_hash", refresh_hash);
-        sql.push(" AND revoked IS NULL AND refresh_expires >= ").int(now);
+        sql.push(" AND revoked IS NULL AND refresh_expires >= ")
+            .int(now);
         let row = B::Db::prepare(&sql).fetch_optional(self.writer()).await?;
         Ok(row.map(|r| grant_at(&r)).transpose()?)
     }
 
-    async fn set_refresh(&self, grant_id: &str, refresh_hash: &str, expires: i64) -> StoreResult<()> {
+    async fn set_refresh(
+        &self,
+        grant_id: &str,
+        refresh_hash: &str,
+        expires: i64,
+    ) -> StoreResult<()> {
         let mut sql = Sql::new(B::DIALECT);
         sql.push("UPDATE auth_grant SET refresh_hash = ")
             .text(refresh_hash)
@@ -350,7 +371,9 @@ impl<B: Backend> UserStore for SqlStore<B> {
         select
             .push("SELECT secret FROM auth_key WHERE name = ")
             .text(name);
-        let row = B::Db::prepare(&select).fetch_optional(self.writer()).await?;
+        let row = B::Db::prepare(&select)
+            .fetch_optional(self.writer())
+            .await?;
         Ok(row.map(|r| Column::<String>::at(&r, 0)).transpose()?)
     }
 }

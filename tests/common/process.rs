@@ -72,4 +72,3 @@ impl Drop for Process {
         }
     }
 }
-

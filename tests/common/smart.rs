@@ -20,8 +20,11 @@ pub const PASSWORD: &str = "a long enough secret";
 /// p2 and p3 (in no team) with an Observation each, users `coach1`, `coach2` and `patient2`,
 /// the public app `coach-app`; returns the admin token.
 pub async fn caseloads(s: &Secured) -> String {
-    s.register("admin", "system/*.cruds system/AuditEvent.rs", None).await;
-    let admin = s.token("admin", "system/*.cruds system/AuditEvent.rs").await;
+    s.register("admin", "system/*.cruds system/AuditEvent.rs", None)
+        .await;
+    let admin = s
+        .token("admin", "system/*.cruds system/AuditEvent.rs")
+        .await;
     for (rtype, id, name) in [
         ("Practitioner", "c1", "Coach Een"),
         ("Practitioner", "c2", "Coach Twee"),
@@ -32,17 +35,28 @@ pub async fn caseloads(s: &Secured) -> String {
         let (given, family) = name.split_once(' ').unwrap();
         let body = json!({"resourceType": rtype, "id": id,
             "name": [{"family": family, "given": [given]}]});
-        expect_status(&s.call(&admin, "PUT", &format!("{rtype}/{id}"), Some(&body)).await, 201);
+        expect_status(
+            &s.call(&admin, "PUT", &format!("{rtype}/{id}"), Some(&body))
+                .await,
+            201,
+        );
     }
     for (team, patient, coach) in [("t1", "p1", "c1"), ("t2", "p2", "c2")] {
         let body = json!({"resourceType": "CareTeam", "id": team, "status": "active",
             "subject": {"reference": format!("Patient/{patient}")},
             "participant": [{"member": {"reference": format!("Practitioner/{coach}")}}]});
-        expect_status(&s.call(&admin, "PUT", &format!("CareTeam/{team}"), Some(&body)).await, 201);
+        expect_status(
+            &s.call(&admin, "PUT", &format!("CareTeam/{team}"), Some(&body))
+                .await,
+            201,
+        );
     }
     for patient in ["p1", "p2", "p3"] {
         let body = super::auth::observation(patient, "vital-signs");
-        expect_status(&s.call(&admin, "POST", "Observation", Some(&body)).await, 201);
+        expect_status(
+            &s.call(&admin, "POST", "Observation", Some(&body)).await,
+            201,
+        );
     }
     add_user(s, "coach1", "Practitioner/c1").await;
     add_user(s, "coach2", "Practitioner/c2").await;
@@ -87,7 +101,11 @@ pub fn origin(s: &Secured) -> String {
 
 /// A PKCE verifier and its S256 challenge.
 pub fn pkce() -> (String, String) {
-    let verifier = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let verifier = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
@@ -95,7 +113,13 @@ pub fn pkce() -> (String, String) {
 
 /// The authorize URL an app sends the browser to; `overrides` replace or add parameters
 /// (an empty value leaves the parameter out).
-pub fn authorize_url(s: &Secured, client: &str, scope: &str, challenge: &str, overrides: &[(&str, &str)]) -> String {
+pub fn authorize_url(
+    s: &Secured,
+    client: &str,
+    scope: &str,
+    challenge: &str,
+    overrides: &[(&str, &str)],
+) -> String {
     let mut params: Vec<(String, String)> = vec![
         ("response_type".into(), "code".into()),
         ("client_id".into(), client.into()),
@@ -122,7 +146,12 @@ pub async fn get(s: &Secured, url: &str) -> Reply {
     s.server.client.send("GET", url, &[], None).await.unwrap()
 }
 
-pub async fn post_form(s: &Secured, path: &str, form: &[(&str, &str)], cookie: Option<&str>) -> Reply {
+pub async fn post_form(
+    s: &Secured,
+    path: &str,
+    form: &[(&str, &str)],
+    cookie: Option<&str>,
+) -> Reply {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
         .finish();
@@ -131,7 +160,11 @@ pub async fn post_form(s: &Secured, path: &str, form: &[(&str, &str)], cookie: O
     if let Some(c) = &cookie_header {
         headers.push(("cookie", c.as_str()));
     }
-    let url = if path.starts_with("http") { path.to_owned() } else { format!("{}{path}", origin(s)) };
+    let url = if path.starts_with("http") {
+        path.to_owned()
+    } else {
+        format!("{}{path}", origin(s))
+    };
     s.server
         .client
         .send("POST", &url, &headers, Some(body.into_bytes()))
@@ -146,26 +179,46 @@ pub fn text(reply: &Reply) -> String {
 /// The value of a hidden form field of a page.
 pub fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = page.find(&marker).unwrap_or_else(|| panic!("no field {name} in {page}")) + marker.len();
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {page}"))
+        + marker.len();
     page[start..][..page[start..].find('"').unwrap()].to_owned()
 }
 
 /// The cookie the log-in set.
 pub fn cookie(reply: &Reply) -> String {
     let header = reply.header("set-cookie").expect("a cookie");
-    header.split(';').next().unwrap().split_once('=').unwrap().1.to_owned()
+    header
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned()
 }
 
 /// The query parameters of a redirect back to the app.
 pub fn redirected(reply: &Reply) -> Vec<(String, String)> {
     assert_eq!(reply.status, 302, "a redirect: {}", text(reply));
     let location = reply.header("location").expect("Location");
-    assert!(location.starts_with(REDIRECT), "back to the app: {location}");
-    url::Url::parse(location).unwrap().query_pairs().into_owned().collect()
+    assert!(
+        location.starts_with(REDIRECT),
+        "back to the app: {location}"
+    );
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
 }
 
 pub fn param(params: &[(String, String)], name: &str) -> Option<String> {
-    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
 }
 
 /// The log-in page of an authorize URL: its request id.
@@ -177,14 +230,31 @@ pub async fn start(s: &Secured, url: &str) -> String {
 
 /// Logs in: the consent page and the cookie.
 pub async fn log_in(s: &Secured, request: &str, user: &str) -> (Reply, String) {
-    let reply = post_form(s, "/auth/authorize/login", &[("request", request), ("username", user), ("password", PASSWORD)], None).await;
+    let reply = post_form(
+        s,
+        "/auth/authorize/login",
+        &[
+            ("request", request),
+            ("username", user),
+            ("password", PASSWORD),
+        ],
+        None,
+    )
+    .await;
     assert_eq!(reply.status, 200, "the consent page: {}", text(&reply));
     let c = cookie(&reply);
     (reply, c)
 }
 
 /// The whole browser part for `user`: a code (and the verifier to redeem it).
-pub async fn code_for(s: &Secured, client: &str, scope: &str, user: &str, extra: &[(&str, &str)], patient: Option<&str>) -> (String, String) {
+pub async fn code_for(
+    s: &Secured,
+    client: &str,
+    scope: &str,
+    user: &str,
+    extra: &[(&str, &str)],
+    patient: Option<&str>,
+) -> (String, String) {
     let (verifier, challenge) = pkce();
     let request = start(s, &authorize_url(s, client, scope, &challenge, extra)).await;
     let (_, c) = log_in(s, &request, user).await;
@@ -193,8 +263,15 @@ pub async fn code_for(s: &Secured, client: &str, scope: &str, user: &str, extra:
         form.push(("patient", p));
     }
     let back = redirected(&post_form(s, "/auth/authorize/consent", &form, Some(&c)).await);
-    assert_eq!(param(&back, "state").as_deref(), Some("st-123"), "state comes back unchanged");
-    (param(&back, "code").unwrap_or_else(|| panic!("a code: {back:?}")), verifier)
+    assert_eq!(
+        param(&back, "state").as_deref(),
+        Some("st-123"),
+        "state comes back unchanged"
+    );
+    (
+        param(&back, "code").unwrap_or_else(|| panic!("a code: {back:?}")),
+        verifier,
+    )
 }
 
 /// Redeems a code as the public app `client`.
@@ -202,14 +279,26 @@ pub async fn redeem(s: &Secured, client: &str, code: &str, verifier: &str) -> Re
     post_form(
         s,
         "/auth/token",
-        &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT), ("client_id", client), ("code_verifier", verifier)],
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", client),
+            ("code_verifier", verifier),
+        ],
         None,
     )
     .await
 }
 
 /// A token response for `user` through the whole flow (public app).
-pub async fn person_token(s: &Secured, client: &str, scope: &str, user: &str, patient: Option<&str>) -> Value {
+pub async fn person_token(
+    s: &Secured,
+    client: &str,
+    scope: &str,
+    user: &str,
+    patient: Option<&str>,
+) -> Value {
     let (code, verifier) = code_for(s, client, scope, user, &[], patient).await;
     let reply = redeem(s, client, &code, &verifier).await;
     assert_eq!(reply.status, 200, "token: {}", text(&reply));

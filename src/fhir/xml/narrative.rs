@@ -12,20 +12,63 @@ use super::XHTML_NS;
 /// The XHTML elements txt-1 allows.
 const ALLOWED: &[&str] = &[
     // chapter 7 (the global structure: bodies and headings, not html/head/body/title/meta)
-    "div", "span", "h1", "h2", "h3", "h4", "h5", "h6", "address",
+    "div",
+    "span",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "address",
     // chapter 8 (language and direction)
     "bdo",
     // chapter 9 (text), without section 4 (ins, del)
-    "em", "strong", "dfn", "code", "samp", "kbd", "var", "cite", "abbr", "acronym", "blockquote",
-    "q", "sub", "sup", "p", "br", "pre",
+    "em",
+    "strong",
+    "dfn",
+    "code",
+    "samp",
+    "kbd",
+    "var",
+    "cite",
+    "abbr",
+    "acronym",
+    "blockquote",
+    "q",
+    "sub",
+    "sup",
+    "p",
+    "br",
+    "pre",
     // chapter 10 (lists)
-    "ul", "ol", "li", "dl", "dt", "dd",
+    "ul",
+    "ol",
+    "li",
+    "dl",
+    "dt",
+    "dd",
     // chapter 11 (tables)
-    "table", "caption", "thead", "tfoot", "tbody", "colgroup", "col", "tr", "th", "td",
+    "table",
+    "caption",
+    "thead",
+    "tfoot",
+    "tbody",
+    "colgroup",
+    "col",
+    "tr",
+    "th",
+    "td",
     // chapter 15 (alignment and font styles)
-    "tt", "i", "b", "big", "small", "hr",
+    "tt",
+    "i",
+    "b",
+    "big",
+    "small",
+    "hr",
     // links (name or href) and images
-    "a", "img",
+    "a",
+    "img",
 ];
 
 /// Checks a narrative `div` against the rules above; the error says which rule it breaks.
@@ -88,7 +131,9 @@ pub fn check(div: Node<'_, '_>) -> Result<(), String> {
         }
     }
     if !content {
-        return Err("The narrative has no content (txt-2: it must have non-whitespace content)".to_owned());
+        return Err(
+            "The narrative has no content (txt-2: it must have non-whitespace content)".to_owned(),
+        );
     }
     Ok(())
 }
@@ -119,7 +164,12 @@ mod tests {
 
     #[test]
     fn scripts_forms_and_objects_are_refused() {
-        for inner in ["<script>x()</script>", "<form>f</form>", "<object>o</object>", "<iframe>i</iframe>"] {
+        for inner in [
+            "<script>x()</script>",
+            "<form>f</form>",
+            "<object>o</object>",
+            "<iframe>i</iframe>",
+        ] {
             let xml = format!(r#"<div xmlns="http://www.w3.org/1999/xhtml">t{inner}</div>"#);
             assert!(check_text(&xml).is_err(), "{inner}");
         }
@@ -127,8 +177,14 @@ mod tests {
 
     #[test]
     fn event_attributes_and_javascript_links_are_refused() {
-        assert!(check_text(r#"<div xmlns="http://www.w3.org/1999/xhtml"><p onMouseOver="x()">t</p></div>"#).is_err());
-        assert!(check_text(r#"<div xmlns="http://www.w3.org/1999/xhtml"><a href=" JavaScript:x()">t</a></div>"#).is_err());
+        assert!(check_text(
+            r#"<div xmlns="http://www.w3.org/1999/xhtml"><p onMouseOver="x()">t</p></div>"#
+        )
+        .is_err());
+        assert!(check_text(
+            r#"<div xmlns="http://www.w3.org/1999/xhtml"><a href=" JavaScript:x()">t</a></div>"#
+        )
+        .is_err());
     }
 
     #[test]

@@ -264,12 +264,7 @@ impl<'d> Reader<'d, '_> {
                 Some((_, element, _)) if element.attribute && attribute.namespace().is_none() => {
                     out.insert(name.to_owned(), Value::String(attribute.value().to_owned()));
                 }
-                _ => {
-                    return Err(at(
-                        format!("Unknown attribute '{name}' on {path}"),
-                        path,
-                    ))
-                }
+                _ => return Err(at(format!("Unknown attribute '{name}' on {path}"), path)),
             }
         }
         let mut pending: Option<Pending> = None;
@@ -282,10 +277,7 @@ impl<'d> Reader<'d, '_> {
             }
             if child.is_text() {
                 if child.text().is_some_and(|t| !t.trim().is_empty()) {
-                    return Err(at(
-                        format!("{path} may not hold text, only elements"),
-                        path,
-                    ));
+                    return Err(at(format!("{path} may not hold text, only elements"), path));
                 }
                 continue;
             }
@@ -347,10 +339,7 @@ impl<'d> Reader<'d, '_> {
                     }
                     if out.contains_key(name) {
                         // An attribute of the same name (`id`) read already.
-                        return Err(at(
-                            format!("{child_path} is given twice"),
-                            &child_path,
-                        ));
+                        return Err(at(format!("{child_path} is given twice"), &child_path));
                     }
                     pending = Some(Pending {
                         index,
@@ -389,7 +378,9 @@ impl<'d> Reader<'d, '_> {
             return self.primitive(node, kind, path, depth);
         }
         if code == "Resource" {
-            return self.nested_resource(node, path, depth).map(|r| (Some(r), None));
+            return self
+                .nested_resource(node, path, depth)
+                .map(|r| (Some(r), None));
         }
         let mut out = Map::new();
         self.object(node, code, path, depth, &mut out)?;
@@ -443,7 +434,8 @@ impl<'d> Reader<'d, '_> {
                 }
                 continue;
             }
-            if child.tag_name().name() != "extension" || child.tag_name().namespace() != Some(FHIR_NS)
+            if child.tag_name().name() != "extension"
+                || child.tag_name().namespace() != Some(FHIR_NS)
             {
                 return Err(at(
                     format!(
@@ -559,7 +551,10 @@ fn write_xhtml(node: Node<'_, '_>, root: bool, out: &mut String) {
         super::write::escape_attribute(attribute.value(), out);
         out.push('"');
     }
-    let mut children = node.children().filter(|c| c.is_element() || c.is_text()).peekable();
+    let mut children = node
+        .children()
+        .filter(|c| c.is_element() || c.is_text())
+        .peekable();
     if children.peek().is_none() {
         out.push_str("/>");
         return;
@@ -719,16 +714,30 @@ mod tests {
     #[test]
     fn processing_instructions_are_refused() {
         assert!(read(r#"<?xml-stylesheet href="a.xsl"?><Patient xmlns="http://hl7.org/fhir"><active value="true"/></Patient>"#).is_err());
-        assert!(read(r#"<Patient xmlns="http://hl7.org/fhir"><?x y?><active value="true"/></Patient>"#).is_err());
+        assert!(read(
+            r#"<Patient xmlns="http://hl7.org/fhir"><?x y?><active value="true"/></Patient>"#
+        )
+        .is_err());
     }
 
     #[test]
     fn unknown_elements_attributes_and_text_are_refused() {
-        assert!(read(r#"<Patient xmlns="http://hl7.org/fhir"><colour value="x"/></Patient>"#).is_err());
-        assert!(read(r#"<Patient xmlns="http://hl7.org/fhir"><active value="true" extra="1"/></Patient>"#).is_err());
-        assert!(read(r#"<Patient xmlns="http://hl7.org/fhir">text<active value="true"/></Patient>"#).is_err());
+        assert!(
+            read(r#"<Patient xmlns="http://hl7.org/fhir"><colour value="x"/></Patient>"#).is_err()
+        );
+        assert!(read(
+            r#"<Patient xmlns="http://hl7.org/fhir"><active value="true" extra="1"/></Patient>"#
+        )
+        .is_err());
+        assert!(read(
+            r#"<Patient xmlns="http://hl7.org/fhir">text<active value="true"/></Patient>"#
+        )
+        .is_err());
         assert!(read(r#"<Patient><active value="true"/></Patient>"#).is_err());
-        assert!(read(r#"<Patient xmlns="http://hl7.org/fhir"><active value="yes"/></Patient>"#).is_err());
+        assert!(
+            read(r#"<Patient xmlns="http://hl7.org/fhir"><active value="yes"/></Patient>"#)
+                .is_err()
+        );
         assert!(read(r#"<Patient xmlns="http://hl7.org/fhir"><gender value="male"/><gender value="female"/></Patient>"#).is_err());
     }
 
@@ -743,7 +752,9 @@ mod tests {
     fn nesting_deeper_than_json_allows_is_refused() {
         let open = "<extension url=\"http://e.org\">".repeat(100);
         let close = "</extension>".repeat(100);
-        let xml = format!(r#"<Patient xmlns="http://hl7.org/fhir">{open}<valueBoolean value="true"/>{close}</Patient>"#);
+        let xml = format!(
+            r#"<Patient xmlns="http://hl7.org/fhir">{open}<valueBoolean value="true"/>{close}</Patient>"#
+        );
         assert!(read(&xml).unwrap_err().to_string().contains("deeper"));
     }
 
@@ -756,7 +767,8 @@ mod tests {
 
     #[test]
     fn a_narrative_is_kept_as_written() {
-        let div = r#"<div xmlns="http://www.w3.org/1999/xhtml"><p>Ada &amp; <b>Byron</b></p></div>"#;
+        let div =
+            r#"<div xmlns="http://www.w3.org/1999/xhtml"><p>Ada &amp; <b>Byron</b></p></div>"#;
         let value = read(&format!(
             r#"<Patient xmlns="http://hl7.org/fhir"><text><status value="generated"/>{div}</text></Patient>"#
         ))

@@ -27,7 +27,9 @@ pub fn to_xml(resource: &Value, pretty: bool) -> Result<String, WriteError> {
         pretty,
         depth: 0,
     };
-    writer.out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    writer
+        .out
+        .push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     writer.resource(object, true)?;
     if pretty {
         writer.out.push('\n');
@@ -84,8 +86,9 @@ impl Writer<'_> {
         self.check_known(object, def, type_name, is_resource)?;
         for element in def.elements.iter().filter(|e| e.attribute) {
             if let Some(value) = object.get(&element.stem) {
-                let text = scalar(value)
-                    .ok_or_else(|| WriteError(format!("{type_name}.{} is not text", element.stem)))?;
+                let text = scalar(value).ok_or_else(|| {
+                    WriteError(format!("{type_name}.{} is not text", element.stem))
+                })?;
                 self.out.push(' ');
                 self.out.push_str(&element.stem);
                 self.out.push_str("=\"");
@@ -175,9 +178,9 @@ impl Writer<'_> {
         owner: &str,
     ) -> Result<(), WriteError> {
         if code == "xhtml" {
-            let div = value.and_then(Value::as_str).ok_or_else(|| {
-                WriteError(format!("{owner}.{name} is not a string of XHTML"))
-            })?;
+            let div = value
+                .and_then(Value::as_str)
+                .ok_or_else(|| WriteError(format!("{owner}.{name} is not a string of XHTML")))?;
             self.newline();
             write_div(div, &mut self.out);
             return Ok(());
@@ -237,7 +240,9 @@ impl Writer<'_> {
             Some(Value::Array(extensions)) => extensions.as_slice(),
             None => &[],
             Some(_) => {
-                return Err(WriteError(format!("{owner}._{name}.extension is not an array")))
+                return Err(WriteError(format!(
+                    "{owner}._{name}.extension is not an array"
+                )))
             }
         };
         if let Some(other) = extra
@@ -278,7 +283,9 @@ fn as_array<'v>(
     match value {
         None => Ok(&[]),
         Some(Value::Array(items)) => Ok(items),
-        Some(_) => Err(WriteError(format!("{owner}.{name} repeats but is not an array"))),
+        Some(_) => Err(WriteError(format!(
+            "{owner}.{name} repeats but is not an array"
+        ))),
     }
 }
 
@@ -382,7 +389,10 @@ mod tests {
     #[test]
     fn line_breaks_in_values_survive_attribute_normalisation() {
         let xml = to_xml(&json!({"resourceType": "Patient", "id": "x", "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">a</div>"}, "extension": [{"url": "u", "valueMarkdown": "a\n\"b\" & <c>"}]}), false).unwrap();
-        assert!(xml.contains(r#"value="a&#10;&quot;b&quot; &amp; &lt;c&gt;""#), "{xml}");
+        assert!(
+            xml.contains(r#"value="a&#10;&quot;b&quot; &amp; &lt;c&gt;""#),
+            "{xml}"
+        );
     }
 
     #[test]

@@ -47,6 +47,6 @@ pub use queue::{
 pub use read::{compartment, compartments, current_versions, read_version, VERSION_COLUMNS};
 pub use search::{count, lastn, search};
 pub use write::{
-    delete_index, insert_index, insert_resource, insert_version, lock_rows, update_resource,
-    INDEX_TABLES,
+    delete_index, insert_index, insert_resources, insert_versions, lock_rows, multi_row,
+    update_resource, IndexRows, INDEX_TABLES,
 };
