@@ -632,6 +632,14 @@ async fn through_xml(client: signaal::client::Client, json: &Value) -> Result<bo
         )
         .await
         .map_err(|e| e.to_string())?;
+    // A Provenance is never changed once recorded (decision 0032): the second PUT is refused
+    // whatever its format, after the XML was read (so this one checks JSON -> XML only).
+    if json["resourceType"] == "Provenance" {
+        return match put.status {
+            403 => Ok(true),
+            other => Err(format!("PUT of a recorded Provenance answered {other}")),
+        };
+    }
     if put.status != 200 {
         return Err(format!(
             "PUT as XML answered {}: {}",
