@@ -8,7 +8,7 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
-    async_job, audit_event, capabilities, create, delete, evaluate_measure, everything, export,
+    async_job, audit_event, bulk_status, capabilities, create, delete, evaluate_measure, everything, export,
     history, import, lastn, patch, read, reindex, scoring_coverage, search, transaction, update,
     vread, worklist,
 };
@@ -46,19 +46,19 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             _ => Err(not_allowed("GET, DELETE")),
         },
         [export::STATUS_PATH, id] => match *method {
-            Method::GET | Method::DELETE => export::status(app, request, id).await,
+            Method::GET | Method::DELETE => bulk_status::status(app, request, &app.jobs.exports, id).await,
             _ => Err(not_allowed("GET, DELETE")),
         },
         [export::STATUS_PATH, id, file] => match *method {
-            Method::GET => export::file(app, request, id, file).await,
+            Method::GET => bulk_status::file(app, request, &app.jobs.exports, id, file).await,
             _ => Err(not_allowed("GET")),
         },
         [import::STATUS_PATH, id] => match *method {
-            Method::GET | Method::DELETE => import::status(app, request, id).await,
+            Method::GET | Method::DELETE => bulk_status::status(app, request, &app.jobs.imports, id).await,
             _ => Err(not_allowed("GET, DELETE")),
         },
         [import::STATUS_PATH, id, file] => match *method {
-            Method::GET => import::error_file(app, request, id, file).await,
+            Method::GET => bulk_status::file(app, request, &app.jobs.imports, id, file).await,
             _ => Err(not_allowed("GET")),
         },
         ["$import"] => match *method {

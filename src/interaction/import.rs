@@ -30,7 +30,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use axum::body::Bytes;
-use axum::http::{header, Method, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::app::App;
@@ -41,6 +41,7 @@ use crate::http::negotiate::{media_type, prefer_async};
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::async_job::Job;
+use crate::interaction::bulk_status;
 use crate::interaction::export;
 use crate::interaction::reindex::requester;
 use crate::interaction::search_parameters;
@@ -65,9 +66,6 @@ pub const ERROR_FILE: &str = "errors.ndjson";
 
 /// The media types of an NDJSON body (those the Bulk Data IG names for `_outputFormat`).
 const NDJSON: [&str; 3] = ["application/fhir+ndjson", "application/ndjson", "ndjson"];
-
-/// Seconds a client is asked to wait between polls.
-const RETRY_AFTER: &str = "2";
 
 /// The directory of import job `id`'s files (its error file).
 fn job_dir(app: &App, id: &str) -> Result<PathBuf, FhirError> {
@@ -146,15 +144,10 @@ pub async fn kick_off(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         }
     }
     // One import at a time: another is asked to come back (429).
-    let (job, slot) = app
-        .jobs
-        .imports
-        .start_recorded("$import", &owner)
-        .await
-        .map_err(|e| match e {
-            FhirError::Conflict(message) => FhirError::TooManyRequests(message),
-            other => other,
-        })?;
+    let (job, slot) = match app.jobs.imports.start_recorded("$import", &owner).await {
+        Ok(started) => started,
+        Err(error) => return bulk_status::too_many_requests(error),
+    };
     let dir = job_dir(app, &job.id)?;
     let status_url = app.url(&format!("{STATUS_PATH}/{}", job.id));
     let manifest = json!({
@@ -468,59 +461,6 @@ fn count_finished_lines(bytes: &[u8], seen: &mut bool) -> u64 {
         }
     }
     n
-}
-
-/// `GET`/`DELETE [base]/_import/[job]`: progress or the manifest; cancellation.
-pub async fn status(app: &App, request: &FhirRequest, id: &str) -> Result<FhirResponse, FhirError> {
-    let owner = requester(app, request).await?;
-    let table = &app.jobs.imports;
-    if request.method == Method::DELETE {
-        // The job deletes its error file when it stops; a finished job's goes with it.
-        return table.cancel(id, &owner);
-    }
-    let answer = table.status(id, &owner)?;
-    Ok(if answer.status == StatusCode::ACCEPTED {
-        answer.with_header(header::RETRY_AFTER, RETRY_AFTER.to_owned())
-    } else if answer.status == StatusCode::OK {
-        // The manifest is plain JSON, not a FHIR resource (as the export's).
-        answer.with_header(header::CONTENT_TYPE, "application/json".to_owned())
-    } else {
-        answer
-    })
-}
-
-/// `GET [base]/_import/[job]/errors.ndjson`: the OperationOutcomes of the lines a finished
-/// import of this client did not import.
-pub async fn error_file(
-    app: &App,
-    request: &FhirRequest,
-    id: &str,
-    name: &str,
-) -> Result<FhirResponse, FhirError> {
-    let owner = requester(app, request).await?;
-    let job = app.jobs.imports.find(id, &owner)?;
-    let unknown = || FhirError::NotFound(format!("No import file {id}/{name}"));
-    let listed = job
-        .finished()
-        .as_ref()
-        .and_then(|answer| answer.body.as_ref())
-        .is_some_and(|manifest| {
-            manifest["error"].as_array().into_iter().flatten().any(|e| {
-                e["url"]
-                    .as_str()
-                    .is_some_and(|u| u.ends_with(&format!("/{STATUS_PATH}/{id}/{name}")))
-            })
-        });
-    if !listed {
-        return Err(unknown());
-    }
-    let bytes = tokio::fs::read(job_dir(app, id)?.join(name))
-        .await
-        .map_err(|_| unknown())?;
-    let mut answer = FhirResponse::new(StatusCode::OK, None)
-        .with_header(header::CONTENT_TYPE, "application/fhir+ndjson".to_owned());
-    answer.raw = Some(bytes);
-    Ok(answer)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod audit_event;
 pub mod batch;
 pub mod bundle;
 pub mod bundle_entry;
+pub mod bulk_status;
 pub mod canonical;
 pub mod capabilities;
 pub mod create;
