@@ -34,7 +34,7 @@ pub enum ClientCommand {
         #[arg(
             long,
             conflicts_with = "jwks_url",
-            required_unless_present_any = ["jwks_url", "public"]
+            required_unless_present_any = ["jwks_url", "public", "secret_file"]
         )]
         jwks: Option<String>,
         /// Where the client publishes its JWKS (http:// or https://); fetched and cached by kid.
@@ -56,6 +56,15 @@ pub enum ClientCommand {
         /// binds its codes. A confidential app authenticates with its JWKS (private_key_jwt).
         #[arg(long, conflicts_with_all = ["jwks", "jwks_url"], requires = "redirect_uris")]
         public: bool,
+        /// A confidential app that authenticates with a client secret (client_secret_basic or
+        /// client_secret_post): a file whose first line is the secret (at least 32 characters,
+        /// e.g. `openssl rand -base64 32`). Stored as its Argon2id hash.
+        #[arg(
+            long,
+            conflicts_with_all = ["jwks", "jwks_url", "public"],
+            requires = "redirect_uris"
+        )]
+        secret_file: Option<String>,
     },
     /// List the registered clients.
     List {
@@ -82,10 +91,12 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
             patient,
             redirect_uris,
             public: _,
+            secret_file,
         } => {
             let app = !redirect_uris.is_empty();
             let record = record(id, name, jwks, jwks_url, scope, patient, app)?;
             let redirects = redirect_uris_of(&redirect_uris)?;
+            let secret = secret_file.as_deref().map(secret_hash).transpose()?;
             let (_, clients) = open(&database).await?;
             clients
                 .add_client(&record)
@@ -97,15 +108,27 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())?;
             }
+            if let Some(hash) = &secret {
+                clients
+                    .set_app_secret(&record.id, hash)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             println!("registered client {}", record.id);
             Ok(())
         }
         ClientCommand::List { database } => {
             let (_, clients) = open(&database).await?;
             for c in clients.clients().await.map_err(|e| e.to_string())? {
+                let secret = clients
+                    .app_secret(&c.id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_some();
                 let keys = match (&c.jwks, &c.jwks_url) {
                     (_, Some(url)) => url.clone(),
                     (Some(_), None) => "JWKS stored".into(),
+                    (None, None) if secret => "client secret".into(),
                     (None, None) => "public".into(),
                 };
                 let patient = c
@@ -161,6 +184,21 @@ fn redirect_uris_of(uris: &[String]) -> Result<String, String> {
         }
     }
     Ok(uris.join(" "))
+}
+
+/// The shortest client secret accepted.
+const MIN_SECRET: usize = 32;
+
+/// The Argon2id hash of the secret on the first line of `path`.
+fn secret_hash(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let secret = text.lines().next().unwrap_or("");
+    if secret.chars().count() < MIN_SECRET {
+        return Err(format!(
+            "{path}: a client secret needs at least {MIN_SECRET} characters (openssl rand -base64 32)"
+        ));
+    }
+    signaal::auth::password::hash(secret)
 }
 
 /// Checks a registration before it is stored.

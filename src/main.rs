@@ -230,6 +230,22 @@ enum Command {
         /// refuses to start: a reverse proxy would publish an API that asks for no token.
         #[arg(long, env = "SIGNAAL_ALLOW_OPEN_ON_PUBLIC_BASE")]
         allow_open_on_public_base: bool,
+        /// An OpenID Connect provider (a hospital's identity provider) people may log in
+        /// through: its issuer URL; its metadata is read from
+        /// {issuer}/.well-known/openid-configuration. None by default.
+        #[arg(long, env = "SIGNAAL_OIDC_ISSUER", requires = "oidc_client_id")]
+        oidc_issuer: Option<String>,
+        /// Signaal's client id at the OpenID Connect provider.
+        #[arg(long, env = "SIGNAAL_OIDC_CLIENT_ID", requires = "oidc_issuer")]
+        oidc_client_id: Option<String>,
+        /// A file whose first line is Signaal's client secret at the provider
+        /// (client_secret_basic); without it Signaal is a public client there (PKCE).
+        #[arg(long, env = "SIGNAAL_OIDC_CLIENT_SECRET_FILE", requires = "oidc_issuer")]
+        oidc_client_secret_file: Option<String>,
+        /// The provider's name on the log-in page ("Log in with NAME"); default: the
+        /// issuer's host name.
+        #[arg(long, env = "SIGNAAL_OIDC_NAME", requires = "oidc_issuer")]
+        oidc_name: Option<String>,
         /// Remove audit log entries older than DAYS (checked every hour); kept for ever if
         /// not given.
         #[arg(long, env = "SIGNAAL_AUDIT_RETENTION", value_name = "DAYS")]
@@ -335,6 +351,10 @@ fn main() -> ExitCode {
                 trusted_jwks,
                 jwks_ca,
                 allow_open_on_public_base,
+                oidc_issuer,
+                oidc_client_id,
+                oidc_client_secret_file,
+                oidc_name,
                 audit_retention,
                 audit_forward,
                 access_log,
@@ -353,6 +373,18 @@ fn main() -> ExitCode {
                 ) {
                     (Ok(timeout), Ok(limits)) => (timeout, limits),
                     (Err(e), _) | (_, Err(e)) => {
+                        eprintln!("signaal: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let oidc = match oidc_settings(
+                    oidc_issuer,
+                    oidc_client_id,
+                    oidc_client_secret_file,
+                    oidc_name,
+                ) {
+                    Ok(oidc) => oidc,
+                    Err(e) => {
                         eprintln!("signaal: {e}");
                         return ExitCode::FAILURE;
                     }
@@ -378,6 +410,7 @@ fn main() -> ExitCode {
                         trusted_jwks,
                         jwks_ca,
                         allow_open_on_public_base,
+                        oidc,
                     },
                     audit: signaal::auth::audit::AuditSettings {
                         retention_days: audit_retention,
@@ -559,4 +592,41 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// The OpenID Connect provider of `--oidc-issuer` and its client.
+fn oidc_settings(
+    issuer: Option<String>,
+    client_id: Option<String>,
+    secret_file: Option<String>,
+    name: Option<String>,
+) -> Result<Option<signaal::auth::oidc::Settings>, String> {
+    let (Some(issuer), Some(client_id)) = (issuer, client_id) else {
+        return Ok(None);
+    };
+    let client_secret = match secret_file {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {path}: {e}"))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let name = name.unwrap_or_else(|| {
+        url::Url::parse(&issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| issuer.clone())
+    });
+    let settings = signaal::auth::oidc::Settings {
+        issuer,
+        client_id,
+        client_secret,
+        name,
+    };
+    settings.check()?;
+    Ok(Some(settings))
 }

@@ -1,7 +1,9 @@
 //! `signaal user add|list|remove|passwd`: the people who log in with SMART App Launch, edited
 //! in the database directly (it works while the server runs). A password is read from
 //! `--password-file` or, without it, from standard input (one line), never from the command
-//! line where `ps` shows it.
+//! line where `ps` shows it. A user may instead (or also) be linked to a person of the hospital's
+//! OpenID Connect provider (`--oidc-issuer`, `--oidc-subject`; `signaal user link`): they then
+//! log in there. A user added with a link and no `--password-file` has no local password.
 
 use std::io::BufRead;
 
@@ -34,9 +36,29 @@ pub enum UserCommand {
         /// Their FHIR resource: Practitioner/ID or Patient/ID (the fhirUser of their tokens).
         #[arg(long)]
         fhir_user: String,
-        /// A file whose first line is the password (otherwise read from standard input).
+        /// A file whose first line is the password (otherwise read from standard input, unless
+        /// the user logs in through an OpenID Connect provider: --oidc-subject).
         #[arg(long)]
         password_file: Option<String>,
+        /// The issuer of the OpenID Connect provider they log in through (the server's
+        /// --oidc-issuer, exactly).
+        #[arg(long, requires = "oidc_subject")]
+        oidc_issuer: Option<String>,
+        /// Their subject there: the `sub` of the provider's id_tokens.
+        #[arg(long, requires = "oidc_issuer")]
+        oidc_subject: Option<String>,
+    },
+    /// Link a user to a person of an OpenID Connect provider (replaces an earlier link).
+    Link {
+        #[command(flatten)]
+        database: Database,
+        name: String,
+        /// The provider's issuer (the server's --oidc-issuer, exactly).
+        #[arg(long)]
+        oidc_issuer: String,
+        /// The person's subject there (the `sub` of its id_tokens).
+        #[arg(long)]
+        oidc_subject: String,
     },
     /// List the users.
     List {
@@ -67,23 +89,60 @@ pub async fn run(command: UserCommand) -> Result<(), String> {
             name,
             fhir_user,
             password_file,
+            oidc_issuer,
+            oidc_subject,
         } => {
             let fhir_user = fhir_user_of(&fhir_user)?;
             if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err("--name must be non-empty without spaces".into());
             }
-            let secret = read_password(password_file.as_deref())?;
-            password::acceptable(&secret)?;
+            let link = oidc_issuer.zip(oidc_subject);
+            if let Some((issuer, subject)) = &link {
+                check_link(issuer, subject)?;
+            }
+            let hash = if link.is_some() && password_file.is_none() {
+                // No local password: no password matches this (it is no Argon2 hash).
+                NO_PASSWORD.to_owned()
+            } else {
+                let secret = read_password(password_file.as_deref())?;
+                password::acceptable(&secret)?;
+                password::hash(&secret)?
+            };
             let record = UserRecord {
                 id: name,
                 fhir_user,
-                password: password::hash(&secret)?,
+                password: hash,
                 since: now,
             };
             let store = open(&database).await?;
             store.add_user(&record).await.map_err(|e| e.to_string())?;
+            if let Some((issuer, subject)) = &link {
+                if let Err(e) = store.link_oidc(&record.id, issuer, subject).await {
+                    let _ = store.remove_user(&record.id, now).await;
+                    return Err(e.to_string());
+                }
+            }
             println!("added user {} ({})", record.id, record.fhir_user);
             Ok(())
+        }
+        UserCommand::Link {
+            database,
+            name,
+            oidc_issuer,
+            oidc_subject,
+        } => {
+            check_link(&oidc_issuer, &oidc_subject)?;
+            let store = open(&database).await?;
+            if store
+                .link_oidc(&name, &oidc_issuer, &oidc_subject)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!("user {name} logs in as '{oidc_subject}' of {oidc_issuer}");
+                Ok(())
+            } else {
+                Err(format!("no user '{name}'"))
+            }
         }
         UserCommand::List { database } => {
             let store = open(&database).await?;
@@ -131,6 +190,19 @@ pub async fn run(command: UserCommand) -> Result<(), String> {
             }
         }
     }
+}
+
+/// The password column of a user who has no local password (logs in through a provider).
+const NO_PASSWORD: &str = "!none";
+
+fn check_link(issuer: &str, subject: &str) -> Result<(), String> {
+    if !issuer.starts_with("https://") && !issuer.starts_with("http://") {
+        return Err(format!("--oidc-issuer '{issuer}' must be the provider's issuer URL"));
+    }
+    if subject.is_empty() || subject.len() > 255 {
+        return Err("--oidc-subject must be 1 to 255 characters (OpenID Connect Core 2)".into());
+    }
+    Ok(())
 }
 
 /// `Practitioner/ID` or `Patient/ID`.

@@ -135,7 +135,7 @@ fn html(status: StatusCode, body: String) -> Response<Body> {
     response
 }
 
-fn error_page(status: StatusCode, nl: &str, en: &str) -> Response<Body> {
+pub(super) fn error_page(status: StatusCode, nl: &str, en: &str) -> Response<Body> {
     html(status, pages::error(nl, en))
 }
 
@@ -175,7 +175,11 @@ pub struct Answer {
     pub detail: Option<String>,
 }
 
-fn answer(response: Response<Body>, client: Option<&str>, detail: impl Into<String>) -> Answer {
+pub(super) fn answer(
+    response: Response<Body>,
+    client: Option<&str>,
+    detail: impl Into<String>,
+) -> Answer {
     Answer {
         response,
         client: client.map(str::to_owned),
@@ -396,11 +400,34 @@ pub async fn start(auth: &Auth, query: &str) -> Answer {
     answer(
         html(
             StatusCode::OK,
-            pages::login(&auth.auth_url("authorize/login"), &id, &app_name, None),
+            login_page(auth, &id, &app_name, None),
         ),
         client,
         "log-in page shown",
     )
+}
+
+/// The log-in page of a request, with the link to the OpenID Connect provider if one is
+/// configured.
+fn login_page(auth: &Auth, request: &str, app: &str, error: Option<(&str, &str)>) -> String {
+    let provider = auth.oidc.as_ref().map(|p| {
+        (
+            format!("{}?request={request}", auth.auth_url("authorize/oidc")),
+            p.settings.name.clone(),
+        )
+    });
+    pages::login(
+        &auth.auth_url("authorize/login"),
+        request,
+        app,
+        error,
+        provider.as_ref().map(|(href, name)| (href.as_str(), name.as_str())),
+    )
+}
+
+/// The app of a request in progress (for the audit trail of the provider's steps).
+pub(super) fn pending_client(auth: &Auth, id: &str) -> Option<String> {
+    pending(auth, id).map(|p| p.client_id)
 }
 
 fn pending(auth: &Auth, id: &str) -> Option<Pending> {
@@ -409,7 +436,7 @@ fn pending(auth: &Auth, id: &str) -> Option<Pending> {
     all.get(id).filter(|p| p.expires >= now).cloned()
 }
 
-fn expired() -> Response<Body> {
+pub(super) fn expired() -> Response<Body> {
     error_page(
         StatusCode::BAD_REQUEST,
         "Deze inlogpoging is verlopen of onbekend. Begin opnieuw vanuit de app.",
@@ -444,7 +471,7 @@ fn failed(auth: &Auth, name: &str, now: i64) {
 pub async fn login(auth: &Auth, body: &[u8], caseload: &dyn Caseload) -> Answer {
     let form = form(body);
     let request = field(&form, "request").unwrap_or("");
-    let Some(mut p) = pending(auth, request) else {
+    let Some(p) = pending(auth, request) else {
         return answer(expired(), None, "log-in: unknown or expired request");
     };
     let client = Some(p.client_id.clone());
@@ -459,8 +486,8 @@ pub async fn login(auth: &Auth, body: &[u8], caseload: &dyn Caseload) -> Answer 
         return answer(
             html(
                 StatusCode::TOO_MANY_REQUESTS,
-                pages::login(
-                    &auth.auth_url("authorize/login"),
+                login_page(
+                    auth,
                     request,
                     &p.app_name,
                     Some((
@@ -506,8 +533,8 @@ pub async fn login(auth: &Auth, body: &[u8], caseload: &dyn Caseload) -> Answer 
         return answer(
             html(
                 StatusCode::UNAUTHORIZED,
-                pages::login(
-                    &auth.auth_url("authorize/login"),
+                login_page(
+                    auth,
                     request,
                     &p.app_name,
                     Some((
@@ -525,6 +552,24 @@ pub async fn login(auth: &Auth, body: &[u8], caseload: &dyn Caseload) -> Answer 
         .lock()
         .expect("attempts lock")
         .remove(&key);
+    signed_in(auth, request, user, caseload, "with their password").await
+}
+
+/// After a log-in (a password, or the OpenID Connect provider): the patient of the request
+/// settled, the browser bound by a cookie, the consent page.
+pub(super) async fn signed_in(
+    auth: &Auth,
+    request: &str,
+    user: UserRecord,
+    caseload: &dyn Caseload,
+    how: &str,
+) -> Answer {
+    let Some(mut p) = pending(auth, request) else {
+        return answer(expired(), None, "log-in: unknown or expired request");
+    };
+    let client = Some(p.client_id.clone());
+    let client = client.as_deref();
+    let name = user.id.clone();
     // Whose record: a patient's own; a practitioner's launch patient must be in their caseload.
     let (kind, own) = user.fhir_user.split_once('/').unwrap_or(("", ""));
     let wants_patient = p.scopes.iter().any(|s| s == "launch/patient")
@@ -618,7 +663,7 @@ pub async fn login(auth: &Auth, body: &[u8], caseload: &dyn Caseload) -> Answer 
     answer(
         response,
         client,
-        format!("user '{name}' ({}) logged in", user.fhir_user),
+        format!("user '{name}' ({}) logged in {how}", user.fhir_user),
     )
 }
 

@@ -24,7 +24,7 @@ use super::token::{
     assertion_client, client_uri, json_reply, not_authenticated, oauth, server_error, sign,
     AccessClaims, OAuthError, TOKEN_LIFETIME,
 };
-use super::{id_token, Agent, Auth, Grant, CLIENT_SYSTEM};
+use super::{id_token, password, Agent, Auth, Grant, CLIENT_SYSTEM};
 use crate::fhir::datetime::now_ms;
 use crate::store::auth::ClientRecord;
 use crate::store::users::{GrantRecord, Redeemed, UserRecord};
@@ -44,15 +44,70 @@ fn store_error(e: impl std::fmt::Display) -> OAuthError {
     server_error(&e.to_string())
 }
 
-/// The app a token request comes from: a confidential one by its assertion, a public one by
-/// its `client_id`.
+/// The client id and secret of an `Authorization: Basic` header (`client_secret_basic`, RFC
+/// 6749 2.3.1: both form-urlencoded before they are joined); `None` without such a header.
+pub(super) fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(None);
+    };
+    let Some(encoded) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
+        return Ok(None);
+    };
+    let malformed = || oauth("invalid_client", "the Authorization header is not valid Basic credentials");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| malformed())?;
+    let text = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = text.split_once(':').ok_or_else(malformed)?;
+    let decode = |part: &str| {
+        percent_encoding::percent_decode_str(&part.replace('+', " "))
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| malformed())
+    };
+    Ok(Some((decode(id)?, decode(secret)?)))
+}
+
+/// The app a token request comes from: a confidential one by its assertion
+/// (`private_key_jwt`) or its client secret (`client_secret_basic`, `client_secret_post`), a
+/// public one by its `client_id`. One method per request (RFC 6749 2.3).
 async fn app_client(
     auth: &Auth,
+    headers: &HeaderMap,
     form: &[(String, String)],
     claimed: &mut Option<String>,
 ) -> Result<ClientRecord, OAuthError> {
-    let client = if field(form, "client_assertion").is_some() {
+    let basic = basic_credentials(headers)?;
+    let posted = field(form, "client_secret");
+    let assertion = field(form, "client_assertion").is_some();
+    if u8::from(basic.is_some()) + u8::from(posted.is_some()) + u8::from(assertion) > 1 {
+        return Err(oauth(
+            "invalid_request",
+            "the client authenticates with one method only (an assertion, Basic credentials or client_secret)",
+        ));
+    }
+    let client = if assertion {
         assertion_client(auth, form, claimed).await?.0
+    } else if let Some((id, secret)) = basic {
+        if field(form, "client_id").is_some_and(|f| f != id) {
+            return Err(oauth(
+                "invalid_request",
+                "client_id is not the client of the Basic credentials",
+            ));
+        }
+        *claimed = Some(id.clone());
+        secret_client(auth, &id, &secret).await?
+    } else if let Some(secret) = posted {
+        let id = field(form, "client_id")
+            .ok_or_else(|| oauth("invalid_client", "client_id is required with client_secret"))?;
+        *claimed = Some(id.to_owned());
+        secret_client(auth, id, secret).await?
     } else {
         let id = field(form, "client_id").ok_or_else(|| {
             oauth(
@@ -72,6 +127,11 @@ async fn app_client(
                 "client '{id}' is confidential: it authenticates with a client assertion"
             )));
         }
+        if auth.clients.app_secret(id).await.map_err(store_error)?.is_some() {
+            return Err(not_authenticated(format!(
+                "client '{id}' is confidential: it authenticates with its client secret"
+            )));
+        }
         client
     };
     if auth
@@ -89,13 +149,46 @@ async fn app_client(
     Ok(client)
 }
 
+/// An app that authenticates with its client secret. The secret is always checked against an
+/// Argon2id hash — the app's, or one no secret matches when the client is unknown or has no
+/// secret — so the answer takes as long whichever it was, and reads the same.
+async fn secret_client(auth: &Auth, id: &str, secret: &str) -> Result<ClientRecord, OAuthError> {
+    let client = auth.clients.client(id).await.map_err(store_error)?;
+    let hash = match &client {
+        Some(_) => auth.clients.app_secret(id).await.map_err(store_error)?,
+        None => None,
+    };
+    let secret = secret.to_owned();
+    let known = hash.is_some();
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(hash) => password::verify(&hash, &secret),
+        None => {
+            password::dummy_verify(&secret);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    match client {
+        Some(client) if ok => Ok(client),
+        None => Err(not_authenticated(format!("no client '{id}' is registered"))),
+        Some(_) if !known => Err(not_authenticated(format!(
+            "client '{id}' has no client secret"
+        ))),
+        Some(_) => Err(not_authenticated(format!(
+            "the client secret of '{id}' is wrong"
+        ))),
+    }
+}
+
 /// The grant types `authorization_code` and `refresh_token`.
 pub(super) async fn issue(
     auth: &Auth,
+    headers: &HeaderMap,
     form: &[(String, String)],
     claimed: &mut Option<String>,
 ) -> Result<Value, OAuthError> {
-    let client = app_client(auth, form, claimed).await?;
+    let client = app_client(auth, headers, form, claimed).await?;
     let now = now_ms();
     if field(form, "grant_type") == Some("refresh_token") {
         let token = field(form, "refresh_token")
@@ -361,7 +454,7 @@ pub async fn revoke(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Revocation
         let token = field(&form, "token")
             .ok_or_else(|| oauth("invalid_request", "token is missing"))?
             .to_owned();
-        let client = app_client(auth, &form, &mut claimed).await?;
+        let client = app_client(auth, headers, &form, &mut claimed).await?;
         let gid = match grant_of_access_token(auth, &token) {
             Some(gid) => Some(gid),
             None => auth
@@ -403,10 +496,9 @@ pub async fn revoke(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Revocation
                 &json!({"error": e.code, "error_description": e.description}),
             );
             if e.status == StatusCode::UNAUTHORIZED {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer error=\"invalid_client\""),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, challenge(headers));
             }
             Revocation {
                 response,
@@ -414,6 +506,20 @@ pub async fn revoke(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Revocation
                 refusal: Some(e.detail),
             }
         }
+    }
+}
+
+/// The `WWW-Authenticate` of an `invalid_client` answer: the scheme the client used (RFC 6749
+/// 5.2), Basic for Basic credentials.
+pub(super) fn challenge(headers: &HeaderMap) -> HeaderValue {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("basic "));
+    if basic {
+        HeaderValue::from_static("Basic realm=\"signaal\", charset=\"UTF-8\"")
+    } else {
+        HeaderValue::from_static("Bearer error=\"invalid_client\"")
     }
 }
 

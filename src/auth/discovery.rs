@@ -15,7 +15,9 @@ pub fn smart_configuration(auth: &Auth) -> Value {
         "token_endpoint": auth.token_url,
         "revocation_endpoint": auth.auth_url("revoke"),
         "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        "token_endpoint_auth_methods_supported": [
+            "private_key_jwt", "client_secret_basic", "client_secret_post", "none",
+        ],
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
@@ -27,7 +29,7 @@ pub fn smart_configuration(auth: &Auth) -> Value {
         ],
         "capabilities": [
             "launch-ehr", "launch-standalone",
-            "client-public", "client-confidential-asymmetric",
+            "client-public", "client-confidential-asymmetric", "client-confidential-symmetric",
             "context-ehr-patient", "context-standalone-patient",
             "sso-openid-connect", "permission-offline", "permission-online",
             "permission-patient", "permission-user", "permission-v1", "permission-v2",
@@ -48,7 +50,9 @@ pub fn openid_configuration(auth: &Auth) -> Value {
         "scopes_supported": ["openid", "fhirUser"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        "token_endpoint_auth_methods_supported": [
+            "private_key_jwt", "client_secret_basic", "client_secret_post", "none",
+        ],
     })
 }
 

@@ -1,12 +1,14 @@
 //! Where public keys come from: a client's JWKS (stored at registration, or fetched from its
-//! URL and cached by `kid`), or the trusted issuer's (a file or a URL).
+//! URL and cached by `kid`), or the trusted issuer's (a file or a URL). The HTTP client that
+//! fetches them (http, and https with the public web roots and `--jwks-ca`) is the server's one
+//! client for other servers: the OpenID Connect provider's metadata and token endpoint too.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client as Pool};
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
@@ -76,7 +78,7 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// JWKS documents fetched from URLs, by URL.
 pub struct Cache {
     fetched: Mutex<HashMap<String, Fetched>>,
-    client: Pool<Connector, Empty<Bytes>>,
+    client: Pool<Connector, Full<Bytes>>,
 }
 
 impl Cache {
@@ -148,31 +150,74 @@ pub fn parse(text: &str) -> Result<JwkSet, String> {
 
 impl Cache {
     async fn fetch(&self, url: &str) -> Result<JwkSet, String> {
-        let uri: axum::http::Uri = url
-            .parse()
-            .map_err(|e| format!("the JWKS URL {url} is not valid: {e}"))?;
-        let fetching = async {
-            let response = self
-                .client
-                .get(uri)
-                .await
-                .map_err(|e| format!("cannot fetch the JWKS at {url}: {}", cause(&e)))?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("cannot fetch the JWKS at {url}: {e}"))?
-                .to_bytes();
-            Ok::<_, String>((status, body))
-        };
-        let (status, body) = tokio::time::timeout(FETCH_TIMEOUT, fetching)
-            .await
-            .map_err(|_| format!("fetching the JWKS at {url} timed out"))??;
+        let (status, body) = self.get(url).await.map_err(|e| format!("the JWKS: {e}"))?;
         if status != 200 {
             return Err(format!("fetching the JWKS at {url} answered {status}"));
         }
         parse(&String::from_utf8_lossy(&body))
+    }
+
+    /// `GET url`: the status and body (within [`FETCH_TIMEOUT`]).
+    pub async fn get(&self, url: &str) -> Result<(u16, Bytes), String> {
+        let request = axum::http::Request::get(url)
+            .header("accept", "application/json")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| format!("the URL {url} is not valid: {e}"))?;
+        self.send(url, request).await
+    }
+
+    /// `POST url` with a form (`application/x-www-form-urlencoded`) and, if given, HTTP Basic
+    /// authentication (`user`, `password`), as OAuth clients authenticate (RFC 6749 2.3.1).
+    pub async fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> Result<(u16, Bytes), String> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut request = axum::http::Request::post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json");
+        if let Some((user, password)) = basic {
+            use base64::Engine;
+            let encode = |t: &str| url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>();
+            let pair = format!("{}:{}", encode(user), encode(password));
+            request = request.header(
+                "authorization",
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)),
+            );
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("the URL {url} is not valid: {e}"))?;
+        self.send(url, request).await
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        request: axum::http::Request<Full<Bytes>>,
+    ) -> Result<(u16, Bytes), String> {
+        let fetching = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| format!("cannot reach {url}: {}", cause(&e)))?;
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("cannot read the answer of {url}: {e}"))?
+                .to_bytes();
+            Ok::<_, String>((status, body))
+        };
+        tokio::time::timeout(FETCH_TIMEOUT, fetching)
+            .await
+            .map_err(|_| format!("{url} did not answer within {} s", FETCH_TIMEOUT.as_secs()))?
     }
 }
 

@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod guard;
 pub mod id_token;
 pub mod jwks;
+pub mod oidc;
 pub mod pages;
 pub mod password;
 pub mod provenance;
@@ -49,6 +50,8 @@ pub struct AuthSettings {
     /// URL is not a loopback address (a reverse proxy publishes the server): the operator says
     /// so explicitly.
     pub allow_open_on_public_base: bool,
+    /// `--oidc-issuer` and its client: people may log in through this OpenID Connect provider.
+    pub oidc: Option<oidc::Settings>,
 }
 
 /// The identifier system of this server's own clients in the audit trail (`Provenance.agent`,
@@ -253,6 +256,8 @@ pub struct Auth {
     pub launch: authorize::State,
     /// The key id_tokens are signed with (made on first use, kept in the database).
     pub id_key: tokio::sync::OnceCell<id_token::IdKey>,
+    /// The OpenID Connect provider people may log in through.
+    pub oidc: Option<oidc::Provider>,
 }
 
 /// What a request checks of its client's registration, from memory: a token of a removed or
@@ -339,6 +344,9 @@ impl Auth {
                 ))
             }
         };
+        if let Some(oidc) = &settings.oidc {
+            oidc.check().map_err(AuthStartError::Config)?;
+        }
         let enforced = settings.required || trusted.is_some() || clients.has_clients().await?;
         if !enforced && !listen.ip().is_loopback() {
             return Err(AuthStartError::Open(listen));
@@ -370,6 +378,7 @@ impl Auth {
             registry: RwLock::new(registry),
             launch: authorize::State::default(),
             id_key: tokio::sync::OnceCell::new(),
+            oidc: settings.oidc.clone().map(oidc::Provider::new),
         });
         if !enforced {
             if public_base {

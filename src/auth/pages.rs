@@ -54,15 +54,32 @@ fn page(title_nl: &str, title_en: &str, body: &str) -> String {
 
 /// The log-in page; `error` shows above the form (a wrong name or password: the same words
 /// whichever it was).
-pub fn login(action: &str, request: &str, app: &str, error: Option<(&str, &str)>) -> String {
+/// With `provider` (its link and name), the person may also log in there (OpenID Connect).
+pub fn login(
+    action: &str,
+    request: &str,
+    app: &str,
+    error: Option<(&str, &str)>,
+    provider: Option<(&str, &str)>,
+) -> String {
     let error = error
         .map(|(nl, en)| format!("<p class=\"error\" role=\"alert\">{}</p>", both(nl, en)))
+        .unwrap_or_default();
+    let provider = provider
+        .map(|(href, name)| {
+            format!(
+                "<p><a href=\"{}\">{}</a></p><p>{}</p>",
+                escape(href),
+                both(&format!("Inloggen met {name}"), &format!("Log in with {name}")),
+                both("Of met een account van Signaal:", "Or with a Signaal account:"),
+            )
+        })
         .unwrap_or_default();
     page(
         "Inloggen",
         "Log in",
         &format!(
-            "<p>{}</p>{error}<form method=\"post\" action=\"{}\">\
+            "<p>{}</p>{error}{provider}<form method=\"post\" action=\"{}\">\
              <input type=\"hidden\" name=\"request\" value=\"{}\">\
              <label for=\"username\">Gebruikersnaam / User name</label>\
              <input id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus>\

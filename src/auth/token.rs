@@ -26,7 +26,7 @@ pub const TOKEN_LIFETIME: i64 = 300;
 const MAX_ASSERTION_LIFETIME: i64 = 300;
 /// Tolerated clock difference with clients and the trusted issuer, seconds: for `exp`, `nbf`
 /// (RFC 7519 4.1.4, 4.1.5) and `iat` alike.
-const LEEWAY: u64 = 30;
+pub(super) const LEEWAY: u64 = 30;
 /// What a client whose assertion fails after its `iss` was looked up is told (RFC 6749 5.2
 /// `invalid_client`): the same whether the client is unknown, its key is wrong or its claims
 /// are, so the answer does not tell which clients exist. The reason goes to the log and the
@@ -164,7 +164,7 @@ pub async fn endpoint(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> TokenAns
             if e.status == StatusCode::UNAUTHORIZED {
                 response.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer error=\"invalid_client\""),
+                    super::code_grant::challenge(headers),
                 );
             }
             response
@@ -202,7 +202,7 @@ async fn issue(
     match field("grant_type") {
         Some("client_credentials") => {}
         Some("authorization_code" | "refresh_token") => {
-            return super::code_grant::issue(auth, &form, claimed).await
+            return super::code_grant::issue(auth, headers, &form, claimed).await
         }
         _ => {
             return Err(oauth(

@@ -54,6 +54,14 @@ pub fn router(app: Arc<App>) -> Router {
             post(smart::login).fallback(|m: Method, u: Uri| not_allowed(m, u, "POST")),
         )
         .route(
+            "/auth/authorize/oidc",
+            get(smart::oidc_begin).fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
+        )
+        .route(
+            "/auth/oidc/callback",
+            get(smart::oidc_callback).fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
+        )
+        .route(
             "/auth/authorize/consent",
             post(smart::consent).fallback(|m: Method, u: Uri| not_allowed(m, u, "POST")),
         )

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::app::App;
 use crate::auth::authorize::{self, Caseload};
 use crate::auth::guard::GuardedStore;
-use crate::auth::{audit, code_grant, discovery, id_token, Access, Grant};
+use crate::auth::{audit, code_grant, discovery, id_token, oidc, Access, Grant};
 use crate::error::FhirError;
 use crate::interaction::worklist;
 use crate::write::Indexing;
@@ -89,6 +89,24 @@ pub async fn with_caseload(app: &App, access: Access) -> Result<Access, FhirErro
     let Access::Granted(grant) = &access else {
         return Ok(access);
     };
+    // A patient a practitioner picked (or an EHR launch named) must still be in their
+    // caseload: leaving the CareTeam ends the patient-bound token at its next request.
+    if let (Some(patient), Some(practitioner)) = (
+        grant.patient.as_deref(),
+        grant
+            .user
+            .as_deref()
+            .and_then(|u| u.strip_prefix("Practitioner/")),
+    ) {
+        let patients = worklist::caseload(app, practitioner).await?;
+        if !patients.iter().any(|p| p == patient) {
+            return Err(FhirError::Forbidden(format!(
+                "Patient/{patient} is no longer in the caseload of Practitioner/{practitioner} \
+                 (the patients of the CareTeams they take part in)"
+            )));
+        }
+        return Ok(access);
+    }
     let practitioner = match (&grant.caseload, grant.user.as_deref()) {
         (Some(_), Some(user)) => user.strip_prefix("Practitioner/"),
         _ => None,
@@ -159,6 +177,24 @@ pub async fn login(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) 
     };
     let answer = authorize::login(&app.auth, &body, &CareTeams(&app)).await;
     finish(&app, "POST /auth/authorize/login", answer).await
+}
+
+/// `GET /auth/authorize/oidc`: log in through the OpenID Connect provider.
+pub async fn oidc_begin(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    let answer = oidc::begin(&app.auth, uri.query().unwrap_or("")).await;
+    finish(&app, "GET /auth/authorize/oidc", answer).await
+}
+
+/// `GET /auth/oidc/callback`: the OpenID Connect provider's answer.
+pub async fn oidc_callback(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
+    let answer = oidc::callback(
+        &app.auth,
+        &headers,
+        uri.query().unwrap_or(""),
+        &CareTeams(&app),
+    )
+    .await;
+    finish(&app, "GET /auth/oidc/callback", answer).await
 }
 
 /// `POST /auth/authorize/consent`.

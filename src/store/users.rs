@@ -94,6 +94,17 @@ pub trait UserStore: Send + Sync {
     async fn named_secret(&self, name: &str, fresh: &str) -> StoreResult<String>;
     /// A named secret of the server, if one is stored.
     async fn stored_secret(&self, name: &str) -> StoreResult<Option<String>>;
+
+    /// Links a user to a person of an OpenID Connect provider (their `iss` and `sub`),
+    /// replacing an earlier link; false if there is no such user. `StoreError::Conflict` if
+    /// another user has that link.
+    async fn link_oidc(&self, id: &str, issuer: &str, subject: &str) -> StoreResult<bool>;
+    /// The user linked to a provider's subject.
+    async fn user_by_oidc(&self, issuer: &str, subject: &str) -> StoreResult<Option<UserRecord>>;
+    /// Sets the Argon2id hash of an app's client secret (it then authenticates with it).
+    async fn set_app_secret(&self, client_id: &str, hash: &str) -> StoreResult<()>;
+    /// The hash of an app's client secret; `None` for an app without one (or no app).
+    async fn app_secret(&self, client_id: &str) -> StoreResult<Option<String>>;
 }
 
 const USER_COLUMNS: &str = "id, fhir_user, password, since";
@@ -375,5 +386,59 @@ impl<B: Backend> UserStore for SqlStore<B> {
             .fetch_optional(self.writer())
             .await?;
         Ok(row.map(|r| Column::<String>::at(&r, 0)).transpose()?)
+    }
+
+    async fn link_oidc(&self, id: &str, issuer: &str, subject: &str) -> StoreResult<bool> {
+        let mut sql = Sql::new(B::DIALECT);
+        sql.push("UPDATE auth_user SET oidc_issuer = ")
+            .text(issuer)
+            .push(", oidc_subject = ")
+            .text(subject)
+            .push(" WHERE id = ")
+            .text(id)
+            .push(" RETURNING id");
+        let row = B::Db::prepare(&sql)
+            .fetch_optional(self.writer())
+            .await
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!(
+                    "another user is linked to subject '{subject}' of {issuer}"
+                )),
+                other => other,
+            })?;
+        Ok(row.is_some())
+    }
+
+    async fn user_by_oidc(&self, issuer: &str, subject: &str) -> StoreResult<Option<UserRecord>> {
+        let mut sql = Sql::new(B::DIALECT);
+        sql.push("SELECT ")
+            .push(USER_COLUMNS)
+            .push(" FROM auth_user WHERE oidc_issuer = ")
+            .text(issuer)
+            .push(" AND oidc_subject = ")
+            .text(subject);
+        let row = B::Db::prepare(&sql).fetch_optional(self.writer()).await?;
+        Ok(row.map(|r| user_at(&r)).transpose()?)
+    }
+
+    async fn set_app_secret(&self, client_id: &str, hash: &str) -> StoreResult<()> {
+        let mut sql = Sql::new(B::DIALECT);
+        sql.push("UPDATE auth_app SET secret = ")
+            .text(hash)
+            .push(" WHERE client_id = ")
+            .text(client_id);
+        B::Db::prepare(&sql).execute(self.writer()).await?;
+        Ok(())
+    }
+
+    async fn app_secret(&self, client_id: &str) -> StoreResult<Option<String>> {
+        let mut sql = Sql::new(B::DIALECT);
+        sql.push("SELECT a.secret FROM auth_app a JOIN auth_client c ON c.id = a.client_id WHERE a.client_id = ")
+            .text(client_id);
+        let row = B::Db::prepare(&sql).fetch_optional(self.writer()).await?;
+        Ok(row
+            .map(|r| Column::<Option<String>>::at(&r, 0))
+            .transpose()?
+            .flatten())
     }
 }

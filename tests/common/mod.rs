@@ -467,4 +467,5 @@ pub mod bulk;
 pub mod output;
 pub mod process;
 pub mod receiver;
+pub mod oidc_provider;
 pub mod smart;
