@@ -104,26 +104,45 @@ secured!(the_page_has_a_strict_content_security_policy, |s| {
     ] {
         assert!(policy.contains(directive), "{directive} in {policy}");
     }
-    assert!(!policy.contains("unsafe"), "no unsafe-inline or -eval: {policy}");
+    assert!(
+        !policy.contains("unsafe"),
+        "no unsafe-inline or -eval: {policy}"
+    );
     // And the page needs no more: no inline script, style or event handler.
     let page = String::from_utf8_lossy(&reply.body).into_owned();
     assert!(!page.contains("<script>") && !page.contains("<style"));
     assert!(!page.contains(" onclick=") && !page.contains(" style="));
 });
 
-secured!(a_file_is_revalidated_and_not_sent_again_while_unchanged, |s| {
-    let reply = fetch(&s, "/apps/coach/app.js", &[]).await;
-    assert_eq!(header(&reply, "cache-control"), "no-cache");
-    let etag = header(&reply, "etag").to_owned();
-    assert!(etag.starts_with('"') && etag.ends_with('"'), "a strong ETag: {etag}");
-    let again = fetch(&s, "/apps/coach/app.js", &[("if-none-match", &etag)]).await;
-    assert_eq!(again.status, 304);
-    assert!(again.body.is_empty());
-    assert_eq!(header(&again, "etag"), etag);
-    // Another file's tag does not match.
-    let other = fetch(&s, "/apps/coach/style.css", &[("if-none-match", &etag)]).await;
-    assert_eq!(other.status, 200);
-});
+secured!(
+    a_file_is_revalidated_and_not_sent_again_while_unchanged,
+    |s| {
+        let reply = fetch(&s, "/apps/coach/app.js", &[]).await;
+        assert_eq!(header(&reply, "cache-control"), "no-cache");
+        let etag = header(&reply, "etag").to_owned();
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"'),
+            "a strong ETag: {etag}"
+        );
+        let again = fetch(
+            &s,
+            "/apps/coach/app.js",
+            &[("if-none-match", etag.as_str())],
+        )
+        .await;
+        assert_eq!(again.status, 304);
+        assert!(again.body.is_empty());
+        assert_eq!(header(&again, "etag"), etag);
+        // Another file's tag does not match.
+        let other = fetch(
+            &s,
+            "/apps/coach/style.css",
+            &[("if-none-match", etag.as_str())],
+        )
+        .await;
+        assert_eq!(other.status, 200);
+    }
+);
 
 secured!(an_unknown_file_is_not_found, |s| {
     for path in [
@@ -290,28 +309,45 @@ fn signaal(args: &[&str], stdin: &str) {
 async fn coach_world(s: &Secured) -> (String, Value) {
     s.register("admin", "system/*.cruds", None).await;
     let admin = s.token("admin", "system/*.cruds").await;
-    put(s, &admin, json!({"resourceType": "Practitioner", "id": "coach-k",
-        "name": [{"family": "Visser", "given": ["Kim"]}]}))
+    put(
+        s,
+        &admin,
+        json!({"resourceType": "Practitioner", "id": "coach-k",
+        "name": [{"family": "Visser", "given": ["Kim"]}]}),
+    )
     .await;
     for (id, given, family, born) in [
         ("pat-a", "Lotte", "de Wit", "1948-05-17"),
         ("pat-b", "Sem", "Jansen", "1956-11-02"),
         ("pat-x", "Noor", "Smit", "1951-02-23"),
     ] {
-        put(s, &admin, json!({"resourceType": "Patient", "id": id, "birthDate": born,
-            "name": [{"family": family, "given": [given]}]}))
+        put(
+            s,
+            &admin,
+            json!({"resourceType": "Patient", "id": id, "birthDate": born,
+            "name": [{"family": family, "given": [given]}]}),
+        )
         .await;
     }
     for (team, patient) in [("team-a", "pat-a"), ("team-b", "pat-b")] {
-        put(s, &admin, json!({"resourceType": "CareTeam", "id": team, "status": "active",
+        put(
+            s,
+            &admin,
+            json!({"resourceType": "CareTeam", "id": team, "status": "active",
             "subject": {"reference": format!("Patient/{patient}")},
-            "participant": [{"member": {"reference": "Practitioner/coach-k"}}]}))
+            "participant": [{"member": {"reference": "Practitioner/coach-k"}}]}),
+        )
         .await;
     }
     for patient in ["pat-a", "pat-x"] {
         post(s, &admin, heart_failure(patient)).await;
         for (hours, kg) in WEIGHTS {
-            post(s, &admin, quantity(patient, "29463-7", &at(hours), kg, "kg")).await;
+            post(
+                s,
+                &admin,
+                quantity(patient, "29463-7", &at(hours), kg, "kg"),
+            )
+            .await;
         }
     }
     for (hours, systolic, diastolic) in [
@@ -321,7 +357,12 @@ async fn coach_world(s: &Secured) -> (String, Value) {
         (-24 * 2, 133.0, 84.0),
         (-5, 127.0, 79.0),
     ] {
-        post(s, &admin, blood_pressure("pat-a", &at(hours), systolic, diastolic)).await;
+        post(
+            s,
+            &admin,
+            blood_pressure("pat-a", &at(hours), systolic, diastolic),
+        )
+        .await;
     }
     for (hours, code, value, unit) in [
         (-24 * 8, "15074-8", 5.8, "mmol/L"),
@@ -333,7 +374,12 @@ async fn coach_world(s: &Secured) -> (String, Value) {
         post(s, &admin, quantity("pat-a", code, &at(hours), value, unit)).await;
     }
     for (hours, value) in [(-24 * 7, 96.0), (-24 * 3, 95.0), (-4, 97.0)] {
-        post(s, &admin, quantity("pat-a", "2708-6", &at(hours), value, "%")).await;
+        post(
+            s,
+            &admin,
+            quantity("pat-a", "2708-6", &at(hours), value, "%"),
+        )
+        .await;
     }
     post(s, &admin, quantity("pat-b", "2708-6", &at(-3), 98.0, "%")).await;
     for (id, domain, goal, action) in [
@@ -350,26 +396,43 @@ async fn coach_world(s: &Secured) -> (String, Value) {
             "Walk with the neighbour on Tuesday and Friday",
         ),
     ] {
-        put(s, &admin, json!({"resourceType": "Goal", "id": id, "lifecycleStatus": "active",
+        put(
+            s,
+            &admin,
+            json!({"resourceType": "Goal", "id": id, "lifecycleStatus": "active",
             "category": [{"coding": [{"system": DOMAIN, "code": domain}]}],
             "description": {"text": goal},
-            "subject": {"reference": "Patient/pat-a"}}))
+            "subject": {"reference": "Patient/pat-a"}}),
+        )
         .await;
-        put(s, &admin, json!({"resourceType": "CarePlan", "id": format!("plan-{id}"),
+        put(
+            s,
+            &admin,
+            json!({"resourceType": "CarePlan", "id": format!("plan-{id}"),
             "status": "active", "intent": "plan",
             "subject": {"reference": "Patient/pat-a"},
             "goal": [{"reference": format!("Goal/{id}")}],
-            "activity": [{"detail": {"status": "in-progress", "description": action}}]}))
+            "activity": [{"detail": {"status": "in-progress", "description": action}}]}),
+        )
         .await;
     }
-    post(s, &admin, encounter("pat-a", "IMP", &at(-24 * 70), &at(-24 * 65))).await;
-    post(s, &admin, encounter("pat-a", "EMER", &at(-24 * 100), &at(-24 * 100 + 5))).await;
+    post(
+        s,
+        &admin,
+        encounter("pat-a", "IMP", &at(-24 * 70), &at(-24 * 65)),
+    )
+    .await;
+    post(
+        s,
+        &admin,
+        encounter("pat-a", "EMER", &at(-24 * 100), &at(-24 * 100 + 5)),
+    )
+    .await;
 
     // The scorer flags both weight gains (in the background).
     let mut flag = Value::Null;
     for patient in ["pat-x", "pat-a"] {
-        let search =
-            format!("Flag?patient=Patient/{patient}&status=active&code=weight-gain");
+        let search = format!("Flag?patient=Patient/{patient}&status=active&code=weight-gain");
         let mut found = Value::Null;
         for _ in 0..600 {
             found = expect_status(&s.call(&admin, "GET", &search, None).await, 200);
@@ -379,20 +442,43 @@ async fn coach_world(s: &Secured) -> (String, Value) {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         flag = found["entry"][0]["resource"].clone();
-        assert_eq!(flag["resourceType"], "Flag", "{patient} is flagged: {found:#}");
+        assert_eq!(
+            flag["resourceType"], "Flag",
+            "{patient} is flagged: {found:#}"
+        );
     }
 
     // The coach's account and the app, registered with the commands the docs give.
     let database = s.server.database_url.as_str();
     signaal(
-        &["user", "add", "--database", database, "--name", "kim", "--fhir-user", "Practitioner/coach-k"],
+        &[
+            "user",
+            "add",
+            "--database",
+            database,
+            "--name",
+            "kim",
+            "--fhir-user",
+            "Practitioner/coach-k",
+        ],
         &format!("{PASSWORD}\n"),
     );
     let redirect = format!("{}/apps/coach/", origin(s));
     signaal(
         &[
-            "client", "add", "--database", database, "--id", "coach", "--name", "Coach",
-            "--public", "--redirect-uri", &redirect, "--scope", "user/*.rs",
+            "client",
+            "add",
+            "--database",
+            database,
+            "--id",
+            "coach",
+            "--name",
+            "Coach",
+            "--public",
+            "--redirect-uri",
+            &redirect,
+            "--scope",
+            "user/*.rs",
         ],
         "",
     );
@@ -411,143 +497,159 @@ fn store_name(s: &Secured) -> &'static str {
 const WORKLIST_IDS: &str =
     "return [...document.querySelectorAll('#worklist [data-patient]')].map(e => e.dataset.patient)";
 
-secured!(a_coach_logs_in_sees_the_caseload_opens_a_flagged_patient_and_logs_out, |s| {
-    let (_admin, flag) = coach_world(&s).await;
-    let reason = flag["code"]["text"].as_str().expect("the flag says why").to_owned();
-    let shots = artifacts("coach");
-    let store = store_name(&s);
-    let browser = Browser::start(1280, 1000, "en").await;
+secured!(
+    a_coach_logs_in_sees_the_caseload_opens_a_flagged_patient_and_logs_out,
+    |s| {
+        let (_admin, flag) = coach_world(&s).await;
+        let reason = flag["code"]["text"]
+            .as_str()
+            .expect("the flag says why")
+            .to_owned();
+        let shots = artifacts("coach");
+        let store = store_name(&s);
+        let browser = Browser::start(1280, 1000, "en").await;
 
-    // Not logged in: the page offers the log-in.
-    browser.go(&format!("{}/apps/coach/", origin(&s))).await;
-    browser.click("#login").await;
+        // Not logged in: the page offers the log-in.
+        browser.go(&format!("{}/apps/coach/", origin(&s))).await;
+        browser.click("#login").await;
 
-    // The server's own log-in and consent pages.
-    browser.find("#username").await;
-    assert!(
-        browser.url().await.contains("/auth/authorize"),
-        "the browser is at the server's log-in page"
-    );
-    browser.type_into("#username", "kim").await;
-    browser.type_into("#password", PASSWORD).await;
-    browser.click("button[type=submit]").await;
-    browser.click("button[name=decision][value=allow]").await;
+        // The server's own log-in and consent pages.
+        browser.find("#username").await;
+        assert!(
+            browser.url().await.contains("/auth/authorize"),
+            "the browser is at the server's log-in page"
+        );
+        browser.type_into("#username", "kim").await;
+        browser.type_into("#password", PASSWORD).await;
+        browser.click("button[type=submit]").await;
+        browser.click("button[name=decision][value=allow]").await;
 
-    // Back in the app: the worklist, only the caseload, the flagged patient first.
-    browser
-        .wait_for(
-            "the worklist",
-            "return document.querySelector('main[data-view=worklist][data-state=ready]')",
-            json!([]),
-        )
-        .await;
-    let url = browser.url().await;
-    assert!(
-        !url.contains("code=") && !url.contains("state="),
-        "the code leaves the address bar: {url}"
-    );
-    let ids = browser.run(WORKLIST_IDS, json!([])).await;
-    assert_eq!(ids, json!(["pat-a", "pat-b"]), "the caseload, flagged first");
-    let row = browser.text("#worklist [data-patient=pat-a]").await;
-    assert!(row.contains("Lotte de Wit"), "{row}");
-    assert!(row.contains(&reason), "the reason in one line: {row}");
-    let quiet = browser.text("#worklist [data-patient=pat-b]").await;
-    assert!(quiet.contains("no active flags"), "{quiet}");
-    browser
-        .screenshot(&shots.join(format!("{store}-1-worklist.png")))
-        .await;
+        // Back in the app: the worklist, only the caseload, the flagged patient first.
+        browser
+            .wait_for(
+                "the worklist",
+                "return document.querySelector('main[data-view=worklist][data-state=ready]')",
+                json!([]),
+            )
+            .await;
+        let url = browser.url().await;
+        assert!(
+            !url.contains("code=") && !url.contains("state="),
+            "the code leaves the address bar: {url}"
+        );
+        let ids = browser.run(WORKLIST_IDS, json!([])).await;
+        assert_eq!(
+            ids,
+            json!(["pat-a", "pat-b"]),
+            "the caseload, flagged first"
+        );
+        let row = browser.text("#worklist [data-patient=pat-a]").await;
+        assert!(row.contains("Lotte de Wit"), "{row}");
+        assert!(row.contains(&reason), "the reason in one line: {row}");
+        let quiet = browser.text("#worklist [data-patient=pat-b]").await;
+        assert!(quiet.contains("no active flags"), "{quiet}");
+        browser
+            .screenshot(&shots.join(format!("{store}-1-worklist.png")))
+            .await;
 
-    // The flagged patient: the flag, why, the points behind it and the plots.
-    browser
-        .click("#worklist [data-patient=pat-a] a.patient-link")
-        .await;
-    browser
-        .wait_for(
-            "the patient's page",
-            "return document.querySelector('main[data-view=patient][data-state=ready]')",
-            json!([]),
-        )
-        .await;
-    assert!(browser.text("h1").await.contains("Lotte de Wit"));
-    let card = browser
-        .text("#flags .flag-card[data-reason=weight-gain]")
-        .await;
-    assert!(card.contains(&reason), "the reason: {card}");
-    let basis = browser
+        // The flagged patient: the flag, why, the points behind it and the plots.
+        browser
+            .click("#worklist [data-patient=pat-a] a.patient-link")
+            .await;
+        browser
+            .wait_for(
+                "the patient's page",
+                "return document.querySelector('main[data-view=patient][data-state=ready]')",
+                json!([]),
+            )
+            .await;
+        assert!(browser.text("h1").await.contains("Lotte de Wit"));
+        let card = browser
+            .text("#flags .flag-card[data-reason=weight-gain]")
+            .await;
+        assert!(card.contains(&reason), "the reason: {card}");
+        let basis = browser
         .run(
             "return [...document.querySelectorAll('#flags .flag-card[data-reason=weight-gain] tbody a')].map(a => a.textContent)",
             json!([]),
         )
         .await;
-    let basis: Vec<String> = serde_json::from_value(basis).unwrap();
-    assert!(
-        basis.iter().filter(|b| b.starts_with("Observation/")).count() >= 2,
-        "the weights behind the points are linked: {basis:?}"
-    );
-    // Weight over the default 30 days: every reading, the newest marked as over the
-    // 2 kg / 3 days limit.
-    let readings = |id: &str| {
-        format!("return document.querySelector('#plot-{id}') && document.querySelector('#plot-{id}').dataset.readings")
-    };
-    assert_eq!(
-        browser.run(&readings("weight"), json!([])).await,
-        json!(WEIGHTS.len().to_string())
-    );
-    let over = browser
-        .run(
-            "return document.querySelectorAll('#plot-weight circle.reading.over').length",
-            json!([]),
-        )
-        .await;
-    assert_eq!(over, json!(1), "the newest weight breaks the rule");
-    assert!(
-        browser
+        let basis: Vec<String> = serde_json::from_value(basis).unwrap();
+        assert!(
+            basis
+                .iter()
+                .filter(|b| b.starts_with("Observation/"))
+                .count()
+                >= 2,
+            "the weights behind the points are linked: {basis:?}"
+        );
+        // Weight over the default 30 days: every reading, the newest marked as over the
+        // 2 kg / 3 days limit.
+        let readings = |id: &str| {
+            format!("return document.querySelector('#plot-{id}') && document.querySelector('#plot-{id}').dataset.readings")
+        };
+        assert_eq!(
+            browser.run(&readings("weight"), json!([])).await,
+            json!(WEIGHTS.len().to_string())
+        );
+        let over = browser
             .run(
-                "return document.querySelectorAll('#plot-weight path.limit').length",
-                json!([])
+                "return document.querySelectorAll('#plot-weight circle.reading.over').length",
+                json!([]),
             )
-            .await
-            == json!(1),
-        "the limit is drawn"
-    );
-    // Blood pressure: both components of 5 panels, the 135/85 and 180/110 lines.
-    assert_eq!(browser.run(&readings("bp"), json!([])).await, json!("10"));
-    assert_eq!(
-        browser
-            .run(
-                "return document.querySelectorAll('#plot-bp line.threshold').length",
-                json!([])
-            )
-            .await,
-        json!(4)
-    );
-    // Glucose, one of them in mg/dL (118 mg/dL = 6.5 mmol/L), with its bands; SpO2.
-    assert_eq!(browser.run(&readings("glucose"), json!([])).await, json!("5"));
-    let glucose = browser.text("#plot-glucose").await;
-    assert!(glucose.contains("Glucose"), "{glucose}");
-    assert!(
-        browser
-            .run(
-                "return document.querySelectorAll('#plot-glucose rect.band').length",
-                json!([])
-            )
-            .await
-            .as_u64()
-            .unwrap()
-            >= 3
-    );
-    assert_eq!(browser.run(&readings("spo2"), json!([])).await, json!("3"));
-    // Goals by life domain with their action plans; a domain without a goal says so.
-    let health = browser.text("#goals [data-domain=health]").await;
-    assert!(
-        health.contains("Weigh every morning")
-            && health.contains("Weigh before breakfast and note it in the app"),
-        "{health}"
-    );
-    let coping = browser.text("#goals [data-domain=coping]").await;
-    assert!(coping.contains("No goal in this domain"), "{coping}");
-    // The admission and the emergency visit on the timeline.
-    assert_eq!(
+            .await;
+        assert_eq!(over, json!(1), "the newest weight breaks the rule");
+        assert!(
+            browser
+                .run(
+                    "return document.querySelectorAll('#plot-weight path.limit').length",
+                    json!([])
+                )
+                .await
+                == json!(1),
+            "the limit is drawn"
+        );
+        // Blood pressure: both components of 5 panels, the 135/85 and 180/110 lines.
+        assert_eq!(browser.run(&readings("bp"), json!([])).await, json!("10"));
+        assert_eq!(
+            browser
+                .run(
+                    "return document.querySelectorAll('#plot-bp line.threshold').length",
+                    json!([])
+                )
+                .await,
+            json!(4)
+        );
+        // Glucose, one of them in mg/dL (118 mg/dL = 6.5 mmol/L), with its bands; SpO2.
+        assert_eq!(
+            browser.run(&readings("glucose"), json!([])).await,
+            json!("5")
+        );
+        let glucose = browser.text("#plot-glucose").await;
+        assert!(glucose.contains("Glucose"), "{glucose}");
+        assert!(
+            browser
+                .run(
+                    "return document.querySelectorAll('#plot-glucose rect.band').length",
+                    json!([])
+                )
+                .await
+                .as_u64()
+                .unwrap()
+                >= 3
+        );
+        assert_eq!(browser.run(&readings("spo2"), json!([])).await, json!("3"));
+        // Goals by life domain with their action plans; a domain without a goal says so.
+        let health = browser.text("#goals [data-domain=health]").await;
+        assert!(
+            health.contains("Weigh every morning")
+                && health.contains("Weigh before breakfast and note it in the app"),
+            "{health}"
+        );
+        let coping = browser.text("#goals [data-domain=coping]").await;
+        assert!(coping.contains("No goal in this domain"), "{coping}");
+        // The admission and the emergency visit on the timeline.
+        assert_eq!(
         browser
             .run(
                 "return [document.querySelectorAll('#encounters li.admission').length, document.querySelectorAll('#encounters li.emergency').length, document.querySelectorAll('#encounters svg .stay').length]",
@@ -556,75 +658,81 @@ secured!(a_coach_logs_in_sees_the_caseload_opens_a_flagged_patient_and_logs_out,
             .await,
         json!([1, 1, 1])
     );
-    browser.resize(1280, 2200).await;
-    let page_shot = shots.join(format!("{store}-2-patient.png"));
-    browser.screenshot(&page_shot).await;
-    if store == "sqlite" && std::env::var_os("SIGNAAL_UPDATE_DOCS_IMAGES").is_some() {
-        let image = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/images/coach.png");
-        std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/images")).unwrap();
-        std::fs::copy(&page_shot, image).unwrap();
-    }
-    browser.resize(1280, 1000).await;
+        browser.resize(1280, 2200).await;
+        let page_shot = shots.join(format!("{store}-2-patient.png"));
+        browser.screenshot(&page_shot).await;
+        if store == "sqlite" && std::env::var_os("SIGNAAL_UPDATE_DOCS_IMAGES").is_some() {
+            let image = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/images/coach.png");
+            std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/images")).unwrap();
+            std::fs::copy(&page_shot, image).unwrap();
+        }
+        browser.resize(1280, 1000).await;
 
-    // A shorter period: the weights of the last 7 days.
-    browser
+        // A shorter period: the weights of the last 7 days.
+        browser
         .run(
             "const s = document.getElementById('period'); s.value = '7'; s.dispatchEvent(new Event('change'))",
             json!([]),
         )
         .await;
-    let week = WEIGHTS.iter().filter(|(h, _)| *h > -24 * 7).count();
-    browser
-        .wait_for(
-            "a week of weights",
-            &format!("{} === '{week}'", readings("weight").trim_end_matches(';')),
-            json!([]),
-        )
-        .await;
-
-    // What the points rest on opens as a resource of its own.
-    let link = basis
-        .iter()
-        .find(|b| b.starts_with("Observation/"))
-        .unwrap()
-        .clone();
-    browser
-        .click(&format!("#flags .flag-card[data-reason=weight-gain] tbody a[href='#resource/{link}']"))
-        .await;
-    browser
-        .wait_for(
-            "the observation",
-            "return document.querySelector('main[data-view=resource][data-state=ready] pre')",
-            json!([]),
-        )
-        .await;
-    assert!(browser.text("pre.json").await.contains("29463-7"));
-
-    // Log out: the grant is revoked at the server, the page offers the log-in again.
-    let token = browser
-        .run(
-            "return JSON.parse(sessionStorage.getItem('signaal-coach-session')).accessToken",
-            json!([]),
-        )
-        .await;
-    let token = token.as_str().expect("the page holds a token").to_owned();
-    expect_status(&s.call(&token, "GET", "Patient/pat-a", None).await, 200);
-    browser.click("#logout").await;
-    browser.find("#login-message").await;
-    let message = browser.text("#login-message").await;
-    assert!(message.contains("logged out"), "{message}");
-    browser
-        .screenshot(&shots.join(format!("{store}-3-logged-out.png")))
-        .await;
-    assert_eq!(
+        let week = WEIGHTS.iter().filter(|(h, _)| *h > -24 * 7).count();
         browser
-            .run("return sessionStorage.getItem('signaal-coach-session')", json!([]))
-            .await,
-        Value::Null
-    );
-    expect_status(&s.call(&token, "GET", "Patient/pat-a", None).await, 401);
-    browser.quit().await;
-});
+            .wait_for(
+                "a week of weights",
+                &format!("{} === '{week}'", readings("weight").trim_end_matches(';')),
+                json!([]),
+            )
+            .await;
+
+        // What the points rest on opens as a resource of its own.
+        let link = basis
+            .iter()
+            .find(|b| b.starts_with("Observation/"))
+            .unwrap()
+            .clone();
+        browser
+            .click(&format!(
+                "#flags .flag-card[data-reason=weight-gain] tbody a[href='#resource/{link}']"
+            ))
+            .await;
+        browser
+            .wait_for(
+                "the observation",
+                "return document.querySelector('main[data-view=resource][data-state=ready] pre')",
+                json!([]),
+            )
+            .await;
+        assert!(browser.text("pre.json").await.contains("29463-7"));
+
+        // Log out: the grant is revoked at the server, the page offers the log-in again.
+        let token = browser
+            .run(
+                "return JSON.parse(sessionStorage.getItem('signaal-coach-session')).accessToken",
+                json!([]),
+            )
+            .await;
+        let token = token.as_str().expect("the page holds a token").to_owned();
+        expect_status(&s.call(&token, "GET", "Patient/pat-a", None).await, 200);
+        browser.click("#logout").await;
+        browser.find("#login-message").await;
+        let message = browser.text("#login-message").await;
+        assert!(message.contains("logged out"), "{message}");
+        browser
+            .screenshot(&shots.join(format!("{store}-3-logged-out.png")))
+            .await;
+        assert_eq!(
+            browser
+                .run(
+                    "return sessionStorage.getItem('signaal-coach-session')",
+                    json!([])
+                )
+                .await,
+            Value::Null
+        );
+        expect_status(&s.call(&token, "GET", "Patient/pat-a", None).await, 401);
+        browser.quit().await;
+    }
+);
 
 secured!(a_patient_outside_the_caseload_cannot_be_opened, |s| {
     coach_world(&s).await;

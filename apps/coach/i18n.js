@@ -151,7 +151,8 @@ const STORED = 'signaal-coach-language';
 export function language() {
   const chosen = localStorage.getItem(STORED);
   if (chosen && TEXTS[chosen]) return chosen;
-  return (navigator.language || 'en').toLowerCase().startsWith('nl') ? 'nl' : 'en';
+  const preferred = (navigator.languages && navigator.languages[0]) || navigator.language || 'en';
+  return preferred.toLowerCase().startsWith('nl') ? 'nl' : 'en';
 }
 
 export function setLanguage(lang) {

@@ -108,10 +108,7 @@ pub async fn app_root(app: Result<Path<String>, PathRejection>) -> Response<Body
 }
 
 /// `GET /apps/{app}/`: the app's page.
-pub async fn index(
-    app: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Response<Body> {
+pub async fn index(app: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Response<Body> {
     match app {
         Ok(Path(app)) => serve(&app, "index.html", &headers),
         Err(_) => not_found("this app"),
@@ -141,7 +138,10 @@ fn serve(app: &str, name: &str, headers: &HeaderMap) -> Response<Body> {
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == etag.as_str() || t.trim() == "*")
+        });
     let mut response = if fresh {
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;

@@ -95,7 +95,10 @@ impl Browser {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = browser.driver.try_wait().unwrap() {
-                panic!("chromedriver exited with {status}: {}", browser.driver_log());
+                panic!(
+                    "chromedriver exited with {status}: {}",
+                    browser.driver_log()
+                );
             }
             if let Ok(reply) = browser.http.send("GET", "/status", &[], None).await {
                 if reply.json()["value"]["ready"] == true {
@@ -123,7 +126,9 @@ impl Browser {
                 "prefs": {"intl.accept_languages": language},
             },
         }}});
-        let answer = browser.command("POST", "/session", Some(capabilities)).await;
+        let answer = browser
+            .command("POST", "/session", Some(capabilities))
+            .await;
         browser.session = answer["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no WebDriver session: {answer}"))
@@ -225,7 +230,10 @@ impl Browser {
                 let shot = artifacts("failures").join(format!("{}.png", uuid::Uuid::new_v4()));
                 self.screenshot(&shot).await;
                 let text = self
-                    .run("return document.body ? document.body.innerText : ''", json!([]))
+                    .run(
+                        "return document.body ? document.body.innerText : ''",
+                        json!([]),
+                    )
                     .await;
                 panic!(
                     "the page never showed {what} (at {}; screenshot {}): {}",
@@ -262,8 +270,12 @@ impl Browser {
     /// Clicks the element `css` selects, as a user does (WebDriver's element click).
     pub async fn click(&self, css: &str) {
         let element = self.find(css).await;
-        self.command("POST", &format!("/element/{element}/click"), Some(json!({})))
-            .await;
+        self.command(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
     }
 
     /// Types `text` into the field `css` selects.
