@@ -68,7 +68,7 @@ export function plot(spec) {
 
   const root = svg('svg', {
     viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': `${titleId} ${descId}`,
-    preserveAspectRatio: 'none', class: 'chart',
+    class: 'chart',
   });
   const clip = `clip-${spec.id}`;
   const defs = svg('defs');
@@ -172,7 +172,7 @@ export function plot(spec) {
 export function timeline(spec) {
   const height = 70;
   const x = (ms) => M.left + ((ms - spec.from) / (spec.to - spec.from)) * (W - M.left - M.right);
-  const root = svg('svg', { viewBox: `0 0 ${W} ${height}`, class: 'chart timeline', 'aria-hidden': 'true', preserveAspectRatio: 'none' });
+  const root = svg('svg', { viewBox: `0 0 ${W} ${height}`, class: 'chart timeline', 'aria-hidden': 'true' });
   root.append(svg('line', { x1: M.left, x2: W - M.right, y1: 30, y2: 30, class: 'grid' }));
   for (let i = 0; i <= 4; i += 1) {
     const ms = spec.from + ((spec.to - spec.from) * i) / 4;
