@@ -6,7 +6,8 @@
 #
 # What it does:
 #   1. finds PostgreSQL server binaries (initdb, pg_ctl), installing Debian's
-#      `postgresql` package if there are none;
+#      `postgresql` package if there are none, and Chromium with its chromedriver
+#      for the browser test (Debian's `chromium`, `chromium-driver`);
 #   2. creates a fresh cluster in a temp dir and starts it on a free port on
 #      127.0.0.1 (trust auth, durability switched off: it only lives for this run);
 #   3. exports SIGNAAL_TEST_POSTGRES_URL & co. so the PostgreSQL variants of the
@@ -45,6 +46,12 @@ source "$repo_root/scripts/lib/postgres.sh"
 # ---------------------------------------------------------------------------
 
 pg_find_or_install
+
+# Chromium and chromedriver for the browser test (tests/coach_page.rs): installed
+# like PostgreSQL when missing; exports SIGNAAL_CHROMIUM and SIGNAAL_CHROMEDRIVER.
+# shellcheck source=scripts/lib/chromium.sh
+source "$repo_root/scripts/lib/chromium.sh"
+chromium_find_or_install
 
 # ---------------------------------------------------------------------------
 # 2. A fresh cluster in a temp dir

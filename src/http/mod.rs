@@ -1,6 +1,7 @@
 //! The HTTP layer: reads requests, negotiates formats, dispatches to interactions and writes
 //! responses. FHIR semantics live in `interaction`, storage in `store`.
 
+pub mod apps;
 pub mod connection;
 pub mod home;
 pub mod metrics;
@@ -90,6 +91,18 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/docs/{name}",
             get(home::doc).fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
+        )
+        .route(
+            "/apps/{app}",
+            get(apps::app_root).fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
+        )
+        .route(
+            "/apps/{app}/",
+            get(apps::index).fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
+        )
+        .route(
+            "/apps/{app}/{file}",
+            get(apps::file).fallback(|m: Method, u: Uri| not_allowed(m, u, "GET, HEAD")),
         )
         .route(
             crate::subscription::websocket::PATH,

@@ -463,6 +463,7 @@ pub fn without_audit_events(bundle: &Value) -> Vec<&Value> {
         .collect()
 }
 pub mod auth;
+pub mod browser;
 pub mod bulk;
 pub mod output;
 pub mod process;
