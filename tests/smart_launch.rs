@@ -990,3 +990,23 @@ secured!(a_picked_patient_who_leaves_the_caseload_ends_the_token, |s| {
     expect_status(&s.call(&token, "GET", "Observation", None).await, 403);
     expect_status(&s.call(&token, "GET", "Patient/p1", None).await, 403);
 });
+
+secured!(
+    the_consent_page_lets_its_form_redirect_to_the_apps_origin_only,
+    |s| {
+        caseloads(&s).await;
+        let (_verifier, challenge) = pkce();
+        let request = start(&s, &authorize_url(&s, "coach-app", USER_READ, &challenge, &[])).await;
+        let (consent, _) = log_in(&s, &request, "coach1").await;
+        // Browsers check `form-action` against the redirect that answers the consent form, so
+        // the registered redirect URI's origin is allowed beside the server itself; nothing else.
+        let policy = consent.header("content-security-policy").expect("a policy");
+        let form_action = policy
+            .split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with("form-action"))
+            .expect("form-action");
+        assert_eq!(form_action, "form-action 'self' https://coach.example");
+        assert!(policy.contains("frame-ancestors 'none'"));
+    }
+);

@@ -135,6 +135,22 @@ fn html(status: StatusCode, body: String) -> Response<Body> {
     response
 }
 
+/// The consent page's policy: its form posts here and the answer redirects to the app, so
+/// `form-action` names the app's registered redirect URI's origin too (CSP 3: browsers check
+/// `form-action` against a form submission's redirects as well).
+fn consent_form_action(redirect_uri: &str) -> String {
+    let origin = url::Url::parse(redirect_uri)
+        .map(|u| u.origin().ascii_serialization())
+        .ok()
+        .filter(|o| o != "null")
+        .map(|o| format!(" {o}"))
+        .unwrap_or_default();
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{origin}; \
+         frame-ancestors 'none'"
+    )
+}
+
 pub(super) fn error_page(status: StatusCode, nl: &str, en: &str) -> Response<Body> {
     html(status, pages::error(nl, en))
 }
@@ -641,12 +657,16 @@ pub(super) async fn signed_in(
         p.picker.as_deref(),
         p.launch_patient.as_deref(),
     );
+    let form_action = consent_form_action(&p.redirect_uri);
     auth.launch
         .pending
         .lock()
         .expect("pending lock")
         .insert(request.to_owned(), p);
     let mut response = html(StatusCode::OK, page);
+    if let Ok(csp) = HeaderValue::from_str(&form_action) {
+        response.headers_mut().insert("content-security-policy", csp);
+    }
     let secure = if auth.audience.starts_with("https://") {
         "; Secure"
     } else {
