@@ -351,6 +351,32 @@ impl Dom {
         })
     }
 
+    /// After the URI of `prefix`'s declaration on `id` changed to `uri`: the element and what
+    /// is inside it that is named with `prefix` (where it is not declared again) are now in
+    /// `uri`, as the document written with the new declaration reads.
+    pub fn rebind_prefix(&mut self, id: NodeId, prefix: &str, uri: &str) {
+        if let Kind::Element {
+            name, attributes, ..
+        } = &mut self.nodes[id].kind
+        {
+            if name.prefix.as_deref() == Some(prefix) {
+                name.namespace = Some(uri.to_owned());
+            }
+            for attribute in attributes {
+                if attribute.name.prefix.as_deref() == Some(prefix) {
+                    attribute.name.namespace = Some(uri.to_owned());
+                }
+            }
+        }
+        for child in self.nodes[id].children.clone() {
+            let redeclared = matches!(&self.nodes[child].kind,
+                Kind::Element { namespaces, .. } if namespaces.iter().any(|(p, _)| p.as_deref() == Some(prefix)));
+            if !redeclared {
+                self.rebind_prefix(child, prefix, uri);
+            }
+        }
+    }
+
     /// The document written as XML, declaring what each name needs (namespace fix-up).
     pub fn to_xml(&self) -> String {
         let mut out = String::new();

@@ -330,6 +330,7 @@ impl Diff {
                         {
                             Some(declaration) => {
                                 declaration.1 = uri.to_owned();
+                                target.rebind_prefix(element, &prefix, uri);
                                 Ok(())
                             }
                             None => Err(Unapplicable(format!(
