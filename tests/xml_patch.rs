@@ -20,7 +20,11 @@ use signaal::fhir::xml::{self, FHIR_NS};
 fn canonical(node: roxmltree::Node, out: &mut String) {
     if node.is_element() {
         let name = node.tag_name();
-        out.push_str(&format!("<{{{}}}{}", name.namespace().unwrap_or(""), name.name()));
+        out.push_str(&format!(
+            "<{{{}}}{}",
+            name.namespace().unwrap_or(""),
+            name.name()
+        ));
         let mut namespaces: Vec<String> = node
             .namespaces()
             .filter(|n| n.name() != Some("xml"))
@@ -30,7 +34,14 @@ fn canonical(node: roxmltree::Node, out: &mut String) {
         namespaces.dedup();
         let mut attributes: Vec<String> = node
             .attributes()
-            .map(|a| format!(" {{{}}}{}={:?}", a.namespace().unwrap_or(""), a.name(), a.value()))
+            .map(|a| {
+                format!(
+                    " {{{}}}{}={:?}",
+                    a.namespace().unwrap_or(""),
+                    a.name(),
+                    a.value()
+                )
+            })
             .collect();
         attributes.sort();
         out.push_str(&namespaces.concat());
@@ -205,18 +216,22 @@ fn remove_takes_the_white_space_around_with_ws() {
     let result = patched(target, r#"<diff><remove sel="a/c" ws="both"/></diff>"#).unwrap();
     assert_eq!(result, "<a>\n  <b/></a>");
     // ws names white space that must be there.
-    assert!(patched("<a><b/></a>", r#"<diff><remove sel="a/b" ws="before"/></diff>"#).is_err());
+    assert!(patched(
+        "<a><b/></a>",
+        r#"<diff><remove sel="a/b" ws="before"/></diff>"#
+    )
+    .is_err());
 }
 
 #[test]
 fn what_cannot_be_applied_or_is_no_diff_is_refused() {
     let unapplicable = [
-        r#"<diff><remove sel="a"/></diff>"#,              // the root element
-        r#"<diff><remove sel="a/b"/></diff>"#,            // two nodes
-        r#"<diff><remove sel="a/c"/></diff>"#,            // none
+        r#"<diff><remove sel="a"/></diff>"#,   // the root element
+        r#"<diff><remove sel="a/b"/></diff>"#, // two nodes
+        r#"<diff><remove sel="a/c"/></diff>"#, // none
         r#"<diff><replace sel="a/b[1]">text</replace></diff>"#, // an element by text
-        r#"<diff><add sel="a" pos="after"><z/></add></diff>"#,  // a second root
-        r#"<diff><add sel="a/b[1]" type="@x">2</add></diff>"#,  // an attribute there already
+        r#"<diff><add sel="a" pos="after"><z/></add></diff>"#, // a second root
+        r#"<diff><add sel="a/b[1]" type="@x">2</add></diff>"#, // an attribute there already
     ];
     for diff in unapplicable {
         assert!(
@@ -342,7 +357,10 @@ both_stores!(xml_patch_writes_the_next_version, |server| {
     assert_eq!(patched["name"][0]["given"], serde_json::json!(["Marit"]));
     assert_eq!(patched["meta"]["versionId"], "2");
     assert_eq!(reply.header("etag"), Some("W/\"2\""));
-    let read = expect_status(&server.client.get(&format!("Patient/{id}")).await.unwrap(), 200);
+    let read = expect_status(
+        &server.client.get(&format!("Patient/{id}")).await.unwrap(),
+        200,
+    );
     assert_eq!(read["gender"], "female");
     assert_eq!(read["identifier"][0]["value"], "xp-4411");
 });
@@ -357,7 +375,12 @@ both_stores!(xml_patch_answers_in_xml_when_asked, |server| {
         r#"<diff><replace sel="f:Patient/f:birthDate/@value">1971-12-01</replace></diff>"#,
     )
     .await;
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     assert!(reply.header("content-type").unwrap().starts_with(FHIR_XML));
     let patched = xml::parse(&reply.body).expect("an XML Patient");
     assert_eq!(patched["birthDate"], "1971-12-01");
@@ -368,7 +391,14 @@ both_stores!(xml_patch_with_a_stale_if_match_is_412, |server| {
     let id = create(&server, &de_vries()).await;
     let path = format!("Patient/{id}");
     expect_status(
-        &send(&server, "PATCH", &path, &[("Content-Type", XML_PATCH)], DIFF).await,
+        &send(
+            &server,
+            "PATCH",
+            &path,
+            &[("Content-Type", XML_PATCH)],
+            DIFF,
+        )
+        .await,
         200,
     );
     let stale = r#"<diff xmlns="http://hl7.org/fhir"><replace sel="Patient/gender/@value">other</replace></diff>"#;
@@ -400,25 +430,59 @@ both_stores!(a_failing_xml_patch_writes_nothing, |server| {
     let path = format!("Patient/{id}");
     let refused = [
         // Matches nothing.
-        (r#"<diff xmlns="http://hl7.org/fhir"><remove sel="Patient/deceasedBoolean"/></diff>"#, 422),
+        (
+            r#"<diff xmlns="http://hl7.org/fhir"><remove sel="Patient/deceasedBoolean"/></diff>"#,
+            422,
+        ),
         // Matches several nodes (an identifier has a system and a value).
-        (r#"<diff xmlns="http://hl7.org/fhir"><remove sel="Patient/identifier/*"/></diff>"#, 422),
+        (
+            r#"<diff xmlns="http://hl7.org/fhir"><remove sel="Patient/identifier/*"/></diff>"#,
+            422,
+        ),
         // Changes the id.
-        (r#"<diff xmlns="http://hl7.org/fhir"><replace sel="Patient/id/@value">other-id</replace></diff>"#, 422),
+        (
+            r#"<diff xmlns="http://hl7.org/fhir"><replace sel="Patient/id/@value">other-id</replace></diff>"#,
+            422,
+        ),
         // Changes the resource type.
-        (r#"<diff xmlns="http://hl7.org/fhir"><replace sel="Patient"><Person><id value="x"/></Person></replace></diff>"#, 422),
+        (
+            r#"<diff xmlns="http://hl7.org/fhir"><replace sel="Patient"><Person><id value="x"/></Person></replace></diff>"#,
+            422,
+        ),
         // Makes no valid resource: an element Patient does not have.
-        (r#"<diff xmlns="http://hl7.org/fhir"><add sel="Patient"><colour value="red"/></add></diff>"#, 422),
+        (
+            r#"<diff xmlns="http://hl7.org/fhir"><add sel="Patient"><colour value="red"/></add></diff>"#,
+            422,
+        ),
         // Not a date.
-        (r#"<diff xmlns="http://hl7.org/fhir"><replace sel="Patient/birthDate/@value">soon</replace></diff>"#, 400),
+        (
+            r#"<diff xmlns="http://hl7.org/fhir"><replace sel="Patient/birthDate/@value">soon</replace></diff>"#,
+            400,
+        ),
         // An unknown operation, a malformed diff, no diff at all.
-        (r#"<diff xmlns="http://hl7.org/fhir"><rename sel="Patient/gender"/></diff>"#, 400),
-        (r#"<diff xmlns="http://hl7.org/fhir"><remove sel="Patient/gender"></diff>"#, 400),
-        (r#"<diff xmlns="http://hl7.org/fhir"><remove sel="Patient//gender"/></diff>"#, 400),
+        (
+            r#"<diff xmlns="http://hl7.org/fhir"><rename sel="Patient/gender"/></diff>"#,
+            400,
+        ),
+        (
+            r#"<diff xmlns="http://hl7.org/fhir"><remove sel="Patient/gender"></diff>"#,
+            400,
+        ),
+        (
+            r#"<diff xmlns="http://hl7.org/fhir"><remove sel="Patient//gender"/></diff>"#,
+            400,
+        ),
         ("", 400),
     ];
     for (diff, status) in refused {
-        let reply = send(&server, "PATCH", &path, &[("Content-Type", XML_PATCH)], diff).await;
+        let reply = send(
+            &server,
+            "PATCH",
+            &path,
+            &[("Content-Type", XML_PATCH)],
+            diff,
+        )
+        .await;
         assert!(
             reply.status == status || (status == 400 && reply.status == 422),
             "{diff}: {} {}",
@@ -427,7 +491,9 @@ both_stores!(a_failing_xml_patch_writes_nothing, |server| {
         );
         let outcome = reply.json();
         assert_eq!(outcome["resourceType"], "OperationOutcome", "{diff}");
-        assert!(outcome["issue"][0]["diagnostics"].as_str().is_some_and(|d| !d.is_empty()));
+        assert!(outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()));
     }
     let read = expect_status(&server.client.get(&path).await.unwrap(), 200);
     assert_eq!(read["meta"]["versionId"], "1", "nothing was written");
@@ -442,7 +508,10 @@ both_stores!(a_failing_xml_patch_writes_nothing, |server| {
     )
     .await;
     assert_eq!(reply.status, 422);
-    assert_eq!(xml::parse(&reply.body).unwrap()["resourceType"], "OperationOutcome");
+    assert_eq!(
+        xml::parse(&reply.body).unwrap()["resourceType"],
+        "OperationOutcome"
+    );
 });
 
 both_stores!(conditional_xml_patch_patches_the_one_match, |server| {
@@ -488,9 +557,16 @@ both_stores!(the_capability_statement_lists_xml_patch, |server| {
 
 /// The OperationOutcome of an XML error reply, after checking status and Content-Type.
 fn xml_outcome(reply: &signaal::client::Reply, status: u16) -> Value {
-    assert_eq!(reply.status, status, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        status,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     assert!(
-        reply.header("content-type").is_some_and(|t| t.contains("xml")),
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.contains("xml")),
         "{:?}",
         reply.header("content-type")
     );
@@ -499,32 +575,57 @@ fn xml_outcome(reply: &signaal::client::Reply, status: u16) -> Value {
     outcome
 }
 
-both_stores!(a_406_for_an_xml_client_is_an_xml_operation_outcome, |server| {
-    let id = create(&server, &de_vries()).await;
-    let path = format!("Patient/{id}");
-    let get = |headers: &'static [(&'static str, &'static str)], path: String| {
-        let client = server.client.clone();
-        async move { client.send("GET", &path, headers, None).await.unwrap() }
-    };
-    // XML of another FHIR version: cannot be answered.
-    let reply = get(&[("Accept", "application/fhir+xml; fhirVersion=3.0")], path.clone()).await;
-    let outcome = xml_outcome(&reply, 406);
-    assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("3.0"));
-    // XML of this version is answered.
-    let reply = get(&[("Accept", "application/fhir+xml; fhirVersion=4.0")], path.clone()).await;
-    assert_eq!(reply.status, 200);
-    assert!(reply.header("content-type").unwrap().starts_with(FHIR_XML));
-    // An unknown _format with an XML Accept, a bad _pretty with _format=xml.
-    xml_outcome(
-        &get(&[("Accept", "application/xml")], format!("{path}?_format=turtle")).await,
-        406,
-    );
-    xml_outcome(&get(&[], format!("{path}?_format=xml&_pretty=maybe")).await, 400);
-    // A JSON client still gets JSON.
-    let reply = get(&[("Accept", "application/fhir+json; fhirVersion=1.0")], path.clone()).await;
-    assert_eq!(reply.status, 406);
-    assert_eq!(reply.json()["resourceType"], "OperationOutcome");
-});
+both_stores!(
+    a_406_for_an_xml_client_is_an_xml_operation_outcome,
+    |server| {
+        let id = create(&server, &de_vries()).await;
+        let path = format!("Patient/{id}");
+        let get = |headers: &'static [(&'static str, &'static str)], path: String| {
+            let client = server.client.clone();
+            async move { client.send("GET", &path, headers, None).await.unwrap() }
+        };
+        // XML of another FHIR version: cannot be answered.
+        let reply = get(
+            &[("Accept", "application/fhir+xml; fhirVersion=3.0")],
+            path.clone(),
+        )
+        .await;
+        let outcome = xml_outcome(&reply, 406);
+        assert!(outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("3.0"));
+        // XML of this version is answered.
+        let reply = get(
+            &[("Accept", "application/fhir+xml; fhirVersion=4.0")],
+            path.clone(),
+        )
+        .await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.header("content-type").unwrap().starts_with(FHIR_XML));
+        // An unknown _format with an XML Accept, a bad _pretty with _format=xml.
+        xml_outcome(
+            &get(
+                &[("Accept", "application/xml")],
+                format!("{path}?_format=turtle"),
+            )
+            .await,
+            406,
+        );
+        xml_outcome(
+            &get(&[], format!("{path}?_format=xml&_pretty=maybe")).await,
+            400,
+        );
+        // A JSON client still gets JSON.
+        let reply = get(
+            &[("Accept", "application/fhir+json; fhirVersion=1.0")],
+            path.clone(),
+        )
+        .await;
+        assert_eq!(reply.status, 406);
+        assert_eq!(reply.json()["resourceType"], "OperationOutcome");
+    }
+);
 
 both_stores!(a_body_of_another_fhir_version_is_415, |server| {
     let reply = send(

@@ -315,10 +315,7 @@ impl Dom {
             Kind::Text(text) => out.push_str(text),
             Kind::Element { .. } | Kind::Document => {
                 for &child in &self.nodes[id].children {
-                    if matches!(
-                        self.nodes[child].kind,
-                        Kind::Text(_) | Kind::Element { .. }
-                    ) {
+                    if matches!(self.nodes[child].kind, Kind::Text(_) | Kind::Element { .. }) {
                         self.collect_text(child, out);
                     }
                 }
@@ -340,7 +337,10 @@ impl Dom {
             return false;
         };
         if name.prefix.as_deref() == prefix
-            || (prefix.is_some() && attributes.iter().any(|a| a.name.prefix.as_deref() == prefix))
+            || (prefix.is_some()
+                && attributes
+                    .iter()
+                    .any(|a| a.name.prefix.as_deref() == prefix))
         {
             return true;
         }

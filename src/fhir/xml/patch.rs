@@ -101,9 +101,8 @@ pub struct Diff {
 impl Diff {
     /// Reads a diff document.
     pub fn parse(body: &[u8]) -> Result<Diff, XmlPatchError> {
-        let document = super::read::well_formed(body).map_err(|e| {
-            Malformed(format!("The XML Patch document is refused: {e}"))
-        })?;
+        let document = super::read::well_formed(body)
+            .map_err(|e| Malformed(format!("The XML Patch document is refused: {e}")))?;
         let root = document.root_element();
         let mut content = Dom::new();
         let mut operations = Vec::new();
@@ -276,8 +275,7 @@ impl Diff {
                 let (parent, index) = target.index_in_parent(node).ok_or_else(|| {
                     Unapplicable(format!("{}: the selected node has no parent", op.label))
                 })?;
-                if parent == Dom::DOCUMENT && !only_comments_and_pis(&self.content, &op.content)
-                {
+                if parent == Dom::DOCUMENT && !only_comments_and_pis(&self.content, &op.content) {
                     return Err(Unapplicable(format!(
                         "{}: only comments and processing instructions can be added beside the \
                          root element",
@@ -675,8 +673,6 @@ fn operation(element: XmlNode, content: &mut Dom) -> Result<Operation, XmlPatchE
 
 fn is_ncname(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
         && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }

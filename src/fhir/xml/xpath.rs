@@ -210,7 +210,9 @@ fn values(dom: &Dom, hit: &Hit, operand: &Operand) -> Vec<String> {
         (Operand::Child(name), Hit::Node(node)) => dom
             .children(*node)
             .iter()
-            .filter(|&&c| matches!(&dom.node(c).kind, Kind::Element { name: n, .. } if name.matches(n)))
+            .filter(
+                |&&c| matches!(&dom.node(c).kind, Kind::Element { name: n, .. } if name.matches(n)),
+            )
             .map(|&c| dom.string_value(c))
             .collect(),
         (Operand::Attribute(name), Hit::Node(node)) => match &dom.node(*node).kind {
@@ -313,7 +315,9 @@ impl Parser<'_> {
         let test = if self.eat("@") {
             Test::Attribute(self.name_test(false)?)
         } else if self.eat("namespace::") {
-            let prefix = self.ncname().ok_or_else(|| self.error("a prefix expected"))?;
+            let prefix = self
+                .ncname()
+                .ok_or_else(|| self.error("a prefix expected"))?;
             Test::Namespace(prefix)
         } else if self.eat("text()") {
             Test::Text
@@ -413,9 +417,7 @@ impl Parser<'_> {
         if self.eat("*") {
             return Ok(NameTest::Any);
         }
-        let first = self
-            .ncname()
-            .ok_or_else(|| self.error("a name expected"))?;
+        let first = self.ncname().ok_or_else(|| self.error("a name expected"))?;
         if self.rest().starts_with(':') && !self.rest().starts_with("::") {
             self.at += 1;
             let namespace = self.resolve(&first)?;
@@ -428,7 +430,9 @@ impl Parser<'_> {
             return Ok(NameTest::Name(Some(namespace), local));
         }
         if self.rest().starts_with("::") || self.rest().starts_with('(') {
-            return Err(self.error(&format!("'{first}' (an axis or function) is not in the subset")));
+            return Err(self.error(&format!(
+                "'{first}' (an axis or function) is not in the subset"
+            )));
         }
         let namespace = if element {
             (self.namespace)(None).filter(|ns| !ns.is_empty())
