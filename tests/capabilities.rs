@@ -69,6 +69,7 @@ both_stores!(patch_formats_and_operations_are_listed, |server| {
         formats,
         [
             "application/json-patch+json",
+            "application/xml-patch+xml",
             "application/fhir+json",
             "application/fhir+xml"
         ]

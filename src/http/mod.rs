@@ -166,12 +166,12 @@ async fn not_allowed(method: Method, uri: Uri, allow: &'static str) -> Response 
     error_response(&error, Format::default())
 }
 
-async fn not_found(uri: Uri) -> Response {
+async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
     let error = FhirError::NotFound(format!(
         "Nothing here at {}: the FHIR base is /fhir",
         uri.path()
     ));
-    error_response(&error, Format::default())
+    error_response(&error, negotiate::error_format(&headers, None, None))
 }
 
 /// The request id header: taken from the client when it is sane, else made here; answered in
@@ -260,7 +260,11 @@ async fn fhir(
     }
     let format = match response_format(&headers, format_param.as_deref(), pretty_param.as_deref()) {
         Ok(format) => format,
-        Err(e) => return error_response(&e, Format::default()),
+        Err(e) => {
+            let format =
+                negotiate::error_format(&headers, format_param.as_deref(), pretty_param.as_deref());
+            return error_response(&e, format);
+        }
     };
     let prefer = prefer_return(&headers);
     let request_id = headers

@@ -4,7 +4,10 @@
 //! FHIR's JSON and XML formats (decision 0033) are spoken, under the media types and the
 //! `_format` aliases of the http page ("Content Types and encodings"); everything else
 //! (Turtle) is refused with 415 for request bodies and 406 for responses rather than answered
-//! in the wrong format. Bodies are UTF-8: another `charset` is refused (415).
+//! in the wrong format. Bodies are UTF-8: another `charset` is refused (415). A media type's
+//! `fhirVersion` parameter (http page, "FHIR Version parameter") must name 4.0, the version
+//! spoken here: another is refused the same way. A refusal (and any error met before the format
+//! is known) is answered in XML when the request asked for XML ([`error_format`]).
 
 use axum::http::{header, HeaderMap};
 
@@ -124,7 +127,14 @@ pub fn response_format(
     if let Some(format) = format {
         // `_format` overrides Accept (http page, "Content Types and encodings").
         // An unencoded `+` in `_format=application/fhir+json` arrives as a space.
-        let media = media_type(&format.replace(' ', "+"));
+        let format = format.replace(' ', "+");
+        if let Some(version) = unsupported_version(&format) {
+            return Err(FhirError::NotAcceptable(format!(
+                "_format={format} asks for FHIR version {version}: this server speaks FHIR 4.0 \
+                 (R4) only"
+            )));
+        }
+        let media = media_type(&format);
         return match fhir_media(&media) {
             Some((media, rank)) if rank > 1 => Ok(Format { media, pretty }),
             _ => Err(FhirError::NotAcceptable(format!(
@@ -142,14 +152,33 @@ pub fn response_format(
     let accept = accept
         .to_str()
         .map_err(|_| FhirError::invalid("The Accept header is not valid text"))?;
-    // The most preferred range the server can answer: highest q, then the most specific, then
-    // the first listed.
+    match preferred(accept, true) {
+        Some(media) => Ok(Format { media, pretty }),
+        None => Err(FhirError::NotAcceptable(
+            match accept.split(',').find_map(unsupported_version) {
+                Some(version) => format!(
+                    "None of the accepted types ({accept}) can be answered: FHIR version \
+                     {version} is asked for, and this server speaks FHIR 4.0 (R4) only"
+                ),
+                None => format!(
+                    "None of the accepted types ({accept}) is supported: this server speaks \
+                     application/fhir+json and application/fhir+xml"
+                ),
+            },
+        )),
+    }
+}
+
+/// The most preferred range of an Accept header the server can answer: highest q, then the
+/// most specific, then the first listed. With `versions`, ranges asking for another FHIR
+/// version than 4.0 cannot be answered.
+fn preferred(accept: &str, versions: bool) -> Option<Media> {
     let mut best: Option<(f32, u8, Media)> = None;
     for range in accept.split(',') {
         let Some(q) = quality(range) else {
             continue;
         };
-        if q <= 0.0 {
+        if q <= 0.0 || (versions && unsupported_version(range).is_some()) {
             continue;
         }
         let Some((media, rank)) = fhir_media(&media_type(range)) else {
@@ -159,12 +188,44 @@ pub fn response_format(
             best = Some((q, rank, media));
         }
     }
-    match best {
-        Some((_, _, media)) => Ok(Format { media, pretty }),
-        None => Err(FhirError::NotAcceptable(format!(
-            "None of the accepted types ({accept}) is supported: this server speaks \
-             application/fhir+json and application/fhir+xml"
-        ))),
+    best.map(|(_, _, media)| media)
+}
+
+/// The `fhirVersion` a media type asks for when it is not 4.0 (R4; `4.0.1` is taken too): the
+/// http page's version parameter, major.minor.
+fn unsupported_version(media: &str) -> Option<String> {
+    for parameter in media.split(';').skip(1) {
+        if let Some((name, value)) = parameter.split_once('=') {
+            if name.trim().eq_ignore_ascii_case("fhirversion") {
+                let version = value.trim().trim_matches('"');
+                return (version != "4.0" && version != "4.0.1").then(|| version.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// The format of an error met before the response format is decided (a 406 for an `Accept` or
+/// `_format` the server cannot answer, a bad `_pretty`): XML when the request asked for XML —
+/// `_format` names an XML type, or the most preferred type of `Accept` the server knows is XML,
+/// whatever its parameters —, JSON otherwise. So a client asking for XML gets an XML
+/// OperationOutcome even when its request cannot be served as asked.
+pub fn error_format(headers: &HeaderMap, format: Option<&str>, pretty: Option<&str>) -> Format {
+    let pretty = pretty == Some("true");
+    if let Some(format) = format {
+        if let Some((media, rank)) = fhir_media(&media_type(&format.replace(' ', "+"))) {
+            if rank > 1 {
+                return Format { media, pretty };
+            }
+        }
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    Format {
+        media: preferred(accept, false).unwrap_or_default(),
+        pretty,
     }
 }
 
@@ -186,6 +247,12 @@ pub fn body_format(headers: &HeaderMap) -> Result<BodyFormat, FhirError> {
             )))
         }
     };
+    if let Some(version) = unsupported_version(value) {
+        return Err(FhirError::UnsupportedMediaType(format!(
+            "The body is FHIR version {version} (Content-Type fhirVersion): this server speaks \
+             FHIR 4.0 (R4) only"
+        )));
+    }
     require_utf8(value)?;
     Ok(format)
 }
@@ -291,6 +358,43 @@ mod tests {
         );
         assert_eq!(
             accept("application/json, application/fhir+json").unwrap(),
+            Media::FhirJson
+        );
+    }
+
+    #[test]
+    fn another_fhir_version_cannot_be_answered() {
+        assert_eq!(
+            accept("application/fhir+xml; fhirVersion=4.0").unwrap(),
+            Media::FhirXml
+        );
+        assert!(accept("application/fhir+xml; fhirVersion=3.0").is_err());
+        assert_eq!(
+            accept("application/fhir+xml; fhirVersion=3.0, application/fhir+json;q=0.5").unwrap(),
+            Media::FhirJson
+        );
+        assert!(response_format(&HeaderMap::new(), Some("xml;fhirVersion=5.0"), None).is_err());
+    }
+
+    #[test]
+    fn errors_before_negotiation_are_answered_as_asked() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/fhir+xml; fhirVersion=3.0"),
+        );
+        assert_eq!(error_format(&headers, None, None).media, Media::FhirXml);
+        assert_eq!(
+            error_format(&HeaderMap::new(), Some("text/xml"), Some("bad")).media,
+            Media::TextXml
+        );
+        assert_eq!(
+            error_format(&headers, Some("ttl"), None).media,
+            Media::FhirXml,
+            "an unknown _format falls back to Accept"
+        );
+        assert_eq!(
+            error_format(&HeaderMap::new(), Some("ttl"), None).media,
             Media::FhirJson
         );
     }

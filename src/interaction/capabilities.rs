@@ -100,10 +100,11 @@ fn includes(registry: &Registry) -> (BTreeMap<String, Vec<String>>, BTreeMap<Str
     (forward, reverse)
 }
 
-/// The patch formats `PATCH` accepts (http page, "patch"): JSON Patch, and FHIRPath Patch as a
-/// `Parameters` resource in FHIR JSON or FHIR XML.
-const PATCH_FORMATS: [&str; 3] = [
+/// The patch formats `PATCH` accepts (http page, "patch"): JSON Patch, XML Patch, and FHIRPath
+/// Patch as a `Parameters` resource in FHIR JSON or FHIR XML.
+const PATCH_FORMATS: [&str; 4] = [
     "application/json-patch+json",
+    "application/xml-patch+xml",
     "application/fhir+json",
     "application/fhir+xml",
 ];

@@ -1,11 +1,16 @@
 //! patch: `PATCH [base]/[type]/[id]` and conditional patch `PATCH [base]/[type]?[criteria]`
 //! (http page, "patch").
 //!
-//! The body is a JSON Patch (`application/json-patch+json`, RFC 6902) or a FHIRPath Patch
-//! (a `Parameters` resource in FHIR JSON or FHIR XML). The patch is
+//! The body is a JSON Patch (`application/json-patch+json`, RFC 6902), an XML Patch
+//! (`application/xml-patch+xml`, RFC 5261: applied to the resource written as FHIR XML and read
+//! back, `fhir::xml::patch`) or a FHIRPath Patch (a `Parameters` resource in FHIR JSON or FHIR
+//! XML). The patch is
 //! applied to the current version under the writer's lock, the result is validated like any
 //! update, and written as the next version. In a batch or transaction the patch is the entry's
-//! resource: a `Binary` holding a JSON Patch, or a FHIRPath Patch `Parameters`.
+//! resource: a `Binary` holding a JSON Patch, or a FHIRPath Patch `Parameters` (XML Patch is
+//! taken by `PATCH` requests only: references in a diff are not rewritten in a transaction).
+
+use std::sync::Arc;
 
 use axum::http::{header, StatusCode};
 use base64::Engine;
@@ -17,6 +22,7 @@ use crate::fhir::fhirpath_patch::{self, FhirPatchError};
 use crate::fhir::json_format;
 use crate::fhir::json_patch::{self, JsonPatchError};
 use crate::fhir::validate::validate;
+use crate::fhir::xml::patch::{Diff, XmlPatchError};
 use crate::http::negotiate::media_type;
 use crate::http::negotiate::{body_format, BodyFormat};
 use crate::http::request::{parse_json, parse_resource, parse_xml_resource, FhirRequest};
@@ -32,6 +38,9 @@ use crate::write::{self, in_transaction};
 pub enum Patch {
     Json(Value),
     FhirPath(Value),
+    /// An XML Patch: the parsed diff, and its text as a JSON string (the patch document, which
+    /// holds no JSON reference to rewrite).
+    Xml(Arc<Diff>, Value),
 }
 
 impl Patch {
@@ -42,6 +51,16 @@ impl Patch {
             .map(media_type);
         match media.as_deref() {
             Some("application/json-patch+json") => Ok(Patch::Json(parse_json(&request.body)?)),
+            Some("application/xml-patch+xml") => {
+                if request.body.iter().all(u8::is_ascii_whitespace) {
+                    return Err(FhirError::invalid(
+                        "The request body is empty; an XML Patch document was expected",
+                    ));
+                }
+                let diff = Diff::parse(&request.body).map_err(patch_error)?;
+                let text = String::from_utf8_lossy(&request.body).into_owned();
+                Ok(Patch::Xml(Arc::new(diff), Value::String(text)))
+            }
             Some(
                 "application/fhir+json"
                 | "application/json"
@@ -65,12 +84,12 @@ impl Patch {
             }
             Some(other) => Err(FhirError::UnsupportedMediaType(format!(
                 "Content-Type '{other}' is not supported for patch: send \
-                 application/json-patch+json (JSON Patch) or application/fhir+json or \
-                 application/fhir+xml (FHIRPath Patch)"
+                 application/json-patch+json (JSON Patch), application/xml-patch+xml (XML \
+                 Patch) or application/fhir+json or application/fhir+xml (FHIRPath Patch)"
             ))),
             None => Err(FhirError::UnsupportedMediaType(
-                "A patch needs a Content-Type: application/json-patch+json (JSON Patch) or \
-                 application/fhir+json (FHIRPath Patch)"
+                "A patch needs a Content-Type: application/json-patch+json (JSON Patch), \
+                 application/xml-patch+xml (XML Patch) or application/fhir+json (FHIRPath Patch)"
                     .into(),
             )),
         }
@@ -124,13 +143,13 @@ impl Patch {
     /// The patch document itself: a transaction resolves and rewrites the references in it.
     pub fn document(&self) -> &Value {
         match self {
-            Patch::Json(v) | Patch::FhirPath(v) => v,
+            Patch::Json(v) | Patch::FhirPath(v) | Patch::Xml(_, v) => v,
         }
     }
 
     pub fn document_mut(&mut self) -> &mut Value {
         match self {
-            Patch::Json(v) | Patch::FhirPath(v) => v,
+            Patch::Json(v) | Patch::FhirPath(v) | Patch::Xml(_, v) => v,
         }
     }
 
@@ -158,7 +177,23 @@ impl Patch {
                     }
                 })
             }
+            Patch::Xml(diff, _) => {
+                *resource = diff.apply_to_resource(resource).map_err(patch_error)?;
+                Ok(())
+            }
         }
+    }
+}
+
+/// An XML Patch failure as an OperationOutcome: a diff that is none is a 400, one that does not
+/// apply to this resource (or makes it no valid resource) a 422.
+fn patch_error(error: XmlPatchError) -> FhirError {
+    match error {
+        XmlPatchError::Malformed(m) => FhirError::Invalid(vec![Issue::error("invalid", m)]),
+        XmlPatchError::Unapplicable(m) => {
+            FhirError::Unprocessable(vec![Issue::error("processing", m)])
+        }
+        XmlPatchError::Unwritable(m) => FhirError::Internal(m),
     }
 }
 

@@ -32,22 +32,8 @@ pub const MAX_ATTRIBUTES: usize = 64;
 
 /// Reads a request body that holds a resource in FHIR XML, as canonical JSON.
 pub fn parse(body: &[u8]) -> Result<Value, FhirError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| structure(format!("The XML body is not UTF-8: {e}")))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    declared_encoding(text)?;
-    prescan(text)?;
-    let options = ParsingOptions {
-        allow_dtd: false,
-        ..ParsingOptions::default()
-    };
-    let document = Document::parse_with_options(text, options).map_err(|e| match e {
-        roxmltree::Error::DtdDetected => structure(
-            "The XML body has a document type declaration (DTD): FHIR XML allows none, so no \
-             entities can be declared",
-        ),
-        other => structure(format!("The body is not well-formed XML: {other}")),
-    })?;
+    let document = well_formed(body)?;
+    let text = document.input_text();
     for node in document.root().children() {
         if node.is_pi() {
             return Err(processing_instruction(node));
@@ -65,6 +51,29 @@ pub fn parse(body: &[u8]) -> Result<Value, FhirError> {
         text,
     };
     reader.resource(root, name, 1).map(Value::Object)
+}
+
+/// Parses an XML body under the rules every XML body of the server meets (FHIR resources and
+/// XML Patch documents alike): UTF-8 (a byte order mark allowed), no document type declaration
+/// (so no entity can be declared: no external entities, no expansion bombs), at most
+/// [`MAX_ATTRIBUTES`] attributes on an element, well-formed with namespaces.
+pub fn well_formed(body: &[u8]) -> Result<Document<'_>, FhirError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| structure(format!("The XML body is not UTF-8: {e}")))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    declared_encoding(text)?;
+    prescan(text)?;
+    let options = ParsingOptions {
+        allow_dtd: false,
+        ..ParsingOptions::default()
+    };
+    Document::parse_with_options(text, options).map_err(|e| match e {
+        roxmltree::Error::DtdDetected => structure(
+            "The XML body has a document type declaration (DTD): FHIR XML allows none, so no \
+             entities can be declared",
+        ),
+        other => structure(format!("The body is not well-formed XML: {other}")),
+    })
 }
 
 /// Refuses an XML declaration that names an encoding other than UTF-8: the body is read as
