@@ -16,7 +16,6 @@ use crate::error::{FhirError, Issue};
 use crate::fhir::fhirpath_patch::{self, FhirPatchError};
 use crate::fhir::json_format;
 use crate::fhir::json_patch::{self, JsonPatchError};
-use crate::fhir::validate::validate;
 use crate::http::negotiate::media_type;
 use crate::http::negotiate::{body_format, BodyFormat};
 use crate::http::request::{parse_json, parse_resource, parse_xml_resource, FhirRequest};
@@ -303,7 +302,7 @@ pub async fn patch_in(
     }
     // A JSON Patch can add what FHIR JSON does not allow (a null, an empty object).
     json_format::check(&resource)?;
-    validate(&resource, rtype)?;
+    app.validation.check_write(&resource, rtype)?;
     write::write(
         tx,
         &app.indexing,

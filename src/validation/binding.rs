@@ -21,6 +21,10 @@ fn codings<'a>(type_code: &str, value: &'a Value) -> Vec<(Option<&'a str>, &'a s
     match type_code {
         "code" => value.as_str().map(|c| vec![(None, c)]).unwrap_or_default(),
         "Coding" => one(value).into_iter().collect(),
+        // A Quantity's unit code and its system (UCUM, usually).
+        "Quantity" | "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity" | "MoneyQuantity" => {
+            one(value).into_iter().collect()
+        }
         "CodeableConcept" => value
             .get("coding")
             .and_then(Value::as_array)

@@ -46,6 +46,25 @@ const SIGNAAL_FILES: [&str; 6] = [
     include_str!("../../profiles/StructureDefinition-risk-score-item.json"),
 ];
 
+/// The core definitions as JSON, for snapshot generation (parsed only when a package or a
+/// supporting profile needs it).
+pub struct CoreFile(Value);
+
+impl CoreFile {
+    pub fn read() -> CoreFile {
+        CoreFile(core_file())
+    }
+
+    fn by_url(&self) -> HashMap<&str, &Value> {
+        self.0["StructureDefinition"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|sd| Some((sd["url"].as_str()?, sd)))
+            .collect()
+    }
+}
+
 fn core_file() -> Value {
     serde_json::from_str(include_str!("../../profiles/structure-definitions.json"))
         .expect("profiles/structure-definitions.json is valid JSON")
@@ -68,6 +87,9 @@ static TYPE_NAMES: LazyLock<HashMap<String, &'static str>> = LazyLock::new(|| {
 /// packages, and the expansions made so far.
 pub struct Definitions {
     by_url: HashMap<String, Arc<StructureDefinition>>,
+    /// `ImplementationGuide.global` of the packages: (type, profile) every resource of the
+    /// type must conform to.
+    globals: Vec<(String, String)>,
     value_sets: HashMap<String, Arc<Value>>,
     code_systems: HashMap<String, Arc<CodeSystem>>,
     expansions: Mutex<HashMap<String, Arc<Result<Codes, String>>>>,
@@ -114,16 +136,28 @@ impl Definitions {
         let file = core_file();
         let mut cache = ConstraintCache::default();
         let mut by_url = HashMap::new();
-        let mut core_raw = HashMap::new();
         for sd in file["StructureDefinition"].as_array().into_iter().flatten() {
             let compiled = StructureDefinition::compile(sd, &mut cache)?;
-            if let Some(url) = sd["url"].as_str() {
-                core_raw.insert(url, sd);
-            }
             by_url.insert(compiled.url.clone(), Arc::new(compiled));
         }
-        let mut value_sets = HashMap::new();
-        let mut code_systems = HashMap::new();
+        let core = Definitions {
+            by_url,
+            globals: Vec::new(),
+            value_sets: HashMap::new(),
+            code_systems: HashMap::new(),
+            expansions: Mutex::new(HashMap::new()),
+        };
+        core.extend(extra, &CoreFile(file))
+    }
+
+    /// These definitions plus `extra` conformance resources (as [`Definitions::build`]);
+    /// `core` gives the core snapshots that snapshot generation starts from.
+    pub fn extend(&self, extra: Vec<Value>, core: &CoreFile) -> Result<Definitions, DefinitionError> {
+        let mut cache = ConstraintCache::default();
+        let mut by_url = self.by_url.clone();
+        let mut value_sets = self.value_sets.clone();
+        let mut code_systems = self.code_systems.clone();
+        let mut globals = self.globals.clone();
         let mut pending: HashMap<String, Value> = HashMap::new();
         for resource in extra {
             let url = resource
@@ -141,11 +175,26 @@ impl Definitions {
                 Some("CodeSystem") => {
                     code_systems.insert(url, Arc::new(CodeSystem::from_json(&resource)));
                 }
+                Some("ImplementationGuide") => {
+                    for global in resource
+                        .get("global")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if let (Some(t), Some(p)) = (
+                            global.get("type").and_then(Value::as_str),
+                            global.get("profile").and_then(Value::as_str),
+                        ) {
+                            globals.push((t.to_owned(), p.to_owned()));
+                        }
+                    }
+                }
                 _ => {}
             }
         }
         let mut bases = RawBases {
-            core: core_raw,
+            core: core.by_url(),
             made: HashMap::new(),
         };
         let urls: Vec<String> = pending.keys().cloned().collect();
@@ -163,6 +212,7 @@ impl Definitions {
         drop(bases);
         Ok(Definitions {
             by_url,
+            globals,
             value_sets,
             code_systems,
             expansions: Mutex::new(HashMap::new()),
@@ -321,6 +371,11 @@ pub enum StartError {
 }
 
 impl Validator {
+    /// A validator over `defs` with `settings`' policy (its packages are not read).
+    pub fn with_definitions(defs: Arc<Definitions>, settings: Settings) -> Validator {
+        Validator { defs, settings }
+    }
+
     /// Loads the packages of `settings` and checks its policy names known profiles.
     pub fn start(settings: Settings) -> Result<Validator, StartError> {
         let mut files = settings.packages.clone();
@@ -332,7 +387,7 @@ impl Validator {
         } else {
             let packages = package::load_all(&files)?;
             let resources = packages.into_iter().flat_map(|p| p.resources).collect();
-            Arc::new(Definitions::build(resources)?)
+            Arc::new(Definitions::built_in().extend(resources, &CoreFile::read())?)
         };
         for (type_name, url) in &settings.required {
             let reason = match defs.get(url) {
@@ -379,6 +434,7 @@ impl Validator {
             .settings
             .required
             .iter()
+            .chain(&self.defs.globals)
             .filter(|(t, _)| t == rtype)
             .map(|(_, url)| (url.clone(), None));
         let mut seen = HashSet::new();

@@ -15,7 +15,8 @@ use serde_json::Value;
 const BUILT_IN: [&str; 3] = ["hl7.fhir.r4.core", "hl7.fhir.r4.examples", "hl7.fhir.r4.expansions"];
 
 /// The resource types a package contributes to validation.
-const KEPT: [&str; 3] = ["StructureDefinition", "ValueSet", "CodeSystem"];
+/// (An ImplementationGuide's `global` profiles apply to every resource of their type.)
+const KEPT: [&str; 4] = ["StructureDefinition", "ValueSet", "CodeSystem", "ImplementationGuide"];
 
 /// The largest file read from a package (a package's biggest resources are a few MB).
 const MAX_FILE: u64 = 64 * 1024 * 1024;
