@@ -62,7 +62,7 @@ both_stores!(validate_answers_all_ok_for_a_conformant_body_weight, |server| {
 
 both_stores!(validate_lists_every_issue_with_its_location, |server| {
     let mut bad = body_weight("81.3");
-    bad["valueQuantity"]["code"] = json!("[lb_av]");
+    bad["valueQuantity"]["code"] = json!("[stone_av]");
     bad["category"] = json!([{"text": "measured at home"}]);
     let parameters = json!({"resourceType": "Parameters", "parameter": [
         {"name": "resource", "resource": bad},

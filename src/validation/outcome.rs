@@ -20,6 +20,14 @@ impl Outcome {
         if self.issues.len() > MAX_ISSUES {
             return;
         }
+        // The core definition and a profile share rules (dom-6, obs-6…): each fault once.
+        if self.issues.iter().any(|i| {
+            i.severity == severity
+                && i.diagnostics == message
+                && i.expression.as_deref() == Some(at)
+        }) {
+            return;
+        }
         self.issues.push(Issue {
             severity,
             code,
