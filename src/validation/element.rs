@@ -40,6 +40,9 @@ pub struct Walk<'v, 'a> {
     pub defs: &'v Definitions,
     /// `%resource`: the resource the element is part of.
     pub resource: &'a Value,
+    /// `%rootResource`: the resource that contains `resource` when it is a contained one, else
+    /// `resource` itself.
+    pub root_resource: &'a Value,
     pub out: &'v mut Outcome,
     depth: usize,
 }
@@ -58,6 +61,7 @@ impl<'v, 'a> Walk<'v, 'a> {
         Walk {
             defs,
             resource,
+            root_resource: resource,
             out,
             depth: 0,
         }
@@ -96,7 +100,7 @@ impl<'v, 'a> Walk<'v, 'a> {
             let item = Item::node(value, type_code.and_then(|t| self.defs.type_name(t)), node.ext);
             for c in &def.constraints {
                 if done.insert(c.key.clone()) {
-                    invariant::check(c, self.resource, &item, at, self.out);
+                    invariant::check(c, self.resource, self.root_resource, &item, at, self.out);
                 }
             }
         }
@@ -139,7 +143,7 @@ impl<'v, 'a> Walk<'v, 'a> {
                     if let Some(value) = node.value {
                         if done.insert(c.key.clone()) {
                             let item = Item::node(value, None, node.ext);
-                            invariant::check(c, self.resource, &item, at, self.out);
+                            invariant::check(c, self.resource, self.root_resource, &item, at, self.out);
                         }
                     }
                 }
@@ -210,7 +214,7 @@ impl<'v, 'a> Walk<'v, 'a> {
         let item = Item::node(value, self.defs.type_name(t), node.ext);
         for c in &type_sd.elements[0].constraints {
             if done.insert(c.key.clone()) {
-                invariant::check(c, self.resource, &item, at, self.out);
+                invariant::check(c, self.resource, self.root_resource, &item, at, self.out);
             }
         }
     }
@@ -276,7 +280,7 @@ impl<'v, 'a> Walk<'v, 'a> {
         let type_code = entry.type_code.as_deref();
         if matches!(type_code, Some("Resource")) || def.types.iter().any(|t| t.code == "Resource") {
             if let Some(value) = entry.node.value {
-                self.nested(value, &entry.at);
+                self.nested(value, &entry.at, def.name == "contained");
             }
             return;
         }
@@ -293,8 +297,10 @@ impl<'v, 'a> Walk<'v, 'a> {
         self.element(sd, idx, entry.node, type_code, &entry.at, def_path, &mut HashSet::new());
     }
 
-    /// A resource inside this one, against its own type's definition.
-    fn nested(&mut self, value: &'a Value, at: &str) {
+    /// A resource inside this one, against its own type's definition. A contained resource
+    /// keeps this one's `%rootResource` (FHIRPath: the containing resource); any other nested
+    /// resource (a Bundle entry's, a Parameters value) is its own root.
+    fn nested(&mut self, value: &'a Value, at: &str, contained: bool) {
         let Some(rtype) = value.get("resourceType").and_then(Value::as_str) else {
             return;
         };
@@ -304,6 +310,7 @@ impl<'v, 'a> Walk<'v, 'a> {
         let mut inner = Walk {
             defs: self.defs,
             resource: value,
+            root_resource: if contained { self.root_resource } else { value },
             out: &mut *self.out,
             depth: self.depth,
         };

@@ -1,5 +1,6 @@
 //! Invariants: each `constraint.expression` of an element, evaluated with the server's FHIRPath
-//! evaluator on every item of the element (`%resource` is the resource being validated). A
+//! evaluator on every item of the element (`%resource` is the resource the element belongs to,
+//! `%rootResource` the one containing it when it is a contained resource). A
 //! constraint whose expression is false is an error or a warning, by its `severity`; one the
 //! evaluator cannot evaluate (a type test it has no model for, an unsupported function) is
 //! reported once as not checked, never guessed.
@@ -25,6 +26,7 @@ pub fn skipped(key: &str) -> Option<&'static str> {
 pub fn check<'a>(
     constraint: &Constraint,
     resource: &'a Value,
+    root_resource: &'a Value,
     item: &Item<'a>,
     at: &str,
     out: &mut Outcome,
@@ -43,7 +45,7 @@ pub fn check<'a>(
             return;
         }
     };
-    match expression.evaluate_on(resource, item) {
+    match expression.evaluate_in(resource, root_resource, item) {
         Ok(result) => {
             let failed = match result.as_slice() {
                 [Item::Boolean(false)] => true,

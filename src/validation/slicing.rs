@@ -140,6 +140,7 @@ fn discriminated(
 fn conforms(walk: &mut Walk<'_, '_>, sd: &StructureDefinition, idx: usize, entry: &Entry<'_>) -> bool {
     let mut quiet = Outcome::default();
     let mut probe = Walk::new(walk.defs, walk.resource, &mut quiet);
+    probe.root_resource = walk.root_resource;
     probe.element(
         sd,
         idx,
