@@ -259,10 +259,18 @@ pub(crate) fn children<'a>(it: &Item<'a>, name: &str, out: &mut Vec<Item<'a>>) -
         }) => {
             if let Some(v) = map.get(name) {
                 push_values(v, map.get(&format!("_{name}")), None, out);
+            } else if let Some(x) = map.get(&format!("_{name}")) {
+                push_without_value(x, None, out);
             } else {
                 for (k, v) in map {
                     if let Some(t) = choice_type(k, name) {
                         push_values(v, map.get(&format!("_{k}")), Some(t), out);
+                    } else if let Some(bare) = k.strip_prefix('_') {
+                        if !map.contains_key(bare) {
+                            if let Some(t) = choice_type(bare, name) {
+                                push_without_value(v, Some(t), out);
+                            }
+                        }
                     }
                 }
             }
@@ -272,6 +280,22 @@ pub(crate) fn children<'a>(it: &Item<'a>, name: &str, out: &mut Vec<Item<'a>>) -
             reference: reference.to_string(),
         }),
         _ => Ok(()),
+    }
+}
+
+/// A primitive that has only its `_name` sibling (an id or extensions, no value): the element
+/// exists, with those children and no value (`hasValue()` is false), as in FHIR's model of a
+/// primitive. R4's ext-1 (`extension.exists() != value.exists()`) relies on it for an
+/// extension whose `_valueString` carries a translation.
+fn push_without_value<'a>(x: &'a Value, ty: Option<&'static str>, out: &mut Vec<Item<'a>>) {
+    match x {
+        Value::Array(arr) => out.extend(
+            arr.iter()
+                .filter(|e| e.is_object())
+                .map(|e| Item::node(e, ty, None)),
+        ),
+        Value::Object(_) => out.push(Item::node(x, ty, None)),
+        _ => {}
     }
 }
 
@@ -295,6 +319,21 @@ fn push_values<'a>(
     }
 }
 
+/// The System type a FHIR primitive maps to.
+fn system_type_of(fhir: &str) -> Option<&'static str> {
+    Some(match fhir {
+        "boolean" => "Boolean",
+        "string" | "code" | "id" | "markdown" | "uri" | "url" | "canonical" | "oid" | "uuid"
+        | "base64Binary" => "String",
+        "integer" | "positiveInt" | "unsignedInt" => "Integer",
+        "decimal" => "Decimal",
+        "date" => "Date",
+        "dateTime" | "instant" => "DateTime",
+        "time" => "Time",
+        _ => return None,
+    })
+}
+
 /// `item is spec`. Errors when the answer depends on a FHIR type that the
 /// JSON does not record.
 pub(crate) fn is_type(it: &Item<'_>, spec: &TypeSpec) -> Res<bool> {
@@ -315,6 +354,15 @@ pub(crate) fn is_type(it: &Item<'_>, spec: &TypeSpec) -> Res<bool> {
                 .or(matches!(n.value, Value::Bool(_)).then_some("boolean"));
             let is_resource = n.value.get("resourceType").and_then(Value::as_str) == n.type_name
                 && n.type_name.is_some();
+            // An unqualified System type name (`answer is Boolean`, R4's que-7) also takes the
+            // FHIR primitives that map to it: FHIRPath's FHIR model converts them implicitly.
+            if ns.is_none() && !fhir_name {
+                if let Some(t) = known {
+                    if system_type_of(t) == Some(name) {
+                        return Ok(true);
+                    }
+                }
+            }
             match known {
                 Some(t) => Ok(fhir_type_matches(t, is_resource, name)),
                 None if system_name && name != "Quantity" => Ok(false),
