@@ -289,7 +289,15 @@ impl<'v, 'a> Walk<'v, 'a> {
             && def.slice_name.is_none()
         {
             if let Some(value) = entry.node.value {
-                if extension::check(self, value, &entry.at, holder_path, sd) {
+                // The holder's path in the definition walked (`ElementDefinition.binding` inside
+                // a StructureDefinition, `Questionnaire.item` for a nested item): contexts name
+                // elements of data types and content references so.
+                let defined_at = def
+                    .path
+                    .strip_suffix(".extension")
+                    .or_else(|| def.path.strip_suffix(".modifierExtension"))
+                    .unwrap_or(holder_path);
+                if extension::check(self, value, &entry.at, holder_path, defined_at, sd) {
                     return;
                 }
             }

@@ -8,14 +8,23 @@ use serde_json::Value;
 use super::element::{Node, Walk};
 use super::structure_definition::StructureDefinition;
 
-/// Checks the extension `value` at `at`, held by the element whose definition path is
-/// `holder_path` (`Patient`, `Patient.name`) in `holder_sd`. Returns whether the extension's
-/// definition was known (and walked).
+/// Checks the extension `value` at `at`, held by the element whose path is `holder_path` in the
+/// terms of the resource (`Patient.name`) and `defined_at` in the definition walked
+/// (`HumanName` for a name's own extension, `ElementDefinition.binding`, `Questionnaire.item`
+/// for a nested item) in `holder_sd`. Returns whether the extension's definition was known
+/// (and walked).
+///
+/// Used outside its context, an extension is a warning, not an error: the R4 package's own
+/// conformance resources use core extensions so (`structuredefinition-fhir-type` on
+/// `ElementDefinition.type`, declared for `ElementDefinition.type.code`;
+/// `structuredefinition-normative-version` on ValueSets and CodeSystems, declared for
+/// StructureDefinition), so the definitions' contexts are not reliable enough to refuse on.
 pub fn check<'a>(
     walk: &mut Walk<'_, 'a>,
     value: &'a Value,
     at: &str,
     holder_path: &str,
+    defined_at: &str,
     holder_sd: &StructureDefinition,
 ) -> bool {
     let Some(url) = value.get("url").and_then(Value::as_str) else {
@@ -37,9 +46,9 @@ pub fn check<'a>(
         );
         return true;
     }
-    if !allowed_here(definition, holder_path, holder_sd) {
+    if !allowed_here(definition, holder_path, holder_sd) && !allowed_here(definition, defined_at, holder_sd) {
         let contexts: Vec<&str> = definition.contexts.iter().map(|(_, e)| e.as_str()).collect();
-        walk.out.error(
+        walk.out.warning(
             "structure",
             at,
             format!(
