@@ -117,6 +117,46 @@ both_stores!(core_invariants_are_checked_on_every_write, |server| {
     );
 });
 
+both_stores!(a_contained_resource_referencing_a_sibling_is_stored, |server| {
+    // ref-1 on the contained Patient's reference: `#clinician` is among the contained
+    // resources of %rootResource, the container (not of the contained Patient itself).
+    let r = json!({"resourceType": "Observation", "status": "final", "code": {"text": "pulse"},
+        "contained": [
+            {"resourceType": "Patient", "id": "someone", "generalPractitioner": [{"reference": "#clinician"}]},
+            {"resourceType": "Practitioner", "id": "clinician", "name": [{"family": "Vos"}]}
+        ],
+        "subject": {"reference": "#someone"}, "performer": [{"reference": "#clinician"}],
+        "valueQuantity": {"value": 64, "unit": "/min"}});
+    create(&server, &r).await;
+    // A reference to a contained resource that is not there breaks ref-1.
+    let mut bad = r.clone();
+    bad["contained"][0]["generalPractitioner"][0]["reference"] = json!("#nobody");
+    let reply = server.client().post("Observation", &bad).await.unwrap();
+    let outcome = expect_status(&reply, 400);
+    assert!(
+        errors(&outcome)
+            .iter()
+            .any(|i| i["diagnostics"].as_str().unwrap().contains("ref-1")),
+        "{outcome}"
+    );
+});
+
+both_stores!(a_narrative_with_a_script_breaks_txt_1, |server| {
+    let mut r = body_weight("70");
+    r["text"] = json!({"status": "generated",
+        "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>70 kg</p><script>alert(1)</script></div>"});
+    let reply = server.client().post("Observation", &r).await.unwrap();
+    let outcome = expect_status(&reply, 400);
+    assert!(
+        errors(&outcome)
+            .iter()
+            .any(|i| i["diagnostics"].as_str().unwrap().contains("txt-1")),
+        "{outcome}"
+    );
+    r["text"]["div"] = json!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>70 kg</p></div>");
+    create(&server, &r).await;
+});
+
 both_stores!(an_unknown_claimed_profile_is_stored_with_the_default_setting, |server| {
     let r = claiming(body_weight("70"), "http://example.org/fhir/StructureDefinition/nowhere");
     create(&server, &r).await;

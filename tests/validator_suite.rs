@@ -3,8 +3,9 @@
 //! validator's expected outcome — whether there is an error, and how many errors. Wording
 //! differs between validators and is not compared.
 //!
-//! Run: the JSON cases (the server reads FHIR JSON only, so the XML cases are counted as
-//! skipped), with their JSON `supporting`/`profiles` resources loaded first; a case with a
+//! Run: the JSON and XML cases (each read as the server reads a body in that format; a parse
+//! error counts as the errors it reports, a document without `resourceType` as one error), with
+//! their `supporting`/`profiles` resources loaded first; a case with a
 //! `profile` is run a second time against that profile, with its own expected outcome. Cases
 //! marked `use-test: false`, and those whose expected outcome is missing, are skipped.
 //!
@@ -23,11 +24,15 @@ use serde_json::Value;
 use signaal::validation::{CoreFile, Definitions, Settings, Validator};
 
 /// The share of cases whose error presence must agree with the reference validator's: the
-/// agreement measured when the suite was added (59% on 282 runs), so a regression fails. Issue 18
-/// aims at 90%; most disagreements are checks of the Java validator that come from no
-/// StructureDefinition (QuestionnaireResponse against its Questionnaire, LOINC/SNOMED CT display
-/// names, Bundle business rules) or unknown extensions, which the server accepts by design.
-const MIN_PRESENCE_AGREEMENT: f64 = 0.58;
+/// agreement measured (64.9% on 473 runs, JSON and XML; 63.3% on the 308 JSON runs, which were
+/// 59% of 282 before), so a regression fails. Issue 18 aims at 90%. Nearly all disagreements
+/// (158 of 166) are errors the Java validator reports and the engine does not: checks that come
+/// from no StructureDefinition (a QuestionnaireResponse against its Questionnaire, LOINC/SNOMED
+/// CT/CVX display names, Bundle and reference resolution rules, code system supplements, HL7
+/// publishing rules), unknown extensions (accepted by design) and extension contexts (a warning
+/// here, decision 0034); the few the other way are slicing of Bundle and List entries by profile
+/// or type, and JSON with comments (which Java is configured to allow in those cases).
+const MIN_PRESENCE_AGREEMENT: f64 = 0.64;
 
 fn data_dir() -> PathBuf {
     match std::env::var_os("FHIR_VALIDATOR_TESTS") {
@@ -39,6 +44,15 @@ fn data_dir() -> PathBuf {
 fn read_json(path: &Path) -> Option<Value> {
     let bytes = std::fs::read(path).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// A supporting resource or profile, in JSON or (read as the server reads an XML body) XML.
+fn read_resource(path: &Path) -> Option<Value> {
+    if path.extension().is_some_and(|e| e == "xml") {
+        let bytes = std::fs::read(path).ok()?;
+        return signaal::fhir::xml::read::parse(&bytes).ok();
+    }
+    read_json(path)
 }
 
 /// The expected outcome: a file under `outcomes/`, or the outcome inline.
@@ -61,6 +75,7 @@ fn error_count(outcome: &Value) -> usize {
 
 struct Run {
     name: String,
+    xml: bool,
     expected: usize,
     found: usize,
     messages: Vec<String>,
@@ -69,7 +84,13 @@ struct Run {
 /// Validates the file of a case (against `profile`, if any) and counts the errors.
 fn run(dir: &Path, validator: &Validator, file: &str, profile: Option<String>) -> Option<(usize, Vec<String>)> {
     let bytes = std::fs::read(dir.join(file)).ok()?;
-    let resource = match signaal::fhir::json_format::parse(&bytes) {
+    // As the server reads a body: FHIR XML or FHIR JSON.
+    let parsed = if file.ends_with(".xml") {
+        signaal::fhir::xml::read::parse(&bytes)
+    } else {
+        signaal::fhir::json_format::parse(&bytes)
+    };
+    let resource = match parsed {
         Ok(r) => r,
         Err(e) => {
             let issues = e.issues();
@@ -77,7 +98,11 @@ fn run(dir: &Path, validator: &Validator, file: &str, profile: Option<String>) -
             return Some((n, issues.into_iter().map(|i| i.diagnostics).collect()));
         }
     };
-    let rtype = resource.get("resourceType")?.as_str()?.to_owned();
+    // A document without a resource type is no FHIR resource: the server refuses it.
+    let Some(rtype) = resource.get("resourceType").and_then(Value::as_str) else {
+        return Some((1, vec!["The content has no resourceType: it is not a FHIR resource".into()]));
+    };
+    let rtype = rtype.to_owned();
     let profiles: Vec<String> = profile.into_iter().collect();
     let out = validator.validate(&resource, &rtype, &profiles);
     let errors: Vec<String> = out
@@ -111,20 +136,16 @@ fn validator_test_cases_agree_with_the_reference_validator() {
         }
         let name = case["name"].as_str().unwrap_or("?").to_owned();
         let file = case["file"].as_str().unwrap_or("");
-        if !file.ends_with(".json") {
-            *skipped.entry("not JSON").or_default() += 1;
-            continue;
-        }
         if case["use-test"] == false {
             *skipped.entry("use-test false").or_default() += 1;
             continue;
         }
-        // Supporting resources and profiles, JSON only.
+        // Supporting resources and profiles.
         let mut support = Vec::new();
         let mut unreadable = false;
         for list in [&case["supporting"], &case["profiles"], &case["profile"]["supporting"]] {
             for f in list.as_array().into_iter().flatten().filter_map(Value::as_str) {
-                match read_json(&dir.join(f)) {
+                match read_resource(&dir.join(f)) {
                     Some(r) => support.push(r),
                     None => unreadable = true,
                 }
@@ -132,13 +153,13 @@ fn validator_test_cases_agree_with_the_reference_validator() {
         }
         let profile_source = case["profile"]["source"].as_str();
         if let Some(source) = profile_source {
-            match read_json(&dir.join(source)) {
+            match read_resource(&dir.join(source)) {
                 Some(r) => support.push(r),
                 None => unreadable = true,
             }
         }
         if unreadable {
-            *skipped.entry("supporting file not JSON").or_default() += 1;
+            *skipped.entry("supporting file unreadable").or_default() += 1;
             continue;
         }
         let defs = if support.is_empty() {
@@ -161,6 +182,7 @@ fn validator_test_cases_agree_with_the_reference_validator() {
         if let Some((found, messages)) = run(&dir, &validator, file, None) {
             runs.push(Run {
                 name: name.clone(),
+                xml: file.ends_with(".xml"),
                 expected: error_count(&expected_base),
                 found,
                 messages,
@@ -171,12 +193,13 @@ fn validator_test_cases_agree_with_the_reference_validator() {
         {
             let url = support
                 .iter()
-                .find(|r| r["resourceType"] == "StructureDefinition" && read_json(&dir.join(source)).as_ref() == Some(*r))
+                .find(|r| r["resourceType"] == "StructureDefinition" && read_resource(&dir.join(source)).as_ref() == Some(*r))
                 .and_then(|r| r["url"].as_str())
                 .map(str::to_owned);
             if let Some((found, messages)) = run(&dir, &validator, file, url) {
                 runs.push(Run {
                     name: format!("{name} (profile)"),
+                    xml: file.ends_with(".xml"),
                     expected: error_count(&expected_profile),
                     found,
                     messages,
@@ -200,6 +223,15 @@ fn validator_test_cases_agree_with_the_reference_validator() {
         );
     }
     let share = presence as f64 / total.max(1) as f64;
+    for (format, xml) in [("JSON", false), ("XML", true)] {
+        let of: Vec<&Run> = runs.iter().filter(|r| r.xml == xml).collect();
+        let agree = of.iter().filter(|r| (r.expected > 0) == (r.found > 0)).count();
+        eprintln!(
+            "  {format} cases: {} runs, error presence agrees on {agree} ({:.1}%)",
+            of.len(),
+            agree as f64 * 100.0 / of.len().max(1) as f64
+        );
+    }
     eprintln!(
         "validator suite: {total} runs; error presence agrees on {presence} ({:.1}%), error count on {count} ({:.1}%); skipped {skipped:?}",
         share * 100.0,
