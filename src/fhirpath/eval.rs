@@ -319,21 +319,6 @@ fn push_values<'a>(
     }
 }
 
-/// The System type a FHIR primitive maps to.
-fn system_type_of(fhir: &str) -> Option<&'static str> {
-    Some(match fhir {
-        "boolean" => "Boolean",
-        "string" | "code" | "id" | "markdown" | "uri" | "url" | "canonical" | "oid" | "uuid"
-        | "base64Binary" => "String",
-        "integer" | "positiveInt" | "unsignedInt" => "Integer",
-        "decimal" => "Decimal",
-        "date" => "Date",
-        "dateTime" | "instant" => "DateTime",
-        "time" => "Time",
-        _ => return None,
-    })
-}
-
 /// `item is spec`. Errors when the answer depends on a FHIR type that the
 /// JSON does not record.
 pub(crate) fn is_type(it: &Item<'_>, spec: &TypeSpec) -> Res<bool> {
@@ -354,15 +339,6 @@ pub(crate) fn is_type(it: &Item<'_>, spec: &TypeSpec) -> Res<bool> {
                 .or(matches!(n.value, Value::Bool(_)).then_some("boolean"));
             let is_resource = n.value.get("resourceType").and_then(Value::as_str) == n.type_name
                 && n.type_name.is_some();
-            // An unqualified System type name (`answer is Boolean`, R4's que-7) also takes the
-            // FHIR primitives that map to it: FHIRPath's FHIR model converts them implicitly.
-            if ns.is_none() && !fhir_name {
-                if let Some(t) = known {
-                    if system_type_of(t) == Some(name) {
-                        return Ok(true);
-                    }
-                }
-            }
             match known {
                 Some(t) => Ok(fhir_type_matches(t, is_resource, name)),
                 None if system_name && name != "Quantity" => Ok(false),
