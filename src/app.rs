@@ -45,6 +45,8 @@ pub struct App {
     pub subscriptions: Arc<crate::subscription::Subscriptions>,
     /// Request counters and latencies for `/metrics` (`http::metrics`).
     pub metrics: Arc<crate::http::metrics::Metrics>,
+    /// The validation engine every write and `$validate` use (`validation`).
+    pub validation: Arc<crate::validation::Validator>,
 }
 
 /// The default of `body_limit`: 16 MiB.

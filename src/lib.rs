@@ -26,4 +26,5 @@ pub mod store;
 pub mod subscription;
 pub mod terminology;
 pub mod ucum;
+pub mod validation;
 pub mod write;

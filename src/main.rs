@@ -262,6 +262,22 @@ enum Command {
         /// `https://`, or `http://` on a loopback address).
         #[arg(long, env = "SIGNAAL_SUBSCRIPTION_ALLOW_HTTP")]
         subscription_allow_http: bool,
+        /// A FHIR package (`.tgz`, NPM format) whose StructureDefinitions, ValueSets and
+        /// CodeSystems the validator loads at start; repeatable. Its dependencies must be
+        /// loaded too (the core R4 package is built in).
+        #[arg(long = "package", value_name = "FILE")]
+        packages: Vec<std::path::PathBuf>,
+        /// A folder whose `.tgz` FHIR packages are all loaded (like --package).
+        #[arg(long, env = "SIGNAAL_PACKAGE_DIR", value_name = "DIR")]
+        package_dir: Option<std::path::PathBuf>,
+        /// A profile claimed in meta.profile (or required) that the server does not know:
+        /// `warning` (stored, the profile not checked) or `error` (refused).
+        #[arg(long, env = "SIGNAAL_UNKNOWN_PROFILE", default_value = "warning", value_parser = ["warning", "error"])]
+        unknown_profile: String,
+        /// `Type=url`: every resource of the type must conform to the profile (repeatable),
+        /// e.g. Observation=http://hl7.org/fhir/StructureDefinition/vitalsigns.
+        #[arg(long = "require-profile", value_name = "TYPE=URL")]
+        require_profile: Vec<String>,
     },
     /// Re-score patients now (progress on stderr): every patient with --all.
     Score {
@@ -359,7 +375,23 @@ fn main() -> ExitCode {
                 audit_forward,
                 access_log,
                 subscription_allow_http,
+                packages,
+                package_dir,
+                unknown_profile,
+                require_profile,
             } => {
+                let mut required = Vec::new();
+                for policy in &require_profile {
+                    match policy.split_once('=') {
+                        Some((t, url)) if !t.is_empty() && !url.is_empty() => {
+                            required.push((t.to_owned(), url.to_owned()))
+                        }
+                        _ => {
+                            eprintln!("signaal: --require-profile {policy}: expected Type=url");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
                 let scoring = match scoring.config() {
                     Ok(config) => config,
                     Err(e) => {
@@ -423,6 +455,16 @@ fn main() -> ExitCode {
                     },
                     metrics_listen,
                     jobs: export.settings(),
+                    validation: signaal::validation::Settings {
+                        packages,
+                        package_dir,
+                        unknown_profile: if unknown_profile == "error" {
+                            signaal::validation::UnknownProfile::Error
+                        } else {
+                            signaal::validation::UnknownProfile::Warning
+                        },
+                        required,
+                    },
                 };
                 serve(settings).await
             }

@@ -42,6 +42,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Jobs: where exports are written, file size, expiry, how many run at once.
     pub jobs: crate::jobs::Settings,
+    /// FHIR packages, the unknown-profile policy and the profiles required per type.
+    pub validation: crate::validation::Settings,
 }
 
 impl Settings {
@@ -63,6 +65,7 @@ impl Settings {
             connections: Default::default(),
             metrics_listen: None,
             jobs: Default::default(),
+            validation: Default::default(),
         }
     }
 }
@@ -73,6 +76,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("{0}")]
     Auth(#[from] crate::auth::AuthStartError),
+    #[error("{0}")]
+    Validation(#[from] crate::validation::StartError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -82,6 +87,8 @@ pub enum StartError {
 
 /// Opens the store and binds the listener; the server is ready when this returns.
 pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), StartError> {
+    // Packages first: a missing dependency stops the start before anything is opened.
+    let validation = Arc::new(crate::validation::Validator::start(settings.validation.clone())?);
     let (store, clients, subscription_store, job_records) =
         store::open_all(&settings.database_url).await?;
     let listen_error = |source| StartError::Listen {
@@ -134,6 +141,7 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         )),
         connections: settings.connections,
         metrics: Default::default(),
+        validation,
     });
     if let Some(addr) = settings.metrics_listen {
         crate::http::metrics::listen(&app, addr)
@@ -151,7 +159,12 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
     // server lives: the runtime waits for blocking tasks when it shuts down, so a warm-up still
     // running would hold up a SIGTERM that comes early (by 20 s in a debug build).
     let alive = Arc::downgrade(&app);
-    tokio::task::spawn_blocking(move || validate::warm_up(|| alive.strong_count() > 0));
+    tokio::task::spawn_blocking(move || {
+        validate::warm_up(|| alive.strong_count() > 0);
+        if alive.strong_count() > 0 {
+            crate::validation::warm_up();
+        }
+    });
     Ok((listener, app))
 }
 

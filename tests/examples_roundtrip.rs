@@ -6,7 +6,9 @@
 //! hl7.fhir.r4.examples-4.0.1.tgz` next to the crate. Without it the test explains how to get it
 //! and passes, unless `SIGNAAL_REQUIRE_FIXTURES=1`.
 //!
-//! A few official examples are rejected: they lack required elements or have too long an id.
+//! A few official examples are rejected: they lack required elements, have too long an id, or
+//! break a core invariant of severity error (the engine checks them on every write, decision
+//! 0034).
 //! They are listed in [`KNOWN_INVALID`] with the reason, and the test fails both
 //! when the server rejects an example not on that list and when it accepts one on it, so the
 //! list stays honest.
@@ -43,6 +45,17 @@ const KNOWN_INVALID: &[(&str, &str)] = &[
     ("SearchParameter/valueset-extensions-ValueSet-end", "no base, which is 1..* (SearchParameter.base)"),
     ("SearchParameter/valueset-extensions-ValueSet-keyword", "no base, which is 1..* (SearchParameter.base)"),
     ("SearchParameter/valueset-extensions-ValueSet-workflow", "no base, which is 1..* (SearchParameter.base)"),
+    // Core invariants of severity error (R4 StructureDefinitions), checked on every write.
+    ("ActivityDefinition/blood-tubes-supply", "the narrative div is only whitespace: txt-2 (error), the narrative SHALL have some non-whitespace content"),
+    ("ActivityDefinition/heart-valve-replacement", "the narrative div is only whitespace: txt-2 (error)"),
+    ("EventDefinition/example", "the narrative div is only whitespace: txt-2 (error)"),
+    ("Questionnaire/zika-virus-exposure-assessment", "the narrative div holds only an empty <pre>: txt-2 (error)"),
+    ("Bundle/dataelements", "a collection Bundle with the same fullUrl three times and no meta.versionId: bdl-7 (error)"),
+    ("StructureDefinition/Definition", "a logical model neither abstract nor with a baseDefinition: sdf-4 (error)"),
+    ("StructureDefinition/Event", "a logical model neither abstract nor with a baseDefinition: sdf-4 (error)"),
+    ("StructureDefinition/FiveWs", "a logical model neither abstract nor with a baseDefinition: sdf-4 (error)"),
+    ("StructureDefinition/Request", "a logical model neither abstract nor with a baseDefinition: sdf-4 (error)"),
+    ("Questionnaire/bb", "an enableWhen with operator exists and answerBoolean breaks que-7 as R4 writes it (`answer is Boolean`): a FHIR boolean is not a System Boolean in FHIRPath (official FHIRPath test testType12), so the invariant (error) is false"),
     // Ids.
     ("SearchParameter/questionnaireresponse-extensions-QuestionnaireResponse-item-subject", "the id has 68 characters (HL7 schema: id ^[A-Za-z0-9\\-\\.]{1,64}$)"),
 ];

@@ -19,7 +19,11 @@ pub(crate) type Res<T> = Result<T, FhirPathError>;
 /// Evaluation-wide state: the resource the expression runs on, and the environment variables
 /// the caller defines (`%current`, `%previous`: an empty collection when `None`).
 pub(crate) struct Evaluator<'a> {
+    /// `%resource` (and `%context`).
     pub root: &'a Value,
+    /// `%rootResource`: the resource that contains `root` when `root` is a contained resource,
+    /// else `root` itself.
+    pub root_resource: &'a Value,
     pub vars: Vec<(&'a str, Option<&'a Value>)>,
 }
 
@@ -40,7 +44,11 @@ pub(crate) fn evaluate_with<'a>(
     root: &'a Value,
     vars: Vec<(&'a str, Option<&'a Value>)>,
 ) -> Res<Vec<Item<'a>>> {
-    let ev = Evaluator { root, vars };
+    let ev = Evaluator {
+        root,
+        root_resource: root,
+        vars,
+    };
     let this = Item::node(root, None, None);
     let env = Env {
         this: &this,
@@ -50,14 +58,17 @@ pub(crate) fn evaluate_with<'a>(
     ev.eval(expr, slice::from_ref(&this), &env)
 }
 
-/// Evaluates with `context` as the input and `$this`, `root` staying `%resource`.
+/// Evaluates with `context` as the input and `$this`, `root` staying `%resource` and
+/// `root_resource` being `%rootResource`.
 pub(crate) fn evaluate_on<'a>(
     expr: &Expr,
     root: &'a Value,
+    root_resource: &'a Value,
     context: &Item<'a>,
 ) -> Res<Vec<Item<'a>>> {
     let ev = Evaluator {
         root,
+        root_resource,
         vars: Vec::new(),
     };
     let env = Env {
@@ -151,7 +162,8 @@ impl<'a> Evaluator<'a> {
     fn external(&self, name: &str) -> Res<Vec<Item<'a>>> {
         let s = |v: &str| Ok(vec![Item::String(v.to_string())]);
         match name {
-            "resource" | "context" | "rootResource" => Ok(vec![Item::node(self.root, None, None)]),
+            "resource" | "context" => Ok(vec![Item::node(self.root, None, None)]),
+            "rootResource" => Ok(vec![Item::node(self.root_resource, None, None)]),
             "ucum" => s("http://unitsofmeasure.org"),
             "sct" => s("http://snomed.info/sct"),
             "loinc" => s("http://loinc.org"),
@@ -247,10 +259,18 @@ pub(crate) fn children<'a>(it: &Item<'a>, name: &str, out: &mut Vec<Item<'a>>) -
         }) => {
             if let Some(v) = map.get(name) {
                 push_values(v, map.get(&format!("_{name}")), None, out);
+            } else if let Some(x) = map.get(&format!("_{name}")) {
+                push_without_value(x, None, out);
             } else {
                 for (k, v) in map {
                     if let Some(t) = choice_type(k, name) {
                         push_values(v, map.get(&format!("_{k}")), Some(t), out);
+                    } else if let Some(bare) = k.strip_prefix('_') {
+                        if !map.contains_key(bare) {
+                            if let Some(t) = choice_type(bare, name) {
+                                push_without_value(v, Some(t), out);
+                            }
+                        }
                     }
                 }
             }
@@ -260,6 +280,22 @@ pub(crate) fn children<'a>(it: &Item<'a>, name: &str, out: &mut Vec<Item<'a>>) -
             reference: reference.to_string(),
         }),
         _ => Ok(()),
+    }
+}
+
+/// A primitive that has only its `_name` sibling (an id or extensions, no value): the element
+/// exists, with those children and no value (`hasValue()` is false), as in FHIR's model of a
+/// primitive. R4's ext-1 (`extension.exists() != value.exists()`) relies on it for an
+/// extension whose `_valueString` carries a translation.
+fn push_without_value<'a>(x: &'a Value, ty: Option<&'static str>, out: &mut Vec<Item<'a>>) {
+    match x {
+        Value::Array(arr) => out.extend(
+            arr.iter()
+                .filter(|e| e.is_object())
+                .map(|e| Item::node(e, ty, None)),
+        ),
+        Value::Object(_) => out.push(Item::node(x, ty, None)),
+        _ => {}
     }
 }
 

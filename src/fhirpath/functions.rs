@@ -1,10 +1,10 @@
 //! The function library: existence, filtering, subsetting, combining,
 //! conversion, string, math, utility, and the FHIR additions
-//! (`extension()`, `resolve()`, `hasValue()`).
+//! (`extension()`, `resolve()`, `hasValue()`, `htmlChecks()`).
 //!
 //! [`arity`] is the single list of known functions; the parser uses it to
-//! reject unknown names early. Functions that need terminology services, a
-//! regex engine or the full type model are listed but fail with
+//! reject unknown names early. Functions that need terminology services or the
+//! full type model are listed but fail with
 //! [`FhirPathError::Unsupported`] when called, so a SearchParameter using them
 //! is reported clearly instead of indexing wrong values.
 
@@ -34,7 +34,7 @@ pub(crate) fn arity(name: &str) -> Option<(usize, usize)> {
         "exists" | "round" | "join" | "toQuantity" | "convertsToQuantity" => (0, 1),
         "all" | "subsetOf" | "supersetOf" | "where" | "select" | "repeat" | "skip" | "take"
         | "intersect" | "exclude" | "union" | "combine" | "indexOf" | "startsWith" | "endsWith"
-        | "contains" | "matches" | "split" | "encode" | "decode" | "log" | "power"
+        | "contains" | "matches" | "matchesFull" | "split" | "encode" | "decode" | "log" | "power"
         | "extension" | "hasExtension" | "memberOf" | "conformsTo" | "subsumes" | "subsumedBy"
         | "escape" | "unescape" => (1, 1),
         "substring" | "trace" | "aggregate" => (1, 2),
@@ -314,7 +314,7 @@ pub(crate) fn call<'a>(
         // --- strings
         "indexOf" | "substring" | "startsWith" | "endsWith" | "contains" | "upper" | "lower"
         | "replace" | "length" | "toChars" | "trim" | "split" | "encode" | "decode" | "escape"
-        | "unescape" => {
+        | "unescape" | "matches" | "matchesFull" | "replaceMatches" => {
             let Some(it) = singleton(&focus, name)? else {
                 return Ok(vec![]);
             };
@@ -399,6 +399,14 @@ pub(crate) fn call<'a>(
             }
         }
         "hasValue" => b(matches!(&focus[..], [Item::Node(n)] if !n.value.is_object())),
+        // FHIR's addition for txt-1 and txt-2: the narrative rules on an XHTML `div`.
+        "htmlChecks" => match singleton(&focus, "htmlChecks")? {
+            None => vec![],
+            Some(it) => match str_of(it) {
+                Some(div) => b(html_checks(div)?),
+                None => b(false),
+            },
+        },
         "getValue" => match &focus[..] {
             [Item::Node(n)] if !n.value.is_object() => focus,
             _ => vec![],
@@ -406,18 +414,35 @@ pub(crate) fn call<'a>(
         "resolve" => {
             let mut out = vec![];
             for it in &focus {
-                if let Some(r) = resolve(ev.root, it) {
+                if let Some(r) = resolve(ev.root, ev.root_resource, it) {
                     out.push(r);
                 }
             }
             out
         }
         "type" => return unsupported("type reflection is not implemented"),
-        "matches" | "replaceMatches" => {
-            return unsupported("regular expressions are not available")
-        }
         _ => return unsupported("needs terminology services or the full FHIR type model"),
     })
+}
+
+/// `htmlChecks()` on a narrative `div` (FHIR's FHIRPath additions: the XHTML rules of the
+/// narrative page, as the XML reader applies them). A `div` that is not well-formed XML fails;
+/// one that uses an entity XML does not define (HTML's `&nbsp;`: the parser reads no DTD) is
+/// not judged.
+fn html_checks(div: &str) -> Res<bool> {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        ..roxmltree::ParsingOptions::default()
+    };
+    match roxmltree::Document::parse_with_options(div, options) {
+        Ok(document) => Ok(crate::fhir::xml::narrative::check(document.root_element()).is_ok()),
+        Err(roxmltree::Error::UnknownEntityReference(name, _)) => {
+            Err(FhirPathError::Unsupported(format!(
+                "htmlChecks(): the narrative uses the entity '&{name};', which XML does not define"
+            )))
+        }
+        Err(_) => Ok(false),
+    }
 }
 
 /// All child nodes of an object node, in document order.
@@ -440,7 +465,11 @@ fn all_children<'a>(it: &Item<'a>, out: &mut Vec<Item<'a>>) {
 /// `resolve()` for one item: a contained resource (`#id`), a Bundle entry
 /// with the same `fullUrl`, or else a [`Item::Resolved`] carrying the type
 /// named by the reference text or `Reference.type`.
-fn resolve<'a>(root: &'a Value, it: &Item<'a>) -> Option<Item<'a>> {
+///
+/// `#id` is looked up among the contained resources of `root_resource` (the container, when
+/// `root` is itself contained: contained resources reference each other and the container
+/// through it).
+fn resolve<'a>(root: &'a Value, root_resource: &'a Value, it: &Item<'a>) -> Option<Item<'a>> {
     let Item::Node(n) = it else { return None };
     let (reference, ty) = match n.value {
         Value::String(s) => (Some(s.as_str()), None),
@@ -453,9 +482,9 @@ fn resolve<'a>(root: &'a Value, it: &Item<'a>) -> Option<Item<'a>> {
     if let Some(r) = reference {
         if let Some(id) = r.strip_prefix('#') {
             if id.is_empty() {
-                return Some(Item::node(root, None, None));
+                return Some(Item::node(root_resource, None, None));
             }
-            let contained = root.get("contained")?.as_array()?;
+            let contained = root_resource.get("contained")?.as_array()?;
             return contained
                 .iter()
                 .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
@@ -619,6 +648,31 @@ fn parse_quantity<'a>(s: &str) -> Option<Item<'a>> {
     Some(Item::Quantity { value, unit })
 }
 
+/// A regular expression of an expression, compiled with a size bound (the expression may come
+/// from a client's SearchParameter or profile).
+/// Compiled once per pattern (up to a few hundred: invariants run on every write).
+fn regex(pattern: &str) -> Res<regex::Regex> {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static CACHE: LazyLock<Mutex<HashMap<String, regex::Regex>>> = LazyLock::new(Default::default);
+    if let Some(re) = CACHE.lock().expect("not poisoned").get(pattern) {
+        return Ok(re.clone());
+    }
+    let re = regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            FhirPathError::Unsupported(format!(
+                "the regular expression '{pattern}' cannot be used: {e}"
+            ))
+        })?;
+    let mut cache = CACHE.lock().expect("not poisoned");
+    if cache.len() < 512 {
+        cache.insert(pattern.to_owned(), re.clone());
+    }
+    Ok(re)
+}
+
 fn string_fn<'a>(
     ev: &Evaluator<'a>,
     name: &str,
@@ -657,6 +711,26 @@ fn string_fn<'a>(
         "contains" => one(sarg(0)?.map(|p| Item::Boolean(s.contains(&p)))),
         "upper" => vec![Item::String(s.to_uppercase())],
         "lower" => vec![Item::String(s.to_lowercase())],
+        // FHIRPath: a match anywhere in the string (`matchesFull`: the whole string), in
+        // single-line mode (`.` also matches a newline), case-sensitive.
+        "matches" => match sarg(0)? {
+            None => vec![],
+            Some(re) => vec![Item::Boolean(regex(&format!("(?s){re}"))?.is_match(s))],
+        },
+        "matchesFull" => match sarg(0)? {
+            None => vec![],
+            Some(re) => vec![Item::Boolean(regex(&format!("(?s)^(?:{re})$"))?.is_match(s))],
+        },
+        "replaceMatches" => match (sarg(0)?, sarg(1)?) {
+            (Some(re), _) if re.is_empty() => vec![Item::String(s.to_owned())],
+            (Some(re), Some(rep)) => {
+                // FHIRPath substitutions are `$1`; the regex crate's `${1}` avoids `$1a` reading
+                // as a group named `1a`.
+                let rep = regex(r"\$(\d+)")?.replace_all(&rep, "$${${1}}");
+                vec![Item::String(regex(&re)?.replace_all(s, rep.as_ref()).into_owned())]
+            }
+            _ => vec![],
+        },
         "replace" => match (sarg(0)?, sarg(1)?) {
             (Some(pat), Some(rep)) => vec![Item::String(if pat.is_empty() {
                 let mut out = rep.clone();

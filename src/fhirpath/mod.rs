@@ -107,7 +107,20 @@ impl Expression {
         resource: &'a Value,
         context: &Item<'a>,
     ) -> Result<Vec<Item<'a>>, FhirPathError> {
-        eval::evaluate_on(&self.root, resource, context)
+        eval::evaluate_on(&self.root, resource, resource, context)
+    }
+
+    /// [`Expression::evaluate_on`] inside a resource that may be contained: `resource` is
+    /// `%resource`, `root_resource` is `%rootResource` (the containing resource for a contained
+    /// one, else `resource` itself; FHIRPath's FHIR variables, used by invariants such as
+    /// dom-3). References `#id` resolve among the contained resources of `root_resource`.
+    pub fn evaluate_in<'a>(
+        &self,
+        resource: &'a Value,
+        root_resource: &'a Value,
+        context: &Item<'a>,
+    ) -> Result<Vec<Item<'a>>, FhirPathError> {
+        eval::evaluate_on(&self.root, resource, root_resource, context)
     }
 
     /// The source text this expression was parsed from.
@@ -315,6 +328,33 @@ mod tests {
             .evaluate(&r)
             .unwrap();
         assert!(matches!(out[..], [Item::Boolean(false)]));
+    }
+
+    #[test]
+    fn root_resource_is_the_container_of_a_contained_resource() {
+        let container = json!({"resourceType": "Observation",
+            "contained": [{"resourceType": "Patient", "id": "p1",
+                "generalPractitioner": [{"reference": "#pr1"}]},
+                {"resourceType": "Practitioner", "id": "pr1"}]});
+        let patient = &container["contained"][0];
+        let at = Item::node(&patient["generalPractitioner"][0], Some("Reference"), None);
+        let e = parse("reference.substring(1) in %rootResource.contained.id").unwrap();
+        let out = e.evaluate_in(patient, &container, &at).unwrap();
+        assert!(matches!(out.as_slice(), [Item::Boolean(true)]));
+        let e = parse("%resource.id").unwrap();
+        let out = e.evaluate_in(patient, &container, &at).unwrap();
+        assert_eq!(out[0].as_json(), Some(&json!("p1")));
+        let out = parse("resolve().id").unwrap().evaluate_in(patient, &container, &at).unwrap();
+        assert_eq!(out[0].as_json(), Some(&json!("pr1")));
+    }
+
+    #[test]
+    fn html_checks_apply_the_narrative_rules() {
+        let ok = json!({"div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>x</p></div>"});
+        let bad = json!({"div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p onclick=\"x()\">x</p></div>"});
+        let e = parse("div.htmlChecks()").unwrap();
+        assert!(matches!(e.evaluate(&ok).unwrap().as_slice(), [Item::Boolean(true)]));
+        assert!(matches!(e.evaluate(&bad).unwrap().as_slice(), [Item::Boolean(false)]));
     }
 
     #[test]

@@ -63,6 +63,85 @@ const CHOICE_TYPES: &[(&str, &str)] = &[
     ("Meta", "Meta"),
 ];
 
+/// The names of the choice elements (`value[x]` → `value`) of the R4 resources and data types,
+/// sorted: from the R4 StructureDefinitions (every element path ending in `[x]`).
+const CHOICE_ELEMENTS: &[&str] = &[
+    "abatement",
+    "additive",
+    "age",
+    "allowed",
+    "amount",
+    "answer",
+    "asNeeded",
+    "author",
+    "born",
+    "bounds",
+    "characteristic",
+    "chargeItem",
+    "code",
+    "collected",
+    "content",
+    "created",
+    "date",
+    "deceased",
+    "defaultValue",
+    "definingSubstance",
+    "definition",
+    "detail",
+    "diagnosis",
+    "dose",
+    "doseNumber",
+    "due",
+    "effective",
+    "entity",
+    "event",
+    "example",
+    "fastingStatus",
+    "fixed",
+    "identified",
+    "indication",
+    "item",
+    "legallyBinding",
+    "location",
+    "manufacturer",
+    "maxValue",
+    "medication",
+    "minValue",
+    "minimumVolume",
+    "module",
+    "multipleBirth",
+    "name",
+    "occurred",
+    "occurrence",
+    "offset",
+    "onset",
+    "participantEffective",
+    "pattern",
+    "performed",
+    "probability",
+    "procedure",
+    "product",
+    "quantity",
+    "rate",
+    "reported",
+    "scheduled",
+    "seriesDoses",
+    "serviced",
+    "source",
+    "start",
+    "statusReason",
+    "studyEffective",
+    "subject",
+    "substance",
+    "target",
+    "time",
+    "timing",
+    "topic",
+    "used",
+    "value",
+    "when",
+];
+
 /// FHIR data types that are not choice targets but can be named in a type test.
 const OTHER_DATATYPES: &[&str] = &[
     "Element",
@@ -240,6 +319,9 @@ pub(crate) const SYSTEM_TYPES: &[&str] = &[
 
 /// If `key` is `name` plus a choice-type suffix, returns the FHIR type name.
 pub(crate) fn choice_type(key: &str, name: &str) -> Option<&'static str> {
+    // Only the names of choice elements: `responseCode` is TestScript's own element, not a
+    // `response[x]` of type code.
+    CHOICE_ELEMENTS.binary_search(&name).ok()?;
     let suffix = key.strip_prefix(name)?;
     CHOICE_TYPES
         .iter()
@@ -312,6 +394,8 @@ mod tests {
 
     #[test]
     fn hierarchy() {
+        assert_eq!(choice_type("valueQuantity", "value"), Some("Quantity"));
+        assert_eq!(choice_type("responseCode", "response"), None);
         assert!(fhir_type_matches("Age", false, "Quantity"));
         assert!(fhir_type_matches("code", false, "string"));
         assert!(!fhir_type_matches("string", false, "code"));

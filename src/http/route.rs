@@ -10,7 +10,7 @@ use crate::interaction::history::Scope;
 use crate::interaction::{
     async_job, audit_event, bulk_status, capabilities, create, delete, evaluate_measure, everything, export,
     history, import, lastn, patch, read, reindex, scoring_coverage, search, transaction, update,
-    vread, worklist,
+    validate, vread, worklist,
 };
 use crate::subscription;
 
@@ -130,6 +130,14 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         ["Observation", "$lastn"] => match *method {
             Method::GET => lastn::lastn(app, request).await,
             _ => Err(not_allowed("GET")),
+        },
+        [rtype, "$validate"] => match *method {
+            Method::POST => validate::validate(app, request, rtype, None).await,
+            _ => Err(not_allowed("POST")),
+        },
+        [rtype, id, "$validate"] => match *method {
+            Method::GET | Method::POST => validate::validate(app, request, rtype, Some(id)).await,
+            _ => Err(not_allowed("GET, POST")),
         },
         [rtype, "$reindex"] => match *method {
             Method::POST => reindex::type_level(app, request, rtype).await,

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::error::FhirError;
-use crate::fhir::{id::new_id, validate::validate};
+use crate::fhir::id::new_id;
 use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
 use crate::interaction::check_type;
@@ -21,7 +21,7 @@ pub async fn create(
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     let resource = request.json_body()?;
-    validate(&resource, rtype)?;
+    app.validation.check_write(&resource, rtype)?;
     // The server assigns the id; one in the body is ignored (http page, create).
     let id = new_id();
     let condition = request

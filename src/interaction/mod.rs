@@ -26,6 +26,7 @@ pub mod search;
 pub mod search_parameters;
 pub mod transaction;
 pub mod update;
+pub mod validate;
 pub mod version;
 pub mod vread;
 pub mod worklist;

@@ -21,7 +21,6 @@ use crate::error::{FhirError, Issue};
 use crate::fhir::fhirpath_patch::{self, FhirPatchError};
 use crate::fhir::json_format;
 use crate::fhir::json_patch::{self, JsonPatchError};
-use crate::fhir::validate::validate;
 use crate::fhir::xml::patch::{Diff, XmlPatchError};
 use crate::http::negotiate::media_type;
 use crate::http::negotiate::{body_format, BodyFormat};
@@ -338,7 +337,7 @@ pub async fn patch_in(
     }
     // A JSON Patch can add what FHIR JSON does not allow (a null, an empty object).
     json_format::check(&resource)?;
-    validate(&resource, rtype)?;
+    app.validation.check_write(&resource, rtype)?;
     write::write(
         tx,
         &app.indexing,

@@ -125,7 +125,10 @@ pub fn checked_entry(app: &App, index: usize, raw: &Value) -> Result<Entry, Fhir
                     .unwrap_or_default();
                 validate(resource, own_type).map_err(fail)?;
             }
-            _ => validate(resource, &entry.rtype).map_err(fail)?,
+            _ => app
+                .validation
+                .check_write(resource, &entry.rtype)
+                .map_err(fail)?,
         }
     }
     Ok(entry)

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::error::FhirError;
-use crate::fhir::{id::new_id, validate::validate};
+use crate::fhir::id::new_id;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::version::Outcome;
@@ -24,7 +24,7 @@ pub async fn update(
     check_type(rtype)?;
     check_id(id)?;
     let resource = request.json_body()?;
-    validate(&resource, rtype)?;
+    app.validation.check_write(&resource, rtype)?;
     check_body_id(&resource, rtype, id)?;
     let expected = if_match(request)?;
     let resource = &resource;
@@ -125,7 +125,7 @@ pub async fn conditional_update(
         &app.base_url,
     )?;
     let resource = request.json_body()?;
-    validate(&resource, rtype)?;
+    app.validation.check_write(&resource, rtype)?;
     let body_id = body_id(&resource)?;
     let expected = if_match(request)?;
     let new_id = new_id();

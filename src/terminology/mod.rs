@@ -221,3 +221,51 @@ async fn read_by_url(
         .and_then(|hit| hit.version.content.as_deref())
         .and_then(|text| serde_json::from_str(text).ok()))
 }
+
+/// Answers without the store, for the validator: the official CodeSystems and ValueSets, and
+/// those of loaded packages (`value_sets`, `code_systems`, by url). Anything else cannot be
+/// answered (the message says which resource is missing).
+pub struct Offline<'a> {
+    pub value_sets: &'a HashMap<String, Arc<Value>>,
+    pub code_systems: &'a HashMap<String, Arc<CodeSystem>>,
+}
+
+impl Offline<'_> {
+    fn held(&self) -> Held {
+        Held {
+            code_systems: self
+                .code_systems
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect(),
+            value_sets: self
+                .value_sets
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                .collect(),
+        }
+    }
+
+    fn offline<T>(answer: Result<T, Stop>) -> Result<T, String> {
+        answer.map_err(|stop| match stop {
+            Stop::Cannot(reason) => reason,
+            Stop::NeedCodeSystem(url) => format!("the code system {url} is not held by this server"),
+            Stop::NeedValueSet(url) => format!("the value set {url} is not known to this server"),
+        })
+    }
+
+    /// The codes of the ValueSet `url`.
+    pub fn expand(&self, url: &str) -> Result<Codes, String> {
+        Self::offline(self.held().expand(url, &mut HashSet::new()))
+    }
+
+    /// Whether `code` is a code of the code system `system`: `None` when the server does not
+    /// hold the whole code system (unknown, or only a fragment or an example of it).
+    pub fn has_code(&self, system: &str, code: &str) -> Option<bool> {
+        let cs = OFFICIAL
+            .code_systems
+            .get(system)
+            .or_else(|| self.code_systems.get(system))?;
+        (cs.content == "complete").then(|| cs.has(code))
+    }
+}

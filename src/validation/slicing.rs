@@ -1,0 +1,242 @@
+//! Slicing (profiling.html#slicing): the items of a sliced element are sorted into its slices by
+//! the discriminators — `value`/`pattern` (the value at the discriminator's path matches the
+//! slice's fixed or pattern value), `type`, `profile` (the item conforms to the slice's profile)
+//! and `exists` — then each slice's cardinality is checked and its items are walked against the
+//! slice. Rules: `closed` refuses an item no slice takes, `openAtEnd` one that comes before a
+//! sliced item. A slice whose discriminator cannot be read from the definition takes the items
+//! that conform to it.
+
+use serde_json::Value;
+
+use super::element::{Entry, Walk};
+use super::fixed_pattern::{matches_fixed, matches_pattern};
+use super::outcome::Outcome;
+use super::structure_definition::StructureDefinition;
+
+/// The element at `path` (dot-separated names) below element `from` of `sd`; `$this` is `from`.
+fn element_at(sd: &StructureDefinition, from: usize, path: &str) -> Option<usize> {
+    if path == "$this" {
+        return Some(from);
+    }
+    let mut at = from;
+    for segment in path.split('.') {
+        at = *sd.children(at).iter().find(|&&c| {
+            let e = &sd.elements[c];
+            e.slice_name.is_none()
+                && (e.name == segment || e.name.trim_end_matches("[x]") == segment)
+        })?;
+    }
+    Some(at)
+}
+
+/// The values at `path` in `value` (arrays flattened; a choice name reaches `valueX`).
+fn values_at<'a>(value: &'a Value, path: &str) -> Vec<&'a Value> {
+    let mut current = vec![value];
+    if path == "$this" {
+        return current;
+    }
+    for segment in path.split('.') {
+        let mut next = Vec::new();
+        for v in current {
+            let Some(object) = v.as_object() else { continue };
+            let found = object.get(segment).or_else(|| {
+                object.iter().find_map(|(k, v)| {
+                    k.strip_prefix(segment)
+                        .filter(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+                        .map(|_| v)
+                })
+            });
+            match found {
+                Some(Value::Array(items)) => next.extend(items.iter()),
+                Some(v) => next.push(v),
+                None => {}
+            }
+        }
+        current = next;
+    }
+    current
+}
+
+/// Whether `entry` belongs to the slice `slice`: `Some(answer)`, or `None` when a discriminator
+/// cannot be read from the definition.
+fn discriminated(
+    walk: &mut Walk<'_, '_>,
+    sd: &StructureDefinition,
+    slice: usize,
+    discriminators: &[(String, String)],
+    entry: &Entry<'_>,
+) -> Option<bool> {
+    let value = entry.node.value?;
+    for (kind, path) in discriminators {
+        let target = element_at(sd, slice, path);
+        let ok = match kind.as_str() {
+            "value" | "pattern" => {
+                let def = target.map(|t| &sd.elements[t]);
+                let expected = match def.and_then(|d| d.fixed.as_ref().map(|f| (f, true)).or(d.pattern.as_ref().map(|p| (p, false)))) {
+                    Some(e) => e,
+                    None if path == "url" => {
+                        // An extension slice: its url is its type's profile.
+                        let url = sd.elements[slice].types.first()?.profiles.first()?;
+                        let actual = values_at(value, "url");
+                        if !actual.iter().any(|a| a.as_str() == Some(url.as_str())) {
+                            return Some(false);
+                        }
+                        continue;
+                    }
+                    None => return None,
+                };
+                let actual = values_at(value, path);
+                actual.iter().any(|a| {
+                    if expected.1 {
+                        matches_fixed(a, expected.0)
+                    } else {
+                        matches_pattern(a, expected.0)
+                    }
+                })
+            }
+            "exists" => {
+                let def = &sd.elements[target?];
+                let present = !values_at(value, path).is_empty();
+                if def.min >= 1 {
+                    present
+                } else if def.max == Some(0) {
+                    !present
+                } else {
+                    return None;
+                }
+            }
+            "type" => {
+                let def = &sd.elements[target?];
+                let actual = if path == "$this" {
+                    entry.type_code.clone().or_else(|| {
+                        value.get("resourceType").and_then(Value::as_str).map(str::to_owned)
+                    })
+                } else {
+                    values_at(value, path)
+                        .first()
+                        .and_then(|v| v.get("resourceType"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                };
+                let actual = actual?;
+                def.types.iter().any(|t| t.code == actual)
+            }
+            "profile" => {
+                let def = &sd.elements[target?];
+                let url = def.types.first()?.profiles.first()?;
+                let profile = walk.defs.get(url)?;
+                conforms(walk, profile, 0, entry)
+            }
+            _ => return None,
+        };
+        if !ok {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
+/// Whether `entry` conforms to element `idx` of `sd`, without reporting.
+fn conforms(walk: &mut Walk<'_, '_>, sd: &StructureDefinition, idx: usize, entry: &Entry<'_>) -> bool {
+    let mut quiet = Outcome::default();
+    let mut probe = Walk::new(walk.defs, walk.resource, &mut quiet);
+    probe.root_resource = walk.root_resource;
+    probe.element(
+        sd,
+        idx,
+        entry.node,
+        entry.type_code.as_deref(),
+        &entry.at,
+        "",
+        &mut Default::default(),
+    );
+    !quiet.has_errors()
+}
+
+/// Sorts `entries` of the sliced element `base` into `slices` and checks them.
+#[allow(clippy::too_many_arguments)]
+pub fn check<'a>(
+    walk: &mut Walk<'_, 'a>,
+    sd: &StructureDefinition,
+    base: usize,
+    slices: &[usize],
+    entries: Vec<Entry<'a>>,
+    at: &str,
+    def_path: &str,
+    holder_path: &str,
+) {
+    let base_def = &sd.elements[base];
+    walk.cardinality(base_def, None, entries.len(), at);
+    let (discriminators, rules, ordered) = match &base_def.slicing {
+        Some(s) => (s.discriminators.clone(), s.rules.clone(), s.ordered),
+        // Extensions are sliced by url without saying so.
+        None => (vec![("value".to_owned(), "url".to_owned())], "open".to_owned(), false),
+    };
+    let mut taken: Vec<Option<usize>> = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let mut found = None;
+        for &s in slices {
+            let fits = match discriminated(walk, sd, s, &discriminators, entry) {
+                Some(answer) => answer,
+                None => conforms(walk, sd, s, entry),
+            };
+            if fits {
+                found = Some(s);
+                break;
+            }
+        }
+        taken.push(found);
+    }
+    for &s in slices {
+        let count = taken.iter().filter(|t| **t == Some(s)).count();
+        let def = &sd.elements[s];
+        walk.cardinality(def, def.slice_name.as_deref(), count, at);
+    }
+    let mut last_slice_position = 0;
+    for (i, entry) in entries.iter().enumerate() {
+        match taken[i] {
+            Some(s) => {
+                if ordered {
+                    let position = slices.iter().position(|x| *x == s).unwrap_or(0);
+                    if position < last_slice_position {
+                        walk.out.error(
+                            "structure",
+                            &entry.at,
+                            format!(
+                                "The slices of {} are ordered, and this item (slice '{}') comes after a later slice's item",
+                                base_def.name,
+                                sd.elements[s].slice_name.as_deref().unwrap_or("")
+                            ),
+                        );
+                    }
+                    last_slice_position = position;
+                }
+                walk.item(sd, s, entry, def_path, holder_path);
+            }
+            None => {
+                match rules.as_str() {
+                    "closed" => walk.out.error(
+                        "structure",
+                        &entry.at,
+                        format!(
+                            "This item of {} matches none of the profile's slices, and the slicing is closed",
+                            base_def.name
+                        ),
+                    ),
+                    "openAtEnd" if taken[i + 1..].iter().any(Option::is_some) => {
+                        walk.out.error(
+                            "structure",
+                            &entry.at,
+                            format!(
+                                "This item of {} matches none of the profile's slices and comes before sliced items, but the slicing is open at the end only",
+                                base_def.name
+                            ),
+                        )
+                    }
+                    _ => {}
+                }
+                walk.item(sd, base, entry, def_path, holder_path);
+            }
+        }
+    }
+}

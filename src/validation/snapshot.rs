@@ -1,0 +1,331 @@
+//! A snapshot from a differential, as the profiling page describes (profiling.html#snapshot):
+//! start from the base definition's snapshot (itself generated first when it has none, so base
+//! chains of any depth work), then apply each differential element in order:
+//! - an element the snapshot has (same id) takes the differential's properties (constraints
+//!   are added to the base's);
+//! - a slice (`Observation.category:VSCat`) is a copy of the sliced element and its children,
+//!   placed after the sliced element's own children and earlier slices;
+//! - an element below one whose children the snapshot does not list yet
+//!   (`Observation.code.coding`) first unfolds that element's type into the snapshot.
+//!
+//! Works on the StructureDefinition JSON, so the result is compiled like any snapshot.
+
+use serde_json::{Map, Value};
+
+/// Where the snapshots of other definitions come from: base definitions by url, data types by
+/// type name (`CodeableConcept`).
+pub trait Bases {
+    fn snapshot_of(&self, url: &str) -> Option<Vec<Value>>;
+}
+
+/// Returns `sd` with a snapshot generated from its differential and its base's snapshot.
+pub fn generate(sd: &Value, bases: &dyn Bases) -> Result<Value, String> {
+    let base_url = sd
+        .get("baseDefinition")
+        .and_then(Value::as_str)
+        .ok_or("it has no baseDefinition to build a snapshot from")?;
+    let mut snapshot = bases
+        .snapshot_of(base_url)
+        .ok_or_else(|| format!("its base {base_url} is not known"))?;
+    let differential = sd
+        .pointer("/differential/element")
+        .and_then(Value::as_array)
+        .ok_or("it has neither a snapshot nor a differential")?;
+    for d in differential {
+        apply(&mut snapshot, d, bases)?;
+    }
+    let mut out = sd.clone();
+    out["snapshot"] = serde_json::json!({ "element": snapshot });
+    Ok(out)
+}
+
+/// The id of a differential element: its own, or its path with its slice name.
+fn id_of(d: &Value) -> Result<String, String> {
+    if let Some(id) = d.get("id").and_then(Value::as_str) {
+        return Ok(id.to_owned());
+    }
+    let path = d
+        .get("path")
+        .and_then(Value::as_str)
+        .ok_or("a differential element has neither id nor path")?;
+    Ok(match d.get("sliceName").and_then(Value::as_str) {
+        Some(slice) => format!("{path}:{slice}"),
+        None => path.to_owned(),
+    })
+}
+
+fn id(e: &Value) -> &str {
+    e.get("id")
+        .or_else(|| e.get("path"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn position(snapshot: &[Value], wanted: &str) -> Option<usize> {
+    snapshot.iter().position(|e| id(e) == wanted)
+}
+
+/// The end (exclusive) of the subtree of element `at`: its children and slices.
+fn subtree_end(snapshot: &[Value], at: usize) -> usize {
+    let root = id(&snapshot[at]).to_owned();
+    let mut end = at + 1;
+    while end < snapshot.len() {
+        let other = id(&snapshot[end]);
+        let below = other.starts_with(&format!("{root}.")) || other.starts_with(&format!("{root}:"));
+        if !below {
+            break;
+        }
+        end += 1;
+    }
+    end
+}
+
+fn apply(snapshot: &mut Vec<Value>, d: &Value, bases: &dyn Bases) -> Result<(), String> {
+    let wanted = id_of(d)?;
+    let at = match position(snapshot, &wanted) {
+        Some(at) => at,
+        None => make_room(snapshot, &wanted, bases)?,
+    };
+    merge(&mut snapshot[at], d);
+    Ok(())
+}
+
+/// Adds the element `wanted` (a slice, or a child of an element not unfolded yet) to the
+/// snapshot and returns its position.
+fn make_room(snapshot: &mut Vec<Value>, wanted: &str, bases: &dyn Bases) -> Result<usize, String> {
+    let (parent, last) = match wanted.rfind('.') {
+        Some(dot) => (&wanted[..dot], &wanted[dot + 1..]),
+        None => return Err(format!("the element {wanted} is not in the base")),
+    };
+    if let Some((name, slice)) = last.split_once(':') {
+        // A slice: a copy of the sliced element's subtree.
+        let sliced = format!("{parent}.{name}");
+        let at = match position(snapshot, &sliced) {
+            Some(at) => at,
+            None => make_room(snapshot, &sliced, bases)?,
+        };
+        let end = subtree_end(snapshot, at);
+        let mut copy: Vec<Value> = snapshot[at..end]
+            .iter()
+            .filter(|e| {
+                // The sliced element and its children, not its other slices.
+                let other = id(e);
+                other == sliced || other.starts_with(&format!("{sliced}."))
+            })
+            .cloned()
+            .collect();
+        for e in &mut copy {
+            let new_id = format!("{wanted}{}", &id(e)[sliced.len()..]);
+            e["id"] = Value::String(new_id);
+            if let Some(object) = e.as_object_mut() {
+                object.remove("slicing");
+            }
+        }
+        copy[0]["sliceName"] = Value::String(slice.to_owned());
+        snapshot.splice(end..end, copy);
+        return Ok(end);
+    }
+    // A child of an element whose type is not unfolded yet.
+    let p = match position(snapshot, parent) {
+        Some(p) => p,
+        None => make_room(snapshot, parent, bases)?,
+    };
+    let has_children = snapshot
+        .get(p + 1)
+        .is_some_and(|e| id(e).starts_with(&format!("{parent}.")));
+    if has_children {
+        return Err(format!("the element {wanted} is not in the base"));
+    }
+    let type_code = snapshot[p]
+        .pointer("/type/0/code")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("the element {parent} has no type to unfold for {wanted}"))?
+        .to_owned();
+    let type_url = snapshot[p]
+        .pointer("/type/0/profile/0")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("http://hl7.org/fhir/StructureDefinition/{type_code}"));
+    let type_elements = bases
+        .snapshot_of(&type_url)
+        .ok_or_else(|| format!("the type {type_url} of {parent} is not known"))?;
+    let parent_path = snapshot[p]
+        .get("path")
+        .and_then(Value::as_str)
+        .unwrap_or(parent)
+        .to_owned();
+    let root = type_elements
+        .first()
+        .map(|e| id(e).to_owned())
+        .unwrap_or_default();
+    let unfolded: Vec<Value> = type_elements
+        .iter()
+        .skip(1)
+        .map(|e| {
+            let mut e = e.clone();
+            let own_id = id(&e)[root.len()..].to_owned();
+            let own_path = e
+                .get("path")
+                .and_then(Value::as_str)
+                .map(|p| p[root.len().min(p.len())..].to_owned())
+                .unwrap_or_default();
+            e["id"] = Value::String(format!("{parent}{own_id}"));
+            e["path"] = Value::String(format!("{parent_path}{own_path}"));
+            e
+        })
+        .collect();
+    snapshot.splice(p + 1..p + 1, unfolded);
+    position(snapshot, wanted).ok_or_else(|| format!("the element {wanted} is not in its type"))
+}
+
+/// The differential's properties over the snapshot element's; constraints are added.
+fn merge(target: &mut Value, d: &Value) {
+    let (Some(target), Some(d)) = (target.as_object_mut(), d.as_object()) else {
+        return;
+    };
+    for (key, value) in d {
+        match key.as_str() {
+            "id" | "path" => {}
+            "constraint" => {
+                let list = target
+                    .entry("constraint")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if let (Some(list), Some(added)) = (list.as_array_mut(), value.as_array()) {
+                    for c in added {
+                        let key = c.get("key");
+                        list.retain(|have| have.get("key") != key);
+                        list.push(c.clone());
+                    }
+                }
+            }
+            _ => {
+                if key.starts_with("fixed") || key.starts_with("pattern") {
+                    remove_prefixed(target, "fixed");
+                    remove_prefixed(target, "pattern");
+                }
+                target.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+fn remove_prefixed(target: &mut Map<String, Value>, prefix: &str) {
+    target.retain(|k, _| {
+        !(k.starts_with(prefix) && k[prefix.len()..].starts_with(|c: char| c.is_ascii_uppercase()))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    struct Map(HashMap<String, Vec<Value>>);
+    impl Bases for Map {
+        fn snapshot_of(&self, url: &str) -> Option<Vec<Value>> {
+            self.0.get(url).cloned()
+        }
+    }
+
+    fn bases() -> Map {
+        let mut m = HashMap::new();
+        m.insert(
+            "http://hl7.org/fhir/StructureDefinition/Thing".to_owned(),
+            vec![
+                json!({"id": "Thing", "path": "Thing", "min": 0, "max": "*"}),
+                json!({"id": "Thing.code", "path": "Thing.code", "min": 0, "max": "1",
+                       "type": [{"code": "CodeableConcept"}]}),
+                json!({"id": "Thing.tag", "path": "Thing.tag", "min": 0, "max": "*",
+                       "type": [{"code": "Coding"}]}),
+            ],
+        );
+        m.insert(
+            "http://hl7.org/fhir/StructureDefinition/CodeableConcept".to_owned(),
+            vec![
+                json!({"id": "CodeableConcept", "path": "CodeableConcept"}),
+                json!({"id": "CodeableConcept.coding", "path": "CodeableConcept.coding",
+                       "min": 0, "max": "*", "type": [{"code": "Coding"}]}),
+                json!({"id": "CodeableConcept.text", "path": "CodeableConcept.text",
+                       "min": 0, "max": "1", "type": [{"code": "string"}]}),
+            ],
+        );
+        Map(m)
+    }
+
+    fn ids(sd: &Value) -> Vec<String> {
+        sd["snapshot"]["element"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| id(e).to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_differential_narrows_the_base_and_unfolds_types() {
+        let profile = json!({"baseDefinition": "http://hl7.org/fhir/StructureDefinition/Thing",
+            "differential": {"element": [
+                {"id": "Thing.code", "path": "Thing.code", "min": 1},
+                {"id": "Thing.code.text", "path": "Thing.code.text", "min": 1},
+            ]}});
+        let out = generate(&profile, &bases()).unwrap();
+        assert_eq!(
+            ids(&out),
+            [
+                "Thing",
+                "Thing.code",
+                "Thing.code.coding",
+                "Thing.code.text",
+                "Thing.tag"
+            ]
+        );
+        assert_eq!(out["snapshot"]["element"][1]["min"], 1);
+        assert_eq!(out["snapshot"]["element"][1]["max"], "1");
+        assert_eq!(out["snapshot"]["element"][3]["min"], 1);
+        assert_eq!(out["snapshot"]["element"][3]["path"], "Thing.code.text");
+    }
+
+    #[test]
+    fn slices_follow_the_sliced_element_and_keep_its_children() {
+        let profile = json!({"baseDefinition": "http://hl7.org/fhir/StructureDefinition/Thing",
+            "differential": {"element": [
+                {"id": "Thing.code.coding", "path": "Thing.code.coding",
+                 "slicing": {"discriminator": [{"type": "value", "path": "code"}], "rules": "open"}},
+                {"id": "Thing.code.coding:a", "path": "Thing.code.coding", "sliceName": "a", "min": 1},
+                {"id": "Thing.code.coding:b", "path": "Thing.code.coding", "sliceName": "b"},
+            ]}});
+        let out = generate(&profile, &bases()).unwrap();
+        assert_eq!(
+            ids(&out),
+            [
+                "Thing",
+                "Thing.code",
+                "Thing.code.coding",
+                "Thing.code.coding:a",
+                "Thing.code.coding:b",
+                "Thing.code.text",
+                "Thing.tag"
+            ]
+        );
+        assert_eq!(out["snapshot"]["element"][3]["sliceName"], "a");
+        assert!(out["snapshot"]["element"][3].get("slicing").is_none());
+    }
+
+    #[test]
+    fn a_chain_of_bases_is_followed() {
+        let mut b = bases();
+        let first = json!({"baseDefinition": "http://hl7.org/fhir/StructureDefinition/Thing",
+            "differential": {"element": [{"id": "Thing.code", "path": "Thing.code", "min": 1}]}});
+        let first = generate(&first, &b).unwrap();
+        b.0.insert(
+            "http://x.org/first".into(),
+            first["snapshot"]["element"].as_array().unwrap().clone(),
+        );
+        let second = json!({"baseDefinition": "http://x.org/first",
+            "differential": {"element": [{"id": "Thing.tag", "path": "Thing.tag", "max": "2"}]}});
+        let second = generate(&second, &b).unwrap();
+        assert_eq!(second["snapshot"]["element"][1]["min"], 1);
+        assert_eq!(second["snapshot"]["element"][2]["max"], "2");
+    }
+}

@@ -1,0 +1,247 @@
+//! HL7's validator test cases (fhir-test-cases, `validator/manifest.json`): the R4 cases that
+//! need no IG package, validated by Signaal's engine and compared with the Java reference
+//! validator's expected outcome — whether there is an error, and how many errors. Wording
+//! differs between validators and is not compared.
+//!
+//! Run: the JSON and XML cases (each read as the server reads a body in that format; a parse
+//! error counts as the errors it reports, a document without `resourceType` as one error), with
+//! their `supporting`/`profiles` resources loaded first; a case with a
+//! `profile` is run a second time against that profile, with its own expected outcome. Cases
+//! marked `use-test: false`, and those whose expected outcome is missing, are skipped.
+//!
+//! The test prints the agreement and fails when error presence agrees on fewer than
+//! [`MIN_PRESENCE_AGREEMENT`] of the cases run.
+//!
+//! Data: env `FHIR_VALIDATOR_TESTS` or `../shared/fhir-test-cases/validator`; the public source
+//! is the `validator/` folder of <https://github.com/FHIR/fhir-test-cases> (Apache-2.0; clone
+//! it and point `FHIR_VALIDATOR_TESTS` at `fhir-test-cases/validator`). Missing data skips the
+//! test unless `SIGNAAL_REQUIRE_FIXTURES=1`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use signaal::validation::{CoreFile, Definitions, Settings, Validator};
+
+/// The share of cases whose error presence must agree with the reference validator's: the
+/// agreement measured (64.9% on 473 runs, JSON and XML; 63.3% on the 308 JSON runs, which were
+/// 59% of 282 before), so a regression fails. Issue 18 aims at 90%. Nearly all disagreements
+/// (158 of 166) are errors the Java validator reports and the engine does not: checks that come
+/// from no StructureDefinition (a QuestionnaireResponse against its Questionnaire, LOINC/SNOMED
+/// CT/CVX display names, Bundle and reference resolution rules, code system supplements, HL7
+/// publishing rules), unknown extensions (accepted by design) and extension contexts (a warning
+/// here, decision 0034); the few the other way are slicing of Bundle and List entries by profile
+/// or type, and JSON with comments (which Java is configured to allow in those cases).
+const MIN_PRESENCE_AGREEMENT: f64 = 0.64;
+
+fn data_dir() -> PathBuf {
+    match std::env::var_os("FHIR_VALIDATOR_TESTS") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fhir-test-cases/validator"),
+    }
+}
+
+fn read_json(path: &Path) -> Option<Value> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// A supporting resource or profile, in JSON or (read as the server reads an XML body) XML.
+fn read_resource(path: &Path) -> Option<Value> {
+    if path.extension().is_some_and(|e| e == "xml") {
+        let bytes = std::fs::read(path).ok()?;
+        return signaal::fhir::xml::read::parse(&bytes).ok();
+    }
+    read_json(path)
+}
+
+/// The expected outcome: a file under `outcomes/`, or the outcome inline.
+fn expected(dir: &Path, java: &Value) -> Option<Value> {
+    match java {
+        Value::String(file) => read_json(&dir.join("outcomes").join(file)),
+        Value::Object(o) => o.get("outcome").cloned(),
+        _ => None,
+    }
+}
+
+fn error_count(outcome: &Value) -> usize {
+    outcome["issue"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| matches!(i["severity"].as_str(), Some("error" | "fatal")))
+        .count()
+}
+
+struct Run {
+    name: String,
+    xml: bool,
+    expected: usize,
+    found: usize,
+    messages: Vec<String>,
+}
+
+/// Validates the file of a case (against `profile`, if any) and counts the errors.
+fn run(dir: &Path, validator: &Validator, file: &str, profile: Option<String>) -> Option<(usize, Vec<String>)> {
+    let bytes = std::fs::read(dir.join(file)).ok()?;
+    // As the server reads a body: FHIR XML or FHIR JSON.
+    let parsed = if file.ends_with(".xml") {
+        signaal::fhir::xml::read::parse(&bytes)
+    } else {
+        signaal::fhir::json_format::parse(&bytes)
+    };
+    let resource = match parsed {
+        Ok(r) => r,
+        Err(e) => {
+            let issues = e.issues();
+            let n = issues.iter().filter(|i| i.severity == "error").count().max(1);
+            return Some((n, issues.into_iter().map(|i| i.diagnostics).collect()));
+        }
+    };
+    // A document without a resource type is no FHIR resource: the server refuses it.
+    let Some(rtype) = resource.get("resourceType").and_then(Value::as_str) else {
+        return Some((1, vec!["The content has no resourceType: it is not a FHIR resource".into()]));
+    };
+    let rtype = rtype.to_owned();
+    let profiles: Vec<String> = profile.into_iter().collect();
+    let out = validator.validate(&resource, &rtype, &profiles);
+    let errors: Vec<String> = out
+        .issues
+        .iter()
+        .filter(|i| matches!(i.severity, "error" | "fatal"))
+        .map(|i| format!("{} @ {}", i.diagnostics, i.expression.clone().unwrap_or_default()))
+        .collect();
+    Some((errors.len(), errors))
+}
+
+#[test]
+fn validator_test_cases_agree_with_the_reference_validator() {
+    let dir = data_dir();
+    let Some(manifest) = read_json(&dir.join("manifest.json")) else {
+        assert_ne!(
+            std::env::var("SIGNAAL_REQUIRE_FIXTURES").as_deref(),
+            Ok("1"),
+            "SIGNAAL_REQUIRE_FIXTURES=1 but the validator test cases are missing"
+        );
+        eprintln!("validator test cases not found at {}: skipped", dir.display());
+        return;
+    };
+    let core = Definitions::built_in();
+    let core_file = CoreFile::read();
+    let mut runs: Vec<Run> = Vec::new();
+    let mut skipped = std::collections::BTreeMap::<&str, usize>::new();
+    for case in manifest["test-cases"].as_array().into_iter().flatten() {
+        if case["version"] != "4.0" || case.get("packages").is_some() {
+            continue;
+        }
+        let name = case["name"].as_str().unwrap_or("?").to_owned();
+        let file = case["file"].as_str().unwrap_or("");
+        if case["use-test"] == false {
+            *skipped.entry("use-test false").or_default() += 1;
+            continue;
+        }
+        // Supporting resources and profiles.
+        let mut support = Vec::new();
+        let mut unreadable = false;
+        for list in [&case["supporting"], &case["profiles"], &case["profile"]["supporting"]] {
+            for f in list.as_array().into_iter().flatten().filter_map(Value::as_str) {
+                match read_resource(&dir.join(f)) {
+                    Some(r) => support.push(r),
+                    None => unreadable = true,
+                }
+            }
+        }
+        let profile_source = case["profile"]["source"].as_str();
+        if let Some(source) = profile_source {
+            match read_resource(&dir.join(source)) {
+                Some(r) => support.push(r),
+                None => unreadable = true,
+            }
+        }
+        if unreadable {
+            *skipped.entry("supporting file unreadable").or_default() += 1;
+            continue;
+        }
+        let defs = if support.is_empty() {
+            core.clone()
+        } else {
+            match core.extend(support.clone(), &core_file) {
+                Ok(d) => Arc::new(d),
+                Err(e) => {
+                    eprintln!("{name}: supporting definitions refused: {e}");
+                    *skipped.entry("supporting definition not usable").or_default() += 1;
+                    continue;
+                }
+            }
+        };
+        let validator = Validator::with_definitions(defs, Settings::default());
+        let Some(expected_base) = expected(&dir, &case["java"]) else {
+            *skipped.entry("no expected outcome").or_default() += 1;
+            continue;
+        };
+        if let Some((found, messages)) = run(&dir, &validator, file, None) {
+            runs.push(Run {
+                name: name.clone(),
+                xml: file.ends_with(".xml"),
+                expected: error_count(&expected_base),
+                found,
+                messages,
+            });
+        }
+        if let (Some(source), Some(expected_profile)) =
+            (profile_source, expected(&dir, &case["profile"]["java"]))
+        {
+            let url = support
+                .iter()
+                .find(|r| r["resourceType"] == "StructureDefinition" && read_resource(&dir.join(source)).as_ref() == Some(*r))
+                .and_then(|r| r["url"].as_str())
+                .map(str::to_owned);
+            if let Some((found, messages)) = run(&dir, &validator, file, url) {
+                runs.push(Run {
+                    name: format!("{name} (profile)"),
+                    xml: file.ends_with(".xml"),
+                    expected: error_count(&expected_profile),
+                    found,
+                    messages,
+                });
+            }
+        }
+    }
+    let total = runs.len();
+    let presence = runs
+        .iter()
+        .filter(|r| (r.expected > 0) == (r.found > 0))
+        .count();
+    let count = runs.iter().filter(|r| r.expected == r.found).count();
+    for r in runs.iter().filter(|r| (r.expected > 0) != (r.found > 0)) {
+        eprintln!(
+            "DISAGREE {}: expected {} errors, found {}: {:?}",
+            r.name,
+            r.expected,
+            r.found,
+            r.messages.iter().take(3).collect::<Vec<_>>()
+        );
+    }
+    let share = presence as f64 / total.max(1) as f64;
+    for (format, xml) in [("JSON", false), ("XML", true)] {
+        let of: Vec<&Run> = runs.iter().filter(|r| r.xml == xml).collect();
+        let agree = of.iter().filter(|r| (r.expected > 0) == (r.found > 0)).count();
+        eprintln!(
+            "  {format} cases: {} runs, error presence agrees on {agree} ({:.1}%)",
+            of.len(),
+            agree as f64 * 100.0 / of.len().max(1) as f64
+        );
+    }
+    eprintln!(
+        "validator suite: {total} runs; error presence agrees on {presence} ({:.1}%), error count on {count} ({:.1}%); skipped {skipped:?}",
+        share * 100.0,
+        count as f64 * 100.0 / total.max(1) as f64
+    );
+    assert!(total > 100, "only {total} cases ran");
+    assert!(
+        share >= MIN_PRESENCE_AGREEMENT,
+        "error presence agrees on {:.1}% of the cases, below {:.0}%",
+        share * 100.0,
+        MIN_PRESENCE_AGREEMENT * 100.0
+    );
+}
