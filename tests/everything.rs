@@ -84,7 +84,7 @@ async fn record(server: &common::TestServer) -> (String, String, String) {
     .await;
     put(
         server,
-        json!({"resourceType": "Organization", "id": "ev-unrelated"}),
+        json!({"resourceType": "Organization", "id": "ev-unrelated", "name": "Elders"}),
     )
     .await;
     put(

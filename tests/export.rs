@@ -103,7 +103,7 @@ fn obs(patient: &str) -> Value {
 async fn population(server: &TestServer) -> Vec<String> {
     put(
         server,
-        json!({"resourceType": "Organization", "id": "bx-org"}),
+        json!({"resourceType": "Organization", "id": "bx-org", "name": "Praktijk Zuid"}),
     )
     .await;
     let mut observations = Vec::new();

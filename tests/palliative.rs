@@ -103,6 +103,7 @@ both_stores!(
         put(&server, json!({"resourceType": "Consent", "id": "pal-1-acp", "status": "active",
             "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "adr"}]},
             "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentcategorycodes", "code": "acd"}]}],
+            "policyRule": {"text": "advance care plan agreed with the patient"},
             "patient": {"reference": "Patient/pal-1"}})).await;
         wait_for(&server, path, |b| {
             flag_status(b, "no-acp").as_deref() == Some("inactive")

@@ -203,7 +203,7 @@ both_stores_with_budget!(
 /// Organizations `org-0` … `org-{n}`, each `partOf` the one before.
 async fn chain_of_organizations(server: &TestServer, n: usize) {
     for i in 0..=n {
-        let mut org = json!({"resourceType": "Organization", "id": format!("org-{i}")});
+        let mut org = json!({"resourceType": "Organization", "id": format!("org-{i}"), "name": format!("Organisation {i}")});
         if i > 0 {
             org["partOf"] = json!({"reference": format!("Organization/org-{}", i - 1)});
         }

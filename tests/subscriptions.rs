@@ -547,7 +547,7 @@ both_stores!(a_posted_topic_is_in_force_at_once, |server| {
     post(
         &server,
         "AllergyIntolerance",
-        &json!({"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/topic-p1"}, "code": {"text": "peanuts"}}),
+        &json!({"resourceType": "AllergyIntolerance", "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]}, "patient": {"reference": "Patient/topic-p1"}, "code": {"text": "peanuts"}}),
     )
     .await;
     let event = receiver

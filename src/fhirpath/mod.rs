@@ -233,6 +233,18 @@ mod tests {
         assert!(matches!(out.as_slice(), [Item::Boolean(false)]));
     }
 
+    #[test]
+    fn untyped_date_times_compare_as_instants_with_their_offsets() {
+        // A Period reached without its type: start 05:46Z, end 06:31Z (per-1 holds).
+        let period = json!({"start": "1989-10-29T01:46:40-04:00", "end": "1989-10-29T01:31:40-05:00"});
+        let e = parse("start <= end").unwrap();
+        let out = e.evaluate(&period).unwrap();
+        assert!(matches!(out.as_slice(), [Item::Boolean(true)]), "{out:?}");
+        let e = parse("end < start").unwrap();
+        let out = e.evaluate(&period).unwrap();
+        assert!(matches!(out.as_slice(), [Item::Boolean(false)]), "{out:?}");
+    }
+
     fn eval_strs(expr: &str, res: &Value) -> Vec<String> {
         parse(expr)
             .unwrap()

@@ -2,7 +2,7 @@
 //! bound to. Required: a code outside the value set is an error; extensible and preferred: a
 //! warning; example: nothing. A value set the server cannot expand exactly (a code system it
 //! does not hold, such as SNOMED CT or LOINC) is said plainly as not checked. And a Coding of a
-//! code system the server holds completely must use one of its codes.
+//! code system the server holds completely should use one of its codes (a warning).
 
 use serde_json::Value;
 
@@ -100,8 +100,11 @@ pub fn check(
     );
 }
 
-/// A Coding (`system`, `code`) of a code system the server holds completely must use one of its
-/// codes, whatever the binding.
+/// A Coding (`system`, `code`) of a code system the server holds completely should use one of
+/// its codes: a warning. Where it matters more the binding says so — under a required binding
+/// a code outside the value set is already an error ([`check`]); under extensible and preferred
+/// ones a warning, as here. A sender's stray code in a category (`vital-sign` for
+/// `vital-signs`) does not cost the whole upload.
 pub fn check_coding(defs: &Definitions, value: &Value, at: &str, out: &mut Outcome) {
     let (Some(system), Some(code)) = (
         value.get("system").and_then(Value::as_str),
@@ -110,7 +113,7 @@ pub fn check_coding(defs: &Definitions, value: &Value, at: &str, out: &mut Outco
         return;
     };
     if defs.terminology().has_code(system, code) == Some(false) {
-        out.error(
+        out.warning(
             "code-invalid",
             &format!("{at}.code"),
             format!("'{code}' is not a code of the code system {system}"),
