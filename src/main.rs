@@ -240,7 +240,11 @@ enum Command {
         oidc_client_id: Option<String>,
         /// A file whose first line is Signaal's client secret at the provider
         /// (client_secret_basic); without it Signaal is a public client there (PKCE).
-        #[arg(long, env = "SIGNAAL_OIDC_CLIENT_SECRET_FILE", requires = "oidc_issuer")]
+        #[arg(
+            long,
+            env = "SIGNAAL_OIDC_CLIENT_SECRET_FILE",
+            requires = "oidc_issuer"
+        )]
         oidc_client_secret_file: Option<String>,
         /// The provider's name on the log-in page ("Log in with NAME"); default: the
         /// issuer's host name.

@@ -88,7 +88,9 @@ pub enum StartError {
 /// Opens the store and binds the listener; the server is ready when this returns.
 pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), StartError> {
     // Packages first: a missing dependency stops the start before anything is opened.
-    let validation = Arc::new(crate::validation::Validator::start(settings.validation.clone())?);
+    let validation = Arc::new(crate::validation::Validator::start(
+        settings.validation.clone(),
+    )?);
     let (store, clients, subscription_store, job_records) =
         store::open_all(&settings.database_url).await?;
     let listen_error = |source| StartError::Listen {

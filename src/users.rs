@@ -197,7 +197,9 @@ const NO_PASSWORD: &str = "!none";
 
 fn check_link(issuer: &str, subject: &str) -> Result<(), String> {
     if !issuer.starts_with("https://") && !issuer.starts_with("http://") {
-        return Err(format!("--oidc-issuer '{issuer}' must be the provider's issuer URL"));
+        return Err(format!(
+            "--oidc-issuer '{issuer}' must be the provider's issuer URL"
+        ));
     }
     if subject.is_empty() || subject.len() > 255 {
         return Err("--oidc-subject must be 1 to 255 characters (OpenID Connect Core 2)".into());

@@ -970,33 +970,43 @@ secured!(log_in_tells_no_names_and_is_rate_limited, |s| {
 
 const FREE_ATTEMPTS: u32 = signaal::auth::authorize::FREE_ATTEMPTS;
 
-secured!(a_picked_patient_who_leaves_the_caseload_ends_the_token, |s| {
-    let admin = caseloads(&s).await;
-    let token = person_token(
-        &s,
-        "coach-app",
-        "launch/patient patient/*.rs",
-        "coach1",
-        Some("p1"),
-    )
-    .await;
-    let token = access(&token);
-    assert_eq!(observation_subjects(&s, &token).await, vec!["Patient/p1"]);
-    // coach1 leaves p1's team: the token picked for p1 is refused at its next request.
-    let team = serde_json::json!({"resourceType": "CareTeam", "id": "t1", "status": "active",
+secured!(
+    a_picked_patient_who_leaves_the_caseload_ends_the_token,
+    |s| {
+        let admin = caseloads(&s).await;
+        let token = person_token(
+            &s,
+            "coach-app",
+            "launch/patient patient/*.rs",
+            "coach1",
+            Some("p1"),
+        )
+        .await;
+        let token = access(&token);
+        assert_eq!(observation_subjects(&s, &token).await, vec!["Patient/p1"]);
+        // coach1 leaves p1's team: the token picked for p1 is refused at its next request.
+        let team = serde_json::json!({"resourceType": "CareTeam", "id": "t1", "status": "active",
         "subject": {"reference": "Patient/p1"},
         "participant": [{"member": {"reference": "Practitioner/c2"}}]});
-    expect_status(&s.call(&admin, "PUT", "CareTeam/t1", Some(&team)).await, 200);
-    expect_status(&s.call(&token, "GET", "Observation", None).await, 403);
-    expect_status(&s.call(&token, "GET", "Patient/p1", None).await, 403);
-});
+        expect_status(
+            &s.call(&admin, "PUT", "CareTeam/t1", Some(&team)).await,
+            200,
+        );
+        expect_status(&s.call(&token, "GET", "Observation", None).await, 403);
+        expect_status(&s.call(&token, "GET", "Patient/p1", None).await, 403);
+    }
+);
 
 secured!(
     the_consent_page_lets_its_form_redirect_to_the_apps_origin_only,
     |s| {
         caseloads(&s).await;
         let (_verifier, challenge) = pkce();
-        let request = start(&s, &authorize_url(&s, "coach-app", USER_READ, &challenge, &[])).await;
+        let request = start(
+            &s,
+            &authorize_url(&s, "coach-app", USER_READ, &challenge, &[]),
+        )
+        .await;
         let (consent, _) = log_in(&s, &request, "coach1").await;
         // Browsers check `form-action` against the redirect that answers the consent form, so
         // the registered redirect URI's origin is allowed beside the server itself; nothing else.

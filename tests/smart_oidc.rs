@@ -39,9 +39,10 @@ macro_rules! with_provider {
             async fn sqlite() {
                 let p = FakeProvider::start().await;
                 let settings = p.settings();
-                let s = Secured::start_with(StoreKind::Sqlite, move |c| c.auth.oidc = Some(settings))
-                    .await
-                    .unwrap();
+                let s =
+                    Secured::start_with(StoreKind::Sqlite, move |c| c.auth.oidc = Some(settings))
+                        .await
+                        .unwrap();
                 run(s, p).await;
             }
 
@@ -50,7 +51,8 @@ macro_rules! with_provider {
                 let p = FakeProvider::start().await;
                 let settings = p.settings();
                 if let Some(s) =
-                    Secured::start_with(StoreKind::Postgres, move |c| c.auth.oidc = Some(settings)).await
+                    Secured::start_with(StoreKind::Postgres, move |c| c.auth.oidc = Some(settings))
+                        .await
                 {
                     run(s, p).await;
                 }
@@ -73,7 +75,11 @@ struct Trip {
 async fn at_callback(s: &Secured, url: &str, browser: Option<&str>) -> Reply {
     let cookie = browser.map(|b| format!("signaal_oidc={b}"));
     let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("cookie", c.as_str())).collect();
-    s.server.client.send("GET", url, &headers, None).await.unwrap()
+    s.server
+        .client
+        .send("GET", url, &headers, None)
+        .await
+        .unwrap()
 }
 
 /// From the app's authorize request to the provider and back to Signaal's callback.
@@ -83,7 +89,8 @@ async fn through_provider(s: &Secured, scope: &str) -> Trip {
     assert_eq!(page.status, 200, "the log-in page: {}", text(&page));
     let page = text(&page);
     assert!(
-        page.contains("Log in with Ziekenhuis Test") && page.contains("Inloggen met Ziekenhuis Test"),
+        page.contains("Log in with Ziekenhuis Test")
+            && page.contains("Inloggen met Ziekenhuis Test"),
         "the provider is offered: {page}"
     );
     let request = hidden(&page, "request");
@@ -103,7 +110,10 @@ async fn through_provider(s: &Secured, scope: &str) -> Trip {
     for name in ["state", "nonce", "code_challenge"] {
         assert!(param(&sent, name).is_some(), "Signaal sends its own {name}");
     }
-    assert_eq!(param(&sent, "code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(
+        param(&sent, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
     let at_provider = get(s, &to_provider).await;
     assert_eq!(at_provider.status, 302, "{}", text(&at_provider));
     let callback = at_provider.header("location").unwrap().to_owned();
@@ -129,82 +139,126 @@ fn refused(answer: &Reply, status: u16, words: &str) {
     assert!(answer.header("set-cookie").is_none(), "no log-in cookie");
 }
 
-with_provider!(a_coach_logs_in_at_the_hospital_and_sees_only_their_caseload, |s, p| {
-    let trip = through_provider(&s, USER_READ).await;
-    assert_eq!(trip.answer.status, 200, "the consent page: {}", text(&trip.answer));
-    let consent_cookie = cookie(&trip.answer);
-    let request = hidden(&text(&trip.answer), "request");
-    let back = redirected(
-        &post_form(
-            &s,
-            "/auth/authorize/consent",
-            &[("request", &request), ("decision", "allow")],
-            Some(&consent_cookie),
-        )
-        .await,
-    );
-    assert_eq!(param(&back, "state").as_deref(), Some("st-123"));
-    let code = param(&back, "code").expect("a code");
-    let reply = redeem(&s, "coach-app", &code, &trip.verifier).await;
-    assert_eq!(reply.status, 200, "{}", text(&reply));
-    let token = access(&reply.json());
-    // coach1's caseload is p1 only (CareTeam t1).
-    let bundle = expect_status(&s.call(&token, "GET", "Observation", None).await, 200);
-    let subjects: Vec<&str> = bundle["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["resource"]["subject"]["reference"].as_str())
-        .collect();
-    assert_eq!(subjects, vec!["Patient/p1"]);
-    expect_status(&s.call(&token, "GET", "Patient/p2", None).await, 404);
-    assert!(p.refused().is_empty(), "the provider accepted Signaal's code redemption");
-    // Audited as a local log-in is, naming the provider.
-    let admin = s.token("admin", "system/*.cruds system/AuditEvent.rs").await;
-    audit_events_until(&s, &admin, "type=110114", |entries| {
-        entries.iter().any(|e| {
-            e["resource"]["outcomeDesc"].as_str().is_some_and(|d| {
-                d.contains("'coach1'") && d.contains("logged in through") && d.contains(SUBJECT)
+with_provider!(
+    a_coach_logs_in_at_the_hospital_and_sees_only_their_caseload,
+    |s, p| {
+        let trip = through_provider(&s, USER_READ).await;
+        assert_eq!(
+            trip.answer.status,
+            200,
+            "the consent page: {}",
+            text(&trip.answer)
+        );
+        let consent_cookie = cookie(&trip.answer);
+        let request = hidden(&text(&trip.answer), "request");
+        let back = redirected(
+            &post_form(
+                &s,
+                "/auth/authorize/consent",
+                &[("request", &request), ("decision", "allow")],
+                Some(&consent_cookie),
+            )
+            .await,
+        );
+        assert_eq!(param(&back, "state").as_deref(), Some("st-123"));
+        let code = param(&back, "code").expect("a code");
+        let reply = redeem(&s, "coach-app", &code, &trip.verifier).await;
+        assert_eq!(reply.status, 200, "{}", text(&reply));
+        let token = access(&reply.json());
+        // coach1's caseload is p1 only (CareTeam t1).
+        let bundle = expect_status(&s.call(&token, "GET", "Observation", None).await, 200);
+        let subjects: Vec<&str> = bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["resource"]["subject"]["reference"].as_str())
+            .collect();
+        assert_eq!(subjects, vec!["Patient/p1"]);
+        expect_status(&s.call(&token, "GET", "Patient/p2", None).await, 404);
+        assert!(
+            p.refused().is_empty(),
+            "the provider accepted Signaal's code redemption"
+        );
+        // Audited as a local log-in is, naming the provider.
+        let admin = s
+            .token("admin", "system/*.cruds system/AuditEvent.rs")
+            .await;
+        audit_events_until(&s, &admin, "type=110114", |entries| {
+            entries.iter().any(|e| {
+                e["resource"]["outcomeDesc"].as_str().is_some_and(|d| {
+                    d.contains("'coach1'") && d.contains("logged in through") && d.contains(SUBJECT)
+                })
             })
         })
-    })
-    .await;
-});
+        .await;
+    }
+);
 
 with_provider!(an_id_token_with_another_nonce_is_refused, |s, p| {
     p.tamper(Tamper::Nonce);
-    refused(&through_provider(&s, USER_READ).await.answer, 401, "could not be verified");
+    refused(
+        &through_provider(&s, USER_READ).await.answer,
+        401,
+        "could not be verified",
+    );
 });
 
 with_provider!(an_id_token_for_another_audience_is_refused, |s, p| {
     p.tamper(Tamper::Audience);
-    refused(&through_provider(&s, USER_READ).await.answer, 401, "could not be verified");
+    refused(
+        &through_provider(&s, USER_READ).await.answer,
+        401,
+        "could not be verified",
+    );
 });
 
 with_provider!(an_id_token_of_another_issuer_is_refused, |s, p| {
     p.tamper(Tamper::Issuer);
-    refused(&through_provider(&s, USER_READ).await.answer, 401, "could not be verified");
+    refused(
+        &through_provider(&s, USER_READ).await.answer,
+        401,
+        "could not be verified",
+    );
 });
 
 with_provider!(an_expired_id_token_is_refused, |s, p| {
     p.tamper(Tamper::Expired);
-    refused(&through_provider(&s, USER_READ).await.answer, 401, "could not be verified");
+    refused(
+        &through_provider(&s, USER_READ).await.answer,
+        401,
+        "could not be verified",
+    );
 });
 
 with_provider!(an_id_token_signed_with_another_key_is_refused, |s, p| {
     p.tamper(Tamper::Signature);
-    refused(&through_provider(&s, USER_READ).await.answer, 401, "could not be verified");
+    refused(
+        &through_provider(&s, USER_READ).await.answer,
+        401,
+        "could not be verified",
+    );
 });
 
 with_provider!(an_unsigned_id_token_alg_none_is_refused, |s, p| {
     p.tamper(Tamper::AlgNone);
-    refused(&through_provider(&s, USER_READ).await.answer, 401, "could not be verified");
+    refused(
+        &through_provider(&s, USER_READ).await.answer,
+        401,
+        "could not be verified",
+    );
 });
 
-with_provider!(an_id_token_hmac_keyed_with_the_public_key_is_refused, |s, p| {
-    p.tamper(Tamper::Hs256PublicKey);
-    refused(&through_provider(&s, USER_READ).await.answer, 401, "could not be verified");
-});
+with_provider!(
+    an_id_token_hmac_keyed_with_the_public_key_is_refused,
+    |s, p| {
+        p.tamper(Tamper::Hs256PublicKey);
+        refused(
+            &through_provider(&s, USER_READ).await.answer,
+            401,
+            "could not be verified",
+        );
+    }
+);
 
 with_provider!(a_callback_is_answered_once, |s, _p| {
     let trip = through_provider(&s, USER_READ).await;
@@ -213,38 +267,61 @@ with_provider!(a_callback_is_answered_once, |s, _p| {
     refused(&again, 400, "belongs to no log-in in progress");
 });
 
-with_provider!(a_callback_with_a_state_signaal_did_not_send_is_refused, |s, _p| {
-    let (_, challenge) = pkce();
-    let request = start(&s, &authorize_url(&s, "coach-app", USER_READ, &challenge, &[])).await;
-    let out = get(&s, &format!("{}/auth/authorize/oidc?request={request}", origin(&s))).await;
-    let browser = cookie(&out);
-    let at_provider = get(&s, out.header("location").unwrap()).await;
-    let callback = at_provider.header("location").unwrap();
-    let mut url = url::Url::parse(callback).unwrap();
-    let code: String = url
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
-    url.query_pairs_mut()
-        .clear()
-        .append_pair("code", &code)
-        .append_pair("state", "a-state-of-the-attacker");
-    refused(
-        &at_callback(&s, url.as_str(), Some(&browser)).await,
-        400,
-        "belongs to no log-in in progress",
-    );
-});
+with_provider!(
+    a_callback_with_a_state_signaal_did_not_send_is_refused,
+    |s, _p| {
+        let (_, challenge) = pkce();
+        let request = start(
+            &s,
+            &authorize_url(&s, "coach-app", USER_READ, &challenge, &[]),
+        )
+        .await;
+        let out = get(
+            &s,
+            &format!("{}/auth/authorize/oidc?request={request}", origin(&s)),
+        )
+        .await;
+        let browser = cookie(&out);
+        let at_provider = get(&s, out.header("location").unwrap()).await;
+        let callback = at_provider.header("location").unwrap();
+        let mut url = url::Url::parse(callback).unwrap();
+        let code: String = url
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("code", &code)
+            .append_pair("state", "a-state-of-the-attacker");
+        refused(
+            &at_callback(&s, url.as_str(), Some(&browser)).await,
+            400,
+            "belongs to no log-in in progress",
+        );
+    }
+);
 
 with_provider!(a_callback_in_another_browser_is_refused, |s, _p| {
     let (_, challenge) = pkce();
-    let request = start(&s, &authorize_url(&s, "coach-app", USER_READ, &challenge, &[])).await;
-    let out = get(&s, &format!("{}/auth/authorize/oidc?request={request}", origin(&s))).await;
+    let request = start(
+        &s,
+        &authorize_url(&s, "coach-app", USER_READ, &challenge, &[]),
+    )
+    .await;
+    let out = get(
+        &s,
+        &format!("{}/auth/authorize/oidc?request={request}", origin(&s)),
+    )
+    .await;
     let at_provider = get(&s, out.header("location").unwrap()).await;
     let callback = at_provider.header("location").unwrap().to_owned();
     // The victim's browser lacks the cookie of the browser Signaal sent out (login CSRF).
-    refused(&at_callback(&s, &callback, None).await, 403, "did not arrive in the browser");
+    refused(
+        &at_callback(&s, &callback, None).await,
+        403,
+        "did not arrive in the browser",
+    );
 });
 
 with_provider!(a_person_linked_to_no_user_is_refused, |s, p| {
@@ -284,8 +361,16 @@ mod an_unreachable_provider_is_told_on_a_page {
         };
         caseloads(&s).await;
         let (_, challenge) = pkce();
-        let request = start(&s, &authorize_url(&s, "coach-app", USER_READ, &challenge, &[])).await;
-        let out = get(&s, &format!("{}/auth/authorize/oidc?request={request}", origin(&s))).await;
+        let request = start(
+            &s,
+            &authorize_url(&s, "coach-app", USER_READ, &challenge, &[]),
+        )
+        .await;
+        let out = get(
+            &s,
+            &format!("{}/auth/authorize/oidc?request={request}", origin(&s)),
+        )
+        .await;
         refused(&out, 502, "cannot reach Ziekenhuis Weg");
         // The local log-in still works for the same request.
         log_in(&s, &request, "coach1").await;
@@ -310,7 +395,10 @@ async fn secret_app(s: &Secured) {
     caseloads(s).await;
     register_app(s, "secret-app", "user/*.rs", true).await;
     s.clients
-        .set_app_secret("secret-app", &signaal::auth::password::hash(SECRET).unwrap())
+        .set_app_secret(
+            "secret-app",
+            &signaal::auth::password::hash(SECRET).unwrap(),
+        )
         .await
         .unwrap();
 }
@@ -344,46 +432,56 @@ fn invalid_client(reply: &Reply) {
     assert!(reply.header("www-authenticate").is_some());
 }
 
-secured!(an_app_redeems_its_code_with_basic_credentials_and_refreshes, |s| {
-    secret_app(&s).await;
-    let (code, verifier) =
-        code_for(&s, "secret-app", "user/*.rs offline_access", "coach1", &[], None).await;
-    let reply = token_request(
-        &s,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &verifier),
-        ],
-        Some(&basic("secret-app", SECRET)),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", text(&reply));
-    let token = reply.json();
-    let refresh = token["refresh_token"].as_str().expect("a refresh token");
-    let again = token_request(
-        &s,
-        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-        Some(&basic("secret-app", SECRET)),
-    )
-    .await;
-    assert_eq!(again.status, 200, "{}", text(&again));
-    // Without its secret the refresh is refused.
-    let refresh = again.json()["refresh_token"].as_str().unwrap().to_owned();
-    invalid_client(
-        &token_request(
+secured!(
+    an_app_redeems_its_code_with_basic_credentials_and_refreshes,
+    |s| {
+        secret_app(&s).await;
+        let (code, verifier) = code_for(
             &s,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &refresh),
-                ("client_id", "secret-app"),
-            ],
+            "secret-app",
+            "user/*.rs offline_access",
+            "coach1",
+            &[],
             None,
         )
-        .await,
-    );
-});
+        .await;
+        let reply = token_request(
+            &s,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", &verifier),
+            ],
+            Some(&basic("secret-app", SECRET)),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", text(&reply));
+        let token = reply.json();
+        let refresh = token["refresh_token"].as_str().expect("a refresh token");
+        let again = token_request(
+            &s,
+            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+            Some(&basic("secret-app", SECRET)),
+        )
+        .await;
+        assert_eq!(again.status, 200, "{}", text(&again));
+        // Without its secret the refresh is refused.
+        let refresh = again.json()["refresh_token"].as_str().unwrap().to_owned();
+        invalid_client(
+            &token_request(
+                &s,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &refresh),
+                    ("client_id", "secret-app"),
+                ],
+                None,
+            )
+            .await,
+        );
+    }
+);
 
 secured!(an_app_redeems_its_code_with_the_secret_in_the_form, |s| {
     secret_app(&s).await;
@@ -415,10 +513,18 @@ secured!(a_wrong_client_secret_is_invalid_client, |s| {
         ("redirect_uri", REDIRECT),
         ("code_verifier", verifier.as_str()),
     ];
-    let reply = token_request(&s, &form, Some(&basic("secret-app", "not the secret at all, but long"))).await;
+    let reply = token_request(
+        &s,
+        &form,
+        Some(&basic("secret-app", "not the secret at all, but long")),
+    )
+    .await;
     invalid_client(&reply);
     assert!(
-        reply.header("www-authenticate").unwrap().starts_with("Basic"),
+        reply
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Basic"),
         "the scheme the client used (RFC 6749 5.2)"
     );
     let mut posted = form.to_vec();
@@ -454,7 +560,11 @@ secured!(an_app_with_a_secret_cannot_redeem_without_it, |s| {
 });
 
 secured!(discovery_advertises_client_secrets, |s| {
-    let reply = get(&s, &format!("{}/.well-known/smart-configuration", s.server.base)).await;
+    let reply = get(
+        &s,
+        &format!("{}/.well-known/smart-configuration", s.server.base),
+    )
+    .await;
     let config = expect_status(&reply, 200);
     let caps: Vec<&str> = config["capabilities"]
         .as_array()
@@ -464,7 +574,12 @@ secured!(discovery_advertises_client_secrets, |s| {
         .collect();
     assert!(caps.contains(&"client-confidential-symmetric"));
     let methods = &config["token_endpoint_auth_methods_supported"];
-    for m in ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"] {
+    for m in [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+        "none",
+    ] {
         assert!(
             methods.as_array().unwrap().iter().any(|x| x == m),
             "{m} in {methods}"

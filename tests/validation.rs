@@ -49,16 +49,22 @@ fn expressions(outcome: &Value) -> Vec<String> {
         .collect()
 }
 
-both_stores!(validate_answers_all_ok_for_a_conformant_body_weight, |server| {
-    let reply = server
-        .client()
-        .post(&format!("Observation/$validate?profile={BODY_WEIGHT}"), &body_weight("81.3"))
-        .await
-        .unwrap();
-    let outcome = expect_status(&reply, 200);
-    assert_eq!(outcome["resourceType"], "OperationOutcome");
-    assert!(errors(&outcome).is_empty(), "{outcome}");
-});
+both_stores!(
+    validate_answers_all_ok_for_a_conformant_body_weight,
+    |server| {
+        let reply = server
+            .client()
+            .post(
+                &format!("Observation/$validate?profile={BODY_WEIGHT}"),
+                &body_weight("81.3"),
+            )
+            .await
+            .unwrap();
+        let outcome = expect_status(&reply, 200);
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+        assert!(errors(&outcome).is_empty(), "{outcome}");
+    }
+);
 
 both_stores!(validate_lists_every_issue_with_its_location, |server| {
     let mut bad = body_weight("81.3");
@@ -76,7 +82,11 @@ both_stores!(validate_lists_every_issue_with_its_location, |server| {
         .unwrap();
     let outcome = expect_status(&reply, 200);
     let at = expressions(&outcome);
-    assert!(at.iter().any(|e| e.starts_with("Observation.valueQuantity")), "{outcome}");
+    assert!(
+        at.iter()
+            .any(|e| e.starts_with("Observation.valueQuantity")),
+        "{outcome}"
+    );
     // The VSCat slice of category (pattern discriminator) has no item.
     assert!(
         errors(&outcome)
@@ -117,24 +127,27 @@ both_stores!(core_invariants_are_checked_on_every_write, |server| {
     );
 });
 
-both_stores!(a_contained_resource_referencing_a_sibling_is_stored, |server| {
-    // ref-1 on the contained Patient's reference: `#clinician` is among the contained
-    // resources of %rootResource, the container (not of the contained Patient itself).
-    let r = json!({"resourceType": "Observation", "status": "final", "code": {"text": "pulse"},
+both_stores!(
+    a_contained_resource_referencing_a_sibling_is_stored,
+    |server| {
+        // ref-1 on the contained Patient's reference: `#clinician` is among the contained
+        // resources of %rootResource, the container (not of the contained Patient itself).
+        let r = json!({"resourceType": "Observation", "status": "final", "code": {"text": "pulse"},
         "contained": [
             {"resourceType": "Patient", "id": "someone", "generalPractitioner": [{"reference": "#clinician"}]},
             {"resourceType": "Practitioner", "id": "clinician", "name": [{"family": "Vos"}]}
         ],
         "subject": {"reference": "#someone"}, "performer": [{"reference": "#clinician"}],
         "valueQuantity": {"value": 64, "unit": "/min"}});
-    create(&server, &r).await;
-    // A reference to a contained resource that is not there is refused (the write path's
-    // reference check answers before ref-1 does).
-    let mut bad = r.clone();
-    bad["contained"][0]["generalPractitioner"][0]["reference"] = json!("#nobody");
-    let reply = server.client().post("Observation", &bad).await.unwrap();
-    expect_status(&reply, 400);
-});
+        create(&server, &r).await;
+        // A reference to a contained resource that is not there is refused (the write path's
+        // reference check answers before ref-1 does).
+        let mut bad = r.clone();
+        bad["contained"][0]["generalPractitioner"][0]["reference"] = json!("#nobody");
+        let reply = server.client().post("Observation", &bad).await.unwrap();
+        expect_status(&reply, 400);
+    }
+);
 
 both_stores!(a_narrative_with_a_script_breaks_txt_1, |server| {
     let mut r = body_weight("70");
@@ -152,17 +165,31 @@ both_stores!(a_narrative_with_a_script_breaks_txt_1, |server| {
     create(&server, &r).await;
 });
 
-both_stores!(an_unknown_claimed_profile_is_stored_with_the_default_setting, |server| {
-    let r = claiming(body_weight("70"), "http://example.org/fhir/StructureDefinition/nowhere");
-    create(&server, &r).await;
-    let reply = server.client().post("Observation/$validate", &r).await.unwrap();
-    let outcome = expect_status(&reply, 200);
-    assert!(
-        outcome["issue"].as_array().unwrap().iter().any(|i| i["severity"] == "warning"
-            && i["expression"][0] == "Observation.meta.profile[0]"),
-        "{outcome}"
-    );
-});
+both_stores!(
+    an_unknown_claimed_profile_is_stored_with_the_default_setting,
+    |server| {
+        let r = claiming(
+            body_weight("70"),
+            "http://example.org/fhir/StructureDefinition/nowhere",
+        );
+        create(&server, &r).await;
+        let reply = server
+            .client()
+            .post("Observation/$validate", &r)
+            .await
+            .unwrap();
+        let outcome = expect_status(&reply, 200);
+        assert!(
+            outcome["issue"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["severity"] == "warning"
+                    && i["expression"][0] == "Observation.meta.profile[0]"),
+            "{outcome}"
+        );
+    }
+);
 
 both_stores!(an_unknown_profile_asked_of_validate_is_refused, |server| {
     let reply = server
@@ -176,31 +203,37 @@ both_stores!(an_unknown_profile_asked_of_validate_is_refused, |server| {
     expect_status(&reply, 400);
 });
 
-both_stores!(instance_validate_reads_the_stored_resource_and_checks_update_ids, |server| {
-    let id = create(&server, &body_weight("55")).await;
-    let reply = server
-        .client()
-        .get(&format!("Observation/{id}/$validate?profile={VITAL_SIGNS}"))
-        .await
-        .unwrap();
-    let outcome = expect_status(&reply, 200);
-    assert!(errors(&outcome).is_empty(), "{outcome}");
-    let mut other = body_weight("55");
-    other["id"] = json!("another-id");
-    let reply = server
-        .client()
-        .post(&format!("Observation/{id}/$validate?mode=update"), &other)
-        .await
-        .unwrap();
-    let outcome = expect_status(&reply, 200);
-    assert_eq!(expressions(&outcome), ["Observation.id"], "{outcome}");
-    let reply = server
-        .client()
-        .post("Observation/not-there/$validate?mode=delete", &json!({"resourceType": "Parameters"}))
-        .await
-        .unwrap();
-    expect_status(&reply, 404);
-});
+both_stores!(
+    instance_validate_reads_the_stored_resource_and_checks_update_ids,
+    |server| {
+        let id = create(&server, &body_weight("55")).await;
+        let reply = server
+            .client()
+            .get(&format!("Observation/{id}/$validate?profile={VITAL_SIGNS}"))
+            .await
+            .unwrap();
+        let outcome = expect_status(&reply, 200);
+        assert!(errors(&outcome).is_empty(), "{outcome}");
+        let mut other = body_weight("55");
+        other["id"] = json!("another-id");
+        let reply = server
+            .client()
+            .post(&format!("Observation/{id}/$validate?mode=update"), &other)
+            .await
+            .unwrap();
+        let outcome = expect_status(&reply, 200);
+        assert_eq!(expressions(&outcome), ["Observation.id"], "{outcome}");
+        let reply = server
+            .client()
+            .post(
+                "Observation/not-there/$validate?mode=delete",
+                &json!({"resourceType": "Parameters"}),
+            )
+            .await
+            .unwrap();
+        expect_status(&reply, 404);
+    }
+);
 
 async fn strict_server(kind: StoreKind) -> Option<TestServer> {
     TestServer::start_configured(kind, |settings| {
@@ -223,7 +256,10 @@ async fn policy_unknown_profiles_and_required_profiles_refuse_postgres() {
 }
 
 async fn policy(server: TestServer) {
-    let unknown = claiming(body_weight("70"), "http://example.org/fhir/StructureDefinition/nowhere");
+    let unknown = claiming(
+        body_weight("70"),
+        "http://example.org/fhir/StructureDefinition/nowhere",
+    );
     let reply = server.client().post("Observation", &unknown).await.unwrap();
     expect_status(&reply, 400);
     // Every Observation must be a vital sign: one without the category is refused.
@@ -234,7 +270,11 @@ async fn policy(server: TestServer) {
     assert!(!errors(&outcome).is_empty());
     create(&server, &body_weight("70")).await;
     // Other types are not concerned.
-    create(&server, &json!({"resourceType": "Patient", "gender": "other"})).await;
+    create(
+        &server,
+        &json!({"resourceType": "Patient", "gender": "other"}),
+    )
+    .await;
 }
 
 /// Writes a FHIR package `.tgz` with `package.json` and `resources` into `dir`.
@@ -251,7 +291,8 @@ fn write_package(dir: &Path, name: &str, dependencies: Value, resources: &[Value
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);
         header.set_cksum();
-        tar.append_data(&mut header, path, bytes.as_slice()).unwrap();
+        tar.append_data(&mut header, path, bytes.as_slice())
+            .unwrap();
     };
     add(
         "package/package.json",
@@ -272,23 +313,23 @@ const CLINIC_CHILD: &str = "http://clinic.example/fhir/StructureDefinition/clini
 fn clinic_profiles() -> Vec<Value> {
     vec![
         json!({"resourceType": "StructureDefinition", "url": CLINIC_PATIENT, "name": "ClinicPatient",
-            "status": "active", "kind": "resource", "abstract": false, "type": "Patient",
-            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
-            "differential": {"element": [
-                {"id": "Patient.identifier", "path": "Patient.identifier", "min": 1,
-                 "slicing": {"discriminator": [{"type": "value", "path": "system"}], "rules": "open"}},
-                {"id": "Patient.identifier:clinicNumber", "path": "Patient.identifier", "sliceName": "clinicNumber",
-                 "min": 1, "max": "1"},
-                {"id": "Patient.identifier:clinicNumber.system", "path": "Patient.identifier.system",
-                 "min": 1, "fixedUri": "urn:oid:2.16.528.1.1007.99.3"},
-                {"id": "Patient.birthDate", "path": "Patient.birthDate", "min": 1},
-            ]}}),
+        "status": "active", "kind": "resource", "abstract": false, "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
+        "differential": {"element": [
+            {"id": "Patient.identifier", "path": "Patient.identifier", "min": 1,
+             "slicing": {"discriminator": [{"type": "value", "path": "system"}], "rules": "open"}},
+            {"id": "Patient.identifier:clinicNumber", "path": "Patient.identifier", "sliceName": "clinicNumber",
+             "min": 1, "max": "1"},
+            {"id": "Patient.identifier:clinicNumber.system", "path": "Patient.identifier.system",
+             "min": 1, "fixedUri": "urn:oid:2.16.528.1.1007.99.3"},
+            {"id": "Patient.birthDate", "path": "Patient.birthDate", "min": 1},
+        ]}}),
         json!({"resourceType": "StructureDefinition", "url": CLINIC_CHILD, "name": "ClinicChild",
-            "status": "active", "kind": "resource", "abstract": false, "type": "Patient",
-            "baseDefinition": CLINIC_PATIENT, "derivation": "constraint",
-            "differential": {"element": [
-                {"id": "Patient.contact", "path": "Patient.contact", "min": 1},
-            ]}}),
+        "status": "active", "kind": "resource", "abstract": false, "type": "Patient",
+        "baseDefinition": CLINIC_PATIENT, "derivation": "constraint",
+        "differential": {"element": [
+            {"id": "Patient.contact", "path": "Patient.contact", "min": 1},
+        ]}}),
     ]
 }
 
@@ -328,7 +369,10 @@ async fn package_profiles(server: TestServer) {
         .iter()
         .map(|i| i["diagnostics"].as_str().unwrap())
         .collect();
-    assert!(messages.iter().any(|m| m.contains("clinicNumber")), "{outcome}");
+    assert!(
+        messages.iter().any(|m| m.contains("clinicNumber")),
+        "{outcome}"
+    );
     assert!(messages.iter().any(|m| m.contains("contact")), "{outcome}");
     // Claimed on write: refused.
     let reply = server
@@ -342,14 +386,24 @@ async fn package_profiles(server: TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiles_of_a_package_are_loaded_with_snapshots_sqlite() {
     let dir = TempDir::new();
-    let file = write_package(&dir.0, "clinic.profiles", json!({"hl7.fhir.r4.core": "4.0.1"}), &clinic_profiles());
+    let file = write_package(
+        &dir.0,
+        "clinic.profiles",
+        json!({"hl7.fhir.r4.core": "4.0.1"}),
+        &clinic_profiles(),
+    );
     package_profiles(package_server(StoreKind::Sqlite, vec![file]).await.unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiles_of_a_package_are_loaded_with_snapshots_postgres() {
     let dir = TempDir::new();
-    let file = write_package(&dir.0, "clinic.profiles", json!({"hl7.fhir.r4.core": "4.0.1"}), &clinic_profiles());
+    let file = write_package(
+        &dir.0,
+        "clinic.profiles",
+        json!({"hl7.fhir.r4.core": "4.0.1"}),
+        &clinic_profiles(),
+    );
     if let Some(server) = package_server(StoreKind::Postgres, vec![file]).await {
         package_profiles(server).await;
     }

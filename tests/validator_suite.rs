@@ -37,7 +37,9 @@ const MIN_PRESENCE_AGREEMENT: f64 = 0.64;
 fn data_dir() -> PathBuf {
     match std::env::var_os("FHIR_VALIDATOR_TESTS") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fhir-test-cases/validator"),
+        None => {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fhir-test-cases/validator")
+        }
     }
 }
 
@@ -82,7 +84,12 @@ struct Run {
 }
 
 /// Validates the file of a case (against `profile`, if any) and counts the errors.
-fn run(dir: &Path, validator: &Validator, file: &str, profile: Option<String>) -> Option<(usize, Vec<String>)> {
+fn run(
+    dir: &Path,
+    validator: &Validator,
+    file: &str,
+    profile: Option<String>,
+) -> Option<(usize, Vec<String>)> {
     let bytes = std::fs::read(dir.join(file)).ok()?;
     // As the server reads a body: FHIR XML or FHIR JSON.
     let parsed = if file.ends_with(".xml") {
@@ -94,13 +101,20 @@ fn run(dir: &Path, validator: &Validator, file: &str, profile: Option<String>) -
         Ok(r) => r,
         Err(e) => {
             let issues = e.issues();
-            let n = issues.iter().filter(|i| i.severity == "error").count().max(1);
+            let n = issues
+                .iter()
+                .filter(|i| i.severity == "error")
+                .count()
+                .max(1);
             return Some((n, issues.into_iter().map(|i| i.diagnostics).collect()));
         }
     };
     // A document without a resource type is no FHIR resource: the server refuses it.
     let Some(rtype) = resource.get("resourceType").and_then(Value::as_str) else {
-        return Some((1, vec!["The content has no resourceType: it is not a FHIR resource".into()]));
+        return Some((
+            1,
+            vec!["The content has no resourceType: it is not a FHIR resource".into()],
+        ));
     };
     let rtype = rtype.to_owned();
     let profiles: Vec<String> = profile.into_iter().collect();
@@ -109,7 +123,13 @@ fn run(dir: &Path, validator: &Validator, file: &str, profile: Option<String>) -
         .issues
         .iter()
         .filter(|i| matches!(i.severity, "error" | "fatal"))
-        .map(|i| format!("{} @ {}", i.diagnostics, i.expression.clone().unwrap_or_default()))
+        .map(|i| {
+            format!(
+                "{} @ {}",
+                i.diagnostics,
+                i.expression.clone().unwrap_or_default()
+            )
+        })
         .collect();
     Some((errors.len(), errors))
 }
@@ -123,7 +143,10 @@ fn validator_test_cases_agree_with_the_reference_validator() {
             Ok("1"),
             "SIGNAAL_REQUIRE_FIXTURES=1 but the validator test cases are missing"
         );
-        eprintln!("validator test cases not found at {}: skipped", dir.display());
+        eprintln!(
+            "validator test cases not found at {}: skipped",
+            dir.display()
+        );
         return;
     };
     let core = Definitions::built_in();
@@ -143,8 +166,17 @@ fn validator_test_cases_agree_with_the_reference_validator() {
         // Supporting resources and profiles.
         let mut support = Vec::new();
         let mut unreadable = false;
-        for list in [&case["supporting"], &case["profiles"], &case["profile"]["supporting"]] {
-            for f in list.as_array().into_iter().flatten().filter_map(Value::as_str) {
+        for list in [
+            &case["supporting"],
+            &case["profiles"],
+            &case["profile"]["supporting"],
+        ] {
+            for f in list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 match read_resource(&dir.join(f)) {
                     Some(r) => support.push(r),
                     None => unreadable = true,
@@ -169,7 +201,9 @@ fn validator_test_cases_agree_with_the_reference_validator() {
                 Ok(d) => Arc::new(d),
                 Err(e) => {
                     eprintln!("{name}: supporting definitions refused: {e}");
-                    *skipped.entry("supporting definition not usable").or_default() += 1;
+                    *skipped
+                        .entry("supporting definition not usable")
+                        .or_default() += 1;
                     continue;
                 }
             }
@@ -193,7 +227,10 @@ fn validator_test_cases_agree_with_the_reference_validator() {
         {
             let url = support
                 .iter()
-                .find(|r| r["resourceType"] == "StructureDefinition" && read_resource(&dir.join(source)).as_ref() == Some(*r))
+                .find(|r| {
+                    r["resourceType"] == "StructureDefinition"
+                        && read_resource(&dir.join(source)).as_ref() == Some(*r)
+                })
                 .and_then(|r| r["url"].as_str())
                 .map(str::to_owned);
             if let Some((found, messages)) = run(&dir, &validator, file, url) {
@@ -225,7 +262,10 @@ fn validator_test_cases_agree_with_the_reference_validator() {
     let share = presence as f64 / total.max(1) as f64;
     for (format, xml) in [("JSON", false), ("XML", true)] {
         let of: Vec<&Run> = runs.iter().filter(|r| r.xml == xml).collect();
-        let agree = of.iter().filter(|r| (r.expected > 0) == (r.found > 0)).count();
+        let agree = of
+            .iter()
+            .filter(|r| (r.expected > 0) == (r.found > 0))
+            .count();
         eprintln!(
             "  {format} cases: {} runs, error presence agrees on {agree} ({:.1}%)",
             of.len(),

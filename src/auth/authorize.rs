@@ -414,10 +414,7 @@ pub async fn start(auth: &Auth, query: &str) -> Answer {
         all.insert(id.clone(), pending);
     }
     answer(
-        html(
-            StatusCode::OK,
-            login_page(auth, &id, &app_name, None),
-        ),
+        html(StatusCode::OK, login_page(auth, &id, &app_name, None)),
         client,
         "log-in page shown",
     )
@@ -437,7 +434,9 @@ fn login_page(auth: &Auth, request: &str, app: &str, error: Option<(&str, &str)>
         request,
         app,
         error,
-        provider.as_ref().map(|(href, name)| (href.as_str(), name.as_str())),
+        provider
+            .as_ref()
+            .map(|(href, name)| (href.as_str(), name.as_str())),
     )
 }
 
@@ -665,7 +664,9 @@ pub(super) async fn signed_in(
         .insert(request.to_owned(), p);
     let mut response = html(StatusCode::OK, page);
     if let Ok(csp) = HeaderValue::from_str(&form_action) {
-        response.headers_mut().insert("content-security-policy", csp);
+        response
+            .headers_mut()
+            .insert("content-security-policy", csp);
     }
     let secure = if auth.audience.starts_with("https://") {
         "; Secure"

@@ -46,7 +46,9 @@ fn store_error(e: impl std::fmt::Display) -> OAuthError {
 
 /// The client id and secret of an `Authorization: Basic` header (`client_secret_basic`, RFC
 /// 6749 2.3.1: both form-urlencoded before they are joined); `None` without such a header.
-pub(super) fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+pub(super) fn basic_credentials(
+    headers: &HeaderMap,
+) -> Result<Option<(String, String)>, OAuthError> {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -59,7 +61,12 @@ pub(super) fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, S
     else {
         return Ok(None);
     };
-    let malformed = || oauth("invalid_client", "the Authorization header is not valid Basic credentials");
+    let malformed = || {
+        oauth(
+            "invalid_client",
+            "the Authorization header is not valid Basic credentials",
+        )
+    };
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .map_err(|_| malformed())?;
@@ -127,7 +134,13 @@ async fn app_client(
                 "client '{id}' is confidential: it authenticates with a client assertion"
             )));
         }
-        if auth.clients.app_secret(id).await.map_err(store_error)?.is_some() {
+        if auth
+            .clients
+            .app_secret(id)
+            .await
+            .map_err(store_error)?
+            .is_some()
+        {
             return Err(not_authenticated(format!(
                 "client '{id}' is confidential: it authenticates with its client secret"
             )));

@@ -182,11 +182,15 @@ impl Cache {
             .header("accept", "application/json");
         if let Some((user, password)) = basic {
             use base64::Engine;
-            let encode = |t: &str| url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>();
+            let encode =
+                |t: &str| url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>();
             let pair = format!("{}:{}", encode(user), encode(password));
             request = request.header(
                 "authorization",
-                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)),
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ),
             );
         }
         let request = request

@@ -215,7 +215,11 @@ pub async fn begin(auth: &Auth, query: &str) -> Answer {
     let params = query_of(query);
     let request = get(&params, "request").unwrap_or("");
     let Some(pending) = authorize::pending_client(auth, request) else {
-        return answer(authorize::expired(), None, "oidc: unknown or expired request");
+        return answer(
+            authorize::expired(),
+            None,
+            "oidc: unknown or expired request",
+        );
     };
     let client = Some(pending.as_str());
     let Some(provider) = &auth.oidc else {
@@ -313,7 +317,10 @@ pub async fn begin(auth: &Auth, query: &str) -> Answer {
     answer(
         response,
         client,
-        format!("sent to the OpenID Connect provider {}", provider.settings.issuer),
+        format!(
+            "sent to the OpenID Connect provider {}",
+            provider.settings.issuer
+        ),
     )
 }
 
@@ -394,7 +401,10 @@ pub async fn callback(
         );
     };
     let verified = async {
-        let metadata = provider.metadata(auth).await.map_err(Failure::Unreachable)?;
+        let metadata = provider
+            .metadata(auth)
+            .await
+            .map_err(Failure::Unreachable)?;
         let id_token = redeem(auth, provider, &metadata, code, &outgoing.verifier).await?;
         verify_id_token(auth, provider, &metadata, &id_token, &outgoing.nonce)
             .await
@@ -408,7 +418,10 @@ pub async fn callback(
             return answer(unreachable_page(&name), client, format!("oidc: {e}"));
         }
         Err(Failure::Invalid(e)) => {
-            tracing::warn!(error = e, "an id_token of the OpenID Connect provider refused");
+            tracing::warn!(
+                error = e,
+                "an id_token of the OpenID Connect provider refused"
+            );
             return answer(
                 error_page(
                     StatusCode::UNAUTHORIZED,
@@ -518,24 +531,33 @@ async fn verify_id_token(
     nonce: &str,
 ) -> Result<String, String> {
     let settings = &provider.settings;
-    let head = decode_header(token).map_err(|e| format!("the id_token is not a signed JWT: {e}"))?;
+    let head =
+        decode_header(token).map_err(|e| format!("the id_token is not a signed JWT: {e}"))?;
     let alg = format!("{:?}", head.alg);
     if !ALGORITHMS.contains(&head.alg)
         || (!metadata.algorithms.is_empty() && !metadata.algorithms.contains(&alg))
     {
-        return Err(format!("the id_token is signed with {alg}, which is not accepted"));
+        return Err(format!(
+            "the id_token is signed with {alg}, which is not accepted"
+        ));
     }
-    let kid = head.kid.as_deref().ok_or("the id_token header has no kid")?;
+    let kid = head
+        .kid
+        .as_deref()
+        .ok_or("the id_token header has no kid")?;
     let jwk = auth
         .jwks
         .key(&Source::Url(metadata.jwks_uri.clone()), kid)
         .await?;
     if let Some(key_alg) = jwk.common.key_algorithm {
         if format!("{key_alg:?}") != alg {
-            return Err(format!("key '{kid}' is for {key_alg:?}, the id_token uses {alg}"));
+            return Err(format!(
+                "key '{kid}' is for {key_alg:?}, the id_token uses {alg}"
+            ));
         }
     }
-    let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("key '{kid}' cannot be used: {e}"))?;
+    let key =
+        DecodingKey::from_jwk(&jwk).map_err(|e| format!("key '{kid}' cannot be used: {e}"))?;
     let mut validation = Validation::new(head.alg);
     validation.set_issuer(&[&settings.issuer]);
     validation.set_audience(&[&settings.client_id]);

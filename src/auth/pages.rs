@@ -70,8 +70,14 @@ pub fn login(
             format!(
                 "<p><a href=\"{}\">{}</a></p><p>{}</p>",
                 escape(href),
-                both(&format!("Inloggen met {name}"), &format!("Log in with {name}")),
-                both("Of met een account van Signaal:", "Or with a Signaal account:"),
+                both(
+                    &format!("Inloggen met {name}"),
+                    &format!("Log in with {name}")
+                ),
+                both(
+                    "Of met een account van Signaal:",
+                    "Or with a Signaal account:"
+                ),
             )
         })
         .unwrap_or_default();

@@ -34,9 +34,9 @@ pub(crate) fn arity(name: &str) -> Option<(usize, usize)> {
         "exists" | "round" | "join" | "toQuantity" | "convertsToQuantity" => (0, 1),
         "all" | "subsetOf" | "supersetOf" | "where" | "select" | "repeat" | "skip" | "take"
         | "intersect" | "exclude" | "union" | "combine" | "indexOf" | "startsWith" | "endsWith"
-        | "contains" | "matches" | "matchesFull" | "split" | "encode" | "decode" | "log" | "power"
-        | "extension" | "hasExtension" | "memberOf" | "conformsTo" | "subsumes" | "subsumedBy"
-        | "escape" | "unescape" => (1, 1),
+        | "contains" | "matches" | "matchesFull" | "split" | "encode" | "decode" | "log"
+        | "power" | "extension" | "hasExtension" | "memberOf" | "conformsTo" | "subsumes"
+        | "subsumedBy" | "escape" | "unescape" => (1, 1),
         "substring" | "trace" | "aggregate" => (1, 2),
         "replace" | "replaceMatches" | "slice" => (2, 2),
         "iif" => (2, 3),
@@ -719,7 +719,9 @@ fn string_fn<'a>(
         },
         "matchesFull" => match sarg(0)? {
             None => vec![],
-            Some(re) => vec![Item::Boolean(regex(&format!("(?s)^(?:{re})$"))?.is_match(s))],
+            Some(re) => vec![Item::Boolean(
+                regex(&format!("(?s)^(?:{re})$"))?.is_match(s),
+            )],
         },
         "replaceMatches" => match (sarg(0)?, sarg(1)?) {
             (Some(re), _) if re.is_empty() => vec![Item::String(s.to_owned())],
@@ -727,7 +729,9 @@ fn string_fn<'a>(
                 // FHIRPath substitutions are `$1`; the regex crate's `${1}` avoids `$1a` reading
                 // as a group named `1a`.
                 let rep = regex(r"\$(\d+)")?.replace_all(&rep, "$${${1}}");
-                vec![Item::String(regex(&re)?.replace_all(s, rep.as_ref()).into_owned())]
+                vec![Item::String(
+                    regex(&re)?.replace_all(s, rep.as_ref()).into_owned(),
+                )]
             }
             _ => vec![],
         },

@@ -236,7 +236,8 @@ mod tests {
     #[test]
     fn untyped_date_times_compare_as_instants_with_their_offsets() {
         // A Period reached without its type: start 05:46Z, end 06:31Z (per-1 holds).
-        let period = json!({"start": "1989-10-29T01:46:40-04:00", "end": "1989-10-29T01:31:40-05:00"});
+        let period =
+            json!({"start": "1989-10-29T01:46:40-04:00", "end": "1989-10-29T01:31:40-05:00"});
         let e = parse("start <= end").unwrap();
         let out = e.evaluate(&period).unwrap();
         assert!(matches!(out.as_slice(), [Item::Boolean(true)]), "{out:?}");
@@ -356,7 +357,10 @@ mod tests {
         let e = parse("%resource.id").unwrap();
         let out = e.evaluate_in(patient, &container, &at).unwrap();
         assert_eq!(out[0].as_json(), Some(&json!("p1")));
-        let out = parse("resolve().id").unwrap().evaluate_in(patient, &container, &at).unwrap();
+        let out = parse("resolve().id")
+            .unwrap()
+            .evaluate_in(patient, &container, &at)
+            .unwrap();
         assert_eq!(out[0].as_json(), Some(&json!("pr1")));
     }
 
@@ -365,8 +369,14 @@ mod tests {
         let ok = json!({"div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>x</p></div>"});
         let bad = json!({"div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p onclick=\"x()\">x</p></div>"});
         let e = parse("div.htmlChecks()").unwrap();
-        assert!(matches!(e.evaluate(&ok).unwrap().as_slice(), [Item::Boolean(true)]));
-        assert!(matches!(e.evaluate(&bad).unwrap().as_slice(), [Item::Boolean(false)]));
+        assert!(matches!(
+            e.evaluate(&ok).unwrap().as_slice(),
+            [Item::Boolean(true)]
+        ));
+        assert!(matches!(
+            e.evaluate(&bad).unwrap().as_slice(),
+            [Item::Boolean(false)]
+        ));
     }
 
     #[test]

@@ -219,12 +219,10 @@ fn dt_pair(a: &Prim<'_>, b: &Prim<'_>) -> Option<(PartialDt, PartialDt)> {
         // Two values of unknown type that both read as dates with a time part (a Period's
         // `start` and `end` reached without their types): compared as instants, so the
         // offsets count (`01:46-04:00` is before `01:31-05:00`), not as text.
-        (Prim::UntypedStr(x), Prim::UntypedStr(y)) if x.contains('T') && y.contains('T') => {
-            Some((
-                PartialDt::parse(x, Kind::DateTime)?,
-                PartialDt::parse(y, Kind::DateTime)?,
-            ))
-        }
+        (Prim::UntypedStr(x), Prim::UntypedStr(y)) if x.contains('T') && y.contains('T') => Some((
+            PartialDt::parse(x, Kind::DateTime)?,
+            PartialDt::parse(y, Kind::DateTime)?,
+        )),
         _ => None,
     }
 }

@@ -8,9 +8,9 @@ use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::history::Scope;
 use crate::interaction::{
-    async_job, audit_event, bulk_status, capabilities, create, delete, evaluate_measure, everything, export,
-    history, import, lastn, patch, read, reindex, scoring_coverage, search, transaction, update,
-    validate, vread, worklist,
+    async_job, audit_event, bulk_status, capabilities, create, delete, evaluate_measure,
+    everything, export, history, import, lastn, patch, read, reindex, scoring_coverage, search,
+    transaction, update, validate, vread, worklist,
 };
 use crate::subscription;
 
@@ -46,7 +46,9 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             _ => Err(not_allowed("GET, DELETE")),
         },
         [export::STATUS_PATH, id] => match *method {
-            Method::GET | Method::DELETE => bulk_status::status(app, request, &app.jobs.exports, id).await,
+            Method::GET | Method::DELETE => {
+                bulk_status::status(app, request, &app.jobs.exports, id).await
+            }
             _ => Err(not_allowed("GET, DELETE")),
         },
         [export::STATUS_PATH, id, file] => match *method {
@@ -54,7 +56,9 @@ pub async fn dispatch(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
             _ => Err(not_allowed("GET")),
         },
         [import::STATUS_PATH, id] => match *method {
-            Method::GET | Method::DELETE => bulk_status::status(app, request, &app.jobs.imports, id).await,
+            Method::GET | Method::DELETE => {
+                bulk_status::status(app, request, &app.jobs.imports, id).await
+            }
             _ => Err(not_allowed("GET, DELETE")),
         },
         [import::STATUS_PATH, id, file] => match *method {

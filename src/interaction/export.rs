@@ -206,4 +206,3 @@ fn request_url(app: &App, request: &FhirRequest) -> String {
     }
     url
 }
-

@@ -3,9 +3,9 @@
 pub mod async_job;
 pub mod audit_event;
 pub mod batch;
+pub mod bulk_status;
 pub mod bundle;
 pub mod bundle_entry;
-pub mod bulk_status;
 pub mod canonical;
 pub mod capabilities;
 pub mod create;

@@ -129,7 +129,8 @@ pub async fn validate(
             let body_id = resource.get("id").and_then(Value::as_str);
             match (body_id, id) {
                 (None, _) => issues.push(
-                    Issue::error("required", "An update needs the resource's id").at(format!("{rtype}.id")),
+                    Issue::error("required", "An update needs the resource's id")
+                        .at(format!("{rtype}.id")),
                 ),
                 (Some(b), Some(u)) if b != u => issues.push(
                     Issue::error(

@@ -249,7 +249,9 @@ impl Offline<'_> {
     fn offline<T>(answer: Result<T, Stop>) -> Result<T, String> {
         answer.map_err(|stop| match stop {
             Stop::Cannot(reason) => reason,
-            Stop::NeedCodeSystem(url) => format!("the code system {url} is not held by this server"),
+            Stop::NeedCodeSystem(url) => {
+                format!("the code system {url} is not held by this server")
+            }
             Stop::NeedValueSet(url) => format!("the value set {url} is not known to this server"),
         })
     }

@@ -22,9 +22,8 @@ fn codings<'a>(type_code: &str, value: &'a Value) -> Vec<(Option<&'a str>, &'a s
         "code" => value.as_str().map(|c| vec![(None, c)]).unwrap_or_default(),
         "Coding" => one(value).into_iter().collect(),
         // A Quantity's unit code and its system (UCUM, usually).
-        "Quantity" | "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity" | "MoneyQuantity" => {
-            one(value).into_iter().collect()
-        }
+        "Quantity" | "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity"
+        | "MoneyQuantity" => one(value).into_iter().collect(),
         "CodeableConcept" => value
             .get("coding")
             .and_then(Value::as_array)
@@ -87,7 +86,11 @@ pub fn check(
             None => (*c).to_owned(),
         })
         .collect();
-    let must = if severity == "error" { "must" } else { "should" };
+    let must = if severity == "error" {
+        "must"
+    } else {
+        "should"
+    };
     out.push(
         severity,
         "code-invalid",

@@ -74,7 +74,15 @@ impl<'v, 'a> Walk<'v, 'a> {
             ext: None,
         };
         let type_name = sd.type_name.clone();
-        self.element(sd, 0, node, Some(&type_name), at, &sd.type_name.clone(), &mut HashSet::new());
+        self.element(
+            sd,
+            0,
+            node,
+            Some(&type_name),
+            at,
+            &sd.type_name.clone(),
+            &mut HashSet::new(),
+        );
     }
 
     /// One item against element `idx` of `sd`. `def_path` is the element's path in the terms of
@@ -97,7 +105,11 @@ impl<'v, 'a> Walk<'v, 'a> {
         self.depth += 1;
         let def = &sd.elements[idx];
         if let Some(value) = node.value {
-            let item = Item::node(value, type_code.and_then(|t| self.defs.type_name(t)), node.ext);
+            let item = Item::node(
+                value,
+                type_code.and_then(|t| self.defs.type_name(t)),
+                node.ext,
+            );
             for c in &def.constraints {
                 if done.insert(c.key.clone()) {
                     invariant::check(c, self.resource, self.root_resource, &item, at, self.out);
@@ -105,7 +117,13 @@ impl<'v, 'a> Walk<'v, 'a> {
             }
         }
         if def.fixed.is_some() || def.pattern.is_some() {
-            fixed_pattern::check(node.value, def.fixed.as_ref(), def.pattern.as_ref(), at, self.out);
+            fixed_pattern::check(
+                node.value,
+                def.fixed.as_ref(),
+                def.pattern.as_ref(),
+                at,
+                self.out,
+            );
         }
         if let (Some(b), Some(t), Some(value)) = (&def.binding, type_code, node.value) {
             binding::check(self.defs, b, t, value, at, self.out);
@@ -137,13 +155,23 @@ impl<'v, 'a> Walk<'v, 'a> {
         if let Some(reference) = &def.content_reference {
             let target = reference.trim_start_matches('#');
             let target = target.rsplit_once('#').map_or(target, |(_, t)| t);
-            if let Some(t) = sd.element_by_id(target).or_else(|| sd.element_by_path(target)) {
+            if let Some(t) = sd
+                .element_by_id(target)
+                .or_else(|| sd.element_by_path(target))
+            {
                 let target_def = &sd.elements[t];
                 for c in &target_def.constraints {
                     if let Some(value) = node.value {
                         if done.insert(c.key.clone()) {
                             let item = Item::node(value, None, node.ext);
-                            invariant::check(c, self.resource, self.root_resource, &item, at, self.out);
+                            invariant::check(
+                                c,
+                                self.resource,
+                                self.root_resource,
+                                &item,
+                                at,
+                                self.out,
+                            );
                         }
                     }
                 }
@@ -220,7 +248,14 @@ impl<'v, 'a> Walk<'v, 'a> {
     }
 
     /// The children of element `parent` of `sd` in the object `node`.
-    fn children(&mut self, sd: &StructureDefinition, parent: usize, node: Node<'a>, at: &str, def_path: &str) {
+    fn children(
+        &mut self,
+        sd: &StructureDefinition,
+        parent: usize,
+        node: Node<'a>,
+        at: &str,
+        def_path: &str,
+    ) {
         let Some(object) = node.value.and_then(Value::as_object) else {
             return;
         };
@@ -249,7 +284,13 @@ impl<'v, 'a> Walk<'v, 'a> {
     }
 
     /// Checks the number of items of an element (or of one of its slices).
-    pub fn cardinality(&mut self, def: &ElementDefinition, slice: Option<&str>, count: usize, at: &str) {
+    pub fn cardinality(
+        &mut self,
+        def: &ElementDefinition,
+        slice: Option<&str>,
+        count: usize,
+        at: &str,
+    ) {
         let name = def.name.trim_end_matches("[x]");
         let what = match slice {
             Some(s) => format!("The slice '{s}' of {name}"),
@@ -259,7 +300,10 @@ impl<'v, 'a> Walk<'v, 'a> {
             self.out.error(
                 "required",
                 at,
-                format!("{what} must occur at least {} time(s) here, found {count}", def.min),
+                format!(
+                    "{what} must occur at least {} time(s) here, found {count}",
+                    def.min
+                ),
             );
         }
         if let Some(max) = def.max {
@@ -275,7 +319,14 @@ impl<'v, 'a> Walk<'v, 'a> {
 
     /// One item of element `idx`: an extension by its definition, a nested resource as a
     /// resource, anything else against the element.
-    pub fn item(&mut self, sd: &StructureDefinition, idx: usize, entry: &Entry<'a>, def_path: &str, holder_path: &str) {
+    pub fn item(
+        &mut self,
+        sd: &StructureDefinition,
+        idx: usize,
+        entry: &Entry<'a>,
+        def_path: &str,
+        holder_path: &str,
+    ) {
         let def = &sd.elements[idx];
         let type_code = entry.type_code.as_deref();
         if matches!(type_code, Some("Resource")) || def.types.iter().any(|t| t.code == "Resource") {
@@ -302,7 +353,15 @@ impl<'v, 'a> Walk<'v, 'a> {
                 }
             }
         }
-        self.element(sd, idx, entry.node, type_code, &entry.at, def_path, &mut HashSet::new());
+        self.element(
+            sd,
+            idx,
+            entry.node,
+            type_code,
+            &entry.at,
+            def_path,
+            &mut HashSet::new(),
+        );
     }
 
     /// A resource inside this one, against its own type's definition. A contained resource
@@ -353,7 +412,14 @@ impl<'v, 'a> Walk<'v, 'a> {
                 match def.types.iter().find(|t| upper_first(&t.code) == suffix) {
                     Some(t) => {
                         let code = t.code.clone();
-                        push_items(&mut out, key, Some(value), object.get(&format!("_{key}")), at, Some(code));
+                        push_items(
+                            &mut out,
+                            key,
+                            Some(value),
+                            object.get(&format!("_{key}")),
+                            at,
+                            Some(code),
+                        );
                     }
                     None if self.defs.is_type_suffix(suffix) => {
                         let allowed: Vec<String> = def

@@ -42,12 +42,21 @@ pub fn check<'a>(
         walk.out.error(
             "structure",
             &format!("{at}.url"),
-            format!("{url} is a {}, not an extension definition", definition.type_name),
+            format!(
+                "{url} is a {}, not an extension definition",
+                definition.type_name
+            ),
         );
         return true;
     }
-    if !allowed_here(definition, holder_path, holder_sd) && !allowed_here(definition, defined_at, holder_sd) {
-        let contexts: Vec<&str> = definition.contexts.iter().map(|(_, e)| e.as_str()).collect();
+    if !allowed_here(definition, holder_path, holder_sd)
+        && !allowed_here(definition, defined_at, holder_sd)
+    {
+        let contexts: Vec<&str> = definition
+            .contexts
+            .iter()
+            .map(|(_, e)| e.as_str())
+            .collect();
         walk.out.warning(
             "structure",
             at,
@@ -61,28 +70,44 @@ pub fn check<'a>(
         value: Some(value),
         ext: None,
     };
-    walk.element(definition, 0, node, Some("Extension"), at, holder_path, &mut Default::default());
+    walk.element(
+        definition,
+        0,
+        node,
+        Some("Extension"),
+        at,
+        holder_path,
+        &mut Default::default(),
+    );
     true
 }
 
 /// Whether one of the extension's contexts allows the element at `holder_path`.
-fn allowed_here(definition: &StructureDefinition, holder_path: &str, holder_sd: &StructureDefinition) -> bool {
+fn allowed_here(
+    definition: &StructureDefinition,
+    holder_path: &str,
+    holder_sd: &StructureDefinition,
+) -> bool {
     if definition.contexts.is_empty() {
         return true;
     }
     let root_type = holder_path.split('.').next().unwrap_or(holder_path);
-    definition.contexts.iter().any(|(kind, expression)| match kind.as_str() {
-        "element" => {
-            let expression = expression.as_str();
-            expression == holder_path
-                || matches!(expression, "Element" | "Base")
-                || (!holder_path.contains('.')
-                    && (matches!(expression, "Resource" | "DomainResource") || expression == root_type))
-                || (holder_sd.type_name == "Extension" && expression == "Extension")
-                || expression == holder_sd.type_name && holder_sd.kind != "resource"
-        }
-        "extension" => holder_sd.url == *expression || holder_sd.type_name == "Extension",
-        // FHIRPath contexts are not evaluated: accepted.
-        _ => true,
-    })
+    definition
+        .contexts
+        .iter()
+        .any(|(kind, expression)| match kind.as_str() {
+            "element" => {
+                let expression = expression.as_str();
+                expression == holder_path
+                    || matches!(expression, "Element" | "Base")
+                    || (!holder_path.contains('.')
+                        && (matches!(expression, "Resource" | "DomainResource")
+                            || expression == root_type))
+                    || (holder_sd.type_name == "Extension" && expression == "Extension")
+                    || expression == holder_sd.type_name && holder_sd.kind != "resource"
+            }
+            "extension" => holder_sd.url == *expression || holder_sd.type_name == "Extension",
+            // FHIRPath contexts are not evaluated: accepted.
+            _ => true,
+        })
 }

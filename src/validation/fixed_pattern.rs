@@ -24,7 +24,9 @@ pub fn matches_pattern(actual: &Value, pattern: &Value) -> bool {
 pub fn matches_fixed(actual: &Value, fixed: &Value) -> bool {
     match (actual, fixed) {
         (Value::Object(a), Value::Object(f)) => {
-            a.len() == f.len() && f.iter().all(|(k, fv)| a.get(k).is_some_and(|av| matches_fixed(av, fv)))
+            a.len() == f.len()
+                && f.iter()
+                    .all(|(k, fv)| a.get(k).is_some_and(|av| matches_fixed(av, fv)))
         }
         (Value::Array(a), Value::Array(f)) => {
             a.len() == f.len() && a.iter().zip(f).all(|(av, fv)| matches_fixed(av, fv))
@@ -71,12 +73,19 @@ pub fn check(
             Some(a) => out.error(
                 "value",
                 at,
-                format!("The value must be exactly {} (fixed by the profile), found {}", short(fixed), short(a)),
+                format!(
+                    "The value must be exactly {} (fixed by the profile), found {}",
+                    short(fixed),
+                    short(a)
+                ),
             ),
             None => out.error(
                 "value",
                 at,
-                format!("The value {} is fixed by the profile, but the element has no value", short(fixed)),
+                format!(
+                    "The value {} is fixed by the profile, but the element has no value",
+                    short(fixed)
+                ),
             ),
         }
     }
@@ -86,7 +95,10 @@ pub fn check(
             Some(_) | None => out.error(
                 "value",
                 at,
-                format!("The value must match the profile's pattern {}", short(pattern)),
+                format!(
+                    "The value must match the profile's pattern {}",
+                    short(pattern)
+                ),
             ),
         }
     }
@@ -104,7 +116,10 @@ mod tests {
             {"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}], "text": "w"});
         assert!(matches_pattern(&a, &p));
         assert!(!matches_fixed(&a, &p));
-        assert!(!matches_pattern(&json!({"coding": [{"system": "http://loinc.org", "code": "1"}]}), &p));
+        assert!(!matches_pattern(
+            &json!({"coding": [{"system": "http://loinc.org", "code": "1"}]}),
+            &p
+        ));
     }
 
     #[test]

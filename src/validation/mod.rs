@@ -152,7 +152,11 @@ impl Definitions {
 
     /// These definitions plus `extra` conformance resources (as [`Definitions::build`]);
     /// `core` gives the core snapshots that snapshot generation starts from.
-    pub fn extend(&self, extra: Vec<Value>, core: &CoreFile) -> Result<Definitions, DefinitionError> {
+    pub fn extend(
+        &self,
+        extra: Vec<Value>,
+        core: &CoreFile,
+    ) -> Result<Definitions, DefinitionError> {
         let mut cache = ConstraintCache::default();
         let mut by_url = self.by_url.clone();
         let mut value_sets = self.value_sets.clone();
@@ -391,10 +395,13 @@ impl Validator {
         };
         for (type_name, url) in &settings.required {
             let reason = match defs.get(url) {
-                None => Some("the profile is not known (load its package with --package)".to_owned()),
-                Some(sd) if sd.type_name != *type_name => {
-                    Some(format!("the profile constrains {}, not {type_name}", sd.type_name))
+                None => {
+                    Some("the profile is not known (load its package with --package)".to_owned())
                 }
+                Some(sd) if sd.type_name != *type_name => Some(format!(
+                    "the profile constrains {}, not {type_name}",
+                    sd.type_name
+                )),
                 Some(_) => None,
             };
             if let Some(reason) = reason {
@@ -584,8 +591,13 @@ mod tests {
 
     #[test]
     fn an_unknown_profile_is_a_warning() {
-        let r = json!({"resourceType": "Patient", "meta": {"profile": ["http://example.org/nothing"]}});
+        let r =
+            json!({"resourceType": "Patient", "meta": {"profile": ["http://example.org/nothing"]}});
         let found = issues(r, &[]);
-        assert!(found.iter().any(|i| i.severity == "warning" && i.expression.as_deref() == Some("Patient.meta.profile[0]")), "{found:?}");
+        assert!(
+            found.iter().any(|i| i.severity == "warning"
+                && i.expression.as_deref() == Some("Patient.meta.profile[0]")),
+            "{found:?}"
+        );
     }
 }

@@ -12,11 +12,20 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 /// The core packages whose content the server has built in.
-const BUILT_IN: [&str; 3] = ["hl7.fhir.r4.core", "hl7.fhir.r4.examples", "hl7.fhir.r4.expansions"];
+const BUILT_IN: [&str; 3] = [
+    "hl7.fhir.r4.core",
+    "hl7.fhir.r4.examples",
+    "hl7.fhir.r4.expansions",
+];
 
 /// The resource types a package contributes to validation.
 /// (An ImplementationGuide's `global` profiles apply to every resource of their type.)
-const KEPT: [&str; 4] = ["StructureDefinition", "ValueSet", "CodeSystem", "ImplementationGuide"];
+const KEPT: [&str; 4] = [
+    "StructureDefinition",
+    "ValueSet",
+    "CodeSystem",
+    "ImplementationGuide",
+];
 
 /// The largest file read from a package (a package's biggest resources are a few MB).
 const MAX_FILE: u64 = 64 * 1024 * 1024;
@@ -72,7 +81,10 @@ pub fn read(file: &Path) -> Result<Package, PackageError> {
     let mut resources = Vec::new();
     for entry in archive.entries().map_err(|e| unreadable(e.to_string()))? {
         let mut entry = entry.map_err(|e| unreadable(e.to_string()))?;
-        let path = entry.path().map_err(|e| unreadable(e.to_string()))?.into_owned();
+        let path = entry
+            .path()
+            .map_err(|e| unreadable(e.to_string()))?
+            .into_owned();
         let name = path.to_string_lossy().into_owned();
         let Some(inside) = name.strip_prefix("package/") else {
             continue;
@@ -82,7 +94,9 @@ pub fn read(file: &Path) -> Result<Package, PackageError> {
             continue;
         }
         if entry.size() > MAX_FILE {
-            return Err(unreadable(format!("{name} is larger than {MAX_FILE} bytes")));
+            return Err(unreadable(format!(
+                "{name} is larger than {MAX_FILE} bytes"
+            )));
         }
         let mut text = Vec::new();
         entry

@@ -38,7 +38,9 @@ fn values_at<'a>(value: &'a Value, path: &str) -> Vec<&'a Value> {
     for segment in path.split('.') {
         let mut next = Vec::new();
         for v in current {
-            let Some(object) = v.as_object() else { continue };
+            let Some(object) = v.as_object() else {
+                continue;
+            };
             let found = object.get(segment).or_else(|| {
                 object.iter().find_map(|(k, v)| {
                     k.strip_prefix(segment)
@@ -72,7 +74,12 @@ fn discriminated(
         let ok = match kind.as_str() {
             "value" | "pattern" => {
                 let def = target.map(|t| &sd.elements[t]);
-                let expected = match def.and_then(|d| d.fixed.as_ref().map(|f| (f, true)).or(d.pattern.as_ref().map(|p| (p, false)))) {
+                let expected = match def.and_then(|d| {
+                    d.fixed
+                        .as_ref()
+                        .map(|f| (f, true))
+                        .or(d.pattern.as_ref().map(|p| (p, false)))
+                }) {
                     Some(e) => e,
                     None if path == "url" => {
                         // An extension slice: its url is its type's profile.
@@ -109,7 +116,10 @@ fn discriminated(
                 let def = &sd.elements[target?];
                 let actual = if path == "$this" {
                     entry.type_code.clone().or_else(|| {
-                        value.get("resourceType").and_then(Value::as_str).map(str::to_owned)
+                        value
+                            .get("resourceType")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
                     })
                 } else {
                     values_at(value, path)
@@ -137,7 +147,12 @@ fn discriminated(
 }
 
 /// Whether `entry` conforms to element `idx` of `sd`, without reporting.
-fn conforms(walk: &mut Walk<'_, '_>, sd: &StructureDefinition, idx: usize, entry: &Entry<'_>) -> bool {
+fn conforms(
+    walk: &mut Walk<'_, '_>,
+    sd: &StructureDefinition,
+    idx: usize,
+    entry: &Entry<'_>,
+) -> bool {
     let mut quiet = Outcome::default();
     let mut probe = Walk::new(walk.defs, walk.resource, &mut quiet);
     probe.root_resource = walk.root_resource;
@@ -170,7 +185,11 @@ pub fn check<'a>(
     let (discriminators, rules, ordered) = match &base_def.slicing {
         Some(s) => (s.discriminators.clone(), s.rules.clone(), s.ordered),
         // Extensions are sliced by url without saying so.
-        None => (vec![("value".to_owned(), "url".to_owned())], "open".to_owned(), false),
+        None => (
+            vec![("value".to_owned(), "url".to_owned())],
+            "open".to_owned(),
+            false,
+        ),
     };
     let mut taken: Vec<Option<usize>> = Vec::with_capacity(entries.len());
     for entry in &entries {

@@ -71,7 +71,8 @@ fn subtree_end(snapshot: &[Value], at: usize) -> usize {
     let mut end = at + 1;
     while end < snapshot.len() {
         let other = id(&snapshot[end]);
-        let below = other.starts_with(&format!("{root}.")) || other.starts_with(&format!("{root}:"));
+        let below =
+            other.starts_with(&format!("{root}.")) || other.starts_with(&format!("{root}:"));
         if !below {
             break;
         }
@@ -265,10 +266,10 @@ mod tests {
     #[test]
     fn a_differential_narrows_the_base_and_unfolds_types() {
         let profile = json!({"baseDefinition": "http://hl7.org/fhir/StructureDefinition/Thing",
-            "differential": {"element": [
-                {"id": "Thing.code", "path": "Thing.code", "min": 1},
-                {"id": "Thing.code.text", "path": "Thing.code.text", "min": 1},
-            ]}});
+        "differential": {"element": [
+            {"id": "Thing.code", "path": "Thing.code", "min": 1},
+            {"id": "Thing.code.text", "path": "Thing.code.text", "min": 1},
+        ]}});
         let out = generate(&profile, &bases()).unwrap();
         assert_eq!(
             ids(&out),
@@ -289,12 +290,12 @@ mod tests {
     #[test]
     fn slices_follow_the_sliced_element_and_keep_its_children() {
         let profile = json!({"baseDefinition": "http://hl7.org/fhir/StructureDefinition/Thing",
-            "differential": {"element": [
-                {"id": "Thing.code.coding", "path": "Thing.code.coding",
-                 "slicing": {"discriminator": [{"type": "value", "path": "code"}], "rules": "open"}},
-                {"id": "Thing.code.coding:a", "path": "Thing.code.coding", "sliceName": "a", "min": 1},
-                {"id": "Thing.code.coding:b", "path": "Thing.code.coding", "sliceName": "b"},
-            ]}});
+        "differential": {"element": [
+            {"id": "Thing.code.coding", "path": "Thing.code.coding",
+             "slicing": {"discriminator": [{"type": "value", "path": "code"}], "rules": "open"}},
+            {"id": "Thing.code.coding:a", "path": "Thing.code.coding", "sliceName": "a", "min": 1},
+            {"id": "Thing.code.coding:b", "path": "Thing.code.coding", "sliceName": "b"},
+        ]}});
         let out = generate(&profile, &bases()).unwrap();
         assert_eq!(
             ids(&out),

@@ -465,8 +465,8 @@ pub fn without_audit_events(bundle: &Value) -> Vec<&Value> {
 pub mod auth;
 pub mod browser;
 pub mod bulk;
+pub mod oidc_provider;
 pub mod output;
 pub mod process;
 pub mod receiver;
-pub mod oidc_provider;
 pub mod smart;

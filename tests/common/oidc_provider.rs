@@ -127,16 +127,19 @@ fn json_reply(status: StatusCode, body: Value) -> Response {
 
 async fn discovery(State(inner): State<Arc<Mutex<Inner>>>) -> Response {
     let issuer = inner.lock().unwrap().issuer.clone();
-    json_reply(StatusCode::OK, json!({
-        "issuer": issuer,
-        "authorization_endpoint": format!("{issuer}/authorize"),
-        "token_endpoint": format!("{issuer}/token"),
-        "jwks_uri": format!("{issuer}/jwks"),
-        "response_types_supported": ["code"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS384"],
-        "code_challenge_methods_supported": ["S256"],
-    }))
+    json_reply(
+        StatusCode::OK,
+        json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "token_endpoint": format!("{issuer}/token"),
+            "jwks_uri": format!("{issuer}/jwks"),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS384"],
+            "code_challenge_methods_supported": ["S256"],
+        }),
+    )
 }
 
 async fn jwks() -> Response {
@@ -156,7 +159,8 @@ async fn authorize(
     let state = q.get("state").cloned().unwrap_or_default();
     if q.get("client_id").map(String::as_str) != Some(CLIENT_ID)
         || q.get("code_challenge_method").map(String::as_str) != Some("S256")
-        || q.get("scope").is_none_or(|s| !s.split(' ').any(|w| w == "openid"))
+        || q.get("scope")
+            .is_none_or(|s| !s.split(' ').any(|w| w == "openid"))
     {
         return (StatusCode::BAD_REQUEST, "bad authorization request").into_response();
     }
@@ -202,17 +206,36 @@ async fn token(
             url::form_urlencoded::byte_serialize(CLIENT_SECRET.as_bytes()).collect::<String>()
         ))
     );
-    if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(&expected) {
-        return refuse(&mut inner, StatusCode::UNAUTHORIZED, "invalid_client", "wrong client secret");
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some(&expected)
+    {
+        return refuse(
+            &mut inner,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "wrong client secret",
+        );
     }
     let Some(code) = form.get("code").and_then(|c| inner.codes.remove(c)) else {
-        return refuse(&mut inner, StatusCode::BAD_REQUEST, "invalid_grant", "unknown code");
+        return refuse(
+            &mut inner,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "unknown code",
+        );
     };
     let verifier = form.get("code_verifier").cloned().unwrap_or_default();
-    let computed =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
     if computed != code.challenge || form.get("redirect_uri") != Some(&code.redirect_uri) {
-        return refuse(&mut inner, StatusCode::BAD_REQUEST, "invalid_grant", "PKCE or redirect_uri");
+        return refuse(
+            &mut inner,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "PKCE or redirect_uri",
+        );
     }
     let t = now();
     let mut claims = json!({
@@ -237,12 +260,12 @@ async fn token(
         Tamper::Signature => sign(Algorithm::RS384, "rsa-1", "other-rsa.pem", &claims),
         Tamper::AlgNone => format!(
             "{}.{}.",
-            b64(json!({"alg": "none", "kid": "rsa-1", "typ": "JWT"}).to_string().as_bytes()),
+            b64(json!({"alg": "none", "kid": "rsa-1", "typ": "JWT"})
+                .to_string()
+                .as_bytes()),
             b64(claims.to_string().as_bytes())
         ),
-        Tamper::Hs256PublicKey => {
-            sign_hs256(fixture("rsa.pub.pem").as_bytes(), &claims, "rsa-1")
-        }
+        Tamper::Hs256PublicKey => sign_hs256(fixture("rsa.pub.pem").as_bytes(), &claims, "rsa-1"),
         _ => sign(Algorithm::RS384, "rsa-1", "rsa.pem", &claims),
     };
     json_reply(

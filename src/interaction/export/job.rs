@@ -17,10 +17,9 @@ use crate::search::query::{Cursor, Predicate, SearchQuery};
 use crate::store::{HistoryQuery, Method as WriteMethod, Store, Version};
 use crate::write::Indexing;
 
-
 use super::output::{io, Output};
-use super::BATCH;
 use super::parameters::Request;
+use super::BATCH;
 
 /// Deleted resources per line (transaction Bundle) of a `deleted` file.
 const DELETED_PER_BUNDLE: usize = 500;
@@ -424,4 +423,3 @@ impl Export {
         Ok(patient.is_some_and(|p| members.contains(&p)))
     }
 }
-

@@ -43,7 +43,10 @@ impl Output {
     }
 
     /// The ids among `wanted` of the resources written so far (read back from the files).
-    pub(super) async fn written(&mut self, wanted: &HashSet<String>) -> Result<HashSet<String>, FhirError> {
+    pub(super) async fn written(
+        &mut self,
+        wanted: &HashSet<String>,
+    ) -> Result<HashSet<String>, FhirError> {
         use tokio::io::AsyncBufReadExt;
         if let Some((writer, ..)) = self.file.as_mut() {
             writer.flush().await.map_err(io)?;
@@ -112,4 +115,3 @@ impl Output {
 pub(super) fn io(e: std::io::Error) -> FhirError {
     FhirError::Internal(format!("export file: {e}"))
 }
-

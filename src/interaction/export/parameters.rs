@@ -19,7 +19,6 @@ use crate::search::query::SearchQuery;
 use crate::store::Store;
 use crate::terminology::resolver::StoreResolver;
 
-
 /// The output formats the IG names for NDJSON.
 const FORMATS: [&str; 3] = ["application/fhir+ndjson", "application/ndjson", "ndjson"];
 
@@ -236,7 +235,10 @@ pub(super) fn split_type_filters(value: &str) -> impl Iterator<Item = &str> {
 }
 
 /// One `_typeFilter` query, parsed and resolved by the search code as a search of its type.
-pub(super) async fn type_filter(app: &App, filter: &str) -> Result<(String, SearchQuery), FhirError> {
+pub(super) async fn type_filter(
+    app: &App,
+    filter: &str,
+) -> Result<(String, SearchQuery), FhirError> {
     let bad = |why: String| FhirError::invalid(format!("_typeFilter '{filter}': {why}"));
     let (rtype, query) = filter
         .split_once('?')
@@ -292,7 +294,6 @@ pub(super) async fn group_members(store: &dyn Store, id: &str) -> Result<Vec<Str
     Ok(members)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,4 +312,3 @@ mod tests {
         );
     }
 }
-
