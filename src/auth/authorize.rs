@@ -151,6 +151,33 @@ fn consent_form_action(redirect_uri: &str) -> String {
     )
 }
 
+/// Sets a log-in cookie (10 minutes, HttpOnly, `Secure` on an https server) scoped to the path
+/// of the auth endpoint `endpoint`.
+pub(super) fn set_cookie(
+    response: &mut Response<Body>,
+    auth: &Auth,
+    name: &str,
+    value: &str,
+    endpoint: &str,
+    same_site: &str,
+) {
+    let secure = if auth.audience.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let path = url::Url::parse(&auth.auth_url(endpoint))
+        .map(|u| u.path().to_owned())
+        .unwrap_or_else(|_| format!("/auth/{endpoint}"));
+    if let Ok(header_value) = HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; HttpOnly; SameSite={same_site}; Max-Age=600{secure}"
+    )) {
+        response
+            .headers_mut()
+            .insert(header::SET_COOKIE, header_value);
+    }
+}
+
 pub(super) fn error_page(status: StatusCode, nl: &str, en: &str) -> Response<Body> {
     html(status, pages::error(nl, en))
 }
@@ -668,19 +695,7 @@ pub(super) async fn signed_in(
             .headers_mut()
             .insert("content-security-policy", csp);
     }
-    let secure = if auth.audience.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let path = url::Url::parse(&auth.auth_url("authorize"))
-        .map(|u| u.path().to_owned())
-        .unwrap_or_else(|_| "/auth/authorize".into());
-    if let Ok(value) = HeaderValue::from_str(&format!(
-        "{COOKIE}={cookie}; Path={path}; HttpOnly; SameSite=Strict; Max-Age=600{secure}"
-    )) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
+    set_cookie(&mut response, auth, COOKIE, &cookie, "authorize", "Strict");
     answer(
         response,
         client,

@@ -300,20 +300,8 @@ pub async fn begin(auth: &Auth, query: &str) -> Answer {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let secure = if auth.audience.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let path = url::Url::parse(&auth.auth_url("oidc"))
-        .map(|u| u.path().to_owned())
-        .unwrap_or_else(|_| "/auth/oidc".into());
     // Lax: the browser comes back from the provider with a top-level GET (another site).
-    if let Ok(value) = HeaderValue::from_str(&format!(
-        "{COOKIE}={browser}; Path={path}; HttpOnly; SameSite=Lax; Max-Age=600{secure}"
-    )) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
+    super::authorize::set_cookie(&mut response, auth, COOKIE, &browser, "oidc", "Lax");
     answer(
         response,
         client,
