@@ -17,10 +17,11 @@
 #      log file, PostgreSQL pg_database_size), and with --flag-delay the delay from
 #      a weight gain's commit to its Flag under a steady 200 creates/s;
 #   4. prints the machine, the settings and both result tables.
-# In export mode, step 3 loads the same data as search mode, restarts the server on it
-# and times one system-level Bulk Data $export of everything (kick-off to manifest): the
-# resources exported per second and the server's peak RSS (VmHWM) during the export, with
-# the RSS of the idle restarted server before it for comparison.
+# In export mode, step 3 first does what import mode does (and reports it), then starts the
+# server on the imported database and times one system-level Bulk Data $export of everything
+# (kick-off to manifest): the resources exported per second and the server's peak RSS (VmHWM)
+# during the export, with the RSS of the idle server before it for comparison. One run gives
+# import and export at the same size (SIGNAAL_BENCH_COPIES=12: about 1.08 million).
 # In search mode, step 3 instead loads the Synthea Bundles and SIGNAAL_BENCH_PATIENTS
 # synthetic patients into the server's (empty) database, prints the query plan of
 # each search query (--explain) and times the five queries (`signaal bench --search`).
@@ -36,12 +37,12 @@
 #                             per store after the timed phases (default:
 #                             ../shared/synthea/synthea-r4-300.tar.gz when it exists;
 #                             'none' to skip)
-#   SIGNAAL_BENCH_MODE=write  'write' (the phases above), 'search' or 'import'
+#   SIGNAAL_BENCH_MODE=write  'write' (the phases above), 'search', 'import' or 'export'
 #   SIGNAAL_BENCH_PATIENTS=2000  search mode: synthetic patients to load
 #                             (462 resources each; 2000 + the 300 Synthea ones
 #                             are just over one million resources)
 #   SIGNAAL_BENCH_SEED=1      search mode: seed of the synthetic patients
-#   SIGNAAL_BENCH_COPIES=1    import mode: copies of the Synthea sample (89,773
+#   SIGNAAL_BENCH_COPIES=1    import and export modes: copies of the Synthea sample (89,773
 #                             resources each; 12 give about 1.08 million)
 #   SIGNAAL_BENCH_BIN=PATH    use this signaal binary instead of building the release one
 #   SIGNAAL_BENCH_STORES="sqlite postgres"  the stores to run, in order
@@ -196,8 +197,8 @@ work_dir="$(mktemp -d "${TMPDIR:-/tmp}/signaal-bench.XXXXXX")"
 
 synthea="${SIGNAAL_BENCH_SYNTHEA:-$repo_root/../shared/synthea/synthea-r4-300.tar.gz}"
 synthea_args=()
-if [[ "$mode" == import ]]; then
-    [[ -f "$synthea" ]] || die "import mode needs the Synthea archive (SIGNAAL_BENCH_SYNTHEA)"
+if [[ "$mode" == import || "$mode" == export ]]; then
+    [[ -f "$synthea" ]] || die "$mode mode needs the Synthea archive (SIGNAAL_BENCH_SYNTHEA)"
     log "converting $synthea to NDJSON ($copies copies)"
     run_child python3 "$repo_root/scripts/synthea_ndjson.py" --copies "$copies" \
         "$work_dir/ndjson" "$synthea" >"$work_dir/ndjson-counts.txt"
@@ -239,16 +240,11 @@ start_server() {
     done
 }
 
-# Export mode: load, restart, time one $export of everything, read the server's peak RSS.
+# Export mode: import (timed, as in import mode), start the server, time one $export of
+# everything, read the server's peak RSS.
 bench_export() {
     local label="$1" database="$2" listen=""
-    start_server "$label" "$database"
-    log "$label: loading into signaal serve on $listen"
-    local load_args=(--search --database "$database" --seed "$seed")
-    [[ "$patients" -gt 0 ]] && load_args+=(--generate-patients "$patients")
-    run_child "$bin" bench --url "http://$listen/fhir" --clients "$clients" --seconds 1 \
-        --label "$label-load" "${load_args[@]}" "${synthea_args[@]}" >"$work_dir/$label-load.txt"
-    stop_server
+    import "$label" "$database"
     start_server "$label" "$database"
     local idle_kb start end status manifest polls=0
     idle_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status")

@@ -1,6 +1,7 @@
 //! Every official example of HL7's R4 (4.0.1) examples package round-trips on both stores:
 //! `PUT [base]/[type]/[id]` under its own id, `GET` it back, and the body equals the original
-//! apart from `meta.versionId` and `meta.lastUpdated`.
+//! apart from what the server owns (`meta.versionId`, `meta.lastUpdated`, a Subscription's status:
+//! `common::examples::comparable`).
 //!
 //! The package comes from `FHIR_R4_PACKAGE`, by default `../shared/fhir-r4/
 //! hl7.fhir.r4.examples-4.0.1.tgz` next to the crate. Without it the test explains how to get it
@@ -16,9 +17,9 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::sync::{Arc, OnceLock};
 
+use common::examples::comparable;
 use common::{StoreKind, TestServer};
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -94,75 +95,16 @@ fn examples() -> Option<&'static [Example]> {
 }
 
 fn load() -> Option<Vec<Example>> {
-    let path = common::shared_fixture(
-        "FHIR_R4_PACKAGE",
-        "fhir-r4/hl7.fhir.r4.examples-4.0.1.tgz",
-        "get it with `npm pack hl7.fhir.r4.examples@4.0.1` (or from \
-         https://packages.fhir.org/hl7.fhir.r4.examples/4.0.1)",
-    )?;
-    let file = std::fs::File::open(&path).expect("the package can be opened");
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let mut examples = Vec::new();
-    for entry in archive.entries().expect("the package is a tar.gz") {
-        let mut entry = entry.expect("a readable package entry");
-        let name = entry
-            .path()
-            .expect("an entry path")
-            .to_string_lossy()
-            .into_owned();
-        let Some(file) = name.strip_prefix("package/") else {
-            continue;
-        };
-        if file.contains('/')
-            || !file.ends_with(".json")
-            || file == "package.json"
-            || file == ".index.json"
-        {
-            continue;
-        }
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .expect("a readable package entry");
-        let json: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("{name} in the package is not JSON: {e}"));
-        let (Some(rtype), Some(id)) = (
-            json.get("resourceType").and_then(Value::as_str),
-            json.get("id").and_then(Value::as_str),
-        ) else {
-            continue;
-        };
-        examples.push(Example {
-            file: name.clone(),
-            rtype: rtype.to_owned(),
-            id: id.to_owned(),
-            bytes: Arc::new(bytes),
-            json,
-        });
-    }
-    assert!(
-        examples.len() > 1000,
-        "{} holds only {} examples: not the R4 examples package?",
-        path.display(),
-        examples.len()
-    );
+    let files = common::examples::official_examples()?;
+    let examples = files
+        .into_iter()
+        .filter_map(|common::examples::PackageFile { file, bytes, json }| {
+            let rtype = json.get("resourceType")?.as_str()?.to_owned();
+            let id = json.get("id")?.as_str()?.to_owned();
+            Some(Example { file, rtype, id, bytes: Arc::new(bytes), json })
+        })
+        .collect();
     Some(examples)
-}
-
-/// A resource as compared: without the server-owned `meta.versionId`/`meta.lastUpdated`, and
-/// without a `meta` left empty by their removal.
-fn comparable(resource: &Value) -> Value {
-    let mut resource = resource.clone();
-    if let Some(object) = resource.as_object_mut() {
-        if let Some(Value::Object(meta)) = object.get_mut("meta") {
-            meta.remove("versionId");
-            meta.remove("lastUpdated");
-            if meta.is_empty() {
-                object.remove("meta");
-            }
-        }
-    }
-    resource
 }
 
 /// The first place where two JSON values differ, as a path with both sides.

@@ -4,45 +4,9 @@
 
 mod common;
 
-use std::io::Read;
-
 use serde_json::{json, Value};
+use common::examples::comparable;
 use signaal::fhir::xml;
-
-/// The official examples of HL7's R4 package (`FHIR_R4_PACKAGE`, by default next to the crate),
-/// as (file name, JSON); `None` when the package is missing and fixtures are not required.
-fn official_examples() -> Option<Vec<(String, Value)>> {
-    let path = common::shared_fixture(
-        "FHIR_R4_PACKAGE",
-        "fhir-r4/hl7.fhir.r4.examples-4.0.1.tgz",
-        "get it with `npm pack hl7.fhir.r4.examples@4.0.1`",
-    )?;
-    let file = std::fs::File::open(&path).expect("the package can be opened");
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let mut examples = Vec::new();
-    for entry in archive.entries().expect("the package is a tar.gz") {
-        let mut entry = entry.expect("a readable entry");
-        let name = entry.path().expect("a path").to_string_lossy().into_owned();
-        let Some(file) = name.strip_prefix("package/") else {
-            continue;
-        };
-        if file.contains('/')
-            || !file.ends_with(".json")
-            || file.starts_with('.')
-            || file == "package.json"
-        {
-            continue;
-        }
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).expect("a readable entry");
-        let value: Value = serde_json::from_slice(&bytes).expect("the example is JSON");
-        if value.get("resourceType").is_some() {
-            examples.push((file.to_owned(), value));
-        }
-    }
-    assert!(examples.len() > 1000, "not the R4 examples package?");
-    Some(examples)
-}
 
 /// The first place where two JSON values differ.
 fn difference(path: &str, expected: &Value, actual: &Value) -> Option<String> {
@@ -80,11 +44,11 @@ const EMPTY_NARRATIVE: &[&str] = &[
 
 #[test]
 fn every_official_example_converts_json_to_xml_and_back_identically() {
-    let Some(examples) = official_examples() else {
+    let Some(examples) = common::examples::official_examples() else {
         return;
     };
     let mut failures = Vec::new();
-    for (file, json) in &examples {
+    for common::examples::PackageFile { file, json, .. } in &examples {
         let written = match xml::to_xml(json, false) {
             Ok(written) => written,
             Err(e) => {
@@ -589,19 +553,6 @@ both_stores!(a_narrative_with_a_script_is_refused, |server| {
 const CONCURRENCY: usize = 8;
 const LARGE: usize = 4 * 1024 * 1024;
 
-/// A resource without the server-owned `meta.versionId`/`meta.lastUpdated`.
-fn comparable(resource: &Value) -> Value {
-    let mut resource = resource.clone();
-    if let Some(Value::Object(meta)) = resource.get_mut("meta") {
-        meta.remove("versionId");
-        meta.remove("lastUpdated");
-        if meta.is_empty() {
-            resource.as_object_mut().unwrap().remove("meta");
-        }
-    }
-    resource
-}
-
 /// PUT as JSON, GET as XML, PUT that XML back, GET as JSON: the same resource. `Ok(false)` when
 /// the server refuses the JSON (tests/examples_roundtrip.rs holds those to account).
 async fn through_xml(client: signaal::client::Client, json: &Value) -> Result<bool, String> {
@@ -653,7 +604,7 @@ async fn through_xml(client: signaal::client::Client, json: &Value) -> Result<bo
 }
 
 async fn examples_through_xml(kind: common::StoreKind) {
-    let Some(examples) = official_examples() else {
+    let Some(examples) = common::examples::official_examples() else {
         return;
     };
     let Some(server) = common::TestServer::start_with(kind, 64 * 1024 * 1024).await else {
@@ -662,7 +613,7 @@ async fn examples_through_xml(kind: common::StoreKind) {
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
     let mut seen = std::collections::HashSet::new();
-    for (file, json) in examples {
+    for common::examples::PackageFile { file, json, .. } in examples {
         let key = (json["resourceType"].clone(), json["id"].clone());
         if json["id"].is_null() || EMPTY_NARRATIVE.contains(&file.as_str()) || !seen.insert(key) {
             continue;

@@ -465,6 +465,7 @@ pub fn without_audit_events(bundle: &Value) -> Vec<&Value> {
 pub mod auth;
 pub mod browser;
 pub mod bulk;
+pub mod examples;
 pub mod oidc_provider;
 pub mod output;
 pub mod process;
