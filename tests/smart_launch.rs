@@ -968,7 +968,7 @@ secured!(log_in_tells_no_names_and_is_rate_limited, |s| {
     assert_eq!(consent.status, 200);
 });
 
-const FREE_ATTEMPTS: u32 = signaal::auth::authorize::FREE_ATTEMPTS;
+const FREE_ATTEMPTS: u32 = signaal::auth::login_attempts::FREE_ATTEMPTS;
 
 secured!(
     a_picked_patient_who_leaves_the_caseload_ends_the_token,

@@ -1,51 +1,38 @@
 //! The authorization endpoint of SMART App Launch (`GET /auth/authorize`): the authorization
 //! code flow (RFC 6749 4.1) with PKCE S256 (RFC 7636; `plain` and a missing challenge are
-//! refused), standalone launch and EHR launch (`launch`, a context a host app made with
-//! `POST /auth/launch`), a log-in page and a consent page.
+//! refused), standalone launch and EHR launch (`launch`, a context from [`super::ehr_launch`]).
+//! The person then logs in ([`super::login`], or [`super::oidc`]) and consents
+//! ([`super::consent`]); this module keeps the request in progress and the responses those
+//! steps share.
 //!
 //! The client and its redirect URI are checked first: until both are known (the URI exactly
 //! one registered for the app), errors are shown on a page here, never redirected, so the
 //! endpoint is no open redirector. Every later error goes back to the app with `error` and
 //! its `state`. A request in progress lives here for [`PENDING_LIFETIME`], named by a random
-//! id; once its user logged in, the consent is accepted only from the browser that logged in
-//! (a cookie whose hash the request keeps). Log-in attempts are limited per name, known or not,
-//! and a wrong name reads like a wrong password (and takes as long): the page does not tell
-//! which names exist.
+//! id.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use super::ehr_launch::{self, Launch};
+use super::login::login_page;
+use super::login_attempts::Attempts;
 use super::pages;
-use super::password::{self, random_bytes};
-use super::scope::{self, Context, Scope};
+use super::password::random_bytes;
+use super::scope::{Context, Scope};
 use super::Auth;
 use crate::fhir::datetime::now_ms;
-use crate::store::users::{GrantRecord, UserRecord};
+use crate::store::users::UserRecord;
 
 /// How long a person has to log in and consent, ms.
 pub const PENDING_LIFETIME: i64 = 10 * 60 * 1000;
-/// How long an authorization code may wait to be redeemed, ms (RFC 6749 4.1.2: at most 10
-/// minutes, one recommended).
-pub const CODE_LIFETIME: i64 = 60 * 1000;
-/// How long an EHR launch context waits for its app, ms.
-pub const LAUNCH_LIFETIME: i64 = 5 * 60 * 1000;
-/// Failed log-ins under one name before it waits.
-pub const FREE_ATTEMPTS: u32 = 5;
-/// The first wait after [`FREE_ATTEMPTS`] failures; it doubles with each further failure, up
-/// to [`MAX_WAIT`].
-const FIRST_WAIT: Duration = Duration::from_secs(30);
-const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 /// The most requests in progress (and launch contexts) kept: beyond, new ones are refused.
-const MAX_PENDING: usize = 10_000;
-/// The cookie that binds a logged-in request to its browser.
-pub const COOKIE: &str = "signaal_authorize";
+pub(super) const MAX_PENDING: usize = 10_000;
 
 /// The non-resource scopes this server grants.
 const WORDS: [&str; 6] = [
@@ -60,48 +47,29 @@ const WORDS: [&str; 6] = [
 /// What the endpoint keeps in memory.
 #[derive(Default)]
 pub struct State {
-    pending: Mutex<HashMap<String, Pending>>,
-    launches: Mutex<HashMap<String, Launch>>,
-    attempts: Mutex<HashMap<String, Attempts>>,
+    pub(super) pending: Mutex<HashMap<String, Pending>>,
+    pub(super) launches: Mutex<HashMap<String, Launch>>,
+    pub(super) attempts: Mutex<HashMap<String, Attempts>>,
 }
 
 #[derive(Clone)]
-struct Pending {
-    client_id: String,
-    app_name: String,
-    redirect_uri: String,
-    state: String,
-    challenge: String,
-    nonce: Option<String>,
+pub(super) struct Pending {
+    pub(super) client_id: String,
+    pub(super) app_name: String,
+    pub(super) redirect_uri: String,
+    pub(super) state: String,
+    pub(super) challenge: String,
+    pub(super) nonce: Option<String>,
     /// The scopes asked and allowed for the app.
-    scopes: Vec<String>,
+    pub(super) scopes: Vec<String>,
     /// The EHR launch's Patient.
-    launch_patient: Option<String>,
-    expires: i64,
-    user: Option<UserRecord>,
+    pub(super) launch_patient: Option<String>,
+    pub(super) expires: i64,
+    pub(super) user: Option<UserRecord>,
     /// SHA-256 of the cookie of the browser that logged in.
-    cookie: Option<String>,
+    pub(super) cookie: Option<String>,
     /// The patients a practitioner may pick (when the app asks `launch/patient` standalone).
-    picker: Option<Vec<(String, String)>>,
-}
-
-/// An EHR launch context.
-struct Launch {
-    patient: String,
-    expires: i64,
-}
-
-#[derive(Default)]
-struct Attempts {
-    failures: u32,
-    wait_until: i64,
-}
-
-/// The patients of a practitioner's caseload, with a display name each (the HTTP layer reads
-/// them from the CareTeams).
-#[async_trait]
-pub trait Caseload: Send + Sync {
-    async fn patients(&self, practitioner: &str) -> Result<Vec<(String, String)>, String>;
+    pub(super) picker: Option<Vec<(String, String)>>,
 }
 
 pub fn sha256_hex(text: &str) -> String {
@@ -116,7 +84,7 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }
 
-fn html(status: StatusCode, body: String) -> Response<Body> {
+pub(super) fn html(status: StatusCode, body: String) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -133,22 +101,6 @@ fn html(status: StatusCode, body: String) -> Response<Body> {
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     response
-}
-
-/// The consent page's policy: its form posts here and the answer redirects to the app, so
-/// `form-action` names the app's registered redirect URI's origin too (CSP 3: browsers check
-/// `form-action` against a form submission's redirects as well).
-fn consent_form_action(redirect_uri: &str) -> String {
-    let origin = url::Url::parse(redirect_uri)
-        .map(|u| u.origin().ascii_serialization())
-        .ok()
-        .filter(|o| o != "null")
-        .map(|o| format!(" {o}"))
-        .unwrap_or_default();
-    format!(
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{origin}; \
-         frame-ancestors 'none'"
-    )
 }
 
 /// Sets a log-in cookie (10 minutes, HttpOnly, `Secure` on an https server) scoped to the path
@@ -178,12 +130,24 @@ pub(super) fn set_cookie(
     }
 }
 
+/// The value of the cookie `name` the browser sent.
+pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
 pub(super) fn error_page(status: StatusCode, nl: &str, en: &str) -> Response<Body> {
     html(status, pages::error(nl, en))
 }
 
 /// A redirect back to the app (`code` or `error`, and `state`).
-fn back(redirect_uri: &str, params: &[(&str, &str)]) -> Response<Body> {
+pub(super) fn back(redirect_uri: &str, params: &[(&str, &str)]) -> Response<Body> {
     let mut url = url::Url::parse(redirect_uri).expect("registered redirect URIs are URLs");
     {
         let mut query = url.query_pairs_mut();
@@ -191,6 +155,11 @@ fn back(redirect_uri: &str, params: &[(&str, &str)]) -> Response<Body> {
             query.append_pair(k, v);
         }
     }
+    redirect(&url)
+}
+
+/// A redirect of the browser (302, never cached).
+pub(super) fn redirect(url: &url::Url) -> Response<Body> {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::FOUND;
     if let Ok(location) = HeaderValue::from_str(url.as_str()) {
@@ -202,7 +171,12 @@ fn back(redirect_uri: &str, params: &[(&str, &str)]) -> Response<Body> {
     response
 }
 
-fn refuse(pending_uri: &str, state: &str, error: &str, description: &str) -> Response<Body> {
+pub(super) fn refuse(
+    pending_uri: &str,
+    state: &str,
+    error: &str,
+    description: &str,
+) -> Response<Body> {
     let mut params = vec![("error", error), ("error_description", description)];
     if !state.is_empty() {
         params.push(("state", state));
@@ -242,11 +216,11 @@ impl Auth {
     }
 }
 
-fn form(body: &[u8]) -> Vec<(String, String)> {
+pub(super) fn form(body: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
@@ -309,15 +283,7 @@ pub async fn start(auth: &Auth, query: &str) -> Answer {
         }
         Err(e) => {
             tracing::error!(error = %e, "authorize: reading the app");
-            return answer(
-                error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Signaal kon het verzoek niet controleren.",
-                    "Signaal could not check the request.",
-                ),
-                client,
-                format!("store: {e}"),
-            );
+            return answer(not_checked(), client, format!("store: {e}"));
         }
     };
     let Some(registration) = auth.registration(&client_id).await.ok().flatten() else {
@@ -396,15 +362,10 @@ pub async fn start(auth: &Auth, query: &str) -> Answer {
     }
     let launch_patient = match get("launch") {
         None => None,
-        Some(launch) => {
-            let now = now_ms();
-            let mut launches = auth.launch.launches.lock().expect("launch lock");
-            launches.retain(|_, l| l.expires >= now);
-            match launches.remove(&sha256_hex(launch)) {
-                Some(l) => Some(l.patient),
-                None => return fail("invalid_request", "the launch is unknown or expired"),
-            }
-        }
+        Some(launch) => match ehr_launch::take(auth, launch) {
+            Some(patient) => Some(patient),
+            None => return fail("invalid_request", "the launch is unknown or expired"),
+        },
     };
     let app_name = auth
         .clients
@@ -447,35 +408,24 @@ pub async fn start(auth: &Auth, query: &str) -> Answer {
     )
 }
 
-/// The log-in page of a request, with the link to the OpenID Connect provider if one is
-/// configured.
-fn login_page(auth: &Auth, request: &str, app: &str, error: Option<(&str, &str)>) -> String {
-    let provider = auth.oidc.as_ref().map(|p| {
-        (
-            format!("{}?request={request}", auth.auth_url("authorize/oidc")),
-            p.settings.name.clone(),
-        )
-    });
-    pages::login(
-        &auth.auth_url("authorize/login"),
-        request,
-        app,
-        error,
-        provider
-            .as_ref()
-            .map(|(href, name)| (href.as_str(), name.as_str())),
-    )
-}
-
 /// The app of a request in progress (for the audit trail of the provider's steps).
 pub(super) fn pending_client(auth: &Auth, id: &str) -> Option<String> {
     pending(auth, id).map(|p| p.client_id)
 }
 
-fn pending(auth: &Auth, id: &str) -> Option<Pending> {
+pub(super) fn pending(auth: &Auth, id: &str) -> Option<Pending> {
     let now = now_ms();
     let all = auth.launch.pending.lock().expect("pending lock");
     all.get(id).filter(|p| p.expires >= now).cloned()
+}
+
+/// The page when a request could not be checked (the store or the caseload failed).
+pub(super) fn not_checked() -> Response<Body> {
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Signaal kon het verzoek niet controleren.",
+        "Signaal could not check the request.",
+    )
 }
 
 pub(super) fn expired() -> Response<Body> {
@@ -484,386 +434,4 @@ pub(super) fn expired() -> Response<Body> {
         "Deze inlogpoging is verlopen of onbekend. Begin opnieuw vanuit de app.",
         "This log-in has expired or is unknown. Start again from the app.",
     )
-}
-
-/// How long a name must still wait before its next attempt, ms (0: it may try).
-fn wait_for(auth: &Auth, name: &str, now: i64) -> i64 {
-    let attempts = auth.launch.attempts.lock().expect("attempts lock");
-    attempts
-        .get(name)
-        .map_or(0, |a| (a.wait_until - now).max(0))
-}
-
-fn failed(auth: &Auth, name: &str, now: i64) {
-    let mut attempts = auth.launch.attempts.lock().expect("attempts lock");
-    if attempts.len() >= MAX_PENDING {
-        attempts.retain(|_, a| a.wait_until > now);
-    }
-    let a = attempts.entry(name.to_owned()).or_default();
-    a.failures += 1;
-    if a.failures >= FREE_ATTEMPTS {
-        let doublings = (a.failures - FREE_ATTEMPTS).min(10);
-        let wait = (FIRST_WAIT * 2u32.pow(doublings)).min(MAX_WAIT);
-        a.wait_until = now + wait.as_millis() as i64;
-    }
-}
-
-/// `POST /auth/authorize/login`: checks the name and password; on success, the consent page
-/// (with a patient picker when a practitioner's app asks for a patient and has none).
-pub async fn login(auth: &Auth, body: &[u8], caseload: &dyn Caseload) -> Answer {
-    let form = form(body);
-    let request = field(&form, "request").unwrap_or("");
-    let Some(p) = pending(auth, request) else {
-        return answer(expired(), None, "log-in: unknown or expired request");
-    };
-    let client = Some(p.client_id.clone());
-    let client = client.as_deref();
-    let name = field(&form, "username").unwrap_or("").trim().to_owned();
-    let secret = field(&form, "password").unwrap_or("");
-    let key = name.to_lowercase();
-    let now = now_ms();
-    let wait = wait_for(auth, &key, now);
-    if wait > 0 {
-        let minutes = (wait + 59_999) / 60_000;
-        return answer(
-            html(
-                StatusCode::TOO_MANY_REQUESTS,
-                login_page(
-                    auth,
-                    request,
-                    &p.app_name,
-                    Some((
-                        &format!("Te veel mislukte pogingen. Probeer het over {minutes} minuten opnieuw."),
-                        &format!("Too many failed attempts. Try again in {minutes} minutes."),
-                    )),
-                ),
-            ),
-            client,
-            format!("log-in of '{name}' refused: too many failed attempts"),
-        );
-    }
-    let user = match auth.clients.user(&name).await {
-        Ok(user) => user,
-        Err(e) => {
-            tracing::error!(error = %e, "log-in: reading the user");
-            return answer(
-                error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Signaal kon het verzoek niet controleren.",
-                    "Signaal could not check the request.",
-                ),
-                client,
-                format!("store: {e}"),
-            );
-        }
-    };
-    let ok = match &user {
-        Some(u) => {
-            let (hash, secret) = (u.password.clone(), secret.to_owned());
-            tokio::task::spawn_blocking(move || password::verify(&hash, &secret))
-                .await
-                .unwrap_or(false)
-        }
-        None => {
-            let secret = secret.to_owned();
-            let _ = tokio::task::spawn_blocking(move || password::dummy_verify(&secret)).await;
-            false
-        }
-    };
-    let (Some(user), true) = (user, ok) else {
-        failed(auth, &key, now);
-        return answer(
-            html(
-                StatusCode::UNAUTHORIZED,
-                login_page(
-                    auth,
-                    request,
-                    &p.app_name,
-                    Some((
-                        "Gebruikersnaam of wachtwoord klopt niet.",
-                        "The user name or password is not right.",
-                    )),
-                ),
-            ),
-            client,
-            format!("log-in of '{name}' refused: unknown name or wrong password"),
-        );
-    };
-    auth.launch
-        .attempts
-        .lock()
-        .expect("attempts lock")
-        .remove(&key);
-    signed_in(auth, request, user, caseload, "with their password").await
-}
-
-/// After a log-in (a password, or the OpenID Connect provider): the patient of the request
-/// settled, the browser bound by a cookie, the consent page.
-pub(super) async fn signed_in(
-    auth: &Auth,
-    request: &str,
-    user: UserRecord,
-    caseload: &dyn Caseload,
-    how: &str,
-) -> Answer {
-    let Some(mut p) = pending(auth, request) else {
-        return answer(expired(), None, "log-in: unknown or expired request");
-    };
-    let client = Some(p.client_id.clone());
-    let client = client.as_deref();
-    let name = user.id.clone();
-    // Whose record: a patient's own; a practitioner's launch patient must be in their caseload.
-    let (kind, own) = user.fhir_user.split_once('/').unwrap_or(("", ""));
-    let wants_patient = p.scopes.iter().any(|s| s == "launch/patient")
-        || p.scopes.iter().any(|s| s.starts_with("patient/"));
-    if kind == "Patient" {
-        if p.launch_patient.as_deref().is_some_and(|l| l != own) {
-            return answer(
-                refuse(
-                    &p.redirect_uri,
-                    &p.state,
-                    "access_denied",
-                    "the launch's patient is not the user",
-                ),
-                client,
-                format!("user '{name}': launch patient is not their own record"),
-            );
-        }
-        if wants_patient {
-            p.launch_patient = Some(own.to_owned());
-        }
-    } else {
-        let patients = match caseload.patients(own).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "log-in: reading the caseload");
-                return answer(
-                    error_page(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "Signaal kon het verzoek niet controleren.",
-                        "Signaal could not check the request.",
-                    ),
-                    client,
-                    format!("caseload: {e}"),
-                );
-            }
-        };
-        match &p.launch_patient {
-            Some(l) if !patients.iter().any(|(id, _)| id == l) => {
-                return answer(
-                    refuse(
-                        &p.redirect_uri,
-                        &p.state,
-                        "access_denied",
-                        "the launch's patient is not in the user's care teams",
-                    ),
-                    client,
-                    format!("user '{name}': launch patient Patient/{l} is not in their caseload"),
-                );
-            }
-            Some(_) => {}
-            None if p.scopes.iter().any(|s| s == "launch/patient") => p.picker = Some(patients),
-            None => {}
-        }
-    }
-    let cookie = random_token();
-    p.cookie = Some(sha256_hex(&cookie));
-    p.user = Some(user.clone());
-    let scopes = scope::parse_all(&p.scopes.join(" ")).unwrap_or_default();
-    let lines = pages::scope_lines(
-        &shown(&scopes, p.launch_patient.is_some() || p.picker.is_some()),
-        &p.scopes.iter().map(String::as_str).collect::<Vec<_>>(),
-        kind == "Patient",
-    );
-    let page = pages::consent(
-        &auth.auth_url("authorize/consent"),
-        request,
-        &p.app_name,
-        &lines,
-        p.picker.as_deref(),
-        p.launch_patient.as_deref(),
-    );
-    let form_action = consent_form_action(&p.redirect_uri);
-    auth.launch
-        .pending
-        .lock()
-        .expect("pending lock")
-        .insert(request.to_owned(), p);
-    let mut response = html(StatusCode::OK, page);
-    if let Ok(csp) = HeaderValue::from_str(&form_action) {
-        response
-            .headers_mut()
-            .insert("content-security-policy", csp);
-    }
-    set_cookie(&mut response, auth, COOKIE, &cookie, "authorize", "Strict");
-    answer(
-        response,
-        client,
-        format!("user '{name}' ({}) logged in {how}", user.fhir_user),
-    )
-}
-
-/// The resource scopes that will count: `patient/` ones only with a patient.
-fn shown(scopes: &[Scope], with_patient: bool) -> Vec<Scope> {
-    scopes
-        .iter()
-        .filter(|s| s.context == Context::User || (with_patient && s.context == Context::Patient))
-        .cloned()
-        .collect()
-}
-
-fn cookie_of(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
-}
-
-/// `POST /auth/authorize/consent`: the person allows or denies; allowed, the app gets its code.
-pub async fn consent(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Answer {
-    let form = form(body);
-    let request = field(&form, "request").unwrap_or("");
-    let Some(p) = pending(auth, request) else {
-        return answer(expired(), None, "consent: unknown or expired request");
-    };
-    let client = Some(p.client_id.clone());
-    let client = client.as_deref();
-    let (Some(user), Some(expected)) = (&p.user, &p.cookie) else {
-        return answer(expired(), client, "consent before log-in");
-    };
-    // Only the browser that logged in consents (a forged form from elsewhere has no cookie).
-    if cookie_of(headers).map(|c| sha256_hex(&c)).as_ref() != Some(expected) {
-        return answer(
-            error_page(
-                StatusCode::FORBIDDEN,
-                "Deze toestemming komt niet uit de browser die inlogde.",
-                "This consent does not come from the browser that logged in.",
-            ),
-            client,
-            "consent without the log-in's cookie",
-        );
-    }
-    // One decision per request: it is gone from here on.
-    auth.launch
-        .pending
-        .lock()
-        .expect("pending lock")
-        .remove(request);
-    if field(&form, "decision") != Some("allow") {
-        return answer(
-            refuse(
-                &p.redirect_uri,
-                &p.state,
-                "access_denied",
-                "the user denied access",
-            ),
-            client,
-            format!("user '{}' denied access", user.id),
-        );
-    }
-    let mut patient = p.launch_patient.clone();
-    if let Some(picker) = &p.picker {
-        let chosen = field(&form, "patient").unwrap_or("");
-        if !picker.iter().any(|(id, _)| id == chosen) {
-            return answer(
-                refuse(
-                    &p.redirect_uri,
-                    &p.state,
-                    "access_denied",
-                    "no patient of the user's care teams was chosen",
-                ),
-                client,
-                format!("user '{}' chose no patient of their caseload", user.id),
-            );
-        }
-        patient = Some(chosen.to_owned());
-    }
-    // What is granted: patient/ scopes and launch/patient only with a patient, launch only
-    // with an EHR launch.
-    let granted: Vec<&str> = p
-        .scopes
-        .iter()
-        .map(String::as_str)
-        .filter(|s| match *s {
-            "launch/patient" => patient.is_some(),
-            "launch" => p.launch_patient.is_some(),
-            s if s.starts_with("patient/") => patient.is_some(),
-            _ => true,
-        })
-        .collect();
-    if !granted
-        .iter()
-        .any(|s| s.contains('/') && *s != "launch/patient")
-    {
-        return answer(
-            refuse(
-                &p.redirect_uri,
-                &p.state,
-                "invalid_scope",
-                "no resource scope can be granted without a patient",
-            ),
-            client,
-            "nothing to grant",
-        );
-    }
-    let code = random_token();
-    let now = now_ms();
-    let record = GrantRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        client_id: p.client_id.clone(),
-        user_id: user.id.clone(),
-        user_since: user.since,
-        scope: granted.join(" "),
-        patient,
-        redirect_uri: p.redirect_uri.clone(),
-        code_challenge: p.challenge.clone(),
-        nonce: p.nonce.clone(),
-        code_hash: sha256_hex(&code),
-        code_expires: now + CODE_LIFETIME,
-        refresh_expires: None,
-        created: now,
-        revoked: None,
-    };
-    if let Err(e) = auth.clients.add_grant(&record).await {
-        tracing::error!(error = %e, "consent: storing the grant");
-        return answer(
-            refuse(
-                &p.redirect_uri,
-                &p.state,
-                "server_error",
-                "the grant could not be stored",
-            ),
-            client,
-            format!("store: {e}"),
-        );
-    }
-    answer(
-        back(&p.redirect_uri, &[("code", &code), ("state", &p.state)]),
-        client,
-        format!("user '{}' allowed '{}'", user.id, record.scope),
-    )
-}
-
-/// `POST /auth/launch` (EHR launch): a host app with access to a Patient makes a launch
-/// context for it; the app it launches passes the returned `launch` to `/auth/authorize`.
-pub fn make_launch(auth: &Auth, patient: &str) -> Result<String, String> {
-    let launch = random_token();
-    let now = now_ms();
-    let mut launches = auth.launch.launches.lock().expect("launch lock");
-    launches.retain(|_, l| l.expires >= now);
-    if launches.len() >= MAX_PENDING {
-        return Err("too many launches in progress".into());
-    }
-    launches.insert(
-        sha256_hex(&launch),
-        Launch {
-            patient: patient.to_owned(),
-            expires: now + LAUNCH_LIFETIME,
-        },
-    );
-    Ok(launch)
 }

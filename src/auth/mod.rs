@@ -10,10 +10,14 @@
 pub mod audit;
 pub mod authorize;
 pub mod code_grant;
+pub mod consent;
 pub mod discovery;
+pub mod ehr_launch;
 pub mod guard;
 pub mod id_token;
 pub mod jwks;
+pub mod login;
+pub mod login_attempts;
 pub mod oidc;
 pub mod pages;
 pub mod password;

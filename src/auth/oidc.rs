@@ -16,14 +16,18 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use axum::http::{HeaderMap, Response, StatusCode};
 use base64::Engine;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::authorize::{self, answer, error_page, random_token, sha256_hex, Answer, Caseload};
+use super::authorize::{
+    self, answer, cookie, error_page, field, form, not_checked, random_token, redirect, sha256_hex,
+    Answer,
+};
+use super::consent::{self, Caseload};
 use super::jwks::Source;
 use super::token::LEEWAY;
 use super::Auth;
@@ -185,35 +189,11 @@ fn unreachable_page(name: &str) -> Response<Body> {
     )
 }
 
-fn query_of(text: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(text.as_bytes())
-        .into_owned()
-        .collect()
-}
-
-fn get<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn cookie_of(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
-}
-
 /// `GET /auth/authorize/oidc?request=…`: the person chose the provider on the log-in page;
 /// the browser goes there.
 pub async fn begin(auth: &Auth, query: &str) -> Answer {
-    let params = query_of(query);
-    let request = get(&params, "request").unwrap_or("");
+    let params = form(query.as_bytes());
+    let request = field(&params, "request").unwrap_or("");
     let Some(pending) = authorize::pending_client(auth, request) else {
         return answer(
             authorize::expired(),
@@ -292,14 +272,7 @@ pub async fn begin(auth: &Auth, query: &str) -> Answer {
         .append_pair("nonce", &nonce)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::FOUND;
-    if let Ok(location) = HeaderValue::from_str(url.as_str()) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response = redirect(&url);
     // Lax: the browser comes back from the provider with a top-level GET (another site).
     super::authorize::set_cookie(&mut response, auth, COOKIE, &browser, "oidc", "Lax");
     answer(
@@ -320,7 +293,7 @@ pub async fn callback(
     query: &str,
     caseload: &dyn Caseload,
 ) -> Answer {
-    let params = query_of(query);
+    let params = form(query.as_bytes());
     let Some(provider) = &auth.oidc else {
         return answer(
             error_page(
@@ -333,7 +306,7 @@ pub async fn callback(
         );
     };
     let name = provider.settings.name.clone();
-    let state = get(&params, "state").unwrap_or("");
+    let state = field(&params, "state").unwrap_or("");
     // Each state is answered once: a replayed or forged answer finds nothing.
     let outgoing = provider
         .outgoing
@@ -354,7 +327,8 @@ pub async fn callback(
     };
     let client = authorize::pending_client(auth, &outgoing.request);
     let client = client.as_deref();
-    if cookie_of(headers).map(|c| sha256_hex(&c)).as_deref() != Some(outgoing.browser.as_str()) {
+    if cookie(headers, COOKIE).map(|c| sha256_hex(&c)).as_deref() != Some(outgoing.browser.as_str())
+    {
         return answer(
             error_page(
                 StatusCode::FORBIDDEN,
@@ -365,8 +339,8 @@ pub async fn callback(
             "oidc callback without the browser's cookie",
         );
     }
-    if let Some(error) = get(&params, "error") {
-        let description = get(&params, "error_description").unwrap_or("");
+    if let Some(error) = field(&params, "error") {
+        let description = field(&params, "error_description").unwrap_or("");
         return answer(
             error_page(
                 StatusCode::UNAUTHORIZED,
@@ -377,7 +351,7 @@ pub async fn callback(
             format!("oidc: the provider answered {error}: {description}"),
         );
     }
-    let Some(code) = get(&params, "code") else {
+    let Some(code) = field(&params, "code") else {
         return answer(
             error_page(
                 StatusCode::BAD_REQUEST,
@@ -438,18 +412,14 @@ pub async fn callback(
         Err(e) => {
             tracing::error!(error = %e, "oidc: reading the user");
             return answer(
-                error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Signaal kon het verzoek niet controleren.",
-                    "Signaal could not check the request.",
-                ),
+                not_checked(),
                 client,
                 format!("store: {e}"),
             );
         }
     };
     let how = format!("through {issuer} (subject '{subject}')");
-    authorize::signed_in(auth, &outgoing.request, user, caseload, &how).await
+    consent::signed_in(auth, &outgoing.request, user, caseload, &how).await
 }
 
 enum Failure {

@@ -13,9 +13,10 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::auth::authorize::{self, Caseload};
+use crate::auth::authorize;
+use crate::auth::consent::{self, Caseload};
 use crate::auth::guard::GuardedStore;
-use crate::auth::{audit, code_grant, discovery, id_token, oidc, Access, Grant};
+use crate::auth::{audit, code_grant, discovery, ehr_launch, id_token, login, oidc, Access, Grant};
 use crate::error::FhirError;
 use crate::interaction::worklist;
 use crate::write::Indexing;
@@ -175,7 +176,7 @@ pub async fn login(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) 
         Ok(body) => body,
         Err(e) => return error_response(&e, Format::default()),
     };
-    let answer = authorize::login(&app.auth, &body, &CareTeams(&app)).await;
+    let answer = login::submit(&app.auth, &body, &CareTeams(&app)).await;
     finish(&app, "POST /auth/authorize/login", answer).await
 }
 
@@ -203,7 +204,7 @@ pub async fn consent(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
         Ok(body) => body,
         Err(e) => return error_response(&e, Format::default()),
     };
-    let answer = authorize::consent(&app.auth, &headers, &body).await;
+    let answer = consent::submit(&app.auth, &headers, &body).await;
     finish(&app, "POST /auth/authorize/consent", answer).await
 }
 
@@ -260,7 +261,8 @@ pub async fn launch(State(app): State<Arc<App>>, headers: HeaderMap, body: Body)
                 )))
             }
         }
-        let launch = authorize::make_launch(&app.auth, &patient).map_err(FhirError::Unavailable)?;
+        let launch =
+            ehr_launch::make_launch(&app.auth, &patient).map_err(FhirError::Unavailable)?;
         Ok(json!({"launch": launch, "patient": patient}))
     }
     .await;
