@@ -43,7 +43,8 @@ from pathlib import Path
 
 sys.dont_write_bytecode = True  # importing the generator must not leave __pycache__ behind
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate_definitions import REPO_ROOT, SCHEMA_PATH, package_path  # noqa: E402
+from fhir_package import REPO_ROOT, package_path  # noqa: E402
+from generate_definitions import SCHEMA_PATH  # noqa: E402
 
 try:
     import jsonschema

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate_definitions import Package, package_path, write_json  # noqa: E402
+from fhir_package import open_package, write_json  # noqa: E402
 
 OUTPUT = Path("profiles/structure-definitions.json")
 
@@ -56,11 +56,9 @@ def structure_definition(sd: dict) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    tgz = package_path(argv)
-    if not tgz.is_file():
-        print(f"FHIR package not found: {tgz}", file=sys.stderr)
+    package = open_package(argv)
+    if package is None:
         return 2
-    package = Package.read(tgz)
     sds = sorted(
         (structure_definition(sd) for sd in package.of_type("StructureDefinition")
          if "snapshot" in sd and sd.get("kind") != "logical"),

@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate_definitions import Package, package_path, strip_version, write_json  # noqa: E402
+from fhir_package import open_package, write_json  # noqa: E402
+from generate_definitions import strip_version  # noqa: E402
 
 TERMINOLOGY_PATH = Path("profiles/terminology.json")
 
@@ -92,11 +93,9 @@ def value_set(vs: dict) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    tgz = package_path(argv)
-    if not tgz.is_file():
-        print(f"FHIR package not found: {tgz}", file=sys.stderr)
+    package = open_package(argv)
+    if package is None:
         return 2
-    package = Package.read(tgz)
     code_systems = sorted(
         (code_system(cs) for cs in package.of_type("CodeSystem") if "url" in cs),
         key=lambda cs: cs["url"],
