@@ -11,6 +11,7 @@ use chrono::{Duration as Span, SecondsFormat, Utc};
 use common::auth::Secured;
 use common::browser::{artifacts, Browser};
 use common::expect_status;
+use common::smart::{log_in_and_allow_in, origin};
 use serde_json::{json, Value};
 use signaal::client::{Client, Reply};
 
@@ -22,10 +23,6 @@ const PASSWORD: &str = "correct horse battery staple";
 // ---------------------------------------------------------------------------
 // The files
 // ---------------------------------------------------------------------------
-
-fn origin(s: &Secured) -> String {
-    s.server.base.trim_end_matches("/fhir").to_owned()
-}
 
 /// A GET of a path of the server's origin, by a client that does not read FHIR into it (the
 /// app's files are no FHIR).
@@ -497,6 +494,17 @@ fn store_name(s: &Secured) -> &'static str {
 const WORKLIST_IDS: &str =
     "return [...document.querySelectorAll('#worklist [data-patient]')].map(e => e.dataset.patient)";
 
+/// Waits until the page shows `view` (`worklist`, `patient`, `resource`) ready.
+async fn ready(browser: &Browser, view: &str) {
+    browser
+        .wait_for(
+            &format!("the {view} view"),
+            &format!("return document.querySelector('main[data-view={view}][data-state=ready]')"),
+            json!([]),
+        )
+        .await;
+}
+
 secured!(
     a_coach_logs_in_sees_the_caseload_opens_a_flagged_patient_and_logs_out,
     |s| {
@@ -519,19 +527,10 @@ secured!(
             browser.url().await.contains("/auth/authorize"),
             "the browser is at the server's log-in page"
         );
-        browser.type_into("#username", "kim").await;
-        browser.type_into("#password", PASSWORD).await;
-        browser.click("button[type=submit]").await;
-        browser.click("button[name=decision][value=allow]").await;
+        log_in_and_allow_in(&browser, "kim", PASSWORD).await;
 
         // Back in the app: the worklist, only the caseload, the flagged patient first.
-        browser
-            .wait_for(
-                "the worklist",
-                "return document.querySelector('main[data-view=worklist][data-state=ready]')",
-                json!([]),
-            )
-            .await;
+        ready(&browser, "worklist").await;
         let url = browser.url().await;
         assert!(
             !url.contains("code=") && !url.contains("state="),
@@ -556,13 +555,7 @@ secured!(
         browser
             .click("#worklist [data-patient=pat-a] a.patient-link")
             .await;
-        browser
-            .wait_for(
-                "the patient's page",
-                "return document.querySelector('main[data-view=patient][data-state=ready]')",
-                json!([]),
-            )
-            .await;
+        ready(&browser, "patient").await;
         assert!(browser.text("h1").await.contains("Lotte de Wit"));
         let card = browser
             .text("#flags .flag-card[data-reason=weight-gain]")
@@ -592,34 +585,19 @@ secured!(
             browser.run(&readings("weight"), json!([])).await,
             json!(WEIGHTS.len().to_string())
         );
-        let over = browser
-            .run(
-                "return document.querySelectorAll('#plot-weight circle.reading.over').length",
-                json!([]),
-            )
-            .await;
-        assert_eq!(over, json!(1), "the newest weight breaks the rule");
-        assert!(
-            browser
-                .run(
-                    "return document.querySelectorAll('#plot-weight path.limit').length",
-                    json!([])
-                )
-                .await
-                == json!(1),
+        assert_eq!(
+            browser.count("#plot-weight circle.reading.over").await,
+            1,
+            "the newest weight breaks the rule"
+        );
+        assert_eq!(
+            browser.count("#plot-weight path.limit").await,
+            1,
             "the limit is drawn"
         );
         // Blood pressure: both components of 5 panels, the 135/85 and 180/110 lines.
         assert_eq!(browser.run(&readings("bp"), json!([])).await, json!("10"));
-        assert_eq!(
-            browser
-                .run(
-                    "return document.querySelectorAll('#plot-bp line.threshold').length",
-                    json!([])
-                )
-                .await,
-            json!(4)
-        );
+        assert_eq!(browser.count("#plot-bp line.threshold").await, 4);
         // Glucose, one of them in mg/dL (118 mg/dL = 6.5 mmol/L), with its bands; SpO2.
         assert_eq!(
             browser.run(&readings("glucose"), json!([])).await,
@@ -627,17 +605,7 @@ secured!(
         );
         let glucose = browser.text("#plot-glucose").await;
         assert!(glucose.contains("Glucose"), "{glucose}");
-        assert!(
-            browser
-                .run(
-                    "return document.querySelectorAll('#plot-glucose rect.band').length",
-                    json!([])
-                )
-                .await
-                .as_u64()
-                .unwrap()
-                >= 3
-        );
+        assert!(browser.count("#plot-glucose rect.band").await >= 3);
         assert_eq!(browser.run(&readings("spo2"), json!([])).await, json!("3"));
         // Goals by life domain with their action plans; a domain without a goal says so.
         let health = browser.text("#goals [data-domain=health]").await;
@@ -741,17 +709,8 @@ secured!(a_patient_outside_the_caseload_cannot_be_opened, |s| {
     // The browser asks for Dutch: the page and the server's pages speak it.
     assert_eq!(browser.text("#login").await, "Inloggen");
     browser.click("#login").await;
-    browser.type_into("#username", "kim").await;
-    browser.type_into("#password", PASSWORD).await;
-    browser.click("button[type=submit]").await;
-    browser.click("button[name=decision][value=allow]").await;
-    browser
-        .wait_for(
-            "the worklist",
-            "return document.querySelector('main[data-view=worklist][data-state=ready]')",
-            json!([]),
-        )
-        .await;
+    log_in_and_allow_in(&browser, "kim", PASSWORD).await;
+    ready(&browser, "worklist").await;
     assert_eq!(
         browser.run(WORKLIST_IDS, json!([])).await,
         json!(["pat-a", "pat-b"])

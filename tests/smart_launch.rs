@@ -16,23 +16,6 @@ use serde_json::Value;
 
 const USER_READ: &str = "user/*.rs";
 
-/// The subjects of the Observations a search answers.
-async fn observation_subjects(s: &Secured, token: &str) -> Vec<String> {
-    let bundle = expect_status(&s.call(token, "GET", "Observation", None).await, 200);
-    let mut subjects: Vec<String> = bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            e["resource"]["subject"]["reference"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
-    subjects.sort();
-    subjects
-}
-
 secured!(
     a_coach_logs_in_and_sees_only_the_patients_of_their_care_teams,
     |s| {
@@ -87,14 +70,7 @@ secured!(
             "coach-app"
         );
         // And the log-in itself.
-        audit_events_until(&s, &admin, "type=110114", |entries| {
-            entries.iter().any(|e| {
-                e["resource"]["outcomeDesc"]
-                    .as_str()
-                    .is_some_and(|d| d.contains("'coach1'") && d.contains("logged in"))
-            })
-        })
-        .await;
+        log_in_audited(&s, &admin, &["'coach1'", "logged in"]).await;
     }
 );
 
@@ -145,18 +121,7 @@ secured!(a_patient_logs_in_and_sees_their_own_record, |s| {
 
 secured!(a_practitioner_picks_a_patient_of_their_caseload, |s| {
     caseloads(&s).await;
-    let (_, challenge) = pkce();
-    let request = start(
-        &s,
-        &authorize_url(
-            &s,
-            "coach-app",
-            "launch/patient patient/*.rs",
-            &challenge,
-            &[],
-        ),
-    )
-    .await;
+    let request = authorization_request(&s, "coach-app", "launch/patient patient/*.rs").await;
     let (page, c) = log_in(&s, &request, "coach1").await;
     let page = text(&page);
     assert!(page.contains("value=\"p1\""), "p1 is offered: {page}");
@@ -169,19 +134,7 @@ secured!(a_practitioner_picks_a_patient_of_their_caseload, |s| {
         "Dutch and English"
     );
     // A patient outside the caseload, forged into the form, is refused.
-    let back = redirected(
-        &post_form(
-            &s,
-            "/auth/authorize/consent",
-            &[
-                ("request", &request),
-                ("decision", "allow"),
-                ("patient", "p2"),
-            ],
-            Some(&c),
-        )
-        .await,
-    );
+    let back = redirected(&consent(&s, &request, "allow", Some("p2"), Some(&c)).await);
     assert_eq!(param(&back, "error").as_deref(), Some("access_denied"));
     assert!(param(&back, "code").is_none());
     // Picking p1 binds the token to p1.
@@ -246,17 +199,16 @@ secured!(an_ehr_launch_passes_its_patient_to_the_app, |s| {
         .any(|w| w == "launch"));
     // A launch is used once, and another user's caseload does not hold its patient.
     let (_, challenge) = pkce();
-    let again = get(
-        &s,
-        &authorize_url(
+    let launched = |id: &str| {
+        authorize_url(
             &s,
             "coach-app",
             "launch patient/*.rs",
             &challenge,
-            &[("launch", &id)],
-        ),
-    )
-    .await;
+            &[("launch", id)],
+        )
+    };
+    let again = get(&s, &launched(&id)).await;
     assert_eq!(
         param(&redirected(&again), "error").as_deref(),
         Some("invalid_request")
@@ -265,28 +217,8 @@ secured!(an_ehr_launch_passes_its_patient_to_the_app, |s| {
         .as_str()
         .unwrap()
         .to_owned();
-    let request = start(
-        &s,
-        &authorize_url(
-            &s,
-            "coach-app",
-            "launch patient/*.rs",
-            &challenge,
-            &[("launch", &id)],
-        ),
-    )
-    .await;
-    let reply = post_form(
-        &s,
-        "/auth/authorize/login",
-        &[
-            ("request", &request),
-            ("username", "coach2"),
-            ("password", PASSWORD),
-        ],
-        None,
-    )
-    .await;
+    let request = start(&s, &launched(&id)).await;
+    let reply = try_log_in(&s, &request, "coach2", PASSWORD).await;
     assert_eq!(
         param(&redirected(&reply), "error").as_deref(),
         Some("access_denied")
@@ -336,29 +268,13 @@ secured!(refresh_tokens_rotate_and_revocation_ends_them, |s| {
         .as_str()
         .expect("a refresh token")
         .to_owned();
-    let refresh = |rt: String| {
-        let s = &s;
-        async move {
-            post_form(
-                s,
-                "/auth/token",
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", &rt),
-                    ("client_id", "coach-app"),
-                ],
-                None,
-            )
-            .await
-        }
-    };
-    let renewed = refresh(first.clone()).await;
+    let renewed = refresh(&s, "coach-app", &first).await;
     assert_eq!(renewed.status, 200, "{}", text(&renewed));
     let renewed = renewed.json();
     let second = renewed["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(first, second, "rotated");
     assert_eq!(
-        refresh(first).await.json()["error"],
+        refresh(&s, "coach-app", &first).await.json()["error"],
         "invalid_grant",
         "the old one is spent"
     );
@@ -366,17 +282,7 @@ secured!(refresh_tokens_rotate_and_revocation_ends_them, |s| {
     expect_status(&s.call(&current, "GET", "Patient/p1", None).await, 200);
     // A refresh token of another app is not this app's to use.
     register_app(&s, "other-app", USER_READ, true).await;
-    let stolen = post_form(
-        &s,
-        "/auth/token",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &second),
-            ("client_id", "other-app"),
-        ],
-        None,
-    )
-    .await;
+    let stolen = refresh(&s, "other-app", &second).await;
     assert_eq!(stolen.json()["error"], "invalid_grant");
     // Revoking ends the grant: the refresh token and the access tokens.
     let revoked = post_form(
@@ -391,7 +297,10 @@ secured!(refresh_tokens_rotate_and_revocation_ends_them, |s| {
         s.call(&current, "GET", "Patient/p1", None).await.status,
         401
     );
-    assert_eq!(refresh(second).await.json()["error"], "invalid_grant");
+    assert_eq!(
+        refresh(&s, "coach-app", &second).await.json()["error"],
+        "invalid_grant"
+    );
     // Revoking an access token ends its grant too.
     let other = person_token(&s, "coach-app", "offline_access user/*.rs", "coach1", None).await;
     let revoked = post_form(
@@ -409,7 +318,7 @@ secured!(refresh_tokens_rotate_and_revocation_ends_them, |s| {
         401
     );
     assert_eq!(
-        refresh(other["refresh_token"].as_str().unwrap().to_owned())
+        refresh(&s, "coach-app", other["refresh_token"].as_str().unwrap())
             .await
             .json()["error"],
         "invalid_grant"
@@ -433,17 +342,7 @@ secured!(
                 .status,
             401
         );
-        let refreshed = post_form(
-            &s,
-            "/auth/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", token["refresh_token"].as_str().unwrap()),
-                ("client_id", "coach-app"),
-            ],
-            None,
-        )
-        .await;
+        let refreshed = refresh(&s, "coach-app", token["refresh_token"].as_str().unwrap()).await;
         assert_eq!(refreshed.json()["error"], "invalid_grant");
         let token = person_token(&s, "coach-app", "offline_access user/*.rs", "coach2", None).await;
         expect_status(
@@ -474,23 +373,15 @@ secured!(a_confidential_app_authenticates_with_its_key, |s| {
     assert_eq!(bare.json()["error"], "invalid_client");
     let (code, verifier) = code_for(&s, "clinic-app", USER_READ, "coach1", &[], None).await;
     let assertion = sign_rs384("rsa-1", &s.claims("clinic-app"));
-    let reply = post_form(
-        &s,
-        "/auth/token",
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &verifier),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", &assertion),
-        ],
-        None,
-    )
-    .await;
+    let mut form = code_grant(&code, &verifier);
+    form.extend([
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", &assertion),
+    ]);
+    let reply = post_form(&s, "/auth/token", &form, None).await;
     assert_eq!(reply.status, 200, "{}", text(&reply));
     assert_eq!(
         observation_subjects(&s, &access(&reply.json())).await,
@@ -585,17 +476,7 @@ secured!(
                 .status,
             401
         );
-        let refreshed = post_form(
-            &s,
-            "/auth/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", token["refresh_token"].as_str().unwrap()),
-                ("client_id", "coach-app"),
-            ],
-            None,
-        )
-        .await;
+        let refreshed = refresh(&s, "coach-app", token["refresh_token"].as_str().unwrap()).await;
         assert_eq!(refreshed.json()["error"], "invalid_grant");
         // A made-up code gets nothing.
         assert_eq!(
@@ -746,68 +627,24 @@ secured!(consent_comes_only_from_the_browser_that_logged_in, |s| {
         param(&redirected(&reply), "error").as_deref(),
         Some("invalid_request")
     );
-    let request = start(
-        &s,
-        &authorize_url(&s, "coach-app", USER_READ, &challenge, &[]),
-    )
-    .await;
+    let request = authorization_request(&s, "coach-app", USER_READ).await;
     // A consent forged before the log-in, or without the log-in's cookie, or with another: refused.
-    let early = post_form(
-        &s,
-        "/auth/authorize/consent",
-        &[("request", &request), ("decision", "allow")],
-        None,
-    )
-    .await;
+    let early = consent(&s, &request, "allow", None, None).await;
     assert_eq!(early.status, 400);
     let (_, c) = log_in(&s, &request, "coach1").await;
     for cookie in [None, Some("forged-cookie")] {
-        let forged = post_form(
-            &s,
-            "/auth/authorize/consent",
-            &[("request", &request), ("decision", "allow")],
-            cookie,
-        )
-        .await;
+        let forged = consent(&s, &request, "allow", None, cookie).await;
         assert_eq!(forged.status, 403, "{cookie:?}");
         assert!(forged.header("location").is_none());
     }
     // The real browser's consent works once; the state is the app's, unchanged.
-    let back = redirected(
-        &post_form(
-            &s,
-            "/auth/authorize/consent",
-            &[("request", &request), ("decision", "allow")],
-            Some(&c),
-        )
-        .await,
-    );
-    assert_eq!(param(&back, "state").as_deref(), Some("st-123"));
-    assert!(param(&back, "code").is_some());
-    let again = post_form(
-        &s,
-        "/auth/authorize/consent",
-        &[("request", &request), ("decision", "allow")],
-        Some(&c),
-    )
-    .await;
+    allowed_code(&s, &request, &c, None).await;
+    let again = consent(&s, &request, "allow", None, Some(&c)).await;
     assert_eq!(again.status, 400);
     // Denying sends access_denied back.
-    let request = start(
-        &s,
-        &authorize_url(&s, "coach-app", USER_READ, &challenge, &[]),
-    )
-    .await;
+    let request = authorization_request(&s, "coach-app", USER_READ).await;
     let (_, c) = log_in(&s, &request, "coach1").await;
-    let back = redirected(
-        &post_form(
-            &s,
-            "/auth/authorize/consent",
-            &[("request", &request), ("decision", "deny")],
-            Some(&c),
-        )
-        .await,
-    );
+    let back = redirected(&consent(&s, &request, "deny", None, Some(&c)).await);
     assert_eq!(param(&back, "error").as_deref(), Some("access_denied"));
     assert!(param(&back, "code").is_none());
 });
@@ -886,34 +723,9 @@ secured!(one_users_token_never_reaches_another_users_patients, |s| {
 
 secured!(log_in_tells_no_names_and_is_rate_limited, |s| {
     caseloads(&s).await;
-    let (_, challenge) = pkce();
-    let request = start(
-        &s,
-        &authorize_url(&s, "coach-app", USER_READ, &challenge, &[]),
-    )
-    .await;
-    let wrong = post_form(
-        &s,
-        "/auth/authorize/login",
-        &[
-            ("request", &request),
-            ("username", "coach1"),
-            ("password", "wrong password!"),
-        ],
-        None,
-    )
-    .await;
-    let unknown = post_form(
-        &s,
-        "/auth/authorize/login",
-        &[
-            ("request", &request),
-            ("username", "nobody-here"),
-            ("password", "wrong password!"),
-        ],
-        None,
-    )
-    .await;
+    let request = authorization_request(&s, "coach-app", USER_READ).await;
+    let wrong = try_log_in(&s, &request, "coach1", "wrong password!").await;
+    let unknown = try_log_in(&s, &request, "nobody-here", "wrong password!").await;
     assert_eq!(wrong.status, 401);
     assert_eq!(unknown.status, wrong.status);
     assert_eq!(
@@ -925,42 +737,12 @@ secured!(log_in_tells_no_names_and_is_rate_limited, |s| {
     // After a few failures a name waits, known or not, even with the right password.
     for _ in 1..FREE_ATTEMPTS {
         for name in ["coach1", "nobody-here"] {
-            post_form(
-                &s,
-                "/auth/authorize/login",
-                &[
-                    ("request", &request),
-                    ("username", name),
-                    ("password", "wrong password!"),
-                ],
-                None,
-            )
-            .await;
+            try_log_in(&s, &request, name, "wrong password!").await;
         }
     }
-    let locked = post_form(
-        &s,
-        "/auth/authorize/login",
-        &[
-            ("request", &request),
-            ("username", "coach1"),
-            ("password", PASSWORD),
-        ],
-        None,
-    )
-    .await;
+    let locked = try_log_in(&s, &request, "coach1", PASSWORD).await;
     assert_eq!(locked.status, 429);
-    let locked_unknown = post_form(
-        &s,
-        "/auth/authorize/login",
-        &[
-            ("request", &request),
-            ("username", "nobody-here"),
-            ("password", PASSWORD),
-        ],
-        None,
-    )
-    .await;
+    let locked_unknown = try_log_in(&s, &request, "nobody-here", PASSWORD).await;
     assert_eq!(locked_unknown.status, 429);
     assert_eq!(text(&locked), text(&locked_unknown));
     // Other names are not held up.
@@ -1001,12 +783,7 @@ secured!(
     the_consent_page_lets_its_form_redirect_to_the_apps_origin_only,
     |s| {
         caseloads(&s).await;
-        let (_verifier, challenge) = pkce();
-        let request = start(
-            &s,
-            &authorize_url(&s, "coach-app", USER_READ, &challenge, &[]),
-        )
-        .await;
+        let request = authorization_request(&s, "coach-app", USER_READ).await;
         let (consent, _) = log_in(&s, &request, "coach1").await;
         // Browsers check `form-action` against the redirect that answers the consent form, so
         // the registered redirect URI's origin is allowed beside the server itself; nothing else.

@@ -82,6 +82,22 @@ async fn at_callback(s: &Secured, url: &str, browser: Option<&str>) -> Reply {
         .unwrap()
 }
 
+/// The log-in page's link to the provider: Signaal sends the browser there.
+async fn to_provider(s: &Secured, request: &str) -> Reply {
+    get(
+        s,
+        &format!("{}/auth/authorize/oidc?request={request}", origin(s)),
+    )
+    .await
+}
+
+/// The provider "logs the person in" and sends the browser back: the callback URL.
+async fn back_from_provider(s: &Secured, sent_out: &Reply) -> String {
+    let at_provider = get(s, sent_out.header("location").unwrap()).await;
+    assert_eq!(at_provider.status, 302, "{}", text(&at_provider));
+    at_provider.header("location").unwrap().to_owned()
+}
+
 /// From the app's authorize request to the provider and back to Signaal's callback.
 async fn through_provider(s: &Secured, scope: &str) -> Trip {
     let (verifier, challenge) = pkce();
@@ -94,15 +110,10 @@ async fn through_provider(s: &Secured, scope: &str) -> Trip {
         "the provider is offered: {page}"
     );
     let request = hidden(&page, "request");
-    let out = get(
-        s,
-        &format!("{}/auth/authorize/oidc?request={request}", origin(s)),
-    )
-    .await;
+    let out = to_provider(s, &request).await;
     assert_eq!(out.status, 302, "sent to the provider: {}", text(&out));
     let browser = cookie(&out);
-    let to_provider = out.header("location").unwrap().to_owned();
-    let sent: Vec<(String, String)> = url::Url::parse(&to_provider)
+    let sent: Vec<(String, String)> = url::Url::parse(out.header("location").unwrap())
         .unwrap()
         .query_pairs()
         .into_owned()
@@ -114,9 +125,7 @@ async fn through_provider(s: &Secured, scope: &str) -> Trip {
         param(&sent, "code_challenge_method").as_deref(),
         Some("S256")
     );
-    let at_provider = get(s, &to_provider).await;
-    assert_eq!(at_provider.status, 302, "{}", text(&at_provider));
-    let callback = at_provider.header("location").unwrap().to_owned();
+    let callback = back_from_provider(s, &out).await;
     assert!(
         callback.starts_with(&format!("{}/auth/oidc/callback?", origin(s))),
         "back at Signaal: {callback}"
@@ -139,6 +148,15 @@ fn refused(answer: &Reply, status: u16, words: &str) {
     assert!(answer.header("set-cookie").is_none(), "no log-in cookie");
 }
 
+/// The provider's id_token fails verification: refused with a page.
+async fn unverified(s: &Secured) {
+    refused(
+        &through_provider(s, USER_READ).await.answer,
+        401,
+        "could not be verified",
+    );
+}
+
 with_provider!(
     a_coach_logs_in_at_the_hospital_and_sees_only_their_caseload,
     |s, p| {
@@ -151,29 +169,12 @@ with_provider!(
         );
         let consent_cookie = cookie(&trip.answer);
         let request = hidden(&text(&trip.answer), "request");
-        let back = redirected(
-            &post_form(
-                &s,
-                "/auth/authorize/consent",
-                &[("request", &request), ("decision", "allow")],
-                Some(&consent_cookie),
-            )
-            .await,
-        );
-        assert_eq!(param(&back, "state").as_deref(), Some("st-123"));
-        let code = param(&back, "code").expect("a code");
+        let code = allowed_code(&s, &request, &consent_cookie, None).await;
         let reply = redeem(&s, "coach-app", &code, &trip.verifier).await;
         assert_eq!(reply.status, 200, "{}", text(&reply));
         let token = access(&reply.json());
         // coach1's caseload is p1 only (CareTeam t1).
-        let bundle = expect_status(&s.call(&token, "GET", "Observation", None).await, 200);
-        let subjects: Vec<&str> = bundle["entry"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|e| e["resource"]["subject"]["reference"].as_str())
-            .collect();
-        assert_eq!(subjects, vec!["Patient/p1"]);
+        assert_eq!(observation_subjects(&s, &token).await, vec!["Patient/p1"]);
         expect_status(&s.call(&token, "GET", "Patient/p2", None).await, 404);
         assert!(
             p.refused().is_empty(),
@@ -183,80 +184,45 @@ with_provider!(
         let admin = s
             .token("admin", "system/*.cruds system/AuditEvent.rs")
             .await;
-        audit_events_until(&s, &admin, "type=110114", |entries| {
-            entries.iter().any(|e| {
-                e["resource"]["outcomeDesc"].as_str().is_some_and(|d| {
-                    d.contains("'coach1'") && d.contains("logged in through") && d.contains(SUBJECT)
-                })
-            })
-        })
-        .await;
+        log_in_audited(&s, &admin, &["'coach1'", "logged in through", SUBJECT]).await;
     }
 );
 
 with_provider!(an_id_token_with_another_nonce_is_refused, |s, p| {
     p.tamper(Tamper::Nonce);
-    refused(
-        &through_provider(&s, USER_READ).await.answer,
-        401,
-        "could not be verified",
-    );
+    unverified(&s).await;
 });
 
 with_provider!(an_id_token_for_another_audience_is_refused, |s, p| {
     p.tamper(Tamper::Audience);
-    refused(
-        &through_provider(&s, USER_READ).await.answer,
-        401,
-        "could not be verified",
-    );
+    unverified(&s).await;
 });
 
 with_provider!(an_id_token_of_another_issuer_is_refused, |s, p| {
     p.tamper(Tamper::Issuer);
-    refused(
-        &through_provider(&s, USER_READ).await.answer,
-        401,
-        "could not be verified",
-    );
+    unverified(&s).await;
 });
 
 with_provider!(an_expired_id_token_is_refused, |s, p| {
     p.tamper(Tamper::Expired);
-    refused(
-        &through_provider(&s, USER_READ).await.answer,
-        401,
-        "could not be verified",
-    );
+    unverified(&s).await;
 });
 
 with_provider!(an_id_token_signed_with_another_key_is_refused, |s, p| {
     p.tamper(Tamper::Signature);
-    refused(
-        &through_provider(&s, USER_READ).await.answer,
-        401,
-        "could not be verified",
-    );
+    unverified(&s).await;
 });
 
 with_provider!(an_unsigned_id_token_alg_none_is_refused, |s, p| {
     p.tamper(Tamper::AlgNone);
-    refused(
-        &through_provider(&s, USER_READ).await.answer,
-        401,
-        "could not be verified",
-    );
+    unverified(&s).await;
 });
 
 with_provider!(
     an_id_token_hmac_keyed_with_the_public_key_is_refused,
     |s, p| {
         p.tamper(Tamper::Hs256PublicKey);
-        refused(
-            &through_provider(&s, USER_READ).await.answer,
-            401,
-            "could not be verified",
-        );
+        unverified(&s).await;
     }
 );
 
@@ -270,21 +236,11 @@ with_provider!(a_callback_is_answered_once, |s, _p| {
 with_provider!(
     a_callback_with_a_state_signaal_did_not_send_is_refused,
     |s, _p| {
-        let (_, challenge) = pkce();
-        let request = start(
-            &s,
-            &authorize_url(&s, "coach-app", USER_READ, &challenge, &[]),
-        )
-        .await;
-        let out = get(
-            &s,
-            &format!("{}/auth/authorize/oidc?request={request}", origin(&s)),
-        )
-        .await;
+        let request = authorization_request(&s, "coach-app", USER_READ).await;
+        let out = to_provider(&s, &request).await;
         let browser = cookie(&out);
-        let at_provider = get(&s, out.header("location").unwrap()).await;
-        let callback = at_provider.header("location").unwrap();
-        let mut url = url::Url::parse(callback).unwrap();
+        let callback = back_from_provider(&s, &out).await;
+        let mut url = url::Url::parse(&callback).unwrap();
         let code: String = url
             .query_pairs()
             .find(|(k, _)| k == "code")
@@ -303,19 +259,9 @@ with_provider!(
 );
 
 with_provider!(a_callback_in_another_browser_is_refused, |s, _p| {
-    let (_, challenge) = pkce();
-    let request = start(
-        &s,
-        &authorize_url(&s, "coach-app", USER_READ, &challenge, &[]),
-    )
-    .await;
-    let out = get(
-        &s,
-        &format!("{}/auth/authorize/oidc?request={request}", origin(&s)),
-    )
-    .await;
-    let at_provider = get(&s, out.header("location").unwrap()).await;
-    let callback = at_provider.header("location").unwrap().to_owned();
+    let request = authorization_request(&s, "coach-app", USER_READ).await;
+    let out = to_provider(&s, &request).await;
+    let callback = back_from_provider(&s, &out).await;
     // The victim's browser lacks the cookie of the browser Signaal sent out (login CSRF).
     refused(
         &at_callback(&s, &callback, None).await,
@@ -360,17 +306,8 @@ mod an_unreachable_provider_is_told_on_a_page {
             return;
         };
         caseloads(&s).await;
-        let (_, challenge) = pkce();
-        let request = start(
-            &s,
-            &authorize_url(&s, "coach-app", USER_READ, &challenge, &[]),
-        )
-        .await;
-        let out = get(
-            &s,
-            &format!("{}/auth/authorize/oidc?request={request}", origin(&s)),
-        )
-        .await;
+        let request = authorization_request(&s, "coach-app", USER_READ).await;
+        let out = to_provider(&s, &request).await;
         refused(&out, 502, "cannot reach Ziekenhuis Weg");
         // The local log-in still works for the same request.
         log_in(&s, &request, "coach1").await;
@@ -426,6 +363,14 @@ async fn token_request(s: &Secured, form: &[(&str, &str)], authorization: Option
         .unwrap()
 }
 
+/// The code's token request with `client`'s id and [`SECRET`] in the form
+/// (`client_secret_post`).
+fn with_secret<'a>(code: &'a str, verifier: &'a str, client: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut form = code_grant(code, verifier);
+    form.extend([("client_id", client), ("client_secret", SECRET)]);
+    form
+}
+
 fn invalid_client(reply: &Reply) {
     assert_eq!(reply.status, 401, "{}", text(reply));
     assert_eq!(reply.json()["error"], "invalid_client");
@@ -447,12 +392,7 @@ secured!(
         .await;
         let reply = token_request(
             &s,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", &verifier),
-            ],
+            &code_grant(&code, &verifier),
             Some(&basic("secret-app", SECRET)),
         )
         .await;
@@ -486,19 +426,7 @@ secured!(
 secured!(an_app_redeems_its_code_with_the_secret_in_the_form, |s| {
     secret_app(&s).await;
     let (code, verifier) = code_for(&s, "secret-app", "user/*.rs", "coach1", &[], None).await;
-    let reply = token_request(
-        &s,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &verifier),
-            ("client_id", "secret-app"),
-            ("client_secret", SECRET),
-        ],
-        None,
-    )
-    .await;
+    let reply = token_request(&s, &with_secret(&code, &verifier, "secret-app"), None).await;
     assert_eq!(reply.status, 200, "{}", text(&reply));
     let token = access(&reply.json());
     expect_status(&s.call(&token, "GET", "Patient/p1", None).await, 200);
@@ -507,12 +435,7 @@ secured!(an_app_redeems_its_code_with_the_secret_in_the_form, |s| {
 secured!(a_wrong_client_secret_is_invalid_client, |s| {
     secret_app(&s).await;
     let (code, verifier) = code_for(&s, "secret-app", "user/*.rs", "coach1", &[], None).await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", REDIRECT),
-        ("code_verifier", verifier.as_str()),
-    ];
+    let form = code_grant(&code, &verifier);
     let reply = token_request(
         &s,
         &form,
@@ -527,7 +450,7 @@ secured!(a_wrong_client_secret_is_invalid_client, |s| {
             .starts_with("Basic"),
         "the scheme the client used (RFC 6749 5.2)"
     );
-    let mut posted = form.to_vec();
+    let mut posted = form.clone();
     posted.extend([("client_id", "secret-app"), ("client_secret", "wrong")]);
     invalid_client(&token_request(&s, &posted, None).await);
     // An unknown client reads the same.
@@ -537,19 +460,7 @@ secured!(a_wrong_client_secret_is_invalid_client, |s| {
 secured!(a_public_app_presenting_a_secret_is_invalid_client, |s| {
     secret_app(&s).await;
     let (code, verifier) = code_for(&s, "coach-app", "user/*.rs", "coach1", &[], None).await;
-    let reply = token_request(
-        &s,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &verifier),
-            ("client_id", "coach-app"),
-            ("client_secret", SECRET),
-        ],
-        None,
-    )
-    .await;
+    let reply = token_request(&s, &with_secret(&code, &verifier, "coach-app"), None).await;
     invalid_client(&reply);
 });
 

@@ -289,6 +289,17 @@ impl Browser {
         .await;
     }
 
+    /// How many elements `css` selects.
+    pub async fn count(&self, css: &str) -> u64 {
+        self.run(
+            "return document.querySelectorAll(arguments[0]).length",
+            json!([css]),
+        )
+        .await
+        .as_u64()
+        .unwrap_or_else(|| panic!("a count of {css}"))
+    }
+
     /// The visible text of the element `css` selects.
     pub async fn text(&self, css: &str) -> String {
         let element = self.find(css).await;

@@ -1,6 +1,7 @@
-//! Helpers of the SMART App Launch tests (`tests/smart_launch.rs`): apps and users, and the
-//! browser's part of the authorization code flow (the authorize URL, the log-in and consent
-//! forms, the redirect back) driven over HTTP.
+//! Helpers of the SMART App Launch tests (`tests/smart_launch.rs`, `tests/smart_oidc.rs`,
+//! `tests/coach_page.rs`): apps and users, the browser's part of the authorization code flow
+//! (the authorize URL, the log-in and consent forms, the redirect back) driven over HTTP or in
+//! a real browser, and the app's part at the token endpoint.
 #![allow(dead_code)]
 
 use base64::Engine;
@@ -10,7 +11,8 @@ use signaal::client::Reply;
 use signaal::store::auth::ClientRecord;
 use signaal::store::users::UserRecord;
 
-use super::auth::{fixture, Secured};
+use super::auth::{audit_events_until, fixture, Secured};
+use super::browser::Browser;
 use super::expect_status;
 
 pub const REDIRECT: &str = "https://coach.example/callback";
@@ -228,22 +230,88 @@ pub async fn start(s: &Secured, url: &str) -> String {
     hidden(&text(&page), "request")
 }
 
-/// Logs in: the consent page and the cookie.
-pub async fn log_in(s: &Secured, request: &str, user: &str) -> (Reply, String) {
-    let reply = post_form(
+/// An authorization request of `client` for `scope` (with a PKCE challenge whose verifier is
+/// not needed): the log-in page's request id.
+pub async fn authorization_request(s: &Secured, client: &str, scope: &str) -> String {
+    let (_, challenge) = pkce();
+    start(s, &authorize_url(s, client, scope, &challenge, &[])).await
+}
+
+/// The log-in form sent with `password`: the reply as it comes (the consent page, the log-in
+/// page again, or a redirect back to the app).
+pub async fn try_log_in(s: &Secured, request: &str, user: &str, password: &str) -> Reply {
+    post_form(
         s,
         "/auth/authorize/login",
         &[
             ("request", request),
             ("username", user),
-            ("password", PASSWORD),
+            ("password", password),
         ],
         None,
     )
-    .await;
+    .await
+}
+
+/// Logs in: the consent page and the cookie.
+pub async fn log_in(s: &Secured, request: &str, user: &str) -> (Reply, String) {
+    let reply = try_log_in(s, request, user, PASSWORD).await;
     assert_eq!(reply.status, 200, "the consent page: {}", text(&reply));
     let c = cookie(&reply);
     (reply, c)
+}
+
+/// The consent form sent: `decision` `allow` or `deny`, the `patient` picked, the log-in's
+/// `cookie`.
+pub async fn consent(
+    s: &Secured,
+    request: &str,
+    decision: &str,
+    patient: Option<&str>,
+    cookie: Option<&str>,
+) -> Reply {
+    let mut form = vec![("request", request), ("decision", decision)];
+    if let Some(p) = patient {
+        form.push(("patient", p));
+    }
+    post_form(s, "/auth/authorize/consent", &form, cookie).await
+}
+
+/// Allows on the consent page: the code the app gets back, with its state unchanged.
+pub async fn allowed_code(
+    s: &Secured,
+    request: &str,
+    cookie: &str,
+    patient: Option<&str>,
+) -> String {
+    let back = redirected(&consent(s, request, "allow", patient, Some(cookie)).await);
+    assert_eq!(
+        param(&back, "state").as_deref(),
+        Some("st-123"),
+        "state comes back unchanged"
+    );
+    param(&back, "code").unwrap_or_else(|| panic!("a code: {back:?}"))
+}
+
+/// The server's own log-in and consent pages as a person fills them in, in a real browser: the
+/// browser is at the log-in page; it logs in and allows.
+pub async fn log_in_and_allow_in(browser: &Browser, user: &str, password: &str) {
+    browser.type_into("#username", user).await;
+    browser.type_into("#password", password).await;
+    browser.click("button[type=submit]").await;
+    browser.click("button[name=decision][value=allow]").await;
+}
+
+/// Waits until the audit trail records a log-in whose description holds each of `words`.
+pub async fn log_in_audited(s: &Secured, admin: &str, words: &[&str]) {
+    audit_events_until(s, admin, "type=110114", |entries| {
+        entries.iter().any(|e| {
+            e["resource"]["outcomeDesc"]
+                .as_str()
+                .is_some_and(|d| words.iter().all(|w| d.contains(w)))
+        })
+    })
+    .await;
 }
 
 /// The whole browser part for `user`: a code (and the verifier to redeem it).
@@ -258,33 +326,35 @@ pub async fn code_for(
     let (verifier, challenge) = pkce();
     let request = start(s, &authorize_url(s, client, scope, &challenge, extra)).await;
     let (_, c) = log_in(s, &request, user).await;
-    let mut form = vec![("request", request.as_str()), ("decision", "allow")];
-    if let Some(p) = patient {
-        form.push(("patient", p));
-    }
-    let back = redirected(&post_form(s, "/auth/authorize/consent", &form, Some(&c)).await);
-    assert_eq!(
-        param(&back, "state").as_deref(),
-        Some("st-123"),
-        "state comes back unchanged"
-    );
-    (
-        param(&back, "code").unwrap_or_else(|| panic!("a code: {back:?}")),
-        verifier,
-    )
+    (allowed_code(s, &request, &c, patient).await, verifier)
+}
+
+/// The token request that redeems a code (RFC 6749 4.1.3), before the client authenticates.
+pub fn code_grant<'a>(code: &'a str, verifier: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier),
+    ]
 }
 
 /// Redeems a code as the public app `client`.
 pub async fn redeem(s: &Secured, client: &str, code: &str, verifier: &str) -> Reply {
+    let mut form = code_grant(code, verifier);
+    form.push(("client_id", client));
+    post_form(s, "/auth/token", &form, None).await
+}
+
+/// Uses a refresh token as the public app `client`.
+pub async fn refresh(s: &Secured, client: &str, refresh_token: &str) -> Reply {
     post_form(
         s,
         "/auth/token",
         &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
             ("client_id", client),
-            ("code_verifier", verifier),
         ],
         None,
     )
@@ -307,4 +377,21 @@ pub async fn person_token(
 
 pub fn access(token: &Value) -> String {
     token["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The subjects of the Observations a search answers, sorted.
+pub async fn observation_subjects(s: &Secured, token: &str) -> Vec<String> {
+    let bundle = expect_status(&s.call(token, "GET", "Observation", None).await, 200);
+    let mut subjects: Vec<String> = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            e["resource"]["subject"]["reference"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    subjects.sort();
+    subjects
 }
