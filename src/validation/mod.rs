@@ -15,6 +15,7 @@
 
 pub mod attachment;
 pub mod binding;
+pub mod bundle;
 pub mod element;
 pub mod extension;
 pub mod fixed_pattern;
@@ -448,8 +449,12 @@ impl Validator {
         element::Walk::new(&self.defs, resource, &mut out).resource_against(core, rtype);
         // Rules that come from no StructureDefinition, looked up by type so other writes pay
         // nothing for them.
-        if rtype == "QuestionnaireResponse" {
-            questionnaire_response::check(&self.defs, resource, rtype, &mut out);
+        match rtype {
+            "QuestionnaireResponse" => {
+                questionnaire_response::check(&self.defs, resource, rtype, &mut out)
+            }
+            "Bundle" => bundle::check(&self.defs, resource, rtype, &mut out),
+            _ => {}
         }
         let claimed = resource
             .pointer("/meta/profile")
