@@ -319,3 +319,17 @@ both_stores!(an_exists_condition_takes_a_boolean_answer, |server| {
     let outcome = expect_status(&reply, 400);
     assert!(errors(&outcome).iter().any(|e| e.contains("que-7")), "{outcome}");
 });
+
+both_stores!(an_extension_url_is_absolute, |server| {
+    let p = json!({"resourceType": "Patient", "extension": [
+        {"url": "favourite-pillow", "valueString": "firm"}]});
+    let reply = server.client().post("Patient", &p).await.unwrap();
+    let outcome = expect_status(&reply, 400);
+    let found = errors(&outcome);
+    assert!(found.iter().any(|e| e.ends_with("Patient.extension[0].url")), "{found:?}");
+    // A complex extension names its parts by relative names.
+    let ok = json!({"resourceType": "Patient", "extension": [
+        {"url": "http://rules.example/fhir/StructureDefinition/sleep", "extension": [
+            {"url": "pillow", "valueString": "firm"}]}]});
+    create(&server, &ok).await;
+});

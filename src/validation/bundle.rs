@@ -13,6 +13,7 @@
 use serde_json::Value;
 
 use super::outcome::Outcome;
+use super::reference::is_absolute;
 use super::Definitions;
 
 /// Checks the entries of `bundle` (at `at`).
@@ -67,31 +68,5 @@ pub fn check(defs: &Definitions, bundle: &Value, at: &str, out: &mut Outcome) {
                 ),
             );
         }
-    }
-}
-
-/// An absolute URI: a scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`) and `:`.
-fn is_absolute(uri: &str) -> bool {
-    match uri.split_once(':') {
-        Some((scheme, _)) => {
-            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        }
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_absolute;
-
-    #[test]
-    fn absolute_uris_have_a_scheme() {
-        assert!(is_absolute("http://x.org/Patient/1"));
-        assert!(is_absolute("urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"));
-        assert!(!is_absolute("Patient/1"));
-        assert!(!is_absolute("1:2"));
     }
 }

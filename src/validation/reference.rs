@@ -11,6 +11,19 @@ use super::outcome::Outcome;
 use super::structure_definition::TypeRef;
 use super::{Definitions, CORE_PREFIX};
 
+/// An absolute URI: a scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`) and `:`.
+pub fn is_absolute(uri: &str) -> bool {
+    match uri.split_once(':') {
+        Some((scheme, _)) => {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        }
+        None => false,
+    }
+}
+
 /// The resource type a literal reference names by its form: `Type` of `Type/id`,
 /// `Type/id/_history/vid`, `…/Type/id` of an absolute URL, `Type?query` of a conditional one.
 /// Not checked here whether it is a resource type.
@@ -81,7 +94,15 @@ pub fn check(defs: &Definitions, types: &[TypeRef], value: &Value, at: &str, out
 
 #[cfg(test)]
 mod tests {
-    use super::type_of;
+    use super::{is_absolute, type_of};
+
+    #[test]
+    fn absolute_uris_have_a_scheme() {
+        assert!(is_absolute("http://x.org/Patient/1"));
+        assert!(is_absolute("urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"));
+        assert!(!is_absolute("Patient/1"));
+        assert!(!is_absolute("1:2"));
+    }
 
     #[test]
     fn the_type_comes_from_the_reference_form() {
