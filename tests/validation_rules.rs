@@ -44,19 +44,19 @@ const INTAKE: &str = "http://rules.example/fhir/Questionnaire/sleep-intake";
 /// choice with options, a bounded integer and a short string in a group.
 fn sleep_intake() -> Value {
     json!({"resourceType": "Questionnaire", "url": INTAKE, "status": "active",
-        "item": [
-            {"linkId": "snores", "type": "boolean", "required": true},
-            {"linkId": "snore-nights", "type": "integer",
-             "enableWhen": [{"question": "snores", "operator": "=", "answerBoolean": true}],
-             "extension": [
-                {"url": "http://hl7.org/fhir/StructureDefinition/minValue", "valueInteger": 1},
-                {"url": "http://hl7.org/fhir/StructureDefinition/maxValue", "valueInteger": 7}]},
-            {"linkId": "pillow", "type": "choice", "answerOption": [
-                {"valueCoding": {"system": "http://rules.example/pillow", "code": "soft"}},
-                {"valueCoding": {"system": "http://rules.example/pillow", "code": "firm"}}]},
-            {"linkId": "notes", "type": "group", "item": [
-                {"linkId": "notes.remark", "type": "string", "maxLength": 12}]}
-        ]})
+    "item": [
+        {"linkId": "snores", "type": "boolean", "required": true},
+        {"linkId": "snore-nights", "type": "integer",
+         "enableWhen": [{"question": "snores", "operator": "=", "answerBoolean": true}],
+         "extension": [
+            {"url": "http://hl7.org/fhir/StructureDefinition/minValue", "valueInteger": 1},
+            {"url": "http://hl7.org/fhir/StructureDefinition/maxValue", "valueInteger": 7}]},
+        {"linkId": "pillow", "type": "choice", "answerOption": [
+            {"valueCoding": {"system": "http://rules.example/pillow", "code": "soft"}},
+            {"valueCoding": {"system": "http://rules.example/pillow", "code": "firm"}}]},
+        {"linkId": "notes", "type": "group", "item": [
+            {"linkId": "notes.remark", "type": "string", "maxLength": 12}]}
+    ]})
 }
 
 fn response(status: &str, items: Value) -> Value {
@@ -139,47 +139,64 @@ with_intake!(a_response_that_fits_its_questionnaire_is_stored, |server| {
     create(&server, &ok).await;
 });
 
-with_intake!(a_link_id_the_questionnaire_lacks_is_refused_on_write, |server| {
-    let bad = response(
-        "completed",
-        json!([
-            {"linkId": "snores", "answer": [{"valueBoolean": false}]},
-            {"linkId": "dreams", "answer": [{"valueString": "vivid"}]}
-        ]),
-    );
-    let reply = server
-        .client()
-        .post("QuestionnaireResponse", &bad)
-        .await
-        .unwrap();
-    let outcome = expect_status(&reply, 400);
-    let found = errors(&outcome);
-    assert!(
-        found.iter().any(|e| e.contains("'dreams'") && e.ends_with("QuestionnaireResponse.item[1]")),
-        "{found:?}"
-    );
-});
+with_intake!(
+    a_link_id_the_questionnaire_lacks_is_refused_on_write,
+    |server| {
+        let bad = response(
+            "completed",
+            json!([
+                {"linkId": "snores", "answer": [{"valueBoolean": false}]},
+                {"linkId": "dreams", "answer": [{"valueString": "vivid"}]}
+            ]),
+        );
+        let reply = server
+            .client()
+            .post("QuestionnaireResponse", &bad)
+            .await
+            .unwrap();
+        let outcome = expect_status(&reply, 400);
+        let found = errors(&outcome);
+        assert!(
+            found
+                .iter()
+                .any(|e| e.contains("'dreams'") && e.ends_with("QuestionnaireResponse.item[1]")),
+            "{found:?}"
+        );
+    }
+);
 
-with_intake!(an_answer_of_another_type_than_the_item_is_an_error, |server| {
-    let bad = response(
-        "completed",
-        json!([{"linkId": "snores", "answer": [{"valueString": "yes"}]}]),
-    );
-    let found = errors(&validate(&server, &bad).await);
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].contains("must be of type Boolean"), "{found:?}");
-});
+with_intake!(
+    an_answer_of_another_type_than_the_item_is_an_error,
+    |server| {
+        let bad = response(
+            "completed",
+            json!([{"linkId": "snores", "answer": [{"valueString": "yes"}]}]),
+        );
+        let found = errors(&validate(&server, &bad).await);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("must be of type Boolean"), "{found:?}");
+    }
+);
 
-with_intake!(a_required_item_is_answered_in_a_completed_response, |server| {
-    let completed = response("completed", json!([{"linkId": "pillow",
-        "answer": [{"valueCoding": {"system": "http://rules.example/pillow", "code": "soft"}}]}]));
-    let found = errors(&validate(&server, &completed).await);
-    assert!(found.iter().any(|e| e.contains("'snores'")), "{found:?}");
-    // Not yet completed: required items may still be missing.
-    let mut in_progress = completed.clone();
-    in_progress["status"] = json!("in-progress");
-    assert_eq!(errors(&validate(&server, &in_progress).await), Vec::<String>::new());
-});
+with_intake!(
+    a_required_item_is_answered_in_a_completed_response,
+    |server| {
+        let completed = response(
+            "completed",
+            json!([{"linkId": "pillow",
+        "answer": [{"valueCoding": {"system": "http://rules.example/pillow", "code": "soft"}}]}]),
+        );
+        let found = errors(&validate(&server, &completed).await);
+        assert!(found.iter().any(|e| e.contains("'snores'")), "{found:?}");
+        // Not yet completed: required items may still be missing.
+        let mut in_progress = completed.clone();
+        in_progress["status"] = json!("in-progress");
+        assert_eq!(
+            errors(&validate(&server, &in_progress).await),
+            Vec::<String>::new()
+        );
+    }
+);
 
 with_intake!(an_item_that_does_not_repeat_has_one_answer, |server| {
     let bad = response(
@@ -187,7 +204,10 @@ with_intake!(an_item_that_does_not_repeat_has_one_answer, |server| {
         json!([{"linkId": "snores", "answer": [{"valueBoolean": true}, {"valueBoolean": false}]}]),
     );
     let found = errors(&validate(&server, &bad).await);
-    assert!(found.iter().any(|e| e.contains("does not repeat")), "{found:?}");
+    assert!(
+        found.iter().any(|e| e.contains("does not repeat")),
+        "{found:?}"
+    );
 });
 
 with_intake!(a_choice_answer_comes_from_the_answer_options, |server| {
@@ -216,35 +236,48 @@ with_intake!(an_item_disabled_by_enable_when_has_no_answer, |server| {
     assert!(found[0].contains("enableWhen"), "{found:?}");
 });
 
-with_intake!(answers_keep_to_min_value_max_value_and_max_length, |server| {
-    let bad = response(
-        "completed",
-        json!([
-            {"linkId": "snores", "answer": [{"valueBoolean": true}]},
-            {"linkId": "snore-nights", "answer": [{"valueInteger": 9}]},
-            {"linkId": "notes", "item": [{"linkId": "notes.remark",
-                "answer": [{"valueString": "wakes up twice a night"}]}]}
-        ]),
-    );
-    let found = errors(&validate(&server, &bad).await);
-    assert_eq!(found.len(), 2, "{found:?}");
-    assert!(found.iter().any(|e| e.contains("maxValue 7")), "{found:?}");
-    assert!(found.iter().any(|e| e.contains("maxLength 12")), "{found:?}");
-});
+with_intake!(
+    answers_keep_to_min_value_max_value_and_max_length,
+    |server| {
+        let bad = response(
+            "completed",
+            json!([
+                {"linkId": "snores", "answer": [{"valueBoolean": true}]},
+                {"linkId": "snore-nights", "answer": [{"valueInteger": 9}]},
+                {"linkId": "notes", "item": [{"linkId": "notes.remark",
+                    "answer": [{"valueString": "wakes up twice a night"}]}]}
+            ]),
+        );
+        let found = errors(&validate(&server, &bad).await);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().any(|e| e.contains("maxValue 7")), "{found:?}");
+        assert!(
+            found.iter().any(|e| e.contains("maxLength 12")),
+            "{found:?}"
+        );
+    }
+);
 
-both_stores!(a_response_to_an_unknown_questionnaire_is_not_checked, |server| {
-    let r = json!({"resourceType": "QuestionnaireResponse", "status": "completed",
+both_stores!(
+    a_response_to_an_unknown_questionnaire_is_not_checked,
+    |server| {
+        let r = json!({"resourceType": "QuestionnaireResponse", "status": "completed",
         "questionnaire": "http://rules.example/fhir/Questionnaire/nowhere",
         "item": [{"linkId": "anything", "answer": [{"valueString": "x"}]}]});
-    let outcome = validate(&server, &r).await;
-    assert!(errors(&outcome).is_empty(), "{outcome}");
-    assert!(
-        outcome["issue"].as_array().unwrap().iter().any(|i| i["severity"] == "information"
-            && i["diagnostics"].as_str().unwrap().contains("not known")),
-        "{outcome}"
-    );
-    create(&server, &r).await;
-});
+        let outcome = validate(&server, &r).await;
+        assert!(errors(&outcome).is_empty(), "{outcome}");
+        assert!(
+            outcome["issue"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["severity"] == "information"
+                    && i["diagnostics"].as_str().unwrap().contains("not known")),
+            "{outcome}"
+        );
+        create(&server, &r).await;
+    }
+);
 
 both_stores!(a_bundle_full_url_is_absolute, |server| {
     let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
@@ -275,7 +308,12 @@ both_stores!(a_reference_names_a_type_its_element_may_target, |server| {
     let reply = server.client().post("Observation", &obs).await.unwrap();
     let outcome = expect_status(&reply, 400);
     let found = errors(&outcome);
-    assert!(found.iter().any(|e| e.ends_with("Observation.subject.reference")), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|e| e.ends_with("Observation.subject.reference")),
+        "{found:?}"
+    );
     let mut ok = obs.clone();
     ok["subject"] = json!({"reference": "Group/g-44"});
     create(&server, &ok).await;
@@ -290,22 +328,31 @@ both_stores!(an_attachment_size_is_the_size_of_its_data, |server| {
     let found = errors(&validate(&server, &doc(6)).await);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].ends_with("attachment.size"), "{found:?}");
-    assert_eq!(errors(&validate(&server, &doc(5)).await), Vec::<String>::new());
+    assert_eq!(
+        errors(&validate(&server, &doc(5)).await),
+        Vec::<String>::new()
+    );
 });
 
-both_stores!(two_enable_when_conditions_need_an_enable_behavior, |server| {
-    // que-12 as R4B corrected it: "more than one" enableWhen.
-    let mut q = json!({"resourceType": "Questionnaire", "status": "draft", "item": [
+both_stores!(
+    two_enable_when_conditions_need_an_enable_behavior,
+    |server| {
+        // que-12 as R4B corrected it: "more than one" enableWhen.
+        let mut q = json!({"resourceType": "Questionnaire", "status": "draft", "item": [
         {"linkId": "a", "type": "boolean"}, {"linkId": "b", "type": "boolean"},
         {"linkId": "c", "type": "string", "enableWhen": [
             {"question": "a", "operator": "=", "answerBoolean": true},
             {"question": "b", "operator": "=", "answerBoolean": true}]}]});
-    let reply = server.client().post("Questionnaire", &q).await.unwrap();
-    let outcome = expect_status(&reply, 400);
-    assert!(errors(&outcome).iter().any(|e| e.contains("que-12")), "{outcome}");
-    q["item"][2]["enableBehavior"] = json!("any");
-    create(&server, &q).await;
-});
+        let reply = server.client().post("Questionnaire", &q).await.unwrap();
+        let outcome = expect_status(&reply, 400);
+        assert!(
+            errors(&outcome).iter().any(|e| e.contains("que-12")),
+            "{outcome}"
+        );
+        q["item"][2]["enableBehavior"] = json!("any");
+        create(&server, &q).await;
+    }
+);
 
 both_stores!(an_exists_condition_takes_a_boolean_answer, |server| {
     // que-7 as R4B corrected it: `answer is boolean`.
@@ -314,10 +361,14 @@ both_stores!(an_exists_condition_takes_a_boolean_answer, |server| {
         {"linkId": "b", "type": "string", "enableWhen": [
             {"question": "a", "operator": "exists", "answerBoolean": true}]}]});
     create(&server, &q).await;
-    q["item"][1]["enableWhen"][0] = json!({"question": "a", "operator": "exists", "answerString": "yes"});
+    q["item"][1]["enableWhen"][0] =
+        json!({"question": "a", "operator": "exists", "answerString": "yes"});
     let reply = server.client().post("Questionnaire", &q).await.unwrap();
     let outcome = expect_status(&reply, 400);
-    assert!(errors(&outcome).iter().any(|e| e.contains("que-7")), "{outcome}");
+    assert!(
+        errors(&outcome).iter().any(|e| e.contains("que-7")),
+        "{outcome}"
+    );
 });
 
 both_stores!(an_extension_url_is_absolute, |server| {
@@ -326,7 +377,12 @@ both_stores!(an_extension_url_is_absolute, |server| {
     let reply = server.client().post("Patient", &p).await.unwrap();
     let outcome = expect_status(&reply, 400);
     let found = errors(&outcome);
-    assert!(found.iter().any(|e| e.ends_with("Patient.extension[0].url")), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|e| e.ends_with("Patient.extension[0].url")),
+        "{found:?}"
+    );
     // A complex extension names its parts by relative names.
     let ok = json!({"resourceType": "Patient", "extension": [
         {"url": "http://rules.example/fhir/StructureDefinition/sleep", "extension": [

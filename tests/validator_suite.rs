@@ -78,7 +78,14 @@ fn java_errors(outcome: &Value) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter(|i| matches!(i["severity"].as_str(), Some("error" | "fatal")))
-        .map(|i| i["details"]["text"].as_str().unwrap_or("").chars().take(160).collect())
+        .map(|i| {
+            i["details"]["text"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(160)
+                .collect()
+        })
         .collect()
 }
 
@@ -264,8 +271,14 @@ fn validator_test_cases_agree_with_the_reference_validator() {
     // The disagreements, grouped by direction, each with the first error of the side that
     // reports one (docs/validation.md sorts them into classes).
     for (title, missed) in [
-        ("errors the reference validator reports and Signaal does not", true),
-        ("errors Signaal reports and the reference validator does not", false),
+        (
+            "errors the reference validator reports and Signaal does not",
+            true,
+        ),
+        (
+            "errors Signaal reports and the reference validator does not",
+            false,
+        ),
     ] {
         let of: Vec<&Run> = runs
             .iter()

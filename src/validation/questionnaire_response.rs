@@ -49,7 +49,10 @@ pub fn check(defs: &Definitions, qr: &Value, at: &str, out: &mut Outcome) {
     };
     check.items(
         items(questionnaire),
-        qr.get("item").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]),
+        qr.get("item")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]),
         at,
         out,
     );
@@ -180,7 +183,10 @@ impl Check<'_> {
             out.error(
                 "structure",
                 &format!("{at}.item[{}]", found[1].0),
-                format!("The group '{id}' does not repeat, but occurs {} times", found.len()),
+                format!(
+                    "The group '{id}' does not repeat, but occurs {} times",
+                    found.len()
+                ),
             );
         }
         let all_answers: usize = found.iter().map(|(_, g)| answers(g).len()).sum();
@@ -200,7 +206,9 @@ impl Check<'_> {
                         out.error(
                             "required",
                             &format!("{at}.item[{}]", found[0].0),
-                            format!("The item '{id}' needs at least {min} answers, found {all_answers}"),
+                            format!(
+                                "The item '{id}' needs at least {min} answers, found {all_answers}"
+                            ),
                         );
                     }
                 }
@@ -211,7 +219,9 @@ impl Check<'_> {
                         out.error(
                             "structure",
                             &format!("{at}.item[{}]", found[0].0),
-                            format!("The item '{id}' allows at most {max} answers, found {all_answers}"),
+                            format!(
+                                "The item '{id}' allows at most {max} answers, found {all_answers}"
+                            ),
                         );
                     }
                 }
@@ -229,7 +239,14 @@ impl Check<'_> {
             let given_answers = answers(g);
             if !matches!(item_type, "group" | "display") {
                 for (a, answer) in given_answers.iter().enumerate() {
-                    self.answer(d, item_type, answer, given_answers.len(), &format!("{here}.answer[{a}]"), out);
+                    self.answer(
+                        d,
+                        item_type,
+                        answer,
+                        given_answers.len(),
+                        &format!("{here}.answer[{a}]"),
+                        out,
+                    );
                 }
             }
             // Children: a group's under `item`; a question's under each answer's `item`.
@@ -301,16 +318,23 @@ impl Check<'_> {
         let same_type: Vec<&(&str, &Value, &Value)> =
             options.iter().filter(|(s, _, _)| *s == suffix).collect();
         if !same_type.is_empty() && !(item_type == "open-choice" && suffix == "String") {
-            match same_type.iter().find(|(_, v, _)| same_value(suffix, v, value)) {
+            match same_type
+                .iter()
+                .find(|(_, v, _)| same_value(suffix, v, value))
+            {
                 None => out.error(
                     "code-invalid",
                     &at,
-                    format!("The answer {} is not one of the item's answerOption values", show(value)),
+                    format!(
+                        "The answer {} is not one of the item's answerOption values",
+                        show(value)
+                    ),
                 ),
                 Some((_, _, option)) => {
-                    let exclusive = extension(option, &format!("{EXT}questionnaire-optionExclusive"))
-                        .and_then(|(_, v)| v.as_bool())
-                        == Some(true);
+                    let exclusive =
+                        extension(option, &format!("{EXT}questionnaire-optionExclusive"))
+                            .and_then(|(_, v)| v.as_bool())
+                            == Some(true);
                     if exclusive && count > 1 {
                         out.error(
                             "business-rule",
@@ -352,7 +376,9 @@ impl Check<'_> {
                     out.error(
                         "code-invalid",
                         at,
-                        format!("{system}#{code} is not in the value set {url} of the item's {what}"),
+                        format!(
+                            "{system}#{code} is not in the value set {url} of the item's {what}"
+                        ),
                     );
                 }
             }
@@ -372,7 +398,9 @@ impl Check<'_> {
                 out.error(
                     "value",
                     at,
-                    format!("The answer is {len} characters long, more than the item's maxLength {max}"),
+                    format!(
+                        "The answer is {len} characters long, more than the item's maxLength {max}"
+                    ),
                 );
             }
         }
@@ -381,7 +409,9 @@ impl Check<'_> {
                 out.error(
                     "value",
                     at,
-                    format!("The answer is {len} characters long, less than the item's minLength {min}"),
+                    format!(
+                        "The answer is {len} characters long, less than the item's minLength {min}"
+                    ),
                 );
             }
         }
@@ -404,12 +434,18 @@ impl Check<'_> {
 
     fn number(&self, d: &Value, suffix: &str, value: &Value, at: &str, out: &mut Outcome) {
         let Some(n) = value.as_f64() else { return };
-        self.bounds(d, at, out, |bound_type, bound| {
-            (bound_type == "Integer" || bound_type == "Decimal")
-                .then(|| bound.as_f64())
-                .flatten()
-                .and_then(|b| n.partial_cmp(&b))
-        }, &value.to_string());
+        self.bounds(
+            d,
+            at,
+            out,
+            |bound_type, bound| {
+                (bound_type == "Integer" || bound_type == "Decimal")
+                    .then(|| bound.as_f64())
+                    .flatten()
+                    .and_then(|b| n.partial_cmp(&b))
+            },
+            &value.to_string(),
+        );
         if suffix == "Decimal" {
             if let Some(places) =
                 extension(d, &format!("{EXT}maxDecimalPlaces")).and_then(|(_, v)| v.as_u64())
@@ -434,12 +470,18 @@ impl Check<'_> {
 
     fn date(&self, d: &Value, suffix: &str, value: &Value, at: &str, out: &mut Outcome) {
         let Some(s) = value.as_str() else { return };
-        self.bounds(d, at, out, |bound_type, bound| {
-            (bound_type == suffix)
-                .then(|| bound.as_str())
-                .flatten()
-                .and_then(|b| compare_dates(s, b))
-        }, s);
+        self.bounds(
+            d,
+            at,
+            out,
+            |bound_type, bound| {
+                (bound_type == suffix)
+                    .then(|| bound.as_str())
+                    .flatten()
+                    .and_then(|b| compare_dates(s, b))
+            },
+            s,
+        );
     }
 
     /// `minValue` / `maxValue`: `compare` orders the answer against a bound of a type, or says
@@ -457,7 +499,10 @@ impl Check<'_> {
                 out.error(
                     "value",
                     at,
-                    format!("The answer {shown} is less than the item's minValue {}", show(b)),
+                    format!(
+                        "The answer {shown} is less than the item's minValue {}",
+                        show(b)
+                    ),
                 );
             }
         }
@@ -466,7 +511,10 @@ impl Check<'_> {
                 out.error(
                     "value",
                     at,
-                    format!("The answer {shown} is greater than the item's maxValue {}", show(b)),
+                    format!(
+                        "The answer {shown} is greater than the item's maxValue {}",
+                        show(b)
+                    ),
                 );
             }
         }
@@ -480,14 +528,19 @@ impl Check<'_> {
         );
         if !options.is_empty()
             && !options.iter().any(|(_, o)| {
-                (o.get("system").and_then(Value::as_str), o.get("code").and_then(Value::as_str))
-                    == unit
+                (
+                    o.get("system").and_then(Value::as_str),
+                    o.get("code").and_then(Value::as_str),
+                ) == unit
             })
         {
             out.error(
                 "code-invalid",
                 at,
-                format!("The unit of the answer {} is not one of the item's unitOption units", show(value)),
+                format!(
+                    "The unit of the answer {} is not one of the item's unitOption units",
+                    show(value)
+                ),
             );
         }
         if let Some((_, vs)) = extension(d, &format!("{EXT}questionnaire-unitValueSet")) {
@@ -506,11 +559,21 @@ impl Check<'_> {
         let bounds = [
             ("minValue", format!("{EXT}minValue"), Ordering::Less),
             ("maxValue", format!("{EXT}maxValue"), Ordering::Greater),
-            ("minQuantity", format!("{SDC_EXT}sdc-questionnaire-minQuantity"), Ordering::Less),
-            ("maxQuantity", format!("{SDC_EXT}sdc-questionnaire-maxQuantity"), Ordering::Greater),
+            (
+                "minQuantity",
+                format!("{SDC_EXT}sdc-questionnaire-minQuantity"),
+                Ordering::Less,
+            ),
+            (
+                "maxQuantity",
+                format!("{SDC_EXT}sdc-questionnaire-maxQuantity"),
+                Ordering::Greater,
+            ),
         ];
         for (name, url, wrong) in bounds {
-            let Some(("Quantity", bound)) = extension(d, &url) else { continue };
+            let Some(("Quantity", bound)) = extension(d, &url) else {
+                continue;
+            };
             match compare_quantities(value, bound) {
                 Some(order) if order == wrong => out.error(
                     "value",
@@ -547,7 +610,10 @@ impl Check<'_> {
                 out.error(
                     "value",
                     at,
-                    format!("The content type {ct} is not one the item allows ({})", types.join(", ")),
+                    format!(
+                        "The content type {ct} is not one the item allows ({})",
+                        types.join(", ")
+                    ),
                 );
             }
         }
@@ -562,7 +628,9 @@ impl Check<'_> {
                     out.error(
                         "value",
                         at,
-                        format!("The attachment has {size} bytes, more than the item's maxSize {max}"),
+                        format!(
+                            "The attachment has {size} bytes, more than the item's maxSize {max}"
+                        ),
                     );
                 }
             }
@@ -585,7 +653,10 @@ impl Check<'_> {
                 out.error(
                     "structure",
                     at,
-                    format!("The reference {reference} is to a {t}, but the item allows only {}", types.join(", ")),
+                    format!(
+                        "The reference {reference} is to a {t}, but the item allows only {}",
+                        types.join(", ")
+                    ),
                 );
             }
         }
@@ -675,9 +746,7 @@ fn collect_answers<'a>(items_: &'a [Value], id: &str, into: &mut Vec<&'a Value>)
 /// value.
 fn same_value(suffix: &str, a: &Value, b: &Value) -> bool {
     match suffix {
-        "Coding" => {
-            a.get("system") == b.get("system") && a.get("code") == b.get("code")
-        }
+        "Coding" => a.get("system") == b.get("system") && a.get("code") == b.get("code"),
         "Integer" | "Decimal" => a.as_f64().is_some() && a.as_f64() == b.as_f64(),
         _ => a == b,
     }
@@ -726,7 +795,9 @@ fn show(v: &Value) -> String {
                 (Some(v), _, None) => format!(
                     "{v} {}",
                     o.get("unit").and_then(Value::as_str).unwrap_or("")
-                ).trim().to_owned(),
+                )
+                .trim()
+                .to_owned(),
                 (None, Some(s), Some(c)) => format!("{s}#{c}"),
                 (None, None, Some(c)) => c.to_owned(),
                 _ => v.to_string(),

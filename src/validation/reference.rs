@@ -32,7 +32,9 @@ pub fn type_of(reference: &str) -> Option<&str> {
         return None;
     }
     if let Some((before, _)) = reference.split_once('?') {
-        return (!before.contains('/')).then_some(before).filter(|t| !t.is_empty());
+        return (!before.contains('/'))
+            .then_some(before)
+            .filter(|t| !t.is_empty());
     }
     let path = match reference.find("/_history/") {
         Some(i) => &reference[..i],
@@ -110,7 +112,10 @@ mod tests {
         assert_eq!(type_of("Patient/1/_history/2"), Some("Patient"));
         assert_eq!(type_of("http://x.org/fhir/Group/5"), Some("Group"));
         assert_eq!(type_of("Patient?identifier=a|b"), Some("Patient"));
-        assert_eq!(type_of("urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"), None);
+        assert_eq!(
+            type_of("urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"),
+            None
+        );
         assert_eq!(type_of("#p1"), None);
         assert_eq!(type_of("a/b/c"), None);
     }

@@ -177,16 +177,19 @@ fn discriminated(
                 }
                 let on_resource = sd.elements[target?].types.iter().any(|t| {
                     t.code == "Resource"
-                        || walk.defs.core(&t.code).is_some_and(|c| c.kind == "resource")
+                        || walk
+                            .defs
+                            .core(&t.code)
+                            .is_some_and(|c| c.kind == "resource")
                 });
                 if on_resource {
                     // A nested resource (`Bundle.entry.resource`): the value at the path is
                     // walked as a resource against the profile.
                     let values = values_at(value, path);
                     !values.is_empty()
-                        && values.iter().all(|v| {
-                            profiles.iter().any(|p| resource_conforms(walk, p, v))
-                        })
+                        && values
+                            .iter()
+                            .all(|v| profiles.iter().any(|p| resource_conforms(walk, p, v)))
                 } else {
                     profiles.iter().any(|p| conforms(walk, p, 0, entry))
                 }
