@@ -56,7 +56,15 @@ const KNOWN_INVALID: &[(&str, &str)] = &[
     ("StructureDefinition/Event", "a logical model neither abstract nor with a baseDefinition: sdf-4 (error)"),
     ("StructureDefinition/FiveWs", "a logical model neither abstract nor with a baseDefinition: sdf-4 (error)"),
     ("StructureDefinition/Request", "a logical model neither abstract nor with a baseDefinition: sdf-4 (error)"),
-    ("Questionnaire/bb", "an enableWhen with operator exists and answerBoolean breaks que-7 as R4 writes it (`answer is Boolean`): a FHIR boolean is not a System Boolean in FHIRPath (official FHIRPath test testType12), so the invariant (error) is false"),
+    // Bundle.entry.fullUrl "SHALL NOT disagree with the id in the resource" (bundle.html).
+    ("Bundle/10bb101f-a121-4264-a920-67be9cb82c74", "the fullUrl .../Patient/pat12 holds Patient/pat2"),
+    ("Bundle/3a0707d3-549e-4467-b8b8-5a2ab3800efe", "the fullUrl .../Patient/pat12 holds Patient/pat2"),
+    ("Bundle/lri-example", "sixteen fullUrls .../Observation/lri-X hold Observation/X"),
+    // A reference to a type its element may not target (references.html: Reference(X) SHALL point to an X).
+    ("DeviceMetric/example", "parent, Reference(Device), refers to DeviceDefinition/dc102"),
+    ("DeviceUseStatement/example", "reasonReference, Reference(Condition|Observation|DiagnosticReport|DocumentReference|Media), refers to Procedure/example"),
+    ("MedicationRequest/medrx0301", "dispenseRequest.performer, Reference(Organization), refers to Practitioner/f001"),
+    ("Observation/clinical-gender", "performer, which may not refer to an Encounter, refers to Encounter/example"),
     // Ids.
     ("SearchParameter/questionnaireresponse-extensions-QuestionnaireResponse-item-subject", "the id has 68 characters (HL7 schema: id ^[A-Za-z0-9\\-\\.]{1,64}$)"),
 ];

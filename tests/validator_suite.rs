@@ -24,15 +24,16 @@ use serde_json::Value;
 use signaal::validation::{CoreFile, Definitions, Settings, Validator};
 
 /// The share of cases whose error presence must agree with the reference validator's: the
-/// agreement measured (64.9% on 473 runs, JSON and XML; 63.3% on the 308 JSON runs, which were
-/// 59% of 282 before), so a regression fails. Issue 18 aims at 90%. Nearly all disagreements
-/// (158 of 166) are errors the Java validator reports and the engine does not: checks that come
-/// from no StructureDefinition (a QuestionnaireResponse against its Questionnaire, LOINC/SNOMED
-/// CT/CVX display names, Bundle and reference resolution rules, code system supplements, HL7
-/// publishing rules), unknown extensions (accepted by design) and extension contexts (a warning
-/// here, decision 0034); the few the other way are slicing of Bundle and List entries by profile
-/// or type, and JSON with comments (which Java is configured to allow in those cases).
-const MIN_PRESENCE_AGREEMENT: f64 = 0.64;
+/// agreement measured, so a regression fails. 64.5% of 473 runs before the rules of decision
+/// 0043 (QuestionnaireResponse against its Questionnaire, Bundle fullUrls, reference target
+/// types, Attachment sizes, extension urls, slicing of nested resources, que-7/que-12 as R4B
+/// corrected them); 77.6% after. Issue 18 aims at 90%. The disagreements left are listed by
+/// class in docs/validation.md: mostly checks that come from no StructureDefinition and need
+/// what the server does not have (display names of LOINC/SNOMED CT/CVX, references resolved
+/// across a Bundle, targets checked against their profiles, authoring rules for CodeSystems,
+/// ValueSets, SearchParameters and Measures), unknown extensions and extension contexts (by
+/// design), and a few where Java runs with settings Signaal does not have.
+const MIN_PRESENCE_AGREEMENT: f64 = 0.77;
 
 fn data_dir() -> PathBuf {
     match std::env::var_os("FHIR_VALIDATOR_TESTS") {
@@ -67,12 +68,25 @@ fn expected(dir: &Path, java: &Value) -> Option<Value> {
 }
 
 fn error_count(outcome: &Value) -> usize {
+    java_errors(outcome).len()
+}
+
+/// The reference validator's error messages (`details.text`).
+fn java_errors(outcome: &Value) -> Vec<String> {
     outcome["issue"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|i| matches!(i["severity"].as_str(), Some("error" | "fatal")))
-        .count()
+        .map(|i| {
+            i["details"]["text"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(160)
+                .collect()
+        })
+        .collect()
 }
 
 struct Run {
@@ -81,6 +95,8 @@ struct Run {
     expected: usize,
     found: usize,
     messages: Vec<String>,
+    /// The reference validator's first error, to read the cause of a disagreement.
+    java_first: Option<String>,
 }
 
 /// Validates the file of a case (against `profile`, if any) and counts the errors.
@@ -220,6 +236,7 @@ fn validator_test_cases_agree_with_the_reference_validator() {
                 expected: error_count(&expected_base),
                 found,
                 messages,
+                java_first: java_errors(&expected_base).into_iter().next(),
             });
         }
         if let (Some(source), Some(expected_profile)) =
@@ -240,6 +257,7 @@ fn validator_test_cases_agree_with_the_reference_validator() {
                     expected: error_count(&expected_profile),
                     found,
                     messages,
+                    java_first: java_errors(&expected_profile).into_iter().next(),
                 });
             }
         }
@@ -250,14 +268,34 @@ fn validator_test_cases_agree_with_the_reference_validator() {
         .filter(|r| (r.expected > 0) == (r.found > 0))
         .count();
     let count = runs.iter().filter(|r| r.expected == r.found).count();
-    for r in runs.iter().filter(|r| (r.expected > 0) != (r.found > 0)) {
-        eprintln!(
-            "DISAGREE {}: expected {} errors, found {}: {:?}",
-            r.name,
-            r.expected,
-            r.found,
-            r.messages.iter().take(3).collect::<Vec<_>>()
-        );
+    // The disagreements, grouped by direction, each with the first error of the side that
+    // reports one (docs/validation.md sorts them into classes).
+    for (title, missed) in [
+        (
+            "errors the reference validator reports and Signaal does not",
+            true,
+        ),
+        (
+            "errors Signaal reports and the reference validator does not",
+            false,
+        ),
+    ] {
+        let of: Vec<&Run> = runs
+            .iter()
+            .filter(|r| (r.expected > 0) != (r.found > 0) && (r.expected > 0) == missed)
+            .collect();
+        eprintln!("DISAGREE — {title}: {}", of.len());
+        for r in of {
+            let why = if missed {
+                r.java_first.clone().unwrap_or_default()
+            } else {
+                r.messages.first().cloned().unwrap_or_default()
+            };
+            eprintln!(
+                "DISAGREE {}: expected {} errors, found {}: {why}",
+                r.name, r.expected, r.found
+            );
+        }
     }
     let share = presence as f64 / total.max(1) as f64;
     for (format, xml) in [("JSON", false), ("XML", true)] {

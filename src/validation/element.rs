@@ -13,7 +13,9 @@ use serde_json::Value;
 
 use super::outcome::Outcome;
 use super::structure_definition::{ElementDefinition, StructureDefinition};
-use super::{binding, extension, fixed_pattern, invariant, slicing, Definitions};
+use super::{
+    attachment, binding, extension, fixed_pattern, invariant, reference, slicing, Definitions,
+};
 use crate::fhirpath::Item;
 
 /// How deep nested definitions may go (bounds recursive types such as Extension.extension and
@@ -127,6 +129,15 @@ impl<'v, 'a> Walk<'v, 'a> {
         }
         if let (Some(b), Some(t), Some(value)) = (&def.binding, type_code, node.value) {
             binding::check(self.defs, b, t, value, at, self.out);
+        }
+        if let (Some("Reference"), Some(value)) = (type_code, node.value) {
+            reference::check(self.defs, &def.types, value, at, self.out);
+        }
+        if let (Some("Attachment"), Some(value)) = (type_code, node.value) {
+            // Once per Attachment: where the walk reaches it through its type's definition.
+            if sd.type_name == "Attachment" && idx == 0 {
+                attachment::check(value, at, self.out);
+            }
         }
         if let (Some("Coding"), Some(value)) = (type_code, node.value) {
             // Once per Coding: where the walk reaches it through its type's definition.

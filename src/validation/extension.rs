@@ -30,6 +30,16 @@ pub fn check<'a>(
     let Some(url) = value.get("url").and_then(Value::as_str) else {
         return false;
     };
+    // extensibility.html: an extension's url "SHALL be an absolute URL"; only the nested
+    // extensions of a complex extension are named by a plain name relative to it.
+    if holder_sd.type_name != "Extension" && !super::reference::is_absolute(url) {
+        walk.out.error(
+            "structure",
+            &format!("{at}.url"),
+            format!("The extension url '{url}' is not an absolute URL"),
+        );
+        return true;
+    }
     let Some(definition) = walk.defs.get(url) else {
         walk.out.not_checked(
             format!("extension {url}"),

@@ -22,6 +22,27 @@ pub fn skipped(key: &str) -> Option<&'static str> {
     }
 }
 
+/// The corrected expression of an R4 invariant whose expression, as R4 publishes it,
+/// contradicts its own `human` text; the correction is the expression of the same invariant in
+/// R4B (4.3.0) and R5, where HL7 fixed it (decision 0043). Only the exact R4 text is replaced,
+/// so a profile that writes its own expression under the same key keeps it.
+pub fn corrected(key: &str, expression: &str) -> Option<&'static str> {
+    match (key, expression) {
+        // "If there are more than one enableWhen, enableBehavior must be specified": R4 wrote
+        // `> 2`, so two conditions without enableBehavior passed.
+        ("que-12", "enableWhen.count() > 2 implies enableBehavior.exists()") => {
+            Some("enableWhen.count() > 1 implies enableBehavior.exists()")
+        }
+        // "If the operator is 'exists', the value must be a boolean": R4 wrote `is Boolean`,
+        // which names FHIRPath's System.Boolean, not the FHIR `boolean` of `answerBoolean`, so
+        // every `exists` condition failed (the R4 example Questionnaire/bb among them).
+        ("que-7", "operator = 'exists' implies (answer is Boolean)") => {
+            Some("operator = 'exists' implies (answer is boolean)")
+        }
+        _ => None,
+    }
+}
+
 /// Evaluates `constraint` on `item` (an element of `resource` at `at`).
 pub fn check<'a>(
     constraint: &Constraint,

@@ -13,13 +13,17 @@
 //! invariants in FHIRPath (`invariant`) and bindings (`binding`). Definitions are compiled once
 //! ([`Definitions`]); snapshots come from differentials when a profile has none (`snapshot`).
 
+pub mod attachment;
 pub mod binding;
+pub mod bundle;
 pub mod element;
 pub mod extension;
 pub mod fixed_pattern;
 pub mod invariant;
 pub mod outcome;
 pub mod package;
+pub mod questionnaire_response;
+pub mod reference;
 pub mod slicing;
 pub mod snapshot;
 pub mod structure_definition;
@@ -92,6 +96,9 @@ pub struct Definitions {
     globals: Vec<(String, String)>,
     value_sets: HashMap<String, Arc<Value>>,
     code_systems: HashMap<String, Arc<CodeSystem>>,
+    /// Questionnaires of packages (and supporting resources), by canonical url, for checking
+    /// QuestionnaireResponses.
+    questionnaires: HashMap<String, Arc<Value>>,
     expansions: Mutex<HashMap<String, Arc<Result<Codes, String>>>>,
 }
 
@@ -145,6 +152,7 @@ impl Definitions {
             globals: Vec::new(),
             value_sets: HashMap::new(),
             code_systems: HashMap::new(),
+            questionnaires: HashMap::new(),
             expansions: Mutex::new(HashMap::new()),
         };
         core.extend(extra, &CoreFile(file))
@@ -161,6 +169,7 @@ impl Definitions {
         let mut by_url = self.by_url.clone();
         let mut value_sets = self.value_sets.clone();
         let mut code_systems = self.code_systems.clone();
+        let mut questionnaires = self.questionnaires.clone();
         let mut globals = self.globals.clone();
         let mut pending: HashMap<String, Value> = HashMap::new();
         for resource in extra {
@@ -178,6 +187,9 @@ impl Definitions {
                 }
                 Some("CodeSystem") => {
                     code_systems.insert(url, Arc::new(CodeSystem::from_json(&resource)));
+                }
+                Some("Questionnaire") => {
+                    questionnaires.insert(url, Arc::new(resource));
                 }
                 Some("ImplementationGuide") => {
                     for global in resource
@@ -219,6 +231,7 @@ impl Definitions {
             globals,
             value_sets,
             code_systems,
+            questionnaires,
             expansions: Mutex::new(HashMap::new()),
         })
     }
@@ -227,6 +240,12 @@ impl Definitions {
     pub fn get(&self, url: &str) -> Option<&StructureDefinition> {
         let url = url.split('|').next().unwrap_or(url);
         self.by_url.get(url).map(Arc::as_ref)
+    }
+
+    /// The Questionnaire with canonical `url` (a `|version` suffix is ignored).
+    pub fn questionnaire(&self, url: &str) -> Option<&Value> {
+        let url = url.split('|').next().unwrap_or(url);
+        self.questionnaires.get(url).map(Arc::as_ref)
     }
 
     /// The base definition of a type (`Observation`, `CodeableConcept`, `string`).
@@ -428,6 +447,15 @@ impl Validator {
             return out;
         };
         element::Walk::new(&self.defs, resource, &mut out).resource_against(core, rtype);
+        // Rules that come from no StructureDefinition, looked up by type so other writes pay
+        // nothing for them.
+        match rtype {
+            "QuestionnaireResponse" => {
+                questionnaire_response::check(&self.defs, resource, rtype, &mut out)
+            }
+            "Bundle" => bundle::check(&self.defs, resource, rtype, &mut out),
+            _ => {}
+        }
         let claimed = resource
             .pointer("/meta/profile")
             .and_then(Value::as_array)

@@ -2,7 +2,7 @@
 //! `package/package.json` names the package, its version and its `dependencies`, and whose
 //! `package/*.json` files are the resources. Loaded at start (`--package FILE`, repeatable, and
 //! every `.tgz` of `--package-dir`); the StructureDefinitions, ValueSets and CodeSystems join the
-//! core definitions. Every dependency must be loaded too, except the core R4 package, which is
+//! core definitions, and the Questionnaires are what QuestionnaireResponses are checked against. Every dependency must be loaded too, except the core R4 package, which is
 //! built in: a missing one stops the start with a message naming it.
 
 use std::collections::HashMap;
@@ -20,11 +20,12 @@ const BUILT_IN: [&str; 3] = [
 
 /// The resource types a package contributes to validation.
 /// (An ImplementationGuide's `global` profiles apply to every resource of their type.)
-const KEPT: [&str; 4] = [
+const KEPT: [&str; 5] = [
     "StructureDefinition",
     "ValueSet",
     "CodeSystem",
     "ImplementationGuide",
+    "Questionnaire",
 ];
 
 /// The largest file read from a package (a package's biggest resources are a few MB).

@@ -11,10 +11,12 @@ use serde_json::Value;
 use super::element::{Entry, Walk};
 use super::fixed_pattern::{matches_fixed, matches_pattern};
 use super::outcome::Outcome;
+use super::reference;
 use super::structure_definition::StructureDefinition;
 
 /// The element at `path` (dot-separated names) below element `from` of `sd`; `$this` is `from`.
 fn element_at(sd: &StructureDefinition, from: usize, path: &str) -> Option<usize> {
+    let path = path.strip_prefix("$this.").unwrap_or(path);
     if path == "$this" {
         return Some(from);
     }
@@ -31,6 +33,7 @@ fn element_at(sd: &StructureDefinition, from: usize, path: &str) -> Option<usize
 
 /// The values at `path` in `value` (arrays flattened; a choice name reaches `valueX`).
 fn values_at<'a>(value: &'a Value, path: &str) -> Vec<&'a Value> {
+    let path = path.strip_prefix("$this.").unwrap_or(path);
     let mut current = vec![value];
     if path == "$this" {
         return current;
@@ -112,6 +115,36 @@ fn discriminated(
                     return None;
                 }
             }
+            "type" if path.ends_with(".resolve()") => {
+                // The type of the resource a reference points at (FHIRPath resolve()): the
+                // type its literal form names, against the types the slice's reference
+                // element may target (profiling.html#discriminator).
+                let base = path.trim_end_matches(".resolve()");
+                let def = &sd.elements[element_at(sd, slice, base)?];
+                let allowed: Vec<&str> = def
+                    .types
+                    .iter()
+                    .flat_map(|t| t.target_profiles.iter())
+                    .filter_map(|url| walk.defs.get(url).map(|p| p.type_name.as_str()))
+                    .collect();
+                if allowed.is_empty() {
+                    return None;
+                }
+                let root = walk.root_resource;
+                let actual: Vec<&str> = values_at(value, base)
+                    .into_iter()
+                    .filter_map(|r| r.get("reference")?.as_str())
+                    .filter_map(|r| match r.strip_prefix('#') {
+                        // A contained resource of the (root) resource (references.html#contained).
+                        Some(id) => contained_type(root, id),
+                        None => reference::type_of(r),
+                    })
+                    .collect();
+                if actual.is_empty() {
+                    return None;
+                }
+                actual.iter().all(|t| allowed.contains(t))
+            }
             "type" => {
                 let def = &sd.elements[target?];
                 let actual = if path == "$this" {
@@ -133,9 +166,33 @@ fn discriminated(
             }
             "profile" => {
                 let def = &sd.elements[target?];
-                let url = def.types.first()?.profiles.first()?;
-                let profile = walk.defs.get(url)?;
-                conforms(walk, profile, 0, entry)
+                let urls: Vec<&String> = def.types.iter().flat_map(|t| &t.profiles).collect();
+                if urls.is_empty() {
+                    return None;
+                }
+                let profiles: Vec<&StructureDefinition> =
+                    urls.iter().filter_map(|u| walk.defs.get(u)).collect();
+                if profiles.len() != urls.len() {
+                    return None;
+                }
+                let on_resource = sd.elements[target?].types.iter().any(|t| {
+                    t.code == "Resource"
+                        || walk
+                            .defs
+                            .core(&t.code)
+                            .is_some_and(|c| c.kind == "resource")
+                });
+                if on_resource {
+                    // A nested resource (`Bundle.entry.resource`): the value at the path is
+                    // walked as a resource against the profile.
+                    let values = values_at(value, path);
+                    !values.is_empty()
+                        && values
+                            .iter()
+                            .all(|v| profiles.iter().any(|p| resource_conforms(walk, p, v)))
+                } else {
+                    profiles.iter().any(|p| conforms(walk, p, 0, entry))
+                }
             }
             _ => return None,
         };
@@ -144,6 +201,28 @@ fn discriminated(
         }
     }
     Some(true)
+}
+
+/// The type of the contained resource `id` of `resource`.
+fn contained_type<'a>(resource: &'a Value, id: &str) -> Option<&'a str> {
+    resource
+        .get("contained")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("id").and_then(Value::as_str) == Some(id))?
+        .get("resourceType")?
+        .as_str()
+}
+
+/// Whether the resource `value` conforms to the profile `sd`, without reporting.
+fn resource_conforms(walk: &mut Walk<'_, '_>, sd: &StructureDefinition, value: &Value) -> bool {
+    if value.get("resourceType").and_then(Value::as_str) != Some(sd.type_name.as_str()) {
+        return false;
+    }
+    let mut quiet = Outcome::default();
+    let mut probe = Walk::new(walk.defs, value, &mut quiet);
+    probe.resource_against(sd, &sd.type_name);
+    !quiet.has_errors()
 }
 
 /// Whether `entry` conforms to element `idx` of `sd`, without reporting.

@@ -106,6 +106,7 @@ impl ConstraintCache {
         let expression = if source.is_empty() {
             Err("the constraint has no FHIRPath expression".to_owned())
         } else {
+            let source = super::invariant::corrected(&key, source).unwrap_or(source);
             fhirpath::parse(source).map_err(|e| e.to_string())
         };
         let constraint = Arc::new(Constraint {

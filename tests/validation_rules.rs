@@ -1,0 +1,391 @@
+//! Validation rules that come from no StructureDefinition (issue 18), through the HTTP API on
+//! both stores: a QuestionnaireResponse against its Questionnaire (questionnaire.html,
+//! questionnaireresponse.html), Bundle fullUrls (bundle.html), reference target types
+//! (references.html), Attachment sizes (datatypes.html#Attachment), and the R4 invariants whose
+//! expression HL7 corrected in R4B (que-7, que-12; decision 0043).
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::{create, expect_status, Api, StoreKind, TempDir, TestServer};
+use serde_json::{json, Value};
+
+fn errors(outcome: &Value) -> Vec<String> {
+    outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["severity"] == "error")
+        .map(|i| {
+            format!(
+                "{} @ {}",
+                i["diagnostics"].as_str().unwrap_or(""),
+                i["expression"][0].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+async fn validate(server: &TestServer, resource: &Value) -> Value {
+    let rtype = resource["resourceType"].as_str().unwrap();
+    let reply = server
+        .client()
+        .post(&format!("{rtype}/$validate"), resource)
+        .await
+        .unwrap();
+    expect_status(&reply, 200)
+}
+
+const INTAKE: &str = "http://rules.example/fhir/Questionnaire/sleep-intake";
+
+/// A Questionnaire only this file uses: a required boolean, a question enabled by it, a
+/// choice with options, a bounded integer and a short string in a group.
+fn sleep_intake() -> Value {
+    json!({"resourceType": "Questionnaire", "url": INTAKE, "status": "active",
+    "item": [
+        {"linkId": "snores", "type": "boolean", "required": true},
+        {"linkId": "snore-nights", "type": "integer",
+         "enableWhen": [{"question": "snores", "operator": "=", "answerBoolean": true}],
+         "extension": [
+            {"url": "http://hl7.org/fhir/StructureDefinition/minValue", "valueInteger": 1},
+            {"url": "http://hl7.org/fhir/StructureDefinition/maxValue", "valueInteger": 7}]},
+        {"linkId": "pillow", "type": "choice", "answerOption": [
+            {"valueCoding": {"system": "http://rules.example/pillow", "code": "soft"}},
+            {"valueCoding": {"system": "http://rules.example/pillow", "code": "firm"}}]},
+        {"linkId": "notes", "type": "group", "item": [
+            {"linkId": "notes.remark", "type": "string", "maxLength": 12}]}
+    ]})
+}
+
+fn response(status: &str, items: Value) -> Value {
+    json!({"resourceType": "QuestionnaireResponse", "questionnaire": INTAKE,
+        "status": status, "item": items})
+}
+
+/// Writes a FHIR package `.tgz` holding `resources` into `dir`.
+fn write_package(dir: &Path, resources: &[Value]) -> PathBuf {
+    let file = dir.join("rules.tgz");
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&file).unwrap(),
+        flate2::Compression::fast(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    let mut add = |path: &str, value: &Value| {
+        let bytes = serde_json::to_vec(value).unwrap();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, path, bytes.as_slice())
+            .unwrap();
+    };
+    add(
+        "package/package.json",
+        &json!({"name": "rules.example", "version": "1.0.0", "fhirVersions": ["4.0.1"]}),
+    );
+    for (i, r) in resources.iter().enumerate() {
+        add(&format!("package/resource-{i}.json"), r);
+    }
+    tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
+    file
+}
+
+/// A server with the package holding [`sleep_intake`].
+async fn intake_server(kind: StoreKind) -> Option<(TestServer, TempDir)> {
+    let dir = TempDir::new();
+    let package = write_package(&dir.0, &[sleep_intake()]);
+    let server =
+        TestServer::start_configured(kind, |s| s.validation.packages = vec![package]).await?;
+    Some((server, dir))
+}
+
+/// Like `both_stores!`, on a server that holds the Questionnaire of [`sleep_intake`].
+macro_rules! with_intake {
+    ($name:ident, |$server:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($server: TestServer) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let (server, _dir) = intake_server(StoreKind::Sqlite).await.unwrap();
+                run(server).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some((server, _dir)) = intake_server(StoreKind::Postgres).await {
+                    run(server).await;
+                }
+            }
+        }
+    };
+}
+
+with_intake!(a_response_that_fits_its_questionnaire_is_stored, |server| {
+    let ok = response(
+        "completed",
+        json!([
+            {"linkId": "snores", "answer": [{"valueBoolean": true}]},
+            {"linkId": "snore-nights", "answer": [{"valueInteger": 4}]},
+            {"linkId": "pillow", "answer": [{"valueCoding": {"system": "http://rules.example/pillow", "code": "firm"}}]},
+            {"linkId": "notes", "item": [{"linkId": "notes.remark", "answer": [{"valueString": "light sleep"}]}]}
+        ]),
+    );
+    create(&server, &ok).await;
+});
+
+with_intake!(
+    a_link_id_the_questionnaire_lacks_is_refused_on_write,
+    |server| {
+        let bad = response(
+            "completed",
+            json!([
+                {"linkId": "snores", "answer": [{"valueBoolean": false}]},
+                {"linkId": "dreams", "answer": [{"valueString": "vivid"}]}
+            ]),
+        );
+        let reply = server
+            .client()
+            .post("QuestionnaireResponse", &bad)
+            .await
+            .unwrap();
+        let outcome = expect_status(&reply, 400);
+        let found = errors(&outcome);
+        assert!(
+            found
+                .iter()
+                .any(|e| e.contains("'dreams'") && e.ends_with("QuestionnaireResponse.item[1]")),
+            "{found:?}"
+        );
+    }
+);
+
+with_intake!(
+    an_answer_of_another_type_than_the_item_is_an_error,
+    |server| {
+        let bad = response(
+            "completed",
+            json!([{"linkId": "snores", "answer": [{"valueString": "yes"}]}]),
+        );
+        let found = errors(&validate(&server, &bad).await);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("must be of type Boolean"), "{found:?}");
+    }
+);
+
+with_intake!(
+    a_required_item_is_answered_in_a_completed_response,
+    |server| {
+        let completed = response(
+            "completed",
+            json!([{"linkId": "pillow",
+        "answer": [{"valueCoding": {"system": "http://rules.example/pillow", "code": "soft"}}]}]),
+        );
+        let found = errors(&validate(&server, &completed).await);
+        assert!(found.iter().any(|e| e.contains("'snores'")), "{found:?}");
+        // Not yet completed: required items may still be missing.
+        let mut in_progress = completed.clone();
+        in_progress["status"] = json!("in-progress");
+        assert_eq!(
+            errors(&validate(&server, &in_progress).await),
+            Vec::<String>::new()
+        );
+    }
+);
+
+with_intake!(an_item_that_does_not_repeat_has_one_answer, |server| {
+    let bad = response(
+        "completed",
+        json!([{"linkId": "snores", "answer": [{"valueBoolean": true}, {"valueBoolean": false}]}]),
+    );
+    let found = errors(&validate(&server, &bad).await);
+    assert!(
+        found.iter().any(|e| e.contains("does not repeat")),
+        "{found:?}"
+    );
+});
+
+with_intake!(a_choice_answer_comes_from_the_answer_options, |server| {
+    let bad = response(
+        "completed",
+        json!([
+            {"linkId": "snores", "answer": [{"valueBoolean": false}]},
+            {"linkId": "pillow", "answer": [{"valueCoding": {"system": "http://rules.example/pillow", "code": "feather"}}]}
+        ]),
+    );
+    let found = errors(&validate(&server, &bad).await);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("answerOption"), "{found:?}");
+});
+
+with_intake!(an_item_disabled_by_enable_when_has_no_answer, |server| {
+    let bad = response(
+        "completed",
+        json!([
+            {"linkId": "snores", "answer": [{"valueBoolean": false}]},
+            {"linkId": "snore-nights", "answer": [{"valueInteger": 3}]}
+        ]),
+    );
+    let found = errors(&validate(&server, &bad).await);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("enableWhen"), "{found:?}");
+});
+
+with_intake!(
+    answers_keep_to_min_value_max_value_and_max_length,
+    |server| {
+        let bad = response(
+            "completed",
+            json!([
+                {"linkId": "snores", "answer": [{"valueBoolean": true}]},
+                {"linkId": "snore-nights", "answer": [{"valueInteger": 9}]},
+                {"linkId": "notes", "item": [{"linkId": "notes.remark",
+                    "answer": [{"valueString": "wakes up twice a night"}]}]}
+            ]),
+        );
+        let found = errors(&validate(&server, &bad).await);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().any(|e| e.contains("maxValue 7")), "{found:?}");
+        assert!(
+            found.iter().any(|e| e.contains("maxLength 12")),
+            "{found:?}"
+        );
+    }
+);
+
+both_stores!(
+    a_response_to_an_unknown_questionnaire_is_not_checked,
+    |server| {
+        let r = json!({"resourceType": "QuestionnaireResponse", "status": "completed",
+        "questionnaire": "http://rules.example/fhir/Questionnaire/nowhere",
+        "item": [{"linkId": "anything", "answer": [{"valueString": "x"}]}]});
+        let outcome = validate(&server, &r).await;
+        assert!(errors(&outcome).is_empty(), "{outcome}");
+        assert!(
+            outcome["issue"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["severity"] == "information"
+                    && i["diagnostics"].as_str().unwrap().contains("not known")),
+            "{outcome}"
+        );
+        create(&server, &r).await;
+    }
+);
+
+both_stores!(a_bundle_full_url_is_absolute, |server| {
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "Patient/kestrel", "resource": {"resourceType": "Patient", "id": "kestrel"}}]});
+    let found = errors(&validate(&server, &bundle).await);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].ends_with("Bundle.entry[0].fullUrl"), "{found:?}");
+});
+
+both_stores!(a_restful_full_url_agrees_with_the_resource_id, |server| {
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "http://rules.example/fhir/Patient/osprey",
+         "resource": {"resourceType": "Patient", "id": "heron"}},
+        // Not in the RESTful form: nothing to compare.
+        {"fullUrl": "http://rules.example/archive/item-9",
+         "resource": {"resourceType": "Patient", "id": "heron2"}},
+        {"fullUrl": "http://rules.example/fhir/Patient/heron3",
+         "resource": {"resourceType": "Patient", "id": "heron3"}}]});
+    let found = errors(&validate(&server, &bundle).await);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("/Patient/heron"), "{found:?}");
+});
+
+both_stores!(a_reference_names_a_type_its_element_may_target, |server| {
+    // Observation.subject: Reference(Patient | Group | Device | Location).
+    let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "nap length"},
+        "subject": {"reference": "Medication/m-44"}});
+    let reply = server.client().post("Observation", &obs).await.unwrap();
+    let outcome = expect_status(&reply, 400);
+    let found = errors(&outcome);
+    assert!(
+        found
+            .iter()
+            .any(|e| e.ends_with("Observation.subject.reference")),
+        "{found:?}"
+    );
+    let mut ok = obs.clone();
+    ok["subject"] = json!({"reference": "Group/g-44"});
+    create(&server, &ok).await;
+});
+
+both_stores!(an_attachment_size_is_the_size_of_its_data, |server| {
+    // "c2xlZXA=" is the 5 bytes "sleep".
+    let doc = |size: u64| {
+        json!({"resourceType": "DocumentReference", "status": "current",
+            "content": [{"attachment": {"contentType": "text/plain", "data": "c2xlZXA=", "size": size}}]})
+    };
+    let found = errors(&validate(&server, &doc(6)).await);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].ends_with("attachment.size"), "{found:?}");
+    assert_eq!(
+        errors(&validate(&server, &doc(5)).await),
+        Vec::<String>::new()
+    );
+});
+
+both_stores!(
+    two_enable_when_conditions_need_an_enable_behavior,
+    |server| {
+        // que-12 as R4B corrected it: "more than one" enableWhen.
+        let mut q = json!({"resourceType": "Questionnaire", "status": "draft", "item": [
+        {"linkId": "a", "type": "boolean"}, {"linkId": "b", "type": "boolean"},
+        {"linkId": "c", "type": "string", "enableWhen": [
+            {"question": "a", "operator": "=", "answerBoolean": true},
+            {"question": "b", "operator": "=", "answerBoolean": true}]}]});
+        let reply = server.client().post("Questionnaire", &q).await.unwrap();
+        let outcome = expect_status(&reply, 400);
+        assert!(
+            errors(&outcome).iter().any(|e| e.contains("que-12")),
+            "{outcome}"
+        );
+        q["item"][2]["enableBehavior"] = json!("any");
+        create(&server, &q).await;
+    }
+);
+
+both_stores!(an_exists_condition_takes_a_boolean_answer, |server| {
+    // que-7 as R4B corrected it: `answer is boolean`.
+    let mut q = json!({"resourceType": "Questionnaire", "status": "draft", "item": [
+        {"linkId": "a", "type": "string"},
+        {"linkId": "b", "type": "string", "enableWhen": [
+            {"question": "a", "operator": "exists", "answerBoolean": true}]}]});
+    create(&server, &q).await;
+    q["item"][1]["enableWhen"][0] =
+        json!({"question": "a", "operator": "exists", "answerString": "yes"});
+    let reply = server.client().post("Questionnaire", &q).await.unwrap();
+    let outcome = expect_status(&reply, 400);
+    assert!(
+        errors(&outcome).iter().any(|e| e.contains("que-7")),
+        "{outcome}"
+    );
+});
+
+both_stores!(an_extension_url_is_absolute, |server| {
+    let p = json!({"resourceType": "Patient", "extension": [
+        {"url": "favourite-pillow", "valueString": "firm"}]});
+    let reply = server.client().post("Patient", &p).await.unwrap();
+    let outcome = expect_status(&reply, 400);
+    let found = errors(&outcome);
+    assert!(
+        found
+            .iter()
+            .any(|e| e.ends_with("Patient.extension[0].url")),
+        "{found:?}"
+    );
+    // A complex extension names its parts by relative names.
+    let ok = json!({"resourceType": "Patient", "extension": [
+        {"url": "http://rules.example/fhir/StructureDefinition/sleep", "extension": [
+            {"url": "pillow", "valueString": "firm"}]}]});
+    create(&server, &ok).await;
+});
