@@ -35,6 +35,11 @@ struct Group<B: Backend> {
     /// A member went away with its savepoint open (it failed, or its request was dropped):
     /// rolled back to it by whoever holds the group next.
     abandoned: bool,
+    /// Whether a member queued a patient for scoring: the scorer is woken once the group has
+    /// committed (`Store::queue_signal`).
+    queues: bool,
+    /// What wakes the scorer.
+    queued: Arc<Notify>,
 }
 
 impl<B: Backend> Group<B> {
@@ -67,6 +72,9 @@ impl<B: Backend> Group<B> {
         self.undo_abandoned().await;
         if let Some(tx) = self.tx.take() {
             let committed = tx.commit().await.map_err(|e| e.to_string());
+            if std::mem::take(&mut self.queues) && committed.is_ok() {
+                self.queued.notify_one();
+            }
             self.answer(committed);
         }
     }
@@ -99,11 +107,19 @@ impl<B: Backend> Writer<B> {
         }
     }
 
-    /// Commits; returns once the writes are durable.
-    pub(super) async fn commit(self) -> StoreResult<()> {
+    /// Commits; returns once the writes are durable. `queued` is woken after a commit that
+    /// queued a patient for scoring (`queues`).
+    pub(super) async fn commit(self, queues: bool, queued: &Notify) -> StoreResult<()> {
         match self {
-            Writer::Alone(tx) => Ok(tx.commit().await?),
-            Writer::Grouped(member) => member.commit().await,
+            Writer::Alone(tx) => {
+                tx.commit().await?;
+                if queues {
+                    queued.notify_one();
+                }
+                Ok(())
+            }
+            // The group wakes it once it has committed.
+            Writer::Grouped(member) => member.commit(queues).await,
         }
     }
 }
@@ -116,12 +132,15 @@ pub(super) struct GroupCommit<B: Backend> {
 }
 
 impl<B: Backend> GroupCommit<B> {
-    /// Starts the committer (it ends when this is dropped).
-    pub(super) fn start() -> Self {
+    /// Starts the committer (it ends when this is dropped). `queued` wakes the scorer after a
+    /// commit that queued a patient.
+    pub(super) fn start(queued: Arc<Notify>) -> Self {
         let group = Arc::new(Mutex::new(Group {
             tx: None,
             members: Vec::new(),
             abandoned: false,
+            queues: false,
+            queued,
         }));
         let due = Arc::new(Notify::new());
         tokio::spawn(committer(Arc::downgrade(&group), due.clone()));
@@ -188,8 +207,9 @@ impl<B: Backend> Member<B> {
     }
 
     /// Releases the member's savepoint, hands the group on and waits until the group has
-    /// committed (inside [`acknowledged_together`], leaves the wait to it).
-    pub(super) async fn commit(mut self) -> StoreResult<()> {
+    /// committed (inside [`acknowledged_together`], leaves the wait to it). `queues`: the
+    /// member queued a patient for scoring.
+    pub(super) async fn commit(mut self, queues: bool) -> StoreResult<()> {
         let mut group = self.group.take().expect("a member commits once");
         let tx = group.tx.as_mut().expect("a member's group is open");
         if let Err(e) = run::<B>(tx, "RELEASE SAVEPOINT member").await {
@@ -199,6 +219,7 @@ impl<B: Backend> Member<B> {
         }
         let (answer, committed) = oneshot::channel();
         group.members.push(answer);
+        group.queues |= queues;
         drop(group);
         if TOGETHER.try_with(|_| ()).is_ok() {
             let waiting = TOGETHER.with(|together| {

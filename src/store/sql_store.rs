@@ -46,11 +46,12 @@ impl<B: Backend> SqlStore<B> {
         backend
             .listen(Arc::downgrade(&queued), Arc::downgrade(&registry))
             .await;
+        let group = B::GROUP_COMMIT.then(|| GroupCommit::start(queued.clone()));
         Ok(SqlStore {
             backend,
             queued,
             registry,
-            group: B::GROUP_COMMIT.then(GroupCommit::start),
+            group,
         })
     }
 
@@ -673,10 +674,6 @@ impl<B: Backend> Tx for SqlTx<B> {
         let SqlTx {
             tx, queued, queues, ..
         } = *self;
-        tx.commit().await?;
-        if queues {
-            queued.notify_one();
-        }
-        Ok(())
+        tx.commit(queues, &queued).await
     }
 }
