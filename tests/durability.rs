@@ -140,7 +140,8 @@ fn version_of(body: &Value) -> Option<i64> {
 }
 
 /// `writers` clients write until `stop` is set: each creates Patients with a unique identifier,
-/// and every third request updates one of the `hot` Patients instead. `pause` is the time
+/// every third request updates one of the `hot` Patients instead, and some others create three
+/// in a batch Bundle. `pause` is the time
 /// between a client's requests. Failed requests (refused connections once the server is gone)
 /// are not acknowledged and are not retried.
 fn stream_writes(
@@ -176,6 +177,8 @@ fn stream_writes(
                         Ok(_) => {}
                         Err(_) => acknowledged.lock().unwrap().unanswered += 1,
                     }
+                } else if n % 5 == 0 {
+                    batch_create(&client, w, n, &acknowledged).await;
                 } else {
                     let value = format!("w{w}-{n}");
                     let body = json!({"resourceType": "Patient",
@@ -198,6 +201,44 @@ fn stream_writes(
         });
     }
     tasks
+}
+
+/// A batch Bundle of three Patient creates, whose entries are acknowledged together (group
+/// commit): each entry answered 201 is acknowledged.
+async fn batch_create(client: &Client, w: usize, n: usize, acknowledged: &Mutex<Acknowledged>) {
+    let values: Vec<String> = (0..3).map(|k| format!("w{w}-{n}-{k}")).collect();
+    let entries: Vec<Value> = values
+        .iter()
+        .map(|value| {
+            json!({"resource": {"resourceType": "Patient",
+                    "identifier": [{"system": SYSTEM, "value": value}],
+                    "name": [{"family": format!("Batch{w}"), "given": [n.to_string()]}]},
+                   "request": {"method": "POST", "url": "Patient"}})
+        })
+        .collect();
+    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": entries});
+    match client.post("", &bundle).await {
+        Ok(reply) if reply.status == 200 => {
+            let body = reply.json();
+            let mut ack = acknowledged.lock().unwrap();
+            for (value, entry) in values.iter().zip(body["entry"].as_array().expect("entries")) {
+                let response = &entry["response"];
+                if !response["status"].as_str().is_some_and(|s| s.starts_with("201")) {
+                    continue;
+                }
+                let location = response["location"].as_str().expect("a location");
+                let id = location
+                    .split("Patient/")
+                    .nth(1)
+                    .and_then(|rest| rest.split('/').next())
+                    .expect("a Patient location");
+                ack.version(id, 1);
+                ack.created.insert(value.clone(), id.to_owned());
+            }
+        }
+        Ok(_) => {}
+        Err(_) => acknowledged.lock().unwrap().unanswered += 1,
+    }
 }
 
 /// Creates the Patients the writers update.

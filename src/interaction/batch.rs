@@ -12,15 +12,28 @@ use crate::interaction::bundle_entry::{self, Action, Entry, Rewrite};
 use crate::interaction::transaction::checked_entry;
 use crate::interaction::version::Outcome;
 use crate::interaction::{create, delete, patch, update};
+use crate::store::group_commit::{acknowledge_so_far, acknowledged_together};
 use crate::store::Tx;
 use crate::write::in_transaction;
 
-pub async fn batch(app: &App, raw: &[Value], prefer: Return) -> Vec<Value> {
+/// The entries' responses. Their writes are acknowledged together, once all are durable: where
+/// the store commits in groups, many entries share one commit (`store::group_commit`).
+pub async fn batch(app: &App, raw: &[Value], prefer: Return) -> Result<Vec<Value>, FhirError> {
+    let (responses, committed) = acknowledged_together(entries(app, raw, prefer)).await;
+    committed?;
+    responses
+}
+
+async fn entries(app: &App, raw: &[Value], prefer: Return) -> Result<Vec<Value>, FhirError> {
     let mut responses = Vec::with_capacity(raw.len());
     for (index, raw_entry) in raw.iter().enumerate() {
         let response = match checked_entry(app, index, raw_entry) {
             Err(error) => bundle_entry::error_response(&error),
-            Ok(entry) if !entry.is_write() => read_entry(app, &entry).await,
+            Ok(entry) if !entry.is_write() => {
+                // A read sees the entries written before it.
+                acknowledge_so_far().await?;
+                read_entry(app, &entry).await
+            }
             Ok(entry) => match write_entry(app, &entry).await {
                 Ok(outcome) => bundle_entry::write_response(app, &outcome, prefer),
                 Err(error) => bundle_entry::error_response(&error),
@@ -28,7 +41,7 @@ pub async fn batch(app: &App, raw: &[Value], prefer: Return) -> Vec<Value> {
         };
         responses.push(response);
     }
-    responses
+    Ok(responses)
 }
 
 /// A GET entry, through the ordinary read, search and history code.

@@ -64,7 +64,7 @@ pub async fn bundle(app: &App, request: &FhirRequest) -> Result<FhirResponse, Fh
     validate(&shell(&bundle), "Bundle")?;
     let prefer = prefer_return(&request.headers);
     let entries = if kind == "batch" {
-        batch::batch(app, raw, prefer).await
+        batch::batch(app, raw, prefer).await?
     } else {
         transaction(app, raw, prefer).await?
     };

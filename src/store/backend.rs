@@ -32,6 +32,9 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// What `Tx::lock_current` appends to its `SELECT` so that the row stays locked against
     /// other writers until commit (empty where the writer already holds the database's lock).
     const LOCK_ROW: &'static str;
+    /// Whether write transactions commit in groups, many with one fsync
+    /// (`store::group_commit`): where one writer commits at a time.
+    const GROUP_COMMIT: bool = false;
 
     /// Opens the database named by `url`, creating and migrating it as needed.
     async fn open(url: &str) -> StoreResult<Self>;

@@ -18,6 +18,7 @@ use crate::search::query::{KeyValue, SearchQuery};
 pub mod audit;
 pub mod auth;
 pub mod backend;
+pub mod group_commit;
 pub mod jobs;
 pub mod pending;
 pub mod postgres;

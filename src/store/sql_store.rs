@@ -13,6 +13,7 @@ use sqlx::{Database, Executor, Transaction};
 use tokio::sync::Notify;
 
 use super::backend::{Backend, Column, Columns, Sqlx};
+use super::group_commit::{GroupCommit, Writer};
 use super::pending::{Batch, Held, Pending};
 use super::sql::{self, Sql};
 use super::time_budget;
@@ -24,7 +25,7 @@ use crate::search::index::IndexEntries;
 use crate::search::query::{Contained, KeyKind, KeyValue, SearchQuery, SortKey};
 
 /// A store on the database `B`.
-pub struct SqlStore<B> {
+pub struct SqlStore<B: Backend> {
     backend: B,
     /// Woken when a committed write queued a patient for scoring: by this store's own
     /// commits, and on PostgreSQL by every server's (`LISTEN`, see [`Backend::listen`]).
@@ -32,6 +33,8 @@ pub struct SqlStore<B> {
     /// Woken on PostgreSQL when any server's commit wrote a SearchParameter or a Basic (a
     /// subscription topic), so every server reloads them (`Store::registry_signal`).
     registry: Arc<Notify>,
+    /// Where the database's writers commit together (`store::group_commit`), if they do.
+    group: Option<GroupCommit<B>>,
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -43,10 +46,12 @@ impl<B: Backend> SqlStore<B> {
         backend
             .listen(Arc::downgrade(&queued), Arc::downgrade(&registry))
             .await;
+        let group = B::GROUP_COMMIT.then(|| GroupCommit::start(queued.clone()));
         Ok(SqlStore {
             backend,
             queued,
             registry,
+            group,
         })
     }
 
@@ -191,7 +196,10 @@ fn hits(rows: Vec<impl Columns>, sort: &[SortKey], contained: bool) -> StoreResu
 #[async_trait]
 impl<B: Backend> Store for SqlStore<B> {
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        let tx = self.backend.begin().await?;
+        let tx = match &self.group {
+            Some(group) => Writer::Grouped(group.join(&self.backend).await?),
+            None => Writer::Alone(self.backend.begin().await?),
+        };
         Ok(Box::new(SqlTx::<B> {
             tx,
             queued: self.queued.clone(),
@@ -422,7 +430,7 @@ impl<B: Backend> Store for SqlStore<B> {
 
 /// A write transaction on the database `B`.
 struct SqlTx<B: Backend> {
-    tx: Transaction<'static, B::Db>,
+    tx: Writer<B>,
     queued: Arc<Notify>,
     /// Whether the transaction queued a patient for scoring.
     queues: bool,
@@ -434,7 +442,7 @@ struct SqlTx<B: Backend> {
 
 impl<B: Backend> SqlTx<B> {
     fn connection(&mut self) -> impl Executor<'_, Database = B::Db> {
-        B::Db::connection(&mut self.tx)
+        B::Db::connection(self.tx.connection())
     }
 
     /// Runs `statements` in the transaction.
@@ -579,7 +587,7 @@ impl<B: Backend> Tx for SqlTx<B> {
             None => B::Db::prepare(&sql).fetch_all(self.connection()).await?,
             Some(clock) => {
                 let limit = clock.start()?;
-                timed_rows::<B>(&mut self.tx, &sql, &clock, &limit)
+                timed_rows::<B>(self.tx.connection(), &sql, &clock, &limit)
                     .await
                     .0?
             }
@@ -666,10 +674,6 @@ impl<B: Backend> Tx for SqlTx<B> {
         let SqlTx {
             tx, queued, queues, ..
         } = *self;
-        tx.commit().await?;
-        if queues {
-            queued.notify_one();
-        }
-        Ok(())
+        tx.commit(queues, &queued).await
     }
 }

@@ -37,6 +37,8 @@ impl Backend for Sqlite {
     const DIALECT: Dialect = Dialect::Sqlite;
     // The writer holds SQLite's write lock since BEGIN IMMEDIATE: reading is locking.
     const LOCK_ROW: &'static str = "";
+    // One writer, one fsync per commit: commits are grouped.
+    const GROUP_COMMIT: bool = true;
 
     async fn open(url: &str) -> StoreResult<Self> {
         if url.contains(":memory:") || url.contains("mode=memory") {

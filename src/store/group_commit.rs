@@ -1,0 +1,312 @@
+//! Group commit: the write transactions of many requests committed together, with one fsync.
+//!
+//! On a database with one writer (SQLite), each commit is an fsync, and the fsync, not the
+//! work, bounds how many writes a second the server takes. Here a request's transaction is a
+//! *member* of the group's one database transaction: it writes inside a savepoint of its own
+//! (`SAVEPOINT member` … `RELEASE`), so a member that fails or goes away is rolled back to its
+//! savepoint alone (`ROLLBACK TO`) and the others keep their writes. A member that finished
+//! hands the group on and waits; the *committer* task commits the group once the members
+//! already queued for it have had their turn (it queues on the same fair lock), and only then
+//! answers them all: an acknowledged write has been fsynced, as before (record 0004).
+//!
+//! A batch Bundle acknowledges its entries together ([`acknowledged_together`]): its entries'
+//! members do not wake the committer one by one, so they share a commit.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::sync::{Arc, Weak};
+
+use sqlx::{Database, Transaction};
+use tokio::sync::{oneshot, Mutex, Notify, OwnedMutexGuard};
+
+use super::backend::{Backend, Sqlx};
+use super::{StoreError, StoreResult};
+
+/// What a member's wait for its group's commit ends with (the error as text: every member gets
+/// a copy).
+type Committed = Result<(), String>;
+
+/// The open group: whoever holds it writes in it, one member at a time.
+struct Group<B: Backend> {
+    /// The database transaction of the group, begun by its first member.
+    tx: Option<Transaction<'static, B::Db>>,
+    /// The members whose writes are in `tx`, waiting for it to commit.
+    members: Vec<oneshot::Sender<Committed>>,
+    /// A member went away with its savepoint open (it failed, or its request was dropped):
+    /// rolled back to it by whoever holds the group next.
+    abandoned: bool,
+    /// Whether a member queued a patient for scoring: the scorer is woken once the group has
+    /// committed (`Store::queue_signal`).
+    queues: bool,
+    /// What wakes the scorer.
+    queued: Arc<Notify>,
+}
+
+impl<B: Backend> Group<B> {
+    /// Rolls an abandoned member back to its savepoint. When even that fails, the whole group
+    /// is rolled back and its members told.
+    async fn undo_abandoned(&mut self) {
+        if !std::mem::take(&mut self.abandoned) {
+            return;
+        }
+        let Some(tx) = self.tx.as_mut() else {
+            return;
+        };
+        // A search stopped half-way leaves its time limit armed on the connection.
+        let undone = match B::disarm(tx).await {
+            Ok(()) => run::<B>(tx, "ROLLBACK TO SAVEPOINT member; RELEASE SAVEPOINT member").await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = undone {
+            tracing::error!(error = %e, "group commit: a failed write could not be rolled back");
+            self.tx = None;
+            self.answer(Err(format!(
+                "the write was rolled back with its group, after another write of the group \
+                 could not be: {e}"
+            )));
+        }
+    }
+
+    /// Commits the group, if one is open, and answers its members.
+    async fn commit(&mut self) {
+        self.undo_abandoned().await;
+        if let Some(tx) = self.tx.take() {
+            let committed = tx.commit().await.map_err(|e| e.to_string());
+            if std::mem::take(&mut self.queues) && committed.is_ok() {
+                self.queued.notify_one();
+            }
+            self.answer(committed);
+        }
+    }
+
+    fn answer(&mut self, committed: Committed) {
+        for member in self.members.drain(..) {
+            let _ = member.send(committed.clone());
+        }
+    }
+}
+
+/// Runs `statement` on `tx`.
+async fn run<B: Backend>(tx: &mut Transaction<'static, B::Db>, statement: &str) -> StoreResult<()> {
+    sqlx::Executor::execute(B::Db::connection(tx), statement).await?;
+    Ok(())
+}
+
+/// A write transaction: a database transaction of its own, or a member of the group.
+pub(super) enum Writer<B: Backend> {
+    Alone(Transaction<'static, B::Db>),
+    Grouped(Member<B>),
+}
+
+impl<B: Backend> Writer<B> {
+    /// The connection the transaction writes on.
+    pub(super) fn connection(&mut self) -> &mut <B::Db as Database>::Connection {
+        match self {
+            Writer::Alone(tx) => tx,
+            Writer::Grouped(member) => member.connection(),
+        }
+    }
+
+    /// Commits; returns once the writes are durable. `queued` is woken after a commit that
+    /// queued a patient for scoring (`queues`).
+    pub(super) async fn commit(self, queues: bool, queued: &Notify) -> StoreResult<()> {
+        match self {
+            Writer::Alone(tx) => {
+                tx.commit().await?;
+                if queues {
+                    queued.notify_one();
+                }
+                Ok(())
+            }
+            // The group wakes it once it has committed.
+            Writer::Grouped(member) => member.commit(queues).await,
+        }
+    }
+}
+
+/// The group commit of a store: its open group and its committer task.
+pub(super) struct GroupCommit<B: Backend> {
+    group: Arc<Mutex<Group<B>>>,
+    /// Wakes the committer: a member finished, or went away.
+    due: Arc<Notify>,
+}
+
+impl<B: Backend> GroupCommit<B> {
+    /// Starts the committer (it ends when this is dropped). `queued` wakes the scorer after a
+    /// commit that queued a patient.
+    pub(super) fn start(queued: Arc<Notify>) -> Self {
+        let group = Arc::new(Mutex::new(Group {
+            tx: None,
+            members: Vec::new(),
+            abandoned: false,
+            queues: false,
+            queued,
+        }));
+        let due = Arc::new(Notify::new());
+        tokio::spawn(committer(Arc::downgrade(&group), due.clone()));
+        GroupCommit { group, due }
+    }
+
+    /// A new member: waits for its turn in the group (beginning the group's transaction if
+    /// none is open) and opens its savepoint.
+    pub(super) async fn join(&self, backend: &B) -> StoreResult<Member<B>> {
+        let mut group = self.group.clone().lock_owned().await;
+        group.undo_abandoned().await;
+        let opened = async {
+            if group.tx.is_none() {
+                group.tx = Some(backend.begin().await?);
+            }
+            let tx = group.tx.as_mut().expect("the group's transaction was just begun");
+            run::<B>(tx, "SAVEPOINT member").await
+        };
+        if let Err(e) = opened.await {
+            // Whatever the group holds is committed without this member.
+            self.due.notify_one();
+            return Err(e);
+        }
+        Ok(Member {
+            group: Some(group),
+            due: self.due.clone(),
+        })
+    }
+}
+
+impl<B: Backend> Drop for GroupCommit<B> {
+    fn drop(&mut self) {
+        // The committer wakes, finds the group gone and ends.
+        self.due.notify_one();
+    }
+}
+
+/// Commits the group each time a member is due, after the members already queued for the group
+/// (the lock is fair: they are ahead of the committer).
+async fn committer<B: Backend>(group: Weak<Mutex<Group<B>>>, due: Arc<Notify>) {
+    loop {
+        due.notified().await;
+        let Some(group) = group.upgrade() else {
+            return;
+        };
+        group.lock().await.commit().await;
+    }
+}
+
+/// One request's transaction inside the group: holds the group (and its connection) from
+/// [`GroupCommit::join`] until [`Member::commit`].
+pub(super) struct Member<B: Backend> {
+    group: Option<OwnedMutexGuard<Group<B>>>,
+    due: Arc<Notify>,
+}
+
+impl<B: Backend> Member<B> {
+    /// The group's connection, to write on.
+    pub(super) fn connection(&mut self) -> &mut <B::Db as Database>::Connection {
+        self.group
+            .as_mut()
+            .and_then(|group| group.tx.as_mut())
+            .expect("a member holds the group's open transaction until it commits")
+    }
+
+    /// Releases the member's savepoint, hands the group on and waits until the group has
+    /// committed (inside [`acknowledged_together`], leaves the wait to it). `queues`: the
+    /// member queued a patient for scoring.
+    pub(super) async fn commit(mut self, queues: bool) -> StoreResult<()> {
+        let mut group = self.group.take().expect("a member commits once");
+        let tx = group.tx.as_mut().expect("a member's group is open");
+        if let Err(e) = run::<B>(tx, "RELEASE SAVEPOINT member").await {
+            group.abandoned = true;
+            self.due.notify_one();
+            return Err(e);
+        }
+        let (answer, committed) = oneshot::channel();
+        group.members.push(answer);
+        group.queues |= queues;
+        drop(group);
+        if TOGETHER.try_with(|_| ()).is_ok() {
+            let waiting = TOGETHER.with(|together| {
+                let mut together = together.borrow_mut();
+                together.push((self.due.clone(), committed));
+                together.len()
+            });
+            // A long batch still commits now and then, so that it does not keep the writer.
+            if waiting % TOGETHER_AT_MOST == 0 {
+                self.due.notify_one();
+            }
+            return Ok(());
+        }
+        self.due.notify_one();
+        acknowledged(committed).await
+    }
+}
+
+impl<B: Backend> Drop for Member<B> {
+    fn drop(&mut self) {
+        // Gone before it committed: its savepoint is rolled back by the next to hold the group,
+        // and the committer is woken in case nobody else comes.
+        if let Some(mut group) = self.group.take() {
+            group.abandoned = true;
+            drop(group);
+            self.due.notify_one();
+        }
+    }
+}
+
+/// Waits for a member's group to commit.
+async fn acknowledged(committed: oneshot::Receiver<Committed>) -> StoreResult<()> {
+    match committed.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(StoreError::Database(format!(
+            "the write could not be committed: {e}"
+        ))),
+        Err(_) => Err(StoreError::Database(
+            "the write's group was dropped before it committed".into(),
+        )),
+    }
+}
+
+/// A member's commit still to be acknowledged, and the committer to wake for it.
+type Waiting = (Arc<Notify>, oneshot::Receiver<Committed>);
+
+/// How many commits a batch defers before it lets the committer commit them.
+const TOGETHER_AT_MOST: usize = 64;
+
+tokio::task_local! {
+    /// The commits [`acknowledged_together`] waits for.
+    static TOGETHER: RefCell<Vec<Waiting>>;
+}
+
+/// Runs `work` (the writes of a batch Bundle, each in its own transaction) so that its commits
+/// are acknowledged together at the end, after one group commit, rather than each after its
+/// own. `Ok` once all of them are durable; an error when one of their groups failed to commit.
+/// Stores without group commit commit each transaction at once, as always.
+pub async fn acknowledged_together<T>(work: impl Future<Output = T>) -> (T, StoreResult<()>) {
+    let (output, pending) = TOGETHER
+        .scope(RefCell::new(Vec::new()), async {
+            let output = work.await;
+            let pending = TOGETHER.with(|together| std::mem::take(&mut *together.borrow_mut()));
+            (output, pending)
+        })
+        .await;
+    (output, wait_all(pending).await)
+}
+
+/// Inside [`acknowledged_together`], waits until the commits so far are durable (before a
+/// read that must see them); nothing to do elsewhere.
+pub async fn acknowledge_so_far() -> StoreResult<()> {
+    let pending = TOGETHER
+        .try_with(|together| std::mem::take(&mut *together.borrow_mut()))
+        .unwrap_or_default();
+    wait_all(pending).await
+}
+
+async fn wait_all(pending: Vec<Waiting>) -> StoreResult<()> {
+    for (due, _) in &pending {
+        due.notify_one();
+    }
+    let mut result = Ok(());
+    for (_, committed) in pending {
+        if let Err(e) = acknowledged(committed).await {
+            result = Err(e);
+        }
+    }
+    result
+}

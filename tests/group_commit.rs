@@ -1,0 +1,224 @@
+//! Writes committed together (group commit, decision 0042), on both stores: concurrent writes
+//! are all acknowledged and readable with their versions, a write that fails among concurrent
+//! ones fails alone, and a batch Bundle's entries are answered once durable, each on its own.
+//! (That acknowledged writes survive `kill -9` is `tests/durability.rs`.)
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{expect_status, TestServer};
+use serde_json::{json, Value};
+use signaal::client::{Client, Reply};
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+const SYSTEM: &str = "http://example.org/group-commit";
+
+/// Sends `n` requests at once (`request(client, i)`); the replies in the order of `i`.
+async fn all_at_once<F, Fut>(client: &Client, n: usize, request: F) -> Vec<Reply>
+where
+    F: Fn(Client, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Reply> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(n));
+    let mut tasks = JoinSet::new();
+    for i in 0..n {
+        let (client, barrier, request) = (client.clone(), barrier.clone(), request.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            (i, request(client, i).await)
+        });
+    }
+    let mut replies: Vec<Option<Reply>> = (0..n).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        let (i, reply) = joined.expect("a request does not panic");
+        replies[i] = Some(reply);
+    }
+    replies.into_iter().map(Option::unwrap).collect()
+}
+
+/// A heart-rate Observation with identifier `value`.
+fn observation(value: &str) -> Value {
+    json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "identifier": [{"system": SYSTEM, "value": value}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "valueQuantity": {"value": 61, "unit": "/min", "system": "http://unitsofmeasure.org",
+                          "code": "/min"},
+    })
+}
+
+fn version_of(body: &Value) -> String {
+    body["meta"]["versionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no meta.versionId in {body}"))
+        .to_owned()
+}
+
+/// The ids the identifier `value` finds.
+async fn found_by_identifier(client: &Client, value: &str) -> Vec<String> {
+    let reply = client
+        .get(&format!("Observation?identifier={SYSTEM}%7C{value}"))
+        .await
+        .unwrap();
+    expect_status(&reply, 200)["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Creates an Observation and returns its id.
+async fn created(server: &TestServer, value: &str) -> String {
+    let reply = server.client.post("Observation", &observation(value)).await.unwrap();
+    expect_status(&reply, 201)["id"].as_str().unwrap().to_owned()
+}
+
+both_stores!(concurrent_creates_are_all_acknowledged_and_readable, |server| {
+    let client = &server.client;
+    let replies = all_at_once(client, 32, |client, i| async move {
+        client
+            .post("Observation", &observation(&format!("c{i}")))
+            .await
+            .unwrap()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for (i, reply) in replies.iter().enumerate() {
+        let body = expect_status(reply, 201);
+        assert_eq!(version_of(&body), "1", "create {i} is version 1");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    // Then each updated at once: every one at version 2.
+    let targets = ids.clone();
+    let replies = all_at_once(client, 32, move |client, i| {
+        let id = targets[i].clone();
+        async move {
+            let mut body = observation(&format!("c{i}"));
+            body["id"] = json!(id);
+            body["status"] = json!("amended");
+            client.put(&format!("Observation/{id}"), &body).await.unwrap()
+        }
+    })
+    .await;
+    for reply in &replies {
+        assert_eq!(version_of(&expect_status(reply, 200)), "2");
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let reply = client.get(&format!("Observation/{id}")).await.unwrap();
+        let body = expect_status(&reply, 200);
+        assert_eq!(version_of(&body), "2", "Observation/{id}");
+        assert_eq!(body["status"], "amended");
+        let reply = client
+            .get(&format!("Observation/{id}/_history/1"))
+            .await
+            .unwrap();
+        assert_eq!(expect_status(&reply, 200)["status"], "final");
+        assert_eq!(found_by_identifier(client, &format!("c{i}")).await, vec![id.clone()]);
+    }
+});
+
+both_stores!(a_failing_write_among_concurrent_writes_fails_alone, |server| {
+    let client = &server.client;
+    // A resource the mismatching If-Match updates aim at, and two that make a conditional
+    // create's criteria ambiguous (412).
+    let target = created(&server, "target").await;
+    created(&server, "twice").await;
+    created(&server, "twice").await;
+    let target_for = target.clone();
+    let replies = all_at_once(client, 30, move |client, i| {
+        let target = target_for.clone();
+        async move {
+            match i % 3 {
+                0 => {
+                    let mut body = observation("target");
+                    body["id"] = json!(target);
+                    body["status"] = json!("cancelled");
+                    client
+                        .send(
+                            "PUT",
+                            &format!("Observation/{target}"),
+                            &[("if-match", "W/\"7\"")],
+                            Some(body.to_string().into_bytes()),
+                        )
+                        .await
+                        .unwrap()
+                }
+                1 => client
+                    .send(
+                        "POST",
+                        "Observation",
+                        &[("if-none-exist", &format!("identifier={SYSTEM}|twice"))],
+                        Some(observation("twice").to_string().into_bytes()),
+                    )
+                    .await
+                    .unwrap(),
+                _ => client
+                    .post("Observation", &observation(&format!("ok{i}")))
+                    .await
+                    .unwrap(),
+            }
+        }
+    })
+    .await;
+    for (i, reply) in replies.iter().enumerate() {
+        match i % 3 {
+            0 | 1 => {
+                expect_status(reply, 412);
+            }
+            _ => {
+                let id = expect_status(reply, 201)["id"].as_str().unwrap().to_owned();
+                let found = found_by_identifier(client, &format!("ok{i}")).await;
+                assert_eq!(found, vec![id], "create {i} committed");
+            }
+        }
+    }
+    let reply = client.get(&format!("Observation/{target}")).await.unwrap();
+    let body = expect_status(&reply, 200);
+    assert_eq!(version_of(&body), "1", "no mismatching If-Match wrote");
+    assert_eq!(body["status"], "final");
+    assert_eq!(found_by_identifier(client, "twice").await.len(), 2);
+});
+
+both_stores!(a_batch_answers_each_entry_once_its_writes_are_durable, |server| {
+    let client = &server.client;
+    let target = created(&server, "batch-target").await;
+    let mut entries: Vec<Value> = (0..10)
+        .map(|i| {
+            json!({"resource": observation(&format!("b{i}")),
+                   "request": {"method": "POST", "url": "Observation"}})
+        })
+        .collect();
+    // An update with a mismatching If-Match fails alone.
+    let mut stale = observation("batch-target");
+    stale["id"] = json!(target);
+    stale["status"] = json!("cancelled");
+    entries.push(json!({"resource": stale, "request":
+        {"method": "PUT", "url": format!("Observation/{target}"), "ifMatch": "W/\"3\""}}));
+    // An update of the same resource that matches, then a read that sees it.
+    let mut fresh = observation("batch-target");
+    fresh["id"] = json!(target);
+    fresh["status"] = json!("amended");
+    entries.push(json!({"resource": fresh, "request":
+        {"method": "PUT", "url": format!("Observation/{target}"), "ifMatch": "W/\"1\""}}));
+    entries.push(json!({"request": {"method": "GET", "url": format!("Observation/{target}")}}));
+    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": entries});
+    let reply = client.post("", &bundle).await.unwrap();
+    let body = expect_status(&reply, 200);
+    let answers = body["entry"].as_array().unwrap();
+    assert_eq!(answers.len(), 13);
+    for (i, answer) in answers[..10].iter().enumerate() {
+        assert!(
+            answer["response"]["status"].as_str().unwrap().starts_with("201"),
+            "entry {i}: {answer}"
+        );
+        assert_eq!(found_by_identifier(client, &format!("b{i}")).await.len(), 1);
+    }
+    assert!(answers[10]["response"]["status"].as_str().unwrap().starts_with("412"));
+    assert!(answers[11]["response"]["status"].as_str().unwrap().starts_with("200"));
+    assert_eq!(answers[12]["resource"]["status"], "amended", "the read sees the update");
+    assert_eq!(version_of(&answers[12]["resource"]), "2");
+});
