@@ -640,7 +640,7 @@ both_stores!(
 /// input makes the real scorer fail on purpose, so the scorer is the test's.)
 async fn a_failing_patient_is_retried_with_backoff_then_parked(kind: StoreKind) {
     use signaal::error::FhirError;
-    use signaal::scoring::worker::{drain, MAX_ATTEMPTS};
+    use signaal::scoring::worker::{drain, Scored, MAX_ATTEMPTS};
     use signaal::store::Store;
 
     let Some((url, _dir)) = common::fresh_database(kind).await else {
@@ -653,12 +653,12 @@ async fn a_failing_patient_is_retried_with_backoff_then_parked(kind: StoreKind) 
     let mut tried: Vec<String> = Vec::new();
     /// One round at `now`, noting whom it tried.
     async fn round(store: &dyn Store, now: i64, tried: &mut Vec<String>) -> usize {
-        drain(store, now, |patient| {
-            tried.push(patient.clone());
+        drain(store, now, |queued| {
+            tried.push(queued.patient.clone());
             async move {
-                match patient.as_str() {
+                match queued.patient.as_str() {
                     "bad" => Err(FhirError::Internal("the model broke".into())),
-                    _ => Ok(None),
+                    _ => Ok(Scored::Due(None)),
                 }
             }
         })
@@ -721,7 +721,7 @@ async fn a_failing_patient_is_retried_with_backoff_then_parked(kind: StoreKind) 
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].attempts, MAX_ATTEMPTS);
     assert_eq!(
-        drain(&*store, next + 1, |_| async { Ok(None) })
+        drain(&*store, next + 1, |_| async { Ok(Scored::Due(None)) })
             .await
             .unwrap(),
         1
@@ -742,6 +742,63 @@ mod a_failing_patient_is_retried_with_backoff_then_parked {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres() {
         a_failing_patient_is_retried_with_backoff_then_parked(StoreKind::Postgres).await;
+    }
+}
+
+/// The worker's scorer settles a claimed patient's queue entry in the transaction of its
+/// scores: a patient scored from what it had leaves the queue, while one queued again during
+/// its scoring (new data the scorer may not have read) stays queued, free for the next round
+/// to claim at once, rather than held by the finished claim.
+async fn a_patient_queued_again_while_scored_stays_queued(kind: StoreKind) {
+    use signaal::scoring::run::{score_queued, Scoring};
+    use signaal::search::definitions::Registry;
+
+    let Some((url, _dir)) = common::fresh_database(kind).await else {
+        return;
+    };
+    let store = signaal::store::open(&url).await.unwrap();
+    let t0 = 1_700_000_000_000;
+    store.queue_patient("p", t0).await.unwrap();
+    store.queue_patient("q", t0).await.unwrap();
+    let claimed = store.claim(10, t0, t0 + 60_000).await.unwrap();
+    assert_eq!(claimed.len(), 2, "{claimed:?}");
+    // New data for p while both are being scored.
+    store.queue_patient("p", t0 + 1).await.unwrap();
+    let scoring = Scoring::default();
+    for queued in &claimed {
+        score_queued(&*store, Registry::official(), &scoring, queued, t0 + 2)
+            .await
+            .unwrap();
+    }
+    let left: Vec<String> = store
+        .queued(10, i64::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.patient)
+        .collect();
+    assert_eq!(left, vec!["p"]);
+    let again = store.claim(10, t0 + 3, t0 + 60_000).await.unwrap();
+    assert_eq!(again.len(), 1, "claimable at once: {again:?}");
+    assert_eq!(again[0].patient, "p");
+    score_queued(&*store, Registry::official(), &scoring, &again[0], t0 + 4)
+        .await
+        .unwrap();
+    assert!(store.queued(10, i64::MAX).await.unwrap().is_empty());
+    store.close().await;
+}
+
+mod a_patient_queued_again_while_scored_stays_queued {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        a_patient_queued_again_while_scored_stays_queued(StoreKind::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        a_patient_queued_again_while_scored_stays_queued(StoreKind::Postgres).await;
     }
 }
 

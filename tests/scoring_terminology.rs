@@ -258,7 +258,7 @@ both_stores!(
 /// A scored patient with a measurement stamped beyond now + the skew stays queued for then
 /// (the worker's `drain` reschedules it), and new data makes it due at once.
 async fn a_future_measurement_keeps_its_patient_queued_for_then(kind: StoreKind) {
-    use signaal::scoring::worker::drain;
+    use signaal::scoring::worker::{drain, Scored};
 
     let Some((url, _dir)) = common::fresh_database(kind).await else {
         return;
@@ -268,7 +268,7 @@ async fn a_future_measurement_keeps_its_patient_queued_for_then(kind: StoreKind)
     let later = t0 + 3_600_000;
     store.queue_patient("p", t0).await.unwrap();
     assert_eq!(
-        drain(&*store, t0, |_| async move { Ok(Some(later)) })
+        drain(&*store, t0, |_| async move { Ok(Scored::Due(Some(later))) })
             .await
             .unwrap(),
         1
@@ -288,7 +288,7 @@ async fn a_future_measurement_keeps_its_patient_queued_for_then(kind: StoreKind)
     store.queue_patient("p", t0 + 10).await.unwrap();
     assert_eq!(store.queued(10, t0 + 10).await.unwrap().len(), 1);
     assert_eq!(
-        drain(&*store, t0 + 10, |_| async { Ok(None) })
+        drain(&*store, t0 + 10, |_| async { Ok(Scored::Due(None)) })
             .await
             .unwrap(),
         1

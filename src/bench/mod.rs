@@ -191,6 +191,14 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
         if options.flag_delay {
             reports.push(flags::run(&options.url, options.flag_write_rate, budget).await?);
         }
+        // For the same reason: the ingest phases queue their 100 patients, each with thousands
+        // of readings, again and again; queued first, they would be scored before the
+        // uploads of this phase.
+        if options.subscriptions {
+            reports.extend(
+                notify::run(&options.url, options.clients, budget, options.notify_rate).await?,
+            );
+        }
         if let Some(database) = &options.database {
             check_loopback_database(database)?;
         }
@@ -213,11 +221,6 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
             0 => {}
             n if n > 100_000 => return Err("--import-lines must be at most 100000".into()),
             n => reports.push(import::run(&options.url, budget, n).await?),
-        }
-        if options.subscriptions {
-            reports.extend(
-                notify::run(&options.url, options.clients, budget, options.notify_rate).await?,
-            );
         }
         reports.extend(loads(options).await?);
     }

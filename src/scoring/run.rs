@@ -18,7 +18,7 @@ use crate::error::FhirError;
 use crate::fhir::datetime::{format_instant, now_ms};
 use crate::fhir::validate::validate;
 use crate::search::definitions::Registry;
-use crate::store::{Method, Store};
+use crate::store::{Method, Queued, Store};
 use crate::write::{self, transaction::in_transaction_begun_by, Indexing};
 
 /// How scoring runs (`signaal serve` options).
@@ -187,14 +187,44 @@ pub async fn score_patient(
     patient: &str,
     now: i64,
 ) -> Result<Outcome, FhirError> {
+    score(store, registry, scoring, patient, None, now).await
+}
+
+/// Scores a patient claimed from the scoring queue at `now` (as [`score_patient`]) and settles
+/// its queue entry in the transaction that writes what changed (`Tx::settle_queued`): taken
+/// off the queue, or kept for the time of a measurement stamped later. One transaction per
+/// patient, and the entry goes only with the scores it asked for.
+pub async fn score_queued(
+    store: &dyn Store,
+    registry: Arc<Registry>,
+    scoring: &Scoring,
+    queued: &Queued,
+    now: i64,
+) -> Result<Outcome, FhirError> {
+    let patient = queued.patient.as_str();
+    score(store, registry, scoring, patient, Some(queued.generation), now).await
+}
+
+/// Scores `patient`; with `generation`, settles its queue entry with the writes.
+async fn score(
+    store: &dyn Store,
+    registry: Arc<Registry>,
+    scoring: &Scoring,
+    patient: &str,
+    generation: Option<i64>,
+    now: i64,
+) -> Result<Outcome, FhirError> {
     let types: Vec<&str> = super::MODEL_TYPES
         .iter()
         .chain(OUTPUT_TYPES)
         .copied()
         .collect();
+    let started = std::time::Instant::now();
     let (record, previous) = load(store, patient, &types).await?;
+    let loaded = started.elapsed();
     let terms = scoring.terms(store).await?;
     let terms = &*terms;
+    let read = started.elapsed();
     let threshold = scoring.threshold();
     let mut scores: Vec<Score> = Vec::new();
     if charlson::applies(&record) {
@@ -329,14 +359,24 @@ pub async fn score_patient(
             validate(resource, rtype)?;
         }
     }
-    if !writes.is_empty() {
+    let next_due = super::next_due(&record, now);
+    let modelled = started.elapsed();
+    if !writes.is_empty() || generation.is_some() {
         let indexing = Arc::new(Indexing::new(registry));
+        // The rows written are locked first, then the queue entry is settled: the order in
+        // which a client's write locks them (its resources, then its patient's queue entry),
+        // so that the two never wait for each other in a circle.
+        let keys: Vec<(String, String)> = writes
+            .iter()
+            .map(|(rtype, id, _)| (rtype.clone(), id.clone()))
+            .collect();
         let begin = || async {
-            Ok(traced(
-                store.begin().await?,
-                Agent::Scorer,
-                indexing.clone(),
-            ))
+            let mut tx = store.begin().await?;
+            if let Some(generation) = generation {
+                tx.lock_all(&keys).await?;
+                tx.settle_queued(patient, generation, next_due).await?;
+            }
+            Ok(traced(tx, Agent::Scorer, indexing.clone()))
         };
         let (writes, indexing) = (&writes, &*indexing);
         in_transaction_begun_by(begin, |tx| {
@@ -359,10 +399,20 @@ pub async fn score_patient(
         })
         .await?;
     }
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    tracing::debug!(
+        patient,
+        written = writes.len(),
+        compartment_ms = ms(loaded),
+        terms_ms = ms(read - loaded),
+        models_ms = ms(modelled - read),
+        transaction_ms = ms(started.elapsed() - modelled),
+        "scored"
+    );
     Ok(Outcome {
         written: writes.len(),
         active_flags: active,
-        next_due: super::next_due(&record, now),
+        next_due,
     })
 }
 

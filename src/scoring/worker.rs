@@ -7,25 +7,28 @@
 //! retries that fall due, measurements stamped in the future and any wake-up that was lost.
 //!
 //! The queue is a table written in the same transaction as the inputs, so a crash loses
-//! nothing: a patient stays queued until scored. Scoring is idempotent, so scoring a patient
-//! twice (a crash after scoring but before dequeuing) is harmless. Servers on one PostgreSQL
+//! nothing: a patient stays queued until scored, and leaves the queue in the transaction that
+//! writes its scores (one commit per patient; see `run::score_queued`). Scoring is idempotent,
+//! so scoring a patient twice is harmless. Claimed patients are scored a few at a time
+//! ([`CONCURRENT`]), so one patient's reads overlap another's commit. Servers on one PostgreSQL
 //! claim the patients they score (`Store::claim`, `FOR UPDATE SKIP LOCKED`), so each patient is
 //! scored by one of them; a claim lapses after [`CLAIM_MS`] when its server died. A patient whose scoring fails (or panics) is retried with backoff and parked after
 //! [`MAX_ATTEMPTS`], logged as an error and listed by `signaal score --failed`; the others go
 //! on. The daily re-score runs a batch at a time between rounds of queue work, so new data is
 //! scored while it runs.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::{NaiveTime, Utc};
 
-use super::run::{score_patient, FullRescore};
+use super::run::{score_queued, FullRescore};
 use crate::app::App;
 use crate::error::FhirError;
 use crate::fhir::datetime::{format_instant, now_ms};
-use crate::store::Store;
+use crate::store::{Queued, Store};
 
 /// How long the worker waits after the queue could not be read.
 const UNREADABLE: Duration = Duration::from_secs(1);
@@ -68,67 +71,112 @@ fn next_daily(at: NaiveTime, now: i64) -> i64 {
     }
 }
 
-/// One round of queue work at `now`: scores each due patient with `score` (at most a batch),
-/// takes the scored ones off the queue (or, when `score` answers a later instant — a
-/// measurement stamped in the future — keeps them queued for then) and defers the failed
-/// ones. Returns how many were due.
+/// How many claimed patients are scored at once: their reads and model runs overlap each
+/// other's writes (on SQLite the one writer still commits them one at a time).
+const CONCURRENT: usize = 4;
+
+/// What scoring a claimed patient did with its queue entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scored {
+    /// Settled in the transaction that wrote the scores (`run::score_queued`).
+    Settled,
+    /// Scored; the entry is still to be taken off the queue (`None`) or kept until the instant
+    /// given (a measurement stamped in the future).
+    Due(Option<i64>),
+}
+
+/// One round of queue work at `now`: claims the due patients (at most a batch), scores each
+/// with `score` ([`CONCURRENT`] at a time, each in a task of its own, so that a panic fails
+/// that patient only), takes the scored ones off the queue unless `score` settled them itself
+/// (or, when `score` answers a later instant — a measurement stamped in the future — keeps them
+/// queued for then) and defers the failed ones. Returns how many were due.
 pub async fn drain<F, Fut>(store: &dyn Store, now: i64, mut score: F) -> Result<usize, FhirError>
 where
-    F: FnMut(String) -> Fut,
-    Fut: Future<Output = Result<Option<i64>, FhirError>>,
+    F: FnMut(Queued) -> Fut,
+    Fut: Future<Output = Result<Scored, FhirError>> + Send + 'static,
 {
+    let started = std::time::Instant::now();
     let queued = store.claim(BATCH, now, now + CLAIM_MS).await?;
-    for q in &queued {
-        match score(q.patient.clone()).await {
-            Ok(None) => {
-                if let Err(e) = store.dequeue(&q.patient, q.generation).await {
-                    tracing::warn!(patient = q.patient, error = %e, "scored patient not taken off the queue");
-                }
-            }
-            Ok(Some(at)) => {
-                if let Err(e) = store.reschedule(&q.patient, q.generation, at).await {
-                    tracing::warn!(patient = q.patient, error = %e, "scored patient not rescheduled");
-                }
-            }
-            Err(e) => {
-                let attempts = q.attempts + 1;
-                let retry = retry_at(attempts, now);
-                let error = e.to_string();
-                match retry {
-                    Some(at) => tracing::warn!(
-                        patient = q.patient,
-                        attempts,
-                        error,
-                        next_attempt = format_instant(at),
-                        "scoring failed; retried later"
-                    ),
-                    None => tracing::error!(
-                        patient = q.patient,
-                        attempts,
-                        error,
-                        "scoring failed {attempts} times; parked until the patient's data changes \
-                         (signaal score --failed lists it)"
-                    ),
-                }
-                if let Err(e) = store.defer(&q.patient, q.generation, retry, &error).await {
-                    tracing::warn!(patient = q.patient, error = %e, "failed scoring not recorded");
-                }
-            }
+    let claimed = started.elapsed();
+    let mut waiting = queued.iter();
+    let mut running = tokio::task::JoinSet::new();
+    let mut scoring: HashMap<tokio::task::Id, &Queued> = HashMap::new();
+    loop {
+        while running.len() < CONCURRENT {
+            let Some(q) = waiting.next() else { break };
+            let task = running.spawn(score(q.clone()));
+            scoring.insert(task.id(), q);
         }
+        let (id, outcome) = match running.join_next_with_id().await {
+            None => break,
+            Some(Ok((id, outcome))) => (id, outcome),
+            Some(Err(e)) => (
+                e.id(),
+                Err(FhirError::Internal(format!("scoring stopped: {e}"))),
+            ),
+        };
+        let Some(q) = scoring.remove(&id) else { continue };
+        settle(store, q, outcome, now).await;
+    }
+    if !queued.is_empty() {
+        tracing::debug!(
+            patients = queued.len(),
+            claim_ms = claimed.as_secs_f64() * 1e3,
+            round_ms = started.elapsed().as_secs_f64() * 1e3,
+            "scoring round"
+        );
     }
     Ok(queued.len())
 }
 
-/// Scores a patient in a task of its own, so that a panic in a model fails that patient only.
-async fn score_isolated(app: Arc<App>, patient: String) -> Result<Option<i64>, FhirError> {
-    tokio::spawn(async move {
-        let registry = app.search_params.current();
-        score_patient(&*app.store, registry, &app.scoring, &patient, now_ms())
-            .await
-            .map(|outcome| outcome.next_due)
-    })
-    .await
-    .map_err(|e| FhirError::Internal(format!("scoring stopped: {e}")))?
+/// Takes a scored patient off the queue (unless its scoring did), keeps it for later, or
+/// records the failure with its retry.
+async fn settle(store: &dyn Store, q: &Queued, outcome: Result<Scored, FhirError>, now: i64) {
+    match outcome {
+        Ok(Scored::Settled) => {}
+        Ok(Scored::Due(None)) => {
+            if let Err(e) = store.dequeue(&q.patient, q.generation).await {
+                tracing::warn!(patient = q.patient, error = %e, "scored patient not taken off the queue");
+            }
+        }
+        Ok(Scored::Due(Some(at))) => {
+            if let Err(e) = store.reschedule(&q.patient, q.generation, at).await {
+                tracing::warn!(patient = q.patient, error = %e, "scored patient not rescheduled");
+            }
+        }
+        Err(e) => {
+            let attempts = q.attempts + 1;
+            let retry = retry_at(attempts, now);
+            let error = e.to_string();
+            match retry {
+                Some(at) => tracing::warn!(
+                    patient = q.patient,
+                    attempts,
+                    error,
+                    next_attempt = format_instant(at),
+                    "scoring failed; retried later"
+                ),
+                None => tracing::error!(
+                    patient = q.patient,
+                    attempts,
+                    error,
+                    "scoring failed {attempts} times; parked until the patient's data changes \
+                     (signaal score --failed lists it)"
+                ),
+            }
+            if let Err(e) = store.defer(&q.patient, q.generation, retry, &error).await {
+                tracing::warn!(patient = q.patient, error = %e, "failed scoring not recorded");
+            }
+        }
+    }
+}
+
+/// Scores a claimed patient with the server's search parameters and scoring settings, settling
+/// its queue entry in the same transaction.
+async fn score_claimed(app: Arc<App>, queued: Queued) -> Result<Scored, FhirError> {
+    let registry = app.search_params.current();
+    score_queued(&*app.store, registry, &app.scoring, &queued, now_ms()).await?;
+    Ok(Scored::Settled)
 }
 
 async fn run(app: Weak<App>) {
@@ -191,8 +239,8 @@ async fn run(app: Weak<App>) {
                 }
             }
         }
-        let round = drain(&*strong.store, now_ms(), |patient| {
-            score_isolated(strong.clone(), patient)
+        let round = drain(&*strong.store, now_ms(), |queued| {
+            score_claimed(strong.clone(), queued)
         })
         .await;
         let busy = full.is_some();

@@ -388,6 +388,21 @@ pub trait Tx: Send {
     /// Queues for re-scoring the Patient whose compartment holds `rtype/id` as its row stands
     /// in this transaction (see `sql::queue_compartment`), committed or rolled back with it.
     async fn queue_compartment(&mut self, rtype: &str, id: &str, at: i64) -> StoreResult<()>;
+    /// Settles a scored patient's entry in the scoring queue with this transaction (the
+    /// scorer's, which writes what the scoring changed): off the queue (`due` `None`, as
+    /// [`Store::dequeue`]) or kept for `due` (as [`Store::reschedule`]), unless it was queued
+    /// again since `generation`; the server's claim on it ends. Only the database stores keep
+    /// a queue.
+    async fn settle_queued(
+        &mut self,
+        _patient: &str,
+        _generation: i64,
+        _due: Option<i64>,
+    ) -> StoreResult<()> {
+        Err(StoreError::Unavailable(
+            "this transaction keeps no scoring queue".into(),
+        ))
+    }
     async fn commit(self: Box<Self>) -> StoreResult<()>;
     /// The URI of the client writing in this transaction, recorded as `meta.source` of what it
     /// writes (set by `auth::provenance::traced` for a client's grant; `None` for the anonymous

@@ -658,6 +658,20 @@ impl<B: Backend> Tx for SqlTx<B> {
         Ok(())
     }
 
+    async fn settle_queued(
+        &mut self,
+        patient: &str,
+        generation: i64,
+        due: Option<i64>,
+    ) -> StoreResult<()> {
+        let settle = match due {
+            None => sql::dequeue(B::DIALECT, patient, generation),
+            Some(at) => sql::reschedule(B::DIALECT, patient, generation, at),
+        };
+        self.execute(vec![settle, sql::release(B::DIALECT, patient)])
+            .await
+    }
+
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
         self.flush().await?;
         // Delivered to the listening servers when (and only if) the transaction commits.
