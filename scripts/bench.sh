@@ -367,7 +367,10 @@ machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | 
 build:   $profile profile, $bin ($(rustc --version)); server: $server_bin$([[ -n "$before_bin" ]] && echo "; before: $before_bin")
 stores:  SQLite WAL, synchronous=FULL (every commit fsyncs) on $(df -T "$work_dir" | awk 'NR==2 {print $2}');
          PostgreSQL $pg_version, throwaway server with fsync=off, synchronous_commit=off, full_page_writes=off
-mode:    $mode$([[ "$mode" != write ]] && echo ", $patients synthetic patients of seed $seed plus the Synthea Bundles")
+mode:    $mode$(case "$mode" in
+    search) echo ", $patients synthetic patients of seed $seed plus the Synthea Bundles" ;;
+    import | export) echo ", $copies copies of the Synthea sample as NDJSON" ;;
+esac)
 load:    $clients clients, $seconds s per phase, one keep-alive connection per client, over loopback;
          the load generator runs on the same machine as the server (and the database)
 REPORT
