@@ -221,9 +221,15 @@ async fn batch_create(client: &Client, w: usize, n: usize, acknowledged: &Mutex<
         Ok(reply) if reply.status == 200 => {
             let body = reply.json();
             let mut ack = acknowledged.lock().unwrap();
-            for (value, entry) in values.iter().zip(body["entry"].as_array().expect("entries")) {
+            for (value, entry) in values
+                .iter()
+                .zip(body["entry"].as_array().expect("entries"))
+            {
                 let response = &entry["response"];
-                if !response["status"].as_str().is_some_and(|s| s.starts_with("201")) {
+                if !response["status"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("201"))
+                {
                     continue;
                 }
                 let location = response["location"].as_str().expect("a location");

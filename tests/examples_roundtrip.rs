@@ -109,7 +109,13 @@ fn load() -> Option<Vec<Example>> {
         .filter_map(|common::examples::PackageFile { file, bytes, json }| {
             let rtype = json.get("resourceType")?.as_str()?.to_owned();
             let id = json.get("id")?.as_str()?.to_owned();
-            Some(Example { file, rtype, id, bytes: Arc::new(bytes), json })
+            Some(Example {
+                file,
+                rtype,
+                id,
+                bytes: Arc::new(bytes),
+                json,
+            })
         })
         .collect();
     Some(examples)

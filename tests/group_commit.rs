@@ -73,152 +73,186 @@ async fn found_by_identifier(client: &Client, value: &str) -> Vec<String> {
 
 /// Creates an Observation and returns its id.
 async fn created(server: &TestServer, value: &str) -> String {
-    let reply = server.client.post("Observation", &observation(value)).await.unwrap();
-    expect_status(&reply, 201)["id"].as_str().unwrap().to_owned()
+    let reply = server
+        .client
+        .post("Observation", &observation(value))
+        .await
+        .unwrap();
+    expect_status(&reply, 201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
-both_stores!(concurrent_creates_are_all_acknowledged_and_readable, |server| {
-    let client = &server.client;
-    let replies = all_at_once(client, 32, |client, i| async move {
-        client
-            .post("Observation", &observation(&format!("c{i}")))
-            .await
-            .unwrap()
-    })
-    .await;
-    let mut ids = Vec::new();
-    for (i, reply) in replies.iter().enumerate() {
-        let body = expect_status(reply, 201);
-        assert_eq!(version_of(&body), "1", "create {i} is version 1");
-        ids.push(body["id"].as_str().unwrap().to_owned());
-    }
-    // Then each updated at once: every one at version 2.
-    let targets = ids.clone();
-    let replies = all_at_once(client, 32, move |client, i| {
-        let id = targets[i].clone();
-        async move {
-            let mut body = observation(&format!("c{i}"));
-            body["id"] = json!(id);
-            body["status"] = json!("amended");
-            client.put(&format!("Observation/{id}"), &body).await.unwrap()
+both_stores!(
+    concurrent_creates_are_all_acknowledged_and_readable,
+    |server| {
+        let client = &server.client;
+        let replies = all_at_once(client, 32, |client, i| async move {
+            client
+                .post("Observation", &observation(&format!("c{i}")))
+                .await
+                .unwrap()
+        })
+        .await;
+        let mut ids = Vec::new();
+        for (i, reply) in replies.iter().enumerate() {
+            let body = expect_status(reply, 201);
+            assert_eq!(version_of(&body), "1", "create {i} is version 1");
+            ids.push(body["id"].as_str().unwrap().to_owned());
         }
-    })
-    .await;
-    for reply in &replies {
-        assert_eq!(version_of(&expect_status(reply, 200)), "2");
+        // Then each updated at once: every one at version 2.
+        let targets = ids.clone();
+        let replies = all_at_once(client, 32, move |client, i| {
+            let id = targets[i].clone();
+            async move {
+                let mut body = observation(&format!("c{i}"));
+                body["id"] = json!(id);
+                body["status"] = json!("amended");
+                client
+                    .put(&format!("Observation/{id}"), &body)
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+        for reply in &replies {
+            assert_eq!(version_of(&expect_status(reply, 200)), "2");
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let reply = client.get(&format!("Observation/{id}")).await.unwrap();
+            let body = expect_status(&reply, 200);
+            assert_eq!(version_of(&body), "2", "Observation/{id}");
+            assert_eq!(body["status"], "amended");
+            let reply = client
+                .get(&format!("Observation/{id}/_history/1"))
+                .await
+                .unwrap();
+            assert_eq!(expect_status(&reply, 200)["status"], "final");
+            assert_eq!(
+                found_by_identifier(client, &format!("c{i}")).await,
+                vec![id.clone()]
+            );
+        }
     }
-    for (i, id) in ids.iter().enumerate() {
-        let reply = client.get(&format!("Observation/{id}")).await.unwrap();
-        let body = expect_status(&reply, 200);
-        assert_eq!(version_of(&body), "2", "Observation/{id}");
-        assert_eq!(body["status"], "amended");
-        let reply = client
-            .get(&format!("Observation/{id}/_history/1"))
-            .await
-            .unwrap();
-        assert_eq!(expect_status(&reply, 200)["status"], "final");
-        assert_eq!(found_by_identifier(client, &format!("c{i}")).await, vec![id.clone()]);
-    }
-});
+);
 
-both_stores!(a_failing_write_among_concurrent_writes_fails_alone, |server| {
-    let client = &server.client;
-    // A resource the mismatching If-Match updates aim at, and two that make a conditional
-    // create's criteria ambiguous (412).
-    let target = created(&server, "target").await;
-    created(&server, "twice").await;
-    created(&server, "twice").await;
-    let target_for = target.clone();
-    let replies = all_at_once(client, 30, move |client, i| {
-        let target = target_for.clone();
-        async move {
-            match i % 3 {
-                0 => {
-                    let mut body = observation("target");
-                    body["id"] = json!(target);
-                    body["status"] = json!("cancelled");
-                    client
+both_stores!(
+    a_failing_write_among_concurrent_writes_fails_alone,
+    |server| {
+        let client = &server.client;
+        // A resource the mismatching If-Match updates aim at, and two that make a conditional
+        // create's criteria ambiguous (412).
+        let target = created(&server, "target").await;
+        created(&server, "twice").await;
+        created(&server, "twice").await;
+        let target_for = target.clone();
+        let replies = all_at_once(client, 30, move |client, i| {
+            let target = target_for.clone();
+            async move {
+                match i % 3 {
+                    0 => {
+                        let mut body = observation("target");
+                        body["id"] = json!(target);
+                        body["status"] = json!("cancelled");
+                        client
+                            .send(
+                                "PUT",
+                                &format!("Observation/{target}"),
+                                &[("if-match", "W/\"7\"")],
+                                Some(body.to_string().into_bytes()),
+                            )
+                            .await
+                            .unwrap()
+                    }
+                    1 => client
                         .send(
-                            "PUT",
-                            &format!("Observation/{target}"),
-                            &[("if-match", "W/\"7\"")],
-                            Some(body.to_string().into_bytes()),
+                            "POST",
+                            "Observation",
+                            &[("if-none-exist", &format!("identifier={SYSTEM}|twice"))],
+                            Some(observation("twice").to_string().into_bytes()),
                         )
                         .await
-                        .unwrap()
+                        .unwrap(),
+                    _ => client
+                        .post("Observation", &observation(&format!("ok{i}")))
+                        .await
+                        .unwrap(),
                 }
-                1 => client
-                    .send(
-                        "POST",
-                        "Observation",
-                        &[("if-none-exist", &format!("identifier={SYSTEM}|twice"))],
-                        Some(observation("twice").to_string().into_bytes()),
-                    )
-                    .await
-                    .unwrap(),
-                _ => client
-                    .post("Observation", &observation(&format!("ok{i}")))
-                    .await
-                    .unwrap(),
             }
-        }
-    })
-    .await;
-    for (i, reply) in replies.iter().enumerate() {
-        match i % 3 {
-            0 | 1 => {
-                expect_status(reply, 412);
-            }
-            _ => {
-                let id = expect_status(reply, 201)["id"].as_str().unwrap().to_owned();
-                let found = found_by_identifier(client, &format!("ok{i}")).await;
-                assert_eq!(found, vec![id], "create {i} committed");
-            }
-        }
-    }
-    let reply = client.get(&format!("Observation/{target}")).await.unwrap();
-    let body = expect_status(&reply, 200);
-    assert_eq!(version_of(&body), "1", "no mismatching If-Match wrote");
-    assert_eq!(body["status"], "final");
-    assert_eq!(found_by_identifier(client, "twice").await.len(), 2);
-});
-
-both_stores!(a_batch_answers_each_entry_once_its_writes_are_durable, |server| {
-    let client = &server.client;
-    let target = created(&server, "batch-target").await;
-    let mut entries: Vec<Value> = (0..10)
-        .map(|i| {
-            json!({"resource": observation(&format!("b{i}")),
-                   "request": {"method": "POST", "url": "Observation"}})
         })
-        .collect();
-    // An update with a mismatching If-Match fails alone.
-    let mut stale = observation("batch-target");
-    stale["id"] = json!(target);
-    stale["status"] = json!("cancelled");
-    entries.push(json!({"resource": stale, "request":
-        {"method": "PUT", "url": format!("Observation/{target}"), "ifMatch": "W/\"3\""}}));
-    // An update of the same resource that matches, then a read that sees it.
-    let mut fresh = observation("batch-target");
-    fresh["id"] = json!(target);
-    fresh["status"] = json!("amended");
-    entries.push(json!({"resource": fresh, "request":
-        {"method": "PUT", "url": format!("Observation/{target}"), "ifMatch": "W/\"1\""}}));
-    entries.push(json!({"request": {"method": "GET", "url": format!("Observation/{target}")}}));
-    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": entries});
-    let reply = client.post("", &bundle).await.unwrap();
-    let body = expect_status(&reply, 200);
-    let answers = body["entry"].as_array().unwrap();
-    assert_eq!(answers.len(), 13);
-    for (i, answer) in answers[..10].iter().enumerate() {
-        assert!(
-            answer["response"]["status"].as_str().unwrap().starts_with("201"),
-            "entry {i}: {answer}"
-        );
-        assert_eq!(found_by_identifier(client, &format!("b{i}")).await.len(), 1);
+        .await;
+        for (i, reply) in replies.iter().enumerate() {
+            match i % 3 {
+                0 | 1 => {
+                    expect_status(reply, 412);
+                }
+                _ => {
+                    let id = expect_status(reply, 201)["id"].as_str().unwrap().to_owned();
+                    let found = found_by_identifier(client, &format!("ok{i}")).await;
+                    assert_eq!(found, vec![id], "create {i} committed");
+                }
+            }
+        }
+        let reply = client.get(&format!("Observation/{target}")).await.unwrap();
+        let body = expect_status(&reply, 200);
+        assert_eq!(version_of(&body), "1", "no mismatching If-Match wrote");
+        assert_eq!(body["status"], "final");
+        assert_eq!(found_by_identifier(client, "twice").await.len(), 2);
     }
-    assert!(answers[10]["response"]["status"].as_str().unwrap().starts_with("412"));
-    assert!(answers[11]["response"]["status"].as_str().unwrap().starts_with("200"));
-    assert_eq!(answers[12]["resource"]["status"], "amended", "the read sees the update");
-    assert_eq!(version_of(&answers[12]["resource"]), "2");
-});
+);
+
+both_stores!(
+    a_batch_answers_each_entry_once_its_writes_are_durable,
+    |server| {
+        let client = &server.client;
+        let target = created(&server, "batch-target").await;
+        let mut entries: Vec<Value> = (0..10)
+            .map(|i| {
+                json!({"resource": observation(&format!("b{i}")),
+                   "request": {"method": "POST", "url": "Observation"}})
+            })
+            .collect();
+        // An update with a mismatching If-Match fails alone.
+        let mut stale = observation("batch-target");
+        stale["id"] = json!(target);
+        stale["status"] = json!("cancelled");
+        entries.push(json!({"resource": stale, "request":
+        {"method": "PUT", "url": format!("Observation/{target}"), "ifMatch": "W/\"3\""}}));
+        // An update of the same resource that matches, then a read that sees it.
+        let mut fresh = observation("batch-target");
+        fresh["id"] = json!(target);
+        fresh["status"] = json!("amended");
+        entries.push(json!({"resource": fresh, "request":
+        {"method": "PUT", "url": format!("Observation/{target}"), "ifMatch": "W/\"1\""}}));
+        entries.push(json!({"request": {"method": "GET", "url": format!("Observation/{target}")}}));
+        let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": entries});
+        let reply = client.post("", &bundle).await.unwrap();
+        let body = expect_status(&reply, 200);
+        let answers = body["entry"].as_array().unwrap();
+        assert_eq!(answers.len(), 13);
+        for (i, answer) in answers[..10].iter().enumerate() {
+            assert!(
+                answer["response"]["status"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("201"),
+                "entry {i}: {answer}"
+            );
+            assert_eq!(found_by_identifier(client, &format!("b{i}")).await.len(), 1);
+        }
+        assert!(answers[10]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("412"));
+        assert!(answers[11]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("200"));
+        assert_eq!(
+            answers[12]["resource"]["status"], "amended",
+            "the read sees the update"
+        );
+        assert_eq!(version_of(&answers[12]["resource"]), "2");
+    }
+);

@@ -4,8 +4,8 @@
 
 mod common;
 
-use serde_json::{json, Value};
 use common::examples::comparable;
+use serde_json::{json, Value};
 use signaal::fhir::xml;
 
 /// The first place where two JSON values differ.

@@ -202,7 +202,15 @@ pub async fn score_queued(
     now: i64,
 ) -> Result<Outcome, FhirError> {
     let patient = queued.patient.as_str();
-    score(store, registry, scoring, patient, Some(queued.generation), now).await
+    score(
+        store,
+        registry,
+        scoring,
+        patient,
+        Some(queued.generation),
+        now,
+    )
+    .await
 }
 
 /// Scores `patient`; with `generation`, settles its queue entry with the writes.

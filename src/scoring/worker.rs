@@ -115,7 +115,9 @@ where
                 Err(FhirError::Internal(format!("scoring stopped: {e}"))),
             ),
         };
-        let Some(q) = scoring.remove(&id) else { continue };
+        let Some(q) = scoring.remove(&id) else {
+            continue;
+        };
         settle(store, q, outcome, now).await;
     }
     if !queued.is_empty() {

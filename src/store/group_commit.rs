@@ -156,7 +156,10 @@ impl<B: Backend> GroupCommit<B> {
             if group.tx.is_none() {
                 group.tx = Some(backend.begin().await?);
             }
-            let tx = group.tx.as_mut().expect("the group's transaction was just begun");
+            let tx = group
+                .tx
+                .as_mut()
+                .expect("the group's transaction was just begun");
             run::<B>(tx, "SAVEPOINT member").await
         };
         if let Err(e) = opened.await {

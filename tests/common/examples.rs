@@ -27,7 +27,11 @@ pub fn official_examples() -> Option<Vec<PackageFile>> {
     let mut examples = Vec::new();
     for entry in archive.entries().expect("the package is a tar.gz") {
         let mut entry = entry.expect("a readable package entry");
-        let name = entry.path().expect("an entry path").to_string_lossy().into_owned();
+        let name = entry
+            .path()
+            .expect("an entry path")
+            .to_string_lossy()
+            .into_owned();
         let Some(file) = name.strip_prefix("package/") else {
             continue;
         };
@@ -39,11 +43,17 @@ pub fn official_examples() -> Option<Vec<PackageFile>> {
             continue;
         }
         let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).expect("a readable package entry");
+        entry
+            .read_to_end(&mut bytes)
+            .expect("a readable package entry");
         let json: Value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("{name} in the package is not JSON: {e}"));
         if json.get("resourceType").is_some() {
-            examples.push(PackageFile { file: file.to_owned(), bytes, json });
+            examples.push(PackageFile {
+                file: file.to_owned(),
+                bytes,
+                json,
+            });
         }
     }
     assert!(
