@@ -6,13 +6,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
+use common::concurrent::all_at_once;
 use common::{expect_status, patient};
 use serde_json::{json, Value};
 use signaal::client::{Client, Reply};
-use tokio::sync::Barrier;
-use tokio::task::JoinSet;
 
 /// Clients in each race.
 const N: usize = 20;
@@ -29,30 +26,7 @@ where
     F: Fn(Client, usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Reply> + Send + 'static,
 {
-    race_n(client, N, request).await
-}
-
-/// [`race`] with `n` clients.
-async fn race_n<F, Fut>(client: &Client, n: usize, request: F) -> Vec<Reply>
-where
-    F: Fn(Client, usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = Reply> + Send + 'static,
-{
-    let barrier = Arc::new(Barrier::new(n));
-    let mut tasks = JoinSet::new();
-    for i in 0..n {
-        let (client, barrier, request) = (client.clone(), barrier.clone(), request.clone());
-        tasks.spawn(async move {
-            barrier.wait().await;
-            (i, request(client, i).await)
-        });
-    }
-    let mut replies: Vec<Option<Reply>> = (0..n).map(|_| None).collect();
-    while let Some(joined) = tasks.join_next().await {
-        let (i, reply) = joined.expect("a racing request does not panic");
-        replies[i] = Some(reply);
-    }
-    replies.into_iter().map(Option::unwrap).collect()
+    all_at_once(client, N, request).await
 }
 
 /// The version ids of a resource's history, newest first, checked to agree with each entry's
@@ -299,7 +273,7 @@ both_stores!(
         let b = common::create(&server, &patient_named("B")).await;
         let replies = {
             let (a, b) = (a.clone(), b.clone());
-            race_n(client, CROSSED, move |client, i| {
+            all_at_once(client, CROSSED, move |client, i| {
                 let (a, b) = (a.clone(), b.clone());
                 async move {
                     let family = format!("Writer{i}");

@@ -5,38 +5,12 @@
 
 mod common;
 
-use std::sync::Arc;
-
+use common::concurrent::all_at_once;
 use common::{expect_status, TestServer};
 use serde_json::{json, Value};
-use signaal::client::{Client, Reply};
-use tokio::sync::Barrier;
-use tokio::task::JoinSet;
+use signaal::client::Client;
 
 const SYSTEM: &str = "http://example.org/group-commit";
-
-/// Sends `n` requests at once (`request(client, i)`); the replies in the order of `i`.
-async fn all_at_once<F, Fut>(client: &Client, n: usize, request: F) -> Vec<Reply>
-where
-    F: Fn(Client, usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = Reply> + Send + 'static,
-{
-    let barrier = Arc::new(Barrier::new(n));
-    let mut tasks = JoinSet::new();
-    for i in 0..n {
-        let (client, barrier, request) = (client.clone(), barrier.clone(), request.clone());
-        tasks.spawn(async move {
-            barrier.wait().await;
-            (i, request(client, i).await)
-        });
-    }
-    let mut replies: Vec<Option<Reply>> = (0..n).map(|_| None).collect();
-    while let Some(joined) = tasks.join_next().await {
-        let (i, reply) = joined.expect("a request does not panic");
-        replies[i] = Some(reply);
-    }
-    replies.into_iter().map(Option::unwrap).collect()
-}
 
 /// A heart-rate Observation with identifier `value`.
 fn observation(value: &str) -> Value {

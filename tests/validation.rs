@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use common::package::write_package;
 use common::{create, expect_status, Api, StoreKind, TempDir, TestServer};
 use serde_json::{json, Value};
 use signaal::validation::UnknownProfile;
@@ -275,35 +275,6 @@ async fn policy(server: TestServer) {
         &json!({"resourceType": "Patient", "gender": "other"}),
     )
     .await;
-}
-
-/// Writes a FHIR package `.tgz` with `package.json` and `resources` into `dir`.
-fn write_package(dir: &Path, name: &str, dependencies: Value, resources: &[Value]) -> PathBuf {
-    let file = dir.join(format!("{name}.tgz"));
-    let gz = flate2::write::GzEncoder::new(
-        std::fs::File::create(&file).unwrap(),
-        flate2::Compression::fast(),
-    );
-    let mut tar = tar::Builder::new(gz);
-    let mut add = |path: &str, value: &Value| {
-        let bytes = serde_json::to_vec(value).unwrap();
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, path, bytes.as_slice())
-            .unwrap();
-    };
-    add(
-        "package/package.json",
-        &json!({"name": name, "version": "0.3.1", "fhirVersions": ["4.0.1"],
-            "dependencies": dependencies}),
-    );
-    for (i, r) in resources.iter().enumerate() {
-        add(&format!("package/resource-{i}.json"), r);
-    }
-    tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
-    file
 }
 
 const CLINIC_PATIENT: &str = "http://clinic.example/fhir/StructureDefinition/clinic-patient";

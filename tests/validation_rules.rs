@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-
+use common::package::write_package;
 use common::{create, expect_status, Api, StoreKind, TempDir, TestServer};
 use serde_json::{json, Value};
 
@@ -64,38 +62,10 @@ fn response(status: &str, items: Value) -> Value {
         "status": status, "item": items})
 }
 
-/// Writes a FHIR package `.tgz` holding `resources` into `dir`.
-fn write_package(dir: &Path, resources: &[Value]) -> PathBuf {
-    let file = dir.join("rules.tgz");
-    let gz = flate2::write::GzEncoder::new(
-        std::fs::File::create(&file).unwrap(),
-        flate2::Compression::fast(),
-    );
-    let mut tar = tar::Builder::new(gz);
-    let mut add = |path: &str, value: &Value| {
-        let bytes = serde_json::to_vec(value).unwrap();
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, path, bytes.as_slice())
-            .unwrap();
-    };
-    add(
-        "package/package.json",
-        &json!({"name": "rules.example", "version": "1.0.0", "fhirVersions": ["4.0.1"]}),
-    );
-    for (i, r) in resources.iter().enumerate() {
-        add(&format!("package/resource-{i}.json"), r);
-    }
-    tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
-    file
-}
-
 /// A server with the package holding [`sleep_intake`].
 async fn intake_server(kind: StoreKind) -> Option<(TestServer, TempDir)> {
     let dir = TempDir::new();
-    let package = write_package(&dir.0, &[sleep_intake()]);
+    let package = write_package(&dir.0, "rules.example", json!({}), &[sleep_intake()]);
     let server =
         TestServer::start_configured(kind, |s| s.validation.packages = vec![package]).await?;
     Some((server, dir))

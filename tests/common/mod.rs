@@ -465,9 +465,11 @@ pub fn without_audit_events(bundle: &Value) -> Vec<&Value> {
 pub mod auth;
 pub mod browser;
 pub mod bulk;
+pub mod concurrent;
 pub mod examples;
 pub mod oidc_provider;
 pub mod output;
+pub mod package;
 pub mod process;
 pub mod receiver;
 pub mod smart;
