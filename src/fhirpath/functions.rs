@@ -8,6 +8,9 @@
 //! [`FhirPathError::Unsupported`] when called, so a SearchParameter using them
 //! is reported clearly instead of indexing wrong values.
 
+mod math;
+mod strings;
+
 use std::slice;
 
 use serde_json::Value;
@@ -323,7 +326,7 @@ pub(crate) fn call<'a>(
                     "{name}() needs a string input"
                 )));
             };
-            string_fn(ev, name, &s, args, env)?
+            strings::call(ev, name, &s, args, env)?
         }
         "join" => {
             let sep = match args.first() {
@@ -340,7 +343,7 @@ pub(crate) fn call<'a>(
             let Some(it) = singleton(&focus, name)? else {
                 return Ok(vec![]);
             };
-            math(ev, name, it, args, env)?
+            math::call(ev, name, it, args, env)?
         }
         // --- utility
         "trace" => focus,
@@ -646,194 +649,6 @@ fn parse_quantity<'a>(s: &str) -> Option<Item<'a>> {
         return None;
     };
     Some(Item::Quantity { value, unit })
-}
-
-/// A regular expression of an expression, compiled with a size bound (the expression may come
-/// from a client's SearchParameter or profile).
-/// Compiled once per pattern (up to a few hundred: invariants run on every write).
-fn regex(pattern: &str) -> Res<regex::Regex> {
-    use std::collections::HashMap;
-    use std::sync::{LazyLock, Mutex};
-    static CACHE: LazyLock<Mutex<HashMap<String, regex::Regex>>> = LazyLock::new(Default::default);
-    if let Some(re) = CACHE.lock().expect("not poisoned").get(pattern) {
-        return Ok(re.clone());
-    }
-    let re = regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| {
-            FhirPathError::Unsupported(format!(
-                "the regular expression '{pattern}' cannot be used: {e}"
-            ))
-        })?;
-    let mut cache = CACHE.lock().expect("not poisoned");
-    if cache.len() < 512 {
-        cache.insert(pattern.to_owned(), re.clone());
-    }
-    Ok(re)
-}
-
-fn string_fn<'a>(
-    ev: &Evaluator<'a>,
-    name: &str,
-    s: &str,
-    args: &[Expr],
-    env: &Env<'_, 'a>,
-) -> Res<Vec<Item<'a>>> {
-    let sarg = |i: usize| str_arg(ev, &args[i], env, name);
-    let chars: Vec<char> = s.chars().collect();
-    Ok(match name {
-        "indexOf" => match sarg(0)? {
-            None => vec![],
-            Some(sub) => vec![Item::Integer(match s.find(&sub) {
-                Some(byte) => s[..byte].chars().count() as i64,
-                None => -1,
-            })],
-        },
-        "substring" => {
-            let Some(start) = int_arg(ev, &args[0], env, name)? else {
-                return Ok(vec![]);
-            };
-            if start < 0 || start as usize >= chars.len() {
-                return Ok(vec![]);
-            }
-            let len = match args.get(1) {
-                Some(a) => int_arg(ev, a, env, name)?.map(|l| l.max(0) as usize),
-                None => None,
-            }
-            .unwrap_or(chars.len());
-            vec![Item::String(
-                chars.iter().skip(start as usize).take(len).collect(),
-            )]
-        }
-        "startsWith" => one(sarg(0)?.map(|p| Item::Boolean(s.starts_with(&p)))),
-        "endsWith" => one(sarg(0)?.map(|p| Item::Boolean(s.ends_with(&p)))),
-        "contains" => one(sarg(0)?.map(|p| Item::Boolean(s.contains(&p)))),
-        "upper" => vec![Item::String(s.to_uppercase())],
-        "lower" => vec![Item::String(s.to_lowercase())],
-        // FHIRPath: a match anywhere in the string (`matchesFull`: the whole string), in
-        // single-line mode (`.` also matches a newline), case-sensitive.
-        "matches" => match sarg(0)? {
-            None => vec![],
-            Some(re) => vec![Item::Boolean(regex(&format!("(?s){re}"))?.is_match(s))],
-        },
-        "matchesFull" => match sarg(0)? {
-            None => vec![],
-            Some(re) => vec![Item::Boolean(
-                regex(&format!("(?s)^(?:{re})$"))?.is_match(s),
-            )],
-        },
-        "replaceMatches" => match (sarg(0)?, sarg(1)?) {
-            (Some(re), _) if re.is_empty() => vec![Item::String(s.to_owned())],
-            (Some(re), Some(rep)) => {
-                // FHIRPath substitutions are `$1`; the regex crate's `${1}` avoids `$1a` reading
-                // as a group named `1a`.
-                let rep = regex(r"\$(\d+)")?.replace_all(&rep, "$${${1}}");
-                vec![Item::String(
-                    regex(&re)?.replace_all(s, rep.as_ref()).into_owned(),
-                )]
-            }
-            _ => vec![],
-        },
-        "replace" => match (sarg(0)?, sarg(1)?) {
-            (Some(pat), Some(rep)) => vec![Item::String(if pat.is_empty() {
-                let mut out = rep.clone();
-                for c in &chars {
-                    out.push(*c);
-                    out.push_str(&rep);
-                }
-                out
-            } else {
-                s.replace(&pat, &rep)
-            })],
-            _ => vec![],
-        },
-        "length" => vec![Item::Integer(chars.len() as i64)],
-        "toChars" => chars.iter().map(|c| Item::String(c.to_string())).collect(),
-        "trim" => vec![Item::String(s.trim().to_string())],
-        "split" => match sarg(0)? {
-            None => vec![],
-            Some(sep) => s
-                .split(sep.as_str())
-                .map(|p| Item::String(p.to_string()))
-                .collect(),
-        },
-        _ => {
-            return Err(FhirPathError::Unsupported(format!(
-                "{name}() is not implemented"
-            )))
-        }
-    })
-}
-
-fn math<'a>(
-    ev: &Evaluator<'a>,
-    name: &str,
-    it: &Item<'a>,
-    args: &[Expr],
-    env: &Env<'_, 'a>,
-) -> Res<Vec<Item<'a>>> {
-    let p = prim(it);
-    let d = match p {
-        Prim::Int(i) => Decimal::from_i64(i),
-        Prim::Dec(d) => d,
-        Prim::Qty(v, ref u) if name == "abs" => {
-            return Ok(vec![Item::Quantity {
-                value: v.abs(),
-                unit: u.clone(),
-            }])
-        }
-        _ => return Err(FhirPathError::Type(format!("{name}() needs a number"))),
-    };
-    let int = |x: Option<Decimal>| one(x.and_then(|x| x.trunc_i64()).map(Item::Integer));
-    let dec = |x: Option<Decimal>| one(x.map(Item::Decimal));
-    let float = |x: f64| one(Decimal::from_f64(x).map(Item::Decimal));
-    Ok(match name {
-        "abs" => match p {
-            Prim::Int(i) => one(i.checked_abs().map(Item::Integer)),
-            _ => dec(Some(d.abs())),
-        },
-        "ceiling" => int(d.ceiling()),
-        "floor" => int(d.floor()),
-        "truncate" => int(d.truncate()),
-        "round" => {
-            let places = match args.first() {
-                Some(a) => int_arg(ev, a, env, name)?.unwrap_or(0),
-                None => 0,
-            };
-            if places < 0 {
-                return Err(FhirPathError::Type("round() precision must be >= 0".into()));
-            }
-            dec(Some(d.round(places as u32)))
-        }
-        "sqrt" if d.is_negative() => vec![],
-        "sqrt" => float(d.to_f64().sqrt()),
-        "exp" => float(d.to_f64().exp()),
-        "ln" => float(d.to_f64().ln()),
-        "log" | "power" => {
-            let a = ev.eval_arg(&args[0], env)?;
-            let Some(base) = singleton(&a, name)? else {
-                return Ok(vec![]);
-            };
-            let y = match prim(base) {
-                Prim::Int(i) => i as f64,
-                Prim::Dec(x) => x.to_f64(),
-                _ => return Err(FhirPathError::Type(format!("{name}() needs a number"))),
-            };
-            if name == "log" {
-                float(d.to_f64().ln() / y.ln())
-            } else {
-                match (p, prim(base)) {
-                    (Prim::Int(x), Prim::Int(e)) if e >= 0 => one(u32::try_from(e)
-                        .ok()
-                        .and_then(|e| x.checked_pow(e))
-                        .map(Item::Integer)),
-                    _ => float(d.to_f64().powf(y)),
-                }
-            }
-        }
-        _ => vec![],
-    })
 }
 
 #[cfg(test)]
