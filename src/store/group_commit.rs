@@ -92,25 +92,48 @@ async fn run<B: Backend>(tx: &mut Transaction<'static, B::Db>, statement: &str) 
     Ok(())
 }
 
-/// A write transaction: a database transaction of its own, or a member of the group.
+/// A write transaction: not begun yet, a database transaction of its own, or a member of the
+/// group.
 pub(super) enum Writer<B: Backend> {
+    /// Begun when it first needs the database ([`Writer::connection`]), in the group if there
+    /// is one: what a request prepares before (a new resource's rows, its index entries, its
+    /// JSON, its Provenance) is done before it takes the writer, while others write.
+    Unbegun(Arc<B>, Option<Joiner<B>>),
     Alone(Transaction<'static, B::Db>),
     Grouped(Member<B>),
 }
 
 impl<B: Backend> Writer<B> {
-    /// The connection the transaction writes on.
-    pub(super) fn connection(&mut self) -> &mut <B::Db as Database>::Connection {
-        match self {
+    /// A transaction of `backend`, begun (or joining `group`) at its first statement.
+    pub(super) fn unbegun(backend: Arc<B>, group: Option<&GroupCommit<B>>) -> Self {
+        Writer::Unbegun(backend, group.map(|group| group.joiner.clone()))
+    }
+
+    /// The connection the transaction writes on; begins the transaction (or waits for its
+    /// turn in the group) the first time.
+    pub(super) async fn connection(
+        &mut self,
+    ) -> StoreResult<&mut <B::Db as Database>::Connection> {
+        if let Writer::Unbegun(backend, group) = self {
+            let begun = match group {
+                Some(group) => Writer::Grouped(group.join(backend).await?),
+                None => Writer::Alone(backend.begin().await?),
+            };
+            *self = begun;
+        }
+        Ok(match self {
+            Writer::Unbegun(..) => unreachable!("the transaction was just begun"),
             Writer::Alone(tx) => tx,
             Writer::Grouped(member) => member.connection(),
-        }
+        })
     }
 
     /// Commits; returns once the writes are durable. `queued` is woken after a commit that
     /// queued a patient for scoring (`queues`).
     pub(super) async fn commit(self, queues: bool, queued: &Notify) -> StoreResult<()> {
         match self {
+            // Nothing was written: nothing to commit.
+            Writer::Unbegun(..) => Ok(()),
             Writer::Alone(tx) => {
                 tx.commit().await?;
                 if queues {
@@ -126,9 +149,23 @@ impl<B: Backend> Writer<B> {
 
 /// The group commit of a store: its open group and its committer task.
 pub(super) struct GroupCommit<B: Backend> {
+    joiner: Joiner<B>,
+}
+
+/// What a transaction joins the group with.
+pub(super) struct Joiner<B: Backend> {
     group: Arc<Mutex<Group<B>>>,
     /// Wakes the committer: a member finished, or went away.
     due: Arc<Notify>,
+}
+
+impl<B: Backend> Clone for Joiner<B> {
+    fn clone(&self) -> Self {
+        Joiner {
+            group: self.group.clone(),
+            due: self.due.clone(),
+        }
+    }
 }
 
 impl<B: Backend> GroupCommit<B> {
@@ -144,9 +181,13 @@ impl<B: Backend> GroupCommit<B> {
         }));
         let due = Arc::new(Notify::new());
         tokio::spawn(committer(Arc::downgrade(&group), due.clone()));
-        GroupCommit { group, due }
+        GroupCommit {
+            joiner: Joiner { group, due },
+        }
     }
+}
 
+impl<B: Backend> Joiner<B> {
     /// A new member: waits for its turn in the group (beginning the group's transaction if
     /// none is open) and opens its savepoint.
     pub(super) async fn join(&self, backend: &B) -> StoreResult<Member<B>> {
@@ -177,7 +218,7 @@ impl<B: Backend> GroupCommit<B> {
 impl<B: Backend> Drop for GroupCommit<B> {
     fn drop(&mut self) {
         // The committer wakes, finds the group gone and ends.
-        self.due.notify_one();
+        self.joiner.due.notify_one();
     }
 }
 

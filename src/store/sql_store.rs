@@ -26,7 +26,8 @@ use crate::search::query::{Contained, KeyKind, KeyValue, SearchQuery, SortKey};
 
 /// A store on the database `B`.
 pub struct SqlStore<B: Backend> {
-    backend: B,
+    /// Shared with the write transactions, which begin when they first need the database.
+    backend: Arc<B>,
     /// Woken when a committed write queued a patient for scoring: by this store's own
     /// commits, and on PostgreSQL by every server's (`LISTEN`, see [`Backend::listen`]).
     queued: Arc<Notify>,
@@ -40,7 +41,7 @@ pub struct SqlStore<B: Backend> {
 impl<B: Backend> SqlStore<B> {
     /// Opens the database named by `url` (see [`Backend::open`]).
     pub async fn open(url: &str) -> StoreResult<Self> {
-        let backend = B::open(url).await?;
+        let backend = Arc::new(B::open(url).await?);
         let queued = Arc::new(Notify::new());
         let registry = Arc::new(Notify::new());
         backend
@@ -196,12 +197,8 @@ fn hits(rows: Vec<impl Columns>, sort: &[SortKey], contained: bool) -> StoreResu
 #[async_trait]
 impl<B: Backend> Store for SqlStore<B> {
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        let tx = match &self.group {
-            Some(group) => Writer::Grouped(group.join(&self.backend).await?),
-            None => Writer::Alone(self.backend.begin().await?),
-        };
         Ok(Box::new(SqlTx::<B> {
-            tx,
+            tx: Writer::unbegun(self.backend.clone(), self.group.as_ref()),
             queued: self.queued.clone(),
             queues: false,
             registry: false,
@@ -441,15 +438,17 @@ struct SqlTx<B: Backend> {
 }
 
 impl<B: Backend> SqlTx<B> {
-    fn connection(&mut self) -> impl Executor<'_, Database = B::Db> {
-        B::Db::connection(self.tx.connection())
+    /// The transaction's connection: the transaction begins (or joins the group) at its first
+    /// statement.
+    async fn connection(&mut self) -> StoreResult<impl Executor<'_, Database = B::Db>> {
+        Ok(B::Db::connection(self.tx.connection().await?))
     }
 
     /// Runs `statements` in the transaction.
     async fn execute(&mut self, statements: Vec<Sql>) -> StoreResult<()> {
         for statement in statements {
             B::Db::prepare(&statement)
-                .execute(self.connection())
+                .execute(self.connection().await?)
                 .await?;
         }
         Ok(())
@@ -489,7 +488,7 @@ impl<B: Backend> SqlTx<B> {
         let mut rids: HashMap<(String, String), i64> = HashMap::with_capacity(created.len());
         for statement in sql::insert_resources(B::DIALECT, &created) {
             let rows = B::Db::prepare(&statement)
-                .fetch_all(self.connection())
+                .fetch_all(self.connection().await?)
                 .await?;
             for row in rows {
                 rids.insert((row.at(1)?, row.at(2)?), row.at(0)?);
@@ -546,7 +545,7 @@ impl<B: Backend> Tx for SqlTx<B> {
             .text(id)
             .push(B::LOCK_ROW);
         let row = B::Db::prepare(&sql)
-            .fetch_optional(self.connection())
+            .fetch_optional(self.connection().await?)
             .await?;
         Ok(row
             .map(|r| -> Result<Current, sqlx::Error> {
@@ -566,13 +565,13 @@ impl<B: Backend> Tx for SqlTx<B> {
         }
         let sql = sql::lock_rows(B::DIALECT, keys, B::LOCK_ROW);
         sql::check(&sql)?;
-        B::Db::prepare(&sql).fetch_all(self.connection()).await?;
+        B::Db::prepare(&sql).fetch_all(self.connection().await?).await?;
         Ok(())
     }
 
     async fn lock_key(&mut self, key: &str) -> StoreResult<()> {
         if let Some(sql) = B::lock_key(key) {
-            B::Db::prepare(&sql).execute(self.connection()).await?;
+            B::Db::prepare(&sql).execute(self.connection().await?).await?;
         }
         Ok(())
     }
@@ -584,10 +583,10 @@ impl<B: Backend> Tx for SqlTx<B> {
         let sql = sql::search(B::DIALECT, query);
         sql::check(&sql)?;
         let rows = match time_budget::current() {
-            None => B::Db::prepare(&sql).fetch_all(self.connection()).await?,
+            None => B::Db::prepare(&sql).fetch_all(self.connection().await?).await?,
             Some(clock) => {
                 let limit = clock.start()?;
-                timed_rows::<B>(self.tx.connection(), &sql, &clock, &limit)
+                timed_rows::<B>(self.tx.connection().await?, &sql, &clock, &limit)
                     .await
                     .0?
             }
@@ -606,7 +605,7 @@ impl<B: Backend> Tx for SqlTx<B> {
             Some(previous) => {
                 let row_sql = sql::update_resource(B::DIALECT, &new, previous);
                 match B::Db::prepare(&row_sql)
-                    .fetch_optional(self.connection())
+                    .fetch_optional(self.connection().await?)
                     .await?
                 {
                     Some(row) => Some(row.at(0)?),
@@ -634,7 +633,7 @@ impl<B: Backend> Tx for SqlTx<B> {
         let mut sql = Sql::new(B::DIALECT);
         sql.push("SELECT rtype FROM resource WHERE rid = ").int(rid);
         let rtype: String = match B::Db::prepare(&sql)
-            .fetch_optional(self.connection())
+            .fetch_optional(self.connection().await?)
             .await?
         {
             Some(row) => row.at(0)?,
@@ -654,7 +653,7 @@ impl<B: Backend> Tx for SqlTx<B> {
             return Ok(());
         }
         let sql = sql::queue_compartment(B::DIALECT, rtype, id, at);
-        B::Db::prepare(&sql).execute(self.connection()).await?;
+        B::Db::prepare(&sql).execute(self.connection().await?).await?;
         Ok(())
     }
 
@@ -677,12 +676,12 @@ impl<B: Backend> Tx for SqlTx<B> {
         // Delivered to the listening servers when (and only if) the transaction commits.
         if self.queues {
             if let Some(notify) = B::NOTIFY_QUEUED {
-                B::Db::query(notify).execute(self.connection()).await?;
+                B::Db::query(notify).execute(self.connection().await?).await?;
             }
         }
         if self.registry {
             if let Some(notify) = B::NOTIFY_REGISTRY {
-                B::Db::query(notify).execute(self.connection()).await?;
+                B::Db::query(notify).execute(self.connection().await?).await?;
             }
         }
         let SqlTx {
