@@ -64,6 +64,14 @@ pub async fn update_in(
     expected: Option<i64>,
 ) -> Result<Outcome, FhirError> {
     tx.may_write(rtype, Method::Put).await?;
+    // Made ready before the current version is read, so outside the database writer's turn.
+    let prepared = write::prepare(
+        &app.indexing,
+        rtype,
+        id,
+        Some(resource.clone()),
+        tx.source(),
+    )?;
     let current = tx.lock_current(rtype, id).await?;
     if let Some(expected) = expected {
         match current {
@@ -79,16 +87,7 @@ pub async fn update_in(
         }
     }
     let created = current.is_none_or(|c| c.deleted);
-    let written = write::write(
-        tx,
-        &app.indexing,
-        rtype,
-        id,
-        current,
-        Method::Put,
-        Some(resource.clone()),
-    )
-    .await?;
+    let written = write::write_prepared(tx, prepared, current, Method::Put).await?;
     let v = written.version;
     Ok(if created {
         Outcome::of(

@@ -42,6 +42,8 @@ impl Backend for Postgres {
         // search by one patient among thousands such a plan reads far too much: plan each run
         // with its values instead (planning these statements costs well under a millisecond).
         let options = options.options([("plan_cache_mode", "force_custom_plan")]);
+        // Room for the multi-row INSERT texts of the writes (`sql::write`) beside the searches.
+        let options = options.statement_cache_capacity(256);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))

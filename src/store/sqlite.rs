@@ -76,7 +76,13 @@ impl Backend for Sqlite {
             // The writer's page cache holds the index pages a write touches (64 MiB instead of
             // SQLite's 2 MiB): a smaller cache spills dirty pages mid-transaction and re-reads
             // index pages for every insert.
-            .connect_with(options.clone().pragma("cache_size", "-65536"))
+            // Its statement cache keeps every multi-row INSERT text (`sql::write`) prepared.
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", "-65536")
+                    .statement_cache_capacity(512),
+            )
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::search::definitions::Registry;
 
 pub use transaction::in_transaction;
-pub use version::write;
+pub use version::{prepare, write, write_prepared, Prepared};
 
 /// The search parameters the writes of one request or job index with — the server's registry
 /// as it was when the request or job began — and whether one of those writes changed the active

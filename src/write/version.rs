@@ -41,13 +41,47 @@ pub async fn write_unchecked(
     method: Method,
     resource: Option<Value>,
 ) -> Result<Version, FhirError> {
+    let prepared = prepare_unchecked(indexing, rtype, id, resource, tx.source())?;
+    write_prepared(tx, prepared, current, method).await
+}
+
+/// A resource made ready to be stored as `rtype/id`, before the transaction reads anything
+/// (its current version is not needed for this): server-owned `meta` stripped, the source of
+/// the transaction's agent set, its index entries, its patient compartment and its JSON.
+/// Preparing before the first statement of a transaction keeps this work out of the
+/// database writer's turn (`store::group_commit`).
+pub struct Prepared {
+    rtype: String,
+    id: String,
+    content: Option<String>,
+    index: IndexEntries,
+    compartment: Option<String>,
+}
+
+/// Prepares `resource` (already validated; `None` to delete) to be written as `rtype/id` by a
+/// transaction whose agent's source is `source` ([`Tx::source`]), with the checks of [`write`].
+pub fn prepare(
+    indexing: &Indexing,
+    rtype: &str,
+    id: &str,
+    resource: Option<Value>,
+    source: Option<&str>,
+) -> Result<Prepared, FhirError> {
+    crate::fhir::canonical::check_writable(rtype, id, resource.as_ref())?;
+    prepare_unchecked(indexing, rtype, id, resource, source)
+}
+
+fn prepare_unchecked(
+    indexing: &Indexing,
+    rtype: &str,
+    id: &str,
+    resource: Option<Value>,
+    source: Option<&str>,
+) -> Result<Prepared, FhirError> {
     let shipped = crate::fhir::canonical::is_shipped(rtype, id);
-    let version = current.map_or(1, |c| c.version + 1);
-    // Never let lastUpdated go backwards within a resource, whatever the clock does.
-    let last_updated = now_ms().max(current.map_or(i64::MIN, |c| c.last_updated));
     let (content, index, compartment) = match resource {
         Some(mut resource) => {
-            if let Some(source) = tx.source() {
+            if let Some(source) = source {
                 meta::set_source(&mut resource, source);
             }
             meta::strip(&mut resource, id);
@@ -68,6 +102,34 @@ pub async fn write_unchecked(
             (None, IndexEntries::default(), None)
         }
     };
+    Ok(Prepared {
+        rtype: rtype.to_owned(),
+        id: id.to_owned(),
+        content,
+        index,
+        compartment,
+    })
+}
+
+/// Writes a [`Prepared`] resource as the version after `current` (read in `tx`), and returns
+/// the stored version.
+pub async fn write_prepared(
+    tx: &mut dyn Tx,
+    prepared: Prepared,
+    current: Option<Current>,
+    method: Method,
+) -> Result<Version, FhirError> {
+    let Prepared {
+        rtype,
+        id,
+        content,
+        index,
+        compartment,
+    } = prepared;
+    let (rtype, id) = (rtype.as_str(), id.as_str());
+    let version = current.map_or(1, |c| c.version + 1);
+    // Never let lastUpdated go backwards within a resource, whatever the clock does.
+    let last_updated = now_ms().max(current.map_or(i64::MIN, |c| c.last_updated));
     // A write that changes a patient's scoring inputs queues the patient in the same
     // transaction: the one whose compartment held the resource before (an update may move it,
     // a deletion leaves no compartment) and the one that holds it now.

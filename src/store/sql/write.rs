@@ -6,19 +6,22 @@
 //! The rows of many writes go in together: multi-row `INSERT`s of the resource rows, the
 //! version rows and the index rows of every write a transaction holds (`SqlTx` writes them as
 //! one batch, see `sql_store`), the same statements on both databases. A statement takes 256,
-//! 64, 16, 4 or 1 rows (as many of the largest as fit, then the next), so that a database
-//! prepares a handful of statement texts per table and reuses them, whatever the batch size.
+//! 64 or 16 rows (as many of the largest as fit, then the next), and the fewer than 16 left over
+//! go in one statement of exactly that many: the few rows of one request's write are one
+//! statement per table (one round trip to the database each), and a database prepares at most
+//! eighteen statement texts per table and reuses them, whatever the batch size.
 
 use super::{Bind, Dialect, Sql};
 use crate::search::index::IndexEntries;
 use crate::store::NewVersion;
 
-/// Rows per multi-row statement, largest first: a batch of n rows is cut greedily into these
-/// (e.g. 100 = 64 + 16 + 16 + 4). 256 rows of the widest table (12 columns) bind 3,072 values,
-/// far below both databases' limits.
-const ROWS_PER_STATEMENT: [usize; 5] = [256, 64, 16, 4, 1];
+/// Rows per multi-row statement, largest first: a batch of n rows is cut greedily into these,
+/// and what is left (fewer than the smallest) goes in one statement (e.g. 100 = 64 + 16 + 16 +
+/// 4). 256 rows of the widest table (12 columns) bind 3,072 values, far below both databases'
+/// limits.
+const ROWS_PER_STATEMENT: [usize; 3] = [256, 64, 16];
 
-/// `rows` cut into chunks of the sizes of [`ROWS_PER_STATEMENT`].
+/// `rows` cut into chunks of the sizes of [`ROWS_PER_STATEMENT`], and one of the rest.
 fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
     let mut out = Vec::new();
     let mut rest = rows;
@@ -28,6 +31,9 @@ fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
             out.push(chunk);
             rest = tail;
         }
+    }
+    if !rest.is_empty() {
+        out.push(rest);
     }
     out
 }
@@ -434,8 +440,8 @@ mod tests {
                 ];
                 joined(d, insert_resources(d, &rows))
             },
-            r#"INSERT INTO resource (rtype, id, version, last_updated, deleted, compartment) VALUES (?, ?, ?, ?, ?, ?) RETURNING rid, rtype, id; INSERT INTO resource (rtype, id, version, last_updated, deleted, compartment) VALUES (?, ?, ?, ?, ?, ?) RETURNING rid, rtype, id"#,
-            r#"INSERT INTO resource (rtype, id, version, last_updated, deleted, compartment) VALUES ($1, $2, $3, $4, $5, $6) RETURNING rid, rtype, id; INSERT INTO resource (rtype, id, version, last_updated, deleted, compartment) VALUES ($1, $2, $3, $4, $5, $6) RETURNING rid, rtype, id"#,
+            r#"INSERT INTO resource (rtype, id, version, last_updated, deleted, compartment) VALUES (?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?) RETURNING rid, rtype, id"#,
+            r#"INSERT INTO resource (rtype, id, version, last_updated, deleted, compartment) VALUES ($1, $2, $3, $4, $5, $6), ($7, $8, $9, $10, $11, $12) RETURNING rid, rtype, id"#,
             r#""Patient", "p1", 3, 1000, false, Some("p1"), "Patient", "p1", 3, 1000, false, None"#,
         );
     }
@@ -483,8 +489,8 @@ mod tests {
     fn index_rows_of_every_table_of_groups_and_of_contained_resources() {
         assert_sql(
             |d| joined(d, insert_index(d, &[(5, "Observation", &entries())])),
-            r#"INSERT INTO idx_token (contained, grp, rid, rtype, param, system, code) VALUES (?, ?, ?, ?, ?, ?, ?); INSERT INTO idx_token (contained, grp, rid, rtype, param, system, code) VALUES (?, ?, ?, ?, ?, ?, ?); INSERT INTO idx_token (contained, grp, rid, rtype, param, system, code) VALUES (?, ?, ?, ?, ?, ?, ?); INSERT INTO idx_string (contained, grp, rid, param, normalized, exact) VALUES (?, ?, ?, ?, ?, ?); INSERT INTO idx_date (contained, grp, rid, param, lo, hi) VALUES (?, ?, ?, ?, ?, ?); INSERT INTO idx_reference (contained, grp, rid, param, target_type, target_id, url) VALUES (?, ?, ?, ?, ?, ?, ?); INSERT INTO idx_uri (contained, grp, rid, param, value) VALUES (?, ?, ?, ?, ?); INSERT INTO idx_number (contained, grp, rid, param, value, lo, hi) VALUES (?, ?, ?, ?, ?, ?, ?); INSERT INTO idx_quantity (contained, grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?); INSERT INTO idx_quantity (contained, grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)"#,
-            r#"INSERT INTO idx_token (contained, grp, rid, rtype, param, system, code) VALUES ($1, $2, $3, $4, $5, $6, $7); INSERT INTO idx_token (contained, grp, rid, rtype, param, system, code) VALUES ($1, $2, $3, $4, $5, $6, $7); INSERT INTO idx_token (contained, grp, rid, rtype, param, system, code) VALUES ($1, $2, $3, $4, $5, $6, $7); INSERT INTO idx_string (contained, grp, rid, param, normalized, exact) VALUES ($1, $2, $3, $4, $5, $6); INSERT INTO idx_date (contained, grp, rid, param, lo, hi) VALUES ($1, $2, $3, $4, $5, $6); INSERT INTO idx_reference (contained, grp, rid, param, target_type, target_id, url) VALUES ($1, $2, $3, $4, $5, $6, $7); INSERT INTO idx_uri (contained, grp, rid, param, value) VALUES ($1, $2, $3, $4, $5); INSERT INTO idx_number (contained, grp, rid, param, value, lo, hi) VALUES ($1, $2, $3, $4, $5, $6, $7); INSERT INTO idx_quantity (contained, grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12); INSERT INTO idx_quantity (contained, grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL)"#,
+            r#"INSERT INTO idx_token (contained, grp, rid, rtype, param, system, code) VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?); INSERT INTO idx_string (contained, grp, rid, param, normalized, exact) VALUES (?, ?, ?, ?, ?, ?); INSERT INTO idx_date (contained, grp, rid, param, lo, hi) VALUES (?, ?, ?, ?, ?, ?); INSERT INTO idx_reference (contained, grp, rid, param, target_type, target_id, url) VALUES (?, ?, ?, ?, ?, ?, ?); INSERT INTO idx_uri (contained, grp, rid, param, value) VALUES (?, ?, ?, ?, ?); INSERT INTO idx_number (contained, grp, rid, param, value, lo, hi) VALUES (?, ?, ?, ?, ?, ?, ?); INSERT INTO idx_quantity (contained, grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)"#,
+            r#"INSERT INTO idx_token (contained, grp, rid, rtype, param, system, code) VALUES ($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14), ($15, $16, $17, $18, $19, $20, $21); INSERT INTO idx_string (contained, grp, rid, param, normalized, exact) VALUES ($1, $2, $3, $4, $5, $6); INSERT INTO idx_date (contained, grp, rid, param, lo, hi) VALUES ($1, $2, $3, $4, $5, $6); INSERT INTO idx_reference (contained, grp, rid, param, target_type, target_id, url) VALUES ($1, $2, $3, $4, $5, $6, $7); INSERT INTO idx_uri (contained, grp, rid, param, value) VALUES ($1, $2, $3, $4, $5); INSERT INTO idx_number (contained, grp, rid, param, value, lo, hi) VALUES ($1, $2, $3, $4, $5, $6, $7); INSERT INTO idx_quantity (contained, grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12), ($13, $14, $15, $16, $17, $18, $19, $20, $21, $22, NULL, NULL)"#,
             r#"None, None, 5, "Observation", "code", Some("http://loinc.org"), Some("1234-5"), None, Some(0), 5, "Observation", "code-value-quantity$0", None, Some("c0"), Some(0), None, 5, "Observation", "Medication#_id", None, Some("c0"), None, None, 5, "name", "eve", "Ève", None, None, 5, "date", 1000, 2000, None, None, 5, "subject", Some("Patient"), Some("p1"), None, None, None, 5, "url", "http://example.org", None, None, 5, "probability", 0.25, 0.245, 0.255, None, None, 5, "value-quantity", Some("http://unitsofmeasure.org"), Some("mg"), Some("mg"), 5.0, 4.95, 5.05, 0.005, "g", None, None, 5, "value-quantity", None, None, Some("puffs"), 2.0, 1.5, 2.5"#,
         );
     }
@@ -496,24 +502,26 @@ mod tests {
             Dialect::Sqlite,
             &[(5, "Observation", &a), (6, "Observation", &b)],
         );
-        // Three token rows each (own, group, contained): one statement of four rows and two
-        // of one; two rows of most other tables (two statements of one), four of quantity.
+        // Three token rows each (own, group, contained), two of most other tables, four of
+        // quantity: one statement per table.
         let rows: Vec<usize> = statements
             .iter()
             .map(|s| s.text.matches("), (").count() + 1)
             .collect();
-        assert_eq!(rows, [4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4]);
+        assert_eq!(rows, [6, 2, 2, 2, 2, 2, 4]);
         assert_eq!(statements[0].binds[2], Bind::Int(5));
         assert_eq!(statements[0].binds[3 * 7 + 2], Bind::Int(6));
-        assert_eq!(statements[1].binds[2], Bind::Int(6));
+        assert_eq!(statements[1].binds[6 + 2], Bind::Int(6));
     }
 
     #[test]
-    fn rows_are_cut_into_statements_of_256_64_16_4_and_1() {
+    fn rows_are_cut_into_statements_of_256_64_16_and_the_rest() {
         let sizes =
             |n: usize| -> Vec<usize> { chunks(&vec![0u8; n]).iter().map(|c| c.len()).collect() };
         assert_eq!(sizes(0), Vec::<usize>::new());
-        assert_eq!(sizes(3), [1, 1, 1]);
+        assert_eq!(sizes(3), [3]);
+        assert_eq!(sizes(16), [16]);
+        assert_eq!(sizes(31), [16, 15]);
         assert_eq!(sizes(100), [64, 16, 16, 4]);
         assert_eq!(sizes(401), [256, 64, 64, 16, 1]);
         let entries = IndexEntries {
