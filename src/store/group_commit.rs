@@ -111,9 +111,7 @@ impl<B: Backend> Writer<B> {
 
     /// The connection the transaction writes on; begins the transaction (or waits for its
     /// turn in the group) the first time.
-    pub(super) async fn connection(
-        &mut self,
-    ) -> StoreResult<&mut <B::Db as Database>::Connection> {
+    pub(super) async fn connection(&mut self) -> StoreResult<&mut <B::Db as Database>::Connection> {
         if let Writer::Unbegun(backend, group) = self {
             let begun = match group {
                 Some(group) => Writer::Grouped(group.join(backend).await?),

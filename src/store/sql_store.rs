@@ -565,13 +565,17 @@ impl<B: Backend> Tx for SqlTx<B> {
         }
         let sql = sql::lock_rows(B::DIALECT, keys, B::LOCK_ROW);
         sql::check(&sql)?;
-        B::Db::prepare(&sql).fetch_all(self.connection().await?).await?;
+        B::Db::prepare(&sql)
+            .fetch_all(self.connection().await?)
+            .await?;
         Ok(())
     }
 
     async fn lock_key(&mut self, key: &str) -> StoreResult<()> {
         if let Some(sql) = B::lock_key(key) {
-            B::Db::prepare(&sql).execute(self.connection().await?).await?;
+            B::Db::prepare(&sql)
+                .execute(self.connection().await?)
+                .await?;
         }
         Ok(())
     }
@@ -583,7 +587,11 @@ impl<B: Backend> Tx for SqlTx<B> {
         let sql = sql::search(B::DIALECT, query);
         sql::check(&sql)?;
         let rows = match time_budget::current() {
-            None => B::Db::prepare(&sql).fetch_all(self.connection().await?).await?,
+            None => {
+                B::Db::prepare(&sql)
+                    .fetch_all(self.connection().await?)
+                    .await?
+            }
             Some(clock) => {
                 let limit = clock.start()?;
                 timed_rows::<B>(self.tx.connection().await?, &sql, &clock, &limit)
@@ -653,7 +661,9 @@ impl<B: Backend> Tx for SqlTx<B> {
             return Ok(());
         }
         let sql = sql::queue_compartment(B::DIALECT, rtype, id, at);
-        B::Db::prepare(&sql).execute(self.connection().await?).await?;
+        B::Db::prepare(&sql)
+            .execute(self.connection().await?)
+            .await?;
         Ok(())
     }
 
@@ -676,12 +686,16 @@ impl<B: Backend> Tx for SqlTx<B> {
         // Delivered to the listening servers when (and only if) the transaction commits.
         if self.queues {
             if let Some(notify) = B::NOTIFY_QUEUED {
-                B::Db::query(notify).execute(self.connection().await?).await?;
+                B::Db::query(notify)
+                    .execute(self.connection().await?)
+                    .await?;
             }
         }
         if self.registry {
             if let Some(notify) = B::NOTIFY_REGISTRY {
-                B::Db::query(notify).execute(self.connection().await?).await?;
+                B::Db::query(notify)
+                    .execute(self.connection().await?)
+                    .await?;
             }
         }
         let SqlTx {
