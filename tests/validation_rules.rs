@@ -359,3 +359,139 @@ both_stores!(an_extension_url_is_absolute, |server| {
             {"url": "pillow", "valueString": "firm"}]}]});
     create(&server, &ok).await;
 });
+
+/// A document whose Composition (at a RESTful fullUrl) refers to `subject`, with a Patient
+/// entry at `patient_url` (versions `versions`).
+fn sleep_document(subject: &str, patient_entries: Value) -> Value {
+    let mut entries = vec![json!({"fullUrl": "http://rules.example/fhir/Composition/night-7",
+        "resource": {"resourceType": "Composition", "id": "night-7", "status": "final",
+            "type": {"text": "sleep diary"}, "date": "2026-03-04", "title": "Night 7",
+            "author": [{"display": "the sleeper"}], "subject": {"reference": subject}}})];
+    entries.extend(patient_entries.as_array().unwrap().iter().cloned());
+    json!({"resourceType": "Bundle", "type": "document", "timestamp": "2026-03-04T08:00:00Z",
+        "identifier": {"system": "http://rules.example/documents", "value": "night-7"},
+        "entry": entries})
+}
+
+fn dormouse(version: &str) -> Value {
+    json!({"fullUrl": "http://rules.example/fhir/Patient/dormouse",
+        "resource": {"resourceType": "Patient", "id": "dormouse", "meta": {"versionId": version}}})
+}
+
+both_stores!(a_document_includes_what_its_composition_refers_to, |server| {
+    // Relative, resolved against the Composition's RESTful fullUrl (bundle.html).
+    let ok = sleep_document("Patient/dormouse", json!([dormouse("2")]));
+    assert_eq!(errors(&validate(&server, &ok).await), Vec::<String>::new());
+    create(&server, &ok).await;
+    let versioned = sleep_document("Patient/dormouse/_history/2", json!([dormouse("2")]));
+    assert_eq!(
+        errors(&validate(&server, &versioned).await),
+        Vec::<String>::new()
+    );
+    // A version the document does not hold; a resource the document leaves out.
+    for subject in ["Patient/dormouse/_history/3", "Patient/hedgehog"] {
+        let bad = sleep_document(subject, json!([dormouse("2")]));
+        let reply = server.client().post("Bundle", &bad).await.unwrap();
+        let found = errors(&expect_status(&reply, 400));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].ends_with("Bundle.entry[0].resource.subject.reference"),
+            "{found:?}"
+        );
+    }
+    // Two versions of the Patient: `Patient/dormouse` names either, so it is ambiguous.
+    let two = sleep_document("Patient/dormouse", json!([dormouse("1"), dormouse("2")]));
+    let found = errors(&validate(&server, &two).await);
+    assert!(found.iter().any(|e| e.contains("ambiguous")), "{found:?}");
+});
+
+both_stores!(
+    a_relative_reference_from_a_urn_full_url_has_no_meaning_in_a_document,
+    |server| {
+        let mut doc = sleep_document("Patient/dormouse", json!([dormouse("2")]));
+        doc["entry"][0]["fullUrl"] = json!("urn:uuid:3f0c8a52-9d3e-4c4e-8a1b-7d2e5f6a9b10");
+        let found = errors(&validate(&server, &doc).await);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("not a RESTful URL"), "{found:?}");
+        // An absolute reference to the entry's fullUrl resolves.
+        doc["entry"][0]["resource"]["subject"]["reference"] =
+            json!("http://rules.example/fhir/Patient/dormouse");
+        create(&server, &doc).await;
+    }
+);
+
+both_stores!(a_collection_entry_has_a_full_url, |server| {
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "wren"}}]});
+    let reply = server.client().post("Bundle", &bundle).await.unwrap();
+    let found = errors(&expect_status(&reply, 400));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].ends_with("Bundle.entry[0]"), "{found:?}");
+    // A search result need not have one (results of operations may be unidentified).
+    let mut searchset = bundle.clone();
+    searchset["type"] = json!("searchset");
+    assert_eq!(
+        errors(&validate(&server, &searchset).await),
+        Vec::<String>::new()
+    );
+});
+
+both_stores!(a_restful_full_url_needs_the_resource_id, |server| {
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "http://rules.example/fhir/Patient/wren", "resource": {"resourceType": "Patient"}}]});
+    let found = errors(&validate(&server, &bundle).await);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("has none"), "{found:?}");
+    // A POST in a transaction creates the resource: it has no id yet.
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "http://rules.example/fhir/Patient/wren", "resource": {"resourceType": "Patient"},
+         "request": {"method": "POST", "url": "Patient"}}]});
+    assert_eq!(errors(&validate(&server, &tx).await), Vec::<String>::new());
+});
+
+both_stores!(a_value_set_names_its_code_system_by_an_absolute_uri, |server| {
+    let vs = |system: &str| {
+        json!({"resourceType": "ValueSet", "url": "http://rules.example/fhir/ValueSet/pillows",
+            "status": "draft", "compose": {"include": [{"system": system}]}})
+    };
+    let reply = server
+        .client()
+        .post("ValueSet", &vs("pillow-kinds"))
+        .await
+        .unwrap();
+    let found = errors(&expect_status(&reply, 400));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].ends_with("ValueSet.compose.include[0].system"),
+        "{found:?}"
+    );
+    create(&server, &vs("http://rules.example/pillow-kinds")).await;
+    // The canonical url too.
+    let mut relative = vs("http://rules.example/pillow-kinds");
+    relative["url"] = json!("ValueSet/pillows");
+    let found = errors(&validate(&server, &relative).await);
+    assert!(found.iter().any(|e| e.ends_with("ValueSet.url")), "{found:?}");
+});
+
+both_stores!(
+    a_capability_statement_search_param_has_its_definitions_type,
+    |server| {
+        let cs = |kind: &str| {
+            json!({"resourceType": "CapabilityStatement", "status": "draft", "date": "2026-03-04",
+            "kind": "instance", "fhirVersion": "4.0.1", "format": ["json"],
+            "implementation": {"description": "sleep lab"},
+            "rest": [{"mode": "server", "resource": [{"type": "Observation", "searchParam": [
+                {"name": "value-quantity", "type": kind,
+                 "definition": "http://hl7.org/fhir/SearchParameter/Observation-value-quantity"}]}]}]})
+        };
+        let reply = server
+            .client()
+            .post("CapabilityStatement", &cs("number"))
+            .await
+            .unwrap();
+        let found = errors(&expect_status(&reply, 400));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("quantity"), "{found:?}");
+        create(&server, &cs("quantity")).await;
+    }
+);

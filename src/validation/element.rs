@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::outcome::Outcome;
 use super::structure_definition::{ElementDefinition, StructureDefinition};
 use super::{
-    attachment, binding, extension, fixed_pattern, invariant, reference, slicing, Definitions,
+    absolute_uri, attachment, binding, extension, fixed_pattern, invariant, reference, slicing, Definitions,
 };
 use crate::fhirpath::Item;
 
@@ -132,6 +132,12 @@ impl<'v, 'a> Walk<'v, 'a> {
         }
         if let (Some("Reference"), Some(value)) = (type_code, node.value) {
             reference::check(self.defs, &def.types, value, at, self.out);
+        }
+        if let (Some("uri" | "canonical"), Some(value)) = (type_code, node.value) {
+            // Once per item: against the core definition, not again for each profile.
+            if sd.derivation == "specialization" && absolute_uri::applies(&def.path) {
+                absolute_uri::check(&def.path, value, at, self.out);
+            }
         }
         if let (Some("Attachment"), Some(value)) = (type_code, node.value) {
             // Once per Attachment: where the walk reaches it through its type's definition.

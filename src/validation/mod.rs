@@ -13,9 +13,12 @@
 //! invariants in FHIRPath (`invariant`) and bindings (`binding`). Definitions are compiled once
 //! ([`Definitions`]); snapshots come from differentials when a profile has none (`snapshot`).
 
+pub mod absolute_uri;
 pub mod attachment;
 pub mod binding;
 pub mod bundle;
+pub mod bundle_reference;
+pub mod capability_statement;
 pub mod element;
 pub mod extension;
 pub mod fixed_pattern;
@@ -453,7 +456,11 @@ impl Validator {
             "QuestionnaireResponse" => {
                 questionnaire_response::check(&self.defs, resource, rtype, &mut out)
             }
-            "Bundle" => bundle::check(&self.defs, resource, rtype, &mut out),
+            "CapabilityStatement" => capability_statement::check(resource, rtype, &mut out),
+            "Bundle" => {
+                bundle::check(&self.defs, resource, rtype, &mut out);
+                bundle_reference::check_document(&self.defs, resource, rtype, &mut out);
+            }
             _ => {}
         }
         let claimed = resource
