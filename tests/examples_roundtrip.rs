@@ -65,6 +65,12 @@ const KNOWN_INVALID: &[(&str, &str)] = &[
     ("DeviceUseStatement/example", "reasonReference, Reference(Condition|Observation|DiagnosticReport|DocumentReference|Media), refers to Procedure/example"),
     ("MedicationRequest/medrx0301", "dispenseRequest.performer, Reference(Organization), refers to Practitioner/f001"),
     ("Observation/clinical-gender", "performer, which may not refer to an Encounter, refers to Encounter/example"),
+    // CapabilityStatement.rest.resource.searchParam.type "SHALL be the same as the type in the search parameter definition".
+    ("CapabilityStatement/knowledge-repository", "the version parameters of Library, PlanDefinition, ActivityDefinition… say string; their definitions are token"),
+    ("CapabilityStatement/measure-processor", "Measure-version says string; its definition is token"),
+    ("CapabilityStatement/terminology-server", "ValueSet-reference says token (definition: uri), ConceptMap-source/-target say uri (definition: reference)"),
+    // Elements R4 defines as "An absolute URI".
+    ("ValueSet/example-hierarchical", "compose.include.system is '#hacked' (a contained CodeSystem), and ValueSet.compose.include.system is 'An absolute URI'"),
     // Ids.
     ("SearchParameter/questionnaireresponse-extensions-QuestionnaireResponse-item-subject", "the id has 68 characters (HL7 schema: id ^[A-Za-z0-9\\-\\.]{1,64}$)"),
 ];

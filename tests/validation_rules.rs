@@ -1,8 +1,12 @@
 //! Validation rules that come from no StructureDefinition (issue 18), through the HTTP API on
 //! both stores: a QuestionnaireResponse against its Questionnaire (questionnaire.html,
 //! questionnaireresponse.html), Bundle fullUrls (bundle.html), reference target types
-//! (references.html), Attachment sizes (datatypes.html#Attachment), and the R4 invariants whose
-//! expression HL7 corrected in R4B (que-7, que-12; decision 0043).
+//! (references.html), Attachment sizes (datatypes.html#Attachment), the R4 invariants whose
+//! expression HL7 corrected in R4B (que-7, que-12; decision 0043); references resolved in a
+//! Bundle and the document rule (bundle.html, Composition), elements defined as absolute URIs,
+//! CapabilityStatement search parameter types, URNs, the 1MB string limit, and the profile
+//! rules value limits (`minValue`/`maxValue`/`maxLength`), nested resources' type profiles and
+//! differentials without element ids.
 
 mod common;
 
@@ -495,3 +499,137 @@ both_stores!(
         create(&server, &cs("quantity")).await;
     }
 );
+
+const NAP: &str = "http://rules.example/fhir/StructureDefinition/nap";
+const NAP_BUNDLE: &str = "http://rules.example/fhir/StructureDefinition/nap-bundle";
+
+/// Profiles only this file uses, differentials without element ids: a nap Observation
+/// (a duration of 1 to 180 minutes, a note of at most 20 characters) and a collection of
+/// naps whose entries are slices by profile.
+fn nap_profiles() -> Vec<Value> {
+    vec![
+        json!({"resourceType": "StructureDefinition", "url": NAP, "name": "Nap", "status": "draft",
+        "kind": "resource", "abstract": false, "type": "Observation", "derivation": "constraint",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Observation",
+        "differential": {"element": [
+            {"path": "Observation.valueQuantity", "min": 1},
+            {"path": "Observation.valueQuantity.value",
+             "minValueDecimal": 1, "maxValueDecimal": 180},
+            {"path": "Observation.note.text", "maxLength": 20}]}}),
+        json!({"resourceType": "StructureDefinition", "url": NAP_BUNDLE, "name": "NapBundle",
+        "status": "draft", "kind": "resource", "abstract": false, "type": "Bundle",
+        "derivation": "constraint", "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Bundle",
+        "differential": {"element": [
+            {"path": "Bundle.entry", "slicing": {"discriminator": [{"type": "profile", "path": "resource"}],
+             "rules": "closed"}},
+            {"path": "Bundle.entry", "sliceName": "nap", "min": 1, "max": "*"},
+            {"path": "Bundle.entry.resource", "min": 1,
+             "type": [{"code": "Resource", "profile": [NAP]}]}]}}),
+    ]
+}
+
+/// A server with the package holding [`nap_profiles`].
+async fn nap_server(kind: StoreKind) -> Option<(TestServer, TempDir)> {
+    let dir = TempDir::new();
+    let package = write_package(&dir.0, "naps.example", json!({}), &nap_profiles());
+    let server =
+        TestServer::start_configured(kind, |s| s.validation.packages = vec![package]).await?;
+    Some((server, dir))
+}
+
+/// Like `both_stores!`, on a server that holds [`nap_profiles`].
+macro_rules! with_naps {
+    ($name:ident, |$server:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($server: TestServer) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let (server, _dir) = nap_server(StoreKind::Sqlite).await.unwrap();
+                run(server).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some((server, _dir)) = nap_server(StoreKind::Postgres).await {
+                    run(server).await;
+                }
+            }
+        }
+    };
+}
+
+fn nap(minutes: f64, note: &str) -> Value {
+    json!({"resourceType": "Observation", "meta": {"profile": [NAP]}, "status": "final",
+        "code": {"text": "nap"}, "note": [{"text": note}],
+        "valueQuantity": {"value": minutes, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"}})
+}
+
+with_naps!(a_profile_bounds_values_and_lengths, |server| {
+    create(&server, &nap(25.0, "after lunch")).await;
+    for (bad, at) in [
+        (nap(181.0, "after lunch"), "Observation.valueQuantity.value"),
+        (nap(0.5, "after lunch"), "Observation.valueQuantity.value"),
+        (
+            nap(25.0, "after a long walk in the rain"),
+            "Observation.note[0].text",
+        ),
+    ] {
+        let reply = server.client().post("Observation", &bad).await.unwrap();
+        let found = errors(&expect_status(&reply, 400));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].ends_with(at), "{found:?}");
+    }
+});
+
+with_naps!(
+    a_nested_resource_conforms_to_its_elements_profile,
+    |server| {
+        let bundle = |entries: Value| {
+            json!({"resourceType": "Bundle", "meta": {"profile": [NAP_BUNDLE]}, "type": "collection",
+            "entry": entries})
+        };
+        let entry = |i: u32, r: Value| json!({"fullUrl": format!("urn:uuid:6b1f2c3d-0000-4000-8000-00000000000{i}"), "resource": r});
+        // Two naps: both in the slice (its cardinality is that of its own, not of the others).
+        let ok = bundle(json!([
+            entry(1, nap(20.0, "sofa")),
+            entry(2, nap(40.0, "bed"))
+        ]));
+        assert_eq!(errors(&validate(&server, &ok).await), Vec::<String>::new());
+        create(&server, &ok).await;
+        // A Patient where only naps may be: the closed slicing and the type's profile refuse it.
+        let bad = bundle(json!([
+            entry(1, nap(20.0, "sofa")),
+            entry(2, json!({"resourceType": "Patient"}))
+        ]));
+        assert!(!errors(&validate(&server, &bad).await).is_empty());
+    }
+);
+
+both_stores!(a_string_is_at_most_one_megabyte, |server| {
+    let long = "z".repeat(1024 * 1024 + 1);
+    let p = json!({"resourceType": "Patient", "name": [{"text": long}]});
+    let found = errors(&validate(&server, &p).await);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].ends_with("Patient.name[0].text"), "{found:?}");
+});
+
+both_stores!(a_urn_follows_its_namespace, |server| {
+    let device = |url: &str| {
+        json!({"resourceType": "Device", "url": url})
+    };
+    for bad in [
+        "urn:uuid:5b2e8f10-3c4d-4e5f-8a9b-0c1d2e3f4a5bzz",
+        "urn:oid:1.3.6.01.4",
+    ] {
+        let reply = server.client().post("Device", &device(bad)).await.unwrap();
+        let found = errors(&expect_status(&reply, 400));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].ends_with("Device.url"), "{found:?}");
+    }
+    create(&server, &device("urn:uuid:5b2e8f10-3c4d-4e5f-8a9b-0c1d2e3f4a5b")).await;
+    create(&server, &device("urn:oid:1.3.6.1.4.1.99999")).await;
+});

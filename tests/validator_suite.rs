@@ -33,7 +33,7 @@ use signaal::validation::{CoreFile, Definitions, Settings, Validator};
 /// across a Bundle, targets checked against their profiles, authoring rules for CodeSystems,
 /// ValueSets, SearchParameters and Measures), unknown extensions and extension contexts (by
 /// design), and a few where Java runs with settings Signaal does not have.
-const MIN_PRESENCE_AGREEMENT: f64 = 0.77;
+const MIN_PRESENCE_AGREEMENT: f64 = 0.80;
 
 fn data_dir() -> PathBuf {
     match std::env::var_os("FHIR_VALIDATOR_TESTS") {

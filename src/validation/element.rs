@@ -14,7 +14,8 @@ use serde_json::Value;
 use super::outcome::Outcome;
 use super::structure_definition::{ElementDefinition, StructureDefinition};
 use super::{
-    absolute_uri, attachment, binding, extension, fixed_pattern, invariant, reference, slicing, Definitions,
+    absolute_uri, attachment, binding, extension, fixed_pattern, invariant, reference, slicing,
+    urn, value_limits, Definitions,
 };
 use crate::fhirpath::Item;
 
@@ -127,11 +128,24 @@ impl<'v, 'a> Walk<'v, 'a> {
                 self.out,
             );
         }
+        if let (Some(t), Some(value)) = (type_code, node.value) {
+            if value.is_string() && value_limits::is_string(t) {
+                value_limits::check_string_size(value, at, self.out);
+            }
+        }
+        if def.min_value.is_some() || def.max_value.is_some() || def.max_length.is_some() {
+            if let Some(value) = node.value {
+                value_limits::check(def, value, at, self.out);
+            }
+        }
         if let (Some(b), Some(t), Some(value)) = (&def.binding, type_code, node.value) {
             binding::check(self.defs, b, t, value, at, self.out);
         }
         if let (Some("Reference"), Some(value)) = (type_code, node.value) {
             reference::check(self.defs, &def.types, value, at, self.out);
+        }
+        if let (Some("uri" | "url" | "canonical"), Some(value)) = (type_code, node.value) {
+            urn::check(value, at, self.out);
         }
         if let (Some("uri" | "canonical"), Some(value)) = (type_code, node.value) {
             // Once per item: against the core definition, not again for each profile.
@@ -349,6 +363,7 @@ impl<'v, 'a> Walk<'v, 'a> {
         if matches!(type_code, Some("Resource")) || def.types.iter().any(|t| t.code == "Resource") {
             if let Some(value) = entry.node.value {
                 self.nested(value, &entry.at, def.name == "contained");
+                self.nested_profiles(def, value, &entry.at);
             }
             return;
         }
@@ -399,6 +414,64 @@ impl<'v, 'a> Walk<'v, 'a> {
             depth: self.depth,
         };
         inner.resource_against(sd, at);
+    }
+
+    /// A nested resource against the profiles its element's type names (`Bundle.entry.resource`
+    /// as `Resource` with profile `DocumentManifest`): it conforms to at least one of them
+    /// (ElementDefinition.type.profile). Profiles the server does not know are not checked; a
+    /// resource of a type none of the known ones constrains is an error.
+    fn nested_profiles(&mut self, def: &ElementDefinition, value: &'a Value, at: &str) {
+        let known: Vec<&'v StructureDefinition> = def
+            .types
+            .iter()
+            .flat_map(|t| t.profiles.iter())
+            .filter_map(|url| self.defs.get(url))
+            .collect();
+        if known.is_empty() {
+            return;
+        }
+        let Some(rtype) = value.get("resourceType").and_then(Value::as_str) else {
+            return;
+        };
+        if known
+            .iter()
+            .any(|sd| matches!(sd.type_name.as_str(), "Resource" | "DomainResource"))
+        {
+            return;
+        }
+        let of_type: Vec<&StructureDefinition> = known
+            .iter()
+            .copied()
+            .filter(|sd| sd.type_name == rtype)
+            .collect();
+        match of_type.as_slice() {
+            [] => {
+                let mut allowed: Vec<&str> = known.iter().map(|sd| sd.type_name.as_str()).collect();
+                allowed.dedup();
+                self.out.error(
+                    "structure",
+                    at,
+                    format!(
+                        "The resource is a {rtype}, but this element's profiles only allow {}",
+                        allowed.join(", ")
+                    ),
+                );
+            }
+            // One profile of its type: it must conform to it (with several, conforming to any
+            // one is enough, which needs a walk per profile: not checked here).
+            [sd] if sd.derivation != "specialization" => {
+                let contained = def.name == "contained";
+                let mut inner = Walk {
+                    defs: self.defs,
+                    resource: value,
+                    root_resource: if contained { self.root_resource } else { value },
+                    out: &mut *self.out,
+                    depth: self.depth,
+                };
+                inner.resource_against(sd, at);
+            }
+            _ => {}
+        }
     }
 
     /// The items `object` has for the element `def` (one of `kids`, the children of the same

@@ -30,6 +30,8 @@ pub mod reference;
 pub mod slicing;
 pub mod snapshot;
 pub mod structure_definition;
+pub mod urn;
+pub mod value_limits;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};

@@ -31,12 +31,43 @@ pub fn generate(sd: &Value, bases: &dyn Bases) -> Result<Value, String> {
         .pointer("/differential/element")
         .and_then(Value::as_array)
         .ok_or("it has neither a snapshot nor a differential")?;
-    for d in differential {
-        apply(&mut snapshot, d, bases)?;
+    for d in with_ids(differential)? {
+        apply(&mut snapshot, &d, bases)?;
     }
     let mut out = sd.clone();
     out["snapshot"] = serde_json::json!({ "element": snapshot });
     Ok(out)
+}
+
+/// The differential with an id on every element. An element without one (differentials
+/// written before element ids, profiling.html: "elements are identified by their path" and
+/// follow their slice) is inside the nearest element before it whose path contains its path:
+/// `Bundle.entry.resource` after the slice `Bundle.entry:Patient` is
+/// `Bundle.entry:Patient.resource`.
+fn with_ids(differential: &[Value]) -> Result<Vec<Value>, String> {
+    let mut done: Vec<Value> = Vec::with_capacity(differential.len());
+    for d in differential {
+        let mut d = d.clone();
+        if d.get("id").and_then(Value::as_str).is_none() {
+            let path = d
+                .get("path")
+                .and_then(Value::as_str)
+                .ok_or("a differential element has neither id nor path")?
+                .to_owned();
+            let parent = done.iter().rev().find_map(|e| {
+                let p = e.get("path").and_then(Value::as_str)?;
+                let rest = path.strip_prefix(p)?.strip_prefix('.')?;
+                Some(format!("{}.{rest}", id(e)))
+            });
+            let own = parent.unwrap_or_else(|| path.clone());
+            d["id"] = Value::String(match d.get("sliceName").and_then(Value::as_str) {
+                Some(slice) => format!("{own}:{slice}"),
+                None => own,
+            });
+        }
+        done.push(d);
+    }
+    Ok(done)
 }
 
 /// The id of a differential element: its own, or its path with its slice name.
@@ -285,6 +316,34 @@ mod tests {
         assert_eq!(out["snapshot"]["element"][1]["max"], "1");
         assert_eq!(out["snapshot"]["element"][3]["min"], 1);
         assert_eq!(out["snapshot"]["element"][3]["path"], "Thing.code.text");
+    }
+
+    #[test]
+    fn elements_without_ids_belong_to_the_slice_before_them() {
+        let profile = json!({"baseDefinition": "http://hl7.org/fhir/StructureDefinition/Thing",
+        "differential": {"element": [
+            {"path": "Thing.code.coding",
+             "slicing": {"discriminator": [{"type": "value", "path": "code"}], "rules": "open"}},
+            {"path": "Thing.code.coding", "sliceName": "a"},
+            {"path": "Thing.code.coding.code", "fixedCode": "x"},
+            {"path": "Thing.code.coding", "sliceName": "b"},
+            {"path": "Thing.code.coding.code", "fixedCode": "y"},
+        ]}});
+        let ids: Vec<String> = with_ids(profile["differential"]["element"].as_array().unwrap())
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "Thing.code.coding",
+                "Thing.code.coding:a",
+                "Thing.code.coding:a.code",
+                "Thing.code.coding:b",
+                "Thing.code.coding:b.code"
+            ]
+        );
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub struct ElementDefinition {
     pub content_reference: Option<String>,
     pub fixed: Option<Value>,
     pub pattern: Option<Value>,
+    /// `minValue[x]` and `maxValue[x]` (inclusive), `maxLength` (`value_limits`).
+    pub min_value: Option<Value>,
+    pub max_value: Option<Value>,
+    pub max_length: Option<u64>,
     pub binding: Option<Binding>,
     pub slicing: Option<Slicing>,
     pub constraints: Vec<Arc<Constraint>>,
@@ -180,6 +184,9 @@ impl ElementDefinition {
             content_reference: string(element, "contentReference"),
             fixed: prefixed(object, "fixed"),
             pattern: prefixed(object, "pattern"),
+            min_value: prefixed(object, "minValue"),
+            max_value: prefixed(object, "maxValue"),
+            max_length: element.get("maxLength").and_then(Value::as_u64),
             binding: element.get("binding").and_then(|b| {
                 Some(Binding {
                     strength: string(b, "strength")?,
