@@ -503,19 +503,18 @@ both_stores!(
 const NAP: &str = "http://rules.example/fhir/StructureDefinition/nap";
 const NAP_BUNDLE: &str = "http://rules.example/fhir/StructureDefinition/nap-bundle";
 
-/// Profiles only this file uses, differentials without element ids: a nap Observation
-/// (a duration of 1 to 180 minutes, a note of at most 20 characters) and a collection of
-/// naps whose entries are slices by profile.
+/// Profiles only this file uses, differentials without element ids: a nap risk assessment
+/// (a relative risk from 0.1 to 10, a mitigation of at most 20 characters) and a collection
+/// of them whose entries are slices by profile.
 fn nap_profiles() -> Vec<Value> {
     vec![
-        json!({"resourceType": "StructureDefinition", "url": NAP, "name": "Nap", "status": "draft",
-        "kind": "resource", "abstract": false, "type": "Observation", "derivation": "constraint",
-        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Observation",
+        json!({"resourceType": "StructureDefinition", "url": NAP, "name": "NapRisk", "status": "draft",
+        "kind": "resource", "abstract": false, "type": "RiskAssessment", "derivation": "constraint",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/RiskAssessment",
         "differential": {"element": [
-            {"path": "Observation.valueQuantity", "min": 1},
-            {"path": "Observation.valueQuantity.value",
-             "minValueDecimal": 1, "maxValueDecimal": 180},
-            {"path": "Observation.note.text", "maxLength": 20}]}}),
+            {"path": "RiskAssessment.prediction.relativeRisk",
+             "minValueDecimal": 0.1, "maxValueDecimal": 10},
+            {"path": "RiskAssessment.mitigation", "maxLength": 20}]}}),
         json!({"resourceType": "StructureDefinition", "url": NAP_BUNDLE, "name": "NapBundle",
         "status": "draft", "kind": "resource", "abstract": false, "type": "Bundle",
         "derivation": "constraint", "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Bundle",
@@ -562,23 +561,20 @@ macro_rules! with_naps {
     };
 }
 
-fn nap(minutes: f64, note: &str) -> Value {
-    json!({"resourceType": "Observation", "meta": {"profile": [NAP]}, "status": "final",
-        "code": {"text": "nap"}, "note": [{"text": note}],
-        "valueQuantity": {"value": minutes, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"}})
+fn nap(relative_risk: f64, mitigation: &str) -> Value {
+    json!({"resourceType": "RiskAssessment", "meta": {"profile": [NAP]}, "status": "final",
+        "subject": {"reference": "Patient/dozer"}, "mitigation": mitigation,
+        "prediction": [{"outcome": {"text": "falls asleep at the wheel"}, "relativeRisk": relative_risk}]})
 }
 
 with_naps!(a_profile_bounds_values_and_lengths, |server| {
-    create(&server, &nap(25.0, "after lunch")).await;
+    create(&server, &nap(2.5, "a short nap")).await;
     for (bad, at) in [
-        (nap(181.0, "after lunch"), "Observation.valueQuantity.value"),
-        (nap(0.5, "after lunch"), "Observation.valueQuantity.value"),
-        (
-            nap(25.0, "after a long walk in the rain"),
-            "Observation.note[0].text",
-        ),
+        (nap(12.0, "a short nap"), "RiskAssessment.prediction[0].relativeRisk"),
+        (nap(0.05, "a short nap"), "RiskAssessment.prediction[0].relativeRisk"),
+        (nap(2.5, "a nap every afternoon after lunch"), "RiskAssessment.mitigation"),
     ] {
-        let reply = server.client().post("Observation", &bad).await.unwrap();
+        let reply = server.client().post("RiskAssessment", &bad).await.unwrap();
         let found = errors(&expect_status(&reply, 400));
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].ends_with(at), "{found:?}");
@@ -593,16 +589,16 @@ with_naps!(
             "entry": entries})
         };
         let entry = |i: u32, r: Value| json!({"fullUrl": format!("urn:uuid:6b1f2c3d-0000-4000-8000-00000000000{i}"), "resource": r});
-        // Two naps: both in the slice (its cardinality is that of its own, not of the others).
+        // Two assessments: both in the slice (its cardinality is that of its own, not of the others).
         let ok = bundle(json!([
-            entry(1, nap(20.0, "sofa")),
-            entry(2, nap(40.0, "bed"))
+            entry(1, nap(2.0, "sofa")),
+            entry(2, nap(4.0, "bed"))
         ]));
         assert_eq!(errors(&validate(&server, &ok).await), Vec::<String>::new());
         create(&server, &ok).await;
-        // A Patient where only naps may be: the closed slicing and the type's profile refuse it.
+        // A Patient where only nap assessments may be: the closed slicing and the type's profile refuse it.
         let bad = bundle(json!([
-            entry(1, nap(20.0, "sofa")),
+            entry(1, nap(2.0, "sofa")),
             entry(2, json!({"resourceType": "Patient"}))
         ]));
         assert!(!errors(&validate(&server, &bad).await).is_empty());
@@ -632,4 +628,21 @@ both_stores!(a_urn_follows_its_namespace, |server| {
     }
     create(&server, &device("urn:uuid:5b2e8f10-3c4d-4e5f-8a9b-0c1d2e3f4a5b")).await;
     create(&server, &device("urn:oid:1.3.6.1.4.1.99999")).await;
+});
+
+both_stores!(a_search_outcome_entry_is_an_operation_outcome, |server| {
+    let set = |outcome: Value| {
+        json!({"resourceType": "Bundle", "type": "searchset", "entry": [
+            {"fullUrl": "http://rules.example/fhir/Patient/lark", "resource": {"resourceType": "Patient", "id": "lark"},
+             "search": {"mode": "match"}},
+            {"resource": outcome, "search": {"mode": "outcome"}}]})
+    };
+    let bad = set(json!({"resourceType": "Patient", "id": "owl"}));
+    let reply = server.client().post("Bundle", &bad).await.unwrap();
+    let found = errors(&expect_status(&reply, 400));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].ends_with("Bundle.entry[1].resource"), "{found:?}");
+    let ok = set(json!({"resourceType": "OperationOutcome", "issue": [
+        {"severity": "information", "code": "informational", "diagnostics": "2 of 3 sleepers shown"}]}));
+    create(&server, &ok).await;
 });

@@ -17,6 +17,10 @@
 //!   `document`, `message` or `collection` (neither requests nor results), an entry with a
 //!   resource has one.
 //!
+//! - `entry.search.mode` `outcome` is "An OperationOutcome that provides additional
+//!   information about the processing of a search" (the code's definition): the entry's
+//!   resource is an OperationOutcome.
+//!
 //! References between entries are resolved in `bundle_reference`.
 
 use serde_json::Value;
@@ -37,6 +41,17 @@ pub fn check(defs: &Definitions, bundle: &Value, at: &str, out: &mut Outcome) {
         Some("document" | "message" | "collection")
     );
     for (i, entry) in entries.iter().enumerate() {
+        if entry.pointer("/search/mode").and_then(Value::as_str) == Some("outcome") {
+            if let Some(t) = entry.pointer("/resource/resourceType").and_then(Value::as_str) {
+                if t != "OperationOutcome" {
+                    out.error(
+                        "invalid",
+                        &format!("{at}.entry[{i}].resource"),
+                        format!("The entry's search mode is outcome, so it holds an OperationOutcome, not a {t}"),
+                    );
+                }
+            }
+        }
         let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) else {
             if identified && entry.get("resource").is_some() {
                 out.error(

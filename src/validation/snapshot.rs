@@ -48,7 +48,17 @@ fn with_ids(differential: &[Value]) -> Result<Vec<Value>, String> {
     let mut done: Vec<Value> = Vec::with_capacity(differential.len());
     for d in differential {
         let mut d = d.clone();
-        if d.get("id").and_then(Value::as_str).is_none() {
+        // An id whose path part is not the element's path (`effective[x]:dar` on
+        // `effective[x].extension`) breaks elementdefinition.html's id rules: the path wins.
+        let agrees = match (
+            d.get("id").and_then(Value::as_str),
+            d.get("path").and_then(Value::as_str),
+        ) {
+            (Some(id), Some(path)) => path_of_id(id) == path,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if !agrees {
             let path = d
                 .get("path")
                 .and_then(Value::as_str)
@@ -68,6 +78,15 @@ fn with_ids(differential: &[Value]) -> Result<Vec<Value>, String> {
         done.push(d);
     }
     Ok(done)
+}
+
+/// The path an element id names: the id without its slice names (`Observation.category:VSCat.coding`
+/// → `Observation.category.coding`).
+fn path_of_id(id: &str) -> String {
+    id.split('.')
+        .map(|segment| segment.split(':').next().unwrap_or(segment))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// The id of a differential element: its own, or its path with its slice name.
