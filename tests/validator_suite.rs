@@ -27,13 +27,15 @@ use signaal::validation::{CoreFile, Definitions, Settings, Validator};
 /// agreement measured, so a regression fails. 64.5% of 473 runs before the rules of decision
 /// 0043 (QuestionnaireResponse against its Questionnaire, Bundle fullUrls, reference target
 /// types, Attachment sizes, extension urls, slicing of nested resources, que-7/que-12 as R4B
-/// corrected them); 77.6% after. Issue 18 aims at 90%. The disagreements left are listed by
-/// class in docs/validation.md: mostly checks that come from no StructureDefinition and need
-/// what the server does not have (display names of LOINC/SNOMED CT/CVX, references resolved
-/// across a Bundle, targets checked against their profiles, authoring rules for CodeSystems,
-/// ValueSets, SearchParameters and Measures), unknown extensions and extension contexts (by
-/// design), and a few where Java runs with settings Signaal does not have.
-const MIN_PRESENCE_AGREEMENT: f64 = 0.80;
+/// corrected them); 77.6% after; 81.2% after decision 0047's (references resolved in Bundles
+/// and documents, absolute-URI elements, value limits, nested resources' profiles,
+/// differentials without ids, URNs, CapabilityStatement search parameter types). Issue 18 aims
+/// at 90%. The disagreements left are listed by class in docs/validation.md: mostly checks
+/// that need what the server does not have (display names of LOINC/SNOMED CT/CVX, targets
+/// checked against their profiles on a server), authoring rules that are the Java validator's
+/// policy rather than R4's, unknown extensions and extension contexts (by design), and a few
+/// where Java runs with settings Signaal does not have.
+const MIN_PRESENCE_AGREEMENT: f64 = 0.81;
 
 fn data_dir() -> PathBuf {
     match std::env::var_os("FHIR_VALIDATOR_TESTS") {
