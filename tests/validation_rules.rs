@@ -619,7 +619,7 @@ both_stores!(a_urn_follows_its_namespace, |server| {
     };
     for bad in [
         "urn:uuid:5b2e8f10-3c4d-4e5f-8a9b-0c1d2e3f4a5bzz",
-        "urn:oid:1.3.6.01.4",
+        "urn:uuid:5b2e8f10-3c4d-4e5f-8a9b",
     ] {
         let reply = server.client().post("Device", &device(bad)).await.unwrap();
         let found = errors(&expect_status(&reply, 400));

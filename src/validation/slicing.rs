@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::element::{Entry, Walk};
+use super::element::{Entry, Node, Walk};
 use super::fixed_pattern::{matches_fixed, matches_pattern};
 use super::outcome::Outcome;
 use super::reference;
@@ -190,8 +190,26 @@ fn discriminated(
                         && values
                             .iter()
                             .all(|v| profiles.iter().any(|p| resource_conforms(walk, p, v)))
-                } else {
+                } else if path == "$this" {
                     profiles.iter().any(|p| conforms(walk, p, 0, entry))
+                } else {
+                    // The values at the discriminator's path (`coding`, `text`), each against
+                    // the profiles of the slice's element there.
+                    let values = values_at(value, path);
+                    !values.is_empty()
+                        && values.iter().all(|v| {
+                            profiles.iter().any(|p| {
+                                let at_path = Entry {
+                                    node: Node {
+                                        value: Some(v),
+                                        ext: None,
+                                    },
+                                    at: format!("{}.{path}", entry.at),
+                                    type_code: Some(p.type_name.clone()),
+                                };
+                                conforms(walk, p, 0, &at_path)
+                            })
+                        })
                 }
             }
             _ => return None,
