@@ -367,10 +367,12 @@ both_stores!(an_extension_url_is_absolute, |server| {
 /// A document whose Composition (at a RESTful fullUrl) refers to `subject`, with a Patient
 /// entry at `patient_url` (versions `versions`).
 fn sleep_document(subject: &str, patient_entries: Value) -> Value {
-    let mut entries = vec![json!({"fullUrl": "http://rules.example/fhir/Composition/night-7",
+    let mut entries = vec![
+        json!({"fullUrl": "http://rules.example/fhir/Composition/night-7",
         "resource": {"resourceType": "Composition", "id": "night-7", "status": "final",
             "type": {"text": "sleep diary"}, "date": "2026-03-04", "title": "Night 7",
-            "author": [{"display": "the sleeper"}], "subject": {"reference": subject}}})];
+            "author": [{"display": "the sleeper"}], "subject": {"reference": subject}}}),
+    ];
     entries.extend(patient_entries.as_array().unwrap().iter().cloned());
     json!({"resourceType": "Bundle", "type": "document", "timestamp": "2026-03-04T08:00:00Z",
         "identifier": {"system": "http://rules.example/documents", "value": "night-7"},
@@ -382,32 +384,35 @@ fn dormouse(version: &str) -> Value {
         "resource": {"resourceType": "Patient", "id": "dormouse", "meta": {"versionId": version}}})
 }
 
-both_stores!(a_document_includes_what_its_composition_refers_to, |server| {
-    // Relative, resolved against the Composition's RESTful fullUrl (bundle.html).
-    let ok = sleep_document("Patient/dormouse", json!([dormouse("2")]));
-    assert_eq!(errors(&validate(&server, &ok).await), Vec::<String>::new());
-    create(&server, &ok).await;
-    let versioned = sleep_document("Patient/dormouse/_history/2", json!([dormouse("2")]));
-    assert_eq!(
-        errors(&validate(&server, &versioned).await),
-        Vec::<String>::new()
-    );
-    // A version the document does not hold; a resource the document leaves out.
-    for subject in ["Patient/dormouse/_history/3", "Patient/hedgehog"] {
-        let bad = sleep_document(subject, json!([dormouse("2")]));
-        let reply = server.client().post("Bundle", &bad).await.unwrap();
-        let found = errors(&expect_status(&reply, 400));
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert!(
-            found[0].ends_with("Bundle.entry[0].resource.subject.reference"),
-            "{found:?}"
+both_stores!(
+    a_document_includes_what_its_composition_refers_to,
+    |server| {
+        // Relative, resolved against the Composition's RESTful fullUrl (bundle.html).
+        let ok = sleep_document("Patient/dormouse", json!([dormouse("2")]));
+        assert_eq!(errors(&validate(&server, &ok).await), Vec::<String>::new());
+        create(&server, &ok).await;
+        let versioned = sleep_document("Patient/dormouse/_history/2", json!([dormouse("2")]));
+        assert_eq!(
+            errors(&validate(&server, &versioned).await),
+            Vec::<String>::new()
         );
+        // A version the document does not hold; a resource the document leaves out.
+        for subject in ["Patient/dormouse/_history/3", "Patient/hedgehog"] {
+            let bad = sleep_document(subject, json!([dormouse("2")]));
+            let reply = server.client().post("Bundle", &bad).await.unwrap();
+            let found = errors(&expect_status(&reply, 400));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(
+                found[0].ends_with("Bundle.entry[0].resource.subject.reference"),
+                "{found:?}"
+            );
+        }
+        // Two versions of the Patient: `Patient/dormouse` names either, so it is ambiguous.
+        let two = sleep_document("Patient/dormouse", json!([dormouse("1"), dormouse("2")]));
+        let found = errors(&validate(&server, &two).await);
+        assert!(found.iter().any(|e| e.contains("ambiguous")), "{found:?}");
     }
-    // Two versions of the Patient: `Patient/dormouse` names either, so it is ambiguous.
-    let two = sleep_document("Patient/dormouse", json!([dormouse("1"), dormouse("2")]));
-    let found = errors(&validate(&server, &two).await);
-    assert!(found.iter().any(|e| e.contains("ambiguous")), "{found:?}");
-});
+);
 
 both_stores!(
     a_relative_reference_from_a_urn_full_url_has_no_meaning_in_a_document,
@@ -453,29 +458,35 @@ both_stores!(a_restful_full_url_needs_the_resource_id, |server| {
     assert_eq!(errors(&validate(&server, &tx).await), Vec::<String>::new());
 });
 
-both_stores!(a_value_set_names_its_code_system_by_an_absolute_uri, |server| {
-    let vs = |system: &str| {
-        json!({"resourceType": "ValueSet", "url": "http://rules.example/fhir/ValueSet/pillows",
+both_stores!(
+    a_value_set_names_its_code_system_by_an_absolute_uri,
+    |server| {
+        let vs = |system: &str| {
+            json!({"resourceType": "ValueSet", "url": "http://rules.example/fhir/ValueSet/pillows",
             "status": "draft", "compose": {"include": [{"system": system}]}})
-    };
-    let reply = server
-        .client()
-        .post("ValueSet", &vs("pillow-kinds"))
-        .await
-        .unwrap();
-    let found = errors(&expect_status(&reply, 400));
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert!(
-        found[0].ends_with("ValueSet.compose.include[0].system"),
-        "{found:?}"
-    );
-    create(&server, &vs("http://rules.example/pillow-kinds")).await;
-    // The canonical url too.
-    let mut relative = vs("http://rules.example/pillow-kinds");
-    relative["url"] = json!("ValueSet/pillows");
-    let found = errors(&validate(&server, &relative).await);
-    assert!(found.iter().any(|e| e.ends_with("ValueSet.url")), "{found:?}");
-});
+        };
+        let reply = server
+            .client()
+            .post("ValueSet", &vs("pillow-kinds"))
+            .await
+            .unwrap();
+        let found = errors(&expect_status(&reply, 400));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].ends_with("ValueSet.compose.include[0].system"),
+            "{found:?}"
+        );
+        create(&server, &vs("http://rules.example/pillow-kinds")).await;
+        // The canonical url too.
+        let mut relative = vs("http://rules.example/pillow-kinds");
+        relative["url"] = json!("ValueSet/pillows");
+        let found = errors(&validate(&server, &relative).await);
+        assert!(
+            found.iter().any(|e| e.ends_with("ValueSet.url")),
+            "{found:?}"
+        );
+    }
+);
 
 both_stores!(
     a_capability_statement_search_param_has_its_definitions_type,
@@ -570,9 +581,18 @@ fn nap(relative_risk: f64, mitigation: &str) -> Value {
 with_naps!(a_profile_bounds_values_and_lengths, |server| {
     create(&server, &nap(2.5, "a short nap")).await;
     for (bad, at) in [
-        (nap(12.0, "a short nap"), "RiskAssessment.prediction[0].relativeRisk"),
-        (nap(0.05, "a short nap"), "RiskAssessment.prediction[0].relativeRisk"),
-        (nap(2.5, "a nap every afternoon after lunch"), "RiskAssessment.mitigation"),
+        (
+            nap(12.0, "a short nap"),
+            "RiskAssessment.prediction[0].relativeRisk",
+        ),
+        (
+            nap(0.05, "a short nap"),
+            "RiskAssessment.prediction[0].relativeRisk",
+        ),
+        (
+            nap(2.5, "a nap every afternoon after lunch"),
+            "RiskAssessment.mitigation",
+        ),
     ] {
         let reply = server.client().post("RiskAssessment", &bad).await.unwrap();
         let found = errors(&expect_status(&reply, 400));
@@ -614,9 +634,7 @@ both_stores!(a_string_is_at_most_one_megabyte, |server| {
 });
 
 both_stores!(a_urn_follows_its_namespace, |server| {
-    let device = |url: &str| {
-        json!({"resourceType": "Device", "url": url})
-    };
+    let device = |url: &str| json!({"resourceType": "Device", "url": url});
     for bad in [
         "urn:uuid:5b2e8f10-3c4d-4e5f-8a9b-0c1d2e3f4a5bzz",
         "urn:uuid:5b2e8f10-3c4d-4e5f-8a9b",
@@ -626,7 +644,11 @@ both_stores!(a_urn_follows_its_namespace, |server| {
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].ends_with("Device.url"), "{found:?}");
     }
-    create(&server, &device("urn:uuid:5b2e8f10-3c4d-4e5f-8a9b-0c1d2e3f4a5b")).await;
+    create(
+        &server,
+        &device("urn:uuid:5b2e8f10-3c4d-4e5f-8a9b-0c1d2e3f4a5b"),
+    )
+    .await;
     create(&server, &device("urn:oid:1.3.6.1.4.1.99999")).await;
 });
 

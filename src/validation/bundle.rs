@@ -42,7 +42,10 @@ pub fn check(defs: &Definitions, bundle: &Value, at: &str, out: &mut Outcome) {
     );
     for (i, entry) in entries.iter().enumerate() {
         if entry.pointer("/search/mode").and_then(Value::as_str) == Some("outcome") {
-            if let Some(t) = entry.pointer("/resource/resourceType").and_then(Value::as_str) {
+            if let Some(t) = entry
+                .pointer("/resource/resourceType")
+                .and_then(Value::as_str)
+            {
                 if t != "OperationOutcome" {
                     out.error(
                         "invalid",

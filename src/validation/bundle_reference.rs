@@ -47,7 +47,11 @@ fn restful<'u>(defs: &Definitions, url: &'u str) -> Option<(&'u str, &'u str, &'
     let url = without_version(url).0;
     let (rest, id) = url.rsplit_once('/')?;
     let (root, rtype) = rest.rsplit_once('/')?;
-    if id.is_empty() || root.split_once("://").is_none_or(|(_, host)| host.is_empty()) {
+    if id.is_empty()
+        || root
+            .split_once("://")
+            .is_none_or(|(_, host)| host.is_empty())
+    {
         return None;
     }
     defs.core(rtype)
@@ -89,7 +93,11 @@ pub fn resolve(
                 .is_some_and(|f| without_version(f).0 == target)
         })
         .filter(|(_, e)| match version {
-            Some(v) => e.pointer("/resource/meta/versionId").and_then(Value::as_str) == Some(v),
+            Some(v) => {
+                e.pointer("/resource/meta/versionId")
+                    .and_then(Value::as_str)
+                    == Some(v)
+            }
             None => true,
         })
         .map(|(i, _)| i)
@@ -199,7 +207,10 @@ mod tests {
         let defs = Definitions::built_in();
         let e = entries();
         let holder = Some("http://a.example/fhir/Composition/c1");
-        assert_eq!(resolve(&defs, &e, holder, "Patient/p1"), Resolution::Entry(1));
+        assert_eq!(
+            resolve(&defs, &e, holder, "Patient/p1"),
+            Resolution::Entry(1)
+        );
         assert_eq!(
             resolve(&defs, &e, holder, "Patient/p1/_history/4"),
             Resolution::Entry(1)
@@ -221,7 +232,12 @@ mod tests {
             Resolution::Undefined
         );
         assert_eq!(
-            resolve(&defs, &e, Some("urn:uuid:1"), "urn:uuid:6e6b3a4c-1d5f-4f0a-9a43-2f4c1c9d8e11"),
+            resolve(
+                &defs,
+                &e,
+                Some("urn:uuid:1"),
+                "urn:uuid:6e6b3a4c-1d5f-4f0a-9a43-2f4c1c9d8e11"
+            ),
             Resolution::Entry(2)
         );
     }

@@ -116,8 +116,7 @@ fn compare(value: &Value, limit: &Value) -> Option<std::cmp::Ordering> {
         }
         (Value::String(v), Value::String(l)) => {
             let plain_date = |s: &str| {
-                matches!(s.len(), 4 | 7 | 10)
-                    && s.chars().all(|c| c.is_ascii_digit() || c == '-')
+                matches!(s.len(), 4 | 7 | 10) && s.chars().all(|c| c.is_ascii_digit() || c == '-')
             };
             (v.len() == l.len() && plain_date(v) && plain_date(l)).then(|| v.cmp(l))
         }
