@@ -190,7 +190,38 @@ fn request_id(headers: &HeaderMap) -> String {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
         })
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        .unwrap_or_else(new_request_id)
+}
+
+/// A new random (version 4) UUID for a request id, from a generator of each thread's own
+/// seeded once from the OS: `Uuid::new_v4` asks the OS for every id (a system call a
+/// request). Request ids are for following a request through the logs, not secrets.
+fn new_request_id() -> String {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut seed = [0u8; 8];
+            // Without the OS's randomness, the clock still makes the threads differ.
+            if getrandom::fill(&mut seed).is_err() {
+                seed = (crate::fhir::datetime::now_ms() as u64).to_le_bytes();
+            }
+            u64::from_le_bytes(seed)
+        });
+    }
+    // splitmix64: a distinct 64-bit state per call, mixed into two words.
+    let next = || {
+        STATE.with(|state| {
+            let mut z = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            state.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
+    };
+    let bytes = ((u128::from(next()) << 64) | u128::from(next())).to_le_bytes();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 /// Gives every request its id and a span carrying it, counts it for `/metrics`, and writes the

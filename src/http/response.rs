@@ -14,6 +14,10 @@ use crate::http::negotiate::{Format, Return};
 pub struct FhirResponse {
     pub status: StatusCode,
     pub body: Option<Value>,
+    /// The body as compact FHIR JSON text, when it was made as text (a stored version,
+    /// `meta::stamp_text`): sent as it is when the client asks for compact JSON, parsed for
+    /// XML or `_pretty`. At most one of `body` and `text` is set.
+    pub text: Option<String>,
     /// `(versionId, lastUpdated ms)` of the resource concerned: `ETag` and `Last-Modified`.
     pub version: Option<(i64, i64)>,
     pub location: Option<String>,
@@ -32,11 +36,29 @@ impl FhirResponse {
         FhirResponse {
             status,
             body,
+            text: None,
             version: None,
             location: None,
             write_outcome: None,
             headers: Vec::new(),
             raw: None,
+        }
+    }
+
+    /// A response whose body is compact FHIR JSON text (see `text`).
+    pub fn with_text(status: StatusCode, text: String) -> Self {
+        FhirResponse {
+            text: Some(text),
+            ..Self::new(status, None)
+        }
+    }
+
+    /// The body as JSON, whichever way it was made (`None` for text that is no JSON, which
+    /// the server never makes).
+    pub fn take_body(&mut self) -> Option<Value> {
+        match self.body.take() {
+            Some(body) => Some(body),
+            None => self.text.take().and_then(|t| serde_json::from_str(&t).ok()),
         }
     }
 
@@ -65,24 +87,37 @@ impl FhirResponse {
     }
 
     /// Renders the response as the client negotiated.
-    pub fn render(self, format: Format, prefer: Return) -> Response<Body> {
+    pub fn render(mut self, format: Format, prefer: Return) -> Response<Body> {
+        // Text goes out as it is where it is what the client asked for: compact JSON.
+        let text = match (&self.write_outcome, prefer) {
+            (Some(_), Return::Minimal | Return::OperationOutcome) => None,
+            _ if format.is_xml() || format.pretty => None,
+            _ => self.text.take(),
+        };
         let body = match (&self.write_outcome, prefer) {
             (Some(_), Return::Minimal) => None,
             (Some(message), Return::OperationOutcome) => Some(information(message.clone())),
-            _ => self.body,
+            _ if text.is_some() => None,
+            _ => self.take_body(),
         };
         // 204 cannot carry a body: a deletion answered with an outcome is 200 (http page, delete).
-        let status = if self.status == StatusCode::NO_CONTENT && body.is_some() {
+        let status = if self.status == StatusCode::NO_CONTENT && (body.is_some() || text.is_some())
+        {
             StatusCode::OK
         } else {
             self.status
         };
-        let mut response = match self.raw {
-            Some(raw) => Response::builder()
+        let mut response = match (self.raw, text) {
+            (Some(raw), _) => Response::builder()
                 .status(status)
                 .body(Body::from(raw))
                 .unwrap_or_default(),
-            None => body_response(status, body.as_ref(), format),
+            (None, Some(text)) => Response::builder()
+                .status(status)
+                .header(header::CONTENT_TYPE, format.content_type())
+                .body(Body::from(text))
+                .unwrap_or_default(),
+            (None, None) => body_response(status, body.as_ref(), format),
         };
         let headers = response.headers_mut();
         if let Some((version, last_updated)) = self.version {

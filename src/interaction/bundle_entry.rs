@@ -362,7 +362,7 @@ pub fn write_response(app: &App, outcome: &Outcome, prefer: Return) -> Value {
 }
 
 /// The response entry of a read (GET entry): whatever the ordinary interaction answered.
-pub fn read_response(response: FhirResponse) -> Value {
+pub fn read_response(mut response: FhirResponse) -> Value {
     let mut entry = Map::new();
     let mut r = json!({"status": status_line(response.status)});
     if let Some((version, last_updated)) = response.version {
@@ -372,7 +372,7 @@ pub fn read_response(response: FhirResponse) -> Value {
     if let Some(location) = response.location {
         r["location"] = json!(location);
     }
-    if let Some(body) = response.body {
+    if let Some(body) = response.take_body() {
         entry.insert("resource".into(), body);
     }
     entry.insert("response".into(), r);

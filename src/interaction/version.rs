@@ -12,8 +12,13 @@ use crate::fhir::meta;
 use crate::store::Version;
 
 /// A stored version as a response: the resource with its `meta`, `ETag` and `Last-Modified`.
+/// The stored text is answered without being parsed where it can be (`meta::stamp_text`).
 pub fn respond(version: &Version, status: StatusCode) -> Result<FhirResponse, FhirError> {
-    respond_subset(version, status, &crate::fhir::subset::Subset::Full)
+    match meta::stamp_text(version) {
+        Some(text) => Ok(FhirResponse::with_text(status, text)
+            .with_version(version.version, version.last_updated)),
+        None => respond_subset(version, status, &crate::fhir::subset::Subset::Full),
+    }
 }
 
 /// A version's subset (`_summary` on read), with the version's ETag and Last-Modified.

@@ -54,6 +54,17 @@ pub trait Backend: Send + Sync + Sized + 'static {
         _registry: std::sync::Weak<tokio::sync::Notify>,
     ) {
     }
+    /// A read by id (the newest version, or `version`) answered at once on the caller's
+    /// thread, where the database allows it (SQLite, `store::sqlite_read`); `None`: read
+    /// through the [`reader`](Backend::reader) pool.
+    fn read_now(
+        &self,
+        _rtype: &str,
+        _id: &str,
+        _version: Option<i64>,
+    ) -> Option<Option<super::Version>> {
+        None
+    }
     /// The pool reads run on.
     fn reader(&self) -> &Pool<Self::Db>;
     /// The pool writes outside a [`Tx`](super::Tx) run on (the scoring queue, authorization

@@ -207,12 +207,18 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn read(&self, rtype: &str, id: &str) -> StoreResult<Option<Version>> {
+        if let Some(answer) = self.backend.read_now(rtype, id, None) {
+            return Ok(answer);
+        }
         let sql = sql::read_version(B::DIALECT, rtype, id, None);
         let row = B::Db::prepare(&sql).fetch_optional(self.reader()).await?;
         Ok(row.map(|r| version_at(&r, 0)).transpose()?)
     }
 
     async fn vread(&self, rtype: &str, id: &str, version: i64) -> StoreResult<Option<Version>> {
+        if let Some(answer) = self.backend.read_now(rtype, id, Some(version)) {
+            return Ok(answer);
+        }
         let sql = sql::read_version(B::DIALECT, rtype, id, Some(version));
         let row = B::Db::prepare(&sql).fetch_optional(self.reader()).await?;
         Ok(row.map(|r| version_at(&r, 0)).transpose()?)

@@ -20,8 +20,9 @@ use sqlx::{Row, SqlitePool, Transaction};
 use super::backend::Backend;
 use super::sql::{Dialect, Sql};
 use super::sql_store::SqlStore;
+use super::sqlite_read::DirectReader;
 use super::time_budget::Limit;
-use super::{StoreError, StoreResult};
+use super::{StoreError, StoreResult, Version};
 
 pub type SqliteStore = SqlStore<Sqlite>;
 
@@ -29,6 +30,8 @@ pub type SqliteStore = SqlStore<Sqlite>;
 pub struct Sqlite {
     reader: SqlitePool,
     writer: SqlitePool,
+    /// Reads by id, without the pool's connection threads (`store::sqlite_read`).
+    direct: Option<DirectReader>,
 }
 
 #[async_trait]
@@ -85,12 +88,24 @@ impl Backend for Sqlite {
             )
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        let direct = DirectReader::new(options.get_filename());
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
+            // No test query before each use: on SQLite it is one more round trip to the
+            // connection's thread, and a file does not go away as a network peer does.
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Sqlite { reader, writer })
+        Ok(Sqlite {
+            reader,
+            writer,
+            direct,
+        })
+    }
+
+    fn read_now(&self, rtype: &str, id: &str, version: Option<i64>) -> Option<Option<Version>> {
+        self.direct.as_ref()?.read(rtype, id, version)
     }
 
     fn reader(&self) -> &SqlitePool {
@@ -150,6 +165,9 @@ impl Backend for Sqlite {
     /// closes the writer: the last connection to close removes the `-wal` and `-shm` files,
     /// which a read-only connection cannot, so a stopped server leaves only the database file.
     async fn close(&self) {
+        if let Some(direct) = &self.direct {
+            direct.close();
+        }
         self.reader.close().await;
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.writer)
