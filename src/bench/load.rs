@@ -58,17 +58,16 @@ pub async fn run(
     }
 
     // Random ids, so reads are spread over the whole table rather than one hot row.
+    // Each worker reads over its own connection without the client's pool (`Lean`): on two
+    // shared cores the load generator's own CPU per request counts against the server's.
     let read = drive(READ, clients, budget, |w| {
-        let client = Client::new(base);
+        let connection = Arc::new(tokio::sync::Mutex::new(Lean::new(base)));
         let ids = ids.clone();
         let mut random = XorShift::new(w as u64);
         move |_| {
-            let client = client.clone();
-            let path = format!("Observation/{}", ids[random.below(ids.len())]);
-            async move {
-                let reply = client.get(&path).await.map_err(|e| e.to_string())?;
-                success(&reply)
-            }
+            let connection = connection.clone();
+            let id = ids[random.below(ids.len())].clone();
+            async move { connection.lock().await.get("Observation/", &id).await }
         }
     })
     .await?;
@@ -103,6 +102,75 @@ pub async fn run(
     update.bytes_per_request = size.grown(&update).await?;
 
     Ok(vec![create, read, update])
+}
+
+/// One keep-alive HTTP/1.1 connection to the server, for the read phase: a GET and its whole
+/// body, with none of the pooling client's work per request (pool checkout, parsing the full
+/// URL, copying the headers). Reconnects when the server closed the connection.
+struct Lean {
+    /// `host:port` of the base.
+    authority: String,
+    /// The base's path with a trailing `/` (`/fhir/`).
+    prefix: String,
+    sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Empty<axum::body::Bytes>>>,
+}
+
+impl Lean {
+    fn new(base: &str) -> Self {
+        let rest = base.strip_prefix("http://").unwrap_or(base);
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let path = path.trim_end_matches('/');
+        Lean {
+            authority: authority.to_owned(),
+            prefix: if path.is_empty() {
+                "/".into()
+            } else {
+                format!("/{path}/")
+            },
+            sender: None,
+        }
+    }
+
+    async fn get(&mut self, path: &str, id: &str) -> Result<(), String> {
+        use http_body_util::BodyExt;
+        let sender = match &mut self.sender {
+            Some(sender) if !sender.is_closed() => sender,
+            _ => {
+                let stream = tokio::net::TcpStream::connect(&self.authority)
+                    .await
+                    .map_err(|e| format!("connecting to {}: {e}", self.authority))?;
+                stream.set_nodelay(true).map_err(|e| e.to_string())?;
+                let (sender, connection) = hyper::client::conn::http1::handshake(
+                    hyper_util::rt::TokioIo::new(stream),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                tokio::spawn(connection);
+                self.sender.insert(sender)
+            }
+        };
+        sender.ready().await.map_err(|e| e.to_string())?;
+        let request = axum::http::Request::get(format!("{}{path}{id}", self.prefix))
+            .header(axum::http::header::HOST, &self.authority)
+            .body(http_body_util::Empty::new())
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        success(&Reply {
+            status,
+            headers: Default::default(),
+            body,
+        })
+    }
 }
 
 /// The storage of the server's database between phases.

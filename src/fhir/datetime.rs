@@ -13,13 +13,47 @@ fn to_utc(ms: i64) -> DateTime<Utc> {
 }
 
 /// `meta.lastUpdated`: a FHIR instant with millisecond precision in UTC.
+/// (Written field by field: every read formats one, and chrono's `format` parses its pattern
+/// each time.)
 pub fn format_instant(ms: i64) -> String {
-    to_utc(ms).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    let t = to_utc(ms);
+    if !(0..=9999).contains(&t.year()) {
+        return t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    }
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.timestamp_subsec_millis()
+    )
 }
 
 /// An HTTP-date (RFC 9110) for `Last-Modified`.
 pub fn format_http_date(ms: i64) -> String {
-    to_utc(ms).format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    use chrono::{Datelike, Timelike};
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t = to_utc(ms);
+    if !(0..=9999).contains(&t.year()) {
+        return t.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    }
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[t.weekday().num_days_from_monday() as usize],
+        t.day(),
+        MONTHS[t.month0() as usize],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// Parses an HTTP-date (`If-Modified-Since`) to ms.
@@ -143,6 +177,16 @@ pub fn parse_range(value: &str) -> Result<(i64, i64), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The field-by-field formatting is what chrono's patterns give.
+    #[test]
+    fn instants_and_http_dates_are_formatted_as_the_patterns_say() {
+        for ms in [0, 1, 999, 1_733_500_000_123, 951_782_400_000, -1, 253_402_300_799_999, -62_167_219_200_000] {
+            let t = to_utc(ms);
+            assert_eq!(format_instant(ms), t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+            assert_eq!(format_http_date(ms), t.format("%a, %d %b %Y %H:%M:%S GMT").to_string());
+        }
+    }
 
     fn range(s: &str) -> (String, String) {
         let (lo, hi) = parse_range(s).unwrap();

@@ -369,7 +369,7 @@ pub fn read_response(mut response: FhirResponse) -> Value {
         r["etag"] = json!(format!("W/\"{version}\""));
         r["lastModified"] = json!(format_instant(last_updated));
     }
-    if let Some(location) = response.location {
+    if let Some(location) = response.location.take() {
         r["location"] = json!(location);
     }
     if let Some(body) = response.take_body() {
