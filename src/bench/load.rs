@@ -112,7 +112,8 @@ struct Lean {
     authority: String,
     /// The base's path with a trailing `/` (`/fhir/`).
     prefix: String,
-    sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Empty<axum::body::Bytes>>>,
+    sender:
+        Option<hyper::client::conn::http1::SendRequest<http_body_util::Empty<axum::body::Bytes>>>,
 }
 
 impl Lean {
@@ -140,11 +141,10 @@ impl Lean {
                     .await
                     .map_err(|e| format!("connecting to {}: {e}", self.authority))?;
                 stream.set_nodelay(true).map_err(|e| e.to_string())?;
-                let (sender, connection) = hyper::client::conn::http1::handshake(
-                    hyper_util::rt::TokioIo::new(stream),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+                let (sender, connection) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .map_err(|e| e.to_string())?;
                 tokio::spawn(connection);
                 self.sender.insert(sender)
             }

@@ -181,10 +181,25 @@ mod tests {
     /// The field-by-field formatting is what chrono's patterns give.
     #[test]
     fn instants_and_http_dates_are_formatted_as_the_patterns_say() {
-        for ms in [0, 1, 999, 1_733_500_000_123, 951_782_400_000, -1, 253_402_300_799_999, -62_167_219_200_000] {
+        for ms in [
+            0,
+            1,
+            999,
+            1_733_500_000_123,
+            951_782_400_000,
+            -1,
+            253_402_300_799_999,
+            -62_167_219_200_000,
+        ] {
             let t = to_utc(ms);
-            assert_eq!(format_instant(ms), t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
-            assert_eq!(format_http_date(ms), t.format("%a, %d %b %Y %H:%M:%S GMT").to_string());
+            assert_eq!(
+                format_instant(ms),
+                t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+            );
+            assert_eq!(
+                format_http_date(ms),
+                t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+            );
         }
     }
 

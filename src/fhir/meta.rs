@@ -83,8 +83,7 @@ pub fn stamp_text(version: &Version) -> Option<String> {
     let text = version.content.as_deref()?;
     let plain = |s: &str| {
         !s.is_empty()
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
     };
     if !plain(&version.rtype) || !plain(&version.id) {
@@ -158,7 +157,8 @@ mod tests {
             json!({"resourceType": "Observation", "valueQuantity": {"value": 1.50}, "note": [{"text": "é \"q\" \\ \u{0001}"}]}),
         ];
         for resource in cases {
-            let version = stored(resource["resourceType"].as_str().unwrap(), "a-1.b", resource);
+            let rtype = resource["resourceType"].as_str().unwrap().to_owned();
+            let version = stored(&rtype, "a-1.b", resource);
             let expected = serde_json::to_string(&stamp(&version).unwrap()).unwrap();
             assert_eq!(stamp_text(&version).as_deref(), Some(expected.as_str()));
         }

@@ -82,7 +82,8 @@ unsafe impl Send for Connection {}
 impl Connection {
     fn open(path: &CString) -> Option<Connection> {
         let mut db = std::ptr::null_mut();
-        let flags = ffi::SQLITE_OPEN_READONLY | ffi::SQLITE_OPEN_NOMUTEX | ffi::SQLITE_OPEN_PRIVATECACHE;
+        let flags =
+            ffi::SQLITE_OPEN_READONLY | ffi::SQLITE_OPEN_NOMUTEX | ffi::SQLITE_OPEN_PRIVATECACHE;
         // SAFETY: `path` is a NUL-terminated string; `db` receives the handle, which is closed
         // by `Drop` (also when opening failed, as SQLite asks).
         let rc = unsafe { ffi::sqlite3_open_v2(path.as_ptr(), &mut db, flags, std::ptr::null()) };
@@ -96,7 +97,8 @@ impl Connection {
         }
         // SAFETY: `db` is an open connection.
         unsafe { ffi::sqlite3_busy_timeout(db, 0) };
-        connection.current = connection.prepare(&read_version(Dialect::Sqlite, "", "", None).text)?;
+        connection.current =
+            connection.prepare(&read_version(Dialect::Sqlite, "", "", None).text)?;
         connection.at_version =
             connection.prepare(&read_version(Dialect::Sqlite, "", "", Some(0)).text)?;
         Some(connection)
