@@ -25,6 +25,7 @@ use std::time::Duration;
 use chrono::{NaiveTime, Utc};
 
 use super::run::{score_queued, FullRescore};
+use super::terms::Terms;
 use crate::app::App;
 use crate::error::FhirError;
 use crate::fhir::datetime::{format_instant, now_ms};
@@ -173,11 +174,23 @@ async fn settle(store: &dyn Store, q: &Queued, outcome: Result<Scored, FhirError
     }
 }
 
+/// The terminology of one round of queue work: read once, by the first patient scored (after
+/// the claim, so it holds what was stored before the writes that queued the patients), then
+/// shared by the others.
+type RoundTerms = Arc<tokio::sync::OnceCell<Arc<Terms>>>;
+
 /// Scores a claimed patient with the server's search parameters and scoring settings, settling
 /// its queue entry in the same transaction.
-async fn score_claimed(app: Arc<App>, queued: Queued) -> Result<Scored, FhirError> {
+async fn score_claimed(
+    app: Arc<App>,
+    terms: RoundTerms,
+    queued: Queued,
+) -> Result<Scored, FhirError> {
     let registry = app.search_params.current();
-    score_queued(&*app.store, registry, &app.scoring, &queued, now_ms()).await?;
+    let terms = terms
+        .get_or_try_init(|| app.scoring.terms(&*app.store))
+        .await?;
+    score_queued(&*app.store, registry, &app.scoring, terms, &queued, now_ms()).await?;
     Ok(Scored::Settled)
 }
 
@@ -241,8 +254,9 @@ async fn run(app: Weak<App>) {
                 }
             }
         }
+        let terms = RoundTerms::default();
         let round = drain(&*strong.store, now_ms(), |queued| {
-            score_claimed(strong.clone(), queued)
+            score_claimed(strong.clone(), terms.clone(), queued)
         })
         .await;
         let busy = full.is_some();
