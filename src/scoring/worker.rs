@@ -33,8 +33,7 @@ use crate::store::{Queued, Store};
 
 /// How long the worker waits after the queue could not be read.
 const UNREADABLE: Duration = Duration::from_secs(1);
-/// How many queued patients are read at a time, and how many patients of the daily re-score
-/// are done between two rounds of queue work.
+/// How many patients of the daily re-score are done between two rounds of queue work.
 const BATCH: usize = 32;
 /// How long a claim on a queued patient holds (`Store::claim`): far longer than scoring one
 /// patient takes; when the server that claimed it dies, another scores it after this.
@@ -73,8 +72,13 @@ fn next_daily(at: NaiveTime, now: i64) -> i64 {
 }
 
 /// How many claimed patients are scored at once: their reads and model runs overlap each
-/// other's writes (on SQLite the one writer still commits them one at a time).
-const CONCURRENT: usize = 4;
+/// other's writes, and on SQLite their transactions share the group's commit (the one writer
+/// still writes them one at a time).
+const CONCURRENT: usize = 8;
+/// How many queued patients a round claims: as many as are scored at once, so that a round
+/// lasts about as long as scoring one patient, and a patient queued while it runs is claimed
+/// by the next (with a longer batch it would wait for the whole batch to be scored first).
+const CLAIMED: usize = CONCURRENT;
 
 /// What scoring a claimed patient did with its queue entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +90,7 @@ pub enum Scored {
     Due(Option<i64>),
 }
 
-/// One round of queue work at `now`: claims the due patients (at most a batch), scores each
+/// One round of queue work at `now`: claims the oldest due patients (at most [`CLAIMED`]), scores each
 /// with `score` ([`CONCURRENT`] at a time, each in a task of its own, so that a panic fails
 /// that patient only), takes the scored ones off the queue unless `score` settled them itself
 /// (or, when `score` answers a later instant — a measurement stamped in the future — keeps them
@@ -97,7 +101,7 @@ where
     Fut: Future<Output = Result<Scored, FhirError>> + Send + 'static,
 {
     let started = std::time::Instant::now();
-    let queued = store.claim(BATCH, now, now + CLAIM_MS).await?;
+    let queued = store.claim(CLAIMED, now, now + CLAIM_MS).await?;
     let claimed = started.elapsed();
     let mut waiting = queued.iter();
     let mut running = tokio::task::JoinSet::new();
