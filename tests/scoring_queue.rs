@@ -109,7 +109,9 @@ async fn a_patient_queued_behind_patients_written_over_and_over_is_scored(kind: 
         panic!("not scored once: {scored:?}");
     };
     assert!(
-        scored.values().all(|rounds| rounds.len() == 1 || rounds[1] >= new),
+        scored
+            .values()
+            .all(|rounds| rounds.len() == 1 || rounds[1] >= new),
         "scored again in a round before the new patient's: {scored:?}"
     );
     // The busy patients are all still queued: those scored for the write made meanwhile.

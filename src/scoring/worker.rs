@@ -194,7 +194,15 @@ async fn score_claimed(
     let terms = terms
         .get_or_try_init(|| app.scoring.terms(&*app.store))
         .await?;
-    score_queued(&*app.store, registry, &app.scoring, terms, &queued, now_ms()).await?;
+    score_queued(
+        &*app.store,
+        registry,
+        &app.scoring,
+        terms,
+        &queued,
+        now_ms(),
+    )
+    .await?;
     Ok(Scored::Settled)
 }
 
