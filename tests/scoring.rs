@@ -765,10 +765,18 @@ async fn a_patient_queued_again_while_scored_stays_queued(kind: StoreKind) {
     // New data for p while both are being scored.
     store.queue_patient("p", t0 + 1).await.unwrap();
     let scoring = Scoring::default();
+    let terms = scoring.terms(&*store).await.unwrap();
     for queued in &claimed {
-        score_queued(&*store, Registry::official(), &scoring, queued, t0 + 2)
-            .await
-            .unwrap();
+        score_queued(
+            &*store,
+            Registry::official(),
+            &scoring,
+            &terms,
+            queued,
+            t0 + 2,
+        )
+        .await
+        .unwrap();
     }
     let left: Vec<String> = store
         .queued(10, i64::MAX)
@@ -781,9 +789,16 @@ async fn a_patient_queued_again_while_scored_stays_queued(kind: StoreKind) {
     let again = store.claim(10, t0 + 3, t0 + 60_000).await.unwrap();
     assert_eq!(again.len(), 1, "claimable at once: {again:?}");
     assert_eq!(again[0].patient, "p");
-    score_queued(&*store, Registry::official(), &scoring, &again[0], t0 + 4)
-        .await
-        .unwrap();
+    score_queued(
+        &*store,
+        Registry::official(),
+        &scoring,
+        &terms,
+        &again[0],
+        t0 + 4,
+    )
+    .await
+    .unwrap();
     assert!(store.queued(10, i64::MAX).await.unwrap().is_empty());
     store.close().await;
 }

@@ -187,17 +187,23 @@ pub async fn score_patient(
     patient: &str,
     now: i64,
 ) -> Result<Outcome, FhirError> {
-    score(store, registry, scoring, patient, None, now).await
+    let terms = scoring.terms(store).await?;
+    score(store, registry, scoring, &terms, patient, None, now).await
 }
 
 /// Scores a patient claimed from the scoring queue at `now` (as [`score_patient`]) and settles
 /// its queue entry in the transaction that writes what changed (`Tx::settle_queued`): taken
 /// off the queue, or kept for the time of a measurement stamped later. One transaction per
 /// patient, and the entry goes only with the scores it asked for.
+///
+/// `terms` is the terminology read (`Scoring::terms`) after the patient was claimed, so it
+/// holds every stored value set change committed before the write that queued the patient:
+/// the worker reads it once for all the patients it claimed together.
 pub async fn score_queued(
     store: &dyn Store,
     registry: Arc<Registry>,
     scoring: &Scoring,
+    terms: &Terms,
     queued: &Queued,
     now: i64,
 ) -> Result<Outcome, FhirError> {
@@ -206,6 +212,7 @@ pub async fn score_queued(
         store,
         registry,
         scoring,
+        terms,
         patient,
         Some(queued.generation),
         now,
@@ -218,6 +225,7 @@ async fn score(
     store: &dyn Store,
     registry: Arc<Registry>,
     scoring: &Scoring,
+    terms: &Terms,
     patient: &str,
     generation: Option<i64>,
     now: i64,
@@ -229,9 +237,6 @@ async fn score(
         .collect();
     let started = std::time::Instant::now();
     let (record, previous) = load(store, patient, &types).await?;
-    let loaded = started.elapsed();
-    let terms = scoring.terms(store).await?;
-    let terms = &*terms;
     let read = started.elapsed();
     let threshold = scoring.threshold();
     let mut scores: Vec<Score> = Vec::new();
@@ -411,8 +416,7 @@ async fn score(
     tracing::debug!(
         patient,
         written = writes.len(),
-        compartment_ms = ms(loaded),
-        terms_ms = ms(read - loaded),
+        compartment_ms = ms(read),
         models_ms = ms(modelled - read),
         transaction_ms = ms(started.elapsed() - modelled),
         "scored"
@@ -485,11 +489,22 @@ impl FullRescore {
             return Ok(total == 0);
         }
         let from = self.scored;
+        // One read of the terminology a batch.
+        let terms = scoring.terms(store).await?;
         for patient in &self.patients[from..(from + batch).min(total)] {
             // Scored at the present, not at the start of the run: the worker may have scored
             // the patient with newer data meanwhile, and an older "now" would undo it (a
             // reading after it would not count yet).
-            match score_patient(store, registry.clone(), scoring, patient, now_ms()).await {
+            let scored = score(
+                store,
+                registry.clone(),
+                scoring,
+                &terms,
+                patient,
+                None,
+                now_ms(),
+            );
+            match scored.await {
                 Ok(outcome) => {
                     if let Some(at) = outcome.next_due {
                         store.queue_patient(patient, at).await?;

@@ -25,6 +25,7 @@ use std::time::Duration;
 use chrono::{NaiveTime, Utc};
 
 use super::run::{score_queued, FullRescore};
+use super::terms::Terms;
 use crate::app::App;
 use crate::error::FhirError;
 use crate::fhir::datetime::{format_instant, now_ms};
@@ -32,8 +33,7 @@ use crate::store::{Queued, Store};
 
 /// How long the worker waits after the queue could not be read.
 const UNREADABLE: Duration = Duration::from_secs(1);
-/// How many queued patients are read at a time, and how many patients of the daily re-score
-/// are done between two rounds of queue work.
+/// How many patients of the daily re-score are done between two rounds of queue work.
 const BATCH: usize = 32;
 /// How long a claim on a queued patient holds (`Store::claim`): far longer than scoring one
 /// patient takes; when the server that claimed it dies, another scores it after this.
@@ -72,8 +72,13 @@ fn next_daily(at: NaiveTime, now: i64) -> i64 {
 }
 
 /// How many claimed patients are scored at once: their reads and model runs overlap each
-/// other's writes (on SQLite the one writer still commits them one at a time).
-const CONCURRENT: usize = 4;
+/// other's writes, and on SQLite their transactions share the group's commit (the one writer
+/// still writes them one at a time).
+const CONCURRENT: usize = 8;
+/// How many queued patients a round claims: as many as are scored at once, so that a round
+/// lasts about as long as scoring one patient, and a patient queued while it runs is claimed
+/// by the next (with a longer batch it would wait for the whole batch to be scored first).
+const CLAIMED: usize = CONCURRENT;
 
 /// What scoring a claimed patient did with its queue entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +90,7 @@ pub enum Scored {
     Due(Option<i64>),
 }
 
-/// One round of queue work at `now`: claims the due patients (at most a batch), scores each
+/// One round of queue work at `now`: claims the oldest due patients (at most [`CLAIMED`]), scores each
 /// with `score` ([`CONCURRENT`] at a time, each in a task of its own, so that a panic fails
 /// that patient only), takes the scored ones off the queue unless `score` settled them itself
 /// (or, when `score` answers a later instant — a measurement stamped in the future — keeps them
@@ -96,7 +101,7 @@ where
     Fut: Future<Output = Result<Scored, FhirError>> + Send + 'static,
 {
     let started = std::time::Instant::now();
-    let queued = store.claim(BATCH, now, now + CLAIM_MS).await?;
+    let queued = store.claim(CLAIMED, now, now + CLAIM_MS).await?;
     let claimed = started.elapsed();
     let mut waiting = queued.iter();
     let mut running = tokio::task::JoinSet::new();
@@ -173,11 +178,31 @@ async fn settle(store: &dyn Store, q: &Queued, outcome: Result<Scored, FhirError
     }
 }
 
+/// The terminology of one round of queue work: read once, by the first patient scored (after
+/// the claim, so it holds what was stored before the writes that queued the patients), then
+/// shared by the others.
+type RoundTerms = Arc<tokio::sync::OnceCell<Arc<Terms>>>;
+
 /// Scores a claimed patient with the server's search parameters and scoring settings, settling
 /// its queue entry in the same transaction.
-async fn score_claimed(app: Arc<App>, queued: Queued) -> Result<Scored, FhirError> {
+async fn score_claimed(
+    app: Arc<App>,
+    terms: RoundTerms,
+    queued: Queued,
+) -> Result<Scored, FhirError> {
     let registry = app.search_params.current();
-    score_queued(&*app.store, registry, &app.scoring, &queued, now_ms()).await?;
+    let terms = terms
+        .get_or_try_init(|| app.scoring.terms(&*app.store))
+        .await?;
+    score_queued(
+        &*app.store,
+        registry,
+        &app.scoring,
+        terms,
+        &queued,
+        now_ms(),
+    )
+    .await?;
     Ok(Scored::Settled)
 }
 
@@ -241,8 +266,9 @@ async fn run(app: Weak<App>) {
                 }
             }
         }
+        let terms = RoundTerms::default();
         let round = drain(&*strong.store, now_ms(), |queued| {
-            score_claimed(strong.clone(), queued)
+            score_claimed(strong.clone(), terms.clone(), queued)
         })
         .await;
         let busy = full.is_some();

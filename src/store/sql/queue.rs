@@ -4,8 +4,9 @@
 use super::{Dialect, Sql};
 
 /// Queues for re-scoring the Patient whose compartment holds `rtype/id` as its row stands now
-/// (nothing when it is in none). Queued again while waiting, it keeps its place and its
-/// generation goes up, so the worker does not drop a request that came in while it scored.
+/// (nothing when it is in none). Queued again, its generation goes up, so the worker does not
+/// drop a request that came in while it scored; it keeps its place while waiting, and takes a
+/// new one when it came in while the patient was being scored (see `requeue`).
 pub fn queue_compartment(dialect: Dialect, rtype: &str, id: &str, at: i64) -> Sql {
     let mut sql = Sql::new(dialect);
     // The WHERE also tells SQLite that ON CONFLICT belongs to the INSERT, not to a join.
@@ -28,7 +29,19 @@ pub fn queue_compartment(dialect: Dialect, rtype: &str, id: &str, at: i64) -> Sq
 /// The update of a patient queued again: a new generation, and due now if it was parked (new
 /// data may score); one waiting for a retry keeps its backoff; one scheduled for later (a
 /// measurement stamped in the future, see `reschedule`) is due at the earlier of the two.
+///
+/// Its place in the queue (`queued_at`, oldest first): a patient still waiting keeps its own,
+/// since the scoring it waits for will read this write too. One that a server is scoring now
+/// (claimed, the claim not lapsed) takes `at`: that scoring may have read its record before
+/// this write, so this is a new request, in line behind those made before it. (Kept, a
+/// patient written more often than it is scored would stay at the head of the queue for good,
+/// and patients queued after it would wait behind it round after round.)
 fn requeue(sql: &mut Sql, at: i64) {
+    sql.push("queued_at = CASE WHEN scoring_queue.claimed_until > ")
+        .int(at)
+        .push(" THEN ")
+        .int(at)
+        .push(" ELSE scoring_queue.queued_at END, ");
     sql.push(
         "generation = scoring_queue.generation + 1, \
          next_attempt_at = CASE WHEN scoring_queue.attempts = 0 \
@@ -181,9 +194,9 @@ mod tests {
     fn queue_the_compartment_of_a_resource() {
         assert_sql(
             |d| queue_compartment(d, "Observation", "o1", 1000),
-            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) SELECT compartment, ?, 1, ? FROM resource WHERE rtype = ? AND id = ? AND compartment IS NOT NULL ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = CASE WHEN scoring_queue.attempts = 0 AND scoring_queue.next_attempt_at > ? THEN ? ELSE COALESCE(scoring_queue.next_attempt_at, ?) END"#,
-            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) SELECT compartment, $1, 1, $2 FROM resource WHERE rtype = $3 AND id = $4 AND compartment IS NOT NULL ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = CASE WHEN scoring_queue.attempts = 0 AND scoring_queue.next_attempt_at > $5 THEN $6 ELSE COALESCE(scoring_queue.next_attempt_at, $7) END"#,
-            r#"1000, 1000, "Observation", "o1", 1000, 1000, 1000"#,
+            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) SELECT compartment, ?, 1, ? FROM resource WHERE rtype = ? AND id = ? AND compartment IS NOT NULL ON CONFLICT (patient) DO UPDATE SET queued_at = CASE WHEN scoring_queue.claimed_until > ? THEN ? ELSE scoring_queue.queued_at END, generation = scoring_queue.generation + 1, next_attempt_at = CASE WHEN scoring_queue.attempts = 0 AND scoring_queue.next_attempt_at > ? THEN ? ELSE COALESCE(scoring_queue.next_attempt_at, ?) END"#,
+            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) SELECT compartment, $1, 1, $2 FROM resource WHERE rtype = $3 AND id = $4 AND compartment IS NOT NULL ON CONFLICT (patient) DO UPDATE SET queued_at = CASE WHEN scoring_queue.claimed_until > $5 THEN $6 ELSE scoring_queue.queued_at END, generation = scoring_queue.generation + 1, next_attempt_at = CASE WHEN scoring_queue.attempts = 0 AND scoring_queue.next_attempt_at > $7 THEN $8 ELSE COALESCE(scoring_queue.next_attempt_at, $9) END"#,
+            r#"1000, 1000, "Observation", "o1", 1000, 1000, 1000, 1000, 1000"#,
         );
     }
 
@@ -201,9 +214,9 @@ mod tests {
     fn queue_a_patient() {
         assert_sql(
             |d| queue_patient(d, "p1", 1000),
-            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) VALUES (?, ?, 1, ?) ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = CASE WHEN scoring_queue.attempts = 0 AND scoring_queue.next_attempt_at > ? THEN ? ELSE COALESCE(scoring_queue.next_attempt_at, ?) END"#,
-            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) VALUES ($1, $2, 1, $3) ON CONFLICT (patient) DO UPDATE SET generation = scoring_queue.generation + 1, next_attempt_at = CASE WHEN scoring_queue.attempts = 0 AND scoring_queue.next_attempt_at > $4 THEN $5 ELSE COALESCE(scoring_queue.next_attempt_at, $6) END"#,
-            r#""p1", 1000, 1000, 1000, 1000, 1000"#,
+            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) VALUES (?, ?, 1, ?) ON CONFLICT (patient) DO UPDATE SET queued_at = CASE WHEN scoring_queue.claimed_until > ? THEN ? ELSE scoring_queue.queued_at END, generation = scoring_queue.generation + 1, next_attempt_at = CASE WHEN scoring_queue.attempts = 0 AND scoring_queue.next_attempt_at > ? THEN ? ELSE COALESCE(scoring_queue.next_attempt_at, ?) END"#,
+            r#"INSERT INTO scoring_queue (patient, queued_at, generation, next_attempt_at) VALUES ($1, $2, 1, $3) ON CONFLICT (patient) DO UPDATE SET queued_at = CASE WHEN scoring_queue.claimed_until > $4 THEN $5 ELSE scoring_queue.queued_at END, generation = scoring_queue.generation + 1, next_attempt_at = CASE WHEN scoring_queue.attempts = 0 AND scoring_queue.next_attempt_at > $6 THEN $7 ELSE COALESCE(scoring_queue.next_attempt_at, $8) END"#,
+            r#""p1", 1000, 1000, 1000, 1000, 1000, 1000, 1000"#,
         );
     }
 
