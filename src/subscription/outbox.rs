@@ -194,7 +194,11 @@ async fn matches(
         let topics = app.subscriptions.topics.read().expect("topics lock");
         for live in app.subscriptions.all_live() {
             let config = live.config();
-            if config.status != "active" {
+            // A requested subscription counts its events too (the IG's
+            // eventsSinceSubscriptionStart counts from its creation): its handshake may have
+            // reached the client, who then writes, before the worker has read the `active`
+            // version the handshake's success wrote. Delivery waits for `active`.
+            if !matches!(config.status.as_str(), "active" | "requested") {
                 continue;
             }
             if let Some(topic) = topics.get(&config.topic) {
