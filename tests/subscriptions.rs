@@ -107,53 +107,56 @@ async fn patients(server: &TestServer, ids: &[&str]) {
     }
 }
 
-both_stores!(a_write_while_the_handshake_is_under_way_is_notified_once_active, |server| {
-    // The IG counts events from the subscription's creation: a write that comes after the
-    // Subscription, while its handshake is still unanswered, is an event; it is delivered once
-    // the subscription is active, numbered 1.
-    patients(&server, &["hs-p1"]).await;
-    let receiver = Receiver::start().await;
-    receiver.set_slow(Duration::from_millis(1500));
-    let s = subscription(
-        FLAG_TOPIC,
-        &["Flag?patient=Patient/hs-p1"],
-        "rest-hook",
-        &receiver.url,
-        "id-only",
-    );
-    let id = post(&server, "Subscription", &s).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let raised = post(&server, "Flag", &flag("hs-p1", "active", 3)).await;
-    assert_eq!(
-        expect_status(
-            &server
-                .client
-                .get(&format!("Subscription/{id}"))
-                .await
-                .unwrap(),
-            200
-        )["status"],
-        "requested",
-        "the Flag must be written before the handshake is answered"
-    );
-    receiver
-        .next_of("handshake", WAIT)
-        .await
-        .expect("a handshake");
-    receiver.set_slow(Duration::ZERO);
-    let event = receiver
-        .next_of("event-notification", WAIT)
-        .await
-        .expect("the Flag written during the handshake is notified");
-    assert_eq!(event.event_numbers(), vec![1]);
-    let focus = event.body["entry"][1]["fullUrl"].as_str().unwrap();
-    assert!(
-        focus.ends_with(&format!("Flag/{}", raised["id"].as_str().unwrap())),
-        "{focus}"
-    );
-});
+both_stores!(
+    a_write_while_the_handshake_is_under_way_is_notified_once_active,
+    |server| {
+        // The IG counts events from the subscription's creation: a write that comes after the
+        // Subscription, while its handshake is still unanswered, is an event; it is delivered once
+        // the subscription is active, numbered 1.
+        patients(&server, &["hs-p1"]).await;
+        let receiver = Receiver::start().await;
+        receiver.set_slow(Duration::from_millis(1500));
+        let s = subscription(
+            FLAG_TOPIC,
+            &["Flag?patient=Patient/hs-p1"],
+            "rest-hook",
+            &receiver.url,
+            "id-only",
+        );
+        let id = post(&server, "Subscription", &s).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let raised = post(&server, "Flag", &flag("hs-p1", "active", 3)).await;
+        assert_eq!(
+            expect_status(
+                &server
+                    .client
+                    .get(&format!("Subscription/{id}"))
+                    .await
+                    .unwrap(),
+                200
+            )["status"],
+            "requested",
+            "the Flag must be written before the handshake is answered"
+        );
+        receiver
+            .next_of("handshake", WAIT)
+            .await
+            .expect("a handshake");
+        receiver.set_slow(Duration::ZERO);
+        let event = receiver
+            .next_of("event-notification", WAIT)
+            .await
+            .expect("the Flag written during the handshake is notified");
+        assert_eq!(event.event_numbers(), vec![1]);
+        let focus = event.body["entry"][1]["fullUrl"].as_str().unwrap();
+        assert!(
+            focus.ends_with(&format!("Flag/{}", raised["id"].as_str().unwrap())),
+            "{focus}"
+        );
+    }
+);
 
 both_stores!(rest_hook_lifecycle, |server| {
     patients(&server, &["sub-p1", "sub-p2"]).await;
