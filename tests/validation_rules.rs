@@ -75,9 +75,9 @@ async fn intake_server(kind: StoreKind) -> Option<(TestServer, TempDir)> {
     Some((server, dir))
 }
 
-/// Like `both_stores!`, on a server that holds the Questionnaire of [`sleep_intake`].
-macro_rules! with_intake {
-    ($name:ident, |$server:ident| $body:block) => {
+/// Like `both_stores!`, on a server started by `$start` (which holds a package of its own).
+macro_rules! with_package {
+    ($start:ident, $name:ident, |$server:ident| $body:block) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -86,13 +86,13 @@ macro_rules! with_intake {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let (server, _dir) = intake_server(StoreKind::Sqlite).await.unwrap();
+                let (server, _dir) = $start(StoreKind::Sqlite).await.unwrap();
                 run(server).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if let Some((server, _dir)) = intake_server(StoreKind::Postgres).await {
+                if let Some((server, _dir)) = $start(StoreKind::Postgres).await {
                     run(server).await;
                 }
             }
@@ -100,20 +100,25 @@ macro_rules! with_intake {
     };
 }
 
-with_intake!(a_response_that_fits_its_questionnaire_is_stored, |server| {
-    let ok = response(
-        "completed",
-        json!([
-            {"linkId": "snores", "answer": [{"valueBoolean": true}]},
-            {"linkId": "snore-nights", "answer": [{"valueInteger": 4}]},
-            {"linkId": "pillow", "answer": [{"valueCoding": {"system": "http://rules.example/pillow", "code": "firm"}}]},
-            {"linkId": "notes", "item": [{"linkId": "notes.remark", "answer": [{"valueString": "light sleep"}]}]}
-        ]),
-    );
-    create(&server, &ok).await;
-});
+with_package!(
+    intake_server,
+    a_response_that_fits_its_questionnaire_is_stored,
+    |server| {
+        let ok = response(
+            "completed",
+            json!([
+                {"linkId": "snores", "answer": [{"valueBoolean": true}]},
+                {"linkId": "snore-nights", "answer": [{"valueInteger": 4}]},
+                {"linkId": "pillow", "answer": [{"valueCoding": {"system": "http://rules.example/pillow", "code": "firm"}}]},
+                {"linkId": "notes", "item": [{"linkId": "notes.remark", "answer": [{"valueString": "light sleep"}]}]}
+            ]),
+        );
+        create(&server, &ok).await;
+    }
+);
 
-with_intake!(
+with_package!(
+    intake_server,
     a_link_id_the_questionnaire_lacks_is_refused_on_write,
     |server| {
         let bad = response(
@@ -139,7 +144,8 @@ with_intake!(
     }
 );
 
-with_intake!(
+with_package!(
+    intake_server,
     an_answer_of_another_type_than_the_item_is_an_error,
     |server| {
         let bad = response(
@@ -152,7 +158,8 @@ with_intake!(
     }
 );
 
-with_intake!(
+with_package!(
+    intake_server,
     a_required_item_is_answered_in_a_completed_response,
     |server| {
         let completed = response(
@@ -172,45 +179,58 @@ with_intake!(
     }
 );
 
-with_intake!(an_item_that_does_not_repeat_has_one_answer, |server| {
-    let bad = response(
-        "completed",
-        json!([{"linkId": "snores", "answer": [{"valueBoolean": true}, {"valueBoolean": false}]}]),
-    );
-    let found = errors(&validate(&server, &bad).await);
-    assert!(
-        found.iter().any(|e| e.contains("does not repeat")),
-        "{found:?}"
-    );
-});
+with_package!(
+    intake_server,
+    an_item_that_does_not_repeat_has_one_answer,
+    |server| {
+        let bad = response(
+            "completed",
+            json!([{"linkId": "snores", "answer": [{"valueBoolean": true}, {"valueBoolean": false}]}]),
+        );
+        let found = errors(&validate(&server, &bad).await);
+        assert!(
+            found.iter().any(|e| e.contains("does not repeat")),
+            "{found:?}"
+        );
+    }
+);
 
-with_intake!(a_choice_answer_comes_from_the_answer_options, |server| {
-    let bad = response(
-        "completed",
-        json!([
-            {"linkId": "snores", "answer": [{"valueBoolean": false}]},
-            {"linkId": "pillow", "answer": [{"valueCoding": {"system": "http://rules.example/pillow", "code": "feather"}}]}
-        ]),
-    );
-    let found = errors(&validate(&server, &bad).await);
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].contains("answerOption"), "{found:?}");
-});
+with_package!(
+    intake_server,
+    a_choice_answer_comes_from_the_answer_options,
+    |server| {
+        let bad = response(
+            "completed",
+            json!([
+                {"linkId": "snores", "answer": [{"valueBoolean": false}]},
+                {"linkId": "pillow", "answer": [{"valueCoding": {"system": "http://rules.example/pillow", "code": "feather"}}]}
+            ]),
+        );
+        let found = errors(&validate(&server, &bad).await);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("answerOption"), "{found:?}");
+    }
+);
 
-with_intake!(an_item_disabled_by_enable_when_has_no_answer, |server| {
-    let bad = response(
-        "completed",
-        json!([
-            {"linkId": "snores", "answer": [{"valueBoolean": false}]},
-            {"linkId": "snore-nights", "answer": [{"valueInteger": 3}]}
-        ]),
-    );
-    let found = errors(&validate(&server, &bad).await);
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].contains("enableWhen"), "{found:?}");
-});
+with_package!(
+    intake_server,
+    an_item_disabled_by_enable_when_has_no_answer,
+    |server| {
+        let bad = response(
+            "completed",
+            json!([
+                {"linkId": "snores", "answer": [{"valueBoolean": false}]},
+                {"linkId": "snore-nights", "answer": [{"valueInteger": 3}]}
+            ]),
+        );
+        let found = errors(&validate(&server, &bad).await);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("enableWhen"), "{found:?}");
+    }
+);
 
-with_intake!(
+with_package!(
+    intake_server,
     answers_keep_to_min_value_max_value_and_max_length,
     |server| {
         let bad = response(
@@ -547,38 +567,13 @@ async fn nap_server(kind: StoreKind) -> Option<(TestServer, TempDir)> {
     Some((server, dir))
 }
 
-/// Like `both_stores!`, on a server that holds [`nap_profiles`].
-macro_rules! with_naps {
-    ($name:ident, |$server:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn run($server: TestServer) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let (server, _dir) = nap_server(StoreKind::Sqlite).await.unwrap();
-                run(server).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some((server, _dir)) = nap_server(StoreKind::Postgres).await {
-                    run(server).await;
-                }
-            }
-        }
-    };
-}
-
 fn nap(relative_risk: f64, mitigation: &str) -> Value {
     json!({"resourceType": "RiskAssessment", "meta": {"profile": [NAP]}, "status": "final",
         "subject": {"reference": "Patient/dozer"}, "mitigation": mitigation,
         "prediction": [{"outcome": {"text": "falls asleep at the wheel"}, "relativeRisk": relative_risk}]})
 }
 
-with_naps!(a_profile_bounds_values_and_lengths, |server| {
+with_package!(nap_server, a_profile_bounds_values_and_lengths, |server| {
     create(&server, &nap(2.5, "a short nap")).await;
     for (bad, at) in [
         (
@@ -601,7 +596,8 @@ with_naps!(a_profile_bounds_values_and_lengths, |server| {
     }
 });
 
-with_naps!(
+with_package!(
+    nap_server,
     a_nested_resource_conforms_to_its_elements_profile,
     |server| {
         let bundle = |entries: Value| {
