@@ -406,6 +406,17 @@ impl<'v, 'a> Walk<'v, 'a> {
         let Some(sd) = self.defs.core(rtype) else {
             return;
         };
+        self.nested_against(sd, value, at, contained);
+    }
+
+    /// Walks a nested resource against `sd`, with its own `%rootResource` unless `contained`.
+    fn nested_against(
+        &mut self,
+        sd: &'v StructureDefinition,
+        value: &'a Value,
+        at: &str,
+        contained: bool,
+    ) {
         let mut inner = Walk {
             defs: self.defs,
             resource: value,
@@ -460,15 +471,7 @@ impl<'v, 'a> Walk<'v, 'a> {
             // One profile of its type: it must conform to it (with several, conforming to any
             // one is enough, which needs a walk per profile: not checked here).
             [sd] if sd.derivation != "specialization" => {
-                let contained = def.name == "contained";
-                let mut inner = Walk {
-                    defs: self.defs,
-                    resource: value,
-                    root_resource: if contained { self.root_resource } else { value },
-                    out: &mut *self.out,
-                    depth: self.depth,
-                };
-                inner.resource_against(sd, at);
+                self.nested_against(sd, value, at, def.name == "contained");
             }
             _ => {}
         }
