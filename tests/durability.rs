@@ -579,6 +579,20 @@ async fn sigterm_leaves_only_the_sqlite_database_file() {
         let reply = server.client.get("Patient?_count=5").await.unwrap();
         assert_eq!(reply.status, 200);
     }
+    // And reads by id that go on through the shutdown: they take SQLite connections of their
+    // own (decision 0046), which must not be opened again, or kept, once the store closes.
+    for _ in 0..2 {
+        let (client, hot, stop) = (server.client.clone(), hot.clone(), stop.clone());
+        writers.spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                if client.get(&format!("Patient/{}", hot[i % hot.len()])).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                i += 1;
+            }
+        });
+    }
     let wal = dir.0.join("signaal.db-wal");
     assert!(wal.exists(), "a busy server has a write-ahead log");
     let term = Command::new("kill")

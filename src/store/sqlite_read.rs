@@ -13,6 +13,7 @@
 
 use std::ffi::{c_int, CString};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use libsqlite3_sys as ffi;
@@ -28,6 +29,8 @@ const KEPT: usize = 16;
 pub struct DirectReader {
     path: CString,
     idle: Mutex<Vec<Connection>>,
+    /// Set by `close`: no connection is opened or kept after it.
+    closed: AtomicBool,
 }
 
 impl DirectReader {
@@ -38,12 +41,16 @@ impl DirectReader {
         Some(DirectReader {
             path,
             idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
         })
     }
 
     /// The newest version of `rtype/id` (also a deletion), or version `version` of it: `Some`
     /// with the answer, `None` when this path could not answer (read through the pool then).
     pub fn read(&self, rtype: &str, id: &str, version: Option<i64>) -> Option<Option<Version>> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
         let mut connection = match self.idle.lock().ok()?.pop() {
             Some(connection) => connection,
             None => Connection::open(&self.path)?,
@@ -51,7 +58,9 @@ impl DirectReader {
         let answer = connection.read(rtype, id, version);
         if answer.is_some() {
             if let Ok(mut idle) = self.idle.lock() {
-                if idle.len() < KEPT {
+                // Checked under the lock `close` takes: a read that overlapped `close` drops
+                // its connection instead of keeping it open past the checkpoint.
+                if idle.len() < KEPT && !self.closed.load(Ordering::Acquire) {
                     idle.push(connection);
                 }
             }
@@ -60,8 +69,10 @@ impl DirectReader {
         answer
     }
 
-    /// Closes every connection (before the writer checkpoints and removes the WAL).
+    /// Closes every connection (before the writer checkpoints and removes the WAL); reads
+    /// after it go through the pool, which is closed too and answers its own error.
     pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
         }
