@@ -586,7 +586,11 @@ async fn sigterm_leaves_only_the_sqlite_database_file() {
         writers.spawn(async move {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
-                if client.get(&format!("Patient/{}", hot[i % hot.len()])).await.is_err() {
+                if client
+                    .get(&format!("Patient/{}", hot[i % hot.len()]))
+                    .await
+                    .is_err()
+                {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 i += 1;
