@@ -78,26 +78,8 @@ secured!(a_user_token_writes_only_within_the_caseload, |s| {
     caseloads(&s).await;
     let token = person_token(&s, "coach-app", "user/Observation.cruds", "coach1", None).await;
     let coach = access(&token);
-    expect_status(
-        &s.call(
-            &coach,
-            "POST",
-            "Observation",
-            Some(&observation("p1", "vital-signs")),
-        )
-        .await,
-        201,
-    );
-    expect_status(
-        &s.call(
-            &coach,
-            "POST",
-            "Observation",
-            Some(&observation("p2", "vital-signs")),
-        )
-        .await,
-        403,
-    );
+    posts_a_vital_sign(&s, &coach, "p1", 201).await;
+    posts_a_vital_sign(&s, &coach, "p2", 403).await;
 });
 
 secured!(a_patient_logs_in_and_sees_their_own_record, |s| {
@@ -680,16 +662,7 @@ secured!(one_users_token_never_reaches_another_users_patients, |s| {
         200,
     );
     assert_eq!(ids(&has), vec!["Patient/p2"]);
-    expect_status(
-        &s.call(
-            &coach2,
-            "POST",
-            "Observation",
-            Some(&observation("p1", "vital-signs")),
-        )
-        .await,
-        403,
-    );
+    posts_a_vital_sign(&s, &coach2, "p1", 403).await;
     // A patient's token: their own record only.
     let patient = access(
         &person_token(
@@ -702,16 +675,7 @@ secured!(one_users_token_never_reaches_another_users_patients, |s| {
         .await,
     );
     expect_status(&s.call(&patient, "GET", "Patient/p1", None).await, 404);
-    expect_status(
-        &s.call(
-            &patient,
-            "POST",
-            "Observation",
-            Some(&observation("p1", "vital-signs")),
-        )
-        .await,
-        403,
-    );
+    posts_a_vital_sign(&s, &patient, "p1", 403).await;
     // Another practitioner's worklist shows nothing of theirs.
     let worklist = expect_status(
         &s.call(&coach2, "GET", "Practitioner/c1/$worklist", None)
@@ -797,3 +761,12 @@ secured!(
         assert!(policy.contains("frame-ancestors 'none'"));
     }
 );
+
+/// Posts a vital-sign Observation of `patient` with `token`, and expects `status`.
+async fn posts_a_vital_sign(s: &Secured, token: &str, patient: &str, status: u16) {
+    let body = observation(patient, "vital-signs");
+    expect_status(
+        &s.call(token, "POST", "Observation", Some(&body)).await,
+        status,
+    );
+}
