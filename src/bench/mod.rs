@@ -23,6 +23,7 @@ mod ingest;
 mod load;
 mod notify;
 mod phase;
+mod profile;
 mod raw;
 pub mod search;
 pub mod synthetic;
@@ -212,6 +213,7 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
             .await?,
         );
         reports.extend(xml::run(&options.url, options.clients, budget).await?);
+        reports.extend(profile::run(&options.url, options.clients, budget).await?);
         let sizes = &options.transaction_sizes;
         if sizes.iter().any(|&n| n == 0 || n > 10_000) {
             return Err("--transaction-sizes must be between 1 and 10000".into());
