@@ -137,6 +137,17 @@ fn run(
     let rtype = rtype.to_owned();
     let profiles: Vec<String> = profile.into_iter().collect();
     let out = validator.validate(&resource, &rtype, &profiles);
+    // VALIDATOR_SUITE_SHOW=name: every issue of the cases whose file contains `name`.
+    if std::env::var("VALIDATOR_SUITE_SHOW").is_ok_and(|s| !s.is_empty() && file.contains(&s)) {
+        for i in &out.issues {
+            eprintln!(
+                "SHOW {file}: {} {} @ {}",
+                i.severity,
+                i.diagnostics,
+                i.expression.clone().unwrap_or_default()
+            );
+        }
+    }
     let errors: Vec<String> = out
         .issues
         .iter()

@@ -256,6 +256,8 @@ impl<'v, 'a> Walk<'v, 'a> {
         if let Some(type_sd) = self.defs.core(t) {
             if type_sd.kind != "primitive-type" && !std::ptr::eq(type_sd, sd) {
                 self.element(type_sd, 0, node, Some(t), at, def_path, done);
+            } else if let Some(ext) = node.ext {
+                extension::on_primitive(self, ext, at, def_path, &def.path, sd);
             }
         }
     }

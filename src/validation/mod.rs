@@ -21,6 +21,7 @@ pub mod bundle_reference;
 pub mod capability_statement;
 pub mod element;
 pub mod extension;
+pub mod extension_context;
 pub mod fixed_pattern;
 pub mod invariant;
 pub mod outcome;

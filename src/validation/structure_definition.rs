@@ -34,6 +34,8 @@ pub struct StructureDefinition {
     pub base: Option<String>,
     /// Where an extension may be used: (`element`/`fhirpath`/`extension`, expression).
     pub contexts: Vec<(String, String)>,
+    /// `contextInvariant`: FHIRPath rules, all true where the extension is used.
+    pub context_invariants: Vec<String>,
     pub elements: Vec<ElementDefinition>,
     /// Children of each element (by index): the element ids one segment longer.
     children: Vec<Vec<usize>>,
@@ -298,6 +300,7 @@ impl StructureDefinition {
                 .flatten()
                 .filter_map(|c| Some((string(c, "type")?, string(c, "expression")?)))
                 .collect(),
+            context_invariants: strings(sd.get("contextInvariant")),
             url,
             elements,
             children,
