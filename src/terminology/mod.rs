@@ -261,6 +261,21 @@ impl Offline<'_> {
         Self::offline(self.held().expand(url, &mut HashSet::new()))
     }
 
+    /// The `content` of the code system `url` (`complete`, `fragment`, `supplement`…), when the
+    /// server holds it.
+    pub fn code_system_content(&self, url: &str) -> Option<&str> {
+        OFFICIAL
+            .code_systems
+            .get(url)
+            .or_else(|| self.code_systems.get(url))
+            .map(|cs| cs.content.as_str())
+    }
+
+    /// Whether the server holds a ValueSet with canonical `url`.
+    pub fn is_value_set(&self, url: &str) -> bool {
+        OFFICIAL.value_sets.contains_key(url) || self.value_sets.contains_key(url)
+    }
+
     /// Whether `code` is a code of the code system `system`: `None` when the server does not
     /// hold the whole code system (unknown, or only a fragment or an example of it).
     pub fn has_code(&self, system: &str, code: &str) -> Option<bool> {

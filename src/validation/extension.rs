@@ -63,6 +63,25 @@ pub fn check<'a>(
         );
         return true;
     }
+    // DomainResource/Element: `extension` holds "additional information that is not part of
+    // the basic definition", `modifierExtension` information "that modifies the understanding
+    // of the element that contains it"; the definition's `isModifier` says which one it is.
+    let in_modifier = at
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| last.starts_with("modifierExtension"));
+    if definition.is_modifier != in_modifier {
+        let (is, belongs) = if definition.is_modifier {
+            ("a modifier extension", "modifierExtension")
+        } else {
+            ("not a modifier extension", "extension")
+        };
+        walk.out.error(
+            "structure",
+            at,
+            format!("The extension {url} is {is} (its definition's isModifier), so it belongs in {belongs}"),
+        );
+    }
     if !extension_context::allowed(walk, definition, value, holder_path, defined_at, holder_sd) {
         let contexts: Vec<&str> = definition
             .contexts

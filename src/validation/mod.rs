@@ -19,6 +19,8 @@ pub mod binding;
 pub mod bundle;
 pub mod bundle_reference;
 pub mod capability_statement;
+pub mod code_system;
+pub mod coding_system;
 pub mod element;
 pub mod extension;
 pub mod extension_context;
@@ -28,6 +30,7 @@ pub mod outcome;
 pub mod package;
 pub mod questionnaire_response;
 pub mod reference;
+pub mod search_parameter;
 pub mod slicing;
 pub mod snapshot;
 pub mod structure_definition;
@@ -460,6 +463,8 @@ impl Validator {
                 questionnaire_response::check(&self.defs, resource, rtype, &mut out)
             }
             "CapabilityStatement" => capability_statement::check(resource, rtype, &mut out),
+            "CodeSystem" => code_system::check(resource, rtype, &mut out),
+            "SearchParameter" => search_parameter::check(resource, rtype, &mut out),
             "Bundle" => {
                 bundle::check(&self.defs, resource, rtype, &mut out);
                 bundle_reference::check_document(&self.defs, resource, rtype, &mut out);
