@@ -261,14 +261,14 @@ impl Offline<'_> {
         Self::offline(self.held().expand(url, &mut HashSet::new()))
     }
 
-    /// The `content` of the code system `url` (`complete`, `fragment`, `supplement`…), when the
-    /// server holds it.
-    pub fn code_system_content(&self, url: &str) -> Option<&str> {
+    /// Whether the code system `url` is a supplement (its `content` is `supplement`, or it names
+    /// the code system it `supplements`); `None` when the server does not hold it.
+    pub fn is_supplement(&self, url: &str) -> Option<bool> {
         OFFICIAL
             .code_systems
             .get(url)
             .or_else(|| self.code_systems.get(url))
-            .map(|cs| cs.content.as_str())
+            .map(|cs| cs.content == "supplement" || cs.supplements.is_some())
     }
 
     /// Whether the server holds a ValueSet with canonical `url`.

@@ -1,9 +1,8 @@
 //! `Coding.system`: "the identification of the code system that defines the meaning of the
 //! symbol in the code" (datatypes.html, R4). A url the server knows as a ValueSet and not as a
-//! CodeSystem names no code system; a CodeSystem whose `content` is `supplement` only adds
-//! "designations and properties for another code system" (CodeSystem.content) and defines the
-//! meaning of no code, so it cannot be a Coding's system either (its `supplements` names the
-//! one that does).
+//! CodeSystem names no code system. A supplement (a CodeSystem whose `content` is `supplement`,
+//! or that names the code system it `supplements`) only adds "designations and properties" to
+//! another code system and defines the meaning of no code, so it is no Coding's system either.
 
 use serde_json::Value;
 
@@ -16,15 +15,15 @@ pub fn check(defs: &Definitions, value: &Value, at: &str, out: &mut Outcome) {
         return;
     };
     let terminology = defs.terminology();
-    match terminology.code_system_content(system) {
-        Some("supplement") => out.error(
+    match terminology.is_supplement(system) {
+        Some(true) => out.error(
             "code-invalid",
             &format!("{at}.system"),
             format!(
                 "{system} is a code system supplement: it defines no codes, so it cannot be a Coding's system (use the code system it supplements)"
             ),
         ),
-        Some(_) => {}
+        Some(false) => {}
         None if terminology.is_value_set(system) => out.error(
             "code-invalid",
             &format!("{at}.system"),

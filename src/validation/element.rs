@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::outcome::Outcome;
 use super::structure_definition::{ElementDefinition, StructureDefinition};
 use super::{
-    absolute_uri, attachment, binding, extension, fixed_pattern, invariant, reference, slicing,
+    absolute_uri, attachment, binding, canonical, extension, fixed_pattern, invariant, reference, slicing,
     urn, value_limits, Definitions,
 };
 use crate::fhirpath::Item;
@@ -146,6 +146,9 @@ impl<'v, 'a> Walk<'v, 'a> {
         }
         if let (Some("uri" | "url" | "canonical"), Some(value)) = (type_code, node.value) {
             urn::check(value, at, self.out);
+        }
+        if let (Some("canonical"), Some(value)) = (type_code, node.value) {
+            canonical::check(self.defs, &def.types, value, at, self.out);
         }
         if let (Some("uri" | "canonical"), Some(value)) = (type_code, node.value) {
             // Once per item: against the core definition, not again for each profile.

@@ -18,6 +18,7 @@ pub mod attachment;
 pub mod binding;
 pub mod bundle;
 pub mod bundle_reference;
+pub mod canonical;
 pub mod capability_statement;
 pub mod code_system;
 pub mod coding_system;
