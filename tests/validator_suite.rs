@@ -195,11 +195,9 @@ fn validator_test_cases_agree_with_the_reference_validator() {
         // Supporting resources and profiles.
         let mut support = Vec::new();
         let mut unreadable = false;
-        for list in [
-            &case["supporting"],
-            &case["profiles"],
-            &case["profile"]["supporting"],
-        ] {
+        // As the reference validator's test runner: the base run knows `supporting` and
+        // `profiles`; the profile run also `profile.supporting` and the profile itself.
+        for list in [&case["supporting"], &case["profiles"]] {
             for f in list
                 .as_array()
                 .into_iter()
@@ -212,10 +210,22 @@ fn validator_test_cases_agree_with_the_reference_validator() {
                 }
             }
         }
+        let mut profile_support = support.clone();
+        for f in case["profile"]["supporting"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            match read_resource(&dir.join(f)) {
+                Some(r) => profile_support.push(r),
+                None => unreadable = true,
+            }
+        }
         let profile_source = case["profile"]["source"].as_str();
         if let Some(source) = profile_source {
             match read_resource(&dir.join(source)) {
-                Some(r) => support.push(r),
+                Some(r) => profile_support.push(r),
                 None => unreadable = true,
             }
         }
@@ -223,18 +233,21 @@ fn validator_test_cases_agree_with_the_reference_validator() {
             *skipped.entry("supporting file unreadable").or_default() += 1;
             continue;
         }
-        let defs = if support.is_empty() {
-            core.clone()
-        } else {
-            match core.extend(support.clone(), &core_file) {
-                Ok(d) => Arc::new(d),
-                Err(e) => {
-                    eprintln!("{name}: supporting definitions refused: {e}");
-                    *skipped
-                        .entry("supporting definition not usable")
-                        .or_default() += 1;
-                    continue;
-                }
+        let with = |support: &Vec<Value>| {
+            if support.is_empty() {
+                Ok(core.clone())
+            } else {
+                core.extend(support.clone(), &core_file).map(Arc::new)
+            }
+        };
+        let (defs, profile_defs) = match (with(&support), with(&profile_support)) {
+            (Ok(d), Ok(p)) => (d, p),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("{name}: supporting definitions refused: {e}");
+                *skipped
+                    .entry("supporting definition not usable")
+                    .or_default() += 1;
+                continue;
             }
         };
         let validator = Validator::with_definitions(defs, Settings::default());
@@ -255,7 +268,7 @@ fn validator_test_cases_agree_with_the_reference_validator() {
         if let (Some(source), Some(expected_profile)) =
             (profile_source, expected(&dir, &case["profile"]["java"]))
         {
-            let url = support
+            let url = profile_support
                 .iter()
                 .find(|r| {
                     r["resourceType"] == "StructureDefinition"
@@ -263,6 +276,7 @@ fn validator_test_cases_agree_with_the_reference_validator() {
                 })
                 .and_then(|r| r["url"].as_str())
                 .map(str::to_owned);
+            let validator = Validator::with_definitions(profile_defs, Settings::default());
             if let Some((found, messages)) = run(&dir, &validator, file, url) {
                 runs.push(Run {
                     name: format!("{name} (profile)"),
