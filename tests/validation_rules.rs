@@ -889,3 +889,48 @@ both_stores!(a_reference_url_has_a_valid_scheme, |server| {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("is not a valid reference"), "{found:?}");
 });
+
+const SNORE_LEVEL: &str = "http://lullaby.example/fhir/StructureDefinition/snore-level";
+
+/// A profile naming the choice element by its type-specific name, as R4 profiles may.
+async fn snore_server(kind: StoreKind) -> Option<(TestServer, TempDir)> {
+    let dir = TempDir::new();
+    let profile = json!({"resourceType": "StructureDefinition", "url": SNORE_LEVEL,
+        "name": "SnoreLevel", "status": "draft", "kind": "resource", "abstract": false,
+        "type": "Observation", "derivation": "constraint",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Observation",
+        "differential": {"element": [
+            {"id": "Observation.valueQuantity", "path": "Observation.valueQuantity", "min": 1},
+            {"id": "Observation.valueQuantity.unit", "path": "Observation.valueQuantity.unit", "min": 1}]}});
+    let package = write_package(&dir.0, "snore.example", json!({}), &[profile]);
+    let server =
+        TestServer::start_configured(kind, |s| s.validation.packages = vec![package]).await?;
+    Some((server, dir))
+}
+
+with_package!(snore_server, a_profile_names_a_choice_element_by_its_type, |server| {
+    let observation = |value: (&str, Value)| {
+        let mut o = json!({"resourceType": "Observation", "meta": {"profile": [SNORE_LEVEL]},
+            "status": "final", "code": {"text": "snoring loudness"}});
+        o[value.0] = value.1;
+        o
+    };
+    refused_at(
+        &server,
+        &observation(("valueQuantity", json!({"value": 62, "unit": "dB"}))),
+        None,
+    )
+    .await;
+    refused_at(
+        &server,
+        &observation(("valueQuantity", json!({"value": 62}))),
+        Some("Observation.valueQuantity"),
+    )
+    .await;
+    let reply = server
+        .client()
+        .post("Observation", &observation(("valueString", json!("loud"))))
+        .await
+        .unwrap();
+    assert!(!errors(&expect_status(&reply, 400)).is_empty());
+});

@@ -537,4 +537,76 @@ mod tests {
         assert_eq!(second["snapshot"]["element"][1]["min"], 1);
         assert_eq!(second["snapshot"]["element"][2]["max"], "2");
     }
+
+    #[test]
+    fn a_content_reference_unfolds_the_children_of_the_type() {
+        let mut m = bases().0;
+        m.insert(
+            "http://hl7.org/fhir/StructureDefinition/Nest".to_owned(),
+            vec![
+                json!({"id": "Nest", "path": "Nest"}),
+                json!({"id": "Nest.twig", "path": "Nest.twig", "min": 0, "max": "*",
+                       "type": [{"code": "BackboneElement"}]}),
+                json!({"id": "Nest.twig.name", "path": "Nest.twig.name", "min": 0, "max": "1",
+                       "type": [{"code": "string"}]}),
+                json!({"id": "Nest.twig.twig", "path": "Nest.twig.twig", "min": 0, "max": "*",
+                       "contentReference": "#Nest.twig"}),
+            ],
+        );
+        let profile = json!({"baseDefinition": "http://hl7.org/fhir/StructureDefinition/Nest",
+        "differential": {"element": [
+            {"id": "Nest.twig.name", "path": "Nest.twig.name", "min": 1},
+            {"id": "Nest.twig.twig.name", "path": "Nest.twig.twig.name", "fixedString": "leaf"},
+        ]}});
+        let out = generate(&profile, &Map(m)).unwrap();
+        assert_eq!(
+            ids(&out),
+            [
+                "Nest",
+                "Nest.twig",
+                "Nest.twig.name",
+                "Nest.twig.twig",
+                "Nest.twig.twig.name",
+                "Nest.twig.twig.twig"
+            ]
+        );
+        // The nested twig's name is the type's (0..1), not the profile's first-level 1..1.
+        assert_eq!(out["snapshot"]["element"][4]["min"], 0);
+        assert_eq!(out["snapshot"]["element"][4]["fixedString"], "leaf");
+        assert_eq!(out["snapshot"]["element"][3]["type"][0]["code"], "BackboneElement");
+    }
+
+    #[test]
+    fn a_type_specific_name_constrains_the_choice_element() {
+        let mut m = bases().0;
+        m.insert(
+            "http://hl7.org/fhir/StructureDefinition/Reading".to_owned(),
+            vec![
+                json!({"id": "Reading", "path": "Reading"}),
+                json!({"id": "Reading.value[x]", "path": "Reading.value[x]", "min": 0, "max": "1",
+                       "type": [{"code": "CodeableConcept"}, {"code": "string"}]}),
+            ],
+        );
+        let profile = json!({"baseDefinition": "http://hl7.org/fhir/StructureDefinition/Reading",
+        "differential": {"element": [
+            {"id": "Reading.valueCodeableConcept", "path": "Reading.valueCodeableConcept", "min": 1},
+            {"id": "Reading.valueCodeableConcept.text", "path": "Reading.valueCodeableConcept.text", "min": 1},
+        ]}});
+        let out = generate(&profile, &Map(m)).unwrap();
+        assert_eq!(
+            ids(&out),
+            [
+                "Reading",
+                "Reading.value[x]",
+                "Reading.value[x].coding",
+                "Reading.value[x].text"
+            ]
+        );
+        assert_eq!(out["snapshot"]["element"][1]["min"], 1);
+        assert_eq!(
+            out["snapshot"]["element"][1]["type"],
+            json!([{"code": "CodeableConcept"}])
+        );
+        assert_eq!(out["snapshot"]["element"][3]["min"], 1);
+    }
 }
