@@ -934,3 +934,21 @@ with_package!(snore_server, a_profile_names_a_choice_element_by_its_type, |serve
         .unwrap();
     assert!(!errors(&expect_status(&reply, 400)).is_empty());
 });
+
+both_stores!(a_urn_reference_resolves_to_an_entry_of_an_allowed_type, |server| {
+    let bundle = |target: &str| {
+        json!({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"fullUrl": "urn:uuid:2f0c8a7e-5b1d-4c3e-9f4a-6d7e8f9a0b1c",
+             "resource": {"resourceType": target}},
+            {"fullUrl": "urn:uuid:7a9b0c1d-2e3f-4a5b-8c6d-7e8f9a0b1c2d",
+             "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "sleep apnoea index"},
+              "subject": {"reference": "urn:uuid:2f0c8a7e-5b1d-4c3e-9f4a-6d7e8f9a0b1c"}}}]})
+    };
+    refused_at(&server, &bundle("Patient"), None).await;
+    refused_at(
+        &server,
+        &bundle("Medication"),
+        Some("Bundle.entry[1].resource.subject.reference"),
+    )
+    .await;
+});

@@ -18,6 +18,7 @@ pub mod attachment;
 pub mod binding;
 pub mod bundle;
 pub mod bundle_reference;
+pub mod bundle_reference_target;
 pub mod canonical;
 pub mod capability_statement;
 pub mod code_system;
@@ -469,6 +470,7 @@ impl Validator {
             "Bundle" => {
                 bundle::check(&self.defs, resource, rtype, &mut out);
                 bundle_reference::check_document(&self.defs, resource, rtype, &mut out);
+                bundle_reference_target::check(&self.defs, resource, rtype, &mut out);
             }
             _ => {}
         }
