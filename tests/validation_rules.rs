@@ -6,7 +6,11 @@
 //! Bundle and the document rule (bundle.html, Composition), elements defined as absolute URIs,
 //! CapabilityStatement search parameter types, URNs, the 1MB string limit, and the profile
 //! rules value limits (`minValue`/`maxValue`/`maxLength`), nested resources' type profiles and
-//! differentials without element ids.
+//! differentials without element ids; and decision 0048's: where an extension may be used
+//! (element and FHIRPath contexts, context invariants, primitives), modifier extensions,
+//! canonical targets, Coding.system, CodeSystem content and properties,
+//! SearchParameter.derivedFrom, `urn:` references resolved in a Bundle, reference schemes and
+//! choice elements named by their type in a profile.
 
 mod common;
 

@@ -29,13 +29,14 @@ use signaal::validation::{CoreFile, Definitions, Settings, Validator};
 /// types, Attachment sizes, extension urls, slicing of nested resources, que-7/que-12 as R4B
 /// corrected them); 77.6% after; 81.4% after decision 0047's (references resolved in Bundles
 /// and documents, absolute-URI elements, value limits, nested resources' profiles,
-/// differentials without ids, URNs, CapabilityStatement search parameter types). Issue 18 aims
-/// at 90%. The disagreements left are listed by class in docs/validation.md: mostly checks
-/// that need what the server does not have (display names of LOINC/SNOMED CT/CVX, targets
-/// checked against their profiles on a server), authoring rules that are the Java validator's
-/// policy rather than R4's, unknown extensions and extension contexts (by design), and a few
-/// where Java runs with settings Signaal does not have.
-const MIN_PRESENCE_AGREEMENT: f64 = 0.81;
+/// differentials without ids, URNs, CapabilityStatement search parameter types); 85.3% of 483
+/// after decision 0048's (extension contexts, modifier placement, canonical targets,
+/// Coding.system, CodeSystem and SearchParameter.derivedFrom rules, renamed choice elements
+/// and content references in snapshots). Issue 18 aims at 90%. The disagreements left are
+/// listed by class in docs/validation.md: display names (not checked, decision 0048), checks
+/// that need what the server does not have, unknown extensions (by design), R5 features, and
+/// the Java validator's policies, each with R4's words.
+const MIN_PRESENCE_AGREEMENT: f64 = 0.85;
 
 fn data_dir() -> PathBuf {
     match std::env::var_os("FHIR_VALIDATOR_TESTS") {
