@@ -446,7 +446,9 @@ fn find_nested<'a>(
 /// A literal reference is absolute (`scheme:…`), local (`#id`), or relative `Type/id` with an
 /// optional `/_history/vid`, where `Type` is a resource type and `id` a valid id.
 fn check_reference(reference: &str) -> Result<(), String> {
-    if reference.starts_with('#') || (has_scheme(reference) && !reference.contains(char::is_whitespace)) {
+    if reference.starts_with('#')
+        || (has_scheme(reference) && !reference.contains(char::is_whitespace))
+    {
         return Ok(());
     }
     let segments: Vec<&str> = reference.split('/').collect();

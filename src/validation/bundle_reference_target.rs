@@ -24,7 +24,9 @@ pub fn check(defs: &Definitions, bundle: &Value, at: &str, out: &mut Outcome) {
     for entry in entries {
         let (Some(url), Some(rtype)) = (
             entry.get("fullUrl").and_then(Value::as_str),
-            entry.pointer("/resource/resourceType").and_then(Value::as_str),
+            entry
+                .pointer("/resource/resourceType")
+                .and_then(Value::as_str),
         ) else {
             continue;
         };
@@ -82,7 +84,8 @@ impl Targets<'_, '_> {
         match value {
             Value::Object(map) => {
                 for (key, v) in map {
-                    if matches!(key.as_str(), "contained" | "resourceType") || key.starts_with('_') {
+                    if matches!(key.as_str(), "contained" | "resourceType") || key.starts_with('_')
+                    {
                         continue;
                     }
                     if key == "reference" {

@@ -20,7 +20,11 @@ pub fn check(defs: &Definitions, types: &[TypeRef], value: &Value, at: &str, out
         .flat_map(|t| t.target_profiles.iter())
         .map(|p| p.strip_prefix(CORE_PREFIX).unwrap_or(p))
         .collect();
-    if targets.is_empty() || targets.iter().any(|t| matches!(*t, "Resource" | "DomainResource")) {
+    if targets.is_empty()
+        || targets
+            .iter()
+            .any(|t| matches!(*t, "Resource" | "DomainResource"))
+    {
         return;
     }
     let url = url.split('|').next().unwrap_or(url);

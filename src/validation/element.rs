@@ -14,8 +14,8 @@ use serde_json::Value;
 use super::outcome::Outcome;
 use super::structure_definition::{ElementDefinition, StructureDefinition};
 use super::{
-    absolute_uri, attachment, binding, canonical, extension, fixed_pattern, invariant, reference, slicing,
-    urn, value_limits, Definitions,
+    absolute_uri, attachment, binding, canonical, extension, fixed_pattern, invariant, reference,
+    slicing, urn, value_limits, Definitions,
 };
 use crate::fhirpath::Item;
 

@@ -77,9 +77,12 @@ fn element_allows(expression: &str, holder_path: &str, holder_sd: &StructureDefi
 /// An `element` context naming the type of the holder element (`BackboneElement` for
 /// `Patient.contact`).
 fn holder_type_is(expression: &str, defined_at: &str, holder_sd: &StructureDefinition) -> bool {
-    holder_sd
-        .element_by_path(defined_at)
-        .is_some_and(|i| holder_sd.elements[i].types.iter().any(|t| t.code == expression))
+    holder_sd.element_by_path(defined_at).is_some_and(|i| {
+        holder_sd.elements[i]
+            .types
+            .iter()
+            .any(|t| t.code == expression)
+    })
 }
 
 /// A `fhirpath` context: the expression, evaluated on the resource, selects the holder. One the

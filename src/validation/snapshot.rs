@@ -207,9 +207,9 @@ fn choice_type(e: &Value, suffix: &str) -> Option<Value> {
         .find(|t| {
             t.get("code").and_then(Value::as_str).is_some_and(|code| {
                 let mut chars = code.chars();
-                chars.next().is_some_and(|c| {
-                    c.to_ascii_uppercase().to_string() + chars.as_str() == suffix
-                })
+                chars
+                    .next()
+                    .is_some_and(|c| c.to_ascii_uppercase().to_string() + chars.as_str() == suffix)
             })
         })
         .cloned()
@@ -277,7 +277,9 @@ fn make_room(snapshot: &mut Vec<Value>, wanted: &str, bases: &dyn Bases) -> Resu
         // this profile has constrained them at the first level.
         let root_type = target.split('.').next().unwrap_or(&target);
         let source = bases
-            .snapshot_of(&format!("http://hl7.org/fhir/StructureDefinition/{root_type}"))
+            .snapshot_of(&format!(
+                "http://hl7.org/fhir/StructureDefinition/{root_type}"
+            ))
             .unwrap_or_else(|| snapshot.to_vec());
         let unfolded: Vec<Value> = source
             .iter()
@@ -303,7 +305,9 @@ fn make_room(snapshot: &mut Vec<Value>, wanted: &str, bases: &dyn Bases) -> Resu
             })
             .collect();
         if unfolded.is_empty() {
-            return Err(format!("the element {target} that {parent} refers to has no children"));
+            return Err(format!(
+                "the element {target} that {parent} refers to has no children"
+            ));
         }
         // Its children are now its own: it is walked by them, as a BackboneElement.
         if let Some(object) = snapshot[p].as_object_mut() {
@@ -573,7 +577,10 @@ mod tests {
         // The nested twig's name is the type's (0..1), not the profile's first-level 1..1.
         assert_eq!(out["snapshot"]["element"][4]["min"], 0);
         assert_eq!(out["snapshot"]["element"][4]["fixedString"], "leaf");
-        assert_eq!(out["snapshot"]["element"][3]["type"][0]["code"], "BackboneElement");
+        assert_eq!(
+            out["snapshot"]["element"][3]["type"][0]["code"],
+            "BackboneElement"
+        );
     }
 
     #[test]
