@@ -70,6 +70,7 @@ const KNOWN_INVALID: &[(&str, &str)] = &[
     ("CapabilityStatement/measure-processor", "Measure-version says string; its definition is token"),
     ("CapabilityStatement/terminology-server", "ValueSet-reference says token (definition: uri), ConceptMap-source/-target say uri (definition: reference)"),
     // Elements R4 defines as "An absolute URI".
+    ("StructureDefinition/ExplanationOfBenefit", "ExplanationOfBenefit.priority binds to http://terminology.hl7.org/CodeSystem/processpriority, a CodeSystem's url, where binding.valueSet is canonical(ValueSet) (HL7 FHIR-34371, corrected in R4B to ValueSet/process-priority)"),
     ("ValueSet/example-hierarchical", "compose.include.system is '#hacked' (a contained CodeSystem), and ValueSet.compose.include.system is 'An absolute URI'"),
     // Ids.
     ("SearchParameter/questionnaireresponse-extensions-QuestionnaireResponse-item-subject", "the id has 68 characters (HL7 schema: id ^[A-Za-z0-9\\-\\.]{1,64}$)"),

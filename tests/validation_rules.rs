@@ -6,7 +6,11 @@
 //! Bundle and the document rule (bundle.html, Composition), elements defined as absolute URIs,
 //! CapabilityStatement search parameter types, URNs, the 1MB string limit, and the profile
 //! rules value limits (`minValue`/`maxValue`/`maxLength`), nested resources' type profiles and
-//! differentials without element ids.
+//! differentials without element ids; and decision 0048's: where an extension may be used
+//! (element and FHIRPath contexts, context invariants, primitives), modifier extensions,
+//! canonical targets, Coding.system, CodeSystem content and properties,
+//! SearchParameter.derivedFrom, `urn:` references resolved in a Bundle, reference schemes and
+//! choice elements named by their type in a profile.
 
 mod common;
 
@@ -664,3 +668,376 @@ both_stores!(a_search_outcome_entry_is_an_operation_outcome, |server| {
         {"severity": "information", "code": "informational", "diagnostics": "2 of 3 sleepers shown"}]}));
     create(&server, &ok).await;
 });
+
+// Rules of decision 0048: where extensions may be used, modifier extensions, canonical targets,
+// Coding.system, CodeSystem content and properties, SearchParameter.derivedFrom.
+
+const LULL: &str = "http://lullaby.example/fhir";
+
+fn lull(path: &str) -> String {
+    format!("{LULL}/{path}")
+}
+
+/// An extension definition of the lullaby package: a boolean, used where `contexts` say, with
+/// `invariants` and `modifier` as given.
+fn lull_extension(name: &str, contexts: Value, invariants: Value, modifier: bool) -> Value {
+    json!({"resourceType": "StructureDefinition", "url": lull(&format!("StructureDefinition/{name}")),
+    "name": name, "status": "draft", "kind": "complex-type", "abstract": false, "type": "Extension",
+    "context": contexts, "contextInvariant": invariants,
+    "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Extension", "derivation": "constraint",
+    "differential": {"element": [
+        {"id": "Extension", "path": "Extension", "isModifier": modifier},
+        {"id": "Extension.extension", "path": "Extension.extension", "max": "0"},
+        {"id": "Extension.url", "path": "Extension.url", "fixedUri": lull(&format!("StructureDefinition/{name}"))},
+        {"id": "Extension.value[x]", "path": "Extension.value[x]", "type": [{"code": "boolean"}]}]}})
+}
+
+/// Extensions, a code system, its supplement and a value set that appear nowhere else.
+fn lullaby_definitions() -> Vec<Value> {
+    let element = |e: &str| json!({"type": "element", "expression": e});
+    vec![
+        lull_extension("tucked-in", json!([element("Encounter")]), json!([]), false),
+        lull_extension(
+            "night-line",
+            json!([{"type": "fhirpath", "expression": "Patient.telecom.where(system = 'phone')"}]),
+            json!([]),
+            false,
+        ),
+        lull_extension(
+            "still-awake",
+            json!([element("Patient")]),
+            json!(["deceased.exists().not()"]),
+            false,
+        ),
+        lull_extension(
+            "exact-birth",
+            json!([element("Patient.birthDate")]),
+            json!([]),
+            false,
+        ),
+        lull_extension("not-a-dream", json!([element("Patient")]), json!([]), true),
+        json!({"resourceType": "CodeSystem", "url": lull("CodeSystem/sleep-stage"), "status": "active",
+            "content": "complete", "concept": [{"code": "rem"}, {"code": "deep"}]}),
+        json!({"resourceType": "CodeSystem", "url": lull("CodeSystem/sleep-stage-nl"), "status": "active",
+            "content": "supplement", "supplements": lull("CodeSystem/sleep-stage"),
+            "concept": [{"code": "rem", "designation": [{"language": "nl", "value": "droomslaap"}]}]}),
+        json!({"resourceType": "ValueSet", "url": lull("ValueSet/sleep-stages"), "status": "active",
+            "compose": {"include": [{"system": lull("CodeSystem/sleep-stage")}]}}),
+    ]
+}
+
+async fn lullaby_server(kind: StoreKind) -> Option<(TestServer, TempDir)> {
+    let dir = TempDir::new();
+    let package = write_package(&dir.0, "lullaby.example", json!({}), &lullaby_definitions());
+    let server =
+        TestServer::start_configured(kind, |s| s.validation.packages = vec![package]).await?;
+    Some((server, dir))
+}
+
+fn lull_flag(name: &str) -> Value {
+    json!({"url": lull(&format!("StructureDefinition/{name}")), "valueBoolean": true})
+}
+
+/// Posts `resource`: refused with one error at `at`, or (`at` None) stored.
+async fn refused_at(server: &TestServer, resource: &Value, at: Option<&str>) {
+    let rtype = resource["resourceType"].as_str().unwrap();
+    let reply = server.client().post(rtype, resource).await.unwrap();
+    match at {
+        Some(at) => {
+            let found = errors(&expect_status(&reply, 400));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(found[0].ends_with(at), "{found:?}");
+        }
+        None => {
+            expect_status(&reply, 201);
+        }
+    }
+}
+
+with_package!(
+    lullaby_server,
+    an_extension_is_used_in_its_element_context,
+    |server| {
+        let encounter = json!({"resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "extension": [lull_flag("tucked-in")]});
+        refused_at(&server, &encounter, None).await;
+        let patient = json!({"resourceType": "Patient", "extension": [lull_flag("tucked-in")]});
+        refused_at(&server, &patient, Some("Patient.extension[0]")).await;
+    }
+);
+
+with_package!(
+    lullaby_server,
+    an_extension_is_used_where_its_fhirpath_context_selects,
+    |server| {
+        let patient = |system: &str| {
+            json!({"resourceType": "Patient", "telecom": [
+            {"system": system, "value": "0101 234 567", "extension": [lull_flag("night-line")]}]})
+        };
+        refused_at(&server, &patient("phone"), None).await;
+        refused_at(
+            &server,
+            &patient("fax"),
+            Some("Patient.telecom[0].extension[0]"),
+        )
+        .await;
+    }
+);
+
+with_package!(
+    lullaby_server,
+    an_extension_keeps_its_context_invariants,
+    |server| {
+        let patient = |deceased: Option<bool>| {
+            let mut p = json!({"resourceType": "Patient", "extension": [lull_flag("still-awake")]});
+            if let Some(d) = deceased {
+                p["deceasedBoolean"] = json!(d);
+            }
+            p
+        };
+        refused_at(&server, &patient(None), None).await;
+        refused_at(&server, &patient(Some(true)), Some("Patient.extension[0]")).await;
+    }
+);
+
+with_package!(
+    lullaby_server,
+    an_extension_on_a_primitive_is_checked_too,
+    |server| {
+        let on = |element: &str| {
+            json!({"resourceType": "Patient", "birthDate": "1988-02-29", "gender": "other",
+            format!("_{element}"): {"extension": [lull_flag("exact-birth")]}})
+        };
+        refused_at(&server, &on("birthDate"), None).await;
+        refused_at(&server, &on("gender"), Some("Patient.gender.extension[0]")).await;
+    }
+);
+
+both_stores!(a_core_extension_out_of_its_context_is_a_warning, |server| {
+    // patient-birthTime is declared for Patient.birthDate; the R4 package itself uses core
+    // extensions outside their declared contexts, so this is a warning only.
+    let patient = json!({"resourceType": "Patient", "extension": [
+        {"url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime",
+         "valueDateTime": "1988-02-29T03:17:00+01:00"}]});
+    let outcome = validate(&server, &patient).await;
+    assert_eq!(errors(&outcome), Vec::<String>::new());
+    let warned = outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["severity"] == "warning" && i["expression"][0] == "Patient.extension[0]");
+    assert!(warned, "{outcome}");
+});
+
+with_package!(
+    lullaby_server,
+    a_modifier_extension_is_a_modifier_extension,
+    |server| {
+        let ok =
+            json!({"resourceType": "Patient", "modifierExtension": [lull_flag("not-a-dream")]});
+        refused_at(&server, &ok, None).await;
+        let hidden = json!({"resourceType": "Patient", "extension": [lull_flag("not-a-dream")]});
+        refused_at(&server, &hidden, Some("Patient.extension[0]")).await;
+        let inflated =
+            json!({"resourceType": "Patient", "modifierExtension": [lull_flag("still-awake")]});
+        refused_at(&server, &inflated, Some("Patient.modifierExtension[0]")).await;
+    }
+);
+
+with_package!(
+    lullaby_server,
+    a_canonical_names_a_resource_of_its_target_type,
+    |server| {
+        let response = json!({"resourceType": "QuestionnaireResponse", "status": "in-progress",
+        "questionnaire": lull("ValueSet/sleep-stages")});
+        refused_at(
+            &server,
+            &response,
+            Some("QuestionnaireResponse.questionnaire"),
+        )
+        .await;
+    }
+);
+
+with_package!(lullaby_server, a_coding_system_is_a_code_system, |server| {
+    let observation = |system: String| {
+        json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": system, "code": "rem"}]}})
+    };
+    refused_at(&server, &observation(lull("CodeSystem/sleep-stage")), None).await;
+    refused_at(
+        &server,
+        &observation(lull("ValueSet/sleep-stages")),
+        Some("Observation.code.coding[0].system"),
+    )
+    .await;
+    refused_at(
+        &server,
+        &observation(lull("CodeSystem/sleep-stage-nl")),
+        Some("Observation.code.coding[0].system"),
+    )
+    .await;
+});
+
+both_stores!(
+    a_code_system_agrees_with_its_content_and_properties,
+    |server| {
+        let cs = |content: &str, property: Value| {
+            json!({"resourceType": "CodeSystem", "url": lull("CodeSystem/dream-kind"), "status": "draft",
+            "content": content,
+            "property": [{"code": "vividness", "type": "integer"}],
+            "concept": [{"code": "lucid", "property": [property]}]})
+        };
+        refused_at(
+            &server,
+            &cs("complete", json!({"code": "vividness", "valueInteger": 9})),
+            None,
+        )
+        .await;
+        refused_at(
+            &server,
+            &cs(
+                "not-present",
+                json!({"code": "vividness", "valueInteger": 9}),
+            ),
+            Some("CodeSystem.concept[0]"),
+        )
+        .await;
+        refused_at(
+            &server,
+            &cs(
+                "complete",
+                json!({"code": "vividness", "valueString": "very"}),
+            ),
+            Some("CodeSystem.concept[0].property[0]"),
+        )
+        .await;
+        refused_at(
+            &server,
+            &cs("complete", json!({"code": "colour", "valueString": "grey"})),
+            Some("CodeSystem.concept[0].property[0].code"),
+        )
+        .await;
+    }
+);
+
+both_stores!(
+    a_derived_search_parameter_agrees_with_its_origin,
+    |server| {
+        let sp = |kind: &str, base: &str| {
+            json!({"resourceType": "SearchParameter", "url": lull("SearchParameter/bedtime-birthdate"),
+            "name": "BedtimeBirthdate", "status": "draft", "description": "birth date, at bedtime",
+            "derivedFrom": "http://hl7.org/fhir/SearchParameter/individual-birthdate",
+            "code": "bedtime-birthdate", "base": [base], "type": kind,
+            "expression": format!("{base}.birthDate")})
+        };
+        refused_at(&server, &sp("date", "Patient"), None).await;
+        refused_at(
+            &server,
+            &sp("string", "Patient"),
+            Some("SearchParameter.type"),
+        )
+        .await;
+        refused_at(
+            &server,
+            &sp("date", "Device"),
+            Some("SearchParameter.base[0]"),
+        )
+        .await;
+    }
+);
+
+both_stores!(a_reference_url_has_a_valid_scheme, |server| {
+    let observation = |reference: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "snoring"},
+            "subject": {"reference": reference}})
+    };
+    refused_at(
+        &server,
+        &observation("https://lullaby.example/fhir/Patient/sandman"),
+        None,
+    )
+    .await;
+    let reply = server
+        .client()
+        .post(
+            "Observation",
+            &observation("ht tps://lullaby.example/fhir/Patient/sandman"),
+        )
+        .await
+        .unwrap();
+    let found = errors(&expect_status(&reply, 400));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("is not a valid reference"), "{found:?}");
+});
+
+const SNORE_LEVEL: &str = "http://lullaby.example/fhir/StructureDefinition/snore-level";
+
+/// A profile naming the choice element by its type-specific name, as R4 profiles may.
+async fn snore_server(kind: StoreKind) -> Option<(TestServer, TempDir)> {
+    let dir = TempDir::new();
+    let profile = json!({"resourceType": "StructureDefinition", "url": SNORE_LEVEL,
+        "name": "SnoreLevel", "status": "draft", "kind": "resource", "abstract": false,
+        "type": "Observation", "derivation": "constraint",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Observation",
+        "differential": {"element": [
+            {"id": "Observation.valueQuantity", "path": "Observation.valueQuantity", "min": 1},
+            {"id": "Observation.valueQuantity.unit", "path": "Observation.valueQuantity.unit", "min": 1}]}});
+    let package = write_package(&dir.0, "snore.example", json!({}), &[profile]);
+    let server =
+        TestServer::start_configured(kind, |s| s.validation.packages = vec![package]).await?;
+    Some((server, dir))
+}
+
+with_package!(
+    snore_server,
+    a_profile_names_a_choice_element_by_its_type,
+    |server| {
+        let observation = |value: (&str, Value)| {
+            let mut o = json!({"resourceType": "Observation", "meta": {"profile": [SNORE_LEVEL]},
+            "status": "final", "code": {"text": "snoring loudness"}});
+            o[value.0] = value.1;
+            o
+        };
+        refused_at(
+            &server,
+            &observation(("valueQuantity", json!({"value": 62, "unit": "dB"}))),
+            None,
+        )
+        .await;
+        refused_at(
+            &server,
+            &observation(("valueQuantity", json!({"value": 62}))),
+            Some("Observation.valueQuantity"),
+        )
+        .await;
+        let reply = server
+            .client()
+            .post("Observation", &observation(("valueString", json!("loud"))))
+            .await
+            .unwrap();
+        assert!(!errors(&expect_status(&reply, 400)).is_empty());
+    }
+);
+
+both_stores!(
+    a_urn_reference_resolves_to_an_entry_of_an_allowed_type,
+    |server| {
+        let bundle = |target: &str| {
+            json!({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"fullUrl": "urn:uuid:2f0c8a7e-5b1d-4c3e-9f4a-6d7e8f9a0b1c",
+             "resource": {"resourceType": target}},
+            {"fullUrl": "urn:uuid:7a9b0c1d-2e3f-4a5b-8c6d-7e8f9a0b1c2d",
+             "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "sleep apnoea index"},
+              "subject": {"reference": "urn:uuid:2f0c8a7e-5b1d-4c3e-9f4a-6d7e8f9a0b1c"}}}]})
+        };
+        refused_at(&server, &bundle("Patient"), None).await;
+        refused_at(
+            &server,
+            &bundle("Medication"),
+            Some("Bundle.entry[1].resource.subject.reference"),
+        )
+        .await;
+    }
+);

@@ -446,7 +446,9 @@ fn find_nested<'a>(
 /// A literal reference is absolute (`scheme:…`), local (`#id`), or relative `Type/id` with an
 /// optional `/_history/vid`, where `Type` is a resource type and `id` a valid id.
 fn check_reference(reference: &str) -> Result<(), String> {
-    if reference.starts_with('#') || reference.contains(':') {
+    if reference.starts_with('#')
+        || (has_scheme(reference) && !reference.contains(char::is_whitespace))
+    {
         return Ok(());
     }
     let segments: Vec<&str> = reference.split('/').collect();
@@ -466,6 +468,17 @@ fn check_reference(reference: &str) -> Result<(), String> {
              an absolute URL or #id of a contained resource"
         ))
     }
+}
+
+/// Whether `reference` starts with a URI scheme and `:` (RFC 3986: a letter, then letters,
+/// digits, `+`, `-`, `.`): an absolute URL, which (unlike `ht sdtps://…`) has no whitespace.
+fn has_scheme(reference: &str) -> bool {
+    reference.split_once(':').is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
 }
 
 /// dom-2 (no nested `contained`), dom-4 (no `meta.versionId`/`lastUpdated`), contained

@@ -12,6 +12,8 @@ use super::{Codes, Held, Stop};
 pub struct CodeSystem {
     /// `complete` (every code is here), `fragment`, `example`, `not-present`, `supplement`.
     pub(super) content: String,
+    /// `supplements`: the code system this one adds designations and properties to.
+    pub(super) supplements: Option<String>,
     /// Every code, with its parents.
     pub(super) parents: HashMap<String, Vec<String>>,
     pub(super) children: HashMap<String, Vec<String>>,
@@ -27,6 +29,10 @@ impl CodeSystem {
                 .and_then(Value::as_str)
                 .unwrap_or("complete")
                 .to_owned(),
+            supplements: resource
+                .get("supplements")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             ..Default::default()
         };
         let mut stack: Vec<(&Value, Option<String>)> = resource

@@ -261,6 +261,21 @@ impl Offline<'_> {
         Self::offline(self.held().expand(url, &mut HashSet::new()))
     }
 
+    /// Whether the code system `url` is a supplement (its `content` is `supplement`, or it names
+    /// the code system it `supplements`); `None` when the server does not hold it.
+    pub fn is_supplement(&self, url: &str) -> Option<bool> {
+        OFFICIAL
+            .code_systems
+            .get(url)
+            .or_else(|| self.code_systems.get(url))
+            .map(|cs| cs.content == "supplement" || cs.supplements.is_some())
+    }
+
+    /// Whether the server holds a ValueSet with canonical `url`.
+    pub fn is_value_set(&self, url: &str) -> bool {
+        OFFICIAL.value_sets.contains_key(url) || self.value_sets.contains_key(url)
+    }
+
     /// Whether `code` is a code of the code system `system`: `None` when the server does not
     /// hold the whole code system (unknown, or only a fragment or an example of it).
     pub fn has_code(&self, system: &str, code: &str) -> Option<bool> {

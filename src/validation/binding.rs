@@ -109,6 +109,7 @@ pub fn check(
 /// ones a warning, as here. A sender's stray code in a category (`vital-sign` for
 /// `vital-signs`) does not cost the whole upload.
 pub fn check_coding(defs: &Definitions, value: &Value, at: &str, out: &mut Outcome) {
+    super::coding_system::check(defs, value, at, out);
     let (Some(system), Some(code)) = (
         value.get("system").and_then(Value::as_str),
         value.get("code").and_then(Value::as_str),

@@ -14,8 +14,8 @@ use serde_json::Value;
 use super::outcome::Outcome;
 use super::structure_definition::{ElementDefinition, StructureDefinition};
 use super::{
-    absolute_uri, attachment, binding, extension, fixed_pattern, invariant, reference, slicing,
-    urn, value_limits, Definitions,
+    absolute_uri, attachment, binding, canonical, extension, fixed_pattern, invariant, reference,
+    slicing, urn, value_limits, Definitions,
 };
 use crate::fhirpath::Item;
 
@@ -147,6 +147,9 @@ impl<'v, 'a> Walk<'v, 'a> {
         if let (Some("uri" | "url" | "canonical"), Some(value)) = (type_code, node.value) {
             urn::check(value, at, self.out);
         }
+        if let (Some("canonical"), Some(value)) = (type_code, node.value) {
+            canonical::check(self.defs, &def.types, value, at, self.out);
+        }
         if let (Some("uri" | "canonical"), Some(value)) = (type_code, node.value) {
             // Once per item: against the core definition, not again for each profile.
             if sd.derivation == "specialization" && absolute_uri::applies(&def.path) {
@@ -256,6 +259,8 @@ impl<'v, 'a> Walk<'v, 'a> {
         if let Some(type_sd) = self.defs.core(t) {
             if type_sd.kind != "primitive-type" && !std::ptr::eq(type_sd, sd) {
                 self.element(type_sd, 0, node, Some(t), at, def_path, done);
+            } else if let Some(ext) = node.ext {
+                extension::on_primitive(self, ext, at, def_path, &def.path, sd);
             }
         }
     }

@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::element::{Node, Walk};
+use super::extension_context;
 use super::structure_definition::StructureDefinition;
 
 /// Checks the extension `value` at `at`, held by the element whose path is `holder_path` in the
@@ -14,11 +15,14 @@ use super::structure_definition::StructureDefinition;
 /// for a nested item) in `holder_sd`. Returns whether the extension's definition was known
 /// (and walked).
 ///
-/// Used outside its context, an extension is a warning, not an error: the R4 package's own
-/// conformance resources use core extensions so (`structuredefinition-fhir-type` on
-/// `ElementDefinition.type`, declared for `ElementDefinition.type.code`;
-/// `structuredefinition-normative-version` on ValueSets and CodeSystems, declared for
-/// StructureDefinition), so the definitions' contexts are not reliable enough to refuse on.
+/// Used outside its context, an extension is an error (StructureDefinition.context: "the types
+/// of resource or data type elements to which the extension can be applied") — except one the
+/// core specification defines (`http://hl7.org/fhir/StructureDefinition/…`), a warning: the R4
+/// package's own conformance resources use core extensions outside their declared contexts
+/// (`structuredefinition-fhir-type` on `ElementDefinition.type`, declared for
+/// `ElementDefinition.type.code`; `structuredefinition-normative-version` on ValueSets and
+/// CodeSystems, declared for StructureDefinition), so the core's contexts are not reliable
+/// enough to refuse on (decision 0048).
 pub fn check<'a>(
     walk: &mut Walk<'_, 'a>,
     value: &'a Value,
@@ -59,15 +63,38 @@ pub fn check<'a>(
         );
         return true;
     }
-    if !allowed_here(definition, holder_path, holder_sd)
-        && !allowed_here(definition, defined_at, holder_sd)
-    {
+    // DomainResource/Element: `extension` holds "additional information that is not part of
+    // the basic definition", `modifierExtension` information "that modifies the understanding
+    // of the element that contains it"; the definition's `isModifier` says which one it is.
+    let in_modifier = at
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| last.starts_with("modifierExtension"));
+    if definition.is_modifier != in_modifier {
+        let (is, belongs) = if definition.is_modifier {
+            ("a modifier extension", "modifierExtension")
+        } else {
+            ("not a modifier extension", "extension")
+        };
+        walk.out.error(
+            "structure",
+            at,
+            format!("The extension {url} is {is} (its definition's isModifier), so it belongs in {belongs}"),
+        );
+    }
+    if !extension_context::allowed(walk, definition, value, holder_path, defined_at, holder_sd) {
         let contexts: Vec<&str> = definition
             .contexts
             .iter()
             .map(|(_, e)| e.as_str())
             .collect();
-        walk.out.warning(
+        let severity = if url.starts_with(super::CORE_PREFIX) {
+            "warning"
+        } else {
+            "error"
+        };
+        walk.out.push(
+            severity,
             "structure",
             at,
             format!(
@@ -76,6 +103,7 @@ pub fn check<'a>(
             ),
         );
     }
+    extension_context::check_invariants(walk, definition, value, at);
     let node = Node {
         value: Some(value),
         ext: None,
@@ -92,32 +120,31 @@ pub fn check<'a>(
     true
 }
 
-/// Whether one of the extension's contexts allows the element at `holder_path`.
-fn allowed_here(
-    definition: &StructureDefinition,
+/// The extensions of a primitive value (`_active.extension` in JSON), each by its definition as
+/// [`check`] does for those of other elements; the holder is the primitive at `holder_path`,
+/// element `defined_at` of `holder_sd` (an extension's `Extension.value[x]` in its definition).
+pub fn on_primitive<'a>(
+    walk: &mut Walk<'_, 'a>,
+    ext: &'a Value,
+    at: &str,
     holder_path: &str,
+    defined_at: &str,
     holder_sd: &StructureDefinition,
-) -> bool {
-    if definition.contexts.is_empty() {
-        return true;
+) {
+    for (i, value) in ext
+        .get("extension")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        check(
+            walk,
+            value,
+            &format!("{at}.extension[{i}]"),
+            holder_path,
+            defined_at,
+            holder_sd,
+        );
     }
-    let root_type = holder_path.split('.').next().unwrap_or(holder_path);
-    definition
-        .contexts
-        .iter()
-        .any(|(kind, expression)| match kind.as_str() {
-            "element" => {
-                let expression = expression.as_str();
-                expression == holder_path
-                    || matches!(expression, "Element" | "Base")
-                    || (!holder_path.contains('.')
-                        && (matches!(expression, "Resource" | "DomainResource")
-                            || expression == root_type))
-                    || (holder_sd.type_name == "Extension" && expression == "Extension")
-                    || expression == holder_sd.type_name && holder_sd.kind != "resource"
-            }
-            "extension" => holder_sd.url == *expression || holder_sd.type_name == "Extension",
-            // FHIRPath contexts are not evaluated: accepted.
-            _ => true,
-        })
 }

@@ -18,15 +18,21 @@ pub mod attachment;
 pub mod binding;
 pub mod bundle;
 pub mod bundle_reference;
+pub mod bundle_reference_target;
+pub mod canonical;
 pub mod capability_statement;
+pub mod code_system;
+pub mod coding_system;
 pub mod element;
 pub mod extension;
+pub mod extension_context;
 pub mod fixed_pattern;
 pub mod invariant;
 pub mod outcome;
 pub mod package;
 pub mod questionnaire_response;
 pub mod reference;
+pub mod search_parameter;
 pub mod slicing;
 pub mod snapshot;
 pub mod structure_definition;
@@ -459,9 +465,12 @@ impl Validator {
                 questionnaire_response::check(&self.defs, resource, rtype, &mut out)
             }
             "CapabilityStatement" => capability_statement::check(resource, rtype, &mut out),
+            "CodeSystem" => code_system::check(resource, rtype, &mut out),
+            "SearchParameter" => search_parameter::check(resource, rtype, &mut out),
             "Bundle" => {
                 bundle::check(&self.defs, resource, rtype, &mut out);
                 bundle_reference::check_document(&self.defs, resource, rtype, &mut out);
+                bundle_reference_target::check(&self.defs, resource, rtype, &mut out);
             }
             _ => {}
         }

@@ -132,13 +132,87 @@ fn subtree_end(snapshot: &[Value], at: usize) -> usize {
 }
 
 fn apply(snapshot: &mut Vec<Value>, d: &Value, bases: &dyn Bases) -> Result<(), String> {
-    let wanted = id_of(d)?;
+    let wanted = unrenamed(snapshot, &id_of(d)?);
     let at = match position(snapshot, &wanted) {
         Some(at) => at,
         None => make_room(snapshot, &wanted, bases)?,
     };
     merge(&mut snapshot[at], d);
     Ok(())
+}
+
+/// The id with type-specific names of choice elements (`Observation.valueQuantity`) written
+/// as the choice element (`Observation.value[x]`), whose types are narrowed to that type in the
+/// snapshot: a choice element constrained to one type may be named by its type-specific name
+/// (profiling.html, choice types; json.html: `value[x]` as `valueQuantity`).
+fn unrenamed(snapshot: &mut [Value], wanted: &str) -> String {
+    let mut done = String::new();
+    for segment in wanted.split('.') {
+        let candidate = if done.is_empty() {
+            segment.to_owned()
+        } else {
+            format!("{done}.{segment}")
+        };
+        let (name, slice) = match segment.split_once(':') {
+            Some((n, s)) => (n, Some(s)),
+            None => (segment, None),
+        };
+        let plain = if done.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{done}.{name}")
+        };
+        if done.is_empty() || position(snapshot, &plain).is_some() || name.ends_with("[x]") {
+            done = candidate;
+            continue;
+        }
+        let renamed = snapshot.iter().position(|e| {
+            let Some(stem) = id(e)
+                .strip_prefix(&format!("{done}."))
+                .and_then(|rest| rest.strip_suffix("[x]"))
+                .filter(|stem| !stem.contains('.') && !stem.contains(':'))
+            else {
+                return false;
+            };
+            name.strip_prefix(stem)
+                .is_some_and(|suffix| choice_type(e, suffix).is_some())
+        });
+        let Some(at) = renamed else {
+            done = candidate;
+            continue;
+        };
+        let choice = id(&snapshot[at]).to_owned();
+        let stem = choice
+            .rsplit('.')
+            .next()
+            .and_then(|last| last.strip_suffix("[x]"))
+            .unwrap_or("")
+            .to_owned();
+        if let Some(t) = choice_type(&snapshot[at], &name[stem.len()..]) {
+            snapshot[at]["type"] = Value::Array(vec![t]);
+        }
+        done = match slice {
+            Some(slice) => format!("{choice}:{slice}"),
+            None => choice,
+        };
+    }
+    done
+}
+
+/// The type of the choice element `e` whose name suffix is `suffix` (`Quantity`, `DateTime`).
+fn choice_type(e: &Value, suffix: &str) -> Option<Value> {
+    e.get("type")?
+        .as_array()?
+        .iter()
+        .find(|t| {
+            t.get("code").and_then(Value::as_str).is_some_and(|code| {
+                let mut chars = code.chars();
+                chars
+                    .next()
+                    .is_some_and(|c| c.to_ascii_uppercase().to_string() + chars.as_str() == suffix)
+            })
+        })
+        .cloned()
 }
 
 /// Adds the element `wanted` (a slice, or a child of an element not unfolded yet) to the
@@ -186,6 +260,66 @@ fn make_room(snapshot: &mut Vec<Value>, wanted: &str, bases: &dyn Bases) -> Resu
         .is_some_and(|e| id(e).starts_with(&format!("{parent}.")));
     if has_children {
         return Err(format!("the element {wanted} is not in the base"));
+    }
+    // A content reference (`Parameters.parameter.part` → `#Parameters.parameter`): the
+    // children of the element it names, under this one.
+    if let Some(target) = snapshot[p]
+        .get("contentReference")
+        .and_then(Value::as_str)
+        .map(|r| r.rsplit_once('#').map_or(r, |(_, t)| t).to_owned())
+    {
+        let parent_path = snapshot[p]
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or(parent)
+            .to_owned();
+        // The children as the type defines them (the core definition of the resource), not as
+        // this profile has constrained them at the first level.
+        let root_type = target.split('.').next().unwrap_or(&target);
+        let source = bases
+            .snapshot_of(&format!(
+                "http://hl7.org/fhir/StructureDefinition/{root_type}"
+            ))
+            .unwrap_or_else(|| snapshot.to_vec());
+        let unfolded: Vec<Value> = source
+            .iter()
+            .filter_map(|e| {
+                let rest = id(e).strip_prefix(&target)?.strip_prefix('.')?;
+                // The element's own children, not those of its slices.
+                if path_of_id(&target) != target {
+                    return None;
+                }
+                let mut e = e.clone();
+                let own_path = e
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .and_then(|p| p.strip_prefix(&target))
+                    .unwrap_or("")
+                    .to_owned();
+                e["id"] = Value::String(format!("{parent}.{rest}"));
+                e["path"] = Value::String(format!("{parent_path}{own_path}"));
+                if let Some(object) = e.as_object_mut() {
+                    object.remove("sliceName");
+                }
+                Some(e)
+            })
+            .collect();
+        if unfolded.is_empty() {
+            return Err(format!(
+                "the element {target} that {parent} refers to has no children"
+            ));
+        }
+        // Its children are now its own: it is walked by them, as a BackboneElement.
+        if let Some(object) = snapshot[p].as_object_mut() {
+            object.remove("contentReference");
+            object.insert(
+                "type".into(),
+                serde_json::json!([{ "code": "BackboneElement" }]),
+            );
+        }
+        snapshot.splice(p + 1..p + 1, unfolded);
+        return position(snapshot, wanted)
+            .ok_or_else(|| format!("the element {wanted} is not in {target}"));
     }
     let type_code = snapshot[p]
         .pointer("/type/0/code")
@@ -406,5 +540,80 @@ mod tests {
         let second = generate(&second, &b).unwrap();
         assert_eq!(second["snapshot"]["element"][1]["min"], 1);
         assert_eq!(second["snapshot"]["element"][2]["max"], "2");
+    }
+
+    #[test]
+    fn a_content_reference_unfolds_the_children_of_the_type() {
+        let mut m = bases().0;
+        m.insert(
+            "http://hl7.org/fhir/StructureDefinition/Nest".to_owned(),
+            vec![
+                json!({"id": "Nest", "path": "Nest"}),
+                json!({"id": "Nest.twig", "path": "Nest.twig", "min": 0, "max": "*",
+                       "type": [{"code": "BackboneElement"}]}),
+                json!({"id": "Nest.twig.name", "path": "Nest.twig.name", "min": 0, "max": "1",
+                       "type": [{"code": "string"}]}),
+                json!({"id": "Nest.twig.twig", "path": "Nest.twig.twig", "min": 0, "max": "*",
+                       "contentReference": "#Nest.twig"}),
+            ],
+        );
+        let profile = json!({"baseDefinition": "http://hl7.org/fhir/StructureDefinition/Nest",
+        "differential": {"element": [
+            {"id": "Nest.twig.name", "path": "Nest.twig.name", "min": 1},
+            {"id": "Nest.twig.twig.name", "path": "Nest.twig.twig.name", "fixedString": "leaf"},
+        ]}});
+        let out = generate(&profile, &Map(m)).unwrap();
+        assert_eq!(
+            ids(&out),
+            [
+                "Nest",
+                "Nest.twig",
+                "Nest.twig.name",
+                "Nest.twig.twig",
+                "Nest.twig.twig.name",
+                "Nest.twig.twig.twig"
+            ]
+        );
+        // The nested twig's name is the type's (0..1), not the profile's first-level 1..1.
+        assert_eq!(out["snapshot"]["element"][4]["min"], 0);
+        assert_eq!(out["snapshot"]["element"][4]["fixedString"], "leaf");
+        assert_eq!(
+            out["snapshot"]["element"][3]["type"][0]["code"],
+            "BackboneElement"
+        );
+    }
+
+    #[test]
+    fn a_type_specific_name_constrains_the_choice_element() {
+        let mut m = bases().0;
+        m.insert(
+            "http://hl7.org/fhir/StructureDefinition/Reading".to_owned(),
+            vec![
+                json!({"id": "Reading", "path": "Reading"}),
+                json!({"id": "Reading.value[x]", "path": "Reading.value[x]", "min": 0, "max": "1",
+                       "type": [{"code": "CodeableConcept"}, {"code": "string"}]}),
+            ],
+        );
+        let profile = json!({"baseDefinition": "http://hl7.org/fhir/StructureDefinition/Reading",
+        "differential": {"element": [
+            {"id": "Reading.valueCodeableConcept", "path": "Reading.valueCodeableConcept", "min": 1},
+            {"id": "Reading.valueCodeableConcept.text", "path": "Reading.valueCodeableConcept.text", "min": 1},
+        ]}});
+        let out = generate(&profile, &Map(m)).unwrap();
+        assert_eq!(
+            ids(&out),
+            [
+                "Reading",
+                "Reading.value[x]",
+                "Reading.value[x].coding",
+                "Reading.value[x].text"
+            ]
+        );
+        assert_eq!(out["snapshot"]["element"][1]["min"], 1);
+        assert_eq!(
+            out["snapshot"]["element"][1]["type"],
+            json!([{"code": "CodeableConcept"}])
+        );
+        assert_eq!(out["snapshot"]["element"][3]["min"], 1);
     }
 }

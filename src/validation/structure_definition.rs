@@ -34,6 +34,10 @@ pub struct StructureDefinition {
     pub base: Option<String>,
     /// Where an extension may be used: (`element`/`fhirpath`/`extension`, expression).
     pub contexts: Vec<(String, String)>,
+    /// `contextInvariant`: FHIRPath rules, all true where the extension is used.
+    pub context_invariants: Vec<String>,
+    /// The root element's `isModifier`: for an extension, whether it is a modifier extension.
+    pub is_modifier: bool,
     pub elements: Vec<ElementDefinition>,
     /// Children of each element (by index): the element ids one segment longer.
     children: Vec<Vec<usize>>,
@@ -298,6 +302,8 @@ impl StructureDefinition {
                 .flatten()
                 .filter_map(|c| Some((string(c, "type")?, string(c, "expression")?)))
                 .collect(),
+            context_invariants: strings(sd.get("contextInvariant")),
+            is_modifier: sd.pointer("/snapshot/element/0/isModifier") == Some(&Value::Bool(true)),
             url,
             elements,
             children,
