@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 
+use super::array;
 use super::outcome::Outcome;
 use crate::search::definitions::Registry;
 
@@ -42,12 +43,4 @@ pub fn check(statement: &Value, at: &str, out: &mut Outcome) {
             }
         }
     }
-}
-
-fn array<'a>(value: &'a Value, name: &str) -> &'a [Value] {
-    value
-        .get(name)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
 }

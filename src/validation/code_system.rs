@@ -8,6 +8,7 @@
 
 use serde_json::Value;
 
+use super::array;
 use super::outcome::Outcome;
 
 /// Checks the CodeSystem `cs` (at `at`).
@@ -83,12 +84,4 @@ fn lower_first(s: &str) -> String {
         Some(c) => c.to_ascii_lowercase().to_string() + chars.as_str(),
         None => String::new(),
     }
-}
-
-fn array<'a>(value: &'a Value, name: &str) -> &'a [Value] {
-    value
-        .get(name)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
 }

@@ -552,6 +552,15 @@ pub fn warm_up() -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// The elements of the array `name` of `value`; none when it is absent or not an array.
+fn array<'a>(value: &'a Value, name: &str) -> &'a [Value] {
+    value
+        .get(name)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
