@@ -35,6 +35,11 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// Whether write transactions commit in groups, many with one fsync
     /// (`store::group_commit`): where one writer commits at a time.
     const GROUP_COMMIT: bool = false;
+    /// Whether statements without rows to return may be sent together, as one text of
+    /// statements separated by `;` with their values in order (`Sql::join`): SQLite runs them
+    /// one after the other in one call, where each call is a round trip to the thread of the
+    /// connection. (PostgreSQL's protocol takes one statement with values per message.)
+    const JOINS_STATEMENTS: bool = false;
 
     /// Opens the database named by `url`, creating and migrating it as needed.
     async fn open(url: &str) -> StoreResult<Self>;

@@ -54,7 +54,14 @@ impl<B: Backend> Group<B> {
         };
         // A search stopped half-way leaves its time limit armed on the connection.
         let undone = match B::disarm(tx).await {
-            Ok(()) => run::<B>(tx, "ROLLBACK TO SAVEPOINT member; RELEASE SAVEPOINT member").await,
+            Ok(()) => match run::<B>(tx, "ROLLBACK TO SAVEPOINT member; RELEASE SAVEPOINT member")
+                .await
+            {
+                // Its savepoint was never opened (it went away before its first statement
+                // ran) or already released with its last statement: nothing of it to undo.
+                Err(StoreError::Database(e)) if e.contains("no such savepoint") => Ok(()),
+                undone => undone,
+            },
             Err(e) => Err(e.into()),
         };
         if let Err(e) = undone {
@@ -126,6 +133,28 @@ impl<B: Backend> Writer<B> {
         })
     }
 
+    /// On a backend that sends several statements in one call (`Backend::JOINS_STATEMENTS`), a
+    /// member opens its savepoint with its first statement rather than by itself: this is that
+    /// statement's lead (`SAVEPOINT member`), once, after [`Writer::connection`] joined the
+    /// group; the caller sends it before its statement, in the same call.
+    pub(super) fn lead(&mut self) -> Option<&'static str> {
+        match self {
+            Writer::Grouped(member) => member.lead(),
+            _ => None,
+        }
+    }
+
+    /// On such a backend, the statement that ends a member's writes (`RELEASE SAVEPOINT
+    /// member`), for the caller to send after its last statement, in the same call; the commit
+    /// then only hands the group on. `None` where the commit releases it (or nothing was
+    /// opened).
+    pub(super) fn release(&mut self) -> Option<&'static str> {
+        match self {
+            Writer::Grouped(member) => member.release(),
+            _ => None,
+        }
+    }
+
     /// Commits; returns once the writes are durable. `queued` is woken after a commit that
     /// queued a patient for scoring (`queues`).
     pub(super) async fn commit(self, queues: bool, queued: &Notify) -> StoreResult<()> {
@@ -195,20 +224,29 @@ impl<B: Backend> Joiner<B> {
             if group.tx.is_none() {
                 group.tx = Some(backend.begin().await?);
             }
+            if B::JOINS_STATEMENTS {
+                // Opened with the member's first statement (`Writer::lead`).
+                return Ok(Savepoint::ToOpen);
+            }
             let tx = group
                 .tx
                 .as_mut()
                 .expect("the group's transaction was just begun");
-            run::<B>(tx, "SAVEPOINT member").await
+            run::<B>(tx, "SAVEPOINT member").await?;
+            Ok(Savepoint::Open)
         };
-        if let Err(e) = opened.await {
-            // Whatever the group holds is committed without this member.
-            self.due.notify_one();
-            return Err(e);
-        }
+        let savepoint = match opened.await {
+            Ok(savepoint) => savepoint,
+            Err(e) => {
+                // Whatever the group holds is committed without this member.
+                self.due.notify_one();
+                return Err(e);
+            }
+        };
         Ok(Member {
             group: Some(group),
             due: self.due.clone(),
+            savepoint,
         })
     }
 }
@@ -237,9 +275,35 @@ async fn committer<B: Backend>(group: Weak<Mutex<Group<B>>>, due: Arc<Notify>) {
 pub(super) struct Member<B: Backend> {
     group: Option<OwnedMutexGuard<Group<B>>>,
     due: Arc<Notify>,
+    savepoint: Savepoint,
+}
+
+/// Where a member's savepoint is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Savepoint {
+    /// To be opened by its first statement (`Writer::lead`).
+    ToOpen,
+    /// Opened (or handed to a statement that opens it).
+    Open,
+    /// Handed to its last statement to release (`Writer::release`).
+    Released,
 }
 
 impl<B: Backend> Member<B> {
+    fn lead(&mut self) -> Option<&'static str> {
+        (self.savepoint == Savepoint::ToOpen).then(|| {
+            self.savepoint = Savepoint::Open;
+            "SAVEPOINT member"
+        })
+    }
+
+    fn release(&mut self) -> Option<&'static str> {
+        (B::JOINS_STATEMENTS && self.savepoint == Savepoint::Open).then(|| {
+            self.savepoint = Savepoint::Released;
+            "RELEASE SAVEPOINT member"
+        })
+    }
+
     /// The group's connection, to write on.
     pub(super) fn connection(&mut self) -> &mut <B::Db as Database>::Connection {
         self.group
@@ -253,11 +317,14 @@ impl<B: Backend> Member<B> {
     /// member queued a patient for scoring.
     pub(super) async fn commit(mut self, queues: bool) -> StoreResult<()> {
         let mut group = self.group.take().expect("a member commits once");
-        let tx = group.tx.as_mut().expect("a member's group is open");
-        if let Err(e) = run::<B>(tx, "RELEASE SAVEPOINT member").await {
-            group.abandoned = true;
-            self.due.notify_one();
-            return Err(e);
+        // Released by its last statement already, or never opened (nothing was written).
+        if self.savepoint == Savepoint::Open {
+            let tx = group.tx.as_mut().expect("a member's group is open");
+            if let Err(e) = run::<B>(tx, "RELEASE SAVEPOINT member").await {
+                group.abandoned = true;
+                self.due.notify_one();
+                return Err(e);
+            }
         }
         let (answer, committed) = oneshot::channel();
         group.members.push(answer);
@@ -285,7 +352,8 @@ impl<B: Backend> Drop for Member<B> {
         // Gone before it committed: its savepoint is rolled back by the next to hold the group,
         // and the committer is woken in case nobody else comes.
         if let Some(mut group) = self.group.take() {
-            group.abandoned = true;
+            // (One whose savepoint was never handed to a statement wrote nothing.)
+            group.abandoned |= self.savepoint != Savepoint::ToOpen;
             drop(group);
             self.due.notify_one();
         }

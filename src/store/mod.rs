@@ -26,6 +26,7 @@ pub mod size;
 pub mod sql;
 pub mod sql_store;
 pub mod sqlite;
+mod sqlite_checkpoint;
 mod sqlite_read;
 pub mod subscription;
 pub mod time_budget;

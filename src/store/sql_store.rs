@@ -431,6 +431,12 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 }
 
+/// The most writes whose rows a transaction sends as one text of statements
+/// (`Backend::JOINS_STATEMENTS`): a request's few writes (a resource and its Provenance, a
+/// small Bundle). The text is prepared once and kept; larger batches vary too much in shape
+/// for that, and send their statements one by one.
+const JOINED_WRITES: usize = 8;
+
 /// A write transaction on the database `B`.
 struct SqlTx<B: Backend> {
     tx: Writer<B>,
@@ -446,12 +452,51 @@ struct SqlTx<B: Backend> {
 impl<B: Backend> SqlTx<B> {
     /// The transaction's connection: the transaction begins (or joins the group) at its first
     /// statement.
+    /// (A member's savepoint not opened yet is opened first, on its own.)
     async fn connection(&mut self) -> StoreResult<impl Executor<'_, Database = B::Db>> {
+        self.tx.connection().await?;
+        if let Some(lead) = self.tx.lead() {
+            B::Db::query(lead)
+                .execute(B::Db::connection(self.tx.connection().await?))
+                .await?;
+        }
         Ok(B::Db::connection(self.tx.connection().await?))
     }
 
-    /// Runs `statements` in the transaction.
-    async fn execute(&mut self, statements: Vec<Sql>) -> StoreResult<()> {
+    /// Begins the transaction (or joins the group) if it has not, and returns `sql` with the
+    /// member's savepoint opened in front of it when that is still to be done
+    /// (`Writer::lead`): one call instead of two. `None`: run `sql` as it is.
+    async fn led(&mut self, sql: &Sql) -> StoreResult<Option<Sql>> {
+        self.tx.connection().await?;
+        Ok(self.tx.lead().and_then(|lead| {
+            let mut first = Sql::new(B::DIALECT);
+            first.push(lead);
+            Sql::join(vec![first, sql.clone()])
+        }))
+    }
+
+    /// Runs `statements` (none returning rows) in the transaction, in order: in one call
+    /// where the backend takes several statements at once (`Backend::JOINS_STATEMENTS`) and
+    /// `joined`, else one by one.
+    async fn execute_all(&mut self, statements: Vec<Sql>, joined: bool) -> StoreResult<()> {
+        if statements.is_empty() {
+            return Ok(());
+        }
+        if B::JOINS_STATEMENTS && joined {
+            let mut statements = statements;
+            self.tx.connection().await?;
+            if let Some(lead) = self.tx.lead() {
+                let mut first = Sql::new(B::DIALECT);
+                first.push(lead);
+                statements.insert(0, first);
+            }
+            if let Some(statement) = Sql::join(statements) {
+                B::Db::prepare(&statement)
+                    .execute(self.connection().await?)
+                    .await?;
+            }
+            return Ok(());
+        }
         for statement in statements {
             B::Db::prepare(&statement)
                 .execute(self.connection().await?)
@@ -460,27 +505,31 @@ impl<B: Backend> SqlTx<B> {
         Ok(())
     }
 
-    /// Replaces the index entries of the resource rows `rids` by `rows`: removes their old
-    /// rows from every index table, then inserts the new ones.
-    async fn replace_index(
-        &mut self,
-        rids: &[i64],
-        rows: &[sql::IndexRows<'_>],
-    ) -> StoreResult<()> {
+    /// Runs `statements` in the transaction, in one call where the backend allows it.
+    async fn execute(&mut self, statements: Vec<Sql>) -> StoreResult<()> {
+        self.execute_all(statements, true).await
+    }
+
+    /// The statements that replace the index entries of the resource rows `rids` by `rows`:
+    /// their old rows removed from every index table, then the new ones inserted.
+    fn replace_index(rids: &[i64], rows: &[sql::IndexRows<'_>]) -> Vec<Sql> {
+        let mut statements = Vec::new();
         if !rids.is_empty() {
             for table in sql::INDEX_TABLES {
-                self.execute(sql::delete_index(B::DIALECT, table, rids))
-                    .await?;
+                statements.extend(sql::delete_index(B::DIALECT, table, rids));
             }
         }
-        self.execute(sql::insert_index(B::DIALECT, rows)).await
+        statements.extend(sql::insert_index(B::DIALECT, rows));
+        statements
     }
 
     /// Sends the writes held (`store::pending`), in multi-row statements: the rows of the new
     /// resources (learning their row keys), the version rows in the order written, the outbox
     /// rows, the index rows (the old ones of updated resources removed first), and the patients
     /// the new resources queue for scoring.
-    async fn flush(&mut self) -> StoreResult<()> {
+    /// `last`: nothing follows before the commit, so the member's savepoint is released with
+    /// these statements (`Writer::release`).
+    async fn flush(&mut self, last: bool) -> StoreResult<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -493,7 +542,8 @@ impl<B: Backend> SqlTx<B> {
             .collect();
         let mut rids: HashMap<(String, String), i64> = HashMap::with_capacity(created.len());
         for statement in sql::insert_resources(B::DIALECT, &created) {
-            let rows = B::Db::prepare(&statement)
+            let led = self.led(&statement).await?;
+            let rows = B::Db::prepare(led.as_ref().unwrap_or(&statement))
                 .fetch_all(self.connection().await?)
                 .await?;
             for row in rows {
@@ -515,26 +565,35 @@ impl<B: Backend> SqlTx<B> {
                 )));
             }
         }
+        // Everything else needs no answer: one call where the backend takes several
+        // statements, for the few writes of a request (a large batch's statements are kept
+        // apart, so that their texts, a few per table, stay prepared).
+        let joined = writes.len() <= JOINED_WRITES;
         let versions: Vec<NewVersion<'_>> = writes.iter().map(Held::as_new).collect();
-        self.execute(sql::insert_versions(B::DIALECT, &versions))
-            .await?;
+        let mut statements = sql::insert_versions(B::DIALECT, &versions);
         let events: Vec<NewVersion<'_>> = writes
             .iter()
             .filter(|w| w.event)
             .map(Held::as_new)
             .collect();
-        self.execute(super::subscription::insert_outbox(B::DIALECT, &events))
-            .await?;
+        statements.extend(super::subscription::insert_outbox(B::DIALECT, &events));
         let rows: Vec<sql::IndexRows<'_>> = writes
             .iter()
             .filter_map(|w| Some((w.rid?, w.rtype.as_str(), &w.index)))
             .collect();
-        self.replace_index(&replaced, &rows).await?;
+        statements.extend(Self::replace_index(&replaced, &rows));
         for (patient, at) in queue {
-            self.execute(vec![sql::queue_patient(B::DIALECT, &patient, at)])
-                .await?;
+            statements.push(sql::queue_patient(B::DIALECT, &patient, at));
         }
-        Ok(())
+        if last {
+            self.tx.connection().await?;
+            if let Some(release) = self.tx.release() {
+                let mut sql = Sql::new(B::DIALECT);
+                sql.push(release);
+                statements.push(sql);
+            }
+        }
+        self.execute_all(statements, joined).await
     }
 }
 
@@ -542,7 +601,7 @@ impl<B: Backend> SqlTx<B> {
 impl<B: Backend> Tx for SqlTx<B> {
     async fn lock_current(&mut self, rtype: &str, id: &str) -> StoreResult<Option<Current>> {
         if self.pending.holds(rtype, id) {
-            self.flush().await?;
+            self.flush(false).await?;
         }
         let mut sql = Sql::new(B::DIALECT);
         sql.push("SELECT version, last_updated, deleted FROM resource WHERE rtype = ")
@@ -550,7 +609,8 @@ impl<B: Backend> Tx for SqlTx<B> {
             .push(" AND id = ")
             .text(id)
             .push(B::LOCK_ROW);
-        let row = B::Db::prepare(&sql)
+        let led = self.led(&sql).await?;
+        let row = B::Db::prepare(led.as_ref().unwrap_or(&sql))
             .fetch_optional(self.connection().await?)
             .await?;
         Ok(row
@@ -589,7 +649,7 @@ impl<B: Backend> Tx for SqlTx<B> {
     /// Under the request's time budget, as [`Store::search`] (a statement stopped by it
     /// leaves the transaction to be rolled back).
     async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
-        self.flush().await?;
+        self.flush(false).await?;
         let sql = sql::search(B::DIALECT, query);
         sql::check(&sql)?;
         let rows = match time_budget::current() {
@@ -612,7 +672,7 @@ impl<B: Backend> Tx for SqlTx<B> {
     /// optimistic check decides now); everything else is held and sent in batches (`flush`).
     async fn write(&mut self, new: NewVersion<'_>, previous: Option<i64>) -> StoreResult<()> {
         if self.pending.holds(new.rtype, new.id) {
-            self.flush().await?;
+            self.flush(false).await?;
         }
         let rid = match previous {
             None => None,
@@ -637,13 +697,13 @@ impl<B: Backend> Tx for SqlTx<B> {
         }
         self.pending.push(&new, rid);
         if self.pending.is_full() {
-            self.flush().await?;
+            self.flush(false).await?;
         }
         Ok(())
     }
 
     async fn reindex(&mut self, rid: i64, index: &IndexEntries) -> StoreResult<()> {
-        self.flush().await?;
+        self.flush(false).await?;
         let mut sql = Sql::new(B::DIALECT);
         sql.push("SELECT rtype FROM resource WHERE rid = ").int(rid);
         let rtype: String = match B::Db::prepare(&sql)
@@ -657,7 +717,9 @@ impl<B: Backend> Tx for SqlTx<B> {
                 )))
             }
         };
-        self.replace_index(&[rid], &[(rid, &rtype, index)]).await
+        // One by one: a reindex runs over many resources of many shapes.
+        let statements = Self::replace_index(&[rid], &[(rid, &rtype, index)]);
+        self.execute_all(statements, false).await
     }
 
     async fn queue_compartment(&mut self, rtype: &str, id: &str, at: i64) -> StoreResult<()> {
@@ -688,7 +750,7 @@ impl<B: Backend> Tx for SqlTx<B> {
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {
-        self.flush().await?;
+        self.flush(true).await?;
         // Delivered to the listening servers when (and only if) the transaction commits.
         if self.queues {
             if let Some(notify) = B::NOTIFY_QUEUED {

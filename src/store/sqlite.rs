@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use sqlx::{Row, SqlitePool, Transaction};
 use super::backend::Backend;
 use super::sql::{Dialect, Sql};
 use super::sql_store::SqlStore;
+use super::sqlite_checkpoint::Checkpoints;
 use super::sqlite_read::DirectReader;
 use super::time_budget::Limit;
 use super::{StoreError, StoreResult, Version};
@@ -32,6 +34,10 @@ pub struct Sqlite {
     writer: SqlitePool,
     /// Reads by id, without the pool's connection threads (`store::sqlite_read`).
     direct: Option<DirectReader>,
+    /// The connection that checkpoints the write-ahead log beside the writer
+    /// (`store::sqlite_checkpoint`), and what wakes it.
+    checkpointer: SqlitePool,
+    checkpoints: Arc<Checkpoints>,
 }
 
 #[async_trait]
@@ -42,6 +48,8 @@ impl Backend for Sqlite {
     const LOCK_ROW: &'static str = "";
     // One writer, one fsync per commit: commits are grouped.
     const GROUP_COMMIT: bool = true;
+    // Each statement is a round trip to the connection's thread; several go in one.
+    const JOINS_STATEMENTS: bool = true;
 
     async fn open(url: &str) -> StoreResult<Self> {
         if url.contains(":memory:") || url.contains("mode=memory") {
@@ -62,8 +70,11 @@ impl Backend for Sqlite {
             // transaction), savepoint journals and sorts stay in memory, not in temp files.
             .pragma("temp_store", "memory")
             // Checkpoint after about 16 MB of WAL instead of 4 MB: the hot index pages that
-            // many commits rewrite are copied back once per checkpoint.
+            // many commits rewrite are copied back once per checkpoint. (The writer leaves its
+            // checkpoints to `store::sqlite_checkpoint`; this holds where that hook is not set.)
             .pragma("wal_autocheckpoint", "4000");
+        let checkpoints = Checkpoints::new();
+        let watching = checkpoints.clone();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
@@ -75,6 +86,11 @@ impl Backend for Sqlite {
                     Self::disarm(connection).await?;
                     Ok(true)
                 })
+            })
+            // Its commits wake the checkpointer instead of checkpointing themselves.
+            .after_connect(move |connection, _| {
+                let watching = watching.clone();
+                Box::pin(async move { watching.watch(connection).await })
             })
             // The writer's page cache holds the index pages a write touches (64 MiB instead of
             // SQLite's 2 MiB): a smaller cache spills dirty pages mid-transaction and re-reads
@@ -88,6 +104,12 @@ impl Backend for Sqlite {
             )
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await?;
+        checkpoints.start(checkpointer.clone());
         let direct = DirectReader::new(options.get_filename());
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
@@ -101,6 +123,8 @@ impl Backend for Sqlite {
             reader,
             writer,
             direct,
+            checkpointer,
+            checkpoints,
         })
     }
 
@@ -169,6 +193,8 @@ impl Backend for Sqlite {
             direct.close();
         }
         self.reader.close().await;
+        self.checkpointer.close().await;
+        self.checkpoints.wake();
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.writer)
             .await

@@ -21,6 +21,7 @@ pub enum Bind {
 }
 
 /// SQL text with its bound values, placeholders numbered as the dialect wants.
+#[derive(Clone)]
 pub struct Sql {
     dialect: Dialect,
     pub text: String,
@@ -68,6 +69,21 @@ impl Sql {
     pub fn float(&mut self, value: f64) -> &mut Self {
         self.bind(Bind::Float(value))
     }
+
+    /// SQLite only: `statements` as one text, separated by `;`, with their values in order
+    /// (SQLite's placeholders are anonymous, so each statement takes the next values); run
+    /// in one call, they run one after the other as if sent one by one. `None` for none.
+    pub fn join(statements: Vec<Sql>) -> Option<Sql> {
+        let mut statements = statements.into_iter();
+        let mut joined = statements.next()?;
+        debug_assert_eq!(joined.dialect, Dialect::Sqlite, "numbered placeholders");
+        for statement in statements {
+            joined.text.push_str("; ");
+            joined.text.push_str(&statement.text);
+            joined.binds.extend(statement.binds);
+        }
+        Some(joined)
+    }
 }
 
 /// The most values one statement binds: below both SQLite's (32,766) and PostgreSQL's (65,535)
@@ -109,6 +125,21 @@ mod tests {
             "SELECT $1, $2, $3, $4, $5, $6",
             r#""a", 1, 0.5, None, true, Some(2)"#,
         );
+    }
+
+    #[test]
+    fn joined_statements_keep_their_values_in_order() {
+        let mut first = Sql::new(Dialect::Sqlite);
+        first.push("DELETE FROM a WHERE rid = ").int(1);
+        let mut second = Sql::new(Dialect::Sqlite);
+        second.push("INSERT INTO b VALUES (").text("x").push(", ").int(2).push(")");
+        let joined = Sql::join(vec![first, second]).unwrap();
+        assert_eq!(joined.text, "DELETE FROM a WHERE rid = ?; INSERT INTO b VALUES (?, ?)");
+        assert_eq!(
+            joined.binds,
+            vec![Bind::Int(1), Bind::Text("x".into()), Bind::Int(2)]
+        );
+        assert!(Sql::join(Vec::new()).is_none());
     }
 
     #[test]
