@@ -132,9 +132,17 @@ mod tests {
         let mut first = Sql::new(Dialect::Sqlite);
         first.push("DELETE FROM a WHERE rid = ").int(1);
         let mut second = Sql::new(Dialect::Sqlite);
-        second.push("INSERT INTO b VALUES (").text("x").push(", ").int(2).push(")");
+        second
+            .push("INSERT INTO b VALUES (")
+            .text("x")
+            .push(", ")
+            .int(2)
+            .push(")");
         let joined = Sql::join(vec![first, second]).unwrap();
-        assert_eq!(joined.text, "DELETE FROM a WHERE rid = ?; INSERT INTO b VALUES (?, ?)");
+        assert_eq!(
+            joined.text,
+            "DELETE FROM a WHERE rid = ?; INSERT INTO b VALUES (?, ?)"
+        );
         assert_eq!(
             joined.binds,
             vec![Bind::Int(1), Bind::Text("x".into()), Bind::Int(2)]
