@@ -1,6 +1,7 @@
-//! Writes committed together (group commit, decision 0042), on both stores: concurrent writes
-//! are all acknowledged and readable with their versions, a write that fails among concurrent
-//! ones fails alone, and a batch Bundle's entries are answered once durable, each on its own.
+//! Writes committed together (group commit, decisions 0042 and 0049), on both stores:
+//! concurrent writes are all acknowledged and readable with their versions, a write that fails
+//! among concurrent ones fails alone, a write whose client goes away is stored whole or not at
+//! all, and a batch Bundle's entries are answered once durable, each on its own.
 //! (That acknowledged writes survive `kill -9` is `tests/durability.rs`.)
 
 mod common;
@@ -230,3 +231,57 @@ both_stores!(
         assert_eq!(version_of(&answers[12]["resource"]), "2");
     }
 );
+
+both_stores!(writes_whose_clients_go_away_are_whole_or_absent, |server| {
+    let client = &server.client;
+    // Updates that create (client-chosen ids), sent at once; every other one is given up
+    // by its client after a few milliseconds, at whatever stage its write has reached
+    // (preparing, waiting for the writer, writing, waiting for the commit).
+    created(&server, "before").await;
+    let n = 40;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (client, barrier) = (client.clone(), barrier.clone());
+        tasks.spawn(async move {
+            let id = format!("gone-{i}");
+            let mut body = observation(&id);
+            body["id"] = json!(id);
+            barrier.wait().await;
+            let path = format!("Observation/{id}");
+            let put = client.put(&path, &body);
+            if i % 2 == 0 {
+                let patience = std::time::Duration::from_millis((i * 7 % 200) as u64 + 1);
+                (i, tokio::time::timeout(patience, put).await.ok())
+            } else {
+                (i, Some(put.await))
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (i, reply) = joined.unwrap();
+        if let Some(reply) = reply {
+            expect_status(&reply.unwrap(), 201);
+        } else {
+            assert_eq!(i % 2, 0, "only the impatient give up");
+        }
+    }
+    // Each write is all there (its version and its index rows) or not at all; the
+    // answered ones are all there.
+    for i in 0..n {
+        let id = format!("gone-{i}");
+        let reply = client.get(&format!("Observation/{id}")).await.unwrap();
+        let found = found_by_identifier(client, &id).await;
+        match reply.status {
+            200 => assert_eq!(found, vec![id.clone()], "{id} is found by its identifier"),
+            404 => {
+                assert_eq!(i % 2, 0, "{id} was answered, so it is stored");
+                assert!(found.is_empty(), "{id} has index rows without its version");
+            }
+            other => panic!("{id}: status {other}"),
+        }
+    }
+    // And the writer goes on.
+    created(&server, "after").await;
+    assert_eq!(found_by_identifier(client, "after").await.len(), 1);
+});
