@@ -23,28 +23,47 @@ pub(super) async fn post_bundle(client: &Client, body: Vec<u8>) -> Result<(), St
     success(&reply)
 }
 
-/// The name of the transaction phase of `size` entries.
-pub fn transaction_phase(size: usize) -> String {
-    format!("transaction x{size}")
+/// The `type` of the Bundles of an ingest phase: a transaction is all or nothing in one
+/// database transaction; a batch's entries are independent (on SQLite acknowledged together
+/// in one group commit, decision 0042).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Transaction,
+    Batch,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Transaction => "transaction",
+            Kind::Batch => "batch",
+        }
+    }
+}
+
+/// The name of the phase of `kind` Bundles of `size` entries (`transaction x100`).
+pub fn phase_name(kind: Kind, size: usize) -> String {
+    format!("{} x{size}", kind.name())
 }
 
 pub const SYNTHEA: &str = "Synthea load";
 
-/// One phase per size: each request a transaction of `size` Observations.
-pub async fn transactions(
+/// One phase per size: each request a `kind` Bundle of `size` Observations.
+pub async fn bundles(
     base: &str,
     clients: usize,
     budget: Budget,
+    kind: Kind,
     sizes: &[usize],
 ) -> Result<Vec<PhaseReport>, String> {
     let mut reports = Vec::new();
     for &size in sizes {
-        let name = transaction_phase(size);
+        let name = phase_name(kind, size);
         let mut report = drive(&name, clients, budget, |_| {
             let client = Client::new(base);
             move |seq| {
                 let client = client.clone();
-                let body = transaction(seq, size).to_string().into_bytes();
+                let body = bundle(kind, seq, size).to_string().into_bytes();
                 async move { post_bundle(&client, body).await }
             }
         })
@@ -55,8 +74,8 @@ pub async fn transactions(
     Ok(reports)
 }
 
-/// A transaction Bundle of `size` blood pressure panels, numbered from `seq * size`.
-fn transaction(seq: u64, size: usize) -> Value {
+/// A `kind` Bundle of `size` blood pressure panels, numbered from `seq * size`.
+fn bundle(kind: Kind, seq: u64, size: usize) -> Value {
     let entries: Vec<Value> = (0..size as u64)
         .map(|i| {
             let n = seq * size as u64 + i;
@@ -67,7 +86,7 @@ fn transaction(seq: u64, size: usize) -> Value {
             })
         })
         .collect();
-    json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    json!({"resourceType": "Bundle", "type": kind.name(), "entry": entries})
 }
 
 /// Posts every `*.json` transaction Bundle in `dir` once, `clients` at a time, and reports
@@ -126,10 +145,18 @@ mod tests {
 
     #[test]
     fn transaction_entries_are_valid_and_distinct() {
-        let bundle = transaction(3, 10);
+        let bundle = bundle(Kind::Transaction, 3, 10);
         let entries = bundle["entry"].as_array().unwrap();
         assert_eq!(entries.len(), 10);
         assert_ne!(entries[0]["fullUrl"], entries[1]["fullUrl"]);
         crate::fhir::validate::validate(&entries[0]["resource"], "Observation").unwrap();
+    }
+
+    #[test]
+    fn a_batch_is_the_same_entries_typed_batch() {
+        let batch = bundle(Kind::Batch, 3, 2);
+        assert_eq!(batch["type"], "batch");
+        assert_eq!(batch["entry"].as_array().unwrap().len(), 2);
+        assert_eq!(phase_name(Kind::Batch, 100), "batch x100");
     }
 }

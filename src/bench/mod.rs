@@ -35,6 +35,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use ingest::Kind;
+
 pub use phase::{Budget, Latency, PhaseReport};
 
 /// Options of `signaal bench`.
@@ -60,6 +62,11 @@ pub struct Options {
     /// each, comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 10, 100])]
     pub transaction_sizes: Vec<usize>,
+    /// Entries per batch Bundle in the batch phases, one phase per size (1 to 10000 each,
+    /// comma-separated; 0: no batch phase): the same entries as the transaction phases, each
+    /// entry on its own.
+    #[arg(long, value_delimiter = ',', default_values_t = [100usize])]
+    pub batch_sizes: Vec<usize>,
     /// Lines per `$import` job in the `$import` phase (one job at a time, each a NDJSON body
     /// of this many blood pressure panels, timed from kick-off to manifest); 0: no such phase.
     #[arg(long, default_value_t = 2000)]
@@ -218,7 +225,28 @@ async fn bench(options: &Options) -> Result<Vec<PhaseReport>, String> {
         if sizes.iter().any(|&n| n == 0 || n > 10_000) {
             return Err("--transaction-sizes must be between 1 and 10000".into());
         }
-        reports.extend(ingest::transactions(&options.url, options.clients, budget, sizes).await?);
+        reports.extend(
+            ingest::bundles(
+                &options.url,
+                options.clients,
+                budget,
+                Kind::Transaction,
+                sizes,
+            )
+            .await?,
+        );
+        let batches: Vec<usize> = options
+            .batch_sizes
+            .iter()
+            .copied()
+            .filter(|&n| n > 0)
+            .collect();
+        if batches.iter().any(|&n| n > 10_000) {
+            return Err("--batch-sizes must be between 1 and 10000".into());
+        }
+        reports.extend(
+            ingest::bundles(&options.url, options.clients, budget, Kind::Batch, &batches).await?,
+        );
         match options.import_lines {
             0 => {}
             n if n > 100_000 => return Err("--import-lines must be at most 100000".into()),
