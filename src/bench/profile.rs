@@ -11,7 +11,7 @@ use super::load::success;
 use super::phase::{drive, Budget, PhaseReport};
 use crate::client::Client;
 
-pub const CREATE: &str = "create (HTTP, bp profile claimed)";
+pub const CREATE: &str = "create (HTTP, profile)";
 
 /// The core profile of a blood pressure panel (observation-vitalsigns.html).
 pub const BLOOD_PRESSURE: &str = "http://hl7.org/fhir/StructureDefinition/bp";
