@@ -10,7 +10,10 @@ use std::slice;
 use serde_json::Value;
 
 use super::decimal::Decimal;
-use super::model::{choice_type, fhir_type_matches, is_datatype, is_resource_type, SYSTEM_TYPES};
+use super::model::{
+    choice_suffix_type, fhir_type_matches, is_choice_element, is_datatype,
+    is_resource_type, SYSTEM_TYPES,
+};
 use super::parser::{Expr, Literal, TypeOp, TypeSpec};
 use super::{functions, ops, FhirPathError, Item, Node};
 
@@ -258,16 +261,16 @@ pub(crate) fn children<'a>(it: &Item<'a>, name: &str, out: &mut Vec<Item<'a>>) -
             ..
         }) => {
             if let Some(v) = map.get(name) {
-                push_values(v, map.get(&format!("_{name}")), None, out);
-            } else if let Some(x) = map.get(&format!("_{name}")) {
+                push_values(v, underscored(map, name), None, out);
+            } else if let Some(x) = underscored(map, name) {
                 push_without_value(x, None, out);
-            } else {
+            } else if is_choice_element(name) {
                 for (k, v) in map {
-                    if let Some(t) = choice_type(k, name) {
-                        push_values(v, map.get(&format!("_{k}")), Some(t), out);
+                    if let Some(t) = choice_suffix_type(k, name) {
+                        push_values(v, underscored(map, k), Some(t), out);
                     } else if let Some(bare) = k.strip_prefix('_') {
                         if !map.contains_key(bare) {
-                            if let Some(t) = choice_type(bare, name) {
+                            if let Some(t) = choice_suffix_type(bare, name) {
                                 push_without_value(v, Some(t), out);
                             }
                         }
@@ -280,6 +283,21 @@ pub(crate) fn children<'a>(it: &Item<'a>, name: &str, out: &mut Vec<Item<'a>>) -
             reference: reference.to_string(),
         }),
         _ => Ok(()),
+    }
+}
+
+/// The `_name` sibling of element `name` (a primitive's id and extensions), looked up without
+/// allocating the key in the common case: most objects have no `_` keys at all.
+fn underscored<'a>(map: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
+    let mut key = [0u8; 64];
+    match key.get_mut(1..=name.len()) {
+        Some(rest) => {
+            rest.copy_from_slice(name.as_bytes());
+            key[0] = b'_';
+            // An ASCII '_' before a whole str is a str.
+            map.get(std::str::from_utf8(&key[..=name.len()]).ok()?)
+        }
+        None => map.get(&format!("_{name}")),
     }
 }
 

@@ -318,11 +318,28 @@ pub(crate) const SYSTEM_TYPES: &[&str] = &[
 ];
 
 /// If `key` is `name` plus a choice-type suffix, returns the FHIR type name.
+#[cfg(test)]
 pub(crate) fn choice_type(key: &str, name: &str) -> Option<&'static str> {
     // Only the names of choice elements: `responseCode` is TestScript's own element, not a
     // `response[x]` of type code.
-    CHOICE_ELEMENTS.binary_search(&name).ok()?;
+    if !is_choice_element(name) {
+        return None;
+    }
+    choice_suffix_type(key, name)
+}
+
+/// Whether `name` is the name of a choice element (`value` of `value[x]`).
+pub(crate) fn is_choice_element(name: &str) -> bool {
+    CHOICE_ELEMENTS.binary_search(&name).is_ok()
+}
+
+/// [`choice_type`] for a `name` known to be a choice element's.
+pub(crate) fn choice_suffix_type(key: &str, name: &str) -> Option<&'static str> {
     let suffix = key.strip_prefix(name)?;
+    // A type suffix starts upper-case: most keys that share the prefix are other elements.
+    if !suffix.starts_with(|c: char| c.is_ascii_uppercase()) {
+        return None;
+    }
     CHOICE_TYPES
         .iter()
         .find(|(s, _)| *s == suffix)

@@ -28,6 +28,7 @@ pub mod load;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
@@ -358,7 +359,7 @@ fn io(e: std::io::Error) -> FhirError {
 /// Loads every source and returns the manifest.
 async fn run(
     store: &dyn Store,
-    indexing: &Indexing,
+    indexing: &Arc<Indexing>,
     job: &Job,
     sources: Vec<Source>,
     dir: &Path,

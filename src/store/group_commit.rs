@@ -37,6 +37,12 @@ struct Group<B: Backend> {
     /// A member went away with its savepoint open (it failed, or its request was dropped):
     /// rolled back to it by whoever holds the group next.
     abandoned: bool,
+    /// The member holding the group began its transaction and opened no savepoint: it is alone
+    /// in the transaction, so undoing it is rolling the transaction back. (A savepoint costs
+    /// more than its two statements: SQLite truncates its in-memory statement journal back to
+    /// each statement's start by walking it from the savepoint's start, so a large member paid
+    /// for its size at every statement; decision 0050.)
+    bare: bool,
     /// Whether a member queued a patient for scoring: the scorer is woken once the group has
     /// committed (`Store::queue_signal`).
     queues: bool,
@@ -49,6 +55,15 @@ impl<B: Backend> Group<B> {
     /// is rolled back and its members told.
     async fn undo_abandoned(&mut self) {
         if !std::mem::take(&mut self.abandoned) {
+            return;
+        }
+        if std::mem::take(&mut self.bare) {
+            // Only the member's writes are in the transaction: rolling it back undoes them.
+            if let Some(tx) = self.tx.take() {
+                if let Err(e) = tx.rollback().await {
+                    tracing::error!(error = %e, "group commit: a failed write could not be rolled back");
+                }
+            }
             return;
         }
         let Some(tx) = self.tx.as_mut() else {
@@ -251,6 +266,7 @@ impl<B: Backend> GroupCommit<B> {
             tx: None,
             members: Vec::new(),
             abandoned: false,
+            bare: false,
             queues: false,
             queued,
         }));
@@ -272,14 +288,16 @@ impl<B: Backend> GroupCommit<B> {
 }
 
 impl<B: Backend> Joiner<B> {
-    /// A new member: waits for its turn in the group (beginning the group's transaction if
-    /// none is open) and opens its savepoint.
+    /// A new member: waits for its turn in the group and opens its savepoint, or begins the
+    /// group's transaction if none is open (the first member needs no savepoint).
     pub(super) async fn join(&self, backend: &B) -> StoreResult<Member<B>> {
         let mut group = self.group.clone().lock_owned().await;
         group.undo_abandoned().await;
         let opened = async {
-            if group.tx.is_none() {
+            group.bare = group.tx.is_none();
+            if group.bare {
                 group.tx = Some(backend.begin().await?);
+                return Ok(Savepoint::Bare);
             }
             if B::JOINS_STATEMENTS {
                 // Opened with the member's first statement (`Writer::lead`).
@@ -353,6 +371,8 @@ enum Savepoint {
     Open,
     /// Handed to its last statement to release (`Writer::release`).
     Released,
+    /// None: the member began the group's transaction (`Group::bare`).
+    Bare,
 }
 
 impl<B: Backend> Member<B> {
@@ -392,6 +412,8 @@ impl<B: Backend> Member<B> {
                 return Err(e);
             }
         }
+        // The members after it open savepoints: its writes are the group's now.
+        group.bare = false;
         let (answer, committed) = oneshot::channel();
         group.members.push(answer);
         group.queues |= queues;

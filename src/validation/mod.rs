@@ -40,6 +40,7 @@ pub mod urn;
 pub mod value_limits;
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use serde_json::Value;
@@ -85,8 +86,11 @@ fn core_file() -> Value {
         .expect("profiles/structure-definitions.json is valid JSON")
 }
 
-/// The names of the FHIR types, for FHIRPath nodes (which borrow a `'static` type name).
-static TYPE_NAMES: LazyLock<HashMap<String, &'static str>> = LazyLock::new(|| {
+/// The names of the FHIR types, for FHIRPath nodes (which borrow a `'static` type name). Looked
+/// up for every element validated: hashed with FNV-1a ([`TypeNameHasher`]), not SipHash. Its keys
+/// are the core definitions' type names, fixed at start: no input adds one.
+static TYPE_NAMES: LazyLock<HashMap<String, &'static str, BuildHasherDefault<TypeNameHasher>>> =
+    LazyLock::new(|| {
     let file = core_file();
     file["StructureDefinition"]
         .as_array()
@@ -96,7 +100,29 @@ static TYPE_NAMES: LazyLock<HashMap<String, &'static str>> = LazyLock::new(|| {
         .filter_map(|sd| sd["type"].as_str())
         .map(|t| (t.to_owned(), &*Box::leak(t.to_owned().into_boxed_str())))
         .collect()
-});
+    });
+
+/// FNV-1a, for [`TYPE_NAMES`].
+struct TypeNameHasher(u64);
+
+impl Default for TypeNameHasher {
+    fn default() -> Self {
+        TypeNameHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for TypeNameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
 
 /// The compiled definitions: StructureDefinitions by url, the ValueSets and CodeSystems of
 /// packages, and the expansions made so far.

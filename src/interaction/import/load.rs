@@ -5,8 +5,9 @@
 //! update-as-create semantics: the resource keeps its id, becoming version 1 of a new resource
 //! or the next version of an existing one. Lines are written [`BATCH`] at a time, one store
 //! transaction per batch (far faster than one per resource), in the order of the input, so a
-//! later line for the same resource wins. The next batch is parsed and validated while one is
-//! written.
+//! later line for the same resource wins. The next batch is parsed, validated and prepared for
+//! storage (index entries, JSON: `write::prepare`) while one is written, on as many threads as
+//! there are cores, so the writer's turn holds only the statements.
 //!
 //! A bad line never stops the others: it is reported as an `OperationOutcome` naming its line
 //! number (in `diagnostics` and in the `operationoutcome-issue-line` extension) and the import
@@ -21,6 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
@@ -128,18 +130,55 @@ pub trait Observer: Send {
     }
 }
 
-/// A parsed and validated line, ready to write.
+/// A parsed and validated line, prepared for storage, ready to write.
 struct Ready {
     line: u64,
     rtype: String,
     id: String,
-    resource: Value,
+    /// The line as read: a batch written again (a line of it was refused) prepares its lines
+    /// again from it.
+    raw: Vec<u8>,
+    /// Taken by the first attempt to write the batch.
+    prepared: Mutex<Option<write::Prepared>>,
+}
+
+/// What preparing a line needs besides the line: the search parameters it is indexed with and
+/// the `meta.source` of the agent writing it (`Tx::source`).
+#[derive(Clone)]
+struct Preparing {
+    indexing: Arc<Indexing>,
+    source: Option<String>,
+}
+
+impl Ready {
+    /// The line prepared for storage: the one prepared in advance, or (when an earlier attempt
+    /// at the batch took it) the same again from the line.
+    fn take_prepared(&self, preparing: &Preparing) -> Result<write::Prepared, FhirError> {
+        let held = self
+            .prepared
+            .lock()
+            .map_err(|_| FhirError::Internal("a prepared line was poisoned".into()))?
+            .take();
+        if let Some(prepared) = held {
+            return Ok(prepared);
+        }
+        let again = check(self.line, self.raw.clone(), None, preparing).map_err(|e| {
+            FhirError::Internal(format!(
+                "{}/{} no longer prepares: {}",
+                self.rtype,
+                self.id,
+                e.summary("line")
+            ))
+        })?;
+        let prepared = again.prepared.into_inner().ok().flatten();
+        prepared.ok_or_else(|| FhirError::Internal("a line prepared to nothing".into()))
+    }
 }
 
 /// Loads the NDJSON `reader` into `store`, indexing with `indexing`.
 pub async fn load<R: AsyncBufRead + Unpin>(
     store: &dyn Store,
-    indexing: &Indexing,
+    indexing: &Arc<Indexing>,
     input: &Input<'_>,
     mut reader: R,
     observer: &mut dyn Observer,
@@ -147,7 +186,14 @@ pub async fn load<R: AsyncBufRead + Unpin>(
     let mut tally = Tally::default();
     let mut line_no = 0u64;
     let expected = input.rtype.map(str::to_owned);
-    let mut pending: Option<tokio::task::JoinHandle<Vec<Result<Ready, LineError>>>> = None;
+    // What the store's writes carry as `meta.source` (the agent's; a transaction that has not
+    // run a statement has not begun).
+    let preparing = Preparing {
+        indexing: indexing.clone(),
+        source: store.begin().await?.source().map(str::to_owned),
+    };
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut pending: Vec<tokio::task::JoinHandle<Vec<Result<Ready, LineError>>>> = Vec::new();
     loop {
         let mut raw = Vec::with_capacity(BATCH);
         if !observer.cancelled() {
@@ -167,32 +213,61 @@ pub async fn load<R: AsyncBufRead + Unpin>(
                 raw.push((line_no, buffer));
             }
         }
-        // Parsing and validating is CPU work: off the async threads, while the batch before is
-        // written.
-        let next = (!raw.is_empty()).then(|| {
-            let expected = expected.clone();
-            tokio::task::spawn_blocking(move || {
-                raw.into_iter()
-                    .map(|(line, bytes)| check(line, &bytes, expected.as_deref()))
-                    .collect::<Vec<_>>()
-            })
-        });
-        if let Some(checked) = pending.take() {
-            let checked = checked
-                .await
-                .map_err(|e| FhirError::Internal(format!("checking lines: {e}")))?;
-            write_batch(store, indexing, input, checked, &mut tally, observer).await?;
+        // Parsing, validating and preparing is CPU work: off the async threads, split over the
+        // cores, while the batch before is written.
+        let next = check_batch(raw, workers, expected.as_deref(), &preparing);
+        if !pending.is_empty() {
+            let mut checked = Vec::with_capacity(BATCH);
+            for part in pending.drain(..) {
+                checked.extend(
+                    part.await
+                        .map_err(|e| FhirError::Internal(format!("checking lines: {e}")))?,
+                );
+            }
+            write_batch(store, &preparing, input, checked, &mut tally, observer).await?;
         }
-        match next {
-            Some(next) => pending = Some(next),
-            None => break,
+        if next.is_empty() {
+            break;
         }
+        pending = next;
     }
     Ok(tally)
 }
 
-/// Parses and validates one line.
-fn check(line: u64, bytes: &[u8], expected: Option<&str>) -> Result<Ready, LineError> {
+/// Starts checking and preparing `raw` lines on up to `workers` blocking threads, in
+/// consecutive parts (their results, in order, are the lines' in order).
+fn check_batch(
+    raw: Vec<(u64, Vec<u8>)>,
+    workers: usize,
+    expected: Option<&str>,
+    preparing: &Preparing,
+) -> Vec<tokio::task::JoinHandle<Vec<Result<Ready, LineError>>>> {
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    let size = raw.len().div_ceil(workers.max(1));
+    let mut parts = Vec::new();
+    let mut rest = raw.into_iter().peekable();
+    while rest.peek().is_some() {
+        let part: Vec<(u64, Vec<u8>)> = rest.by_ref().take(size).collect();
+        let expected = expected.map(str::to_owned);
+        let preparing = preparing.clone();
+        parts.push(tokio::task::spawn_blocking(move || {
+            part.into_iter()
+                .map(|(line, bytes)| check(line, bytes, expected.as_deref(), &preparing))
+                .collect::<Vec<_>>()
+        }));
+    }
+    parts
+}
+
+/// Parses, validates and prepares one line.
+fn check(
+    line: u64,
+    bytes: Vec<u8>,
+    expected: Option<&str>,
+    preparing: &Preparing,
+) -> Result<Ready, LineError> {
     let fail = |resource: Option<String>, issues: Vec<Issue>| LineError {
         line,
         resource,
@@ -200,7 +275,7 @@ fn check(line: u64, bytes: &[u8], expected: Option<&str>) -> Result<Ready, LineE
     };
     // FHIR JSON as a client's body must be (`fhir::json_format`: valid JSON, unique names, no
     // stray nulls or empty elements).
-    let resource: Value = json_format::parse(bytes).map_err(|e| fail(None, e.issues()))?;
+    let resource: Value = json_format::parse(&bytes).map_err(|e| fail(None, e.issues()))?;
     let rtype = match resource.get("resourceType").and_then(Value::as_str) {
         Some(t) if resource_types::is_resource_type(t) => t.to_owned(),
         Some(t) => {
@@ -255,13 +330,24 @@ fn check(line: u64, bytes: &[u8], expected: Option<&str>) -> Result<Ready, LineE
             ))
         }
     };
-    let label = Some(format!("{rtype}/{id}"));
-    validate(&resource, &rtype).map_err(|e| fail(label, e.issues()))?;
+    let label = || Some(format!("{rtype}/{id}"));
+    validate(&resource, &rtype).map_err(|e| fail(label(), e.issues()))?;
+    // A line the write pipeline refuses (a shipped canonical resource, a bad SearchParameter)
+    // fails here as it would when written.
+    let prepared = write::prepare(
+        &preparing.indexing,
+        &rtype,
+        &id,
+        Some(resource),
+        preparing.source.as_deref(),
+    )
+    .map_err(|e| fail(label(), e.issues()))?;
     Ok(Ready {
         line,
         rtype,
         id,
-        resource,
+        raw: bytes,
+        prepared: Mutex::new(Some(prepared)),
     })
 }
 
@@ -269,7 +355,7 @@ fn check(line: u64, bytes: &[u8], expected: Option<&str>) -> Result<Ready, LineE
 /// written again without it; a failure of the store itself ends the load.
 async fn write_batch(
     store: &dyn Store,
-    indexing: &Indexing,
+    preparing: &Preparing,
     input: &Input<'_>,
     checked: Vec<Result<Ready, LineError>>,
     tally: &mut Tally,
@@ -318,7 +404,7 @@ async fn write_batch(
             Box::pin(async move {
                 failed_at_ref.store(usize::MAX, Ordering::Relaxed);
                 for (i, line) in batch.iter().enumerate() {
-                    if let Err(e) = write_one(tx, indexing, line).await {
+                    if let Err(e) = write_one(tx, preparing, line).await {
                         failed_at_ref.store(i, Ordering::Relaxed);
                         return Err(e);
                     }
@@ -358,19 +444,11 @@ async fn write_batch(
 }
 
 /// Update-as-create of one resource (as `PUT [type]/[id]` without `If-Match`).
-async fn write_one(tx: &mut dyn Tx, indexing: &Indexing, line: &Ready) -> Result<(), FhirError> {
+async fn write_one(tx: &mut dyn Tx, preparing: &Preparing, line: &Ready) -> Result<(), FhirError> {
     tx.may_write(&line.rtype, Method::Put).await?;
+    let prepared = line.take_prepared(preparing)?;
     let current = tx.lock_current(&line.rtype, &line.id).await?;
-    write::write(
-        tx,
-        indexing,
-        &line.rtype,
-        &line.id,
-        current,
-        Method::Put,
-        Some(line.resource.clone()),
-    )
-    .await?;
+    write::write_prepared(tx, prepared, current, Method::Put).await?;
     Ok(())
 }
 
@@ -382,6 +460,16 @@ fn is_store_failure(error: &FhirError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::search::definitions::Registry;
+
+    /// [`check`] as `signaal import` runs it: the official search parameters, no source.
+    fn check(line: u64, bytes: &[u8], expected: Option<&str>) -> Result<Ready, LineError> {
+        let preparing = Preparing {
+            indexing: Arc::new(Indexing::new(Registry::official())),
+            source: None,
+        };
+        super::check(line, bytes.to_vec(), expected, &preparing)
+    }
 
     #[test]
     fn a_line_that_is_not_json_is_reported_with_its_number() {
