@@ -59,16 +59,17 @@ pub async fn create_in(
             return Ok(existing_outcome(existing));
         }
     }
-    new_in(tx, app, rtype, id, resource).await
+    new_in(tx, app, rtype, id, resource.clone()).await
 }
 
-/// Writes version 1 of `rtype/id`: 201 with its `Location`.
+/// Writes version 1 of `rtype/id` (taking the resource: a transaction's entry is a copy
+/// already): 201 with its `Location`.
 pub async fn new_in(
     tx: &mut dyn Tx,
     app: &App,
     rtype: &str,
     id: &str,
-    resource: &Value,
+    resource: Value,
 ) -> Result<Outcome, FhirError> {
     let written = write::write(
         tx,
@@ -77,7 +78,7 @@ pub async fn new_in(
         id,
         None,
         Method::Post,
-        Some(resource.clone()),
+        Some(resource),
     )
     .await?;
     Ok(Outcome::of(

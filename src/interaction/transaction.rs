@@ -384,7 +384,7 @@ async fn apply(
                     rewrite.apply(&mut resource, &entry.rtype).map_err(fail)?;
                     resource["id"] = Value::String(id.clone());
                     if is_post {
-                        create::new_in(tx, app, &entry.rtype, id, &resource).await
+                        create::new_in(tx, app, &entry.rtype, id, resource).await
                     } else {
                         update::update_in(tx, app, &entry.rtype, id, &resource, entry.if_match)
                             .await
