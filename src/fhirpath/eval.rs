@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::decimal::Decimal;
 use super::model::{
-    choice_suffix_type, fhir_type_matches, is_choice_element, is_datatype,
-    is_resource_type, SYSTEM_TYPES,
+    choice_suffix_type, fhir_type_matches, is_choice_element, is_datatype, is_resource_type,
+    SYSTEM_TYPES,
 };
 use super::parser::{Expr, Literal, TypeOp, TypeSpec};
 use super::{functions, ops, FhirPathError, Item, Node};

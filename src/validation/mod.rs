@@ -91,15 +91,15 @@ fn core_file() -> Value {
 /// are the core definitions' type names, fixed at start: no input adds one.
 static TYPE_NAMES: LazyLock<HashMap<String, &'static str, BuildHasherDefault<TypeNameHasher>>> =
     LazyLock::new(|| {
-    let file = core_file();
-    file["StructureDefinition"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|sd| sd["derivation"] == "specialization")
-        .filter_map(|sd| sd["type"].as_str())
-        .map(|t| (t.to_owned(), &*Box::leak(t.to_owned().into_boxed_str())))
-        .collect()
+        let file = core_file();
+        file["StructureDefinition"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|sd| sd["derivation"] == "specialization")
+            .filter_map(|sd| sd["type"].as_str())
+            .map(|t| (t.to_owned(), &*Box::leak(t.to_owned().into_boxed_str())))
+            .collect()
     });
 
 /// FNV-1a, for [`TYPE_NAMES`].
