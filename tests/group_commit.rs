@@ -285,3 +285,71 @@ both_stores!(writes_whose_clients_go_away_are_whole_or_absent, |server| {
     created(&server, "after").await;
     assert_eq!(found_by_identifier(client, "after").await.len(), 1);
 });
+
+/// A transaction Bundle creating `resources` (each a `POST` of its type).
+fn transaction_of(resources: Vec<Value>) -> Value {
+    let entry: Vec<Value> = resources
+        .into_iter()
+        .map(|resource| {
+            let rtype = resource["resourceType"].as_str().unwrap().to_owned();
+            json!({"resource": resource, "request": {"method": "POST", "url": rtype}})
+        })
+        .collect();
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": entry})
+}
+
+both_stores!(
+    conditional_creates_given_up_at_any_stage_do_not_stop_the_writes_after_them,
+    |server| {
+        let client = &server.client;
+        // Enough Patients that a `:contains` search over their names takes a while.
+        for batch in 0..10 {
+            let patients = (0..200)
+                .map(|i| {
+                    json!({"resourceType": "Patient",
+                           "name": [{"family": format!("Seedfamily{batch}x{i}"),
+                                     "given": [format!("Seedgiven{batch}x{i}")]}]})
+                })
+                .collect();
+            let reply = client.post("", &transaction_of(patients)).await.unwrap();
+            expect_status(&reply, 200);
+        }
+        // Conditional creates whose clients give up at every stage (waiting for the writer,
+        // beginning the group's transaction, their search, the first statement of their
+        // transaction, and after): patience from nothing to as long as one takes. After each,
+        // a write of a few resources is stored and answered: the one given up leaves neither
+        // its search's time limit armed on the writer nor a transaction that nothing ends.
+        let conditional_create = |attempt: u64| {
+            let patient = json!({"resourceType": "Patient", "name": [{"family": "Nowhere"}]});
+            let condition = format!("name:contains=zq{attempt}qz");
+            async move {
+                let headers = [("If-None-Exist", condition.as_str())];
+                client
+                    .send(
+                        "POST",
+                        "Patient",
+                        &headers,
+                        Some(patient.to_string().into_bytes()),
+                    )
+                    .await
+            }
+        };
+        let started = std::time::Instant::now();
+        expect_status(&conditional_create(1000).await.unwrap(), 201);
+        let whole = started.elapsed();
+        let attempts = 150u32;
+        for attempt in 0..attempts {
+            let patience = whole * (attempt % 50) / 50;
+            let _ = tokio::time::timeout(patience, conditional_create(attempt.into())).await;
+            let observations = (0..8)
+                .map(|i| observation(&format!("after-{attempt}-{i}")))
+                .collect();
+            let reply = client
+                .post("", &transaction_of(observations))
+                .await
+                .unwrap();
+            expect_status(&reply, 200);
+        }
+        assert_eq!(found_by_identifier(client, "after-149-7").await.len(), 1);
+    }
+);

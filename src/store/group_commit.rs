@@ -59,8 +59,13 @@ impl<B: Backend> Group<B> {
         }
         if std::mem::take(&mut self.bare) {
             // Only the member's writes are in the transaction: rolling it back undoes them.
-            if let Some(tx) = self.tx.take() {
-                if let Err(e) = tx.rollback().await {
+            // (Its time limit disarmed first, as below: the connection outlives the rollback.)
+            if let Some(mut tx) = self.tx.take() {
+                let undone = match B::disarm(&mut tx).await {
+                    Ok(()) => tx.rollback().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = undone {
                     tracing::error!(error = %e, "group commit: a failed write could not be rolled back");
                 }
             }
@@ -290,32 +295,49 @@ impl<B: Backend> GroupCommit<B> {
 impl<B: Backend> Joiner<B> {
     /// A new member: waits for its turn in the group and opens its savepoint, or begins the
     /// group's transaction if none is open (the first member needs no savepoint).
-    pub(super) async fn join(&self, backend: &B) -> StoreResult<Member<B>> {
+    pub(super) async fn join(&self, backend: &Arc<B>) -> StoreResult<Member<B>> {
         let mut group = self.group.clone().lock_owned().await;
-        group.undo_abandoned().await;
-        let opened = async {
-            group.bare = group.tx.is_none();
-            if group.bare {
-                group.tx = Some(backend.begin().await?);
-                return Ok(Savepoint::Bare);
+        if !group.abandoned && group.tx.is_some() && B::JOINS_STATEMENTS {
+            // Opened with the member's first statement (`Writer::lead`).
+            group.bare = false;
+            return Ok(Member {
+                group: Some(group),
+                due: self.due.clone(),
+                savepoint: Savepoint::ToOpen,
+            });
+        }
+        // The rollback of an abandoned member, the group's `BEGIN` and the savepoint run to
+        // their end even when this request goes away meanwhile: cut short, a rollback sent but
+        // not finished leaves the abandoned member's writes in the group, and a `BEGIN` done
+        // but not yet handed back (sqlx checks a custom `BEGIN IMMEDIATE` with one more call)
+        // leaves the connection in a transaction that nothing ends, on which every later
+        // `BEGIN` fails.
+        let (backend, due) = (backend.clone(), self.due.clone());
+        let (handed, taken) = oneshot::channel();
+        tokio::spawn(async move {
+            let savepoint = group.prepare(&backend).await;
+            if let Err(unwanted) = handed.send((group, savepoint)) {
+                // Its request went away meanwhile: the group is handed on, and committed (its
+                // transaction may have just begun) if nobody else comes.
+                drop(unwanted);
+                due.notify_one();
             }
-            if B::JOINS_STATEMENTS {
-                // Opened with the member's first statement (`Writer::lead`).
-                return Ok(Savepoint::ToOpen);
+        });
+        let savepoint = match taken.await {
+            Ok((held, Ok(savepoint))) => {
+                group = held;
+                savepoint
             }
-            let tx = group
-                .tx
-                .as_mut()
-                .expect("the group's transaction was just begun");
-            run::<B>(tx, "SAVEPOINT member").await?;
-            Ok(Savepoint::Open)
-        };
-        let savepoint = match opened.await {
-            Ok(savepoint) => savepoint,
-            Err(e) => {
+            Ok((_, Err(e))) => {
                 // Whatever the group holds is committed without this member.
                 self.due.notify_one();
                 return Err(e);
+            }
+            Err(_) => {
+                self.due.notify_one();
+                return Err(StoreError::Database(
+                    "the write could not join its group: its preparation failed".into(),
+                ));
             }
         };
         Ok(Member {
@@ -323,6 +345,30 @@ impl<B: Backend> Joiner<B> {
             due: self.due.clone(),
             savepoint,
         })
+    }
+}
+
+impl<B: Backend> Group<B> {
+    /// Makes the group ready for a new member: rolls an abandoned one back, then begins the
+    /// group's transaction if none is open (the first member needs no savepoint), or opens the
+    /// member's savepoint (or leaves it to the member's first statement, `Writer::lead`).
+    async fn prepare(&mut self, backend: &B) -> StoreResult<Savepoint> {
+        self.undo_abandoned().await;
+        self.bare = self.tx.is_none();
+        if self.bare {
+            self.tx = Some(backend.begin().await?);
+            return Ok(Savepoint::Bare);
+        }
+        if B::JOINS_STATEMENTS {
+            // Opened with the member's first statement (`Writer::lead`).
+            return Ok(Savepoint::ToOpen);
+        }
+        let tx = self
+            .tx
+            .as_mut()
+            .expect("the group's transaction was just begun");
+        run::<B>(tx, "SAVEPOINT member").await?;
+        Ok(Savepoint::Open)
     }
 }
 
@@ -440,8 +486,12 @@ impl<B: Backend> Drop for Member<B> {
         // Gone before it committed: its savepoint is rolled back by the next to hold the group,
         // and the committer is woken in case nobody else comes.
         if let Some(mut group) = self.group.take() {
-            // (One whose savepoint was never handed to a statement wrote nothing.)
-            group.abandoned |= self.savepoint != Savepoint::ToOpen;
+            // Even one whose savepoint was never handed to a statement: its first statement
+            // may have been a search stopped half-way, which leaves its time limit armed on the
+            // connection (a progress handler that interrupts the next statement; when that is
+            // a write, SQLite rolls back the whole group's transaction). The next holder
+            // disarms it; its rollback then finds no savepoint: nothing of it to undo.
+            group.abandoned = true;
             drop(group);
             self.due.notify_one();
         }
