@@ -353,3 +353,37 @@ both_stores!(
         assert_eq!(found_by_identifier(client, "after-149-7").await.len(), 1);
     }
 );
+
+both_stores!(values_that_look_like_sql_are_written_as_sent, |server| {
+    let client = &server.client;
+    // A write's statements go together as one text (decision 0049): its values are bound,
+    // never spliced into that text, so quotes, `;`, `?` and `?1` are only characters.
+    let tricky = "x'); DELETE FROM resource; SELECT ('?1 ? ?2; --";
+    let mut body = observation(tricky);
+    body["note"] = json!([{"text": tricky}]);
+    let reply = client.post("Observation", &body).await.unwrap();
+    let id = expect_status(&reply, 201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = created(&server, "plain").await;
+    // And updated: its old index rows removed, the new ones written, in one call.
+    body["id"] = json!(id);
+    body["identifier"][0]["value"] = json!(format!("{tricky} again"));
+    let reply = client
+        .put(&format!("Observation/{id}"), &body)
+        .await
+        .unwrap();
+    expect_status(&reply, 200);
+    let read = client.get(&format!("Observation/{id}")).await.unwrap();
+    let read = expect_status(&read, 200);
+    assert_eq!(read["note"][0]["text"], json!(tricky));
+    assert_eq!(read["meta"]["versionId"], json!("2"));
+    let encoded = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let again = encoded(&format!("{tricky} again"));
+    assert_eq!(found_by_identifier(client, &again).await, vec![id.clone()]);
+    assert!(found_by_identifier(client, &encoded(tricky))
+        .await
+        .is_empty());
+    assert_eq!(found_by_identifier(client, "plain").await, vec![other]);
+});
