@@ -387,3 +387,64 @@ both_stores!(values_that_look_like_sql_are_written_as_sent, |server| {
         .is_empty());
     assert_eq!(found_by_identifier(client, "plain").await, vec![other]);
 });
+
+both_stores!(
+    transactions_whose_clients_go_away_are_whole_or_absent,
+    |server| {
+        let client = &server.client;
+        // Transactions of more than 8 writes (their statements sent one by one, the member's
+        // savepoint released by the last) and of a few (sent as one text), given up by their
+        // clients after anything from nothing to as long as one takes, beside others.
+        let transaction = |tag: String, size: usize| {
+            let resources = (0..size)
+                .map(|i| observation(&format!("{tag}-{i}")))
+                .collect();
+            transaction_of(resources)
+        };
+        let started = std::time::Instant::now();
+        let reply = client
+            .post("", &transaction("whole".into(), 20))
+            .await
+            .unwrap();
+        expect_status(&reply, 200);
+        let whole = started.elapsed();
+        let mut tasks = tokio::task::JoinSet::new();
+        for attempt in 0..24u32 {
+            let size = if attempt % 2 == 0 { 20 } else { 4 };
+            let (client, body) = (client.clone(), transaction(format!("t{attempt}"), size));
+            let patience = whole * (attempt % 12) / 10;
+            tasks.spawn(async move {
+                let post = client.post("", &body);
+                let answered = tokio::time::timeout(patience, post).await.ok();
+                (attempt, size, answered.map(|reply| reply.unwrap().status))
+            });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            outcomes.push(joined.unwrap());
+        }
+        for (attempt, size, status) in outcomes {
+            let mut stored = 0;
+            for i in 0..size {
+                stored += found_by_identifier(client, &format!("t{attempt}-{i}"))
+                    .await
+                    .len();
+            }
+            match status {
+                Some(status) => {
+                    assert_eq!(status, 200, "transaction {attempt}");
+                    assert_eq!(stored, size, "transaction {attempt} was answered");
+                }
+                None => assert!(
+                    stored == 0 || stored == size,
+                    "transaction {attempt} given up: {stored} of its {size} resources stored"
+                ),
+            }
+        }
+        let reply = client
+            .post("", &transaction("after".into(), 12))
+            .await
+            .unwrap();
+        expect_status(&reply, 200);
+    }
+);
