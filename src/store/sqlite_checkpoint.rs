@@ -12,7 +12,9 @@
 //! which also replaces the automatic checkpoint), and once the log is past [`WAL_PAGES`] a task
 //! runs a `PASSIVE` checkpoint on a connection of its own. A passive checkpoint never blocks
 //! the writer nor the readers, and the writer restarts the log from its beginning once it has
-//! all been copied back. Durability is unchanged: a commit is durable once its log frames are
+//! all been copied back. Under writes back to back that moment rarely comes (the log grew to
+//! 74 MB in 150 s of load), so past twice the threshold the writer checkpoints itself after its
+//! commit, as SQLite's own hook would, and the log restarts. Durability is unchanged: a commit is durable once its log frames are
 //! fsynced (`synchronous=FULL`), which the checkpoint does not touch.
 
 use std::ffi::{c_char, c_int, c_void};
@@ -27,6 +29,10 @@ use tokio::sync::Notify;
 /// `wal_autocheckpoint` is 1,000; 4,000 (16 MB of 4 KiB pages) copies the hot index pages
 /// that many commits rewrite back once.
 pub const WAL_PAGES: c_int = 4000;
+
+/// The size of the log (in pages) past which the writer checkpoints it itself: the
+/// checkpointer fell behind.
+const WRITER_CHECKPOINTS_AT: c_int = 2 * WAL_PAGES;
 
 /// What the writer's log hook wakes: the checkpointer.
 pub struct Checkpoints {
@@ -92,11 +98,29 @@ impl Checkpoints {
 /// number of pages in the log.
 unsafe extern "C" fn logged(
     context: *mut c_void,
-    _db: *mut ffi::sqlite3,
-    _name: *const c_char,
+    db: *mut ffi::sqlite3,
+    name: *const c_char,
     pages: c_int,
 ) -> c_int {
-    if pages >= WAL_PAGES {
+    if pages >= WRITER_CHECKPOINTS_AT {
+        // The log restarts from its beginning only when a write transaction begins after it was
+        // all copied back; under writes back to back the checkpointer's copy rarely ends inside
+        // that gap, and the log would grow on. Past twice the threshold the writer checkpoints
+        // itself here, between its commit and its next transaction, as SQLite's own hook
+        // does: the pages the checkpointer already copied are not copied again, and the next
+        // write restarts the log.
+        // SAFETY: called by SQLite on the writer's connection `db` for its database `name`,
+        // which is what SQLite's default hook passes to the same call.
+        unsafe {
+            ffi::sqlite3_wal_checkpoint_v2(
+                db,
+                name,
+                ffi::SQLITE_CHECKPOINT_PASSIVE,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+        }
+    } else if pages >= WAL_PAGES {
         // SAFETY: `context` is the reference to `Checkpoints` leaked in `watch`, never freed.
         let checkpoints = unsafe { &*(context as *const Checkpoints) };
         checkpoints.due.notify_one();
