@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::array;
 use super::element::{Node, Walk};
 use super::extension_context;
 use super::structure_definition::StructureDefinition;
@@ -131,13 +132,7 @@ pub fn on_primitive<'a>(
     defined_at: &str,
     holder_sd: &StructureDefinition,
 ) {
-    for (i, value) in ext
-        .get("extension")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, value) in array(ext, "extension").iter().enumerate() {
         check(
             walk,
             value,

@@ -8,6 +8,7 @@
 
 use serde_json::Value;
 
+use super::array;
 use super::outcome::Outcome;
 use crate::fhir::resource_types;
 use crate::search::definitions::Registry;
@@ -41,13 +42,7 @@ pub fn check(sp: &Value, at: &str, out: &mut Outcome) {
             );
         }
     }
-    for (i, base) in sp
-        .get("base")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, base) in array(sp, "base").iter().enumerate() {
         let Some(base) = base.as_str() else { continue };
         if resource_types::is_resource_type(base) && !original_bases.contains(&base) {
             out.error(
