@@ -81,9 +81,23 @@ impl Backend for Sqlite {
             // A search of a write transaction dropped while it ran (its request went away)
             // leaves its progress handler behind: the next writer starts without it. (A
             // reader connection in that case is closed instead.)
+            //
+            // A connection whose transaction sqlx still counts as open is closed, not reused:
+            // when SQLite itself fails a COMMIT (disk full, I/O error) it rolls the transaction
+            // back on its own, the ROLLBACK sqlx then sends fails, and its count stays at one,
+            // so every later `BEGIN IMMEDIATE` would be refused. (Checked after `disarm`, which
+            // waits for the connection's thread: a rollback queued when the transaction was
+            // dropped has run by then.)
             .before_acquire(|connection, _| {
                 Box::pin(async move {
                     Self::disarm(connection).await?;
+                    if sqlx::Connection::is_in_transaction(connection) {
+                        tracing::warn!(
+                            "the writer's connection was left inside a transaction that could \
+                             not be ended; it is closed and a new one opened"
+                        );
+                        return Ok(false);
+                    }
                     Ok(true)
                 })
             })
@@ -202,5 +216,49 @@ impl Backend for Sqlite {
             tracing::warn!(error = %e, "closing: the write-ahead log could not be checkpointed");
         }
         self.writer.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite rolls a transaction back by itself when its COMMIT fails for a full disk or an
+    /// I/O error; a `ROLLBACK` inside the transaction leaves the connection in the same state.
+    #[tokio::test]
+    async fn a_transaction_that_sqlite_ended_by_itself_does_not_stop_later_writes() {
+        let dir = std::env::temp_dir().join(format!(
+            "signaal-sqlite-ended-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("s.db").display());
+        let store = Sqlite::open(&url).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        sqlx::query("ROLLBACK").execute(&mut *tx).await.unwrap();
+        assert!(tx.commit().await.is_err(), "the transaction is gone");
+        for _ in 0..2 {
+            let mut tx = store.begin().await.expect("a later write begins");
+            sqlx::query("CREATE TABLE IF NOT EXISTS later (x INTEGER)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO later VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.expect("and commits");
+        }
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM later")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
