@@ -3,13 +3,15 @@
 //! in the same `Type/id`; and `Reference(X|Y)` — the element's `targetProfile`s — says the
 //! target "SHALL" be one of those types. The type a reference names is checked against them
 //! when the reference names a resource type; a reference that names none (`urn:uuid:`, `#id`,
-//! a URL that is not RESTful) is not checked here.
+//! a URL that is not RESTful) is not checked here. When a target profile is a profile rather
+//! than a core type, the reference is noted for [`target_profile`], which checks the target
+//! once the caller has found it.
 
 use serde_json::Value;
 
 use super::outcome::Outcome;
 use super::structure_definition::TypeRef;
-use super::{Definitions, CORE_PREFIX};
+use super::{target_profile, Definitions, CORE_PREFIX};
 
 /// An absolute URI: a scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`) and `:`.
 pub fn is_absolute(uri: &str) -> bool {
@@ -77,11 +79,15 @@ pub fn check(defs: &Definitions, types: &[TypeRef], value: &Value, at: &str, out
         }
         allowed.push(sd.type_name.as_str());
     }
-    let Some(t) = type_of(reference) else { return };
-    if defs.core(t).is_none_or(|sd| sd.kind != "resource") {
+    let t = type_of(reference).filter(|t| defs.core(t).is_some_and(|sd| sd.kind == "resource"));
+    let Some(t) = t else {
+        // A `urn:` reference names no type: its target (in a Bundle) may still be checked.
+        target_profile::collect(defs, &targets, reference, at, out);
         return;
-    }
-    if !allowed.contains(&t) {
+    };
+    if allowed.contains(&t) {
+        target_profile::collect(defs, &targets, reference, at, out);
+    } else {
         allowed.dedup();
         out.error(
             "structure",
