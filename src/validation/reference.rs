@@ -65,6 +65,9 @@ pub fn check(defs: &Definitions, types: &[TypeRef], value: &Value, at: &str, out
         return;
     }
     let mut allowed = Vec::new();
+    // Whether a target profile is a profile (not a core type): the target is then checked
+    // against it once found.
+    let mut profiled = false;
     for url in &targets {
         // A profile's type: the type it constrains; an unknown profile: nothing can be said.
         let Some(sd) = url
@@ -77,17 +80,17 @@ pub fn check(defs: &Definitions, types: &[TypeRef], value: &Value, at: &str, out
         if matches!(sd.type_name.as_str(), "Resource" | "DomainResource") {
             return;
         }
+        profiled |= sd.derivation != "specialization";
         allowed.push(sd.type_name.as_str());
     }
     let t = type_of(reference).filter(|t| defs.core(t).is_some_and(|sd| sd.kind == "resource"));
-    let Some(t) = t else {
-        // A `urn:` reference names no type: its target (in a Bundle) may still be checked.
-        target_profile::collect(defs, &targets, reference, at, out);
-        return;
-    };
-    if allowed.contains(&t) {
-        target_profile::collect(defs, &targets, reference, at, out);
-    } else {
+    // A reference that names no type (`urn:`) or an allowed one: its target may still have to
+    // conform to a profile.
+    if t.is_none_or(|t| allowed.contains(&t)) {
+        if profiled {
+            target_profile::collect(&targets, reference, at, out);
+        }
+    } else if let Some(t) = t {
         allowed.dedup();
         out.error(
             "structure",

@@ -43,15 +43,8 @@ pub enum Target<'a> {
 }
 
 /// Notes the reference `reference` (of the element at `at`, whose target profiles are `urls`,
-/// every one known) when one of them is a profile rather than a core type.
-pub fn collect(defs: &Definitions, urls: &[&str], reference: &str, at: &str, out: &mut Outcome) {
-    let any_profile = urls.iter().any(|url| {
-        defs.get(url)
-            .is_some_and(|sd| sd.derivation != "specialization")
-    });
-    if !any_profile {
-        return;
-    }
+/// every one known, one at least a profile rather than a core type).
+pub fn collect(urls: &[&str], reference: &str, at: &str, out: &mut Outcome) {
     let check = TargetCheck {
         at: at.to_owned(),
         reference: reference.to_owned(),
@@ -166,4 +159,68 @@ fn first_problem(
             Some(at) => format!("{} ({at})", i.diagnostics),
             None => i.diagnostics,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const VITAL_SIGNS: &str = "http://hl7.org/fhir/StructureDefinition/vitalsigns";
+    const PATIENT: &str = "http://hl7.org/fhir/StructureDefinition/Patient";
+
+    fn checked(profiles: &[&str], target: Option<&Value>) -> Outcome {
+        let defs = Definitions::built_in();
+        let mut out = Outcome::default();
+        collect(
+            profiles,
+            "Observation/m1",
+            "Observation.hasMember[0]",
+            &mut out,
+        );
+        let checks = std::mem::take(&mut out.targets);
+        let find = |_: &TargetCheck| match target {
+            Some(t) => Target::Found(t),
+            None => Target::NotChecked("the target is not on this server".into()),
+        };
+        check(&defs, &checks, &find, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_target_conforming_to_none_of_the_profiles_is_an_error_at_the_reference() {
+        let member =
+            json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}});
+        let out = checked(&[VITAL_SIGNS], Some(&member));
+        let errors: Vec<_> = out
+            .issues
+            .iter()
+            .filter(|i| i.severity == "error")
+            .collect();
+        assert_eq!(errors.len(), 1, "{:?}", out.issues);
+        assert_eq!(
+            errors[0].expression.as_deref(),
+            Some("Observation.hasMember[0]")
+        );
+        assert!(
+            errors[0].diagnostics.contains(VITAL_SIGNS),
+            "{:?}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn a_core_type_in_the_list_is_conformed_to_by_its_type() {
+        let patient = json!({"resourceType": "Patient"});
+        let out = checked(&[PATIENT, VITAL_SIGNS], Some(&patient));
+        assert!(out.issues.is_empty(), "{:?}", out.issues);
+    }
+
+    #[test]
+    fn a_target_not_found_is_said_to_be_not_checked() {
+        let out = checked(&[VITAL_SIGNS], None);
+        assert_eq!(out.issues.len(), 1);
+        assert_eq!(out.issues[0].severity, "information");
+        assert!(out.issues[0].diagnostics.contains("not checked"));
+    }
 }
