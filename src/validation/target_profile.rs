@@ -217,6 +217,18 @@ mod tests {
     }
 
     #[test]
+    fn at_most_max_checks_references_are_noted() {
+        let mut out = Outcome::default();
+        for i in 0..=MAX_CHECKS {
+            let at = format!("Observation.hasMember[{i}]");
+            collect(&[VITAL_SIGNS], &format!("Observation/m{i}"), &at, &mut out);
+        }
+        assert_eq!(out.targets.len(), MAX_CHECKS);
+        assert_eq!(out.issues.len(), 1, "{:?}", out.issues);
+        assert_eq!(out.issues[0].severity, "information");
+    }
+
+    #[test]
     fn a_target_not_found_is_said_to_be_not_checked() {
         let out = checked(&[VITAL_SIGNS], None);
         assert_eq!(out.issues.len(), 1);
