@@ -11,7 +11,7 @@ use crate::http::negotiate::Return;
 use crate::interaction::bundle_entry::{self, Action, Entry, Rewrite};
 use crate::interaction::transaction::checked_entry;
 use crate::interaction::version::Outcome;
-use crate::interaction::{create, delete, patch, update};
+use crate::interaction::{create, delete, patch, target_profile, update};
 use crate::store::group_commit::{acknowledge_so_far, acknowledged_together};
 use crate::store::Tx;
 use crate::write::in_transaction;
@@ -25,9 +25,27 @@ pub async fn batch(app: &App, raw: &[Value], prefer: Return) -> Result<Vec<Value
 }
 
 async fn entries(app: &App, raw: &[Value], prefer: Return) -> Result<Vec<Value>, FhirError> {
+    let mut checked: Vec<Result<Entry, FhirError>> = raw
+        .iter()
+        .enumerate()
+        .map(|(index, raw_entry)| checked_entry(app, index, raw_entry))
+        .collect();
+    // The targets of references that name profiles, for every entry in one go; an entry whose
+    // targets do not conform fails alone.
+    let valid: Vec<&Entry> = checked.iter().filter_map(|c| c.as_ref().ok()).collect();
+    let mut verdicts = target_profile::check_entries(app, &valid, raw)
+        .await?
+        .into_iter();
+    for c in &mut checked {
+        if c.is_ok() {
+            if let Some(Err(error)) = verdicts.next() {
+                *c = Err(error);
+            }
+        }
+    }
     let mut responses = Vec::with_capacity(raw.len());
-    for (index, raw_entry) in raw.iter().enumerate() {
-        let response = match checked_entry(app, index, raw_entry) {
+    for checked_entry in checked {
+        let response = match checked_entry {
             Err(error) => bundle_entry::error_response(&error),
             Ok(entry) if !entry.is_write() => {
                 // A read sees the entries written before it.

@@ -1,6 +1,7 @@
 //! What batch and transaction Bundles share (http page, "batch/transaction"): reading an
 //! entry's `request` into an action, rewriting references, and writing an entry's `response`.
 
+use crate::validation::target_profile::TargetCheck;
 use std::collections::HashMap;
 
 use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, StatusCode};
@@ -57,6 +58,9 @@ pub struct Entry {
     pub if_match: Option<i64>,
     pub if_none_match: Option<String>,
     pub if_modified_since: Option<String>,
+    /// The resource's references to check against their elements' profiles once the
+    /// targets are found (set by `transaction::checked_entry`; `target_profile`).
+    pub targets: Vec<TargetCheck>,
 }
 
 impl Entry {
@@ -230,6 +234,7 @@ pub fn parse(app: &App, index: usize, entry: &Value) -> Result<Entry, FhirError>
         if_match,
         if_none_match: text(request, "ifNoneMatch"),
         if_modified_since: text(request, "ifModifiedSince"),
+        targets: Vec::new(),
     })
 }
 

@@ -8,8 +8,8 @@ use crate::error::FhirError;
 use crate::fhir::id::new_id;
 use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
-use crate::interaction::check_type;
 use crate::interaction::version::Outcome;
+use crate::interaction::{check_type, target_profile};
 use crate::search::conditional::{criteria, criteria_key};
 use crate::store::{Method, Tx, Version};
 use crate::write::{self, in_transaction};
@@ -21,7 +21,7 @@ pub async fn create(
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     let resource = request.json_body()?;
-    app.validation.check_write(&resource, rtype)?;
+    target_profile::check_write(app, &resource, rtype).await?;
     // The server assigns the id; one in the body is ignored (http page, create).
     let id = new_id();
     let condition = request

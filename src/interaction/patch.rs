@@ -27,7 +27,7 @@ use crate::http::negotiate::{body_format, BodyFormat};
 use crate::http::request::{parse_json, parse_resource, parse_xml_resource, FhirRequest};
 use crate::http::response::FhirResponse;
 use crate::interaction::version::Outcome;
-use crate::interaction::{check_id, check_type, if_match};
+use crate::interaction::{check_id, check_type, if_match, target_profile};
 use crate::search::conditional::{criteria, criteria_key};
 use crate::store::{Method, Tx, Version};
 use crate::write::{self, in_transaction};
@@ -337,7 +337,7 @@ pub async fn patch_in(
     }
     // A JSON Patch can add what FHIR JSON does not allow (a null, an empty object).
     json_format::check(&resource)?;
-    app.validation.check_write(&resource, rtype)?;
+    target_profile::check_write(app, &resource, rtype).await?;
     write::write(
         tx,
         &app.indexing,

@@ -23,7 +23,7 @@ use crate::http::response::FhirResponse;
 use crate::interaction::bundle_entry::{self, at_entry, Action, Entry, Rewrite};
 use crate::interaction::patch::Patch;
 use crate::interaction::version::Outcome;
-use crate::interaction::{batch, bundle, create, delete, patch, update};
+use crate::interaction::{batch, bundle, create, delete, patch, target_profile, update};
 use crate::search::conditional::criteria_key;
 use crate::store::{Tx, Version};
 use crate::write::in_transaction;
@@ -110,9 +110,11 @@ fn shell(bundle: &Value) -> Value {
 }
 
 /// Reads and validates one entry (request, resource). A PATCH entry's resource is the patch
-/// (Binary or Parameters); the patched result is validated when it is applied.
+/// (Binary or Parameters); the patched result is validated when it is applied. The references
+/// whose targets must conform to profiles are kept in `targets`, for
+/// `target_profile::check_entries` to check every entry's at once.
 pub fn checked_entry(app: &App, index: usize, raw: &Value) -> Result<Entry, FhirError> {
-    let entry = bundle_entry::parse(app, index, raw)
+    let mut entry = bundle_entry::parse(app, index, raw)
         .map_err(|e| at_entry(e, &bundle_entry::label(index, full_url(raw))))?;
     let fail = |e| at_entry(e, &entry.label());
     if let (true, Some(resource)) = (entry.is_write(), &entry.resource) {
@@ -125,10 +127,13 @@ pub fn checked_entry(app: &App, index: usize, raw: &Value) -> Result<Entry, Fhir
                     .unwrap_or_default();
                 validate(resource, own_type).map_err(fail)?;
             }
-            _ => app
-                .validation
-                .check_write(resource, &entry.rtype)
-                .map_err(fail)?,
+            _ => {
+                entry.targets = app
+                    .validation
+                    .check_write(resource, &entry.rtype)
+                    .map_err(fail)?
+                    .0
+            }
         }
     }
     Ok(entry)
@@ -145,6 +150,11 @@ async fn transaction(app: &App, raw: &[Value], prefer: Return) -> Result<Vec<Val
         .map(|(i, e)| checked_entry(app, i, e))
         .collect::<Result<Vec<_>, _>>()?;
     check_full_urls(&entries)?;
+    // The targets of references that name profiles: in this Bundle as written, or stored.
+    let all: Vec<&Entry> = entries.iter().collect();
+    for checked in target_profile::check_entries(app, &all, raw).await? {
+        checked?;
+    }
     // Ids for new resources, fixed across retries.
     let new_ids: Vec<String> = entries.iter().map(|_| new_id()).collect();
     let (entries_ref, new_ids) = (&entries, &new_ids);

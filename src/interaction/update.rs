@@ -10,7 +10,7 @@ use crate::fhir::id::new_id;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::version::Outcome;
-use crate::interaction::{check_id, check_type, if_match};
+use crate::interaction::{check_id, check_type, if_match, target_profile};
 use crate::search::conditional::{criteria, criteria_key};
 use crate::store::{Method, Tx};
 use crate::write::{self, in_transaction};
@@ -24,7 +24,7 @@ pub async fn update(
     check_type(rtype)?;
     check_id(id)?;
     let resource = request.json_body()?;
-    app.validation.check_write(&resource, rtype)?;
+    target_profile::check_write(app, &resource, rtype).await?;
     check_body_id(&resource, rtype, id)?;
     let expected = if_match(request)?;
     let resource = &resource;
@@ -124,7 +124,7 @@ pub async fn conditional_update(
         &app.base_url,
     )?;
     let resource = request.json_body()?;
-    app.validation.check_write(&resource, rtype)?;
+    target_profile::check_write(app, &resource, rtype).await?;
     let body_id = body_id(&resource)?;
     let expected = if_match(request)?;
     let new_id = new_id();

@@ -13,6 +13,7 @@ use crate::app::App;
 use crate::error::{outcome, FhirError, Issue};
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
+use crate::interaction::target_profile::{self, InBundle, Source};
 use crate::interaction::{check_id, check_type};
 
 /// What the client asked for: the resource (if sent), the mode and the profile.
@@ -143,8 +144,25 @@ pub async fn validate(
             }
         }
         let profiles: Vec<String> = input.profile.into_iter().collect();
-        let out = app.validation.validate(&resource, rtype, &profiles);
+        let mut out = app.validation.validate(&resource, rtype, &profiles);
+        // The targets of references that name profiles: in the Bundle itself when the
+        // resource is one, else on this server.
+        let checks = std::mem::take(&mut out.targets);
         issues.extend(out.into_issues());
+        if !checks.is_empty() {
+            let entries: &[Value] = match resource.get("entry").and_then(Value::as_array) {
+                Some(entries) if rtype == "Bundle" => entries,
+                _ => &[],
+            };
+            let bundle = InBundle::of(entries);
+            let source = Source {
+                checks: &checks,
+                full_url: None,
+            };
+            for out in target_profile::check(app, &[source], Some(&bundle)).await? {
+                issues.extend(out.into_issues());
+            }
+        }
     }
     if issues.is_empty() {
         issues.push(Issue {

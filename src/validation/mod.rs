@@ -36,6 +36,7 @@ pub mod search_parameter;
 pub mod slicing;
 pub mod snapshot;
 pub mod structure_definition;
+pub mod target_profile;
 pub mod urn;
 pub mod value_limits;
 
@@ -549,11 +550,12 @@ impl Validator {
     }
 
     /// The check of the write path: the resource is refused (400) with every issue when it has
-    /// an error.
-    pub fn check_write(&self, resource: &Value, rtype: &str) -> Result<(), FhirError> {
+    /// an error; otherwise what is left to check once the references' targets are found
+    /// ([`target_profile`], done by the interaction: `interaction::target_profile`).
+    pub fn check_write(&self, resource: &Value, rtype: &str) -> Result<TargetChecks, FhirError> {
         let out = self.validate(resource, rtype, &[]);
         if !out.has_errors() {
-            return Ok(());
+            return Ok(TargetChecks(out.targets));
         }
         let issues: Vec<Issue> = out
             .into_issues()
@@ -563,6 +565,24 @@ impl Validator {
             .filter(|i| i.severity != "information" || i.code == "too-costly")
             .collect();
         Err(FhirError::Invalid(issues))
+    }
+}
+
+/// The references a valid resource makes to targets that must conform to profiles: checked
+/// once the targets are found ([`target_profile`]).
+#[must_use = "the references' targets are still to be checked against their profiles"]
+#[derive(Debug, Default)]
+pub struct TargetChecks(pub Vec<target_profile::TargetCheck>);
+
+impl Validator {
+    /// Each target `find` finds against its reference's profiles ([`target_profile::check`]).
+    pub fn check_targets<'t>(
+        &self,
+        checks: &[target_profile::TargetCheck],
+        find: &dyn Fn(&target_profile::TargetCheck) -> target_profile::Target<'t>,
+        out: &mut Outcome,
+    ) {
+        target_profile::check(&self.defs, checks, find, out);
     }
 }
 

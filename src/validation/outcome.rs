@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use super::target_profile::TargetCheck;
 use crate::error::Issue;
 
 /// At most this many issues are kept (the limit of the write path's OperationOutcomes).
@@ -13,6 +14,9 @@ pub const MAX_ISSUES: usize = crate::fhir::validate::MAX_ISSUES;
 pub struct Outcome {
     pub issues: Vec<Issue>,
     not_checked: BTreeSet<String>,
+    /// References to check against their elements' profiles once their targets are found
+    /// (`target_profile`; decision 0052).
+    pub targets: Vec<TargetCheck>,
 }
 
 impl Outcome {

@@ -3,13 +3,15 @@
 //! in the same `Type/id`; and `Reference(X|Y)` — the element's `targetProfile`s — says the
 //! target "SHALL" be one of those types. The type a reference names is checked against them
 //! when the reference names a resource type; a reference that names none (`urn:uuid:`, `#id`,
-//! a URL that is not RESTful) is not checked here.
+//! a URL that is not RESTful) is not checked here. When a target profile is a profile rather
+//! than a core type, the reference is noted for [`target_profile`], which checks the target
+//! once the caller has found it.
 
 use serde_json::Value;
 
 use super::outcome::Outcome;
 use super::structure_definition::TypeRef;
-use super::{Definitions, CORE_PREFIX};
+use super::{target_profile, Definitions, CORE_PREFIX};
 
 /// An absolute URI: a scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`) and `:`.
 pub fn is_absolute(uri: &str) -> bool {
@@ -63,6 +65,9 @@ pub fn check(defs: &Definitions, types: &[TypeRef], value: &Value, at: &str, out
         return;
     }
     let mut allowed = Vec::new();
+    // Whether a target profile is a profile (not a core type): the target is then checked
+    // against it once found.
+    let mut profiled = false;
     for url in &targets {
         // A profile's type: the type it constrains; an unknown profile: nothing can be said.
         let Some(sd) = url
@@ -75,13 +80,17 @@ pub fn check(defs: &Definitions, types: &[TypeRef], value: &Value, at: &str, out
         if matches!(sd.type_name.as_str(), "Resource" | "DomainResource") {
             return;
         }
+        profiled |= sd.derivation != "specialization";
         allowed.push(sd.type_name.as_str());
     }
-    let Some(t) = type_of(reference) else { return };
-    if defs.core(t).is_none_or(|sd| sd.kind != "resource") {
-        return;
-    }
-    if !allowed.contains(&t) {
+    let t = type_of(reference).filter(|t| defs.core(t).is_some_and(|sd| sd.kind == "resource"));
+    // A reference that names no type (`urn:`) or an allowed one: its target may still have to
+    // conform to a profile.
+    if t.is_none_or(|t| allowed.contains(&t)) {
+        if profiled {
+            target_profile::collect(&targets, reference, at, out);
+        }
+    } else if let Some(t) = t {
         allowed.dedup();
         out.error(
             "structure",
