@@ -203,3 +203,12 @@ mod tests {
         }
     }
 }
+
+/// The conformance resources the validator uses when clients store them (decision 0051): a
+/// write of one changes the definitions every server validates with.
+pub const DEFINITION_TYPES: [&str; 4] = [
+    "StructureDefinition",
+    "ValueSet",
+    "CodeSystem",
+    "Questionnaire",
+];

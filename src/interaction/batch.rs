@@ -27,7 +27,7 @@ pub async fn batch(app: &App, raw: &[Value], prefer: Return) -> Result<Vec<Value
 async fn entries(app: &App, raw: &[Value], prefer: Return) -> Result<Vec<Value>, FhirError> {
     let mut responses = Vec::with_capacity(raw.len());
     for (index, raw_entry) in raw.iter().enumerate() {
-        let response = match checked_entry(app, index, raw_entry) {
+        let response = match checked_entry(app, &app.validation, index, raw_entry) {
             Err(error) => bundle_entry::error_response(&error),
             Ok(entry) if !entry.is_write() => {
                 // A read sees the entries written before it.

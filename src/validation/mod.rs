@@ -12,6 +12,10 @@
 //! (`fixed_pattern`), slicing (`slicing`), extensions by their definitions (`extension`),
 //! invariants in FHIRPath (`invariant`) and bindings (`binding`). Definitions are compiled once
 //! ([`Definitions`]); snapshots come from differentials when a profile has none (`snapshot`).
+//!
+//! The StructureDefinitions, ValueSets, CodeSystems and Questionnaires clients store are added
+//! on top of those ([`Validator::use_stored`], `stored_definition`): the live definitions are
+//! replaced as a whole when they change, so a validation in progress keeps the ones it began with.
 
 pub mod absolute_uri;
 pub mod attachment;
@@ -35,13 +39,14 @@ pub mod reference;
 pub mod search_parameter;
 pub mod slicing;
 pub mod snapshot;
+pub mod stored_definition;
 pub mod structure_definition;
 pub mod urn;
 pub mod value_limits;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use serde_json::Value;
 
@@ -62,29 +67,27 @@ const SIGNAAL_FILES: [&str; 6] = [
     include_str!("../../profiles/StructureDefinition-risk-score-item.json"),
 ];
 
-/// The core definitions as JSON, for snapshot generation (parsed only when a package or a
-/// supporting profile needs it).
-pub struct CoreFile(Value);
-
-impl CoreFile {
-    pub fn read() -> CoreFile {
-        CoreFile(core_file())
-    }
-
-    fn by_url(&self) -> HashMap<&str, &Value> {
-        self.0["StructureDefinition"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|sd| Some((sd["url"].as_str()?, sd)))
-            .collect()
-    }
-}
+/// The core definitions' file (`profiles/structure-definitions.json`).
+const CORE_JSON: &str = include_str!("../../profiles/structure-definitions.json");
 
 fn core_file() -> Value {
-    serde_json::from_str(include_str!("../../profiles/structure-definitions.json"))
-        .expect("profiles/structure-definitions.json is valid JSON")
+    serde_json::from_str(CORE_JSON).expect("profiles/structure-definitions.json is valid JSON")
 }
+
+/// The core definitions' snapshots by url as JSON text, for snapshot generation: made once, when
+/// a package, a supporting profile or a stored one first needs a core base, and parsed one
+/// definition at a time (the whole file parsed is ten times its size in memory).
+static CORE_SNAPSHOTS: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
+    core_file()["StructureDefinition"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|sd| {
+            let elements = sd.pointer("/snapshot/element")?;
+            Some((sd["url"].as_str()?.to_owned(), elements.to_string()))
+        })
+        .collect()
+});
 
 /// The names of the FHIR types, for FHIRPath nodes (which borrow a `'static` type name). Looked
 /// up for every element validated: hashed with FNV-1a ([`TypeNameHasher`]), not SipHash. Its keys
@@ -136,6 +139,9 @@ pub struct Definitions {
     /// Questionnaires of packages (and supporting resources), by canonical url, for checking
     /// QuestionnaireResponses.
     questionnaires: HashMap<String, Arc<Value>>,
+    /// The snapshots of the definitions that are not core ones (Signaal's, packages', stored
+    /// ones), as generated or given, so a later [`Definitions::extend`] can build on them.
+    raw: HashMap<String, Arc<Vec<Value>>>,
     expansions: Mutex<HashMap<String, Arc<Result<Codes, String>>>>,
 }
 
@@ -147,10 +153,23 @@ static CORE: LazyLock<Arc<Definitions>> = LazyLock::new(|| {
     Arc::new(Definitions::build(extra).expect("the built-in definitions compile"))
 });
 
-/// Raw snapshots for snapshot generation: the core file's and those made from the extras.
+/// Raw snapshots for snapshot generation: those made in this extension, those the definitions
+/// extended hold, and the core ones.
 struct RawBases<'a> {
-    core: HashMap<&'a str, &'a Value>,
+    held: &'a HashMap<String, Arc<Vec<Value>>>,
     made: HashMap<String, Vec<Value>>,
+    /// Core snapshots parsed so far.
+    core: std::cell::RefCell<HashMap<String, Arc<Vec<Value>>>>,
+}
+
+impl<'a> RawBases<'a> {
+    fn new(held: &'a HashMap<String, Arc<Vec<Value>>>) -> Self {
+        RawBases {
+            held,
+            made: HashMap::new(),
+            core: Default::default(),
+        }
+    }
 }
 
 impl snapshot::Bases for RawBases<'_> {
@@ -159,11 +178,17 @@ impl snapshot::Bases for RawBases<'_> {
         if let Some(made) = self.made.get(url) {
             return Some(made.clone());
         }
+        if let Some(held) = self.held.get(url) {
+            return Some(held.as_ref().clone());
+        }
+        if let Some(parsed) = self.core.borrow().get(url) {
+            return Some(parsed.as_ref().clone());
+        }
+        let parsed: Vec<Value> = serde_json::from_str(CORE_SNAPSHOTS.get(url)?).ok()?;
         self.core
-            .get(url)?
-            .pointer("/snapshot/element")?
-            .as_array()
-            .cloned()
+            .borrow_mut()
+            .insert(url.to_owned(), Arc::new(parsed.clone()));
+        Some(parsed)
     }
 }
 
@@ -190,24 +215,22 @@ impl Definitions {
             value_sets: HashMap::new(),
             code_systems: HashMap::new(),
             questionnaires: HashMap::new(),
+            raw: HashMap::new(),
             expansions: Mutex::new(HashMap::new()),
         };
-        core.extend(extra, &CoreFile(file))
+        core.extend(extra)
     }
 
-    /// These definitions plus `extra` conformance resources (as [`Definitions::build`]);
-    /// `core` gives the core snapshots that snapshot generation starts from.
-    pub fn extend(
-        &self,
-        extra: Vec<Value>,
-        core: &CoreFile,
-    ) -> Result<Definitions, DefinitionError> {
+    /// These definitions plus `extra` conformance resources (as [`Definitions::build`]). Of
+    /// two extra resources of one type with the same url, the later one is used.
+    pub fn extend(&self, extra: Vec<Value>) -> Result<Definitions, DefinitionError> {
         let mut cache = ConstraintCache::default();
         let mut by_url = self.by_url.clone();
         let mut value_sets = self.value_sets.clone();
         let mut code_systems = self.code_systems.clone();
         let mut questionnaires = self.questionnaires.clone();
         let mut globals = self.globals.clone();
+        let mut raw = self.raw.clone();
         let mut pending: HashMap<String, Value> = HashMap::new();
         for resource in extra {
             let url = resource
@@ -246,31 +269,86 @@ impl Definitions {
                 _ => {}
             }
         }
-        let mut bases = RawBases {
-            core: core.by_url(),
-            made: HashMap::new(),
-        };
+        let mut bases = RawBases::new(&self.raw);
         let urls: Vec<String> = pending.keys().cloned().collect();
         for url in urls {
             with_snapshot(&url, &pending, &mut bases, &mut HashSet::new())?;
         }
-        for (url, raw) in &pending {
-            let mut sd = raw.clone();
-            if let Some(elements) = bases.made.get(url) {
-                sd["snapshot"] = serde_json::json!({ "element": elements });
-            }
+        for (url, raw_sd) in &pending {
+            let mut sd = resource_without_snapshot(raw_sd);
+            let elements = bases.made.remove(url).unwrap_or_default();
+            sd["snapshot"] = serde_json::json!({ "element": elements });
             let compiled = StructureDefinition::compile(&sd, &mut cache)?;
             by_url.insert(url.clone(), Arc::new(compiled));
+            if let Value::Array(elements) = sd["snapshot"]["element"].take() {
+                raw.insert(url.clone(), Arc::new(elements));
+            }
         }
-        drop(bases);
         Ok(Definitions {
             by_url,
             globals,
             value_sets,
             code_systems,
             questionnaires,
+            raw,
             expansions: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// [`Definitions::extend`], leaving out each StructureDefinition that cannot be used (and
+    /// those built on it) rather than failing: for resources that were accepted once and may
+    /// no longer be usable (a package no longer loaded, a base deleted). Says why for each.
+    pub fn extend_leaving_out(&self, mut extra: Vec<Value>) -> (Definitions, Vec<DefinitionError>) {
+        let mut left_out = Vec::new();
+        loop {
+            match self.extend(extra.clone()) {
+                Ok(defs) => return (defs, left_out),
+                Err(e) => {
+                    let before = extra.len();
+                    let url = e.url().map(str::to_owned);
+                    extra.retain(|r| {
+                        r.get("resourceType").and_then(Value::as_str) != Some("StructureDefinition")
+                            || url.is_some()
+                                && r.get("url").and_then(Value::as_str) != url.as_deref()
+                    });
+                    left_out.push(e);
+                    if extra.len() == before {
+                        extra.retain(|r| {
+                            r.get("resourceType").and_then(Value::as_str)
+                                != Some("StructureDefinition")
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether these definitions hold a resource of `rtype` (StructureDefinition, ValueSet,
+    /// CodeSystem, Questionnaire) with canonical `url`, official ones included.
+    pub fn holds(&self, rtype: &str, url: &str) -> bool {
+        match rtype {
+            "StructureDefinition" => self.by_url.contains_key(url),
+            "ValueSet" => self.terminology().is_value_set(url),
+            "CodeSystem" => self.terminology().is_code_system(url),
+            "Questionnaire" => self.questionnaires.contains_key(url),
+            _ => false,
+        }
+    }
+
+    /// Compiles the StructureDefinition `sd` over these definitions (its snapshot generated when
+    /// it has none) without adding it: whether it can be used, and if not, why.
+    pub fn compile_one(&self, sd: &Value) -> Result<StructureDefinition, DefinitionError> {
+        let url = sd
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or(DefinitionError::NoUrl)?;
+        let pending = HashMap::from([(url.to_owned(), sd.clone())]);
+        let mut bases = RawBases::new(&self.raw);
+        with_snapshot(url, &pending, &mut bases, &mut HashSet::new())?;
+        let mut sd = resource_without_snapshot(sd);
+        sd["snapshot"] =
+            serde_json::json!({ "element": bases.made.remove(url).unwrap_or_default() });
+        StructureDefinition::compile(&sd, &mut ConstraintCache::default())
     }
 
     /// The StructureDefinition with canonical `url` (a `|version` suffix is ignored).
@@ -332,6 +410,21 @@ impl Definitions {
             .expect("not poisoned")
             .insert(url.to_owned(), result.clone());
         result.as_ref().clone().map(Arc::new)
+    }
+}
+
+/// The top-level elements of a StructureDefinition but its snapshot, differential and text: what
+/// compiling reads besides the snapshot.
+fn resource_without_snapshot(sd: &Value) -> Value {
+    match sd.as_object() {
+        Some(object) => Value::Object(
+            object
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "snapshot" | "differential" | "text"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        None => sd.clone(),
     }
 }
 
@@ -402,16 +495,23 @@ pub struct Settings {
 
 /// The validator of a running server: its definitions and its policy.
 pub struct Validator {
-    pub defs: Arc<Definitions>,
+    /// The built-in definitions and those of the packages: what stored ones are added to.
+    base: Arc<Definitions>,
+    /// `base` plus the conformance resources clients stored ([`Validator::use_stored`]):
+    /// replaced as a whole, so a validation keeps the definitions it began with.
+    live: RwLock<Arc<Definitions>>,
+    /// The stored resources `live` was made from (`type/id/version` each, to skip a rebuild
+    /// that would change nothing) and those of them it uses.
+    stored: Mutex<(Vec<String>, Arc<Vec<Value>>)>,
+    /// Serialises reloads of the stored definitions, so that the last one to finish read the
+    /// latest state.
+    pub reload: tokio::sync::Mutex<()>,
     settings: Settings,
 }
 
 impl Default for Validator {
     fn default() -> Self {
-        Validator {
-            defs: Definitions::built_in(),
-            settings: Settings::default(),
-        }
+        Validator::with_definitions(Definitions::built_in(), Settings::default())
     }
 }
 
@@ -430,13 +530,41 @@ pub enum StartError {
     },
 }
 
+/// What a rebuild of the stored definitions did ([`Validator::use_stored`]).
+#[derive(Debug, Default)]
+pub struct Rebuilt {
+    /// Whether the live definitions were replaced (not when the stored resources are those
+    /// they were made from).
+    pub replaced: bool,
+    /// The stored StructureDefinitions left out, and why (`stored_definition::unused` says
+    /// which are left out without being wrong).
+    pub left_out: Vec<DefinitionError>,
+}
+
 impl Validator {
     /// A validator over `defs` with `settings`' policy (its packages are not read).
     pub fn with_definitions(defs: Arc<Definitions>, settings: Settings) -> Validator {
-        Validator { defs, settings }
+        Validator {
+            live: RwLock::new(defs.clone()),
+            base: defs,
+            stored: Mutex::default(),
+            reload: tokio::sync::Mutex::new(()),
+            settings,
+        }
     }
 
-    /// Loads the packages of `settings` and checks its policy names known profiles.
+    /// The definitions in force now: built-in, packages' and stored ones.
+    pub fn defs(&self) -> Arc<Definitions> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The built-in and package definitions, without stored ones.
+    pub fn base(&self) -> &Definitions {
+        &self.base
+    }
+
+    /// Loads the packages of `settings` (the policy is checked by [`Validator::check_policy`],
+    /// once stored definitions are in).
     pub fn start(settings: Settings) -> Result<Validator, StartError> {
         let mut files = settings.packages.clone();
         if let Some(dir) = &settings.package_dir {
@@ -447,13 +575,20 @@ impl Validator {
         } else {
             let packages = package::load_all(&files)?;
             let resources = packages.into_iter().flat_map(|p| p.resources).collect();
-            Arc::new(Definitions::built_in().extend(resources, &CoreFile::read())?)
+            Arc::new(Definitions::built_in().extend(resources)?)
         };
-        for (type_name, url) in &settings.required {
+        Ok(Validator::with_definitions(defs, settings))
+    }
+
+    /// Checks the policy names known profiles (built-in, packages' or stored ones).
+    pub fn check_policy(&self) -> Result<(), StartError> {
+        let defs = self.defs();
+        for (type_name, url) in &self.settings.required {
             let reason = match defs.get(url) {
-                None => {
-                    Some("the profile is not known (load its package with --package)".to_owned())
-                }
+                None => Some(
+                    "the profile is not known (load its package with --package, or store it)"
+                        .to_owned(),
+                ),
                 Some(sd) if sd.type_name != *type_name => Some(format!(
                     "the profile constrains {}, not {type_name}",
                     sd.type_name
@@ -468,35 +603,107 @@ impl Validator {
                 });
             }
         }
-        Ok(Validator { defs, settings })
+        Ok(())
+    }
+
+    /// Makes the live definitions the base ones plus `stored` (`(type/id/version, resource)`,
+    /// oldest first: of two with one url the later is used), as `stored_definition::usable`
+    /// keeps them. Nothing is rebuilt when `stored` is what the live definitions were made from.
+    pub fn use_stored(&self, stored: Vec<(String, Value)>) -> Rebuilt {
+        let keys: Vec<String> = stored.iter().map(|(k, _)| k.clone()).collect();
+        let mut made_from = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        if made_from.0 == keys {
+            return Rebuilt::default();
+        }
+        let resources: Vec<Value> = stored
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| stored_definition::usable(&self.base, r))
+            .collect();
+        let (defs, left_out) = if resources.is_empty() {
+            (self.base.clone(), Vec::new())
+        } else {
+            let (defs, left_out) = self.base.extend_leaving_out(resources.clone());
+            (Arc::new(defs), left_out)
+        };
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = defs;
+        *made_from = (keys, Arc::new(resources));
+        Rebuilt {
+            replaced: true,
+            left_out,
+        }
+    }
+
+    /// This validator with `resources` (those a transaction Bundle writes) added to the stored
+    /// definitions, each replacing a stored one with its url: the entries of a transaction are
+    /// validated with the definitions it brings. `None` when it brings none that is used.
+    pub fn with_resources(&self, resources: Vec<Value>) -> Option<Validator> {
+        let brought: Vec<Value> = resources
+            .into_iter()
+            .filter(|r| stored_definition::usable(&self.base, r))
+            .collect();
+        if brought.is_empty() {
+            return None;
+        }
+        let stored = self
+            .stored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone();
+        let all = stored.iter().cloned().chain(brought).collect();
+        let (defs, _) = self.base.extend_leaving_out(all);
+        Some(Validator {
+            base: self.base.clone(),
+            live: RwLock::new(Arc::new(defs)),
+            stored: Mutex::default(),
+            reload: tokio::sync::Mutex::new(()),
+            settings: self.settings.clone(),
+        })
     }
 
     /// Every issue of `resource` (of `rtype`, at `at`) against the structure, the core
     /// definition of its type, the profiles it claims, the profiles required for its type and
     /// `profiles`.
     pub fn validate(&self, resource: &Value, rtype: &str, profiles: &[String]) -> Outcome {
+        let defs = self.defs();
+        let mut out = self.validate_with(&defs, resource, rtype, profiles);
+        if !out.has_errors() {
+            stored_definition::check(&self.base, &defs, resource, rtype, &mut out);
+        }
+        out
+    }
+
+    /// [`Validator::validate`] over `defs`, without the check of a stored definition's use.
+    fn validate_with(
+        &self,
+        defs: &Definitions,
+        resource: &Value,
+        rtype: &str,
+        profiles: &[String],
+    ) -> Outcome {
         let mut out = Outcome::default();
         if let Err(e) = crate::fhir::validate::validate(resource, rtype) {
             out.issues.extend(e.issues());
             return out;
         }
-        let Some(core) = self.defs.core(rtype) else {
+        let Some(core) = defs.core(rtype) else {
             return out;
         };
-        element::Walk::new(&self.defs, resource, &mut out).resource_against(core, rtype);
+        element::Walk::new(defs, resource, &mut out).resource_against(core, rtype);
         // Rules that come from no StructureDefinition, looked up by type so other writes pay
         // nothing for them.
         match rtype {
             "QuestionnaireResponse" => {
-                questionnaire_response::check(&self.defs, resource, rtype, &mut out)
+                questionnaire_response::check(defs, resource, rtype, &mut out)
             }
             "CapabilityStatement" => capability_statement::check(resource, rtype, &mut out),
             "CodeSystem" => code_system::check(resource, rtype, &mut out),
             "SearchParameter" => search_parameter::check(resource, rtype, &mut out),
             "Bundle" => {
-                bundle::check(&self.defs, resource, rtype, &mut out);
-                bundle_reference::check_document(&self.defs, resource, rtype, &mut out);
-                bundle_reference_target::check(&self.defs, resource, rtype, &mut out);
+                bundle::check(defs, resource, rtype, &mut out);
+                bundle_reference::check_document(defs, resource, rtype, &mut out);
+                bundle_reference_target::check(defs, resource, rtype, &mut out);
             }
             _ => {}
         }
@@ -513,7 +720,7 @@ impl Validator {
             .settings
             .required
             .iter()
-            .chain(&self.defs.globals)
+            .chain(&defs.globals)
             .filter(|(t, _)| t == rtype)
             .map(|(_, url)| (url.clone(), None));
         let mut seen = HashSet::new();
@@ -525,9 +732,9 @@ impl Validator {
                 Some(i) => format!("{rtype}.meta.profile[{i}]"),
                 None => rtype.to_owned(),
             };
-            match self.defs.get(&url) {
+            match defs.get(&url) {
                 Some(sd) if sd.type_name == rtype => {
-                    element::Walk::new(&self.defs, resource, &mut out).resource_against(sd, rtype);
+                    element::Walk::new(defs, resource, &mut out).resource_against(sd, rtype);
                 }
                 Some(sd) => out.error(
                     "invalid",
@@ -550,9 +757,21 @@ impl Validator {
 
     /// The check of the write path: the resource is refused (400) with every issue when it has
     /// an error.
+    /// A stored definition that could not be used (`stored_definition`) is refused with 422.
     pub fn check_write(&self, resource: &Value, rtype: &str) -> Result<(), FhirError> {
-        let out = self.validate(resource, rtype, &[]);
+        let defs = self.defs();
+        let out = self.validate_with(&defs, resource, rtype, &[]);
         if !out.has_errors() {
+            let mut out = Outcome::default();
+            stored_definition::check(&self.base, &defs, resource, rtype, &mut out);
+            if out.has_errors() {
+                return Err(FhirError::Unprocessable(
+                    out.into_issues()
+                        .into_iter()
+                        .filter(|i| i.severity == "error")
+                        .collect(),
+                ));
+            }
             return Ok(());
         }
         let issues: Vec<Issue> = out
@@ -668,6 +887,103 @@ mod tests {
             "name": [{"family": "A", "period": {"start": "2020-01-02", "end": "2019-01-01"}}]});
         let found = errors(bad, &[]);
         assert!(found.iter().any(|e| e.contains("per-1")), "{found:?}");
+    }
+
+    /// A profile on Observation numbered `n`, based on `base`, requiring `element`.
+    fn stored_profile(n: usize, base: &str, element: &str) -> Value {
+        json!({"resourceType": "StructureDefinition",
+            "url": format!("https://example.org/fhir/StructureDefinition/tide-{n}"),
+            "name": format!("Tide{n}"), "status": "active", "kind": "resource",
+            "abstract": false, "type": "Observation", "derivation": "constraint",
+            "baseDefinition": base,
+            "differential": {"element": [{"id": element, "path": element, "min": 1}]}})
+    }
+
+    #[test]
+    fn stored_profiles_are_used_and_a_rebuild_is_skipped_when_nothing_changed() {
+        let validator = Validator::default();
+        let core = "http://hl7.org/fhir/StructureDefinition/Observation";
+        let stored = vec![
+            (
+                "StructureDefinition/a/1".to_owned(),
+                stored_profile(1, core, "Observation.subject"),
+            ),
+            (
+                "StructureDefinition/b/1".to_owned(),
+                stored_profile(
+                    2,
+                    "https://example.org/fhir/StructureDefinition/tide-1",
+                    "Observation.note",
+                ),
+            ),
+            (
+                "StructureDefinition/c/1".to_owned(),
+                stored_profile(
+                    3,
+                    "https://example.org/fhir/StructureDefinition/nowhere",
+                    "Observation.note",
+                ),
+            ),
+        ];
+        let rebuilt = validator.use_stored(stored.clone());
+        assert!(rebuilt.replaced);
+        assert_eq!(rebuilt.left_out.len(), 1, "{:?}", rebuilt.left_out);
+        let r = json!({"resourceType": "Observation", "status": "final", "code": {"text": "tide"}});
+        let found = validator
+            .validate(
+                &r,
+                "Observation",
+                &["https://example.org/fhir/StructureDefinition/tide-2".to_owned()],
+            )
+            .issues;
+        let said: Vec<_> = found
+            .iter()
+            .filter(|i| i.severity == "error")
+            .map(|i| i.diagnostics.clone())
+            .collect();
+        assert!(
+            said.iter().any(|d| d.contains("element subject")),
+            "{found:?}"
+        );
+        assert!(said.iter().any(|d| d.contains("element note")), "{found:?}");
+        assert!(!validator.use_stored(stored).replaced);
+        assert!(validator.use_stored(Vec::new()).replaced);
+        assert!(validator
+            .defs()
+            .get("https://example.org/fhir/StructureDefinition/tide-1")
+            .is_none());
+    }
+
+    /// What a rebuild costs with `n` stored profiles (printed; run with `--nocapture`).
+    #[test]
+    fn a_rebuild_does_not_compile_the_core_again() {
+        let validator = Validator::default();
+        let core = "http://hl7.org/fhir/StructureDefinition/Observation";
+        // The first one also reads the core snapshots (once per process).
+        let started = std::time::Instant::now();
+        validator.use_stored(vec![(
+            "w".into(),
+            stored_profile(999, core, "Observation.note"),
+        )]);
+        eprintln!(
+            "first rebuild (core snapshots read): {:?}",
+            started.elapsed()
+        );
+        for n in [1usize, 10, 50] {
+            let stored: Vec<(String, Value)> = (0..n)
+                .map(|i| {
+                    (
+                        format!("StructureDefinition/{i}/{n}"),
+                        stored_profile(i, core, "Observation.subject"),
+                    )
+                })
+                .collect();
+            let started = std::time::Instant::now();
+            let rebuilt = validator.use_stored(stored);
+            let took = started.elapsed();
+            assert!(rebuilt.replaced && rebuilt.left_out.is_empty());
+            eprintln!("rebuild with {n} stored profiles: {took:?}");
+        }
     }
 
     #[test]

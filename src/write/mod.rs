@@ -23,10 +23,13 @@ pub use version::{prepare, write, write_prepared, Prepared};
 /// The search parameters the writes of one request or job index with — the server's registry
 /// as it was when the request or job began — and whether one of those writes changed the active
 /// SearchParameters: then its caller reloads the server's registry once the writes are
-/// committed (search page, "Defining search parameters").
+/// committed (search page, "Defining search parameters"). Likewise whether one wrote or deleted
+/// a definition the validator uses (`fhir::canonical::DEFINITION_TYPES`, decision 0051): then
+/// its caller reloads the stored definitions.
 pub struct Indexing {
     registry: Arc<Registry>,
     search_params_changed: AtomicBool,
+    definitions_changed: AtomicBool,
 }
 
 impl Indexing {
@@ -34,6 +37,7 @@ impl Indexing {
         Indexing {
             registry,
             search_params_changed: AtomicBool::new(false),
+            definitions_changed: AtomicBool::new(false),
         }
     }
 
@@ -49,5 +53,15 @@ impl Indexing {
 
     fn note_search_params_changed(&self) {
         self.search_params_changed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a write stored or deleted a StructureDefinition, ValueSet, CodeSystem or
+    /// Questionnaire (what the validator uses).
+    pub fn definitions_changed(&self) -> bool {
+        self.definitions_changed.load(Ordering::Relaxed)
+    }
+
+    fn note_definitions_changed(&self) {
+        self.definitions_changed.store(true, Ordering::Relaxed);
     }
 }

@@ -1,0 +1,92 @@
+//! The conformance resources clients store (StructureDefinition, ValueSet, CodeSystem,
+//! Questionnaire; `fhir::canonical::DEFINITION_TYPES`) as definitions the validator uses, and
+//! what a write of one is told (decision 0051):
+//! - a StructureDefinition the server could never use as meant is refused (422 on write, an
+//!   error in `$validate`): one whose url the server holds built in (core R4, Signaal's, a
+//!   loaded package's: the built-in one wins), and a profile whose snapshot cannot be made (its
+//!   base unknown, its differential naming an element the base does not have, a cycle of bases);
+//! - a logical model (`kind` logical) or a new type (`derivation` specialization) is stored and
+//!   not used (information in `$validate`);
+//! - a ValueSet, CodeSystem or Questionnaire whose url the server holds built in is stored but
+//!   not used, as search's terminology does (decision 0019): a warning in `$validate`.
+
+use serde_json::Value;
+
+use super::outcome::Outcome;
+use super::Definitions;
+use crate::fhir::canonical::DEFINITION_TYPES;
+
+/// Whether the stored resource `r` is added to the definitions over `base`: one of the
+/// definition types, with a url `base` does not hold, and not a logical model or a new type.
+pub fn usable(base: &Definitions, r: &Value) -> bool {
+    let field = |name: &str| r.get(name).and_then(Value::as_str);
+    let (Some(rtype), Some(url)) = (field("resourceType"), field("url")) else {
+        return false;
+    };
+    DEFINITION_TYPES.contains(&rtype) && !base.holds(rtype, url) && unused_kind(r).is_none()
+}
+
+/// Why a StructureDefinition is not used whatever its content: a logical model or a new type.
+fn unused_kind(r: &Value) -> Option<&'static str> {
+    if r.get("resourceType").and_then(Value::as_str) != Some("StructureDefinition") {
+        return None;
+    }
+    if r.get("kind").and_then(Value::as_str) == Some("logical") {
+        return Some("a logical model (kind logical)");
+    }
+    if r.get("derivation").and_then(Value::as_str) != Some("constraint") {
+        return Some("not a constraint on a FHIR type (derivation is not constraint)");
+    }
+    None
+}
+
+/// What the validator says about a definition about to be stored (`rtype` one of the
+/// definition types): `base` the built-in and package definitions, `defs` the live ones.
+pub fn check(base: &Definitions, defs: &Definitions, r: &Value, rtype: &str, out: &mut Outcome) {
+    if !DEFINITION_TYPES.contains(&rtype) {
+        return;
+    }
+    let Some(url) = r.get("url").and_then(Value::as_str) else {
+        return;
+    };
+    if base.holds(rtype, url) {
+        let held = format!(
+            "This server holds the {rtype} {url} built in (FHIR R4, Signaal's own or a loaded \
+             package), and that one is used for validation"
+        );
+        if rtype == "StructureDefinition" {
+            out.error(
+                "business-rule",
+                &format!("{rtype}.url"),
+                format!("{held}: give this profile a url of its own"),
+            );
+        } else {
+            out.warning(
+                "business-rule",
+                &format!("{rtype}.url"),
+                format!("{held}; this one is stored but not used"),
+            );
+        }
+        return;
+    }
+    if let Some(kind) = unused_kind(r) {
+        out.push(
+            "information",
+            "informational",
+            rtype,
+            format!(
+                "The StructureDefinition {url} is {kind}: it is stored but not used for validation"
+            ),
+        );
+        return;
+    }
+    if rtype == "StructureDefinition" {
+        if let Err(e) = defs.compile_one(r) {
+            out.error(
+                "processing",
+                rtype,
+                format!("{e}, so it cannot be used for validation"),
+            );
+        }
+    }
+}
