@@ -3,7 +3,8 @@
 //! what a write of one is told (decision 0051):
 //! - a StructureDefinition the server could never use as meant is refused (422 on write, an
 //!   error in `$validate`): one whose url the server holds built in (core R4, Signaal's, a
-//!   loaded package's: the built-in one wins), and a profile whose snapshot cannot be made (its
+//!   loaded package's: the built-in one wins; Signaal's own urls are left to
+//!   `fhir::canonical::check_writable`), and a profile whose snapshot cannot be made (its
 //!   base unknown, its differential naming an element the base does not have, a cycle of bases);
 //! - a logical model (`kind` logical) or a new type (`derivation` specialization) is stored and
 //!   not used (information in `$validate`);
@@ -14,7 +15,7 @@ use serde_json::Value;
 
 use super::outcome::Outcome;
 use super::Definitions;
-use crate::fhir::canonical::DEFINITION_TYPES;
+use crate::fhir::canonical::{ships_url, DEFINITION_TYPES};
 
 /// Whether the stored resource `r` is added to the definitions over `base`: one of the
 /// definition types, with a url `base` does not hold, and not a logical model or a new type.
@@ -49,6 +50,11 @@ pub fn check(base: &Definitions, defs: &Definitions, r: &Value, rtype: &str, out
     let Some(url) = r.get("url").and_then(Value::as_str) else {
         return;
     };
+    // Signaal's own canonical urls: `fhir::canonical::check_writable` decides (403 for the
+    // shipped version; another version is stored, and not used here as the built-in one wins).
+    if ships_url(rtype, url) {
+        return;
+    }
     if base.holds(rtype, url) {
         let held = format!(
             "This server holds the {rtype} {url} built in (FHIR R4, Signaal's own or a loaded \
