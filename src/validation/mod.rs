@@ -323,6 +323,30 @@ impl Definitions {
         }
     }
 
+    /// These definitions without the resources `gone` (definition type, url): for replacing
+    /// stored ones.
+    fn without(&self, gone: &HashSet<(String, String)>) -> Definitions {
+        fn keep<T: Clone>(
+            map: &HashMap<String, T>,
+            rtype: &str,
+            gone: &HashSet<(String, String)>,
+        ) -> HashMap<String, T> {
+            map.iter()
+                .filter(|(url, _)| !gone.contains(&(rtype.to_owned(), (*url).clone())))
+                .map(|(url, v)| (url.clone(), v.clone()))
+                .collect()
+        }
+        Definitions {
+            by_url: keep(&self.by_url, "StructureDefinition", gone),
+            raw: keep(&self.raw, "StructureDefinition", gone),
+            value_sets: keep(&self.value_sets, "ValueSet", gone),
+            code_systems: keep(&self.code_systems, "CodeSystem", gone),
+            questionnaires: keep(&self.questionnaires, "Questionnaire", gone),
+            globals: self.globals.clone(),
+            expansions: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Whether these definitions hold a resource of `rtype` (StructureDefinition, ValueSet,
     /// CodeSystem, Questionnaire) with canonical `url`, official ones included.
     pub fn holds(&self, rtype: &str, url: &str) -> bool {
@@ -500,13 +524,32 @@ pub struct Validator {
     /// `base` plus the conformance resources clients stored ([`Validator::use_stored`]):
     /// replaced as a whole, so a validation keeps the definitions it began with.
     live: RwLock<Arc<Definitions>>,
-    /// The stored resources `live` was made from (`type/id/version` each, to skip a rebuild
-    /// that would change nothing) and those of them it uses.
-    stored: Mutex<(Vec<String>, Arc<Vec<Value>>)>,
+    /// What `live` was made from.
+    stored: Mutex<MadeFrom>,
     /// Serialises reloads of the stored definitions, so that the last one to finish read the
     /// latest state.
     pub reload: tokio::sync::Mutex<()>,
     settings: Settings,
+}
+
+/// The stored resources the live definitions were made from.
+#[derive(Default)]
+struct MadeFrom {
+    /// Every stored resource's `type/id/version`, to skip a rebuild that would change nothing.
+    keys: Vec<String>,
+    /// Those used (`stored_definition::usable`), with their keys, oldest first.
+    used: Vec<(String, Value)>,
+    /// The urls of the StructureDefinitions among them that could not be used (tried again at
+    /// every rebuild: a base stored later makes them usable).
+    left_out: HashSet<String>,
+}
+
+/// The definition type and url of a stored resource.
+fn type_url(r: &Value) -> Option<(String, String)> {
+    Some((
+        r.get("resourceType")?.as_str()?.to_owned(),
+        r.get("url")?.as_str()?.to_owned(),
+    ))
 }
 
 impl Default for Validator {
@@ -608,33 +651,80 @@ impl Validator {
 
     /// Makes the live definitions the base ones plus `stored` (`(type/id/version, resource)`,
     /// oldest first: of two with one url the later is used), as `stored_definition::usable`
-    /// keeps them. Nothing is rebuilt when `stored` is what the live definitions were made from.
+    /// keeps them. Incremental: only what changed since the last call is compiled again (with
+    /// the profiles built on a changed one, and those left out before); nothing when `stored`
+    /// is what the live definitions were made from.
     pub fn use_stored(&self, stored: Vec<(String, Value)>) -> Rebuilt {
         let keys: Vec<String> = stored.iter().map(|(k, _)| k.clone()).collect();
-        let mut made_from = self.stored.lock().unwrap_or_else(|e| e.into_inner());
-        if made_from.0 == keys {
+        let mut made = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        if made.keys == keys {
             return Rebuilt::default();
         }
-        let resources: Vec<Value> = stored
+        let used: Vec<(String, Value)> = stored
             .into_iter()
-            .map(|(_, r)| r)
-            .filter(|r| stored_definition::usable(&self.base, r))
+            .filter(|(_, r)| stored_definition::usable(&self.base, r))
             .collect();
-        let (defs, left_out) = if resources.is_empty() {
-            (self.base.clone(), Vec::new())
-        } else {
-            let (defs, left_out) = self.base.extend_leaving_out(resources.clone());
-            (Arc::new(defs), left_out)
+        let before: HashSet<&str> = made.used.iter().map(|(k, _)| k.as_str()).collect();
+        let now: HashSet<&str> = used.iter().map(|(k, _)| k.as_str()).collect();
+        // The urls whose resource changed: added, a new version, or gone.
+        let mut changed: HashSet<(String, String)> = made
+            .used
+            .iter()
+            .filter(|(k, _)| !now.contains(k.as_str()))
+            .chain(used.iter().filter(|(k, _)| !before.contains(k.as_str())))
+            .filter_map(|(_, r)| type_url(r))
+            .collect();
+        changed.extend(
+            made.left_out
+                .iter()
+                .map(|url| ("StructureDefinition".to_owned(), url.clone())),
+        );
+        let live = self.defs();
+        // Profiles built on a changed one (their snapshots were made from it).
+        let sd = |url: &str| ("StructureDefinition".to_owned(), url.to_owned());
+        let built_on_changed: Vec<(String, String)> = used
+            .iter()
+            .filter_map(|(_, r)| type_url(r))
+            .filter(|(rtype, _)| rtype == "StructureDefinition")
+            .filter(|(_, url)| {
+                let mut base = live.get(url).and_then(|d| d.base.clone());
+                let mut steps = 0;
+                while let Some(b) = base {
+                    if changed.contains(&sd(&b)) {
+                        return true;
+                    }
+                    steps += 1;
+                    base = live
+                        .get(&b)
+                        .and_then(|d| d.base.clone())
+                        .filter(|_| steps < 64);
+                }
+                false
+            })
+            .collect();
+        changed.extend(built_on_changed);
+        let again: Vec<Value> = used
+            .iter()
+            .filter(|(_, r)| type_url(r).is_some_and(|t| changed.contains(&t)))
+            .map(|(_, r)| r.clone())
+            .collect();
+        let (defs, left_out) = live.without(&changed).extend_leaving_out(again);
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(defs);
+        *made = MadeFrom {
+            keys,
+            used,
+            left_out: left_out
+                .iter()
+                .filter_map(|e| e.url().map(str::to_owned))
+                .collect(),
         };
-        *self.live.write().unwrap_or_else(|e| e.into_inner()) = defs;
-        *made_from = (keys, Arc::new(resources));
         Rebuilt {
             replaced: true,
             left_out,
         }
     }
 
-    /// This validator with `resources` (those a transaction Bundle writes) added to the stored
+    /// This validator with `resources` (those a transaction Bundle writes) added to the live
     /// definitions, each replacing a stored one with its url: the entries of a transaction are
     /// validated with the definitions it brings. `None` when it brings none that is used.
     pub fn with_resources(&self, resources: Vec<Value>) -> Option<Validator> {
@@ -645,14 +735,8 @@ impl Validator {
         if brought.is_empty() {
             return None;
         }
-        let stored = self
-            .stored
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .clone();
-        let all = stored.iter().cloned().chain(brought).collect();
-        let (defs, _) = self.base.extend_leaving_out(all);
+        let replaced: HashSet<(String, String)> = brought.iter().filter_map(type_url).collect();
+        let (defs, _) = self.defs().without(&replaced).extend_leaving_out(brought);
         Some(Validator {
             base: self.base.clone(),
             live: RwLock::new(Arc::new(defs)),
@@ -946,7 +1030,53 @@ mod tests {
             "{found:?}"
         );
         assert!(said.iter().any(|d| d.contains("element note")), "{found:?}");
-        assert!(!validator.use_stored(stored).replaced);
+        assert!(!validator.use_stored(stored.clone()).replaced);
+        // A new version of the base profile: the one built on it is made again over it; the
+        // one left out is tried again, and its base is now stored.
+        let mut changed = stored.clone();
+        changed[0] = (
+            "StructureDefinition/a/2".to_owned(),
+            stored_profile(1, core, "Observation.issued"),
+        );
+        changed.push((
+            "StructureDefinition/d/1".to_owned(),
+            json!({"resourceType": "StructureDefinition",
+                "url": "https://example.org/fhir/StructureDefinition/nowhere", "name": "Nowhere",
+                "status": "active", "kind": "resource", "abstract": false, "type": "Observation",
+                "derivation": "constraint", "baseDefinition": core,
+                "differential": {"element": [{"id": "Observation.method", "path": "Observation.method", "min": 1}]}}),
+        ));
+        let rebuilt = validator.use_stored(changed);
+        assert!(
+            rebuilt.replaced && rebuilt.left_out.is_empty(),
+            "{:?}",
+            rebuilt.left_out
+        );
+        let said: Vec<_> = validator
+            .validate(
+                &r,
+                "Observation",
+                &[
+                    "https://example.org/fhir/StructureDefinition/tide-2".to_owned(),
+                    "https://example.org/fhir/StructureDefinition/tide-3".to_owned(),
+                ],
+            )
+            .issues
+            .into_iter()
+            .filter(|i| i.severity == "error")
+            .map(|i| i.diagnostics)
+            .collect();
+        for element in ["issued", "note", "method"] {
+            assert!(
+                said.iter()
+                    .any(|d| d.contains(&format!("element {element}"))),
+                "{element}: {said:?}"
+            );
+        }
+        assert!(
+            !said.iter().any(|d| d.contains("element subject")),
+            "{said:?}"
+        );
         assert!(validator.use_stored(Vec::new()).replaced);
         assert!(validator
             .defs()
@@ -982,8 +1112,23 @@ mod tests {
             let rebuilt = validator.use_stored(stored);
             let took = started.elapsed();
             assert!(rebuilt.replaced && rebuilt.left_out.is_empty());
-            eprintln!("rebuild with {n} stored profiles: {took:?}");
+            eprintln!("rebuild with {n} stored profiles, all new: {took:?}");
         }
+        // One more profile next to 50: only it is compiled.
+        let mut stored: Vec<(String, Value)> = (0..51)
+            .map(|i| {
+                (
+                    format!("StructureDefinition/{i}/50"),
+                    stored_profile(i, core, "Observation.subject"),
+                )
+            })
+            .collect();
+        stored[50].0 = "StructureDefinition/50/51".to_owned();
+        let started = std::time::Instant::now();
+        let rebuilt = validator.use_stored(stored);
+        eprintln!("one profile added to 50 stored: {:?}", started.elapsed());
+        assert!(rebuilt.replaced && rebuilt.left_out.is_empty());
+        assert_eq!(validator.defs().len(), Definitions::built_in().len() + 51);
     }
 
     #[test]
