@@ -502,3 +502,69 @@ async fn a_profile_stored_through_one_server_is_used_by_the_other() {
     );
     expect_status(&post(&two, "Observation", &bad).await, 400);
 }
+
+both_stores!(
+    of_two_stored_with_one_url_the_one_written_last_is_used,
+    |server| {
+        create(&server, &conditions()).await;
+        create(&server, &rideable()).await;
+        create(&server, &session_profile(&[])).await;
+        let later = create(
+            &server,
+            &session_profile(&[
+                json!({"id": "Observation.note", "path": "Observation.note", "min": 1}),
+            ]),
+        )
+        .await;
+        let plain = session(SESSION, "glassy");
+        let outcome = expect_status(&post(&server, "Observation", &plain).await, 400);
+        assert!(
+            errors(&outcome).iter().any(|e| e.contains("element note")),
+            "{outcome}"
+        );
+        // Without the later one, the earlier one is used again.
+        expect_status(
+            &server
+                .client()
+                .delete(&format!("StructureDefinition/{later}"))
+                .await
+                .unwrap(),
+            204,
+        );
+        create(&server, &plain).await;
+        expect_status(
+            &post(&server, "Observation", &without(plain, "subject")).await,
+            400,
+        );
+    }
+);
+
+both_stores!(
+    a_value_set_with_an_official_url_is_stored_but_not_used,
+    |server| {
+        // administrative-gender is official: a narrower copy does not narrow Patient.gender.
+        let narrower = json!({"resourceType": "ValueSet",
+        "url": "http://hl7.org/fhir/ValueSet/administrative-gender", "name": "OnlyFemale",
+        "status": "active", "compose": {"include": [{"system": "http://hl7.org/fhir/administrative-gender",
+            "concept": [{"code": "female"}]}]}});
+        let outcome = expect_status(&post(&server, "ValueSet/$validate", &narrower).await, 200);
+        assert!(
+            outcome["issue"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["severity"] == "warning"
+                    && i["diagnostics"]
+                        .as_str()
+                        .unwrap()
+                        .contains("stored but not used")),
+            "{outcome}"
+        );
+        create(&server, &narrower).await;
+        create(
+            &server,
+            &json!({"resourceType": "Patient", "gender": "male"}),
+        )
+        .await;
+    }
+);

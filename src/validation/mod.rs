@@ -46,7 +46,7 @@ pub mod value_limits;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, LazyLock, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 
 use serde_json::Value;
 
@@ -74,20 +74,32 @@ fn core_file() -> Value {
     serde_json::from_str(CORE_JSON).expect("profiles/structure-definitions.json is valid JSON")
 }
 
-/// The core definitions' snapshots by url as JSON text, for snapshot generation: made once, when
-/// a package, a supporting profile or a stored one first needs a core base, and parsed one
+/// The core definitions' snapshots by url as JSON text, for snapshot generation: made once from
+/// the parse of the file that compiles the core ([`Definitions::build`]), and parsed one
 /// definition at a time (the whole file parsed is ten times its size in memory).
-static CORE_SNAPSHOTS: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
-    core_file()["StructureDefinition"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|sd| {
-            let elements = sd.pointer("/snapshot/element")?;
-            Some((sd["url"].as_str()?.to_owned(), elements.to_string()))
-        })
-        .collect()
-});
+static CORE_SNAPSHOTS: OnceLock<HashMap<String, String>> = OnceLock::new();
+
+fn core_snapshots(file: Option<&Value>) -> &'static HashMap<String, String> {
+    CORE_SNAPSHOTS.get_or_init(|| {
+        let parsed;
+        let file = match file {
+            Some(file) => file,
+            None => {
+                parsed = core_file();
+                &parsed
+            }
+        };
+        file["StructureDefinition"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|sd| {
+                let elements = sd.pointer("/snapshot/element")?;
+                Some((sd["url"].as_str()?.to_owned(), elements.to_string()))
+            })
+            .collect()
+    })
+}
 
 /// The names of the FHIR types, for FHIRPath nodes (which borrow a `'static` type name). Looked
 /// up for every element validated: hashed with FNV-1a ([`TypeNameHasher`]), not SipHash. Its keys
@@ -184,7 +196,7 @@ impl snapshot::Bases for RawBases<'_> {
         if let Some(parsed) = self.core.borrow().get(url) {
             return Some(parsed.as_ref().clone());
         }
-        let parsed: Vec<Value> = serde_json::from_str(CORE_SNAPSHOTS.get(url)?).ok()?;
+        let parsed: Vec<Value> = serde_json::from_str(core_snapshots(None).get(url)?).ok()?;
         self.core
             .borrow_mut()
             .insert(url.to_owned(), Arc::new(parsed.clone()));
@@ -203,6 +215,7 @@ impl Definitions {
     /// ignored: the core wins.
     pub fn build(extra: Vec<Value>) -> Result<Definitions, DefinitionError> {
         let file = core_file();
+        core_snapshots(Some(&file));
         let mut cache = ConstraintCache::default();
         let mut by_url = HashMap::new();
         for sd in file["StructureDefinition"].as_array().into_iter().flatten() {
