@@ -267,10 +267,7 @@ both_stores!(a_deleted_profile_is_no_longer_known, |server| {
     );
     // Unknown now: a warning by default (`--unknown-profile error` below).
     expect_status(&post(&server, "Observation", &bad).await, 201);
-    let outcome = expect_status(
-        &post(&server, &format!("Observation/$validate"), &bad).await,
-        200,
-    );
+    let outcome = expect_status(&post(&server, "Observation/$validate", &bad).await, 200);
     assert!(
         outcome["issue"]
             .as_array()

@@ -168,6 +168,15 @@ pub fn is_shipped(rtype: &str, id: &str) -> bool {
         .contains_key(&(rtype.to_owned(), id.to_owned()))
 }
 
+/// The conformance resources the validator uses when clients store them (decision 0051): a
+/// write of one changes the definitions every server validates with.
+pub const DEFINITION_TYPES: [&str; 4] = [
+    "StructureDefinition",
+    "ValueSet",
+    "CodeSystem",
+    "Questionnaire",
+];
+
 /// Whether a shipped resource of `rtype` has the canonical `url` (in some version).
 pub fn ships_url(rtype: &str, url: &str) -> bool {
     SHIPPED
@@ -210,12 +219,3 @@ mod tests {
         }
     }
 }
-
-/// The conformance resources the validator uses when clients store them (decision 0051): a
-/// write of one changes the definitions every server validates with.
-pub const DEFINITION_TYPES: [&str; 4] = [
-    "StructureDefinition",
-    "ValueSet",
-    "CodeSystem",
-    "Questionnaire",
-];
