@@ -336,11 +336,6 @@ both_stores!(a_profile_that_could_never_be_used_is_refused, |server| {
         refused(&outcome).contains("Observation.wingspan is not in the base"),
         "{outcome}"
     );
-    // It takes the url of a core profile: the core one is used.
-    let mut impostor = session_profile(&[]);
-    impostor["url"] = json!("http://hl7.org/fhir/StructureDefinition/bodyweight");
-    let outcome = expect_status(&post(&server, "StructureDefinition", &impostor).await, 422);
-    assert!(refused(&outcome).contains("built in"), "{outcome}");
     // `$validate` says the same, as an error of the outcome.
     let outcome = expect_status(
         &post(&server, "StructureDefinition/$validate", &wingspan).await,
@@ -370,6 +365,35 @@ both_stores!(a_profile_that_could_never_be_used_is_refused, |server| {
             {"id": "kite-logbook.spot", "path": "kite-logbook.spot", "min": 1, "max": "1", "type": [{"code": "string"}]}]}});
     create(&server, &logical).await;
 });
+
+both_stores!(
+    a_profile_with_the_url_of_a_core_one_is_stored_but_not_used,
+    |server| {
+        store_definitions(&server).await;
+        let mut impostor = session_profile(&[]);
+        impostor["url"] = json!("http://hl7.org/fhir/StructureDefinition/bodyweight");
+        let outcome = expect_status(
+            &post(&server, "StructureDefinition/$validate", &impostor).await,
+            200,
+        );
+        assert!(
+            outcome["issue"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["severity"] == "warning"
+                    && i["diagnostics"].as_str().unwrap().contains("built in")),
+            "{outcome}"
+        );
+        create(&server, &impostor).await;
+        // The core bodyweight is what a claim of it is checked against: a kite session is no
+        // body weight (its code and value), whatever the stored copy says.
+        let mut claim = session(SESSION, "glassy");
+        claim["meta"]["profile"] = json!(["http://hl7.org/fhir/StructureDefinition/bodyweight"]);
+        let outcome = expect_status(&post(&server, "Observation", &claim).await, 400);
+        assert!(!errors(&outcome).is_empty(), "{outcome}");
+    }
+);
 
 both_stores!(
     a_profile_based_on_a_stored_profile_gets_its_snapshot_over_the_chain,

@@ -361,8 +361,9 @@ async fn fhir(
             search_parameters::reload(&root).await?;
         }
         // Likewise one that wrote or deleted a definition the validator uses.
-        if app.indexing.definitions_changed() {
-            stored_definitions::reload(&root).await?;
+        let written = app.indexing.definitions_written();
+        if !written.is_empty() {
+            stored_definitions::reload_written(&root, &written).await?;
         }
         result
     }

@@ -545,13 +545,29 @@ pub struct Validator {
     settings: Settings,
 }
 
+/// A stored definition as the store holds it: `type/id`, its version and when it was written,
+/// and its JSON text (`None`: deleted).
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    pub key: String,
+    pub version: i64,
+    pub last_updated: i64,
+    pub text: Option<String>,
+}
+
+/// One stored definition the live definitions were made from.
+struct Made {
+    version: i64,
+    last_updated: i64,
+    /// The resource, when it is used (`stored_definition::usable`).
+    used: Option<Arc<Value>>,
+}
+
 /// The stored resources the live definitions were made from.
 #[derive(Default)]
 struct MadeFrom {
-    /// Every stored resource's `type/id/version`, to skip a rebuild that would change nothing.
-    keys: Vec<String>,
-    /// Those used (`stored_definition::usable`), with their keys, oldest first.
-    used: Vec<(String, Value)>,
+    /// By `type/id`.
+    entries: HashMap<String, Made>,
     /// The urls of the StructureDefinitions among them that could not be used (tried again at
     /// every rebuild: a base stored later makes them usable).
     left_out: HashSet<String>,
@@ -662,31 +678,96 @@ impl Validator {
         Ok(())
     }
 
-    /// Makes the live definitions the base ones plus `stored` (`(type/id/version, resource)`,
-    /// oldest first: of two with one url the later is used), as `stored_definition::usable`
-    /// keeps them. Incremental: only what changed since the last call is compiled again (with
-    /// the profiles built on a changed one, and those left out before); nothing when `stored`
-    /// is what the live definitions were made from.
-    pub fn use_stored(&self, stored: Vec<(String, Value)>) -> Rebuilt {
-        let keys: Vec<String> = stored.iter().map(|(k, _)| k.clone()).collect();
+    /// Makes the live definitions the base ones plus `all` the stored definitions (of two with
+    /// one url, the one written last is used), as `stored_definition::usable` keeps them.
+    /// Incremental: only what changed since the last call is parsed and compiled again (with
+    /// the profiles built on a changed one, and those left out before); nothing when nothing
+    /// changed.
+    pub fn use_stored(&self, all: Vec<StoredEntry>) -> Rebuilt {
         let mut made = self.stored.lock().unwrap_or_else(|e| e.into_inner());
-        if made.keys == keys {
+        let mut next = HashMap::new();
+        for entry in all {
+            let key = entry.key.clone();
+            if let Some(made) = self.made(&mut made.entries, entry) {
+                next.insert(key, made);
+            }
+        }
+        self.rebuild(&mut made, next)
+    }
+
+    /// [`Validator::use_stored`] for the definitions `changed` (those a request wrote or
+    /// deleted); the others are as they were.
+    pub fn use_changed(&self, changed: Vec<StoredEntry>) -> Rebuilt {
+        let mut made = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next: HashMap<String, Made> = made
+            .entries
+            .iter()
+            .map(|(k, m)| {
+                let copy = Made {
+                    version: m.version,
+                    last_updated: m.last_updated,
+                    used: m.used.clone(),
+                };
+                (k.clone(), copy)
+            })
+            .collect();
+        for entry in changed {
+            let key = entry.key.clone();
+            next.remove(&key);
+            if let Some(made) = self.made(&mut made.entries, entry) {
+                next.insert(key, made);
+            }
+        }
+        self.rebuild(&mut made, next)
+    }
+
+    /// The stored definition `entry` as made: reused when its version is the one made before,
+    /// else parsed. `None` when it is deleted.
+    fn made(&self, before: &mut HashMap<String, Made>, entry: StoredEntry) -> Option<Made> {
+        let text = entry.text?;
+        if let Some(m) = before
+            .get(&entry.key)
+            .filter(|m| m.version == entry.version)
+        {
+            return Some(Made {
+                version: m.version,
+                last_updated: m.last_updated,
+                used: m.used.clone(),
+            });
+        }
+        let used = serde_json::from_str::<Value>(&text)
+            .ok()
+            .filter(|r| stored_definition::usable(&self.base, r))
+            .map(Arc::new);
+        Some(Made {
+            version: entry.version,
+            last_updated: entry.last_updated,
+            used,
+        })
+    }
+
+    /// Replaces the live definitions made from `made` by those made from `next`, compiling only
+    /// what changed.
+    fn rebuild(&self, made: &mut MadeFrom, next: HashMap<String, Made>) -> Rebuilt {
+        let url_of = |m: &Made| m.used.as_deref().and_then(type_url);
+        // The urls whose resource changed: added, a new version, or gone.
+        let mut changed: HashSet<(String, String)> = HashSet::new();
+        for (key, m) in &made.entries {
+            match next.get(key) {
+                Some(n) if n.version == m.version => {}
+                _ => changed.extend(url_of(m)),
+            }
+        }
+        for (key, n) in &next {
+            match made.entries.get(key) {
+                Some(m) if m.version == n.version => {}
+                _ => changed.extend(url_of(n)),
+            }
+        }
+        if changed.is_empty() {
+            made.entries = next;
             return Rebuilt::default();
         }
-        let used: Vec<(String, Value)> = stored
-            .into_iter()
-            .filter(|(_, r)| stored_definition::usable(&self.base, r))
-            .collect();
-        let before: HashSet<&str> = made.used.iter().map(|(k, _)| k.as_str()).collect();
-        let now: HashSet<&str> = used.iter().map(|(k, _)| k.as_str()).collect();
-        // The urls whose resource changed: added, a new version, or gone.
-        let mut changed: HashSet<(String, String)> = made
-            .used
-            .iter()
-            .filter(|(k, _)| !now.contains(k.as_str()))
-            .chain(used.iter().filter(|(k, _)| !before.contains(k.as_str())))
-            .filter_map(|(_, r)| type_url(r))
-            .collect();
         changed.extend(
             made.left_out
                 .iter()
@@ -695,9 +776,9 @@ impl Validator {
         let live = self.defs();
         // Profiles built on a changed one (their snapshots were made from it).
         let sd = |url: &str| ("StructureDefinition".to_owned(), url.to_owned());
-        let built_on_changed: Vec<(String, String)> = used
-            .iter()
-            .filter_map(|(_, r)| type_url(r))
+        let built_on_changed: Vec<(String, String)> = next
+            .values()
+            .filter_map(url_of)
             .filter(|(rtype, _)| rtype == "StructureDefinition")
             .filter(|(_, url)| {
                 let mut base = live.get(url).and_then(|d| d.base.clone());
@@ -716,16 +797,21 @@ impl Validator {
             })
             .collect();
         changed.extend(built_on_changed);
-        let again: Vec<Value> = used
+        // Oldest first: of two with one url, the later is used.
+        let mut again: Vec<(i64, &String, &Arc<Value>)> = next
             .iter()
-            .filter(|(_, r)| type_url(r).is_some_and(|t| changed.contains(&t)))
-            .map(|(_, r)| r.clone())
+            .filter_map(|(k, m)| Some((m.last_updated, k, m.used.as_ref()?)))
+            .filter(|(_, _, r)| type_url(r).is_some_and(|t| changed.contains(&t)))
+            .collect();
+        again.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let again = again
+            .into_iter()
+            .map(|(_, _, r)| r.as_ref().clone())
             .collect();
         let (defs, left_out) = live.without(&changed).extend_leaving_out(again);
         *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(defs);
         *made = MadeFrom {
-            keys,
-            used,
+            entries: next,
             left_out: left_out
                 .iter()
                 .filter_map(|e| e.url().map(str::to_owned))
@@ -996,6 +1082,23 @@ mod tests {
             "differential": {"element": [{"id": element, "path": element, "min": 1}]}})
     }
 
+    /// Stored entries of `(type/id/version, resource)`, written in this order.
+    fn entries(stored: &[(String, Value)]) -> Vec<StoredEntry> {
+        stored
+            .iter()
+            .enumerate()
+            .map(|(i, (k, r))| {
+                let (key, version) = k.rsplit_once('/').unwrap();
+                StoredEntry {
+                    key: key.to_owned(),
+                    version: version.parse().unwrap(),
+                    last_updated: i as i64,
+                    text: Some(r.to_string()),
+                }
+            })
+            .collect()
+    }
+
     #[test]
     fn stored_profiles_are_used_and_a_rebuild_is_skipped_when_nothing_changed() {
         let validator = Validator::default();
@@ -1022,7 +1125,7 @@ mod tests {
                 ),
             ),
         ];
-        let rebuilt = validator.use_stored(stored.clone());
+        let rebuilt = validator.use_stored(entries(&stored));
         assert!(rebuilt.replaced);
         assert_eq!(rebuilt.left_out.len(), 1, "{:?}", rebuilt.left_out);
         let r = json!({"resourceType": "Observation", "status": "final", "code": {"text": "tide"}});
@@ -1043,7 +1146,7 @@ mod tests {
             "{found:?}"
         );
         assert!(said.iter().any(|d| d.contains("element note")), "{found:?}");
-        assert!(!validator.use_stored(stored.clone()).replaced);
+        assert!(!validator.use_stored(entries(&stored)).replaced);
         // A new version of the base profile: the one built on it is made again over it; the
         // one left out is tried again, and its base is now stored.
         let mut changed = stored.clone();
@@ -1059,7 +1162,7 @@ mod tests {
                 "derivation": "constraint", "baseDefinition": core,
                 "differential": {"element": [{"id": "Observation.method", "path": "Observation.method", "min": 1}]}}),
         ));
-        let rebuilt = validator.use_stored(changed);
+        let rebuilt = validator.use_stored(entries(&changed));
         assert!(
             rebuilt.replaced && rebuilt.left_out.is_empty(),
             "{:?}",
@@ -1090,6 +1193,22 @@ mod tests {
             !said.iter().any(|d| d.contains("element subject")),
             "{said:?}"
         );
+        // A request deletes the base profile: the one built on it is left out.
+        let rebuilt = validator.use_changed(vec![StoredEntry {
+            key: "StructureDefinition/a".to_owned(),
+            version: 3,
+            last_updated: 10,
+            text: None,
+        }]);
+        assert_eq!(rebuilt.left_out.len(), 1, "{:?}", rebuilt.left_out);
+        assert!(validator
+            .defs()
+            .get("https://example.org/fhir/StructureDefinition/tide-2")
+            .is_none());
+        assert!(validator
+            .defs()
+            .get("https://example.org/fhir/StructureDefinition/nowhere")
+            .is_some());
         assert!(validator.use_stored(Vec::new()).replaced);
         assert!(validator
             .defs()
@@ -1104,10 +1223,10 @@ mod tests {
         let core = "http://hl7.org/fhir/StructureDefinition/Observation";
         // The first one also reads the core snapshots (once per process).
         let started = std::time::Instant::now();
-        validator.use_stored(vec![(
-            "w".into(),
+        validator.use_stored(entries(&[(
+            "StructureDefinition/w/1".into(),
             stored_profile(999, core, "Observation.note"),
-        )]);
+        )]));
         eprintln!(
             "first rebuild (core snapshots read): {:?}",
             started.elapsed()
@@ -1122,7 +1241,7 @@ mod tests {
                 })
                 .collect();
             let started = std::time::Instant::now();
-            let rebuilt = validator.use_stored(stored);
+            let rebuilt = validator.use_stored(entries(&stored));
             let took = started.elapsed();
             assert!(rebuilt.replaced && rebuilt.left_out.is_empty());
             eprintln!("rebuild with {n} stored profiles, all new: {took:?}");
@@ -1138,7 +1257,7 @@ mod tests {
             .collect();
         stored[50].0 = "StructureDefinition/50/51".to_owned();
         let started = std::time::Instant::now();
-        let rebuilt = validator.use_stored(stored);
+        let rebuilt = validator.use_stored(entries(&stored));
         eprintln!("one profile added to 50 stored: {:?}", started.elapsed());
         assert!(rebuilt.replaced && rebuilt.left_out.is_empty());
         assert_eq!(validator.defs().len(), Definitions::built_in().len() + 51);

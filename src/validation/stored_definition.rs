@@ -1,15 +1,15 @@
 //! The conformance resources clients store (StructureDefinition, ValueSet, CodeSystem,
 //! Questionnaire; `fhir::canonical::DEFINITION_TYPES`) as definitions the validator uses, and
 //! what a write of one is told (decision 0051):
-//! - a StructureDefinition the server could never use as meant is refused (422 on write, an
-//!   error in `$validate`): one whose url the server holds built in (core R4, Signaal's, a
-//!   loaded package's: the built-in one wins; Signaal's own urls are left to
-//!   `fhir::canonical::check_writable`), and a profile whose snapshot cannot be made (its
-//!   base unknown, its differential naming an element the base does not have, a cycle of bases);
+//! - one whose url the server holds built in (core R4, Signaal's, a loaded package's) is stored
+//!   but not used: the built-in one wins, as in search's terminology (decision 0019); a warning
+//!   in `$validate` says so (Signaal's own urls are left to `fhir::canonical::check_writable`).
+//!   The official examples include the core definitions themselves, which clients may store;
+//! - a profile whose snapshot cannot be made (its base unknown, its differential naming an
+//!   element the base does not have, a cycle of bases) could never be used: it is refused (422
+//!   on write, an error in `$validate`);
 //! - a logical model (`kind` logical) or a new type (`derivation` specialization) is stored and
-//!   not used (information in `$validate`);
-//! - a ValueSet, CodeSystem or Questionnaire whose url the server holds built in is stored but
-//!   not used, as search's terminology does (decision 0019): a warning in `$validate`.
+//!   not used (information in `$validate`).
 
 use serde_json::Value;
 
@@ -56,23 +56,15 @@ pub fn check(base: &Definitions, defs: &Definitions, r: &Value, rtype: &str, out
         return;
     }
     if base.holds(rtype, url) {
-        let held = format!(
-            "This server holds the {rtype} {url} built in (FHIR R4, Signaal's own or a loaded \
-             package), and that one is used for validation"
+        out.warning(
+            "business-rule",
+            &format!("{rtype}.url"),
+            format!(
+                "This server holds the {rtype} {url} built in (FHIR R4, Signaal's own or a \
+                 loaded package), and that one is used for validation; this one is stored but \
+                 not used"
+            ),
         );
-        if rtype == "StructureDefinition" {
-            out.error(
-                "business-rule",
-                &format!("{rtype}.url"),
-                format!("{held}: give this profile a url of its own"),
-            );
-        } else {
-            out.warning(
-                "business-rule",
-                &format!("{rtype}.url"),
-                format!("{held}; this one is stored but not used"),
-            );
-        }
         return;
     }
     if let Some(kind) = unused_kind(r) {

@@ -13,7 +13,7 @@ pub mod transaction;
 pub mod version;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::search::definitions::Registry;
 
@@ -29,7 +29,8 @@ pub use version::{prepare, write, write_prepared, Prepared};
 pub struct Indexing {
     registry: Arc<Registry>,
     search_params_changed: AtomicBool,
-    definitions_changed: AtomicBool,
+    /// The definitions written or deleted (type, id).
+    definitions_written: Mutex<Vec<(String, String)>>,
 }
 
 impl Indexing {
@@ -37,7 +38,7 @@ impl Indexing {
         Indexing {
             registry,
             search_params_changed: AtomicBool::new(false),
-            definitions_changed: AtomicBool::new(false),
+            definitions_written: Mutex::new(Vec::new()),
         }
     }
 
@@ -55,13 +56,23 @@ impl Indexing {
         self.search_params_changed.store(true, Ordering::Relaxed);
     }
 
-    /// Whether a write stored or deleted a StructureDefinition, ValueSet, CodeSystem or
-    /// Questionnaire (what the validator uses).
-    pub fn definitions_changed(&self) -> bool {
-        self.definitions_changed.load(Ordering::Relaxed)
+    /// The StructureDefinitions, ValueSets, CodeSystems and Questionnaires (what the validator
+    /// uses) the writes stored or deleted, as (type, id), each once.
+    pub fn definitions_written(&self) -> Vec<(String, String)> {
+        self.definitions_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    fn note_definitions_changed(&self) {
-        self.definitions_changed.store(true, Ordering::Relaxed);
+    fn note_definition_written(&self, rtype: &str, id: &str) {
+        let mut written = self
+            .definitions_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = (rtype.to_owned(), id.to_owned());
+        if !written.contains(&key) {
+            written.push(key);
+        }
     }
 }

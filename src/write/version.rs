@@ -80,7 +80,7 @@ fn prepare_unchecked(
 ) -> Result<Prepared, FhirError> {
     let shipped = crate::fhir::canonical::is_shipped(rtype, id);
     if crate::fhir::canonical::DEFINITION_TYPES.contains(&rtype) && !shipped {
-        indexing.note_definitions_changed();
+        indexing.note_definition_written(rtype, id);
     }
     let (content, index, compartment) = match resource {
         Some(mut resource) => {
