@@ -12,6 +12,7 @@ pub mod scoring_queue;
 pub mod transaction;
 pub mod version;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -23,14 +24,14 @@ pub use version::{prepare, write, write_prepared, Prepared};
 /// The search parameters the writes of one request or job index with — the server's registry
 /// as it was when the request or job began — and whether one of those writes changed the active
 /// SearchParameters: then its caller reloads the server's registry once the writes are
-/// committed (search page, "Defining search parameters"). Likewise whether one wrote or deleted
-/// a definition the validator uses (`fhir::canonical::DEFINITION_TYPES`, decision 0051): then
-/// its caller reloads the stored definitions.
+/// committed (search page, "Defining search parameters"). Likewise which definitions the
+/// validator uses (`fhir::canonical::DEFINITION_TYPES`, decision 0051) they wrote or deleted:
+/// its caller reads those again for the validator.
 pub struct Indexing {
     registry: Arc<Registry>,
     search_params_changed: AtomicBool,
     /// The definitions written or deleted (type, id).
-    definitions_written: Mutex<Vec<(String, String)>>,
+    definitions_written: Mutex<HashSet<(String, String)>>,
 }
 
 impl Indexing {
@@ -38,7 +39,7 @@ impl Indexing {
         Indexing {
             registry,
             search_params_changed: AtomicBool::new(false),
-            definitions_written: Mutex::new(Vec::new()),
+            definitions_written: Mutex::new(HashSet::new()),
         }
     }
 
@@ -62,17 +63,15 @@ impl Indexing {
         self.definitions_written
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .iter()
+            .cloned()
+            .collect()
     }
 
     fn note_definition_written(&self, rtype: &str, id: &str) {
-        let mut written = self
-            .definitions_written
+        self.definitions_written
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let key = (rtype.to_owned(), id.to_owned());
-        if !written.contains(&key) {
-            written.push(key);
-        }
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((rtype.to_owned(), id.to_owned()));
     }
 }
