@@ -2,9 +2,11 @@
 //! (issue 18, decision 0051): a stored profile is checked on write when a resource claims it,
 //! by `$validate?profile=` and by `--require-profile`; a stored ValueSet over a stored
 //! CodeSystem is a required binding's value set; an update of a profile changes the next write,
-//! a deletion makes the claim unknown; a profile that could never be used is refused; a profile
-//! based on a stored one; a transaction that brings its own profile; and a profile stored
-//! through one server is used by another on the same PostgreSQL database.
+//! a deletion makes the claim unknown; a profile that could never be used is refused; one with
+//! a core url, or a ValueSet with an official one, is stored and not used; of two with one url
+//! the one written last; a profile based on a stored one; a transaction that brings its own
+//! profile; a stored Questionnaire checks its responses; and a profile stored through one
+//! server is used by another on the same PostgreSQL database.
 
 mod common;
 
@@ -587,5 +589,35 @@ both_stores!(
             &json!({"resourceType": "Patient", "gender": "male"}),
         )
         .await;
+    }
+);
+
+both_stores!(
+    a_stored_questionnaire_checks_the_responses_that_name_it,
+    |server| {
+        let url = "https://example.org/fhir/Questionnaire/kite-spot-check";
+        let response = json!({"resourceType": "QuestionnaireResponse", "questionnaire": url,
+        "status": "completed",
+        "item": [{"linkId": "launch", "text": "Launch site", "answer": [{"valueString": "Brouwersdam"}]}]});
+        // Not known yet: not checked.
+        create(&server, &response).await;
+        create(
+            &server,
+            &json!({"resourceType": "Questionnaire", "url": url, "status": "active",
+            "item": [
+                {"linkId": "launch", "text": "Launch site", "type": "string"},
+                {"linkId": "wind", "text": "Wind in knots", "type": "integer", "required": true}]}),
+        )
+        .await;
+        let outcome = expect_status(
+            &post(&server, "QuestionnaireResponse", &response).await,
+            400,
+        );
+        assert!(
+            errors(&outcome)
+                .iter()
+                .any(|e| e.contains("'wind' has no answer")),
+            "{outcome}"
+        );
     }
 );
