@@ -152,8 +152,9 @@ pub struct Definitions {
     /// QuestionnaireResponses.
     questionnaires: HashMap<String, Arc<Value>>,
     /// The snapshots of the definitions that are not core ones (Signaal's, packages', stored
-    /// ones), as generated or given, so a later [`Definitions::extend`] can build on them.
-    raw: HashMap<String, Arc<Vec<Value>>>,
+    /// ones), as generated or given, so a later [`Definitions::extend`] can build on them: JSON
+    /// text (a parsed snapshot takes several times the memory), parsed when one is needed.
+    raw: HashMap<String, Arc<str>>,
     expansions: Mutex<HashMap<String, Arc<Result<Codes, String>>>>,
 }
 
@@ -168,18 +169,18 @@ static CORE: LazyLock<Arc<Definitions>> = LazyLock::new(|| {
 /// Raw snapshots for snapshot generation: those made in this extension, those the definitions
 /// extended hold, and the core ones.
 struct RawBases<'a> {
-    held: &'a HashMap<String, Arc<Vec<Value>>>,
+    held: &'a HashMap<String, Arc<str>>,
     made: HashMap<String, Vec<Value>>,
-    /// Core snapshots parsed so far.
-    core: std::cell::RefCell<HashMap<String, Arc<Vec<Value>>>>,
+    /// Held and core snapshots parsed so far.
+    parsed: std::cell::RefCell<HashMap<String, Arc<Vec<Value>>>>,
 }
 
 impl<'a> RawBases<'a> {
-    fn new(held: &'a HashMap<String, Arc<Vec<Value>>>) -> Self {
+    fn new(held: &'a HashMap<String, Arc<str>>) -> Self {
         RawBases {
             held,
             made: HashMap::new(),
-            core: Default::default(),
+            parsed: Default::default(),
         }
     }
 }
@@ -190,14 +191,15 @@ impl snapshot::Bases for RawBases<'_> {
         if let Some(made) = self.made.get(url) {
             return Some(made.clone());
         }
-        if let Some(held) = self.held.get(url) {
-            return Some(held.as_ref().clone());
-        }
-        if let Some(parsed) = self.core.borrow().get(url) {
+        if let Some(parsed) = self.parsed.borrow().get(url) {
             return Some(parsed.as_ref().clone());
         }
-        let parsed: Vec<Value> = serde_json::from_str(core_snapshots(None).get(url)?).ok()?;
-        self.core
+        let text = match self.held.get(url) {
+            Some(held) => held.as_ref(),
+            None => core_snapshots(None).get(url)?.as_str(),
+        };
+        let parsed: Vec<Value> = serde_json::from_str(text).ok()?;
+        self.parsed
             .borrow_mut()
             .insert(url.to_owned(), Arc::new(parsed.clone()));
         Some(parsed)
@@ -293,9 +295,10 @@ impl Definitions {
             sd["snapshot"] = serde_json::json!({ "element": elements });
             let compiled = StructureDefinition::compile(&sd, &mut cache)?;
             by_url.insert(url.clone(), Arc::new(compiled));
-            if let Value::Array(elements) = sd["snapshot"]["element"].take() {
-                raw.insert(url.clone(), Arc::new(elements));
-            }
+            raw.insert(
+                url.clone(),
+                Arc::from(sd["snapshot"]["element"].to_string()),
+            );
         }
         Ok(Definitions {
             by_url,
