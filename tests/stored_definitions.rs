@@ -621,3 +621,33 @@ both_stores!(
         );
     }
 );
+
+both_stores!(
+    a_profile_without_derivation_is_a_constraint_on_its_base,
+    |server| {
+        let url = "https://example.org/fhir/StructureDefinition/kite-method";
+        let mut profile = json!({"resourceType": "StructureDefinition", "url": url,
+        "name": "KiteMethod", "status": "draft", "kind": "resource", "abstract": false,
+        "type": "Observation", "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Observation",
+        "differential": {"element": [
+            {"id": "Observation.method", "path": "Observation.method", "min": 1}]}});
+        create(&server, &profile).await;
+        let claim = json!({"resourceType": "Observation", "meta": {"profile": [url]},
+        "status": "final", "code": {"text": "kite surf session"}});
+        let outcome = expect_status(&post(&server, "Observation", &claim).await, 400);
+        assert!(
+            errors(&outcome)
+                .iter()
+                .any(|e| e.contains("element method")),
+            "{outcome}"
+        );
+        // A new type (specialization) is stored and not used: the claim is unknown again.
+        profile["derivation"] = json!("specialization");
+        profile["url"] = json!("https://example.org/fhir/StructureDefinition/kite-type");
+        create(&server, &profile).await;
+        let mut other = claim.clone();
+        other["meta"]["profile"] =
+            json!(["https://example.org/fhir/StructureDefinition/kite-type"]);
+        create(&server, &other).await;
+    }
+);

@@ -741,7 +741,7 @@ impl Validator {
         let used = serde_json::from_str::<Value>(&text)
             .ok()
             .filter(|r| stored_definition::usable(&self.base, r))
-            .map(Arc::new);
+            .map(|r| Arc::new(stored_definition::as_used(r)));
         Some(Made {
             version: entry.version,
             last_updated: entry.last_updated,
@@ -833,6 +833,7 @@ impl Validator {
         let brought: Vec<Value> = resources
             .into_iter()
             .filter(|r| stored_definition::usable(&self.base, r))
+            .map(stored_definition::as_used)
             .collect();
         if brought.is_empty() {
             return None;

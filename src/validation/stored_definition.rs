@@ -27,6 +27,19 @@ pub fn usable(base: &Definitions, r: &Value) -> bool {
     DEFINITION_TYPES.contains(&rtype) && !base.holds(rtype, url) && unused_kind(r).is_none()
 }
 
+/// The stored resource `r` as the definitions take it: a StructureDefinition without
+/// `derivation` (it is optional) is a profile of its base, `constraint`.
+pub fn as_used(mut r: Value) -> Value {
+    if r.get("resourceType").and_then(Value::as_str) == Some("StructureDefinition")
+        && r.get("derivation").is_none()
+    {
+        if let Some(object) = r.as_object_mut() {
+            object.insert("derivation".into(), Value::String("constraint".into()));
+        }
+    }
+    r
+}
+
 /// Why a StructureDefinition is not used whatever its content: a logical model or a new type.
 fn unused_kind(r: &Value) -> Option<&'static str> {
     if r.get("resourceType").and_then(Value::as_str) != Some("StructureDefinition") {
@@ -35,8 +48,12 @@ fn unused_kind(r: &Value) -> Option<&'static str> {
     if r.get("kind").and_then(Value::as_str) == Some("logical") {
         return Some("a logical model (kind logical)");
     }
-    if r.get("derivation").and_then(Value::as_str) != Some("constraint") {
-        return Some("not a constraint on a FHIR type (derivation is not constraint)");
+    // `derivation` is optional: a definition without one that names a base is a profile.
+    if matches!(
+        r.get("derivation").and_then(Value::as_str),
+        Some("specialization")
+    ) {
+        return Some("a new type (derivation specialization), not a profile");
     }
     None
 }
@@ -79,7 +96,7 @@ pub fn check(base: &Definitions, defs: &Definitions, r: &Value, rtype: &str, out
         return;
     }
     if rtype == "StructureDefinition" {
-        if let Err(e) = defs.compile_one(r) {
+        if let Err(e) = defs.compile_one(&as_used(r.clone())) {
             out.error(
                 "processing",
                 rtype,
