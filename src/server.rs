@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::auth::Auth;
 use crate::fhir::validate;
-use crate::interaction::search_parameters;
+use crate::interaction::{search_parameters, stored_definitions};
 use crate::jobs::Jobs;
 use crate::search::definitions::ServerRegistry;
 use crate::store;
@@ -87,7 +87,8 @@ pub enum StartError {
 
 /// Opens the store and binds the listener; the server is ready when this returns.
 pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), StartError> {
-    // Packages first: a missing dependency stops the start before anything is opened.
+    // Packages first: a missing dependency stops the start before anything is opened. The
+    // policy (`--require-profile`) is checked once the stored definitions are in.
     let validation = Arc::new(crate::validation::Validator::start(
         settings.validation.clone(),
     )?);
@@ -111,6 +112,11 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         .await
         .map_err(|e| StartError::Store(store::StoreError::Database(e.to_string())))?;
     let search_params = Arc::new(ServerRegistry::new(registry));
+    // Stored profiles, value sets and code systems next, before the policy names one.
+    stored_definitions::apply(store.as_ref(), &validation)
+        .await
+        .map_err(|e| StartError::Store(store::StoreError::Database(e.to_string())))?;
+    validation.check_policy()?;
     crate::interaction::canonical::seed(store.as_ref(), &Indexing::new(search_params.current()))
         .await
         .map_err(|e| StartError::Store(store::StoreError::Database(e.to_string())))?;
@@ -187,7 +193,8 @@ pub async fn serve(
     result
 }
 
-/// Keeps this server's search parameters and subscription topics up to date with what the
+/// Keeps this server's search parameters, subscription topics and stored definitions (decision
+/// 0051) up to date with what the
 /// other servers on the database write (PostgreSQL `NOTIFY`; `Store::registry_signal`): they
 /// are reloaded within milliseconds of such a commit. (Its own writes reload them already; the
 /// server running the subscription worker takes topics from the outbox, in order.)
@@ -210,6 +217,9 @@ fn follow_registry(app: &Arc<App>) {
             let Some(app) = weak.upgrade() else { return };
             if let Err(e) = search_parameters::reload(&app).await {
                 tracing::warn!(error = %e, "reloading the search parameters failed");
+            }
+            if let Err(e) = stored_definitions::reload(&app).await {
+                tracing::warn!(error = %e, "reloading the stored definitions failed");
             }
             if !app.subscriptions.leading() {
                 if let Err(e) = crate::subscription::outbox::load_topics(&app).await {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
-use signaal::validation::{CoreFile, Definitions, Settings, Validator};
+use signaal::validation::{Definitions, Settings, Validator};
 
 /// The share of cases whose error presence must agree with the reference validator's: the
 /// agreement measured, so a regression fails. 64.5% of 473 runs before the rules of decision
@@ -217,7 +217,6 @@ fn validator_test_cases_agree_with_the_reference_validator() {
         return;
     };
     let core = Definitions::built_in();
-    let core_file = CoreFile::read();
     let mut runs: Vec<Run> = Vec::new();
     let mut skipped = std::collections::BTreeMap::<&str, usize>::new();
     for case in manifest["test-cases"].as_array().into_iter().flatten() {
@@ -275,7 +274,7 @@ fn validator_test_cases_agree_with_the_reference_validator() {
             if support.is_empty() {
                 Ok(core.clone())
             } else {
-                core.extend(support.clone(), &core_file).map(Arc::new)
+                core.extend(support.clone()).map(Arc::new)
             }
         };
         let (defs, profile_defs) = match (with(&support), with(&profile_support)) {

@@ -51,7 +51,7 @@ mod tests {
     #[test]
     fn the_claimed_profile_is_known_and_the_panel_conforms_to_it() {
         let validator = Validator::default();
-        assert!(validator.defs.get(BLOOD_PRESSURE).is_some());
+        assert!(validator.defs().get(BLOOD_PRESSURE).is_some());
         let outcome = validator.validate(&claiming(4321), "Observation", &[]);
         assert!(!outcome.has_errors(), "{:?}", outcome.into_issues());
     }

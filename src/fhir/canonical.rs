@@ -168,6 +168,22 @@ pub fn is_shipped(rtype: &str, id: &str) -> bool {
         .contains_key(&(rtype.to_owned(), id.to_owned()))
 }
 
+/// The conformance resources the validator uses when clients store them (decision 0051): a
+/// write of one changes the definitions every server validates with.
+pub const DEFINITION_TYPES: [&str; 4] = [
+    "StructureDefinition",
+    "ValueSet",
+    "CodeSystem",
+    "Questionnaire",
+];
+
+/// Whether a shipped resource of `rtype` has the canonical `url` (in some version).
+pub fn ships_url(rtype: &str, url: &str) -> bool {
+    SHIPPED
+        .by_url
+        .contains_key(&(rtype.to_owned(), url.to_owned()))
+}
+
 /// Refuses a write to a shipped resource, and a resource of another id that claims a shipped
 /// resource's canonical URL and version (`url` and `version` must find the one the server
 /// ships). Another version of the same URL is allowed: a site may store a newer version of a

@@ -28,7 +28,7 @@ use serde_json::json;
 use crate::app::App;
 use crate::auth::{audit, guard::GuardedStore, Access};
 use crate::error::FhirError;
-use crate::interaction::search_parameters;
+use crate::interaction::{search_parameters, stored_definitions};
 use crate::store::time_budget;
 use crate::write::Indexing;
 use negotiate::{prefer_return, response_format, Format};
@@ -359,6 +359,11 @@ async fn fhir(
             time_budget::within(app.search_budget.timeout, route::dispatch(app, &request)).await;
         if app.indexing.search_params_changed() {
             search_parameters::reload(&root).await?;
+        }
+        // Likewise one that wrote or deleted a definition the validator uses.
+        let written = app.indexing.definitions_written();
+        if !written.is_empty() {
+            stored_definitions::reload_written(&root, &written).await?;
         }
         result
     }

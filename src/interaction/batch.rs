@@ -28,7 +28,7 @@ async fn entries(app: &App, raw: &[Value], prefer: Return) -> Result<Vec<Value>,
     let mut checked: Vec<Result<Entry, FhirError>> = raw
         .iter()
         .enumerate()
-        .map(|(index, raw_entry)| checked_entry(app, index, raw_entry))
+        .map(|(index, raw_entry)| checked_entry(app, &app.validation, index, raw_entry))
         .collect();
     // The targets of references that name profiles, for every entry in one go; an entry whose
     // targets do not conform fails alone.

@@ -179,6 +179,10 @@ pub async fn kick_off(app: &App, request: &FhirRequest) -> Result<FhirResponse, 
         if indexing.search_params_changed() {
             search_parameters::reload(&server).await?;
         }
+        let written = indexing.definitions_written();
+        if !written.is_empty() {
+            crate::interaction::stored_definitions::reload_written(&server, &written).await?;
+        }
         result
     });
     let finished = job.clone();

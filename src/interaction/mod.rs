@@ -24,6 +24,7 @@ pub mod reindex;
 pub mod scoring_coverage;
 pub mod search;
 pub mod search_parameters;
+pub mod stored_definitions;
 pub mod target_profile;
 pub mod transaction;
 pub mod update;

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::error::FhirError;
+use crate::fhir::canonical::DEFINITION_TYPES;
 use crate::fhir::id::new_id;
 use crate::fhir::validate::validate;
 use crate::http::negotiate::{prefer_return, Return};
@@ -26,6 +27,7 @@ use crate::interaction::version::Outcome;
 use crate::interaction::{batch, bundle, create, delete, patch, target_profile, update};
 use crate::search::conditional::criteria_key;
 use crate::store::{Tx, Version};
+use crate::validation::Validator;
 use crate::write::in_transaction;
 
 /// `POST [base]`: a batch or transaction Bundle.
@@ -113,7 +115,12 @@ fn shell(bundle: &Value) -> Value {
 /// (Binary or Parameters); the patched result is validated when it is applied. The references
 /// whose targets must conform to profiles are kept in `targets`, for
 /// `target_profile::check_entries` to check every entry's at once.
-pub fn checked_entry(app: &App, index: usize, raw: &Value) -> Result<Entry, FhirError> {
+pub fn checked_entry(
+    app: &App,
+    validator: &Validator,
+    index: usize,
+    raw: &Value,
+) -> Result<Entry, FhirError> {
     let mut entry = bundle_entry::parse(app, index, raw)
         .map_err(|e| at_entry(e, &bundle_entry::label(index, full_url(raw))))?;
     let fail = |e| at_entry(e, &entry.label());
@@ -128,8 +135,7 @@ pub fn checked_entry(app: &App, index: usize, raw: &Value) -> Result<Entry, Fhir
                 validate(resource, own_type).map_err(fail)?;
             }
             _ => {
-                entry.targets = app
-                    .validation
+                entry.targets = validator
                     .check_write(resource, &entry.rtype)
                     .map_err(fail)?
                     .0
@@ -139,15 +145,39 @@ pub fn checked_entry(app: &App, index: usize, raw: &Value) -> Result<Entry, Fhir
     Ok(entry)
 }
 
+/// The definitions the validator uses (`fhir::canonical::DEFINITION_TYPES`) that entries create
+/// or update.
+fn definitions_written(raw: &[Value]) -> Vec<Value> {
+    raw.iter()
+        .filter(|e| {
+            matches!(
+                e.pointer("/request/method").and_then(Value::as_str),
+                Some("POST" | "PUT")
+            )
+        })
+        .filter_map(|e| e.get("resource"))
+        .filter(|r| {
+            r.get("resourceType")
+                .and_then(Value::as_str)
+                .is_some_and(|t| DEFINITION_TYPES.contains(&t))
+        })
+        .cloned()
+        .collect()
+}
+
 fn full_url(raw: &Value) -> Option<&str> {
     raw.get("fullUrl").and_then(Value::as_str)
 }
 
 async fn transaction(app: &App, raw: &[Value], prefer: Return) -> Result<Vec<Value>, FhirError> {
+    // The entries are validated with the profiles, value sets and code systems the transaction
+    // writes along with them (decision 0051).
+    let brought = app.validation.with_resources(definitions_written(raw));
+    let validator = brought.as_ref().unwrap_or(&app.validation);
     let entries = raw
         .iter()
         .enumerate()
-        .map(|(i, e)| checked_entry(app, i, e))
+        .map(|(i, e)| checked_entry(app, validator, i, e))
         .collect::<Result<Vec<_>, _>>()?;
     check_full_urls(&entries)?;
     // The targets of references that name profiles: in this Bundle as written, or stored.

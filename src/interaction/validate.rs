@@ -83,7 +83,7 @@ pub async fn validate(
         )));
     }
     if let Some(profile) = &input.profile {
-        if app.validation.defs.get(profile).is_none() {
+        if app.validation.defs().get(profile).is_none() {
             return Err(FhirError::invalid(format!(
                 "The profile {profile} is not known to this server, so it cannot validate against it"
             )));

@@ -340,9 +340,10 @@ pub trait Store: Send + Sync {
     fn queue_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None
     }
-    /// Notified when another server's commit on the same database wrote a SearchParameter or
-    /// a Basic (PostgreSQL `LISTEN`/`NOTIFY`), so that every server reloads its search
-    /// parameters and subscription topics. `None`: only one server uses the database.
+    /// Notified when another server's commit on the same database wrote a SearchParameter, a
+    /// Basic or a definition the validator uses (PostgreSQL `LISTEN`/`NOTIFY`), so that every
+    /// server reloads its search parameters, subscription topics and stored definitions.
+    /// `None`: only one server uses the database.
     fn registry_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None
     }

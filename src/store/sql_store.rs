@@ -31,8 +31,9 @@ pub struct SqlStore<B: Backend> {
     /// Woken when a committed write queued a patient for scoring: by this store's own
     /// commits, and on PostgreSQL by every server's (`LISTEN`, see [`Backend::listen`]).
     queued: Arc<Notify>,
-    /// Woken on PostgreSQL when any server's commit wrote a SearchParameter or a Basic (a
-    /// subscription topic), so every server reloads them (`Store::registry_signal`).
+    /// Woken on PostgreSQL when any server's commit wrote a SearchParameter, a Basic (a
+    /// subscription topic) or a definition the validator uses (StructureDefinition, ValueSet,
+    /// CodeSystem, Questionnaire), so every server reloads them (`Store::registry_signal`).
     registry: Arc<Notify>,
     /// Where the database's writers commit together (`store::group_commit`), if they do.
     group: Option<GroupCommit<B>>,
@@ -443,7 +444,8 @@ struct SqlTx<B: Backend> {
     queued: Arc<Notify>,
     /// Whether the transaction queued a patient for scoring.
     queues: bool,
-    /// Whether it wrote a SearchParameter or a Basic (what the other servers must reload).
+    /// Whether it wrote a SearchParameter, a Basic or a definition the validator uses (what the
+    /// other servers must reload).
     registry: bool,
     /// Its writes not yet sent (`store::pending`).
     pending: Pending,
@@ -692,7 +694,9 @@ impl<B: Backend> Tx for SqlTx<B> {
                 }
             }
         };
-        if matches!(new.rtype, "SearchParameter" | "Basic") {
+        if matches!(new.rtype, "SearchParameter" | "Basic")
+            || crate::fhir::canonical::DEFINITION_TYPES.contains(&new.rtype)
+        {
             self.registry = true;
         }
         self.pending.push(&new, rid);

@@ -276,6 +276,11 @@ impl Offline<'_> {
         OFFICIAL.value_sets.contains_key(url) || self.value_sets.contains_key(url)
     }
 
+    /// Whether the server holds a CodeSystem with canonical `url`.
+    pub fn is_code_system(&self, url: &str) -> bool {
+        OFFICIAL.code_systems.contains_key(url) || self.code_systems.contains_key(url)
+    }
+
     /// Whether `code` is a code of the code system `system`: `None` when the server does not
     /// hold the whole code system (unknown, or only a fragment or an example of it).
     pub fn has_code(&self, system: &str, code: &str) -> Option<bool> {

@@ -12,6 +12,10 @@
 //! (`fixed_pattern`), slicing (`slicing`), extensions by their definitions (`extension`),
 //! invariants in FHIRPath (`invariant`) and bindings (`binding`). Definitions are compiled once
 //! ([`Definitions`]); snapshots come from differentials when a profile has none (`snapshot`).
+//!
+//! The StructureDefinitions, ValueSets, CodeSystems and Questionnaires clients store are added
+//! on top of those ([`Validator::use_stored`], `stored_definition`): the live definitions are
+//! replaced as a whole when they change, so a validation in progress keeps the ones it began with.
 
 pub mod absolute_uri;
 pub mod attachment;
@@ -35,6 +39,7 @@ pub mod reference;
 pub mod search_parameter;
 pub mod slicing;
 pub mod snapshot;
+pub mod stored_definition;
 pub mod structure_definition;
 pub mod target_profile;
 pub mod urn;
@@ -42,7 +47,7 @@ pub mod value_limits;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 
 use serde_json::Value;
 
@@ -63,28 +68,38 @@ const SIGNAAL_FILES: [&str; 6] = [
     include_str!("../../profiles/StructureDefinition-risk-score-item.json"),
 ];
 
-/// The core definitions as JSON, for snapshot generation (parsed only when a package or a
-/// supporting profile needs it).
-pub struct CoreFile(Value);
+/// The core definitions' file (`profiles/structure-definitions.json`).
+const CORE_JSON: &str = include_str!("../../profiles/structure-definitions.json");
 
-impl CoreFile {
-    pub fn read() -> CoreFile {
-        CoreFile(core_file())
-    }
+fn core_file() -> Value {
+    serde_json::from_str(CORE_JSON).expect("profiles/structure-definitions.json is valid JSON")
+}
 
-    fn by_url(&self) -> HashMap<&str, &Value> {
-        self.0["StructureDefinition"]
+/// The core definitions' snapshots by url as JSON text, for snapshot generation: made once from
+/// the parse of the file that compiles the core ([`Definitions::build`]), and parsed one
+/// definition at a time (the whole file parsed is ten times its size in memory).
+static CORE_SNAPSHOTS: OnceLock<HashMap<String, String>> = OnceLock::new();
+
+fn core_snapshots(file: Option<&Value>) -> &'static HashMap<String, String> {
+    CORE_SNAPSHOTS.get_or_init(|| {
+        let parsed;
+        let file = match file {
+            Some(file) => file,
+            None => {
+                parsed = core_file();
+                &parsed
+            }
+        };
+        file["StructureDefinition"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|sd| Some((sd["url"].as_str()?, sd)))
+            .filter_map(|sd| {
+                let elements = sd.pointer("/snapshot/element")?;
+                Some((sd["url"].as_str()?.to_owned(), elements.to_string()))
+            })
             .collect()
-    }
-}
-
-fn core_file() -> Value {
-    serde_json::from_str(include_str!("../../profiles/structure-definitions.json"))
-        .expect("profiles/structure-definitions.json is valid JSON")
+    })
 }
 
 /// The names of the FHIR types, for FHIRPath nodes (which borrow a `'static` type name). Looked
@@ -137,6 +152,10 @@ pub struct Definitions {
     /// Questionnaires of packages (and supporting resources), by canonical url, for checking
     /// QuestionnaireResponses.
     questionnaires: HashMap<String, Arc<Value>>,
+    /// The snapshots of the definitions that are not core ones (Signaal's, packages', stored
+    /// ones), as generated or given, so a later [`Definitions::extend`] can build on them: JSON
+    /// text (a parsed snapshot takes several times the memory), parsed when one is needed.
+    raw: HashMap<String, Arc<str>>,
     expansions: Mutex<HashMap<String, Arc<Result<Codes, String>>>>,
 }
 
@@ -148,10 +167,23 @@ static CORE: LazyLock<Arc<Definitions>> = LazyLock::new(|| {
     Arc::new(Definitions::build(extra).expect("the built-in definitions compile"))
 });
 
-/// Raw snapshots for snapshot generation: the core file's and those made from the extras.
+/// Raw snapshots for snapshot generation: those made in this extension, those the definitions
+/// extended hold, and the core ones.
 struct RawBases<'a> {
-    core: HashMap<&'a str, &'a Value>,
+    held: &'a HashMap<String, Arc<str>>,
     made: HashMap<String, Vec<Value>>,
+    /// Held and core snapshots parsed so far.
+    parsed: std::cell::RefCell<HashMap<String, Arc<Vec<Value>>>>,
+}
+
+impl<'a> RawBases<'a> {
+    fn new(held: &'a HashMap<String, Arc<str>>) -> Self {
+        RawBases {
+            held,
+            made: HashMap::new(),
+            parsed: Default::default(),
+        }
+    }
 }
 
 impl snapshot::Bases for RawBases<'_> {
@@ -160,11 +192,18 @@ impl snapshot::Bases for RawBases<'_> {
         if let Some(made) = self.made.get(url) {
             return Some(made.clone());
         }
-        self.core
-            .get(url)?
-            .pointer("/snapshot/element")?
-            .as_array()
-            .cloned()
+        if let Some(parsed) = self.parsed.borrow().get(url) {
+            return Some(parsed.as_ref().clone());
+        }
+        let text = match self.held.get(url) {
+            Some(held) => held.as_ref(),
+            None => core_snapshots(None).get(url)?.as_str(),
+        };
+        let parsed: Vec<Value> = serde_json::from_str(text).ok()?;
+        self.parsed
+            .borrow_mut()
+            .insert(url.to_owned(), Arc::new(parsed.clone()));
+        Some(parsed)
     }
 }
 
@@ -179,6 +218,7 @@ impl Definitions {
     /// ignored: the core wins.
     pub fn build(extra: Vec<Value>) -> Result<Definitions, DefinitionError> {
         let file = core_file();
+        core_snapshots(Some(&file));
         let mut cache = ConstraintCache::default();
         let mut by_url = HashMap::new();
         for sd in file["StructureDefinition"].as_array().into_iter().flatten() {
@@ -191,24 +231,22 @@ impl Definitions {
             value_sets: HashMap::new(),
             code_systems: HashMap::new(),
             questionnaires: HashMap::new(),
+            raw: HashMap::new(),
             expansions: Mutex::new(HashMap::new()),
         };
-        core.extend(extra, &CoreFile(file))
+        core.extend(extra)
     }
 
-    /// These definitions plus `extra` conformance resources (as [`Definitions::build`]);
-    /// `core` gives the core snapshots that snapshot generation starts from.
-    pub fn extend(
-        &self,
-        extra: Vec<Value>,
-        core: &CoreFile,
-    ) -> Result<Definitions, DefinitionError> {
+    /// These definitions plus `extra` conformance resources (as [`Definitions::build`]). Of
+    /// two extra resources of one type with the same url, the later one is used.
+    pub fn extend(&self, extra: Vec<Value>) -> Result<Definitions, DefinitionError> {
         let mut cache = ConstraintCache::default();
         let mut by_url = self.by_url.clone();
         let mut value_sets = self.value_sets.clone();
         let mut code_systems = self.code_systems.clone();
         let mut questionnaires = self.questionnaires.clone();
         let mut globals = self.globals.clone();
+        let mut raw = self.raw.clone();
         let mut pending: HashMap<String, Value> = HashMap::new();
         for resource in extra {
             let url = resource
@@ -247,31 +285,111 @@ impl Definitions {
                 _ => {}
             }
         }
-        let mut bases = RawBases {
-            core: core.by_url(),
-            made: HashMap::new(),
-        };
+        let mut bases = RawBases::new(&self.raw);
         let urls: Vec<String> = pending.keys().cloned().collect();
         for url in urls {
             with_snapshot(&url, &pending, &mut bases, &mut HashSet::new())?;
         }
-        for (url, raw) in &pending {
-            let mut sd = raw.clone();
-            if let Some(elements) = bases.made.get(url) {
-                sd["snapshot"] = serde_json::json!({ "element": elements });
-            }
+        for (url, raw_sd) in &pending {
+            let mut sd = resource_without_snapshot(raw_sd);
+            let elements = bases.made.remove(url).unwrap_or_default();
+            sd["snapshot"] = serde_json::json!({ "element": elements });
             let compiled = StructureDefinition::compile(&sd, &mut cache)?;
             by_url.insert(url.clone(), Arc::new(compiled));
+            raw.insert(
+                url.clone(),
+                Arc::from(sd["snapshot"]["element"].to_string()),
+            );
         }
-        drop(bases);
         Ok(Definitions {
             by_url,
             globals,
             value_sets,
             code_systems,
             questionnaires,
+            raw,
             expansions: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// [`Definitions::extend`], leaving out each StructureDefinition that cannot be used (and
+    /// those built on it) rather than failing: for resources that were accepted once and may
+    /// no longer be usable (a package no longer loaded, a base deleted). Says why for each.
+    pub fn extend_leaving_out(&self, mut extra: Vec<Value>) -> (Definitions, Vec<DefinitionError>) {
+        let mut left_out = Vec::new();
+        loop {
+            match self.extend(extra.clone()) {
+                Ok(defs) => return (defs, left_out),
+                Err(e) => {
+                    let before = extra.len();
+                    let url = e.url().map(str::to_owned);
+                    extra.retain(|r| {
+                        r.get("resourceType").and_then(Value::as_str) != Some("StructureDefinition")
+                            || url.is_some()
+                                && r.get("url").and_then(Value::as_str) != url.as_deref()
+                    });
+                    left_out.push(e);
+                    if extra.len() == before {
+                        extra.retain(|r| {
+                            r.get("resourceType").and_then(Value::as_str)
+                                != Some("StructureDefinition")
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// These definitions without the resources `gone` (definition type, url): for replacing
+    /// stored ones.
+    fn without(&self, gone: &HashSet<(String, String)>) -> Definitions {
+        fn keep<T: Clone>(
+            map: &HashMap<String, T>,
+            rtype: &str,
+            gone: &HashSet<(String, String)>,
+        ) -> HashMap<String, T> {
+            map.iter()
+                .filter(|(url, _)| !gone.contains(&(rtype.to_owned(), (*url).clone())))
+                .map(|(url, v)| (url.clone(), v.clone()))
+                .collect()
+        }
+        Definitions {
+            by_url: keep(&self.by_url, "StructureDefinition", gone),
+            raw: keep(&self.raw, "StructureDefinition", gone),
+            value_sets: keep(&self.value_sets, "ValueSet", gone),
+            code_systems: keep(&self.code_systems, "CodeSystem", gone),
+            questionnaires: keep(&self.questionnaires, "Questionnaire", gone),
+            globals: self.globals.clone(),
+            expansions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether these definitions hold a resource of `rtype` (StructureDefinition, ValueSet,
+    /// CodeSystem, Questionnaire) with canonical `url`, official ones included.
+    pub fn holds(&self, rtype: &str, url: &str) -> bool {
+        match rtype {
+            "StructureDefinition" => self.by_url.contains_key(url),
+            "ValueSet" => self.terminology().is_value_set(url),
+            "CodeSystem" => self.terminology().is_code_system(url),
+            "Questionnaire" => self.questionnaires.contains_key(url),
+            _ => false,
+        }
+    }
+
+    /// Compiles the StructureDefinition `sd` over these definitions (its snapshot generated when
+    /// it has none) without adding it: whether it can be used, and if not, why.
+    pub fn compile_one(&self, sd: &Value) -> Result<StructureDefinition, DefinitionError> {
+        let url = sd
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or(DefinitionError::NoUrl)?;
+        let pending = HashMap::from([(url.to_owned(), sd.clone())]);
+        let mut bases = RawBases::new(&self.raw);
+        with_snapshot(url, &pending, &mut bases, &mut HashSet::new())?;
+        let mut sd = resource_without_snapshot(sd);
+        sd["snapshot"] =
+            serde_json::json!({ "element": bases.made.remove(url).unwrap_or_default() });
+        StructureDefinition::compile(&sd, &mut ConstraintCache::default())
     }
 
     /// The StructureDefinition with canonical `url` (a `|version` suffix is ignored).
@@ -333,6 +451,21 @@ impl Definitions {
             .expect("not poisoned")
             .insert(url.to_owned(), result.clone());
         result.as_ref().clone().map(Arc::new)
+    }
+}
+
+/// The top-level elements of a StructureDefinition but its snapshot, differential and text: what
+/// compiling reads besides the snapshot.
+fn resource_without_snapshot(sd: &Value) -> Value {
+    match sd.as_object() {
+        Some(object) => Value::Object(
+            object
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "snapshot" | "differential" | "text"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        None => sd.clone(),
     }
 }
 
@@ -403,16 +536,58 @@ pub struct Settings {
 
 /// The validator of a running server: its definitions and its policy.
 pub struct Validator {
-    pub defs: Arc<Definitions>,
+    /// The built-in definitions and those of the packages: what stored ones are added to.
+    base: Arc<Definitions>,
+    /// `base` plus the conformance resources clients stored ([`Validator::use_stored`]):
+    /// replaced as a whole, so a validation keeps the definitions it began with.
+    live: RwLock<Arc<Definitions>>,
+    /// What `live` was made from.
+    stored: Mutex<MadeFrom>,
+    /// Serialises reloads of the stored definitions, so that the last one to finish read the
+    /// latest state.
+    pub reload: tokio::sync::Mutex<()>,
     settings: Settings,
+}
+
+/// A stored definition as the store holds it: `type/id`, its version and when it was written,
+/// and its JSON text (`None`: deleted).
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    pub key: String,
+    pub version: i64,
+    pub last_updated: i64,
+    pub text: Option<String>,
+}
+
+/// One stored definition the live definitions were made from.
+struct Made {
+    version: i64,
+    last_updated: i64,
+    /// The resource, when it is used (`stored_definition::usable`).
+    used: Option<Arc<Value>>,
+}
+
+/// The stored resources the live definitions were made from.
+#[derive(Default)]
+struct MadeFrom {
+    /// By `type/id`.
+    entries: HashMap<String, Made>,
+    /// The urls of the StructureDefinitions among them that could not be used (tried again at
+    /// every rebuild: a base stored later makes them usable).
+    left_out: HashSet<String>,
+}
+
+/// The definition type and url of a stored resource.
+fn type_url(r: &Value) -> Option<(String, String)> {
+    Some((
+        r.get("resourceType")?.as_str()?.to_owned(),
+        r.get("url")?.as_str()?.to_owned(),
+    ))
 }
 
 impl Default for Validator {
     fn default() -> Self {
-        Validator {
-            defs: Definitions::built_in(),
-            settings: Settings::default(),
-        }
+        Validator::with_definitions(Definitions::built_in(), Settings::default())
     }
 }
 
@@ -431,13 +606,41 @@ pub enum StartError {
     },
 }
 
+/// What a rebuild of the stored definitions did ([`Validator::use_stored`]).
+#[derive(Debug, Default)]
+pub struct Rebuilt {
+    /// Whether the live definitions were replaced (not when the stored resources are those
+    /// they were made from).
+    pub replaced: bool,
+    /// The stored StructureDefinitions left out, and why (`stored_definition::unused` says
+    /// which are left out without being wrong).
+    pub left_out: Vec<DefinitionError>,
+}
+
 impl Validator {
     /// A validator over `defs` with `settings`' policy (its packages are not read).
     pub fn with_definitions(defs: Arc<Definitions>, settings: Settings) -> Validator {
-        Validator { defs, settings }
+        Validator {
+            live: RwLock::new(defs.clone()),
+            base: defs,
+            stored: Mutex::default(),
+            reload: tokio::sync::Mutex::new(()),
+            settings,
+        }
     }
 
-    /// Loads the packages of `settings` and checks its policy names known profiles.
+    /// The definitions in force now: built-in, packages' and stored ones.
+    pub fn defs(&self) -> Arc<Definitions> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The built-in and package definitions, without stored ones.
+    pub fn base(&self) -> &Definitions {
+        &self.base
+    }
+
+    /// Loads the packages of `settings` (the policy is checked by [`Validator::check_policy`],
+    /// once stored definitions are in).
     pub fn start(settings: Settings) -> Result<Validator, StartError> {
         let mut files = settings.packages.clone();
         if let Some(dir) = &settings.package_dir {
@@ -448,13 +651,20 @@ impl Validator {
         } else {
             let packages = package::load_all(&files)?;
             let resources = packages.into_iter().flat_map(|p| p.resources).collect();
-            Arc::new(Definitions::built_in().extend(resources, &CoreFile::read())?)
+            Arc::new(Definitions::built_in().extend(resources)?)
         };
-        for (type_name, url) in &settings.required {
+        Ok(Validator::with_definitions(defs, settings))
+    }
+
+    /// Checks the policy names known profiles (built-in, packages' or stored ones).
+    pub fn check_policy(&self) -> Result<(), StartError> {
+        let defs = self.defs();
+        for (type_name, url) in &self.settings.required {
             let reason = match defs.get(url) {
-                None => {
-                    Some("the profile is not known (load its package with --package)".to_owned())
-                }
+                None => Some(
+                    "the profile is not known (load its package with --package, or store it)"
+                        .to_owned(),
+                ),
                 Some(sd) if sd.type_name != *type_name => Some(format!(
                     "the profile constrains {}, not {type_name}",
                     sd.type_name
@@ -469,35 +679,219 @@ impl Validator {
                 });
             }
         }
-        Ok(Validator { defs, settings })
+        Ok(())
+    }
+
+    /// Makes the live definitions the base ones plus `all` the stored definitions (of two with
+    /// one url, the one written last is used), as `stored_definition::usable` keeps them.
+    /// Incremental: only what changed since the last call is parsed and compiled again (with
+    /// the profiles built on a changed one, and those left out before); nothing when nothing
+    /// changed.
+    pub fn use_stored(&self, all: Vec<StoredEntry>) -> Rebuilt {
+        let mut made = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = HashMap::new();
+        for entry in all {
+            let key = entry.key.clone();
+            if let Some(made) = self.made(&mut made.entries, entry) {
+                next.insert(key, made);
+            }
+        }
+        self.rebuild(&mut made, next)
+    }
+
+    /// [`Validator::use_stored`] for the definitions `changed` (those a request wrote or
+    /// deleted); the others are as they were.
+    pub fn use_changed(&self, changed: Vec<StoredEntry>) -> Rebuilt {
+        let mut made = self.stored.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next: HashMap<String, Made> = made
+            .entries
+            .iter()
+            .map(|(k, m)| {
+                let copy = Made {
+                    version: m.version,
+                    last_updated: m.last_updated,
+                    used: m.used.clone(),
+                };
+                (k.clone(), copy)
+            })
+            .collect();
+        for entry in changed {
+            let key = entry.key.clone();
+            next.remove(&key);
+            if let Some(made) = self.made(&mut made.entries, entry) {
+                next.insert(key, made);
+            }
+        }
+        self.rebuild(&mut made, next)
+    }
+
+    /// The stored definition `entry` as made: reused when its version is the one made before,
+    /// else parsed. `None` when it is deleted.
+    fn made(&self, before: &mut HashMap<String, Made>, entry: StoredEntry) -> Option<Made> {
+        let text = entry.text?;
+        if let Some(m) = before
+            .get(&entry.key)
+            .filter(|m| m.version == entry.version)
+        {
+            return Some(Made {
+                version: m.version,
+                last_updated: m.last_updated,
+                used: m.used.clone(),
+            });
+        }
+        let used = serde_json::from_str::<Value>(&text)
+            .ok()
+            .filter(|r| stored_definition::usable(&self.base, r))
+            .map(|r| Arc::new(stored_definition::as_used(r)));
+        Some(Made {
+            version: entry.version,
+            last_updated: entry.last_updated,
+            used,
+        })
+    }
+
+    /// Replaces the live definitions made from `made` by those made from `next`, compiling only
+    /// what changed.
+    fn rebuild(&self, made: &mut MadeFrom, next: HashMap<String, Made>) -> Rebuilt {
+        let url_of = |m: &Made| m.used.as_deref().and_then(type_url);
+        // The urls whose resource changed: added, a new version, or gone.
+        let mut changed: HashSet<(String, String)> = HashSet::new();
+        for (key, m) in &made.entries {
+            match next.get(key) {
+                Some(n) if n.version == m.version => {}
+                _ => changed.extend(url_of(m)),
+            }
+        }
+        for (key, n) in &next {
+            match made.entries.get(key) {
+                Some(m) if m.version == n.version => {}
+                _ => changed.extend(url_of(n)),
+            }
+        }
+        if changed.is_empty() {
+            made.entries = next;
+            return Rebuilt::default();
+        }
+        changed.extend(
+            made.left_out
+                .iter()
+                .map(|url| ("StructureDefinition".to_owned(), url.clone())),
+        );
+        let live = self.defs();
+        // Profiles built on a changed one (their snapshots were made from it).
+        let sd = |url: &str| ("StructureDefinition".to_owned(), url.to_owned());
+        let built_on_changed: Vec<(String, String)> = next
+            .values()
+            .filter_map(url_of)
+            .filter(|(rtype, _)| rtype == "StructureDefinition")
+            .filter(|(_, url)| {
+                let mut base = live.get(url).and_then(|d| d.base.clone());
+                let mut steps = 0;
+                while let Some(b) = base {
+                    if changed.contains(&sd(&b)) {
+                        return true;
+                    }
+                    steps += 1;
+                    base = live
+                        .get(&b)
+                        .and_then(|d| d.base.clone())
+                        .filter(|_| steps < 64);
+                }
+                false
+            })
+            .collect();
+        changed.extend(built_on_changed);
+        // Oldest first: of two with one url, the later is used.
+        let mut again: Vec<(i64, &String, &Arc<Value>)> = next
+            .iter()
+            .filter_map(|(k, m)| Some((m.last_updated, k, m.used.as_ref()?)))
+            .filter(|(_, _, r)| type_url(r).is_some_and(|t| changed.contains(&t)))
+            .collect();
+        again.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let again = again
+            .into_iter()
+            .map(|(_, _, r)| r.as_ref().clone())
+            .collect();
+        let (defs, left_out) = live.without(&changed).extend_leaving_out(again);
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(defs);
+        *made = MadeFrom {
+            entries: next,
+            left_out: left_out
+                .iter()
+                .filter_map(|e| e.url().map(str::to_owned))
+                .collect(),
+        };
+        Rebuilt {
+            replaced: true,
+            left_out,
+        }
+    }
+
+    /// This validator with `resources` (those a transaction Bundle writes) added to the live
+    /// definitions, each replacing a stored one with its url: the entries of a transaction are
+    /// validated with the definitions it brings. `None` when it brings none that is used.
+    pub fn with_resources(&self, resources: Vec<Value>) -> Option<Validator> {
+        let brought: Vec<Value> = resources
+            .into_iter()
+            .filter(|r| stored_definition::usable(&self.base, r))
+            .map(stored_definition::as_used)
+            .collect();
+        if brought.is_empty() {
+            return None;
+        }
+        let replaced: HashSet<(String, String)> = brought.iter().filter_map(type_url).collect();
+        let (defs, _) = self.defs().without(&replaced).extend_leaving_out(brought);
+        Some(Validator {
+            base: self.base.clone(),
+            live: RwLock::new(Arc::new(defs)),
+            stored: Mutex::default(),
+            reload: tokio::sync::Mutex::new(()),
+            settings: self.settings.clone(),
+        })
     }
 
     /// Every issue of `resource` (of `rtype`, at `at`) against the structure, the core
     /// definition of its type, the profiles it claims, the profiles required for its type and
     /// `profiles`.
     pub fn validate(&self, resource: &Value, rtype: &str, profiles: &[String]) -> Outcome {
+        let defs = self.defs();
+        let mut out = self.validate_with(&defs, resource, rtype, profiles);
+        if !out.has_errors() {
+            stored_definition::check(&self.base, &defs, resource, rtype, &mut out);
+        }
+        out
+    }
+
+    /// [`Validator::validate`] over `defs`, without the check of a stored definition's use.
+    fn validate_with(
+        &self,
+        defs: &Definitions,
+        resource: &Value,
+        rtype: &str,
+        profiles: &[String],
+    ) -> Outcome {
         let mut out = Outcome::default();
         if let Err(e) = crate::fhir::validate::validate(resource, rtype) {
             out.issues.extend(e.issues());
             return out;
         }
-        let Some(core) = self.defs.core(rtype) else {
+        let Some(core) = defs.core(rtype) else {
             return out;
         };
-        element::Walk::new(&self.defs, resource, &mut out).resource_against(core, rtype);
+        element::Walk::new(defs, resource, &mut out).resource_against(core, rtype);
         // Rules that come from no StructureDefinition, looked up by type so other writes pay
         // nothing for them.
         match rtype {
             "QuestionnaireResponse" => {
-                questionnaire_response::check(&self.defs, resource, rtype, &mut out)
+                questionnaire_response::check(defs, resource, rtype, &mut out)
             }
             "CapabilityStatement" => capability_statement::check(resource, rtype, &mut out),
             "CodeSystem" => code_system::check(resource, rtype, &mut out),
             "SearchParameter" => search_parameter::check(resource, rtype, &mut out),
             "Bundle" => {
-                bundle::check(&self.defs, resource, rtype, &mut out);
-                bundle_reference::check_document(&self.defs, resource, rtype, &mut out);
-                bundle_reference_target::check(&self.defs, resource, rtype, &mut out);
+                bundle::check(defs, resource, rtype, &mut out);
+                bundle_reference::check_document(defs, resource, rtype, &mut out);
+                bundle_reference_target::check(defs, resource, rtype, &mut out);
             }
             _ => {}
         }
@@ -514,7 +908,7 @@ impl Validator {
             .settings
             .required
             .iter()
-            .chain(&self.defs.globals)
+            .chain(&defs.globals)
             .filter(|(t, _)| t == rtype)
             .map(|(_, url)| (url.clone(), None));
         let mut seen = HashSet::new();
@@ -526,9 +920,9 @@ impl Validator {
                 Some(i) => format!("{rtype}.meta.profile[{i}]"),
                 None => rtype.to_owned(),
             };
-            match self.defs.get(&url) {
+            match defs.get(&url) {
                 Some(sd) if sd.type_name == rtype => {
-                    element::Walk::new(&self.defs, resource, &mut out).resource_against(sd, rtype);
+                    element::Walk::new(defs, resource, &mut out).resource_against(sd, rtype);
                 }
                 Some(sd) => out.error(
                     "invalid",
@@ -552,10 +946,23 @@ impl Validator {
     /// The check of the write path: the resource is refused (400) with every issue when it has
     /// an error; otherwise what is left to check once the references' targets are found
     /// ([`target_profile`], done by the interaction: `interaction::target_profile`).
+    /// A stored definition that could not be used (`stored_definition`) is refused with 422.
     pub fn check_write(&self, resource: &Value, rtype: &str) -> Result<TargetChecks, FhirError> {
-        let out = self.validate(resource, rtype, &[]);
+        let defs = self.defs();
+        let out = self.validate_with(&defs, resource, rtype, &[]);
         if !out.has_errors() {
-            return Ok(TargetChecks(out.targets));
+            let targets = out.targets;
+            let mut out = Outcome::default();
+            stored_definition::check(&self.base, &defs, resource, rtype, &mut out);
+            if out.has_errors() {
+                return Err(FhirError::Unprocessable(
+                    out.into_issues()
+                        .into_iter()
+                        .filter(|i| i.severity == "error")
+                        .collect(),
+                ));
+            }
+            return Ok(TargetChecks(targets));
         }
         let issues: Vec<Issue> = out
             .into_issues()
@@ -582,7 +989,7 @@ impl Validator {
         find: &dyn Fn(&target_profile::TargetCheck) -> target_profile::Target<'t>,
         out: &mut Outcome,
     ) {
-        target_profile::check(&self.defs, checks, find, out);
+        target_profile::check(&self.defs(), checks, find, out);
     }
 }
 
@@ -688,6 +1095,197 @@ mod tests {
             "name": [{"family": "A", "period": {"start": "2020-01-02", "end": "2019-01-01"}}]});
         let found = errors(bad, &[]);
         assert!(found.iter().any(|e| e.contains("per-1")), "{found:?}");
+    }
+
+    /// A profile on Observation numbered `n`, based on `base`, requiring `element`.
+    fn stored_profile(n: usize, base: &str, element: &str) -> Value {
+        json!({"resourceType": "StructureDefinition",
+            "url": format!("https://example.org/fhir/StructureDefinition/tide-{n}"),
+            "name": format!("Tide{n}"), "status": "active", "kind": "resource",
+            "abstract": false, "type": "Observation", "derivation": "constraint",
+            "baseDefinition": base,
+            "differential": {"element": [{"id": element, "path": element, "min": 1}]}})
+    }
+
+    /// Stored entries of `(type/id/version, resource)`, written in this order.
+    fn entries(stored: &[(String, Value)]) -> Vec<StoredEntry> {
+        stored
+            .iter()
+            .enumerate()
+            .map(|(i, (k, r))| {
+                let (key, version) = k.rsplit_once('/').unwrap();
+                StoredEntry {
+                    key: key.to_owned(),
+                    version: version.parse().unwrap(),
+                    last_updated: i as i64,
+                    text: Some(r.to_string()),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stored_profiles_are_used_and_a_rebuild_is_skipped_when_nothing_changed() {
+        let validator = Validator::default();
+        let core = "http://hl7.org/fhir/StructureDefinition/Observation";
+        let stored = vec![
+            (
+                "StructureDefinition/a/1".to_owned(),
+                stored_profile(1, core, "Observation.subject"),
+            ),
+            (
+                "StructureDefinition/b/1".to_owned(),
+                stored_profile(
+                    2,
+                    "https://example.org/fhir/StructureDefinition/tide-1",
+                    "Observation.note",
+                ),
+            ),
+            (
+                "StructureDefinition/c/1".to_owned(),
+                stored_profile(
+                    3,
+                    "https://example.org/fhir/StructureDefinition/nowhere",
+                    "Observation.note",
+                ),
+            ),
+        ];
+        let rebuilt = validator.use_stored(entries(&stored));
+        assert!(rebuilt.replaced);
+        assert_eq!(rebuilt.left_out.len(), 1, "{:?}", rebuilt.left_out);
+        let r = json!({"resourceType": "Observation", "status": "final", "code": {"text": "tide"}});
+        let found = validator
+            .validate(
+                &r,
+                "Observation",
+                &["https://example.org/fhir/StructureDefinition/tide-2".to_owned()],
+            )
+            .issues;
+        let said: Vec<_> = found
+            .iter()
+            .filter(|i| i.severity == "error")
+            .map(|i| i.diagnostics.clone())
+            .collect();
+        assert!(
+            said.iter().any(|d| d.contains("element subject")),
+            "{found:?}"
+        );
+        assert!(said.iter().any(|d| d.contains("element note")), "{found:?}");
+        assert!(!validator.use_stored(entries(&stored)).replaced);
+        // A new version of the base profile: the one built on it is made again over it; the
+        // one left out is tried again, and its base is now stored.
+        let mut changed = stored.clone();
+        changed[0] = (
+            "StructureDefinition/a/2".to_owned(),
+            stored_profile(1, core, "Observation.issued"),
+        );
+        changed.push((
+            "StructureDefinition/d/1".to_owned(),
+            json!({"resourceType": "StructureDefinition",
+                "url": "https://example.org/fhir/StructureDefinition/nowhere", "name": "Nowhere",
+                "status": "active", "kind": "resource", "abstract": false, "type": "Observation",
+                "derivation": "constraint", "baseDefinition": core,
+                "differential": {"element": [{"id": "Observation.method", "path": "Observation.method", "min": 1}]}}),
+        ));
+        let rebuilt = validator.use_stored(entries(&changed));
+        assert!(
+            rebuilt.replaced && rebuilt.left_out.is_empty(),
+            "{:?}",
+            rebuilt.left_out
+        );
+        let said: Vec<_> = validator
+            .validate(
+                &r,
+                "Observation",
+                &[
+                    "https://example.org/fhir/StructureDefinition/tide-2".to_owned(),
+                    "https://example.org/fhir/StructureDefinition/tide-3".to_owned(),
+                ],
+            )
+            .issues
+            .into_iter()
+            .filter(|i| i.severity == "error")
+            .map(|i| i.diagnostics)
+            .collect();
+        for element in ["issued", "note", "method"] {
+            assert!(
+                said.iter()
+                    .any(|d| d.contains(&format!("element {element}"))),
+                "{element}: {said:?}"
+            );
+        }
+        assert!(
+            !said.iter().any(|d| d.contains("element subject")),
+            "{said:?}"
+        );
+        // A request deletes the base profile: the one built on it is left out.
+        let rebuilt = validator.use_changed(vec![StoredEntry {
+            key: "StructureDefinition/a".to_owned(),
+            version: 3,
+            last_updated: 10,
+            text: None,
+        }]);
+        assert_eq!(rebuilt.left_out.len(), 1, "{:?}", rebuilt.left_out);
+        assert!(validator
+            .defs()
+            .get("https://example.org/fhir/StructureDefinition/tide-2")
+            .is_none());
+        assert!(validator
+            .defs()
+            .get("https://example.org/fhir/StructureDefinition/nowhere")
+            .is_some());
+        assert!(validator.use_stored(Vec::new()).replaced);
+        assert!(validator
+            .defs()
+            .get("https://example.org/fhir/StructureDefinition/tide-1")
+            .is_none());
+    }
+
+    /// What a rebuild costs with `n` stored profiles (printed; run with `--nocapture`).
+    #[test]
+    fn a_rebuild_does_not_compile_the_core_again() {
+        let validator = Validator::default();
+        let core = "http://hl7.org/fhir/StructureDefinition/Observation";
+        // The first one also reads the core snapshots (once per process).
+        let started = std::time::Instant::now();
+        validator.use_stored(entries(&[(
+            "StructureDefinition/w/1".into(),
+            stored_profile(999, core, "Observation.note"),
+        )]));
+        eprintln!(
+            "first rebuild (core snapshots read): {:?}",
+            started.elapsed()
+        );
+        for n in [1usize, 10, 50] {
+            let stored: Vec<(String, Value)> = (0..n)
+                .map(|i| {
+                    (
+                        format!("StructureDefinition/{i}/{n}"),
+                        stored_profile(i, core, "Observation.subject"),
+                    )
+                })
+                .collect();
+            let started = std::time::Instant::now();
+            let rebuilt = validator.use_stored(entries(&stored));
+            let took = started.elapsed();
+            assert!(rebuilt.replaced && rebuilt.left_out.is_empty());
+            eprintln!("rebuild with {n} stored profiles, all new: {took:?}");
+        }
+        // One more profile next to 50: only it is compiled.
+        let mut stored: Vec<(String, Value)> = (0..51)
+            .map(|i| {
+                (
+                    format!("StructureDefinition/{i}/50"),
+                    stored_profile(i, core, "Observation.subject"),
+                )
+            })
+            .collect();
+        stored[50].0 = "StructureDefinition/50/51".to_owned();
+        let started = std::time::Instant::now();
+        let rebuilt = validator.use_stored(entries(&stored));
+        eprintln!("one profile added to 50 stored: {:?}", started.elapsed());
+        assert!(rebuilt.replaced && rebuilt.left_out.is_empty());
+        assert_eq!(validator.defs().len(), Definitions::built_in().len() + 51);
     }
 
     #[test]

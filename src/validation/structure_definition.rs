@@ -22,6 +22,18 @@ pub enum DefinitionError {
     Invalid { url: String, message: String },
 }
 
+impl DefinitionError {
+    /// The url of the StructureDefinition that cannot be used, when it has one.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            DefinitionError::NoUrl => None,
+            DefinitionError::NoElements(url)
+            | DefinitionError::UnknownBase { url, .. }
+            | DefinitionError::Invalid { url, .. } => Some(url),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct StructureDefinition {
     pub url: String,

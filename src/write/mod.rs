@@ -12,8 +12,9 @@ pub mod scoring_queue;
 pub mod transaction;
 pub mod version;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::search::definitions::Registry;
 
@@ -23,10 +24,14 @@ pub use version::{prepare, write, write_prepared, Prepared};
 /// The search parameters the writes of one request or job index with — the server's registry
 /// as it was when the request or job began — and whether one of those writes changed the active
 /// SearchParameters: then its caller reloads the server's registry once the writes are
-/// committed (search page, "Defining search parameters").
+/// committed (search page, "Defining search parameters"). Likewise which definitions the
+/// validator uses (`fhir::canonical::DEFINITION_TYPES`, decision 0051) they wrote or deleted:
+/// its caller reads those again for the validator.
 pub struct Indexing {
     registry: Arc<Registry>,
     search_params_changed: AtomicBool,
+    /// The definitions written or deleted (type, id).
+    definitions_written: Mutex<HashSet<(String, String)>>,
 }
 
 impl Indexing {
@@ -34,6 +39,7 @@ impl Indexing {
         Indexing {
             registry,
             search_params_changed: AtomicBool::new(false),
+            definitions_written: Mutex::new(HashSet::new()),
         }
     }
 
@@ -49,5 +55,23 @@ impl Indexing {
 
     fn note_search_params_changed(&self) {
         self.search_params_changed.store(true, Ordering::Relaxed);
+    }
+
+    /// The StructureDefinitions, ValueSets, CodeSystems and Questionnaires (what the validator
+    /// uses) the writes stored or deleted, as (type, id), each once.
+    pub fn definitions_written(&self) -> Vec<(String, String)> {
+        self.definitions_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn note_definition_written(&self, rtype: &str, id: &str) {
+        self.definitions_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((rtype.to_owned(), id.to_owned()));
     }
 }

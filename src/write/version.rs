@@ -79,6 +79,9 @@ fn prepare_unchecked(
     source: Option<&str>,
 ) -> Result<Prepared, FhirError> {
     let shipped = crate::fhir::canonical::is_shipped(rtype, id);
+    if crate::fhir::canonical::DEFINITION_TYPES.contains(&rtype) && !shipped {
+        indexing.note_definition_written(rtype, id);
+    }
     let (content, index, compartment) = match resource {
         Some(mut resource) => {
             if let Some(source) = source {
