@@ -436,7 +436,11 @@ fn find_nested<'a>(
             }
         }
         Value::Array(items) => {
-            for (i, item) in items.iter().enumerate().filter(|(_, item)| is_structured(item)) {
+            for (i, item) in items
+                .iter()
+                .enumerate()
+                .filter(|(_, item)| is_structured(item))
+            {
                 find_nested(item, &format!("{path}[{i}]"), element, nested, issues);
             }
         }

@@ -319,7 +319,16 @@ impl<'v, 'a> Walk<'v, 'a> {
             // only for those that have items or slices.
             let child_def_path = || format!("{def_path}.{}", def.name.trim_end_matches("[x]"));
             if def.slicing.is_some() || !slices.is_empty() {
-                slicing::check(self, sd, c, &slices, entries, at, &child_def_path(), def_path);
+                slicing::check(
+                    self,
+                    sd,
+                    c,
+                    &slices,
+                    entries,
+                    at,
+                    &child_def_path(),
+                    def_path,
+                );
             } else {
                 self.cardinality(def, None, entries.len(), at);
                 if entries.is_empty() {
@@ -364,7 +373,10 @@ impl<'v, 'a> Walk<'v, 'a> {
                 self.out.error(
                     "structure",
                     &format!("{at}.{name}"),
-                    format!("{} may occur at most {max} time(s) here, found {count}", what()),
+                    format!(
+                        "{} may occur at most {max} time(s) here, found {count}",
+                        what()
+                    ),
                 );
             }
         }

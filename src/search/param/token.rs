@@ -545,9 +545,9 @@ mod tests {
             json!({"resourceType": "Observation", "status": "final", "code": {"text": "Gewicht"},
                 "valueQuantity": {"value": 70, "system": "http://unitsofmeasure.org", "code": "kg"}}),
         );
-        assert!(text_only
-            .groups
+        assert!(text_only.groups.iter().any(|g| g
+            .quantities
             .iter()
-            .any(|g| g.quantities.iter().any(|q| q.param == "code-value-quantity$1")));
+            .any(|q| q.param == "code-value-quantity$1")));
     }
 }

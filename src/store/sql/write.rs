@@ -329,7 +329,9 @@ pub fn insert_index(dialect: Dialect, rows: &[IndexRows<'_>]) -> Vec<Sql> {
     multi_row(
         &mut out,
         dialect,
-        &format!("{insert} idx_reference (contained, grp, rid, param, target_type, target_id, url)"),
+        &format!(
+            "{insert} idx_reference (contained, grp, rid, param, target_type, target_id, url)"
+        ),
         &tables.references,
         "",
         |sql, (owner, e)| {
