@@ -8,6 +8,7 @@ pub mod fhirpath_patch;
 pub mod id;
 pub mod json_format;
 pub mod json_patch;
+pub mod member;
 pub mod meta;
 pub mod profile;
 pub mod resource_types;

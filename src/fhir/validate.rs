@@ -430,17 +430,27 @@ fn find_nested<'a>(
                     issues.push(Issue::error("value", message).at(format!("{path}.reference")));
                 }
             }
-            for (key, child) in object {
+            // A primitive holds no resource and no reference: its path is not made.
+            for (key, child) in object.iter().filter(|(_, child)| is_structured(child)) {
                 find_nested(child, &format!("{path}.{key}"), Some(key), nested, issues);
             }
         }
         Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items
+                .iter()
+                .enumerate()
+                .filter(|(_, item)| is_structured(item))
+            {
                 find_nested(item, &format!("{path}[{i}]"), element, nested, issues);
             }
         }
         _ => {}
     }
+}
+
+/// Whether `value` is an object or an array (what [`find_nested`] looks into).
+fn is_structured(value: &Value) -> bool {
+    matches!(value, Value::Object(_) | Value::Array(_))
 }
 
 /// A literal reference is absolute (`scheme:…`), local (`#id`), or relative `Type/id` with an

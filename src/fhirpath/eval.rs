@@ -9,6 +9,8 @@ use std::slice;
 
 use serde_json::Value;
 
+use crate::fhir::member::{field, member, underscored};
+
 use super::decimal::Decimal;
 use super::model::{
     choice_suffix_type, fhir_type_matches, is_choice_element, is_datatype, is_resource_type,
@@ -237,12 +239,12 @@ fn type_filter(it: &Item<'_>, name: &str) -> Option<bool> {
     }
     match it {
         Item::Node(n) => {
-            if let Some(rt) = n.value.get("resourceType").and_then(Value::as_str) {
+            if let Some(rt) = field(n.value, "resourceType").and_then(Value::as_str) {
                 return Some(fhir_type_matches(rt, true, name));
             }
             // FHIR element names never start upper-case; a type name that is
             // not this node's (unknown) type yields nothing.
-            if n.value.get(name).is_some() {
+            if field(n.value, name).is_some() {
                 return None;
             }
             Some(n.type_name == Some(name))
@@ -260,7 +262,7 @@ pub(crate) fn children<'a>(it: &Item<'a>, name: &str, out: &mut Vec<Item<'a>>) -
             value: Value::Object(map),
             ..
         }) => {
-            if let Some(v) = map.get(name) {
+            if let Some(v) = member(map, name) {
                 push_values(v, underscored(map, name), None, out);
             } else if let Some(x) = underscored(map, name) {
                 push_without_value(x, None, out);
@@ -269,7 +271,7 @@ pub(crate) fn children<'a>(it: &Item<'a>, name: &str, out: &mut Vec<Item<'a>>) -
                     if let Some(t) = choice_suffix_type(k, name) {
                         push_values(v, underscored(map, k), Some(t), out);
                     } else if let Some(bare) = k.strip_prefix('_') {
-                        if !map.contains_key(bare) {
+                        if member(map, bare).is_none() {
                             if let Some(t) = choice_suffix_type(bare, name) {
                                 push_without_value(v, Some(t), out);
                             }
@@ -283,21 +285,6 @@ pub(crate) fn children<'a>(it: &Item<'a>, name: &str, out: &mut Vec<Item<'a>>) -
             reference: reference.to_string(),
         }),
         _ => Ok(()),
-    }
-}
-
-/// The `_name` sibling of element `name` (a primitive's id and extensions), looked up without
-/// allocating the key in the common case: most objects have no `_` keys at all.
-fn underscored<'a>(map: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
-    let mut key = [0u8; 64];
-    match key.get_mut(1..=name.len()) {
-        Some(rest) => {
-            rest.copy_from_slice(name.as_bytes());
-            key[0] = b'_';
-            // An ASCII '_' before a whole str is a str.
-            map.get(std::str::from_utf8(&key[..=name.len()]).ok()?)
-        }
-        None => map.get(&format!("_{name}")),
     }
 }
 
@@ -355,7 +342,7 @@ pub(crate) fn is_type(it: &Item<'_>, spec: &TypeSpec) -> Res<bool> {
             let known = n
                 .type_name
                 .or(matches!(n.value, Value::Bool(_)).then_some("boolean"));
-            let is_resource = n.value.get("resourceType").and_then(Value::as_str) == n.type_name
+            let is_resource = field(n.value, "resourceType").and_then(Value::as_str) == n.type_name
                 && n.type_name.is_some();
             match known {
                 Some(t) => Ok(fhir_type_matches(t, is_resource, name)),

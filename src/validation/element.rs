@@ -12,11 +12,12 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::outcome::Outcome;
-use super::structure_definition::{ElementDefinition, StructureDefinition};
+use super::structure_definition::{Constraint, ElementDefinition, StructureDefinition};
 use super::{
     absolute_uri, attachment, binding, canonical, extension, fixed_pattern, invariant, reference,
     slicing, urn, value_limits, Definitions,
 };
+use crate::fhir::member::{member, underscored};
 use crate::fhirpath::Item;
 
 /// How deep nested definitions may go (bounds recursive types such as Extension.extension and
@@ -48,6 +49,13 @@ pub struct Walk<'v, 'a> {
     pub root_resource: &'a Value,
     pub out: &'v mut Outcome,
     depth: usize,
+}
+
+/// Whether invariant `c` is still to be evaluated on the item whose evaluated invariants are
+/// `done` (noting it there). The skipped ones (`ele-1`, on every element) are not noted: they
+/// are never evaluated, and noting them would copy and hash their key at every element.
+fn evaluate_once(c: &Constraint, done: &mut HashSet<String>) -> bool {
+    invariant::skipped(&c.key).is_none() && done.insert(c.key.clone())
 }
 
 /// `dateTime` → `DateTime`: the type's suffix in a choice element's JSON name.
@@ -114,7 +122,7 @@ impl<'v, 'a> Walk<'v, 'a> {
                 node.ext,
             );
             for c in &def.constraints {
-                if done.insert(c.key.clone()) {
+                if evaluate_once(c, done) {
                     invariant::check(c, self.resource, self.root_resource, &item, at, self.out);
                 }
             }
@@ -196,7 +204,7 @@ impl<'v, 'a> Walk<'v, 'a> {
                 let target_def = &sd.elements[t];
                 for c in &target_def.constraints {
                     if let Some(value) = node.value {
-                        if done.insert(c.key.clone()) {
+                        if evaluate_once(c, done) {
                             let item = Item::node(value, None, node.ext);
                             invariant::check(
                                 c,
@@ -277,7 +285,7 @@ impl<'v, 'a> Walk<'v, 'a> {
         let Some(value) = node.value else { return };
         let item = Item::node(value, self.defs.type_name(t), node.ext);
         for c in &type_sd.elements[0].constraints {
-            if done.insert(c.key.clone()) {
+            if evaluate_once(c, done) {
                 invariant::check(c, self.resource, self.root_resource, &item, at, self.out);
             }
         }
@@ -307,11 +315,26 @@ impl<'v, 'a> Walk<'v, 'a> {
                 .copied()
                 .filter(|&s| sd.elements[s].slice_name.is_some() && sd.elements[s].name == def.name)
                 .collect();
-            let child_def_path = format!("{def_path}.{}", def.name.trim_end_matches("[x]"));
+            // Most of a definition's elements are absent from an instance: their path is made
+            // only for those that have items or slices.
+            let child_def_path = || format!("{def_path}.{}", def.name.trim_end_matches("[x]"));
             if def.slicing.is_some() || !slices.is_empty() {
-                slicing::check(self, sd, c, &slices, entries, at, &child_def_path, def_path);
+                slicing::check(
+                    self,
+                    sd,
+                    c,
+                    &slices,
+                    entries,
+                    at,
+                    &child_def_path(),
+                    def_path,
+                );
             } else {
                 self.cardinality(def, None, entries.len(), at);
+                if entries.is_empty() {
+                    continue;
+                }
+                let child_def_path = child_def_path();
                 for entry in entries {
                     self.item(sd, c, &entry, &child_def_path, def_path);
                 }
@@ -328,7 +351,9 @@ impl<'v, 'a> Walk<'v, 'a> {
         at: &str,
     ) {
         let name = def.name.trim_end_matches("[x]");
-        let what = match slice {
+        // Only an error names the element: most counts are fine, and this runs for every
+        // element of every definition walked.
+        let what = || match slice {
             Some(s) => format!("The slice '{s}' of {name}"),
             None => format!("The element {name}"),
         };
@@ -337,7 +362,8 @@ impl<'v, 'a> Walk<'v, 'a> {
                 "required",
                 at,
                 format!(
-                    "{what} must occur at least {} time(s) here, found {count}",
+                    "{} must occur at least {} time(s) here, found {count}",
+                    what(),
                     def.min
                 ),
             );
@@ -347,7 +373,10 @@ impl<'v, 'a> Walk<'v, 'a> {
                 self.out.error(
                     "structure",
                     &format!("{at}.{name}"),
-                    format!("{what} may occur at most {max} time(s) here, found {count}"),
+                    format!(
+                        "{} may occur at most {max} time(s) here, found {count}",
+                        what()
+                    ),
                 );
             }
         }
@@ -514,7 +543,7 @@ impl<'v, 'a> Walk<'v, 'a> {
                             &mut out,
                             key,
                             Some(value),
-                            object.get(&format!("_{key}")),
+                            underscored(object, key),
                             at,
                             Some(code),
                         );
@@ -540,7 +569,7 @@ impl<'v, 'a> Walk<'v, 'a> {
             // `_valueString` without `valueString`.
             for (key, value) in object {
                 if let Some(name) = key.strip_prefix('_') {
-                    if object.contains_key(name) {
+                    if member(object, name).is_some() {
                         continue;
                     }
                     if let Some(suffix) = name.strip_prefix(prefix) {
@@ -551,8 +580,8 @@ impl<'v, 'a> Walk<'v, 'a> {
                 }
             }
         } else {
-            let value = object.get(&def.name);
-            let ext = object.get(&format!("_{}", def.name));
+            let value = member(object, &def.name);
+            let ext = underscored(object, &def.name);
             if value.is_some() || ext.is_some() {
                 let t = def.single_type().map(str::to_owned);
                 push_items(&mut out, &def.name, value, ext, at, t);

@@ -406,7 +406,11 @@ impl Definitions {
 
     /// The base definition of a type (`Observation`, `CodeableConcept`, `string`).
     pub fn core(&self, type_name: &str) -> Option<&StructureDefinition> {
-        self.get(&format!("{CORE_PREFIX}{type_name}"))
+        // Not `format!`: the walk asks this for nearly every element it visits.
+        let mut url = String::with_capacity(CORE_PREFIX.len() + type_name.len());
+        url.push_str(CORE_PREFIX);
+        url.push_str(type_name);
+        self.get(&url)
             .filter(|sd| sd.derivation == "specialization")
     }
 

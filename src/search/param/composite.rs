@@ -71,7 +71,7 @@ pub(crate) fn index(
     'elements: for item in items {
         let mut group = IndexEntries::default();
         for (i, component) in param.components.iter().enumerate() {
-            let before = group.len();
+            let mut found = false;
             let values = match component.expression.evaluate_on(resource, item) {
                 Ok(values) => values,
                 Err(e) => {
@@ -81,14 +81,15 @@ pub(crate) fn index(
             };
             let code = component_param(&param.code, i);
             for value in &values {
-                param::index(&mut group, &code, component.kind, value);
+                found |= param::index_component(&mut group, &code, component.kind, value);
             }
             // An element without a value for every component matches no composite search.
-            if group.len() == before {
+            if !found {
                 continue 'elements;
             }
         }
-        // Only the components: not the `:text` and `:of-type` entries of token components.
+        // Only the components: not the `:text` and `:of-type` entries of token components
+        // (`index_component` makes none; a string component's own entries are kept).
         group.groups.clear();
         group.strings.retain(|s| !s.param.ends_with(":text"));
         if !group.is_empty() {

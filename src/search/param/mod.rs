@@ -263,6 +263,26 @@ pub(crate) fn index(entries: &mut IndexEntries, code: &str, kind: ParamType, ite
     }
 }
 
+/// The entries of one value of a composite's component: as [`index`], but a token component
+/// gives only its `system|code` entries, not the `:text` and `:of-type` ones a composite does
+/// not store (and whose texts cost a Unicode normalisation each). Returns whether [`index`]
+/// would have made any entry of the value.
+pub(crate) fn index_component(
+    entries: &mut IndexEntries,
+    code: &str,
+    kind: ParamType,
+    item: &Item<'_>,
+) -> bool {
+    match kind {
+        ParamType::Token => token::index_codes(entries, code, item),
+        _ => {
+            let before = entries.len();
+            index(entries, code, kind, item);
+            entries.len() > before
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::error::FhirError;
+use crate::fhir::member::{field, member};
 use crate::fhirpath::Item;
 use crate::search::index::{index_text, IndexEntries, TokenEntry};
 use crate::search::param::{string, Occurrence};
@@ -241,9 +242,39 @@ pub(super) fn index(entries: &mut IndexEntries, code: &str, item: &Item<'_>) {
     });
     let text_param = text_param(code);
     token_texts(item, &mut |s| {
-        entries.strings.push(string::entry(&text_param, s))
+        // A text the resource has for this parameter already (a CodeableConcept's text that
+        // repeats its coding's display, as most do) would be the same row again: `:text`
+        // finds the resource through either.
+        let exact = index_text(s);
+        if !entries
+            .strings
+            .iter()
+            .any(|e| e.exact == exact && e.param == text_param)
+        {
+            entries.strings.push(string::entry(&text_param, s));
+        }
     });
     identifier_of_type(entries, code, item);
+}
+
+/// Only the `system|code` entries of one token value: what a composite's token component
+/// stores (its groups hold no `:text` or `:of-type` entries). Returns whether [`index`] would
+/// have made any entry of the value (a text is a value too, though it is not stored here).
+pub(super) fn index_codes(entries: &mut IndexEntries, code: &str, item: &Item<'_>) -> bool {
+    let before = entries.tokens.len();
+    tokens(item, &mut |system, value| {
+        entries.tokens.push(TokenEntry {
+            param: code.to_owned(),
+            system: system.map(index_text),
+            code: value.map(index_text),
+        });
+    });
+    if entries.tokens.len() > before {
+        return true;
+    }
+    let mut text = false;
+    token_texts(item, &mut |_| text = true);
+    text
 }
 
 /// The texts `:text` matches: `CodeableConcept.text`, `Coding.display`, and an Identifier's
@@ -253,23 +284,25 @@ fn token_texts(item: &Item<'_>, add: &mut dyn FnMut(&str)) {
         return;
     };
     let concept = |cc: &serde_json::Map<String, Value>, add: &mut dyn FnMut(&str)| {
-        if let Some(text) = cc.get("text").and_then(Value::as_str) {
+        if let Some(text) = member(cc, "text").and_then(Value::as_str) {
             add(text);
         }
-        if let Some(Value::Array(codings)) = cc.get("coding") {
+        if let Some(Value::Array(codings)) = member(cc, "coding") {
             codings
                 .iter()
-                .filter_map(|c| c.get("display").and_then(Value::as_str))
+                .filter_map(|c| field(c, "display").and_then(Value::as_str))
                 .for_each(&mut *add);
         }
     };
-    if o.contains_key("coding") || (o.contains_key("text") && !o.contains_key("value")) {
+    if member(o, "coding").is_some()
+        || (member(o, "text").is_some() && member(o, "value").is_none())
+    {
         concept(o, add);
-    } else if o.contains_key("code") {
-        if let Some(display) = o.get("display").and_then(Value::as_str) {
+    } else if member(o, "code").is_some() {
+        if let Some(display) = member(o, "display").and_then(Value::as_str) {
             add(display);
         }
-    } else if let Some(Value::Object(kind)) = o.get("type") {
+    } else if let Some(Value::Object(kind)) = member(o, "type") {
         concept(kind, add);
     }
 }
@@ -318,17 +351,17 @@ fn tokens(item: &Item<'_>, add: &mut dyn FnMut(Option<&str>, Option<&str>)) {
         Value::String(s) => add(None, Some(s)),
         Value::Bool(b) => add(None, Some(if *b { "true" } else { "false" })),
         Value::Object(o) => {
-            let str_of = |k: &str| o.get(k).and_then(Value::as_str);
-            if let Some(Value::Array(codings)) = o.get("coding") {
+            let str_of = |k: &str| member(o, k).and_then(Value::as_str);
+            if let Some(Value::Array(codings)) = member(o, "coding") {
                 // CodeableConcept
                 for coding in codings {
-                    let system = coding.get("system").and_then(Value::as_str);
-                    let code = coding.get("code").and_then(Value::as_str);
+                    let system = field(coding, "system").and_then(Value::as_str);
+                    let code = field(coding, "code").and_then(Value::as_str);
                     if system.is_some() || code.is_some() {
                         add(system, code);
                     }
                 }
-            } else if o.contains_key("code") {
+            } else if member(o, "code").is_some() {
                 // Coding
                 add(str_of("system"), str_of("code"));
             } else if let Some(value) = str_of("value") {
@@ -472,5 +505,49 @@ mod tests {
             json!({"resourceType": "Patient", "identifier": [{"type": {"coding": [{"system": "http://t", "code": "MR"}]}, "value": "42"}]}),
         );
         assert_eq!(patient.groups[0].tokens[1].code.as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn a_text_repeated_in_a_codeable_concept_is_one_text_entry() {
+        let entries = indexed(
+            "Observation",
+            json!({"resourceType": "Observation", "status": "final",
+                "code": {"text": "Body Height", "coding": [{"system": "http://loinc.org", "code": "8302-2", "display": "Body Height"}]}}),
+        );
+        let texts: Vec<&str> = entries
+            .strings
+            .iter()
+            .filter(|s| s.param == "code:text")
+            .map(|s| s.exact.as_str())
+            .collect();
+        assert_eq!(texts, ["Body Height"]);
+    }
+
+    #[test]
+    fn a_composites_token_component_gives_codes_only() {
+        let entries = indexed(
+            "Observation",
+            json!({"resourceType": "Observation", "status": "final",
+                "code": {"text": "Gewicht", "coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}]},
+                "valueQuantity": {"value": 70, "system": "http://unitsofmeasure.org", "code": "kg"}}),
+        );
+        let group = entries
+            .groups
+            .iter()
+            .find(|g| g.tokens.iter().any(|t| t.param == "code-value-quantity$0"))
+            .expect("a code-value-quantity group");
+        assert!(group.strings.is_empty() && group.groups.is_empty());
+        assert_eq!(group.tokens.len(), 1);
+        assert_eq!(group.quantities[0].param, "code-value-quantity$1");
+        // A component with only a text still counts as present, as before: the group is kept.
+        let text_only = indexed(
+            "Observation",
+            json!({"resourceType": "Observation", "status": "final", "code": {"text": "Gewicht"},
+                "valueQuantity": {"value": 70, "system": "http://unitsofmeasure.org", "code": "kg"}}),
+        );
+        assert!(text_only.groups.iter().any(|g| g
+            .quantities
+            .iter()
+            .any(|q| q.param == "code-value-quantity$1")));
     }
 }
