@@ -877,6 +877,7 @@ impl Validator {
         let mut out = Outcome::default();
         if let Err(e) = crate::fhir::validate::validate(resource, rtype) {
             out.issues.extend(e.issues());
+            out.core_checked();
             return out;
         }
         let Some(core) = defs.core(rtype) else {
@@ -899,6 +900,7 @@ impl Validator {
             }
             _ => {}
         }
+        out.core_checked();
         let claimed = resource
             .pointer("/meta/profile")
             .and_then(Value::as_array)
@@ -947,8 +949,9 @@ impl Validator {
         out
     }
 
-    /// The check of the write path: the resource is refused (400) with every issue when it has
-    /// an error; otherwise what is left to check once the references' targets are found
+    /// The check of the write path: the resource is refused with every issue when it has an
+    /// error (400 when it breaks R4's own rules, 422 when only the profiles it claims or the
+    /// deployment requires); otherwise what is left to check once the references' targets are found
     /// ([`target_profile`], done by the interaction: `interaction::target_profile`).
     /// A stored definition that could not be used (`stored_definition`) is refused with 422.
     pub fn check_write(&self, resource: &Value, rtype: &str) -> Result<TargetChecks, FhirError> {
@@ -968,6 +971,7 @@ impl Validator {
             }
             return Ok(TargetChecks(targets));
         }
+        let only_profiles = out.breaks_only_profiles();
         let issues: Vec<Issue> = out
             .into_issues()
             .into_iter()
@@ -975,7 +979,11 @@ impl Validator {
             // the issue limit stays, so the client knows the list is not complete.
             .filter(|i| i.severity != "information" || i.code == "too-costly")
             .collect();
-        Err(FhirError::Invalid(issues))
+        if only_profiles {
+            Err(FhirError::Unprocessable(issues))
+        } else {
+            Err(FhirError::Invalid(issues))
+        }
     }
 }
 

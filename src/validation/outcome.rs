@@ -17,6 +17,10 @@ pub struct Outcome {
     /// References to check against their elements' profiles once their targets are found
     /// (`target_profile`; decision 0052).
     pub targets: Vec<TargetCheck>,
+    /// Whether the resource broke R4's own rules (the JSON format, the core definition of its
+    /// type, the rules beyond it), as opposed to only the profiles it was checked against
+    /// ([`Outcome::core_checked`]).
+    breaks_core: bool,
 }
 
 impl Outcome {
@@ -53,6 +57,18 @@ impl Outcome {
         if self.not_checked.insert(what) {
             self.push("information", "not-supported", at, message);
         }
+    }
+
+    /// Marks the end of the checks of R4's own rules: errors from here on are a profile's.
+    pub fn core_checked(&mut self) {
+        self.breaks_core = self.has_errors();
+    }
+
+    /// Whether every error is a profile's (claimed, asked for or required): http.html answers
+    /// such a write 422 ("violated applicable FHIR profiles or server business rules") and one
+    /// that breaks the base rules 400 ("failed basic FHIR validation rules").
+    pub fn breaks_only_profiles(&self) -> bool {
+        !self.breaks_core && self.has_errors()
     }
 
     pub fn has_errors(&self) -> bool {
