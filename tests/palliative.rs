@@ -237,10 +237,10 @@ both_stores!(
         let mut goal = domain_goal("pal-3", "pal-3-g", "daily-activities", "Walk to the bakery");
         goal.as_object_mut().unwrap().remove("category");
         let reply = server.client.put("Goal/pal-3-g", &goal).await.unwrap();
-        expect_status(&reply, 400);
+        expect_status(&reply, 422);
         goal["category"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/goal-category", "code": "behavioral"}]}]);
         let reply = server.client.put("Goal/pal-3-g", &goal).await.unwrap();
-        expect_status(&reply, 400);
+        expect_status(&reply, 422);
         put(
             &server,
             domain_goal("pal-3", "pal-3-g", "daily-activities", "Walk to the bakery"),
@@ -271,7 +271,7 @@ both_stores!(
             .put("CarePlan/pal-3-plan", &undescribed)
             .await
             .unwrap();
-        let outcome = expect_status(&reply, 400);
+        let outcome = expect_status(&reply, 422);
         assert!(
             outcome
                 .to_string()
@@ -286,7 +286,7 @@ both_stores!(
             .put("CarePlan/pal-3-plan", &goalless)
             .await
             .unwrap();
-        expect_status(&reply, 400);
+        expect_status(&reply, 422);
         let mut plan = plan;
         plan["activity"][0]["detail"]["performer"] = json!([{"reference": "Patient/pal-3"}]);
         put(&server, plan).await;

@@ -352,7 +352,7 @@ both_stores!(flags_claiming_the_signaal_profile_must_conform, |server| {
         "code": {"coding": [{"system": CS, "code": "not-a-reason"}]},
         "subject": {"reference": format!("Patient/{patient}")}});
     let reply = server.client.post("Flag", &flag).await.unwrap();
-    let outcome = expect_status(&reply, 400);
+    let outcome = expect_status(&reply, 422);
     let text = outcome.to_string();
     for expected in [
         "Flag.category is required",

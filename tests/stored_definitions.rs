@@ -130,7 +130,7 @@ both_stores!(
                 &without(session(SESSION, "glassy"), "subject"),
             )
             .await,
-            400,
+            422,
         );
         let found = errors(&outcome);
         assert!(
@@ -139,7 +139,7 @@ both_stores!(
         );
         let mut other_category = session(SESSION, "glassy");
         other_category["category"] = json!([{"coding": [{"system": CATEGORY, "code": "exam"}]}]);
-        let outcome = expect_status(&post(&server, "Observation", &other_category).await, 400);
+        let outcome = expect_status(&post(&server, "Observation", &other_category).await, 422);
         assert!(
             errors(&outcome)
                 .iter()
@@ -156,7 +156,7 @@ both_stores!(
         store_definitions(&server).await;
         let outcome = expect_status(
             &post(&server, "Observation", &session(SESSION, "blown-out")).await,
-            400,
+            422,
         );
         let found = errors(&outcome);
         assert!(
@@ -169,7 +169,7 @@ both_stores!(
         // A code the stored code system does not have at all.
         let outcome = expect_status(
             &post(&server, "Observation", &session(SESSION, "flat")).await,
-            400,
+            422,
         );
         assert!(
             errors(&outcome).iter().any(|e| e.contains("flat")),
@@ -245,7 +245,7 @@ both_stores!(an_update_of_the_profile_changes_the_next_write, |server| {
             .unwrap(),
         200,
     );
-    let outcome = expect_status(&post(&server, "Observation", &with_note).await, 400);
+    let outcome = expect_status(&post(&server, "Observation", &with_note).await, 422);
     assert!(
         errors(&outcome).iter().any(|e| e.contains("element note")),
         "{outcome}"
@@ -258,7 +258,7 @@ both_stores!(an_update_of_the_profile_changes_the_next_write, |server| {
 both_stores!(a_deleted_profile_is_no_longer_known, |server| {
     let id = store_definitions(&server).await;
     let bad = without(session(SESSION, "glassy"), "subject");
-    expect_status(&post(&server, "Observation", &bad).await, 400);
+    expect_status(&post(&server, "Observation", &bad).await, 422);
     expect_status(
         &server
             .client()
@@ -301,7 +301,7 @@ async fn a_deleted_profile_is_an_error_when_unknown_profiles_are(kind: StoreKind
     );
     let outcome = expect_status(
         &post(&server, "Observation", &session(SESSION, "glassy")).await,
-        400,
+        422,
     );
     assert!(
         errors(&outcome).iter().any(|e| e.contains("not known")),
@@ -392,7 +392,7 @@ both_stores!(
         // body weight (its code and value), whatever the stored copy says.
         let mut claim = session(SESSION, "glassy");
         claim["meta"]["profile"] = json!(["http://hl7.org/fhir/StructureDefinition/bodyweight"]);
-        let outcome = expect_status(&post(&server, "Observation", &claim).await, 400);
+        let outcome = expect_status(&post(&server, "Observation", &claim).await, 422);
         assert!(!errors(&outcome).is_empty(), "{outcome}");
     }
 );
@@ -410,7 +410,7 @@ both_stores!(
                 &without(session(LOGGED_SESSION, "glassy"), "subject"),
             )
             .await,
-            400,
+            422,
         );
         let found = errors(&outcome);
         assert!(
@@ -450,7 +450,7 @@ both_stores!(
     a_transaction_is_validated_with_the_profiles_it_brings,
     |server| {
         let bad = without(session(LOGGED_SESSION, "blown-out"), "subject");
-        let outcome = expect_status(&post(&server, "", &transaction_with(bad)).await, 400);
+        let outcome = expect_status(&post(&server, "", &transaction_with(bad)).await, 422);
         let found = errors(&outcome);
         assert!(found.iter().any(|e| e.contains("blown-out")), "{found:?}");
         assert!(found.iter().any(|e| e.contains("subject")), "{found:?}");
@@ -460,7 +460,7 @@ both_stores!(
         // Stored: in force for the next request.
         expect_status(
             &post(&server, "Observation", &session(SESSION, "blown-out")).await,
-            400,
+            422,
         );
     }
 );
@@ -477,7 +477,7 @@ async fn a_stored_profile_is_loaded_at_start_and_may_be_required(kind: StoreKind
         .await;
     // Required, so a resource claiming nothing is checked against it.
     let plain = without(session(SESSION, "blown-out"), "meta");
-    let outcome = expect_status(&post(&server, "Observation", &plain).await, 400);
+    let outcome = expect_status(&post(&server, "Observation", &plain).await, 422);
     assert!(
         errors(&outcome).iter().any(|e| e.contains("blown-out")),
         "{outcome}"
@@ -523,7 +523,7 @@ async fn a_profile_stored_through_one_server_is_used_by_the_other() {
         "profile in force on the other server after {:?}",
         start.elapsed()
     );
-    expect_status(&post(&two, "Observation", &bad).await, 400);
+    expect_status(&post(&two, "Observation", &bad).await, 422);
 }
 
 both_stores!(
@@ -540,7 +540,7 @@ both_stores!(
         )
         .await;
         let plain = session(SESSION, "glassy");
-        let outcome = expect_status(&post(&server, "Observation", &plain).await, 400);
+        let outcome = expect_status(&post(&server, "Observation", &plain).await, 422);
         assert!(
             errors(&outcome).iter().any(|e| e.contains("element note")),
             "{outcome}"
@@ -557,7 +557,7 @@ both_stores!(
         create(&server, &plain).await;
         expect_status(
             &post(&server, "Observation", &without(plain, "subject")).await,
-            400,
+            422,
         );
     }
 );
@@ -634,7 +634,7 @@ both_stores!(
         create(&server, &profile).await;
         let claim = json!({"resourceType": "Observation", "meta": {"profile": [url]},
         "status": "final", "code": {"text": "kite surf session"}});
-        let outcome = expect_status(&post(&server, "Observation", &claim).await, 400);
+        let outcome = expect_status(&post(&server, "Observation", &claim).await, 422);
         assert!(
             errors(&outcome)
                 .iter()

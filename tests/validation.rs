@@ -106,7 +106,8 @@ both_stores!(a_claimed_profile_is_checked_on_write, |server| {
     let mut bad = claiming(body_weight("64"), BODY_WEIGHT);
     bad["code"] = json!({"coding": [{"system": "http://loinc.org", "code": "8302-2"}]});
     let reply = server.client().post("Observation", &bad).await.unwrap();
-    let outcome = expect_status(&reply, 400);
+    // A valid Observation that breaks the profile it claims: 422 (http.html), not 400.
+    let outcome = expect_status(&reply, 422);
     assert!(!errors(&outcome).is_empty(), "{outcome}");
     // Without the claim the same resource is a valid Observation.
     bad.as_object_mut().unwrap().remove("meta");
@@ -261,12 +262,12 @@ async fn policy(server: TestServer) {
         "http://example.org/fhir/StructureDefinition/nowhere",
     );
     let reply = server.client().post("Observation", &unknown).await.unwrap();
-    expect_status(&reply, 400);
+    expect_status(&reply, 422);
     // Every Observation must be a vital sign: one without the category is refused.
     let mut lab = body_weight("70");
     lab.as_object_mut().unwrap().remove("category");
     let reply = server.client().post("Observation", &lab).await.unwrap();
-    let outcome = expect_status(&reply, 400);
+    let outcome = expect_status(&reply, 422);
     assert!(!errors(&outcome).is_empty());
     create(&server, &body_weight("70")).await;
     // Other types are not concerned.
@@ -351,7 +352,7 @@ async fn package_profiles(server: TestServer) {
         .post("Patient", &claiming(bad, CLINIC_PATIENT))
         .await
         .unwrap();
-    expect_status(&reply, 400);
+    expect_status(&reply, 422);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -173,10 +173,16 @@ pub fn validate(resource: &Value, expected_type: &str) -> Result<(), FhirError> 
     let mut issues = Vec::new();
     check_resource(resource, expected_type, expected_type, false, &mut issues);
     if issues.is_empty() {
-        // Signaal's profiles narrow a structurally valid resource that claims them.
+        // Signaal's profiles narrow a structurally valid resource that claims them: breaking
+        // only them is a 422, as any profile's (decision 0054).
         crate::fhir::profile::check(resource, &mut issues);
-    }
-    if issues.is_empty() {
+        if !issues.is_empty() {
+            if issues.len() > MAX_ISSUES {
+                issues.truncate(MAX_ISSUES);
+                issues.push(stopped_issue());
+            }
+            return Err(FhirError::Unprocessable(issues));
+        }
         return Ok(());
     }
     // Collectors stop once they hold one issue more than the limit: then there are more.

@@ -876,8 +876,12 @@ impl Validator {
     ) -> Outcome {
         let mut out = Outcome::default();
         if let Err(e) = crate::fhir::validate::validate(resource, rtype) {
+            // Unprocessable: the structure is R4's, only one of Signaal's profiles is broken.
+            let only_profiles = matches!(e, FhirError::Unprocessable(_));
             out.issues.extend(e.issues());
-            out.core_checked();
+            if !only_profiles {
+                out.core_checked();
+            }
             return out;
         }
         let Some(core) = defs.core(rtype) else {
