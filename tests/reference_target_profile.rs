@@ -8,6 +8,7 @@
 mod common;
 
 use common::auth::Secured;
+use common::outcome::validate;
 use common::package::write_package;
 use common::{create, expect_status, ids, statuses, Api, StoreKind, TempDir, TestServer};
 use serde_json::{json, Value};
@@ -122,16 +123,6 @@ fn assert_refused_at(outcome: &Value, at: &str) {
         "the target's problem: {message}"
     );
     assert!(expression.ends_with(at), "{expression} vs {at}");
-}
-
-async fn validate(server: &TestServer, resource: &Value) -> Value {
-    let rtype = resource["resourceType"].as_str().unwrap();
-    let reply = server
-        .client()
-        .post(&format!("{rtype}/$validate"), resource)
-        .await
-        .unwrap();
-    expect_status(&reply, 200)
 }
 
 with_hives!(

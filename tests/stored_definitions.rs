@@ -12,6 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::outcome::errors;
 use common::{create, expect_status, Api, StoreKind, TestServer};
 use serde_json::{json, Value};
 use signaal::client::Reply;
@@ -80,22 +81,6 @@ fn session(profile: &str, condition: &str) -> Value {
 fn without(mut resource: Value, element: &str) -> Value {
     resource.as_object_mut().unwrap().remove(element);
     resource
-}
-
-fn errors(outcome: &Value) -> Vec<String> {
-    outcome["issue"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["severity"] == "error")
-        .map(|i| {
-            format!(
-                "{} @ {}",
-                i["diagnostics"].as_str().unwrap_or(""),
-                i["expression"][0].as_str().unwrap_or("")
-            )
-        })
-        .collect()
 }
 
 /// Stores the code system, the value set and the session profile.

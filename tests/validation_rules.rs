@@ -14,35 +14,10 @@
 
 mod common;
 
+use common::outcome::{errors, validate};
 use common::package::write_package;
 use common::{create, expect_status, Api, StoreKind, TempDir, TestServer};
 use serde_json::{json, Value};
-
-fn errors(outcome: &Value) -> Vec<String> {
-    outcome["issue"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["severity"] == "error")
-        .map(|i| {
-            format!(
-                "{} @ {}",
-                i["diagnostics"].as_str().unwrap_or(""),
-                i["expression"][0].as_str().unwrap_or("")
-            )
-        })
-        .collect()
-}
-
-async fn validate(server: &TestServer, resource: &Value) -> Value {
-    let rtype = resource["resourceType"].as_str().unwrap();
-    let reply = server
-        .client()
-        .post(&format!("{rtype}/$validate"), resource)
-        .await
-        .unwrap();
-    expect_status(&reply, 200)
-}
 
 const INTAKE: &str = "http://rules.example/fhir/Questionnaire/sleep-intake";
 

@@ -468,6 +468,7 @@ pub mod bulk;
 pub mod concurrent;
 pub mod examples;
 pub mod oidc_provider;
+pub mod outcome;
 pub mod output;
 pub mod package;
 pub mod process;
