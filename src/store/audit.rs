@@ -13,11 +13,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::Pool;
 
-use super::backend::{Column, Columns, Sqlx};
+use super::backend::{pool_options, Column, Columns, Sqlx};
 use super::sql::{Dialect, Sql};
 use super::{StoreError, StoreResult};
 
@@ -165,7 +164,7 @@ async fn open_sqlite(url: &str) -> StoreResult<SqlAuditLog<sqlx::Sqlite>> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10));
-    let writer = SqlitePoolOptions::new()
+    let writer = pool_options::<sqlx::Sqlite>()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(30))
         .connect_with(options.clone())
@@ -173,7 +172,7 @@ async fn open_sqlite(url: &str) -> StoreResult<SqlAuditLog<sqlx::Sqlite>> {
     sqlx::migrate!("migrations/sqlite-audit")
         .run(&writer)
         .await?;
-    let reader = SqlitePoolOptions::new()
+    let reader = pool_options::<sqlx::Sqlite>()
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(30))
         .connect_with(options.read_only(true))
@@ -191,7 +190,7 @@ async fn open_postgres(url: &str) -> StoreResult<SqlAuditLog<sqlx::Postgres>> {
         .parse()
         .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
     // The resource store runs the migrations (0016 creates the table) before this opens.
-    let pool = PgPoolOptions::new()
+    let pool = pool_options::<sqlx::Postgres>()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(30))
         .connect_with(options)

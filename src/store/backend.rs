@@ -185,3 +185,32 @@ impl<R> Columns for R where
         + Column<Option<String>>
 {
 }
+
+/// The options every pool of the server starts from: sqlx's defaults without its background
+/// reaper (an idle timeout of 10 minutes and a lifetime of 30 make sqlx sweep each pool's idle
+/// connections on a timer). That sweep loops over a count of idle connections that a race in
+/// sqlx 0.8 can wrap below zero, and then spins without yielding, at 100% of a core, starving
+/// the runtime thread it runs on (sqlx issue 3645, fixed upstream after 0.8.6). The server
+/// needs no reaping: SQLite's connections are files, and PostgreSQL connections are tested
+/// before use (sqlx's `test_before_acquire`) and replaced when they fail.
+pub fn pool_options<DB: Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .idle_timeout(None)
+        .max_lifetime(None)
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::pool_options;
+
+    #[test]
+    fn pools_run_without_the_idle_reaper() {
+        let sqlite = pool_options::<sqlx::Sqlite>();
+        assert_eq!(sqlite.get_idle_timeout(), None);
+        assert_eq!(sqlite.get_max_lifetime(), None);
+        assert_eq!(sqlite.get_min_connections(), 0);
+        let postgres = pool_options::<sqlx::Postgres>();
+        assert_eq!(postgres.get_idle_timeout(), None);
+        assert_eq!(postgres.get_max_lifetime(), None);
+    }
+}

@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Row, Transaction};
 
-use super::backend::Backend;
+use super::backend::{pool_options, Backend};
 use super::sql::{Dialect, Sql};
 use super::sql_store::SqlStore;
 use super::time_budget::Limit;
@@ -44,7 +44,7 @@ impl Backend for Postgres {
         let options = options.options([("plan_cache_mode", "force_custom_plan")]);
         // Room for the multi-row INSERT texts of the writes (`sql::write`) beside the searches.
         let options = options.statement_cache_capacity(256);
-        let pool = PgPoolOptions::new()
+        let pool = pool_options::<sqlx::Postgres>()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
             // A statement whose request went away is stopped by closing its connection

@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool, Transaction};
 
-use super::backend::Backend;
+use super::backend::{pool_options, Backend};
 use super::sql::{Dialect, Sql};
 use super::sql_store::SqlStore;
 use super::sqlite_checkpoint::Checkpoints;
@@ -75,7 +74,7 @@ impl Backend for Sqlite {
             .pragma("wal_autocheckpoint", "4000");
         let checkpoints = Checkpoints::new();
         let watching = checkpoints.clone();
-        let writer = SqlitePoolOptions::new()
+        let writer = pool_options::<sqlx::Sqlite>()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             // A search of a write transaction dropped while it ran (its request went away)
@@ -118,14 +117,14 @@ impl Backend for Sqlite {
             )
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
-        let checkpointer = SqlitePoolOptions::new()
+        let checkpointer = pool_options::<sqlx::Sqlite>()
             .max_connections(1)
             .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         checkpoints.start(checkpointer.clone());
         let direct = DirectReader::new(options.get_filename());
-        let reader = SqlitePoolOptions::new()
+        let reader = pool_options::<sqlx::Sqlite>()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
             // No test query before each use: on SQLite it is one more round trip to the
