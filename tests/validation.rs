@@ -236,6 +236,146 @@ both_stores!(
     }
 );
 
+/// A collection Bundle of `entries` (Observations), each given an id and a made-up absolute
+/// fullUrl ending in it.
+fn collection(entries: Vec<Value>) -> Value {
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut resource)| {
+            resource["id"] = json!(format!("reading-{i}"));
+            json!({"fullUrl": format!("http://example.org/fhir/Observation/reading-{i}"),
+                   "resource": resource})
+        })
+        .collect();
+    json!({"resourceType": "Bundle", "type": "collection", "entry": entries})
+}
+
+/// A body weight in milligrams: a valid Observation that breaks the body-weight profile (its
+/// unit is bound, required, to kg, g and [lb_av]).
+fn weight_in_milligrams() -> Value {
+    let mut weight = body_weight("72000000");
+    weight["valueQuantity"]["unit"] = json!("mg");
+    weight["valueQuantity"]["code"] = json!("mg");
+    weight
+}
+
+both_stores!(
+    validate_checks_a_bundle_entry_against_the_profile_it_claims,
+    |server| {
+        let claimed = collection(vec![
+            body_weight("64"),
+            claiming(weight_in_milligrams(), BODY_WEIGHT),
+        ]);
+        let reply = server
+            .client()
+            .post("Bundle/$validate", &claimed)
+            .await
+            .unwrap();
+        let outcome = expect_status(&reply, 200);
+        let at = expressions(&outcome);
+        assert!(
+            !at.is_empty()
+                && at
+                    .iter()
+                    .all(|e| e.starts_with("Bundle.entry[1].resource.valueQuantity")),
+            "{outcome}"
+        );
+        // Without the claim the same entry is a valid Observation.
+        let unclaimed = collection(vec![body_weight("64"), weight_in_milligrams()]);
+        let reply = server
+            .client()
+            .post("Bundle/$validate", &unclaimed)
+            .await
+            .unwrap();
+        let outcome = expect_status(&reply, 200);
+        assert!(errors(&outcome).is_empty(), "{outcome}");
+    }
+);
+
+both_stores!(
+    a_bundle_whose_entry_breaks_only_its_claimed_profile_is_422,
+    |server| {
+        let bundle = collection(vec![claiming(weight_in_milligrams(), BODY_WEIGHT)]);
+        let reply = server.client().post("Bundle", &bundle).await.unwrap();
+        let outcome = expect_status(&reply, 422);
+        assert!(!errors(&outcome).is_empty(), "{outcome}");
+        // An entry that breaks R4's own rules (obs-6) as well: 400.
+        let mut both = claiming(weight_in_milligrams(), BODY_WEIGHT);
+        both["dataAbsentReason"] = json!({"text": "scale broken"});
+        let reply = server
+            .client()
+            .post("Bundle", &collection(vec![both]))
+            .await
+            .unwrap();
+        expect_status(&reply, 400);
+    }
+);
+
+both_stores!(
+    a_contained_resource_claiming_a_profile_of_another_type_is_an_error,
+    |server| {
+        let mut scale = json!({"resourceType": "Device", "id": "scale",
+            "meta": {"profile": [BODY_WEIGHT]}, "manufacturer": "Made-up Scales Ltd"});
+        scale["deviceName"] = json!([{"name": "hall scale", "type": "user-friendly-name"}]);
+        let mut weight = body_weight("64");
+        weight["contained"] = json!([scale]);
+        weight["device"] = json!({"reference": "#scale"});
+        let reply = server
+            .client()
+            .post("Observation/$validate", &weight)
+            .await
+            .unwrap();
+        let outcome = expect_status(&reply, 200);
+        assert_eq!(
+            expressions(&outcome),
+            ["Observation.contained[0].meta.profile[0]"],
+            "{outcome}"
+        );
+    }
+);
+
+both_stores!(
+    an_unknown_profile_claimed_by_a_bundle_entry_is_a_warning,
+    |server| {
+        let claimed = claiming(
+            body_weight("64"),
+            "http://example.org/fhir/StructureDefinition/nobody-knows-this",
+        );
+        let reply = server
+            .client()
+            .post("Bundle", &collection(vec![claimed]))
+            .await
+            .unwrap();
+        expect_status(&reply, 201);
+    }
+);
+
+both_stores!(
+    an_error_after_more_warnings_than_an_outcome_holds_is_still_refused,
+    |server| {
+        // Each entry lacks a narrative (dom-6, a warning): more warnings than an
+        // OperationOutcome keeps, then an entry that breaks obs-6 (dataAbsentReason beside a
+        // value), which only the walk of the definitions finds.
+        let mut readings: Vec<Value> = (0..70)
+            .map(|i| body_weight(&format!("{}", 60 + i % 9)))
+            .collect();
+        readings[66]["dataAbsentReason"] = json!({"text": "scale broken"});
+        let reply = server
+            .client()
+            .post("Bundle", &collection(readings))
+            .await
+            .unwrap();
+        let outcome = expect_status(&reply, 400);
+        assert!(
+            expressions(&outcome)
+                .iter()
+                .any(|e| e.starts_with("Bundle.entry[66].resource")),
+            "{outcome}"
+        );
+    }
+);
+
 async fn strict_server(kind: StoreKind) -> Option<TestServer> {
     TestServer::start_configured(kind, |settings| {
         settings.validation.unknown_profile = UnknownProfile::Error;

@@ -49,6 +49,9 @@ pub struct Walk<'v, 'a> {
     pub root_resource: &'a Value,
     pub out: &'v mut Outcome,
     depth: usize,
+    /// Whether nested resources are also walked against the profiles they claim
+    /// ([`Walk::nested_claims`]); not when a slice's match is probed.
+    pub claims: bool,
 }
 
 /// Whether invariant `c` is still to be evaluated on the item whose evaluated invariants are
@@ -75,6 +78,7 @@ impl<'v, 'a> Walk<'v, 'a> {
             root_resource: resource,
             out,
             depth: 0,
+            claims: true,
         }
     }
 
@@ -441,6 +445,42 @@ impl<'v, 'a> Walk<'v, 'a> {
             return;
         };
         self.nested_against(sd, value, at, contained);
+        if self.claims {
+            self.nested_claims(value, rtype, at, contained);
+        }
+    }
+
+    /// A nested resource against the profiles it claims in its own `meta.profile`, as a
+    /// resource written alone is (a Bundle entry, a contained resource, a Parameters value):
+    /// what breaks them is a profile's error ([`Outcome::profile_errors_from`]). A claimed
+    /// profile the server does not know is a warning: the deployment's `--unknown-profile`
+    /// policy is about the resource written, not about what a Bundle of it carries.
+    fn nested_claims(&mut self, value: &'a Value, rtype: &str, at: &str, contained: bool) {
+        let Some(claims) = value.pointer("/meta/profile").and_then(Value::as_array) else {
+            return;
+        };
+        for (i, url) in claims.iter().enumerate() {
+            let Some(url) = url.as_str() else {
+                continue;
+            };
+            let errors = self.out.error_count();
+            match self.defs.get(url) {
+                Some(sd) if sd.type_name == rtype => self.nested_against(sd, value, at, contained),
+                Some(sd) => self.out.error(
+                    "invalid",
+                    &format!("{at}.meta.profile[{i}]"),
+                    format!("The profile {url} constrains {}, not {rtype}", sd.type_name),
+                ),
+                None => self.out.warning(
+                    "not-supported",
+                    &format!("{at}.meta.profile[{i}]"),
+                    format!(
+                        "The profile {url} is not known to this server, so the resource was not checked against it"
+                    ),
+                ),
+            }
+            self.out.profile_errors_from(errors);
+        }
     }
 
     /// Walks a nested resource against `sd`, with its own `%rootResource` unless `contained`.
@@ -457,6 +497,7 @@ impl<'v, 'a> Walk<'v, 'a> {
             root_resource: if contained { self.root_resource } else { value },
             out: &mut *self.out,
             depth: self.depth,
+            claims: self.claims,
         };
         inner.resource_against(sd, at);
     }

@@ -239,6 +239,7 @@ fn resource_conforms(walk: &mut Walk<'_, '_>, sd: &StructureDefinition, value: &
     }
     let mut quiet = Outcome::default();
     let mut probe = Walk::new(walk.defs, value, &mut quiet);
+    probe.claims = false;
     probe.resource_against(sd, &sd.type_name);
     !quiet.has_errors()
 }
@@ -253,6 +254,7 @@ fn conforms(
     let mut quiet = Outcome::default();
     let mut probe = Walk::new(walk.defs, walk.resource, &mut quiet);
     probe.root_resource = walk.root_resource;
+    probe.claims = false;
     probe.element(
         sd,
         idx,

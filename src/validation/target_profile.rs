@@ -142,7 +142,8 @@ pub fn check<'t>(
     }
 }
 
-/// The first error of `target` against `sd` (its own references' targets are not followed).
+/// The first error of `target` against `sd` (its own references' targets are not followed, nor
+/// the profiles its nested resources claim).
 fn first_problem(
     defs: &Definitions,
     target: &Value,
@@ -150,7 +151,9 @@ fn first_problem(
     sd: &super::StructureDefinition,
 ) -> Option<String> {
     let mut inner = Outcome::default();
-    Walk::new(defs, target, &mut inner).resource_against(sd, rtype);
+    let mut walk = Walk::new(defs, target, &mut inner);
+    walk.claims = false;
+    walk.resource_against(sd, rtype);
     inner
         .issues
         .into_iter()
