@@ -2,22 +2,13 @@
 //! it works while the server runs; a running open server starts requiring tokens within a
 //! second of the first registration).
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 
 use signaal::auth::{jwks, scope};
 use signaal::fhir::id;
 use signaal::store::auth::ClientRecord;
 
-#[derive(Args)]
-pub struct Database {
-    /// sqlite://PATH or postgres://USER@HOST:PORT/DB (the server's --database).
-    #[arg(
-        long,
-        env = "SIGNAAL_DATABASE_URL",
-        default_value = "sqlite://signaal.db"
-    )]
-    database: String,
-}
+use crate::database_option::Database;
 
 #[derive(Subcommand)]
 pub enum ClientCommand {
@@ -97,7 +88,7 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
             let record = record(id, name, jwks, jwks_url, scope, patient, app)?;
             let redirects = redirect_uris_of(&redirect_uris)?;
             let secret = secret_file.as_deref().map(secret_hash).transpose()?;
-            let (_, clients) = open(&database).await?;
+            let clients = database.open().await?;
             clients
                 .add_client(&record)
                 .await
@@ -118,7 +109,7 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
             Ok(())
         }
         ClientCommand::List { database } => {
-            let (_, clients) = open(&database).await?;
+            let clients = database.open().await?;
             for c in clients.clients().await.map_err(|e| e.to_string())? {
                 let secret = clients
                     .app_secret(&c.id)
@@ -140,7 +131,7 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
             Ok(())
         }
         ClientCommand::Remove { database, id } => {
-            let (_, clients) = open(&database).await?;
+            let clients = database.open().await?;
             if clients
                 .remove_client(&id)
                 .await
@@ -153,20 +144,6 @@ pub async fn run(command: ClientCommand) -> Result<(), String> {
             }
         }
     }
-}
-
-async fn open(
-    database: &Database,
-) -> Result<
-    (
-        std::sync::Arc<dyn signaal::store::Store>,
-        std::sync::Arc<dyn signaal::store::auth::AuthStore>,
-    ),
-    String,
-> {
-    signaal::store::open_with_auth(&database.database)
-        .await
-        .map_err(|e| format!("cannot open the database: {e}"))
 }
 
 /// Redirect URIs are absolute `https://` URLs, or `http://` ones on a loopback host (a native

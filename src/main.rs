@@ -15,6 +15,7 @@ use signaal::search::budget;
 use signaal::server::{self, Settings};
 
 mod clients;
+mod database_option;
 mod import_cli;
 mod users;
 use clients::ClientCommand;

@@ -7,22 +7,13 @@
 
 use std::io::BufRead;
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 
 use signaal::auth::password;
 use signaal::fhir::id;
 use signaal::store::users::UserRecord;
 
-#[derive(Args)]
-pub struct Database {
-    /// sqlite://PATH or postgres://USER@HOST:PORT/DB (the server's --database).
-    #[arg(
-        long,
-        env = "SIGNAAL_DATABASE_URL",
-        default_value = "sqlite://signaal.db"
-    )]
-    database: String,
-}
+use crate::database_option::Database;
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -114,7 +105,7 @@ pub async fn run(command: UserCommand) -> Result<(), String> {
                 password: hash,
                 since: now,
             };
-            let store = open(&database).await?;
+            let store = database.open().await?;
             store.add_user(&record).await.map_err(|e| e.to_string())?;
             if let Some((issuer, subject)) = &link {
                 if let Err(e) = store.link_oidc(&record.id, issuer, subject).await {
@@ -132,7 +123,7 @@ pub async fn run(command: UserCommand) -> Result<(), String> {
             oidc_subject,
         } => {
             check_link(&oidc_issuer, &oidc_subject)?;
-            let store = open(&database).await?;
+            let store = database.open().await?;
             if store
                 .link_oidc(&name, &oidc_issuer, &oidc_subject)
                 .await
@@ -145,7 +136,7 @@ pub async fn run(command: UserCommand) -> Result<(), String> {
             }
         }
         UserCommand::List { database } => {
-            let store = open(&database).await?;
+            let store = database.open().await?;
             for u in store.users().await.map_err(|e| e.to_string())? {
                 println!(
                     "{}\t{}\t{}",
@@ -157,7 +148,7 @@ pub async fn run(command: UserCommand) -> Result<(), String> {
             Ok(())
         }
         UserCommand::Remove { database, name } => {
-            let store = open(&database).await?;
+            let store = database.open().await?;
             if store
                 .remove_user(&name, now)
                 .await
@@ -177,7 +168,7 @@ pub async fn run(command: UserCommand) -> Result<(), String> {
             let secret = read_password(password_file.as_deref())?;
             password::acceptable(&secret)?;
             let hash = password::hash(&secret)?;
-            let store = open(&database).await?;
+            let store = database.open().await?;
             if store
                 .set_password(&name, &hash, now)
                 .await
@@ -235,13 +226,4 @@ fn read_password(file: Option<&str>) -> Result<String, String> {
         }
     };
     Ok(line)
-}
-
-async fn open(
-    database: &Database,
-) -> Result<std::sync::Arc<dyn signaal::store::auth::AuthStore>, String> {
-    signaal::store::open_with_auth(&database.database)
-        .await
-        .map(|(_, auth)| auth)
-        .map_err(|e| format!("cannot open the database: {e}"))
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{expect_status, patient, without_audit_events, StoreKind, TestServer};
+use common::{expect_status, patient, send_json, without_audit_events, StoreKind, TestServer};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -510,16 +510,14 @@ both_stores!(accepting_only_turtle_is_406, |server| {
         .await
         .unwrap();
     expect_status(&reply, 406);
-    let reply = server
-        .client
-        .send(
-            "POST",
-            "Patient",
-            &[("Accept", "text/turtle")],
-            Some(jansen().to_string().into_bytes()),
-        )
-        .await
-        .unwrap();
+    let reply = send_json(
+        &server,
+        "POST",
+        "Patient",
+        &[("Accept", "text/turtle")],
+        &jansen(),
+    )
+    .await;
     expect_status(&reply, 406);
     assert_nothing_written(&server).await;
 });
@@ -682,27 +680,16 @@ both_stores!(a_search_with_ten_thousand_or_values_is_400, |server| {
 both_stores!(
     a_conditional_create_with_bad_criteria_leaves_nothing_behind,
     |server| {
-        let reply = server
-            .client
-            .send(
-                "POST",
-                "Patient",
-                &[("If-None-Exist", "_lastUpdated=garbage")],
-                Some(jansen().to_string().into_bytes()),
-            )
-            .await
-            .unwrap();
+        let reply = send_json(
+            &server,
+            "POST",
+            "Patient",
+            &[("If-None-Exist", "_lastUpdated=garbage")],
+            &jansen(),
+        )
+        .await;
         expect_status(&reply, 400);
-        let reply = server
-            .client
-            .send(
-                "PUT",
-                "Patient?_count=-1",
-                &[],
-                Some(jansen().to_string().into_bytes()),
-            )
-            .await
-            .unwrap();
+        let reply = send_json(&server, "PUT", "Patient?_count=-1", &[], &jansen()).await;
         expect_status(&reply, 400);
         let reply = server
             .client

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{create, expect_status, match_ids, patient};
+use common::{create, expect_status, match_ids, patient, send_json};
 use serde_json::json;
 
 /// Anna Jansen, the Patient most tests write.
@@ -364,16 +364,14 @@ both_stores!(
 both_stores!(update_with_the_right_if_match_is_200, |server| {
     let id = create(&server, &anna_jansen()).await;
     let body = json!({"resourceType": "Patient", "id": id});
-    let reply = server
-        .client
-        .send(
-            "PUT",
-            &format!("Patient/{id}"),
-            &[("If-Match", "W/\"1\"")],
-            Some(body.to_string().into_bytes()),
-        )
-        .await
-        .unwrap();
+    let reply = send_json(
+        &server,
+        "PUT",
+        &format!("Patient/{id}"),
+        &[("If-Match", "W/\"1\"")],
+        &body,
+    )
+    .await;
     assert_eq!(expect_status(&reply, 200)["meta"]["versionId"], "2");
 });
 
@@ -383,16 +381,14 @@ both_stores!(
         let id = create(&server, &anna_jansen()).await;
         update_family(&server, &id, "Second").await;
         let body = json!({"resourceType": "Patient", "id": id});
-        let reply = server
-            .client
-            .send(
-                "PUT",
-                &format!("Patient/{id}"),
-                &[("If-Match", "W/\"1\"")],
-                Some(body.to_string().into_bytes()),
-            )
-            .await
-            .unwrap();
+        let reply = send_json(
+            &server,
+            "PUT",
+            &format!("Patient/{id}"),
+            &[("If-Match", "W/\"1\"")],
+            &body,
+        )
+        .await;
         expect_status(&reply, 412);
         let current = get(&server, &format!("Patient/{id}"), 200).await;
         assert_eq!(current["meta"]["versionId"], "2");
@@ -794,16 +790,14 @@ fn if_none_exist(value: &str) -> String {
 
 both_stores!(conditional_create_without_a_match_is_201, |server| {
     let header = if_none_exist("c-1");
-    let reply = server
-        .client
-        .send(
-            "POST",
-            "Patient",
-            &[("If-None-Exist", &header)],
-            Some(patient_with("c-1").to_string().into_bytes()),
-        )
-        .await
-        .unwrap();
+    let reply = send_json(
+        &server,
+        "POST",
+        "Patient",
+        &[("If-None-Exist", &header)],
+        &patient_with("c-1"),
+    )
+    .await;
     let body = expect_status(&reply, 201);
     assert!(reply.header("location").is_some());
     assert_eq!(body["identifier"][0]["value"], "c-1");
@@ -814,16 +808,14 @@ both_stores!(
     |server| {
         let existing = create(&server, &patient_with("c-2")).await;
         let header = if_none_exist("c-2");
-        let reply = server
-            .client
-            .send(
-                "POST",
-                "Patient",
-                &[("If-None-Exist", &header)],
-                Some(patient_with("c-2").to_string().into_bytes()),
-            )
-            .await
-            .unwrap();
+        let reply = send_json(
+            &server,
+            "POST",
+            "Patient",
+            &[("If-None-Exist", &header)],
+            &patient_with("c-2"),
+        )
+        .await;
         let body = expect_status(&reply, 200);
         assert_eq!(body["id"], existing.as_str());
         assert_eq!(body["meta"]["versionId"], "1");
@@ -840,16 +832,14 @@ both_stores!(conditional_create_with_two_matches_is_412, |server| {
     create(&server, &patient_with("c-3")).await;
     create(&server, &patient_with("c-3")).await;
     let header = if_none_exist("c-3");
-    let reply = server
-        .client
-        .send(
-            "POST",
-            "Patient",
-            &[("If-None-Exist", &header)],
-            Some(patient_with("c-3").to_string().into_bytes()),
-        )
-        .await
-        .unwrap();
+    let reply = send_json(
+        &server,
+        "POST",
+        "Patient",
+        &[("If-None-Exist", &header)],
+        &patient_with("c-3"),
+    )
+    .await;
     expect_status(&reply, 412);
     assert_eq!(
         entries(&get(&server, "Patient/_history", 200).await).len(),
@@ -860,16 +850,14 @@ both_stores!(conditional_create_with_two_matches_is_412, |server| {
 both_stores!(
     conditional_create_with_an_unsupported_parameter_is_400,
     |server| {
-        let reply = server
-            .client
-            .send(
-                "POST",
-                "Patient",
-                &[("If-None-Exist", "no-such-param=1")],
-                Some(anna_jansen().to_string().into_bytes()),
-            )
-            .await
-            .unwrap();
+        let reply = send_json(
+            &server,
+            "POST",
+            "Patient",
+            &[("If-None-Exist", "no-such-param=1")],
+            &anna_jansen(),
+        )
+        .await;
         expect_status(&reply, 400);
         assert!(entries(&get(&server, "Patient/_history", 200).await).is_empty());
     }
@@ -1000,16 +988,14 @@ both_stores!(conditional_delete_with_many_matches_is_412, |server| {
 both_stores!(
     prefer_return_minimal_sends_no_body_but_keeps_the_headers,
     |server| {
-        let reply = server
-            .client
-            .send(
-                "POST",
-                "Patient",
-                &[("Prefer", "return=minimal")],
-                Some(anna_jansen().to_string().into_bytes()),
-            )
-            .await
-            .unwrap();
+        let reply = send_json(
+            &server,
+            "POST",
+            "Patient",
+            &[("Prefer", "return=minimal")],
+            &anna_jansen(),
+        )
+        .await;
         expect_status(&reply, 201);
         assert!(reply.body.is_empty(), "no body: {:?}", reply.body);
         let location = reply.header("location").expect("Location").to_owned();
@@ -1022,16 +1008,14 @@ both_stores!(
 both_stores!(prefer_return_minimal_on_update_sends_no_body, |server| {
     let id = create(&server, &anna_jansen()).await;
     let body = json!({"resourceType": "Patient", "id": id});
-    let reply = server
-        .client
-        .send(
-            "PUT",
-            &format!("Patient/{id}"),
-            &[("Prefer", "return=minimal")],
-            Some(body.to_string().into_bytes()),
-        )
-        .await
-        .unwrap();
+    let reply = send_json(
+        &server,
+        "PUT",
+        &format!("Patient/{id}"),
+        &[("Prefer", "return=minimal")],
+        &body,
+    )
+    .await;
     expect_status(&reply, 200);
     assert!(reply.body.is_empty());
     assert_eq!(reply.header("etag"), Some("W/\"2\""));
@@ -1040,16 +1024,14 @@ both_stores!(prefer_return_minimal_on_update_sends_no_body, |server| {
 both_stores!(
     prefer_return_operation_outcome_answers_with_an_outcome,
     |server| {
-        let reply = server
-            .client
-            .send(
-                "POST",
-                "Patient",
-                &[("Prefer", "return=OperationOutcome")],
-                Some(anna_jansen().to_string().into_bytes()),
-            )
-            .await
-            .unwrap();
+        let reply = send_json(
+            &server,
+            "POST",
+            "Patient",
+            &[("Prefer", "return=OperationOutcome")],
+            &anna_jansen(),
+        )
+        .await;
         let body = expect_status(&reply, 201);
         assert_eq!(body["resourceType"], "OperationOutcome");
         assert_eq!(body["issue"][0]["severity"], "information");
@@ -1060,16 +1042,14 @@ both_stores!(
 both_stores!(
     prefer_return_representation_answers_with_the_resource,
     |server| {
-        let reply = server
-            .client
-            .send(
-                "POST",
-                "Patient",
-                &[("Prefer", "return=representation")],
-                Some(anna_jansen().to_string().into_bytes()),
-            )
-            .await
-            .unwrap();
+        let reply = send_json(
+            &server,
+            "POST",
+            "Patient",
+            &[("Prefer", "return=representation")],
+            &anna_jansen(),
+        )
+        .await;
         let body = expect_status(&reply, 201);
         assert_eq!(body["resourceType"], "Patient");
         assert_eq!(body["meta"]["versionId"], "1");

@@ -9,7 +9,7 @@ mod common;
 
 use common::auth::Secured;
 use common::outcome::validate;
-use common::package::write_package;
+use common::package::{server_with_package, write_package};
 use common::{create, expect_status, ids, statuses, Api, StoreKind, TempDir, TestServer};
 use serde_json::{json, Value};
 
@@ -42,37 +42,9 @@ fn hive_profiles() -> Vec<Value> {
     ]
 }
 
+/// A server with the package holding [`hive_profiles`].
 async fn hive_server(kind: StoreKind) -> Option<(TestServer, TempDir)> {
-    let dir = TempDir::new();
-    let package = write_package(&dir.0, "hives.example", json!({}), &hive_profiles());
-    let server =
-        TestServer::start_configured(kind, |s| s.validation.packages = vec![package]).await?;
-    Some((server, dir))
-}
-
-/// Like `both_stores!`, on a server holding [`hive_profiles`].
-macro_rules! with_hives {
-    ($name:ident, |$server:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn run($server: TestServer) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let (server, _dir) = hive_server(StoreKind::Sqlite).await.unwrap();
-                run(server).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some((server, _dir)) = hive_server(StoreKind::Postgres).await {
-                    run(server).await;
-                }
-            }
-        }
-    };
+    server_with_package(kind, "hives.example", &hive_profiles()).await
 }
 
 fn beekeeper(identified: bool) -> Value {
@@ -125,7 +97,8 @@ fn assert_refused_at(outcome: &Value, at: &str) {
     assert!(expression.ends_with(at), "{expression} vs {at}");
 }
 
-with_hives!(
+with_package!(
+    hive_server,
     a_target_that_does_not_conform_to_the_profile_is_refused,
     |server| {
         let anonymous = create(&server, &beekeeper(false)).await;
@@ -158,7 +131,8 @@ with_hives!(
     }
 );
 
-with_hives!(
+with_package!(
+    hive_server,
     a_versioned_reference_is_checked_against_that_version,
     |server| {
         let id = create(&server, &beekeeper(false)).await;
@@ -186,7 +160,8 @@ with_hives!(
     }
 );
 
-with_hives!(
+with_package!(
+    hive_server,
     a_target_not_on_this_server_is_not_checked_and_said_so,
     |server| {
         for subject in [
@@ -209,55 +184,63 @@ with_hives!(
     }
 );
 
-with_hives!(validate_reports_a_target_that_does_not_conform, |server| {
-    let anonymous = create(&server, &beekeeper(false)).await;
-    let enrolled = create(&server, &beekeeper(true)).await;
-    let outcome = validate(&server, &inspection(&format!("Patient/{anonymous}"))).await;
-    assert_refused_at(&outcome, "Observation.subject");
-    let outcome = validate(&server, &inspection(&format!("Patient/{enrolled}"))).await;
-    assert!(errors(&outcome).is_empty(), "{outcome}");
-});
+with_package!(
+    hive_server,
+    validate_reports_a_target_that_does_not_conform,
+    |server| {
+        let anonymous = create(&server, &beekeeper(false)).await;
+        let enrolled = create(&server, &beekeeper(true)).await;
+        let outcome = validate(&server, &inspection(&format!("Patient/{anonymous}"))).await;
+        assert_refused_at(&outcome, "Observation.subject");
+        let outcome = validate(&server, &inspection(&format!("Patient/{enrolled}"))).await;
+        assert!(errors(&outcome).is_empty(), "{outcome}");
+    }
+);
 
-with_hives!(an_update_and_a_patch_check_their_targets, |server| {
-    let anonymous = create(&server, &beekeeper(false)).await;
-    let enrolled = create(&server, &beekeeper(true)).await;
-    let id = create(&server, &inspection(&format!("Patient/{enrolled}"))).await;
-    let mut moved = inspection(&format!("Patient/{anonymous}"));
-    moved["id"] = json!(id);
-    let reply = server
-        .client()
-        .put(&format!("Observation/{id}"), &moved)
-        .await
-        .unwrap();
-    assert_refused_at(&expect_status(&reply, 422), "Observation.subject");
-    let patch = json!([{"op": "replace", "path": "/subject/reference",
-        "value": format!("Patient/{anonymous}")}]);
-    let reply = server
-        .client()
-        .send(
-            "PATCH",
-            &format!("Observation/{id}"),
-            &[("content-type", "application/json-patch+json")],
-            Some(patch.to_string().into_bytes()),
-        )
-        .await
-        .unwrap();
-    assert_refused_at(&expect_status(&reply, 422), "Observation.subject");
-    // Nothing was written: still version 1, still the enrolled beekeeper.
-    let current = expect_status(
-        &server
+with_package!(
+    hive_server,
+    an_update_and_a_patch_check_their_targets,
+    |server| {
+        let anonymous = create(&server, &beekeeper(false)).await;
+        let enrolled = create(&server, &beekeeper(true)).await;
+        let id = create(&server, &inspection(&format!("Patient/{enrolled}"))).await;
+        let mut moved = inspection(&format!("Patient/{anonymous}"));
+        moved["id"] = json!(id);
+        let reply = server
             .client()
-            .get(&format!("Observation/{id}"))
+            .put(&format!("Observation/{id}"), &moved)
             .await
-            .unwrap(),
-        200,
-    );
-    assert_eq!(current["meta"]["versionId"], "1");
-    assert_eq!(
-        current["subject"]["reference"],
-        format!("Patient/{enrolled}")
-    );
-});
+            .unwrap();
+        assert_refused_at(&expect_status(&reply, 422), "Observation.subject");
+        let patch = json!([{"op": "replace", "path": "/subject/reference",
+        "value": format!("Patient/{anonymous}")}]);
+        let reply = server
+            .client()
+            .send(
+                "PATCH",
+                &format!("Observation/{id}"),
+                &[("content-type", "application/json-patch+json")],
+                Some(patch.to_string().into_bytes()),
+            )
+            .await
+            .unwrap();
+        assert_refused_at(&expect_status(&reply, 422), "Observation.subject");
+        // Nothing was written: still version 1, still the enrolled beekeeper.
+        let current = expect_status(
+            &server
+                .client()
+                .get(&format!("Observation/{id}"))
+                .await
+                .unwrap(),
+            200,
+        );
+        assert_eq!(current["meta"]["versionId"], "1");
+        assert_eq!(
+            current["subject"]["reference"],
+            format!("Patient/{enrolled}")
+        );
+    }
+);
 
 const KEEPER: &str = "urn:uuid:4f1d7a52-8c3e-4b6a-9d0e-2a7c5b8e1f30";
 
@@ -268,7 +251,8 @@ fn transaction(identified: bool) -> Value {
         {"resource": inspection(KEEPER), "request": {"method": "POST", "url": "Observation"}}]})
 }
 
-with_hives!(
+with_package!(
+    hive_server,
     a_target_in_the_same_transaction_is_checked_as_written,
     |server| {
         let reply = server.client().post("", &transaction(false)).await.unwrap();
@@ -294,31 +278,36 @@ with_hives!(
     }
 );
 
-with_hives!(validate_checks_a_bundles_targets_in_the_bundle, |server| {
-    // A round of inspections: its entries are walked against the hive profiles, so the
-    // inspection's subject is found among them.
-    let round = |identified: bool| {
-        let mut bundle = transaction(identified);
-        bundle["type"] = json!("collection");
-        bundle["meta"] = json!({"profile": [ROUND]});
-        for entry in bundle["entry"].as_array_mut().unwrap() {
-            entry.as_object_mut().unwrap().remove("request");
-        }
-        bundle["entry"][1]["fullUrl"] = json!("urn:uuid:9a0c3e61-5b7d-4f28-8e1a-6d4b2c9f7a15");
-        bundle
-    };
-    let outcome = validate(&server, &round(false)).await;
-    let at_subject: Vec<_> = errors(&outcome)
-        .into_iter()
-        .filter(|(_, _, at)| at == "Bundle.entry[1].resource.subject")
-        .collect();
-    assert_eq!(at_subject.len(), 1, "{outcome}");
-    assert!(at_subject[0].1.contains(ENROLLED), "{outcome}");
-    let outcome = validate(&server, &round(true)).await;
-    assert!(errors(&outcome).is_empty(), "{outcome}");
-});
+with_package!(
+    hive_server,
+    validate_checks_a_bundles_targets_in_the_bundle,
+    |server| {
+        // A round of inspections: its entries are walked against the hive profiles, so the
+        // inspection's subject is found among them.
+        let round = |identified: bool| {
+            let mut bundle = transaction(identified);
+            bundle["type"] = json!("collection");
+            bundle["meta"] = json!({"profile": [ROUND]});
+            for entry in bundle["entry"].as_array_mut().unwrap() {
+                entry.as_object_mut().unwrap().remove("request");
+            }
+            bundle["entry"][1]["fullUrl"] = json!("urn:uuid:9a0c3e61-5b7d-4f28-8e1a-6d4b2c9f7a15");
+            bundle
+        };
+        let outcome = validate(&server, &round(false)).await;
+        let at_subject: Vec<_> = errors(&outcome)
+            .into_iter()
+            .filter(|(_, _, at)| at == "Bundle.entry[1].resource.subject")
+            .collect();
+        assert_eq!(at_subject.len(), 1, "{outcome}");
+        assert!(at_subject[0].1.contains(ENROLLED), "{outcome}");
+        let outcome = validate(&server, &round(true)).await;
+        assert!(errors(&outcome).is_empty(), "{outcome}");
+    }
+);
 
-with_hives!(
+with_package!(
+    hive_server,
     a_batch_refuses_only_the_entry_whose_target_does_not_conform,
     |server| {
         let anonymous = create(&server, &beekeeper(false)).await;

@@ -93,6 +93,21 @@ async fn until_status(server: &TestServer, id: &str, status: &str) -> Value {
     }
 }
 
+/// Creates the rest-hook Subscription `s` to `receiver`, then waits for its handshake and until
+/// it is active; its id.
+async fn subscribe(server: &TestServer, receiver: &Receiver, s: &Value) -> String {
+    let id = post(server, "Subscription", s).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    receiver
+        .next_of("handshake", WAIT)
+        .await
+        .expect("handshake");
+    until_status(server, &id, "active").await;
+    id
+}
+
 async fn patients(server: &TestServer, ids: &[&str]) {
     for id in ids {
         let reply = server
@@ -304,15 +319,7 @@ both_stores!(a_slow_endpoint_does_not_delay_another, |server| {
             &receiver.url,
             "id-only",
         );
-        let id = post(&server, "Subscription", &s).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        receiver
-            .next_of("handshake", WAIT)
-            .await
-            .expect("handshake");
-        until_status(&server, &id, "active").await;
+        subscribe(&server, &receiver, &s).await;
     }
     // The slow one takes 8 s to answer each notification (within its 10 s timeout).
     slow.set_slow(Duration::from_secs(8));
@@ -380,15 +387,7 @@ both_stores!(max_count_bounds_the_events_of_one_notification, |server| {
         "backport-max-count",
         json!(2),
     );
-    let id = post(&server, "Subscription", &s).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    receiver
-        .next_of("handshake", WAIT)
-        .await
-        .expect("handshake");
-    until_status(&server, &id, "active").await;
+    let id = subscribe(&server, &receiver, &s).await;
     receiver.set_down(true);
     for _ in 0..5 {
         post(&server, "Flag", &flag("max-p1", "active", 3)).await;
@@ -488,15 +487,7 @@ both_stores!(an_encounter_notifies_once_when_it_finishes, |server| {
         &receiver.url,
         "id-only",
     );
-    let id = post(&server, "Subscription", &s).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    receiver
-        .next_of("handshake", WAIT)
-        .await
-        .expect("handshake");
-    until_status(&server, &id, "active").await;
+    subscribe(&server, &receiver, &s).await;
     let mut encounter = json!({
         "resourceType": "Encounter", "status": "in-progress",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
@@ -586,15 +577,7 @@ both_stores!(a_posted_topic_is_in_force_at_once, |server| {
         &receiver.url,
         "full-resource",
     );
-    let id = post(&server, "Subscription", &s).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    receiver
-        .next_of("handshake", WAIT)
-        .await
-        .expect("handshake");
-    until_status(&server, &id, "active").await;
+    subscribe(&server, &receiver, &s).await;
     post(
         &server,
         "AllergyIntolerance",

@@ -278,14 +278,7 @@ fn observation_for(reference: &str) -> Value {
 }
 
 both_stores!(a_conditional_reference_to_one_match_is_resolved, |server| {
-    let created = expect_status(
-        &server
-            .client
-            .post("Patient", &patient_bsn("555"))
-            .await
-            .unwrap(),
-        201,
-    );
+    let id = create(&server, &patient_bsn("555")).await;
     let reply = send(
         &server,
         &bundle(
@@ -300,7 +293,7 @@ both_stores!(a_conditional_reference_to_one_match_is_resolved, |server| {
     let body = expect_status(&reply, 200);
     assert_eq!(
         body["entry"][0]["resource"]["subject"]["reference"],
-        format!("Patient/{}", created["id"].as_str().unwrap())
+        format!("Patient/{id}")
     );
 });
 
@@ -333,14 +326,7 @@ both_stores!(
     a_conditional_reference_to_many_matches_fails_the_transaction,
     |server| {
         for _ in 0..2 {
-            expect_status(
-                &server
-                    .client
-                    .post("Patient", &patient_bsn("777"))
-                    .await
-                    .unwrap(),
-                201,
-            );
+            create(&server, &patient_bsn("777")).await;
         }
         let reply = send(
             &server,
@@ -362,14 +348,7 @@ both_stores!(
 both_stores!(
     deletes_run_before_creates_whatever_the_entry_order,
     |server| {
-        expect_status(
-            &server
-                .client
-                .post("Patient", &patient_bsn("888"))
-                .await
-                .unwrap(),
-            201,
-        );
+        create(&server, &patient_bsn("888")).await;
         // The POST comes first in the Bundle, but the DELETE runs first: afterwards exactly one
         // Patient with that BSN exists, the new one.
         let mut create = post("urn:uuid:new", patient_bsn("888"));
@@ -454,15 +433,7 @@ both_stores!(
 both_stores!(
     get_entries_run_after_the_writes_and_honour_if_none_match,
     |server| {
-        let created = expect_status(
-            &server
-                .client
-                .post("Patient", &patient_bsn("1200"))
-                .await
-                .unwrap(),
-            201,
-        );
-        let id = created["id"].as_str().unwrap();
+        let id = create(&server, &patient_bsn("1200")).await;
         let reply = send(
         &server,
         &bundle(
@@ -538,15 +509,7 @@ async fn too_many_entries_is_413() {
 both_stores!(
     concurrent_transactions_on_one_patient_never_merge,
     |server| {
-        let created = expect_status(
-            &server
-                .client
-                .post("Patient", &patient_bsn("1400"))
-                .await
-                .unwrap(),
-            201,
-        );
-        let id = created["id"].as_str().unwrap().to_owned();
+        let id = create(&server, &patient_bsn("1400")).await;
         let mut tasks = Vec::new();
         for i in 0..8 {
             let client = server.client.clone();

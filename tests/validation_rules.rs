@@ -15,7 +15,7 @@
 mod common;
 
 use common::outcome::{errors, validate};
-use common::package::write_package;
+use common::package::server_with_package;
 use common::{create, expect_status, Api, StoreKind, TempDir, TestServer};
 use serde_json::{json, Value};
 
@@ -47,36 +47,7 @@ fn response(status: &str, items: Value) -> Value {
 
 /// A server with the package holding [`sleep_intake`].
 async fn intake_server(kind: StoreKind) -> Option<(TestServer, TempDir)> {
-    let dir = TempDir::new();
-    let package = write_package(&dir.0, "rules.example", json!({}), &[sleep_intake()]);
-    let server =
-        TestServer::start_configured(kind, |s| s.validation.packages = vec![package]).await?;
-    Some((server, dir))
-}
-
-/// Like `both_stores!`, on a server started by `$start` (which holds a package of its own).
-macro_rules! with_package {
-    ($start:ident, $name:ident, |$server:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn run($server: TestServer) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let (server, _dir) = $start(StoreKind::Sqlite).await.unwrap();
-                run(server).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some((server, _dir)) = $start(StoreKind::Postgres).await {
-                    run(server).await;
-                }
-            }
-        }
-    };
+    server_with_package(kind, "rules.example", &[sleep_intake()]).await
 }
 
 with_package!(
@@ -539,11 +510,7 @@ fn nap_profiles() -> Vec<Value> {
 
 /// A server with the package holding [`nap_profiles`].
 async fn nap_server(kind: StoreKind) -> Option<(TestServer, TempDir)> {
-    let dir = TempDir::new();
-    let package = write_package(&dir.0, "naps.example", json!({}), &nap_profiles());
-    let server =
-        TestServer::start_configured(kind, |s| s.validation.packages = vec![package]).await?;
-    Some((server, dir))
+    server_with_package(kind, "naps.example", &nap_profiles()).await
 }
 
 fn nap(relative_risk: f64, mitigation: &str) -> Value {
@@ -703,11 +670,7 @@ fn lullaby_definitions() -> Vec<Value> {
 }
 
 async fn lullaby_server(kind: StoreKind) -> Option<(TestServer, TempDir)> {
-    let dir = TempDir::new();
-    let package = write_package(&dir.0, "lullaby.example", json!({}), &lullaby_definitions());
-    let server =
-        TestServer::start_configured(kind, |s| s.validation.packages = vec![package]).await?;
-    Some((server, dir))
+    server_with_package(kind, "lullaby.example", &lullaby_definitions()).await
 }
 
 fn lull_flag(name: &str) -> Value {
@@ -961,7 +924,6 @@ const SNORE_LEVEL: &str = "http://lullaby.example/fhir/StructureDefinition/snore
 
 /// A profile naming the choice element by its type-specific name, as R4 profiles may.
 async fn snore_server(kind: StoreKind) -> Option<(TestServer, TempDir)> {
-    let dir = TempDir::new();
     let profile = json!({"resourceType": "StructureDefinition", "url": SNORE_LEVEL,
         "name": "SnoreLevel", "status": "draft", "kind": "resource", "abstract": false,
         "type": "Observation", "derivation": "constraint",
@@ -969,10 +931,7 @@ async fn snore_server(kind: StoreKind) -> Option<(TestServer, TempDir)> {
         "differential": {"element": [
             {"id": "Observation.valueQuantity", "path": "Observation.valueQuantity", "min": 1},
             {"id": "Observation.valueQuantity.unit", "path": "Observation.valueQuantity.unit", "min": 1}]}});
-    let package = write_package(&dir.0, "snore.example", json!({}), &[profile]);
-    let server =
-        TestServer::start_configured(kind, |s| s.validation.packages = vec![package]).await?;
-    Some((server, dir))
+    server_with_package(kind, "snore.example", &[profile]).await
 }
 
 with_package!(

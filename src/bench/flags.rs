@@ -32,24 +32,8 @@ pub async fn run(base: &str, rate: u32, budget: Budget) -> Result<PhaseReport, S
         move |_| {
             let client = client.clone();
             let delays = delays.clone();
-            let body = weight_gain().to_string().into_bytes();
             async move {
-                let reply = client
-                    .send("POST", "", &[], Some(body))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                success(&reply)?;
-                let committed = Instant::now();
-                let location = reply.json()["entry"][0]["response"]["location"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .ok_or("the transaction response has no Patient location")?;
-                let patient = location
-                    .split('/')
-                    .rev()
-                    .nth(2)
-                    .ok_or("unexpected Patient location")?
-                    .to_owned();
+                let (patient, committed) = post_weight_gain(&client).await?;
                 let search = format!("Flag?patient=Patient/{patient}&status=active&_summary=count");
                 loop {
                     let reply = client.get(&search).await.map_err(|e| e.to_string())?;
@@ -114,6 +98,28 @@ fn steady_writes(base: &str, rate: u32) -> (tokio::task::JoinHandle<()>, Arc<Ato
         }
     });
     (task, written)
+}
+
+/// Posts a [`weight_gain`] upload: the new Patient's id, and when its commit was answered.
+pub(super) async fn post_weight_gain(client: &Client) -> Result<(String, Instant), String> {
+    let body = weight_gain().to_string().into_bytes();
+    let reply = client
+        .send("POST", "", &[], Some(body))
+        .await
+        .map_err(|e| e.to_string())?;
+    success(&reply)?;
+    let committed = Instant::now();
+    let location = reply.json()["entry"][0]["response"]["location"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or("the transaction response has no Patient location")?;
+    let patient = location
+        .split('/')
+        .rev()
+        .nth(2)
+        .ok_or("unexpected Patient location")?
+        .to_owned();
+    Ok((patient, committed))
 }
 
 /// A PGO upload that raises a weight-gain Flag: new patient, heart failure, +2.5 kg in 20 h.

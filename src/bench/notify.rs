@@ -232,29 +232,9 @@ async fn delay(
         }
         tick.tick().await;
         sent += 1;
-        let body = super::flags::weight_gain().to_string().into_bytes();
         let (client, committed, errors) = (client.clone(), committed.clone(), errors.clone());
         tasks.spawn(async move {
-            let outcome = async {
-                let reply = client
-                    .send("POST", "", &[], Some(body))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                success(&reply)?;
-                let at = Instant::now();
-                let location = reply.json()["entry"][0]["response"]["location"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .ok_or("the transaction response has no Patient location")?;
-                let patient = location
-                    .split('/')
-                    .rev()
-                    .nth(2)
-                    .ok_or("unexpected Patient location")?
-                    .to_owned();
-                Ok::<_, String>((patient, at))
-            }
-            .await;
+            let outcome = super::flags::post_weight_gain(&client).await;
             match outcome {
                 Ok((patient, at)) => {
                     if let Ok(mut c) = committed.lock() {

@@ -17,8 +17,7 @@ use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
 use crate::interaction::patch::Patch;
 use crate::interaction::version::Outcome;
-use crate::interaction::{check_id, check_type, create, parse_etag, update};
-use crate::search::conditional::criteria;
+use crate::interaction::{check_id, check_type, conditional_criteria, create, parse_etag, update};
 use crate::store::Tx;
 
 /// What an entry asks for.
@@ -428,13 +427,7 @@ pub async fn resolve_conditional(
 ) -> Result<String, FhirError> {
     let (rtype, query) = reference.split_once('?').unwrap_or((reference, ""));
     check_type(rtype)?;
-    let query = criteria(
-        app.registry(),
-        &app.search_budget,
-        rtype,
-        &parse_query(query),
-        &app.base_url,
-    )?;
+    let query = conditional_criteria(app, rtype, &parse_query(query))?;
     let hits = tx.search(&query).await?;
     match hits.as_slice() {
         [hit] => Ok(format!("{rtype}/{}", hit.version.id)),

@@ -9,8 +9,8 @@ use crate::fhir::id::new_id;
 use crate::http::request::{parse_query, FhirRequest};
 use crate::http::response::FhirResponse;
 use crate::interaction::version::Outcome;
-use crate::interaction::{check_type, target_profile};
-use crate::search::conditional::{criteria, criteria_key};
+use crate::interaction::{check_type, conditional_criteria, target_profile};
+use crate::search::conditional::criteria_key;
 use crate::store::{Method, Tx, Version};
 use crate::write::{self, in_transaction};
 
@@ -98,13 +98,7 @@ pub async fn find_existing(
     rtype: &str,
     params: &[(String, String)],
 ) -> Result<Option<Version>, FhirError> {
-    let query = criteria(
-        app.registry(),
-        &app.search_budget,
-        rtype,
-        params,
-        &app.base_url,
-    )?;
+    let query = conditional_criteria(app, rtype, params)?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;
     match hits.len() {

@@ -10,8 +10,8 @@ use crate::error::FhirError;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::version::Outcome;
-use crate::interaction::{check_id, check_type, if_match};
-use crate::search::conditional::{criteria, criteria_key};
+use crate::interaction::{check_id, check_type, conditional_criteria, if_match};
+use crate::search::conditional::criteria_key;
 use crate::store::{Method, Tx};
 use crate::write::{self, in_transaction};
 
@@ -75,13 +75,7 @@ pub async fn conditional_delete(
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     // Refuse bad criteria before touching the store.
-    criteria(
-        app.registry(),
-        &app.search_budget,
-        rtype,
-        &request.params,
-        &app.base_url,
-    )?;
+    conditional_criteria(app, rtype, &request.params)?;
     let expected = if_match(request)?;
     let outcome = in_transaction(app.store.as_ref(), |tx| {
         Box::pin(conditional_delete_in(
@@ -104,13 +98,7 @@ pub async fn conditional_delete_in(
     params: &[(String, String)],
     expected: Option<i64>,
 ) -> Result<Outcome, FhirError> {
-    let query = criteria(
-        app.registry(),
-        &app.search_budget,
-        rtype,
-        params,
-        &app.base_url,
-    )?;
+    let query = conditional_criteria(app, rtype, params)?;
     tx.may_write(rtype, Method::Delete).await?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;

@@ -33,9 +33,11 @@ pub mod version;
 pub mod vread;
 pub mod worklist;
 
+use crate::app::App;
 use crate::error::FhirError;
 use crate::fhir::{id, resource_types};
 use crate::http::request::FhirRequest;
+use crate::search::query::SearchQuery;
 
 /// 404 for a type the server does not know (http page: unknown resource type).
 pub fn check_type(rtype: &str) -> Result<(), FhirError> {
@@ -55,6 +57,23 @@ pub fn check_id(rid: &str) -> Result<(), FhirError> {
             "'{rid}' is not a valid id: ids are 1 to 64 of A-Z a-z 0-9 - ."
         )))
     }
+}
+
+/// The search criteria `params` of a conditional interaction on `rtype`
+/// ([`crate::search::conditional::criteria`]), parsed with the request's search parameters,
+/// search budget and base.
+pub fn conditional_criteria(
+    app: &App,
+    rtype: &str,
+    params: &[(String, String)],
+) -> Result<SearchQuery, FhirError> {
+    crate::search::conditional::criteria(
+        app.registry(),
+        &app.search_budget,
+        rtype,
+        params,
+        &app.base_url,
+    )
 }
 
 /// The version in an entity tag: `W/"3"` or `"3"`.

@@ -27,8 +27,8 @@ use crate::http::negotiate::{body_format, BodyFormat};
 use crate::http::request::{parse_json, parse_resource, parse_xml_resource, FhirRequest};
 use crate::http::response::FhirResponse;
 use crate::interaction::version::Outcome;
-use crate::interaction::{check_id, check_type, if_match, target_profile};
-use crate::search::conditional::{criteria, criteria_key};
+use crate::interaction::{check_id, check_type, conditional_criteria, if_match, target_profile};
+use crate::search::conditional::criteria_key;
 use crate::store::{Method, Tx, Version};
 use crate::write::{self, in_transaction};
 
@@ -221,13 +221,7 @@ pub async fn conditional_patch(
     rtype: &str,
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
-    criteria(
-        app.registry(),
-        &app.search_budget,
-        rtype,
-        &request.params,
-        &app.base_url,
-    )?;
+    conditional_criteria(app, rtype, &request.params)?;
     let patch = Patch::from_request(request)?;
     let expected = if_match(request)?;
     let patch = &patch;
@@ -249,13 +243,7 @@ pub async fn conditional_target(
     rtype: &str,
     params: &[(String, String)],
 ) -> Result<String, FhirError> {
-    let query = criteria(
-        app.registry(),
-        &app.search_budget,
-        rtype,
-        params,
-        &app.base_url,
-    )?;
+    let query = conditional_criteria(app, rtype, params)?;
     tx.may_write(rtype, Method::Patch).await?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;
@@ -300,13 +288,7 @@ pub async fn patch_in(
         )));
     }
     // The current content, read inside the transaction (under the lock).
-    let by_id = criteria(
-        app.registry(),
-        &app.search_budget,
-        rtype,
-        &[("_id".to_owned(), id.to_owned())],
-        &app.base_url,
-    )?;
+    let by_id = conditional_criteria(app, rtype, &[("_id".to_owned(), id.to_owned())])?;
     let hits = tx.search(&by_id).await?;
     let mut resource = match hits.as_slice() {
         [hit] if hit.version.version == current.version => crate::fhir::meta::stamp(&hit.version),

@@ -9,50 +9,32 @@ use serde_json::Value;
 use crate::app::App;
 use crate::error::FhirError;
 use crate::search::definitions::Registry;
-use crate::search::query::{Cursor, Predicate, SearchQuery, TokenSystem};
-use crate::store::Store;
-
-/// Stored SearchParameters read per query.
-const PAGE: usize = 500;
+use crate::search::query::{Predicate, SearchQuery, TokenSystem};
+use crate::store::{search_all, Store};
 
 /// The official parameters and the active SearchParameter resources in the store.
 pub async fn load(store: &dyn Store) -> Result<Registry, FhirError> {
+    let query = SearchQuery {
+        rtype: "SearchParameter".to_owned(),
+        filters: vec![vec![Predicate::Token {
+            param: "status".to_owned(),
+            system: TokenSystem::Any,
+            code: Some("active".to_owned()),
+        }]],
+        ..Default::default()
+    };
     let mut stored = Vec::new();
-    let mut after = None;
-    loop {
-        let query = SearchQuery {
-            rtype: "SearchParameter".to_owned(),
-            filters: vec![vec![Predicate::Token {
-                param: "status".to_owned(),
-                system: TokenSystem::Any,
-                code: Some("active".to_owned()),
-            }]],
-            count: PAGE,
-            after,
-            ..Default::default()
+    for version in search_all(store, query).await? {
+        let Some(content) = &version.content else {
+            continue;
         };
-        let hits = store.search(&query).await?;
-        for hit in hits.iter().take(PAGE) {
-            let Some(content) = &hit.version.content else {
-                continue;
-            };
-            // The shipped ones are built into the registry (`signaal-search-parameters.json`).
-            if crate::fhir::canonical::is_shipped("SearchParameter", &hit.version.id) {
-                continue;
-            }
-            let resource: Value = serde_json::from_str(content)
-                .map_err(|e| FhirError::Internal(format!("stored SearchParameter: {e}")))?;
-            stored.push((hit.version.id.clone(), resource));
+        // The shipped ones are built into the registry (`signaal-search-parameters.json`).
+        if crate::fhir::canonical::is_shipped("SearchParameter", &version.id) {
+            continue;
         }
-        match hits.get(PAGE - 1) {
-            Some(last) if hits.len() > PAGE => {
-                after = Some(Cursor {
-                    keys: Vec::new(),
-                    rid: last.rid,
-                })
-            }
-            _ => break,
-        }
+        let resource: Value = serde_json::from_str(content)
+            .map_err(|e| FhirError::Internal(format!("stored SearchParameter: {e}")))?;
+        stored.push((version.id.clone(), resource));
     }
     Ok(Registry::with_stored(&stored))
 }

@@ -12,12 +12,9 @@ use std::time::Instant;
 use crate::app::App;
 use crate::error::FhirError;
 use crate::fhir::canonical::{is_shipped, DEFINITION_TYPES};
-use crate::search::query::{Cursor, SearchQuery};
-use crate::store::{Store, Version};
+use crate::search::query::SearchQuery;
+use crate::store::{search_all, Store, Version};
 use crate::validation::{Rebuilt, StoredEntry, Validator};
-
-/// Stored resources read per query.
-const PAGE: usize = 500;
 
 /// The stored definition `version` of `rtype` as the validator takes it.
 fn entry(rtype: &str, version: &Version) -> StoredEntry {
@@ -34,31 +31,17 @@ fn entry(rtype: &str, version: &Version) -> StoredEntry {
 pub async fn load(store: &dyn Store) -> Result<Vec<StoredEntry>, FhirError> {
     let mut stored = Vec::new();
     for rtype in DEFINITION_TYPES {
-        let mut after = None;
-        loop {
-            let query = SearchQuery {
-                rtype: rtype.to_owned(),
-                count: PAGE,
-                after,
-                ..Default::default()
-            };
-            let hits = store.search(&query).await?;
-            stored.extend(
-                hits.iter()
-                    .take(PAGE)
-                    .filter(|hit| !is_shipped(rtype, &hit.version.id))
-                    .map(|hit| entry(rtype, &hit.version)),
-            );
-            match hits.get(PAGE - 1) {
-                Some(last) if hits.len() > PAGE => {
-                    after = Some(Cursor {
-                        keys: Vec::new(),
-                        rid: last.rid,
-                    })
-                }
-                _ => break,
-            }
-        }
+        let query = SearchQuery {
+            rtype: rtype.to_owned(),
+            ..Default::default()
+        };
+        stored.extend(
+            search_all(store, query)
+                .await?
+                .iter()
+                .filter(|version| !is_shipped(rtype, &version.id))
+                .map(|version| entry(rtype, version)),
+        );
     }
     Ok(stored)
 }

@@ -10,8 +10,8 @@ use crate::fhir::id::new_id;
 use crate::http::request::FhirRequest;
 use crate::http::response::FhirResponse;
 use crate::interaction::version::Outcome;
-use crate::interaction::{check_id, check_type, if_match, target_profile};
-use crate::search::conditional::{criteria, criteria_key};
+use crate::interaction::{check_id, check_type, conditional_criteria, if_match, target_profile};
+use crate::search::conditional::criteria_key;
 use crate::store::{Method, Tx};
 use crate::write::{self, in_transaction};
 
@@ -116,13 +116,7 @@ pub async fn conditional_update(
 ) -> Result<FhirResponse, FhirError> {
     check_type(rtype)?;
     // Refuse bad criteria before reading the body.
-    criteria(
-        app.registry(),
-        &app.search_budget,
-        rtype,
-        &request.params,
-        &app.base_url,
-    )?;
+    conditional_criteria(app, rtype, &request.params)?;
     let resource = request.json_body()?;
     target_profile::check_write(app, &resource, rtype).await?;
     let body_id = body_id(&resource)?;
@@ -163,13 +157,7 @@ pub async fn conditional_target(
     body_id: Option<&str>,
     new_id: &str,
 ) -> Result<String, FhirError> {
-    let query = criteria(
-        app.registry(),
-        &app.search_budget,
-        rtype,
-        params,
-        &app.base_url,
-    )?;
+    let query = conditional_criteria(app, rtype, params)?;
     tx.may_write(rtype, Method::Put).await?;
     tx.lock_key(&criteria_key(rtype, params)).await?;
     let hits = tx.search(&query).await?;

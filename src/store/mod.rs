@@ -13,7 +13,7 @@
 use async_trait::async_trait;
 
 use crate::search::index::IndexEntries;
-use crate::search::query::{KeyValue, SearchQuery};
+use crate::search::query::{Cursor, KeyValue, SearchQuery};
 
 pub mod audit;
 pub mod auth;
@@ -412,6 +412,35 @@ pub trait Tx: Send {
     /// writes of an open server and for the scorer).
     fn source(&self) -> Option<&str> {
         None
+    }
+}
+
+/// The current version of every resource `query` matches, read a page at a time in row order
+/// with a keyset cursor (decision 0009): for work that needs all of them at once (loading the
+/// stored SearchParameters or conformance resources). `query` is unsorted; its count and
+/// cursors are this function's.
+pub async fn search_all(store: &dyn Store, mut query: SearchQuery) -> StoreResult<Vec<Version>> {
+    /// Rows read per query.
+    const PAGE: usize = 500;
+    query.count = PAGE;
+    query.after = None;
+    query.before = None;
+    let mut all = Vec::new();
+    loop {
+        let mut hits = store.search(&query).await?;
+        let more = hits.len() > PAGE;
+        hits.truncate(PAGE);
+        query.after = match hits.last() {
+            Some(last) if more => Some(Cursor {
+                keys: Vec::new(),
+                rid: last.rid,
+            }),
+            _ => None,
+        };
+        all.extend(hits.into_iter().map(|hit| hit.version));
+        if query.after.is_none() {
+            return Ok(all);
+        }
     }
 }
 

@@ -351,6 +351,22 @@ pub async fn create(server: &impl Api, resource: &Value) -> String {
     body["id"].as_str().unwrap().to_owned()
 }
 
+/// Sends `resource` as the JSON body of `method path`, with `headers`.
+pub async fn send_json(
+    server: &impl Api,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    resource: &Value,
+) -> Reply {
+    let body = Some(resource.to_string().into_bytes());
+    server
+        .client()
+        .send(method, path, headers, body)
+        .await
+        .unwrap()
+}
+
 /// Creates or updates a resource under its own id (PUT), expecting 200 or 201; the status.
 pub async fn put(server: &impl Api, resource: Value) -> u16 {
     let path = format!(

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use super::{StoreKind, TempDir, TestServer};
+
 /// Writes `DIR/NAME.tgz`: `package/package.json` (name, version 0.3.1, FHIR 4.0.1,
 /// `dependencies`) and one file per resource.
 pub fn write_package(dir: &Path, name: &str, dependencies: Value, resources: &[Value]) -> PathBuf {
@@ -33,4 +35,45 @@ pub fn write_package(dir: &Path, name: &str, dependencies: Value, resources: &[V
     }
     tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
     file
+}
+
+/// A server holding the package `name` of `resources` (made by [`write_package`], without
+/// dependencies), with the folder the package is in: keep it as long as the server.
+pub async fn server_with_package(
+    kind: StoreKind,
+    name: &str,
+    resources: &[Value],
+) -> Option<(TestServer, TempDir)> {
+    let dir = TempDir::new();
+    let package = write_package(&dir.0, name, json!({}), resources);
+    let server =
+        TestServer::start_configured(kind, |s| s.validation.packages = vec![package]).await?;
+    Some((server, dir))
+}
+
+/// Like `both_stores!`, on a server started by `$start` (a store kind to
+/// `Option<(TestServer, TempDir)>`): one holding a package of its own ([`server_with_package`]).
+#[macro_export]
+macro_rules! with_package {
+    ($start:ident, $name:ident, |$server:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($server: $crate::common::TestServer) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let (server, _dir) = $start($crate::common::StoreKind::Sqlite).await.unwrap();
+                run(server).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some((server, _dir)) = $start($crate::common::StoreKind::Postgres).await {
+                    run(server).await;
+                }
+            }
+        }
+    };
 }

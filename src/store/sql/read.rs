@@ -28,7 +28,15 @@ pub fn current_versions(dialect: Dialect, keys: &[(String, String)]) -> Sql {
         " FROM resource r JOIN resource_version v \
          ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version WHERE NOT r.deleted AND (",
     );
-    // Grouped by type into IN lists: a flat OR per key nests too deep for SQLite.
+    resources_by_key(&mut sql, "r.", keys);
+    sql.push(") ORDER BY r.rid");
+    sql
+}
+
+/// The condition that a row is one of the resources `keys` (type, id), on the columns `rtype`
+/// and `id` after `alias` (`"r."`, or `""` for the table itself); never true when `keys` is
+/// empty. Grouped by type into IN lists: a flat OR per key nests too deep for SQLite.
+pub(super) fn resources_by_key(sql: &mut Sql, alias: &str, keys: &[(String, String)]) {
     let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for (rtype, id) in keys {
         by_type.entry(rtype).or_default().push(id);
@@ -37,7 +45,13 @@ pub fn current_versions(dialect: Dialect, keys: &[(String, String)]) -> Sql {
         if i > 0 {
             sql.push(" OR ");
         }
-        sql.push("(r.rtype = ").text(rtype).push(" AND r.id IN (");
+        sql.push("(")
+            .push(alias)
+            .push("rtype = ")
+            .text(rtype)
+            .push(" AND ")
+            .push(alias)
+            .push("id IN (");
         for (j, id) in ids.iter().enumerate() {
             if j > 0 {
                 sql.push(", ");
@@ -49,8 +63,6 @@ pub fn current_versions(dialect: Dialect, keys: &[(String, String)]) -> Sql {
     if keys.is_empty() {
         sql.push("1 = 0");
     }
-    sql.push(") ORDER BY r.rid");
-    sql
 }
 
 /// The current version of every resource of `types` in a patient's compartment (the patient
@@ -139,6 +151,28 @@ mod tests {
             |d| current_versions(d, &[]),
             r#"SELECT r.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content FROM resource r JOIN resource_version v ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version WHERE NOT r.deleted AND (1 = 0) ORDER BY r.rid"#,
             r#"SELECT r.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content FROM resource r JOIN resource_version v ON v.rtype = r.rtype AND v.id = r.id AND v.version = r.version WHERE NOT r.deleted AND (1 = 0) ORDER BY r.rid"#,
+            r#""#,
+        );
+    }
+
+    /// The same IN lists on the table itself: the rows a write locks (`write::lock_rows`).
+    #[test]
+    fn locked_rows_grouped_by_type() {
+        let keys = [
+            ("Patient".into(), "p1".into()),
+            ("Observation".into(), "o1".into()),
+            ("Patient".into(), "p2".into()),
+        ];
+        assert_sql(
+            |d| lock_rows(d, &keys, " FOR UPDATE"),
+            r#"SELECT rid FROM resource WHERE (rtype = ? AND id IN (?)) OR (rtype = ? AND id IN (?, ?)) ORDER BY rtype, id FOR UPDATE"#,
+            r#"SELECT rid FROM resource WHERE (rtype = $1 AND id IN ($2)) OR (rtype = $3 AND id IN ($4, $5)) ORDER BY rtype, id FOR UPDATE"#,
+            r#""Observation", "o1", "Patient", "p1", "p2""#,
+        );
+        assert_sql(
+            |d| lock_rows(d, &[], ""),
+            r#"SELECT rid FROM resource WHERE 1 = 0 ORDER BY rtype, id"#,
+            r#"SELECT rid FROM resource WHERE 1 = 0 ORDER BY rtype, id"#,
             r#""#,
         );
     }

@@ -407,31 +407,12 @@ pub fn insert_index(dialect: Dialect, rows: &[IndexRows<'_>]) -> Vec<Sql> {
 /// Locks the rows of the resources `keys` (type, id) against other writers until commit, in one
 /// global order (type, then id), so that transactions writing the same resources never wait
 /// for each other in a circle (a deadlock). The rows are locked as the sorted result is
-/// produced; `lock_clause` is the backend's `FOR UPDATE`. Grouped by type into IN lists, as
-/// `read::current_versions` does.
+/// produced; `lock_clause` is the backend's `FOR UPDATE`. Grouped by type into IN lists
+/// (`read::resources_by_key`).
 pub fn lock_rows(dialect: Dialect, keys: &[(String, String)], lock_clause: &str) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("SELECT rid FROM resource WHERE ");
-    let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    for (rtype, id) in keys {
-        by_type.entry(rtype).or_default().push(id);
-    }
-    for (i, (rtype, ids)) in by_type.iter().enumerate() {
-        if i > 0 {
-            sql.push(" OR ");
-        }
-        sql.push("(rtype = ").text(rtype).push(" AND id IN (");
-        for (j, id) in ids.iter().enumerate() {
-            if j > 0 {
-                sql.push(", ");
-            }
-            sql.text(id);
-        }
-        sql.push("))");
-    }
-    if keys.is_empty() {
-        sql.push("1 = 0");
-    }
+    super::read::resources_by_key(&mut sql, "", keys);
     sql.push(" ORDER BY rtype, id").push(lock_clause);
     sql
 }
