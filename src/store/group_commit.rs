@@ -645,3 +645,99 @@ async fn wait_all(pending: Vec<Waiting>) -> StoreResult<()> {
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::search::index::IndexEntries;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{Method, NewVersion, Store, StoreError, StoreResult};
+
+    fn observation<'a>(id: &'a str, index: &'a IndexEntries) -> NewVersion<'a> {
+        NewVersion {
+            rtype: "Observation",
+            id,
+            version: 1,
+            last_updated: 1000,
+            method: Method::Post,
+            content: Some("{}"),
+            compartment: None,
+            index,
+            event: false,
+            source: None,
+        }
+    }
+
+    /// A create on its own: everything written at its commit (a member without a savepoint).
+    fn create(
+        store: &Arc<SqliteStore>,
+        id: &'static str,
+    ) -> tokio::task::JoinHandle<StoreResult<()>> {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let index = IndexEntries::default();
+            let mut tx = store.begin().await?;
+            tx.write(observation(id, &index), None).await?;
+            tx.commit().await
+        })
+    }
+
+    /// Decision 0055: a member written without a savepoint that fails rolls its whole group
+    /// back; the members before it are told to write again (a conflict), and nothing of the
+    /// group is stored.
+    #[tokio::test]
+    async fn a_failing_member_without_savepoint_rolls_its_group_back_for_all() {
+        let dir = std::env::temp_dir().join(format!(
+            "signaal-whole-member-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("s.db").display());
+        let store = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let index = IndexEntries::default();
+        // The first member holds the group from its read until its commit.
+        let mut first = store.begin().await.unwrap();
+        first.lock_current("Observation", "first").await.unwrap();
+        first
+            .write(observation("first", &index), None)
+            .await
+            .unwrap();
+        // Two creates queue behind it, in this order, both of the same new resource: the
+        // second's row breaks the unique key inside the group.
+        let a = create(&store, "same");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let b = create(&store, "same");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let first = first.commit().await;
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        assert!(b.is_err(), "the failing member fails");
+        assert!(
+            matches!(first, Err(StoreError::Conflict(_))),
+            "the first member writes again: {first:?}"
+        );
+        assert!(
+            matches!(a, Err(StoreError::Conflict(_))),
+            "the member before the failing one writes again: {a:?}"
+        );
+        assert!(store.read("Observation", "first").await.unwrap().is_none());
+        assert!(store.read("Observation", "same").await.unwrap().is_none());
+        // Written again, each on its own, they are stored.
+        create(&store, "same").await.unwrap().unwrap();
+        let mut again = store.begin().await.unwrap();
+        again
+            .write(observation("first", &index), None)
+            .await
+            .unwrap();
+        again.commit().await.unwrap();
+        assert!(store.read("Observation", "first").await.unwrap().is_some());
+        assert!(store.read("Observation", "same").await.unwrap().is_some());
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
