@@ -1,6 +1,7 @@
 //! Writes committed together (group commit, decisions 0042 and 0049), on both stores:
 //! concurrent writes are all acknowledged and readable with their versions, a write that fails
-//! among concurrent ones fails alone, a write whose client goes away is stored whole or not at
+//! among concurrent ones fails alone (or, written without a savepoint, makes the others of its
+//! group write again: decision 0055), a write whose client goes away is stored whole or not at
 //! all, and a batch Bundle's entries are answered once durable, each on its own.
 //! (That acknowledged writes survive `kill -9` is `tests/durability.rs`.)
 
@@ -285,6 +286,69 @@ both_stores!(writes_whose_clients_go_away_are_whole_or_absent, |server| {
     created(&server, "after").await;
     assert_eq!(found_by_identifier(client, "after").await.len(), 1);
 });
+
+both_stores!(
+    creates_whose_clients_go_away_are_whole_or_absent,
+    |server| {
+        let client = &server.client;
+        // Creates sent at once: on SQLite most join a group without a savepoint (decision 0055),
+        // so one that goes away after it began writing rolls its group back, and the others of
+        // that group write again. Every other one is given up by its client after a few
+        // milliseconds, at whatever stage its write has reached.
+        created(&server, "before-create").await;
+        let n = 40;
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let (client, barrier) = (client.clone(), barrier.clone());
+            tasks.spawn(async move {
+                let body = observation(&format!("gone-create-{i}"));
+                barrier.wait().await;
+                let post = client.post("Observation", &body);
+                if i % 2 == 0 {
+                    let patience = std::time::Duration::from_millis((i * 7 % 200) as u64 + 1);
+                    (i, tokio::time::timeout(patience, post).await.ok())
+                } else {
+                    (i, Some(post.await))
+                }
+            });
+        }
+        let mut answered = std::collections::HashMap::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (i, reply) = joined.unwrap();
+            if let Some(reply) = reply {
+                let body = expect_status(&reply.unwrap(), 201);
+                answered.insert(i, body["id"].as_str().unwrap().to_owned());
+            } else {
+                assert_eq!(i % 2, 0, "only the impatient give up");
+            }
+        }
+        // Each create is stored once with its index rows (a write written again after its
+        // group was rolled back is not stored twice), or not at all; the answered ones are
+        // stored under the id they were answered with.
+        for i in 0..n {
+            let found = found_by_identifier(client, &format!("gone-create-{i}")).await;
+            match answered.get(&i) {
+                Some(id) => {
+                    assert_eq!(
+                        &found,
+                        &vec![id.clone()],
+                        "create {i} was answered, so it is stored"
+                    );
+                    let reply = client.get(&format!("Observation/{id}")).await.unwrap();
+                    expect_status(&reply, 200);
+                }
+                None => assert!(
+                    found.len() <= 1,
+                    "create {i} is stored at most once: {found:?}"
+                ),
+            }
+        }
+        // And the writer goes on.
+        created(&server, "after-create").await;
+        assert_eq!(found_by_identifier(client, "after-create").await.len(), 1);
+    }
+);
 
 /// A transaction Bundle creating `resources` (each a `POST` of its type).
 fn transaction_of(resources: Vec<Value>) -> Value {

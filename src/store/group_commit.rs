@@ -11,6 +11,11 @@
 //!
 //! A batch Bundle acknowledges its entries together ([`acknowledged_together`]): its entries'
 //! members do not wake the committer one by one, so they share a commit.
+//!
+//! A member that writes everything at once at its commit (a create: its rows and its
+//! Provenance are held until then) joins a group already begun without a savepoint
+//! ([`Savepoint::Whole`], decision 0055): should it fail or go away after it began writing,
+//! the whole group is rolled back and its other members write again.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -24,9 +29,20 @@ use tokio::sync::{oneshot, Mutex, Notify, OwnedMutexGuard};
 use super::backend::{Backend, Sqlx};
 use super::{StoreError, StoreResult};
 
-/// What a member's wait for its group's commit ends with (the error as text: every member gets
-/// a copy).
-type Committed = Result<(), String>;
+/// What a member's wait for its group's commit ends with (every member gets a copy).
+type Committed = Result<(), Uncommitted>;
+
+/// Why a group's writes were not committed.
+#[derive(Clone, Debug)]
+enum Uncommitted {
+    /// The commit (or a rollback it needed) failed: the error as text.
+    Failed(String),
+    /// A member written without a savepoint ([`Savepoint::Whole`]) failed or went away after
+    /// it began writing, so the group's transaction was rolled back whole: the others' writes
+    /// never reached the database and are written again (`StoreError::Conflict`, which
+    /// `write::in_transaction` retries).
+    RolledBack,
+}
 
 /// The open group: whoever holds it writes in it, one member at a time.
 struct Group<B: Backend> {
@@ -43,6 +59,14 @@ struct Group<B: Backend> {
     /// each statement's start by walking it from the savepoint's start, so a large member paid
     /// for its size at every statement; decision 0050.)
     bare: bool,
+    /// A member written without a savepoint ([`Savepoint::Whole`]) went away or failed: the
+    /// group's transaction can only be rolled back whole, by whoever holds the group next, and
+    /// its members told to write again (decision 0055).
+    spoiled: bool,
+    /// A member of the group is a batch's entry ([`acknowledged_together`]): it learns of the
+    /// commit only at the batch's end, too late to be written again, so no member joins this
+    /// group without a savepoint.
+    deferred: bool,
     /// Whether a member queued a patient for scoring: the scorer is woken once the group has
     /// committed (`Store::queue_signal`).
     queues: bool,
@@ -54,6 +78,23 @@ impl<B: Backend> Group<B> {
     /// Rolls an abandoned member back to its savepoint. When even that fails, the whole group
     /// is rolled back and its members told.
     async fn undo_abandoned(&mut self) {
+        if std::mem::take(&mut self.spoiled) {
+            self.abandoned = false;
+            self.bare = false;
+            if let Some(mut tx) = self.tx.take() {
+                let undone = match B::disarm(&mut tx).await {
+                    Ok(()) => tx.rollback().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = undone {
+                    tracing::error!(error = %e, "group commit: a failed write could not be rolled back");
+                }
+            }
+            // Rolled back (or, failing that, never committed: the connection is not reused,
+            // `Sqlite::open`'s `before_acquire`): the members write again.
+            self.answer(Err(Uncommitted::RolledBack));
+            return;
+        }
         if !std::mem::take(&mut self.abandoned) {
             return;
         }
@@ -89,10 +130,10 @@ impl<B: Backend> Group<B> {
         if let Err(e) = undone {
             tracing::error!(error = %e, "group commit: a failed write could not be rolled back");
             self.tx = None;
-            self.answer(Err(format!(
+            self.answer(Err(Uncommitted::Failed(format!(
                 "the write was rolled back with its group, after another write of the group \
                  could not be: {e}"
-            )));
+            ))));
         }
     }
 
@@ -100,7 +141,10 @@ impl<B: Backend> Group<B> {
     async fn commit(&mut self) {
         self.undo_abandoned().await;
         if let Some(tx) = self.tx.take() {
-            let committed = tx.commit().await.map_err(|e| e.to_string());
+            let committed = tx
+                .commit()
+                .await
+                .map_err(|e| Uncommitted::Failed(e.to_string()));
             if std::mem::take(&mut self.queues) && committed.is_ok() {
                 self.queued.notify_one();
             }
@@ -109,6 +153,7 @@ impl<B: Backend> Group<B> {
     }
 
     fn answer(&mut self, committed: Committed) {
+        self.deferred = false;
         for member in self.members.drain(..) {
             let _ = member.send(committed.clone());
         }
@@ -127,7 +172,10 @@ pub(super) enum Writer<B: Backend> {
     /// Begun when it first needs the database ([`Writer::connection`]), in the group if there
     /// is one: what a request prepares before (a new resource's rows, its index entries, its
     /// JSON, its Provenance) is done before it takes the writer, while others write.
-    Unbegun(Arc<B>, Option<(Joiner<B>, Coming)>),
+    ///
+    /// Its flag: the statements about to begin it are all it writes, sent at its commit
+    /// ([`Writer::writes_once`]).
+    Unbegun(Arc<B>, Option<(Joiner<B>, Coming)>, bool),
     Alone(Transaction<'static, B::Db>),
     Grouped(Member<B>),
 }
@@ -138,15 +186,25 @@ impl<B: Backend> Writer<B> {
         Writer::Unbegun(
             backend,
             group.map(|group| (group.joiner.clone(), group.coming.arrive())),
+            false,
         )
+    }
+
+    /// Says that the transaction, not begun yet, writes everything at once now, at its commit
+    /// (a create's rows and its Provenance, held until then): in a group it writes without a
+    /// savepoint of its own ([`Savepoint::Whole`]). Nothing once it has begun.
+    pub(super) fn writes_once(&mut self) {
+        if let Writer::Unbegun(_, _, once) = self {
+            *once = true;
+        }
     }
 
     /// The connection the transaction writes on; begins the transaction (or waits for its
     /// turn in the group) the first time.
     pub(super) async fn connection(&mut self) -> StoreResult<&mut <B::Db as Database>::Connection> {
-        if let Writer::Unbegun(backend, group) = self {
+        if let Writer::Unbegun(backend, group, once) = self {
             let begun = match group {
-                Some((group, _coming)) => Writer::Grouped(group.join(backend).await?),
+                Some((group, _coming)) => Writer::Grouped(group.join(backend, *once).await?),
                 None => Writer::Alone(backend.begin().await?),
             };
             *self = begun;
@@ -272,6 +330,8 @@ impl<B: Backend> GroupCommit<B> {
             members: Vec::new(),
             abandoned: false,
             bare: false,
+            spoiled: false,
+            deferred: false,
             queues: false,
             queued,
         }));
@@ -294,16 +354,27 @@ impl<B: Backend> GroupCommit<B> {
 
 impl<B: Backend> Joiner<B> {
     /// A new member: waits for its turn in the group and opens its savepoint, or begins the
-    /// group's transaction if none is open (the first member needs no savepoint).
-    pub(super) async fn join(&self, backend: &Arc<B>) -> StoreResult<Member<B>> {
+    /// group's transaction if none is open (the first member needs no savepoint). `once`: the
+    /// member writes everything in the statements it is about to send, at its commit
+    /// ([`Writer::writes_once`]); outside [`acknowledged_together`] it writes without a
+    /// savepoint ([`Savepoint::Whole`]).
+    pub(super) async fn join(&self, backend: &Arc<B>, once: bool) -> StoreResult<Member<B>> {
+        // A batch's entries learn of their commits only at the batch's end, too late to be
+        // written again: they keep their savepoints.
+        let whole = once && TOGETHER.try_with(|_| ()).is_err();
         let mut group = self.group.clone().lock_owned().await;
-        if !group.abandoned && group.tx.is_some() && B::JOINS_STATEMENTS {
-            // Opened with the member's first statement (`Writer::lead`).
+        if !group.abandoned && !group.spoiled && group.tx.is_some() && B::JOINS_STATEMENTS {
+            // Opened with the member's first statement (`Writer::lead`), if it needs one.
             group.bare = false;
+            let savepoint = if whole && !group.deferred {
+                Savepoint::Whole
+            } else {
+                Savepoint::ToOpen
+            };
             return Ok(Member {
                 group: Some(group),
                 due: self.due.clone(),
-                savepoint: Savepoint::ToOpen,
+                savepoint,
             });
         }
         // The rollback of an abandoned member, the group's `BEGIN` and the savepoint run to
@@ -419,6 +490,12 @@ enum Savepoint {
     Released,
     /// None: the member began the group's transaction (`Group::bare`).
     Bare,
+    /// None: the member writes all it writes in one go at its commit (a create), after other
+    /// members. Its savepoint would cost SQLite a copy of every page it is the first in the
+    /// group to change (the savepoint journal, a fifth of the writer's instructions per
+    /// create); without it, a failure or a departure after it began writing rolls the whole
+    /// group back (`Group::spoiled`), and the other members write again. (Decision 0055.)
+    Whole,
 }
 
 impl<B: Backend> Member<B> {
@@ -463,8 +540,10 @@ impl<B: Backend> Member<B> {
         let (answer, committed) = oneshot::channel();
         group.members.push(answer);
         group.queues |= queues;
+        let together = TOGETHER.try_with(|_| ()).is_ok();
+        group.deferred |= together;
         drop(group);
-        if TOGETHER.try_with(|_| ()).is_ok() {
+        if together {
             let waiting = TOGETHER.with(|together| {
                 let mut together = together.borrow_mut();
                 together.push((self.due.clone(), committed));
@@ -491,7 +570,11 @@ impl<B: Backend> Drop for Member<B> {
             // connection (a progress handler that interrupts the next statement; when that is
             // a write, SQLite rolls back the whole group's transaction). The next holder
             // disarms it; its rollback then finds no savepoint: nothing of it to undo.
-            group.abandoned = true;
+            if self.savepoint == Savepoint::Whole {
+                group.spoiled = true;
+            } else {
+                group.abandoned = true;
+            }
             drop(group);
             self.due.notify_one();
         }
@@ -502,7 +585,11 @@ impl<B: Backend> Drop for Member<B> {
 async fn acknowledged(committed: oneshot::Receiver<Committed>) -> StoreResult<()> {
     match committed.await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(StoreError::Database(format!(
+        Ok(Err(Uncommitted::RolledBack)) => Err(StoreError::Conflict(
+            "the write's group was rolled back after another write of it failed; write it again"
+                .into(),
+        )),
+        Ok(Err(Uncommitted::Failed(e))) => Err(StoreError::Database(format!(
             "the write could not be committed: {e}"
         ))),
         Err(_) => Err(StoreError::Database(
@@ -557,4 +644,100 @@ async fn wait_all(pending: Vec<Waiting>) -> StoreResult<()> {
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::search::index::IndexEntries;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{Method, NewVersion, Store, StoreError, StoreResult};
+
+    fn observation<'a>(id: &'a str, index: &'a IndexEntries) -> NewVersion<'a> {
+        NewVersion {
+            rtype: "Observation",
+            id,
+            version: 1,
+            last_updated: 1000,
+            method: Method::Post,
+            content: Some("{}"),
+            compartment: None,
+            index,
+            event: false,
+            source: None,
+        }
+    }
+
+    /// A create on its own: everything written at its commit (a member without a savepoint).
+    fn create(
+        store: &Arc<SqliteStore>,
+        id: &'static str,
+    ) -> tokio::task::JoinHandle<StoreResult<()>> {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let index = IndexEntries::default();
+            let mut tx = store.begin().await?;
+            tx.write(observation(id, &index), None).await?;
+            tx.commit().await
+        })
+    }
+
+    /// Decision 0055: a member written without a savepoint that fails rolls its whole group
+    /// back; the members before it are told to write again (a conflict), and nothing of the
+    /// group is stored.
+    #[tokio::test]
+    async fn a_failing_member_without_savepoint_rolls_its_group_back_for_all() {
+        let dir = std::env::temp_dir().join(format!(
+            "signaal-whole-member-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("s.db").display());
+        let store = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let index = IndexEntries::default();
+        // The first member holds the group from its read until its commit.
+        let mut first = store.begin().await.unwrap();
+        first.lock_current("Observation", "first").await.unwrap();
+        first
+            .write(observation("first", &index), None)
+            .await
+            .unwrap();
+        // Two creates queue behind it, in this order, both of the same new resource: the
+        // second's row breaks the unique key inside the group.
+        let a = create(&store, "same");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let b = create(&store, "same");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let first = first.commit().await;
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        assert!(b.is_err(), "the failing member fails");
+        assert!(
+            matches!(first, Err(StoreError::Conflict(_))),
+            "the first member writes again: {first:?}"
+        );
+        assert!(
+            matches!(a, Err(StoreError::Conflict(_))),
+            "the member before the failing one writes again: {a:?}"
+        );
+        assert!(store.read("Observation", "first").await.unwrap().is_none());
+        assert!(store.read("Observation", "same").await.unwrap().is_none());
+        // Written again, each on its own, they are stored.
+        create(&store, "same").await.unwrap().unwrap();
+        let mut again = store.begin().await.unwrap();
+        again
+            .write(observation("first", &index), None)
+            .await
+            .unwrap();
+        again.commit().await.unwrap();
+        assert!(store.read("Observation", "first").await.unwrap().is_some());
+        assert!(store.read("Observation", "same").await.unwrap().is_some());
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

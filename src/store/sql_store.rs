@@ -535,6 +535,10 @@ impl<B: Backend> SqlTx<B> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        if last {
+            // Begun by these statements (nothing was sent before): all it writes.
+            self.tx.writes_once();
+        }
         let Batch { mut writes, queue } = self.pending.take();
         let replaced: Vec<i64> = writes.iter().filter_map(|w| w.rid).collect();
         let created: Vec<NewVersion<'_>> = writes

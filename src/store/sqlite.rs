@@ -77,6 +77,9 @@ impl Backend for Sqlite {
         let writer = pool_options::<sqlx::Sqlite>()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            // No test query before each use (a round trip to the connection's thread, once per
+            // group of writes): a file does not go away as a network peer does (0046, 0055).
+            .test_before_acquire(false)
             // A search of a write transaction dropped while it ran (its request went away)
             // leaves its progress handler behind: the next writer starts without it. (A
             // reader connection in that case is closed instead.)
