@@ -100,8 +100,12 @@ async fn import(options: &ImportOptions) -> Result<u64, String> {
     };
     let mut progress = Progress::new(total, errors);
     let started = Instant::now();
-    let mut tally = load::Tally::default();
+    // One pipeline over every file: a file's last batch is written while the next file's
+    // first is checked.
     let mut result = Ok(());
+    let mut loader = load::Loader::new(&guarded, &indexing)
+        .await
+        .map_err(|e| e.to_string())?;
     for file in &files {
         let name = file.display().to_string();
         let input = load::Input {
@@ -115,14 +119,18 @@ async fn import(options: &ImportOptions) -> Result<u64, String> {
                 break;
             }
         };
-        match load::load(&guarded, &indexing, &input, reader, &mut progress).await {
-            Ok(done) => tally.add(&done),
-            Err(e) => {
-                result = Err(format!("{name}: {e}"));
-                break;
-            }
+        if let Err(e) = loader.load(&input, reader, &mut progress).await {
+            result = Err(format!("{name}: {e}"));
+            break;
         }
     }
+    let tally = match result {
+        Ok(()) => loader
+            .finish(&mut progress)
+            .await
+            .map_err(|e| format!("the last batch: {e}")),
+        Err(e) => Err(e),
+    };
     progress.finish();
     store.close().await;
     if let Some(mut errors) = progress.errors.take() {
@@ -130,7 +138,7 @@ async fn import(options: &ImportOptions) -> Result<u64, String> {
             .flush()
             .map_err(|e| format!("writing the error file: {e}"))?;
     }
-    result?;
+    let tally = tally?;
     let seconds = started.elapsed().as_secs_f64();
     let imported = tally.imported_total();
     let by_type: Vec<String> = tally

@@ -254,6 +254,65 @@ both_stores!(
 );
 
 both_stores!(
+    a_body_of_several_batches_lands_whole_with_each_bad_line_reported_where_it_is,
+    |server| {
+        // 1,000 lines are several batches (the first ones of a load are the smallest): a bad
+        // line in each, and a resource written twice, in different batches (the later wins).
+        let mut text = String::new();
+        let mut bad = Vec::new();
+        for line in 1..=1000u64 {
+            let resource = match line {
+                3 | 400 | 999 => {
+                    bad.push(line);
+                    json!({"resourceType": "Patient", "id": format!("imp-many-{line}"), "gender": 7})
+                }
+                900 => json!({"resourceType": "Patient", "id": "imp-many-1", "active": false}),
+                _ => json!({"resourceType": "Patient", "id": format!("imp-many-{line}"), "active": true}),
+            };
+            text.push_str(&resource.to_string());
+            text.push('\n');
+        }
+        let manifest = import(&server.client, None, NDJSON, text.into_bytes()).await;
+        assert_eq!(
+            counts(&manifest),
+            BTreeMap::from([("Patient".to_owned(), 997)])
+        );
+        let errors = manifest["error"].as_array().unwrap();
+        assert_eq!(errors[0]["count"], 3);
+        let reply = send(
+            &server.client,
+            None,
+            "GET",
+            errors[0]["url"].as_str().unwrap(),
+            false,
+            None,
+        )
+        .await;
+        let lines: Vec<u64> = String::from_utf8(reply.body.to_vec())
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let outcome: Value = serde_json::from_str(l).unwrap();
+                outcome["issue"][0]["extension"][0]["valueInteger"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(lines, bad);
+        let first = expect_status(&server.client.get("Patient/imp-many-1").await.unwrap(), 200);
+        assert_eq!(first["meta"]["versionId"], "2");
+        assert_eq!(first["active"], false);
+        expect_status(&server.client.get("Patient/imp-many-1000").await.unwrap(), 200);
+        expect_status(&server.client.get("Patient/imp-many-400").await.unwrap(), 404);
+        let found = expect_status(
+            &server.client.get("Patient?active=true&_summary=count").await.unwrap(),
+            200,
+        );
+        assert_eq!(found["total"], 995);
+    }
+);
+
+both_stores!(
     the_kick_off_needs_respond_async_and_a_known_input,
     |server| {
         let body = || Some((NDJSON, ndjson(&practice())));

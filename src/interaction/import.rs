@@ -48,7 +48,7 @@ use crate::interaction::reindex::requester;
 use crate::interaction::search_parameters;
 use crate::store::{Method as WriteMethod, Store};
 use crate::write::Indexing;
-use load::{Input, LineError, Observer, Tally};
+use load::{Input, LineError, Observer};
 
 /// What the CapabilityStatement says of the operation beyond its definition.
 pub const DOCUMENTATION: &str = "Bulk import (Prefer: respond-async): an NDJSON body \
@@ -385,18 +385,19 @@ async fn run(
         file: None,
         errors: 0,
     };
-    let mut tally = Tally::default();
+    // One pipeline over every source (`load::Loader`).
+    let mut loader = load::Loader::new(store, indexing).await?;
     for source in &sources {
         if job.cancelled() {
             break;
         }
-        let done = match source {
+        match source {
             Source::Body(bytes) => {
                 let input = Input {
                     name: source.name(),
                     rtype: None,
                 };
-                load::load(store, indexing, &input, &bytes[..], &mut observer).await?
+                loader.load(&input, &bytes[..], &mut observer).await?
             }
             Source::File { path, rtype, .. } => {
                 let file = tokio::fs::File::open(path)
@@ -407,11 +408,11 @@ async fn run(
                     rtype: Some(rtype.as_str()),
                 };
                 let reader = tokio::io::BufReader::with_capacity(1 << 20, file);
-                load::load(store, indexing, &input, reader, &mut observer).await?
+                loader.load(&input, reader, &mut observer).await?
             }
         };
-        tally.add(&done);
     }
+    let tally = loader.finish(&mut observer).await?;
     if let Some(mut file) = observer.file.take() {
         file.flush().map_err(io)?;
     }

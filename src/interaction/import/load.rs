@@ -3,11 +3,12 @@
 //! Each line is one resource. It is parsed and validated like the body of a `PUT` (the type must
 //! be known, the id valid, the content valid R4), then written through the write pipeline with
 //! update-as-create semantics: the resource keeps its id, becoming version 1 of a new resource
-//! or the next version of an existing one. Lines are written [`BATCH`] at a time, one store
-//! transaction per batch (far faster than one per resource), in the order of the input, so a
-//! later line for the same resource wins. The next batch is parsed, validated and prepared for
-//! storage (index entries, JSON: `write::prepare`) while one is written, on as many threads as
-//! there are cores, so the writer's turn holds only the statements.
+//! or the next version of an existing one. Lines are written in batches of up to [`BATCH`], one
+//! store transaction per batch (far faster than one per resource), in the order of the input,
+//! so a later line for the same resource wins. The next batch is parsed, validated and prepared
+//! for storage (index entries, JSON: `write::prepare`) while one is written, on as many threads
+//! as there are cores, so the writer's turn holds only the statements; a [`Loader`] keeps that
+//! pipeline going from one input to the next.
 //!
 //! A bad line never stops the others: it is reported as an `OperationOutcome` naming its line
 //! number (in `diagnostics` and in the `operationoutcome-issue-line` extension) and the import
@@ -177,29 +178,87 @@ impl Ready {
     }
 }
 
-/// Loads the NDJSON `reader` into `store`, indexing with `indexing`.
+/// Loads the NDJSON `reader` into `store`, indexing with `indexing` (one input: a [`Loader`]
+/// given only it).
 pub async fn load<R: AsyncBufRead + Unpin>(
     store: &dyn Store,
     indexing: &Arc<Indexing>,
     input: &Input<'_>,
-    mut reader: R,
+    reader: R,
     observer: &mut dyn Observer,
 ) -> Result<Tally, FhirError> {
-    let mut tally = Tally::default();
-    let mut line_no = 0u64;
-    let expected = input.rtype.map(str::to_owned);
-    // What the store's writes carry as `meta.source` (the agent's; a transaction that has not
-    // run a statement has not begun).
-    let preparing = Preparing {
-        indexing: indexing.clone(),
-        source: store.begin().await?.source().map(str::to_owned),
-    };
-    let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut pending: Vec<tokio::task::JoinHandle<Vec<Result<Ready, LineError>>>> = Vec::new();
-    loop {
-        let mut raw = Vec::with_capacity(BATCH);
-        if !observer.cancelled() {
-            while raw.len() < BATCH {
+    let mut loader = Loader::new(store, indexing).await?;
+    loader.load(input, reader, observer).await?;
+    loader.finish(observer).await
+}
+
+/// A batch whose lines are being checked and prepared: the input they come from, and the
+/// parts on the checking threads.
+struct Checking {
+    input: String,
+    parts: Vec<tokio::task::JoinHandle<Vec<Result<Ready, LineError>>>>,
+}
+
+/// One load of any number of inputs, one after the other, as one pipeline: a batch is checked
+/// while the batch before it is written, whichever input either comes from, so the cores are
+/// not left idle at the start and end of each input (`signaal import` of a folder, an
+/// `$import` of several files). The first batch is [`FIRST_BATCH`] lines and each next one
+/// twice the one before, up to [`BATCH`]: the writer starts after a short check rather than a
+/// whole batch's (an `$import` of a few thousand lines is a few batches, not one written only
+/// after all of it was checked).
+pub struct Loader<'a> {
+    store: &'a dyn Store,
+    preparing: Preparing,
+    workers: usize,
+    /// Batches begun so far (the size of the next one grows with it).
+    begun: u32,
+    checking: Option<Checking>,
+    tally: Tally,
+}
+
+/// Lines of a load's first batch (see [`Loader`]).
+pub const FIRST_BATCH: usize = 250;
+
+impl<'a> Loader<'a> {
+    pub async fn new(store: &'a dyn Store, indexing: &Arc<Indexing>) -> Result<Self, FhirError> {
+        // What the store's writes carry as `meta.source` (the agent's; a transaction that has
+        // not run a statement has not begun).
+        let preparing = Preparing {
+            indexing: indexing.clone(),
+            source: store.begin().await?.source().map(str::to_owned),
+        };
+        Ok(Loader {
+            store,
+            preparing,
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
+            begun: 0,
+            checking: None,
+            tally: Tally::default(),
+        })
+    }
+
+    /// Lines in the next batch.
+    fn next_size(&self) -> usize {
+        FIRST_BATCH.saturating_mul(1 << self.begun.min(16)).min(BATCH)
+    }
+
+    /// Reads `input` to its end (or until the observer cancels), writing each batch of it
+    /// while the next is checked; its last batch is written by the next input's first or by
+    /// [`Loader::finish`].
+    pub async fn load<R: AsyncBufRead + Unpin>(
+        &mut self,
+        input: &Input<'_>,
+        mut reader: R,
+        observer: &mut dyn Observer,
+    ) -> Result<(), FhirError> {
+        let mut line_no = 0u64;
+        loop {
+            if observer.cancelled() {
+                return Ok(());
+            }
+            let size = self.next_size();
+            let mut raw = Vec::with_capacity(size);
+            while raw.len() < size {
                 let mut buffer = Vec::new();
                 let n = reader
                     .read_until(b'\n', &mut buffer)
@@ -214,26 +273,53 @@ pub async fn load<R: AsyncBufRead + Unpin>(
                 }
                 raw.push((line_no, buffer));
             }
-        }
-        // Parsing, validating and preparing is CPU work: off the async threads, split over the
-        // cores, while the batch before is written.
-        let next = check_batch(raw, workers, expected.as_deref(), &preparing);
-        if !pending.is_empty() {
-            let mut checked = Vec::with_capacity(BATCH);
-            for part in pending.drain(..) {
-                checked.extend(
-                    part.await
-                        .map_err(|e| FhirError::Internal(format!("checking lines: {e}")))?,
-                );
+            if raw.is_empty() {
+                return Ok(());
             }
-            write_batch(store, &preparing, input, checked, &mut tally, observer).await?;
+            // Parsing, validating and preparing is CPU work: off the async threads, split over
+            // the cores, while the batch before is written.
+            let next = Checking {
+                input: input.name.to_owned(),
+                parts: check_batch(raw, self.workers, input.rtype, &self.preparing),
+            };
+            self.begun += 1;
+            if let Some(previous) = self.checking.replace(next) {
+                self.write(previous, observer).await?;
+            }
         }
-        if next.is_empty() {
-            break;
-        }
-        pending = next;
     }
-    Ok(tally)
+
+    /// Writes the last batch and returns what the load did.
+    pub async fn finish(mut self, observer: &mut dyn Observer) -> Result<Tally, FhirError> {
+        if let Some(last) = self.checking.take() {
+            self.write(last, observer).await?;
+        }
+        Ok(self.tally)
+    }
+
+    /// Waits for a batch's lines to be checked and writes them.
+    async fn write(
+        &mut self,
+        batch: Checking,
+        observer: &mut dyn Observer,
+    ) -> Result<(), FhirError> {
+        let mut checked = Vec::with_capacity(BATCH);
+        for part in batch.parts {
+            checked.extend(
+                part.await
+                    .map_err(|e| FhirError::Internal(format!("checking lines: {e}")))?,
+            );
+        }
+        write_batch(
+            self.store,
+            &self.preparing,
+            &batch.input,
+            checked,
+            &mut self.tally,
+            observer,
+        )
+        .await
+    }
 }
 
 /// Starts checking and preparing `raw` lines on up to `workers` blocking threads, in
@@ -358,7 +444,7 @@ fn check(
 async fn write_batch(
     store: &dyn Store,
     preparing: &Preparing,
-    input: &Input<'_>,
+    input: &str,
     checked: Vec<Result<Ready, LineError>>,
     tally: &mut Tally,
     observer: &mut dyn Observer,
@@ -439,7 +525,7 @@ async fn write_batch(
     tally.failed += errors.len() as u64;
     tally.lines += handled;
     for error in errors {
-        observer.failed(input.name, error)?;
+        observer.failed(input, error)?;
     }
     observer.progress(handled);
     Ok(())

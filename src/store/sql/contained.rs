@@ -9,7 +9,7 @@ use super::search::{driving_filter, push_from_where, ROW_COLUMNS};
 use super::Sql;
 use crate::search::index::{contained_param, CONTAINED_ID};
 use crate::search::query::{
-    Contained, ContainedType, Predicate, SearchQuery, SortColumn, SortKey, TokenSystem,
+    Contained, ContainedType, IndexTable, Predicate, SearchQuery, SortColumn, SortKey, TokenSystem,
     HIT_CONTAINER, HIT_RESOURCE,
 };
 
@@ -85,6 +85,11 @@ fn push_contained_matches(sql: &mut Sql, query: &SearchQuery) {
         "SELECT DISTINCT cu.rid, {cid} AS cid FROM {} cu JOIN resource r ON r.rid = cu.rid WHERE ",
         table_name(table)
     ));
+    // A contained resource's token rows have no type (`rtype` NULL): they are looked up in
+    // idx_token_type_lookup under it, whatever their container's type (decision 0056).
+    if table == IndexTable::Token {
+        sql.push("cu.rtype IS NULL AND ");
+    }
     push_condition(sql, predicate, "cu");
     sql.push(" AND NOT r.deleted");
     let row = Row {
@@ -143,8 +148,8 @@ mod tests {
                     ),
                 )
             },
-            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, h.cid FROM (SELECT DISTINCT cu.rid, CAST(-2 AS BIGINT) AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.param = ? AND cu.code = ? AND NOT r.deleted) h CROSS JOIN resource r WHERE r.rid = h.rid) t ORDER BY t.rid ASC, t.cid ASC LIMIT ?) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.rid ASC, t.cid ASC"#,
-            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, h.cid FROM (SELECT DISTINCT cu.rid, CAST(-2 AS BIGINT) AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.param = $1 AND cu.code = $2 AND NOT r.deleted) h CROSS JOIN resource r WHERE r.rid = h.rid) t ORDER BY t.rid ASC, t.cid ASC LIMIT $3) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.rid ASC, t.cid ASC"#,
+            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, h.cid FROM (SELECT DISTINCT cu.rid, CAST(-2 AS BIGINT) AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.rtype IS NULL AND cu.param = ? AND cu.code = ? AND NOT r.deleted) h CROSS JOIN resource r WHERE r.rid = h.rid) t ORDER BY t.rid ASC, t.cid ASC LIMIT ?) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.rid ASC, t.cid ASC"#,
+            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, h.cid FROM (SELECT DISTINCT cu.rid, CAST(-2 AS BIGINT) AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.rtype IS NULL AND cu.param = $1 AND cu.code = $2 AND NOT r.deleted) h CROSS JOIN resource r WHERE r.rid = h.rid) t ORDER BY t.rid ASC, t.cid ASC LIMIT $3) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.rid ASC, t.cid ASC"#,
             r#""Medication#code", "abc", 11"#,
         );
     }
@@ -169,8 +174,8 @@ mod tests {
                     ),
                 )
             },
-            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.k0, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, (SELECT MIN(s.normalized) FROM idx_string s WHERE s.rid = r.rid AND s.contained = h.cid AND s.param = ?) AS k0, h.cid FROM (SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.param = ? AND cu.code = ? AND NOT r.deleted) h CROSS JOIN resource r WHERE r.rid = h.rid) t ORDER BY t.k0 ASC NULLS LAST, t.rid ASC, t.cid ASC LIMIT ?) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.k0 ASC NULLS LAST, t.rid ASC, t.cid ASC"#,
-            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.k0, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, (SELECT MIN(s.normalized) FROM idx_string s WHERE s.rid = r.rid AND s.contained = h.cid AND s.param = $1) AS k0, h.cid FROM (SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.param = $2 AND cu.code = $3 AND NOT r.deleted) h CROSS JOIN resource r WHERE r.rid = h.rid) t ORDER BY t.k0 ASC NULLS LAST, t.rid ASC, t.cid ASC LIMIT $4) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.k0 ASC NULLS LAST, t.rid ASC, t.cid ASC"#,
+            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.k0, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, (SELECT MIN(s.normalized) FROM idx_string s WHERE s.rid = r.rid AND s.contained = h.cid AND s.param = ?) AS k0, h.cid FROM (SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.rtype IS NULL AND cu.param = ? AND cu.code = ? AND NOT r.deleted) h CROSS JOIN resource r WHERE r.rid = h.rid) t ORDER BY t.k0 ASC NULLS LAST, t.rid ASC, t.cid ASC LIMIT ?) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.k0 ASC NULLS LAST, t.rid ASC, t.cid ASC"#,
+            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.k0, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, (SELECT MIN(s.normalized) FROM idx_string s WHERE s.rid = r.rid AND s.contained = h.cid AND s.param = $1) AS k0, h.cid FROM (SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.rtype IS NULL AND cu.param = $2 AND cu.code = $3 AND NOT r.deleted) h CROSS JOIN resource r WHERE r.rid = h.rid) t ORDER BY t.k0 ASC NULLS LAST, t.rid ASC, t.cid ASC LIMIT $4) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.k0 ASC NULLS LAST, t.rid ASC, t.cid ASC"#,
             r#""Medication#name", "Medication#code", "abc", 11"#,
         );
     }
@@ -189,8 +194,8 @@ mod tests {
                     ),
                 )
             },
-            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.k0, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, CASE WHEN h.cid = -1 THEN r.id ELSE r.id END AS k0, h.cid FROM (SELECT u.rid, MAX(u.cid) AS cid FROM (SELECT r.rid, CAST(-1 AS BIGINT) AS cid FROM resource r WHERE r.rtype = ? AND NOT r.deleted UNION ALL SELECT DISTINCT cu.rid, CAST(-2 AS BIGINT) AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.param = ? AND NOT r.deleted) u GROUP BY u.rid) h CROSS JOIN resource r WHERE r.rid = h.rid) t ORDER BY t.k0 DESC NULLS LAST, t.rid ASC, t.cid ASC LIMIT ?) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.k0 DESC NULLS LAST, t.rid ASC, t.cid ASC"#,
-            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.k0, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, CASE WHEN h.cid = -1 THEN r.id ELSE r.id END AS k0, h.cid FROM (SELECT u.rid, MAX(u.cid) AS cid FROM (SELECT r.rid, CAST(-1 AS BIGINT) AS cid FROM resource r WHERE r.rtype = $1 AND NOT r.deleted UNION ALL SELECT DISTINCT cu.rid, CAST(-2 AS BIGINT) AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.param = $2 AND NOT r.deleted) u GROUP BY u.rid) h CROSS JOIN resource r WHERE r.rid = h.rid) t ORDER BY t.k0 DESC NULLS LAST, t.rid ASC, t.cid ASC LIMIT $3) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.k0 DESC NULLS LAST, t.rid ASC, t.cid ASC"#,
+            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.k0, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, CASE WHEN h.cid = -1 THEN r.id ELSE r.id END AS k0, h.cid FROM (SELECT u.rid, MAX(u.cid) AS cid FROM (SELECT r.rid, CAST(-1 AS BIGINT) AS cid FROM resource r WHERE r.rtype = ? AND NOT r.deleted UNION ALL SELECT DISTINCT cu.rid, CAST(-2 AS BIGINT) AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.rtype IS NULL AND cu.param = ? AND NOT r.deleted) u GROUP BY u.rid) h CROSS JOIN resource r WHERE r.rid = h.rid) t ORDER BY t.k0 DESC NULLS LAST, t.rid ASC, t.cid ASC LIMIT ?) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.k0 DESC NULLS LAST, t.rid ASC, t.cid ASC"#,
+            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.k0, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, CASE WHEN h.cid = -1 THEN r.id ELSE r.id END AS k0, h.cid FROM (SELECT u.rid, MAX(u.cid) AS cid FROM (SELECT r.rid, CAST(-1 AS BIGINT) AS cid FROM resource r WHERE r.rtype = $1 AND NOT r.deleted UNION ALL SELECT DISTINCT cu.rid, CAST(-2 AS BIGINT) AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.rtype IS NULL AND cu.param = $2 AND NOT r.deleted) u GROUP BY u.rid) h CROSS JOIN resource r WHERE r.rid = h.rid) t ORDER BY t.k0 DESC NULLS LAST, t.rid ASC, t.cid ASC LIMIT $3) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.k0 DESC NULLS LAST, t.rid ASC, t.cid ASC"#,
             r#""Medication", "Medication#_id", 11"#,
         );
     }
@@ -209,8 +214,8 @@ mod tests {
                     ),
                 )
             },
-            r#"SELECT COUNT(*) FROM (SELECT r.rid, CAST(-1 AS BIGINT) AS cid FROM resource r WHERE r.rtype = ? AND NOT r.deleted AND (r.id = ?) UNION ALL SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.param = ? AND cu.code = ? AND NOT r.deleted) h"#,
-            r#"SELECT COUNT(*) FROM (SELECT r.rid, CAST(-1 AS BIGINT) AS cid FROM resource r WHERE r.rtype = $1 AND NOT r.deleted AND (r.id = $2) UNION ALL SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.param = $3 AND cu.code = $4 AND NOT r.deleted) h"#,
+            r#"SELECT COUNT(*) FROM (SELECT r.rid, CAST(-1 AS BIGINT) AS cid FROM resource r WHERE r.rtype = ? AND NOT r.deleted AND (r.id = ?) UNION ALL SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.rtype IS NULL AND cu.param = ? AND cu.code = ? AND NOT r.deleted) h"#,
+            r#"SELECT COUNT(*) FROM (SELECT r.rid, CAST(-1 AS BIGINT) AS cid FROM resource r WHERE r.rtype = $1 AND NOT r.deleted AND (r.id = $2) UNION ALL SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.rtype IS NULL AND cu.param = $3 AND cu.code = $4 AND NOT r.deleted) h"#,
             r#""Medication", "m1", "Medication#_id", "m1""#,
         );
     }
@@ -238,8 +243,8 @@ mod tests {
                     ),
                 )
             },
-            r#"SELECT COUNT(*) FROM (SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.param = ? AND cu.code = ? AND NOT r.deleted AND (EXISTS (SELECT 1 FROM idx_reference rcx JOIN resource rc ON rc.rtype = rcx.target_type AND rc.id = rcx.target_id WHERE rcx.rid = r.rid AND rcx.contained = cu.contained AND NOT rc.deleted AND rcx.param = ? AND rc.rtype = ? AND (EXISTS (SELECT 1 FROM idx_string s WHERE s.rid = rc.rid AND s.param = ? AND s.normalized LIKE ? ESCAPE '\')))) AND (1 = 0)) h"#,
-            r#"SELECT COUNT(*) FROM (SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.param = $1 AND cu.code = $2 AND NOT r.deleted AND (EXISTS (SELECT 1 FROM idx_reference rcx JOIN resource rc ON rc.rtype = rcx.target_type AND rc.id = rcx.target_id WHERE rcx.rid = r.rid AND rcx.contained = cu.contained AND NOT rc.deleted AND rcx.param = $3 AND rc.rtype = $4 AND (EXISTS (SELECT 1 FROM idx_string s WHERE s.rid = rc.rid AND s.param = $5 AND s.normalized LIKE $6 ESCAPE '\')))) AND (1 = 0)) h"#,
+            r#"SELECT COUNT(*) FROM (SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.rtype IS NULL AND cu.param = ? AND cu.code = ? AND NOT r.deleted AND (EXISTS (SELECT 1 FROM idx_reference rcx JOIN resource rc ON rc.rtype = rcx.target_type AND rc.id = rcx.target_id WHERE rcx.rid = r.rid AND rcx.contained = cu.contained AND NOT rc.deleted AND rcx.param = ? AND rc.rtype = ? AND (EXISTS (SELECT 1 FROM idx_string s WHERE s.rid = rc.rid AND s.param = ? AND s.normalized LIKE ? ESCAPE '\')))) AND (1 = 0)) h"#,
+            r#"SELECT COUNT(*) FROM (SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.rtype IS NULL AND cu.param = $1 AND cu.code = $2 AND NOT r.deleted AND (EXISTS (SELECT 1 FROM idx_reference rcx JOIN resource rc ON rc.rtype = rcx.target_type AND rc.id = rcx.target_id WHERE rcx.rid = r.rid AND rcx.contained = cu.contained AND NOT rc.deleted AND rcx.param = $3 AND rc.rtype = $4 AND (EXISTS (SELECT 1 FROM idx_string s WHERE s.rid = rc.rid AND s.param = $5 AND s.normalized LIKE $6 ESCAPE '\')))) AND (1 = 0)) h"#,
             r#""Medication#code", "abc", "Medication#manufacturer", "Organization", "name", "acme%""#,
         );
     }
@@ -259,8 +264,8 @@ mod tests {
                     },
                 )
             },
-            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, h.cid FROM (SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.param = ? AND NOT r.deleted) h CROSS JOIN resource r WHERE r.rid = h.rid) t WHERE (((t.rid > ? OR (t.rid = ? AND t.cid > ?)))) ORDER BY t.rid ASC, t.cid ASC LIMIT ?) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.rid ASC, t.cid ASC"#,
-            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, h.cid FROM (SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.param = $1 AND NOT r.deleted) h CROSS JOIN resource r WHERE r.rid = h.rid) t WHERE (((t.rid > $2 OR (t.rid = $3 AND t.cid > $4)))) ORDER BY t.rid ASC, t.cid ASC LIMIT $5) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.rid ASC, t.cid ASC"#,
+            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, h.cid FROM (SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.rtype IS NULL AND cu.param = ? AND NOT r.deleted) h CROSS JOIN resource r WHERE r.rid = h.rid) t WHERE (((t.rid > ? OR (t.rid = ? AND t.cid > ?)))) ORDER BY t.rid ASC, t.cid ASC LIMIT ?) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.rid ASC, t.cid ASC"#,
+            r#"SELECT t.rid, v.rtype, v.id, v.version, v.last_updated, v.method, v.content, t.cid FROM (SELECT * FROM (SELECT r.rid, r.rtype, r.id, r.version, h.cid FROM (SELECT DISTINCT cu.rid, cu.contained AS cid FROM idx_token cu JOIN resource r ON r.rid = cu.rid WHERE cu.rtype IS NULL AND cu.param = $1 AND NOT r.deleted) h CROSS JOIN resource r WHERE r.rid = h.rid) t WHERE (((t.rid > $2 OR (t.rid = $3 AND t.cid > $4)))) ORDER BY t.rid ASC, t.cid ASC LIMIT $5) t CROSS JOIN resource_version v WHERE v.rtype = t.rtype AND v.id = t.id AND v.version = t.version ORDER BY t.rid ASC, t.cid ASC"#,
             r#""Medication#_id", 40, 40, 2, 11"#,
         );
     }

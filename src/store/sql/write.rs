@@ -240,8 +240,9 @@ impl<'a> Tables<'a> {
 
 /// Multi-row INSERTs of the index entries of the resource rows `rows`, the rows of all of them
 /// together, table by table. Token rows carry the type (a search driven by a token looks up only
-/// its type's rows); a contained resource's rows carry its container's, as they carry its `rid`,
-/// and its position in `contained` (NULL for the resource's own entries).
+/// its type's rows); a contained resource's token rows carry none (NULL: searches of contained
+/// resources look them up under it, whatever the container), its container's `rid`, and its
+/// position in `contained` (NULL for the resource's own entries).
 ///
 /// On SQLite the statements are `INSERT OR FAIL`: a multi-row `INSERT` that could abort half
 /// way (a `NOT NULL` column, under the default `ABORT`) makes SQLite open a statement journal
@@ -291,8 +292,12 @@ pub fn insert_index(dialect: Dialect, rows: &[IndexRows<'_>]) -> Vec<Sql> {
         "",
         |sql, (owner, e)| {
             start(sql, owner);
-            sql.text(owner.rtype)
-                .push(", ")
+            // A contained resource's rows carry no type: only searches of contained resources
+            // read them, whatever the container's type (decision 0056).
+            sql.bind(Bind::OptText(
+                owner.contained.is_none().then(|| owner.rtype.to_owned()),
+            ))
+            .push(", ")
                 .text(&e.param)
                 .push(", ")
                 .opt(&e.system)
@@ -486,7 +491,7 @@ mod tests {
             |d| joined(d, insert_index(d, &[(5, "Observation", &entries())])),
             r#"INSERT OR FAIL INTO idx_token (contained, grp, rid, rtype, param, system, code) VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?); INSERT OR FAIL INTO idx_string (contained, grp, rid, param, normalized, exact) VALUES (?, ?, ?, ?, ?, ?); INSERT OR FAIL INTO idx_date (contained, grp, rid, param, lo, hi) VALUES (?, ?, ?, ?, ?, ?); INSERT OR FAIL INTO idx_reference (contained, grp, rid, param, target_type, target_id, url) VALUES (?, ?, ?, ?, ?, ?, ?); INSERT OR FAIL INTO idx_uri (contained, grp, rid, param, value) VALUES (?, ?, ?, ?, ?); INSERT OR FAIL INTO idx_number (contained, grp, rid, param, value, lo, hi) VALUES (?, ?, ?, ?, ?, ?, ?); INSERT OR FAIL INTO idx_quantity (contained, grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)"#,
             r#"INSERT INTO idx_token (contained, grp, rid, rtype, param, system, code) VALUES ($1, $2, $3, $4, $5, $6, $7), ($8, $9, $10, $11, $12, $13, $14), ($15, $16, $17, $18, $19, $20, $21); INSERT INTO idx_string (contained, grp, rid, param, normalized, exact) VALUES ($1, $2, $3, $4, $5, $6); INSERT INTO idx_date (contained, grp, rid, param, lo, hi) VALUES ($1, $2, $3, $4, $5, $6); INSERT INTO idx_reference (contained, grp, rid, param, target_type, target_id, url) VALUES ($1, $2, $3, $4, $5, $6, $7); INSERT INTO idx_uri (contained, grp, rid, param, value) VALUES ($1, $2, $3, $4, $5); INSERT INTO idx_number (contained, grp, rid, param, value, lo, hi) VALUES ($1, $2, $3, $4, $5, $6, $7); INSERT INTO idx_quantity (contained, grp, rid, param, system, code, unit, value, lo, hi, canonical_value, canonical_unit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12), ($13, $14, $15, $16, $17, $18, $19, $20, $21, $22, NULL, NULL)"#,
-            r#"None, None, 5, "Observation", "code", Some("http://loinc.org"), Some("1234-5"), None, Some(0), 5, "Observation", "code-value-quantity$0", None, Some("c0"), Some(0), None, 5, "Observation", "Medication#_id", None, Some("c0"), None, None, 5, "name", "eve", "Ève", None, None, 5, "date", 1000, 2000, None, None, 5, "subject", Some("Patient"), Some("p1"), None, None, None, 5, "url", "http://example.org", None, None, 5, "probability", 0.25, 0.245, 0.255, None, None, 5, "value-quantity", Some("http://unitsofmeasure.org"), Some("mg"), Some("mg"), 5.0, 4.95, 5.05, 0.005, "g", None, None, 5, "value-quantity", None, None, Some("puffs"), 2.0, 1.5, 2.5"#,
+            r#"None, None, 5, Some("Observation"), "code", Some("http://loinc.org"), Some("1234-5"), None, Some(0), 5, Some("Observation"), "code-value-quantity$0", None, Some("c0"), Some(0), None, 5, None, "Medication#_id", None, Some("c0"), None, None, 5, "name", "eve", "Ève", None, None, 5, "date", 1000, 2000, None, None, 5, "subject", Some("Patient"), Some("p1"), None, None, None, 5, "url", "http://example.org", None, None, 5, "probability", 0.25, 0.245, 0.255, None, None, 5, "value-quantity", Some("http://unitsofmeasure.org"), Some("mg"), Some("mg"), 5.0, 4.95, 5.05, 0.005, "g", None, None, 5, "value-quantity", None, None, Some("puffs"), 2.0, 1.5, 2.5"#,
         );
     }
 
