@@ -72,6 +72,10 @@ const KNOWN_INVALID: &[(&str, &str)] = &[
     // Elements R4 defines as "An absolute URI".
     ("StructureDefinition/ExplanationOfBenefit", "ExplanationOfBenefit.priority binds to http://terminology.hl7.org/CodeSystem/processpriority, a CodeSystem's url, where binding.valueSet is canonical(ValueSet) (HL7 FHIR-34371, corrected in R4B to ValueSet/process-priority)"),
     ("ValueSet/example-hierarchical", "compose.include.system is '#hacked' (a contained CodeSystem), and ValueSet.compose.include.system is 'An absolute URI'"),
+    // Bundles that carry one of the resources above: every entry is walked, however many
+    // warnings come before (an error is never crowded out of the outcome by them).
+    ("Bundle/resources", "entry 107 is StructureDefinition/ExplanationOfBenefit, whose priority binds to a CodeSystem's url (above)"),
+    ("Bundle/valuesets", "entry 499 is ValueSet/example-hierarchical, whose compose.include.system is '#hacked' (above)"),
     // Ids.
     ("SearchParameter/questionnaireresponse-extensions-QuestionnaireResponse-item-subject", "the id has 68 characters (HL7 schema: id ^[A-Za-z0-9\\-\\.]{1,64}$)"),
 ];
