@@ -102,7 +102,7 @@ async fn import(options: &ImportOptions) -> Result<u64, String> {
     let started = Instant::now();
     // One pipeline over every file: a file's last batch is written while the next file's
     // first is checked.
-    let mut result = Ok(());
+    let mut failed = None;
     let mut loader = load::Loader::new(&guarded, &indexing)
         .await
         .map_err(|e| e.to_string())?;
@@ -115,21 +115,24 @@ async fn import(options: &ImportOptions) -> Result<u64, String> {
         let reader = match tokio::fs::File::open(file).await {
             Ok(f) => tokio::io::BufReader::with_capacity(1 << 20, f),
             Err(e) => {
-                result = Err(format!("{name}: {e}"));
+                failed = Some(format!("{name}: {e}"));
                 break;
             }
         };
         if let Err(e) = loader.load(&input, reader, &mut progress).await {
-            result = Err(format!("{name}: {e}"));
+            // A failed write is of the batch before, which may be the previous file's last.
+            let at = loader.failed_writing().unwrap_or(&name);
+            failed = Some(format!("{at}: {e}"));
             break;
         }
     }
-    let tally = match result {
-        Ok(()) => loader
+    let tally = match failed {
+        None => loader
             .finish(&mut progress)
             .await
             .map_err(|e| format!("the last batch: {e}")),
-        Err(e) => Err(e),
+        // What was read before the failure is written all the same.
+        Some(e) => Err(loader.stop(e, &mut progress).await),
     };
     progress.finish();
     store.close().await;

@@ -391,26 +391,31 @@ async fn run(
         if job.cancelled() {
             break;
         }
-        match source {
+        let loaded = match source {
             Source::Body(bytes) => {
                 let input = Input {
                     name: source.name(),
                     rtype: None,
                 };
-                loader.load(&input, &bytes[..], &mut observer).await?
+                loader.load(&input, &bytes[..], &mut observer).await
             }
-            Source::File { path, rtype, .. } => {
-                let file = tokio::fs::File::open(path)
-                    .await
-                    .map_err(|e| FhirError::Internal(format!("{}: {e}", source.name())))?;
-                let input = Input {
-                    name: source.name(),
-                    rtype: Some(rtype.as_str()),
-                };
-                let reader = tokio::io::BufReader::with_capacity(1 << 20, file);
-                loader.load(&input, reader, &mut observer).await?
-            }
+            Source::File { path, rtype, .. } => match tokio::fs::File::open(path).await {
+                Ok(file) => {
+                    let input = Input {
+                        name: source.name(),
+                        rtype: Some(rtype.as_str()),
+                    };
+                    let reader = tokio::io::BufReader::with_capacity(1 << 20, file);
+                    loader.load(&input, reader, &mut observer).await
+                }
+                Err(e) => Err(FhirError::Internal(format!("{}: {e}", source.name()))),
+            },
         };
+        if let Err(e) = loaded {
+            // What was read before the failure (the previous source's last batch) is written
+            // all the same, as a load of each source on its own would have.
+            return Err(loader.stop(e, &mut observer).await);
+        }
     }
     let tally = loader.finish(&mut observer).await?;
     if let Some(mut file) = observer.file.take() {

@@ -213,6 +213,8 @@ pub struct Loader<'a> {
     /// Batches begun so far (the size of the next one grows with it).
     begun: u32,
     checking: Option<Checking>,
+    /// The input of the batch being written, while it is (still set after its write failed).
+    writing: Option<String>,
     tally: Tally,
 }
 
@@ -233,13 +235,16 @@ impl<'a> Loader<'a> {
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             begun: 0,
             checking: None,
+            writing: None,
             tally: Tally::default(),
         })
     }
 
     /// Lines in the next batch.
     fn next_size(&self) -> usize {
-        FIRST_BATCH.saturating_mul(1 << self.begun.min(16)).min(BATCH)
+        FIRST_BATCH
+            .saturating_mul(1 << self.begun.min(16))
+            .min(BATCH)
     }
 
     /// Reads `input` to its end (or until the observer cancels), writing each batch of it
@@ -297,12 +302,35 @@ impl<'a> Loader<'a> {
         Ok(self.tally)
     }
 
+    /// After [`Loader::load`] failed: the input whose batch could not be written, when that
+    /// was the failure (a batch of an earlier input than the one being read), else `None`
+    /// (the input being read could not be read).
+    pub fn failed_writing(&self) -> Option<&str> {
+        self.writing.as_deref()
+    }
+
+    /// After an input could not be opened or read: writes what was read and checked before
+    /// (the last batch of the input before it, or the lines of this one read so far), as a
+    /// load of each input on its own would have, and returns `error`. After a failed write,
+    /// nothing more is written.
+    pub async fn stop<E>(mut self, error: E, observer: &mut dyn Observer) -> E {
+        if self.writing.is_none() {
+            if let Some(last) = self.checking.take() {
+                if let Err(e) = self.write(last, observer).await {
+                    tracing::warn!(error = %e, "import: the batch read before a failure could not be written");
+                }
+            }
+        }
+        error
+    }
+
     /// Waits for a batch's lines to be checked and writes them.
     async fn write(
         &mut self,
         batch: Checking,
         observer: &mut dyn Observer,
     ) -> Result<(), FhirError> {
+        self.writing = Some(batch.input.clone());
         let mut checked = Vec::with_capacity(BATCH);
         for part in batch.parts {
             checked.extend(
@@ -318,7 +346,9 @@ impl<'a> Loader<'a> {
             &mut self.tally,
             observer,
         )
-        .await
+        .await?;
+        self.writing = None;
+        Ok(())
     }
 }
 
