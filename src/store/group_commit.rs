@@ -81,6 +81,8 @@ impl<B: Backend> Group<B> {
         if std::mem::take(&mut self.spoiled) {
             self.abandoned = false;
             self.bare = false;
+            // Nothing it queued for scoring stays: the members queue again when they write again.
+            self.queues = false;
             if let Some(mut tx) = self.tx.take() {
                 let undone = match B::disarm(&mut tx).await {
                     Ok(()) => tx.rollback().await,
