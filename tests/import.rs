@@ -267,7 +267,9 @@ both_stores!(
                     json!({"resourceType": "Patient", "id": format!("imp-many-{line}"), "gender": 7})
                 }
                 900 => json!({"resourceType": "Patient", "id": "imp-many-1", "active": false}),
-                _ => json!({"resourceType": "Patient", "id": format!("imp-many-{line}"), "active": true}),
+                _ => {
+                    json!({"resourceType": "Patient", "id": format!("imp-many-{line}"), "active": true})
+                }
             };
             text.push_str(&resource.to_string());
             text.push('\n');
@@ -302,10 +304,20 @@ both_stores!(
         let first = expect_status(&server.client.get("Patient/imp-many-1").await.unwrap(), 200);
         assert_eq!(first["meta"]["versionId"], "2");
         assert_eq!(first["active"], false);
-        expect_status(&server.client.get("Patient/imp-many-1000").await.unwrap(), 200);
-        expect_status(&server.client.get("Patient/imp-many-400").await.unwrap(), 404);
+        expect_status(
+            &server.client.get("Patient/imp-many-1000").await.unwrap(),
+            200,
+        );
+        expect_status(
+            &server.client.get("Patient/imp-many-400").await.unwrap(),
+            404,
+        );
         let found = expect_status(
-            &server.client.get("Patient?active=true&_summary=count").await.unwrap(),
+            &server
+                .client
+                .get("Patient?active=true&_summary=count")
+                .await
+                .unwrap(),
             200,
         );
         assert_eq!(found["total"], 995);

@@ -298,11 +298,11 @@ pub fn insert_index(dialect: Dialect, rows: &[IndexRows<'_>]) -> Vec<Sql> {
                 owner.contained.is_none().then(|| owner.rtype.to_owned()),
             ))
             .push(", ")
-                .text(&e.param)
-                .push(", ")
-                .opt(&e.system)
-                .push(", ")
-                .opt(&e.code);
+            .text(&e.param)
+            .push(", ")
+            .opt(&e.system)
+            .push(", ")
+            .opt(&e.code);
         },
     );
     multi_row(
