@@ -42,7 +42,7 @@ const PRINTED: u64 = 100;
 
 pub async fn run(options: ImportOptions) -> ExitCode {
     match import(&options).await {
-        Ok(failed) if failed == 0 => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("signaal import: {e}");
@@ -240,11 +240,9 @@ impl Progress {
         let mut stderr = std::io::stderr();
         if self.terminal {
             let width = 30;
-            let filled = if self.total == 0 {
-                width
-            } else {
-                (self.done.min(self.total) * width as u64 / self.total) as usize
-            };
+            let filled = (self.done.min(self.total) * width as u64)
+                .checked_div(self.total)
+                .map_or(width, |f| f as usize);
             let _ = write!(
                 stderr,
                 "\r\x1b[2Kimport [{}{}] {}",

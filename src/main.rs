@@ -561,11 +561,7 @@ async fn score(database: &str, all: bool, high_utiliser_fraction: f64) -> ExitCo
     let started = std::time::Instant::now();
     let result = signaal::scoring::run::score_all(&*store, registry, &scoring, |done, total| {
         let width = 40;
-        let filled = if total == 0 {
-            width
-        } else {
-            done * width / total
-        };
+        let filled = (done * width).checked_div(total).unwrap_or(width);
         eprint!(
             "\rscoring [{}{}] {done}/{total}",
             "#".repeat(filled),

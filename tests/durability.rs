@@ -164,7 +164,7 @@ fn stream_writes(
             let mut n = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                if n % 3 == 0 {
+                if n.is_multiple_of(3) {
                     let id = &hot[(w + n) % hot.len()];
                     let body = json!({"resourceType": "Patient", "id": id,
                         "identifier": [{"system": SYSTEM, "value": id}],
@@ -177,7 +177,7 @@ fn stream_writes(
                         Ok(_) => {}
                         Err(_) => acknowledged.lock().unwrap().unanswered += 1,
                     }
-                } else if n % 5 == 0 {
+                } else if n.is_multiple_of(5) {
                     batch_create(&client, w, n, &acknowledged).await;
                 } else {
                     let value = format!("w{w}-{n}");

@@ -124,7 +124,7 @@ both_stores!(
         for _ in 0..1200 {
             let reply = server
                 .client
-                .get(&format!("RiskAssessment?method=lace&_count=1000"))
+                .get("RiskAssessment?method=lace&_count=1000")
                 .await
                 .unwrap();
             let found = expect_status(&reply, 200);

@@ -319,7 +319,7 @@ both_stores!(a_slow_endpoint_does_not_delay_another, |server| {
             &receiver.url,
             "id-only",
         );
-        subscribe(&server, &receiver, &s).await;
+        subscribe(&server, receiver, &s).await;
     }
     // The slow one takes 8 s to answer each notification (within its 10 s timeout).
     slow.set_slow(Duration::from_secs(8));

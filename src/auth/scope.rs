@@ -94,7 +94,7 @@ impl Scope {
                     let at = "cruds".find(ch).ok_or_else(|| {
                         format!("scope '{text}' has an unknown permission '{ch}'")
                     })?;
-                    if at + 1 <= last {
+                    if at < last {
                         return Err(format!(
                             "scope '{text}': permissions must be in the order c r u d s"
                         ));

@@ -111,7 +111,7 @@ pub fn parse_range(value: &str) -> Result<(i64, i64), String> {
     let Some(time) = time_part else {
         let end_date = match (month, day) {
             (None, _) => NaiveDate::from_ymd_opt(year + 1, 1, 1),
-            (Some(m), None) if m == 12 => NaiveDate::from_ymd_opt(year + 1, 1, 1),
+            (Some(12), None) => NaiveDate::from_ymd_opt(year + 1, 1, 1),
             (Some(m), None) => NaiveDate::from_ymd_opt(year, m + 1, 1),
             (Some(_), Some(_)) => start_date.succ_opt(),
         }

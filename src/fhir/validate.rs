@@ -276,7 +276,7 @@ fn schema_issues(error: &jsonschema::ValidationError<'_>, path: &str, issues: &m
             }
         }
         jsonschema::error::ValidationErrorKind::OneOfMultipleValid { .. } => {
-            let present = choices_present(error.schema_path().as_str(), &**error.instance());
+            let present = choices_present(error.schema_path().as_str(), error.instance());
             let message = if present.is_empty() {
                 "More than one choice of a choice element is present".to_owned()
             } else {

@@ -374,11 +374,11 @@ async fn apply(
             bundle_entry::conditional_references(content, &mut found);
         }
         for reference in found {
-            if !conditional.contains_key(&reference) {
-                let target = bundle_entry::resolve_conditional(tx, app, &reference)
+            if let std::collections::hash_map::Entry::Vacant(slot) = conditional.entry(reference) {
+                let target = bundle_entry::resolve_conditional(tx, app, slot.key())
                     .await
                     .map_err(|e| at_entry(e, &entry.label()))?;
-                conditional.insert(reference, target);
+                slot.insert(target);
             }
         }
     }

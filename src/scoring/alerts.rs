@@ -7,8 +7,8 @@
 //! - home blood pressure mean ≥ 135/85 mmHg (at least 3 readings over the last 7 days) and any
 //!   single reading ≥ 180/110 mmHg: ESH/ESC 2018 Guidelines for the management of arterial
 //!   hypertension (Williams B et al., Eur Heart J 2018;39:3021-104, table 4 and grade 3);
-//! - glucose < 3.9 mmol/L (level 1) and < 3.0 mmol/L (level 2 hypoglycaemia), > 10.0 and
-//!   > 13.9 mmol/L (hyperglycaemia): ADA Standards of Care, Glycemic Targets (Diabetes Care
+//! - glucose < 3.9 mmol/L (level 1) and < 3.0 mmol/L (level 2 hypoglycaemia), above 10.0
+//!   and above 13.9 mmol/L (hyperglycaemia): ADA Standards of Care, Glycemic Targets (Diabetes Care
 //!   2023;46(Suppl 1):S97-S110) and the international consensus on time in range (Battelino T
 //!   et al., Diabetes Care 2019;42:1593-603);
 //! - SpO2 ≤ 92%: BTS guideline for oxygen use in adults (O'Driscoll BR et al., Thorax 2017;72:i1-

@@ -552,7 +552,7 @@ impl<B: Backend> Member<B> {
                 together.len()
             });
             // A long batch still commits now and then, so that it does not keep the writer.
-            if waiting % TOGETHER_AT_MOST == 0 {
+            if waiting.is_multiple_of(TOGETHER_AT_MOST) {
                 self.due.notify_one();
             }
             return Ok(());

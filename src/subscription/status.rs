@@ -33,7 +33,7 @@ pub async fn set(
                 return Ok(false);
             };
             let now = resource["status"].as_str().unwrap_or_default().to_owned();
-            if !from.iter().any(|f| *f == now) {
+            if !from.contains(&now) {
                 return Ok(false);
             }
             if now == *status && resource["error"].as_str() == error.as_deref() {

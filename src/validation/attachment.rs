@@ -11,7 +11,7 @@ use super::outcome::Outcome;
 /// well-formed base64 (the structure check reports that).
 pub fn decoded_len(data: &str) -> Option<u64> {
     let chars: Vec<u8> = data.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if chars.len() % 4 != 0 {
+    if !chars.len().is_multiple_of(4) {
         return None;
     }
     let padding = chars.iter().rev().take_while(|&&b| b == b'=').count();

@@ -37,7 +37,7 @@ impl Check<'_> {
         let mut given = Vec::new();
         collect_answers(items(self.qr), question, &mut given);
         if operator == "exists" {
-            return Some(expected.as_bool()? == !given.is_empty());
+            return Some(expected.as_bool()? != given.is_empty());
         }
         let values: Vec<&Value> = given
             .iter()
