@@ -589,6 +589,82 @@ mod tests {
         super::check(line, bytes.to_vec(), expected, &preparing)
     }
 
+    /// A reader whose every read fails: a file that cannot be read to its end.
+    struct Unreadable;
+
+    impl tokio::io::AsyncRead for Unreadable {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Err(std::io::Error::other("the disk went away")))
+        }
+    }
+
+    /// Counts the lines handled; a failed line fails the test.
+    struct Lines(u64);
+
+    impl Observer for Lines {
+        fn progress(&mut self, lines: u64) {
+            self.0 += lines;
+        }
+        fn failed(&mut self, input: &str, error: LineError) -> Result<(), FhirError> {
+            panic!("{input}: line {} failed", error.line)
+        }
+    }
+
+    fn patient(id: &str) -> Vec<u8> {
+        format!("{{\"resourceType\":\"Patient\",\"id\":\"{id}\"}}\n").into_bytes()
+    }
+
+    #[tokio::test]
+    async fn an_input_that_cannot_be_read_leaves_the_batch_before_it_written() {
+        let dir = std::env::temp_dir().join(format!(
+            "signaal-load-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = crate::store::open(&format!("sqlite://{}/s.db", dir.display()))
+            .await
+            .unwrap();
+        let indexing = Arc::new(Indexing::new(Registry::official()));
+        let mut loader = Loader::new(&*store, &indexing).await.unwrap();
+        let mut lines = Lines(0);
+        // The first input fits one batch: it waits, checked, for the next input's first.
+        let first = [patient("kestrel-1"), patient("kestrel-2")].concat();
+        let input = Input {
+            name: "first.ndjson",
+            rtype: None,
+        };
+        loader.load(&input, &first[..], &mut lines).await.unwrap();
+        let second = patient("kestrel-3");
+        let broken =
+            tokio::io::BufReader::new(tokio::io::AsyncReadExt::chain(&second[..], Unreadable));
+        let input = Input {
+            name: "second.ndjson",
+            rtype: None,
+        };
+        let error = loader.load(&input, broken, &mut lines).await.unwrap_err();
+        assert_eq!(
+            loader.failed_writing(),
+            None,
+            "nothing failed to be written"
+        );
+        let error = loader.stop(error, &mut lines).await;
+        assert!(error.to_string().contains("the disk went away"), "{error}");
+        for id in ["kestrel-1", "kestrel-2"] {
+            assert!(store.read("Patient", id).await.unwrap().is_some(), "{id}");
+        }
+        assert_eq!(lines.0, 2);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_line_that_is_not_json_is_reported_with_its_number() {
         let error = check(7, b"{not json", None).err().unwrap();
