@@ -691,16 +691,7 @@ mod tests {
     /// group is stored.
     #[tokio::test]
     async fn a_failing_member_without_savepoint_rolls_its_group_back_for_all() {
-        let dir = std::env::temp_dir().join(format!(
-            "signaal-whole-member-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}", dir.join("s.db").display());
+        let (dir, url) = crate::store::scratch_sqlite("whole-member");
         let store = Arc::new(SqliteStore::open(&url).await.unwrap());
         let index = IndexEntries::default();
         // The first member holds the group from its read until its commit.

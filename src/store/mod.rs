@@ -489,3 +489,21 @@ pub async fn open_with_auth(
     let (store, auth, _, _) = open_all(url).await?;
     Ok((store, auth))
 }
+
+/// A directory of its own under the system's temporary directory (named for `purpose`, the
+/// process and the time) and the URL of a new SQLite database in it, for the unit tests that
+/// need a store (they remove the directory when done).
+#[cfg(test)]
+pub fn scratch_sqlite(purpose: &str) -> (std::path::PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "signaal-{purpose}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("s.db").display());
+    (dir, url)
+}

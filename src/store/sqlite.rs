@@ -229,16 +229,7 @@ mod tests {
     /// I/O error; a `ROLLBACK` inside the transaction leaves the connection in the same state.
     #[tokio::test]
     async fn a_transaction_that_sqlite_ended_by_itself_does_not_stop_later_writes() {
-        let dir = std::env::temp_dir().join(format!(
-            "signaal-sqlite-ended-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}", dir.join("s.db").display());
+        let (dir, url) = crate::store::scratch_sqlite("sqlite-ended");
         let store = Sqlite::open(&url).await.unwrap();
         let mut tx = store.begin().await.unwrap();
         sqlx::query("ROLLBACK").execute(&mut *tx).await.unwrap();

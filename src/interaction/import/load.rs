@@ -620,18 +620,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_input_that_cannot_be_read_leaves_the_batch_before_it_written() {
-        let dir = std::env::temp_dir().join(format!(
-            "signaal-load-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = crate::store::open(&format!("sqlite://{}/s.db", dir.display()))
-            .await
-            .unwrap();
+        let (dir, url) = crate::store::scratch_sqlite("load");
+        let store = crate::store::open(&url).await.unwrap();
         let indexing = Arc::new(Indexing::new(Registry::official()));
         let mut loader = Loader::new(&*store, &indexing).await.unwrap();
         let mut lines = Lines(0);
