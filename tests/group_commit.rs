@@ -33,6 +33,17 @@ fn version_of(body: &Value) -> String {
         .to_owned()
 }
 
+/// Request `i` of many sent at once: every other one (even `i`) is given up by its client after
+/// 1 to 200 ms, whatever stage its write has reached (`None`); the others are waited for.
+async fn impatient_every_other<F: std::future::Future>(i: usize, request: F) -> Option<F::Output> {
+    if i % 2 == 0 {
+        let patience = std::time::Duration::from_millis((i * 7 % 200) as u64 + 1);
+        tokio::time::timeout(patience, request).await.ok()
+    } else {
+        Some(request.await)
+    }
+}
+
 /// The ids the identifier `value` finds.
 async fn found_by_identifier(client: &Client, value: &str) -> Vec<String> {
     let reply = client
@@ -240,27 +251,15 @@ both_stores!(writes_whose_clients_go_away_are_whole_or_absent, |server| {
     // (preparing, waiting for the writer, writing, waiting for the commit).
     created(&server, "before").await;
     let n = 40;
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..n {
-        let (client, barrier) = (client.clone(), barrier.clone());
-        tasks.spawn(async move {
-            let id = format!("gone-{i}");
-            let mut body = observation(&id);
-            body["id"] = json!(id);
-            barrier.wait().await;
-            let path = format!("Observation/{id}");
-            let put = client.put(&path, &body);
-            if i % 2 == 0 {
-                let patience = std::time::Duration::from_millis((i * 7 % 200) as u64 + 1);
-                (i, tokio::time::timeout(patience, put).await.ok())
-            } else {
-                (i, Some(put.await))
-            }
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        let (i, reply) = joined.unwrap();
+    let replies = all_at_once(client, n, |client, i| async move {
+        let id = format!("gone-{i}");
+        let mut body = observation(&id);
+        body["id"] = json!(id);
+        let path = format!("Observation/{id}");
+        impatient_every_other(i, client.put(&path, &body)).await
+    })
+    .await;
+    for (i, reply) in replies.into_iter().enumerate() {
         if let Some(reply) = reply {
             expect_status(&reply.unwrap(), 201);
         } else {
@@ -297,25 +296,13 @@ both_stores!(
         // milliseconds, at whatever stage its write has reached.
         created(&server, "before-create").await;
         let n = 40;
-        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..n {
-            let (client, barrier) = (client.clone(), barrier.clone());
-            tasks.spawn(async move {
-                let body = observation(&format!("gone-create-{i}"));
-                barrier.wait().await;
-                let post = client.post("Observation", &body);
-                if i % 2 == 0 {
-                    let patience = std::time::Duration::from_millis((i * 7 % 200) as u64 + 1);
-                    (i, tokio::time::timeout(patience, post).await.ok())
-                } else {
-                    (i, Some(post.await))
-                }
-            });
-        }
+        let replies = all_at_once(client, n, |client, i| async move {
+            let body = observation(&format!("gone-create-{i}"));
+            impatient_every_other(i, client.post("Observation", &body)).await
+        })
+        .await;
         let mut answered = std::collections::HashMap::new();
-        while let Some(joined) = tasks.join_next().await {
-            let (i, reply) = joined.unwrap();
+        for (i, reply) in replies.into_iter().enumerate() {
             if let Some(reply) = reply {
                 let body = expect_status(&reply.unwrap(), 201);
                 answered.insert(i, body["id"].as_str().unwrap().to_owned());

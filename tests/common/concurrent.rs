@@ -2,16 +2,17 @@
 
 use std::sync::Arc;
 
-use signaal::client::{Client, Reply};
+use signaal::client::Client;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
-/// Sends `n` requests at once (`request(client, i)`, released together by a barrier); the
-/// replies in the order of `i`.
-pub async fn all_at_once<F, Fut>(client: &Client, n: usize, request: F) -> Vec<Reply>
+/// Sends `n` requests at once (`request(client, i)`, released together by a barrier); what
+/// each gave (its reply), in the order of `i`.
+pub async fn all_at_once<F, Fut, T>(client: &Client, n: usize, request: F) -> Vec<T>
 where
     F: Fn(Client, usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = Reply> + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
 {
     let barrier = Arc::new(Barrier::new(n));
     let mut tasks = JoinSet::new();
@@ -22,7 +23,7 @@ where
             (i, request(client, i).await)
         });
     }
-    let mut replies: Vec<Option<Reply>> = (0..n).map(|_| None).collect();
+    let mut replies: Vec<Option<T>> = (0..n).map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
         let (i, reply) = joined.expect("a request sent at once does not panic");
         replies[i] = Some(reply);
