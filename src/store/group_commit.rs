@@ -75,6 +75,20 @@ struct Group<B: Backend> {
 }
 
 impl<B: Backend> Group<B> {
+    /// Rolls the group's transaction back whole, if one is open (its time limit disarmed
+    /// first: the connection outlives the rollback).
+    async fn roll_back(&mut self) {
+        if let Some(mut tx) = self.tx.take() {
+            let undone = match B::disarm(&mut tx).await {
+                Ok(()) => tx.rollback().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = undone {
+                tracing::error!(error = %e, "group commit: a failed write could not be rolled back");
+            }
+        }
+    }
+
     /// Rolls an abandoned member back to its savepoint. When even that fails, the whole group
     /// is rolled back and its members told.
     async fn undo_abandoned(&mut self) {
@@ -83,15 +97,7 @@ impl<B: Backend> Group<B> {
             self.bare = false;
             // Nothing it queued for scoring stays: the members queue again when they write again.
             self.queues = false;
-            if let Some(mut tx) = self.tx.take() {
-                let undone = match B::disarm(&mut tx).await {
-                    Ok(()) => tx.rollback().await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = undone {
-                    tracing::error!(error = %e, "group commit: a failed write could not be rolled back");
-                }
-            }
+            self.roll_back().await;
             // Rolled back (or, failing that, never committed: the connection is not reused,
             // `Sqlite::open`'s `before_acquire`): the members write again.
             self.answer(Err(Uncommitted::RolledBack));
@@ -102,16 +108,7 @@ impl<B: Backend> Group<B> {
         }
         if std::mem::take(&mut self.bare) {
             // Only the member's writes are in the transaction: rolling it back undoes them.
-            // (Its time limit disarmed first, as below: the connection outlives the rollback.)
-            if let Some(mut tx) = self.tx.take() {
-                let undone = match B::disarm(&mut tx).await {
-                    Ok(()) => tx.rollback().await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = undone {
-                    tracing::error!(error = %e, "group commit: a failed write could not be rolled back");
-                }
-            }
+            self.roll_back().await;
             return;
         }
         let Some(tx) = self.tx.as_mut() else {
