@@ -77,6 +77,26 @@ fn ndjson(resources: &[Value]) -> Vec<u8> {
 }
 
 /// The manifest's `output` as type → count.
+/// The OperationOutcomes of a manifest's `error` file (`file`), one a failed line.
+async fn error_outcomes(client: &Client, file: &Value) -> Vec<Value> {
+    let reply = send(
+        client,
+        None,
+        "GET",
+        file["url"].as_str().unwrap(),
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some(NDJSON));
+    String::from_utf8(reply.body.to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn counts(manifest: &Value) -> BTreeMap<String, u64> {
     manifest["output"]
         .as_array()
@@ -207,22 +227,7 @@ both_stores!(
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0]["type"], "OperationOutcome");
         assert_eq!(errors[0]["count"], 4);
-        let reply = send(
-            &server.client,
-            None,
-            "GET",
-            errors[0]["url"].as_str().unwrap(),
-            false,
-            None,
-        )
-        .await;
-        assert_eq!(reply.status, 200);
-        assert_eq!(reply.header("content-type"), Some(NDJSON));
-        let outcomes: Vec<Value> = String::from_utf8(reply.body.to_vec())
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let outcomes = error_outcomes(&server.client, &errors[0]).await;
         let lines: Vec<u64> = outcomes
             .iter()
             .map(|o| {
@@ -281,20 +286,10 @@ both_stores!(
         );
         let errors = manifest["error"].as_array().unwrap();
         assert_eq!(errors[0]["count"], 3);
-        let reply = send(
-            &server.client,
-            None,
-            "GET",
-            errors[0]["url"].as_str().unwrap(),
-            false,
-            None,
-        )
-        .await;
-        let lines: Vec<u64> = String::from_utf8(reply.body.to_vec())
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let outcome: Value = serde_json::from_str(l).unwrap();
+        let lines: Vec<u64> = error_outcomes(&server.client, &errors[0])
+            .await
+            .iter()
+            .map(|outcome| {
                 outcome["issue"][0]["extension"][0]["valueInteger"]
                     .as_u64()
                     .unwrap()
