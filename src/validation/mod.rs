@@ -346,7 +346,10 @@ impl Validator {
             };
             match defs.get(&url) {
                 Some(sd) if sd.type_name == rtype => {
-                    element::Walk::new(defs, resource, &mut out).resource_against(sd, rtype);
+                    // The nested resources' own claims were walked with the core definition.
+                    let mut walk = element::Walk::new(defs, resource, &mut out);
+                    walk.claims = false;
+                    walk.resource_against(sd, rtype);
                 }
                 Some(sd) => out.error(
                     "invalid",
