@@ -745,13 +745,16 @@ mod a_failing_patient_is_retried_with_backoff_then_parked {
     }
 }
 
-/// The worker's scorer settles a claimed patient's queue entry in the transaction of its
-/// scores: a patient scored from what it had leaves the queue, while one queued again during
-/// its scoring (new data the scorer may not have read) stays queued, free for the next round
-/// to claim at once, rather than held by the finished claim.
+/// The worker settles a claimed patient's queue entry once it is scored — in the transaction
+/// of its scores, or, when they did not change, with the round's other unchanged patients: a
+/// patient scored from what it had leaves the queue, while one queued again during its scoring
+/// (new data the scorer may not have read) stays queued, free for the next round to claim at
+/// once, rather than held by the finished claim.
 async fn a_patient_queued_again_while_scored_stays_queued(kind: StoreKind) {
     use signaal::scoring::run::{score_queued, Scoring};
+    use signaal::scoring::worker::drain;
     use signaal::search::definitions::Registry;
+    use std::sync::Arc;
 
     let Some((url, _dir)) = common::fresh_database(kind).await else {
         return;
@@ -760,24 +763,37 @@ async fn a_patient_queued_again_while_scored_stays_queued(kind: StoreKind) {
     let t0 = 1_700_000_000_000;
     store.queue_patient("p", t0).await.unwrap();
     store.queue_patient("q", t0).await.unwrap();
-    let claimed = store.claim(10, t0, t0 + 60_000).await.unwrap();
-    assert_eq!(claimed.len(), 2, "{claimed:?}");
-    // New data for p while both are being scored.
-    store.queue_patient("p", t0 + 1).await.unwrap();
-    let scoring = Scoring::default();
-    let terms = scoring.terms(&*store).await.unwrap();
-    for queued in &claimed {
-        score_queued(
-            &*store,
-            Registry::official(),
-            &scoring,
-            &terms,
-            queued,
-            t0 + 2,
-        )
-        .await
-        .unwrap();
-    }
+    let scoring = Arc::new(Scoring::default());
+    let terms = Arc::new(scoring.terms(&*store).await.unwrap());
+    // Scores each claimed patient as the worker does; with `again`, p gets new data while
+    // it is being scored.
+    let round = |now: i64, again: bool| {
+        let (store, scoring, terms) = (store.clone(), scoring.clone(), terms.clone());
+        let drained = store.clone();
+        async move {
+            drain(&*drained, now, move |queued| {
+                let (store, scoring, terms) = (store.clone(), scoring.clone(), terms.clone());
+                async move {
+                    if again && queued.patient == "p" {
+                        store.queue_patient("p", now).await?;
+                    }
+                    let outcome = score_queued(
+                        &*store,
+                        Registry::official(),
+                        &scoring,
+                        &terms,
+                        &queued,
+                        now + 1,
+                    )
+                    .await?;
+                    assert!(!outcome.settled, "nothing to write: {outcome:?}");
+                    Ok(outcome.scored())
+                }
+            })
+            .await
+        }
+    };
+    assert_eq!(round(t0 + 1, true).await.unwrap(), 2);
     let left: Vec<String> = store
         .queued(10, i64::MAX)
         .await
@@ -786,19 +802,11 @@ async fn a_patient_queued_again_while_scored_stays_queued(kind: StoreKind) {
         .map(|q| q.patient)
         .collect();
     assert_eq!(left, vec!["p"]);
-    let again = store.claim(10, t0 + 3, t0 + 60_000).await.unwrap();
-    assert_eq!(again.len(), 1, "claimable at once: {again:?}");
-    assert_eq!(again[0].patient, "p");
-    score_queued(
-        &*store,
-        Registry::official(),
-        &scoring,
-        &terms,
-        &again[0],
-        t0 + 4,
-    )
-    .await
-    .unwrap();
+    assert_eq!(
+        round(t0 + 3, false).await.unwrap(),
+        1,
+        "p claimable at once"
+    );
     assert!(store.queued(10, i64::MAX).await.unwrap().is_empty());
     store.close().await;
 }

@@ -117,6 +117,31 @@ pub struct Outcome {
     /// When the patient must be scored again: the time of a measurement stamped beyond now
     /// (plus the clock skew), which counts only from then.
     pub next_due: Option<i64>,
+    /// Whether the patient's queue entry was settled with the scores written
+    /// ([`score_queued`] with something to write).
+    pub settled: bool,
+}
+
+impl Outcome {
+    /// What became of a claimed patient's queue entry: settled with the scores written, or
+    /// still to be settled (with the other patients of the round whose scores did not change).
+    pub fn scored(&self) -> Scored {
+        if self.settled {
+            Scored::Settled
+        } else {
+            Scored::Due(self.next_due)
+        }
+    }
+}
+
+/// What scoring a claimed patient did with its queue entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scored {
+    /// Settled in the transaction that wrote the scores (`run::score_queued`).
+    Settled,
+    /// Scored; the entry is still to be taken off the queue (`None`) or kept until the instant
+    /// given (a measurement stamped in the future).
+    Due(Option<i64>),
 }
 
 /// Days after a discharge during which a high LACE or HOSPITAL score keeps its Flag: both
@@ -193,8 +218,10 @@ pub async fn score_patient(
 
 /// Scores a patient claimed from the scoring queue at `now` (as [`score_patient`]) and settles
 /// its queue entry in the transaction that writes what changed (`Tx::settle_queued`): taken
-/// off the queue, or kept for the time of a measurement stamped later. One transaction per
-/// patient, and the entry goes only with the scores it asked for.
+/// off the queue, or kept for the time of a measurement stamped later. The entry goes only with
+/// the scores it asked for. When nothing changed there is nothing to write it with: the
+/// outcome says so ([`Outcome::scored`]) and the worker settles it with the round's other
+/// unchanged patients, in one transaction (decision 0057).
 ///
 /// `terms` is the terminology read (`Scoring::terms`) after the patient was claimed, so it
 /// holds every stored value set change committed before the write that queued the patient:
@@ -374,7 +401,7 @@ async fn score(
     }
     let next_due = super::next_due(&record, now);
     let modelled = started.elapsed();
-    if !writes.is_empty() || generation.is_some() {
+    if !writes.is_empty() {
         let indexing = Arc::new(Indexing::new(registry));
         // The rows written are locked first, then the queue entry is settled: the order in
         // which a client's write locks them (its resources, then its patient's queue entry),
@@ -425,6 +452,7 @@ async fn score(
         written: writes.len(),
         active_flags: active,
         next_due,
+        settled: generation.is_some() && !writes.is_empty(),
     })
 }
 

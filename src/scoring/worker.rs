@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use chrono::{NaiveTime, Utc};
 
+pub use super::run::Scored;
 use super::run::{score_queued, FullRescore};
 use super::terms::Terms;
 use crate::app::App;
@@ -80,21 +81,12 @@ const CONCURRENT: usize = 8;
 /// by the next (with a longer batch it would wait for the whole batch to be scored first).
 const CLAIMED: usize = CONCURRENT;
 
-/// What scoring a claimed patient did with its queue entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scored {
-    /// Settled in the transaction that wrote the scores (`run::score_queued`).
-    Settled,
-    /// Scored; the entry is still to be taken off the queue (`None`) or kept until the instant
-    /// given (a measurement stamped in the future).
-    Due(Option<i64>),
-}
-
 /// One round of queue work at `now`: claims the oldest due patients (at most [`CLAIMED`]), scores each
 /// with `score` ([`CONCURRENT`] at a time, each in a task of its own, so that a panic fails
-/// that patient only), takes the scored ones off the queue unless `score` settled them itself
-/// (or, when `score` answers a later instant — a measurement stamped in the future — keeps them
-/// queued for then) and defers the failed ones. Returns how many were due.
+/// that patient only), defers the failed ones, and takes the scored ones off the queue unless
+/// `score` settled them itself (or, when `score` answers a later instant — a measurement
+/// stamped in the future — keeps them queued for then): all of them at the end of the round,
+/// in one transaction. Returns how many were due.
 pub async fn drain<F, Fut>(store: &dyn Store, now: i64, mut score: F) -> Result<usize, FhirError>
 where
     F: FnMut(Queued) -> Fut,
@@ -106,6 +98,7 @@ where
     let mut waiting = queued.iter();
     let mut running = tokio::task::JoinSet::new();
     let mut scoring: HashMap<tokio::task::Id, &Queued> = HashMap::new();
+    let mut unsettled: Vec<(&Queued, Option<i64>)> = Vec::new();
     loop {
         while running.len() < CONCURRENT {
             let Some(q) = waiting.next() else { break };
@@ -123,8 +116,12 @@ where
         let Some(q) = scoring.remove(&id) else {
             continue;
         };
-        settle(store, q, outcome, now).await;
+        match outcome {
+            Ok(Scored::Due(due)) => unsettled.push((q, due)),
+            outcome => settle(store, q, outcome, now).await,
+        }
     }
+    settle_together(store, unsettled, now).await;
     if !queued.is_empty() {
         tracing::debug!(
             patients = queued.len(),
@@ -134,6 +131,32 @@ where
         );
     }
     Ok(queued.len())
+}
+
+/// Settles the round's scored patients whose scoring left their queue entries to the worker
+/// (`Scored::Due`: their scores did not change, so nothing was written to settle them with)
+/// in one transaction: one commit for the round rather than one a patient (decision 0057).
+/// Should that fail, each is settled on its own.
+async fn settle_together(store: &dyn Store, mut due: Vec<(&Queued, Option<i64>)>, now: i64) {
+    if due.is_empty() {
+        return;
+    }
+    // In one order, as `Tx::lock_all` locks: two transactions settling some of the same
+    // patients queue rather than deadlock.
+    due.sort_by(|a, b| a.0.patient.cmp(&b.0.patient));
+    let together = async {
+        let mut tx = store.begin().await?;
+        for (q, at) in &due {
+            tx.settle_queued(&q.patient, q.generation, *at).await?;
+        }
+        tx.commit().await
+    };
+    if let Err(e) = together.await {
+        tracing::debug!(error = %e, patients = due.len(), "scored patients not settled together; settling each");
+        for (q, at) in due {
+            settle(store, q, Ok(Scored::Due(at)), now).await;
+        }
+    }
 }
 
 /// Takes a scored patient off the queue (unless its scoring did), keeps it for later, or
@@ -184,7 +207,8 @@ async fn settle(store: &dyn Store, q: &Queued, outcome: Result<Scored, FhirError
 type RoundTerms = Arc<tokio::sync::OnceCell<Arc<Terms>>>;
 
 /// Scores a claimed patient with the server's search parameters and scoring settings, settling
-/// its queue entry in the same transaction.
+/// its queue entry in the transaction of the scores that changed (or, when none did, leaving
+/// it to the round's end).
 async fn score_claimed(
     app: Arc<App>,
     terms: RoundTerms,
@@ -194,7 +218,7 @@ async fn score_claimed(
     let terms = terms
         .get_or_try_init(|| app.scoring.terms(&*app.store))
         .await?;
-    score_queued(
+    let outcome = score_queued(
         &*app.store,
         registry,
         &app.scoring,
@@ -203,7 +227,7 @@ async fn score_claimed(
         now_ms(),
     )
     .await?;
-    Ok(Scored::Settled)
+    Ok(outcome.scored())
 }
 
 async fn run(app: Weak<App>) {

@@ -73,6 +73,17 @@ impl<B: Backend> SqlStore<B> {
     }
 
     /// A write transaction begun the backend's way, for the store's own tables.
+    /// A write transaction, begun (or joining the group commit) at its first statement.
+    fn write_transaction(&self) -> SqlTx<B> {
+        SqlTx::<B> {
+            tx: Writer::unbegun(self.backend.clone(), self.group.as_ref()),
+            queued: self.queued.clone(),
+            queues: false,
+            registry: false,
+            pending: Pending::default(),
+        }
+    }
+
     pub(super) async fn begin_raw(&self) -> Result<Transaction<'static, B::Db>, sqlx::Error> {
         self.backend.begin().await
     }
@@ -198,13 +209,7 @@ fn hits(rows: Vec<impl Columns>, sort: &[SortKey], contained: bool) -> StoreResu
 #[async_trait]
 impl<B: Backend> Store for SqlStore<B> {
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        Ok(Box::new(SqlTx::<B> {
-            tx: Writer::unbegun(self.backend.clone(), self.group.as_ref()),
-            queued: self.queued.clone(),
-            queues: false,
-            registry: false,
-            pending: Pending::default(),
-        }))
+        Ok(Box::new(self.write_transaction()))
     }
 
     async fn read(&self, rtype: &str, id: &str) -> StoreResult<Option<Version>> {
@@ -333,8 +338,13 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn claim(&self, limit: usize, now: i64, until: i64) -> StoreResult<Vec<Queued>> {
         let sql = sql::claim(B::DIALECT, limit, now, until);
-        let rows = B::Db::prepare(&sql).fetch_all(self.writer()).await?;
+        // A write transaction like any other, so that on SQLite it joins the group commit and
+        // shares the fsync of the writes committed with it (decision 0057): the scorer claims
+        // once a round, and while clients write, a round is about one patient long.
+        let mut tx = Box::new(self.write_transaction());
+        let rows = tx.fetch_all(&sql).await?;
         let mut claimed = rows.iter().map(queued_at).collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
         // RETURNING keeps no order: the oldest first, as queued.
         claimed.sort_by_key(|q| q.next_attempt_at);
         Ok(claimed)
@@ -477,6 +487,15 @@ impl<B: Backend> SqlTx<B> {
         }))
     }
 
+    /// The rows `sql` returns, run in the transaction (after the member's savepoint, in the
+    /// same call, when that is still to be opened).
+    async fn fetch_all(&mut self, sql: &Sql) -> StoreResult<Vec<Row<B>>> {
+        let led = self.led(sql).await?;
+        Ok(B::Db::prepare(led.as_ref().unwrap_or(sql))
+            .fetch_all(self.connection().await?)
+            .await?)
+    }
+
     /// Runs `statements` (none returning rows) in the transaction, in order: in one call
     /// where the backend takes several statements at once (`Backend::JOINS_STATEMENTS`) and
     /// `joined`, else one by one.
@@ -548,11 +567,7 @@ impl<B: Backend> SqlTx<B> {
             .collect();
         let mut rids: HashMap<(String, String), i64> = HashMap::with_capacity(created.len());
         for statement in sql::insert_resources(B::DIALECT, &created) {
-            let led = self.led(&statement).await?;
-            let rows = B::Db::prepare(led.as_ref().unwrap_or(&statement))
-                .fetch_all(self.connection().await?)
-                .await?;
-            for row in rows {
+            for row in self.fetch_all(&statement).await? {
                 rids.insert((row.at(1)?, row.at(2)?), row.at(0)?);
             }
         }
