@@ -74,7 +74,7 @@ impl<B: Backend> SqlStore<B> {
 
     /// A write transaction begun the backend's way, for the store's own tables.
     /// A write transaction, begun (or joining the group commit) at its first statement.
-    fn write_transaction(&self) -> SqlTx<B> {
+    pub(super) fn write_transaction(&self) -> SqlTx<B> {
         SqlTx::<B> {
             tx: Writer::unbegun(self.backend.clone(), self.group.as_ref()),
             queued: self.queued.clone(),
@@ -449,7 +449,7 @@ impl<B: Backend> Store for SqlStore<B> {
 const JOINED_WRITES: usize = 8;
 
 /// A write transaction on the database `B`.
-struct SqlTx<B: Backend> {
+pub(super) struct SqlTx<B: Backend> {
     tx: Writer<B>,
     queued: Arc<Notify>,
     /// Whether the transaction queued a patient for scoring.
@@ -489,7 +489,7 @@ impl<B: Backend> SqlTx<B> {
 
     /// The rows `sql` returns, run in the transaction (after the member's savepoint, in the
     /// same call, when that is still to be opened).
-    async fn fetch_all(&mut self, sql: &Sql) -> StoreResult<Vec<Row<B>>> {
+    pub(super) async fn fetch_all(&mut self, sql: &Sql) -> StoreResult<Vec<Row<B>>> {
         let led = self.led(sql).await?;
         Ok(B::Db::prepare(led.as_ref().unwrap_or(sql))
             .fetch_all(self.connection().await?)
@@ -527,7 +527,7 @@ impl<B: Backend> SqlTx<B> {
     }
 
     /// Runs `statements` in the transaction, in one call where the backend allows it.
-    async fn execute(&mut self, statements: Vec<Sql>) -> StoreResult<()> {
+    pub(super) async fn execute(&mut self, statements: Vec<Sql>) -> StoreResult<()> {
         self.execute_all(statements, true).await
     }
 

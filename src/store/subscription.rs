@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::backend::{Backend, Column, Columns, Sqlx};
 use super::sql::{self, Dialect, Sql};
 use super::sql_store::SqlStore;
-use super::{Method, NewVersion, StoreError, StoreResult};
+use super::{Method, NewVersion, StoreError, StoreResult, Tx};
 
 /// A write waiting in the outbox.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,11 +134,21 @@ fn select_outbox(dialect: Dialect, limit: usize) -> Sql {
     sql
 }
 
-fn delete_outbox(dialect: Dialect, seq: i64) -> Sql {
+/// Outbox rows removed by one statement at most.
+const OUTBOX_ROWS_PER_STATEMENT: usize = 256;
+
+/// Removes the outbox rows `seqs` (at most [`OUTBOX_ROWS_PER_STATEMENT`]), answering the ones
+/// that were there.
+fn delete_outbox(dialect: Dialect, seqs: &[i64]) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("DELETE FROM subscription_outbox WHERE seq = ")
-        .int(seq)
-        .push(" RETURNING seq");
+    sql.push("DELETE FROM subscription_outbox WHERE seq IN (");
+    for (i, seq) in seqs.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.int(*seq);
+    }
+    sql.push(") RETURNING seq");
     sql
 }
 
@@ -294,35 +304,34 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
     }
 
     async fn record_events(&self, done: &[i64], events: &[NewEvent]) -> StoreResult<Vec<Event>> {
-        let mut tx = self.begin_raw().await?;
+        // A write transaction like any other, so that on SQLite it joins the group commit and
+        // shares the fsync of the writes around it (decision 0057): while clients write, a
+        // round follows every few of their writes.
+        let mut tx = Box::new(self.write_transaction());
         // Each row is removed by the round that recorded its events, once: a row already gone
         // was handled by another worker (a server that held the worker lease before this one),
         // and this round's events would repeat its; they are not recorded.
-        for seq in done {
-            let sql = delete_outbox(B::DIALECT, *seq);
-            let gone = B::Db::prepare(&sql)
-                .fetch_optional(B::Db::connection(&mut tx))
-                .await?
-                .is_none();
-            if gone {
+        for seqs in done.chunks(OUTBOX_ROWS_PER_STATEMENT) {
+            let removed = tx.fetch_all(&delete_outbox(B::DIALECT, seqs)).await?;
+            if removed.len() < seqs.len() {
                 return Err(StoreError::Conflict(format!(
-                    "outbox entry {seq} was handled by another subscription worker"
+                    "{} of outbox entries {}..={} were handled by another subscription worker",
+                    seqs.len() - removed.len(),
+                    seqs[0],
+                    seqs[seqs.len() - 1]
                 )));
             }
         }
         let mut recorded = Vec::with_capacity(events.len());
         for event in events {
-            let sql = next_number(B::DIALECT, &event.subscription);
-            let Some(row) = B::Db::prepare(&sql)
-                .fetch_optional(B::Db::connection(&mut tx))
-                .await?
-            else {
+            let numbered = tx
+                .fetch_all(&next_number(B::DIALECT, &event.subscription))
+                .await?;
+            let Some(row) = numbered.first() else {
                 continue;
             };
             let number: i64 = row.at(0)?;
-            let sql = insert_event(B::DIALECT, event, number);
-            B::Db::prepare(&sql)
-                .execute(B::Db::connection(&mut tx))
+            tx.execute(vec![insert_event(B::DIALECT, event, number)])
                 .await?;
             recorded.push(Event {
                 subscription: event.subscription.clone(),
@@ -409,6 +418,16 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
 mod tests {
     use super::super::sql::golden::*;
     use super::*;
+
+    #[test]
+    fn a_rounds_outbox_rows_are_removed_by_one_statement() {
+        assert_sql(
+            |d| delete_outbox(d, &[7, 8, 12]),
+            "DELETE FROM subscription_outbox WHERE seq IN (?, ?, ?) RETURNING seq",
+            "DELETE FROM subscription_outbox WHERE seq IN ($1, $2, $3) RETURNING seq",
+            "7, 8, 12",
+        );
+    }
 
     #[test]
     fn an_event_takes_the_next_number_of_its_subscription() {
