@@ -73,8 +73,25 @@ impl<B: Backend> SqlStore<B> {
     }
 
     /// A write transaction begun the backend's way, for the store's own tables.
+    /// Runs `attempt` in a write transaction of the store's own (the workers' bookkeeping),
+    /// again when a concurrent writer won (`StoreError::Conflict`: on SQLite, the group it
+    /// joined was rolled back for another member, decision 0055), at most [`OWN_TRIES`] times.
+    pub(super) async fn in_own_transaction<T, F, Fut>(&self, mut attempt: F) -> StoreResult<T>
+    where
+        F: FnMut(Box<SqlTx<B>>) -> Fut,
+        Fut: std::future::Future<Output = StoreResult<T>>,
+    {
+        let mut tries = 1;
+        loop {
+            match attempt(Box::new(self.write_transaction())).await {
+                Err(StoreError::Conflict(_)) if tries < OWN_TRIES => tries += 1,
+                done => return done,
+            }
+        }
+    }
+
     /// A write transaction, begun (or joining the group commit) at its first statement.
-    pub(super) fn write_transaction(&self) -> SqlTx<B> {
+    fn write_transaction(&self) -> SqlTx<B> {
         SqlTx::<B> {
             tx: Writer::unbegun(self.backend.clone(), self.group.as_ref()),
             queued: self.queued.clone(),
@@ -341,10 +358,14 @@ impl<B: Backend> Store for SqlStore<B> {
         // A write transaction like any other, so that on SQLite it joins the group commit and
         // shares the fsync of the writes committed with it (decision 0057): the scorer claims
         // once a round, and while clients write, a round is about one patient long.
-        let mut tx = Box::new(self.write_transaction());
-        let rows = tx.fetch_all(&sql).await?;
-        let mut claimed = rows.iter().map(queued_at).collect::<Result<Vec<_>, _>>()?;
-        tx.commit().await?;
+        let mut claimed = self
+            .in_own_transaction(|mut tx| async {
+                let rows = tx.fetch_all(&sql).await?;
+                let claimed = rows.iter().map(queued_at).collect::<Result<Vec<_>, _>>()?;
+                tx.commit().await?;
+                Ok(claimed)
+            })
+            .await?;
         // RETURNING keeps no order: the oldest first, as queued.
         claimed.sort_by_key(|q| q.next_attempt_at);
         Ok(claimed)
@@ -441,6 +462,9 @@ impl<B: Backend> Store for SqlStore<B> {
         self.backend.close().await;
     }
 }
+
+/// How often [`SqlStore::in_own_transaction`] tries.
+const OWN_TRIES: usize = 3;
 
 /// The most writes whose rows a transaction sends as one text of statements
 /// (`Backend::JOINS_STATEMENTS`): a request's few writes (a resource and its Provenance, a
@@ -793,5 +817,50 @@ impl<B: Backend> Tx for SqlTx<B> {
             tx, queued, queues, ..
         } = *self;
         tx.commit(queues, &queued).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sqlite::Sqlite;
+    use super::*;
+
+    /// The workers' own transactions are tried again when a concurrent writer wins (on SQLite:
+    /// the group they joined was rolled back for another member), and give up after a few.
+    #[tokio::test]
+    async fn an_own_transaction_is_tried_again_when_a_concurrent_writer_wins() {
+        let (dir, url) = crate::store::scratch_sqlite("own-transaction");
+        let store = SqlStore::<Sqlite>::open(&url).await.unwrap();
+        let tries = std::sync::atomic::AtomicUsize::new(0);
+        let answer = store
+            .in_own_transaction(|mut tx| {
+                let tried = tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                async move {
+                    tx.execute(vec![sql::queue_patient(sql::Dialect::Sqlite, "p-own", 1)])
+                        .await?;
+                    if tried < 2 {
+                        return Err(StoreError::Conflict("the group was rolled back".into()));
+                    }
+                    tx.commit().await?;
+                    Ok(tried)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(answer, 2, "the second try commits");
+        let queued = store.queued(10, i64::MAX).await.unwrap();
+        assert_eq!(queued.len(), 1, "the first try's write is gone: {queued:?}");
+
+        tries.store(0, std::sync::atomic::Ordering::SeqCst);
+        let failed = store
+            .in_own_transaction(|_tx| {
+                tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { Err::<(), _>(StoreError::Conflict("always".into())) }
+            })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Conflict(_))), "{failed:?}");
+        assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), OWN_TRIES);
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

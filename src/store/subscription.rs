@@ -307,44 +307,46 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
         // A write transaction like any other, so that on SQLite it joins the group commit and
         // shares the fsync of the writes around it (decision 0057): while clients write, a
         // round follows every few of their writes.
-        let mut tx = Box::new(self.write_transaction());
-        // Each row is removed by the round that recorded its events, once: a row already gone
-        // was handled by another worker (a server that held the worker lease before this one),
-        // and this round's events would repeat its; they are not recorded.
-        for seqs in done.chunks(OUTBOX_ROWS_PER_STATEMENT) {
-            let removed = tx.fetch_all(&delete_outbox(B::DIALECT, seqs)).await?;
-            if removed.len() < seqs.len() {
-                return Err(StoreError::Conflict(format!(
-                    "{} of outbox entries {}..={} were handled by another subscription worker",
-                    seqs.len() - removed.len(),
-                    seqs[0],
-                    seqs[seqs.len() - 1]
-                )));
+        self.in_own_transaction(|mut tx| async move {
+            // Each row is removed by the round that recorded its events, once: a row already
+            // gone was handled by another worker (a server that held the worker lease before
+            // this one), and this round's events would repeat its; they are not recorded.
+            for seqs in done.chunks(OUTBOX_ROWS_PER_STATEMENT) {
+                let removed = tx.fetch_all(&delete_outbox(B::DIALECT, seqs)).await?;
+                if removed.len() < seqs.len() {
+                    return Err(StoreError::Conflict(format!(
+                        "{} of outbox entries {}..={} were handled by another subscription worker",
+                        seqs.len() - removed.len(),
+                        seqs[0],
+                        seqs[seqs.len() - 1]
+                    )));
+                }
             }
-        }
-        let mut recorded = Vec::with_capacity(events.len());
-        for event in events {
-            let numbered = tx
-                .fetch_all(&next_number(B::DIALECT, &event.subscription))
-                .await?;
-            let Some(row) = numbered.first() else {
-                continue;
-            };
-            let number: i64 = row.at(0)?;
-            tx.execute(vec![insert_event(B::DIALECT, event, number)])
-                .await?;
-            recorded.push(Event {
-                subscription: event.subscription.clone(),
-                number,
-                focus_type: event.focus_type.clone(),
-                focus_id: event.focus_id.clone(),
-                focus_version: event.focus_version,
-                method: event.method,
-                at: event.at,
-            });
-        }
-        tx.commit().await?;
-        Ok(recorded)
+            let mut recorded = Vec::with_capacity(events.len());
+            for event in events {
+                let numbered = tx
+                    .fetch_all(&next_number(B::DIALECT, &event.subscription))
+                    .await?;
+                let Some(row) = numbered.first() else {
+                    continue;
+                };
+                let number: i64 = row.at(0)?;
+                tx.execute(vec![insert_event(B::DIALECT, event, number)])
+                    .await?;
+                recorded.push(Event {
+                    subscription: event.subscription.clone(),
+                    number,
+                    focus_type: event.focus_type.clone(),
+                    focus_id: event.focus_id.clone(),
+                    focus_version: event.focus_version,
+                    method: event.method,
+                    at: event.at,
+                });
+            }
+            tx.commit().await?;
+            Ok(recorded)
+        })
+        .await
     }
 
     async fn set_owner(&self, subscription: &str, owner: Option<&str>) -> StoreResult<()> {
