@@ -12,6 +12,7 @@
 //! other `where` clauses, so the bounds reach that code as these traits' methods.
 
 use async_trait::async_trait;
+use sqlx::database::HasStatementCache;
 use sqlx::query::Query;
 use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type,
@@ -99,8 +100,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
 
 /// What the store does with an sqlx database: bind `sql::Bind` values, run statements on a
 /// pool or in a transaction, read columns by position. Implemented for every sqlx database
-/// that can.
-pub trait Sqlx: Database<Row: Columns> {
+/// that can (and keeps prepared statements, which a statement may opt out of).
+pub trait Sqlx: Database<Row: Columns> + HasStatementCache {
     /// A statement without values.
     fn query(text: &str) -> Query<'_, Self, impl IntoArguments<'_, Self>>;
     /// `sql` with its values bound.
@@ -111,7 +112,7 @@ pub trait Sqlx: Database<Row: Columns> {
     fn connection(connection: &mut Self::Connection) -> impl Executor<'_, Database = Self>;
 }
 
-impl<DB: Database<Row: Columns>> Sqlx for DB
+impl<DB: Database<Row: Columns> + HasStatementCache> Sqlx for DB
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,

@@ -411,12 +411,14 @@ pub fn insert_index(dialect: Dialect, rows: &[IndexRows<'_>]) -> Vec<Sql> {
 
 /// Locks the rows of the resources `keys` (type, id) against other writers until commit, in one
 /// global order (type, then id), so that transactions writing the same resources never wait
-/// for each other in a circle (a deadlock). The rows are locked as the sorted result is
-/// produced; `lock_clause` is the backend's `FOR UPDATE`. Grouped by type into IN lists
-/// (`read::resources_by_key`).
+/// for each other in a circle (a deadlock), and reads their current state (`rtype, id,
+/// version, last_updated, deleted`): the `Tx::lock_current` of each that follows needs no
+/// statement of its own. The rows are locked as the sorted result is produced; `lock_clause` is
+/// the backend's `FOR UPDATE` (empty on SQLite, whose writer holds the database's lock).
+/// Grouped by type into IN lists (`read::resources_by_key`).
 pub fn lock_rows(dialect: Dialect, keys: &[(String, String)], lock_clause: &str) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("SELECT rid FROM resource WHERE ");
+    sql.push("SELECT rtype, id, version, last_updated, deleted FROM resource WHERE ");
     super::read::resources_by_key(&mut sql, "", keys);
     sql.push(" ORDER BY rtype, id").push(lock_clause);
     sql
