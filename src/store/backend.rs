@@ -12,7 +12,6 @@
 //! other `where` clauses, so the bounds reach that code as these traits' methods.
 
 use async_trait::async_trait;
-use sqlx::database::HasStatementCache;
 use sqlx::query::Query;
 use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type,
@@ -100,24 +99,29 @@ pub trait Backend: Send + Sync + Sized + 'static {
 
 /// What the store does with an sqlx database: bind `sql::Bind` values, run statements on a
 /// pool or in a transaction, read columns by position. Implemented for every sqlx database
-/// that can (and keeps prepared statements, which a statement may opt out of).
-pub trait Sqlx: Database<Row: Columns> + HasStatementCache {
+/// that can.
+pub trait Sqlx: Database<Row: Columns> {
     /// A statement without values.
     fn query(text: &str) -> Query<'_, Self, impl IntoArguments<'_, Self>>;
     /// `sql` with its values bound.
     fn prepare(sql: &Sql) -> Query<'_, Self, impl IntoArguments<'_, Self>>;
+    /// The statement `text` with the values `binds` moved in rather than copied (sqlx copies
+    /// borrowed values again to send them to SQLite's connection thread).
+    fn prepare_owned(text: &str, binds: Vec<Bind>) -> Query<'_, Self, impl IntoArguments<'_, Self>>;
     /// A pool, to run statements on.
     fn pool(pool: &Pool<Self>) -> impl Executor<'_, Database = Self>;
     /// A connection (a transaction's), to run statements on.
     fn connection(connection: &mut Self::Connection) -> impl Executor<'_, Database = Self>;
 }
 
-impl<DB: Database<Row: Columns> + HasStatementCache> Sqlx for DB
+impl<DB: Database<Row: Columns>> Sqlx for DB
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     for<'q> f64: Encode<'q, DB> + Type<DB>,
@@ -137,6 +141,21 @@ where
                 Bind::Float(f) => query.bind(*f),
                 Bind::Bool(b) => query.bind(*b),
                 Bind::OptInt(i) => query.bind(*i),
+            };
+        }
+        query
+    }
+
+    fn prepare_owned(text: &str, binds: Vec<Bind>) -> Query<'_, Self, impl IntoArguments<'_, Self>> {
+        let mut query = sqlx::query(text);
+        for bind in binds {
+            query = match bind {
+                Bind::Text(s) => query.bind(s),
+                Bind::OptText(s) => query.bind(s),
+                Bind::Int(i) => query.bind(i),
+                Bind::Float(f) => query.bind(f),
+                Bind::Bool(b) => query.bind(b),
+                Bind::OptInt(i) => query.bind(i),
             };
         }
         query

@@ -504,8 +504,8 @@ impl<B: Backend> SqlTx<B> {
             }
             return Ok(());
         }
-        for statement in statements {
-            B::Db::prepare(&statement)
+        for Sql { text, binds, .. } in statements {
+            B::Db::prepare_owned(&text, binds)
                 .execute(self.connection().await?)
                 .await?;
         }
@@ -654,9 +654,9 @@ impl<B: Backend> Tx for SqlTx<B> {
         let sql = sql::lock_rows(B::DIALECT, keys, B::LOCK_ROW);
         sql::check(&sql)?;
         let led = self.led(&sql).await?;
-        // Its text varies with the keys: not kept among the prepared statements.
+        // Kept prepared, as every statement: its text depends only on how many keys of each
+        // type it has (an import's batches of one type share one).
         let rows = B::Db::prepare(led.as_ref().unwrap_or(&sql))
-            .persistent(false)
             .fetch_all(self.connection().await?)
             .await?;
         self.locked.reserve(keys.len());

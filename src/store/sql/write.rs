@@ -83,7 +83,7 @@ pub fn insert_resources(dialect: Dialect, new: &[NewVersion<'_>]) -> Vec<Sql> {
                 .push(", ")
                 .bind(Bind::Bool(new.content.is_none()))
                 .push(", ")
-                .opt(&new.compartment.map(str::to_owned));
+                .opt(new.compartment);
         },
     );
     out
@@ -100,7 +100,7 @@ pub fn update_resource(dialect: Dialect, new: &NewVersion<'_>, previous: i64) ->
         .push(", deleted = ")
         .bind(Bind::Bool(new.content.is_none()))
         .push(", compartment = ")
-        .opt(&new.compartment.map(str::to_owned))
+        .opt(new.compartment)
         .push(" WHERE rtype = ")
         .text(new.rtype)
         .push(" AND id = ")
@@ -142,9 +142,9 @@ pub fn insert_versions(dialect: Dialect, new: &[NewVersion<'_>]) -> Vec<Sql> {
                     .int(new.version - 1)
                     .push(")");
             } else {
-                sql.opt(&new.compartment.map(str::to_owned));
+                sql.opt(new.compartment);
             }
-            sql.push(", ").opt(&new.content.map(str::to_owned));
+            sql.push(", ").opt(new.content);
         },
     );
     out
@@ -300,9 +300,9 @@ pub fn insert_index(dialect: Dialect, rows: &[IndexRows<'_>]) -> Vec<Sql> {
             .push(", ")
             .text(&e.param)
             .push(", ")
-            .opt(&e.system)
+            .opt(e.system.as_deref())
             .push(", ")
-            .opt(&e.code);
+            .opt(e.code.as_deref());
         },
     );
     multi_row(
@@ -343,11 +343,11 @@ pub fn insert_index(dialect: Dialect, rows: &[IndexRows<'_>]) -> Vec<Sql> {
             start(sql, owner);
             sql.text(&e.param)
                 .push(", ")
-                .opt(&e.target_type)
+                .opt(e.target_type.as_deref())
                 .push(", ")
-                .opt(&e.target_id)
+                .opt(e.target_id.as_deref())
                 .push(", ")
-                .opt(&e.url);
+                .opt(e.url.as_deref());
         },
     );
     multi_row(
@@ -388,11 +388,11 @@ pub fn insert_index(dialect: Dialect, rows: &[IndexRows<'_>]) -> Vec<Sql> {
             start(sql, owner);
             sql.text(&e.param)
                 .push(", ")
-                .opt(&e.system)
+                .opt(e.system.as_deref())
                 .push(", ")
-                .opt(&e.code)
+                .opt(e.code.as_deref())
                 .push(", ")
-                .opt(&e.unit)
+                .opt(e.unit.as_deref())
                 .push(", ")
                 .float(e.value)
                 .push(", ")
