@@ -211,7 +211,10 @@ both_stores!(
             json!({"resourceType": "Patient", "id": "imp-gull", "gender": "male"}),
         )
         .await;
-        expect_status(&server.client.delete("Patient/imp-gull").await.unwrap(), 204);
+        expect_status(
+            &server.client.delete("Patient/imp-gull").await.unwrap(),
+            204,
+        );
         // One batch (a load's first holds far more lines): an existing id, a new one, a
         // deleted one, and the new and the existing one again, the new one twice.
         let lines = [
@@ -235,11 +238,19 @@ both_stores!(
             ("Patient/imp-tern", "3", &lines[5]),
         ] {
             let reply = server.client.get(path).await.unwrap();
-            assert_eq!(expect_status(&reply, 200)["meta"]["versionId"], version, "{path}");
+            assert_eq!(
+                expect_status(&reply, 200)["meta"]["versionId"],
+                version,
+                "{path}"
+            );
             assert_eq!(&read(&server.client, None, path).await, last, "{path}");
         }
         let history = expect_status(
-            &server.client.get("Patient/imp-tern/_history").await.unwrap(),
+            &server
+                .client
+                .get("Patient/imp-tern/_history")
+                .await
+                .unwrap(),
             200,
         );
         let versions: Vec<&str> = history["entry"]
@@ -268,11 +279,26 @@ both_stores!(
             ids
         };
         for (query, expected) in [
-            ("Patient?_id=imp-heron,imp-gull,imp-tern&active=true", vec!["imp-heron"]),
-            ("Patient?_id=imp-heron,imp-gull,imp-tern&active=false", vec![]),
-            ("Patient?_id=imp-heron,imp-gull,imp-tern&gender=female", vec!["imp-tern"]),
-            ("Patient?_id=imp-heron,imp-gull,imp-tern&gender=other,male", vec![]),
-            ("Patient?_id=imp-heron,imp-gull,imp-tern&gender=unknown", vec!["imp-gull"]),
+            (
+                "Patient?_id=imp-heron,imp-gull,imp-tern&active=true",
+                vec!["imp-heron"],
+            ),
+            (
+                "Patient?_id=imp-heron,imp-gull,imp-tern&active=false",
+                vec![],
+            ),
+            (
+                "Patient?_id=imp-heron,imp-gull,imp-tern&gender=female",
+                vec!["imp-tern"],
+            ),
+            (
+                "Patient?_id=imp-heron,imp-gull,imp-tern&gender=other,male",
+                vec![],
+            ),
+            (
+                "Patient?_id=imp-heron,imp-gull,imp-tern&gender=unknown",
+                vec!["imp-gull"],
+            ),
             ("Patient?name=Sandwich", vec![]),
         ] {
             let found = expect_status(&server.client.get(query).await.unwrap(), 200);

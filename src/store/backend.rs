@@ -107,7 +107,8 @@ pub trait Sqlx: Database<Row: Columns> {
     fn prepare(sql: &Sql) -> Query<'_, Self, impl IntoArguments<'_, Self>>;
     /// The statement `text` with the values `binds` moved in rather than copied (sqlx copies
     /// borrowed values again to send them to SQLite's connection thread).
-    fn prepare_owned(text: &str, binds: Vec<Bind>) -> Query<'_, Self, impl IntoArguments<'_, Self>>;
+    fn prepare_owned(text: &str, binds: Vec<Bind>)
+        -> Query<'_, Self, impl IntoArguments<'_, Self>>;
     /// A pool, to run statements on.
     fn pool(pool: &Pool<Self>) -> impl Executor<'_, Database = Self>;
     /// A connection (a transaction's), to run statements on.
@@ -146,7 +147,10 @@ where
         query
     }
 
-    fn prepare_owned(text: &str, binds: Vec<Bind>) -> Query<'_, Self, impl IntoArguments<'_, Self>> {
+    fn prepare_owned(
+        text: &str,
+        binds: Vec<Bind>,
+    ) -> Query<'_, Self, impl IntoArguments<'_, Self>> {
         let mut query = sqlx::query(text);
         for bind in binds {
             query = match bind {
