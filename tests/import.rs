@@ -199,6 +199,115 @@ both_stores!(an_existing_id_gets_its_next_version, |server| {
 });
 
 both_stores!(
+    a_batch_with_existing_deleted_and_repeated_ids_writes_one_version_after_another,
+    |server| {
+        put(
+            &server,
+            json!({"resourceType": "Patient", "id": "imp-heron", "active": false}),
+        )
+        .await;
+        put(
+            &server,
+            json!({"resourceType": "Patient", "id": "imp-gull", "gender": "male"}),
+        )
+        .await;
+        expect_status(
+            &server.client.delete("Patient/imp-gull").await.unwrap(),
+            204,
+        );
+        // One batch (a load's first holds far more lines): an existing id, a new one, a
+        // deleted one, and the new and the existing one again, the new one twice.
+        let lines = [
+            json!({"resourceType": "Patient", "id": "imp-heron", "active": false, "gender": "other"}),
+            json!({"resourceType": "Patient", "id": "imp-tern", "active": true}),
+            json!({"resourceType": "Patient", "id": "imp-gull", "gender": "unknown"}),
+            json!({"resourceType": "Patient", "id": "imp-tern", "active": false, "name": [{"family": "Sandwich"}]}),
+            json!({"resourceType": "Patient", "id": "imp-heron", "active": true}),
+            json!({"resourceType": "Patient", "id": "imp-tern", "gender": "female"}),
+        ];
+        let manifest = import(&server.client, None, NDJSON, ndjson(&lines)).await;
+        assert_eq!(manifest["error"], json!([]));
+        assert_eq!(
+            counts(&manifest),
+            BTreeMap::from([("Patient".to_owned(), 6)])
+        );
+        // The last line of each id wins, each line its own version after the one before.
+        for (path, version, last) in [
+            ("Patient/imp-heron", "3", &lines[4]),
+            ("Patient/imp-gull", "3", &lines[2]),
+            ("Patient/imp-tern", "3", &lines[5]),
+        ] {
+            let reply = server.client.get(path).await.unwrap();
+            assert_eq!(
+                expect_status(&reply, 200)["meta"]["versionId"],
+                version,
+                "{path}"
+            );
+            assert_eq!(&read(&server.client, None, path).await, last, "{path}");
+        }
+        let history = expect_status(
+            &server
+                .client
+                .get("Patient/imp-tern/_history")
+                .await
+                .unwrap(),
+            200,
+        );
+        let versions: Vec<&str> = history["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap())
+            .collect();
+        assert_eq!(versions, ["3", "2", "1"]);
+        assert_eq!(
+            history["entry"][1]["resource"]["name"][0]["family"],
+            "Sandwich"
+        );
+        // Searches see each resource's last version only.
+        let ids = |bundle: &Value| -> Vec<String> {
+            let mut ids: Vec<String> = bundle["entry"]
+                .as_array()
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            ids.sort();
+            ids
+        };
+        for (query, expected) in [
+            (
+                "Patient?_id=imp-heron,imp-gull,imp-tern&active=true",
+                vec!["imp-heron"],
+            ),
+            (
+                "Patient?_id=imp-heron,imp-gull,imp-tern&active=false",
+                vec![],
+            ),
+            (
+                "Patient?_id=imp-heron,imp-gull,imp-tern&gender=female",
+                vec!["imp-tern"],
+            ),
+            (
+                "Patient?_id=imp-heron,imp-gull,imp-tern&gender=other,male",
+                vec![],
+            ),
+            (
+                "Patient?_id=imp-heron,imp-gull,imp-tern&gender=unknown",
+                vec!["imp-gull"],
+            ),
+            ("Patient?name=Sandwich", vec![]),
+        ] {
+            let found = expect_status(&server.client.get(query).await.unwrap(), 200);
+            assert_eq!(ids(&found), expected, "{query}");
+        }
+    }
+);
+
+both_stores!(
     bad_lines_are_reported_with_their_line_numbers_and_the_good_ones_land,
     |server| {
         let good = practice();

@@ -258,7 +258,7 @@ pub fn insert(dialect: Dialect, entries: &[AuditEntry]) -> Sql {
             &e.request_id,
             &e.detail,
         ] {
-            sql.push(", ").opt(value);
+            sql.push(", ").opt(value.as_deref());
         }
         sql.push(")");
     }

@@ -105,6 +105,10 @@ pub trait Sqlx: Database<Row: Columns> {
     fn query(text: &str) -> Query<'_, Self, impl IntoArguments<'_, Self>>;
     /// `sql` with its values bound.
     fn prepare(sql: &Sql) -> Query<'_, Self, impl IntoArguments<'_, Self>>;
+    /// The statement `text` with the values `binds` moved in rather than copied (sqlx copies
+    /// borrowed values again to send them to SQLite's connection thread).
+    fn prepare_owned(text: &str, binds: Vec<Bind>)
+        -> Query<'_, Self, impl IntoArguments<'_, Self>>;
     /// A pool, to run statements on.
     fn pool(pool: &Pool<Self>) -> impl Executor<'_, Database = Self>;
     /// A connection (a transaction's), to run statements on.
@@ -117,6 +121,8 @@ where
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     for<'q> f64: Encode<'q, DB> + Type<DB>,
@@ -136,6 +142,24 @@ where
                 Bind::Float(f) => query.bind(*f),
                 Bind::Bool(b) => query.bind(*b),
                 Bind::OptInt(i) => query.bind(*i),
+            };
+        }
+        query
+    }
+
+    fn prepare_owned(
+        text: &str,
+        binds: Vec<Bind>,
+    ) -> Query<'_, Self, impl IntoArguments<'_, Self>> {
+        let mut query = sqlx::query(text);
+        for bind in binds {
+            query = match bind {
+                Bind::Text(s) => query.bind(s),
+                Bind::OptText(s) => query.bind(s),
+                Bind::Int(i) => query.bind(i),
+                Bind::Float(f) => query.bind(f),
+                Bind::Bool(b) => query.bind(b),
+                Bind::OptInt(i) => query.bind(i),
             };
         }
         query

@@ -63,7 +63,7 @@ fn insert(dialect: Dialect, job: &JobRecord) -> Sql {
         .push(", ")
         .bind(Bind::OptInt(status))
         .push(", ")
-        .opt(&answer)
+        .opt(answer.as_deref())
         .push(", ")
         .int(job.started)
         .push(", ")

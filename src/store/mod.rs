@@ -370,7 +370,9 @@ pub trait Tx: Send {
     /// Locks the resources `keys` (type, id) against other writers until commit, all at once
     /// and in one global order (type, then id), before a transaction that writes several of
     /// them decides anything: two such transactions then queue instead of deadlocking. Unknown
-    /// keys lock nothing; nothing is read (so it reveals nothing to a guarded writer).
+    /// keys lock nothing. Their current state is read with the locks, in the same statement,
+    /// and kept for the `lock_current` of each that follows (one statement for all instead of
+    /// one each); nothing is returned (so it reveals nothing to a guarded writer).
     async fn lock_all(&mut self, keys: &[(String, String)]) -> StoreResult<()>;
     /// Serialises transactions that use the same key until commit (conditional interactions
     /// with the same criteria), so that racing conditional creates make exactly one resource.

@@ -98,6 +98,7 @@ impl<B: Backend> SqlStore<B> {
             queues: false,
             registry: false,
             pending: Pending::default(),
+            locked: HashMap::new(),
         }
     }
 
@@ -483,6 +484,10 @@ pub(super) struct SqlTx<B: Backend> {
     registry: bool,
     /// Its writes not yet sent (`store::pending`).
     pending: Pending,
+    /// The current state of the resources `lock_all` locked, as it read them (`None`: no
+    /// row), which their `lock_current` answers with; a resource's is dropped when the
+    /// transaction writes it.
+    locked: HashMap<(String, String), Option<Current>>,
 }
 
 impl<B: Backend> SqlTx<B> {
@@ -542,8 +547,8 @@ impl<B: Backend> SqlTx<B> {
             }
             return Ok(());
         }
-        for statement in statements {
-            B::Db::prepare(&statement)
+        for Sql { text, binds, .. } in statements {
+            B::Db::prepare_owned(&text, binds)
                 .execute(self.connection().await?)
                 .await?;
         }
@@ -645,6 +650,11 @@ impl<B: Backend> SqlTx<B> {
 #[async_trait]
 impl<B: Backend> Tx for SqlTx<B> {
     async fn lock_current(&mut self, rtype: &str, id: &str) -> StoreResult<Option<Current>> {
+        if !self.locked.is_empty() {
+            if let Some(current) = self.locked.get(&(rtype.to_owned(), id.to_owned())) {
+                return Ok(*current);
+            }
+        }
         if self.pending.holds(rtype, id) {
             self.flush(false).await?;
         }
@@ -669,16 +679,37 @@ impl<B: Backend> Tx for SqlTx<B> {
             .transpose()?)
     }
 
+    /// Also reads the current state of every row it locks (without a row lock clause the
+    /// writer holds the database's lock already): the `lock_current` of these resources that
+    /// follows answers from it, one statement for all of them instead of one each.
     async fn lock_all(&mut self, keys: &[(String, String)]) -> StoreResult<()> {
-        // Without a row lock clause the writer holds the database's lock already.
-        if keys.is_empty() || B::LOCK_ROW.is_empty() {
+        if keys.is_empty() {
             return Ok(());
+        }
+        // A new resource held here has no row yet: sent first, so that it is read.
+        if keys.iter().any(|(rtype, id)| self.pending.holds(rtype, id)) {
+            self.flush(false).await?;
         }
         let sql = sql::lock_rows(B::DIALECT, keys, B::LOCK_ROW);
         sql::check(&sql)?;
-        B::Db::prepare(&sql)
+        let led = self.led(&sql).await?;
+        // Kept prepared, as every statement: its text depends only on how many keys of each
+        // type it has (an import's batches of one type share one).
+        let rows = B::Db::prepare(led.as_ref().unwrap_or(&sql))
             .fetch_all(self.connection().await?)
             .await?;
+        self.locked.reserve(keys.len());
+        for key in keys {
+            self.locked.insert(key.clone(), None);
+        }
+        for row in rows {
+            let current = Current {
+                version: row.at(2)?,
+                last_updated: row.at(3)?,
+                deleted: row.at(4)?,
+            };
+            self.locked.insert((row.at(0)?, row.at(1)?), Some(current));
+        }
         Ok(())
     }
 
@@ -716,6 +747,10 @@ impl<B: Backend> Tx for SqlTx<B> {
     /// The resource row of an existing resource moves to the new version at once (its
     /// optimistic check decides now); everything else is held and sent in batches (`flush`).
     async fn write(&mut self, new: NewVersion<'_>, previous: Option<i64>) -> StoreResult<()> {
+        if !self.locked.is_empty() {
+            self.locked
+                .remove(&(new.rtype.to_owned(), new.id.to_owned()));
+        }
         if self.pending.holds(new.rtype, new.id) {
             self.flush(false).await?;
         }

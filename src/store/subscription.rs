@@ -116,7 +116,7 @@ pub(super) fn insert_outbox(dialect: Dialect, new: &[NewVersion<'_>]) -> Vec<Sql
                 .push(", ")
                 .text(new.method.as_str())
                 .push(", ")
-                .opt(&new.source.map(str::to_owned))
+                .opt(new.source)
                 .push(", ")
                 .int(new.last_updated);
         },
@@ -188,9 +188,9 @@ fn upsert_owner(dialect: Dialect, subscription: &str, owner: Option<&str>) -> Sq
     sql.push("INSERT INTO subscription_state (subscription, owner) VALUES (")
         .text(subscription)
         .push(", ")
-        .opt(&owner.map(str::to_owned))
+        .opt(owner)
         .push(") ON CONFLICT (subscription) DO UPDATE SET owner = ")
-        .opt(&owner.map(str::to_owned));
+        .opt(owner);
     sql
 }
 

@@ -517,10 +517,19 @@ async fn write_batch(
     }
     while !ready.is_empty() {
         let failed_at = AtomicUsize::new(usize::MAX);
-        let (batch, failed_at_ref) = (&ready, &failed_at);
+        // Every resource of the batch, locked and read at once (`Tx::lock_all`): each line's
+        // `lock_current` then answers without a statement of its own.
+        let mut keys: Vec<(String, String)> = ready
+            .iter()
+            .map(|l| (l.rtype.clone(), l.id.clone()))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let (batch, failed_at_ref, keys) = (&ready, &failed_at, &keys);
         let written = in_transaction(store, |tx| {
             Box::pin(async move {
                 failed_at_ref.store(usize::MAX, Ordering::Relaxed);
+                tx.lock_all(keys).await?;
                 for (i, line) in batch.iter().enumerate() {
                     if let Err(e) = write_one(tx, preparing, line).await {
                         failed_at_ref.store(i, Ordering::Relaxed);

@@ -62,8 +62,8 @@ impl Sql {
         self.bind(Bind::Int(value))
     }
 
-    pub fn opt(&mut self, value: &Option<String>) -> &mut Self {
-        self.bind(Bind::OptText(value.clone()))
+    pub fn opt(&mut self, value: Option<&str>) -> &mut Self {
+        self.bind(Bind::OptText(value.map(str::to_owned)))
     }
 
     pub fn float(&mut self, value: f64) -> &mut Self {
@@ -117,7 +117,7 @@ mod tests {
                     .int(1)
                     .push(", ")
                     .float(0.5);
-                sql.push(", ").opt(&None).push(", ").bind(Bind::Bool(true));
+                sql.push(", ").opt(None).push(", ").bind(Bind::Bool(true));
                 sql.push(", ").bind(Bind::OptInt(Some(2)));
                 sql
             },

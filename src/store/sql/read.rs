@@ -165,14 +165,14 @@ mod tests {
         ];
         assert_sql(
             |d| lock_rows(d, &keys, " FOR UPDATE"),
-            r#"SELECT rid FROM resource WHERE (rtype = ? AND id IN (?)) OR (rtype = ? AND id IN (?, ?)) ORDER BY rtype, id FOR UPDATE"#,
-            r#"SELECT rid FROM resource WHERE (rtype = $1 AND id IN ($2)) OR (rtype = $3 AND id IN ($4, $5)) ORDER BY rtype, id FOR UPDATE"#,
+            r#"SELECT rtype, id, version, last_updated, deleted FROM resource WHERE (rtype = ? AND id IN (?)) OR (rtype = ? AND id IN (?, ?)) ORDER BY rtype, id FOR UPDATE"#,
+            r#"SELECT rtype, id, version, last_updated, deleted FROM resource WHERE (rtype = $1 AND id IN ($2)) OR (rtype = $3 AND id IN ($4, $5)) ORDER BY rtype, id FOR UPDATE"#,
             r#""Observation", "o1", "Patient", "p1", "p2""#,
         );
         assert_sql(
             |d| lock_rows(d, &[], ""),
-            r#"SELECT rid FROM resource WHERE 1 = 0 ORDER BY rtype, id"#,
-            r#"SELECT rid FROM resource WHERE 1 = 0 ORDER BY rtype, id"#,
+            r#"SELECT rtype, id, version, last_updated, deleted FROM resource WHERE 1 = 0 ORDER BY rtype, id"#,
+            r#"SELECT rtype, id, version, last_updated, deleted FROM resource WHERE 1 = 0 ORDER BY rtype, id"#,
             r#""#,
         );
     }

@@ -83,7 +83,7 @@ pub fn insert_resources(dialect: Dialect, new: &[NewVersion<'_>]) -> Vec<Sql> {
                 .push(", ")
                 .bind(Bind::Bool(new.content.is_none()))
                 .push(", ")
-                .opt(&new.compartment.map(str::to_owned));
+                .opt(new.compartment);
         },
     );
     out
@@ -100,7 +100,7 @@ pub fn update_resource(dialect: Dialect, new: &NewVersion<'_>, previous: i64) ->
         .push(", deleted = ")
         .bind(Bind::Bool(new.content.is_none()))
         .push(", compartment = ")
-        .opt(&new.compartment.map(str::to_owned))
+        .opt(new.compartment)
         .push(" WHERE rtype = ")
         .text(new.rtype)
         .push(" AND id = ")
@@ -142,9 +142,9 @@ pub fn insert_versions(dialect: Dialect, new: &[NewVersion<'_>]) -> Vec<Sql> {
                     .int(new.version - 1)
                     .push(")");
             } else {
-                sql.opt(&new.compartment.map(str::to_owned));
+                sql.opt(new.compartment);
             }
-            sql.push(", ").opt(&new.content.map(str::to_owned));
+            sql.push(", ").opt(new.content);
         },
     );
     out
@@ -300,9 +300,9 @@ pub fn insert_index(dialect: Dialect, rows: &[IndexRows<'_>]) -> Vec<Sql> {
             .push(", ")
             .text(&e.param)
             .push(", ")
-            .opt(&e.system)
+            .opt(e.system.as_deref())
             .push(", ")
-            .opt(&e.code);
+            .opt(e.code.as_deref());
         },
     );
     multi_row(
@@ -343,11 +343,11 @@ pub fn insert_index(dialect: Dialect, rows: &[IndexRows<'_>]) -> Vec<Sql> {
             start(sql, owner);
             sql.text(&e.param)
                 .push(", ")
-                .opt(&e.target_type)
+                .opt(e.target_type.as_deref())
                 .push(", ")
-                .opt(&e.target_id)
+                .opt(e.target_id.as_deref())
                 .push(", ")
-                .opt(&e.url);
+                .opt(e.url.as_deref());
         },
     );
     multi_row(
@@ -388,11 +388,11 @@ pub fn insert_index(dialect: Dialect, rows: &[IndexRows<'_>]) -> Vec<Sql> {
             start(sql, owner);
             sql.text(&e.param)
                 .push(", ")
-                .opt(&e.system)
+                .opt(e.system.as_deref())
                 .push(", ")
-                .opt(&e.code)
+                .opt(e.code.as_deref())
                 .push(", ")
-                .opt(&e.unit)
+                .opt(e.unit.as_deref())
                 .push(", ")
                 .float(e.value)
                 .push(", ")
@@ -411,12 +411,14 @@ pub fn insert_index(dialect: Dialect, rows: &[IndexRows<'_>]) -> Vec<Sql> {
 
 /// Locks the rows of the resources `keys` (type, id) against other writers until commit, in one
 /// global order (type, then id), so that transactions writing the same resources never wait
-/// for each other in a circle (a deadlock). The rows are locked as the sorted result is
-/// produced; `lock_clause` is the backend's `FOR UPDATE`. Grouped by type into IN lists
-/// (`read::resources_by_key`).
+/// for each other in a circle (a deadlock), and reads their current state (`rtype, id,
+/// version, last_updated, deleted`): the `Tx::lock_current` of each that follows needs no
+/// statement of its own. The rows are locked as the sorted result is produced; `lock_clause` is
+/// the backend's `FOR UPDATE` (empty on SQLite, whose writer holds the database's lock).
+/// Grouped by type into IN lists (`read::resources_by_key`).
 pub fn lock_rows(dialect: Dialect, keys: &[(String, String)], lock_clause: &str) -> Sql {
     let mut sql = Sql::new(dialect);
-    sql.push("SELECT rid FROM resource WHERE ");
+    sql.push("SELECT rtype, id, version, last_updated, deleted FROM resource WHERE ");
     super::read::resources_by_key(&mut sql, "", keys);
     sql.push(" ORDER BY rtype, id").push(lock_clause);
     sql
