@@ -1,4 +1,5 @@
-//! The writer's write-ahead log frames written in one system call per commit (decision 0059).
+//! The writer's write-ahead log frames written in a few large writes per commit instead of two
+//! per frame (decision 0059).
 //!
 //! SQLite writes each frame of its log in two calls (the 24-byte frame header, then the page),
 //! about 50 frames a create: ~100 `pwrite`s on the writer's thread for every create, the serial
@@ -6,7 +7,8 @@
 //! registered once under [`VFS_NAME`], not as the default, over the default VFS
 //! (`sqlite3_vfs_find(NULL)`). Every method goes to the default VFS and its files, except that a
 //! log (a file opened with `SQLITE_OPEN_WAL`) keeps writes that append to the previous one in a
-//! buffer of its own (at most [`BUFFER_BYTES`]) and writes them out as one call.
+//! buffer of its own and writes them out as one call when it holds [`BUFFER_BYTES`] (the most the
+//! default VFS writes at once: up to 31 frames) or something else needs the file.
 //!
 //! What keeps it as safe as writing each frame at once:
 //!
@@ -254,8 +256,9 @@ impl Shim {
                 return rc;
             }
         }
-        if buffers && (self.buffer.capacity() >= BUFFER_BYTES
-            || self.buffer.try_reserve_exact(BUFFER_BYTES).is_ok())
+        if buffers
+            && (self.buffer.capacity() >= BUFFER_BYTES
+                || self.buffer.try_reserve_exact(BUFFER_BYTES).is_ok())
         {
             if self.buffer.is_empty() {
                 self.start = offset;
@@ -359,7 +362,11 @@ unsafe extern "C" fn open(
                     unsafe { close(real) };
                 }
             }
-            return if rc == ffi::SQLITE_OK { ffi::SQLITE_CANTOPEN } else { rc };
+            return if rc == ffi::SQLITE_OK {
+                ffi::SQLITE_CANTOPEN
+            } else {
+                rc
+            };
         }
         // SAFETY: `file` has room for a Shim (SHIM_BYTES ≥ its size, aligned as SQLite aligns
         // file objects: 8 bytes, all this struct needs).
@@ -392,6 +399,7 @@ unsafe extern "C" fn open(
                 databases.insert(this.name, this as *mut Shim as usize);
             }
             Kind::Database => {}
+            Kind::Log if name.is_null() => {}
             Kind::Log => {
                 // SAFETY: `name` is the log's name as SQLite passed it to xOpen.
                 let database = unsafe { ffi::sqlite3_filename_database(name) } as usize;
@@ -488,10 +496,21 @@ unsafe extern "C" fn unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int
 }
 
 unsafe extern "C" fn check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
-    guard(|| through!(file, xCheckReservedLock, ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, out))
+    guard(|| {
+        through!(
+            file,
+            xCheckReservedLock,
+            ffi::SQLITE_IOERR_CHECKRESERVEDLOCK,
+            out
+        )
+    })
 }
 
-unsafe extern "C" fn file_control(file: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
+unsafe extern "C" fn file_control(
+    file: *mut ffi::sqlite3_file,
+    op: c_int,
+    arg: *mut c_void,
+) -> c_int {
     guard(|| {
         if op == FCNTL_COUNTS {
             // SAFETY: SQLite calls its file's method with the file.
@@ -542,13 +561,28 @@ unsafe extern "C" fn shm_map(
     extend: c_int,
     out: *mut *mut c_void,
 ) -> c_int {
-    guard(|| through!(file, xShmMap, ffi::SQLITE_IOERR_SHMMAP, page, page_size, extend, out))
+    guard(|| {
+        through!(
+            file,
+            xShmMap,
+            ffi::SQLITE_IOERR_SHMMAP,
+            page,
+            page_size,
+            extend,
+            out
+        )
+    })
 }
 
 /// Taking or releasing a lock of the log index: the log's buffer is written out first, so no
 /// other connection is let in while a frame the index may name is still in memory. An unlock
 /// is done even when that write failed (its error is answered).
-unsafe extern "C" fn shm_lock(file: *mut ffi::sqlite3_file, offset: c_int, n: c_int, flags: c_int) -> c_int {
+unsafe extern "C" fn shm_lock(
+    file: *mut ffi::sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
     guard(|| {
         // SAFETY: SQLite calls its file's method with the file.
         let this = unsafe { shim(file) };
@@ -616,7 +650,11 @@ unsafe extern "C" fn fetch(
     })
 }
 
-unsafe extern "C" fn unfetch(file: *mut ffi::sqlite3_file, offset: i64, page: *mut c_void) -> c_int {
+unsafe extern "C" fn unfetch(
+    file: *mut ffi::sqlite3_file,
+    offset: i64,
+    page: *mut c_void,
+) -> c_int {
     guard(|| through!(file, xUnfetch, ffi::SQLITE_OK, offset, page))
 }
 
@@ -648,7 +686,11 @@ macro_rules! vfs_through {
     }};
 }
 
-unsafe extern "C" fn delete(vfs: *mut ffi::sqlite3_vfs, name: *const c_char, sync_dir: c_int) -> c_int {
+unsafe extern "C" fn delete(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    sync_dir: c_int,
+) -> c_int {
     vfs_through!(vfs, xDelete, ffi::SQLITE_IOERR_DELETE, name, sync_dir)
 }
 
@@ -680,7 +722,11 @@ unsafe extern "C" fn dl_error(vfs: *mut ffi::sqlite3_vfs, size: c_int, out: *mut
 
 type Symbol = Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)>;
 
-unsafe extern "C" fn dl_sym(vfs: *mut ffi::sqlite3_vfs, handle: *mut c_void, symbol: *const c_char) -> Symbol {
+unsafe extern "C" fn dl_sym(
+    vfs: *mut ffi::sqlite3_vfs,
+    handle: *mut c_void,
+    symbol: *const c_char,
+) -> Symbol {
     vfs_through!(vfs, xDlSym, None, handle, symbol)
 }
 
@@ -688,7 +734,11 @@ unsafe extern "C" fn dl_close(vfs: *mut ffi::sqlite3_vfs, handle: *mut c_void) {
     vfs_through!(vfs, xDlClose, (), handle)
 }
 
-unsafe extern "C" fn randomness(vfs: *mut ffi::sqlite3_vfs, size: c_int, out: *mut c_char) -> c_int {
+unsafe extern "C" fn randomness(
+    vfs: *mut ffi::sqlite3_vfs,
+    size: c_int,
+    out: *mut c_char,
+) -> c_int {
     vfs_through!(vfs, xRandomness, 0, size, out)
 }
 
@@ -700,7 +750,11 @@ unsafe extern "C" fn current_time(vfs: *mut ffi::sqlite3_vfs, out: *mut f64) -> 
     vfs_through!(vfs, xCurrentTime, ffi::SQLITE_ERROR, out)
 }
 
-unsafe extern "C" fn get_last_error(vfs: *mut ffi::sqlite3_vfs, size: c_int, out: *mut c_char) -> c_int {
+unsafe extern "C" fn get_last_error(
+    vfs: *mut ffi::sqlite3_vfs,
+    size: c_int,
+    out: *mut c_char,
+) -> c_int {
     vfs_through!(vfs, xGetLastError, 0, size, out)
 }
 
@@ -716,11 +770,17 @@ unsafe extern "C" fn set_system_call(
     vfs_through!(vfs, xSetSystemCall, ffi::SQLITE_NOTFOUND, name, call)
 }
 
-unsafe extern "C" fn get_system_call(vfs: *mut ffi::sqlite3_vfs, name: *const c_char) -> ffi::sqlite3_syscall_ptr {
+unsafe extern "C" fn get_system_call(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+) -> ffi::sqlite3_syscall_ptr {
     vfs_through!(vfs, xGetSystemCall, None, name)
 }
 
-unsafe extern "C" fn next_system_call(vfs: *mut ffi::sqlite3_vfs, name: *const c_char) -> *const c_char {
+unsafe extern "C" fn next_system_call(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+) -> *const c_char {
     vfs_through!(vfs, xNextSystemCall, ptr::null(), name)
 }
 
@@ -768,7 +828,13 @@ mod tests {
             let text = CString::new(sql).unwrap();
             // SAFETY: an open connection, a C string.
             let rc = unsafe {
-                ffi::sqlite3_exec(self.0, text.as_ptr(), None, ptr::null_mut(), ptr::null_mut())
+                ffi::sqlite3_exec(
+                    self.0,
+                    text.as_ptr(),
+                    None,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                )
             };
             assert_eq!(rc, ffi::SQLITE_OK, "{sql}: {}", self.error());
         }
@@ -779,7 +845,9 @@ mod tests {
                 .to_string_lossy()
                 .into_owned();
             // SAFETY: an open connection.
-            format!("{message} ({})", unsafe { ffi::sqlite3_extended_errcode(self.0) })
+            format!("{message} ({})", unsafe {
+                ffi::sqlite3_extended_errcode(self.0)
+            })
         }
 
         /// The first column of the first row, as text.
@@ -881,7 +949,10 @@ mod tests {
             let frames = (appends_last - appends_after) / 2;
             let pieces = writes_last - writes_after;
             assert!(frames > 40, "{frames} frames");
-            assert!(pieces <= frames * 4120 / BUFFER_BYTES as u64 + 1, "{frames} frames, {pieces} writes");
+            assert!(
+                pieces <= frames * 4120 / BUFFER_BYTES as u64 + 1,
+                "{frames} frames, {pieces} writes"
+            );
             // A reader on the default VFS sees the commit.
             let reader = Connection::open(&path, false);
             assert_eq!(reader.one("SELECT count(*) FROM t"), "100");
@@ -929,10 +1000,16 @@ mod tests {
         // frame of this transaction overwritten in place.
         assert_eq!(writer.one("SELECT sum(length(b)) FROM t"), "6000000");
         writer.exec("UPDATE t SET b = randomblob(1500) WHERE x % 7 = 0");
-        assert_eq!(writer.one("SELECT count(*) FROM t WHERE length(b) = 1500"), "428");
+        assert_eq!(
+            writer.one("SELECT count(*) FROM t WHERE length(b) = 1500"),
+            "428"
+        );
         writer.exec("COMMIT");
         let [_, writes_after] = writer.counts();
-        assert!(writes_after - writes >= 2, "more than the buffer: written in pieces");
+        assert!(
+            writes_after - writes >= 2,
+            "more than the buffer: written in pieces"
+        );
         let reader = Connection::open(&path, false);
         assert_eq!(reader.one("SELECT count(*) FROM t"), "3000");
         reader.intact();
@@ -955,7 +1032,10 @@ mod tests {
         checkpointer.exec("PRAGMA wal_checkpoint(PASSIVE)");
         fill(&writer, 201, 10, 1000);
         let after = std::fs::metadata(&log).unwrap().len();
-        assert!(after < before, "restarted (and cut to the limit): {before} → {after}");
+        assert!(
+            after < before,
+            "restarted (and cut to the limit): {before} → {after}"
+        );
         writer.exec("PRAGMA wal_checkpoint(TRUNCATE)");
         assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
         fill(&writer, 211, 10, 1000);
