@@ -28,6 +28,7 @@ pub mod sql_store;
 pub mod sqlite;
 mod sqlite_checkpoint;
 mod sqlite_read;
+mod sqlite_wal_buffer;
 pub mod subscription;
 pub mod time_budget;
 pub mod users;

@@ -22,6 +22,7 @@ use super::sql::{Dialect, Sql};
 use super::sql_store::SqlStore;
 use super::sqlite_checkpoint::Checkpoints;
 use super::sqlite_read::DirectReader;
+use super::sqlite_wal_buffer;
 use super::time_budget::Limit;
 use super::{StoreError, StoreResult, Version};
 
@@ -72,6 +73,13 @@ impl Backend for Sqlite {
             // many commits rewrite are copied back once per checkpoint. (The writer leaves its
             // checkpoints to `store::sqlite_checkpoint`; this holds where that hook is not set.)
             .pragma("wal_autocheckpoint", "4000");
+        // The writer's log frames of a commit reach the file in one write
+        // (`store::sqlite_wal_buffer`); it needs synchronous=FULL, checked when it connects.
+        let wal_buffer = sqlite_wal_buffer::register().map_err(|code| {
+            StoreError::Database(format!(
+                "the SQLite VFS that buffers the writer's log could not be registered ({code})"
+            ))
+        })?;
         let checkpoints = Checkpoints::new();
         let watching = checkpoints.clone();
         let writer = pool_options::<sqlx::Sqlite>()
@@ -106,7 +114,10 @@ impl Backend for Sqlite {
             // Its commits wake the checkpointer instead of checkpointing themselves.
             .after_connect(move |connection, _| {
                 let watching = watching.clone();
-                Box::pin(async move { watching.watch(connection).await })
+                Box::pin(async move {
+                    sqlite_wal_buffer::require_full_sync(connection).await?;
+                    watching.watch(connection).await
+                })
             })
             // The writer's page cache holds the index pages a write touches (64 MiB instead of
             // SQLite's 2 MiB): a smaller cache spills dirty pages mid-transaction and re-reads
@@ -115,6 +126,7 @@ impl Backend for Sqlite {
             .connect_with(
                 options
                     .clone()
+                    .vfs(wal_buffer)
                     .pragma("cache_size", "-65536")
                     .statement_cache_capacity(512),
             )

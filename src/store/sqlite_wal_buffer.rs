@@ -1,0 +1,1122 @@
+//! The writer's write-ahead log frames written in a few large writes per commit instead of two
+//! per frame (decision 0059).
+//!
+//! SQLite writes each frame of its log in two calls (the 24-byte frame header, then the page),
+//! about 50 frames a create: ~100 `pwrite`s on the writer's thread for every create, the serial
+//! part of every write. This module is a VFS (SQLite's OS layer, <https://www.sqlite.org/vfs.html>)
+//! registered once under [`VFS_NAME`], not as the default, over the default VFS
+//! (`sqlite3_vfs_find(NULL)`). Every method goes to the default VFS and its files, except that a
+//! log (a file opened with `SQLITE_OPEN_WAL`) keeps writes that append to the previous one in a
+//! buffer of its own and writes them out as one call when it holds [`BUFFER_BYTES`] (the most the
+//! default VFS writes at once: up to 31 frames) or something else needs the file.
+//!
+//! What keeps it as safe as writing each frame at once:
+//!
+//! - The buffer reaches the file before any other call on the log: `xSync`, `xRead`,
+//!   `xTruncate`, `xFileSize`, `xClose`, `xFileControl`, the lock calls, and a write that does
+//!   not append to the buffer (an overwritten frame, the log restarted at offset 0). A failed
+//!   write-out is the error of the call that caused it (`SQLITE_IOERR_WRITE`, or `SQLITE_FULL`).
+//!   A read of frames spilled mid-transaction therefore sees them.
+//! - No other connection can see a log index that points at buffered frames: a commit becomes
+//!   visible when wal.c writes the new index header into the shared memory, with an
+//!   `xShmBarrier` of the *database* file between its two copies, and a write lock is released
+//!   with `xShmLock`. The database file of a connection is opened through this VFS too and knows
+//!   its log: its `xShmLock`, `xShmBarrier` and `xShmUnmap` write the log's buffer out first.
+//!   (With `synchronous=FULL`, decision 0004, wal.c also syncs the log before it writes the
+//!   index, so the buffer is already empty there. `xShmBarrier` cannot report an error; that is
+//!   why the store's writer refuses a connection that is not `FULL`, see [`require_full_sync`].)
+//! - A log is linked to its database through the database's file name (`sqlite3_filename_database`
+//!   of the log's name, the pointer SQLite passed to the database's `xOpen`), in a table of the
+//!   registration. A log whose database is not found is not buffered.
+//! - No state but the registration is global; a file's buffer lives in its file object, which
+//!   SQLite uses from one thread at a time. No panic crosses into SQLite (each entry point is
+//!   guarded), and a buffer that cannot be allocated means writing through.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::{Mutex, OnceLock};
+
+use libsqlite3_sys as ffi;
+
+/// The name the VFS is registered under (`SqliteConnectOptions::vfs`).
+pub const VFS_NAME: &str = "signaal-wal-buffer";
+const VFS_NAME_C: &CStr = c"signaal-wal-buffer";
+
+/// The most a log keeps before writing it out: the most the default (unix) VFS writes in one
+/// call. Its `xWrite` takes at most 128 KiB − 1 bytes (it masks the length to 17 bits: SQLite
+/// itself never writes more than a frame at once), so a commit's frames (~200 KB a create) go
+/// out in pieces of up to 31 frames of 4 KiB pages, instead of two calls per frame.
+pub const BUFFER_BYTES: usize = 0x1_ffff;
+
+/// A private `xFileControl` opcode on a database file: writes its log's `[appends, writes]`
+/// (writes taken into the buffer, calls that wrote to the file) into a `[u64; 2]`. For tests.
+pub const FCNTL_COUNTS: c_int = 0x5347_0001;
+
+/// The VFS, the one it wraps, and the databases open through it (their file name pointer →
+/// their `Shim`), to link each log to its database.
+struct Registration {
+    base: *mut ffi::sqlite3_vfs,
+    databases: Mutex<HashMap<usize, usize>>,
+}
+
+// SAFETY: `base` points to SQLite's default VFS, which lives as long as the process and is
+// safe to call from any thread; the table is behind a mutex.
+unsafe impl Send for Registration {}
+unsafe impl Sync for Registration {}
+
+/// Whether the VFS was registered (the registration itself is leaked: SQLite keeps it).
+static REGISTERED: OnceLock<Result<(), c_int>> = OnceLock::new();
+
+/// Registers the VFS (once per process) and answers its name, or SQLite's error code.
+pub fn register() -> Result<&'static str, c_int> {
+    match REGISTERED.get_or_init(register_once) {
+        Ok(_) => Ok(VFS_NAME),
+        Err(code) => Err(*code),
+    }
+}
+
+fn register_once() -> Result<(), c_int> {
+    // SAFETY: initialising SQLite and finding its default VFS are safe at any time.
+    let base = unsafe {
+        let rc = ffi::sqlite3_initialize();
+        if rc != ffi::SQLITE_OK {
+            return Err(rc);
+        }
+        ffi::sqlite3_vfs_find(ptr::null())
+    };
+    if base.is_null() {
+        return Err(ffi::SQLITE_ERROR);
+    }
+    // SAFETY: `base` is SQLite's default VFS, never freed.
+    let base_ref = unsafe { &*base };
+    let registration: &'static Registration = Box::leak(Box::new(Registration {
+        base,
+        databases: Mutex::new(HashMap::new()),
+    }));
+    let vfs = Box::leak(Box::new(ffi::sqlite3_vfs {
+        iVersion: base_ref.iVersion.min(3),
+        szOsFile: (SHIM_BYTES + base_ref.szOsFile as usize) as c_int,
+        mxPathname: base_ref.mxPathname,
+        pNext: ptr::null_mut(),
+        zName: VFS_NAME_C.as_ptr(),
+        pAppData: registration as *const Registration as *mut c_void,
+        xOpen: Some(open),
+        xDelete: Some(delete),
+        xAccess: Some(access),
+        xFullPathname: Some(full_pathname),
+        xDlOpen: Some(dl_open),
+        xDlError: Some(dl_error),
+        xDlSym: Some(dl_sym),
+        xDlClose: Some(dl_close),
+        xRandomness: Some(randomness),
+        xSleep: Some(sleep),
+        xCurrentTime: Some(current_time),
+        xGetLastError: Some(get_last_error),
+        xCurrentTimeInt64: Some(current_time_int64),
+        xSetSystemCall: Some(set_system_call),
+        xGetSystemCall: Some(get_system_call),
+        xNextSystemCall: Some(next_system_call),
+    }));
+    // SAFETY: `vfs` is leaked (lives for ever), as SQLite requires of a registered VFS.
+    let rc = unsafe { ffi::sqlite3_vfs_register(vfs, 0) };
+    if rc != ffi::SQLITE_OK {
+        return Err(rc);
+    }
+    Ok(())
+}
+
+/// Refuses a connection whose `synchronous` is below `FULL`: the log's buffer is written out
+/// before its index is published in any mode, but only with `FULL` is that done by `xSync`,
+/// which can report a failure (the `xShmBarrier` that does it otherwise cannot).
+pub async fn require_full_sync(
+    connection: &mut sqlx::sqlite::SqliteConnection,
+) -> Result<(), sqlx::Error> {
+    let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&mut *connection)
+        .await?;
+    if level < 2 {
+        return Err(sqlx::Error::Configuration(
+            format!(
+                "the {VFS_NAME} VFS needs synchronous=FULL or EXTRA on its connection, not {level}"
+            )
+            .into(),
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Database,
+    Log,
+}
+
+/// A database or log file opened through this VFS: the default VFS's file follows it in the
+/// same allocation (at `SHIM_BYTES`).
+#[repr(C)]
+struct Shim {
+    /// What SQLite sees: `pMethods` is [`METHODS`]. First, so a `*mut sqlite3_file` is a
+    /// `*mut Shim`.
+    file: ffi::sqlite3_file,
+    real: *mut ffi::sqlite3_file,
+    registration: *const Registration,
+    kind: Kind,
+    /// A database: the file name pointer it is known by in the registration's table (0: none).
+    name: usize,
+    /// A database: its log; a log: its database. Null: not linked (a log is then not buffered).
+    peer: *mut Shim,
+    /// A log: the bytes to write at `start`, appended one write after the other.
+    buffer: Vec<u8>,
+    start: i64,
+    /// Writes taken into the buffer, and calls that wrote to the file (a log's).
+    appends: u64,
+    writes: u64,
+}
+
+const SHIM_BYTES: usize = std::mem::size_of::<Shim>().next_multiple_of(16);
+
+/// Runs an entry point, answering `SQLITE_IOERR` instead of unwinding into SQLite.
+fn guard(f: impl FnOnce() -> c_int) -> c_int {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(ffi::SQLITE_IOERR)
+}
+
+/// The `Shim` of a file SQLite opened with [`open`] and gave [`METHODS`].
+///
+/// # Safety
+/// `file` must be such a file, not closed, used by this thread only.
+unsafe fn shim<'a>(file: *mut ffi::sqlite3_file) -> &'a mut Shim {
+    // SAFETY: by the caller's promise.
+    unsafe { &mut *(file as *mut Shim) }
+}
+
+impl Shim {
+    /// The default VFS's methods of the file under this one.
+    fn methods(&self) -> &ffi::sqlite3_io_methods {
+        // SAFETY: `real` was opened by the default VFS (its `pMethods` is set while open).
+        unsafe { &*(*self.real).pMethods }
+    }
+
+    /// Writes the buffer out (a log's; nothing for a database). The buffer is emptied either
+    /// way: what a failed write left in the file is what SQLite would have after its own
+    /// failed write, and SQLite gives up the transaction on the error.
+    fn flush(&mut self) -> c_int {
+        if self.buffer.is_empty() {
+            return ffi::SQLITE_OK;
+        }
+        let rc = match self.methods().xWrite {
+            // SAFETY: `real` is open; the buffer holds `len` initialised bytes (≤ BUFFER_BYTES,
+            // which fits a c_int).
+            Some(write) => unsafe {
+                write(
+                    self.real,
+                    self.buffer.as_ptr() as *const c_void,
+                    self.buffer.len() as c_int,
+                    self.start,
+                )
+            },
+            None => ffi::SQLITE_IOERR_WRITE,
+        };
+        self.writes += 1;
+        self.buffer.clear();
+        match rc {
+            ffi::SQLITE_OK | ffi::SQLITE_FULL => rc,
+            _ => ffi::SQLITE_IOERR_WRITE,
+        }
+    }
+
+    /// Writes the log's buffer out: its own for a log, its log's for a database.
+    fn flush_log(&mut self) -> c_int {
+        match self.kind {
+            Kind::Log => self.flush(),
+            Kind::Database if !self.peer.is_null() => {
+                // SAFETY: a linked log is open (it unlinks itself when closed) and belongs to
+                // the same connection, used by this thread.
+                unsafe { (*self.peer).flush() }
+            }
+            Kind::Database => ffi::SQLITE_OK,
+        }
+    }
+
+    /// A log's write: appended to the buffer when it continues it, otherwise the buffer is
+    /// written out first and the write starts a new one.
+    fn write(&mut self, data: *const c_void, amount: c_int, offset: i64) -> c_int {
+        let len = amount.max(0) as usize;
+        let buffers = self.kind == Kind::Log && !self.peer.is_null() && len <= BUFFER_BYTES;
+        let continues = !self.buffer.is_empty()
+            && offset == self.start + self.buffer.len() as i64
+            && self.buffer.len() + len <= BUFFER_BYTES;
+        if !(continues && buffers) {
+            let rc = self.flush();
+            if rc != ffi::SQLITE_OK {
+                return rc;
+            }
+        }
+        if buffers
+            && (self.buffer.capacity() >= BUFFER_BYTES
+                || self.buffer.try_reserve_exact(BUFFER_BYTES).is_ok())
+        {
+            if self.buffer.is_empty() {
+                self.start = offset;
+            }
+            // SAFETY: SQLite passes `amount` readable bytes at `data`.
+            let bytes = unsafe { std::slice::from_raw_parts(data as *const u8, len) };
+            // Within the capacity reserved: never reallocates.
+            self.buffer.extend_from_slice(bytes);
+            self.appends += 1;
+            return ffi::SQLITE_OK;
+        }
+        match self.methods().xWrite {
+            // SAFETY: passing SQLite's own arguments to the file under this one.
+            Some(write) => unsafe { write(self.real, data, amount, offset) },
+            None => ffi::SQLITE_IOERR_WRITE,
+        }
+    }
+}
+
+/// Calls the default VFS file's method `$m` with `$args` after the log's buffer is written out
+/// (a log: its own; a database: nothing), answering the write's error if it failed.
+macro_rules! through {
+    ($file:expr, $m:ident, $missing:expr $(, $arg:expr)*) => {{
+        // SAFETY: `$file` is a file of this VFS (SQLite calls its methods with it).
+        let shim = unsafe { shim($file) };
+        let rc = if shim.kind == Kind::Log { shim.flush() } else { ffi::SQLITE_OK };
+        if rc != ffi::SQLITE_OK {
+            rc
+        } else {
+            match shim.methods().$m {
+                // SAFETY: SQLite's own arguments, passed to the file under this one.
+                Some(method) => unsafe { method(shim.real $(, $arg)*) },
+                None => $missing,
+            }
+        }
+    }};
+}
+
+static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
+    iVersion: 3,
+    xClose: Some(close),
+    xRead: Some(read),
+    xWrite: Some(write),
+    xTruncate: Some(truncate),
+    xSync: Some(sync),
+    xFileSize: Some(file_size),
+    xLock: Some(lock),
+    xUnlock: Some(unlock),
+    xCheckReservedLock: Some(check_reserved_lock),
+    xFileControl: Some(file_control),
+    xSectorSize: Some(sector_size),
+    xDeviceCharacteristics: Some(device_characteristics),
+    xShmMap: Some(shm_map),
+    xShmLock: Some(shm_lock),
+    xShmBarrier: Some(shm_barrier),
+    xShmUnmap: Some(shm_unmap),
+    xFetch: Some(fetch),
+    xUnfetch: Some(unfetch),
+};
+
+unsafe extern "C" fn open(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: ffi::sqlite3_filename,
+    file: *mut ffi::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    guard(|| {
+        // SAFETY: `vfs` is ours: its `pAppData` is the leaked registration.
+        let registration = unsafe { &*((*vfs).pAppData as *const Registration) };
+        // SAFETY: the default VFS lives for ever.
+        let base = unsafe { &*registration.base };
+        let Some(base_open) = base.xOpen else {
+            return ffi::SQLITE_CANTOPEN;
+        };
+        let kind = if flags & ffi::SQLITE_OPEN_MAIN_DB != 0 {
+            Kind::Database
+        } else if flags & ffi::SQLITE_OPEN_WAL != 0 {
+            Kind::Log
+        } else {
+            // Journals, temporary files: the default VFS's own file, in the space SQLite gave
+            // (larger than it needs).
+            // SAFETY: SQLite's arguments, with the default VFS.
+            return unsafe { base_open(registration.base, name, file, flags, out_flags) };
+        };
+        // SAFETY: SQLite gave `szOsFile` bytes at `file`: the shim, then the default's file.
+        let real = unsafe { (file as *mut u8).add(SHIM_BYTES) } as *mut ffi::sqlite3_file;
+        // SAFETY: as above; a failed open must leave `pMethods` null, or SQLite closes it.
+        unsafe {
+            (*file).pMethods = ptr::null();
+            (*real).pMethods = ptr::null();
+        }
+        // SAFETY: SQLite's arguments, with the default VFS and its file's space.
+        let rc = unsafe { base_open(registration.base, name, real, flags, out_flags) };
+        // SAFETY: `real` was just opened (or failed, leaving `pMethods` as the VFS decided).
+        let real_methods = unsafe { (*real).pMethods };
+        if rc != ffi::SQLITE_OK || real_methods.is_null() {
+            if !real_methods.is_null() {
+                // SAFETY: the default VFS asked for its file to be closed despite the failure.
+                if let Some(close) = unsafe { (*real_methods).xClose } {
+                    unsafe { close(real) };
+                }
+            }
+            return if rc == ffi::SQLITE_OK {
+                ffi::SQLITE_CANTOPEN
+            } else {
+                rc
+            };
+        }
+        // SAFETY: `file` has room for a Shim (SHIM_BYTES ≥ its size, aligned as SQLite aligns
+        // file objects: 8 bytes, all this struct needs).
+        unsafe {
+            ptr::write(
+                file as *mut Shim,
+                Shim {
+                    file: ffi::sqlite3_file { pMethods: &METHODS },
+                    real,
+                    registration,
+                    kind,
+                    name: 0,
+                    peer: ptr::null_mut(),
+                    buffer: Vec::new(),
+                    start: 0,
+                    appends: 0,
+                    writes: 0,
+                },
+            );
+        }
+        // SAFETY: just written.
+        let this = unsafe { shim(file) };
+        let mut databases = registration
+            .databases
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match kind {
+            Kind::Database if !name.is_null() => {
+                this.name = name as usize;
+                databases.insert(this.name, this as *mut Shim as usize);
+            }
+            Kind::Database => {}
+            Kind::Log if name.is_null() => {}
+            Kind::Log => {
+                // SAFETY: `name` is the log's name as SQLite passed it to xOpen.
+                let database = unsafe { ffi::sqlite3_filename_database(name) } as usize;
+                if let Some(&database) = databases.get(&database) {
+                    let database = database as *mut Shim;
+                    this.peer = database;
+                    // SAFETY: a database in the table is open (it leaves the table when
+                    // closed), and is this log's connection's, on this thread.
+                    unsafe { (*database).peer = this };
+                }
+            }
+        }
+        ffi::SQLITE_OK
+    })
+}
+
+unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
+    guard(|| {
+        // SAFETY: SQLite closes a file of this VFS once.
+        let this = unsafe { shim(file) };
+        let flushed = match this.kind {
+            Kind::Log => this.flush(),
+            Kind::Database => {
+                // SAFETY: the registration is leaked.
+                let registration = unsafe { &*this.registration };
+                let mut databases = registration
+                    .databases
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if databases.get(&this.name) == Some(&(this as *mut Shim as usize)) {
+                    databases.remove(&this.name);
+                }
+                // A log still open (SQLite closes it first) is written out and unlinked.
+                this.flush_log()
+            }
+        };
+        if !this.peer.is_null() {
+            // SAFETY: the peer is open (see `flush_log`).
+            unsafe { (*this.peer).peer = ptr::null_mut() };
+            this.peer = ptr::null_mut();
+        }
+        let closed = match this.methods().xClose {
+            // SAFETY: the file under this one is closed once, here.
+            Some(close) => unsafe { close(this.real) },
+            None => ffi::SQLITE_OK,
+        };
+        // SAFETY: the Shim was written by `open` and is not used after this.
+        unsafe { ptr::drop_in_place(file as *mut Shim) };
+        if flushed != ffi::SQLITE_OK {
+            flushed
+        } else {
+            closed
+        }
+    })
+}
+
+unsafe extern "C" fn read(
+    file: *mut ffi::sqlite3_file,
+    data: *mut c_void,
+    amount: c_int,
+    offset: i64,
+) -> c_int {
+    guard(|| through!(file, xRead, ffi::SQLITE_IOERR_READ, data, amount, offset))
+}
+
+unsafe extern "C" fn write(
+    file: *mut ffi::sqlite3_file,
+    data: *const c_void,
+    amount: c_int,
+    offset: i64,
+) -> c_int {
+    // SAFETY: SQLite calls its file's method with the file.
+    guard(|| unsafe { shim(file) }.write(data, amount, offset))
+}
+
+unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
+    guard(|| through!(file, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, size))
+}
+
+unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    guard(|| through!(file, xSync, ffi::SQLITE_IOERR_FSYNC, flags))
+}
+
+unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
+    guard(|| through!(file, xFileSize, ffi::SQLITE_IOERR_FSTAT, size))
+}
+
+unsafe extern "C" fn lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    guard(|| through!(file, xLock, ffi::SQLITE_IOERR_LOCK, level))
+}
+
+unsafe extern "C" fn unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    guard(|| through!(file, xUnlock, ffi::SQLITE_IOERR_UNLOCK, level))
+}
+
+unsafe extern "C" fn check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
+    guard(|| {
+        through!(
+            file,
+            xCheckReservedLock,
+            ffi::SQLITE_IOERR_CHECKRESERVEDLOCK,
+            out
+        )
+    })
+}
+
+unsafe extern "C" fn file_control(
+    file: *mut ffi::sqlite3_file,
+    op: c_int,
+    arg: *mut c_void,
+) -> c_int {
+    guard(|| {
+        if op == FCNTL_COUNTS {
+            // SAFETY: SQLite calls its file's method with the file.
+            let this = unsafe { shim(file) };
+            if this.kind != Kind::Database || this.peer.is_null() || arg.is_null() {
+                return ffi::SQLITE_NOTFOUND;
+            }
+            // SAFETY: the linked log is open; the caller of this private opcode passes a
+            // `[u64; 2]`.
+            unsafe {
+                let log = &*this.peer;
+                *(arg as *mut [u64; 2]) = [log.appends, log.writes];
+            }
+            return ffi::SQLITE_OK;
+        }
+        through!(file, xFileControl, ffi::SQLITE_NOTFOUND, op, arg)
+    })
+}
+
+unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
+    guard(|| {
+        // SAFETY: SQLite calls its file's method with the file.
+        let this = unsafe { shim(file) };
+        match this.methods().xSectorSize {
+            // SAFETY: the file under this one.
+            Some(method) => unsafe { method(this.real) },
+            None => 4096,
+        }
+    })
+}
+
+unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
+    guard(|| {
+        // SAFETY: SQLite calls its file's method with the file.
+        let this = unsafe { shim(file) };
+        match this.methods().xDeviceCharacteristics {
+            // SAFETY: the file under this one.
+            Some(method) => unsafe { method(this.real) },
+            None => 0,
+        }
+    })
+}
+
+unsafe extern "C" fn shm_map(
+    file: *mut ffi::sqlite3_file,
+    page: c_int,
+    page_size: c_int,
+    extend: c_int,
+    out: *mut *mut c_void,
+) -> c_int {
+    guard(|| {
+        through!(
+            file,
+            xShmMap,
+            ffi::SQLITE_IOERR_SHMMAP,
+            page,
+            page_size,
+            extend,
+            out
+        )
+    })
+}
+
+/// Taking or releasing a lock of the log index: the log's buffer is written out first, so no
+/// other connection is let in while a frame the index may name is still in memory. An unlock
+/// is done even when that write failed (its error is answered).
+unsafe extern "C" fn shm_lock(
+    file: *mut ffi::sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
+    guard(|| {
+        // SAFETY: SQLite calls its file's method with the file.
+        let this = unsafe { shim(file) };
+        let flushed = this.flush_log();
+        if flushed != ffi::SQLITE_OK && flags & ffi::SQLITE_SHM_UNLOCK == 0 {
+            return flushed;
+        }
+        let rc = match this.methods().xShmLock {
+            // SAFETY: SQLite's arguments, to the file under this one.
+            Some(method) => unsafe { method(this.real, offset, n, flags) },
+            None => ffi::SQLITE_IOERR_SHMLOCK,
+        };
+        if flushed != ffi::SQLITE_OK {
+            flushed
+        } else {
+            rc
+        }
+    })
+}
+
+/// wal.c's barrier between the two copies of a new index header: the log's frames are written
+/// out before it (with `synchronous=FULL` the commit's `xSync` already did).
+unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
+    guard(|| {
+        // SAFETY: SQLite calls its file's method with the file.
+        let this = unsafe { shim(file) };
+        // No way to report a failure here; `require_full_sync` keeps it from mattering.
+        this.flush_log();
+        if let Some(method) = this.methods().xShmBarrier {
+            // SAFETY: the file under this one.
+            unsafe { method(this.real) };
+        }
+        ffi::SQLITE_OK
+    });
+}
+
+unsafe extern "C" fn shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
+    guard(|| {
+        // SAFETY: SQLite calls its file's method with the file.
+        let this = unsafe { shim(file) };
+        let flushed = this.flush_log();
+        let rc = match this.methods().xShmUnmap {
+            // SAFETY: SQLite's arguments, to the file under this one.
+            Some(method) => unsafe { method(this.real, delete) },
+            None => ffi::SQLITE_OK,
+        };
+        if flushed != ffi::SQLITE_OK {
+            flushed
+        } else {
+            rc
+        }
+    })
+}
+
+unsafe extern "C" fn fetch(
+    file: *mut ffi::sqlite3_file,
+    offset: i64,
+    amount: c_int,
+    out: *mut *mut c_void,
+) -> c_int {
+    guard(|| {
+        // SAFETY: SQLite's out pointer; "no mapping" is a valid answer.
+        unsafe { *out = ptr::null_mut() };
+        through!(file, xFetch, ffi::SQLITE_OK, offset, amount, out)
+    })
+}
+
+unsafe extern "C" fn unfetch(
+    file: *mut ffi::sqlite3_file,
+    offset: i64,
+    page: *mut c_void,
+) -> c_int {
+    guard(|| through!(file, xUnfetch, ffi::SQLITE_OK, offset, page))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The VFS's own methods: the default VFS's, called with the default VFS.
+
+/// The default VFS under `vfs` (ours).
+///
+/// # Safety
+/// `vfs` must be this module's registered VFS.
+unsafe fn base<'a>(vfs: *mut ffi::sqlite3_vfs) -> (&'a ffi::sqlite3_vfs, *mut ffi::sqlite3_vfs) {
+    // SAFETY: by the caller's promise, `pAppData` is the leaked registration.
+    unsafe {
+        let base = (*((*vfs).pAppData as *const Registration)).base;
+        (&*base, base)
+    }
+}
+
+macro_rules! vfs_through {
+    ($vfs:expr, $m:ident, $missing:expr $(, $arg:expr)*) => {{
+        // SAFETY: SQLite calls our VFS's methods with our VFS; its arguments go to the default.
+        unsafe {
+            let (base, pointer) = base($vfs);
+            match base.$m {
+                Some(method) => method(pointer $(, $arg)*),
+                None => $missing,
+            }
+        }
+    }};
+}
+
+unsafe extern "C" fn delete(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    sync_dir: c_int,
+) -> c_int {
+    vfs_through!(vfs, xDelete, ffi::SQLITE_IOERR_DELETE, name, sync_dir)
+}
+
+unsafe extern "C" fn access(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    flags: c_int,
+    out: *mut c_int,
+) -> c_int {
+    vfs_through!(vfs, xAccess, ffi::SQLITE_IOERR_ACCESS, name, flags, out)
+}
+
+unsafe extern "C" fn full_pathname(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    size: c_int,
+    out: *mut c_char,
+) -> c_int {
+    vfs_through!(vfs, xFullPathname, ffi::SQLITE_CANTOPEN, name, size, out)
+}
+
+unsafe extern "C" fn dl_open(vfs: *mut ffi::sqlite3_vfs, name: *const c_char) -> *mut c_void {
+    vfs_through!(vfs, xDlOpen, ptr::null_mut(), name)
+}
+
+unsafe extern "C" fn dl_error(vfs: *mut ffi::sqlite3_vfs, size: c_int, out: *mut c_char) {
+    vfs_through!(vfs, xDlError, (), size, out)
+}
+
+type Symbol = Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)>;
+
+unsafe extern "C" fn dl_sym(
+    vfs: *mut ffi::sqlite3_vfs,
+    handle: *mut c_void,
+    symbol: *const c_char,
+) -> Symbol {
+    vfs_through!(vfs, xDlSym, None, handle, symbol)
+}
+
+unsafe extern "C" fn dl_close(vfs: *mut ffi::sqlite3_vfs, handle: *mut c_void) {
+    vfs_through!(vfs, xDlClose, (), handle)
+}
+
+unsafe extern "C" fn randomness(
+    vfs: *mut ffi::sqlite3_vfs,
+    size: c_int,
+    out: *mut c_char,
+) -> c_int {
+    vfs_through!(vfs, xRandomness, 0, size, out)
+}
+
+unsafe extern "C" fn sleep(vfs: *mut ffi::sqlite3_vfs, micros: c_int) -> c_int {
+    vfs_through!(vfs, xSleep, 0, micros)
+}
+
+unsafe extern "C" fn current_time(vfs: *mut ffi::sqlite3_vfs, out: *mut f64) -> c_int {
+    vfs_through!(vfs, xCurrentTime, ffi::SQLITE_ERROR, out)
+}
+
+unsafe extern "C" fn get_last_error(
+    vfs: *mut ffi::sqlite3_vfs,
+    size: c_int,
+    out: *mut c_char,
+) -> c_int {
+    vfs_through!(vfs, xGetLastError, 0, size, out)
+}
+
+unsafe extern "C" fn current_time_int64(vfs: *mut ffi::sqlite3_vfs, out: *mut i64) -> c_int {
+    vfs_through!(vfs, xCurrentTimeInt64, ffi::SQLITE_ERROR, out)
+}
+
+unsafe extern "C" fn set_system_call(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    call: ffi::sqlite3_syscall_ptr,
+) -> c_int {
+    vfs_through!(vfs, xSetSystemCall, ffi::SQLITE_NOTFOUND, name, call)
+}
+
+unsafe extern "C" fn get_system_call(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+) -> ffi::sqlite3_syscall_ptr {
+    vfs_through!(vfs, xGetSystemCall, None, name)
+}
+
+unsafe extern "C" fn next_system_call(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+) -> *const c_char {
+    vfs_through!(vfs, xNextSystemCall, ptr::null(), name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+    use std::path::Path;
+
+    use super::*;
+
+    /// A connection through the C API, for the tests.
+    struct Connection(*mut ffi::sqlite3);
+
+    // SAFETY: a test connection is used by one thread at a time (moved, never shared).
+    unsafe impl Send for Connection {}
+
+    impl Connection {
+        /// `vfs`: this module's VFS, or the default.
+        fn open(path: &Path, buffered: bool) -> Connection {
+            let vfs = if buffered {
+                Some(CString::new(register().unwrap()).unwrap())
+            } else {
+                None
+            };
+            let path = CString::new(path.to_str().unwrap()).unwrap();
+            let mut db = ptr::null_mut();
+            // SAFETY: valid C strings, an out pointer.
+            let rc = unsafe {
+                ffi::sqlite3_open_v2(
+                    path.as_ptr(),
+                    &mut db,
+                    ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE | ffi::SQLITE_OPEN_NOMUTEX,
+                    vfs.as_ref().map_or(ptr::null(), |v| v.as_ptr()),
+                )
+            };
+            assert_eq!(rc, ffi::SQLITE_OK);
+            // SAFETY: an open connection.
+            unsafe { ffi::sqlite3_busy_timeout(db, 10_000) };
+            let connection = Connection(db);
+            connection.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL");
+            connection
+        }
+
+        fn exec(&self, sql: &str) {
+            let text = CString::new(sql).unwrap();
+            // SAFETY: an open connection, a C string.
+            let rc = unsafe {
+                ffi::sqlite3_exec(
+                    self.0,
+                    text.as_ptr(),
+                    None,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                )
+            };
+            assert_eq!(rc, ffi::SQLITE_OK, "{sql}: {}", self.error());
+        }
+
+        fn error(&self) -> String {
+            // SAFETY: an open connection; SQLite's message is a C string.
+            let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(self.0)) }
+                .to_string_lossy()
+                .into_owned();
+            // SAFETY: an open connection.
+            format!("{message} ({})", unsafe {
+                ffi::sqlite3_extended_errcode(self.0)
+            })
+        }
+
+        /// The first column of the first row, as text.
+        fn one(&self, sql: &str) -> String {
+            let text = CString::new(sql).unwrap();
+            let mut statement = ptr::null_mut();
+            // SAFETY: an open connection, a C string, out pointers; the statement is finalized.
+            unsafe {
+                let rc = ffi::sqlite3_prepare_v2(
+                    self.0,
+                    text.as_ptr(),
+                    -1,
+                    &mut statement,
+                    ptr::null_mut(),
+                );
+                assert_eq!(rc, ffi::SQLITE_OK, "{sql}: {}", self.error());
+                let rc = ffi::sqlite3_step(statement);
+                assert_eq!(rc, ffi::SQLITE_ROW, "{sql}: {}", self.error());
+                let value = ffi::sqlite3_column_text(statement, 0);
+                let value = CStr::from_ptr(value as *const c_char)
+                    .to_string_lossy()
+                    .into_owned();
+                ffi::sqlite3_finalize(statement);
+                value
+            }
+        }
+
+        /// The log's (writes taken into its buffer, writes to the file).
+        fn counts(&self) -> [u64; 2] {
+            let mut counts = [0u64; 2];
+            // SAFETY: the private opcode writes a [u64; 2].
+            let rc = unsafe {
+                ffi::sqlite3_file_control(
+                    self.0,
+                    c"main".as_ptr(),
+                    FCNTL_COUNTS,
+                    &mut counts as *mut [u64; 2] as *mut c_void,
+                )
+            };
+            assert_eq!(rc, ffi::SQLITE_OK, "the log is not buffered");
+            counts
+        }
+
+        fn intact(&self) {
+            assert_eq!(self.one("PRAGMA integrity_check"), "ok");
+        }
+    }
+
+    impl Drop for Connection {
+        fn drop(&mut self) {
+            // SAFETY: statements are finalized; closed once.
+            let rc = unsafe { ffi::sqlite3_close(self.0) };
+            if !std::thread::panicking() {
+                assert_eq!(rc, ffi::SQLITE_OK);
+            }
+        }
+    }
+
+    fn scratch(purpose: &str) -> std::path::PathBuf {
+        let (dir, _) = crate::store::scratch_sqlite(purpose);
+        dir.join("s.db")
+    }
+
+    fn create(connection: &Connection) {
+        connection.exec(
+            "CREATE TABLE IF NOT EXISTS t(x INTEGER PRIMARY KEY, b BLOB); \
+             CREATE INDEX IF NOT EXISTS t_b ON t(b)",
+        );
+    }
+
+    /// generate_series is not in every SQLite build: a recursive CTE instead.
+    fn fill(connection: &Connection, from: i64, rows: i64, bytes: i64) {
+        connection.exec(&format!(
+            "WITH RECURSIVE n(v) AS (SELECT {from} UNION ALL SELECT v + 1 FROM n WHERE v < {}) \
+             INSERT INTO t(x, b) SELECT v, randomblob({bytes}) FROM n",
+            from + rows - 1
+        ));
+    }
+
+    #[test]
+    fn a_commits_frames_reach_the_log_in_one_write() {
+        let path = scratch("walbuf-one");
+        {
+            let writer = Connection::open(&path, true);
+            create(&writer);
+            let [appends, writes] = writer.counts();
+            writer.exec("BEGIN IMMEDIATE");
+            fill(&writer, 1, 20, 500);
+            writer.exec("COMMIT");
+            let [appends_after, writes_after] = writer.counts();
+            // Several pages: a header and a page per frame.
+            assert!(appends_after - appends >= 8, "{appends} → {appends_after}");
+            assert_eq!(writes_after - writes, 1, "one write for the commit");
+            // A larger commit (~60 frames): in pieces of at most BUFFER_BYTES.
+            writer.exec("BEGIN IMMEDIATE");
+            fill(&writer, 21, 80, 1000);
+            writer.exec("COMMIT");
+            let [appends_last, writes_last] = writer.counts();
+            let frames = (appends_last - appends_after) / 2;
+            let pieces = writes_last - writes_after;
+            assert!(frames > 40, "{frames} frames");
+            assert!(
+                pieces <= frames * 4120 / BUFFER_BYTES as u64 + 1,
+                "{frames} frames, {pieces} writes"
+            );
+            // A reader on the default VFS sees the commit.
+            let reader = Connection::open(&path, false);
+            assert_eq!(reader.one("SELECT count(*) FROM t"), "100");
+        }
+        // Reopened after every connection closed (the log checkpointed into the file).
+        let again = Connection::open(&path, false);
+        assert_eq!(again.one("SELECT count(*) FROM t"), "100");
+        again.intact();
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_reader_sees_each_commit_even_without_its_fsync() {
+        // Without synchronous=FULL nothing syncs the log before the commit is published: the
+        // frames must be written out at the index's barrier or lock.
+        let path = scratch("walbuf-normal");
+        let writer = Connection::open(&path, true);
+        writer.exec("PRAGMA synchronous=NORMAL");
+        create(&writer);
+        let reader = Connection::open(&path, false);
+        for i in 0..20 {
+            writer.exec("BEGIN IMMEDIATE");
+            fill(&writer, i * 10 + 1, 10, 3000);
+            writer.exec("COMMIT");
+            assert_eq!(
+                reader.one("SELECT count(*) || ' ' || sum(length(b)) FROM t"),
+                format!("{} {}", (i + 1) * 10, (i + 1) * 10 * 3000)
+            );
+        }
+        reader.intact();
+        drop((reader, writer));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_transaction_larger_than_the_cache_and_the_buffer_reads_its_spilled_pages() {
+        let path = scratch("walbuf-spill");
+        let writer = Connection::open(&path, true);
+        writer.exec("PRAGMA cache_size=20");
+        create(&writer);
+        let [_, writes] = writer.counts();
+        writer.exec("BEGIN IMMEDIATE");
+        fill(&writer, 1, 3000, 2000);
+        // Read back (pages spilled to the log, some still in its buffer), then rewrite: a
+        // frame of this transaction overwritten in place.
+        assert_eq!(writer.one("SELECT sum(length(b)) FROM t"), "6000000");
+        writer.exec("UPDATE t SET b = randomblob(1500) WHERE x % 7 = 0");
+        assert_eq!(
+            writer.one("SELECT count(*) FROM t WHERE length(b) = 1500"),
+            "428"
+        );
+        writer.exec("COMMIT");
+        let [_, writes_after] = writer.counts();
+        assert!(
+            writes_after - writes >= 2,
+            "more than the buffer: written in pieces"
+        );
+        let reader = Connection::open(&path, false);
+        assert_eq!(reader.one("SELECT count(*) FROM t"), "3000");
+        reader.intact();
+        writer.intact();
+        drop((reader, writer));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn the_log_restarts_after_a_checkpoint_and_is_truncated_to_its_limit() {
+        let path = scratch("walbuf-restart");
+        let log = path.with_file_name("s.db-wal");
+        let writer = Connection::open(&path, true);
+        writer.exec("PRAGMA journal_size_limit=0");
+        create(&writer);
+        fill(&writer, 1, 200, 1000);
+        let before = std::fs::metadata(&log).unwrap().len();
+        // Another connection copies the whole log back; the next write restarts it at 0.
+        let checkpointer = Connection::open(&path, false);
+        checkpointer.exec("PRAGMA wal_checkpoint(PASSIVE)");
+        fill(&writer, 201, 10, 1000);
+        let after = std::fs::metadata(&log).unwrap().len();
+        assert!(
+            after < before,
+            "restarted (and cut to the limit): {before} → {after}"
+        );
+        writer.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
+        fill(&writer, 211, 10, 1000);
+        assert_eq!(checkpointer.one("SELECT count(*) FROM t"), "220");
+        checkpointer.intact();
+        drop((checkpointer, writer));
+        let again = Connection::open(&path, false);
+        assert_eq!(again.one("SELECT count(*) FROM t"), "220");
+        again.intact();
+        drop(again);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn frames_of_a_rolled_back_spill_never_overwrite_another_writers_commit() {
+        let path = scratch("walbuf-rollback");
+        let writer = Connection::open(&path, true);
+        writer.exec("PRAGMA cache_size=20");
+        create(&writer);
+        // An empty log: the rollback reloads its pages from the database file, reading
+        // nothing of the log (which would write the buffer out by itself).
+        writer.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+        writer.exec("BEGIN IMMEDIATE");
+        fill(&writer, 1, 60, 2000);
+        writer.exec("ROLLBACK");
+        // Another writer appends where the rolled-back frames were: they must have been
+        // written out when the rollback let go of the write lock, not after this.
+        let other = Connection::open(&path, false);
+        fill(&other, 1001, 100, 2000);
+        fill(&writer, 2001, 50, 2000);
+        fill(&other, 3001, 50, 2000);
+        let fresh = Connection::open(&path, false);
+        assert_eq!(fresh.one("SELECT count(*) FROM t"), "200");
+        fresh.intact();
+        drop(fresh);
+        assert_eq!(other.one("SELECT count(*) FROM t"), "200");
+        assert_eq!(writer.one("SELECT count(*) FROM t"), "200");
+        other.intact();
+        writer.intact();
+        drop((other, writer));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn commits_beside_readers_and_checkpoints_leave_an_intact_database() {
+        let path = scratch("walbuf-burst");
+        let writer = Connection::open(&path, true);
+        create(&writer);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let others: Vec<_> = (0..3)
+            .map(|n| {
+                let path = path.clone();
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let connection = Connection::open(&path, false);
+                    let mut last = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if n == 0 {
+                            connection.exec("PRAGMA wal_checkpoint(PASSIVE)");
+                        }
+                        let count: i64 = connection.one("SELECT count(*) FROM t").parse().unwrap();
+                        assert!(count >= last, "a reader never goes back");
+                        assert_eq!(count % 20, 0, "whole transactions only");
+                        last = count;
+                    }
+                })
+            })
+            .collect();
+        for i in 0..150 {
+            writer.exec("BEGIN IMMEDIATE");
+            fill(&writer, i * 20 + 1, 20, 700);
+            writer.exec("COMMIT");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for other in others {
+            other.join().unwrap();
+        }
+        writer.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+        writer.intact();
+        assert_eq!(writer.one("SELECT count(*) FROM t"), "3000");
+        drop(writer);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}
