@@ -477,6 +477,10 @@ impl Store for GuardedStore {
         Err(scoring_queue_is_the_servers())
     }
 
+    async fn settle_scored(&self, _scored: &[(String, i64, Option<i64>)]) -> StoreResult<()> {
+        Err(scoring_queue_is_the_servers())
+    }
+
     async fn queue_patient(&self, _patient: &str, _at: i64) -> StoreResult<()> {
         Err(scoring_queue_is_the_servers())
     }

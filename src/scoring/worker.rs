@@ -121,7 +121,7 @@ where
             outcome => settle(store, q, outcome, now).await,
         }
     }
-    settle_together(store, unsettled, now).await;
+    settle_together(store, unsettled).await;
     if !queued.is_empty() {
         tracing::debug!(
             patients = queued.len(),
@@ -134,28 +134,20 @@ where
 }
 
 /// Settles the round's scored patients whose scoring left their queue entries to the worker
-/// (`Scored::Due`: their scores did not change, so nothing was written to settle them with)
-/// in one transaction: one commit for the round rather than one a patient (decision 0057).
-/// Should that fail, each is settled on its own.
-async fn settle_together(store: &dyn Store, mut due: Vec<(&Queued, Option<i64>)>, now: i64) {
+/// (`Scored::Due`: their scores did not change, so nothing was written to settle them with),
+/// together (`Store::settle_scored`; decision 0057). Should that fail, they stay claimed until
+/// the claim lapses, and are scored again then.
+async fn settle_together(store: &dyn Store, due: Vec<(&Queued, Option<i64>)>) {
     if due.is_empty() {
         return;
     }
-    // In one order, as `Tx::lock_all` locks: two transactions settling some of the same
-    // patients queue rather than deadlock.
-    due.sort_by(|a, b| a.0.patient.cmp(&b.0.patient));
-    let together = async {
-        let mut tx = store.begin().await?;
-        for (q, at) in &due {
-            tx.settle_queued(&q.patient, q.generation, *at).await?;
-        }
-        tx.commit().await
-    };
-    if let Err(e) = together.await {
-        tracing::debug!(error = %e, patients = due.len(), "scored patients not settled together; settling each");
-        for (q, at) in due {
-            settle(store, q, Ok(Scored::Due(at)), now).await;
-        }
+    let mut scored: Vec<(String, i64, Option<i64>)> = due
+        .iter()
+        .map(|(q, at)| (q.patient.clone(), q.generation, *at))
+        .collect();
+    scored.sort();
+    if let Err(e) = store.settle_scored(&scored).await {
+        tracing::warn!(error = %e, patients = scored.len(), "scored patients not taken off the queue");
     }
 }
 
@@ -164,16 +156,7 @@ async fn settle_together(store: &dyn Store, mut due: Vec<(&Queued, Option<i64>)>
 async fn settle(store: &dyn Store, q: &Queued, outcome: Result<Scored, FhirError>, now: i64) {
     match outcome {
         Ok(Scored::Settled) => {}
-        Ok(Scored::Due(None)) => {
-            if let Err(e) = store.dequeue(&q.patient, q.generation).await {
-                tracing::warn!(patient = q.patient, error = %e, "scored patient not taken off the queue");
-            }
-        }
-        Ok(Scored::Due(Some(at))) => {
-            if let Err(e) = store.reschedule(&q.patient, q.generation, at).await {
-                tracing::warn!(patient = q.patient, error = %e, "scored patient not rescheduled");
-            }
-        }
+        Ok(Scored::Due(at)) => settle_together(store, vec![(q, at)]).await,
         Err(e) => {
             let attempts = q.attempts + 1;
             let retry = retry_at(attempts, now);

@@ -324,6 +324,12 @@ pub trait Store: Send + Sync {
     /// Keeps a scored patient queued but due only at `at` (a measurement stamped for then),
     /// unless it was queued again since `generation` (new data: it stays due).
     async fn reschedule(&self, patient: &str, generation: i64, at: i64) -> StoreResult<()>;
+    /// Settles scored patients together, each as [`Store::dequeue`] (`due` `None`) or
+    /// [`Store::reschedule`] (`due` the instant) would: `(patient, generation, due)`. Where the
+    /// database has one writer (SQLite) in one transaction; where rows are locked (PostgreSQL)
+    /// each in a transaction of its own, which holds one row lock and so cannot take part in a
+    /// deadlock with a client's write that queues several patients in another order.
+    async fn settle_scored(&self, scored: &[(String, i64, Option<i64>)]) -> StoreResult<()>;
     /// Queues a patient for re-scoring outside any write (`signaal score`, the daily run).
     async fn queue_patient(&self, patient: &str, at: i64) -> StoreResult<()>;
     /// The database's query plan of `statement`, one line per plan node (SQLite

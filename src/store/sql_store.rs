@@ -417,16 +417,33 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn dequeue(&self, patient: &str, generation: i64) -> StoreResult<()> {
-        let sql = sql::dequeue(B::DIALECT, patient, generation);
-        B::Db::prepare(&sql).execute(self.writer()).await?;
-        // Queued again meanwhile: it stays, for any server to claim.
-        self.release(patient).await
+        self.settle_scored(&[(patient.to_owned(), generation, None)])
+            .await
     }
 
     async fn reschedule(&self, patient: &str, generation: i64, at: i64) -> StoreResult<()> {
-        let sql = sql::reschedule(B::DIALECT, patient, generation, at);
-        B::Db::prepare(&sql).execute(self.writer()).await?;
-        self.release(patient).await
+        self.settle_scored(&[(patient.to_owned(), generation, Some(at))])
+            .await
+    }
+
+    async fn settle_scored(&self, scored: &[(String, i64, Option<i64>)]) -> StoreResult<()> {
+        // One writer (SQLite): nothing to deadlock with, so one transaction (one group member)
+        // for all; otherwise one each. A patient queued again meanwhile keeps its entry.
+        let transactions: Vec<&[(String, i64, Option<i64>)]> = if B::GROUP_COMMIT {
+            vec![scored]
+        } else {
+            scored.chunks(1).collect()
+        };
+        for settled in transactions {
+            self.in_own_transaction(|mut tx| async move {
+                for (patient, generation, due) in settled {
+                    tx.settle_queued(patient, *generation, *due).await?;
+                }
+                tx.commit().await
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     async fn queue_patient(&self, patient: &str, at: i64) -> StoreResult<()> {
