@@ -36,7 +36,7 @@ fn version_of(body: &Value) -> String {
 /// Request `i` of many sent at once: every other one (even `i`) is given up by its client after
 /// 1 to 200 ms, whatever stage its write has reached (`None`); the others are waited for.
 async fn impatient_every_other<F: std::future::Future>(i: usize, request: F) -> Option<F::Output> {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         let patience = std::time::Duration::from_millis((i * 7 % 200) as u64 + 1);
         tokio::time::timeout(patience, request).await.ok()
     } else {
