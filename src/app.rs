@@ -47,6 +47,59 @@ pub struct App {
     pub metrics: Arc<crate::http::metrics::Metrics>,
     /// The validation engine every write and `$validate` use (`validation`).
     pub validation: Arc<crate::validation::Validator>,
+    /// The background workers of `signaal serve` (the scorer, the subscription worker).
+    pub workers: Arc<Workers>,
+}
+
+/// The background workers of a server: told to stop, and waited for, before the store closes,
+/// so that none is half-way through a round when its connections go (a scoring that fails for
+/// that would count as a failed attempt, and a round's connection could outlive the store).
+#[derive(Default)]
+pub struct Workers {
+    stopping: std::sync::atomic::AtomicBool,
+    stop: tokio::sync::Notify,
+    running: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Workers {
+    /// Runs `worker` as one of the server's background workers.
+    pub fn spawn(&self, worker: impl std::future::Future<Output = ()> + Send + 'static) {
+        let task = tokio::spawn(worker);
+        self.running.lock().expect("workers lock").push(task);
+    }
+
+    /// Whether the server is stopping: a worker returns before its next round.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves once the server is stopping: a worker waiting for work returns then.
+    pub async fn stopped(&self) {
+        loop {
+            let told = self.stop.notified();
+            if self.stopping() {
+                return;
+            }
+            told.await;
+        }
+    }
+
+    /// Tells the workers to stop and waits for each to end its round, for at most `patience`
+    /// in all (a worker still running then is left to the runtime's end).
+    pub async fn stop(&self, patience: std::time::Duration) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop.notify_waiters();
+        let running = std::mem::take(&mut *self.running.lock().expect("workers lock"));
+        let waited = async {
+            for task in running {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(patience, waited).await.is_err() {
+            tracing::warn!("a background worker did not stop in time");
+        }
+    }
 }
 
 /// The default of `body_limit`: 16 MiB.

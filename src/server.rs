@@ -150,6 +150,7 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
         connections: settings.connections,
         metrics: Default::default(),
         validation,
+        workers: Default::default(),
     });
     if let Some(addr) = settings.metrics_listen {
         crate::http::metrics::listen(&app, addr)
@@ -176,9 +177,12 @@ pub async fn start(settings: &Settings) -> Result<(TcpListener, Arc<App>), Start
     Ok((listener, app))
 }
 
+/// How long a stopping server waits for its background workers to end their rounds.
+const WORKERS_STOP: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves until `shutdown` resolves, then lets in-flight requests finish (for up to the
-/// shutdown timeout: then their connections are closed and their transactions roll back) and
-/// closes the store.
+/// shutdown timeout: then their connections are closed and their transactions roll back), stops
+/// the background workers and closes the store.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
@@ -186,6 +190,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let router = crate::http::router(app.clone());
     let result = crate::http::connection::serve(listener, router, app.connections, shutdown).await;
+    app.workers.stop(WORKERS_STOP).await;
     app.metrics.stop();
     app.auth.audit.close().await;
     crate::subscription::release(&app).await;

@@ -53,8 +53,9 @@ pub fn retry_at(attempts: i64, now: i64) -> Option<i64> {
 
 /// Starts the worker; it stops by itself once the server has dropped its `App`.
 pub fn spawn(app: &Arc<App>) {
-    let app = Arc::downgrade(app);
-    tokio::spawn(async move { run(app).await });
+    let workers = app.workers.clone();
+    let weak = Arc::downgrade(app);
+    app.workers.spawn(async move { run(weak, workers).await });
 }
 
 /// The next instant (ms) the daily re-score is due, strictly after `now`.
@@ -213,7 +214,7 @@ async fn score_claimed(
     Ok(outcome.scored())
 }
 
-async fn run(app: Weak<App>) {
+async fn run(app: Weak<App>, workers: Arc<crate::app::Workers>) {
     let (mut daily, poll, wake) = {
         let Some(app) = app.upgrade() else { return };
         let daily = app
@@ -237,6 +238,9 @@ async fn run(app: Weak<App>) {
     };
     let mut full: Option<(FullRescore, std::time::Instant)> = None;
     loop {
+        if workers.stopping() {
+            return;
+        }
         let Some(strong) = app.upgrade() else { return };
         if let Some(due) = daily.filter(|due| full.is_none() && now_ms() >= *due) {
             match FullRescore::start(&*strong.store, now_ms()).await {
@@ -287,7 +291,10 @@ async fn run(app: Weak<App>) {
                 let until_daily = daily
                     .map(|due| Duration::from_millis((due - now_ms()).max(0) as u64))
                     .unwrap_or(poll);
-                idle(poll.min(until_daily)).await
+                tokio::select! {
+                    _ = idle(poll.min(until_daily)) => {}
+                    _ = workers.stopped() => return,
+                }
             }
             Ok(_) => {}
             Err(e) => {

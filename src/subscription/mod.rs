@@ -190,13 +190,17 @@ impl Subscriptions {
 /// deliveries at once. On a SQLite file, one process: its server always holds the lease.
 pub fn spawn(app: &Arc<App>) {
     let weak: Weak<App> = Arc::downgrade(app);
-    tokio::spawn(async move {
+    let workers = app.workers.clone();
+    app.workers.spawn(async move {
         if let Some(app) = weak.upgrade() {
             if let Err(e) = outbox::load_topics(&app).await {
                 tracing::error!(error = %e, "loading the posted subscription topics failed");
             }
         }
         loop {
+            if workers.stopping() {
+                return;
+            }
             let Some(app) = weak.upgrade() else { return };
             if renew(&app).await {
                 tracing::info!(
@@ -208,6 +212,10 @@ pub fn spawn(app: &Arc<App>) {
                 }
                 drop(app);
                 outbox::run(weak.clone()).await;
+                // Stopping: the lease is given up by `release`, which needs `leading` as it is.
+                if workers.stopping() {
+                    return;
+                }
                 let Some(app) = weak.upgrade() else { return };
                 app.subscriptions.stop_all();
                 app.subscriptions.leading.store(false, Ordering::Relaxed);
@@ -218,7 +226,10 @@ pub fn spawn(app: &Arc<App>) {
             } else {
                 drop(app);
             }
-            tokio::time::sleep(RENEW).await;
+            tokio::select! {
+                _ = tokio::time::sleep(RENEW) => {}
+                _ = workers.stopped() => return,
+            }
         }
     });
 }

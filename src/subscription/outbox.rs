@@ -38,6 +38,9 @@ pub async fn run(app: Weak<App>) {
     let mut renewed = std::time::Instant::now();
     loop {
         let Some(app) = app.upgrade() else { return };
+        if app.workers.stopping() {
+            return;
+        }
         if renewed.elapsed() >= super::RENEW {
             if !super::renew(&app).await {
                 return;
