@@ -142,12 +142,7 @@ const OUTBOX_ROWS_PER_STATEMENT: usize = 256;
 fn delete_outbox(dialect: Dialect, seqs: &[i64]) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("DELETE FROM subscription_outbox WHERE seq IN (");
-    for (i, seq) in seqs.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.int(*seq);
-    }
+    sql.ints(seqs);
     sql.push(") RETURNING seq");
     sql
 }

@@ -62,6 +62,17 @@ impl Sql {
         self.bind(Bind::Int(value))
     }
 
+    /// `values` bound one after another, separated by commas (the inside of an `IN (…)`).
+    pub fn ints(&mut self, values: &[i64]) -> &mut Self {
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.int(*value);
+        }
+        self
+    }
+
     pub fn opt(&mut self, value: Option<&str>) -> &mut Self {
         self.bind(Bind::OptText(value.map(str::to_owned)))
     }

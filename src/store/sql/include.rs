@@ -14,12 +14,7 @@ pub fn include_targets(
 ) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("SELECT DISTINCT x.target_type, x.target_id FROM idx_reference x WHERE x.target_id IS NOT NULL AND x.target_type IS NOT NULL AND x.rid IN (");
-    for (i, rid) in rids.iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.int(*rid);
-    }
+    sql.ints(rids);
     sql.push(")");
     if let Some(params) = params {
         sql.push(" AND x.param IN (");

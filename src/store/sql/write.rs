@@ -169,12 +169,7 @@ pub fn delete_index(dialect: Dialect, table: &str, rids: &[i64]) -> Vec<Sql> {
         .map(|chunk| {
             let mut sql = Sql::new(dialect);
             sql.push("DELETE FROM ").push(table).push(" WHERE rid IN (");
-            for (i, rid) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.int(*rid);
-            }
+            sql.ints(chunk);
             sql.push(")");
             sql
         })
