@@ -11,6 +11,7 @@ pub mod charlson;
 pub mod engagement;
 pub mod hospital;
 pub mod lace;
+mod models_thread;
 pub mod output;
 pub mod palliative;
 pub mod run;

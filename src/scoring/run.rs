@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use super::output::{self, active_flag, flag_reason, inactive_flag, is_signaal, risk_assessment};
+use super::models_thread;
 use super::terms::{self, Terms};
 use super::{
     alerts, charlson, engagement, hospital, lace, palliative, utilisation, Record, Risk, Score,
@@ -18,7 +19,7 @@ use crate::error::FhirError;
 use crate::fhir::datetime::{format_instant, now_ms};
 use crate::fhir::validate::validate;
 use crate::search::definitions::Registry;
-use crate::store::{Method, Queued, Store};
+use crate::store::{Method, Queued, Store, Version};
 use crate::write::{self, transaction::in_transaction_begun_by, Indexing};
 
 /// How scoring runs (`signaal serve` options).
@@ -158,9 +159,15 @@ async fn load(
     patient: &str,
     types: &[&str],
 ) -> Result<(Record, HashMap<(String, String), Value>), FhirError> {
+    Ok(parse(patient, store.compartment(patient, types).await?))
+}
+
+/// The resources of a compartment read by [`load`]: the models' inputs, and what the scorer
+/// wrote before.
+fn parse(patient: &str, compartment: Vec<Version>) -> (Record, HashMap<(String, String), Value>) {
     let mut inputs = Vec::new();
     let mut previous = HashMap::new();
-    for version in store.compartment(patient, types).await? {
+    for version in compartment {
         let Some(resource) = version
             .content
             .as_deref()
@@ -174,7 +181,7 @@ async fn load(
             previous.insert((version.rtype, version.id), resource);
         }
     }
-    Ok((Record::new(patient, inputs), previous))
+    (Record::new(patient, inputs), previous)
 }
 
 /// Whether a resource claiming a Signaal profile has an id the scorer derives (so one a client
@@ -230,7 +237,7 @@ pub async fn score_queued(
     store: &dyn Store,
     registry: Arc<Registry>,
     scoring: &Scoring,
-    terms: &Terms,
+    terms: &Arc<Terms>,
     queued: &Queued,
     now: i64,
 ) -> Result<Outcome, FhirError> {
@@ -252,7 +259,7 @@ async fn score(
     store: &dyn Store,
     registry: Arc<Registry>,
     scoring: &Scoring,
-    terms: &Terms,
+    terms: &Arc<Terms>,
     patient: &str,
     generation: Option<i64>,
     now: i64,
@@ -263,9 +270,57 @@ async fn score(
         .copied()
         .collect();
     let started = std::time::Instant::now();
-    let (record, previous) = load(store, patient, &types).await?;
+    let compartment = store.compartment(patient, &types).await?;
     let read = started.elapsed();
-    let threshold = scoring.threshold();
+    let assessed = {
+        let (terms, threshold, patient) = (terms.clone(), scoring.threshold(), patient.to_owned());
+        models_thread::run(move || assess(&terms, threshold, &patient, compartment, now)).await?
+    };
+    let Assessment {
+        writes,
+        active,
+        next_due,
+    } = assessed;
+    let modelled = started.elapsed();
+    write_changes(store, registry, patient, generation, next_due, &writes).await?;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    tracing::debug!(
+        patient,
+        written = writes.len(),
+        compartment_ms = ms(read),
+        models_ms = ms(modelled - read),
+        transaction_ms = ms(started.elapsed() - modelled),
+        "scored"
+    );
+    Ok(Outcome {
+        written: writes.len(),
+        active_flags: active,
+        next_due,
+        settled: generation.is_some() && !writes.is_empty(),
+    })
+}
+
+/// What the models made of a patient's compartment.
+struct Assessment {
+    /// The RiskAssessments and Flags to write (`None`: to delete), in key order.
+    writes: Vec<(String, String, Option<Value>)>,
+    /// The reasons of the patient's active Flags.
+    active: Vec<String>,
+    /// When the patient must be scored again (see [`Outcome::next_due`]).
+    next_due: Option<i64>,
+}
+
+/// Runs every model over `patient`'s compartment (as [`load`] reads it) at `now`, and compares
+/// the results with what the scorer wrote before: what must be written. Pure computation, run
+/// on the models' thread (`models_thread`).
+fn assess(
+    terms: &Terms,
+    threshold: Option<Option<f64>>,
+    patient: &str,
+    compartment: Vec<Version>,
+    now: i64,
+) -> Result<Assessment, FhirError> {
+    let (record, previous) = parse(patient, compartment);
     let mut scores: Vec<Score> = Vec::new();
     if charlson::applies(&record) {
         scores.push(charlson::score(terms, &record, now));
@@ -399,8 +454,23 @@ async fn score(
             validate(resource, rtype)?;
         }
     }
-    let next_due = super::next_due(&record, now);
-    let modelled = started.elapsed();
+    Ok(Assessment {
+        writes,
+        active,
+        next_due: super::next_due(&record, now),
+    })
+}
+
+/// Writes `writes` in one transaction (with `generation`, settling the patient's queue entry
+/// in it, kept until `next_due` when that is set).
+async fn write_changes(
+    store: &dyn Store,
+    registry: Arc<Registry>,
+    patient: &str,
+    generation: Option<i64>,
+    next_due: Option<i64>,
+    writes: &[(String, String, Option<Value>)],
+) -> Result<(), FhirError> {
     if !writes.is_empty() {
         let indexing = Arc::new(Indexing::new(registry));
         // The rows written are locked first, then the queue entry is settled: the order in
@@ -418,7 +488,7 @@ async fn score(
             }
             Ok(traced(tx, Agent::Scorer, indexing.clone()))
         };
-        let (writes, indexing) = (&writes, &*indexing);
+        let indexing = &*indexing;
         in_transaction_begun_by(begin, |tx| {
             Box::pin(async move {
                 for (rtype, id, resource) in writes {
@@ -439,21 +509,7 @@ async fn score(
         })
         .await?;
     }
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-    tracing::debug!(
-        patient,
-        written = writes.len(),
-        compartment_ms = ms(read),
-        models_ms = ms(modelled - read),
-        transaction_ms = ms(started.elapsed() - modelled),
-        "scored"
-    );
-    Ok(Outcome {
-        written: writes.len(),
-        active_flags: active,
-        next_due,
-        settled: generation.is_some() && !writes.is_empty(),
-    })
+    Ok(())
 }
 
 /// A full re-score of every patient, done a batch at a time so that the worker can drain the
