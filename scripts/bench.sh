@@ -60,6 +60,10 @@
 #                             databases, labelled STORE-before: before/after numbers
 #                             from one run of the script
 #   SIGNAAL_BENCH_IMPORT_LINES=2000  write mode: lines per $import job (0: no phase)
+#   SIGNAAL_BENCH_WRK=auto    write mode: after `signaal bench`, read one Patient by id with
+#                             wrk (an outside load generator, the issue's tool: lighter than
+#                             the bench's own client, which shares the cores); 'auto' finds
+#                             or installs Debian's wrk, 'off' skips it, or a path to wrk
 set -euo pipefail
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -95,6 +99,10 @@ command -v cargo >/dev/null 2>&1 || die "cargo not found on PATH; install Rust f
 
 # shellcheck source=scripts/lib/postgres.sh
 source "$repo_root/scripts/lib/postgres.sh"
+# shellcheck source=scripts/lib/wrk.sh
+source "$repo_root/scripts/lib/wrk.sh"
+wrk_bin=""
+[[ "$mode" == write ]] && wrk_find_or_install
 
 # ---------------------------------------------------------------------------
 # Stopping everything we start, whatever happens
@@ -314,6 +322,9 @@ bench() {
     printf 'load average before: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >"$work_dir/$label.txt"
     run_child "$bench_bin" bench --url "http://$listen/fhir" --clients "$clients" --seconds "$seconds" \
         --label "$label" "${mode_args[@]}" "${synthea_args[@]}" >>"$work_dir/$label.txt"
+    if [[ -n "$wrk_bin" ]]; then
+        wrk_read "$listen" "$clients" "$seconds" >>"$work_dir/$label.txt"
+    fi
     printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$work_dir/$label.txt"
     tee -a "$results" <"$work_dir/$label.txt"
     stop_server
