@@ -65,7 +65,9 @@ fn start() -> Option<Sender<Job>> {
             .spawn(move || serve(&receiver));
         match thread {
             Ok(_) => started += 1,
-            Err(e) => tracing::warn!(error = %e, "a thread for the scoring models could not be started"),
+            Err(e) => {
+                tracing::warn!(error = %e, "a thread for the scoring models could not be started")
+            }
         }
     }
     (started > 0).then_some(sender)

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::output::{self, active_flag, flag_reason, inactive_flag, is_signaal, risk_assessment};
 use super::models_thread;
+use super::output::{self, active_flag, flag_reason, inactive_flag, is_signaal, risk_assessment};
 use super::terms::{self, Terms};
 use super::{
     alerts, charlson, engagement, hospital, lace, palliative, utilisation, Record, Risk, Score,
