@@ -69,6 +69,10 @@ struct ScoringOptions {
     /// measurements stamped in the future.
     #[arg(long, env = "SIGNAAL_SCORING_POLL", default_value_t = 5)]
     scoring_poll: u64,
+    /// MiB of JSON text of stored versions the scorer keeps parsed for its next scorings of a
+    /// patient (a parsed value takes several times its text in memory); 0: none.
+    #[arg(long, env = "SIGNAAL_SCORING_CACHE_MB", default_value_t = signaal::scoring::parsed::DEFAULT_BUDGET >> 20)]
+    scoring_cache_mb: usize,
 }
 
 /// Bulk Data export options of `serve`.
@@ -117,6 +121,7 @@ impl ScoringOptions {
             caseload: self.caseload,
             worker: !self.no_scoring,
             poll: std::time::Duration::from_secs(self.scoring_poll.max(1)),
+            parsed_budget: self.scoring_cache_mb.saturating_mul(1 << 20),
         })
     }
 }

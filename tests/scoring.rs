@@ -159,6 +159,61 @@ both_stores!(
 );
 
 both_stores!(
+    an_updated_or_deleted_measurement_changes_the_scores,
+    |server| {
+        // The scorer keeps the versions it parsed (decision 0062): each update and the delete
+        // is a new version of the same Observation, which must count, not the one kept.
+        let patient = create(&server, json!({"resourceType": "Patient"})).await;
+        let subject = format!("Patient/{patient}");
+        create(&server, condition(&subject, "88805009")).await;
+        create(&server, quantity(&subject, "29463-7", &at(-50), 71.2, "kg")).await;
+        let mut weight = quantity(&subject, "29463-7", &at(-3), 73.6, "kg");
+        weight["id"] = json!(create(&server, weight.clone()).await);
+        let active = format!("Flag?status=active&patient={subject}");
+        let inactive = format!("Flag?status=inactive&patient={subject}");
+        let raised = |b: &Value| {
+            resources(b, "Flag")
+                .iter()
+                .any(|f| reason(f) == "weight-gain")
+        };
+        wait_for(&server, &active, raised).await;
+
+        // Corrected to a gain of 0.7 kg: the Flag ends.
+        weight["valueQuantity"]["value"] = json!(71.9);
+        common::put(&server, weight.clone()).await;
+        wait_for(&server, &inactive, raised).await;
+        let reply = server.client.get(&active).await.unwrap();
+        assert!(resources(&expect_status(&reply, 200), "Flag").is_empty());
+
+        // Corrected again to a gain of 2.8 kg: raised again.
+        weight["valueQuantity"]["value"] = json!(74.0);
+        common::put(&server, weight.clone()).await;
+        wait_for(&server, &active, raised).await;
+
+        // Deleted: nothing left to alert on.
+        let path = format!("Observation/{}", weight["id"].as_str().unwrap());
+        let reply = server.client.delete(&path).await.unwrap();
+        assert!(
+            reply.status == 200 || reply.status == 204,
+            "{}",
+            reply.status
+        );
+        wait_for(&server, &inactive, raised).await;
+        let found = wait_for(
+            &server,
+            &format!("RiskAssessment?patient={subject}&method=alerts"),
+            |b| {
+                resources(b, "RiskAssessment").first().is_some_and(|ra| {
+                    ra["prediction"][0]["qualitativeRisk"]["coding"][0]["code"] != "high"
+                })
+            },
+        )
+        .await;
+        assert_eq!(resources(&found, "RiskAssessment").len(), 1);
+    }
+);
+
+both_stores!(
     a_stored_emergency_admission_gets_lace_and_hospital_assessments,
     |server| {
         let patient = create(&server, json!({"resourceType": "Patient"})).await;

@@ -111,7 +111,7 @@ pub fn as_of(record: &Record, t: i64) -> Record {
         })
         .cloned()
         .collect();
-    Record::new(&record.patient, resources)
+    Record::shared(&record.patient, resources)
 }
 
 /// Every inpatient discharge of the record: (encounter, start, end).

@@ -14,11 +14,14 @@ pub mod lace;
 mod models_thread;
 pub mod output;
 pub mod palliative;
+pub mod parsed;
 pub mod run;
 pub mod terms;
 pub mod units;
 pub mod utilisation;
 pub mod worker;
+
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -49,15 +52,21 @@ pub const MODEL_TYPES: &[&str] = &[
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
-/// A patient's resources, as stored (without server `meta`), by type.
+/// A patient's resources, as stored (without server `meta`), by type. Shared: the scorer's
+/// come from the versions it parsed before (`parsed`).
 #[derive(Debug, Default, Clone)]
 pub struct Record {
     pub patient: String,
-    pub resources: Vec<Value>,
+    pub resources: Vec<Arc<Value>>,
 }
 
 impl Record {
     pub fn new(patient: &str, resources: Vec<Value>) -> Self {
+        Record::shared(patient, resources.into_iter().map(Arc::new).collect())
+    }
+
+    /// A record of resources parsed before.
+    pub fn shared(patient: &str, resources: Vec<Arc<Value>>) -> Self {
         Record {
             patient: patient.to_owned(),
             resources,
@@ -67,6 +76,7 @@ impl Record {
     pub fn of_type<'a>(&'a self, rtype: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
         self.resources
             .iter()
+            .map(|r| &**r)
             .filter(move |r| r["resourceType"] == rtype)
     }
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::models_thread;
 use super::output::{self, active_flag, flag_reason, inactive_flag, is_signaal, risk_assessment};
+use super::parsed::{self, ParsedVersions};
 use super::terms::{self, Terms};
 use super::{
     alerts, charlson, engagement, hospital, lace, palliative, utilisation, Record, Risk, Score,
@@ -37,6 +38,9 @@ pub struct Config {
     /// patient wake it at once, so this only bounds how late a retry, a measurement stamped
     /// in the future or a lost wake-up is picked up.
     pub poll: std::time::Duration,
+    /// The most JSON text (bytes) of parsed versions the scorer keeps for its next scorings
+    /// (`parsed`); 0: none.
+    pub parsed_budget: usize,
 }
 
 /// The default of `Config::poll`.
@@ -50,6 +54,7 @@ impl Default for Config {
             caseload: 120,
             worker: true,
             poll: DEFAULT_POLL,
+            parsed_budget: parsed::DEFAULT_BUDGET,
         }
     }
 }
@@ -64,11 +69,14 @@ pub struct Scoring {
     /// The terminology of the last scoring and the stored resources it was built from
     /// (`Type/id/version`): rebuilt only when those change.
     terms: Mutex<Option<(Vec<(String, String, i64)>, Arc<Terms>)>>,
+    /// The compartment versions parsed at earlier scorings.
+    parsed: Arc<ParsedVersions>,
 }
 
 impl Scoring {
     pub fn new(config: Config) -> Self {
         Scoring {
+            parsed: Arc::new(ParsedVersions::new(config.parsed_budget)),
             config,
             threshold: Mutex::new(None),
             terms: Mutex::new(None),
@@ -156,23 +164,27 @@ const OUTPUT_TYPES: &[&str] = &["RiskAssessment", "Flag"];
 /// before.
 async fn load(
     store: &dyn Store,
+    parsed: &ParsedVersions,
     patient: &str,
     types: &[&str],
-) -> Result<(Record, HashMap<(String, String), Value>), FhirError> {
-    Ok(parse(patient, store.compartment(patient, types).await?))
+) -> Result<(Record, Previous), FhirError> {
+    Ok(parse(
+        parsed,
+        patient,
+        store.compartment(patient, types).await?,
+    ))
 }
 
+/// What the scorer wrote before for a patient, by type and id.
+type Previous = HashMap<(String, String), Arc<Value>>;
+
 /// The resources of a compartment read by [`load`]: the models' inputs, and what the scorer
-/// wrote before.
-fn parse(patient: &str, compartment: Vec<Version>) -> (Record, HashMap<(String, String), Value>) {
+/// wrote before; each version parsed once (`parsed`).
+fn parse(parsed: &ParsedVersions, patient: &str, compartment: Vec<Version>) -> (Record, Previous) {
     let mut inputs = Vec::new();
     let mut previous = HashMap::new();
     for version in compartment {
-        let Some(resource) = version
-            .content
-            .as_deref()
-            .and_then(|c| serde_json::from_str::<Value>(c).ok())
-        else {
+        let Some(resource) = parsed.resource(&version) else {
             continue;
         };
         if super::MODEL_TYPES.contains(&version.rtype.as_str()) {
@@ -181,7 +193,7 @@ fn parse(patient: &str, compartment: Vec<Version>) -> (Record, HashMap<(String, 
             previous.insert((version.rtype, version.id), resource);
         }
     }
-    (Record::new(patient, inputs), previous)
+    (Record::shared(patient, inputs), previous)
 }
 
 /// Whether a resource claiming a Signaal profile has an id the scorer derives (so one a client
@@ -274,7 +286,12 @@ async fn score(
     let read = started.elapsed();
     let assessed = {
         let (terms, threshold, patient) = (terms.clone(), scoring.threshold(), patient.to_owned());
-        models_thread::run(move || assess(&terms, threshold, &patient, compartment, now)).await?
+        let parsed = scoring.parsed.clone();
+        models_thread::run(move || {
+            let (record, previous) = parse(&parsed, &patient, compartment);
+            assess(&terms, threshold, &patient, &record, &previous, now)
+        })
+        .await?
     };
     let Assessment {
         writes,
@@ -310,32 +327,32 @@ struct Assessment {
     next_due: Option<i64>,
 }
 
-/// Runs every model over `patient`'s compartment (as [`load`] reads it) at `now`, and compares
-/// the results with what the scorer wrote before: what must be written. Pure computation, run
-/// on the models' thread (`models_thread`).
+/// Runs every model over `patient`'s record at `now`, and compares the results with what the
+/// scorer wrote before (`previous`; both as [`load`] reads them): what must be written. Pure
+/// computation, run on the models' thread (`models_thread`).
 fn assess(
     terms: &Terms,
     threshold: Option<Option<f64>>,
     patient: &str,
-    compartment: Vec<Version>,
+    record: &Record,
+    previous: &Previous,
     now: i64,
 ) -> Result<Assessment, FhirError> {
-    let (record, previous) = parse(patient, compartment);
     let mut scores: Vec<Score> = Vec::new();
-    if charlson::applies(&record) {
-        scores.push(charlson::score(terms, &record, now));
+    if charlson::applies(record) {
+        scores.push(charlson::score(terms, record, now));
     }
-    let laces = lace::all(terms, &record);
-    let hospitals = hospital::all(terms, &record);
-    let mut util = utilisation::score(&record, now);
+    let laces = lace::all(terms, record);
+    let hospitals = hospital::all(terms, record);
+    let mut util = utilisation::score(record, now);
     if let Some(threshold) = threshold {
         if utilisation::is_high(util.score, threshold) {
             util.risk = Risk::High;
         }
     }
-    let (alert_score, fired) = alerts::score(terms, &record, now);
-    let engaged = engagement::score(&record, now);
-    let (palliative_score, palliative_flags) = palliative::score(terms, &record, now);
+    let (alert_score, fired) = alerts::score(terms, record, now);
+    let engaged = engagement::score(record, now);
+    let (palliative_score, palliative_flags) = palliative::score(terms, record, now);
 
     // Flags wanted: reason → (assessment id, why).
     let mut wanted: Vec<(&str, String, String)> = Vec::new();
@@ -390,16 +407,16 @@ fn assess(
     // 0 from nothing is noise). Flags need a score above 0, so they always have theirs.
     scores.extend(laces);
     scores.extend(hospitals);
-    if utilisation::applies(&record) {
+    if utilisation::applies(record) {
         scores.push(util);
     }
-    if alerts::applies(&record) {
+    if alerts::applies(record) {
         scores.push(alert_score);
     }
-    if engagement::applies(&record) {
+    if engagement::applies(record) {
         scores.push(engaged);
     }
-    if palliative::applies(terms, &record) {
+    if palliative::applies(terms, record) {
         scores.push(palliative_score);
     }
 
@@ -430,7 +447,7 @@ fn assess(
         keep.insert(k);
         active.push(reason.to_string());
     }
-    for ((rtype, id), resource) in &previous {
+    for ((rtype, id), resource) in previous {
         if keep.contains(&(rtype.clone(), id.clone())) {
             continue;
         }
@@ -457,7 +474,7 @@ fn assess(
     Ok(Assessment {
         writes,
         active,
-        next_due: super::next_due(&record, now),
+        next_due: super::next_due(record, now),
     })
 }
 
@@ -560,7 +577,7 @@ impl FullRescore {
             let from = self.utilisation.len();
             for patient in &self.patients[from..(from + batch).min(total)] {
                 // The rank needs utilisation only: Encounters.
-                let (record, _) = load(store, patient, &["Encounter"]).await?;
+                let (record, _) = load(store, &scoring.parsed, patient, &["Encounter"]).await?;
                 self.utilisation
                     .push(utilisation::score(&record, self.now).score);
             }
