@@ -20,8 +20,9 @@ use serde_json::Value;
 
 use crate::store::Version;
 
-/// The default bound of the cache: 32 MiB of JSON text.
-pub const DEFAULT_BUDGET: usize = 32 << 20;
+/// The default bound of the cache: 16 MiB of JSON text (about 100 MB of parsed values when
+/// full).
+pub const DEFAULT_BUDGET: usize = 16 << 20;
 
 /// A version: type, id, version.
 type Key = (String, String, i64);
