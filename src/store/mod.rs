@@ -25,6 +25,7 @@ pub mod postgres;
 pub mod size;
 pub mod sql;
 pub mod sql_store;
+mod sql_tx;
 pub mod sqlite;
 mod sqlite_checkpoint;
 mod sqlite_read;

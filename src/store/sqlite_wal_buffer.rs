@@ -33,7 +33,7 @@
 //!   guarded), and a buffer that cannot be allocated means writing through.
 
 use std::collections::HashMap;
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::{Mutex, OnceLock};
@@ -297,6 +297,15 @@ macro_rules! through {
     }};
 }
 
+mod passthrough;
+
+use passthrough::{
+    access, check_reserved_lock, current_time, current_time_int64, delete, device_characteristics,
+    dl_close, dl_error, dl_open, dl_sym, fetch, file_size, full_pathname, get_last_error,
+    get_system_call, lock, next_system_call, randomness, read, sector_size, set_system_call,
+    shm_map, sleep, sync, truncate, unfetch, unlock,
+};
+
 static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
     iVersion: 3,
     xClose: Some(close),
@@ -456,15 +465,6 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     })
 }
 
-unsafe extern "C" fn read(
-    file: *mut ffi::sqlite3_file,
-    data: *mut c_void,
-    amount: c_int,
-    offset: i64,
-) -> c_int {
-    guard(|| through!(file, xRead, ffi::SQLITE_IOERR_READ, data, amount, offset))
-}
-
 unsafe extern "C" fn write(
     file: *mut ffi::sqlite3_file,
     data: *const c_void,
@@ -473,37 +473,6 @@ unsafe extern "C" fn write(
 ) -> c_int {
     // SAFETY: SQLite calls its file's method with the file.
     guard(|| unsafe { shim(file) }.write(data, amount, offset))
-}
-
-unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    guard(|| through!(file, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, size))
-}
-
-unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    guard(|| through!(file, xSync, ffi::SQLITE_IOERR_FSYNC, flags))
-}
-
-unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    guard(|| through!(file, xFileSize, ffi::SQLITE_IOERR_FSTAT, size))
-}
-
-unsafe extern "C" fn lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    guard(|| through!(file, xLock, ffi::SQLITE_IOERR_LOCK, level))
-}
-
-unsafe extern "C" fn unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    guard(|| through!(file, xUnlock, ffi::SQLITE_IOERR_UNLOCK, level))
-}
-
-unsafe extern "C" fn check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
-    guard(|| {
-        through!(
-            file,
-            xCheckReservedLock,
-            ffi::SQLITE_IOERR_CHECKRESERVEDLOCK,
-            out
-        )
-    })
 }
 
 unsafe extern "C" fn file_control(
@@ -527,50 +496,6 @@ unsafe extern "C" fn file_control(
             return ffi::SQLITE_OK;
         }
         through!(file, xFileControl, ffi::SQLITE_NOTFOUND, op, arg)
-    })
-}
-
-unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
-    guard(|| {
-        // SAFETY: SQLite calls its file's method with the file.
-        let this = unsafe { shim(file) };
-        match this.methods().xSectorSize {
-            // SAFETY: the file under this one.
-            Some(method) => unsafe { method(this.real) },
-            None => 4096,
-        }
-    })
-}
-
-unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
-    guard(|| {
-        // SAFETY: SQLite calls its file's method with the file.
-        let this = unsafe { shim(file) };
-        match this.methods().xDeviceCharacteristics {
-            // SAFETY: the file under this one.
-            Some(method) => unsafe { method(this.real) },
-            None => 0,
-        }
-    })
-}
-
-unsafe extern "C" fn shm_map(
-    file: *mut ffi::sqlite3_file,
-    page: c_int,
-    page_size: c_int,
-    extend: c_int,
-    out: *mut *mut c_void,
-) -> c_int {
-    guard(|| {
-        through!(
-            file,
-            xShmMap,
-            ffi::SQLITE_IOERR_SHMMAP,
-            page,
-            page_size,
-            extend,
-            out
-        )
     })
 }
 
@@ -637,156 +562,9 @@ unsafe extern "C" fn shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c
     })
 }
 
-unsafe extern "C" fn fetch(
-    file: *mut ffi::sqlite3_file,
-    offset: i64,
-    amount: c_int,
-    out: *mut *mut c_void,
-) -> c_int {
-    guard(|| {
-        // SAFETY: SQLite's out pointer; "no mapping" is a valid answer.
-        unsafe { *out = ptr::null_mut() };
-        through!(file, xFetch, ffi::SQLITE_OK, offset, amount, out)
-    })
-}
-
-unsafe extern "C" fn unfetch(
-    file: *mut ffi::sqlite3_file,
-    offset: i64,
-    page: *mut c_void,
-) -> c_int {
-    guard(|| through!(file, xUnfetch, ffi::SQLITE_OK, offset, page))
-}
-
-// ---------------------------------------------------------------------------------------------
-// The VFS's own methods: the default VFS's, called with the default VFS.
-
-/// The default VFS under `vfs` (ours).
-///
-/// # Safety
-/// `vfs` must be this module's registered VFS.
-unsafe fn base<'a>(vfs: *mut ffi::sqlite3_vfs) -> (&'a ffi::sqlite3_vfs, *mut ffi::sqlite3_vfs) {
-    // SAFETY: by the caller's promise, `pAppData` is the leaked registration.
-    unsafe {
-        let base = (*((*vfs).pAppData as *const Registration)).base;
-        (&*base, base)
-    }
-}
-
-macro_rules! vfs_through {
-    ($vfs:expr, $m:ident, $missing:expr $(, $arg:expr)*) => {{
-        // SAFETY: SQLite calls our VFS's methods with our VFS; its arguments go to the default.
-        unsafe {
-            let (base, pointer) = base($vfs);
-            match base.$m {
-                Some(method) => method(pointer $(, $arg)*),
-                None => $missing,
-            }
-        }
-    }};
-}
-
-unsafe extern "C" fn delete(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    sync_dir: c_int,
-) -> c_int {
-    vfs_through!(vfs, xDelete, ffi::SQLITE_IOERR_DELETE, name, sync_dir)
-}
-
-unsafe extern "C" fn access(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    flags: c_int,
-    out: *mut c_int,
-) -> c_int {
-    vfs_through!(vfs, xAccess, ffi::SQLITE_IOERR_ACCESS, name, flags, out)
-}
-
-unsafe extern "C" fn full_pathname(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    size: c_int,
-    out: *mut c_char,
-) -> c_int {
-    vfs_through!(vfs, xFullPathname, ffi::SQLITE_CANTOPEN, name, size, out)
-}
-
-unsafe extern "C" fn dl_open(vfs: *mut ffi::sqlite3_vfs, name: *const c_char) -> *mut c_void {
-    vfs_through!(vfs, xDlOpen, ptr::null_mut(), name)
-}
-
-unsafe extern "C" fn dl_error(vfs: *mut ffi::sqlite3_vfs, size: c_int, out: *mut c_char) {
-    vfs_through!(vfs, xDlError, (), size, out)
-}
-
-type Symbol = Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)>;
-
-unsafe extern "C" fn dl_sym(
-    vfs: *mut ffi::sqlite3_vfs,
-    handle: *mut c_void,
-    symbol: *const c_char,
-) -> Symbol {
-    vfs_through!(vfs, xDlSym, None, handle, symbol)
-}
-
-unsafe extern "C" fn dl_close(vfs: *mut ffi::sqlite3_vfs, handle: *mut c_void) {
-    vfs_through!(vfs, xDlClose, (), handle)
-}
-
-unsafe extern "C" fn randomness(
-    vfs: *mut ffi::sqlite3_vfs,
-    size: c_int,
-    out: *mut c_char,
-) -> c_int {
-    vfs_through!(vfs, xRandomness, 0, size, out)
-}
-
-unsafe extern "C" fn sleep(vfs: *mut ffi::sqlite3_vfs, micros: c_int) -> c_int {
-    vfs_through!(vfs, xSleep, 0, micros)
-}
-
-unsafe extern "C" fn current_time(vfs: *mut ffi::sqlite3_vfs, out: *mut f64) -> c_int {
-    vfs_through!(vfs, xCurrentTime, ffi::SQLITE_ERROR, out)
-}
-
-unsafe extern "C" fn get_last_error(
-    vfs: *mut ffi::sqlite3_vfs,
-    size: c_int,
-    out: *mut c_char,
-) -> c_int {
-    vfs_through!(vfs, xGetLastError, 0, size, out)
-}
-
-unsafe extern "C" fn current_time_int64(vfs: *mut ffi::sqlite3_vfs, out: *mut i64) -> c_int {
-    vfs_through!(vfs, xCurrentTimeInt64, ffi::SQLITE_ERROR, out)
-}
-
-unsafe extern "C" fn set_system_call(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    call: ffi::sqlite3_syscall_ptr,
-) -> c_int {
-    vfs_through!(vfs, xSetSystemCall, ffi::SQLITE_NOTFOUND, name, call)
-}
-
-unsafe extern "C" fn get_system_call(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-) -> ffi::sqlite3_syscall_ptr {
-    vfs_through!(vfs, xGetSystemCall, None, name)
-}
-
-unsafe extern "C" fn next_system_call(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-) -> *const c_char {
-    vfs_through!(vfs, xNextSystemCall, ptr::null(), name)
-}
-
 #[cfg(test)]
 mod tests {
-    use std::ffi::CString;
+    use std::ffi::{c_char, CString};
     use std::path::Path;
 
     use super::*;
