@@ -18,10 +18,6 @@ pub(super) unsafe extern "C" fn read(
     guard(|| through!(file, xRead, ffi::SQLITE_IOERR_READ, data, amount, offset))
 }
 
-pub(super) unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    guard(|| through!(file, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, size))
-}
-
 pub(super) unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
     guard(|| through!(file, xSync, ffi::SQLITE_IOERR_FSYNC, flags))
 }
