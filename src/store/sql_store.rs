@@ -73,7 +73,8 @@ impl<B: Backend> SqlStore<B> {
     /// A write transaction begun the backend's way, for the store's own tables.
     /// Runs `attempt` in a write transaction of the store's own (the workers' bookkeeping),
     /// again when a concurrent writer won (`StoreError::Conflict`: on SQLite, the group it
-    /// joined was rolled back for another member, decision 0055), at most [`OWN_TRIES`] times.
+    /// joined was rolled back for another member, decision 0055), at most [`OWN_TRIES`] times;
+    /// not when the work was done elsewhere (`StoreError::HandledElsewhere`, decision 0063).
     pub(super) async fn in_own_transaction<T, F, Fut>(&self, mut attempt: F) -> StoreResult<T>
     where
         F: FnMut(Box<SqlTx<B>>) -> Fut,
@@ -522,6 +523,20 @@ mod tests {
             .await;
         assert!(matches!(failed, Err(StoreError::Conflict(_))), "{failed:?}");
         assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), OWN_TRIES);
+
+        // Work another worker did is not a lost race: given up after the first try.
+        tries.store(0, std::sync::atomic::Ordering::SeqCst);
+        let handled = store
+            .in_own_transaction(|_tx| {
+                tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { Err::<(), _>(StoreError::HandledElsewhere("by another".into())) }
+            })
+            .await;
+        assert!(
+            matches!(handled, Err(StoreError::HandledElsewhere(_))),
+            "{handled:?}"
+        );
+        assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 1);
         store.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }
