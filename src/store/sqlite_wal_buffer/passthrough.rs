@@ -1,6 +1,7 @@
 //! The entry points of the VFS that only hand SQLite's call to the default VFS (decision
-//! 0059): a file's, after its log's buffer is written out (`through!`), and the VFS's own,
-//! called with the default VFS. What the buffer does is in the parent module.
+//! 0059): a file's, after its log's buffer is written out and any failed write-out answered
+//! (`through!`), and the VFS's own, called with the default VFS. What the buffer does is in the
+//! parent module.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr;
