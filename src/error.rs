@@ -209,7 +209,9 @@ impl FhirError {
 impl From<StoreError> for FhirError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict(msg) => FhirError::Conflict(msg),
+            StoreError::Conflict(msg) | StoreError::HandledElsewhere(msg) => {
+                FhirError::Conflict(msg)
+            }
             StoreError::Unavailable(msg) => FhirError::Unavailable(msg),
             StoreError::Forbidden(msg) => FhirError::Forbidden(msg),
             // (R4 update: 405 when the resource did not exist and client ids are not allowed.)

@@ -25,6 +25,7 @@ pub mod postgres;
 pub mod size;
 pub mod sql;
 pub mod sql_store;
+mod sql_tx;
 pub mod sqlite;
 mod sqlite_checkpoint;
 mod sqlite_read;
@@ -38,6 +39,11 @@ pub enum StoreError {
     /// A concurrent writer won (unique key or optimistic version check). Retrying may succeed.
     #[error("{0}")]
     Conflict(String),
+    /// The work was already done by another server's worker (an outbox entry handled by
+    /// another subscription worker): unlike a [`StoreError::Conflict`], trying again cannot
+    /// succeed.
+    #[error("{0}")]
+    HandledElsewhere(String),
     #[error("{0}")]
     Unavailable(String),
     /// The query would bind more values than the database takes in one statement.

@@ -6,7 +6,7 @@
 //! import then costs a handful of statements per table instead of a dozen per resource.
 //!
 //! What the transaction sees is unchanged: every statement that could read a held row runs
-//! after the rows are written (see `SqlTx` in `sql_store`), and a failure of the batch fails the
+//! after the rows are written (see `SqlTx` in `sql_tx`), and a failure of the batch fails the
 //! transaction, which is rolled back as any other.
 
 use std::collections::{BTreeMap, HashMap};

@@ -73,8 +73,9 @@ impl Backend for Sqlite {
             // many commits rewrite are copied back once per checkpoint. (The writer leaves its
             // checkpoints to `store::sqlite_checkpoint`; this holds where that hook is not set.)
             .pragma("wal_autocheckpoint", "4000");
-        // The writer's log frames of a commit reach the file in one write
-        // (`store::sqlite_wal_buffer`); it needs synchronous=FULL, checked when it connects.
+        // The writer's log frames of a commit reach the file in a few large writes
+        // (`store::sqlite_wal_buffer`), written out before the commit ends at any
+        // `synchronous` level.
         let wal_buffer = sqlite_wal_buffer::register().map_err(|code| {
             StoreError::Database(format!(
                 "the SQLite VFS that buffers the writer's log could not be registered ({code})"
@@ -114,10 +115,7 @@ impl Backend for Sqlite {
             // Its commits wake the checkpointer instead of checkpointing themselves.
             .after_connect(move |connection, _| {
                 let watching = watching.clone();
-                Box::pin(async move {
-                    sqlite_wal_buffer::require_full_sync(connection).await?;
-                    watching.watch(connection).await
-                })
+                Box::pin(async move { watching.watch(connection).await })
             })
             // The writer's page cache holds the index pages a write touches (64 MiB instead of
             // SQLite's 2 MiB): a smaller cache spills dirty pages mid-transaction and re-reads

@@ -17,14 +17,23 @@
 //!   not append to the buffer (an overwritten frame, the log restarted at offset 0). A failed
 //!   write-out is the error of the call that caused it (`SQLITE_IOERR_WRITE`, or `SQLITE_FULL`).
 //!   A read of frames spilled mid-transaction therefore sees them.
+//! - A commit's frames reach the file inside the commit: the page of the frame that ends a
+//!   transaction (its header's "database size after commit" is not zero, as the WAL format
+//!   documents) writes the buffer out in its own `xWrite`, whose error fails the commit. That
+//!   holds at every `synchronous` level (decision 0063): under `NORMAL` no `xSync` follows.
 //! - No other connection can see a log index that points at buffered frames: a commit becomes
 //!   visible when wal.c writes the new index header into the shared memory, with an
 //!   `xShmBarrier` of the *database* file between its two copies, and a write lock is released
 //!   with `xShmLock`. The database file of a connection is opened through this VFS too and knows
-//!   its log: its `xShmLock`, `xShmBarrier` and `xShmUnmap` write the log's buffer out first.
-//!   (With `synchronous=FULL`, decision 0004, wal.c also syncs the log before it writes the
-//!   index, so the buffer is already empty there. `xShmBarrier` cannot report an error; that is
-//!   why the store's writer refuses a connection that is not `FULL`, see [`require_full_sync`].)
+//!   its log: its `xShmLock`, `xShmBarrier` and `xShmUnmap` write the log's buffer out first
+//!   (what a rolled-back transaction spilled, the buffer is otherwise empty there).
+//! - A failed write-out is kept. The VFS contract does not say which return codes SQLite acts
+//!   on (an unlock's, `xClose`'s and `xShmUnmap`'s it drops; `xShmBarrier` has none), so no
+//!   call is trusted to have reported it: every later call on the log that can answer an error
+//!   (`xSync` at a commit, `xRead`, `xWrite`, `xFileSize`, ...) answers the failed write's code
+//!   until its lost bytes no longer count: the log restarts (its header written at offset 0,
+//!   with new salts that make every later frame invalid), is cut at or below where they began
+//!   (`xTruncate`), or is closed. No commit is acknowledged over lost frames.
 //! - A log is linked to its database through the database's file name (`sqlite3_filename_database`
 //!   of the log's name, the pointer SQLite passed to the database's `xOpen`), in a table of the
 //!   registration. A log whose database is not found is not buffered.
@@ -33,7 +42,7 @@
 //!   guarded), and a buffer that cannot be allocated means writing through.
 
 use std::collections::HashMap;
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::{Mutex, OnceLock};
@@ -53,6 +62,18 @@ pub const BUFFER_BYTES: usize = 0x1_ffff;
 /// A private `xFileControl` opcode on a database file: writes its log's `[appends, writes]`
 /// (writes taken into the buffer, calls that wrote to the file) into a `[u64; 2]`. For tests.
 pub const FCNTL_COUNTS: c_int = 0x5347_0001;
+
+/// The WAL file format (<https://www.sqlite.org/fileformat2.html#walformat>): the log's header,
+/// then frames of a 24-byte header and a page. Bytes 4..8 of a frame header, big-endian, are
+/// the database's size in pages after the commit for the frame that ends a transaction, and
+/// zero for every other.
+const LOG_HEADER_BYTES: i64 = 32;
+const FRAME_HEADER_BYTES: usize = 24;
+
+/// A private `xFileControl` opcode on a database file: its log's next write-out fails, as a
+/// `pwrite` that failed (the bytes are not written). For tests.
+#[cfg(test)]
+const FCNTL_FAIL_WRITE_OUT: c_int = 0x5347_0002;
 
 /// The VFS, the one it wraps, and the databases open through it (their file name pointer →
 /// their `Shim`), to link each log to its database.
@@ -127,26 +148,6 @@ fn register_once() -> Result<(), c_int> {
     Ok(())
 }
 
-/// Refuses a connection whose `synchronous` is below `FULL`: the log's buffer is written out
-/// before its index is published in any mode, but only with `FULL` is that done by `xSync`,
-/// which can report a failure (the `xShmBarrier` that does it otherwise cannot).
-pub async fn require_full_sync(
-    connection: &mut sqlx::sqlite::SqliteConnection,
-) -> Result<(), sqlx::Error> {
-    let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(&mut *connection)
-        .await?;
-    if level < 2 {
-        return Err(sqlx::Error::Configuration(
-            format!(
-                "the {VFS_NAME} VFS needs synchronous=FULL or EXTRA on its connection, not {level}"
-            )
-            .into(),
-        ));
-    }
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------------
 // Files
 
@@ -176,6 +177,15 @@ struct Shim {
     /// Writes taken into the buffer, and calls that wrote to the file (a log's).
     appends: u64,
     writes: u64,
+    /// A log: the last write was the header of a frame that ends a transaction; the buffer
+    /// is written out with its page.
+    commit: bool,
+    /// A log: the error of a write-out that failed (`SQLITE_OK`: none), answered by every call
+    /// that can until the log restarts or is cut to `lost_from` (where the lost bytes began).
+    failed: c_int,
+    lost_from: i64,
+    /// A log: its next write-out fails ([`FCNTL_FAIL_WRITE_OUT`], tests only).
+    fail_write_out: bool,
 }
 
 const SHIM_BYTES: usize = std::mem::size_of::<Shim>().next_multiple_of(16);
@@ -203,12 +213,17 @@ impl Shim {
 
     /// Writes the buffer out (a log's; nothing for a database). The buffer is emptied either
     /// way: what a failed write left in the file is what SQLite would have after its own
-    /// failed write, and SQLite gives up the transaction on the error.
+    /// failed write. A failure is also kept (`failed`): the call that wrote the buffer out may
+    /// be one whose error SQLite drops or cannot turn into a failed commit (an unlock, the
+    /// barrier), so every later call on the log that can report an error answers it
+    /// ([`Shim::ready`]) until the frames it lost no longer count.
     fn flush(&mut self) -> c_int {
         if self.buffer.is_empty() {
             return ffi::SQLITE_OK;
         }
+        let fail = std::mem::take(&mut self.fail_write_out);
         let rc = match self.methods().xWrite {
+            _ if fail => ffi::SQLITE_IOERR_WRITE,
             // SAFETY: `real` is open; the buffer holds `len` initialised bytes (≤ BUFFER_BYTES,
             // which fits a c_int).
             Some(write) => unsafe {
@@ -222,10 +237,28 @@ impl Shim {
             None => ffi::SQLITE_IOERR_WRITE,
         };
         self.writes += 1;
-        self.buffer.clear();
-        match rc {
+        let rc = match rc {
             ffi::SQLITE_OK | ffi::SQLITE_FULL => rc,
             _ => ffi::SQLITE_IOERR_WRITE,
+        };
+        if rc != ffi::SQLITE_OK {
+            self.lost_from = if self.failed == ffi::SQLITE_OK {
+                self.start
+            } else {
+                self.lost_from.min(self.start)
+            };
+            self.failed = rc;
+        }
+        self.buffer.clear();
+        rc
+    }
+
+    /// A log before any call but a write: its buffer written out, and the error of a
+    /// write-out that failed before, if one did.
+    fn ready(&mut self) -> c_int {
+        match self.flush() {
+            ffi::SQLITE_OK => self.failed,
+            rc => rc,
         }
     }
 
@@ -243,8 +276,17 @@ impl Shim {
     }
 
     /// A log's write: appended to the buffer when it continues it, otherwise the buffer is
-    /// written out first and the write starts a new one.
+    /// written out first and the write starts a new one. The page of a frame that ends a
+    /// transaction writes the buffer out at once: its error is the commit's, whether or not
+    /// an `xSync` follows (`synchronous` below `FULL`).
+    ///
+    /// After a failed write-out only the log's restart is written: its header at offset 0,
+    /// whose new salts make every frame after it invalid (the WAL format), lost ones too.
     fn write(&mut self, data: *const c_void, amount: c_int, offset: i64) -> c_int {
+        let restarts = self.kind == Kind::Log && offset == 0;
+        if self.failed != ffi::SQLITE_OK && !restarts {
+            return self.failed;
+        }
         let len = amount.max(0) as usize;
         let buffers = self.kind == Kind::Log && !self.peer.is_null() && len <= BUFFER_BYTES;
         let continues = !self.buffer.is_empty()
@@ -252,9 +294,12 @@ impl Shim {
             && self.buffer.len() + len <= BUFFER_BYTES;
         if !(continues && buffers) {
             let rc = self.flush();
-            if rc != ffi::SQLITE_OK {
+            if rc != ffi::SQLITE_OK && !restarts {
                 return rc;
             }
+        }
+        if restarts {
+            self.failed = ffi::SQLITE_OK;
         }
         if buffers
             && (self.buffer.capacity() >= BUFFER_BYTES
@@ -268,7 +313,15 @@ impl Shim {
             // Within the capacity reserved: never reallocates.
             self.buffer.extend_from_slice(bytes);
             self.appends += 1;
-            return ffi::SQLITE_OK;
+            let ends_transaction = std::mem::replace(
+                &mut self.commit,
+                len == FRAME_HEADER_BYTES && offset >= LOG_HEADER_BYTES && bytes[4..8] != [0; 4],
+            );
+            return if ends_transaction {
+                self.flush()
+            } else {
+                ffi::SQLITE_OK
+            };
         }
         match self.methods().xWrite {
             // SAFETY: passing SQLite's own arguments to the file under this one.
@@ -279,12 +332,13 @@ impl Shim {
 }
 
 /// Calls the default VFS file's method `$m` with `$args` after the log's buffer is written out
-/// (a log: its own; a database: nothing), answering the write's error if it failed.
+/// (a log: its own; a database: nothing), answering the write's error if it failed, or a
+/// failed write-out's that is still kept ([`Shim::ready`]).
 macro_rules! through {
     ($file:expr, $m:ident, $missing:expr $(, $arg:expr)*) => {{
         // SAFETY: `$file` is a file of this VFS (SQLite calls its methods with it).
         let shim = unsafe { shim($file) };
-        let rc = if shim.kind == Kind::Log { shim.flush() } else { ffi::SQLITE_OK };
+        let rc = if shim.kind == Kind::Log { shim.ready() } else { ffi::SQLITE_OK };
         if rc != ffi::SQLITE_OK {
             rc
         } else {
@@ -296,6 +350,15 @@ macro_rules! through {
         }
     }};
 }
+
+mod passthrough;
+
+use passthrough::{
+    access, check_reserved_lock, current_time, current_time_int64, delete, device_characteristics,
+    dl_close, dl_error, dl_open, dl_sym, fetch, file_size, full_pathname, get_last_error,
+    get_system_call, lock, next_system_call, randomness, read, sector_size, set_system_call,
+    shm_map, sleep, sync, unfetch, unlock,
+};
 
 static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
     iVersion: 3,
@@ -384,6 +447,10 @@ unsafe extern "C" fn open(
                     start: 0,
                     appends: 0,
                     writes: 0,
+                    commit: false,
+                    failed: ffi::SQLITE_OK,
+                    lost_from: 0,
+                    fail_write_out: false,
                 },
             );
         }
@@ -421,7 +488,7 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
         // SAFETY: SQLite closes a file of this VFS once.
         let this = unsafe { shim(file) };
         let flushed = match this.kind {
-            Kind::Log => this.flush(),
+            Kind::Log => this.ready(),
             Kind::Database => {
                 // SAFETY: the registration is leaked.
                 let registration = unsafe { &*this.registration };
@@ -456,13 +523,28 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
     })
 }
 
-unsafe extern "C" fn read(
-    file: *mut ffi::sqlite3_file,
-    data: *mut c_void,
-    amount: c_int,
-    offset: i64,
-) -> c_int {
-    guard(|| through!(file, xRead, ffi::SQLITE_IOERR_READ, data, amount, offset))
+/// Cutting the log: a failed write-out stops counting once the log is cut at or below where
+/// its bytes began (a truncating checkpoint, the log cut to `journal_size_limit`).
+unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
+    guard(|| {
+        // SAFETY: SQLite calls its file's method with the file.
+        let this = unsafe { shim(file) };
+        // A failure is kept in `failed`, answered below unless the cut leaves it behind.
+        this.flush();
+        let rc = match this.methods().xTruncate {
+            // SAFETY: SQLite's arguments, to the file under this one.
+            Some(method) => unsafe { method(this.real, size) },
+            None => ffi::SQLITE_IOERR_TRUNCATE,
+        };
+        if rc == ffi::SQLITE_OK && this.failed != ffi::SQLITE_OK && size <= this.lost_from {
+            this.failed = ffi::SQLITE_OK;
+        }
+        if rc != ffi::SQLITE_OK {
+            rc
+        } else {
+            this.failed
+        }
+    })
 }
 
 unsafe extern "C" fn write(
@@ -473,37 +555,6 @@ unsafe extern "C" fn write(
 ) -> c_int {
     // SAFETY: SQLite calls its file's method with the file.
     guard(|| unsafe { shim(file) }.write(data, amount, offset))
-}
-
-unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    guard(|| through!(file, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, size))
-}
-
-unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    guard(|| through!(file, xSync, ffi::SQLITE_IOERR_FSYNC, flags))
-}
-
-unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    guard(|| through!(file, xFileSize, ffi::SQLITE_IOERR_FSTAT, size))
-}
-
-unsafe extern "C" fn lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    guard(|| through!(file, xLock, ffi::SQLITE_IOERR_LOCK, level))
-}
-
-unsafe extern "C" fn unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    guard(|| through!(file, xUnlock, ffi::SQLITE_IOERR_UNLOCK, level))
-}
-
-unsafe extern "C" fn check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
-    guard(|| {
-        through!(
-            file,
-            xCheckReservedLock,
-            ffi::SQLITE_IOERR_CHECKRESERVEDLOCK,
-            out
-        )
-    })
 }
 
 unsafe extern "C" fn file_control(
@@ -526,51 +577,18 @@ unsafe extern "C" fn file_control(
             }
             return ffi::SQLITE_OK;
         }
+        #[cfg(test)]
+        if op == FCNTL_FAIL_WRITE_OUT {
+            // SAFETY: SQLite calls its file's method with the file.
+            let this = unsafe { shim(file) };
+            if this.kind != Kind::Database || this.peer.is_null() {
+                return ffi::SQLITE_NOTFOUND;
+            }
+            // SAFETY: the linked log is open, on this thread.
+            unsafe { (*this.peer).fail_write_out = true };
+            return ffi::SQLITE_OK;
+        }
         through!(file, xFileControl, ffi::SQLITE_NOTFOUND, op, arg)
-    })
-}
-
-unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
-    guard(|| {
-        // SAFETY: SQLite calls its file's method with the file.
-        let this = unsafe { shim(file) };
-        match this.methods().xSectorSize {
-            // SAFETY: the file under this one.
-            Some(method) => unsafe { method(this.real) },
-            None => 4096,
-        }
-    })
-}
-
-unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
-    guard(|| {
-        // SAFETY: SQLite calls its file's method with the file.
-        let this = unsafe { shim(file) };
-        match this.methods().xDeviceCharacteristics {
-            // SAFETY: the file under this one.
-            Some(method) => unsafe { method(this.real) },
-            None => 0,
-        }
-    })
-}
-
-unsafe extern "C" fn shm_map(
-    file: *mut ffi::sqlite3_file,
-    page: c_int,
-    page_size: c_int,
-    extend: c_int,
-    out: *mut *mut c_void,
-) -> c_int {
-    guard(|| {
-        through!(
-            file,
-            xShmMap,
-            ffi::SQLITE_IOERR_SHMMAP,
-            page,
-            page_size,
-            extend,
-            out
-        )
     })
 }
 
@@ -604,12 +622,12 @@ unsafe extern "C" fn shm_lock(
 }
 
 /// wal.c's barrier between the two copies of a new index header: the log's frames are written
-/// out before it (with `synchronous=FULL` the commit's `xSync` already did).
+/// out before it (a commit's already were, with the page of its last frame).
 unsafe extern "C" fn shm_barrier(file: *mut ffi::sqlite3_file) {
     guard(|| {
         // SAFETY: SQLite calls its file's method with the file.
         let this = unsafe { shim(file) };
-        // No way to report a failure here; `require_full_sync` keeps it from mattering.
+        // No way to report a failure here: it is kept, and answered by the log's next call.
         this.flush_log();
         if let Some(method) = this.methods().xShmBarrier {
             // SAFETY: the file under this one.
@@ -637,156 +655,9 @@ unsafe extern "C" fn shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c
     })
 }
 
-unsafe extern "C" fn fetch(
-    file: *mut ffi::sqlite3_file,
-    offset: i64,
-    amount: c_int,
-    out: *mut *mut c_void,
-) -> c_int {
-    guard(|| {
-        // SAFETY: SQLite's out pointer; "no mapping" is a valid answer.
-        unsafe { *out = ptr::null_mut() };
-        through!(file, xFetch, ffi::SQLITE_OK, offset, amount, out)
-    })
-}
-
-unsafe extern "C" fn unfetch(
-    file: *mut ffi::sqlite3_file,
-    offset: i64,
-    page: *mut c_void,
-) -> c_int {
-    guard(|| through!(file, xUnfetch, ffi::SQLITE_OK, offset, page))
-}
-
-// ---------------------------------------------------------------------------------------------
-// The VFS's own methods: the default VFS's, called with the default VFS.
-
-/// The default VFS under `vfs` (ours).
-///
-/// # Safety
-/// `vfs` must be this module's registered VFS.
-unsafe fn base<'a>(vfs: *mut ffi::sqlite3_vfs) -> (&'a ffi::sqlite3_vfs, *mut ffi::sqlite3_vfs) {
-    // SAFETY: by the caller's promise, `pAppData` is the leaked registration.
-    unsafe {
-        let base = (*((*vfs).pAppData as *const Registration)).base;
-        (&*base, base)
-    }
-}
-
-macro_rules! vfs_through {
-    ($vfs:expr, $m:ident, $missing:expr $(, $arg:expr)*) => {{
-        // SAFETY: SQLite calls our VFS's methods with our VFS; its arguments go to the default.
-        unsafe {
-            let (base, pointer) = base($vfs);
-            match base.$m {
-                Some(method) => method(pointer $(, $arg)*),
-                None => $missing,
-            }
-        }
-    }};
-}
-
-unsafe extern "C" fn delete(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    sync_dir: c_int,
-) -> c_int {
-    vfs_through!(vfs, xDelete, ffi::SQLITE_IOERR_DELETE, name, sync_dir)
-}
-
-unsafe extern "C" fn access(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    flags: c_int,
-    out: *mut c_int,
-) -> c_int {
-    vfs_through!(vfs, xAccess, ffi::SQLITE_IOERR_ACCESS, name, flags, out)
-}
-
-unsafe extern "C" fn full_pathname(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    size: c_int,
-    out: *mut c_char,
-) -> c_int {
-    vfs_through!(vfs, xFullPathname, ffi::SQLITE_CANTOPEN, name, size, out)
-}
-
-unsafe extern "C" fn dl_open(vfs: *mut ffi::sqlite3_vfs, name: *const c_char) -> *mut c_void {
-    vfs_through!(vfs, xDlOpen, ptr::null_mut(), name)
-}
-
-unsafe extern "C" fn dl_error(vfs: *mut ffi::sqlite3_vfs, size: c_int, out: *mut c_char) {
-    vfs_through!(vfs, xDlError, (), size, out)
-}
-
-type Symbol = Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)>;
-
-unsafe extern "C" fn dl_sym(
-    vfs: *mut ffi::sqlite3_vfs,
-    handle: *mut c_void,
-    symbol: *const c_char,
-) -> Symbol {
-    vfs_through!(vfs, xDlSym, None, handle, symbol)
-}
-
-unsafe extern "C" fn dl_close(vfs: *mut ffi::sqlite3_vfs, handle: *mut c_void) {
-    vfs_through!(vfs, xDlClose, (), handle)
-}
-
-unsafe extern "C" fn randomness(
-    vfs: *mut ffi::sqlite3_vfs,
-    size: c_int,
-    out: *mut c_char,
-) -> c_int {
-    vfs_through!(vfs, xRandomness, 0, size, out)
-}
-
-unsafe extern "C" fn sleep(vfs: *mut ffi::sqlite3_vfs, micros: c_int) -> c_int {
-    vfs_through!(vfs, xSleep, 0, micros)
-}
-
-unsafe extern "C" fn current_time(vfs: *mut ffi::sqlite3_vfs, out: *mut f64) -> c_int {
-    vfs_through!(vfs, xCurrentTime, ffi::SQLITE_ERROR, out)
-}
-
-unsafe extern "C" fn get_last_error(
-    vfs: *mut ffi::sqlite3_vfs,
-    size: c_int,
-    out: *mut c_char,
-) -> c_int {
-    vfs_through!(vfs, xGetLastError, 0, size, out)
-}
-
-unsafe extern "C" fn current_time_int64(vfs: *mut ffi::sqlite3_vfs, out: *mut i64) -> c_int {
-    vfs_through!(vfs, xCurrentTimeInt64, ffi::SQLITE_ERROR, out)
-}
-
-unsafe extern "C" fn set_system_call(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    call: ffi::sqlite3_syscall_ptr,
-) -> c_int {
-    vfs_through!(vfs, xSetSystemCall, ffi::SQLITE_NOTFOUND, name, call)
-}
-
-unsafe extern "C" fn get_system_call(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-) -> ffi::sqlite3_syscall_ptr {
-    vfs_through!(vfs, xGetSystemCall, None, name)
-}
-
-unsafe extern "C" fn next_system_call(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-) -> *const c_char {
-    vfs_through!(vfs, xNextSystemCall, ptr::null(), name)
-}
-
 #[cfg(test)]
 mod tests {
-    use std::ffi::CString;
+    use std::ffi::{c_char, CString};
     use std::path::Path;
 
     use super::*;
@@ -825,6 +696,13 @@ mod tests {
         }
 
         fn exec(&self, sql: &str) {
+            if let Err(code) = self.try_exec(sql) {
+                panic!("{sql}: {} ({code})", self.error());
+            }
+        }
+
+        /// Runs `sql`: its extended error code if it failed.
+        fn try_exec(&self, sql: &str) -> Result<(), c_int> {
             let text = CString::new(sql).unwrap();
             // SAFETY: an open connection, a C string.
             let rc = unsafe {
@@ -836,7 +714,25 @@ mod tests {
                     ptr::null_mut(),
                 )
             };
-            assert_eq!(rc, ffi::SQLITE_OK, "{sql}: {}", self.error());
+            if rc == ffi::SQLITE_OK {
+                return Ok(());
+            }
+            // SAFETY: an open connection.
+            Err(unsafe { ffi::sqlite3_extended_errcode(self.0) })
+        }
+
+        /// The log's next write-out fails.
+        fn fail_next_write_out(&self) {
+            // SAFETY: the private opcode takes no argument.
+            let rc = unsafe {
+                ffi::sqlite3_file_control(
+                    self.0,
+                    c"main".as_ptr(),
+                    FCNTL_FAIL_WRITE_OUT,
+                    ptr::null_mut(),
+                )
+            };
+            assert_eq!(rc, ffi::SQLITE_OK, "the log is not buffered");
         }
 
         fn error(&self) -> String {
@@ -967,7 +863,7 @@ mod tests {
     #[test]
     fn a_reader_sees_each_commit_even_without_its_fsync() {
         // Without synchronous=FULL nothing syncs the log before the commit is published: the
-        // frames must be written out at the index's barrier or lock.
+        // frames must be written out before (with the page of the commit's last frame).
         let path = scratch("walbuf-normal");
         let writer = Connection::open(&path, true);
         writer.exec("PRAGMA synchronous=NORMAL");
@@ -1073,6 +969,64 @@ mod tests {
         drop(fresh);
         assert_eq!(other.one("SELECT count(*) FROM t"), "200");
         assert_eq!(writer.one("SELECT count(*) FROM t"), "200");
+        other.intact();
+        writer.intact();
+        drop((other, writer));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_commit_without_its_fsync_fails_when_its_frames_cannot_be_written() {
+        // Under synchronous=NORMAL no xSync follows the commit's frames: their write-out must
+        // still be the error of a call that fails the commit, not of the barrier or lock that
+        // publishes it (which cannot report one).
+        let path = scratch("walbuf-normal-fails");
+        let writer = Connection::open(&path, true);
+        writer.exec("PRAGMA synchronous=NORMAL");
+        create(&writer);
+        fill(&writer, 1, 10, 300);
+        writer.exec("BEGIN IMMEDIATE");
+        fill(&writer, 11, 10, 300);
+        writer.fail_next_write_out();
+        assert_eq!(writer.try_exec("COMMIT"), Err(ffi::SQLITE_IOERR_WRITE));
+        let _ = writer.try_exec("ROLLBACK");
+        let reader = Connection::open(&path, false);
+        assert_eq!(
+            reader.one("SELECT count(*) FROM t"),
+            "10",
+            "nothing published"
+        );
+        reader.intact();
+        drop((reader, writer));
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_write_out_that_failed_where_sqlite_could_not_hear_of_it_fails_the_next_calls() {
+        let path = scratch("walbuf-sticky");
+        let writer = Connection::open(&path, true);
+        writer.exec("PRAGMA cache_size=20");
+        create(&writer);
+        fill(&writer, 1, 10, 300);
+        // Frames of a transaction spilled into the buffer; their write-out fails when the
+        // rollback lets go of the log index's write lock, an unlock whose error SQLite drops.
+        writer.exec("BEGIN IMMEDIATE");
+        fill(&writer, 11, 60, 2000);
+        writer.fail_next_write_out();
+        writer.exec("ROLLBACK");
+        // Until the log restarts, every call that can answer says so.
+        for _ in 0..2 {
+            assert_eq!(
+                writer.try_exec("INSERT INTO t(x, b) VALUES (100, x'00')"),
+                Err(ffi::SQLITE_IOERR_WRITE)
+            );
+        }
+        // Another connection copies the log back and empties it: the writer's next frames
+        // start a new log (its header at offset 0), and it writes again.
+        let other = Connection::open(&path, false);
+        other.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+        writer.exec("INSERT INTO t(x, b) VALUES (100, x'00')");
+        assert_eq!(other.one("SELECT count(*) FROM t"), "11");
         other.intact();
         writer.intact();
         drop((other, writer));

@@ -309,7 +309,7 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
             for seqs in done.chunks(OUTBOX_ROWS_PER_STATEMENT) {
                 let removed = tx.fetch_all(&delete_outbox(B::DIALECT, seqs)).await?;
                 if removed.len() < seqs.len() {
-                    return Err(StoreError::Conflict(format!(
+                    return Err(StoreError::HandledElsewhere(format!(
                         "{} of outbox entries {}..={} were handled by another subscription worker",
                         seqs.len() - removed.len(),
                         seqs[0],
@@ -414,7 +414,24 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
 #[cfg(test)]
 mod tests {
     use super::super::sql::golden::*;
+    use super::super::sqlite::Sqlite;
+    use super::super::Store;
     use super::*;
+
+    /// Outbox entries another worker already removed: its events are not recorded twice, and
+    /// the round is not tried again as if it had lost a race (it would lose again).
+    #[tokio::test]
+    async fn a_round_whose_entries_another_worker_handled_is_given_up_at_once() {
+        let (dir, url) = crate::store::scratch_sqlite("outbox-handled");
+        let store = SqlStore::<Sqlite>::open(&url).await.unwrap();
+        let answer = store.record_events(&[41, 42], &[]).await;
+        assert!(
+            matches!(answer, Err(StoreError::HandledElsewhere(_))),
+            "{answer:?}"
+        );
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn a_rounds_outbox_rows_are_removed_by_one_statement() {
