@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::Executor;
 use tokio::sync::Notify;
 
-use super::backend::{Backend, Column, Sqlx};
+use super::backend::{Backend, Column, Columns, Sqlx};
 use super::group_commit::Writer;
 use super::pending::{Batch, Held, Pending};
 use super::sql::{self, Sql};
@@ -233,15 +233,7 @@ impl<B: Backend> Tx for SqlTx<B> {
         let row = B::Db::prepare(led.as_ref().unwrap_or(&sql))
             .fetch_optional(self.connection().await?)
             .await?;
-        Ok(row
-            .map(|r| -> Result<Current, sqlx::Error> {
-                Ok(Current {
-                    version: r.at(0)?,
-                    last_updated: r.at(1)?,
-                    deleted: r.at(2)?,
-                })
-            })
-            .transpose()?)
+        Ok(row.map(|r| current_at(&r, 0)).transpose()?)
     }
 
     /// Also reads the current state of every row it locks (without a row lock clause the
@@ -268,11 +260,7 @@ impl<B: Backend> Tx for SqlTx<B> {
             self.locked.insert(key.clone(), None);
         }
         for row in rows {
-            let current = Current {
-                version: row.at(2)?,
-                last_updated: row.at(3)?,
-                deleted: row.at(4)?,
-            };
+            let current = current_at(&row, 2)?;
             self.locked.insert((row.at(0)?, row.at(1)?), Some(current));
         }
         Ok(())
@@ -418,4 +406,14 @@ impl<B: Backend> Tx for SqlTx<B> {
         } = *self;
         tx.commit(queues, &queued).await
     }
+}
+
+/// A resource row's current state from its columns `version, last_updated, deleted`, the first
+/// at `offset`.
+fn current_at(row: &impl Columns, offset: usize) -> Result<Current, sqlx::Error> {
+    Ok(Current {
+        version: row.at(offset)?,
+        last_updated: row.at(offset + 1)?,
+        deleted: row.at(offset + 2)?,
+    })
 }
